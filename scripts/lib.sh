@@ -1,0 +1,86 @@
+# Shared by scripts/run and scripts/test: make sure PostgreSQL, Redis (and the browser, for
+# tests) are there. Uses DATABASE_URL / REDIS_URL when set; otherwise starts private servers
+# under .data/ (installing Debian's packages when missing). PostgreSQL refuses to run as
+# root, so a private cluster runs as the `postgres` user.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA="$ROOT/.data"
+mkdir -p "$DATA"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
+}
+
+# ensure_postgres NAME PORT FSYNC(on|off): exports DATABASE_URL (owner) unless already set.
+ensure_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then log "using DATABASE_URL from the environment"; return; fi
+  local name="$1" port="$2" fsync="$3"
+  local bin; bin=$(pg_bin || true)
+  if [ -z "$bin" ]; then log "installing PostgreSQL"; apt_install postgresql postgresql-contrib; bin=$(pg_bin); fi
+  local dir="$DATA/$name" sock="$DATA/$name-sock"
+  local pwfile="$DATA/$name.password"
+  id postgres >/dev/null 2>&1 || as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+  run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  if [ ! -s "$dir/PG_VERSION" ]; then
+    log "creating a private PostgreSQL cluster in $dir"
+    rm -rf "$dir"; mkdir -p "$dir" "$sock"
+    [ -s "$pwfile" ] || head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$pwfile"
+    if [ "$(id -u)" = 0 ]; then chown postgres "$dir" "$sock"; chown postgres "$pwfile"; fi
+    chmod 700 "$dir"
+    run_pg "$bin/initdb" -D "$dir" -U postgres --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 \
+      -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  mkdir -p "$sock"; [ "$(id -u)" = 0 ] && chown postgres "$sock"
+  if ! run_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    log "starting private PostgreSQL on 127.0.0.1:$port"
+    local opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$sock -c max_connections=300"
+    if [ "$fsync" = off ]; then opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
+    run_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null
+  fi
+  local pw; pw=$(cat "$pwfile")
+  export DATABASE_URL="postgres://postgres:$pw@127.0.0.1:$port/sigmaai"
+  # Create the database (and the key store beside it) if missing.
+  for db in sigmaai sigmaai_keys; do
+    if ! PGPASSWORD="$pw" "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
+      PGPASSWORD="$pw" "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
+    fi
+  done
+}
+
+# ensure_redis NAME PORT: exports REDIS_URL unless already set.
+ensure_redis() {
+  if [ -n "${REDIS_URL:-}" ]; then log "using REDIS_URL from the environment"; return; fi
+  local name="$1" port="$2"
+  command -v redis-server >/dev/null || { log "installing Redis"; apt_install redis-server; }
+  local dir="$DATA/$name"; mkdir -p "$dir"
+  if ! redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+    log "starting private Redis on 127.0.0.1:$port"
+    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir" --save "" --appendonly no \
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+    for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  export REDIS_URL="redis://127.0.0.1:$port/0"
+}
+
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return; fi
+  log "installing Chromium and ChromeDriver (browser tests)"
+  apt_install chromium chromium-driver || { [ "${CI:-}" = true ] && return 1; log "no browser: browser tests will skip"; }
+}

@@ -1,0 +1,338 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Every secret is a [`SecretString`] (never printed by `Debug`) and may also be read from a
+//! file named by `NAME_FILE`, the way container secrets are mounted. Tests build a [`Config`]
+//! in code with [`Config::for_tests`] and never read the process environment.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Whether we run for real users or on a developer machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub env: Environment,
+    /// The URL users reach us at; its scheme decides `Secure` cookies and HSTS.
+    pub public_url: Url,
+    pub bind: SocketAddr,
+    /// Owner connection (migrations). The server itself connects as [`Config::app_db_user`].
+    pub database_url: SecretString,
+    pub app_db_user: String,
+    pub app_db_password: SecretString,
+    pub redis_url: Option<SecretString>,
+    /// Prefix for every Redis key and pub/sub channel (tests use one per test).
+    pub redis_prefix: String,
+    pub data_dir: PathBuf,
+    /// Signs session JWTs and CSRF tokens.
+    pub session_secret: SecretString,
+    /// Number of proxy hops in front of us whose `X-Forwarded-For` we believe.
+    pub trusted_proxies: usize,
+    pub log_dir: Option<PathBuf>,
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("{name} is required in production")]
+    Missing { name: &'static str },
+    #[error("could not read {name} from file {path}: {source}")]
+    File {
+        name: String,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Variables we know; anything else starting with `SIGMAAI_` is warned about (typos).
+const KNOWN: &[&str] = &[
+    "SIGMAAI_ENV",
+    "SIGMAAI_PUBLIC_URL",
+    "SIGMAAI_BIND",
+    "SIGMAAI_APP_DB_USER",
+    "SIGMAAI_APP_DB_PASSWORD",
+    "SIGMAAI_REDIS_PREFIX",
+    "SIGMAAI_DATA_DIR",
+    "SIGMAAI_SESSION_SECRET",
+    "SIGMAAI_TRUSTED_PROXIES",
+    "SIGMAAI_LOG_DIR",
+    "SIGMAAI_DB_MAX_CONNECTIONS",
+    "SIGMAAI_MASTER_KEY",
+    "SIGMAAI_KEYSTORE_URL",
+    "SIGMAAI_PG_PORT",
+    "SIGMAAI_REDIS_PORT",
+];
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    /// Builds the config from a map of variables (the environment, or a test's map).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
+        let secret = |name: &'static str| -> Result<Option<SecretString>, ConfigError> {
+            if let Some(v) = get(name) {
+                return Ok(Some(SecretString::from(v)));
+            }
+            let file_var = format!("{name}_FILE");
+            match get(&file_var) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map(|s| Some(SecretString::from(s.trim_end().to_owned())))
+                    .map_err(|source| ConfigError::File {
+                        name: file_var,
+                        path,
+                        source,
+                    }),
+                None => Ok(None),
+            }
+        };
+
+        let env = match get("SIGMAAI_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "SIGMAAI_ENV",
+                    reason: format!("expected production or development, got {other:?}"),
+                });
+            }
+        };
+        let bind: SocketAddr = get("SIGMAAI_BIND")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .map_err(|e| ConfigError::Invalid {
+                name: "SIGMAAI_BIND",
+                reason: format!("{e}"),
+            })?;
+        let public_url = match get("SIGMAAI_PUBLIC_URL") {
+            Some(u) => Url::parse(&u).map_err(|e| ConfigError::Invalid {
+                name: "SIGMAAI_PUBLIC_URL",
+                reason: e.to_string(),
+            })?,
+            None if env == Environment::Production => {
+                return Err(ConfigError::Missing {
+                    name: "SIGMAAI_PUBLIC_URL",
+                });
+            }
+            None => Url::parse(&format!("http://localhost:{}", bind.port())).map_err(|e| {
+                ConfigError::Invalid {
+                    name: "SIGMAAI_BIND",
+                    reason: e.to_string(),
+                }
+            })?,
+        };
+        let database_url = secret("DATABASE_URL")?.ok_or(ConfigError::Missing {
+            name: "DATABASE_URL",
+        })?;
+        let app_db_password = match (secret("SIGMAAI_APP_DB_PASSWORD")?, env) {
+            (Some(p), _) => p,
+            (None, Environment::Development) => SecretString::from("sigmaai_app_dev"),
+            (None, Environment::Production) => {
+                return Err(ConfigError::Missing {
+                    name: "SIGMAAI_APP_DB_PASSWORD",
+                });
+            }
+        };
+        let data_dir = PathBuf::from(get("SIGMAAI_DATA_DIR").unwrap_or_else(|| ".data".into()));
+        let session_secret = match (secret("SIGMAAI_SESSION_SECRET")?, env) {
+            (Some(s), _) if s.expose_secret().len() >= 32 => s,
+            (Some(_), _) => {
+                return Err(ConfigError::Invalid {
+                    name: "SIGMAAI_SESSION_SECRET",
+                    reason: "must be at least 32 characters".into(),
+                });
+            }
+            (None, Environment::Production) => {
+                return Err(ConfigError::Missing {
+                    name: "SIGMAAI_SESSION_SECRET",
+                });
+            }
+            // Development: a random secret per start; sessions simply end on restart.
+            (None, Environment::Development) => SecretString::from(random_token(32)),
+        };
+        let parse_num = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|e| ConfigError::Invalid {
+                    name,
+                    reason: format!("{e}"),
+                }),
+            }
+        };
+
+        for key in vars.keys() {
+            let base = key.strip_suffix("_FILE").unwrap_or(key);
+            if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
+                tracing::warn!(variable = %key, "unknown SIGMAAI_ variable ignored");
+            }
+        }
+
+        Ok(Config {
+            env,
+            public_url,
+            bind,
+            database_url,
+            app_db_user: get("SIGMAAI_APP_DB_USER").unwrap_or_else(|| "sigmaai_app".into()),
+            app_db_password,
+            redis_url: secret_opt_url(get("REDIS_URL")),
+            redis_prefix: get("SIGMAAI_REDIS_PREFIX").unwrap_or_else(|| "sigmaai:".into()),
+            log_dir: get("SIGMAAI_LOG_DIR")
+                .map(PathBuf::from)
+                .or_else(|| Some(data_dir.join("logs"))),
+            data_dir,
+            session_secret,
+            trusted_proxies: parse_num("SIGMAAI_TRUSTED_PROXIES", 0)? as usize,
+            db_max_connections: parse_num("SIGMAAI_DB_MAX_CONNECTIONS", 20)? as u32,
+        })
+    }
+
+    /// A development config pointing at the given databases, for tests.
+    pub fn for_tests(database_url: &str, redis_url: Option<&str>, redis_prefix: &str) -> Config {
+        Config {
+            env: Environment::Development,
+            public_url: Url::parse("http://localhost:8080").expect("static URL"),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: SecretString::from(database_url.to_owned()),
+            app_db_user: "sigmaai_app".into(),
+            app_db_password: SecretString::from("sigmaai_app_dev"),
+            redis_url: redis_url.map(|u| SecretString::from(u.to_owned())),
+            redis_prefix: redis_prefix.to_owned(),
+            data_dir: std::env::temp_dir().join("sigmaai-test-data"),
+            session_secret: SecretString::from(random_token(32)),
+            trusted_proxies: 0,
+            log_dir: None,
+            db_max_connections: 5,
+        }
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// Whether users reach us over TLS (decides `Secure`, `__Host-` and HSTS).
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The connection URL for the non-owner application role, derived from `DATABASE_URL`.
+    pub fn app_database_url(&self) -> Result<SecretString, ConfigError> {
+        let mut url =
+            Url::parse(self.database_url.expose_secret()).map_err(|e| ConfigError::Invalid {
+                name: "DATABASE_URL",
+                reason: e.to_string(),
+            })?;
+        let bad = |_| ConfigError::Invalid {
+            name: "DATABASE_URL",
+            reason: "cannot carry a user name".into(),
+        };
+        url.set_username(&self.app_db_user).map_err(bad)?;
+        url.set_password(Some(self.app_db_password.expose_secret()))
+            .map_err(bad)?;
+        Ok(SecretString::from(url.to_string()))
+    }
+}
+
+fn secret_opt_url(v: Option<String>) -> Option<SecretString> {
+    v.map(SecretString::from)
+}
+
+/// A URL-safe random token of `bytes` random bytes.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn development_defaults_work_with_only_a_database() {
+        let c = Config::from_vars(&vars(&[("DATABASE_URL", "postgres://u:p@h/db")])).unwrap();
+        assert_eq!(c.env, Environment::Development);
+        assert_eq!(c.bind.port(), 8080);
+        assert!(!c.is_https());
+        assert!(c.redis_url.is_none());
+    }
+
+    #[test]
+    fn production_requires_secrets_and_public_url() {
+        let err = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("SIGMAAI_ENV", "production"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("SIGMAAI_PUBLIC_URL"), "{err}");
+        let err = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("SIGMAAI_ENV", "production"),
+            ("SIGMAAI_PUBLIC_URL", "https://app.example.com"),
+            ("SIGMAAI_APP_DB_PASSWORD", "x"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("SIGMAAI_SESSION_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_read_from_file_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("sigmaai-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "s3cr3t-session-key-that-is-long-enough-xx\n").unwrap();
+        let c = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://owner:hunter2@h/db"),
+            ("SIGMAAI_SESSION_SECRET_FILE", file.to_str().unwrap()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.session_secret.expose_secret(),
+            "s3cr3t-session-key-that-is-long-enough-xx"
+        );
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn app_url_swaps_in_the_app_role() {
+        let c = Config::from_vars(&vars(&[(
+            "DATABASE_URL",
+            "postgres://postgres:pw@127.0.0.1:5433/sigmaai",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.app_database_url().unwrap().expose_secret(),
+            "postgres://sigmaai_app:sigmaai_app_dev@127.0.0.1:5433/sigmaai"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("SIGMAAI_BIND", "nope"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("SIGMAAI_BIND"));
+    }
+}

@@ -1,0 +1,132 @@
+//! The Postgres job queue: enqueue inside the caller's transaction, claim with
+//! `FOR UPDATE SKIP LOCKED` under a lease, finish or back off.
+
+use sqlx::{PgConnection, PgPool};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub tenant_id: Option<Uuid>,
+    pub subject_id: Option<Uuid>,
+    /// At most one pending job per key; a second enqueue with the same key moves its run time.
+    pub dedupe_key: Option<String>,
+    pub run_at: OffsetDateTime,
+    pub max_attempts: i32,
+}
+
+impl<'a> NewJob<'a> {
+    pub fn new(kind: &'a str, run_at: OffsetDateTime) -> Self {
+        NewJob {
+            kind,
+            tenant_id: None,
+            subject_id: None,
+            dedupe_key: None,
+            run_at,
+            max_attempts: 8,
+        }
+    }
+    pub fn tenant(mut self, id: Uuid) -> Self {
+        self.tenant_id = Some(id);
+        self
+    }
+    pub fn subject(mut self, id: Uuid) -> Self {
+        self.subject_id = Some(id);
+        self
+    }
+    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub tenant_id: Option<Uuid>,
+    pub subject_id: Option<Uuid>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// Enqueues in the caller's transaction. With a dedupe key already pending, the pending job's
+/// run time moves to the new one (a burst coalesces into the last message's debounce).
+pub async fn enqueue(conn: &mut PgConnection, job: NewJob<'_>, now: OffsetDateTime) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    let row = sqlx::query_scalar!(
+        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+           ON CONFLICT (dedupe_key) WHERE state = 'pending' AND dedupe_key IS NOT NULL
+           DO UPDATE SET run_at = GREATEST(jobs.run_at, EXCLUDED.run_at), updated_at = EXCLUDED.updated_at
+           RETURNING id"#,
+        id,
+        job.kind,
+        job.tenant_id,
+        job.subject_id,
+        job.dedupe_key,
+        job.run_at,
+        job.max_attempts,
+        now,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row)
+}
+
+/// Claims one due job under a lease and commits the claim before returning it, so no row lock
+/// is held while the job talks to the outside world.
+pub async fn claim(pool: &PgPool, now: OffsetDateTime, lease: Duration) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as!(
+        Job,
+        r#"UPDATE jobs SET locked_until = $2, attempts = attempts + 1, updated_at = $1
+           WHERE id = (
+               SELECT id FROM jobs
+               WHERE state = 'pending' AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
+               ORDER BY run_at
+               LIMIT 1
+               FOR UPDATE SKIP LOCKED)
+           RETURNING id, kind, tenant_id, subject_id, attempts, max_attempts"#,
+        now,
+        now + lease,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn complete(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE jobs SET state = 'done', finished_at = $2, updated_at = $2, locked_until = NULL WHERE id = $1",
+        id,
+        now
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a failure: retried after `retry_at`, or dead once attempts are used up.
+/// `error` must never carry personal data (callers pass a short reason).
+pub async fn fail(pool: &PgPool, job: &Job, error: &str, retry_at: OffsetDateTime, now: OffsetDateTime) -> sqlx::Result<()> {
+    let dead = job.attempts >= job.max_attempts;
+    sqlx::query!(
+        r#"UPDATE jobs SET
+             state = CASE WHEN $2 THEN 'dead' ELSE 'pending' END,
+             run_at = $3, locked_until = NULL, last_error = left($4, 500), updated_at = $5::timestamptz,
+             finished_at = CASE WHEN $2 THEN $5::timestamptz ELSE NULL END
+           WHERE id = $1"#,
+        job.id,
+        dead,
+        retry_at,
+        error,
+        now
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Middleware: request ids, access logs without personal data, security headers, and the
+//! error-page renderer.
+
+use std::time::Instant;
+
+use askama::Template;
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::{
+    error::ErrorInfo,
+    http::extract::{PageCtx, detect_lang},
+    state::AppState,
+};
+
+/// The id of one request: in every log line, the `X-Request-Id` header and every error page.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Always generates our own id: a client-supplied one would let anyone write into our logs.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = Uuid::now_v7().simple().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// One span per request with an allow-list of fields: method, path without query string,
+/// status and latency. Never headers, cookies, bodies or query strings.
+pub async fn trace_requests(req: Request, next: Next) -> Response {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let route = log_path(req.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %route);
+    let start = Instant::now();
+    async move {
+        let resp = next.run(req).await;
+        let status = resp.status().as_u16();
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if status >= 500 {
+            tracing::error!(status, latency_ms = ms, "response");
+        } else {
+            tracing::info!(status, latency_ms = ms, "response");
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// Paths can carry secrets (reset and invitation tokens): those segments are masked.
+fn log_path(path: &str) -> String {
+    const SECRET_AFTER: &[&str] = &["reset", "invite", "invitations"];
+    let mut out = Vec::new();
+    let mut mask_next = false;
+    for seg in path.split('/') {
+        if mask_next && !seg.is_empty() {
+            out.push("***");
+        } else {
+            out.push(seg);
+        }
+        mask_next = SECRET_AFTER.contains(&seg);
+    }
+    let joined = out.join("/");
+    joined.chars().take(200).collect()
+}
+
+/// Content-Security-Policy allowing only our own origin: no third-party script, style,
+/// font, image, frame or connection can load, which also makes "no third-party analytics"
+/// something the browser enforces.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+font-src 'self'; connect-src 'self'; media-src 'self'; object-src 'none'; base-uri 'none'; \
+form-action 'self'; frame-ancestors 'none'";
+
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    );
+    if state.config.is_https() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    ctx: PageCtx,
+    status: u16,
+    message_key: &'static str,
+}
+
+/// Turns error markers (and bare error statuses from the framework, like 404 and 413) into a
+/// page in the visitor's language, or JSON on machine routes. Never shows internals.
+pub async fn render_errors(State(_state): State<AppState>, req: Request, next: Next) -> Response {
+    let lang = detect_lang(req.headers());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    let machine = path.starts_with("/webhooks/") || path == "/readyz" || path == "/healthz";
+    let resp = next.run(req).await;
+
+    let status = resp.status();
+    let info = match resp.extensions().get::<ErrorInfo>() {
+        Some(info) => info.clone(),
+        None if status.is_client_error() || status.is_server_error() => {
+            if has_body_of_our_own(resp.headers()) {
+                return resp;
+            }
+            ErrorInfo::for_status(status)
+        }
+        None => return resp,
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = if machine {
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Body::from(
+            serde_json::json!({ "error": info.message_key, "request_id": request_id }).to_string(),
+        )
+    } else {
+        let page = ErrorPage {
+            ctx: PageCtx::new(lang, &path, &request_id),
+            status: info.status.as_u16(),
+            message_key: info.message_key,
+        };
+        match page.render() {
+            Ok(html) => {
+                parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                Body::from(html)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "error page failed to render");
+                Body::from(format!("Error {}. Request id: {request_id}", info.status.as_u16()))
+            }
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+/// HTML or JSON a handler produced deliberately (a form re-rendered with a 422, say).
+fn has_body_of_our_own(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html") || ct.starts_with("application/json"))
+}
+
+/// A panic is logged (without its payload, which might hold data) and becomes a 500 page.
+pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    resp.extensions_mut()
+        .insert(ErrorInfo::for_status(StatusCode::INTERNAL_SERVER_ERROR));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_path_segments_are_masked_in_logs() {
+        assert_eq!(log_path("/reset/abc123"), "/reset/***");
+        assert_eq!(log_path("/invite/tok/accept"), "/invite/***/accept");
+        assert_eq!(log_path("/t/acme/conversations"), "/t/acme/conversations");
+    }
+}

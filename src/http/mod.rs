@@ -1,0 +1,39 @@
+//! The HTTP surface: router, middleware, extractors and one module per area.
+
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+
+use axum::{Router, extract::DefaultBodyLimit, middleware::from_fn, middleware::from_fn_with_state};
+use tower_http::{catch_panic::CatchPanicLayer, services::ServeDir};
+
+use crate::state::AppState;
+
+/// Forms and ordinary requests; webhook routes set their own, larger limits.
+pub const FORM_BODY_LIMIT: usize = 64 * 1024;
+
+/// The whole application.
+pub fn build_app(state: AppState) -> Router {
+    build_app_with(state, Router::new())
+}
+
+/// The application with extra routes under the same middleware (tests use it to force errors).
+pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
+    let static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
+    Router::new()
+        .merge(routes::public::router())
+        .merge(routes::health::router())
+        .merge(extra)
+        .nest_service("/static", ServeDir::new(static_dir))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
+        // Order matters: layers listed later wrap the earlier ones. A panic becomes a 500
+        // marker, the renderer turns markers into pages, headers go on every response, and
+        // the request id wraps everything so every log line carries it.
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(from_fn_with_state(state.clone(), middleware::render_errors))
+        .layer(from_fn_with_state(state.clone(), middleware::security_headers))
+        .layer(from_fn(middleware::trace_requests))
+        .layer(from_fn(middleware::request_id))
+        .with_state(state)
+}

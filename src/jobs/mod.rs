@@ -1,0 +1,83 @@
+//! Background work. Every side effect after a commit is a job: enqueued in the same
+//! transaction as the write that causes it, idempotent, retried with exponential backoff
+//! under a lease (a crashed worker's job comes back when the lease expires).
+
+use std::time::Duration as StdDuration;
+
+use anyhow::anyhow;
+use rand::Rng;
+use time::Duration;
+use tracing::Instrument;
+use crate::shutdown::Shutdown;
+
+use crate::{
+    db::jobs::{self, Job},
+    state::AppState,
+};
+
+/// How long a claimed job is ours before another worker may take it.
+pub const LEASE: Duration = Duration::minutes(5);
+
+/// Runs one job. Each kind lives in its own module.
+async fn dispatch(_state: &AppState, job: &Job) -> anyhow::Result<()> {
+    match job.kind.as_str() {
+        other => Err(anyhow!("unknown job kind {other:?}")),
+    }
+}
+
+fn backoff(attempts: i32) -> Duration {
+    let base = 2i64.saturating_pow(attempts.clamp(0, 12) as u32).min(3600);
+    let jitter = rand::thread_rng().gen_range(0..=base / 4 + 1);
+    Duration::seconds(base + jitter)
+}
+
+/// Claims and runs one due job; `false` when there was none.
+pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
+    let now = state.now();
+    let Some(job) = jobs::claim(&state.db, now, LEASE).await? else {
+        return Ok(false);
+    };
+    let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
+    match dispatch(state, &job).instrument(span).await {
+        Ok(()) => jobs::complete(&state.db, job.id, state.now()).await?,
+        Err(err) => {
+            let now = state.now();
+            tracing::warn!(job_id = %job.id, kind = %job.kind, error = format!("{err:#}"), "job failed");
+            jobs::fail(&state.db, &job, &format!("{err:#}"), now + backoff(job.attempts), now).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Runs every job that is due now, one after another (tests and `sigmaai worker --once`).
+pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
+    let mut n = 0;
+    while run_one(state).await? {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The worker loop: `concurrency` claimers until shutdown.
+pub async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            while !shutdown.is_triggered() {
+                match run_one(&state).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(err) => tracing::error!(error = format!("{err:#}"), "job queue error"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(StdDuration::from_millis(500)) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("worker stopped");
+}

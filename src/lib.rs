@@ -1,0 +1,79 @@
+//! SigmaAI: a multi-tenant WhatsApp AI automation platform.
+//!
+//! `serve` runs the portal and webhooks, `worker` runs background jobs, `all` runs both.
+//! See README.md for the architecture.
+
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod i18n;
+pub mod jobs;
+pub mod redis;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+pub use http::build_app;
+
+use crate::{
+    clock::{SharedClock, SystemClock},
+    config::Config,
+    shutdown::Shutdown,
+    state::AppState,
+};
+
+/// Connects to PostgreSQL (as the application role) and Redis and builds the shared state.
+pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
+    let db = db::connect_app(&config).await?;
+    let redis = redis::Redis::new(
+        config.redis_url.as_ref().map(|u| u.expose_secret()),
+        &config.redis_prefix,
+    )
+    .context("REDIS_URL is not a valid Redis URL")?;
+    if redis.client().is_some() && redis.status().await != redis::RedisStatus::Ok {
+        tracing::warn!("Redis is unreachable: serving in degraded mode (stricter local limits)");
+    }
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        redis,
+        clock,
+    })
+}
+
+pub async fn connect_system(config: Config) -> anyhow::Result<AppState> {
+    connect(config, Arc::new(SystemClock)).await
+}
+
+/// Serves HTTP until `shutdown` fires, then finishes in-flight requests.
+pub async fn serve(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
+    let addr = state.config.bind;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("could not listen on {addr}"))?;
+    tracing::info!(%addr, public_url = %state.config.public_url, "serving");
+    serve_on(listener, state, shutdown).await
+}
+
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let app = build_app(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await?;
+    Ok(())
+}

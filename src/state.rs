@@ -1,0 +1,22 @@
+//! Shared application state handed to every handler and job.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::{clock::SharedClock, config::Config, redis::Redis};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// Connected as the non-owner application role: row-level security applies.
+    pub db: PgPool,
+    pub redis: Redis,
+    pub clock: SharedClock,
+}
+
+impl AppState {
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+}

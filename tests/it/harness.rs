@@ -1,0 +1,311 @@
+//! The test harness: real PostgreSQL and Redis, one fresh database per test.
+//!
+//! A template database is migrated once per run (named by a hash of the migrations, under an
+//! advisory lock so parallel runs agree), then each test gets `CREATE DATABASE … TEMPLATE`.
+//! Test pools connect as the non-owner application role, so row-level security is really
+//! exercised. Redis keys get a per-test prefix. Time is a [`ManualClock`].
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Router, body::Body, http::Request};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use sigmaai::{
+    clock::ManualClock,
+    config::Config,
+    db,
+    redis::Redis,
+    shutdown::{Shutdown, ShutdownTrigger},
+    state::AppState,
+};
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
+use time::OffsetDateTime;
+use tower::ServiceExt;
+use url::Url;
+use uuid::Uuid;
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must point at a PostgreSQL owner role (scripts/test sets it)")
+}
+
+pub fn redis_url() -> Option<String> {
+    std::env::var("REDIS_URL").ok()
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let mut u = Url::parse(url).expect("DATABASE_URL is a URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+/// The migrations' fingerprint: a changed migration gets a new template.
+fn migrations_hash() -> String {
+    let mut h = Sha256::new();
+    for m in db::MIGRATOR.iter() {
+        h.update(m.version.to_le_bytes());
+        h.update(&*m.checksum);
+    }
+    hex::encode(&h.finalize()[..6])
+}
+
+static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+async fn admin_conn() -> PgConnection {
+    PgConnection::connect(&with_db(&database_url(), "postgres"))
+        .await
+        .expect("connect to the test PostgreSQL as owner")
+}
+
+/// Migrates the template once per process (and once per migrations hash across processes).
+async fn template_name() -> String {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("sigmaai_tpl_{}", migrations_hash());
+            let mut admin = admin_conn().await;
+            sqlx::query("SELECT pg_advisory_lock(7301)")
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            )
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            if !exists {
+                sweep_old_databases(&mut admin).await;
+                let building = format!("{name}_building");
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                sqlx::query(&format!("CREATE DATABASE {building}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let cfg = Config::for_tests(&with_db(&database_url(), &building), None, "");
+                db::migrate(&cfg).await.expect("migrations apply to a fresh database");
+                sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query("SELECT pg_advisory_unlock(7301)")
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            name
+        })
+        .await
+        .clone()
+}
+
+/// Drops test databases left by earlier runs (older than two hours) and stale templates.
+async fn sweep_old_databases(admin: &mut PgConnection) {
+    let cutoff = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .saturating_sub(7200);
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'sigmaai\\_t\\_%' OR datname LIKE 'sigmaai\\_tpl\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let stale = match name.strip_prefix("sigmaai_t_") {
+            Some(rest) => rest
+                .split('_')
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t < cutoff),
+            None => true, // an old template: the current one doesn't exist yet
+        };
+        if stale {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
+/// A fresh migrated database cloned from the template. Returns its name.
+pub async fn fresh_database() -> String {
+    let template = template_name().await;
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let name = format!("sigmaai_t_{secs}_{}", Uuid::new_v4().simple());
+    let mut admin = admin_conn().await;
+    // Cloning needs the template to have no other connections; retry briefly on a race.
+    for attempt in 0..20 {
+        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => return name,
+            Err(e) if attempt < 19 => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("could not clone the template database: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+/// One test's world: its own database, Redis prefix, clock and application state.
+pub struct TestApp {
+    pub state: AppState,
+    pub app: Router,
+    pub clock: ManualClock,
+    /// Owner pool on the test's database (bypasses nothing: use it to inspect raw rows).
+    pub owner: PgPool,
+    pub db_name: String,
+    pub config: Config,
+}
+
+/// The moment every test starts at (a Monday, 09:00 UTC).
+pub fn start_time() -> OffsetDateTime {
+    time::macros::datetime!(2026-03-16 09:00 UTC)
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A test app whose config the caller may adjust first.
+    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        init_tracing();
+        let db_name = fresh_database().await;
+        let url = with_db(&database_url(), &db_name);
+        let prefix = format!("t:{}:", Uuid::new_v4().simple());
+        let mut config = Config::for_tests(&url, redis_url().as_deref(), &prefix);
+        adjust(&mut config);
+        let clock = ManualClock::new(start_time());
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(secrecy::ExposeSecret::expose_secret(
+                &config.app_database_url().unwrap(),
+            ))
+            .await
+            .expect("connect as the application role");
+        let owner = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("connect as owner");
+        let redis = Redis::new(
+            config
+                .redis_url
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret),
+            &config.redis_prefix,
+        )
+        .unwrap();
+        let state = AppState {
+            config: Arc::new(config.clone()),
+            db: pool,
+            redis,
+            clock: Arc::new(clock.clone()),
+        };
+        let app = sigmaai::build_app(state.clone());
+        TestApp {
+            state,
+            app,
+            clock,
+            owner,
+            db_name,
+            config,
+        }
+    }
+
+    /// Sends one request through the whole middleware stack, in process.
+    pub async fn request(&self, req: Request<Body>) -> TestResponse {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        TestResponse::from(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    /// Serves the app on a real listener on port 0 (for cookie, redirect and browser flows).
+    pub async fn spawn(&self) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = Shutdown::new();
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            sigmaai::serve_on(listener, state, shutdown).await.unwrap();
+        });
+        Server {
+            base: format!("http://{addr}"),
+            _trigger: trigger,
+        }
+    }
+}
+
+pub struct Server {
+    pub base: String,
+    _trigger: ShutdownTrigger,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self._trigger.trigger();
+    }
+}
+
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl TestResponse {
+    async fn from(resp: axum::response::Response) -> TestResponse {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Logs go to the test's captured output; `RUST_LOG=debug` shows more.
+fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn,sigmaai=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
