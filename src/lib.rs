@@ -3,6 +3,8 @@
 //! `serve` runs the portal and webhooks, `worker` runs background jobs, `all` runs both.
 //! See README.md for the architecture.
 
+pub mod accounts;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -46,6 +48,7 @@ pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppSt
         db,
         redis,
         clock,
+        throttle: Default::default(),
     })
 }
 

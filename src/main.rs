@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use sigmaai::{config::Config, shutdown::Shutdown};
 
 #[derive(Parser)]
-#[command(name = "sigmaai", version, about = "SigmaAI: WhatsApp AI automation for businesses and clinics")]
+#[command(
+    name = "sigmaai",
+    version,
+    about = "SigmaAI: WhatsApp AI automation for businesses and clinics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::{clock::SharedClock, config::Config, redis::Redis};
+use crate::{auth::throttle::LocalCounters, clock::SharedClock, config::Config, redis::Redis};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -13,6 +13,8 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: Redis,
     pub clock: SharedClock,
+    /// Login failure counters used while Redis is unreachable.
+    pub throttle: Arc<LocalCounters>,
 }
 
 impl AppState {

@@ -18,7 +18,10 @@ pub const LOG_FILES_KEPT: usize = 90;
 pub fn init(log_dir: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let stdout = fmt::layer().json().with_current_span(true).with_span_list(false);
+    let stdout = fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false);
     let (file_layer, guard) = match log_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;

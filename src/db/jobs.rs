@@ -57,7 +57,11 @@ pub struct Job {
 
 /// Enqueues in the caller's transaction. With a dedupe key already pending, the pending job's
 /// run time moves to the new one (a burst coalesces into the last message's debounce).
-pub async fn enqueue(conn: &mut PgConnection, job: NewJob<'_>, now: OffsetDateTime) -> sqlx::Result<Uuid> {
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    job: NewJob<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<Uuid> {
     let id = Uuid::now_v7();
     let row = sqlx::query_scalar!(
         r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at, updated_at)
@@ -79,9 +83,38 @@ pub async fn enqueue(conn: &mut PgConnection, job: NewJob<'_>, now: OffsetDateTi
     Ok(row)
 }
 
+/// Enqueues unless a job with the same dedupe key is already pending (periodic jobs:
+/// scheduling again must not postpone the pending one).
+pub async fn enqueue_if_absent(
+    conn: &mut PgConnection,
+    job: NewJob<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+           ON CONFLICT (dedupe_key) WHERE state = 'pending' AND dedupe_key IS NOT NULL DO NOTHING"#,
+        Uuid::now_v7(),
+        job.kind,
+        job.tenant_id,
+        job.subject_id,
+        job.dedupe_key,
+        job.run_at,
+        job.max_attempts,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Claims one due job under a lease and commits the claim before returning it, so no row lock
 /// is held while the job talks to the outside world.
-pub async fn claim(pool: &PgPool, now: OffsetDateTime, lease: Duration) -> sqlx::Result<Option<Job>> {
+pub async fn claim(
+    pool: &PgPool,
+    now: OffsetDateTime,
+    lease: Duration,
+) -> sqlx::Result<Option<Job>> {
     sqlx::query_as!(
         Job,
         r#"UPDATE jobs SET locked_until = $2, attempts = attempts + 1, updated_at = $1
@@ -112,7 +145,13 @@ pub async fn complete(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Res
 
 /// Records a failure: retried after `retry_at`, or dead once attempts are used up.
 /// `error` must never carry personal data (callers pass a short reason).
-pub async fn fail(pool: &PgPool, job: &Job, error: &str, retry_at: OffsetDateTime, now: OffsetDateTime) -> sqlx::Result<()> {
+pub async fn fail(
+    pool: &PgPool,
+    job: &Job,
+    error: &str,
+    retry_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     let dead = job.attempts >= job.max_attempts;
     sqlx::query!(
         r#"UPDATE jobs SET

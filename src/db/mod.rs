@@ -6,6 +6,8 @@
 //! for that transaction alone (`set_config(…, true)`), so a pooled connection never carries
 //! one tenant's setting into another's work.
 
+pub mod accounts;
+pub mod audit;
 pub mod jobs;
 
 use std::time::Duration;
@@ -51,8 +53,10 @@ pub async fn ensure_app_role(owner: &PgPool, password: &str) -> anyhow::Result<(
                 .fetch_one(owner)
                 .await?;
         let sql = if exists {
-            format!("ALTER ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}",
-                quote_literal(password))
+            format!(
+                "ALTER ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}",
+                quote_literal(password)
+            )
         } else {
             format!(
                 "CREATE ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}",
@@ -99,7 +103,9 @@ pub async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(opts)
         .await
-        .context("could not connect to PostgreSQL as the application role (run `sigmaai migrate` first)")?;
+        .context(
+            "could not connect to PostgreSQL as the application role (run `sigmaai migrate` first)",
+        )?;
     refuse_privileged_role(&pool).await?;
     Ok(pool)
 }

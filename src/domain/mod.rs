@@ -1,4 +1,5 @@
 //! Pure types and rules: no I/O.
 
+pub mod account;
 pub mod plans;
 pub mod policy;

@@ -92,6 +92,10 @@ mod tests {
         let years: Vec<u16> = PLANS.iter().map(|p| p.retention_years).collect();
         assert_eq!(years, vec![1, 2, 3]);
         assert!(by_id(DEFAULT_PLAN).is_some());
-        assert!(PLANS.iter().all(|p| p.retention_days() > MIN_RETENTION_DAYS));
+        assert!(
+            PLANS
+                .iter()
+                .all(|p| p.retention_days() > MIN_RETENTION_DAYS)
+        );
     }
 }

@@ -1,23 +1,44 @@
 //! Extractors shared by page handlers.
 
+use std::{collections::HashMap, marker::PhantomData, net::SocketAddr, ops::Deref, sync::Arc};
+
 use axum::{
-    extract::FromRequestParts,
+    extract::{ConnectInfo, FromRequestParts, Path},
     http::{HeaderMap, header, request::Parts},
 };
 use axum_extra::extract::CookieJar;
 
 use crate::{
-    http::middleware::RequestId,
+    config::Config,
+    db::{
+        self,
+        accounts::{self, Tenant, User},
+    },
+    domain::account::Role,
+    error::AppError,
+    http::{csrf::CsrfToken, middleware::RequestId, session::AuthSession},
     i18n::{Lang, Tr},
+    state::AppState,
 };
 
 /// The name of the language-preference cookie (not a tracking cookie: it holds "en" or "pt-BR").
 pub const LANG_COOKIE: &str = "lang";
 
-/// The visitor's language: the `lang` cookie if set, else `Accept-Language`, else English.
+/// The visitor's language: the `lang` cookie if set, else the account's choice, else
+/// `Accept-Language`, else English.
 pub fn detect_lang(headers: &HeaderMap) -> Lang {
+    detect_lang_for(headers, None)
+}
+
+pub fn detect_lang_for(headers: &HeaderMap, user: Option<&User>) -> Lang {
     let jar = CookieJar::from_headers(headers);
     if let Some(lang) = jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value())) {
+        return lang;
+    }
+    if let Some(lang) = user
+        .and_then(|u| u.language.as_deref())
+        .and_then(Lang::parse)
+    {
         return lang;
     }
     headers
@@ -34,7 +55,22 @@ pub struct PageCtx {
     pub tr: Tr,
     pub path: String,
     pub request_id: String,
+    /// The anti-forgery token every form on the page carries.
+    pub csrf: String,
+    /// The logged-in user, for the header.
+    pub user: Option<Arc<User>>,
+    /// A one-shot message from the previous request (after a redirect).
+    pub flash: Option<Flash>,
 }
+
+#[derive(Clone, Debug)]
+pub struct Flash {
+    pub ok: bool,
+    pub key: String,
+}
+
+/// The cookie carrying a flash message key across a 303 redirect.
+pub const FLASH_COOKIE: &str = "flash";
 
 impl PageCtx {
     pub fn new(lang: Lang, path: &str, request_id: &str) -> PageCtx {
@@ -42,6 +78,9 @@ impl PageCtx {
             tr: Tr(lang),
             path: path.to_owned(),
             request_id: request_id.to_owned(),
+            csrf: String::new(),
+            user: None,
+            flash: None,
         }
     }
 
@@ -80,6 +119,209 @@ impl<S: Send + Sync> FromRequestParts<S> for PageCtx {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        Ok(PageCtx::new(detect_lang(&parts.headers), parts.uri.path(), &request_id))
+        let user = parts
+            .extensions
+            .get::<AuthSession>()
+            .map(|s| s.user.clone());
+        let mut ctx = PageCtx::new(
+            detect_lang_for(&parts.headers, user.as_deref()),
+            parts.uri.path(),
+            &request_id,
+        );
+        ctx.csrf = parts
+            .extensions
+            .get::<CsrfToken>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
+        ctx.user = user;
+        ctx.flash = CookieJar::from_headers(&parts.headers)
+            .get(FLASH_COOKIE)
+            .and_then(|c| {
+                let (kind, key) = c.value().split_once(':')?;
+                crate::i18n::Tr::has(key).then(|| Flash {
+                    ok: kind == "ok",
+                    key: key.to_owned(),
+                })
+            });
+        Ok(ctx)
+    }
+}
+
+/// The logged-in user, or a redirect to the login page.
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    pub session_id: uuid::Uuid,
+    pub user: Arc<User>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AuthSession>()
+            .map(|s| CurrentUser {
+                session_id: s.session_id,
+                user: s.user.clone(),
+            })
+            .ok_or(AppError::Unauthorized)
+    }
+}
+
+/// A request inside `/t/{slug}/…`: the tenant and the user's role in it. A tenant the user
+/// doesn't belong to (or that doesn't exist) is a 404, never a 403, so tenant names can't
+/// be probed.
+#[derive(Clone, Debug)]
+pub struct TenantCtx {
+    pub tenant: Tenant,
+    pub role: Role,
+    pub me: CurrentUser,
+}
+
+impl TenantCtx {
+    pub fn id(&self) -> uuid::Uuid {
+        self.tenant.id
+    }
+
+    pub fn can(&self, needed: Role) -> bool {
+        self.role.at_least(needed)
+    }
+
+    pub fn actor(&self) -> db::audit::Actor {
+        db::audit::Actor::user(self.me.user.id, &self.me.user.email)
+    }
+}
+
+impl FromRequestParts<AppState> for TenantCtx {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(ctx) = parts.extensions.get::<TenantCtx>() {
+            return Ok(ctx.clone());
+        }
+        let me = CurrentUser::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        let slug = params.get("slug").ok_or(AppError::NotFound)?;
+        let tenant = accounts::tenant_by_slug(&state.db, slug)
+            .await?
+            .filter(|t| t.status != "terminated")
+            .ok_or(AppError::NotFound)?;
+        let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
+        let role = accounts::role_in_tenant(&mut tx, me.user.id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        tx.commit().await?;
+        let ctx = TenantCtx { tenant, role, me };
+        parts.extensions.insert(ctx.clone());
+        Ok(ctx)
+    }
+}
+
+/// Marker types for [`RequireRole`].
+pub trait MinRole: Send + Sync {
+    const ROLE: Role;
+}
+pub struct Viewer;
+pub struct Reviewer;
+pub struct Admin;
+pub struct Owner;
+impl MinRole for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl MinRole for Reviewer {
+    const ROLE: Role = Role::Reviewer;
+}
+impl MinRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+impl MinRole for Owner {
+    const ROLE: Role = Role::Owner;
+}
+
+/// A tenant request by a member with at least role `R` (403 otherwise).
+pub struct RequireRole<R: MinRole>(pub TenantCtx, PhantomData<R>);
+
+impl<R: MinRole> Deref for RequireRole<R> {
+    type Target = TenantCtx;
+    fn deref(&self) -> &TenantCtx {
+        &self.0
+    }
+}
+
+impl<R: MinRole> FromRequestParts<AppState> for RequireRole<R> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ctx = TenantCtx::from_request_parts(parts, state).await?;
+        if !ctx.can(R::ROLE) {
+            return Err(AppError::Forbidden);
+        }
+        Ok(RequireRole(ctx, PhantomData))
+    }
+}
+
+/// The client's address: the socket peer, or — behind `trusted_proxies` hops — the address
+/// that many hops back in `X-Forwarded-For`. Never a raw client-supplied header otherwise.
+pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, config: &Config) -> String {
+    let peer_ip = peer
+        .map(|p| p.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    if config.trusted_proxies == 0 {
+        return peer_ip;
+    }
+    let chain: Vec<&str> = parts_headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    chain
+        .len()
+        .checked_sub(config.trusted_proxies)
+        .and_then(|i| chain.get(i))
+        .map(|s| s.to_string())
+        .unwrap_or(peer_ip)
+}
+
+/// Who is calling: IP (as above) and user agent, for throttling and the sessions list.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        Ok(ClientInfo {
+            ip: client_ip(&parts.headers, peer, &state.config),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect(),
+        })
     }
 }

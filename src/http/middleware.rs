@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     error::ErrorInfo,
-    http::extract::{PageCtx, detect_lang},
+    http::extract::{FLASH_COOKIE, PageCtx, detect_lang},
     state::AppState,
 };
 
@@ -44,7 +44,8 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let route = log_path(req.uri().path());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %route);
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %route);
     let start = Instant::now();
     async move {
         let resp = next.run(req).await;
@@ -88,12 +89,27 @@ form-action 'self'; frame-ancestors 'none'";
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
-    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(
         "permissions-policy",
         HeaderValue::from_static("camera=(), microphone=(), geolocation=(), interest-cohort=()"),
@@ -128,10 +144,32 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let path = req.uri().path().to_owned();
+    let had_flash = req.headers().get_all(header::COOKIE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.contains(&format!("{FLASH_COOKIE}=")))
+    });
+    let is_get = req.method() == axum::http::Method::GET;
     let machine = path.starts_with("/webhooks/") || path == "/readyz" || path == "/healthz";
     let resp = next.run(req).await;
 
     let status = resp.status();
+    // Not logged in: to the login page, and back here afterwards.
+    if status == StatusCode::UNAUTHORIZED && !machine {
+        let next = if is_get { path.as_str() } else { "/app" };
+        let to = format!(
+            "/login?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+        return axum::response::Redirect::to(&to).into_response();
+    }
+    if had_flash && status == StatusCode::OK {
+        let mut resp = resp;
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+        );
+        return resp;
+    }
     let info = match resp.extensions().get::<ErrorInfo>() {
         Some(info) => info.clone(),
         None if status.is_client_error() || status.is_server_error() => {
@@ -145,7 +183,10 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
     let (mut parts, _) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = if machine {
-        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         Body::from(
             serde_json::json!({ "error": info.message_key, "request_id": request_id }).to_string(),
         )
@@ -157,12 +198,18 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
         };
         match page.render() {
             Ok(html) => {
-                parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
                 Body::from(html)
             }
             Err(e) => {
                 tracing::error!(error = %e, "error page failed to render");
-                Body::from(format!("Error {}. Request id: {request_id}", info.status.as_u16()))
+                Body::from(format!(
+                    "Error {}. Request id: {request_id}",
+                    info.status.as_u16()
+                ))
             }
         }
     };
@@ -183,6 +230,19 @@ pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Resp
     let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
     resp.extensions_mut()
         .insert(ErrorInfo::for_status(StatusCode::INTERNAL_SERVER_ERROR));
+    resp
+}
+
+/// A 303 to `to` that shows a one-line message (a translation key) on the next page.
+pub fn redirect_with_flash(to: &str, ok: bool, key: &str) -> Response {
+    let mut resp = axum::response::Redirect::to(to).into_response();
+    let value = format!(
+        "{FLASH_COOKIE}={}:{key}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60",
+        if ok { "ok" } else { "err" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
     resp
 }
 

@@ -1,10 +1,14 @@
 //! The HTTP surface: router, middleware, extractors and one module per area.
 
+pub mod csrf;
 pub mod extract;
 pub mod middleware;
 pub mod routes;
+pub mod session;
 
-use axum::{Router, extract::DefaultBodyLimit, middleware::from_fn, middleware::from_fn_with_state};
+use axum::{
+    Router, extract::DefaultBodyLimit, middleware::from_fn, middleware::from_fn_with_state,
+};
 use tower_http::{catch_panic::CatchPanicLayer, services::ServeDir};
 
 use crate::state::AppState;
@@ -23,16 +27,26 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
         .merge(routes::public::router())
         .merge(routes::health::router())
+        .merge(routes::auth::router())
+        .merge(routes::account::router())
+        .merge(routes::portal::router())
+        .merge(routes::members::router())
         .merge(extra)
         .nest_service("/static", ServeDir::new(static_dir))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         // Order matters: layers listed later wrap the earlier ones. A panic becomes a 500
-        // marker, the renderer turns markers into pages, headers go on every response, and
-        // the request id wraps everything so every log line carries it.
+        // marker; CSRF checks run once the session is known; the renderer turns error
+        // markers into pages; headers go on every response; and the request id wraps
+        // everything so every log line carries it.
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(from_fn_with_state(state.clone(), csrf::protect))
+        .layer(from_fn_with_state(state.clone(), session::load_session))
         .layer(from_fn_with_state(state.clone(), middleware::render_errors))
-        .layer(from_fn_with_state(state.clone(), middleware::security_headers))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
         .layer(from_fn(middleware::trace_requests))
         .layer(from_fn(middleware::request_id))
         .with_state(state)

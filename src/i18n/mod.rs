@@ -56,10 +56,11 @@ impl Lang {
                 .find_map(|p| p.trim().strip_prefix("q="))
                 .and_then(|q| q.parse::<f32>().ok())
                 .unwrap_or(1.0);
-            if let Some(lang) = Lang::parse(tag) {
-                if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
-                    best = Some((q, lang));
-                }
+            if let Some(lang) = Lang::parse(tag)
+                && q > 0.0
+                && best.is_none_or(|(bq, _)| q > bq)
+            {
+                best = Some((q, lang));
             }
         }
         best.map(|(_, l)| l)
@@ -72,7 +73,12 @@ impl Lang {
 
 fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
     static TABLE: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
-    TABLE.get_or_init(|| MESSAGES.iter().map(|(k, en, pt)| (*k, (*en, *pt))).collect())
+    TABLE.get_or_init(|| {
+        MESSAGES
+            .iter()
+            .map(|(k, en, pt)| (*k, (*en, *pt)))
+            .collect()
+    })
 }
 
 /// The translator handed to every template.
@@ -175,7 +181,9 @@ mod tests {
                         let rest = &text[i + marker.len()..];
                         let key = &rest[..rest.find('"').unwrap_or(0)];
                         let is_key = !key.is_empty()
-                            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+                            && key.bytes().all(|b| {
+                                b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
+                            });
                         if is_key && !Tr::has(key) {
                             missing.push(format!("{}: {key}", path.display()));
                         }
@@ -183,7 +191,11 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "missing translations:\n{}", missing.join("\n"));
+        assert!(
+            missing.is_empty(),
+            "missing translations:\n{}",
+            missing.join("\n")
+        );
     }
 
     #[test]

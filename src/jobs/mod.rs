@@ -4,11 +4,11 @@
 
 use std::time::Duration as StdDuration;
 
+use crate::shutdown::Shutdown;
 use anyhow::anyhow;
 use rand::Rng;
 use time::Duration;
 use tracing::Instrument;
-use crate::shutdown::Shutdown;
 
 use crate::{
     db::jobs::{self, Job},
@@ -19,11 +19,19 @@ use crate::{
 pub const LEASE: Duration = Duration::minutes(5);
 
 /// Runs one job. Each kind lives in its own module.
-async fn dispatch(_state: &AppState, job: &Job) -> anyhow::Result<()> {
+async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<()> {
     match job.kind.as_str() {
+        SESSION_SWEEP => {
+            let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;
+            tracing::info!(removed = n, "session sweep");
+            Ok(())
+        }
         other => Err(anyhow!("unknown job kind {other:?}")),
     }
 }
+
+/// Deletes sessions and login challenges that can no longer be used.
+pub const SESSION_SWEEP: &str = "session_sweep";
 
 fn backoff(attempts: i32) -> Duration {
     let base = 2i64.saturating_pow(attempts.clamp(0, 12) as u32).min(3600);
@@ -37,16 +45,38 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     let Some(job) = jobs::claim(&state.db, now, LEASE).await? else {
         return Ok(false);
     };
-    let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
+    let span =
+        tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
     match dispatch(state, &job).instrument(span).await {
         Ok(()) => jobs::complete(&state.db, job.id, state.now()).await?,
         Err(err) => {
             let now = state.now();
             tracing::warn!(job_id = %job.id, kind = %job.kind, error = format!("{err:#}"), "job failed");
-            jobs::fail(&state.db, &job, &format!("{err:#}"), now + backoff(job.attempts), now).await?;
+            jobs::fail(
+                &state.db,
+                &job,
+                &format!("{err:#}"),
+                now + backoff(job.attempts),
+                now,
+            )
+            .await?;
         }
     }
     Ok(true)
+}
+
+/// Periodic maintenance: (kind, every).
+pub const PERIODIC: &[(&str, Duration)] = &[(SESSION_SWEEP, Duration::hours(1))];
+
+/// Makes sure each periodic job has a pending run (a no-op when one is already queued).
+pub async fn schedule_periodic(state: &AppState) -> anyhow::Result<()> {
+    let now = state.now();
+    let mut conn = state.db.acquire().await?;
+    for (kind, every) in PERIODIC {
+        let job = jobs::NewJob::new(kind, now + *every).dedupe(format!("periodic:{kind}"));
+        jobs::enqueue_if_absent(&mut conn, job, now).await?;
+    }
+    Ok(())
 }
 
 /// Runs every job that is due now, one after another (tests and `sigmaai worker --once`).
@@ -61,6 +91,24 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
 /// The worker loop: `concurrency` claimers until shutdown.
 pub async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown) {
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            while !shutdown.is_triggered() {
+                if let Err(err) = schedule_periodic(&state).await {
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "scheduling periodic jobs failed"
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(StdDuration::from_secs(60)) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+        });
+    }
     for _ in 0..concurrency.max(1) {
         let state = state.clone();
         let shutdown = shutdown.clone();

@@ -51,7 +51,9 @@ impl Browser {
     pub async fn start() -> Option<Browser> {
         let (Some(driver_bin), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but chromium/chromedriver are not installed (scripts/test installs them)");
+                panic!(
+                    "CI=true but chromium/chromedriver are not installed (scripts/test installs them)"
+                );
             }
             eprintln!("skipping browser test: chromium/chromedriver not installed");
             return None;
@@ -125,6 +127,32 @@ impl Browser {
             .text()
             .await
             .unwrap()
+    }
+
+    /// The element matching `css`, waiting up to 10 s for it to appear.
+    pub async fn el(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    /// Waits (up to 10 s) until the element's text contains `expected`, e.g. after a form
+    /// submission navigates; returns the last text seen.
+    pub async fn wait_text(&self, css: &str, expected: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(expected) || std::time::Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Saves a PNG screenshot (for a human to look at) under target/screenshots/.

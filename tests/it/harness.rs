@@ -70,13 +70,12 @@ async fn template_name() -> String {
                 .execute(&mut admin)
                 .await
                 .unwrap();
-            let exists: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-            )
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
             if !exists {
                 sweep_old_databases(&mut admin).await;
                 let building = format!("{name}_building");
@@ -89,7 +88,9 @@ async fn template_name() -> String {
                     .await
                     .unwrap();
                 let cfg = Config::for_tests(&with_db(&database_url(), &building), None, "");
-                db::migrate(&cfg).await.expect("migrations apply to a fresh database");
+                db::migrate(&cfg)
+                    .await
+                    .expect("migrations apply to a fresh database");
                 sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
                     .execute(&mut admin)
                     .await
@@ -138,7 +139,10 @@ async fn sweep_old_databases(admin: &mut PgConnection) {
 /// A fresh migrated database cloned from the template. Returns its name.
 pub async fn fresh_database() -> String {
     let template = template_name().await;
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let name = format!("sigmaai_t_{secs}_{}", Uuid::new_v4().simple());
     let mut admin = admin_conn().await;
     // Cloning needs the template to have no other connections; retry briefly on a race.
@@ -165,8 +169,6 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Owner pool on the test's database (bypasses nothing: use it to inspect raw rows).
     pub owner: PgPool,
-    pub db_name: String,
-    pub config: Config,
 }
 
 /// The moment every test starts at (a Monday, 09:00 UTC).
@@ -209,10 +211,11 @@ impl TestApp {
         )
         .unwrap();
         let state = AppState {
-            config: Arc::new(config.clone()),
+            config: Arc::new(config),
             db: pool,
             redis,
             clock: Arc::new(clock.clone()),
+            throttle: Default::default(),
         };
         let app = sigmaai::build_app(state.clone());
         TestApp {
@@ -220,8 +223,6 @@ impl TestApp {
             app,
             clock,
             owner,
-            db_name,
-            config,
         }
     }
 

@@ -1,6 +1,10 @@
 //! The one integration-test binary: every test talks to real PostgreSQL and Redis.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod browser;
+mod client;
 mod harness;
 
+mod accounts;
 mod public_pages;

@@ -23,7 +23,14 @@ async fn health_and_readiness_report_real_dependencies() {
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
     assert_eq!(v["postgres"], "ok");
-    assert_eq!(v["redis"], if harness_has_redis() { "ok" } else { "not_configured" });
+    assert_eq!(
+        v["redis"],
+        if harness_has_redis() {
+            "ok"
+        } else {
+            "not_configured"
+        }
+    );
 
     // Redis unreachable: still ready (no data lives only in Redis), and the state is reported.
     let t = TestApp::with_config(|c| {
@@ -200,7 +207,11 @@ async fn not_found_renders_a_friendly_page_with_request_id() {
     let t = TestApp::new().await;
     let r = t.request(get_in("/no/such/page", Lang::PtBr)).await;
     assert_eq!(r.status, 404);
-    assert!(r.body.contains("Não encontramos essa página."), "{}", r.body);
+    assert!(
+        r.body.contains("Não encontramos essa página."),
+        "{}",
+        r.body
+    );
     let id = r.header("x-request-id").unwrap();
     assert!(r.body.contains(id), "request id not shown");
 }
@@ -217,12 +228,15 @@ async fn a_500_shows_only_a_request_id() {
                 )))
             }),
         )
-        .route("/panic", get(|| async {
+        .route(
+            "/panic",
+            get(|| async {
                 if true {
                     panic!("secret panic payload hunter2");
                 }
                 "unreachable"
-            }));
+            }),
+        );
     let app = sigmaai::http::build_app_with(t.state.clone(), extra);
     for path in ["/boom", "/panic"] {
         let resp = tower::ServiceExt::oneshot(
@@ -258,7 +272,9 @@ async fn webhook_errors_are_json_not_pages() {
 async fn browser_loads_the_landing_page() {
     let t = TestApp::new().await;
     let server = t.spawn().await;
-    let Some(b) = Browser::start().await else { return };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
     b.goto(&server.url("/")).await;
     let h1 = b.text("h1").await;
     assert_eq!(h1, "WhatsApp replies your patients can trust");

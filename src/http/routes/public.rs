@@ -107,7 +107,11 @@ struct SwitchLang {
 /// Sets the language-preference cookie and returns to the page the visitor was on.
 async fn switch_lang(jar: CookieJar, Query(q): Query<SwitchLang>) -> impl IntoResponse {
     let lang = Lang::parse(&q.to).unwrap_or_default();
-    let next = q.next.as_deref().filter(|n| is_local_path(n)).unwrap_or("/");
+    let next = q
+        .next
+        .as_deref()
+        .filter(|n| is_local_path(n))
+        .unwrap_or("/");
     let cookie = Cookie::build((LANG_COOKIE, lang.code()))
         .path("/")
         .http_only(true)

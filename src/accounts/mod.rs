@@ -1,0 +1,496 @@
+//! Account and membership operations: each a plain function over the database, called by
+//! the HTTP handlers and usable from tests without HTTP. Every one that changes a tenant
+//! records an audit entry in the same transaction.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    auth::{INVITATION_LIFETIME, RESET_LIFETIME, password, tokens},
+    db::{
+        self,
+        accounts::{self, NewInvitation, NewUser, is_unique_violation},
+        audit::{self, Actor},
+    },
+    domain::{
+        account::{Email, NewPassword, Role, TenantSlug},
+        plans,
+        policy::POLICY_VERSION,
+    },
+    state::AppState,
+};
+
+/// A user-facing failure: a translation key for the form, or an internal error.
+#[derive(Debug, thiserror::Error)]
+pub enum FormError {
+    #[error("{0}")]
+    Field(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for FormError {
+    fn from(e: sqlx::Error) -> Self {
+        FormError::Internal(e.into())
+    }
+}
+
+pub struct Signup<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub password: &'a str,
+    pub business: &'a str,
+    pub slug: &'a str,
+    pub plan: &'a str,
+    pub accept_policy: bool,
+    pub language: &'a str,
+}
+
+pub struct Created {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub slug: String,
+}
+
+fn clean_name(raw: &str, key: &'static str) -> Result<String, FormError> {
+    let n = raw.trim();
+    if n.is_empty() || n.chars().count() > 120 || n.chars().any(char::is_control) {
+        return Err(FormError::Field(key));
+    }
+    Ok(n.to_owned())
+}
+
+/// Creates a user, their tenant and the owner membership, recording the policy version
+/// they accepted.
+pub async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormError> {
+    if !s.accept_policy {
+        return Err(FormError::Field("form.policy.required"));
+    }
+    let name = clean_name(s.name, "form.name.invalid")?;
+    let email = Email::try_from(s.email).map_err(FormError::Field)?;
+    let pw = NewPassword::parse(s.password, Some(&email)).map_err(FormError::Field)?;
+    let business = clean_name(s.business, "form.business.invalid")?;
+    let slug_raw = if s.slug.trim().is_empty() {
+        TenantSlug::suggest(&business)
+    } else {
+        s.slug.to_owned()
+    };
+    let slug = TenantSlug::try_from(slug_raw.as_str()).map_err(FormError::Field)?;
+    let plan = plans::by_id(s.plan)
+        .map(|p| p.id)
+        .unwrap_or(plans::DEFAULT_PLAN);
+    let hash = password::hash(pw.expose()).await?;
+    let now = state.now();
+    let (user_id, tenant_id) = (Uuid::now_v7(), Uuid::now_v7());
+
+    let mut tx = state.db.begin().await?;
+    accounts::insert_user(
+        &mut tx,
+        NewUser {
+            id: user_id,
+            email: email.as_str(),
+            name: &name,
+            password_hash: &hash,
+            policy_version: POLICY_VERSION,
+            language: Some(s.language),
+        },
+        now,
+    )
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e, "users_email_key") {
+            FormError::Field("form.email.taken")
+        } else {
+            e.into()
+        }
+    })?;
+    accounts::insert_tenant(&mut tx, tenant_id, slug.as_str(), &business, plan, now)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e, "tenants_slug_key") {
+                FormError::Field("form.slug.taken")
+            } else {
+                e.into()
+            }
+        })?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    accounts::add_member(&mut tx, tenant_id, user_id, Role::Owner, now).await?;
+    let lang = if s.language == "en" { "en" } else { "pt-BR" };
+    accounts::insert_tenant_settings(&mut tx, tenant_id, lang, now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        &Actor::user(user_id, email.as_str()),
+        "tenant.created",
+        slug.as_str(),
+        json!({ "plan": plan, "policy_version": POLICY_VERSION }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Created {
+        user_id,
+        tenant_id,
+        slug: slug.to_string(),
+    })
+}
+
+/// Records the login in the audit log of every tenant the user belongs to.
+pub async fn audit_login(
+    state: &AppState,
+    user_id: Uuid,
+    email: &str,
+    method: &str,
+) -> anyhow::Result<()> {
+    let now = state.now();
+    for t in accounts::tenants_of_user(&state.db, user_id).await? {
+        if let Some(tenant) = accounts::tenant_by_slug(&state.db, &t.slug).await? {
+            let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
+            audit::record(
+                &mut tx,
+                tenant.id,
+                &Actor::user(user_id, email),
+                "auth.login",
+                email,
+                json!({ "method": method }),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Who may grant or change which role: only owners touch owners.
+fn may_manage(actor: Role, target_role: Role) -> bool {
+    actor.at_least(Role::Admin) && (actor == Role::Owner || target_role != Role::Owner)
+}
+
+/// An invitation link for `email` with `role`. Returns the one-time token (shown once).
+pub async fn invite(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor_role: Role,
+    actor: &Actor,
+    email: &str,
+    role: &str,
+) -> Result<String, FormError> {
+    let email = Email::try_from(email).map_err(FormError::Field)?;
+    let role = Role::try_from(role).map_err(FormError::Field)?;
+    if !may_manage(actor_role, role) {
+        return Err(FormError::Field("members.only_owner_owner"));
+    }
+    let now = state.now();
+    let tenant = accounts::tenant_by_id(&state.db, tenant_id)
+        .await?
+        .ok_or(FormError::Field("error.not_found"))?;
+    let plan = plans::by_id(&tenant.plan).unwrap_or(&plans::PLANS[0]);
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let members = accounts::members(&mut tx).await?;
+    if members.iter().any(|m| m.email == email.as_str()) {
+        return Err(FormError::Field("members.already_member"));
+    }
+    let pending = accounts::pending_invitation_count(&state.db, tenant_id, now).await?;
+    if members.len() as i64 + pending >= i64::from(plan.seats) {
+        return Err(FormError::Field("members.seats_full"));
+    }
+    let (token, hash) = tokens::new_link_token();
+    accounts::create_invitation(
+        &state.db,
+        NewInvitation {
+            tenant_id,
+            email: email.as_str(),
+            role,
+            token_hash: &hash,
+            invited_by: actor.id.unwrap_or_default(),
+            expires_at: now + INVITATION_LIFETIME,
+        },
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "member.invited",
+        email.as_str(),
+        json!({ "role": role.as_str() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// Joins the invitation's tenant as `user_id` (whose e-mail must be the invited one).
+pub async fn accept_invitation(
+    state: &AppState,
+    token: &str,
+    user_id: Uuid,
+    user_email: &str,
+) -> Result<String, FormError> {
+    let now = state.now();
+    let inv = accounts::invitation_by_token(&state.db, &tokens::hash_link_token(token))
+        .await?
+        .filter(|i| i.usable(now))
+        .ok_or(FormError::Field("invite.invalid"))?;
+    if inv.email != user_email {
+        return Err(FormError::Field("invite.wrong_account"));
+    }
+    let role = Role::try_from(inv.role.as_str()).map_err(FormError::Field)?;
+    let tenant = accounts::tenant_by_id(&state.db, inv.tenant_id)
+        .await?
+        .ok_or(FormError::Field("invite.invalid"))?;
+    let mut tx = db::begin_tenant(&state.db, inv.tenant_id).await?;
+    if !accounts::consume_invitation(&mut tx, inv.id, now).await? {
+        return Err(FormError::Field("invite.invalid"));
+    }
+    if accounts::role_in_tenant(&mut tx, user_id).await?.is_none() {
+        accounts::add_member(&mut tx, inv.tenant_id, user_id, role, now).await?;
+    }
+    audit::record(
+        &mut tx,
+        inv.tenant_id,
+        &Actor::user(user_id, user_email),
+        "member.joined",
+        user_email,
+        json!({ "role": role.as_str() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tenant.slug)
+}
+
+/// Creates the account for an invitation and joins; returns (user id, tenant slug).
+pub async fn accept_invitation_new_account(
+    state: &AppState,
+    token: &str,
+    name: &str,
+    password_raw: &str,
+    accept_policy: bool,
+    language: &str,
+) -> Result<(Uuid, String), FormError> {
+    if !accept_policy {
+        return Err(FormError::Field("form.policy.required"));
+    }
+    let now = state.now();
+    let inv = accounts::invitation_by_token(&state.db, &tokens::hash_link_token(token))
+        .await?
+        .filter(|i| i.usable(now))
+        .ok_or(FormError::Field("invite.invalid"))?;
+    let email = Email::try_from(inv.email.as_str()).map_err(FormError::Field)?;
+    if accounts::user_by_email(&state.db, email.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(FormError::Field("invite.login_first"));
+    }
+    let name = clean_name(name, "form.name.invalid")?;
+    let pw = NewPassword::parse(password_raw, Some(&email)).map_err(FormError::Field)?;
+    let hash = password::hash(pw.expose()).await?;
+    let user_id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    accounts::insert_user(
+        &mut tx,
+        NewUser {
+            id: user_id,
+            email: email.as_str(),
+            name: &name,
+            password_hash: &hash,
+            policy_version: POLICY_VERSION,
+            language: Some(language),
+        },
+        now,
+    )
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e, "users_email_key") {
+            FormError::Field("invite.login_first")
+        } else {
+            e.into()
+        }
+    })?;
+    tx.commit().await?;
+    let slug = accept_invitation(state, token, user_id, email.as_str()).await?;
+    Ok((user_id, slug))
+}
+
+/// Changes a member's role. Owners alone manage owners, and the last owner stays an owner.
+pub async fn change_role(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor_role: Role,
+    actor: &Actor,
+    target: Uuid,
+    new_role: &str,
+) -> Result<(), FormError> {
+    let new_role = Role::try_from(new_role).map_err(FormError::Field)?;
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let owners = accounts::lock_owner_count(&mut tx).await?;
+    let current = accounts::role_in_tenant(&mut tx, target)
+        .await?
+        .ok_or(FormError::Field("error.not_found"))?;
+    if !may_manage(actor_role, current) || !may_manage(actor_role, new_role) {
+        return Err(FormError::Field("members.only_owner_owner"));
+    }
+    if current == Role::Owner && new_role != Role::Owner && owners <= 1 {
+        return Err(FormError::Field("members.last_owner"));
+    }
+    accounts::set_member_role(&mut tx, target, new_role).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "member.role_changed",
+        &target.to_string(),
+        json!({ "from": current.as_str(), "to": new_role.as_str() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes a member and ends all their sessions at once.
+pub async fn remove_member(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor_role: Role,
+    actor: &Actor,
+    target: Uuid,
+) -> Result<(), FormError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let owners = accounts::lock_owner_count(&mut tx).await?;
+    let current = accounts::role_in_tenant(&mut tx, target)
+        .await?
+        .ok_or(FormError::Field("error.not_found"))?;
+    if !may_manage(actor_role, current) {
+        return Err(FormError::Field("members.only_owner_owner"));
+    }
+    if current == Role::Owner && owners <= 1 {
+        return Err(FormError::Field("members.last_owner"));
+    }
+    accounts::remove_member(&mut tx, target).await?;
+    accounts::revoke_all_sessions(&mut tx, target, None, now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "member.removed",
+        &target.to_string(),
+        json!({ "role": current.as_str() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A one-time password-reset link for a member, issued by an admin (no mail server needed).
+/// Only for members who belong to this tenant alone — an admin here must not be able to
+/// take over an account that also has power elsewhere — and owners only by owners.
+pub async fn issue_reset(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor_role: Role,
+    actor: &Actor,
+    target: Uuid,
+) -> Result<String, FormError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let role = accounts::role_in_tenant(&mut tx, target)
+        .await?
+        .ok_or(FormError::Field("error.not_found"))?;
+    if !may_manage(actor_role, role) {
+        return Err(FormError::Field("members.only_owner_owner"));
+    }
+    if accounts::membership_count_of(&state.db, target).await? > 1 {
+        return Err(FormError::Field("members.reset_other_tenants"));
+    }
+    let (token, hash) = tokens::new_link_token();
+    accounts::create_reset(
+        &state.db,
+        target,
+        tenant_id,
+        &hash,
+        actor.id.unwrap_or_default(),
+        now,
+        now + RESET_LIFETIME,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "member.reset_link_issued",
+        &target.to_string(),
+        json!({}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// Sets a new password from a reset link (once), ending every session of that user.
+pub async fn complete_reset(
+    state: &AppState,
+    token: &str,
+    password_raw: &str,
+) -> Result<Uuid, FormError> {
+    let now = state.now();
+    let hash_tok = tokens::hash_link_token(token);
+    let user_id = accounts::reset_user(&state.db, &hash_tok, now)
+        .await?
+        .ok_or(FormError::Field("reset.invalid"))?;
+    let user = accounts::user_by_id(&state.db, user_id)
+        .await?
+        .ok_or(FormError::Field("reset.invalid"))?;
+    let email = Email::try_from(user.email.as_str()).map_err(FormError::Field)?;
+    let pw = NewPassword::parse(password_raw, Some(&email)).map_err(FormError::Field)?;
+    let hash = password::hash(pw.expose()).await?;
+    let mut tx = state.db.begin().await?;
+    accounts::consume_reset(&mut tx, &hash_tok, now)
+        .await?
+        .ok_or(FormError::Field("reset.invalid"))?;
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+        .bind(user_id)
+        .bind(&hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    accounts::revoke_all_sessions(&mut tx, user_id, None, now).await?;
+    tx.commit().await?;
+    Ok(user_id)
+}
+
+/// Changes one's own password (the current one must be right) and ends other sessions.
+pub async fn change_password(
+    state: &AppState,
+    user_id: Uuid,
+    keep_session: Uuid,
+    current: &str,
+    new: &str,
+) -> Result<(), FormError> {
+    let user = accounts::user_by_id(&state.db, user_id)
+        .await?
+        .ok_or(FormError::Field("error.not_found"))?;
+    if !password::verify(current, Some(&user.password_hash)).await? {
+        return Err(FormError::Field("account.password.wrong"));
+    }
+    let email = Email::try_from(user.email.as_str()).map_err(FormError::Field)?;
+    let pw = NewPassword::parse(new, Some(&email)).map_err(FormError::Field)?;
+    let hash = password::hash(pw.expose()).await?;
+    let now = state.now();
+    accounts::set_password(&state.db, user_id, &hash, now).await?;
+    let mut conn = state.db.acquire().await?;
+    accounts::revoke_all_sessions(&mut conn, user_id, Some(keep_session), now).await?;
+    Ok(())
+}

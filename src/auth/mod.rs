@@ -1,0 +1,21 @@
+//! Authentication primitives: password hashing, session tokens, CSRF tokens, one-time
+//! links, login throttling and two-factor codes. HTTP wiring lives in `http::session`.
+
+pub mod password;
+pub mod throttle;
+pub mod tokens;
+pub mod totp;
+
+use time::Duration;
+
+/// A session ends after this long without a request.
+pub const IDLE_TIMEOUT: Duration = Duration::minutes(30);
+/// …and after this long in any case.
+pub const ABSOLUTE_TIMEOUT: Duration = Duration::hours(12);
+/// The JWT in the cookie lives this long and is re-issued while the session row is valid.
+pub const JWT_LIFETIME: Duration = Duration::minutes(15);
+/// Invitation links expire after a week; reset links after an hour.
+pub const INVITATION_LIFETIME: Duration = Duration::days(7);
+pub const RESET_LIFETIME: Duration = Duration::hours(1);
+/// The window for typing a second-factor code after the password.
+pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);

@@ -1,0 +1,403 @@
+//! The tenant portal shell: dashboard, settings and the audit log.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{Query, State},
+    response::Response,
+    routing::get,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    db::{
+        self,
+        accounts::{self as db_accounts, MyTenant, TenantSettings},
+        audit,
+    },
+    domain::{account::Role, plans},
+    error::{AppError, AppResult},
+    http::{
+        extract::{Admin, PageCtx, RequireRole, TenantCtx, Viewer},
+        middleware::redirect_with_flash,
+        routes::auth::form_error,
+    },
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}", get(dashboard))
+        .route("/t/{slug}/settings", get(settings_page).post(save_settings))
+        .route("/t/{slug}/audit", get(audit_page))
+}
+
+/// What the portal layout needs: the tenant, the user's role, and where else they can go.
+pub struct Shell {
+    pub slug: String,
+    pub tenant_name: String,
+    pub role: Role,
+    pub tenants: Vec<MyTenant>,
+    /// Which navigation entry is current.
+    pub section: &'static str,
+}
+
+impl Shell {
+    pub async fn load(state: &AppState, t: &TenantCtx, section: &'static str) -> AppResult<Shell> {
+        Ok(Shell {
+            slug: t.tenant.slug.clone(),
+            tenant_name: t.tenant.name.clone(),
+            role: t.role,
+            tenants: db_accounts::tenants_of_user(&state.db, t.me.user.id).await?,
+            section,
+        })
+    }
+
+    pub fn can_admin(&self) -> bool {
+        self.role.at_least(Role::Admin)
+    }
+
+    pub fn can_review(&self) -> bool {
+        self.role.at_least(Role::Reviewer)
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.role == Role::Owner
+    }
+
+    pub fn href(&self, rest: &str) -> String {
+        format!("/t/{}{}", self.slug, rest)
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "portal/dashboard.html")]
+pub struct DashboardPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub members: i64,
+    pub plan: &'static plans::Plan,
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Viewer>,
+) -> AppResult<DashboardPage> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let members = db_accounts::member_count(&mut tx).await?;
+    tx.commit().await?;
+    Ok(DashboardPage {
+        ctx,
+        shell: Shell::load(&state, &t, "dashboard").await?,
+        members,
+        plan: plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]),
+    })
+}
+
+// ---- settings ----
+
+pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Time zones offered in the picker (any IANA name is accepted if typed).
+pub const COMMON_ZONES: &[&str] = &[
+    "America/Sao_Paulo",
+    "America/Manaus",
+    "America/Recife",
+    "America/Fortaleza",
+    "America/Belem",
+    "America/Cuiaba",
+    "America/Porto_Velho",
+    "America/Rio_Branco",
+    "America/Noronha",
+    "America/Argentina/Buenos_Aires",
+    "America/Santiago",
+    "America/Bogota",
+    "America/Lima",
+    "America/Mexico_City",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "Europe/Lisbon",
+    "Europe/London",
+    "Europe/Madrid",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Africa/Luanda",
+    "Africa/Maputo",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "UTC",
+];
+
+pub struct DayHours {
+    pub day: &'static str,
+    pub open: String,
+    pub close: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "portal/settings.html")]
+pub struct SettingsPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub name: String,
+    pub time_zone: String,
+    pub language: String,
+    pub hours: Vec<DayHours>,
+    pub zones: &'static [&'static str],
+    pub error: Option<&'static str>,
+}
+
+fn hours_from_json(v: &Value) -> Vec<DayHours> {
+    DAYS.iter()
+        .map(|d| {
+            let first = v.get(*d).and_then(|x| x.get(0));
+            let get = |i: usize| {
+                first
+                    .and_then(|p| p.get(i))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            DayHours {
+                day: d,
+                open: get(0),
+                close: get(1),
+            }
+        })
+        .collect()
+}
+
+async fn settings_page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+) -> AppResult<SettingsPage> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let s = db_accounts::settings(&mut tx).await?;
+    tx.commit().await?;
+    Ok(SettingsPage {
+        ctx,
+        shell: Shell::load(&state, &t, "settings").await?,
+        name: t.tenant.name.clone(),
+        time_zone: s.time_zone,
+        language: s.language,
+        hours: hours_from_json(&s.business_hours),
+        zones: COMMON_ZONES,
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    name: String,
+    time_zone: String,
+    language: String,
+    #[serde(flatten)]
+    rest: std::collections::HashMap<String, String>,
+}
+
+/// "HH:MM" 00:00–23:59.
+fn parse_hhmm(s: &str) -> Option<(u8, u8)> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && s.trim().len() == 5).then_some((h, m))
+}
+
+/// Validates the settings form into the stored shape.
+pub fn parse_settings(f: &SettingsForm) -> Result<(String, TenantSettings), &'static str> {
+    let name = f.name.trim();
+    if name.is_empty() || name.chars().count() > 120 {
+        return Err("form.business.invalid");
+    }
+    if jiff::tz::TimeZone::get(f.time_zone.trim()).is_err() {
+        return Err("settings.tz.invalid");
+    }
+    let language = match f.language.as_str() {
+        "en" | "pt-BR" => f.language.clone(),
+        _ => return Err("settings.language.invalid"),
+    };
+    let mut hours = Map::new();
+    for d in DAYS {
+        let open = f
+            .rest
+            .get(&format!("{d}_open"))
+            .map(String::as_str)
+            .unwrap_or("")
+            .trim();
+        let close = f
+            .rest
+            .get(&format!("{d}_close"))
+            .map(String::as_str)
+            .unwrap_or("")
+            .trim();
+        match (open.is_empty(), close.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                let (o, c) = (
+                    parse_hhmm(open).ok_or("settings.hours.invalid")?,
+                    parse_hhmm(close).ok_or("settings.hours.invalid")?,
+                );
+                if o >= c {
+                    return Err("settings.hours.order");
+                }
+                hours.insert(d.to_owned(), json!([[open, close]]));
+            }
+            _ => return Err("settings.hours.invalid"),
+        }
+    }
+    Ok((
+        name.to_owned(),
+        TenantSettings {
+            time_zone: f.time_zone.trim().to_owned(),
+            language,
+            business_hours: Value::Object(hours),
+        },
+    ))
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<SettingsForm>,
+) -> AppResult<Response> {
+    match parse_settings(&f) {
+        Ok((name, s)) => {
+            let now = state.now();
+            let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+            db_accounts::rename_tenant(&mut tx, t.id(), &name).await?;
+            db_accounts::save_settings(&mut tx, &s, now).await?;
+            audit::record(
+                &mut tx,
+                t.id(),
+                &t.actor(),
+                "settings.changed",
+                "tenant",
+                json!({ "time_zone": s.time_zone, "language": s.language }),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(redirect_with_flash(
+                &format!("/t/{}/settings", t.tenant.slug),
+                true,
+                "settings.saved",
+            ))
+        }
+        Err(key) => {
+            let hours = DAYS
+                .iter()
+                .map(|d| DayHours {
+                    day: d,
+                    open: f
+                        .rest
+                        .get(&format!("{d}_open"))
+                        .cloned()
+                        .unwrap_or_default(),
+                    close: f
+                        .rest
+                        .get(&format!("{d}_close"))
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect();
+            Ok(form_error(SettingsPage {
+                ctx,
+                shell: Shell::load(&state, &t, "settings").await?,
+                name: f.name,
+                time_zone: f.time_zone,
+                language: f.language,
+                hours,
+                zones: COMMON_ZONES,
+                error: Some(key),
+            }))
+        }
+    }
+}
+
+// ---- audit log ----
+
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "portal/audit.html")]
+pub struct AuditPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub rows: Vec<AuditRow>,
+    pub filter: String,
+    pub chain_ok: bool,
+    pub broken_at: i64,
+    pub total: usize,
+    pub next_before: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    action: Option<String>,
+    before: Option<i64>,
+}
+
+const AUDIT_PAGE: i64 = 100;
+
+async fn audit_page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Query(q): Query<AuditQuery>,
+) -> AppResult<AuditPage> {
+    let filter = q.action.unwrap_or_default().trim().to_owned();
+    if filter.len() > 60 {
+        return Err(AppError::BadRequest("error.bad_request"));
+    }
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let entries = audit::list(
+        &mut tx,
+        (!filter.is_empty()).then_some(filter.as_str()),
+        q.before,
+        AUDIT_PAGE,
+    )
+    .await?;
+    let chain = audit::verify_chain(&mut tx).await?;
+    tx.commit().await?;
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    let next_before = (entries.len() as i64 == AUDIT_PAGE)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(AuditPage {
+        ctx,
+        shell: Shell::load(&state, &t, "audit").await?,
+        rows: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                seq: e.seq,
+                at: e.at.format(&f).unwrap_or_default(),
+                actor: e.actor_label,
+                action: e.action,
+                subject: e.subject,
+                detail: if e.detail.as_object().is_some_and(|o| o.is_empty()) {
+                    String::new()
+                } else {
+                    e.detail.to_string()
+                },
+            })
+            .collect(),
+        filter,
+        chain_ok: chain.is_ok(),
+        broken_at: chain.err().unwrap_or(0),
+        total: chain.unwrap_or(0),
+        next_before,
+    })
+}
