@@ -34,6 +34,8 @@ enum Command {
     },
     /// Create the application role and apply database migrations.
     Migrate,
+    /// Create the demo tenant (development only) and print how to log in.
+    Demo,
 }
 
 #[tokio::main]
@@ -68,6 +70,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             sigmaai::db::migrate(&config).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Demo => {
+            let state = sigmaai::connect_system(config).await?;
+            sigmaai::demo::seed(&state).await?;
+            println!(
+                "Demo workspace: {}/t/{}  login: {}  password: {}",
+                state.config.public_url.as_str().trim_end_matches('/'),
+                sigmaai::demo::DEMO_SLUG,
+                sigmaai::demo::DEMO_EMAIL,
+                sigmaai::demo::DEMO_PASSWORD
+            );
             Ok(())
         }
         Command::Serve => {
