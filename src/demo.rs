@@ -17,7 +17,10 @@ pub async fn seed(state: &AppState) -> anyhow::Result<bool> {
         !state.config.is_production(),
         "refusing to create a demo tenant with a published password in production"
     );
-    if db_accounts::user_by_email(&state.db, DEMO_EMAIL).await?.is_some() {
+    if db_accounts::user_by_email(&state.db, DEMO_EMAIL)
+        .await?
+        .is_some()
+    {
         return Ok(false);
     }
     let created = accounts::sign_up(

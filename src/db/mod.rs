@@ -8,7 +8,11 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod channels;
+pub mod contacts;
+pub mod conversations;
 pub mod jobs;
+pub mod messages;
 
 use std::time::Duration;
 

@@ -427,7 +427,13 @@ async fn row_level_security_is_forced_and_fails_closed() {
     let t = TestApp::new().await;
     // Catalog: every table with a tenant_id column has RLS enabled AND forced, except the
     // global ones DESIGN.md lists.
-    let global = ["tenants", "invitations", "password_resets", "jobs", "channel_routes"];
+    let global = [
+        "tenants",
+        "invitations",
+        "password_resets",
+        "jobs",
+        "channel_routes",
+    ];
     let unforced: Vec<String> = sqlx::query_scalar(
         r#"SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
@@ -981,10 +987,18 @@ async fn session_sweep_job_removes_dead_sessions_only() {
 async fn demo_tenant_is_seeded_once_and_can_log_in() {
     let t = TestApp::new().await;
     assert!(sigmaai::demo::seed(&t.state).await.unwrap());
-    assert!(!sigmaai::demo::seed(&t.state).await.unwrap(), "second run changes nothing");
+    assert!(
+        !sigmaai::demo::seed(&t.state).await.unwrap(),
+        "second run changes nothing"
+    );
     let server = t.spawn().await;
     let c = Client::new(&server);
-    assert_eq!(c.log_in(sigmaai::demo::DEMO_EMAIL, sigmaai::demo::DEMO_PASSWORD).await.status, 303);
+    assert_eq!(
+        c.log_in(sigmaai::demo::DEMO_EMAIL, sigmaai::demo::DEMO_PASSWORD)
+            .await
+            .status,
+        303
+    );
     assert!(c.get_follow("/app").await.body.contains("Clínica Demo"));
     // Never in production.
     let prod = TestApp::with_config(|c| c.env = sigmaai::config::Environment::Production).await;

@@ -1,0 +1,176 @@
+//! WhatsApp channels and the global webhook routes that lead to them.
+
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct Channel {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub route_id: Uuid,
+    pub kind: String,
+    pub name: String,
+    pub config: Value,
+    pub secrets_sealed: Option<Vec<u8>>,
+    pub webhook_secret_hash: Option<Vec<u8>>,
+    pub health: String,
+    pub health_detail: String,
+    pub last_event_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub tenant_id: Uuid,
+    pub channel_id: Uuid,
+    pub kind: String,
+}
+
+pub struct NewChannel<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub route_id: Uuid,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub config: Value,
+    pub secrets_sealed: Option<Vec<u8>>,
+    pub webhook_secret_hash: Option<Vec<u8>>,
+}
+
+/// In a tenant-scoped transaction: the route (global) and the channel.
+pub async fn create(
+    conn: &mut PgConnection,
+    c: NewChannel<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO channel_routes (id, tenant_id, channel_id, kind) VALUES ($1, $2, $3, $4)",
+        c.route_id,
+        c.tenant_id,
+        c.id,
+        c.kind
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO channels (id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        c.id,
+        c.tenant_id,
+        c.route_id,
+        c.kind,
+        c.name,
+        c.config,
+        c.secrets_sealed,
+        c.webhook_secret_hash,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Which tenant and channel a webhook URL id belongs to (no tenant context needed).
+pub async fn route(pool: &PgPool, route_id: Uuid) -> sqlx::Result<Option<Route>> {
+    sqlx::query_as!(
+        Route,
+        "SELECT tenant_id, channel_id, kind FROM channel_routes WHERE id = $1",
+        route_id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Channel>> {
+    sqlx::query_as!(
+        Channel,
+        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash,
+                  health, health_detail, last_event_at, created_at
+           FROM channels WHERE id = $1 AND deleted_at IS NULL"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Channel>> {
+    sqlx::query_as!(
+        Channel,
+        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash,
+                  health, health_detail, last_event_at, created_at
+           FROM channels WHERE deleted_at IS NULL ORDER BY created_at"#
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn count(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM channels WHERE deleted_at IS NULL"#)
+        .fetch_one(conn)
+        .await
+}
+
+/// The built-in simulator channel, if the tenant has one.
+pub async fn simulator(conn: &mut PgConnection) -> sqlx::Result<Option<Channel>> {
+    sqlx::query_as!(
+        Channel,
+        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash,
+                  health, health_detail, last_event_at, created_at
+           FROM channels WHERE kind = 'simulator' AND deleted_at IS NULL LIMIT 1"#
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn set_health(
+    conn: &mut PgConnection,
+    id: Uuid,
+    health: &str,
+    detail: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE channels SET health = $2, health_detail = left($3, 200), last_event_at = $4 WHERE id = $1",
+        id,
+        health,
+        detail,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn touch(conn: &mut PgConnection, id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE channels SET last_event_at = $2 WHERE id = $1 AND (last_event_at IS NULL OR last_event_at < $2)",
+        id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_config(conn: &mut PgConnection, id: Uuid, config: &Value) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE channels SET config = $2 WHERE id = $1", id, config)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut PgConnection, id: Uuid, now: OffsetDateTime) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE channels SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        id,
+        now
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!("DELETE FROM channel_routes WHERE channel_id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,0 +1,170 @@
+//! Contacts (end users). Names and phone numbers are sealed; lookups go through keyed
+//! blind-index tokens.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct Contact {
+    pub id: Uuid,
+    pub phone_index: Option<String>,
+    pub lid_index: Option<String>,
+    pub phone_sealed: Option<Vec<u8>>,
+    pub name_sealed: Option<Vec<u8>>,
+    pub profile_sealed: Option<Vec<u8>>,
+    pub tags: Vec<String>,
+    pub restricted_at: Option<OffsetDateTime>,
+    pub erased_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct ContactKeys {
+    pub id: Uuid,
+    pub phone_index: Option<String>,
+    pub lid_index: Option<String>,
+}
+
+/// Contacts matching a phone or a LID token (at most two: one per identity).
+pub async fn find(
+    conn: &mut PgConnection,
+    phone_index: Option<&str>,
+    lid_index: Option<&str>,
+) -> sqlx::Result<Vec<ContactKeys>> {
+    sqlx::query_as!(
+        ContactKeys,
+        r#"SELECT id, phone_index, lid_index FROM contacts
+           WHERE erased_at IS NULL AND ((phone_index = $1) OR (lid_index = $2))
+           ORDER BY created_at"#,
+        phone_index,
+        lid_index
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub struct NewContact<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub phone_index: Option<&'a str>,
+    pub lid_index: Option<&'a str>,
+    pub phone_sealed: Option<Vec<u8>>,
+    pub name_sealed: Option<Vec<u8>>,
+    pub name_tokens: Vec<String>,
+}
+
+/// Inserts unless a contact with the same phone or LID appeared meanwhile (then `false`).
+pub async fn insert(
+    conn: &mut PgConnection,
+    c: NewContact<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"INSERT INTO contacts (id, tenant_id, phone_index, lid_index, phone_sealed, name_sealed, name_tokens, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+           ON CONFLICT DO NOTHING"#,
+        c.id,
+        c.tenant_id,
+        c.phone_index,
+        c.lid_index,
+        c.phone_sealed,
+        c.name_sealed,
+        &c.name_tokens,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A LID-only contact whose phone number became known.
+pub async fn set_phone(
+    conn: &mut PgConnection,
+    id: Uuid,
+    phone_index: &str,
+    phone_sealed: &[u8],
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE contacts SET phone_index = $2, phone_sealed = $3, updated_at = $4 WHERE id = $1 AND phone_index IS NULL",
+        id,
+        phone_index,
+        phone_sealed,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_lid(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lid_index: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE contacts SET lid_index = $2, updated_at = $3 WHERE id = $1 AND lid_index IS NULL",
+        id,
+        lid_index,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the display name only if staff haven't named the contact yet (`force` overrides).
+pub async fn set_name(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name_sealed: &[u8],
+    tokens: &[String],
+    force: bool,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE contacts SET name_sealed = $2, name_tokens = $3, updated_at = $5
+           WHERE id = $1 AND ($4 OR name_sealed IS NULL)"#,
+        id,
+        name_sealed,
+        tokens,
+        force,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_profile(
+    conn: &mut PgConnection,
+    id: Uuid,
+    profile_sealed: &[u8],
+    tags: &[String],
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE contacts SET profile_sealed = $2, tags = $3, updated_at = $4 WHERE id = $1",
+        id,
+        profile_sealed,
+        tags,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Contact>> {
+    sqlx::query_as!(
+        Contact,
+        r#"SELECT id, phone_index, lid_index, phone_sealed, name_sealed, profile_sealed, tags,
+                  restricted_at, erased_at, created_at
+           FROM contacts WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}

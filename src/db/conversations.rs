@@ -1,0 +1,251 @@
+//! Conversations: one per chat per channel, listed newest first with keyset pagination.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    pub contact_id: Uuid,
+    pub is_group: bool,
+    pub group_name_sealed: Option<Vec<u8>>,
+    pub status: String,
+    pub ownership: String,
+    pub policy_override: Option<String>,
+    pub assigned_to: Option<Uuid>,
+    pub labels: Vec<String>,
+    pub unread_count: i32,
+    pub last_message_at: OffsetDateTime,
+    pub last_inbound_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+pub struct NewConversation<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_id: Uuid,
+    pub contact_id: Uuid,
+    pub chat_index: &'a str,
+    pub is_group: bool,
+}
+
+/// The conversation for this chat, created if new. Returns its id.
+pub async fn upsert(
+    conn: &mut PgConnection,
+    c: NewConversation<'_>,
+    at: OffsetDateTime,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, is_group, last_message_at, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+           ON CONFLICT (tenant_id, channel_id, chat_index) DO UPDATE SET chat_index = EXCLUDED.chat_index
+           RETURNING id"#,
+        c.id,
+        c.tenant_id,
+        c.channel_id,
+        c.contact_id,
+        c.chat_index,
+        c.is_group,
+        at
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A new inbound message: unread, reopened, and the 24-hour window restarts.
+pub async fn note_inbound(
+    conn: &mut PgConnection,
+    id: Uuid,
+    at: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE conversations SET unread_count = unread_count + 1, status = 'open',
+                  last_message_at = GREATEST(last_message_at, $2),
+                  last_inbound_at = GREATEST(COALESCE(last_inbound_at, $2), $2)
+           WHERE id = $1"#,
+        id,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn note_outbound(
+    conn: &mut PgConnection,
+    id: Uuid,
+    at: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2) WHERE id = $1",
+        id,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conversation>> {
+    sqlx::query_as!(
+        Conversation,
+        r#"SELECT id, channel_id, contact_id, is_group, group_name_sealed, status, ownership, policy_override,
+                  assigned_to, labels, unread_count, last_message_at, last_inbound_at, created_at
+           FROM conversations WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    pub unread_only: bool,
+    pub assigned_to: Option<Uuid>,
+    /// All of these name tokens (blind index), or this phone token.
+    pub name_tokens: Option<Vec<String>>,
+    pub phone_index: Option<String>,
+    /// Keyset cursor: rows strictly older than (last_message_at, id).
+    pub before: Option<(OffsetDateTime, Uuid)>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListRow {
+    pub id: Uuid,
+    pub contact_id: Uuid,
+    pub channel_id: Uuid,
+    pub is_group: bool,
+    pub status: String,
+    pub ownership: String,
+    pub assigned_to: Option<Uuid>,
+    pub labels: Vec<String>,
+    pub unread_count: i32,
+    pub last_message_at: OffsetDateTime,
+    pub last_inbound_at: Option<OffsetDateTime>,
+    pub contact_name_sealed: Option<Vec<u8>>,
+    pub contact_phone_sealed: Option<Vec<u8>>,
+    pub contact_erased: bool,
+    pub last_body_sealed: Option<Vec<u8>>,
+    pub last_message_id: Option<Uuid>,
+    pub last_kind: Option<String>,
+    pub last_direction: Option<String>,
+}
+
+/// The inbox page: newest first, filtered, keyset-paginated on (last_message_at, id) so a
+/// page costs the same at a million messages as at ten. The latest message of each row
+/// comes from the thread index (one index probe per row).
+pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
+    let (before_at, before_id) = f
+        .before
+        .map(|(a, i)| (Some(a), Some(i)))
+        .unwrap_or((None, None));
+    sqlx::query_as!(
+        ListRow,
+        r#"SELECT cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership, cv.assigned_to,
+                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at,
+                  ct.name_sealed AS contact_name_sealed, ct.phone_sealed AS contact_phone_sealed,
+                  (ct.erased_at IS NOT NULL) AS "contact_erased!",
+                  lm.body_sealed AS "last_body_sealed?", lm.id AS "last_message_id?", lm.kind AS "last_kind?",
+                  lm.direction AS "last_direction?"
+           FROM conversations cv
+           JOIN contacts ct ON ct.tenant_id = cv.tenant_id AND ct.id = cv.contact_id
+           LEFT JOIN LATERAL (
+               SELECT m.id, m.body_sealed, m.kind, m.direction FROM messages m
+               WHERE m.tenant_id = cv.tenant_id AND m.conversation_id = cv.id
+               ORDER BY m.sent_at DESC, m.id DESC LIMIT 1
+           ) lm ON true
+           WHERE ($1::text IS NULL OR cv.status = $1)
+             AND (NOT $2 OR cv.unread_count > 0)
+             AND ($3::uuid IS NULL OR cv.assigned_to = $3)
+             AND (($4::text[] IS NULL AND $5::text IS NULL)
+                  OR ($4::text[] IS NOT NULL AND ct.name_tokens @> $4)
+                  OR ($5::text IS NOT NULL AND ct.phone_index = $5))
+             AND ($6::timestamptz IS NULL OR (cv.last_message_at, cv.id) < ($6, $7::uuid))
+           ORDER BY cv.last_message_at DESC, cv.id DESC
+           LIMIT $8"#,
+        f.status,
+        f.unread_only,
+        f.assigned_to,
+        f.name_tokens.as_deref(),
+        f.phone_index,
+        before_at,
+        before_id,
+        f.limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn unread_total(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(unread_count), 0)::bigint AS "n!" FROM conversations WHERE status = 'open'"#
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn mark_read(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE conversations SET status = $2 WHERE id = $1",
+        id,
+        status
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_ownership(
+    conn: &mut PgConnection,
+    id: Uuid,
+    ownership: &str,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE conversations SET ownership = $2 WHERE id = $1",
+        id,
+        ownership
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn assign(conn: &mut PgConnection, id: Uuid, user: Option<Uuid>) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE conversations SET assigned_to = $2 WHERE id = $1",
+        id,
+        user
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_labels(
+    conn: &mut PgConnection,
+    id: Uuid,
+    labels: &[String],
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE conversations SET labels = $2 WHERE id = $1",
+        id,
+        labels
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

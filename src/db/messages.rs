@@ -1,0 +1,228 @@
+//! Messages. Bodies and media references are sealed; a gateway message is stored once per
+//! channel; delivery statuses only move forward.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Delivery status ranks: a status update is applied only if its rank is higher. `failed` is
+/// terminal; `unknown` (timed out mid-send) ranks with `sending`, so a later "sent" from the
+/// gateway still resolves it.
+pub fn status_rank(status: &str) -> i16 {
+    match status {
+        "received" => 0,
+        "queued" => 1,
+        "sending" | "unknown" => 2,
+        "sent" => 3,
+        "delivered" => 4,
+        "read" => 5,
+        "failed" => 10,
+        _ => 0,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub contact_id: Uuid,
+    pub external_id: Option<String>,
+    pub direction: String,
+    pub author: String,
+    pub author_user_id: Option<Uuid>,
+    pub kind: String,
+    pub body_sealed: Option<Vec<u8>>,
+    pub media_kind: Option<String>,
+    pub media_mime: Option<String>,
+    pub media_size: Option<i64>,
+    pub media_key: Option<String>,
+    pub media_state: Option<String>,
+    pub media_deleted_at: Option<OffsetDateTime>,
+    pub quoted_external_id: Option<String>,
+    pub sender_sealed: Option<Vec<u8>>,
+    pub status: String,
+    pub error: Option<String>,
+    pub sent_at: OffsetDateTime,
+}
+
+pub struct NewMessage<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub contact_id: Uuid,
+    pub external_id: Option<&'a str>,
+    pub direction: &'a str,
+    pub author: &'a str,
+    pub author_user_id: Option<Uuid>,
+    pub kind: &'a str,
+    pub body_sealed: Option<Vec<u8>>,
+    pub media_kind: Option<&'a str>,
+    pub media_mime: Option<&'a str>,
+    pub media_source_sealed: Option<Vec<u8>>,
+    pub media_state: Option<&'a str>,
+    pub quoted_external_id: Option<&'a str>,
+    pub sender_sealed: Option<Vec<u8>>,
+    pub status: &'a str,
+    pub sent_at: OffsetDateTime,
+}
+
+/// Inserts; `false` when this gateway message was already stored (a duplicate delivery).
+pub async fn insert(
+    conn: &mut PgConnection,
+    m: NewMessage<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, external_id, direction, author,
+                                 author_user_id, kind, body_sealed, media_kind, media_mime, media_source_sealed, media_state,
+                                 quoted_external_id, sender_sealed, status, status_rank, sent_at, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+           ON CONFLICT (tenant_id, channel_id, external_id) WHERE external_id IS NOT NULL DO NOTHING"#,
+        m.id,
+        m.tenant_id,
+        m.conversation_id,
+        m.channel_id,
+        m.contact_id,
+        m.external_id,
+        m.direction,
+        m.author,
+        m.author_user_id,
+        m.kind,
+        m.body_sealed,
+        m.media_kind,
+        m.media_mime,
+        m.media_source_sealed,
+        m.media_state,
+        m.quoted_external_id,
+        m.sender_sealed,
+        m.status,
+        status_rank(m.status),
+        m.sent_at,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as!(
+        Message,
+        r#"SELECT id, conversation_id, channel_id, contact_id, external_id, direction, author, author_user_id, kind,
+                  body_sealed, media_kind, media_mime, media_size, media_key, media_state, media_deleted_at,
+                  quoted_external_id, sender_sealed, status, error, sent_at
+           FROM messages WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The newest `limit` messages of a conversation older than the cursor, newest first.
+pub async fn thread(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    before: Option<(OffsetDateTime, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Message>> {
+    let (at, id) = before
+        .map(|(a, i)| (Some(a), Some(i)))
+        .unwrap_or((None, None));
+    sqlx::query_as!(
+        Message,
+        r#"SELECT id, conversation_id, channel_id, contact_id, external_id, direction, author, author_user_id, kind,
+                  body_sealed, media_kind, media_mime, media_size, media_key, media_state, media_deleted_at,
+                  quoted_external_id, sender_sealed, status, error, sent_at
+           FROM messages
+           WHERE conversation_id = $1 AND ($2::timestamptz IS NULL OR (sent_at, id) < ($2, $3::uuid))
+           ORDER BY sent_at DESC, id DESC LIMIT $4"#,
+        conversation_id,
+        at,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Applies a gateway status report, only forwards. Returns whether anything changed.
+pub async fn advance_status_by_external(
+    conn: &mut PgConnection,
+    channel_id: Uuid,
+    external_id: &str,
+    status: &str,
+    error: Option<&str>,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE messages SET status = $3, status_rank = $4, error = COALESCE($5, error)
+           WHERE channel_id = $1 AND external_id = $2 AND status_rank < $4"#,
+        channel_id,
+        external_id,
+        status,
+        status_rank(status),
+        error
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Moves one outbound message to `status` (send job transitions), only forwards unless
+/// `force` (a staff retry of a failed or unknown send).
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    external_id: Option<&str>,
+    error: Option<&str>,
+    force: bool,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE messages SET status = $2, status_rank = $3, external_id = COALESCE($4, external_id), error = $5
+           WHERE id = $1 AND ($6 OR status_rank < $3)"#,
+        id,
+        status,
+        status_rank(status),
+        external_id,
+        error,
+        force
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records where a media object is stored (or that fetching it failed).
+pub async fn set_media(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    key: Option<&str>,
+    size: Option<i64>,
+    mime: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE messages SET media_state = $2, media_key = COALESCE($3, media_key), media_size = COALESCE($4, media_size),
+                  media_mime = COALESCE($5, media_mime)
+           WHERE id = $1"#,
+        id,
+        state,
+        key,
+        size,
+        mime
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn media_source(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar!("SELECT media_source_sealed FROM messages WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
+}
