@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::{clock::SharedClock, config::Config, redis::Redis};
+use crate::{clock::SharedClock, config::Config, crypto::Keyring, redis::Redis};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -13,6 +13,8 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: Redis,
     pub clock: SharedClock,
+    /// Seals and opens personal data; destroys keys (see `crypto`).
+    pub keys: Keyring,
 }
 
 impl AppState {

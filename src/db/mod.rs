@@ -7,6 +7,7 @@
 //! one tenant's setting into another's work.
 
 pub mod jobs;
+pub mod keystore;
 
 use std::time::Duration;
 
@@ -51,8 +52,10 @@ pub async fn ensure_app_role(owner: &PgPool, password: &str) -> anyhow::Result<(
                 .fetch_one(owner)
                 .await?;
         let sql = if exists {
-            format!("ALTER ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}",
-                quote_literal(password))
+            format!(
+                "ALTER ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}",
+                quote_literal(password)
+            )
         } else {
             format!(
                 "CREATE ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}",
@@ -75,7 +78,8 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Ensures the role, then applies pending migrations as the owner.
+/// Ensures the role, then applies pending migrations as the owner, to the main database and
+/// to the key store (created if missing).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let owner = connect_owner(config).await?;
     ensure_app_role(&owner, config.app_db_password.expose_secret()).await?;
@@ -84,7 +88,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         .await
         .context("applying migrations failed")?;
     owner.close().await;
-    Ok(())
+    keystore::migrate(config).await
 }
 
 /// The server's pool, as the application role. Refuses a role that would bypass RLS.
@@ -99,7 +103,9 @@ pub async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(opts)
         .await
-        .context("could not connect to PostgreSQL as the application role (run `sigmaai migrate` first)")?;
+        .context(
+            "could not connect to PostgreSQL as the application role (run `sigmaai migrate` first)",
+        )?;
     refuse_privileged_role(&pool).await?;
     Ok(pool)
 }

@@ -1,6 +1,9 @@
 //! The one integration-test binary: every test talks to real PostgreSQL and Redis.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod browser;
 mod harness;
 
+mod crypto;
 mod public_pages;
