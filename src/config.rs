@@ -4,7 +4,7 @@
 //! file named by `NAME_FILE`, the way container secrets are mounted. Tests build a [`Config`]
 //! in code with [`Config::for_tests`] and never read the process environment.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -36,6 +36,19 @@ pub struct Config {
     pub trusted_proxies: usize,
     pub log_dir: Option<PathBuf>,
     pub db_max_connections: u32,
+    /// The current master key (base64 or hex, 32 bytes). `None` only in development, where
+    /// a key file is generated in the data dir (see [`crate::crypto::master`]).
+    pub master_key: Option<SecretString>,
+    /// Earlier master keys that still unwrap tenant keys until `keys rotate --master` has
+    /// re-wrapped everything under the current one.
+    pub master_key_previous: Vec<SecretString>,
+    /// The key store as its owner (migrations); `None`: `DATABASE_URL` with database `<db>_keys`.
+    pub keystore_url: Option<SecretString>,
+    /// The append-only, hash-chained record of destroyed keys (outside both databases).
+    pub deletion_ledger: PathBuf,
+    /// How long an unwrapped key may stay cached without being re-read from the key store
+    /// (the safety net when Redis invalidation is down).
+    pub key_cache_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +57,11 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
     #[error("{name} is required in production")]
     Missing { name: &'static str },
+    #[error(
+        "SIGMAAI_MASTER_KEY (or SIGMAAI_MASTER_KEY_FILE) is required in production: generate one \
+         with `sigmaai keys generate-master-key` and keep it away from the database backups"
+    )]
+    MissingMasterKey,
     #[error("could not read {name} from file {path}: {source}")]
     File {
         name: String,
@@ -66,7 +84,10 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_LOG_DIR",
     "SIGMAAI_DB_MAX_CONNECTIONS",
     "SIGMAAI_MASTER_KEY",
+    "SIGMAAI_MASTER_KEY_PREVIOUS",
     "SIGMAAI_KEYSTORE_URL",
+    "SIGMAAI_DELETION_LEDGER",
+    "SIGMAAI_KEY_CACHE_TTL_SECS",
     "SIGMAAI_PG_PORT",
     "SIGMAAI_REDIS_PORT",
 ];
@@ -170,6 +191,26 @@ impl Config {
             }
         };
 
+        let master_key = secret("SIGMAAI_MASTER_KEY")?;
+        let master_key_previous: Vec<SecretString> = secret("SIGMAAI_MASTER_KEY_PREVIOUS")?
+            .map(|list| {
+                list.expose_secret()
+                    .split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| SecretString::from(k.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        check_master_keys(env, master_key.as_ref(), &master_key_previous)?;
+        let key_cache_ttl = Duration::from_secs(parse_num("SIGMAAI_KEY_CACHE_TTL_SECS", 60)?);
+        if key_cache_ttl > Duration::from_secs(600) {
+            return Err(ConfigError::Invalid {
+                name: "SIGMAAI_KEY_CACHE_TTL_SECS",
+                reason: "at most 600: it bounds how long a destroyed key may stay usable".into(),
+            });
+        }
+
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
             if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
@@ -189,15 +230,23 @@ impl Config {
             log_dir: get("SIGMAAI_LOG_DIR")
                 .map(PathBuf::from)
                 .or_else(|| Some(data_dir.join("logs"))),
+            deletion_ledger: get("SIGMAAI_DELETION_LEDGER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("deletion-ledger.jsonl")),
             data_dir,
             session_secret,
             trusted_proxies: parse_num("SIGMAAI_TRUSTED_PROXIES", 0)? as usize,
             db_max_connections: parse_num("SIGMAAI_DB_MAX_CONNECTIONS", 20)? as u32,
+            master_key,
+            master_key_previous,
+            keystore_url: secret("SIGMAAI_KEYSTORE_URL")?,
+            key_cache_ttl,
         })
     }
 
     /// A development config pointing at the given databases, for tests.
     pub fn for_tests(database_url: &str, redis_url: Option<&str>, redis_prefix: &str) -> Config {
+        let data_dir = std::env::temp_dir().join("sigmaai-test-data");
         Config {
             env: Environment::Development,
             public_url: Url::parse("http://localhost:8080").expect("static URL"),
@@ -207,11 +256,17 @@ impl Config {
             app_db_password: SecretString::from("sigmaai_app_dev"),
             redis_url: redis_url.map(|u| SecretString::from(u.to_owned())),
             redis_prefix: redis_prefix.to_owned(),
-            data_dir: std::env::temp_dir().join("sigmaai-test-data"),
             session_secret: SecretString::from(random_token(32)),
             trusted_proxies: 0,
             log_dir: None,
             db_max_connections: 5,
+            master_key: Some(SecretString::from(random_token(32))),
+            master_key_previous: Vec::new(),
+            keystore_url: None,
+            // One ledger per config, so concurrent tests never share a chain.
+            deletion_ledger: data_dir.join(format!("ledger-{}.jsonl", uuid::Uuid::new_v4())),
+            data_dir,
+            key_cache_ttl: Duration::from_secs(60),
         }
     }
 
@@ -240,6 +295,78 @@ impl Config {
             .map_err(bad)?;
         Ok(SecretString::from(url.to_string()))
     }
+
+    /// The key store as its owner: `SIGMAAI_KEYSTORE_URL`, else `DATABASE_URL` with the
+    /// database `<db>_keys`.
+    pub fn keystore_owner_url(&self) -> Result<SecretString, ConfigError> {
+        if let Some(u) = &self.keystore_url {
+            return Ok(u.clone());
+        }
+        let mut url =
+            Url::parse(self.database_url.expose_secret()).map_err(|e| ConfigError::Invalid {
+                name: "DATABASE_URL",
+                reason: e.to_string(),
+            })?;
+        let db = url.path().trim_start_matches('/').to_owned();
+        if db.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                reason: "names no database".into(),
+            });
+        }
+        url.set_path(&format!("/{db}_keys"));
+        Ok(SecretString::from(url.to_string()))
+    }
+
+    /// The key store as the application role.
+    pub fn keystore_app_url(&self) -> Result<SecretString, ConfigError> {
+        let owner = self.keystore_owner_url()?;
+        let mut url = Url::parse(owner.expose_secret()).map_err(|e| ConfigError::Invalid {
+            name: "SIGMAAI_KEYSTORE_URL",
+            reason: e.to_string(),
+        })?;
+        let bad = |_| ConfigError::Invalid {
+            name: "SIGMAAI_KEYSTORE_URL",
+            reason: "cannot carry a user name".into(),
+        };
+        url.set_username(&self.app_db_user).map_err(bad)?;
+        url.set_password(Some(self.app_db_password.expose_secret()))
+            .map_err(bad)?;
+        Ok(SecretString::from(url.to_string()))
+    }
+}
+
+/// Production refuses to start without a strong master key; development generates one.
+fn check_master_keys(
+    env: Environment,
+    current: Option<&SecretString>,
+    previous: &[SecretString],
+) -> Result<(), ConfigError> {
+    use crate::crypto::master::{MasterKeyError, parse_master_key};
+    let check = |name: &'static str, key: &SecretString| match parse_master_key(key.expose_secret())
+    {
+        Ok(_) => Ok(()),
+        Err(MasterKeyError::Weak) if env == Environment::Development => {
+            tracing::warn!(
+                variable = name,
+                "weak master key accepted in development only"
+            );
+            Ok(())
+        }
+        Err(e) => Err(ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }),
+    };
+    match current {
+        Some(key) => check("SIGMAAI_MASTER_KEY", key)?,
+        None if env == Environment::Production => return Err(ConfigError::MissingMasterKey),
+        None => {}
+    }
+    for key in previous {
+        check("SIGMAAI_MASTER_KEY_PREVIOUS", key)?;
+    }
+    Ok(())
 }
 
 fn secret_opt_url(v: Option<String>) -> Option<SecretString> {

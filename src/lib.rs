@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod demo;
 pub mod domain;
@@ -33,7 +34,8 @@ use crate::{
     state::AppState,
 };
 
-/// Connects to PostgreSQL (as the application role) and Redis and builds the shared state.
+/// Connects to PostgreSQL and the key store (as the application role) and Redis, loads the
+/// master key, and builds the shared state.
 pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
     let db = db::connect_app(&config).await?;
     let redis = redis::Redis::new(
@@ -44,12 +46,14 @@ pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppSt
     if redis.client().is_some() && redis.status().await != redis::RedisStatus::Ok {
         tracing::warn!("Redis is unreachable: serving in degraded mode (stricter local limits)");
     }
+    let keys = crypto::Keyring::connect(&config, redis.clone(), clock.clone()).await?;
     Ok(AppState {
         config: Arc::new(config),
         db,
         redis,
         clock,
         throttle: Default::default(),
+        keys,
     })
 }
 

@@ -1,7 +1,12 @@
 //! The `sigmaai` command.
 
-use clap::{Parser, Subcommand};
-use sigmaai::{config::Config, shutdown::Shutdown};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sigmaai::{
+    clock::SystemClock, config::Config, crypto::Keyring, db, redis::Redis, shutdown::Shutdown,
+};
 
 #[derive(Parser)]
 #[command(
@@ -32,15 +37,57 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
-    /// Create the application role and apply database migrations.
+    /// Create the application role and apply database migrations (main database and key store).
     Migrate,
     /// Create the demo tenant (development only) and print how to log in.
     Demo,
+    /// Key management: rotation, retirement, status.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// After restoring the database or the key store from a backup: destroy again every key
+    /// the deletion ledger lists. Run it before the restored system serves traffic.
+    RestoreReplay,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap keys under a new key, without re-encrypting any data.
+    Rotate(RotateArgs),
+    /// Delete a tenant's older key versions that no longer wrap any key.
+    Retire {
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+    },
+    /// Show which master keys wrap how many tenant keys.
+    Status,
+    /// Print a new random master key for SIGMAAI_MASTER_KEY (needs no configuration).
+    GenerateMasterKey,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct RotateArgs {
+    /// Re-wrap every tenant key under the current master key (SIGMAAI_MASTER_KEY); the old
+    /// one must be listed in SIGMAAI_MASTER_KEY_PREVIOUS until this reports none left.
+    #[arg(long)]
+    master: bool,
+    /// Add a tenant-key version and re-wrap that tenant's data keys under it.
+    #[arg(long, value_name = "SLUG")]
+    tenant: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Keys {
+        command: KeysCommand::GenerateMasterKey,
+    } = cli.command
+    {
+        println!("{}", sigmaai::crypto::master::generate_master_key());
+        return std::process::ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -84,6 +131,25 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Keys { command } => keys_command(command, &config).await,
+        Command::RestoreReplay => {
+            let keys = operator_keyring(&config).await?;
+            let report = keys.replay_ledger().await?;
+            println!(
+                "{} ledger entries replayed from {}; {} key rows destroyed again",
+                report.entries,
+                keys.ledger().path().display(),
+                report.keys_destroyed_again
+            );
+            for problem in &report.chain_problems {
+                eprintln!("ledger: {problem}");
+            }
+            anyhow::ensure!(
+                report.chain_problems.is_empty(),
+                "the deletion ledger's hash chain is broken (every readable entry was still applied): investigate before serving"
+            );
+            Ok(())
+        }
         Command::Serve => {
             let state = sigmaai::connect_system(config).await?;
             sigmaai::serve(state, Shutdown::from_os_signals()).await
@@ -110,5 +176,76 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let _ = worker.await;
             served
         }
+    }
+}
+
+async fn operator_keyring(config: &Config) -> anyhow::Result<Keyring> {
+    let redis = Redis::new(
+        config
+            .redis_url
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret),
+        &config.redis_prefix,
+    )?;
+    Keyring::connect(config, redis, Arc::new(SystemClock)).await
+}
+
+async fn tenant_by_slug(config: &Config, slug: &str) -> anyhow::Result<uuid::Uuid> {
+    let main_db = db::connect_owner(config).await?;
+    let id = db::keystore::tenant_id_by_slug(&main_db, slug).await?;
+    main_db.close().await;
+    id.with_context(|| format!("there is no tenant with slug {slug:?}"))
+}
+
+async fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    let keys = operator_keyring(config).await?;
+    match command {
+        KeysCommand::Rotate(RotateArgs { master: true, .. }) => {
+            let r = keys.rotate_master().await?;
+            println!(
+                "{} tenant keys re-wrapped under master key {}",
+                r.rewrapped, r.current_master_key_id
+            );
+            print_master_usage(&r.per_master_key, &r.current_master_key_id);
+        }
+        KeysCommand::Rotate(RotateArgs {
+            tenant: Some(slug), ..
+        }) => {
+            let tenant = tenant_by_slug(config, &slug).await?;
+            let r = keys.rotate_tenant(tenant).await?;
+            println!(
+                "tenant {slug}: key version {} added; {} data keys re-wrapped (run `sigmaai keys retire --tenant {slug}` to delete older versions)",
+                r.new_version, r.rewrapped_data_keys
+            );
+        }
+        KeysCommand::Rotate(_) => anyhow::bail!("say --master or --tenant SLUG"),
+        KeysCommand::Retire { tenant: slug } => {
+            let tenant = tenant_by_slug(config, &slug).await?;
+            let n = keys.retire_tenant_versions(tenant).await?;
+            println!("tenant {slug}: {n} older key versions deleted");
+        }
+        KeysCommand::Status => {
+            let usage = keys.master_key_usage().await?;
+            print_master_usage(&usage, keys.master().current_key_id());
+            println!(
+                "configured master keys: {}",
+                keys.master().key_ids().join(", ")
+            );
+        }
+        KeysCommand::GenerateMasterKey => {
+            println!("{}", sigmaai::crypto::master::generate_master_key())
+        }
+    }
+    Ok(())
+}
+
+fn print_master_usage(usage: &[(String, i64)], current: &str) {
+    for (id, n) in usage {
+        let note = if id == current {
+            "current"
+        } else {
+            "old: keep it in SIGMAAI_MASTER_KEY_PREVIOUS until rotated"
+        };
+        println!("  {id}: {n} tenant keys ({note})");
     }
 }

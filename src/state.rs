@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::{auth::throttle::LocalCounters, clock::SharedClock, config::Config, redis::Redis};
+
+use crate::{auth::throttle::LocalCounters, clock::SharedClock, config::Config, crypto::Keyring, redis::Redis};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,6 +16,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Login failure counters used while Redis is unreachable.
     pub throttle: Arc<LocalCounters>,
+    /// Seals and opens personal data; destroys keys (see `crypto`).
+    pub keys: Keyring,
 }
 
 impl AppState {

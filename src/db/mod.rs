@@ -13,6 +13,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod jobs;
 pub mod messages;
+pub mod keystore;
 
 use std::time::Duration;
 
@@ -83,7 +84,8 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Ensures the role, then applies pending migrations as the owner.
+/// Ensures the role, then applies pending migrations as the owner, to the main database and
+/// to the key store (created if missing).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let owner = connect_owner(config).await?;
     ensure_app_role(&owner, config.app_db_password.expose_secret()).await?;
@@ -92,7 +94,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         .await
         .context("applying migrations failed")?;
     owner.close().await;
-    Ok(())
+    keystore::migrate(config).await
 }
 
 /// The server's pool, as the application role. Refuses a role that would bypass RLS.

@@ -2,6 +2,8 @@
 //!
 //! A template database is migrated once per run (named by a hash of the migrations, under an
 //! advisory lock so parallel runs agree), then each test gets `CREATE DATABASE … TEMPLATE`.
+//! The key store is templated and cloned the same way (`<test db>_keys` beside each test's
+//! database), and each test's keyring writes its own deletion ledger file.
 //! Test pools connect as the non-owner application role, so row-level security is really
 //! exercised. Redis keys get a per-test prefix. Time is a [`ManualClock`].
 
@@ -16,6 +18,7 @@ use sha2::{Digest, Sha256};
 use sigmaai::{
     clock::ManualClock,
     config::Config,
+    crypto::Keyring,
     db,
     redis::Redis,
     shutdown::{Shutdown, ShutdownTrigger},
@@ -42,14 +45,24 @@ fn with_db(url: &str, db: &str) -> String {
     u.to_string()
 }
 
-/// The migrations' fingerprint: a changed migration gets a new template.
+/// The migrations' fingerprint (main and key store): a changed migration gets a new template.
 fn migrations_hash() -> String {
     let mut h = Sha256::new();
     for m in db::MIGRATOR.iter() {
         h.update(m.version.to_le_bytes());
         h.update(&*m.checksum);
     }
+    h.update(b"keystore");
+    for m in db::keystore::MIGRATOR.iter() {
+        h.update(m.version.to_le_bytes());
+        h.update(&*m.checksum);
+    }
     hex::encode(&h.finalize()[..6])
+}
+
+/// The key store beside a database (what `Config::keystore_owner_url` derives).
+pub fn keystore_name(db: &str) -> String {
+    format!("{db}_keys")
 }
 
 static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
@@ -70,24 +83,34 @@ async fn template_name() -> String {
                 .execute(&mut admin)
                 .await
                 .unwrap();
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                    .bind(&name)
-                    .fetch_one(&mut admin)
-                    .await
-                    .unwrap();
+            let exists: bool = sqlx::query_scalar(
+                "SELECT count(*) = 2 FROM pg_database WHERE datname IN ($1, $2)",
+            )
+            .bind(&name)
+            .bind(keystore_name(&name))
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
             if !exists {
                 sweep_old_databases(&mut admin).await;
                 let building = format!("{name}_building");
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
+                for db in [
+                    building.clone(),
+                    keystore_name(&building),
+                    name.clone(),
+                    keystore_name(&name),
+                ] {
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await
+                        .unwrap();
+                }
                 sqlx::query(&format!("CREATE DATABASE {building}"))
                     .execute(&mut admin)
                     .await
                     .unwrap();
                 let cfg = Config::for_tests(&with_db(&database_url(), &building), None, "");
+                // Also creates and migrates the key store `<building>_keys`.
                 db::migrate(&cfg)
                     .await
                     .expect("migrations apply to a fresh database");
@@ -95,6 +118,14 @@ async fn template_name() -> String {
                     .execute(&mut admin)
                     .await
                     .unwrap();
+                sqlx::query(&format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    keystore_name(&building),
+                    keystore_name(&name)
+                ))
+                .execute(&mut admin)
+                .await
+                .unwrap();
             }
             sqlx::query("SELECT pg_advisory_unlock(7301)")
                 .execute(&mut admin)
@@ -106,7 +137,9 @@ async fn template_name() -> String {
         .clone()
 }
 
-/// Drops test databases left by earlier runs (older than two hours) and stale templates.
+/// Drops test databases left by earlier runs (older than two hours). Templates of other
+/// migration sets are kept: a concurrent run on another branch (sharing the cluster) may be
+/// cloning one right now; they are small.
 async fn sweep_old_databases(admin: &mut PgConnection) {
     let cutoff = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -126,7 +159,7 @@ async fn sweep_old_databases(admin: &mut PgConnection) {
                 .next()
                 .and_then(|t| t.parse::<u64>().ok())
                 .is_some_and(|t| t < cutoff),
-            None => true, // an old template: the current one doesn't exist yet
+            None => false,
         };
         if stale {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -136,7 +169,8 @@ async fn sweep_old_databases(admin: &mut PgConnection) {
     }
 }
 
-/// A fresh migrated database cloned from the template. Returns its name.
+/// A fresh migrated database, and its key store `<name>_keys`, cloned from the templates.
+/// Returns the main database's name.
 pub async fn fresh_database() -> String {
     let template = template_name().await;
     let secs = SystemTime::now()
@@ -145,21 +179,26 @@ pub async fn fresh_database() -> String {
         .as_secs();
     let name = format!("sigmaai_t_{secs}_{}", Uuid::new_v4().simple());
     let mut admin = admin_conn().await;
+    clone_database(&mut admin, &template, &name).await;
+    clone_database(&mut admin, &keystore_name(&template), &keystore_name(&name)).await;
+    name
+}
+
+async fn clone_database(admin: &mut PgConnection, template: &str, name: &str) {
     // Cloning needs the template to have no other connections; retry briefly on a race.
     for attempt in 0..20 {
         match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-            .execute(&mut admin)
+            .execute(&mut *admin)
             .await
         {
-            Ok(_) => return name,
+            Ok(_) => return,
             Err(e) if attempt < 19 => {
                 let _ = e;
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            Err(e) => panic!("could not clone the template database: {e}"),
+            Err(e) => panic!("could not clone the template database {template}: {e}"),
         }
     }
-    unreachable!()
 }
 
 /// One test's world: its own database, Redis prefix, clock and application state.
@@ -169,6 +208,12 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Owner pool on the test's database (bypasses nothing: use it to inspect raw rows).
     pub owner: PgPool,
+    /// Owner pool on the test's key store (to copy, inspect or restore raw key rows).
+    pub keystore_owner: PgPool,
+    /// The same keyring as `state.keys`.
+    pub keys: Keyring,
+    pub db_name: String,
+    pub config: Config,
 }
 
 /// The moment every test starts at (a Monday, 09:00 UTC).
@@ -202,6 +247,13 @@ impl TestApp {
             .connect(&url)
             .await
             .expect("connect as owner");
+        let keystore_owner = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(secrecy::ExposeSecret::expose_secret(
+                &config.keystore_owner_url().unwrap(),
+            ))
+            .await
+            .expect("connect to the key store as owner");
         let redis = Redis::new(
             config
                 .redis_url
@@ -210,12 +262,16 @@ impl TestApp {
             &config.redis_prefix,
         )
         .unwrap();
+        let keys = Keyring::connect(&config, redis.clone(), Arc::new(clock.clone()))
+            .await
+            .expect("connect the keyring to the key store");
         let state = AppState {
-            config: Arc::new(config),
+            config: Arc::new(config.clone()),
             db: pool,
             redis,
             clock: Arc::new(clock.clone()),
             throttle: Default::default(),
+            keys: keys.clone(),
         };
         let app = sigmaai::build_app(state.clone());
         TestApp {
@@ -223,7 +279,27 @@ impl TestApp {
             app,
             clock,
             owner,
+            keystore_owner,
+            keys,
+            db_name,
+            config,
         }
+    }
+
+    /// Another application instance's keyring: same key store, master key, Redis prefix and
+    /// ledger, its own cache and clock.
+    pub async fn second_keyring(&self, clock: ManualClock) -> Keyring {
+        let redis = Redis::new(
+            self.config
+                .redis_url
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret),
+            &self.config.redis_prefix,
+        )
+        .unwrap();
+        Keyring::connect(&self.config, redis, Arc::new(clock))
+            .await
+            .expect("connect a second keyring")
     }
 
     /// Sends one request through the whole middleware stack, in process.

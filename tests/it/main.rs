@@ -7,4 +7,5 @@ mod client;
 mod harness;
 
 mod accounts;
+mod crypto;
 mod public_pages;
