@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-
-use crate::{auth::throttle::LocalCounters, clock::SharedClock, config::Config, crypto::Keyring, redis::Redis};
+use crate::{
+    auth::throttle::LocalCounters, clock::SharedClock, config::Config, crypto::Keyring,
+    redis::Redis,
+};
 
 #[derive(Clone)]
 pub struct AppState {

@@ -165,6 +165,33 @@ pub async fn audit_login(
     Ok(())
 }
 
+/// Records an account-level event (two-factor on/off) in every tenant the user belongs to.
+pub async fn audit_user_event(
+    state: &AppState,
+    user_id: Uuid,
+    email: &str,
+    action: &str,
+) -> anyhow::Result<()> {
+    let now = state.now();
+    for t in accounts::tenants_of_user(&state.db, user_id).await? {
+        if let Some(tenant) = accounts::tenant_by_slug(&state.db, &t.slug).await? {
+            let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
+            audit::record(
+                &mut tx,
+                tenant.id,
+                &Actor::user(user_id, email),
+                action,
+                email,
+                json!({}),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
 /// Who may grant or change which role: only owners touch owners.
 fn may_manage(actor: Role, target_role: Role) -> bool {
     actor.at_least(Role::Admin) && (actor == Role::Owner || target_role != Role::Owner)

@@ -61,6 +61,9 @@ impl From<CryptoError> for AppError {
     }
 }
 
+/// The pseudo-tenant whose key seals platform-level secrets (never a real tenant's id).
+pub const PLATFORM_TENANT: Uuid = Uuid::nil();
+
 /// Where a sealed value lives. The tenant (and contact) are bound too, by [`Keyring`] itself:
 /// a ciphertext copied to another row, column, table, contact or tenant does not open.
 #[derive(Clone, Copy, Debug)]
@@ -302,6 +305,20 @@ impl Keyring {
         let key = self.tenant_data_key(tenant_id, false).await?;
         key.data
             .open(&aad.context(tenant_id, TENANT_SUBJECT), sealed)
+    }
+
+    /// Seals a platform-level secret that belongs to no tenant (a user's TOTP secret) under
+    /// the platform's own key, kept in the key store like a tenant's (the nil tenant id).
+    pub async fn seal_platform(
+        &self,
+        aad: Aad<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.seal_tenant(PLATFORM_TENANT, aad, plaintext).await
+    }
+
+    pub async fn open_platform(&self, aad: Aad<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.open_tenant(PLATFORM_TENANT, aad, sealed).await
     }
 
     pub async fn seal_tenant_str(

@@ -12,8 +12,8 @@ pub mod channels;
 pub mod contacts;
 pub mod conversations;
 pub mod jobs;
-pub mod messages;
 pub mod keystore;
+pub mod messages;
 
 use std::time::Duration;
 

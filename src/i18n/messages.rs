@@ -712,4 +712,69 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Session ended.",
         "Sessão encerrada.",
     ),
+    // Two-factor
+    (
+        "totp.step1",
+        "Open an authenticator app (Google Authenticator, Aegis, 1Password…) and scan the code, or type the key below.",
+        "Abra um aplicativo autenticador (Google Authenticator, Aegis, 1Password…) e leia o código, ou digite a chave abaixo.",
+    ),
+    (
+        "totp.step2",
+        "Enter the 6-digit code the app shows to confirm.",
+        "Digite o código de 6 dígitos que o aplicativo mostra para confirmar.",
+    ),
+    (
+        "totp.qr",
+        "QR code for your authenticator app",
+        "Código QR para o seu aplicativo autenticador",
+    ),
+    (
+        "totp.manual",
+        "Key for typing by hand:",
+        "Chave para digitar à mão:",
+    ),
+    ("totp.code", "Code", "Código"),
+    ("totp.confirm", "Turn on", "Ativar"),
+    (
+        "totp.wrong_code",
+        "That code is not right. Check the time on your phone and try the newest code.",
+        "Esse código não está certo. Confira a hora do celular e tente o código mais recente.",
+    ),
+    (
+        "totp.locked",
+        "Too many wrong codes. Try again in 15 minutes.",
+        "Códigos errados demais. Tente de novo em 15 minutos.",
+    ),
+    (
+        "totp.expired",
+        "The login step expired. Enter your password again.",
+        "A etapa de login expirou. Digite sua senha de novo.",
+    ),
+    (
+        "totp.enabled",
+        "Two-factor authentication is on.",
+        "A autenticação em dois fatores está ativada.",
+    ),
+    (
+        "totp.disabled",
+        "Two-factor authentication is off.",
+        "A autenticação em dois fatores está desativada.",
+    ),
+    (
+        "totp.codes.title",
+        "Your recovery codes",
+        "Seus códigos de recuperação",
+    ),
+    (
+        "totp.codes.lead",
+        "Each code logs you in once if you lose your phone. Keep them somewhere safe: they are shown only now.",
+        "Cada código permite entrar uma vez se você perder o celular. Guarde-os em local seguro: eles aparecem só agora.",
+    ),
+    ("totp.codes.done", "I have saved them", "Já guardei"),
+    ("totp.login.title", "Enter your code", "Digite seu código"),
+    (
+        "totp.login.hint",
+        "The 6-digit code from your authenticator app, or one of your recovery codes.",
+        "O código de 6 dígitos do aplicativo autenticador, ou um dos seus códigos de recuperação.",
+    ),
 ];

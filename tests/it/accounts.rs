@@ -1004,3 +1004,145 @@ async fn demo_tenant_is_seeded_once_and_can_log_in() {
     let prod = TestApp::with_config(|c| c.env = sigmaai::config::Environment::Production).await;
     assert!(sigmaai::demo::seed(&prod.state).await.is_err());
 }
+
+/// The current TOTP code of `email`'s (sealed) secret, as the authenticator app would show.
+async fn current_code(t: &TestApp, email: &str) -> String {
+    use sigmaai::clock::Clock;
+    let (id, sealed): (uuid::Uuid, Vec<u8>) =
+        sqlx::query_as("SELECT id, totp_secret FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(&t.owner)
+            .await
+            .unwrap();
+    let secret = t
+        .state
+        .keys
+        .open_platform(
+            sigmaai::crypto::Aad::new("users", "totp_secret", id),
+            &sealed,
+        )
+        .await
+        .unwrap();
+    sigmaai::auth::totp::code_at(&secret, t.clock.now().unix_timestamp() as u64)
+}
+
+#[tokio::test]
+async fn totp_enrolment_login_replay_and_recovery_codes() {
+    let w = World::new().await;
+    let setup = w.owner.submit("/account", "/account/2fa/start", &[]).await;
+    assert_eq!(setup.status, 200, "{}", setup.body);
+    assert!(setup.body.contains("<svg"), "QR code rendered");
+    // The secret is stored sealed, not in clear.
+    let raw: Vec<u8> =
+        sqlx::query_scalar("SELECT totp_secret FROM users WHERE email = 'owner@a.test'")
+            .fetch_one(&w.t.owner)
+            .await
+            .unwrap();
+    let shown = scraper::Html::parse_document(&setup.body)
+        .select(&scraper::Selector::parse("#totp-secret").unwrap())
+        .next()
+        .unwrap()
+        .text()
+        .collect::<String>();
+    assert!(!String::from_utf8_lossy(&raw).contains(&shown));
+
+    let wrong = w
+        .owner
+        .submit("/account", "/account/2fa/confirm", &[("code", "000000")])
+        .await;
+    assert_eq!(wrong.status, 422);
+    let code = current_code(&w.t, "owner@a.test").await;
+    let done = w
+        .owner
+        .submit("/account", "/account/2fa/confirm", &[("code", &code)])
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let doc = scraper::Html::parse_document(&done.body);
+    let codes: Vec<String> = doc
+        .select(&scraper::Selector::parse("#recovery-codes code").unwrap())
+        .map(|e| e.text().collect())
+        .collect();
+    assert_eq!(codes.len(), 10);
+
+    // Login now needs the second factor.
+    let c = w.client();
+    let r = c.log_in("owner@a.test", PASSWORD).await;
+    assert!(
+        r.location.as_deref().unwrap().starts_with("/login/2fa"),
+        "{:?}",
+        r.location
+    );
+    assert!(
+        c.get("/t/clinic-a").await.is_login_redirect(),
+        "no session before the code"
+    );
+    // The code used for enrolment can't be replayed.
+    let r = c
+        .submit("/login/2fa", "/login/2fa", &[("code", &code)])
+        .await;
+    assert_eq!(r.status, 422, "replayed code accepted");
+    w.t.clock.advance(Duration::seconds(30));
+    let fresh = current_code(&w.t, "owner@a.test").await;
+    let r = c
+        .submit("/login/2fa", "/login/2fa", &[("code", &fresh)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(c.get("/t/clinic-a").await.status, 200);
+
+    // A recovery code works once.
+    for expect_ok in [true, false] {
+        let c = w.client();
+        c.log_in("owner@a.test", PASSWORD).await;
+        let r = c
+            .submit(
+                "/login/2fa",
+                "/login/2fa",
+                &[("code", &codes[0].to_uppercase())],
+            )
+            .await;
+        assert_eq!(
+            r.status == 303,
+            expect_ok,
+            "recovery code use #{}",
+            if expect_ok { 1 } else { 2 }
+        );
+    }
+}
+
+#[tokio::test]
+async fn five_wrong_codes_lock_the_second_factor() {
+    let w = World::new().await;
+    w.owner.submit("/account", "/account/2fa/start", &[]).await;
+    let code = current_code(&w.t, "owner@a.test").await;
+    w.owner
+        .submit("/account", "/account/2fa/confirm", &[("code", &code)])
+        .await;
+    w.t.clock.advance(Duration::seconds(60));
+    // Five wrong codes, each with a fresh password step (a challenge allows five attempts).
+    let c = w.client();
+    c.log_in("owner@a.test", PASSWORD).await;
+    for _ in 0..5 {
+        let r = c
+            .submit("/login/2fa", "/login/2fa", &[("code", "123456")])
+            .await;
+        assert_eq!(r.status, 422);
+    }
+    let c = w.client();
+    c.log_in("owner@a.test", PASSWORD).await;
+    let good = current_code(&w.t, "owner@a.test").await;
+    let r = c
+        .submit("/login/2fa", "/login/2fa", &[("code", &good)])
+        .await;
+    assert!(r.body.contains("Too many wrong codes"), "{}", r.status);
+    // Fifteen minutes later it works.
+    w.t.clock.advance(Duration::minutes(16));
+    let c = w.client();
+    c.log_in("owner@a.test", PASSWORD).await;
+    let good = current_code(&w.t, "owner@a.test").await;
+    assert_eq!(
+        c.submit("/login/2fa", "/login/2fa", &[("code", &good)])
+            .await
+            .status,
+        303
+    );
+}

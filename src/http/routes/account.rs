@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{self, FormError},
-    auth::{CHALLENGE_LIFETIME, tokens},
+    auth::{CHALLENGE_LIFETIME, tokens, totp},
     db::accounts::{self as db_accounts, SessionRow, User},
     error::AppResult,
     http::{
@@ -38,6 +38,10 @@ pub fn router() -> Router<AppState> {
         .route("/account/language", post(change_language))
         .route("/account/sessions/{id}/revoke", post(revoke_session))
         .route("/account/sessions/revoke-all", post(revoke_all))
+        .route("/account/2fa/start", post(totp_start))
+        .route("/account/2fa/confirm", post(totp_confirm))
+        .route("/account/2fa/disable", post(totp_disable))
+        .route("/login/2fa", get(second_factor_page).post(second_factor))
 }
 
 pub struct SessionView {
@@ -211,4 +215,267 @@ pub async fn start_second_factor(
         url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
     );
     Ok((jar.add(cookie), Redirect::to(&to)).into_response())
+}
+
+// ---- two-factor authentication ----
+
+fn totp_aad(user_id: Uuid) -> crate::crypto::Aad<'static> {
+    crate::crypto::Aad::new("users", "totp_secret", user_id)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account/totp_setup.html")]
+pub struct TotpSetupPage {
+    pub ctx: PageCtx,
+    pub qr_svg: String,
+    pub secret: String,
+    pub error: Option<&'static str>,
+}
+
+async fn totp_setup_view(
+    state: &AppState,
+    ctx: PageCtx,
+    me: &CurrentUser,
+    error: Option<&'static str>,
+) -> AppResult<Response> {
+    let user = db_accounts::user_by_id(&state.db, me.user.id)
+        .await?
+        .ok_or(crate::error::AppError::NotFound)?;
+    let sealed = user
+        .totp_secret
+        .ok_or(crate::error::AppError::BadRequest("error.bad_request"))?;
+    let secret = state.keys.open_platform(totp_aad(user.id), &sealed).await?;
+    let uri = totp::otpauth_uri(&secret, &user.email)?;
+    let page = TotpSetupPage {
+        ctx,
+        qr_svg: totp::qr_svg(&uri)?,
+        secret: totp::secret_base32(&secret),
+        error,
+    };
+    Ok(match error {
+        Some(_) => form_error(page),
+        None => page.into_response(),
+    })
+}
+
+/// Step 1: a new secret (pending until a code from it is confirmed).
+async fn totp_start(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    me: CurrentUser,
+) -> AppResult<Response> {
+    if me.user.has_totp() {
+        return Ok(Redirect::to("/account").into_response());
+    }
+    let secret = totp::new_secret();
+    let sealed = state
+        .keys
+        .seal_platform(totp_aad(me.user.id), &secret)
+        .await?;
+    db_accounts::set_totp_pending(&state.db, me.user.id, &sealed, state.now()).await?;
+    totp_setup_view(&state, ctx, &me, None).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account/recovery_codes.html")]
+pub struct RecoveryCodesPage {
+    pub ctx: PageCtx,
+    pub codes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// Step 2: a correct code turns two-factor on; recovery codes are shown once.
+async fn totp_confirm(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    me: CurrentUser,
+    Form(f): Form<CodeForm>,
+) -> AppResult<Response> {
+    let user = db_accounts::user_by_id(&state.db, me.user.id)
+        .await?
+        .ok_or(crate::error::AppError::NotFound)?;
+    if user.has_totp() {
+        return Ok(Redirect::to("/account").into_response());
+    }
+    let Some(sealed) = user.totp_secret.as_deref() else {
+        return Ok(Redirect::to("/account").into_response());
+    };
+    let secret = state.keys.open_platform(totp_aad(user.id), sealed).await?;
+    let now = state.now();
+    let Some(step) = totp::verify(&secret, &f.code, now.unix_timestamp() as u64, None) else {
+        return totp_setup_view(&state, ctx, &me, Some("totp.wrong_code")).await;
+    };
+    db_accounts::enable_totp(&state.db, user.id, step, now).await?;
+    let codes = recovery::generate();
+    let hashes: Vec<String> = codes.iter().map(|c| recovery::hash(c)).collect();
+    db_accounts::replace_recovery_codes(&state.db, user.id, &hashes).await?;
+    accounts::audit_user_event(&state, user.id, &user.email, "auth.2fa_enabled").await?;
+    Ok(RecoveryCodesPage { ctx, codes }.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DisableForm {
+    password: String,
+}
+
+async fn totp_disable(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    me: CurrentUser,
+    Form(f): Form<DisableForm>,
+) -> AppResult<Response> {
+    if !crate::auth::password::verify(&f.password, Some(&me.user.password_hash)).await? {
+        return Ok(form_error(
+            load_page(&state, ctx, &me, Some("account.password.wrong")).await?,
+        ));
+    }
+    db_accounts::disable_totp(&state.db, me.user.id, state.now()).await?;
+    accounts::audit_user_event(&state, me.user.id, &me.user.email, "auth.2fa_disabled").await?;
+    Ok(redirect_with_flash("/account", true, "totp.disabled"))
+}
+
+/// Recovery codes: 60 random bits each, shown once, stored as SHA-256 hashes. (A fast hash
+/// suffices for random codes of this entropy; argon2 protects low-entropy passwords.)
+pub mod recovery {
+    use rand::Rng;
+    use sha2::{Digest, Sha256};
+
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    pub const COUNT: usize = 10;
+
+    pub fn generate() -> Vec<String> {
+        let mut rng = rand::rngs::OsRng;
+        (0..COUNT)
+            .map(|_| {
+                let chars: String = (0..12)
+                    .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                    .collect();
+                format!("{}-{}-{}", &chars[0..4], &chars[4..8], &chars[8..12])
+            })
+            .collect()
+    }
+
+    /// Dashes, spaces and case don't matter when typing a code back.
+    pub fn normalize(code: &str) -> String {
+        code.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_lowercase()
+    }
+
+    pub fn hash(code: &str) -> String {
+        hex::encode(Sha256::digest(normalize(code).as_bytes()))
+    }
+
+    pub fn looks_like(code: &str) -> bool {
+        normalize(code).len() == 12
+    }
+}
+
+// ---- the second login step ----
+
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/second_factor.html")]
+pub struct SecondFactorPage {
+    pub ctx: PageCtx,
+    pub next: String,
+    pub error: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+async fn second_factor_page(
+    ctx: PageCtx,
+    jar: CookieJar,
+    axum::extract::Query(q): axum::extract::Query<NextQuery>,
+) -> Response {
+    if jar.get(CHALLENGE_COOKIE).is_none() {
+        return Redirect::to("/login").into_response();
+    }
+    SecondFactorPage {
+        ctx,
+        next: q.next.unwrap_or_else(|| "/app".into()),
+        error: None,
+    }
+    .into_response()
+}
+
+async fn second_factor(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    client: crate::http::extract::ClientInfo,
+    jar: CookieJar,
+    Form(f): Form<CodeForm>,
+) -> AppResult<Response> {
+    let next = if crate::http::routes::public::is_local_path(&f.next) {
+        f.next.clone()
+    } else {
+        "/app".into()
+    };
+    let retry = |key: &'static str| {
+        form_error(SecondFactorPage {
+            ctx: ctx.clone(),
+            next: next.clone(),
+            error: Some(key),
+        })
+    };
+    let Some(token) = jar.get(CHALLENGE_COOKIE).map(|c| c.value().to_owned()) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let hash = tokens::hash_link_token(&token);
+    let now = state.now();
+    // Each attempt counts; after five the challenge is spent and the password is needed again.
+    let Some(user_id) = db_accounts::challenge_user(&state.db, &hash, now).await? else {
+        return Ok(redirect_with_flash("/login", false, "totp.expired"));
+    };
+    let user = db_accounts::user_by_id(&state.db, user_id)
+        .await?
+        .ok_or(crate::error::AppError::NotFound)?;
+    if user.totp_locked_until.is_some_and(|t| t > now) {
+        return Ok(retry("totp.locked"));
+    }
+    let ok = if recovery::looks_like(&f.code) {
+        db_accounts::use_recovery_code(&state.db, user.id, &recovery::hash(&f.code), now).await?
+    } else {
+        let sealed = user
+            .totp_secret
+            .as_deref()
+            .ok_or(crate::error::AppError::NotFound)?;
+        let secret = state.keys.open_platform(totp_aad(user.id), sealed).await?;
+        match totp::verify(
+            &secret,
+            &f.code,
+            now.unix_timestamp() as u64,
+            user.totp_last_step,
+        ) {
+            // Recorded atomically: the same code can't be accepted twice, even concurrently.
+            Some(step) => db_accounts::record_totp_step(&state.db, user.id, step).await?,
+            None => false,
+        }
+    };
+    if !ok {
+        db_accounts::record_totp_failure(&state.db, user.id, now).await?;
+        return Ok(retry("totp.wrong_code"));
+    }
+    db_accounts::delete_challenge(&state.db, &hash).await?;
+    let mut removal = Cookie::build((CHALLENGE_COOKIE, "")).path("/login").build();
+    removal.make_removal();
+    crate::http::routes::auth::finish_login(
+        &state,
+        &user,
+        "password+totp",
+        &client,
+        &next,
+        jar.add(removal),
+    )
+    .await
 }
