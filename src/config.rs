@@ -454,6 +454,102 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_a_missing_or_weak_master_key() {
+        let base = [
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("SIGMAAI_ENV", "production"),
+            ("SIGMAAI_PUBLIC_URL", "https://app.example.com"),
+            ("SIGMAAI_APP_DB_PASSWORD", "x"),
+            (
+                "SIGMAAI_SESSION_SECRET",
+                "0123456789abcdef0123456789abcdef-long",
+            ),
+        ];
+        let err = Config::from_vars(&vars(&base)).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingMasterKey), "{err}");
+        assert!(err.to_string().contains("SIGMAAI_MASTER_KEY"), "{err}");
+        let with = |key: &str| {
+            let mut v = base.to_vec();
+            v.push(("SIGMAAI_MASTER_KEY", key));
+            Config::from_vars(&vars(&v))
+        };
+        let weak = "00".repeat(32);
+        let err = with(&weak).unwrap_err();
+        assert!(err.to_string().contains("too weak"), "{err}");
+        let err = with("correct horse battery staple").unwrap_err();
+        assert!(err.to_string().contains("32 random bytes"), "{err}");
+        let good = crate::crypto::master::generate_master_key();
+        let c = with(&good).unwrap();
+        assert_eq!(c.master_key.unwrap().expose_secret(), good);
+        // Development: a weak key is only warned about; no key at all is fine (generated).
+        let dev = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("SIGMAAI_MASTER_KEY", weak.as_str()),
+        ]));
+        assert!(dev.is_ok());
+    }
+
+    #[test]
+    fn previous_master_keys_keystore_and_ledger_paths() {
+        let (a, b) = (
+            crate::crypto::master::generate_master_key(),
+            crate::crypto::master::generate_master_key(),
+        );
+        let list = format!("{a}, {b}");
+        let c = Config::from_vars(&vars(&[
+            (
+                "DATABASE_URL",
+                "postgres://owner:pw@db.internal:5432/sigmaai",
+            ),
+            ("SIGMAAI_MASTER_KEY_PREVIOUS", list.as_str()),
+            ("SIGMAAI_DATA_DIR", "/var/lib/sigmaai"),
+        ]))
+        .unwrap();
+        assert_eq!(c.master_key_previous.len(), 2);
+        assert_eq!(c.master_key_previous[1].expose_secret(), b);
+        assert_eq!(
+            c.keystore_owner_url().unwrap().expose_secret(),
+            "postgres://owner:pw@db.internal:5432/sigmaai_keys"
+        );
+        assert_eq!(
+            c.keystore_app_url().unwrap().expose_secret(),
+            "postgres://sigmaai_app:sigmaai_app_dev@db.internal:5432/sigmaai_keys"
+        );
+        assert_eq!(
+            c.deletion_ledger,
+            PathBuf::from("/var/lib/sigmaai/deletion-ledger.jsonl")
+        );
+        let printed = format!("{c:?}");
+        assert!(!printed.contains(&a) && !printed.contains(&b), "{printed}");
+        let c = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://owner:pw@h/sigmaai"),
+            (
+                "SIGMAAI_KEYSTORE_URL",
+                "postgres://k:kpw@keys.internal/vault",
+            ),
+            ("SIGMAAI_DELETION_LEDGER", "/mnt/ledger/deletions.jsonl"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.keystore_app_url().unwrap().expose_secret(),
+            "postgres://sigmaai_app:sigmaai_app_dev@keys.internal/vault"
+        );
+        assert_eq!(
+            c.deletion_ledger,
+            PathBuf::from("/mnt/ledger/deletions.jsonl")
+        );
+        let err = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://owner:pw@h/sigmaai"),
+            ("SIGMAAI_MASTER_KEY_PREVIOUS", "nope"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SIGMAAI_MASTER_KEY_PREVIOUS"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let err = Config::from_vars(&vars(&[
             ("DATABASE_URL", "postgres://u:p@h/db"),
