@@ -19,11 +19,10 @@ CREATE TABLE channels (
     route_id            uuid NOT NULL UNIQUE REFERENCES channel_routes ON DELETE CASCADE,
     kind                text NOT NULL CHECK (kind IN ('evolution', 'meta', 'simulator')),
     name                text NOT NULL CHECK (length(name) BETWEEN 1 AND 80),
-    -- Evolution: base URL + instance + API key (sealed); our webhook header secret (hashed).
-    -- Meta: phone number id, WABA id, access token and app secret (sealed), verify token (hashed).
+    -- Evolution: base URL + instance in config; API key and our webhook secret sealed.
+    -- Meta: phone number id + WABA id in config; access token, app secret, verify token sealed.
     config              jsonb NOT NULL DEFAULT '{}',
     secrets_sealed      bytea,
-    webhook_secret_hash bytea,
     health              text NOT NULL DEFAULT 'unknown' CHECK (health IN ('unknown', 'connected', 'connecting', 'disconnected')),
     health_detail       text NOT NULL DEFAULT '',
     last_event_at       timestamptz,
@@ -62,6 +61,9 @@ CREATE TABLE conversations (
     contact_id        uuid NOT NULL,
     -- The chat on the gateway: the contact, or a group (then contact_id is the last sender).
     chat_index        text NOT NULL,
+    -- Where replies go (the gateway's chat address), sealed: under the contact's key for a
+    -- one-to-one chat, under the tenant's key for a group.
+    chat_sealed       bytea,
     is_group          boolean NOT NULL DEFAULT false,
     group_name_sealed bytea,
     status            text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved')),

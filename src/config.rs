@@ -49,6 +49,8 @@ pub struct Config {
     /// How long an unwrapped key may stay cached without being re-read from the key store
     /// (the safety net when Redis invalidation is down).
     pub key_cache_ttl: Duration,
+    /// Meta's Graph API base (tests point it at a local server).
+    pub meta_graph_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,9 @@ pub enum ConfigError {
     },
 }
 
+/// Meta's Graph API, the version the gateway client speaks.
+pub const DEFAULT_META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
+
 /// Variables we know; anything else starting with `SIGMAAI_` is warned about (typos).
 const KNOWN: &[&str] = &[
     "SIGMAAI_ENV",
@@ -89,6 +94,7 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_DELETION_LEDGER",
     "SIGMAAI_KEY_CACHE_TTL_SECS",
     "SIGMAAI_PG_PORT",
+    "SIGMAAI_META_GRAPH_URL",
     "SIGMAAI_REDIS_PORT",
 ];
 
@@ -241,6 +247,7 @@ impl Config {
             master_key_previous,
             keystore_url: secret("SIGMAAI_KEYSTORE_URL")?,
             key_cache_ttl,
+            meta_graph_url: get("SIGMAAI_META_GRAPH_URL").unwrap_or_else(|| DEFAULT_META_GRAPH_URL.into()),
         })
     }
 
@@ -267,6 +274,7 @@ impl Config {
             deletion_ledger: data_dir.join(format!("ledger-{}.jsonl", uuid::Uuid::new_v4())),
             data_dir,
             key_cache_ttl: Duration::from_secs(60),
+            meta_graph_url: DEFAULT_META_GRAPH_URL.into(),
         }
     }
 

@@ -11,13 +11,17 @@ pub mod crypto;
 pub mod db;
 pub mod demo;
 pub mod domain;
+pub mod gateway;
 pub mod error;
 pub mod http;
 pub mod i18n;
 pub mod jobs;
+pub mod live;
+pub mod messaging;
 pub mod redis;
 pub mod shutdown;
 pub mod state;
+pub mod storage;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -47,14 +51,7 @@ pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppSt
         tracing::warn!("Redis is unreachable: serving in degraded mode (stricter local limits)");
     }
     let keys = crypto::Keyring::connect(&config, redis.clone(), clock.clone()).await?;
-    Ok(AppState {
-        config: Arc::new(config),
-        db,
-        redis,
-        clock,
-        throttle: Default::default(),
-        keys,
-    })
+    Ok(AppState::new(config, db, redis, clock, keys))
 }
 
 pub async fn connect_system(config: Config) -> anyhow::Result<AppState> {

@@ -5,8 +5,13 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::{
-    auth::throttle::LocalCounters, clock::SharedClock, config::Config, crypto::Keyring,
+    auth::throttle::LocalCounters,
+    clock::SharedClock,
+    config::Config,
+    crypto::Keyring,
+    live::Live,
     redis::Redis,
+    storage::{FsStore, ObjectStore, media_root},
 };
 
 #[derive(Clone)]
@@ -20,9 +25,30 @@ pub struct AppState {
     pub throttle: Arc<LocalCounters>,
     /// Seals and opens personal data; destroys keys (see `crypto`).
     pub keys: Keyring,
+    /// Media objects (sealed), in the data directory by default.
+    pub media: Arc<dyn ObjectStore>,
+    /// Live-update fan-out to this instance's open pages.
+    pub live: Live,
 }
 
 impl AppState {
+    /// The state for these connections; starts this instance's live-update listeners.
+    pub fn new(config: Config, db: PgPool, redis: Redis, clock: SharedClock, keys: Keyring) -> AppState {
+        let media: Arc<dyn ObjectStore> = Arc::new(FsStore::new(media_root(&config.data_dir)));
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            redis,
+            clock,
+            throttle: Default::default(),
+            keys,
+            media,
+            live: Live::new(),
+        };
+        crate::live::start(&state);
+        state
+    }
+
     pub fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
     }

@@ -1,10 +1,57 @@
 // SigmaAI: small progressive enhancements only. Every page works without this file.
 "use strict";
+
 document.addEventListener("DOMContentLoaded", () => {
   // Forms with data-confirm ask before submitting (destructive actions).
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (e) => {
       if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    });
+  }
+
+  // Ctrl/Cmd+Enter sends from a textarea marked data-submit-on.
+  for (const area of document.querySelectorAll("textarea[data-submit-on]")) {
+    area.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        area.form.requestSubmit();
+      }
+    });
+  }
+
+  // Single-key shortcuts, outside text fields: "/" focuses search, others follow data-key.
+  document.addEventListener("keydown", (e) => {
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement) return;
+    if (t instanceof HTMLElement && t.isContentEditable) return;
+    const target = document.querySelector(`[data-key="${CSS.escape(e.key)}"]`);
+    if (!target) return;
+    e.preventDefault();
+    if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement) target.focus();
+    else target.click();
+  });
+
+  // Live updates: when the server says this tenant's data changed, re-fetch this page and
+  // swap in the regions marked data-live-refresh (the same markup the server renders).
+  const live = document.body.dataset.live;
+  const regions = document.querySelectorAll("[data-live-refresh]");
+  if (live && regions.length && "EventSource" in window) {
+    let pending = null;
+    const refresh = async () => {
+      pending = null;
+      const res = await fetch(window.location.href, { credentials: "same-origin" });
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      for (const region of document.querySelectorAll("[data-live-refresh]")) {
+        const fresh = doc.getElementById(region.id);
+        if (fresh && fresh.innerHTML !== region.innerHTML) region.innerHTML = fresh.innerHTML;
+      }
+    };
+    const source = new EventSource(live);
+    source.addEventListener("change", () => {
+      // Coalesce bursts into one refresh.
+      if (!pending) pending = setTimeout(refresh, 250);
     });
   }
 });

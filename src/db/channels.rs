@@ -14,7 +14,6 @@ pub struct Channel {
     pub name: String,
     pub config: Value,
     pub secrets_sealed: Option<Vec<u8>>,
-    pub webhook_secret_hash: Option<Vec<u8>>,
     pub health: String,
     pub health_detail: String,
     pub last_event_at: Option<OffsetDateTime>,
@@ -36,7 +35,6 @@ pub struct NewChannel<'a> {
     pub name: &'a str,
     pub config: Value,
     pub secrets_sealed: Option<Vec<u8>>,
-    pub webhook_secret_hash: Option<Vec<u8>>,
 }
 
 /// In a tenant-scoped transaction: the route (global) and the channel.
@@ -55,7 +53,7 @@ pub async fn create(
     .execute(&mut *conn)
     .await?;
     sqlx::query!(
-        r#"INSERT INTO channels (id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash, created_at)
+        r#"INSERT INTO channels (id, tenant_id, route_id, kind, name, config, secrets_sealed, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
         c.id,
         c.tenant_id,
@@ -64,7 +62,6 @@ pub async fn create(
         c.name,
         c.config,
         c.secrets_sealed,
-        c.webhook_secret_hash,
         now
     )
     .execute(conn)
@@ -86,7 +83,7 @@ pub async fn route(pool: &PgPool, route_id: Uuid) -> sqlx::Result<Option<Route>>
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Channel>> {
     sqlx::query_as!(
         Channel,
-        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash,
+        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed,
                   health, health_detail, last_event_at, created_at
            FROM channels WHERE id = $1 AND deleted_at IS NULL"#,
         id
@@ -98,7 +95,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Chann
 pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Channel>> {
     sqlx::query_as!(
         Channel,
-        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash,
+        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed,
                   health, health_detail, last_event_at, created_at
            FROM channels WHERE deleted_at IS NULL ORDER BY created_at"#
     )
@@ -116,7 +113,7 @@ pub async fn count(conn: &mut PgConnection) -> sqlx::Result<i64> {
 pub async fn simulator(conn: &mut PgConnection) -> sqlx::Result<Option<Channel>> {
     sqlx::query_as!(
         Channel,
-        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed, webhook_secret_hash,
+        r#"SELECT id, tenant_id, route_id, kind, name, config, secrets_sealed,
                   health, health_detail, last_event_at, created_at
            FROM channels WHERE kind = 'simulator' AND deleted_at IS NULL LIMIT 1"#
     )

@@ -5,6 +5,7 @@ pub mod extract;
 pub mod middleware;
 pub mod routes;
 pub mod session;
+pub mod webhooks;
 
 use axum::{
     Router, extract::DefaultBodyLimit, middleware::from_fn, middleware::from_fn_with_state,
@@ -31,6 +32,11 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::account::router())
         .merge(routes::portal::router())
         .merge(routes::members::router())
+        .merge(routes::inbox::router())
+        .merge(routes::channels::router())
+        .merge(routes::simulator::router())
+        .merge(routes::events::router())
+        .merge(webhooks::router())
         .merge(extra)
         .nest_service("/static", ServeDir::new(static_dir))
         .fallback(routes::not_found)

@@ -26,6 +26,8 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<()> {
             tracing::info!(removed = n, "session sweep");
             Ok(())
         }
+        crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
+        crate::messaging::FETCH_MEDIA => crate::messaging::media::run(state, job).await,
         other => Err(anyhow!("unknown job kind {other:?}")),
     }
 }

@@ -2,10 +2,14 @@
 
 pub mod account;
 pub mod auth;
+pub mod channels;
+pub mod events;
 pub mod health;
+pub mod inbox;
 pub mod members;
 pub mod portal;
 pub mod public;
+pub mod simulator;
 
 use crate::error::AppError;
 

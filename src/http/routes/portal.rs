@@ -42,6 +42,8 @@ pub struct Shell {
     pub tenants: Vec<MyTenant>,
     /// Which navigation entry is current.
     pub section: &'static str,
+    /// Unread messages in open conversations (the navigation badge).
+    pub unread: i64,
 }
 
 impl Shell {
@@ -52,6 +54,7 @@ impl Shell {
             role: t.role,
             tenants: db_accounts::tenants_of_user(&state.db, t.me.user.id).await?,
             section,
+            unread: crate::http::routes::inbox::unread_total(state, t.id()).await?,
         })
     }
 

@@ -1,0 +1,404 @@
+//! The inbox: conversation list (filters, search by name or phone via the blind index,
+//! keyset pagination) and the conversation page (thread, reply, assignment, labels,
+//! status, contact profile and notes).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{Path, Query, State},
+    response::Response,
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    crypto::Aad,
+    db::{
+        self,
+        accounts as db_accounts,
+        audit,
+        conversations::{self, ListFilter},
+        messages,
+    },
+    domain::phone::Phone,
+    error::{AppError, AppResult},
+    http::{
+        extract::{PageCtx, RequireRole, Reviewer, TenantCtx, Viewer},
+        middleware::redirect_with_flash,
+        routes::{auth::form_error, portal::Shell},
+    },
+    live,
+    messaging::{
+        send::{self, Author, QueueError},
+        view::{self, Clock, ContactView, InboxRow, ThreadMessage},
+    },
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/conversations", get(list))
+        .route("/t/{slug}/conversations/{id}", get(show))
+        .route("/t/{slug}/conversations/{id}/reply", post(reply))
+        .route("/t/{slug}/conversations/{id}/status", post(set_status))
+        .route("/t/{slug}/conversations/{id}/assign", post(assign))
+        .route("/t/{slug}/conversations/{id}/labels", post(labels))
+        .route("/t/{slug}/conversations/{id}/notes", post(notes))
+        .route("/t/{slug}/messages/{id}/retry", post(retry))
+}
+
+pub const PAGE_SIZE: i64 = 50;
+
+async fn tenant_clock(state: &AppState, tenant_id: Uuid) -> AppResult<Clock> {
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let s = db_accounts::settings(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Clock::new(&s.time_zone, state.now()))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "inbox/list.html")]
+pub struct ListPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub rows: Vec<InboxRow>,
+    pub q: String,
+    pub status: String,
+    pub unread: bool,
+    pub mine: bool,
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    unread: Option<String>,
+    #[serde(default)]
+    mine: Option<String>,
+    /// Cursor "<unix nanos>_<uuid>".
+    #[serde(default)]
+    before: Option<String>,
+}
+
+fn parse_cursor(c: &str) -> Option<(OffsetDateTime, Uuid)> {
+    let (t, id) = c.split_once('_')?;
+    let t = OffsetDateTime::from_unix_timestamp_nanos(t.parse().ok()?).ok()?;
+    Some((t, Uuid::parse_str(id).ok()?))
+}
+
+async fn list(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Viewer>, Query(q): Query<ListQuery>) -> AppResult<ListPage> {
+    let tenant = t.id();
+    let clock = tenant_clock(&state, tenant).await?;
+    let status = match q.status.as_str() {
+        "open" | "resolved" => Some(q.status.clone()),
+        _ => None,
+    };
+    let search = q.q.trim();
+    let (name_tokens, phone_index) = if search.is_empty() {
+        (None, None)
+    } else if let Ok(p) = Phone::try_from(search) {
+        (None, Some(state.keys.blind_phone(tenant, p.as_str()).await?))
+    } else {
+        let tokens = state.keys.blind_words(tenant, search).await?;
+        (Some(tokens), None)
+    };
+    let filter = ListFilter {
+        status,
+        unread_only: q.unread.is_some(),
+        assigned_to: q.mine.is_some().then_some(t.me.user.id),
+        name_tokens,
+        phone_index,
+        before: q.before.as_deref().and_then(parse_cursor),
+        limit: PAGE_SIZE,
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let rows = conversations::list(&mut tx, &filter).await?;
+    tx.commit().await?;
+    let next = (rows.len() as i64 == PAGE_SIZE)
+        .then(|| rows.last().map(|r| format!("{}_{}", r.last_message_at.unix_timestamp_nanos(), r.id)))
+        .flatten();
+    let mut views = Vec::with_capacity(rows.len());
+    for r in &rows {
+        views.push(view::inbox_row(&state, tenant, &clock, r).await);
+    }
+    Ok(ListPage {
+        ctx,
+        shell: Shell::load(&state, &t, "conversations").await?,
+        rows: views,
+        q: q.q,
+        status: q.status,
+        unread: q.unread.is_some(),
+        mine: q.mine.is_some(),
+        next,
+    })
+}
+
+pub struct MemberOption {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "inbox/conversation.html")]
+pub struct ConversationPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub id: Uuid,
+    pub contact: ContactView,
+    pub messages: Vec<ThreadMessage>,
+    pub status: String,
+    pub ownership: String,
+    pub labels: String,
+    pub assigned_to: Option<Uuid>,
+    pub members: Vec<MemberOption>,
+    pub channel_kind: String,
+    pub channel_name: String,
+    pub window_open: bool,
+    pub window_closes: Option<String>,
+    pub is_group: bool,
+    pub error: Option<&'static str>,
+    pub draft: String,
+    pub older: Option<String>,
+}
+
+const THREAD_PAGE: i64 = 100;
+
+async fn load_conversation(state: &AppState, ctx: PageCtx, t: &TenantCtx, id: Uuid, before: Option<(OffsetDateTime, Uuid)>) -> AppResult<ConversationPage> {
+    let tenant = t.id();
+    let clock = tenant_clock(state, tenant).await?;
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let conv = conversations::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let contact = db::contacts::get(&mut tx, conv.contact_id).await?.ok_or(AppError::NotFound)?;
+    let channel = db::channels::get(&mut tx, conv.channel_id).await?;
+    let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
+    let members = db_accounts::members(&mut tx).await?;
+    if before.is_none() {
+        conversations::mark_read(&mut tx, id).await?;
+    }
+    audit::record(&mut tx, tenant, &t.actor(), "conversation.viewed", &id.to_string(), json!({}), state.now()).await?;
+    tx.commit().await?;
+    let older = (rows.len() as i64 == THREAD_PAGE)
+        .then(|| rows.last().map(|m| format!("{}_{}", m.sent_at.unix_timestamp_nanos(), m.id)))
+        .flatten();
+    rows.reverse();
+    let mut thread = Vec::with_capacity(rows.len());
+    for m in &rows {
+        thread.push(view::thread_message(state, tenant, &clock, m).await);
+    }
+    let channel_kind = channel.as_ref().map(|c| c.kind.clone()).unwrap_or_default();
+    let now = state.now();
+    Ok(ConversationPage {
+        ctx,
+        shell: Shell::load(state, t, "conversations").await?,
+        id,
+        contact: view::contact(state, tenant, &contact).await,
+        messages: thread,
+        status: conv.status,
+        ownership: conv.ownership,
+        labels: conv.labels.join(", "),
+        assigned_to: conv.assigned_to,
+        members: members.into_iter().map(|m| MemberOption { id: m.user_id, name: m.name }).collect(),
+        window_open: send::window_open(&channel_kind, conv.last_inbound_at, now),
+        window_closes: conv.last_inbound_at.map(|t| clock.full(t + send::SERVICE_WINDOW)),
+        channel_name: channel.map(|c| c.name).unwrap_or_default(),
+        channel_kind,
+        is_group: conv.is_group,
+        error: None,
+        draft: String::new(),
+        older,
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub struct ThreadQuery {
+    before: Option<String>,
+}
+
+async fn show(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Viewer>, Path((_s, id)): Path<(String, Uuid)>, Query(q): Query<ThreadQuery>) -> AppResult<ConversationPage> {
+    let before = q.before.as_deref().and_then(parse_cursor);
+    load_conversation(&state, ctx, &t, id, before).await
+}
+
+#[derive(Deserialize)]
+pub struct ReplyForm {
+    text: String,
+}
+
+async fn reply(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<ReplyForm>) -> AppResult<Response> {
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    match send::queue_text(&state, &mut tx, tenant, id, &f.text, Author::Member(t.me.user.id)).await {
+        Ok(message_id) => {
+            // A person answered: the AI stops drafting here until handed back.
+            conversations::set_ownership(&mut tx, id, "human").await?;
+            audit::record(&mut tx, tenant, &t.actor(), "message.sent", &id.to_string(), send::audit_detail(message_id), state.now()).await?;
+            tx.commit().await?;
+            live::publish(&state, tenant, &live::Event::Conversation { id }).await;
+            Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}#reply", t.tenant.slug), true, "reply.queued"))
+        }
+        Err(QueueError::Refused(r)) => {
+            drop(tx);
+            let mut page = load_conversation(&state, ctx, &t, id, None).await?;
+            page.error = Some(r.message_key());
+            page.draft = f.text;
+            Ok(form_error(page))
+        }
+        Err(QueueError::Internal(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StatusForm {
+    status: Option<String>,
+    ownership: Option<String>,
+}
+
+async fn set_status(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<StatusForm>) -> AppResult<Response> {
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    conversations::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    if let Some(s) = f.status.as_deref() {
+        if !matches!(s, "open" | "resolved") {
+            return Err(AppError::BadRequest("error.bad_request"));
+        }
+        conversations::set_status(&mut tx, id, s).await?;
+        audit::record(&mut tx, tenant, &t.actor(), "conversation.status", &id.to_string(), json!({ "status": s }), state.now()).await?;
+    }
+    if let Some(o) = f.ownership.as_deref() {
+        if !matches!(o, "ai" | "human" | "paused") {
+            return Err(AppError::BadRequest("error.bad_request"));
+        }
+        conversations::set_ownership(&mut tx, id, o).await?;
+        audit::record(&mut tx, tenant, &t.actor(), "conversation.ownership", &id.to_string(), json!({ "ownership": o }), state.now()).await?;
+    }
+    tx.commit().await?;
+    live::publish(&state, tenant, &live::Event::Inbox).await;
+    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "conversation.updated"))
+}
+
+#[derive(Deserialize)]
+pub struct AssignForm {
+    #[serde(default)]
+    user: String,
+}
+
+async fn assign(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<AssignForm>) -> AppResult<Response> {
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let user = if f.user.is_empty() {
+        None
+    } else {
+        let u = Uuid::parse_str(&f.user).map_err(|_| AppError::BadRequest("error.bad_request"))?;
+        // Only members of this tenant can be assigned.
+        db_accounts::role_in_tenant(&mut tx, u).await?.ok_or(AppError::BadRequest("error.bad_request"))?;
+        Some(u)
+    };
+    if !conversations::assign(&mut tx, id, user).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(&mut tx, tenant, &t.actor(), "conversation.assigned", &id.to_string(), json!({ "user": user }), state.now()).await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "conversation.updated"))
+}
+
+#[derive(Deserialize)]
+pub struct LabelsForm {
+    #[serde(default)]
+    labels: String,
+}
+
+/// Labels: comma-separated, trimmed, at most 10 of 30 characters.
+pub fn parse_labels(raw: &str) -> Result<Vec<String>, &'static str> {
+    let mut out: Vec<String> = Vec::new();
+    for l in raw.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+        if l.chars().count() > 30 || l.chars().any(char::is_control) {
+            return Err("labels.invalid");
+        }
+        let l = l.to_lowercase();
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    if out.len() > 10 {
+        return Err("labels.invalid");
+    }
+    Ok(out)
+}
+
+async fn labels(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<LabelsForm>) -> AppResult<Response> {
+    let labels = parse_labels(&f.labels).map_err(AppError::BadRequest)?;
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    if !conversations::set_labels(&mut tx, id, &labels).await? {
+        return Err(AppError::NotFound);
+    }
+    tx.commit().await?;
+    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "conversation.updated"))
+}
+
+#[derive(Deserialize)]
+pub struct NotesForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    tags: String,
+}
+
+/// The customer profile staff keep: name, notes (sealed) and tags.
+async fn notes(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<NotesForm>) -> AppResult<Response> {
+    if f.notes.chars().count() > 4000 || f.name.chars().count() > 120 {
+        return Err(AppError::BadRequest("error.too_large"));
+    }
+    let tags = parse_labels(&f.tags).map_err(AppError::BadRequest)?;
+    let tenant = t.id();
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let conv = conversations::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let cid = conv.contact_id;
+    let profile = json!({ "notes": f.notes.trim() }).to_string();
+    let sealed = state.keys.seal_str(tenant, cid, Aad::new("contacts", "profile", cid), &profile).await?;
+    db::contacts::set_profile(&mut tx, cid, &sealed, &tags, now).await?;
+    let name = f.name.trim();
+    if !name.is_empty() {
+        let sealed = state.keys.seal_str(tenant, cid, Aad::new("contacts", "name", cid), name).await?;
+        let tokens = state.keys.blind_words(tenant, name).await?;
+        db::contacts::set_name(&mut tx, cid, &sealed, &tokens, true, now).await?;
+    }
+    audit::record(&mut tx, tenant, &t.actor(), "contact.profile_edited", &cid.to_string(), json!({}), now).await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "contact.saved"))
+}
+
+async fn retry(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>) -> AppResult<Response> {
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let m = messages::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    match send::retry(&state, &mut tx, tenant, id).await {
+        Ok(true) => {
+            audit::record(&mut tx, tenant, &t.actor(), "message.retried", &m.conversation_id.to_string(), send::audit_detail(id), state.now()).await?;
+            tx.commit().await?;
+            Ok(redirect_with_flash(&format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id), true, "reply.requeued"))
+        }
+        Ok(false) => Ok(redirect_with_flash(&format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id), false, "reply.not_retryable")),
+        Err(QueueError::Refused(r)) => Ok(redirect_with_flash(&format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id), false, r.message_key())),
+        Err(QueueError::Internal(e)) => Err(e.into()),
+    }
+}
+
+/// The unread count shown in the navigation.
+pub async fn unread_total(state: &AppState, tenant: Uuid) -> AppResult<i64> {
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let n = conversations::unread_total(&mut tx).await?;
+    tx.commit().await?;
+    Ok(n)
+}

@@ -1,0 +1,124 @@
+//! The bot simulator: an admin chats as an end user through the real ingestion path (a
+//! built-in channel), so the whole flow can be tried without a WhatsApp number.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::State,
+    response::Response,
+    routing::get,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, conversations, messages},
+    domain::phone::Phone,
+    error::{AppError, AppResult},
+    gateway::{InboundEvent, InboundMessage, MessageKind},
+    http::{
+        extract::{Admin, PageCtx, RequireRole},
+        middleware::redirect_with_flash,
+        routes::portal::Shell,
+    },
+    messaging::{
+        channel, ingest,
+        view::{self, Clock, ThreadMessage},
+    },
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/t/{slug}/simulator", get(page).post(send))
+}
+
+/// The simulated end user's number (a reserved-looking Brazilian test number).
+pub const DEFAULT_PHONE: &str = "5511900000001";
+
+#[derive(Template, WebTemplate)]
+#[template(path = "inbox/simulator.html")]
+pub struct SimulatorPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub phone: String,
+    pub name: String,
+    pub messages: Vec<ThreadMessage>,
+    pub conversation: Option<Uuid>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct SimQuery {
+    phone: Option<String>,
+}
+
+async fn page(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Admin>, axum::extract::Query(q): axum::extract::Query<SimQuery>) -> AppResult<SimulatorPage> {
+    let phone = q.phone.and_then(|p| Phone::try_from(p.as_str()).ok()).map(|p| p.as_str().to_owned()).unwrap_or_else(|| DEFAULT_PHONE.into());
+    let tenant = t.id();
+    let sim = channel::simulator(&state, tenant, &t.actor()).await?;
+    let idx = state.keys.blind_phone(tenant, &phone).await?;
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let contact = db::contacts::find(&mut tx, Some(&idx), None).await?.into_iter().next();
+    let settings = db::accounts::settings(&mut tx).await?;
+    let mut thread = Vec::new();
+    let mut conversation = None;
+    if let Some(c) = contact {
+        let rows = conversations::list(
+            &mut tx,
+            &conversations::ListFilter { phone_index: Some(idx.clone()), limit: 20, ..Default::default() },
+        )
+        .await?;
+        if let Some(conv) = rows.into_iter().find(|r| r.channel_id == sim.id && r.contact_id == c.id) {
+            conversation = Some(conv.id);
+            let mut msgs = messages::thread(&mut tx, conv.id, None, 100).await?;
+            msgs.reverse();
+            let clock = Clock::new(&settings.time_zone, state.now());
+            for m in &msgs {
+                thread.push(view::thread_message(&state, tenant, &clock, m).await);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(SimulatorPage {
+        ctx,
+        shell: Shell::load(&state, &t, "simulator").await?,
+        phone,
+        name: "Maria Teste".into(),
+        messages: thread,
+        conversation,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SimForm {
+    phone: String,
+    #[serde(default)]
+    name: String,
+    text: String,
+}
+
+/// Delivers a message "from WhatsApp" through the same ingestion as a gateway webhook.
+async fn send(State(state): State<AppState>, t: RequireRole<Admin>, Form(f): Form<SimForm>) -> AppResult<Response> {
+    let phone = Phone::try_from(f.phone.as_str()).map_err(|_| AppError::BadRequest("simulator.phone"))?;
+    let text = f.text.trim();
+    if text.is_empty() || text.chars().count() > 4096 {
+        return Err(AppError::BadRequest("reply.empty"));
+    }
+    let sim = channel::simulator(&state, t.id(), &t.actor()).await?;
+    let msg = InboundMessage {
+        account: "simulator".into(),
+        external_id: format!("sim-in-{}", Uuid::now_v7().simple()),
+        chat_id: phone.as_str().to_owned(),
+        is_group: false,
+        sender_phone: Some(phone.clone()),
+        sender_lid: None,
+        sender_name: Some(f.name.trim().to_owned()).filter(|n| !n.is_empty()),
+        from_me: false,
+        echo: false,
+        timestamp: state.now(),
+        kind: MessageKind::Text { body: text.to_owned() },
+        quoted_external_id: None,
+    };
+    ingest::ingest(&state, &sim, vec![InboundEvent::Message(msg)]).await?;
+    Ok(redirect_with_flash(&format!("/t/{}/simulator?phone={}", t.tenant.slug, phone.as_str()), true, "simulator.sent"))
+}

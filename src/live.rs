@@ -1,0 +1,140 @@
+//! Live updates for open portal pages (Server-Sent Events), across app instances.
+//!
+//! Publishers send a small event (no personal data: ids and a kind) on Redis pub/sub, or —
+//! while Redis is unreachable — Postgres NOTIFY. Every instance runs one listener on both and
+//! fans events out to its own SSE clients through a broadcast channel, filtered by tenant.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::state::AppState;
+
+/// What changed. Pages refresh the part they show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The conversation list changed (new message, status).
+    Inbox,
+    /// A conversation's thread changed.
+    Conversation { id: Uuid },
+    /// The review queue changed.
+    Review,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Envelope {
+    tenant: Uuid,
+    event: Event,
+}
+
+const PG_CHANNEL: &str = "sigmaai_live";
+
+#[derive(Clone)]
+pub struct Live {
+    tx: broadcast::Sender<(Uuid, Event)>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live::new()
+    }
+}
+
+impl Live {
+    pub fn new() -> Live {
+        let (tx, _) = broadcast::channel(1024);
+        Live { tx }
+    }
+
+    /// Events for one tenant, as they arrive at this instance.
+    pub fn subscribe(&self) -> broadcast::Receiver<(Uuid, Event)> {
+        self.tx.subscribe()
+    }
+
+    fn deliver(&self, raw: &str) {
+        if let Ok(env) = serde_json::from_str::<Envelope>(raw) {
+            // No receivers is fine: nobody has a page open.
+            let _ = self.tx.send((env.tenant, env.event));
+        }
+    }
+}
+
+fn channel_name(state: &AppState) -> String {
+    state.redis.key("live")
+}
+
+/// Tells every instance (and so every open page) that something changed.
+pub async fn publish(state: &AppState, tenant: Uuid, event: &Event) {
+    let payload = match serde_json::to_string(&Envelope {
+        tenant,
+        event: event.clone(),
+    }) {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    if let Some(mut c) = state.redis.conn().await {
+        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(channel_name(state))
+            .arg(&payload)
+            .query_async(&mut c)
+            .await;
+        if sent.is_ok() {
+            return;
+        }
+    }
+    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(PG_CHANNEL)
+        .bind(&payload)
+        .execute(&state.db)
+        .await
+    {
+        tracing::warn!(error = %e, "live update lost (no Redis, no Postgres notify)");
+    }
+}
+
+/// Starts this instance's listeners (Redis and Postgres), reconnecting as needed.
+pub fn start(state: &AppState) {
+    let s = state.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Some(client) = s.redis.client().cloned() {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(channel_name(&s)).await.is_ok() {
+                            let mut stream = pubsub.on_message();
+                            while let Some(msg) = stream.next().await {
+                                if let Ok(text) = msg.get_payload::<String>() {
+                                    s.live.deliver(&text);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "live: redis subscribe failed"),
+                }
+            } else {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    let s = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect_with(&s.db).await {
+                Ok(mut listener) => {
+                    if listener.listen(PG_CHANNEL).await.is_ok() {
+                        while let Ok(n) = listener.recv().await {
+                            s.live.deliver(n.payload());
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "live: postgres listen failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}

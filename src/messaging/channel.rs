@@ -1,0 +1,203 @@
+//! Channels: creating them (secrets sealed under the tenant key, webhook secrets stored only
+//! as hashes), verifying webhook credentials, and the outbound gateway handle for sends.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use url::Url;
+use uuid::Uuid;
+
+use crate::{
+    config::random_token,
+    crypto::Aad,
+    db::{
+        self,
+        channels::{Channel, NewChannel},
+        audit::{self, Actor},
+    },
+    gateway::{self, SendError},
+    state::AppState,
+};
+
+/// The secrets of a channel, sealed together.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Secrets {
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub app_secret: Option<String>,
+    /// Evolution: the secret our webhook expects (header or JWT key). Meta: the verify token.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+fn secrets_aad(channel_id: Uuid) -> Aad<'static> {
+    Aad::new("channels", "secrets", channel_id)
+}
+
+pub async fn secrets(state: &AppState, channel: &Channel) -> anyhow::Result<Secrets> {
+    match &channel.secrets_sealed {
+        Some(s) => {
+            let json = state.keys.open_tenant(channel.tenant_id, secrets_aad(channel.id), s).await?;
+            Ok(serde_json::from_slice(&json)?)
+        }
+        None => Ok(Secrets::default()),
+    }
+}
+
+/// The URL a gateway must call for this channel.
+pub fn webhook_url(state: &AppState, channel: &Channel) -> String {
+    let base = state.config.public_url.as_str().trim_end_matches('/');
+    format!("{base}/webhooks/{}/{}", channel.kind, channel.route_id)
+}
+
+/// Tenant-supplied gateway URLs: https in production; http only for development.
+pub fn check_gateway_url(state: &AppState, raw: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(raw.trim()).map_err(|_| "channels.url.invalid")?;
+    match url.scheme() {
+        "https" => {}
+        "http" if !state.config.is_production() => {}
+        _ => return Err("channels.url.https"),
+    }
+    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err("channels.url.invalid");
+    }
+    Ok(url)
+}
+
+pub enum NewChannelInput {
+    Evolution { base_url: Url, instance: String, api_key: String },
+    Meta { phone_number_id: String, waba_id: String, access_token: String, app_secret: String },
+    Simulator,
+}
+
+/// Creates a channel. Returns its id and the webhook secret to show once (Evolution header
+/// secret, or Meta verify token; none for the simulator).
+pub async fn create(state: &AppState, tenant_id: Uuid, actor: &Actor, name: &str, input: NewChannelInput) -> anyhow::Result<(Uuid, Option<String>)> {
+    let id = Uuid::now_v7();
+    let route_id = Uuid::new_v4();
+    let now = state.now();
+    let (kind, config, secrets, webhook_secret) = match input {
+        NewChannelInput::Evolution { base_url, instance, api_key } => (
+            "evolution",
+            json!({ "base_url": base_url.as_str().trim_end_matches('/'), "instance": instance }),
+            Some(Secrets { api_key: Some(api_key), ..Default::default() }),
+            Some(random_token(24)),
+        ),
+        NewChannelInput::Meta { phone_number_id, waba_id, access_token, app_secret } => (
+            "meta",
+            json!({ "phone_number_id": phone_number_id, "waba_id": waba_id }),
+            Some(Secrets { access_token: Some(access_token), app_secret: Some(app_secret), ..Default::default() }),
+            Some(random_token(24)),
+        ),
+        NewChannelInput::Simulator => ("simulator", json!({}), None, None),
+    };
+    let secrets_sealed = match secrets {
+        Some(mut s) => Some({
+            s.webhook_secret = webhook_secret.clone();
+            s
+        })
+        .map(|s| serde_json::to_vec(&s)),
+        None => None,
+    };
+    let secrets_sealed = match secrets_sealed {
+        Some(s) => Some(state.keys.seal_tenant(tenant_id, secrets_aad(id), &s?).await?),
+        None => None,
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    db::channels::create(
+        &mut tx,
+        NewChannel {
+            id,
+            tenant_id,
+            route_id,
+            kind,
+            name,
+            config,
+            secrets_sealed,
+        },
+        now,
+    )
+    .await?;
+    audit::record(&mut tx, tenant_id, actor, "channel.created", &id.to_string(), json!({ "kind": kind }), now).await?;
+    tx.commit().await?;
+    Ok((id, webhook_secret))
+}
+
+/// The simulator channel of a tenant, created on first use.
+pub async fn simulator(state: &AppState, tenant_id: Uuid, actor: &Actor) -> anyhow::Result<Channel> {
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    if let Some(c) = db::channels::simulator(&mut tx).await? {
+        return Ok(c);
+    }
+    tx.commit().await?;
+    let (id, _) = create(state, tenant_id, actor, "Simulator", NewChannelInput::Simulator).await?;
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let c = db::channels::get(&mut tx, id).await?.ok_or_else(|| anyhow::anyhow!("simulator channel vanished"))?;
+    Ok(c)
+}
+
+/// Where a channel's outbound messages go.
+pub enum Outbound {
+    Evolution(gateway::evolution::EvolutionClient),
+    Meta(gateway::meta::MetaClient),
+    /// The built-in simulator: the "end user" reads replies in the portal.
+    Simulator,
+}
+
+impl Outbound {
+    pub async fn send_text(&self, to: &str, text: &str) -> Result<String, SendError> {
+        match self {
+            Outbound::Evolution(c) => c.send_text(to, text, None).await,
+            Outbound::Meta(c) => c.send_text(to, text, None).await,
+            Outbound::Simulator => Ok(format!("sim-{}", Uuid::now_v7().simple())),
+        }
+    }
+}
+
+fn cfg<'a>(channel: &'a Channel, key: &str) -> anyhow::Result<&'a str> {
+    channel
+        .config
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow::anyhow!("channel config lacks {key}"))
+}
+
+pub async fn outbound(state: &AppState, channel: &Channel) -> anyhow::Result<Outbound> {
+    match channel.kind.as_str() {
+        "evolution" => {
+            let s = secrets(state, channel).await?;
+            Ok(Outbound::Evolution(gateway::evolution::EvolutionClient::new(
+                cfg(channel, "base_url")?,
+                cfg(channel, "instance")?,
+                SecretString::from(s.api_key.unwrap_or_default()),
+            )?))
+        }
+        "meta" => {
+            let s = secrets(state, channel).await?;
+            let graph = channel
+                .config
+                .get("graph_base_url")
+                .and_then(|v| v.as_str())
+                .unwrap_or(state.config.meta_graph_url.as_str());
+            Ok(Outbound::Meta(gateway::meta::MetaClient::new(
+                graph,
+                cfg(channel, "phone_number_id")?,
+                SecretString::from(s.access_token.unwrap_or_default()),
+            )?))
+        }
+        _ => Ok(Outbound::Simulator),
+    }
+}
+
+/// The Meta app secret, for verifying X-Hub-Signature-256.
+pub async fn meta_app_secret(state: &AppState, channel: &Channel) -> anyhow::Result<SecretString> {
+    let s = secrets(state, channel).await?;
+    Ok(SecretString::from(s.app_secret.unwrap_or_default()))
+}
+
+pub fn expose(s: &SecretString) -> &str {
+    s.expose_secret()
+}

@@ -1,0 +1,451 @@
+//! Durable ingestion: gateway events become contacts, conversations and sealed messages in
+//! one transaction, together with the jobs they cause, before the gateway gets its 2xx.
+//!
+//! Keys come first: a new contact's data key is created before the transaction (creation
+//! is idempotent; a key whose contact row never committed is an orphan the sweep removes),
+//! because everything about the contact is sealed under it.
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    crypto::Aad,
+    db::{
+        self,
+        channels::Channel,
+        contacts::{self, NewContact},
+        conversations::{self, NewConversation},
+        jobs::{self, NewJob},
+        messages::{self, NewMessage},
+    },
+    domain::phone::Phone,
+    gateway::{ConnectionState, InboundEvent, InboundMessage, MediaSource, MessageKind},
+    messaging::FETCH_MEDIA,
+    state::AppState,
+};
+
+/// What a webhook delivery did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub statuses: usize,
+    pub ignored: usize,
+    /// The conversations that received a new inbound message.
+    pub conversations: Vec<Uuid>,
+}
+
+/// Who a message is about: the end user (1:1), or the sender inside a group.
+struct Identity {
+    phone: Option<Phone>,
+    lid: Option<String>,
+}
+
+fn identity(m: &InboundMessage) -> Identity {
+    if m.is_group {
+        return Identity {
+            phone: m.sender_phone.clone(),
+            lid: m.sender_lid.clone(),
+        };
+    }
+    // 1:1: the chat is the end user, whoever wrote this message.
+    let chat_phone = Phone::try_from(m.chat_id.as_str()).ok();
+    let chat_lid = m.chat_id.ends_with("@lid").then(|| m.chat_id.clone());
+    Identity {
+        phone: chat_phone.or_else(|| (!m.from_me).then(|| m.sender_phone.clone()).flatten()),
+        lid: chat_lid.or_else(|| (!m.from_me).then(|| m.sender_lid.clone()).flatten()),
+    }
+}
+
+/// A contact resolved (and keyed) before the transaction.
+struct Resolved {
+    contact_id: Uuid,
+    is_new: bool,
+    phone_index: Option<String>,
+    lid_index: Option<String>,
+    /// The existing contact lacks the phone (LID-only so far) or the LID.
+    add_phone: bool,
+    add_lid: bool,
+}
+
+async fn resolve_contact(state: &AppState, tenant_id: Uuid, who: &Identity) -> anyhow::Result<Option<Resolved>> {
+    let phone_index = match &who.phone {
+        Some(p) => Some(state.keys.blind_phone(tenant_id, p.as_str()).await?),
+        None => None,
+    };
+    let lid_index = match &who.lid {
+        Some(l) => Some(state.keys.blind_phone(tenant_id, &format!("lid:{l}")).await?),
+        None => None,
+    };
+    if phone_index.is_none() && lid_index.is_none() {
+        return Ok(None);
+    }
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let found = contacts::find(&mut tx, phone_index.as_deref(), lid_index.as_deref()).await?;
+    tx.commit().await?;
+    // Prefer the contact known by phone; a LID-only contact gains the phone when it appears.
+    let by_phone = found.iter().find(|c| c.phone_index.is_some() && c.phone_index == phone_index);
+    let chosen = by_phone.or(found.first());
+    Ok(Some(match chosen {
+        Some(c) => Resolved {
+            contact_id: c.id,
+            is_new: false,
+            add_phone: phone_index.is_some() && c.phone_index.is_none() && by_phone.is_none(),
+            add_lid: lid_index.is_some() && c.lid_index.is_none(),
+            phone_index,
+            lid_index,
+        },
+        None => {
+            let id = Uuid::now_v7();
+            state.keys.ensure_contact_key(tenant_id, id).await?;
+            Resolved {
+                contact_id: id,
+                is_new: true,
+                add_phone: false,
+                add_lid: false,
+                phone_index,
+                lid_index,
+            }
+        }
+    }))
+}
+
+/// The kind as stored, and its text (body or caption) to seal.
+fn kind_and_text(kind: &MessageKind) -> (&'static str, Option<String>) {
+    match kind {
+        MessageKind::Text { body } => ("text", Some(body.clone())),
+        MessageKind::Media { media, caption, .. } => (media_kind_str(media), caption.clone()),
+        MessageKind::Location { lat, lng, name, address } => (
+            "location",
+            Some(serde_json::json!({ "lat": lat, "lng": lng, "name": name, "address": address }).to_string()),
+        ),
+        MessageKind::Contacts { entries } => (
+            "contacts",
+            Some(
+                serde_json::json!(entries
+                    .iter()
+                    .map(|e| serde_json::json!({ "name": e.name, "phones": e.phones.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>() }))
+                    .collect::<Vec<_>>())
+                .to_string(),
+            ),
+        ),
+        MessageKind::Reaction { target_external_id, emoji } => (
+            "reaction",
+            Some(serde_json::json!({ "target": target_external_id, "emoji": emoji }).to_string()),
+        ),
+        MessageKind::ButtonReply { title, .. } => ("text", Some(title.clone())),
+        MessageKind::Unsupported { .. } => ("unsupported", None),
+    }
+}
+
+pub fn media_kind_str(m: &crate::gateway::MediaKind) -> &'static str {
+    use crate::gateway::MediaKind::*;
+    match m {
+        Image => "image",
+        Audio { voice: true } => "voice",
+        Audio { voice: false } => "audio",
+        Video => "video",
+        Document => "document",
+        Sticker => "sticker",
+    }
+}
+
+/// The media source as it is sealed for the fetch job.
+fn media_source_json(source: &MediaSource) -> serde_json::Value {
+    match source {
+        MediaSource::Inline { base64 } => serde_json::json!({ "inline": base64 }),
+        MediaSource::Url { url } => serde_json::json!({ "url": url }),
+        MediaSource::EvolutionKey { key, message } => serde_json::json!({
+            "evolution": { "id": key.id, "remote_jid": key.remote_jid, "from_me": key.from_me, "participant": key.participant, "message": message }
+        }),
+        MediaSource::MetaId { id } => serde_json::json!({ "meta": id }),
+    }
+}
+
+/// A message sealed and ready to insert.
+struct Prepared {
+    msg: InboundMessage,
+    contact: Resolved,
+    message_id: Uuid,
+    kind: &'static str,
+    body_sealed: Option<Vec<u8>>,
+    media_sealed: Option<Vec<u8>>,
+    name_sealed: Option<(Vec<u8>, Vec<String>)>,
+    phone_sealed: Option<Vec<u8>>,
+    sender_sealed: Option<Vec<u8>>,
+    chat_index: String,
+}
+
+async fn prepare(state: &AppState, tenant_id: Uuid, msg: InboundMessage, contact: Resolved) -> anyhow::Result<Prepared> {
+    let keys = &state.keys;
+    let (tenant, cid) = (tenant_id, contact.contact_id);
+    let message_id = Uuid::now_v7();
+    let (kind, text) = kind_and_text(&msg.kind);
+    let body_sealed = match text {
+        Some(t) => Some(keys.seal_str(tenant, cid, Aad::new("messages", "body", message_id), &t).await?),
+        None => None,
+    };
+    let media_sealed = match &msg.kind {
+        MessageKind::Media { source, .. } => Some(
+            keys.seal(tenant, cid, Aad::new("messages", "media_source", message_id), media_source_json(source).to_string().as_bytes())
+                .await?,
+        ),
+        _ => None,
+    };
+    let name_sealed = match msg.sender_name.as_deref().filter(|_| !msg.from_me) {
+        Some(n) => Some((
+            keys.seal_str(tenant, cid, Aad::new("contacts", "name", cid), n).await?,
+            keys.blind_words(tenant, n).await?,
+        )),
+        None => None,
+    };
+    let who = identity(&msg);
+    let phone_sealed = match &who.phone {
+        Some(p) => Some(keys.seal_str(tenant, cid, Aad::new("contacts", "phone", cid), p.as_str()).await?),
+        None => None,
+    };
+    // In a group, who wrote it (shown in the thread).
+    let sender_sealed = match (msg.is_group, &msg.sender_name) {
+        (true, Some(n)) => Some(keys.seal_str(tenant, cid, Aad::new("messages", "sender", message_id), n).await?),
+        _ => None,
+    };
+    let chat_index = if msg.is_group {
+        keys.blind_phone(tenant, &format!("group:{}", msg.chat_id)).await?
+    } else {
+        format!("contact:{cid}")
+    };
+    Ok(Prepared {
+        msg,
+        contact,
+        message_id,
+        kind,
+        body_sealed,
+        media_sealed,
+        name_sealed,
+        phone_sealed,
+        sender_sealed,
+        chat_index,
+    })
+}
+
+/// Stores everything a webhook delivered. The caller answers 2xx only after this returns Ok.
+pub async fn ingest(state: &AppState, channel: &Channel, events: Vec<InboundEvent>) -> anyhow::Result<IngestOutcome> {
+    let tenant_id = channel.tenant_id;
+    let now = state.now();
+    let mut out = IngestOutcome::default();
+
+    // Outside the transaction: resolve contacts, create keys, seal.
+    let mut prepared = Vec::new();
+    let mut statuses = Vec::new();
+    let mut connection = None;
+    for ev in events {
+        match ev {
+            InboundEvent::Message(m) if m.echo => {
+                // Our own sends, echoed back: the send job already recorded them.
+                out.ignored += 1;
+            }
+            InboundEvent::Message(m) => {
+                let who = identity(&m);
+                match resolve_contact(state, tenant_id, &who).await? {
+                    Some(contact) => prepared.push(prepare(state, tenant_id, m, contact).await?),
+                    None => out.ignored += 1,
+                }
+            }
+            InboundEvent::Status(s) => statuses.push(s),
+            InboundEvent::Connection(c) => connection = Some(c),
+            InboundEvent::Ignored { .. } => out.ignored += 1,
+        }
+    }
+
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut new_contacts: HashMap<String, Uuid> = HashMap::new();
+    for p in prepared {
+        let stored = store_message(state, &mut tx, channel, p, &mut new_contacts, now).await?;
+        match stored {
+            Stored::New { conversation, inbound } => {
+                out.stored += 1;
+                if inbound && !out.conversations.contains(&conversation) {
+                    out.conversations.push(conversation);
+                }
+            }
+            Stored::Duplicate => out.duplicates += 1,
+        }
+    }
+    for s in statuses {
+        let error = s.error.as_ref().map(|e| match e.code {
+            Some(c) => format!("{c}: {}", e.message),
+            None => e.message.clone(),
+        });
+        if messages::advance_status_by_external(&mut tx, channel.id, &s.external_id, s.status.as_str(), error.as_deref()).await? {
+            out.statuses += 1;
+        }
+    }
+    match connection {
+        Some(c) => {
+            let health = match c.state {
+                ConnectionState::Open => "connected",
+                ConnectionState::Connecting => "connecting",
+                ConnectionState::Closed => "disconnected",
+            };
+            db::channels::set_health(&mut tx, channel.id, health, c.reason.as_deref().unwrap_or(""), now).await?;
+        }
+        None => db::channels::touch(&mut tx, channel.id, now).await?,
+    }
+    tx.commit().await?;
+    crate::live::publish(state, tenant_id, &crate::live::Event::Inbox).await;
+    Ok(out)
+}
+
+enum Stored {
+    New { conversation: Uuid, inbound: bool },
+    Duplicate,
+}
+
+async fn store_message(
+    state: &AppState,
+    tx: &mut PgConnection,
+    channel: &Channel,
+    mut p: Prepared,
+    new_contacts: &mut HashMap<String, Uuid>,
+    now: OffsetDateTime,
+) -> anyhow::Result<Stored> {
+    let tenant_id = channel.tenant_id;
+    if p.contact.is_new {
+        // Two messages of one batch from the same new person share the first's contact.
+        let key = p.contact.phone_index.clone().or(p.contact.lid_index.clone()).unwrap_or_default();
+        if let Some(existing) = new_contacts.get(&key) {
+            return reseal_for(state, tx, channel, p, *existing, new_contacts, now).await;
+        }
+        let inserted = contacts::insert(
+            tx,
+            NewContact {
+                id: p.contact.contact_id,
+                tenant_id,
+                phone_index: p.contact.phone_index.as_deref(),
+                lid_index: p.contact.lid_index.as_deref(),
+                phone_sealed: p.phone_sealed.clone(),
+                name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
+                name_tokens: p.name_sealed.as_ref().map(|(_, t)| t.clone()).unwrap_or_default(),
+            },
+            now,
+        )
+        .await?;
+        if !inserted {
+            // A concurrent delivery created this person first: use theirs.
+            let found = contacts::find(tx, p.contact.phone_index.as_deref(), p.contact.lid_index.as_deref()).await?;
+            let Some(existing) = found.first().map(|c| c.id) else {
+                anyhow::bail!("contact insert conflicted but no contact was found");
+            };
+            return reseal_for(state, tx, channel, p, existing, new_contacts, now).await;
+        }
+        new_contacts.insert(key, p.contact.contact_id);
+    } else {
+        let cid = p.contact.contact_id;
+        if p.contact.add_phone
+            && let (Some(idx), Some(sealed)) = (p.contact.phone_index.as_deref(), p.phone_sealed.as_deref())
+        {
+            contacts::set_phone(tx, cid, idx, sealed, now).await?;
+        }
+        if p.contact.add_lid
+            && let Some(idx) = p.contact.lid_index.as_deref()
+        {
+            contacts::set_lid(tx, cid, idx, now).await?;
+        }
+        if let Some((sealed, tokens)) = p.name_sealed.take() {
+            contacts::set_name(tx, cid, &sealed, &tokens, false, now).await?;
+        }
+    }
+
+    let conversation = conversations::upsert(
+        tx,
+        NewConversation {
+            id: Uuid::now_v7(),
+            tenant_id,
+            channel_id: channel.id,
+            contact_id: p.contact.contact_id,
+            chat_index: &p.chat_index,
+            is_group: p.msg.is_group,
+        },
+        p.msg.timestamp,
+    )
+    .await?;
+    // Where replies go: the group, or the person as the gateway addresses them.
+    let chat_sealed = if p.msg.is_group {
+        state.keys.seal_tenant_str(tenant_id, Aad::new("conversations", "chat", conversation), &p.msg.chat_id).await?
+    } else {
+        state.keys.seal_str(tenant_id, p.contact.contact_id, Aad::new("conversations", "chat", conversation), &p.msg.chat_id).await?
+    };
+    conversations::set_chat(tx, conversation, &chat_sealed).await?;
+    let (direction, author, status) = if p.msg.from_me { ("out", "phone", "sent") } else { ("in", "contact", "received") };
+    let media = match &p.msg.kind {
+        MessageKind::Media { mime, .. } => Some(mime.as_deref()),
+        _ => None,
+    };
+    let inserted = messages::insert(
+        tx,
+        NewMessage {
+            id: p.message_id,
+            tenant_id,
+            conversation_id: conversation,
+            channel_id: channel.id,
+            contact_id: p.contact.contact_id,
+            external_id: Some(&p.msg.external_id),
+            direction,
+            author,
+            author_user_id: None,
+            kind: p.kind,
+            body_sealed: p.body_sealed.take(),
+            media_kind: media.is_some().then_some(p.kind),
+            media_mime: media.flatten(),
+            media_source_sealed: p.media_sealed.take(),
+            media_state: media.is_some().then_some("pending"),
+            quoted_external_id: p.msg.quoted_external_id.as_deref(),
+            sender_sealed: p.sender_sealed.take(),
+            status,
+            sent_at: p.msg.timestamp,
+        },
+        now,
+    )
+    .await?;
+    if !inserted {
+        return Ok(Stored::Duplicate);
+    }
+    if media.is_some() {
+        jobs::enqueue(tx, NewJob::new(FETCH_MEDIA, now).tenant(tenant_id).subject(p.message_id), now).await?;
+    }
+    if p.msg.from_me {
+        conversations::note_outbound(tx, conversation, p.msg.timestamp).await?;
+        // Staff answered from the phone: the conversation is theirs now.
+        conversations::set_ownership(tx, conversation, "human").await?;
+        return Ok(Stored::New { conversation, inbound: false });
+    }
+    conversations::note_inbound(tx, conversation, p.msg.timestamp).await?;
+    Ok(Stored::New { conversation, inbound: true })
+}
+
+/// Seals the message again under another contact's key (rare: a concurrent first message).
+fn reseal_for<'a>(
+    state: &'a AppState,
+    tx: &'a mut PgConnection,
+    channel: &'a Channel,
+    p: Prepared,
+    contact_id: Uuid,
+    new_contacts: &'a mut HashMap<String, Uuid>,
+    now: OffsetDateTime,
+) -> futures::future::BoxFuture<'a, anyhow::Result<Stored>> {
+    Box::pin(async move {
+        let contact = Resolved {
+            contact_id,
+            is_new: false,
+            add_phone: false,
+            add_lid: false,
+            phone_index: p.contact.phone_index.clone(),
+            lid_index: p.contact.lid_index.clone(),
+        };
+        let again = prepare(state, channel.tenant_id, p.msg, contact).await?;
+        store_message(state, tx, channel, again, new_contacts, now).await
+    })
+}

@@ -1,0 +1,11 @@
+//! WhatsApp traffic: durable ingestion of gateway events, media, and sending.
+
+pub mod channel;
+pub mod ingest;
+pub mod media;
+pub mod send;
+pub mod view;
+
+/// Job kinds of this area.
+pub const SEND_MESSAGE: &str = "send_message";
+pub const FETCH_MEDIA: &str = "fetch_media";

@@ -1,0 +1,277 @@
+//! Sending: a reply becomes a queued outbound message and a `send_message` job in one
+//! transaction; the job moves it queued → sending (committed before the gateway call) →
+//! sent | failed | unknown. A 5xx or a refused connection is retried with backoff; a timeout
+//! after the request went out is `unknown` and never resent automatically (staff may retry);
+//! a job that finds its message already past `queued` does nothing, so a retried job never
+//! sends twice.
+
+use serde_json::json;
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{
+    crypto::Aad,
+    db::{
+        self,
+        channels::Channel,
+        conversations,
+        jobs::{self, Job, NewJob},
+        messages::{self, NewMessage},
+    },
+    gateway::SendError,
+    live,
+    messaging::{SEND_MESSAGE, channel},
+    state::AppState,
+};
+
+/// WhatsApp's limit for one text message.
+pub const MAX_TEXT: usize = 4096;
+/// WhatsApp's customer-service window: free-form replies only within 24 h of the last
+/// message from the customer (Meta enforces it; we show and respect it for every gateway).
+pub const SERVICE_WINDOW: Duration = Duration::hours(24);
+
+/// Why a reply can't be queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("empty")]
+    Empty,
+    #[error("too long")]
+    TooLong,
+    #[error("outside the 24-hour window")]
+    OutsideWindow,
+    #[error("contact restricted")]
+    Restricted,
+    #[error("contact erased")]
+    Erased,
+    #[error("not found")]
+    NotFound,
+}
+
+impl Refusal {
+    pub fn message_key(&self) -> &'static str {
+        match self {
+            Refusal::Empty => "reply.empty",
+            Refusal::TooLong => "reply.too_long",
+            Refusal::OutsideWindow => "reply.outside_window",
+            Refusal::Restricted => "reply.restricted",
+            Refusal::Erased => "reply.erased",
+            Refusal::NotFound => "error.not_found",
+        }
+    }
+}
+
+/// Whether free text may be sent now (Meta channels close it 24 h after the last inbound).
+pub fn window_open(channel_kind: &str, last_inbound_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    channel_kind != "meta" || last_inbound_at.is_some_and(|t| t + SERVICE_WINDOW > now)
+}
+
+/// Who wrote an outbound message.
+#[derive(Clone, Copy, Debug)]
+pub enum Author {
+    Member(Uuid),
+    Ai { approved_by: Uuid },
+}
+
+/// Queues a text reply in the caller's tenant-scoped transaction. Returns the message id.
+pub async fn queue_text(state: &AppState, tx: &mut PgConnection, tenant_id: Uuid, conversation_id: Uuid, text: &str, author: Author) -> Result<Uuid, QueueError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Refusal::Empty.into());
+    }
+    if text.chars().count() > MAX_TEXT {
+        return Err(Refusal::TooLong.into());
+    }
+    let now = state.now();
+    let conv = conversations::get(tx, conversation_id).await?.ok_or(Refusal::NotFound)?;
+    let contact = db::contacts::get(tx, conv.contact_id).await?.ok_or(Refusal::NotFound)?;
+    if contact.erased_at.is_some() {
+        return Err(Refusal::Erased.into());
+    }
+    if contact.restricted_at.is_some() {
+        return Err(Refusal::Restricted.into());
+    }
+    let channel = db::channels::get(tx, conv.channel_id).await?.ok_or(Refusal::NotFound)?;
+    if !window_open(&channel.kind, conv.last_inbound_at, now) {
+        return Err(Refusal::OutsideWindow.into());
+    }
+    let id = Uuid::now_v7();
+    let sealed = state
+        .keys
+        .seal_str(tenant_id, conv.contact_id, Aad::new("messages", "body", id), text)
+        .await
+        .map_err(|e| QueueError::Internal(e.into()))?;
+    let (author_kind, user) = match author {
+        Author::Member(u) => ("member", u),
+        Author::Ai { approved_by } => ("ai", approved_by),
+    };
+    messages::insert(
+        tx,
+        NewMessage {
+            id,
+            tenant_id,
+            conversation_id,
+            channel_id: conv.channel_id,
+            contact_id: conv.contact_id,
+            external_id: None,
+            direction: "out",
+            author: author_kind,
+            author_user_id: Some(user),
+            kind: "text",
+            body_sealed: Some(sealed),
+            media_kind: None,
+            media_mime: None,
+            media_source_sealed: None,
+            media_state: None,
+            quoted_external_id: None,
+            sender_sealed: None,
+            status: "queued",
+            sent_at: now,
+        },
+        now,
+    )
+    .await?;
+    conversations::note_outbound(tx, conversation_id, now).await?;
+    enqueue_send(tx, tenant_id, id, now).await?;
+    Ok(id)
+}
+
+async fn enqueue_send(tx: &mut PgConnection, tenant_id: Uuid, message_id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
+    jobs::enqueue(
+        tx,
+        NewJob::new(SEND_MESSAGE, now)
+            .tenant(tenant_id)
+            .subject(message_id)
+            .dedupe(format!("send:{message_id}"))
+            .max_attempts(8),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(e: sqlx::Error) -> Self {
+        QueueError::Internal(e.into())
+    }
+}
+
+/// Staff retry of a failed or unknown send: back to queued with a new job.
+pub async fn retry(state: &AppState, tx: &mut PgConnection, tenant_id: Uuid, message_id: Uuid) -> Result<bool, QueueError> {
+    let Some(m) = messages::get(tx, message_id).await? else {
+        return Ok(false);
+    };
+    if m.direction != "out" || !matches!(m.status.as_str(), "failed" | "unknown") {
+        return Ok(false);
+    }
+    messages::set_status(tx, message_id, "queued", None, None, true).await?;
+    enqueue_send(tx, tenant_id, message_id, state.now()).await?;
+    Ok(true)
+}
+
+/// The `send_message` job.
+pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let (Some(tenant_id), Some(message_id)) = (job.tenant_id, job.subject_id) else {
+        anyhow::bail!("send_message job without tenant or message");
+    };
+    // Claim the message: only a queued message is sent; anything else means a previous
+    // attempt got further (or staff cancelled), and sending again could duplicate it.
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let Some(msg) = messages::get(&mut tx, message_id).await? else {
+        return Ok(());
+    };
+    match msg.status.as_str() {
+        "queued" => {}
+        "sending" => {
+            // A worker died mid-send: we can't know whether the gateway got it.
+            messages::set_status(&mut tx, message_id, "unknown", None, Some("worker stopped during the send"), true).await?;
+            tx.commit().await?;
+            live::publish(state, tenant_id, &live::Event::Conversation { id: msg.conversation_id }).await;
+            return Ok(());
+        }
+        _ => return Ok(()),
+    }
+    messages::set_status(&mut tx, message_id, "sending", None, None, false).await?;
+    let channel = db::channels::get(&mut tx, msg.channel_id).await?;
+    let chat = conversations::chat(&mut tx, msg.conversation_id).await?;
+    let conv = conversations::get(&mut tx, msg.conversation_id).await?;
+    tx.commit().await?;
+
+    let outcome = match (channel, chat, conv) {
+        (Some(channel), Some(chat), Some(conv)) => {
+            let to = if conv.is_group {
+                state.keys.open_tenant_str(tenant_id, Aad::new("conversations", "chat", conv.id), &chat).await?
+            } else {
+                state.keys.open_str(tenant_id, conv.contact_id, Aad::new("conversations", "chat", conv.id), &chat).await?
+            };
+            let text = match msg.body_sealed.as_deref() {
+                Some(b) => state.keys.open_str(tenant_id, msg.contact_id, Aad::new("messages", "body", msg.id), b).await?,
+                None => String::new(),
+            };
+            send_via(state, &channel, &to, &text).await
+        }
+        _ => Err(SendError::Rejected {
+            status: 0,
+            code: None,
+            reason: "the channel or conversation no longer exists".into(),
+        }),
+    };
+
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let result = match outcome {
+        Ok(external_id) => {
+            messages::set_status(&mut tx, message_id, "sent", Some(&external_id), None, false).await?;
+            Ok(())
+        }
+        Err(SendError::Retryable { reason, .. }) => {
+            if job.attempts >= job.max_attempts {
+                messages::set_status(&mut tx, message_id, "failed", None, Some(&format!("gave up after {} attempts: {reason}", job.attempts)), true).await?;
+                Ok(())
+            } else {
+                // Back to queued; the job fails and the queue retries it with backoff.
+                messages::set_status(&mut tx, message_id, "queued", None, Some(&reason), true).await?;
+                Err(anyhow::anyhow!("gateway unavailable: {reason}"))
+            }
+        }
+        Err(SendError::OutsideWindow { reason }) => {
+            messages::set_status(&mut tx, message_id, "failed", None, Some(&format!("outside the 24-hour window: {reason}")), true).await?;
+            Ok(())
+        }
+        Err(SendError::Rejected { reason, .. }) => {
+            messages::set_status(&mut tx, message_id, "failed", None, Some(&reason), true).await?;
+            Ok(())
+        }
+        Err(SendError::Unknown { reason }) => {
+            messages::set_status(&mut tx, message_id, "unknown", None, Some(&reason), true).await?;
+            Ok(())
+        }
+    };
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Conversation { id: msg.conversation_id }).await;
+    result
+}
+
+/// One send through the channel's gateway. Returns the gateway's message id.
+async fn send_via(state: &AppState, channel: &Channel, to: &str, text: &str) -> Result<String, SendError> {
+    match channel::outbound(state, channel).await {
+        Ok(gw) => gw.send_text(to, text).await,
+        Err(e) => Err(SendError::Rejected {
+            status: 0,
+            code: None,
+            reason: format!("channel misconfigured: {e}"),
+        }),
+    }
+}
+
+/// Audit detail for a send (ids only).
+pub fn audit_detail(message_id: Uuid) -> serde_json::Value {
+    json!({ "message_id": message_id })
+}

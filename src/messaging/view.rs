@@ -1,0 +1,237 @@
+//! What the inbox and conversation pages show: rows opened (decrypted) for display, times in
+//! the tenant's time zone. A contact whose key was destroyed shows as erased, never as an
+//! error.
+
+use jiff::tz::TimeZone;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    crypto::{Aad, CryptoError},
+    db::{contacts::Contact, conversations::ListRow, messages::Message},
+    domain::phone::Phone,
+    state::AppState,
+};
+
+/// Formats times for one tenant.
+#[derive(Clone)]
+pub struct Clock {
+    tz: TimeZone,
+    now: OffsetDateTime,
+}
+
+impl Clock {
+    pub fn new(time_zone: &str, now: OffsetDateTime) -> Clock {
+        Clock {
+            tz: TimeZone::get(time_zone).unwrap_or(TimeZone::UTC),
+            now,
+        }
+    }
+
+    fn zoned(&self, t: OffsetDateTime) -> Option<jiff::Zoned> {
+        jiff::Timestamp::from_second(t.unix_timestamp()).ok().map(|ts| ts.to_zoned(self.tz.clone()))
+    }
+
+    /// "14:05" today, "12/03 14:05" otherwise.
+    pub fn short(&self, t: OffsetDateTime) -> String {
+        let (Some(z), Some(now)) = (self.zoned(t), self.zoned(self.now)) else {
+            return String::new();
+        };
+        if z.date() == now.date() { z.strftime("%H:%M").to_string() } else { z.strftime("%d/%m %H:%M").to_string() }
+    }
+
+    /// "2026-03-12 14:05 -03" for tooltips and exports.
+    pub fn full(&self, t: OffsetDateTime) -> String {
+        self.zoned(t).map(|z| z.strftime("%Y-%m-%d %H:%M %Z").to_string()).unwrap_or_default()
+    }
+}
+
+/// Opens a sealed field: `Ok(None)` when absent, `Err(())` when the key is destroyed.
+async fn open_opt(state: &AppState, tenant: Uuid, contact: Uuid, aad: Aad<'_>, sealed: Option<&[u8]>) -> Result<Option<String>, ()> {
+    let Some(s) = sealed else { return Ok(None) };
+    match state.keys.open_str(tenant, contact, aad, s).await {
+        Ok(v) => Ok(Some(v)),
+        Err(CryptoError::KeyDestroyed) => Err(()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not open a sealed field");
+            Err(())
+        }
+    }
+}
+
+pub struct ContactView {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub erased: bool,
+    pub restricted: bool,
+    pub notes: String,
+    pub tags: Vec<String>,
+}
+
+impl ContactView {
+    /// Name, else the formatted phone, else a neutral label.
+    pub fn label(&self) -> String {
+        if self.erased {
+            return "—".into();
+        }
+        self.name.clone().or_else(|| self.phone.clone().map(|p| format!("+{p}"))).unwrap_or_else(|| "?".into())
+    }
+}
+
+pub async fn contact(state: &AppState, tenant: Uuid, c: &Contact) -> ContactView {
+    let name = open_opt(state, tenant, c.id, Aad::new("contacts", "name", c.id), c.name_sealed.as_deref()).await;
+    let phone = open_opt(state, tenant, c.id, Aad::new("contacts", "phone", c.id), c.phone_sealed.as_deref()).await;
+    let profile = open_opt(state, tenant, c.id, Aad::new("contacts", "profile", c.id), c.profile_sealed.as_deref()).await;
+    let erased = c.erased_at.is_some() || name.is_err() || phone.is_err();
+    let notes = profile
+        .ok()
+        .flatten()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+        .and_then(|v| v.get("notes").and_then(|n| n.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    ContactView {
+        id: c.id,
+        name: name.ok().flatten(),
+        phone: phone.ok().flatten(),
+        erased,
+        restricted: c.restricted_at.is_some(),
+        notes,
+        tags: c.tags.clone(),
+    }
+}
+
+pub struct InboxRow {
+    pub id: Uuid,
+    pub label: String,
+    pub preview: String,
+    pub preview_kind: String,
+    pub outbound: bool,
+    pub time: String,
+    pub time_full: String,
+    pub unread: i32,
+    pub status: String,
+    pub ownership: String,
+    pub is_group: bool,
+    pub labels: Vec<String>,
+    pub erased: bool,
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    let mut out: String = s.chars().take(n).collect();
+    if s.chars().count() > n {
+        out.push('…');
+    }
+    out
+}
+
+pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
+    let cid = r.contact_id;
+    let name = open_opt(state, tenant, cid, Aad::new("contacts", "name", cid), r.contact_name_sealed.as_deref()).await;
+    let phone = open_opt(state, tenant, cid, Aad::new("contacts", "phone", cid), r.contact_phone_sealed.as_deref()).await;
+    let preview = match (r.last_message_id, r.last_body_sealed.as_deref()) {
+        (Some(mid), Some(b)) => open_opt(state, tenant, cid, Aad::new("messages", "body", mid), Some(b)).await,
+        _ => Ok(None),
+    };
+    let erased = r.contact_erased || name.is_err() || phone.is_err();
+    let label = if erased {
+        "—".into()
+    } else {
+        name.ok()
+            .flatten()
+            .or_else(|| phone.ok().flatten().and_then(|p| Phone::try_from(p.as_str()).ok()).map(|p| format!("+{}", p.as_str())))
+            .unwrap_or_else(|| "?".into())
+    };
+    InboxRow {
+        id: r.id,
+        label,
+        preview: truncate(&preview.ok().flatten().unwrap_or_default(), 90),
+        preview_kind: r.last_kind.clone().unwrap_or_default(),
+        outbound: r.last_direction.as_deref() == Some("out"),
+        time: clock.short(r.last_message_at),
+        time_full: clock.full(r.last_message_at),
+        unread: r.unread_count,
+        status: r.status.clone(),
+        ownership: r.ownership.clone(),
+        is_group: r.is_group,
+        labels: r.labels.clone(),
+        erased,
+    }
+}
+
+pub struct ThreadMessage {
+    pub id: Uuid,
+    pub outbound: bool,
+    pub author: String,
+    pub kind: String,
+    pub text: Option<String>,
+    /// Structured content (location, contacts, reaction) as key/value lines.
+    pub extra: Vec<(String, String)>,
+    pub erased: bool,
+    pub media_state: Option<String>,
+    pub media_mime: Option<String>,
+    pub media_deleted: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub time: String,
+    pub time_full: String,
+    pub quoted: bool,
+    pub retryable: bool,
+}
+
+pub async fn thread_message(state: &AppState, tenant: Uuid, clock: &Clock, m: &Message) -> ThreadMessage {
+    let body = open_opt(state, tenant, m.contact_id, Aad::new("messages", "body", m.id), m.body_sealed.as_deref()).await;
+    let sender = open_opt(state, tenant, m.contact_id, Aad::new("messages", "sender", m.id), m.sender_sealed.as_deref()).await;
+    let erased = body.is_err();
+    let body = body.ok().flatten();
+    let (text, extra) = match m.kind.as_str() {
+        "location" | "contacts" | "reaction" => {
+            let v: serde_json::Value = body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+            let mut extra = Vec::new();
+            match m.kind.as_str() {
+                "location" => {
+                    for k in ["name", "address", "lat", "lng"] {
+                        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
+                            extra.push((k.to_owned(), x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())));
+                        }
+                    }
+                }
+                "contacts" => {
+                    for c in v.as_array().into_iter().flatten() {
+                        let name = c.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_owned();
+                        let phones = c.get("phones").and_then(|p| p.as_array()).map(|p| p.iter().filter_map(|x| x.as_str()).map(|x| format!("+{x}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                        extra.push((name, phones));
+                    }
+                }
+                _ => {
+                    let emoji = v.get("emoji").and_then(|e| e.as_str()).unwrap_or("").to_owned();
+                    extra.push(("emoji".into(), emoji));
+                }
+            }
+            (None, extra)
+        }
+        _ => (body, Vec::new()),
+    };
+    let author = match (m.direction.as_str(), m.author.as_str()) {
+        ("in", _) => sender.ok().flatten().unwrap_or_default(),
+        (_, a) => a.to_owned(),
+    };
+    ThreadMessage {
+        id: m.id,
+        outbound: m.direction == "out",
+        author,
+        kind: m.kind.clone(),
+        text,
+        extra,
+        erased,
+        media_state: m.media_state.clone(),
+        media_mime: m.media_mime.clone(),
+        media_deleted: m.media_deleted_at.map(|t| clock.full(t)),
+        status: m.status.clone(),
+        error: m.error.clone(),
+        time: clock.short(m.sent_at),
+        time_full: clock.full(m.sent_at),
+        quoted: m.quoted_external_id.is_some(),
+        retryable: m.direction == "out" && matches!(m.status.as_str(), "failed" | "unknown"),
+    }
+}
