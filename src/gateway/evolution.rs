@@ -224,6 +224,7 @@ fn parse_message(instance: &str, data: &Value, echo: bool) -> Result<InboundEven
         is_group,
         sender_phone,
         sender_lid,
+        sender_user_id: None,
         sender_name,
         from_me,
         echo,

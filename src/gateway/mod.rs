@@ -71,6 +71,9 @@ pub struct InboundMessage {
     /// The author's WhatsApp privacy id (`…@lid`) when the payload carries it, alongside the
     /// phone when both are known, so contacts first seen by one can be merged with the other.
     pub sender_lid: Option<String>,
+    /// Meta's business-scoped user id (`user_id`, e.g. `BR.1502576394655843`), rolling out
+    /// in 2026; for users with a username it may be the only identity (then `chat_id` too).
+    pub sender_user_id: Option<String>,
     /// The author's profile name (pushName / Meta profile name); untrusted, user-chosen.
     pub sender_name: Option<String>,
     /// Sent by the business: typed on the linked phone, or an echo of our own send.
@@ -379,6 +382,34 @@ impl Default for Timeouts {
 /// The largest media file we download (WhatsApp documents go up to 100 MB).
 pub const MAX_MEDIA_BYTES: usize = 100 * 1024 * 1024;
 
+/// Replaces runs of 7+ digits (phone numbers, JIDs) in a gateway's error text, and bounds
+/// its length, so a reason can be stored and logged.
+pub(crate) fn redact_reason(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 7 {
+            out.push_str("[number]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    if out.chars().count() > 300 {
+        out = out.chars().take(300).collect::<String>() + "…";
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // JSON helpers shared by the parsers: they name fields, never values.
 // ---------------------------------------------------------------------------------------
@@ -467,6 +498,16 @@ mod tests {
         for s in [Sent, Delivered, Read, Failed] {
             assert!(!s.advances(Some(Failed)), "failed is terminal ({s:?})");
         }
+    }
+
+    #[test]
+    fn redact_reason_hides_numbers_and_bounds_length() {
+        assert_eq!(
+            redact_reason(r#"[{"jid":"5511988887777@s.whatsapp.net","exists":false}]"#),
+            r#"[{"jid":"[number]@s.whatsapp.net","exists":false}]"#
+        );
+        assert_eq!(redact_reason("(#131047) code 400"), "(#131047) code 400");
+        assert!(redact_reason(&"x".repeat(1000)).chars().count() <= 301);
     }
 
     #[test]
