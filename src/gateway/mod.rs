@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
+use url::Url;
 
 use crate::domain::phone::Phone;
 
@@ -343,6 +344,26 @@ impl SendError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, SendError::Retryable { .. })
     }
+
+    /// Classifies a transport error. A failure to connect happened before anything was
+    /// sent; anything later (timeout, reset, broken body) leaves the outcome unknown.
+    pub(crate) fn from_transport(e: reqwest::Error) -> SendError {
+        let e = e.without_url();
+        if e.is_connect() {
+            SendError::Retryable {
+                status: None,
+                reason: "could not connect to the gateway".into(),
+            }
+        } else if e.is_timeout() {
+            SendError::Unknown {
+                reason: "the gateway did not answer in time".into(),
+            }
+        } else {
+            SendError::Unknown {
+                reason: "the connection failed during the request".into(),
+            }
+        }
+    }
 }
 
 /// A media file fetched from a gateway.
@@ -381,6 +402,88 @@ impl Default for Timeouts {
 
 /// The largest media file we download (WhatsApp documents go up to 100 MB).
 pub const MAX_MEDIA_BYTES: usize = 100 * 1024 * 1024;
+
+/// An HTTP client for one gateway. Redirects are not followed: Evolution's `apikey`
+/// header would follow a redirect to another host.
+pub(crate) fn http_client(timeouts: Timeouts) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sigmaai/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Reads a response body, refusing more than `limit` bytes.
+pub(crate) async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, SendError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(SendError::Rejected {
+            status: resp.status().as_u16(),
+            code: None,
+            reason: "media file too large".into(),
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(SendError::from_transport)? {
+        if out.len() + chunk.len() > limit {
+            return Err(SendError::Rejected {
+                status: resp.status().as_u16(),
+                code: None,
+                reason: "media file too large".into(),
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A client was configured with something unusable (the message names what, not its value).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid gateway client configuration: {0}")]
+pub struct ClientConfigError(&'static str);
+
+/// An http(s) base URL that paths can be appended to.
+pub(crate) fn parse_base_url(raw: &str) -> Result<Url, ClientConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|_| ClientConfigError("base URL is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.cannot_be_a_base()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(ClientConfigError(
+            "base URL must be http(s) without query or fragment",
+        ));
+    }
+    Ok(url)
+}
+
+/// `base` with `segments` appended, each percent-encoded.
+pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// A header value that reqwest and `http` never print.
+pub(crate) fn sensitive_header(
+    value: &str,
+) -> Result<reqwest::header::HeaderValue, ClientConfigError> {
+    if value.trim().is_empty() {
+        return Err(ClientConfigError("credential is empty"));
+    }
+    let mut v = reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| ClientConfigError("credential has characters a header can't carry"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// The largest JSON response we read (Evolution returns media as base64 in JSON).
+pub(crate) const MAX_RESPONSE_BYTES: usize = MAX_MEDIA_BYTES / 3 * 4 + 1024 * 1024;
 
 /// Replaces runs of 7+ digits (phone numbers, JIDs) in a gateway's error text, and bounds
 /// its length, so a reason can be stored and logged.
