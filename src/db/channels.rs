@@ -54,7 +54,7 @@ pub async fn create(
     .await?;
     sqlx::query!(
         r#"INSERT INTO channels (id, tenant_id, route_id, kind, name, config, secrets_sealed, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
         c.id,
         c.tenant_id,
         c.route_id,

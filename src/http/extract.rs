@@ -97,6 +97,11 @@ impl PageCtx {
         self.tr.f(key, &[&arg as &dyn std::fmt::Display])
     }
 
+    /// The message for `prefix` + `value` (e.g. a status or kind), for keys chosen by data.
+    pub fn tk(&self, prefix: &str, value: &str) -> &'static str {
+        self.tr.t(&format!("{prefix}{value}"))
+    }
+
     pub fn lang_code(&self) -> &'static str {
         self.tr.lang().code()
     }

@@ -9,8 +9,8 @@ use axum::{
     response::sse::{Event as SseEvent, KeepAlive, Sse},
     routing::get,
 };
-use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::BroadcastStream;
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     http::extract::{RequireRole, Viewer},
@@ -23,13 +23,21 @@ pub fn router() -> Router<AppState> {
 
 async fn events(State(state): State<AppState>, t: RequireRole<Viewer>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let tenant = t.id();
-    let stream = BroadcastStream::new(state.live.subscribe()).filter_map(move |item| async move {
-        let (for_tenant, event) = item.ok()?;
-        if for_tenant != tenant {
-            return None;
+    let stream = futures::stream::unfold(state.live.subscribe(), move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok((for_tenant, event)) if for_tenant == tenant => {
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    return Some((Ok(SseEvent::default().event("change").data(data)), rx));
+                }
+                Ok(_) => continue,
+                // Fell behind: tell the page to refresh once.
+                Err(RecvError::Lagged(_)) => {
+                    return Some((Ok(SseEvent::default().event("change").data("{}")), rx));
+                }
+                Err(RecvError::Closed) => return None,
+            }
         }
-        let data = serde_json::to_string(&event).ok()?;
-        Some(Ok(SseEvent::default().event("change").data(data)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(20)))
 }

@@ -169,6 +169,17 @@ pub struct ConversationPage {
     pub older: Option<String>,
 }
 
+impl ConversationPage {
+    /// A URL under this conversation.
+    pub fn url(&self, rest: &str) -> String {
+        format!("/t/{}/conversations/{}{}", self.shell.slug, self.id, rest)
+    }
+
+    pub fn is_assigned(&self, user: &Uuid) -> bool {
+        self.assigned_to.as_ref() == Some(user)
+    }
+}
+
 const THREAD_PAGE: i64 = 100;
 
 async fn load_conversation(state: &AppState, ctx: PageCtx, t: &TenantCtx, id: Uuid, before: Option<(OffsetDateTime, Uuid)>) -> AppResult<ConversationPage> {

@@ -112,6 +112,7 @@ async fn send(State(state): State<AppState>, t: RequireRole<Admin>, Form(f): For
         is_group: false,
         sender_phone: Some(phone.clone()),
         sender_lid: None,
+        sender_user_id: None,
         sender_name: Some(f.name.trim().to_owned()).filter(|n| !n.is_empty()),
         from_me: false,
         echo: false,

@@ -1,0 +1,985 @@
+//! Evolution API v2 (the Baileys channel): webhook parsing, webhook authentication and the
+//! REST client. Wire format: `shared/reference/whatsapp-gateways.md` §1.
+
+use std::fmt;
+
+use axum::http::HeaderMap;
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use url::Url;
+
+use super::{
+    ClientConfigError, ConnectionState, ConnectionUpdate, DeliveryStatus, DownloadedMedia,
+    EvolutionKey, InboundEvent, InboundMessage, MAX_MEDIA_BYTES, MAX_RESPONSE_BYTES, MediaKind,
+    MediaSource, MessageKind, PairingPrompt, ParseError, SendError, SharedContact, StatusUpdate,
+    Timeouts, endpoint, http_client, parse_base_url, read_limited, redact_reason, sensitive_header,
+    str_at, text_at, unix_seconds, vcard_phones,
+};
+use crate::domain::phone::Phone;
+
+// ---------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------
+
+/// Parses one Evolution webhook body (instance or global webhook, either event spelling).
+///
+/// Unknown events and message types come back as `Ignored` / `Unsupported`; only a body
+/// that is not JSON, or lacks what identifies a message (key id, chat, direction, time),
+/// is an error.
+pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::json("evolution", &e))?;
+    if !root.is_object() {
+        return Err(ParseError::new("evolution: body is not a JSON object"));
+    }
+    let event = str_at(&root, "event")
+        .map(normalize_event)
+        .ok_or_else(|| missing("event"))?;
+    let data = root.get("data").unwrap_or(&Value::Null);
+    let instance = || {
+        text_at(&root, "instance")
+            .or_else(|| text_at(data, "instance"))
+            .ok_or_else(|| missing("instance"))
+    };
+    match event.as_str() {
+        "messages.upsert" => each(data, |d| parse_message(&instance()?, d, false)),
+        "send.message" => each(data, |d| parse_message(&instance()?, d, true)),
+        "messages.update" => each(data, |d| parse_status(&instance()?, d)),
+        "connection.update" => Ok(vec![parse_connection(instance()?, data)?]),
+        "qrcode.updated" => Ok(vec![parse_qrcode(instance()?, data)]),
+        _ => Ok(vec![InboundEvent::Ignored { event }]),
+    }
+}
+
+/// `MESSAGES_UPSERT` (subscription name), `messages.upsert` (payload) and
+/// `messages-upsert` (by-events URL suffix) all become `messages.upsert`.
+fn normalize_event(raw: &str) -> String {
+    raw.trim()
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            '_' | '-' => '.',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+fn missing(field: &str) -> ParseError {
+    ParseError::new(format!("evolution: missing or invalid {field}"))
+}
+
+/// `data` is one object, but tolerate an array of them.
+fn each(
+    data: &Value,
+    mut parse: impl FnMut(&Value) -> Result<InboundEvent, ParseError>,
+) -> Result<Vec<InboundEvent>, ParseError> {
+    match data {
+        Value::Array(items) => items.iter().map(parse).collect(),
+        Value::Object(_) => Ok(vec![parse(data)?]),
+        _ => Err(missing("data")),
+    }
+}
+
+/// A JID, sorted by what it tells about a person.
+enum Jid {
+    Phone(Phone),
+    /// `<digits>@lid`, device suffix removed.
+    Lid(String),
+    Other,
+}
+
+fn classify_jid(raw: &str) -> Jid {
+    let raw = raw.trim();
+    if let Some((user, server)) = raw.split_once('@') {
+        if server.eq_ignore_ascii_case("lid") {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            if !user.is_empty() {
+                return Jid::Lid(format!("{user}@lid"));
+            }
+            return Jid::Other;
+        }
+    } else {
+        // Older payloads give `senderPn` as bare digits.
+        if !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Jid::Other;
+        }
+    }
+    Phone::try_from(raw).map_or(Jid::Other, Jid::Phone)
+}
+
+/// The first phone and the first LID among candidate JID fields of `key`.
+fn identity(key: &Value, fields: &[&str]) -> (Option<Phone>, Option<String>) {
+    let (mut phone, mut lid) = (None, None);
+    for f in fields {
+        if let Some(j) = str_at(key, f) {
+            match classify_jid(j) {
+                Jid::Phone(p) if phone.is_none() => phone = Some(p),
+                Jid::Lid(l) if lid.is_none() => lid = Some(l),
+                _ => {}
+            }
+        }
+    }
+    (phone, lid)
+}
+
+fn parse_message(instance: &str, data: &Value, echo: bool) -> Result<InboundEvent, ParseError> {
+    let key = data.get("key").ok_or_else(|| missing("data.key"))?;
+    let external_id = text_at(key, "id").ok_or_else(|| missing("data.key.id"))?;
+    let remote_jid = text_at(key, "remoteJid").ok_or_else(|| missing("data.key.remoteJid"))?;
+    let from_me = key
+        .get("fromMe")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| missing("data.key.fromMe"))?;
+    let timestamp = data
+        .get("messageTimestamp")
+        .and_then(unix_seconds)
+        .ok_or_else(|| missing("data.messageTimestamp"))?;
+
+    // WhatsApp status stories and channels are not conversations.
+    let server = remote_jid.rsplit_once('@').map_or("", |(_, s)| s);
+    if server.eq_ignore_ascii_case("broadcast") || server.eq_ignore_ascii_case("newsletter") {
+        return Ok(InboundEvent::Ignored {
+            event: format!("messages.upsert@{}", server.to_ascii_lowercase()),
+        });
+    }
+    let is_group = server.eq_ignore_ascii_case("g.us");
+
+    let (chat_id, sender_phone, sender_lid) = if is_group {
+        let (phone, lid) = if from_me {
+            (None, None)
+        } else {
+            identity(
+                key,
+                &[
+                    "participant",
+                    "participantAlt",
+                    "participantPn",
+                    "participantLid",
+                ],
+            )
+        };
+        (remote_jid.clone(), phone, lid)
+    } else if from_me {
+        // For our own messages the `…Alt` fields describe us, not the chat (§1.10).
+        let chat = match classify_jid(&remote_jid) {
+            Jid::Phone(p) => p.as_str().to_owned(),
+            Jid::Lid(l) => l,
+            Jid::Other => remote_jid.clone(),
+        };
+        (chat, None, None)
+    } else {
+        // Versions disagree on where the number and the LID go (§1.10): look everywhere.
+        let (phone, lid) = identity(
+            key,
+            &[
+                "remoteJid",
+                "remoteJidAlt",
+                "senderPn",
+                "previousRemoteJid",
+                "senderLid",
+            ],
+        );
+        let chat = match (&phone, &lid) {
+            (Some(p), _) => p.as_str().to_owned(),
+            (None, Some(l)) => l.clone(),
+            (None, None) => remote_jid.clone(),
+        };
+        (chat, phone, lid)
+    };
+
+    // pushName falls back to "Você" for our own messages and to the participant's number.
+    let sender_name = if from_me {
+        None
+    } else {
+        text_at(data, "pushName").filter(|n| {
+            let t = n.trim();
+            !t.is_empty() && !t.contains('@') && Phone::try_from(t).is_err()
+        })
+    };
+
+    let message = data.get("message").filter(|m| m.is_object());
+    let evo_key = EvolutionKey {
+        id: external_id.clone(),
+        remote_jid: remote_jid.clone(),
+        from_me,
+        participant: text_at(key, "participant"),
+    };
+    let (kind, node) = match message {
+        Some(m) => parse_kind(m, str_at(data, "messageType"), &evo_key),
+        None => (
+            MessageKind::Unsupported {
+                kind: "empty".into(),
+            },
+            None,
+        ),
+    };
+    let quoted_external_id = [
+        data.get("contextInfo"),
+        node.and_then(|n| n.get("contextInfo")),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|c| text_at(c, "stanzaId"));
+
+    Ok(InboundEvent::Message(InboundMessage {
+        account: instance.to_owned(),
+        external_id,
+        chat_id,
+        is_group,
+        sender_phone,
+        sender_lid,
+        sender_user_id: None,
+        sender_name,
+        from_me,
+        echo,
+        timestamp,
+        kind,
+        quoted_external_id,
+    }))
+}
+
+/// Wrappers Evolution leaves in place; the content is at `<wrapper>.message`.
+const WRAPPERS: &[&str] = &[
+    "ephemeralMessage",
+    "viewOnceMessage",
+    "viewOnceMessageV2",
+    "viewOnceMessageV2Extension",
+    "documentWithCaptionMessage",
+];
+
+/// Keys of `message` that are metadata, not content.
+const NOT_CONTENT: &[&str] = &["messageContextInfo", "base64", "mediaUrl", "speechToText"];
+
+/// The message kind, and the content node (for its `contextInfo`).
+fn parse_kind<'a>(
+    message: &'a Value,
+    message_type: Option<&str>,
+    key: &EvolutionKey,
+) -> (MessageKind, Option<&'a Value>) {
+    // base64 / mediaUrl sit beside the content node at the top of `message`.
+    let top = message;
+    let mut message = message;
+    for _ in 0..3 {
+        match WRAPPERS
+            .iter()
+            .find_map(|w| message.get(w).and_then(|x| x.get("message")))
+        {
+            Some(inner) => message = inner,
+            None => break,
+        }
+    }
+
+    if let Some(body) = str_at(message, "conversation") {
+        return (MessageKind::Text { body: body.into() }, None);
+    }
+    if let Some(node) = message.get("extendedTextMessage")
+        && let Some(body) = str_at(node, "text")
+    {
+        return (MessageKind::Text { body: body.into() }, Some(node));
+    }
+
+    let media = [
+        ("imageMessage", MediaKind::Image),
+        ("videoMessage", MediaKind::Video),
+        ("ptvMessage", MediaKind::Video),
+        ("audioMessage", MediaKind::Audio { voice: false }),
+        ("documentMessage", MediaKind::Document),
+        ("stickerMessage", MediaKind::Sticker),
+    ];
+    for (name, media) in media {
+        let Some(node) = message.get(name).filter(|n| n.is_object()) else {
+            continue;
+        };
+        let media = match media {
+            MediaKind::Audio { .. } => MediaKind::Audio {
+                voice: node.get("ptt").and_then(Value::as_bool).unwrap_or(false),
+            },
+            other => other,
+        };
+        let source = if let Some(b) = text_at(top, "base64") {
+            MediaSource::Inline { base64: b }
+        } else if let Some(url) = text_at(top, "mediaUrl") {
+            MediaSource::Url { url }
+        } else {
+            MediaSource::EvolutionKey {
+                key: key.clone(),
+                message: Some(json!({ name: node })),
+            }
+        };
+        let kind = MessageKind::Media {
+            media,
+            caption: text_at(node, "caption"),
+            mime: text_at(node, "mimetype"),
+            filename: text_at(node, "fileName"),
+            source,
+        };
+        return (kind, Some(node));
+    }
+
+    for name in ["locationMessage", "liveLocationMessage"] {
+        if let Some(node) = message.get(name) {
+            let (Some(lat), Some(lng)) = (
+                super::number_at(node, "degreesLatitude"),
+                super::number_at(node, "degreesLongitude"),
+            ) else {
+                return unsupported(name);
+            };
+            let kind = MessageKind::Location {
+                lat,
+                lng,
+                name: text_at(node, "name"),
+                address: text_at(node, "address"),
+            };
+            return (kind, Some(node));
+        }
+    }
+
+    if let Some(node) = message.get("contactMessage") {
+        let entries = vec![shared_contact(node)];
+        return (MessageKind::Contacts { entries }, Some(node));
+    }
+    if let Some(node) = message.get("contactsArrayMessage") {
+        let entries = node
+            .get("contacts")
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().map(shared_contact).collect())
+            .unwrap_or_default();
+        return (MessageKind::Contacts { entries }, Some(node));
+    }
+
+    if let Some(node) = message.get("reactionMessage") {
+        let Some(target) = node.get("key").and_then(|k| text_at(k, "id")) else {
+            return unsupported("reactionMessage");
+        };
+        let kind = MessageKind::Reaction {
+            target_external_id: target,
+            // An empty reaction text removes the reaction.
+            emoji: text_at(node, "text"),
+        };
+        return (kind, None);
+    }
+
+    let kind = message_type
+        .filter(|t| !t.is_empty() && *t != "unknown" && !NOT_CONTENT.contains(t))
+        .map(str::to_owned)
+        .or_else(|| {
+            message.as_object().and_then(|o| {
+                o.keys()
+                    .find(|k| !NOT_CONTENT.contains(&k.as_str()))
+                    .cloned()
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    (MessageKind::Unsupported { kind }, None)
+}
+
+fn unsupported(kind: &str) -> (MessageKind, Option<&'static Value>) {
+    (MessageKind::Unsupported { kind: kind.into() }, None)
+}
+
+fn shared_contact(node: &Value) -> SharedContact {
+    SharedContact {
+        name: text_at(node, "displayName"),
+        phones: str_at(node, "vcard").map(vcard_phones).unwrap_or_default(),
+    }
+}
+
+fn parse_status(instance: &str, data: &Value) -> Result<InboundEvent, ParseError> {
+    let ignored = || {
+        Ok(InboundEvent::Ignored {
+            event: "messages.update".into(),
+        })
+    };
+    let key = data.get("key");
+    let external_id = text_at(data, "keyId")
+        .or_else(|| key.and_then(|k| text_at(k, "id")))
+        .ok_or_else(|| missing("data.keyId"))?;
+    let from_me = data
+        .get("fromMe")
+        .or_else(|| key.and_then(|k| k.get("fromMe")))
+        .and_then(Value::as_bool);
+    // Receipts about messages the contact sent (our own reads) change nothing.
+    if from_me == Some(false) {
+        return ignored();
+    }
+    // String names since 2.x; numeric Baileys codes in older payloads (renderStatus.ts).
+    let status = match data.get("status") {
+        Some(Value::String(s)) => match s.to_ascii_uppercase().as_str() {
+            "SERVER_ACK" => Some(DeliveryStatus::Sent),
+            "DELIVERY_ACK" => Some(DeliveryStatus::Delivered),
+            "READ" | "PLAYED" => Some(DeliveryStatus::Read),
+            "ERROR" => Some(DeliveryStatus::Failed),
+            _ => None, // PENDING (not yet sent), DELETED, …
+        },
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(2) => Some(DeliveryStatus::Sent),
+            Some(3) => Some(DeliveryStatus::Delivered),
+            Some(4 | 5) => Some(DeliveryStatus::Read),
+            Some(0) => Some(DeliveryStatus::Failed),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(status) = status else {
+        return ignored();
+    };
+    Ok(InboundEvent::Status(StatusUpdate {
+        account: instance.to_owned(),
+        external_id,
+        status,
+        timestamp: None,
+        error: None,
+    }))
+}
+
+fn parse_connection(instance: String, data: &Value) -> Result<InboundEvent, ParseError> {
+    let state = str_at(data, "state").ok_or_else(|| missing("data.state"))?;
+    let code = data.get("statusReason").and_then(Value::as_u64);
+    let (state, reason) = match state {
+        "open" => (ConnectionState::Open, None),
+        "connecting" => (ConnectionState::Connecting, None),
+        "close" => (
+            ConnectionState::Closed,
+            Some(match code {
+                Some(401) => "logged out (401)".to_owned(),
+                Some(403) => "forbidden by WhatsApp (403)".to_owned(),
+                Some(c) => format!("closed ({c})"),
+                None => "closed".to_owned(),
+            }),
+        ),
+        "refused" => (
+            ConnectionState::Closed,
+            Some(match code {
+                Some(428) => "QR code attempts exhausted (428)".to_owned(),
+                Some(c) => format!("refused ({c})"),
+                None => "refused".to_owned(),
+            }),
+        ),
+        _ => {
+            return Ok(InboundEvent::Ignored {
+                event: "connection.update".into(),
+            });
+        }
+    };
+    Ok(InboundEvent::Connection(ConnectionUpdate {
+        account: instance,
+        state,
+        reason,
+        qr: None,
+    }))
+}
+
+fn parse_qrcode(instance: String, data: &Value) -> InboundEvent {
+    let qr = data.get("qrcode").unwrap_or(data);
+    InboundEvent::Connection(ConnectionUpdate {
+        account: instance,
+        state: ConnectionState::Connecting,
+        reason: None,
+        qr: Some(pairing_prompt(qr)),
+    })
+}
+
+fn pairing_prompt(v: &Value) -> PairingPrompt {
+    PairingPrompt {
+        qr_code: text_at(v, "code"),
+        qr_png_data_url: text_at(v, "base64"),
+        pairing_code: text_at(v, "pairingCode"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhook authentication (§1.7): Evolution signs nothing; it can send our static header,
+// or an HS256 JWT when the webhook headers carry `jwt_key`.
+// ---------------------------------------------------------------------------------------
+
+/// The header carrying our per-channel secret ([`EvolutionClient::set_webhook`] sets it).
+pub const SECRET_HEADER: &str = "x-webhook-token";
+
+/// How a webhook proved it came from the channel's Evolution instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookAuth {
+    /// `x-webhook-token` equals the channel secret.
+    Header,
+    /// `Authorization: Bearer <JWT>` signed with the channel secret as `jwt_key`.
+    Jwt,
+}
+
+/// Evolution mints a token per request valid for 600 s; allow some clock skew.
+const JWT_LEEWAY_SECS: i64 = 60;
+const JWT_MAX_LIFETIME_SECS: i64 = 3600;
+
+/// Whether a webhook request carries the channel secret, by header or JWT.
+pub fn verify(headers: &HeaderMap, expected_secret: &str) -> bool {
+    verify_at(headers, expected_secret, OffsetDateTime::now_utc()).is_some()
+}
+
+/// [`verify`] at a given time (the clock is injected elsewhere in the app).
+pub fn verify_at(
+    headers: &HeaderMap,
+    expected_secret: &str,
+    now: OffsetDateTime,
+) -> Option<WebhookAuth> {
+    if expected_secret.is_empty() {
+        return None;
+    }
+    if let Some(given) = headers.get(SECRET_HEADER)
+        && bool::from(given.as_bytes().ct_eq(expected_secret.as_bytes()))
+    {
+        return Some(WebhookAuth::Header);
+    }
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = auth.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    verify_jwt(token.trim(), expected_secret, now.unix_timestamp()).then_some(WebhookAuth::Jwt)
+}
+
+#[derive(serde::Deserialize)]
+struct EvolutionClaims {
+    iat: Option<i64>,
+    exp: i64,
+    app: String,
+    action: String,
+}
+
+fn verify_jwt(token: &str, secret: &str, now: i64) -> bool {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    let mut validation = Validation::new(Algorithm::HS256);
+    // Expiry is checked below against the injected clock.
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let Ok(data) = decode::<EvolutionClaims>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    ) else {
+        return false;
+    };
+    let c = data.claims;
+    let iat = c.iat.unwrap_or(c.exp - 600);
+    c.app == "evolution"
+        && c.action == "webhook"
+        && c.exp + JWT_LEEWAY_SECS >= now
+        && iat - JWT_LEEWAY_SECS <= now
+        && c.exp - iat <= JWT_MAX_LIFETIME_SECS
+}
+
+// ---------------------------------------------------------------------------------------
+// REST client (§1.9)
+// ---------------------------------------------------------------------------------------
+
+/// The events we subscribe an instance to.
+pub const DEFAULT_WEBHOOK_EVENTS: &[&str] = &[
+    "MESSAGES_UPSERT",
+    "MESSAGES_UPDATE",
+    "SEND_MESSAGE",
+    "CONNECTION_UPDATE",
+    "QRCODE_UPDATED",
+];
+
+/// One Evolution instance (one linked WhatsApp number), authenticated by `apikey`.
+#[derive(Clone)]
+pub struct EvolutionClient {
+    http: reqwest::Client,
+    base_url: Url,
+    instance: String,
+    api_key: SecretString,
+}
+
+impl fmt::Debug for EvolutionClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvolutionClient")
+            .field("base_url", &self.base_url.as_str())
+            .field("instance", &self.instance)
+            .field("api_key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A file to send. `Bytes` travel base64-encoded in the JSON body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboundMedia {
+    pub kind: OutboundMediaKind,
+    pub content: MediaContent,
+    pub mimetype: Option<String>,
+    pub caption: Option<String>,
+    /// Required by Evolution for documents sent as bytes.
+    pub file_name: Option<String>,
+}
+
+impl fmt::Debug for OutboundMedia {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundMedia")
+            .field("kind", &self.kind)
+            .field("mimetype", &self.mimetype)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundMediaKind {
+    Image,
+    Video,
+    /// An audio file; voice notes have their own endpoint (`sendWhatsAppAudio`).
+    Audio,
+    Document,
+}
+
+impl OutboundMediaKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboundMediaKind::Image => "image",
+            OutboundMediaKind::Video => "video",
+            OutboundMediaKind::Audio => "audio",
+            OutboundMediaKind::Document => "document",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum MediaContent {
+    Bytes(Vec<u8>),
+    /// An http(s) URL Evolution downloads itself.
+    Url(String),
+}
+
+/// What `connect` answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConnectOutcome {
+    /// Already linked: nothing to scan.
+    Open,
+    /// Show this to the tenant admin.
+    Pairing(PairingPrompt),
+}
+
+impl EvolutionClient {
+    pub fn new(
+        base_url: &str,
+        instance: &str,
+        api_key: SecretString,
+    ) -> Result<Self, ClientConfigError> {
+        Self::with_timeouts(base_url, instance, api_key, Timeouts::default())
+    }
+
+    pub fn with_timeouts(
+        base_url: &str,
+        instance: &str,
+        api_key: SecretString,
+        timeouts: Timeouts,
+    ) -> Result<Self, ClientConfigError> {
+        let base_url = parse_base_url(base_url)?;
+        if instance.trim().is_empty() {
+            return Err(ClientConfigError("Evolution instance name is empty"));
+        }
+        sensitive_header(api_key.expose_secret())?;
+        let http = http_client(timeouts)
+            .map_err(|_| ClientConfigError("could not build the HTTP client"))?;
+        Ok(EvolutionClient {
+            http,
+            base_url,
+            instance: instance.to_owned(),
+            api_key,
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Sends a text to `number` (phone digits, a group `…@g.us` or a `…@lid` JID, as in
+    /// [`InboundMessage::chat_id`]), optionally as a reply to `quoted_id`. Returns the
+    /// WhatsApp message id (`key.id`), which later receipts carry as `keyId`.
+    ///
+    /// Quoting by id needs Evolution to keep messages in its database; without it the text
+    /// is still sent, unquoted.
+    pub async fn send_text(
+        &self,
+        number: &str,
+        text: &str,
+        quoted_id: Option<&str>,
+    ) -> Result<String, SendError> {
+        let mut body = json!({ "number": number, "text": text, "linkPreview": false });
+        if let Some(id) = quoted_id {
+            body["quoted"] = json!({ "key": { "id": id } });
+        }
+        let resp = self
+            .call(Method::POST, &["message", "sendText"], Some(&body), &[])
+            .await?;
+        message_id(&resp)
+    }
+
+    /// Sends an image, video, audio file or document, from bytes or a URL.
+    pub async fn send_media(
+        &self,
+        number: &str,
+        media: &OutboundMedia,
+    ) -> Result<String, SendError> {
+        let content = match &media.content {
+            MediaContent::Bytes(bytes) => B64.encode(bytes),
+            MediaContent::Url(url) => url.clone(),
+        };
+        let mut body = json!({
+            "number": number,
+            "mediatype": media.kind.as_str(),
+            "media": content,
+        });
+        for (key, value) in [
+            ("mimetype", &media.mimetype),
+            ("caption", &media.caption),
+            ("fileName", &media.file_name),
+        ] {
+            if let Some(v) = value {
+                body[key] = json!(v);
+            }
+        }
+        let resp = self
+            .call(Method::POST, &["message", "sendMedia"], Some(&body), &[])
+            .await?;
+        message_id(&resp)
+    }
+
+    /// Points the instance webhook at `url` with our secret header, base64 media on.
+    /// Evolution applies the base64 setting only after the instance reconnects (§1.1).
+    pub async fn set_webhook(
+        &self,
+        url: &str,
+        secret: &SecretString,
+        events: &[&str],
+    ) -> Result<(), SendError> {
+        let body = json!({ "webhook": {
+            "enabled": true,
+            "url": url,
+            "headers": { SECRET_HEADER: secret.expose_secret() },
+            "byEvents": false,
+            "base64": true,
+            "events": events,
+        } });
+        self.call(Method::POST, &["webhook", "set"], Some(&body), &[])
+            .await
+            .map(drop)
+    }
+
+    /// The linked session's state (`GET /instance/connectionState`).
+    pub async fn connection_state(&self) -> Result<ConnectionState, SendError> {
+        let resp = self
+            .call(Method::GET, &["instance", "connectionState"], None, &[])
+            .await?;
+        let state = resp
+            .get("instance")
+            .and_then(|i| str_at(i, "state"))
+            .or_else(|| str_at(&resp, "state"))
+            .ok_or_else(|| unreadable("no state in the response"))?;
+        Ok(match state {
+            "open" => ConnectionState::Open,
+            "connecting" => ConnectionState::Connecting,
+            _ => ConnectionState::Closed,
+        })
+    }
+
+    /// Starts pairing (or reconnecting): a QR code, plus an 8-character pairing code when
+    /// `phone` is given ("link with phone number").
+    pub async fn connect(&self, phone: Option<&Phone>) -> Result<ConnectOutcome, SendError> {
+        let query: Vec<(&str, &str)> = phone.map(|p| ("number", p.as_str())).into_iter().collect();
+        let resp = self
+            .call(Method::GET, &["instance", "connect"], None, &query)
+            .await?;
+        if resp.get("instance").and_then(|i| str_at(i, "state")) == Some("open") {
+            return Ok(ConnectOutcome::Open);
+        }
+        let prompt = pairing_prompt(&resp);
+        if prompt == PairingPrompt::default() {
+            return Err(unreadable("no QR or pairing code in the response"));
+        }
+        Ok(ConnectOutcome::Pairing(prompt))
+    }
+
+    /// Downloads a media message's decrypted bytes (`getBase64FromMediaMessage`). With
+    /// `message` (the content node the webhook carried) Evolution needs no stored copy.
+    pub async fn fetch_media_base64(
+        &self,
+        key: &EvolutionKey,
+        message: Option<&Value>,
+        convert_to_mp4: bool,
+    ) -> Result<DownloadedMedia, SendError> {
+        let mut wire_key =
+            json!({ "id": key.id, "remoteJid": key.remote_jid, "fromMe": key.from_me });
+        if let Some(p) = &key.participant {
+            wire_key["participant"] = json!(p);
+        }
+        let mut msg = json!({ "key": wire_key });
+        if let Some(m) = message {
+            msg["message"] = m.clone();
+        }
+        let body = json!({ "message": msg, "convertToMp4": convert_to_mp4 });
+        let resp = self
+            .call(
+                Method::POST,
+                &["chat", "getBase64FromMediaMessage"],
+                Some(&body),
+                &[],
+            )
+            .await?;
+        let b64 = str_at(&resp, "base64").ok_or_else(|| unreadable("no base64 in the response"))?;
+        Ok(DownloadedMedia {
+            bytes: decode_base64(b64)?,
+            mime: text_at(&resp, "mimetype"),
+            filename: text_at(&resp, "fileName"),
+        })
+    }
+
+    /// The bytes behind a [`MediaSource`] from an Evolution webhook.
+    pub async fn download(&self, source: &MediaSource) -> Result<DownloadedMedia, SendError> {
+        match source {
+            MediaSource::Inline { base64 } => Ok(DownloadedMedia {
+                bytes: decode_base64(base64)?,
+                mime: None,
+                filename: None,
+            }),
+            MediaSource::EvolutionKey { key, message } => {
+                self.fetch_media_base64(key, message.as_ref(), false).await
+            }
+            // Object storage: a plain GET, without our API key.
+            MediaSource::Url { url } => {
+                let resp = self
+                    .http
+                    .get(url.as_str())
+                    .send()
+                    .await
+                    .map_err(SendError::from_transport)?;
+                let status = resp.status();
+                if !status.is_success() {
+                    return Err(classify(status, b""));
+                }
+                let mime = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok(DownloadedMedia {
+                    bytes: read_limited(resp, MAX_MEDIA_BYTES).await?,
+                    mime,
+                    filename: None,
+                })
+            }
+            MediaSource::MetaId { .. } => Err(SendError::Rejected {
+                status: 0,
+                code: None,
+                reason: "not an Evolution media source".into(),
+            }),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &[&str],
+        body: Option<&Value>,
+        query: &[(&str, &str)],
+    ) -> Result<Value, SendError> {
+        let mut segments = path.to_vec();
+        segments.push(&self.instance);
+        let url = endpoint(&self.base_url, &segments);
+        let api_key =
+            sensitive_header(self.api_key.expose_secret()).map_err(|_| SendError::Rejected {
+                status: 0,
+                code: None,
+                reason: "invalid API key".into(),
+            })?;
+        let mut req = self.http.request(method, url).header("apikey", api_key);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(SendError::from_transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+            let err = classify(status, &body);
+            tracing::warn!(
+                gateway = "evolution",
+                call = path.join("/"),
+                status = status.as_u16(),
+                retryable = err.is_retryable(),
+                "gateway call failed"
+            );
+            return Err(err);
+        }
+        let bytes = read_limited(resp, MAX_RESPONSE_BYTES).await?;
+        serde_json::from_slice(&bytes).map_err(|_| unreadable("response is not JSON"))
+    }
+}
+
+/// The request went through but we can't read what happened: never resend automatically.
+fn unreadable(why: &str) -> SendError {
+    SendError::Unknown {
+        reason: format!("unreadable Evolution response: {why}"),
+    }
+}
+
+fn message_id(resp: &Value) -> Result<String, SendError> {
+    resp.get("key")
+        .and_then(|k| text_at(k, "id"))
+        .ok_or_else(|| unreadable("no message id"))
+}
+
+fn decode_base64(b64: &str) -> Result<Vec<u8>, SendError> {
+    // Tolerate a data URL prefix.
+    let raw = b64.split_once(";base64,").map_or(b64, |(_, d)| d);
+    B64.decode(raw.trim())
+        .map_err(|_| unreadable("media is not valid base64"))
+}
+
+/// DESIGN.md "Sends": 5xx and 429 may be retried; any other 4xx is final.
+fn classify(status: StatusCode, body: &[u8]) -> SendError {
+    let reason = redact_reason(&format!("HTTP {}: {}", status.as_u16(), error_text(body)));
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        SendError::Retryable {
+            status: Some(status.as_u16()),
+            reason,
+        }
+    } else {
+        SendError::Rejected {
+            status: status.as_u16(),
+            code: None,
+            reason,
+        }
+    }
+}
+
+/// Evolution's `{"status","error","response":{"message":[…]}}`, without the numbers it
+/// may quote (a non-WhatsApp number comes back as `{"jid","exists":false,"number"}`).
+fn error_text(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return "no details".into();
+    };
+    let describe = |m: &Value| match m {
+        Value::String(s) => s.clone(),
+        Value::Object(o) if o.get("exists") == Some(&Value::Bool(false)) => {
+            "number is not on WhatsApp".into()
+        }
+        _ => "invalid request".into(),
+    };
+    match v.get("response").and_then(|r| r.get("message")) {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(describe).collect::<Vec<_>>().join("; ")
+        }
+        Some(m @ Value::String(_)) => describe(m),
+        _ => text_at(&v, "error").unwrap_or_else(|| "no details".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod client_tests;
