@@ -349,7 +349,13 @@ impl SendError {
     /// sent; anything later (timeout, reset, broken body) leaves the outcome unknown.
     pub(crate) fn from_transport(e: reqwest::Error) -> SendError {
         let e = e.without_url();
-        if e.is_connect() {
+        if e.is_builder() {
+            SendError::Rejected {
+                status: 0,
+                code: None,
+                reason: "the request could not be built".into(),
+            }
+        } else if e.is_connect() {
             SendError::Retryable {
                 status: None,
                 reason: "could not connect to the gateway".into(),
