@@ -247,7 +247,8 @@ impl Config {
             master_key_previous,
             keystore_url: secret("SIGMAAI_KEYSTORE_URL")?,
             key_cache_ttl,
-            meta_graph_url: get("SIGMAAI_META_GRAPH_URL").unwrap_or_else(|| DEFAULT_META_GRAPH_URL.into()),
+            meta_graph_url: get("SIGMAAI_META_GRAPH_URL")
+                .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.into()),
         })
     }
 

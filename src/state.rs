@@ -33,7 +33,13 @@ pub struct AppState {
 
 impl AppState {
     /// The state for these connections; starts this instance's live-update listeners.
-    pub fn new(config: Config, db: PgPool, redis: Redis, clock: SharedClock, keys: Keyring) -> AppState {
+    pub fn new(
+        config: Config,
+        db: PgPool,
+        redis: Redis,
+        clock: SharedClock,
+        keys: Keyring,
+    ) -> AppState {
         let media: Arc<dyn ObjectStore> = Arc::new(FsStore::new(media_root(&config.data_dir)));
         let state = AppState {
             config: Arc::new(config),

@@ -28,7 +28,9 @@ impl FsStore {
         let ok = !key.is_empty()
             && !key.starts_with('/')
             && !key.contains("..")
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
         anyhow::ensure!(ok, "invalid object key");
         Ok(self.root.join(key))
     }
@@ -80,7 +82,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sigmaai-store-{}", uuid::Uuid::new_v4()));
         let s = FsStore::new(&dir);
         s.put("tenants/a/media/x", b"sealed").await.unwrap();
-        assert_eq!(s.get("tenants/a/media/x").await.unwrap().unwrap(), b"sealed");
+        assert_eq!(
+            s.get("tenants/a/media/x").await.unwrap().unwrap(),
+            b"sealed"
+        );
         s.delete("tenants/a/media/x").await.unwrap();
         s.delete("tenants/a/media/x").await.unwrap();
         assert!(s.get("tenants/a/media/x").await.unwrap().is_none());

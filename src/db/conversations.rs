@@ -56,17 +56,23 @@ pub async fn upsert(
 
 /// Records where replies go, the first time it is known.
 pub async fn set_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE conversations SET chat_sealed = $2 WHERE id = $1 AND chat_sealed IS NULL", id, sealed)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE conversations SET chat_sealed = $2 WHERE id = $1 AND chat_sealed IS NULL",
+        id,
+        sealed
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 pub async fn chat(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
-    Ok(sqlx::query_scalar!("SELECT chat_sealed FROM conversations WHERE id = $1", id)
-        .fetch_optional(conn)
-        .await?
-        .flatten())
+    Ok(
+        sqlx::query_scalar!("SELECT chat_sealed FROM conversations WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
 }
 
 /// A new inbound message: unread, reopened, and the 24-hour window restarts.

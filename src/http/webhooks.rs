@@ -56,7 +56,9 @@ async fn channel_for(state: &AppState, route: &str, kind: &str) -> AppResult<Cha
         .filter(|r| r.kind == kind)
         .ok_or(AppError::NotFound)?;
     let mut tx = db::begin_tenant(&state.db, r.tenant_id).await?;
-    let c = db::channels::get(&mut tx, r.channel_id).await?.ok_or(AppError::NotFound)?;
+    let c = db::channels::get(&mut tx, r.channel_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     tx.commit().await?;
     Ok(c)
 }
@@ -65,8 +67,14 @@ fn reject(status: StatusCode, error: &'static str) -> Response {
     (status, Json(json!({ "error": error }))).into_response()
 }
 
-async fn accept(state: &AppState, channel: &Channel, events: Vec<crate::gateway::InboundEvent>) -> AppResult<Response> {
-    let out = ingest::ingest(state, channel, events).await.map_err(AppError::Internal)?;
+async fn accept(
+    state: &AppState,
+    channel: &Channel,
+    events: Vec<crate::gateway::InboundEvent>,
+) -> AppResult<Response> {
+    let out = ingest::ingest(state, channel, events)
+        .await
+        .map_err(AppError::Internal)?;
     Ok((
         StatusCode::OK,
         Json(json!({ "stored": out.stored, "duplicates": out.duplicates, "statuses": out.statuses, "ignored": out.ignored })),
@@ -74,17 +82,35 @@ async fn accept(state: &AppState, channel: &Channel, events: Vec<crate::gateway:
         .into_response())
 }
 
-async fn evolution_hook(State(state): State<AppState>, Path(route): Path<String>, headers: HeaderMap, body: Bytes) -> AppResult<Response> {
+async fn evolution_hook(
+    State(state): State<AppState>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
     evolution_inner(&state, &route, &headers, &body).await
 }
 
-async fn evolution_hook_by_event(State(state): State<AppState>, Path((route, _event)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> AppResult<Response> {
+async fn evolution_hook_by_event(
+    State(state): State<AppState>,
+    Path((route, _event)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
     evolution_inner(&state, &route, &headers, &body).await
 }
 
-async fn evolution_inner(state: &AppState, route: &str, headers: &HeaderMap, body: &[u8]) -> AppResult<Response> {
+async fn evolution_inner(
+    state: &AppState,
+    route: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> AppResult<Response> {
     let channel = channel_for(state, route, "evolution").await?;
-    let secret = channel::secrets(state, &channel).await?.webhook_secret.unwrap_or_default();
+    let secret = channel::secrets(state, &channel)
+        .await?
+        .webhook_secret
+        .unwrap_or_default();
     if evolution::verify_at(headers, &secret, state.now()).is_none() {
         tracing::warn!(channel = %channel.id, "evolution webhook with a wrong secret refused");
         return Ok(reject(StatusCode::UNAUTHORIZED, "unauthorized"));
@@ -110,19 +136,38 @@ struct Handshake {
 }
 
 /// Meta's subscription check: echo the challenge if the verify token is ours.
-async fn meta_handshake(State(state): State<AppState>, Path(route): Path<String>, Query(q): Query<Handshake>) -> AppResult<Response> {
+async fn meta_handshake(
+    State(state): State<AppState>,
+    Path(route): Path<String>,
+    Query(q): Query<Handshake>,
+) -> AppResult<Response> {
     let channel = channel_for(&state, &route, "meta").await?;
-    let expected = channel::secrets(&state, &channel).await?.webhook_secret.unwrap_or_default();
-    match meta::verify_handshake(q.mode.as_deref(), q.token.as_deref(), q.challenge.as_deref(), &expected) {
+    let expected = channel::secrets(&state, &channel)
+        .await?
+        .webhook_secret
+        .unwrap_or_default();
+    match meta::verify_handshake(
+        q.mode.as_deref(),
+        q.token.as_deref(),
+        q.challenge.as_deref(),
+        &expected,
+    ) {
         Some(challenge) => Ok((StatusCode::OK, challenge).into_response()),
         None => Ok(reject(StatusCode::FORBIDDEN, "verification failed")),
     }
 }
 
-async fn meta_hook(State(state): State<AppState>, Path(route): Path<String>, headers: HeaderMap, body: Bytes) -> AppResult<Response> {
+async fn meta_hook(
+    State(state): State<AppState>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
     let channel = channel_for(&state, &route, "meta").await?;
     let app_secret = channel::meta_app_secret(&state, &channel).await?;
-    let signature = headers.get(meta::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let signature = headers
+        .get(meta::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
     if !meta::verify_signature(channel::expose(&app_secret).as_bytes(), &body, signature) {
         tracing::warn!(channel = %channel.id, "meta webhook with a bad signature refused");
         return Ok(reject(StatusCode::UNAUTHORIZED, "bad signature"));
@@ -135,7 +180,15 @@ async fn meta_hook(State(state): State<AppState>, Path(route): Path<String>, hea
         }
     };
     // A shared Meta app can notify about several numbers: keep only this channel's.
-    let ours = channel.config.get("phone_number_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    let events = events.into_iter().filter(|e| e.account().is_none_or(|a| a == ours)).collect();
+    let ours = channel
+        .config
+        .get("phone_number_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let events = events
+        .into_iter()
+        .filter(|e| e.account().is_none_or(|a| a == ours))
+        .collect();
     accept(&state, &channel, events).await
 }

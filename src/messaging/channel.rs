@@ -12,8 +12,8 @@ use crate::{
     crypto::Aad,
     db::{
         self,
-        channels::{Channel, NewChannel},
         audit::{self, Actor},
+        channels::{Channel, NewChannel},
     },
     gateway::{self, SendError},
     state::AppState,
@@ -40,7 +40,10 @@ fn secrets_aad(channel_id: Uuid) -> Aad<'static> {
 pub async fn secrets(state: &AppState, channel: &Channel) -> anyhow::Result<Secrets> {
     match &channel.secrets_sealed {
         Some(s) => {
-            let json = state.keys.open_tenant(channel.tenant_id, secrets_aad(channel.id), s).await?;
+            let json = state
+                .keys
+                .open_tenant(channel.tenant_id, secrets_aad(channel.id), s)
+                .await?;
             Ok(serde_json::from_slice(&json)?)
         }
         None => Ok(Secrets::default()),
@@ -68,28 +71,59 @@ pub fn check_gateway_url(state: &AppState, raw: &str) -> Result<Url, &'static st
 }
 
 pub enum NewChannelInput {
-    Evolution { base_url: Url, instance: String, api_key: String },
-    Meta { phone_number_id: String, waba_id: String, access_token: String, app_secret: String },
+    Evolution {
+        base_url: Url,
+        instance: String,
+        api_key: String,
+    },
+    Meta {
+        phone_number_id: String,
+        waba_id: String,
+        access_token: String,
+        app_secret: String,
+    },
     Simulator,
 }
 
 /// Creates a channel. Returns its id and the webhook secret to show once (Evolution header
 /// secret, or Meta verify token; none for the simulator).
-pub async fn create(state: &AppState, tenant_id: Uuid, actor: &Actor, name: &str, input: NewChannelInput) -> anyhow::Result<(Uuid, Option<String>)> {
+pub async fn create(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    name: &str,
+    input: NewChannelInput,
+) -> anyhow::Result<(Uuid, Option<String>)> {
     let id = Uuid::now_v7();
     let route_id = Uuid::new_v4();
     let now = state.now();
     let (kind, config, secrets, webhook_secret) = match input {
-        NewChannelInput::Evolution { base_url, instance, api_key } => (
+        NewChannelInput::Evolution {
+            base_url,
+            instance,
+            api_key,
+        } => (
             "evolution",
             json!({ "base_url": base_url.as_str().trim_end_matches('/'), "instance": instance }),
-            Some(Secrets { api_key: Some(api_key), ..Default::default() }),
+            Some(Secrets {
+                api_key: Some(api_key),
+                ..Default::default()
+            }),
             Some(random_token(24)),
         ),
-        NewChannelInput::Meta { phone_number_id, waba_id, access_token, app_secret } => (
+        NewChannelInput::Meta {
+            phone_number_id,
+            waba_id,
+            access_token,
+            app_secret,
+        } => (
             "meta",
             json!({ "phone_number_id": phone_number_id, "waba_id": waba_id }),
-            Some(Secrets { access_token: Some(access_token), app_secret: Some(app_secret), ..Default::default() }),
+            Some(Secrets {
+                access_token: Some(access_token),
+                app_secret: Some(app_secret),
+                ..Default::default()
+            }),
             Some(random_token(24)),
         ),
         NewChannelInput::Simulator => ("simulator", json!({}), None, None),
@@ -103,7 +137,12 @@ pub async fn create(state: &AppState, tenant_id: Uuid, actor: &Actor, name: &str
         None => None,
     };
     let secrets_sealed = match secrets_sealed {
-        Some(s) => Some(state.keys.seal_tenant(tenant_id, secrets_aad(id), &s?).await?),
+        Some(s) => Some(
+            state
+                .keys
+                .seal_tenant(tenant_id, secrets_aad(id), &s?)
+                .await?,
+        ),
         None => None,
     };
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
@@ -121,21 +160,43 @@ pub async fn create(state: &AppState, tenant_id: Uuid, actor: &Actor, name: &str
         now,
     )
     .await?;
-    audit::record(&mut tx, tenant_id, actor, "channel.created", &id.to_string(), json!({ "kind": kind }), now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "channel.created",
+        &id.to_string(),
+        json!({ "kind": kind }),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok((id, webhook_secret))
 }
 
 /// The simulator channel of a tenant, created on first use.
-pub async fn simulator(state: &AppState, tenant_id: Uuid, actor: &Actor) -> anyhow::Result<Channel> {
+pub async fn simulator(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+) -> anyhow::Result<Channel> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     if let Some(c) = db::channels::simulator(&mut tx).await? {
         return Ok(c);
     }
     tx.commit().await?;
-    let (id, _) = create(state, tenant_id, actor, "Simulator", NewChannelInput::Simulator).await?;
+    let (id, _) = create(
+        state,
+        tenant_id,
+        actor,
+        "Simulator",
+        NewChannelInput::Simulator,
+    )
+    .await?;
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let c = db::channels::get(&mut tx, id).await?.ok_or_else(|| anyhow::anyhow!("simulator channel vanished"))?;
+    let c = db::channels::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("simulator channel vanished"))?;
     Ok(c)
 }
 
@@ -169,11 +230,13 @@ pub async fn outbound(state: &AppState, channel: &Channel) -> anyhow::Result<Out
     match channel.kind.as_str() {
         "evolution" => {
             let s = secrets(state, channel).await?;
-            Ok(Outbound::Evolution(gateway::evolution::EvolutionClient::new(
-                cfg(channel, "base_url")?,
-                cfg(channel, "instance")?,
-                SecretString::from(s.api_key.unwrap_or_default()),
-            )?))
+            Ok(Outbound::Evolution(
+                gateway::evolution::EvolutionClient::new(
+                    cfg(channel, "base_url")?,
+                    cfg(channel, "instance")?,
+                    SecretString::from(s.api_key.unwrap_or_default()),
+                )?,
+            ))
         }
         "meta" => {
             let s = secrets(state, channel).await?;

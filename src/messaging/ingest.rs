@@ -71,13 +71,22 @@ struct Resolved {
     add_lid: bool,
 }
 
-async fn resolve_contact(state: &AppState, tenant_id: Uuid, who: &Identity) -> anyhow::Result<Option<Resolved>> {
+async fn resolve_contact(
+    state: &AppState,
+    tenant_id: Uuid,
+    who: &Identity,
+) -> anyhow::Result<Option<Resolved>> {
     let phone_index = match &who.phone {
         Some(p) => Some(state.keys.blind_phone(tenant_id, p.as_str()).await?),
         None => None,
     };
     let lid_index = match &who.lid {
-        Some(l) => Some(state.keys.blind_phone(tenant_id, &format!("lid:{l}")).await?),
+        Some(l) => Some(
+            state
+                .keys
+                .blind_phone(tenant_id, &format!("lid:{l}"))
+                .await?,
+        ),
         None => None,
     };
     if phone_index.is_none() && lid_index.is_none() {
@@ -87,7 +96,9 @@ async fn resolve_contact(state: &AppState, tenant_id: Uuid, who: &Identity) -> a
     let found = contacts::find(&mut tx, phone_index.as_deref(), lid_index.as_deref()).await?;
     tx.commit().await?;
     // Prefer the contact known by phone; a LID-only contact gains the phone when it appears.
-    let by_phone = found.iter().find(|c| c.phone_index.is_some() && c.phone_index == phone_index);
+    let by_phone = found
+        .iter()
+        .find(|c| c.phone_index.is_some() && c.phone_index == phone_index);
     let chosen = by_phone.or(found.first());
     Ok(Some(match chosen {
         Some(c) => Resolved {
@@ -179,41 +190,62 @@ struct Prepared {
     chat_index: String,
 }
 
-async fn prepare(state: &AppState, tenant_id: Uuid, msg: InboundMessage, contact: Resolved) -> anyhow::Result<Prepared> {
+async fn prepare(
+    state: &AppState,
+    tenant_id: Uuid,
+    msg: InboundMessage,
+    contact: Resolved,
+) -> anyhow::Result<Prepared> {
     let keys = &state.keys;
     let (tenant, cid) = (tenant_id, contact.contact_id);
     let message_id = Uuid::now_v7();
     let (kind, text) = kind_and_text(&msg.kind);
     let body_sealed = match text {
-        Some(t) => Some(keys.seal_str(tenant, cid, Aad::new("messages", "body", message_id), &t).await?),
+        Some(t) => Some(
+            keys.seal_str(tenant, cid, Aad::new("messages", "body", message_id), &t)
+                .await?,
+        ),
         None => None,
     };
     let media_sealed = match &msg.kind {
         MessageKind::Media { source, .. } => Some(
-            keys.seal(tenant, cid, Aad::new("messages", "media_source", message_id), media_source_json(source).to_string().as_bytes())
-                .await?,
+            keys.seal(
+                tenant,
+                cid,
+                Aad::new("messages", "media_source", message_id),
+                media_source_json(source).to_string().as_bytes(),
+            )
+            .await?,
         ),
         _ => None,
     };
     let name_sealed = match msg.sender_name.as_deref().filter(|_| !msg.from_me) {
         Some(n) => Some((
-            keys.seal_str(tenant, cid, Aad::new("contacts", "name", cid), n).await?,
+            keys.seal_str(tenant, cid, Aad::new("contacts", "name", cid), n)
+                .await?,
             keys.blind_words(tenant, n).await?,
         )),
         None => None,
     };
     let who = identity(&msg);
     let phone_sealed = match &who.phone {
-        Some(p) => Some(keys.seal_str(tenant, cid, Aad::new("contacts", "phone", cid), p.as_str()).await?),
+        Some(p) => Some(
+            keys.seal_str(tenant, cid, Aad::new("contacts", "phone", cid), p.as_str())
+                .await?,
+        ),
         None => None,
     };
     // In a group, who wrote it (shown in the thread).
     let sender_sealed = match (msg.is_group, &msg.sender_name) {
-        (true, Some(n)) => Some(keys.seal_str(tenant, cid, Aad::new("messages", "sender", message_id), n).await?),
+        (true, Some(n)) => Some(
+            keys.seal_str(tenant, cid, Aad::new("messages", "sender", message_id), n)
+                .await?,
+        ),
         _ => None,
     };
     let chat_index = if msg.is_group {
-        keys.blind_phone(tenant, &format!("group:{}", msg.chat_id)).await?
+        keys.blind_phone(tenant, &format!("group:{}", msg.chat_id))
+            .await?
     } else {
         format!("contact:{cid}")
     };
@@ -232,7 +264,11 @@ async fn prepare(state: &AppState, tenant_id: Uuid, msg: InboundMessage, contact
 }
 
 /// Stores everything a webhook delivered. The caller answers 2xx only after this returns Ok.
-pub async fn ingest(state: &AppState, channel: &Channel, events: Vec<InboundEvent>) -> anyhow::Result<IngestOutcome> {
+pub async fn ingest(
+    state: &AppState,
+    channel: &Channel,
+    events: Vec<InboundEvent>,
+) -> anyhow::Result<IngestOutcome> {
     let tenant_id = channel.tenant_id;
     let now = state.now();
     let mut out = IngestOutcome::default();
@@ -265,7 +301,10 @@ pub async fn ingest(state: &AppState, channel: &Channel, events: Vec<InboundEven
     for p in prepared {
         let stored = store_message(state, &mut tx, channel, p, &mut new_contacts, now).await?;
         match stored {
-            Stored::New { conversation, inbound } => {
+            Stored::New {
+                conversation,
+                inbound,
+            } => {
                 out.stored += 1;
                 if inbound && !out.conversations.contains(&conversation) {
                     out.conversations.push(conversation);
@@ -279,7 +318,15 @@ pub async fn ingest(state: &AppState, channel: &Channel, events: Vec<InboundEven
             Some(c) => format!("{c}: {}", e.message),
             None => e.message.clone(),
         });
-        if messages::advance_status_by_external(&mut tx, channel.id, &s.external_id, s.status.as_str(), error.as_deref()).await? {
+        if messages::advance_status_by_external(
+            &mut tx,
+            channel.id,
+            &s.external_id,
+            s.status.as_str(),
+            error.as_deref(),
+        )
+        .await?
+        {
             out.statuses += 1;
         }
     }
@@ -290,7 +337,14 @@ pub async fn ingest(state: &AppState, channel: &Channel, events: Vec<InboundEven
                 ConnectionState::Connecting => "connecting",
                 ConnectionState::Closed => "disconnected",
             };
-            db::channels::set_health(&mut tx, channel.id, health, c.reason.as_deref().unwrap_or(""), now).await?;
+            db::channels::set_health(
+                &mut tx,
+                channel.id,
+                health,
+                c.reason.as_deref().unwrap_or(""),
+                now,
+            )
+            .await?;
         }
         None => db::channels::touch(&mut tx, channel.id, now).await?,
     }
@@ -315,7 +369,12 @@ async fn store_message(
     let tenant_id = channel.tenant_id;
     if p.contact.is_new {
         // Two messages of one batch from the same new person share the first's contact.
-        let key = p.contact.phone_index.clone().or(p.contact.lid_index.clone()).unwrap_or_default();
+        let key = p
+            .contact
+            .phone_index
+            .clone()
+            .or(p.contact.lid_index.clone())
+            .unwrap_or_default();
         if let Some(existing) = new_contacts.get(&key) {
             return reseal_for(state, tx, channel, p, *existing, new_contacts, now).await;
         }
@@ -328,14 +387,23 @@ async fn store_message(
                 lid_index: p.contact.lid_index.as_deref(),
                 phone_sealed: p.phone_sealed.clone(),
                 name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
-                name_tokens: p.name_sealed.as_ref().map(|(_, t)| t.clone()).unwrap_or_default(),
+                name_tokens: p
+                    .name_sealed
+                    .as_ref()
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default(),
             },
             now,
         )
         .await?;
         if !inserted {
             // A concurrent delivery created this person first: use theirs.
-            let found = contacts::find(tx, p.contact.phone_index.as_deref(), p.contact.lid_index.as_deref()).await?;
+            let found = contacts::find(
+                tx,
+                p.contact.phone_index.as_deref(),
+                p.contact.lid_index.as_deref(),
+            )
+            .await?;
             let Some(existing) = found.first().map(|c| c.id) else {
                 anyhow::bail!("contact insert conflicted but no contact was found");
             };
@@ -345,7 +413,8 @@ async fn store_message(
     } else {
         let cid = p.contact.contact_id;
         if p.contact.add_phone
-            && let (Some(idx), Some(sealed)) = (p.contact.phone_index.as_deref(), p.phone_sealed.as_deref())
+            && let (Some(idx), Some(sealed)) =
+                (p.contact.phone_index.as_deref(), p.phone_sealed.as_deref())
         {
             contacts::set_phone(tx, cid, idx, sealed, now).await?;
         }
@@ -374,12 +443,31 @@ async fn store_message(
     .await?;
     // Where replies go: the group, or the person as the gateway addresses them.
     let chat_sealed = if p.msg.is_group {
-        state.keys.seal_tenant_str(tenant_id, Aad::new("conversations", "chat", conversation), &p.msg.chat_id).await?
+        state
+            .keys
+            .seal_tenant_str(
+                tenant_id,
+                Aad::new("conversations", "chat", conversation),
+                &p.msg.chat_id,
+            )
+            .await?
     } else {
-        state.keys.seal_str(tenant_id, p.contact.contact_id, Aad::new("conversations", "chat", conversation), &p.msg.chat_id).await?
+        state
+            .keys
+            .seal_str(
+                tenant_id,
+                p.contact.contact_id,
+                Aad::new("conversations", "chat", conversation),
+                &p.msg.chat_id,
+            )
+            .await?
     };
     conversations::set_chat(tx, conversation, &chat_sealed).await?;
-    let (direction, author, status) = if p.msg.from_me { ("out", "phone", "sent") } else { ("in", "contact", "received") };
+    let (direction, author, status) = if p.msg.from_me {
+        ("out", "phone", "sent")
+    } else {
+        ("in", "contact", "received")
+    };
     let media = match &p.msg.kind {
         MessageKind::Media { mime, .. } => Some(mime.as_deref()),
         _ => None,
@@ -414,16 +502,29 @@ async fn store_message(
         return Ok(Stored::Duplicate);
     }
     if media.is_some() {
-        jobs::enqueue(tx, NewJob::new(FETCH_MEDIA, now).tenant(tenant_id).subject(p.message_id), now).await?;
+        jobs::enqueue(
+            tx,
+            NewJob::new(FETCH_MEDIA, now)
+                .tenant(tenant_id)
+                .subject(p.message_id),
+            now,
+        )
+        .await?;
     }
     if p.msg.from_me {
         conversations::note_outbound(tx, conversation, p.msg.timestamp).await?;
         // Staff answered from the phone: the conversation is theirs now.
         conversations::set_ownership(tx, conversation, "human").await?;
-        return Ok(Stored::New { conversation, inbound: false });
+        return Ok(Stored::New {
+            conversation,
+            inbound: false,
+        });
     }
     conversations::note_inbound(tx, conversation, p.msg.timestamp).await?;
-    Ok(Stored::New { conversation, inbound: true })
+    Ok(Stored::New {
+        conversation,
+        inbound: true,
+    })
 }
 
 /// Seals the message again under another contact's key (rare: a concurrent first message).

@@ -38,7 +38,12 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     tx.commit().await?;
     let source = state
         .keys
-        .open(tenant_id, msg.contact_id, Aad::new("messages", "media_source", message_id), &source_sealed)
+        .open(
+            tenant_id,
+            msg.contact_id,
+            Aad::new("messages", "media_source", message_id),
+            &source_sealed,
+        )
         .await?;
     let source: serde_json::Value = serde_json::from_slice(&source)?;
     let fetched = fetch(state, channel.as_ref(), &source).await;
@@ -53,44 +58,103 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     };
     let sealed = state
         .keys
-        .seal(tenant_id, msg.contact_id, Aad::new("media", "bytes", message_id), &media.bytes)
+        .seal(
+            tenant_id,
+            msg.contact_id,
+            Aad::new("media", "bytes", message_id),
+            &media.bytes,
+        )
         .await?;
     let key = object_key(tenant_id, message_id);
     state.media.put(&key, &sealed).await?;
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    messages::set_media(&mut tx, message_id, "stored", Some(&key), Some(media.bytes.len() as i64), media.mime.as_deref()).await?;
+    messages::set_media(
+        &mut tx,
+        message_id,
+        "stored",
+        Some(&key),
+        Some(media.bytes.len() as i64),
+        media.mime.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Conversation { id: msg.conversation_id }).await;
+    live::publish(
+        state,
+        tenant_id,
+        &live::Event::Conversation {
+            id: msg.conversation_id,
+        },
+    )
+    .await;
     Ok(())
 }
 
-async fn give_up(state: &AppState, tenant_id: Uuid, message_id: Uuid, conversation_id: Uuid) -> anyhow::Result<()> {
+async fn give_up(
+    state: &AppState,
+    tenant_id: Uuid,
+    message_id: Uuid,
+    conversation_id: Uuid,
+) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     messages::set_media(&mut tx, message_id, "failed", None, None, None).await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Conversation { id: conversation_id }).await;
+    live::publish(
+        state,
+        tenant_id,
+        &live::Event::Conversation {
+            id: conversation_id,
+        },
+    )
+    .await;
     Ok(())
 }
 
-async fn fetch(state: &AppState, channel: Option<&db::channels::Channel>, source: &serde_json::Value) -> anyhow::Result<DownloadedMedia> {
+async fn fetch(
+    state: &AppState,
+    channel: Option<&db::channels::Channel>,
+    source: &serde_json::Value,
+) -> anyhow::Result<DownloadedMedia> {
     if let Some(b64) = source.get("inline").and_then(|v| v.as_str()) {
         let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim())?;
-        return Ok(DownloadedMedia { bytes, mime: None, filename: None });
+        return Ok(DownloadedMedia {
+            bytes,
+            mime: None,
+            filename: None,
+        });
     }
     let channel = channel.ok_or_else(|| anyhow::anyhow!("the message's channel is gone"))?;
     match channel::outbound(state, channel).await? {
         Outbound::Evolution(c) => {
-            let e = source.get("evolution").ok_or_else(|| anyhow::anyhow!("no Evolution media reference"))?;
+            let e = source
+                .get("evolution")
+                .ok_or_else(|| anyhow::anyhow!("no Evolution media reference"))?;
             let key = crate::gateway::EvolutionKey {
-                id: e.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
-                remote_jid: e.get("remote_jid").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+                id: e
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                remote_jid: e
+                    .get("remote_jid")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
                 from_me: e.get("from_me").and_then(|v| v.as_bool()).unwrap_or(false),
-                participant: e.get("participant").and_then(|v| v.as_str()).map(str::to_owned),
+                participant: e
+                    .get("participant")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
             };
-            Ok(c.fetch_media_base64(&key, e.get("message").filter(|m| !m.is_null()), false).await?)
+            Ok(
+                c.fetch_media_base64(&key, e.get("message").filter(|m| !m.is_null()), false)
+                    .await?,
+            )
         }
         Outbound::Meta(c) => {
-            let id = source.get("meta").and_then(|v| v.as_str()).ok_or_else(|| anyhow::anyhow!("no Meta media id"))?;
+            let id = source
+                .get("meta")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| anyhow::anyhow!("no Meta media id"))?;
             Ok(c.get_media(id).await?)
         }
         Outbound::Simulator => anyhow::bail!("the simulator has no remote media"),

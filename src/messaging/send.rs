@@ -62,7 +62,11 @@ impl Refusal {
 }
 
 /// Whether free text may be sent now (Meta channels close it 24 h after the last inbound).
-pub fn window_open(channel_kind: &str, last_inbound_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+pub fn window_open(
+    channel_kind: &str,
+    last_inbound_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
     channel_kind != "meta" || last_inbound_at.is_some_and(|t| t + SERVICE_WINDOW > now)
 }
 
@@ -74,7 +78,14 @@ pub enum Author {
 }
 
 /// Queues a text reply in the caller's tenant-scoped transaction. Returns the message id.
-pub async fn queue_text(state: &AppState, tx: &mut PgConnection, tenant_id: Uuid, conversation_id: Uuid, text: &str, author: Author) -> Result<Uuid, QueueError> {
+pub async fn queue_text(
+    state: &AppState,
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    text: &str,
+    author: Author,
+) -> Result<Uuid, QueueError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(Refusal::Empty.into());
@@ -83,22 +94,33 @@ pub async fn queue_text(state: &AppState, tx: &mut PgConnection, tenant_id: Uuid
         return Err(Refusal::TooLong.into());
     }
     let now = state.now();
-    let conv = conversations::get(tx, conversation_id).await?.ok_or(Refusal::NotFound)?;
-    let contact = db::contacts::get(tx, conv.contact_id).await?.ok_or(Refusal::NotFound)?;
+    let conv = conversations::get(tx, conversation_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
+    let contact = db::contacts::get(tx, conv.contact_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
     if contact.erased_at.is_some() {
         return Err(Refusal::Erased.into());
     }
     if contact.restricted_at.is_some() {
         return Err(Refusal::Restricted.into());
     }
-    let channel = db::channels::get(tx, conv.channel_id).await?.ok_or(Refusal::NotFound)?;
+    let channel = db::channels::get(tx, conv.channel_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
     if !window_open(&channel.kind, conv.last_inbound_at, now) {
         return Err(Refusal::OutsideWindow.into());
     }
     let id = Uuid::now_v7();
     let sealed = state
         .keys
-        .seal_str(tenant_id, conv.contact_id, Aad::new("messages", "body", id), text)
+        .seal_str(
+            tenant_id,
+            conv.contact_id,
+            Aad::new("messages", "body", id),
+            text,
+        )
         .await
         .map_err(|e| QueueError::Internal(e.into()))?;
     let (author_kind, user) = match author {
@@ -136,7 +158,12 @@ pub async fn queue_text(state: &AppState, tx: &mut PgConnection, tenant_id: Uuid
     Ok(id)
 }
 
-async fn enqueue_send(tx: &mut PgConnection, tenant_id: Uuid, message_id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
+async fn enqueue_send(
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    message_id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     jobs::enqueue(
         tx,
         NewJob::new(SEND_MESSAGE, now)
@@ -165,7 +192,12 @@ impl From<sqlx::Error> for QueueError {
 }
 
 /// Staff retry of a failed or unknown send: back to queued with a new job.
-pub async fn retry(state: &AppState, tx: &mut PgConnection, tenant_id: Uuid, message_id: Uuid) -> Result<bool, QueueError> {
+pub async fn retry(
+    state: &AppState,
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    message_id: Uuid,
+) -> Result<bool, QueueError> {
     let Some(m) = messages::get(tx, message_id).await? else {
         return Ok(false);
     };
@@ -192,9 +224,24 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         "queued" => {}
         "sending" => {
             // A worker died mid-send: we can't know whether the gateway got it.
-            messages::set_status(&mut tx, message_id, "unknown", None, Some("worker stopped during the send"), true).await?;
+            messages::set_status(
+                &mut tx,
+                message_id,
+                "unknown",
+                None,
+                Some("worker stopped during the send"),
+                true,
+            )
+            .await?;
             tx.commit().await?;
-            live::publish(state, tenant_id, &live::Event::Conversation { id: msg.conversation_id }).await;
+            live::publish(
+                state,
+                tenant_id,
+                &live::Event::Conversation {
+                    id: msg.conversation_id,
+                },
+            )
+            .await;
             return Ok(());
         }
         _ => return Ok(()),
@@ -208,12 +255,33 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let outcome = match (channel, chat, conv) {
         (Some(channel), Some(chat), Some(conv)) => {
             let to = if conv.is_group {
-                state.keys.open_tenant_str(tenant_id, Aad::new("conversations", "chat", conv.id), &chat).await?
+                state
+                    .keys
+                    .open_tenant_str(tenant_id, Aad::new("conversations", "chat", conv.id), &chat)
+                    .await?
             } else {
-                state.keys.open_str(tenant_id, conv.contact_id, Aad::new("conversations", "chat", conv.id), &chat).await?
+                state
+                    .keys
+                    .open_str(
+                        tenant_id,
+                        conv.contact_id,
+                        Aad::new("conversations", "chat", conv.id),
+                        &chat,
+                    )
+                    .await?
             };
             let text = match msg.body_sealed.as_deref() {
-                Some(b) => state.keys.open_str(tenant_id, msg.contact_id, Aad::new("messages", "body", msg.id), b).await?,
+                Some(b) => {
+                    state
+                        .keys
+                        .open_str(
+                            tenant_id,
+                            msg.contact_id,
+                            Aad::new("messages", "body", msg.id),
+                            b,
+                        )
+                        .await?
+                }
                 None => String::new(),
             };
             send_via(state, &channel, &to, &text).await
@@ -228,21 +296,42 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let result = match outcome {
         Ok(external_id) => {
-            messages::set_status(&mut tx, message_id, "sent", Some(&external_id), None, false).await?;
+            messages::set_status(&mut tx, message_id, "sent", Some(&external_id), None, false)
+                .await?;
             Ok(())
         }
         Err(SendError::Retryable { reason, .. }) => {
             if job.attempts >= job.max_attempts {
-                messages::set_status(&mut tx, message_id, "failed", None, Some(&format!("gave up after {} attempts: {reason}", job.attempts)), true).await?;
+                messages::set_status(
+                    &mut tx,
+                    message_id,
+                    "failed",
+                    None,
+                    Some(&format!(
+                        "gave up after {} attempts: {reason}",
+                        job.attempts
+                    )),
+                    true,
+                )
+                .await?;
                 Ok(())
             } else {
                 // Back to queued; the job fails and the queue retries it with backoff.
-                messages::set_status(&mut tx, message_id, "queued", None, Some(&reason), true).await?;
+                messages::set_status(&mut tx, message_id, "queued", None, Some(&reason), true)
+                    .await?;
                 Err(anyhow::anyhow!("gateway unavailable: {reason}"))
             }
         }
         Err(SendError::OutsideWindow { reason }) => {
-            messages::set_status(&mut tx, message_id, "failed", None, Some(&format!("outside the 24-hour window: {reason}")), true).await?;
+            messages::set_status(
+                &mut tx,
+                message_id,
+                "failed",
+                None,
+                Some(&format!("outside the 24-hour window: {reason}")),
+                true,
+            )
+            .await?;
             Ok(())
         }
         Err(SendError::Rejected { reason, .. }) => {
@@ -255,12 +344,24 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }
     };
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Conversation { id: msg.conversation_id }).await;
+    live::publish(
+        state,
+        tenant_id,
+        &live::Event::Conversation {
+            id: msg.conversation_id,
+        },
+    )
+    .await;
     result
 }
 
 /// One send through the channel's gateway. Returns the gateway's message id.
-async fn send_via(state: &AppState, channel: &Channel, to: &str, text: &str) -> Result<String, SendError> {
+async fn send_via(
+    state: &AppState,
+    channel: &Channel,
+    to: &str,
+    text: &str,
+) -> Result<String, SendError> {
     match channel::outbound(state, channel).await {
         Ok(gw) => gw.send_text(to, text).await,
         Err(e) => Err(SendError::Rejected {

@@ -29,7 +29,9 @@ impl Clock {
     }
 
     fn zoned(&self, t: OffsetDateTime) -> Option<jiff::Zoned> {
-        jiff::Timestamp::from_second(t.unix_timestamp()).ok().map(|ts| ts.to_zoned(self.tz.clone()))
+        jiff::Timestamp::from_second(t.unix_timestamp())
+            .ok()
+            .map(|ts| ts.to_zoned(self.tz.clone()))
     }
 
     /// "14:05" today, "12/03 14:05" otherwise.
@@ -37,17 +39,29 @@ impl Clock {
         let (Some(z), Some(now)) = (self.zoned(t), self.zoned(self.now)) else {
             return String::new();
         };
-        if z.date() == now.date() { z.strftime("%H:%M").to_string() } else { z.strftime("%d/%m %H:%M").to_string() }
+        if z.date() == now.date() {
+            z.strftime("%H:%M").to_string()
+        } else {
+            z.strftime("%d/%m %H:%M").to_string()
+        }
     }
 
     /// "2026-03-12 14:05 -03" for tooltips and exports.
     pub fn full(&self, t: OffsetDateTime) -> String {
-        self.zoned(t).map(|z| z.strftime("%Y-%m-%d %H:%M %Z").to_string()).unwrap_or_default()
+        self.zoned(t)
+            .map(|z| z.strftime("%Y-%m-%d %H:%M %Z").to_string())
+            .unwrap_or_default()
     }
 }
 
 /// Opens a sealed field: `Ok(None)` when absent, `Err(())` when the key is destroyed.
-async fn open_opt(state: &AppState, tenant: Uuid, contact: Uuid, aad: Aad<'_>, sealed: Option<&[u8]>) -> Result<Option<String>, ()> {
+async fn open_opt(
+    state: &AppState,
+    tenant: Uuid,
+    contact: Uuid,
+    aad: Aad<'_>,
+    sealed: Option<&[u8]>,
+) -> Result<Option<String>, ()> {
     let Some(s) = sealed else { return Ok(None) };
     match state.keys.open_str(tenant, contact, aad, s).await {
         Ok(v) => Ok(Some(v)),
@@ -75,14 +89,38 @@ impl ContactView {
         if self.erased {
             return "—".into();
         }
-        self.name.clone().or_else(|| self.phone.clone().map(|p| format!("+{p}"))).unwrap_or_else(|| "?".into())
+        self.name
+            .clone()
+            .or_else(|| self.phone.clone().map(|p| format!("+{p}")))
+            .unwrap_or_else(|| "?".into())
     }
 }
 
 pub async fn contact(state: &AppState, tenant: Uuid, c: &Contact) -> ContactView {
-    let name = open_opt(state, tenant, c.id, Aad::new("contacts", "name", c.id), c.name_sealed.as_deref()).await;
-    let phone = open_opt(state, tenant, c.id, Aad::new("contacts", "phone", c.id), c.phone_sealed.as_deref()).await;
-    let profile = open_opt(state, tenant, c.id, Aad::new("contacts", "profile", c.id), c.profile_sealed.as_deref()).await;
+    let name = open_opt(
+        state,
+        tenant,
+        c.id,
+        Aad::new("contacts", "name", c.id),
+        c.name_sealed.as_deref(),
+    )
+    .await;
+    let phone = open_opt(
+        state,
+        tenant,
+        c.id,
+        Aad::new("contacts", "phone", c.id),
+        c.phone_sealed.as_deref(),
+    )
+    .await;
+    let profile = open_opt(
+        state,
+        tenant,
+        c.id,
+        Aad::new("contacts", "profile", c.id),
+        c.profile_sealed.as_deref(),
+    )
+    .await;
     let erased = c.erased_at.is_some() || name.is_err() || phone.is_err();
     let notes = profile
         .ok()
@@ -127,10 +165,33 @@ fn truncate(s: &str, n: usize) -> String {
 
 pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
     let cid = r.contact_id;
-    let name = open_opt(state, tenant, cid, Aad::new("contacts", "name", cid), r.contact_name_sealed.as_deref()).await;
-    let phone = open_opt(state, tenant, cid, Aad::new("contacts", "phone", cid), r.contact_phone_sealed.as_deref()).await;
+    let name = open_opt(
+        state,
+        tenant,
+        cid,
+        Aad::new("contacts", "name", cid),
+        r.contact_name_sealed.as_deref(),
+    )
+    .await;
+    let phone = open_opt(
+        state,
+        tenant,
+        cid,
+        Aad::new("contacts", "phone", cid),
+        r.contact_phone_sealed.as_deref(),
+    )
+    .await;
     let preview = match (r.last_message_id, r.last_body_sealed.as_deref()) {
-        (Some(mid), Some(b)) => open_opt(state, tenant, cid, Aad::new("messages", "body", mid), Some(b)).await,
+        (Some(mid), Some(b)) => {
+            open_opt(
+                state,
+                tenant,
+                cid,
+                Aad::new("messages", "body", mid),
+                Some(b),
+            )
+            .await
+        }
         _ => Ok(None),
     };
     let erased = r.contact_erased || name.is_err() || phone.is_err();
@@ -139,7 +200,13 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
     } else {
         name.ok()
             .flatten()
-            .or_else(|| phone.ok().flatten().and_then(|p| Phone::try_from(p.as_str()).ok()).map(|p| format!("+{}", p.as_str())))
+            .or_else(|| {
+                phone
+                    .ok()
+                    .flatten()
+                    .and_then(|p| Phone::try_from(p.as_str()).ok())
+                    .map(|p| format!("+{}", p.as_str()))
+            })
             .unwrap_or_else(|| "?".into())
     };
     InboxRow {
@@ -179,32 +246,77 @@ pub struct ThreadMessage {
     pub retryable: bool,
 }
 
-pub async fn thread_message(state: &AppState, tenant: Uuid, clock: &Clock, m: &Message) -> ThreadMessage {
-    let body = open_opt(state, tenant, m.contact_id, Aad::new("messages", "body", m.id), m.body_sealed.as_deref()).await;
-    let sender = open_opt(state, tenant, m.contact_id, Aad::new("messages", "sender", m.id), m.sender_sealed.as_deref()).await;
+pub async fn thread_message(
+    state: &AppState,
+    tenant: Uuid,
+    clock: &Clock,
+    m: &Message,
+) -> ThreadMessage {
+    let body = open_opt(
+        state,
+        tenant,
+        m.contact_id,
+        Aad::new("messages", "body", m.id),
+        m.body_sealed.as_deref(),
+    )
+    .await;
+    let sender = open_opt(
+        state,
+        tenant,
+        m.contact_id,
+        Aad::new("messages", "sender", m.id),
+        m.sender_sealed.as_deref(),
+    )
+    .await;
     let erased = body.is_err();
     let body = body.ok().flatten();
     let (text, extra) = match m.kind.as_str() {
         "location" | "contacts" | "reaction" => {
-            let v: serde_json::Value = body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+            let v: serde_json::Value = body
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_default();
             let mut extra = Vec::new();
             match m.kind.as_str() {
                 "location" => {
                     for k in ["name", "address", "lat", "lng"] {
                         if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-                            extra.push((k.to_owned(), x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())));
+                            extra.push((
+                                k.to_owned(),
+                                x.as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| x.to_string()),
+                            ));
                         }
                     }
                 }
                 "contacts" => {
                     for c in v.as_array().into_iter().flatten() {
-                        let name = c.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_owned();
-                        let phones = c.get("phones").and_then(|p| p.as_array()).map(|p| p.iter().filter_map(|x| x.as_str()).map(|x| format!("+{x}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                        let name = c
+                            .get("name")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or("?")
+                            .to_owned();
+                        let phones = c
+                            .get("phones")
+                            .and_then(|p| p.as_array())
+                            .map(|p| {
+                                p.iter()
+                                    .filter_map(|x| x.as_str())
+                                    .map(|x| format!("+{x}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
+                            .unwrap_or_default();
                         extra.push((name, phones));
                     }
                 }
                 _ => {
-                    let emoji = v.get("emoji").and_then(|e| e.as_str()).unwrap_or("").to_owned();
+                    let emoji = v
+                        .get("emoji")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or("")
+                        .to_owned();
                     extra.push(("emoji".into(), emoji));
                 }
             }

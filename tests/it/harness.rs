@@ -265,7 +265,13 @@ impl TestApp {
         let keys = Keyring::connect(&config, redis.clone(), Arc::new(clock.clone()))
             .await
             .expect("connect the keyring to the key store");
-        let state = AppState::new(config.clone(), pool, redis, Arc::new(clock.clone()), keys.clone());
+        let state = AppState::new(
+            config.clone(),
+            pool,
+            redis,
+            Arc::new(clock.clone()),
+            keys.clone(),
+        );
         let app = sigmaai::build_app(state.clone());
         TestApp {
             state,

@@ -84,10 +84,21 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Channe
                 detail: match c.kind.as_str() {
                     "evolution" => format!(
                         "{} · {}",
-                        c.config.get("base_url").and_then(|v| v.as_str()).unwrap_or(""),
-                        c.config.get("instance").and_then(|v| v.as_str()).unwrap_or("")
+                        c.config
+                            .get("base_url")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or(""),
+                        c.config
+                            .get("instance")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("")
                     ),
-                    _ => c.config.get("phone_number_id").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+                    _ => c
+                        .config
+                        .get("phone_number_id")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_owned(),
                 },
             })
             .collect(),
@@ -98,7 +109,11 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Channe
     })
 }
 
-async fn page(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Admin>) -> AppResult<ChannelsPage> {
+async fn page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+) -> AppResult<ChannelsPage> {
     load(&state, ctx, &t).await
 }
 
@@ -110,14 +125,31 @@ fn clean(s: &str, max: usize) -> Result<String, &'static str> {
     Ok(s.to_owned())
 }
 
-async fn created_page(state: &AppState, ctx: PageCtx, t: &TenantCtx, id: Uuid, name: &str, secret: Option<String>) -> AppResult<Response> {
+async fn created_page(
+    state: &AppState,
+    ctx: PageCtx,
+    t: &TenantCtx,
+    id: Uuid,
+    name: &str,
+    secret: Option<String>,
+) -> AppResult<Response> {
     let mut page = load(state, ctx, t).await?;
-    let url = page.channels.iter().find(|c| c.id == id).map(|c| c.webhook_url.clone()).unwrap_or_default();
+    let url = page
+        .channels
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| c.webhook_url.clone())
+        .unwrap_or_default();
     page.created = Some((name.to_owned(), url, secret.unwrap_or_default()));
     Ok(page.into_response())
 }
 
-async fn refuse(state: &AppState, ctx: PageCtx, t: &TenantCtx, key: &'static str) -> AppResult<Response> {
+async fn refuse(
+    state: &AppState,
+    ctx: PageCtx,
+    t: &TenantCtx,
+    key: &'static str,
+) -> AppResult<Response> {
     let mut page = load(state, ctx, t).await?;
     page.error = Some(key);
     Ok(form_error(page))
@@ -131,7 +163,12 @@ pub struct EvolutionForm {
     api_key: String,
 }
 
-async fn add_evolution(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Admin>, Form(f): Form<EvolutionForm>) -> AppResult<Response> {
+async fn add_evolution(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<EvolutionForm>,
+) -> AppResult<Response> {
     if !load(&state, ctx.clone(), &t).await?.can_add {
         return refuse(&state, ctx, &t, "channels.limit").await;
     }
@@ -147,7 +184,18 @@ async fn add_evolution(State(state): State<AppState>, ctx: PageCtx, t: RequireRo
         Ok(v) => v,
         Err(key) => return refuse(&state, ctx, &t, key).await,
     };
-    let (id, secret) = channel::create(&state, t.id(), &t.actor(), &name, NewChannelInput::Evolution { base_url, instance, api_key }).await?;
+    let (id, secret) = channel::create(
+        &state,
+        t.id(),
+        &t.actor(),
+        &name,
+        NewChannelInput::Evolution {
+            base_url,
+            instance,
+            api_key,
+        },
+    )
+    .await?;
     created_page(&state, ctx, &t, id, &name, secret).await
 }
 
@@ -160,7 +208,12 @@ pub struct MetaForm {
     app_secret: String,
 }
 
-async fn add_meta(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Admin>, Form(f): Form<MetaForm>) -> AppResult<Response> {
+async fn add_meta(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<MetaForm>,
+) -> AppResult<Response> {
     if !load(&state, ctx.clone(), &t).await?.can_add {
         return refuse(&state, ctx, &t, "channels.limit").await;
     }
@@ -184,30 +237,75 @@ async fn add_meta(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Ad
         Ok(v) => v,
         Err(key) => return refuse(&state, ctx, &t, key).await,
     };
-    let (id, token) = channel::create(&state, t.id(), &t.actor(), &name, NewChannelInput::Meta { phone_number_id, waba_id, access_token, app_secret }).await?;
+    let (id, token) = channel::create(
+        &state,
+        t.id(),
+        &t.actor(),
+        &name,
+        NewChannelInput::Meta {
+            phone_number_id,
+            waba_id,
+            access_token,
+            app_secret,
+        },
+    )
+    .await?;
     created_page(&state, ctx, &t, id, &name, token).await
 }
 
-async fn get_channel(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<db::channels::Channel> {
+async fn get_channel(
+    state: &AppState,
+    t: &TenantCtx,
+    id: Uuid,
+) -> AppResult<db::channels::Channel> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let c = db::channels::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let c = db::channels::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     tx.commit().await?;
     Ok(c)
 }
 
 /// Calls Evolution's webhook/set with our URL and secret, so nobody has to paste them.
-async fn configure_webhook(State(state): State<AppState>, t: RequireRole<Admin>, Path((_s, id)): Path<(String, Uuid)>) -> AppResult<Response> {
+async fn configure_webhook(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
     let Outbound::Evolution(client) = channel::outbound(&state, &c).await? else {
         return Err(AppError::NotFound);
     };
-    let secret = SecretString::from(channel::secrets(&state, &c).await?.webhook_secret.unwrap_or_default());
-    let events = ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "SEND_MESSAGE", "CONNECTION_UPDATE", "QRCODE_UPDATED"];
-    match client.set_webhook(&channel::webhook_url(&state, &c), &secret, &events).await {
+    let secret = SecretString::from(
+        channel::secrets(&state, &c)
+            .await?
+            .webhook_secret
+            .unwrap_or_default(),
+    );
+    let events = [
+        "MESSAGES_UPSERT",
+        "MESSAGES_UPDATE",
+        "SEND_MESSAGE",
+        "CONNECTION_UPDATE",
+        "QRCODE_UPDATED",
+    ];
+    match client
+        .set_webhook(&channel::webhook_url(&state, &c), &secret, &events)
+        .await
+    {
         Ok(()) => {
             let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-            audit::record(&mut tx, t.id(), &t.actor(), "channel.webhook_set", &id.to_string(), json!({}), state.now()).await?;
+            audit::record(
+                &mut tx,
+                t.id(),
+                &t.actor(),
+                "channel.webhook_set",
+                &id.to_string(),
+                json!({}),
+                state.now(),
+            )
+            .await?;
             tx.commit().await?;
             Ok(redirect_with_flash(&back, true, "channels.webhook_set"))
         }
@@ -219,7 +317,12 @@ async fn configure_webhook(State(state): State<AppState>, t: RequireRole<Admin>,
 }
 
 /// Pairs (QR or pairing code) or reconnects an Evolution instance, and records its state.
-async fn connect(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Admin>, Path((_s, id)): Path<(String, Uuid)>) -> AppResult<Response> {
+async fn connect(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
     let Outbound::Evolution(client) = channel::outbound(&state, &c).await? else {
@@ -241,19 +344,39 @@ async fn connect(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Adm
         return Ok(redirect_with_flash(&back, true, "channels.connected"));
     };
     let mut page = load(&state, ctx, &t).await?;
-    let qr = p.qr_code.as_deref().and_then(|code| crate::auth::totp::qr_svg(code).ok());
+    let qr = p
+        .qr_code
+        .as_deref()
+        .and_then(|code| crate::auth::totp::qr_svg(code).ok());
     page.pairing = Some((c.name.clone(), qr, p.pairing_code.clone()));
     Ok(page.into_response())
 }
 
-async fn delete(State(state): State<AppState>, t: RequireRole<Admin>, Path((_s, id)): Path<(String, Uuid)>) -> AppResult<Response> {
+async fn delete(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     if !db::channels::delete(&mut tx, id, state.now()).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(&mut tx, t.id(), &t.actor(), "channel.deleted", &id.to_string(), json!({}), state.now()).await?;
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "channel.deleted",
+        &id.to_string(),
+        json!({}),
+        state.now(),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(&format!("/t/{}/channels", t.tenant.slug), true, "channels.deleted"))
+    Ok(redirect_with_flash(
+        &format!("/t/{}/channels", t.tenant.slug),
+        true,
+        "channels.deleted",
+    ))
 }
 
 /// Health labels use the connection state names.

@@ -21,7 +21,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/t/{slug}/events", get(events))
 }
 
-async fn events(State(state): State<AppState>, t: RequireRole<Viewer>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+async fn events(
+    State(state): State<AppState>,
+    t: RequireRole<Viewer>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let tenant = t.id();
     let stream = futures::stream::unfold(state.live.subscribe(), move |mut rx| async move {
         loop {

@@ -18,9 +18,7 @@ use uuid::Uuid;
 use crate::{
     crypto::Aad,
     db::{
-        self,
-        accounts as db_accounts,
-        audit,
+        self, accounts as db_accounts, audit,
         conversations::{self, ListFilter},
         messages,
     },
@@ -94,7 +92,12 @@ fn parse_cursor(c: &str) -> Option<(OffsetDateTime, Uuid)> {
     Some((t, Uuid::parse_str(id).ok()?))
 }
 
-async fn list(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Viewer>, Query(q): Query<ListQuery>) -> AppResult<ListPage> {
+async fn list(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Viewer>,
+    Query(q): Query<ListQuery>,
+) -> AppResult<ListPage> {
     let tenant = t.id();
     let clock = tenant_clock(&state, tenant).await?;
     let status = match q.status.as_str() {
@@ -105,7 +108,10 @@ async fn list(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Viewer
     let (name_tokens, phone_index) = if search.is_empty() {
         (None, None)
     } else if let Ok(p) = Phone::try_from(search) {
-        (None, Some(state.keys.blind_phone(tenant, p.as_str()).await?))
+        (
+            None,
+            Some(state.keys.blind_phone(tenant, p.as_str()).await?),
+        )
     } else {
         let tokens = state.keys.blind_words(tenant, search).await?;
         (Some(tokens), None)
@@ -123,7 +129,10 @@ async fn list(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Viewer
     let rows = conversations::list(&mut tx, &filter).await?;
     tx.commit().await?;
     let next = (rows.len() as i64 == PAGE_SIZE)
-        .then(|| rows.last().map(|r| format!("{}_{}", r.last_message_at.unix_timestamp_nanos(), r.id)))
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}_{}", r.last_message_at.unix_timestamp_nanos(), r.id))
+        })
         .flatten();
     let mut views = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -182,22 +191,44 @@ impl ConversationPage {
 
 const THREAD_PAGE: i64 = 100;
 
-async fn load_conversation(state: &AppState, ctx: PageCtx, t: &TenantCtx, id: Uuid, before: Option<(OffsetDateTime, Uuid)>) -> AppResult<ConversationPage> {
+async fn load_conversation(
+    state: &AppState,
+    ctx: PageCtx,
+    t: &TenantCtx,
+    id: Uuid,
+    before: Option<(OffsetDateTime, Uuid)>,
+) -> AppResult<ConversationPage> {
     let tenant = t.id();
     let clock = tenant_clock(state, tenant).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let conv = conversations::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
-    let contact = db::contacts::get(&mut tx, conv.contact_id).await?.ok_or(AppError::NotFound)?;
+    let conv = conversations::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let contact = db::contacts::get(&mut tx, conv.contact_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let channel = db::channels::get(&mut tx, conv.channel_id).await?;
     let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
     let members = db_accounts::members(&mut tx).await?;
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
-    audit::record(&mut tx, tenant, &t.actor(), "conversation.viewed", &id.to_string(), json!({}), state.now()).await?;
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "conversation.viewed",
+        &id.to_string(),
+        json!({}),
+        state.now(),
+    )
+    .await?;
     tx.commit().await?;
     let older = (rows.len() as i64 == THREAD_PAGE)
-        .then(|| rows.last().map(|m| format!("{}_{}", m.sent_at.unix_timestamp_nanos(), m.id)))
+        .then(|| {
+            rows.last()
+                .map(|m| format!("{}_{}", m.sent_at.unix_timestamp_nanos(), m.id))
+        })
         .flatten();
     rows.reverse();
     let mut thread = Vec::with_capacity(rows.len());
@@ -216,9 +247,17 @@ async fn load_conversation(state: &AppState, ctx: PageCtx, t: &TenantCtx, id: Uu
         ownership: conv.ownership,
         labels: conv.labels.join(", "),
         assigned_to: conv.assigned_to,
-        members: members.into_iter().map(|m| MemberOption { id: m.user_id, name: m.name }).collect(),
+        members: members
+            .into_iter()
+            .map(|m| MemberOption {
+                id: m.user_id,
+                name: m.name,
+            })
+            .collect(),
         window_open: send::window_open(&channel_kind, conv.last_inbound_at, now),
-        window_closes: conv.last_inbound_at.map(|t| clock.full(t + send::SERVICE_WINDOW)),
+        window_closes: conv
+            .last_inbound_at
+            .map(|t| clock.full(t + send::SERVICE_WINDOW)),
         channel_name: channel.map(|c| c.name).unwrap_or_default(),
         channel_kind,
         is_group: conv.is_group,
@@ -233,7 +272,13 @@ pub struct ThreadQuery {
     before: Option<String>,
 }
 
-async fn show(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Viewer>, Path((_s, id)): Path<(String, Uuid)>, Query(q): Query<ThreadQuery>) -> AppResult<ConversationPage> {
+async fn show(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Viewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Query(q): Query<ThreadQuery>,
+) -> AppResult<ConversationPage> {
     let before = q.before.as_deref().and_then(parse_cursor);
     load_conversation(&state, ctx, &t, id, before).await
 }
@@ -243,17 +288,45 @@ pub struct ReplyForm {
     text: String,
 }
 
-async fn reply(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<ReplyForm>) -> AppResult<Response> {
+async fn reply(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<ReplyForm>,
+) -> AppResult<Response> {
     let tenant = t.id();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    match send::queue_text(&state, &mut tx, tenant, id, &f.text, Author::Member(t.me.user.id)).await {
+    match send::queue_text(
+        &state,
+        &mut tx,
+        tenant,
+        id,
+        &f.text,
+        Author::Member(t.me.user.id),
+    )
+    .await
+    {
         Ok(message_id) => {
             // A person answered: the AI stops drafting here until handed back.
             conversations::set_ownership(&mut tx, id, "human").await?;
-            audit::record(&mut tx, tenant, &t.actor(), "message.sent", &id.to_string(), send::audit_detail(message_id), state.now()).await?;
+            audit::record(
+                &mut tx,
+                tenant,
+                &t.actor(),
+                "message.sent",
+                &id.to_string(),
+                send::audit_detail(message_id),
+                state.now(),
+            )
+            .await?;
             tx.commit().await?;
             live::publish(&state, tenant, &live::Event::Conversation { id }).await;
-            Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}#reply", t.tenant.slug), true, "reply.queued"))
+            Ok(redirect_with_flash(
+                &format!("/t/{}/conversations/{id}#reply", t.tenant.slug),
+                true,
+                "reply.queued",
+            ))
         }
         Err(QueueError::Refused(r)) => {
             drop(tx);
@@ -272,27 +345,56 @@ pub struct StatusForm {
     ownership: Option<String>,
 }
 
-async fn set_status(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<StatusForm>) -> AppResult<Response> {
+async fn set_status(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<StatusForm>,
+) -> AppResult<Response> {
     let tenant = t.id();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    conversations::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    conversations::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     if let Some(s) = f.status.as_deref() {
         if !matches!(s, "open" | "resolved") {
             return Err(AppError::BadRequest("error.bad_request"));
         }
         conversations::set_status(&mut tx, id, s).await?;
-        audit::record(&mut tx, tenant, &t.actor(), "conversation.status", &id.to_string(), json!({ "status": s }), state.now()).await?;
+        audit::record(
+            &mut tx,
+            tenant,
+            &t.actor(),
+            "conversation.status",
+            &id.to_string(),
+            json!({ "status": s }),
+            state.now(),
+        )
+        .await?;
     }
     if let Some(o) = f.ownership.as_deref() {
         if !matches!(o, "ai" | "human" | "paused") {
             return Err(AppError::BadRequest("error.bad_request"));
         }
         conversations::set_ownership(&mut tx, id, o).await?;
-        audit::record(&mut tx, tenant, &t.actor(), "conversation.ownership", &id.to_string(), json!({ "ownership": o }), state.now()).await?;
+        audit::record(
+            &mut tx,
+            tenant,
+            &t.actor(),
+            "conversation.ownership",
+            &id.to_string(),
+            json!({ "ownership": o }),
+            state.now(),
+        )
+        .await?;
     }
     tx.commit().await?;
     live::publish(&state, tenant, &live::Event::Inbox).await;
-    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "conversation.updated"))
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations/{id}", t.tenant.slug),
+        true,
+        "conversation.updated",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -301,7 +403,12 @@ pub struct AssignForm {
     user: String,
 }
 
-async fn assign(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<AssignForm>) -> AppResult<Response> {
+async fn assign(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<AssignForm>,
+) -> AppResult<Response> {
     let tenant = t.id();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let user = if f.user.is_empty() {
@@ -309,15 +416,30 @@ async fn assign(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_
     } else {
         let u = Uuid::parse_str(&f.user).map_err(|_| AppError::BadRequest("error.bad_request"))?;
         // Only members of this tenant can be assigned.
-        db_accounts::role_in_tenant(&mut tx, u).await?.ok_or(AppError::BadRequest("error.bad_request"))?;
+        db_accounts::role_in_tenant(&mut tx, u)
+            .await?
+            .ok_or(AppError::BadRequest("error.bad_request"))?;
         Some(u)
     };
     if !conversations::assign(&mut tx, id, user).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(&mut tx, tenant, &t.actor(), "conversation.assigned", &id.to_string(), json!({ "user": user }), state.now()).await?;
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "conversation.assigned",
+        &id.to_string(),
+        json!({ "user": user }),
+        state.now(),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "conversation.updated"))
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations/{id}", t.tenant.slug),
+        true,
+        "conversation.updated",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -344,7 +466,12 @@ pub fn parse_labels(raw: &str) -> Result<Vec<String>, &'static str> {
     Ok(out)
 }
 
-async fn labels(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<LabelsForm>) -> AppResult<Response> {
+async fn labels(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<LabelsForm>,
+) -> AppResult<Response> {
     let labels = parse_labels(&f.labels).map_err(AppError::BadRequest)?;
     let tenant = t.id();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
@@ -352,7 +479,11 @@ async fn labels(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_
         return Err(AppError::NotFound);
     }
     tx.commit().await?;
-    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "conversation.updated"))
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations/{id}", t.tenant.slug),
+        true,
+        "conversation.updated",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -366,7 +497,12 @@ pub struct NotesForm {
 }
 
 /// The customer profile staff keep: name, notes (sealed) and tags.
-async fn notes(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>, Form(f): Form<NotesForm>) -> AppResult<Response> {
+async fn notes(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<NotesForm>,
+) -> AppResult<Response> {
     if f.notes.chars().count() > 4000 || f.name.chars().count() > 120 {
         return Err(AppError::BadRequest("error.too_large"));
     }
@@ -374,34 +510,82 @@ async fn notes(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s
     let tenant = t.id();
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let conv = conversations::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let conv = conversations::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let cid = conv.contact_id;
     let profile = json!({ "notes": f.notes.trim() }).to_string();
-    let sealed = state.keys.seal_str(tenant, cid, Aad::new("contacts", "profile", cid), &profile).await?;
+    let sealed = state
+        .keys
+        .seal_str(tenant, cid, Aad::new("contacts", "profile", cid), &profile)
+        .await?;
     db::contacts::set_profile(&mut tx, cid, &sealed, &tags, now).await?;
     let name = f.name.trim();
     if !name.is_empty() {
-        let sealed = state.keys.seal_str(tenant, cid, Aad::new("contacts", "name", cid), name).await?;
+        let sealed = state
+            .keys
+            .seal_str(tenant, cid, Aad::new("contacts", "name", cid), name)
+            .await?;
         let tokens = state.keys.blind_words(tenant, name).await?;
         db::contacts::set_name(&mut tx, cid, &sealed, &tokens, true, now).await?;
     }
-    audit::record(&mut tx, tenant, &t.actor(), "contact.profile_edited", &cid.to_string(), json!({}), now).await?;
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "contact.profile_edited",
+        &cid.to_string(),
+        json!({}),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(&format!("/t/{}/conversations/{id}", t.tenant.slug), true, "contact.saved"))
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations/{id}", t.tenant.slug),
+        true,
+        "contact.saved",
+    ))
 }
 
-async fn retry(State(state): State<AppState>, t: RequireRole<Reviewer>, Path((_s, id)): Path<(String, Uuid)>) -> AppResult<Response> {
+async fn retry(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
     let tenant = t.id();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let m = messages::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let m = messages::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     match send::retry(&state, &mut tx, tenant, id).await {
         Ok(true) => {
-            audit::record(&mut tx, tenant, &t.actor(), "message.retried", &m.conversation_id.to_string(), send::audit_detail(id), state.now()).await?;
+            audit::record(
+                &mut tx,
+                tenant,
+                &t.actor(),
+                "message.retried",
+                &m.conversation_id.to_string(),
+                send::audit_detail(id),
+                state.now(),
+            )
+            .await?;
             tx.commit().await?;
-            Ok(redirect_with_flash(&format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id), true, "reply.requeued"))
+            Ok(redirect_with_flash(
+                &format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id),
+                true,
+                "reply.requeued",
+            ))
         }
-        Ok(false) => Ok(redirect_with_flash(&format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id), false, "reply.not_retryable")),
-        Err(QueueError::Refused(r)) => Ok(redirect_with_flash(&format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id), false, r.message_key())),
+        Ok(false) => Ok(redirect_with_flash(
+            &format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id),
+            false,
+            "reply.not_retryable",
+        )),
+        Err(QueueError::Refused(r)) => Ok(redirect_with_flash(
+            &format!("/t/{}/conversations/{}", t.tenant.slug, m.conversation_id),
+            false,
+            r.message_key(),
+        )),
         Err(QueueError::Internal(e)) => Err(e.into()),
     }
 }

@@ -3,12 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{
-    Form, Router,
-    extract::State,
-    response::Response,
-    routing::get,
-};
+use axum::{Form, Router, extract::State, response::Response, routing::get};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -52,23 +47,42 @@ pub struct SimQuery {
     phone: Option<String>,
 }
 
-async fn page(State(state): State<AppState>, ctx: PageCtx, t: RequireRole<Admin>, axum::extract::Query(q): axum::extract::Query<SimQuery>) -> AppResult<SimulatorPage> {
-    let phone = q.phone.and_then(|p| Phone::try_from(p.as_str()).ok()).map(|p| p.as_str().to_owned()).unwrap_or_else(|| DEFAULT_PHONE.into());
+async fn page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    axum::extract::Query(q): axum::extract::Query<SimQuery>,
+) -> AppResult<SimulatorPage> {
+    let phone = q
+        .phone
+        .and_then(|p| Phone::try_from(p.as_str()).ok())
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| DEFAULT_PHONE.into());
     let tenant = t.id();
     let sim = channel::simulator(&state, tenant, &t.actor()).await?;
     let idx = state.keys.blind_phone(tenant, &phone).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let contact = db::contacts::find(&mut tx, Some(&idx), None).await?.into_iter().next();
+    let contact = db::contacts::find(&mut tx, Some(&idx), None)
+        .await?
+        .into_iter()
+        .next();
     let settings = db::accounts::settings(&mut tx).await?;
     let mut thread = Vec::new();
     let mut conversation = None;
     if let Some(c) = contact {
         let rows = conversations::list(
             &mut tx,
-            &conversations::ListFilter { phone_index: Some(idx.clone()), limit: 20, ..Default::default() },
+            &conversations::ListFilter {
+                phone_index: Some(idx.clone()),
+                limit: 20,
+                ..Default::default()
+            },
         )
         .await?;
-        if let Some(conv) = rows.into_iter().find(|r| r.channel_id == sim.id && r.contact_id == c.id) {
+        if let Some(conv) = rows
+            .into_iter()
+            .find(|r| r.channel_id == sim.id && r.contact_id == c.id)
+        {
             conversation = Some(conv.id);
             let mut msgs = messages::thread(&mut tx, conv.id, None, 100).await?;
             msgs.reverse();
@@ -98,8 +112,13 @@ pub struct SimForm {
 }
 
 /// Delivers a message "from WhatsApp" through the same ingestion as a gateway webhook.
-async fn send(State(state): State<AppState>, t: RequireRole<Admin>, Form(f): Form<SimForm>) -> AppResult<Response> {
-    let phone = Phone::try_from(f.phone.as_str()).map_err(|_| AppError::BadRequest("simulator.phone"))?;
+async fn send(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Form(f): Form<SimForm>,
+) -> AppResult<Response> {
+    let phone = Phone::try_from(f.phone.as_str())
+        .map_err(|_| AppError::BadRequest("simulator.phone_invalid"))?;
     let text = f.text.trim();
     if text.is_empty() || text.chars().count() > 4096 {
         return Err(AppError::BadRequest("reply.empty"));
@@ -117,9 +136,15 @@ async fn send(State(state): State<AppState>, t: RequireRole<Admin>, Form(f): For
         from_me: false,
         echo: false,
         timestamp: state.now(),
-        kind: MessageKind::Text { body: text.to_owned() },
+        kind: MessageKind::Text {
+            body: text.to_owned(),
+        },
         quoted_external_id: None,
     };
     ingest::ingest(&state, &sim, vec![InboundEvent::Message(msg)]).await?;
-    Ok(redirect_with_flash(&format!("/t/{}/simulator?phone={}", t.tenant.slug, phone.as_str()), true, "simulator.sent"))
+    Ok(redirect_with_flash(
+        &format!("/t/{}/simulator?phone={}", t.tenant.slug, phone.as_str()),
+        true,
+        "simulator.sent",
+    ))
 }
