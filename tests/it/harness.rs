@@ -285,6 +285,28 @@ impl TestApp {
         }
     }
 
+    /// Another application instance on the same database, key store and Redis.
+    pub async fn second_instance(&self) -> AppState {
+        let pool = PgPoolOptions::new()
+            .max_connections(3)
+            .connect(secrecy::ExposeSecret::expose_secret(
+                &self.config.app_database_url().unwrap(),
+            ))
+            .await
+            .unwrap();
+        let redis = Redis::new(
+            self.config
+                .redis_url
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret),
+            &self.config.redis_prefix,
+        )
+        .unwrap();
+        let clock = ManualClock::new(start_time());
+        let keys = self.second_keyring(clock.clone()).await;
+        AppState::new(self.config.clone(), pool, redis, Arc::new(clock), keys)
+    }
+
     /// Another application instance's keyring: same key store, master key, Redis prefix and
     /// ledger, its own cache and clock.
     pub async fn second_keyring(&self, clock: ManualClock) -> Keyring {

@@ -8,4 +8,6 @@ mod harness;
 
 mod accounts;
 mod crypto;
+mod messaging;
 mod public_pages;
+mod wa;

@@ -18,7 +18,7 @@ use crate::{
     db::{self, audit},
     domain::plans,
     error::{AppError, AppResult},
-    gateway::{ConnectionState, evolution::ConnectOutcome},
+    gateway::evolution::ConnectOutcome,
     http::{
         extract::{Admin, PageCtx, RequireRole, TenantCtx},
         middleware::redirect_with_flash,
@@ -377,13 +377,4 @@ async fn delete(
         true,
         "channels.deleted",
     ))
-}
-
-/// Health labels use the connection state names.
-pub fn health_of(state: ConnectionState) -> &'static str {
-    match state {
-        ConnectionState::Open => "connected",
-        ConnectionState::Connecting => "connecting",
-        ConnectionState::Closed => "disconnected",
-    }
 }
