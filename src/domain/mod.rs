@@ -1,5 +1,6 @@
 //! Pure types and rules: no I/O.
 
 pub mod account;
+pub mod knowledge;
 pub mod plans;
 pub mod policy;
