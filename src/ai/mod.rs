@@ -44,6 +44,7 @@
 
 pub mod fallback;
 mod http;
+pub mod offline;
 pub mod openai;
 pub mod retry;
 
