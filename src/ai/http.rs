@@ -59,9 +59,12 @@ fn transport_error(e: reqwest::Error) -> AiError {
 async fn status_error(response: Response, scrub: &Scrub<'_>) -> AiError {
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return AiError::RateLimited {
-            retry_after: retry_after(response.headers(), jiff::Timestamp::now()),
+        let from_headers = retry_after(response.headers(), jiff::Timestamp::now());
+        let retry_after = match from_headers {
+            Some(d) => Some(d),
+            None => retry_info(&response.json().await.unwrap_or(Value::Null)),
         };
+        return AiError::RateLimited { retry_after };
     }
     if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
         return AiError::Unavailable {
@@ -112,6 +115,23 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: jiff::Timestamp) -> Option<D
         .ok()?;
     let wait = at.duration_since(now);
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// Google's `RetryInfo` error detail (`"retryDelay": "37s"`), which Gemini sends instead of
+/// a `Retry-After` header.
+fn retry_info(body: &Value) -> Option<Duration> {
+    body.pointer("/error/details")?
+        .as_array()?
+        .iter()
+        .find_map(|d| {
+            d.get("retryDelay")?
+                .as_str()?
+                .strip_suffix('s')?
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// Keeps a provider's error message useful without carrying prompt text or keys: removes the

@@ -42,7 +42,9 @@
 //!   the request's text and of the key before they are kept (see [`http::sanitize`]).
 //! - `Debug` of requests and messages prints sizes, not content.
 
+pub mod anthropic;
 pub mod fallback;
+pub mod gemini;
 mod http;
 pub mod offline;
 pub mod openai;
@@ -546,9 +548,8 @@ pub fn build(cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, AiError> {
         ProviderKind::OpenAi | ProviderKind::Groq | ProviderKind::OpenAiCompatible => {
             Arc::new(openai::OpenAiClient::new(cfg)?)
         }
-        ProviderKind::Anthropic | ProviderKind::Gemini => {
-            return Err(AiError::Unsupported("not yet implemented"));
-        }
+        ProviderKind::Anthropic => Arc::new(anthropic::AnthropicClient::new(cfg)?),
+        ProviderKind::Gemini => Arc::new(gemini::GeminiClient::new(cfg)?),
     };
     Ok(Arc::new(Retrying::new(inner, cfg.retry.clone())))
 }
