@@ -65,3 +65,110 @@ impl Provider for Fallback {
         self.first_ok(|p| p.transcribe(audio, mime)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+    use serde_json::json;
+    use url::Url;
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+
+    use crate::ai::{ChatMessage, ProviderConfig, ProviderKind, RetryPolicy, build_with_fallback};
+
+    use super::*;
+
+    fn openai_at(server: &MockServer) -> ProviderConfig {
+        let mut c = ProviderConfig::new(ProviderKind::OpenAi, "gpt-4o-mini");
+        c.base_url = Some(Url::parse(&format!("{}/v1", server.uri())).unwrap());
+        c.api_key = Some(SecretString::from("sk-primary"));
+        c.timeout = Duration::from_millis(500);
+        c.retry = RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(1),
+        };
+        c
+    }
+
+    fn anthropic_at(server: &MockServer) -> ProviderConfig {
+        let mut c = ProviderConfig::new(ProviderKind::Anthropic, "claude-haiku-4-5");
+        c.base_url = Some(Url::parse(&server.uri()).unwrap());
+        c.api_key = Some(SecretString::from("sk-ant-fallback"));
+        c.retry = RetryPolicy::no_retries();
+        c
+    }
+
+    fn request() -> ChatRequest {
+        ChatRequest {
+            system: "Draft a reply.".into(),
+            messages: vec![ChatMessage::user("Vocês abrem sábado?")],
+            tools: vec![],
+            max_output_tokens: 100,
+            temperature: None,
+        }
+    }
+
+    async fn anthropic_server() -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                "content": [{"type": "text", "text": "Abrimos sim, das 8h às 12h."}],
+                "stop_reason": "end_turn", "usage": {"input_tokens": 30, "output_tokens": 9}
+            })))
+            .mount(&server)
+            .await;
+        server
+    }
+
+    #[tokio::test]
+    async fn fallback_answers_when_the_primary_is_unavailable() {
+        let primary = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(2) // its own retries first
+            .mount(&primary)
+            .await;
+        let secondary = anthropic_server().await;
+        let p = build_with_fallback(&openai_at(&primary), Some(&anthropic_at(&secondary))).unwrap();
+        let resp = p.chat(&request()).await.unwrap();
+        assert_eq!(resp.provider, "anthropic");
+        assert_eq!(resp.text.as_deref(), Some("Abrimos sim, das 8h às 12h."));
+        assert_eq!(secondary.received_requests().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn fallback_is_not_used_for_rejected_requests() {
+        let primary = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+                "message": "Incorrect API key provided", "type": "invalid_request_error",
+                "code": "invalid_api_key"}})))
+            .expect(1)
+            .mount(&primary)
+            .await;
+        let secondary = anthropic_server().await;
+        let p = build_with_fallback(&openai_at(&primary), Some(&anthropic_at(&secondary))).unwrap();
+        assert!(matches!(
+            p.chat(&request()).await.unwrap_err(),
+            AiError::Rejected { status: 401, .. }
+        ));
+        assert!(secondary.received_requests().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_chain_promises_only_what_every_member_can_do() {
+        let primary = MockServer::start().await;
+        let secondary = MockServer::start().await;
+        let p = build_with_fallback(&openai_at(&primary), Some(&anthropic_at(&secondary))).unwrap();
+        let caps = p.capabilities();
+        assert!(caps.supports_vision && caps.supports_tools);
+        assert!(
+            !caps.supports_audio_transcription,
+            "Anthropic can't transcribe"
+        );
+        assert_eq!(p.name(), "openai");
+    }
+}
