@@ -43,6 +43,7 @@
 //! - `Debug` of requests and messages prints sizes, not content.
 
 pub mod anthropic;
+pub mod context;
 pub mod fallback;
 pub mod gemini;
 mod http;
