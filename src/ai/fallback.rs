@@ -47,14 +47,21 @@ impl Provider for Fallback {
         self.providers.first().map_or("", |p| p.model())
     }
 
-    /// What every provider in the chain can do: a request must be readable by whichever
-    /// one ends up answering.
+    /// Chat: what every provider in the chain can do, since a request must be readable by
+    /// whichever one ends up answering. Transcription: any member that can (only those are
+    /// asked).
     fn capabilities(&self) -> Capabilities {
-        self.providers
+        let mut caps = self
+            .providers
             .iter()
             .map(|p| p.capabilities())
             .reduce(Capabilities::intersect)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        caps.supports_audio_transcription = self
+            .providers
+            .iter()
+            .any(|p| p.capabilities().supports_audio_transcription);
+        caps
     }
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, AiError> {
@@ -62,7 +69,20 @@ impl Provider for Fallback {
     }
 
     async fn transcribe(&self, audio: &[u8], mime: &str) -> Result<String, AiError> {
-        self.first_ok(|p| p.transcribe(audio, mime)).await
+        if !self.capabilities().supports_audio_transcription {
+            return Err(AiError::Unsupported("audio transcription"));
+        }
+        self.first_ok(|p| async move {
+            if p.capabilities().supports_audio_transcription {
+                p.transcribe(audio, mime).await
+            } else {
+                // Skip to the next member without calling this one.
+                Err(AiError::Unavailable {
+                    reason: "no audio transcription".into(),
+                })
+            }
+        })
+        .await
     }
 }
 
@@ -166,9 +186,20 @@ mod tests {
         let caps = p.capabilities();
         assert!(caps.supports_vision && caps.supports_tools);
         assert!(
-            !caps.supports_audio_transcription,
-            "Anthropic can't transcribe"
+            caps.supports_audio_transcription,
+            "OpenAI can, and is asked"
         );
         assert_eq!(p.name(), "openai");
+
+        // Reversed, transcription skips Anthropic and goes to OpenAI's whisper.
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"text": "Oi"})))
+            .expect(1)
+            .mount(&primary)
+            .await;
+        let p = build_with_fallback(&anthropic_at(&secondary), Some(&openai_at(&primary))).unwrap();
+        assert_eq!(p.name(), "anthropic");
+        assert_eq!(p.transcribe(b"OggS", "audio/ogg").await.unwrap(), "Oi");
+        assert!(secondary.received_requests().await.unwrap().is_empty());
     }
 }

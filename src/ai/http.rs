@@ -16,6 +16,9 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, AiError> {
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("sigmaai/", env!("CARGO_PKG_VERSION")))
+        // Provider APIs don't redirect; following one would carry our key headers
+        // (x-api-key, x-goog-api-key) to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|_| AiError::NotConfigured("HTTP client"))
 }

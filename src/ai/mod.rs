@@ -518,8 +518,18 @@ impl ProviderConfig {
     }
 }
 
-/// The platform's key for a provider, from config (used when the tenant brings none).
-pub fn platform_key(config: &crate::config::Config, kind: ProviderKind) -> Option<SecretString> {
+/// The platform's key for a provider, from config, for a tenant that brings none.
+///
+/// Only for the provider's official endpoint: with a custom `base_url` this returns `None`,
+/// so a tenant can never have the platform's key sent to a server of their choosing.
+pub fn platform_key(
+    config: &crate::config::Config,
+    kind: ProviderKind,
+    base_url: Option<&Url>,
+) -> Option<SecretString> {
+    if base_url.is_some() {
+        return None;
+    }
     match kind {
         ProviderKind::OpenAi => config.openai_api_key.clone(),
         ProviderKind::Anthropic => config.anthropic_api_key.clone(),
@@ -653,6 +663,17 @@ mod tests {
         let printed = format!("{req:?}");
         assert!(!printed.contains("tooth"), "{printed}");
         assert!(!printed.contains("Sorriso"), "{printed}");
+    }
+
+    #[test]
+    fn platform_keys_only_go_to_official_endpoints() {
+        let mut config = crate::config::Config::for_tests("postgres://u:p@h/db", None, "t:");
+        config.anthropic_api_key = Some(SecretString::from("sk-ant-platform"));
+        assert!(platform_key(&config, ProviderKind::Anthropic, None).is_some());
+        let elsewhere = Url::parse("https://proxy.example.com/").unwrap();
+        assert!(platform_key(&config, ProviderKind::Anthropic, Some(&elsewhere)).is_none());
+        assert!(platform_key(&config, ProviderKind::OpenAi, None).is_none());
+        assert!(platform_key(&config, ProviderKind::OpenAiCompatible, None).is_none());
     }
 
     #[test]
