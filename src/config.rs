@@ -51,6 +51,11 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// Meta's Graph API base (tests point it at a local server).
     pub meta_graph_url: String,
+    /// Platform AI provider keys, used for tenants that bring no key of their own.
+    pub openai_api_key: Option<SecretString>,
+    pub anthropic_api_key: Option<SecretString>,
+    pub gemini_api_key: Option<SecretString>,
+    pub groq_api_key: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +101,10 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_PG_PORT",
     "SIGMAAI_META_GRAPH_URL",
     "SIGMAAI_REDIS_PORT",
+    "SIGMAAI_OPENAI_API_KEY",
+    "SIGMAAI_ANTHROPIC_API_KEY",
+    "SIGMAAI_GEMINI_API_KEY",
+    "SIGMAAI_GROQ_API_KEY",
 ];
 
 impl Config {
@@ -249,6 +258,10 @@ impl Config {
             key_cache_ttl,
             meta_graph_url: get("SIGMAAI_META_GRAPH_URL")
                 .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.into()),
+            openai_api_key: secret("SIGMAAI_OPENAI_API_KEY")?,
+            anthropic_api_key: secret("SIGMAAI_ANTHROPIC_API_KEY")?,
+            gemini_api_key: secret("SIGMAAI_GEMINI_API_KEY")?,
+            groq_api_key: secret("SIGMAAI_GROQ_API_KEY")?,
         })
     }
 
@@ -276,6 +289,10 @@ impl Config {
             data_dir,
             key_cache_ttl: Duration::from_secs(60),
             meta_graph_url: DEFAULT_META_GRAPH_URL.into(),
+            openai_api_key: None,
+            anthropic_api_key: None,
+            gemini_api_key: None,
+            groq_api_key: None,
         }
     }
 
@@ -447,6 +464,47 @@ mod tests {
         let printed = format!("{c:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn platform_ai_keys_are_optional_secrets_also_read_from_files() {
+        let c = Config::from_vars(&vars(&[("DATABASE_URL", "postgres://u:p@h/db")])).unwrap();
+        assert!(c.openai_api_key.is_none() && c.anthropic_api_key.is_none());
+        assert!(c.gemini_api_key.is_none() && c.groq_api_key.is_none());
+
+        let dir = std::env::temp_dir().join(format!("sigmaai-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("anthropic");
+        std::fs::write(&file, "sk-ant-from-file\n").unwrap();
+        let c = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("SIGMAAI_OPENAI_API_KEY", "sk-openai-secret"),
+            ("SIGMAAI_ANTHROPIC_API_KEY_FILE", file.to_str().unwrap()),
+            ("SIGMAAI_GEMINI_API_KEY", "AIza-gemini-secret"),
+            ("SIGMAAI_GROQ_API_KEY", "gsk_groq-secret"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.openai_api_key.as_ref().unwrap().expose_secret(),
+            "sk-openai-secret"
+        );
+        assert_eq!(
+            c.anthropic_api_key.as_ref().unwrap().expose_secret(),
+            "sk-ant-from-file"
+        );
+        assert_eq!(
+            c.gemini_api_key.as_ref().unwrap().expose_secret(),
+            "AIza-gemini-secret"
+        );
+        assert_eq!(
+            c.groq_api_key.as_ref().unwrap().expose_secret(),
+            "gsk_groq-secret"
+        );
+        let printed = format!("{c:?}");
+        for secret in ["sk-openai", "sk-ant", "AIza", "gsk_"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(KNOWN.contains(&"SIGMAAI_GROQ_API_KEY"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! See README.md for the architecture.
 
 pub mod accounts;
+pub mod ai;
 pub mod auth;
 pub mod clock;
 pub mod config;

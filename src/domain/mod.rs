@@ -1,6 +1,7 @@
 //! Pure types and rules: no I/O.
 
 pub mod account;
+pub mod knowledge;
 pub mod phone;
 pub mod plans;
 pub mod policy;

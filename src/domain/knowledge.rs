@@ -1,0 +1,45 @@
+//! A tenant's knowledge: the entries the AI (and the offline answerer) may answer from.
+
+use uuid::Uuid;
+
+/// What an entry is about. Ranking treats all kinds alike; the kind helps staff organise
+/// entries and lets prompts label them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KnowledgeKind {
+    Faq,
+    Hours,
+    Service,
+    Price,
+    Other,
+}
+
+impl KnowledgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KnowledgeKind::Faq => "faq",
+            KnowledgeKind::Hours => "hours",
+            KnowledgeKind::Service => "service",
+            KnowledgeKind::Price => "price",
+            KnowledgeKind::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KnowledgeKind> {
+        Some(match s {
+            "faq" => KnowledgeKind::Faq,
+            "hours" => KnowledgeKind::Hours,
+            "service" => KnowledgeKind::Service,
+            "price" => KnowledgeKind::Price,
+            "other" => KnowledgeKind::Other,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnowledgeEntry {
+    pub id: Uuid,
+    pub title: String,
+    pub body: String,
+    pub kind: KnowledgeKind,
+}
