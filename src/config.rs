@@ -49,6 +49,8 @@ pub struct Config {
     /// How long an unwrapped key may stay cached without being re-read from the key store
     /// (the safety net when Redis invalidation is down).
     pub key_cache_ttl: Duration,
+    /// How long after a customer's last message the AI drafts (a burst becomes one turn).
+    pub ai_debounce: time::Duration,
     /// Meta's Graph API base (tests point it at a local server).
     pub meta_graph_url: String,
     /// Platform AI provider keys, used for tenants that bring no key of their own.
@@ -100,6 +102,7 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_KEY_CACHE_TTL_SECS",
     "SIGMAAI_PG_PORT",
     "SIGMAAI_META_GRAPH_URL",
+    "SIGMAAI_AI_DEBOUNCE_MS",
     "SIGMAAI_REDIS_PORT",
     "SIGMAAI_OPENAI_API_KEY",
     "SIGMAAI_ANTHROPIC_API_KEY",
@@ -256,6 +259,9 @@ impl Config {
             master_key_previous,
             keystore_url: secret("SIGMAAI_KEYSTORE_URL")?,
             key_cache_ttl,
+            ai_debounce: time::Duration::milliseconds(
+                parse_num("SIGMAAI_AI_DEBOUNCE_MS", 3000)? as i64
+            ),
             meta_graph_url: get("SIGMAAI_META_GRAPH_URL")
                 .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.into()),
             openai_api_key: secret("SIGMAAI_OPENAI_API_KEY")?,
@@ -288,6 +294,7 @@ impl Config {
             deletion_ledger: data_dir.join(format!("ledger-{}.jsonl", uuid::Uuid::new_v4())),
             data_dir,
             key_cache_ttl: Duration::from_secs(60),
+            ai_debounce: time::Duration::ZERO,
             meta_graph_url: DEFAULT_META_GRAPH_URL.into(),
             openai_api_key: None,
             anthropic_api_key: None,

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod live;
 pub mod messaging;
 pub mod redis;
+pub mod review;
 pub mod shutdown;
 pub mod state;
 pub mod storage;

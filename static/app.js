@@ -32,6 +32,45 @@ document.addEventListener("DOMContentLoaded", () => {
     else target.click();
   });
 
+  // Review queue: j/k move between drafts; a approves, e edits, r rejects, t takes over.
+  const cards = () => Array.from(document.querySelectorAll("[data-review-card]"));
+  if (cards().length) {
+    let current = 0;
+    const focusCard = (i) => {
+      const list = cards();
+      if (!list.length) return;
+      current = Math.max(0, Math.min(i, list.length - 1));
+      list.forEach((c, n) => c.classList.toggle("current", n === current));
+      list[current].focus();
+      list[current].scrollIntoView({ block: "nearest" });
+    };
+    focusCard(0);
+    document.addEventListener("keydown", (e) => {
+      const t = e.target;
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement;
+      if (typing) {
+        if (e.key === "Escape") { t.blur(); focusCard(current); }
+        return;
+      }
+      const card = cards()[current];
+      if (!card) return;
+      const act = (name) => card.querySelector(`[data-action="${name}"]`);
+      switch (e.key) {
+        case "j": focusCard(current + 1); break;
+        case "k": focusCard(current - 1); break;
+        case "a": if (act("approve")) act("approve").click(); else return; break;
+        case "e": { const f = card.querySelector("[data-draft-text]"); if (f) f.focus(); else return; break; }
+        case "r": { const f = card.querySelector("[data-reject-reason]"); if (f) f.focus(); else return; break; }
+        case "t": if (act("take-over")) act("take-over").click(); else return; break;
+        case "d": if (act("dismiss")) act("dismiss").click(); else return; break;
+        default: return;
+      }
+      e.preventDefault();
+      e.stopImmediatePropagation();
+    }, true);
+  }
+
   // Live updates: when the server says this tenant's data changed, re-fetch this page and
   // swap in the regions marked data-live-refresh (the same markup the server renders).
   const live = document.body.dataset.live;

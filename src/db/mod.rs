@@ -7,6 +7,7 @@
 //! one tenant's setting into another's work.
 
 pub mod accounts;
+pub mod ai;
 pub mod audit;
 pub mod channels;
 pub mod contacts;

@@ -36,6 +36,8 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::channels::router())
         .merge(routes::simulator::router())
         .merge(routes::events::router())
+        .merge(routes::review::router())
+        .merge(routes::ai_settings::router())
         .merge(webhooks::router())
         .merge(extra)
         .nest_service("/static", ServeDir::new(static_dir))

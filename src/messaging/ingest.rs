@@ -348,6 +348,17 @@ pub async fn ingest(
         }
         None => db::channels::touch(&mut tx, channel.id, now).await?,
     }
+    // Each conversation with new customer messages gets one (debounced) AI turn.
+    for conv in &out.conversations {
+        crate::review::draft::schedule(
+            &mut tx,
+            tenant_id,
+            *conv,
+            now + state.config.ai_debounce,
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     crate::live::publish(state, tenant_id, &crate::live::Event::Inbox).await;
     Ok(out)

@@ -74,7 +74,10 @@ pub fn window_open(
 #[derive(Clone, Copy, Debug)]
 pub enum Author {
     Member(Uuid),
-    Ai { approved_by: Uuid },
+    /// An AI draft: approved by a member, or sent by the `auto_send` policy (`None`).
+    Ai {
+        approved_by: Option<Uuid>,
+    },
 }
 
 /// Queues a text reply in the caller's tenant-scoped transaction. Returns the message id.
@@ -124,7 +127,7 @@ pub async fn queue_text(
         .await
         .map_err(|e| QueueError::Internal(e.into()))?;
     let (author_kind, user) = match author {
-        Author::Member(u) => ("member", u),
+        Author::Member(u) => ("member", Some(u)),
         Author::Ai { approved_by } => ("ai", approved_by),
     };
     messages::insert(
@@ -138,7 +141,7 @@ pub async fn queue_text(
             external_id: None,
             direction: "out",
             author: author_kind,
-            author_user_id: Some(user),
+            author_user_id: user,
             kind: "text",
             body_sealed: Some(sealed),
             media_kind: None,

@@ -10,4 +10,5 @@ mod accounts;
 mod crypto;
 mod messaging;
 mod public_pages;
+mod review;
 mod wa;

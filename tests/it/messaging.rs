@@ -635,6 +635,7 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_be_retried() {
     let gw = Gw::evolution().await;
     gw.evo(&evo_text("IN1", "5511988887777", "Ana", now(&gw), "oi"))
         .await;
+    gw.run_jobs().await; // the AI turn for the inbound message
     let conv = gw.only_conversation().await;
     gw.w.owner
         .submit(

@@ -1,6 +1,7 @@
 //! One module per area of the site.
 
 pub mod account;
+pub mod ai_settings;
 pub mod auth;
 pub mod channels;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod inbox;
 pub mod members;
 pub mod portal;
 pub mod public;
+pub mod review;
 pub mod simulator;
 
 use crate::error::AppError;

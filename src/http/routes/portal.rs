@@ -44,6 +44,8 @@ pub struct Shell {
     pub section: &'static str,
     /// Unread messages in open conversations (the navigation badge).
     pub unread: i64,
+    /// Drafts and escalations waiting for review (the navigation badge).
+    pub waiting: i64,
 }
 
 impl Shell {
@@ -55,6 +57,7 @@ impl Shell {
             tenants: db_accounts::tenants_of_user(&state.db, t.me.user.id).await?,
             section,
             unread: crate::http::routes::inbox::unread_total(state, t.id()).await?,
+            waiting: crate::http::routes::review::waiting(state, t.id()).await?,
         })
     }
 

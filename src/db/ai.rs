@@ -1,0 +1,512 @@
+//! AI settings, knowledge entries, drafts, data recipients and usage.
+
+use sqlx::PgConnection;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::domain::knowledge::{KnowledgeEntry, KnowledgeKind};
+
+#[derive(Clone, Debug)]
+pub struct AiSettings {
+    pub provider: String,
+    pub model: String,
+    pub base_url: Option<String>,
+    pub api_key_sealed: Option<Vec<u8>>,
+    pub fallback_provider: Option<String>,
+    pub fallback_model: Option<String>,
+    pub instructions: String,
+    pub tone: String,
+    pub policy: String,
+    pub daily_call_limit: Option<i32>,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        AiSettings {
+            provider: "offline".into(),
+            model: String::new(),
+            base_url: None,
+            api_key_sealed: None,
+            fallback_provider: None,
+            fallback_model: None,
+            instructions: String::new(),
+            tone: String::new(),
+            policy: "review_all".into(),
+            daily_call_limit: None,
+        }
+    }
+}
+
+/// The tenant's AI settings (defaults when never saved: offline answerer, review all).
+pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<AiSettings> {
+    let row = sqlx::query_as!(
+        AiSettings,
+        r#"SELECT provider, model, base_url, api_key_sealed, fallback_provider, fallback_model,
+                  instructions, tone, policy, daily_call_limit
+           FROM ai_settings WHERE tenant_id = app_current_tenant()"#
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.unwrap_or_default())
+}
+
+/// Saves settings. `api_key_sealed: None` keeps the stored key (`clear_key` removes it).
+pub async fn save_settings(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    s: &AiSettings,
+    clear_key: bool,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO ai_settings (tenant_id, provider, model, base_url, api_key_sealed, fallback_provider, fallback_model,
+                                    instructions, tone, policy, daily_call_limit, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (tenant_id) DO UPDATE SET
+             provider = EXCLUDED.provider, model = EXCLUDED.model, base_url = EXCLUDED.base_url,
+             api_key_sealed = CASE WHEN $13 THEN NULL ELSE COALESCE(EXCLUDED.api_key_sealed, ai_settings.api_key_sealed) END,
+             fallback_provider = EXCLUDED.fallback_provider, fallback_model = EXCLUDED.fallback_model,
+             instructions = EXCLUDED.instructions, tone = EXCLUDED.tone, policy = EXCLUDED.policy,
+             daily_call_limit = EXCLUDED.daily_call_limit, updated_at = EXCLUDED.updated_at"#,
+        tenant_id,
+        s.provider,
+        s.model,
+        s.base_url,
+        s.api_key_sealed,
+        s.fallback_provider,
+        s.fallback_model,
+        s.instructions,
+        s.tone,
+        s.policy,
+        s.daily_call_limit,
+        now,
+        clear_key
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- knowledge ----
+
+struct KnowledgeRow {
+    id: Uuid,
+    kind: String,
+    title: String,
+    body: String,
+}
+
+pub async fn knowledge(conn: &mut PgConnection) -> sqlx::Result<Vec<KnowledgeEntry>> {
+    let rows = sqlx::query_as!(
+        KnowledgeRow,
+        "SELECT id, kind, title, body FROM knowledge_entries ORDER BY created_at, id"
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| KnowledgeEntry {
+            id: r.id,
+            kind: KnowledgeKind::parse(&r.kind).unwrap_or(KnowledgeKind::Other),
+            title: r.title,
+            body: r.body,
+        })
+        .collect())
+}
+
+pub async fn insert_knowledge(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    e: &KnowledgeEntry,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO knowledge_entries (id, tenant_id, kind, title, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        e.id,
+        tenant_id,
+        e.kind.as_str(),
+        e.title,
+        e.body,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_knowledge(
+    conn: &mut PgConnection,
+    e: &KnowledgeEntry,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE knowledge_entries SET kind = $2, title = $3, body = $4, updated_at = $5 WHERE id = $1",
+        e.id,
+        e.kind.as_str(),
+        e.title,
+        e.body,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn delete_knowledge(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    let r = sqlx::query!("DELETE FROM knowledge_entries WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+// ---- drafts ----
+
+#[derive(Clone, Debug)]
+pub struct Draft {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub contact_id: Uuid,
+    pub reply_to_message_id: Uuid,
+    pub state: String,
+    pub original_sealed: Option<Vec<u8>>,
+    pub final_sealed: Option<Vec<u8>>,
+    pub escalation_reason: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub prompt_version: String,
+    pub knowledge_ids: Vec<Uuid>,
+    pub input_tokens: i32,
+    pub output_tokens: i32,
+    pub latency_ms: i32,
+    pub auto_sent: bool,
+    pub decided_by: Option<Uuid>,
+    pub decided_at: Option<OffsetDateTime>,
+    pub reject_reason: Option<String>,
+    pub edited: bool,
+    pub sent_message_id: Option<Uuid>,
+    pub created_at: OffsetDateTime,
+}
+
+pub struct NewDraft<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub contact_id: Uuid,
+    pub reply_to_message_id: Uuid,
+    pub state: &'a str,
+    pub original_sealed: Option<Vec<u8>>,
+    pub escalation_reason: Option<&'a str>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub prompt_version: &'a str,
+    pub knowledge_ids: Vec<Uuid>,
+    pub input_tokens: i32,
+    pub output_tokens: i32,
+    pub latency_ms: i32,
+}
+
+/// Stores a draft, superseding the conversation's older pending one. `false` when this
+/// inbound turn already has a draft (the job ran twice).
+pub async fn insert_draft(
+    conn: &mut PgConnection,
+    d: NewDraft<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let exists = sqlx::query_scalar!(
+        "SELECT 1 AS one FROM drafts WHERE reply_to_message_id = $1",
+        d.reply_to_message_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_some() {
+        return Ok(false);
+    }
+    sqlx::query!(
+        "UPDATE drafts SET state = 'superseded', decided_at = $2 WHERE conversation_id = $1 AND state = 'pending'",
+        d.conversation_id,
+        now
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO drafts (id, tenant_id, conversation_id, contact_id, reply_to_message_id, state, original_sealed,
+                               escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens,
+                               output_tokens, latency_ms, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#,
+        d.id,
+        d.tenant_id,
+        d.conversation_id,
+        d.contact_id,
+        d.reply_to_message_id,
+        d.state,
+        d.original_sealed,
+        d.escalation_reason,
+        d.provider,
+        d.model,
+        d.prompt_version,
+        &d.knowledge_ids,
+        d.input_tokens,
+        d.output_tokens,
+        d.latency_ms,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+pub async fn get_draft(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Draft>> {
+    sqlx::query_as!(
+        Draft,
+        r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
+                  escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
+                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at
+           FROM drafts WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The review queue: pending and escalated drafts, oldest first.
+pub async fn queue(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Draft>> {
+    sqlx::query_as!(
+        Draft,
+        r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
+                  escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
+                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at
+           FROM drafts WHERE state IN ('pending', 'escalated') ORDER BY created_at, id LIMIT $1"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn queue_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM drafts WHERE state IN ('pending', 'escalated')"#
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn latest_for_conversation(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+) -> sqlx::Result<Option<Draft>> {
+    sqlx::query_as!(
+        Draft,
+        r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
+                  escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
+                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at
+           FROM drafts WHERE conversation_id = $1 ORDER BY created_at DESC LIMIT 1"#,
+        conversation_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Decides a draft once: only a pending (or escalated) draft moves. `false` when someone
+/// else decided first — so a double click or two reviewers send once.
+#[allow(clippy::too_many_arguments)]
+pub async fn decide(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    by: Option<Uuid>,
+    final_sealed: Option<&[u8]>,
+    edited: bool,
+    reject_reason: Option<&str>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE drafts SET state = $2, decided_by = $3, decided_at = $4, final_sealed = $5, edited = $6, reject_reason = $7
+           WHERE id = $1 AND state IN ('pending', 'escalated')"#,
+        id,
+        state,
+        by,
+        now,
+        final_sealed,
+        edited,
+        reject_reason
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_sent(
+    conn: &mut PgConnection,
+    id: Uuid,
+    message_id: Uuid,
+    auto: bool,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE drafts SET sent_message_id = $2, auto_sent = $3 WHERE id = $1",
+        id,
+        message_id,
+        auto
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pending drafts of a conversation stop being offered (staff took over).
+pub async fn supersede_pending(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        "UPDATE drafts SET state = 'superseded', decided_at = $2 WHERE conversation_id = $1 AND state IN ('pending', 'escalated')",
+        conversation_id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+// ---- recipients and usage ----
+
+/// Records that `name` (an AI provider or MCP server) received this contact's data.
+pub async fn record_recipient(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    contact_id: Uuid,
+    kind: &str,
+    name: &str,
+    detail: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO data_recipients (tenant_id, contact_id, kind, name, detail, first_at, last_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $6)
+           ON CONFLICT (tenant_id, contact_id, kind, name)
+           DO UPDATE SET last_at = EXCLUDED.last_at, detail = EXCLUDED.detail, times = data_recipients.times + 1"#,
+        tenant_id,
+        contact_id,
+        kind,
+        name,
+        detail,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct Recipient {
+    pub kind: String,
+    pub name: String,
+    pub detail: String,
+    pub first_at: OffsetDateTime,
+    pub last_at: OffsetDateTime,
+    pub times: i32,
+}
+
+pub async fn recipients(conn: &mut PgConnection, contact_id: Uuid) -> sqlx::Result<Vec<Recipient>> {
+    sqlx::query_as!(
+        Recipient,
+        "SELECT kind, name, detail, first_at, last_at, times FROM data_recipients WHERE contact_id = $1 ORDER BY kind, name",
+        contact_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub struct UsageDelta<'a> {
+    pub provider: &'a str,
+    pub calls: i32,
+    pub failures: i32,
+    pub drafts: i32,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+pub async fn add_usage(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    day: Date,
+    u: UsageDelta<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO ai_usage (tenant_id, day, provider, calls, failures, drafts, input_tokens, output_tokens)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (tenant_id, day, provider) DO UPDATE SET
+             calls = ai_usage.calls + EXCLUDED.calls, failures = ai_usage.failures + EXCLUDED.failures,
+             drafts = ai_usage.drafts + EXCLUDED.drafts,
+             input_tokens = ai_usage.input_tokens + EXCLUDED.input_tokens,
+             output_tokens = ai_usage.output_tokens + EXCLUDED.output_tokens"#,
+        tenant_id,
+        day,
+        u.provider,
+        u.calls,
+        u.failures,
+        u.drafts,
+        u.input_tokens,
+        u.output_tokens
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct UsageRow {
+    pub day: Date,
+    pub provider: String,
+    pub calls: i32,
+    pub failures: i32,
+    pub drafts: i32,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+pub async fn usage_since(conn: &mut PgConnection, since: Date) -> sqlx::Result<Vec<UsageRow>> {
+    sqlx::query_as!(
+        UsageRow,
+        "SELECT day, provider, calls, failures, drafts, input_tokens, output_tokens FROM ai_usage WHERE day >= $1 ORDER BY day DESC, provider",
+        since
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Drafts made since `since` (the plan's monthly AI message limit counts these).
+pub async fn drafts_since(conn: &mut PgConnection, since: Date) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(drafts), 0)::bigint AS "n!" FROM ai_usage WHERE day >= $1"#,
+        since
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn calls_on(conn: &mut PgConnection, day: Date) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(calls), 0)::bigint AS "n!" FROM ai_usage WHERE day = $1"#,
+        day
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn set_attention(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE conversations SET attention = $2, attention_at = CASE WHEN $2::text IS NULL THEN NULL ELSE $3::timestamptz END WHERE id = $1",
+        conversation_id,
+        reason,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

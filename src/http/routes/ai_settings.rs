@@ -1,0 +1,406 @@
+//! AI settings (provider, model, own key, fallback, instructions, tone, review policy) and
+//! usage per day; and the knowledge the AI answers from.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    ai::ProviderKind,
+    crypto::Aad,
+    db::{self, ai as db_ai, audit},
+    domain::knowledge::{KnowledgeEntry, KnowledgeKind},
+    error::{AppError, AppResult},
+    http::{
+        extract::{Admin, PageCtx, RequireRole, TenantCtx},
+        middleware::redirect_with_flash,
+        routes::{auth::form_error, portal::Shell},
+    },
+    review::POLICIES,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/ai", get(page).post(save))
+        .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))
+        .route("/t/{slug}/knowledge/{id}", post(edit_entry))
+        .route("/t/{slug}/knowledge/{id}/delete", post(delete_entry))
+}
+
+pub const PROVIDERS: [&str; 6] = [
+    "offline",
+    "openai",
+    "anthropic",
+    "gemini",
+    "groq",
+    "openai_compatible",
+];
+
+pub struct UsageView {
+    pub day: String,
+    pub provider: String,
+    pub calls: i32,
+    pub failures: i32,
+    pub drafts: i32,
+    pub tokens: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ai/settings.html")]
+pub struct AiPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub provider: String,
+    pub model: String,
+    pub base_url: String,
+    pub has_key: bool,
+    pub fallback_provider: String,
+    pub fallback_model: String,
+    pub instructions: String,
+    pub tone: String,
+    pub policy: String,
+    pub daily_call_limit: String,
+    pub providers: [&'static str; 6],
+    pub policies: [&'static str; 3],
+    pub usage: Vec<UsageView>,
+    pub error: Option<&'static str>,
+}
+
+async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<AiPage> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let s = db_ai::settings(&mut tx).await?;
+    let since = state.now().date() - time::Duration::days(30);
+    let usage = db_ai::usage_since(&mut tx, since).await?;
+    tx.commit().await?;
+    Ok(AiPage {
+        ctx,
+        shell: Shell::load(state, t, "ai").await?,
+        provider: s.provider,
+        model: s.model,
+        base_url: s.base_url.unwrap_or_default(),
+        has_key: s.api_key_sealed.is_some(),
+        fallback_provider: s.fallback_provider.unwrap_or_default(),
+        fallback_model: s.fallback_model.unwrap_or_default(),
+        instructions: s.instructions,
+        tone: s.tone,
+        policy: s.policy,
+        daily_call_limit: s
+            .daily_call_limit
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        providers: PROVIDERS,
+        policies: POLICIES,
+        usage: usage
+            .into_iter()
+            .map(|u| UsageView {
+                day: u.day.to_string(),
+                provider: u.provider,
+                calls: u.calls,
+                failures: u.failures,
+                drafts: u.drafts,
+                tokens: format!("{} / {}", u.input_tokens, u.output_tokens),
+            })
+            .collect(),
+        error: None,
+    })
+}
+
+async fn page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+) -> AppResult<AiPage> {
+    load(&state, ctx, &t).await
+}
+
+#[derive(Deserialize)]
+pub struct AiForm {
+    provider: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    base_url: String,
+    #[serde(default)]
+    api_key: String,
+    #[serde(default)]
+    clear_key: Option<String>,
+    #[serde(default)]
+    fallback_provider: String,
+    #[serde(default)]
+    fallback_model: String,
+    #[serde(default)]
+    instructions: String,
+    #[serde(default)]
+    tone: String,
+    policy: String,
+    #[serde(default)]
+    daily_call_limit: String,
+}
+
+fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
+    let kind: ProviderKind = f.provider.parse().map_err(|_| "ai.provider.invalid")?;
+    if !POLICIES.contains(&f.policy.as_str()) {
+        return Err("ai.policy.invalid");
+    }
+    if kind != ProviderKind::Offline && f.model.trim().is_empty() {
+        return Err("ai.model.required");
+    }
+    if kind == ProviderKind::OpenAiCompatible && f.base_url.trim().is_empty() {
+        return Err("ai.base_url.required");
+    }
+    if !f.base_url.trim().is_empty() {
+        crate::messaging::channel::check_gateway_url(state, &f.base_url)
+            .map_err(|_| "ai.base_url.invalid")?;
+    }
+    if f.instructions.chars().count() > 4000
+        || f.tone.chars().count() > 200
+        || f.model.chars().count() > 100
+    {
+        return Err("error.too_large");
+    }
+    if !f.fallback_provider.is_empty() && f.fallback_provider.parse::<ProviderKind>().is_err() {
+        return Err("ai.provider.invalid");
+    }
+    if !f.daily_call_limit.trim().is_empty()
+        && f.daily_call_limit
+            .trim()
+            .parse::<u32>()
+            .map_or(true, |n| n == 0)
+    {
+        return Err("ai.limit.invalid");
+    }
+    Ok(())
+}
+
+async fn save(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<AiForm>,
+) -> AppResult<Response> {
+    if let Err(key) = validate(&state, &f) {
+        let mut page = load(&state, ctx, &t).await?;
+        page.error = Some(key);
+        return Ok(form_error(page));
+    }
+    let tenant = t.id();
+    let now = state.now();
+    let api_key_sealed = match f.api_key.trim() {
+        "" => None,
+        k => Some(
+            state
+                .keys
+                .seal_tenant_str(tenant, Aad::new("ai_settings", "api_key", tenant), k)
+                .await?,
+        ),
+    };
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let s = db_ai::AiSettings {
+        provider: f.provider.clone(),
+        model: f.model.trim().to_owned(),
+        base_url: opt(&f.base_url),
+        api_key_sealed,
+        fallback_provider: opt(&f.fallback_provider),
+        fallback_model: opt(&f.fallback_model),
+        instructions: f.instructions.trim().to_owned(),
+        tone: f.tone.trim().to_owned(),
+        policy: f.policy.clone(),
+        daily_call_limit: f.daily_call_limit.trim().parse().ok(),
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    db_ai::save_settings(&mut tx, tenant, &s, f.clear_key.is_some(), now).await?;
+    // Which provider and policy — never the key.
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "ai.settings_changed",
+        &s.provider,
+        json!({ "model": s.model, "policy": s.policy, "own_key": f.api_key.trim() != "" }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/ai", t.tenant.slug),
+        true,
+        "settings.saved",
+    ))
+}
+
+// ---- knowledge ----
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ai/knowledge.html")]
+pub struct KnowledgePage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub entries: Vec<KnowledgeEntry>,
+    pub kinds: [KnowledgeKind; 5],
+    pub error: Option<&'static str>,
+}
+
+async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<KnowledgePage> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let entries = db_ai::knowledge(&mut tx).await?;
+    tx.commit().await?;
+    Ok(KnowledgePage {
+        ctx,
+        shell: Shell::load(state, t, "knowledge").await?,
+        entries,
+        kinds: [
+            KnowledgeKind::Faq,
+            KnowledgeKind::Hours,
+            KnowledgeKind::Service,
+            KnowledgeKind::Price,
+            KnowledgeKind::Other,
+        ],
+        error: None,
+    })
+}
+
+async fn knowledge_page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+) -> AppResult<KnowledgePage> {
+    load_knowledge(&state, ctx, &t).await
+}
+
+#[derive(Deserialize)]
+pub struct EntryForm {
+    kind: String,
+    title: String,
+    body: String,
+}
+
+fn parse_entry(id: Uuid, f: &EntryForm) -> Result<KnowledgeEntry, &'static str> {
+    let kind = KnowledgeKind::parse(&f.kind).ok_or("knowledge.invalid")?;
+    let (title, body) = (f.title.trim(), f.body.trim());
+    if title.is_empty()
+        || title.chars().count() > 200
+        || body.is_empty()
+        || body.chars().count() > 8000
+    {
+        return Err("knowledge.invalid");
+    }
+    Ok(KnowledgeEntry {
+        id,
+        kind,
+        title: title.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+async fn refuse(
+    state: &AppState,
+    ctx: PageCtx,
+    t: &TenantCtx,
+    key: &'static str,
+) -> AppResult<Response> {
+    let mut page = load_knowledge(state, ctx, t).await?;
+    page.error = Some(key);
+    Ok(form_error(page))
+}
+
+async fn add_entry(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<EntryForm>,
+) -> AppResult<Response> {
+    let e = match parse_entry(Uuid::now_v7(), &f) {
+        Ok(e) => e,
+        Err(key) => return refuse(&state, ctx, &t, key).await,
+    };
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    db_ai::insert_knowledge(&mut tx, t.id(), &e, now).await?;
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "knowledge.added",
+        &e.title,
+        json!({ "id": e.id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/knowledge", t.tenant.slug),
+        true,
+        "knowledge.saved",
+    ))
+}
+
+async fn edit_entry(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<EntryForm>,
+) -> AppResult<Response> {
+    let e = match parse_entry(id, &f) {
+        Ok(e) => e,
+        Err(key) => return refuse(&state, ctx, &t, key).await,
+    };
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    if !db_ai::update_knowledge(&mut tx, &e, now).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "knowledge.edited",
+        &e.title,
+        json!({ "id": e.id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/knowledge", t.tenant.slug),
+        true,
+        "knowledge.saved",
+    ))
+}
+
+async fn delete_entry(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    if !db_ai::delete_knowledge(&mut tx, id).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "knowledge.deleted",
+        &id.to_string(),
+        json!({}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/knowledge", t.tenant.slug),
+        true,
+        "knowledge.deleted",
+    ))
+}

@@ -1,0 +1,215 @@
+//! The review queue: pending drafts oldest first, each beside its conversation, to approve
+//! (optionally edited), reject with a reason, or take over; escalations to take or dismiss.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, ai as db_ai, conversations, messages},
+    error::{AppError, AppResult},
+    http::{
+        extract::{PageCtx, RequireRole, Reviewer, TenantCtx},
+        middleware::redirect_with_flash,
+        routes::portal::Shell,
+    },
+    messaging::{
+        send,
+        view::{self, Clock, ThreadMessage},
+    },
+    review::decide::{self, DecideError},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/review", get(queue))
+        .route("/t/{slug}/drafts/{id}/approve", post(approve))
+        .route("/t/{slug}/drafts/{id}/reject", post(reject))
+        .route("/t/{slug}/drafts/{id}/dismiss", post(dismiss))
+        .route("/t/{slug}/conversations/{id}/take-over", post(take_over))
+}
+
+pub struct DraftCard {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub escalated: bool,
+    pub reason: String,
+    pub contact: String,
+    pub text: String,
+    pub context: Vec<ThreadMessage>,
+    pub age_minutes: i64,
+    pub created: String,
+    pub provider: String,
+    pub model: String,
+    pub knowledge: Vec<String>,
+    pub tokens: String,
+    pub latency_ms: i32,
+    /// Minutes left in WhatsApp's 24-hour window (Meta channels), if it applies.
+    pub window_minutes: Option<i64>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "review/queue.html")]
+pub struct QueuePage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub cards: Vec<DraftCard>,
+}
+
+const QUEUE_LIMIT: i64 = 50;
+const CONTEXT_MESSAGES: i64 = 6;
+
+async fn queue(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Reviewer>,
+) -> AppResult<QueuePage> {
+    let tenant = t.id();
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let settings = db::accounts::settings(&mut tx).await?;
+    let clock = Clock::new(&settings.time_zone, now);
+    let drafts = db_ai::queue(&mut tx, QUEUE_LIMIT).await?;
+    let knowledge = db_ai::knowledge(&mut tx).await?;
+    let mut cards = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let Some(conv) = conversations::get(&mut tx, d.conversation_id).await? else {
+            continue;
+        };
+        let Some(contact) = db::contacts::get(&mut tx, conv.contact_id).await? else {
+            continue;
+        };
+        let channel = db::channels::get(&mut tx, conv.channel_id).await?;
+        let mut msgs = messages::thread(&mut tx, conv.id, None, CONTEXT_MESSAGES).await?;
+        msgs.reverse();
+        let mut context = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            context.push(view::thread_message(&state, tenant, &clock, m).await);
+        }
+        let text = decide::original_text(&state, tenant, &d)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let is_meta = channel.as_ref().is_some_and(|c| c.kind == "meta");
+        cards.push(DraftCard {
+            id: d.id,
+            conversation_id: conv.id,
+            escalated: d.state == "escalated",
+            reason: d.escalation_reason.clone().unwrap_or_default(),
+            contact: view::contact(&state, tenant, &contact).await.label(),
+            text,
+            context,
+            age_minutes: (now - d.created_at).whole_minutes().max(0),
+            created: clock.full(d.created_at),
+            provider: d.provider.clone(),
+            model: d.model.clone(),
+            knowledge: d
+                .knowledge_ids
+                .iter()
+                .filter_map(|id| knowledge.iter().find(|k| k.id == *id))
+                .map(|k| k.title.clone())
+                .collect(),
+            tokens: format!("{} / {}", d.input_tokens, d.output_tokens),
+            latency_ms: d.latency_ms,
+            window_minutes: is_meta.then(|| {
+                conv.last_inbound_at
+                    .map(|t| (t + send::SERVICE_WINDOW - now).whole_minutes().max(0))
+                    .unwrap_or(0)
+            }),
+        });
+    }
+    tx.commit().await?;
+    Ok(QueuePage {
+        ctx,
+        shell: Shell::load(&state, &t, "review").await?,
+        cards,
+    })
+}
+
+fn back(t: &TenantCtx) -> String {
+    format!("/t/{}/review", t.tenant.slug)
+}
+
+fn outcome(t: &TenantCtx, r: Result<(), DecideError>, ok_key: &'static str) -> AppResult<Response> {
+    match r {
+        Ok(()) => Ok(redirect_with_flash(&back(t), true, ok_key)),
+        Err(DecideError::Internal(e)) => Err(AppError::Internal(e)),
+        Err(DecideError::NotFound) => Err(AppError::NotFound),
+        Err(e) => Ok(redirect_with_flash(&back(t), false, e.message_key())),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ApproveForm {
+    text: Option<String>,
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<ApproveForm>,
+) -> AppResult<Response> {
+    let r = decide::approve(&state, t.id(), &t.actor(), id, f.text.as_deref())
+        .await
+        .map(|_| ());
+    outcome(&t, r, "review.approved")
+}
+
+#[derive(Deserialize)]
+pub struct RejectForm {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<RejectForm>,
+) -> AppResult<Response> {
+    let r = decide::reject(&state, t.id(), &t.actor(), id, &f.reason).await;
+    outcome(&t, r, "review.rejected")
+}
+
+async fn dismiss(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let r = decide::dismiss(&state, t.id(), &t.actor(), id).await;
+    outcome(&t, r, "review.dismissed")
+}
+
+async fn take_over(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    match decide::take_over(&state, t.id(), &t.actor(), id).await {
+        Ok(()) => Ok(redirect_with_flash(
+            &format!("/t/{}/conversations/{id}", t.tenant.slug),
+            true,
+            "review.taken_over",
+        )),
+        Err(DecideError::NotFound) => Err(AppError::NotFound),
+        Err(e) => outcome(&t, Err(e), ""),
+    }
+}
+
+/// Drafts and escalations waiting (the navigation badge).
+pub async fn waiting(state: &AppState, tenant: Uuid) -> AppResult<i64> {
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let n = db_ai::queue_count(&mut tx).await?;
+    tx.commit().await?;
+    Ok(n)
+}

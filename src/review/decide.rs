@@ -1,0 +1,279 @@
+//! Staff decisions on drafts. Each moves a draft out of the queue at most once (a
+//! conditional update), so a double click — or two reviewers at once — sends one reply.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    crypto::Aad,
+    db::{
+        self, ai as db_ai,
+        audit::{self, Actor},
+        conversations,
+    },
+    live,
+    messaging::send::{self, Author, QueueError, Refusal},
+    state::AppState,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("not found")]
+    NotFound,
+    /// Someone decided it first (or a newer draft replaced it).
+    #[error("already decided")]
+    AlreadyDecided,
+    #[error("empty reply")]
+    Empty,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for DecideError {
+    fn from(e: sqlx::Error) -> Self {
+        DecideError::Internal(e.into())
+    }
+}
+
+impl DecideError {
+    pub fn message_key(&self) -> &'static str {
+        match self {
+            DecideError::NotFound => "error.not_found",
+            DecideError::AlreadyDecided => "review.already_decided",
+            DecideError::Empty => "reply.empty",
+            DecideError::Refused(r) => r.message_key(),
+            DecideError::Internal(_) => "error.internal",
+        }
+    }
+}
+
+/// The draft's text as the AI wrote it.
+pub async fn original_text(
+    state: &AppState,
+    tenant_id: Uuid,
+    d: &db_ai::Draft,
+) -> anyhow::Result<Option<String>> {
+    match d.original_sealed.as_deref() {
+        Some(s) => Ok(Some(
+            state
+                .keys
+                .open_str(
+                    tenant_id,
+                    d.contact_id,
+                    Aad::new("drafts", "original", d.id),
+                    s,
+                )
+                .await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+pub async fn final_text(
+    state: &AppState,
+    tenant_id: Uuid,
+    d: &db_ai::Draft,
+) -> anyhow::Result<Option<String>> {
+    match d.final_sealed.as_deref() {
+        Some(s) => Ok(Some(
+            state
+                .keys
+                .open_str(
+                    tenant_id,
+                    d.contact_id,
+                    Aad::new("drafts", "final", d.id),
+                    s,
+                )
+                .await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Approves a draft, optionally with the reviewer's edited text; queues the send. Returns
+/// the outbound message id.
+pub async fn approve(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    draft_id: Uuid,
+    edited: Option<&str>,
+) -> Result<Uuid, DecideError> {
+    let user = actor.id.ok_or(DecideError::NotFound)?;
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let d = db_ai::get_draft(&mut tx, draft_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    if d.state != "pending" {
+        return Err(DecideError::AlreadyDecided);
+    }
+    let original = original_text(state, tenant_id, &d)
+        .await?
+        .unwrap_or_default();
+    let text = match edited.map(str::trim) {
+        Some(t) if !t.is_empty() => t.to_owned(),
+        Some(_) => return Err(DecideError::Empty),
+        None => original.clone(),
+    };
+    let was_edited = text != original.trim();
+    let final_sealed = state
+        .keys
+        .seal_str(
+            tenant_id,
+            d.contact_id,
+            Aad::new("drafts", "final", d.id),
+            &text,
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+    if !db_ai::decide(
+        &mut tx,
+        d.id,
+        "approved",
+        Some(user),
+        Some(&final_sealed),
+        was_edited,
+        None,
+        now,
+    )
+    .await?
+    {
+        return Err(DecideError::AlreadyDecided);
+    }
+    let message_id = match send::queue_text(
+        state,
+        &mut tx,
+        tenant_id,
+        d.conversation_id,
+        &text,
+        Author::Ai {
+            approved_by: Some(user),
+        },
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(QueueError::Refused(r)) => return Err(r.into()),
+        Err(QueueError::Internal(e)) => return Err(e.into()),
+    };
+    db_ai::set_sent(&mut tx, d.id, message_id, false).await?;
+    db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "draft.approved",
+        &d.conversation_id.to_string(),
+        json!({ "draft": d.id, "edited": was_edited, "message": message_id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    live::publish(
+        state,
+        tenant_id,
+        &live::Event::Conversation {
+            id: d.conversation_id,
+        },
+    )
+    .await;
+    Ok(message_id)
+}
+
+pub async fn reject(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    draft_id: Uuid,
+    reason: &str,
+) -> Result<(), DecideError> {
+    let now = state.now();
+    let reason: String = reason.trim().chars().take(500).collect();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let d = db_ai::get_draft(&mut tx, draft_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    if !db_ai::decide(
+        &mut tx,
+        d.id,
+        "rejected",
+        actor.id,
+        None,
+        false,
+        Some(&reason),
+        now,
+    )
+    .await?
+    {
+        return Err(DecideError::AlreadyDecided);
+    }
+    // A rejected draft leaves the turn to a person.
+    db_ai::set_attention(&mut tx, d.conversation_id, Some("draft_rejected"), now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "draft.rejected",
+        &d.conversation_id.to_string(),
+        json!({ "draft": d.id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    Ok(())
+}
+
+/// Clears an escalation once a person has dealt with it.
+pub async fn dismiss(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    draft_id: Uuid,
+) -> Result<(), DecideError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let d = db_ai::get_draft(&mut tx, draft_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    if !db_ai::decide(&mut tx, d.id, "dismissed", actor.id, None, false, None, now).await? {
+        return Err(DecideError::AlreadyDecided);
+    }
+    db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    Ok(())
+}
+
+/// Staff take the conversation: the AI stops drafting and pending drafts are withdrawn.
+pub async fn take_over(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    conversation_id: Uuid,
+) -> Result<(), DecideError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    if !conversations::set_ownership(&mut tx, conversation_id, "human").await? {
+        return Err(DecideError::NotFound);
+    }
+    db_ai::supersede_pending(&mut tx, conversation_id, now).await?;
+    db_ai::set_attention(&mut tx, conversation_id, None, now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "conversation.taken_over",
+        &conversation_id.to_string(),
+        json!({}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Review before delivery: the AI drafts (the `ai_reply` job), staff decide (approve,
+//! edit-then-approve, reject, take over), and only an approval — or the tenant's explicit
+//! `auto_send` policy — puts a reply on the send queue.
+
+pub mod decide;
+pub mod diff;
+pub mod draft;
+
+/// The job that drafts a reply for a conversation (one pending per conversation, debounced:
+/// a burst of messages coalesces into one turn).
+pub const AI_REPLY: &str = "ai_reply";
+
+/// The review policies: per tenant, overridable per conversation.
+pub const POLICIES: [&str; 3] = ["review_all", "auto_send", "off"];

@@ -1,0 +1,673 @@
+//! AI drafting and review before delivery (issue 6).
+
+use serde_json::json;
+use sigmaai::clock::Clock;
+use time::Duration;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_partial_json, header, method, path},
+};
+
+use crate::{
+    browser::Browser,
+    client::{Client, PASSWORD, World},
+    harness::TestApp,
+    wa::{Gw, evo_text},
+};
+
+async fn add_knowledge(w: &World, kind: &str, title: &str, body: &str) {
+    let r = w
+        .owner
+        .submit(
+            "/t/clinic-a/knowledge",
+            "/t/clinic-a/knowledge",
+            &[("kind", kind), ("title", title), ("body", body)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+}
+
+async fn clinic_knowledge(w: &World) {
+    add_knowledge(
+        w,
+        "hours",
+        "Horário de funcionamento",
+        "Atendemos de segunda a sexta das 8h às 18h e aos sábados das 8h às 12h.",
+    )
+    .await;
+    add_knowledge(
+        w,
+        "price",
+        "Preço da limpeza",
+        "A limpeza dental custa R$ 180, com avaliação incluída.",
+    )
+    .await;
+}
+
+async fn set_ai(w: &World, fields: &[(&str, &str)]) {
+    let mut all = vec![("policy", "review_all"), ("provider", "offline")];
+    for (k, v) in fields {
+        all.retain(|(a, _)| a != k);
+        all.push((k, v));
+    }
+    let r = w
+        .owner
+        .submit("/t/clinic-a/ai", "/t/clinic-a/ai", &all)
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+}
+
+fn now(gw: &Gw) -> i64 {
+    gw.w.t.clock.now().unix_timestamp()
+}
+
+async fn drafts(t: &TestApp) -> Vec<(String, Option<String>)> {
+    sqlx::query_as("SELECT state, escalation_reason FROM drafts ORDER BY created_at")
+        .fetch_all(&t.owner)
+        .await
+        .unwrap()
+}
+
+async fn gateway_sends(gw: &Gw) -> Vec<serde_json::Value> {
+    gw.gateway
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/message/sendText/clinic")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+async fn mock_send_ok(gw: &Gw) {
+    Mock::given(method("POST"))
+        .and(path("/message/sendText/clinic"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({ "key": { "id": format!("OUT-{}", uuid::Uuid::new_v4().simple()) } }),
+        ))
+        .mount(&gw.gateway)
+        .await;
+}
+
+/// The review page's first draft id.
+async fn first_draft(c: &Client) -> String {
+    let page = c.get("/t/clinic-a/review").await;
+    let doc = scraper::Html::parse_document(&page.body);
+    let sel = scraper::Selector::parse("article[data-review-card]").unwrap();
+    doc.select(&sel)
+        .next()
+        .unwrap_or_else(|| panic!("no draft on the review page:\n{}", page.body))
+        .value()
+        .attr("id")
+        .unwrap()
+        .trim_start_matches("draft-")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Vocês abrem no sábado? Qual o horário?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    assert_eq!(drafts(&gw.w.t).await, vec![("pending".to_owned(), None)]);
+    let page = gw.w.owner.get("/t/clinic-a/review").await;
+    assert!(
+        page.body.contains("aos sábados das 8h às 12h"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Horário de funcionamento"),
+        "provenance names the knowledge entry"
+    );
+    assert!(
+        page.body.contains("Vocês abrem no sábado?"),
+        "conversation context beside the draft"
+    );
+    // Nothing was sent: the draft waits.
+    assert!(gateway_sends(&gw).await.is_empty());
+
+    let other = Gw::evolution().await;
+    clinic_knowledge(&other.w).await;
+    other
+        .evo(&evo_text(
+            "Q2",
+            "5511977776666",
+            "Bia",
+            now(&other),
+            "Qual é a capital da França?",
+        ))
+        .await;
+    other.run_jobs().await;
+    assert_eq!(
+        drafts(&other.w.t).await,
+        vec![(
+            "escalated".to_owned(),
+            Some("no_matching_knowledge".to_owned())
+        )]
+    );
+    let attention: Option<String> = sqlx::query_scalar("SELECT attention FROM conversations")
+        .fetch_one(&other.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(attention.as_deref(), Some("no_matching_knowledge"));
+    let page = other.w.owner.get("/t/clinic-a/review").await;
+    assert!(page.body.contains("nothing in the knowledge base matches"));
+}
+
+#[tokio::test]
+async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_once() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    assert!(
+        gateway_sends(&gw).await.is_empty(),
+        "nothing reaches the gateway before approval"
+    );
+    let id = first_draft(&gw.w.owner).await;
+    // Two reviewers (or a double click) approve at once.
+    let other = gw.w.add_member("re@a.test", "reviewer").await;
+    let (csrf_a, csrf_b) = (
+        gw.w.owner.get("/t/clinic-a/review").await.csrf(),
+        other.get("/t/clinic-a/review").await.csrf(),
+    );
+    let action = format!("/t/clinic-a/drafts/{id}/approve");
+    let (fa, fb) = ([("csrf", csrf_a.as_str())], [("csrf", csrf_b.as_str())]);
+    let (a, b) = tokio::join!(gw.w.owner.post(&action, &fa), other.post(&action, &fb));
+    assert_eq!((a.status, b.status), (303, 303));
+    gw.run_jobs().await;
+    let sends = gateway_sends(&gw).await;
+    assert_eq!(sends.len(), 1, "sent exactly once");
+    assert!(sends[0]["text"].as_str().unwrap().contains("R$ 180"));
+    let (state, by): (String, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT state, decided_by FROM drafts")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(state, "approved");
+    assert!(by.is_some());
+    let approvals: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'draft.approved'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(approvals, 1);
+}
+
+#[tokio::test]
+async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let id = first_draft(&gw.w.owner).await;
+    let edited = "Olá Ana! A limpeza custa R$ 150 neste mês, com avaliação incluída.";
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{id}/approve"),
+                &[("text", edited)],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    gw.run_jobs().await;
+    assert_eq!(gateway_sends(&gw).await[0]["text"], edited);
+    let (was_edited, draft_id): (bool, uuid::Uuid) =
+        sqlx::query_as("SELECT edited, id FROM drafts")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert!(was_edited);
+    let d = {
+        let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, tenant_id(&gw.w.t).await)
+            .await
+            .unwrap();
+        sigmaai::db::ai::get_draft(&mut tx, draft_id)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let tenant = tenant_id(&gw.w.t).await;
+    let original = sigmaai::review::decide::original_text(&gw.w.t.state, tenant, &d)
+        .await
+        .unwrap()
+        .unwrap();
+    let fin = sigmaai::review::decide::final_text(&gw.w.t.state, tenant, &d)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(original.contains("R$ 180"));
+    assert_eq!(fin, edited);
+    let diff = sigmaai::review::diff::words(&original, &fin);
+    assert!(
+        diff.iter()
+            .any(|op| matches!(op, sigmaai::review::diff::Op::Added(a) if a.contains("150"))),
+        "{diff:?}"
+    );
+}
+
+async fn tenant_id(t: &TestApp) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
+        .fetch_one(&t.owner)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let id = first_draft(&gw.w.owner).await;
+    let b = gw.w.client();
+    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    assert!(!b.get("/t/clinic-b/review").await.body.contains(&id));
+    assert_eq!(b.get("/t/clinic-a/review").await.status, 404);
+    let csrf = b.get("/t/clinic-b/review").await.csrf();
+    for action in [
+        format!("/t/clinic-b/drafts/{id}/approve"),
+        format!("/t/clinic-a/drafts/{id}/approve"),
+        format!("/t/clinic-b/drafts/{id}/reject"),
+    ] {
+        let r = b.post(&action, &[("csrf", &csrf)]).await;
+        assert!(r.status == 404, "{action}: {}", r.status);
+    }
+    assert_eq!(drafts(&gw.w.t).await[0].0, "pending");
+    // A viewer of A can't approve either.
+    let viewer = gw.w.add_member("vi@a.test", "viewer").await;
+    let csrf = viewer.get("/t/clinic-a").await.csrf();
+    assert_eq!(
+        viewer
+            .post(
+                &format!("/t/clinic-a/drafts/{id}/approve"),
+                &[("csrf", &csrf)]
+            )
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_human_takeover_stops_drafting_until_handed_back() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let conv = gw.only_conversation().await;
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/conversations/{conv}/take-over"),
+                &[],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        drafts(&gw.w.t).await[0].0,
+        "superseded",
+        "the pending draft is withdrawn"
+    );
+    gw.evo(&evo_text(
+        "Q2",
+        "5511988887777",
+        "Ana",
+        now(&gw) + 5,
+        "E o horário de sábado?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    assert_eq!(
+        drafts(&gw.w.t).await.len(),
+        1,
+        "no draft while staff own the conversation"
+    );
+    // Handing back resumes drafting with the next message.
+    gw.w.owner
+        .submit(
+            &format!("/t/clinic-a/conversations/{conv}"),
+            &format!("/t/clinic-a/conversations/{conv}/status"),
+            &[("ownership", "ai")],
+        )
+        .await;
+    gw.evo(&evo_text(
+        "Q3",
+        "5511988887777",
+        "Ana",
+        now(&gw) + 10,
+        "Qual o horário de sábado?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    assert_eq!(drafts(&gw.w.t).await.last().unwrap().0, "pending");
+    // Staff replying from the phone takes the conversation too.
+    let from_phone = json!({ "event": "messages.upsert", "instance": "clinic", "data": { "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": true, "id": "PHONE1" }, "message": { "conversation": "Respondi pelo celular" }, "messageType": "conversation", "messageTimestamp": now(&gw) + 20 } });
+    gw.evo(&from_phone).await;
+    let ownership: String = sqlx::query_scalar("SELECT ownership FROM conversations")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(ownership, "human");
+}
+
+/// A local server speaking OpenAI's chat-completions format.
+async fn openai_server(reply: &str) -> MockServer {
+    let s = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .and(header("authorization", "Bearer tenant-openai-key"))
+        .and(body_partial_json(json!({ "store": false })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024",
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": reply }, "finish_reason": "stop" }],
+            "usage": { "prompt_tokens": 321, "completion_tokens": 17, "total_tokens": 338 }
+        })))
+        .mount(&s)
+        .await;
+    s
+}
+
+#[tokio::test]
+async fn an_llm_provider_drafts_with_provenance_and_is_recorded_as_a_recipient() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    let ai = openai_server("Olá, Ana! A limpeza custa R$ 180.").await;
+    set_ai(
+        &gw.w,
+        &[
+            ("provider", "openai"),
+            ("model", "gpt-4o-mini"),
+            ("base_url", &ai.uri()),
+            ("api_key", "tenant-openai-key"),
+            ("instructions", "Seja breve."),
+            ("tone", "acolhedor"),
+        ],
+    )
+    .await;
+    // The key is sealed, never stored in clear or shown.
+    let page = gw.w.owner.get("/t/clinic-a/ai").await;
+    assert!(!page.body.contains("tenant-openai-key"));
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let (state, provider, model, input, output, knowledge): (
+        String,
+        String,
+        String,
+        i32,
+        i32,
+        Vec<uuid::Uuid>,
+    ) = sqlx::query_as(
+        "SELECT state, provider, model, input_tokens, output_tokens, knowledge_ids FROM drafts",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), input, output), ("pending", 321, 17));
+    assert_eq!(provider, "openai");
+    assert_eq!(model, "gpt-4o-mini-2024");
+    assert!(
+        !knowledge.is_empty(),
+        "the knowledge entries used are recorded"
+    );
+    // What the provider received: the conversation, our instructions, the knowledge.
+    let req = &ai.received_requests().await.unwrap()[0];
+    let body = String::from_utf8_lossy(&req.body);
+    for expected in [
+        "Quanto custa a limpeza?",
+        "Seja breve.",
+        "acolhedor",
+        "R$ 180",
+    ] {
+        assert!(body.contains(expected), "request lacks {expected}");
+    }
+    let recipients: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, name FROM data_recipients")
+            .fetch_all(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(
+        recipients,
+        vec![("ai_provider".to_owned(), "openai".to_owned())]
+    );
+    let usage = gw.w.owner.get("/t/clinic-a/ai").await;
+    assert!(usage.body.contains("321 / 17"), "usage page shows tokens");
+}
+
+#[tokio::test]
+async fn a_provider_outage_ends_in_a_flagged_conversation_not_a_send() {
+    let gw = Gw::evolution().await;
+    let ai = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&ai)
+        .await;
+    set_ai(
+        &gw.w,
+        &[
+            ("provider", "openai"),
+            ("model", "gpt-4o-mini"),
+            ("base_url", &ai.uri()),
+            ("api_key", "tenant-openai-key"),
+        ],
+    )
+    .await;
+    mock_send_ok(&gw).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa?",
+    ))
+    .await;
+    for _ in 0..6 {
+        gw.run_jobs().await;
+        gw.w.t.clock.advance(Duration::hours(1));
+    }
+    assert_eq!(
+        drafts(&gw.w.t).await,
+        vec![(
+            "escalated".to_owned(),
+            Some("provider_unavailable".to_owned())
+        )]
+    );
+    let attention: Option<String> = sqlx::query_scalar("SELECT attention FROM conversations")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(attention.as_deref(), Some("provider_unavailable"));
+    assert!(
+        gateway_sends(&gw).await.is_empty(),
+        "an error never sends anything"
+    );
+    assert_eq!(gw.count("messages").await, 1);
+    let failures: i64 = sqlx::query_scalar("SELECT sum(failures)::bigint FROM ai_usage")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert!(failures >= 4, "failures counted: {failures}");
+}
+
+#[tokio::test]
+async fn a_burst_of_messages_becomes_one_ai_turn() {
+    let t = TestApp::with_config(|c| c.ai_debounce = Duration::seconds(3)).await;
+    let server = t.spawn().await;
+    let owner = Client::new(&server);
+    owner
+        .sign_up("Ana Owner", "owner@a.test", "Clinic A", "clinic-a")
+        .await;
+    let w = World { t, server, owner };
+    clinic_knowledge(&w).await;
+    let gw = Gw::evolution_in(w).await;
+    for (i, text) in ["Oi", "tudo bem?", "quanto custa a limpeza?"]
+        .iter()
+        .enumerate()
+    {
+        gw.evo(&evo_text(
+            &format!("B{i}"),
+            "5511988887777",
+            "Ana",
+            now(&gw) + i as i64,
+            text,
+        ))
+        .await;
+        gw.w.t.clock.advance(Duration::seconds(1));
+    }
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE kind = 'ai_reply' AND state = 'pending'",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(pending, 1, "one turn for the burst");
+    assert_eq!(gw.run_jobs().await, 0, "not before the debounce");
+    gw.w.t.clock.advance(Duration::seconds(3));
+    gw.run_jobs().await;
+    let d = drafts(&gw.w.t).await;
+    assert_eq!(
+        d,
+        vec![("pending".to_owned(), None)],
+        "one draft answering the whole burst"
+    );
+}
+
+#[tokio::test]
+async fn auto_send_sends_without_review_and_off_drafts_nothing() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    set_ai(&gw.w, &[("policy", "auto_send")]).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    assert_eq!(gateway_sends(&gw).await.len(), 1);
+    let (state, auto): (String, bool) = sqlx::query_as("SELECT state, auto_sent FROM drafts")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), auto), ("approved", true));
+
+    set_ai(&gw.w, &[("policy", "off")]).await;
+    gw.evo(&evo_text(
+        "Q2",
+        "5511988887777",
+        "Ana",
+        now(&gw) + 5,
+        "E o horário de sábado?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    assert_eq!(drafts(&gw.w.t).await.len(), 1, "policy off: no draft");
+}
+
+#[tokio::test]
+async fn browser_approves_a_draft_with_the_keyboard() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let c = &b.client;
+    c.goto(&gw.w.server.url("/login")).await.unwrap();
+    b.el("#email")
+        .await
+        .send_keys("owner@a.test")
+        .await
+        .unwrap();
+    b.el("#password").await.send_keys(PASSWORD).await.unwrap();
+    b.el("form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "Overview").await;
+    c.goto(&gw.w.server.url("/t/clinic-a/review"))
+        .await
+        .unwrap();
+    assert!(
+        b.wait_text("#review-list", "R$ 180")
+            .await
+            .contains("R$ 180")
+    );
+    b.screenshot("review-queue").await;
+    // "a" approves the focused draft.
+    b.el("body").await.send_keys("a").await.unwrap();
+    assert!(
+        b.wait_text("main", "Approved")
+            .await
+            .contains("Approved: the reply is on its way.")
+    );
+    gw.run_jobs().await;
+    let sends = gateway_sends(&gw).await;
+    assert_eq!(sends.len(), 1);
+    assert!(sends[0]["text"].as_str().unwrap().contains("R$ 180"));
+    b.close().await;
+}
