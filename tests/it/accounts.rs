@@ -904,6 +904,9 @@ async fn browser_signs_up_invites_a_colleague_who_logs_in() {
         .click()
         .await
         .unwrap();
+    // Wait for the logout to land (its response clears the session cookie).
+    b.wait_text("h1", "WhatsApp replies your patients can trust")
+        .await;
     let path = format!("/invite/{}", link.rsplit('/').next().unwrap());
     c.goto(&server.url(&path)).await.unwrap();
     b.el("#name").await.send_keys("Bea").await.unwrap();
@@ -921,6 +924,9 @@ async fn browser_signs_up_invites_a_colleague_who_logs_in() {
         .click()
         .await
         .unwrap();
+    // Wait for the logout to land (its response clears the session cookie).
+    b.wait_text("h1", "WhatsApp replies your patients can trust")
+        .await;
     c.goto(&server.url("/login")).await.unwrap();
     b.el("#email")
         .await
