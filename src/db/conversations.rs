@@ -20,6 +20,8 @@ pub struct Conversation {
     pub last_message_at: OffsetDateTime,
     pub last_inbound_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    /// Why a person must look at it (an escalation), if so.
+    pub attention: Option<String>,
 }
 
 pub struct NewConversation<'a> {
@@ -113,7 +115,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conve
     sqlx::query_as!(
         Conversation,
         r#"SELECT id, channel_id, contact_id, is_group, group_name_sealed, status, ownership, policy_override,
-                  assigned_to, labels, unread_count, last_message_at, last_inbound_at, created_at
+                  assigned_to, labels, unread_count, last_message_at, last_inbound_at, created_at, attention
            FROM conversations WHERE id = $1"#,
         id
     )
@@ -239,6 +241,21 @@ pub async fn set_ownership(
         "UPDATE conversations SET ownership = $2 WHERE id = $1",
         id,
         ownership
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_policy(
+    conn: &mut PgConnection,
+    id: Uuid,
+    policy: Option<&str>,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE conversations SET policy_override = $2 WHERE id = $1",
+        id,
+        policy
     )
     .execute(conn)
     .await?;

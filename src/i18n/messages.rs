@@ -1474,4 +1474,20 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Informe um título (até 200 caracteres) e uma resposta (até 8000).",
     ),
     ("kind.template", "Template", "Modelo"),
+    (
+        "conversation.draft_waiting",
+        "An AI draft for this conversation is waiting in the",
+        "Um rascunho da IA desta conversa aguarda na",
+    ),
+    (
+        "conversation.policy",
+        "AI for this conversation",
+        "IA nesta conversa",
+    ),
+    (
+        "conversation.policy.tenant",
+        "As in AI settings",
+        "Como nas configurações de IA",
+    ),
+    ("media.open", "open", "abrir"),
 ];

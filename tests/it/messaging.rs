@@ -197,7 +197,44 @@ async fn evolution_payload_kinds_are_stored_and_shown() {
         }
         assert!(page.body.contains(shown), "conversation page lacks {shown}");
     }
-    assert!(page.body.contains("stored (encrypted)"));
+    assert!(page.body.contains("open"));
+    // Staff open the image: decrypted for them, served inline with a sandboxing CSP.
+    let image_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM messages WHERE external_id = 'T3'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    let r =
+        gw.w.owner
+            .http
+            .get(
+                gw.w.server
+                    .url(&format!("/t/clinic-a/messages/{image_id}/media")),
+            )
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        b"\x89PNG fake image bytes"
+    );
+    // Another tenant can't.
+    let b = gw.w.client();
+    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    assert_eq!(
+        b.get(&format!("/t/clinic-b/messages/{image_id}/media"))
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]

@@ -605,6 +605,39 @@ async fn auto_send_sends_without_review_and_off_drafts_nothing() {
         .unwrap();
     assert_eq!((state.as_str(), auto), ("approved", true));
 
+    // One conversation set to "off" while the tenant auto-sends: nothing drafted there.
+    let conv = gw.only_conversation().await;
+    let r =
+        gw.w.owner
+            .submit(
+                &format!("/t/clinic-a/conversations/{conv}"),
+                &format!("/t/clinic-a/conversations/{conv}/policy"),
+                &[("policy", "off")],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    gw.evo(&evo_text(
+        "Q1b",
+        "5511988887777",
+        "Ana",
+        now(&gw) + 2,
+        "E quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    assert_eq!(
+        drafts(&gw.w.t).await.len(),
+        1,
+        "conversation override: no draft"
+    );
+    gw.w.owner
+        .submit(
+            &format!("/t/clinic-a/conversations/{conv}"),
+            &format!("/t/clinic-a/conversations/{conv}/policy"),
+            &[("policy", "")],
+        )
+        .await;
+
     set_ai(&gw.w, &[("policy", "off")]).await;
     gw.evo(&evo_text(
         "Q2",

@@ -47,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/conversations/{id}/labels", post(labels))
         .route("/t/{slug}/conversations/{id}/notes", post(notes))
         .route("/t/{slug}/messages/{id}/retry", post(retry))
+        .route("/t/{slug}/messages/{id}/media", get(media))
+        .route("/t/{slug}/conversations/{id}/policy", post(set_policy))
 }
 
 pub const PAGE_SIZE: i64 = 50;
@@ -176,6 +178,12 @@ pub struct ConversationPage {
     pub error: Option<&'static str>,
     pub draft: String,
     pub older: Option<String>,
+    /// Why a person must look at this conversation (an escalation), if so.
+    pub attention: Option<String>,
+    /// The conversation's own review policy (None: the tenant's).
+    pub policy_override: Option<String>,
+    /// A draft awaiting review for this conversation.
+    pub pending_draft: bool,
 }
 
 impl ConversationPage {
@@ -210,6 +218,7 @@ async fn load_conversation(
     let channel = db::channels::get(&mut tx, conv.channel_id).await?;
     let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
     let members = db_accounts::members(&mut tx).await?;
+    let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
@@ -264,6 +273,9 @@ async fn load_conversation(
         error: None,
         draft: String::new(),
         older,
+        attention: conv.attention.clone(),
+        policy_override: conv.policy_override,
+        pending_draft: latest_draft.is_some_and(|d| d.state == "pending"),
     })
 }
 
@@ -588,6 +600,127 @@ async fn retry(
         )),
         Err(QueueError::Internal(e)) => Err(e.into()),
     }
+}
+
+#[derive(Deserialize)]
+pub struct PolicyForm {
+    #[serde(default)]
+    policy: String,
+}
+
+/// Overrides the tenant's review policy for one conversation (empty: back to the tenant's).
+async fn set_policy(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<PolicyForm>,
+) -> AppResult<Response> {
+    let policy = match f.policy.as_str() {
+        "" => None,
+        p if crate::review::POLICIES.contains(&p) => Some(p),
+        _ => return Err(AppError::BadRequest("ai.policy.invalid")),
+    };
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    if !conversations::set_policy(&mut tx, id, policy).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "conversation.policy",
+        &id.to_string(),
+        json!({ "policy": policy }),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations/{id}", t.tenant.slug),
+        true,
+        "conversation.updated",
+    ))
+}
+
+/// A message's media, opened for a member: images inline, anything else as a download,
+/// never sniffed or run (nosniff, a sandboxing CSP).
+async fn media(
+    State(state): State<AppState>,
+    t: RequireRole<Viewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    use axum::http::{HeaderValue, header};
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let m = messages::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    let key = m
+        .media_key
+        .as_deref()
+        .filter(|_| m.media_state.as_deref() == Some("stored"))
+        .ok_or(AppError::NotFound)?;
+    let sealed = state.media.get(key).await?.ok_or(AppError::NotFound)?;
+    let bytes = state
+        .keys
+        .open(
+            tenant,
+            m.contact_id,
+            crate::crypto::Aad::new("media", "bytes", m.id),
+            &sealed,
+        )
+        .await
+        .map_err(|_| AppError::NotFound)?;
+    let mime = m
+        .media_mime
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let inline = matches!(
+        mime.as_str(),
+        "image/jpeg" | "image/png" | "image/webp" | "image/gif"
+    );
+    let mut resp = axum::response::IntoResponse::into_response(bytes);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(if inline {
+            &mime
+        } else {
+            "application/octet-stream"
+        })
+        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static(if inline {
+            "inline"
+        } else {
+            "attachment; filename=\"media\""
+        }),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "media.viewed",
+        &m.conversation_id.to_string(),
+        json!({ "message": m.id }),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resp)
 }
 
 /// The unread count shown in the navigation.
