@@ -19,6 +19,7 @@ pub mod i18n;
 pub mod jobs;
 pub mod live;
 pub mod messaging;
+pub mod privacy;
 pub mod redis;
 pub mod review;
 pub mod shutdown;

@@ -12,6 +12,8 @@ pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Deleting a missing object is not an error (deletion is idempotent).
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Deletes every object under a prefix ending in `/` (a terminated tenant's media).
+    async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<()>;
 }
 
 /// Files under a root directory; keys are relative paths of `[a-z0-9/_-]`.
@@ -62,6 +64,15 @@ impl ObjectStore for FsStore {
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         match tokio::fs::remove_file(self.path(key)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(prefix.ends_with('/'), "a prefix ends with /");
+        match tokio::fs::remove_dir_all(self.path(prefix.trim_end_matches('/'))?).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),

@@ -15,6 +15,7 @@ pub mod conversations;
 pub mod jobs;
 pub mod keystore;
 pub mod messages;
+pub mod privacy;
 
 use std::time::Duration;
 

@@ -29,6 +29,9 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<()> {
         crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
         crate::messaging::FETCH_MEDIA => crate::messaging::media::run(state, job).await,
         crate::review::AI_REPLY => crate::review::draft::run(state, job).await,
+        crate::privacy::retention::PRIVACY_SWEEP => {
+            crate::privacy::retention::run_sweep(state).await.map(drop)
+        }
         other => Err(anyhow!("unknown job kind {other:?}")),
     }
 }
@@ -69,7 +72,10 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
 }
 
 /// Periodic maintenance: (kind, every).
-pub const PERIODIC: &[(&str, Duration)] = &[(SESSION_SWEEP, Duration::hours(1))];
+pub const PERIODIC: &[(&str, Duration)] = &[
+    (SESSION_SWEEP, Duration::hours(1)),
+    (crate::privacy::retention::PRIVACY_SWEEP, Duration::days(1)),
+];
 
 /// Makes sure each periodic job has a pending run (a no-op when one is already queued).
 pub async fn schedule_periodic(state: &AppState) -> anyhow::Result<()> {

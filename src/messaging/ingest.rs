@@ -532,6 +532,11 @@ async fn store_message(
         });
     }
     conversations::note_inbound(tx, conversation, p.msg.timestamp).await?;
+    // An end user can start a data-subject request by writing the tenant's keyword.
+    if let MessageKind::Text { body } = &p.msg.kind {
+        crate::privacy::keyword_request(state, tx, tenant_id, p.contact.contact_id, body, now)
+            .await?;
+    }
     Ok(Stored::New {
         conversation,
         inbound: true,

@@ -181,6 +181,7 @@ pub async fn approve(
         },
     )
     .await;
+    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
     Ok(message_id)
 }
 
@@ -225,6 +226,7 @@ pub async fn reject(
     .await?;
     tx.commit().await?;
     live::publish(state, tenant_id, &live::Event::Review).await;
+    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
@@ -246,6 +248,7 @@ pub async fn dismiss(
     db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
     tx.commit().await?;
     live::publish(state, tenant_id, &live::Event::Review).await;
+    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
@@ -275,5 +278,6 @@ pub async fn take_over(
     .await?;
     tx.commit().await?;
     live::publish(state, tenant_id, &live::Event::Review).await;
+    crate::privacy::retention::media_after_triage(state, tenant_id, conversation_id).await?;
     Ok(())
 }

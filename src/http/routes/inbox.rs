@@ -49,6 +49,10 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/messages/{id}/retry", post(retry))
         .route("/t/{slug}/messages/{id}/media", get(media))
         .route("/t/{slug}/conversations/{id}/policy", post(set_policy))
+        .route(
+            "/t/{slug}/conversations/{id}/media-handled",
+            post(media_handled),
+        )
 }
 
 pub const PAGE_SIZE: i64 = 50;
@@ -190,6 +194,13 @@ impl ConversationPage {
     /// A URL under this conversation.
     pub fn url(&self, rest: &str) -> String {
         format!("/t/{}/conversations/{}{}", self.shell.slug, self.id, rest)
+    }
+
+    pub fn contact_url(&self, rest: &str) -> String {
+        format!(
+            "/t/{}/contacts/{}{}",
+            self.shell.slug, self.contact.id, rest
+        )
     }
 
     pub fn is_assigned(&self, user: &Uuid) -> bool {
@@ -334,6 +345,7 @@ async fn reply(
             .await?;
             tx.commit().await?;
             live::publish(&state, tenant, &live::Event::Conversation { id }).await;
+            crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
             Ok(redirect_with_flash(
                 &format!("/t/{}/conversations/{id}#reply", t.tenant.slug),
                 true,
@@ -721,6 +733,38 @@ async fn media(
     .await?;
     tx.commit().await?;
     Ok(resp)
+}
+
+/// Staff mark a conversation's media as handled: it is deleted (after-triage policy).
+async fn media_handled(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    conversations::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    let n = crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "media.handled",
+        &id.to_string(),
+        json!({ "deleted": n }),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations/{id}", t.tenant.slug),
+        true,
+        "media.handled",
+    ))
 }
 
 /// The unread count shown in the navigation.

@@ -9,6 +9,7 @@ pub mod health;
 pub mod inbox;
 pub mod members;
 pub mod portal;
+pub mod privacy;
 pub mod public;
 pub mod review;
 pub mod simulator;

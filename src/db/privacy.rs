@@ -1,0 +1,549 @@
+//! Privacy: settings, data-subject requests and their history, erasure tombstones,
+//! retention runs, and the deletions they perform.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct PrivacySettings {
+    pub message_days: i32,
+    pub media_days: Option<i32>,
+    pub ai_trace_days: i32,
+    pub dsr_keywords: Vec<String>,
+    pub default_legal_basis: String,
+}
+
+/// The tenant's settings, or `None` when never saved (callers apply the plan's defaults).
+pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<Option<PrivacySettings>> {
+    sqlx::query_as!(
+        PrivacySettings,
+        "SELECT message_days, media_days, ai_trace_days, dsr_keywords, default_legal_basis FROM privacy_settings WHERE tenant_id = app_current_tenant()"
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn save_settings(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    s: &PrivacySettings,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO privacy_settings (tenant_id, message_days, media_days, ai_trace_days, dsr_keywords, default_legal_basis, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (tenant_id) DO UPDATE SET message_days = EXCLUDED.message_days, media_days = EXCLUDED.media_days,
+             ai_trace_days = EXCLUDED.ai_trace_days, dsr_keywords = EXCLUDED.dsr_keywords,
+             default_legal_basis = EXCLUDED.default_legal_basis, updated_at = EXCLUDED.updated_at"#,
+        tenant_id,
+        s.message_days,
+        s.media_days,
+        s.ai_trace_days,
+        &s.dsr_keywords,
+        s.default_legal_basis,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- data-subject requests ----
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub id: Uuid,
+    pub contact_id: Uuid,
+    pub kind: String,
+    pub legal_basis: String,
+    pub status: String,
+    pub source: String,
+    pub received_at: OffsetDateTime,
+    pub due_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+    pub denial_reason: Option<String>,
+}
+
+pub struct NewRequest<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub contact_id: Uuid,
+    pub kind: &'a str,
+    pub legal_basis: &'a str,
+    pub status: &'a str,
+    pub source: &'a str,
+    pub received_at: OffsetDateTime,
+    pub due_at: OffsetDateTime,
+    pub created_by: Option<Uuid>,
+}
+
+pub async fn insert_request(conn: &mut PgConnection, r: NewRequest<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO dsr_requests (id, tenant_id, contact_id, kind, legal_basis, status, source, received_at, due_at, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+        r.id,
+        r.tenant_id,
+        r.contact_id,
+        r.kind,
+        r.legal_basis,
+        r.status,
+        r.source,
+        r.received_at,
+        r.due_at,
+        r.created_by
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn add_event(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    request_id: Uuid,
+    actor: &str,
+    status: &str,
+    note: &str,
+    at: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO dsr_events (id, tenant_id, request_id, at, actor_label, status, note) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        Uuid::now_v7(),
+        tenant_id,
+        request_id,
+        at,
+        actor,
+        status,
+        note
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_request(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Request>> {
+    sqlx::query_as!(
+        Request,
+        "SELECT id, contact_id, kind, legal_basis, status, source, received_at, due_at, completed_at, denial_reason FROM dsr_requests WHERE id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn requests(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Request>> {
+    sqlx::query_as!(
+        Request,
+        r#"SELECT id, contact_id, kind, legal_basis, status, source, received_at, due_at, completed_at, denial_reason
+           FROM dsr_requests ORDER BY (status IN ('completed', 'denied')), due_at LIMIT $1"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Open erasure requests past `due` (the sweep completes them).
+pub async fn erasures_due(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<Request>> {
+    sqlx::query_as!(
+        Request,
+        r#"SELECT id, contact_id, kind, legal_basis, status, source, received_at, due_at, completed_at, denial_reason
+           FROM dsr_requests WHERE kind = 'erasure' AND status IN ('verified', 'in_progress') AND due_at <= $1"#,
+        now
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Moves a request to `status` unless it is already closed. `false` if it was.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    denial_reason: Option<&str>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE dsr_requests SET status = $2, denial_reason = COALESCE($3, denial_reason),
+                  completed_at = CASE WHEN $2 IN ('completed', 'denied') THEN $4::timestamptz ELSE completed_at END
+           WHERE id = $1 AND status NOT IN ('completed', 'denied')"#,
+        id,
+        status,
+        denial_reason,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub at: OffsetDateTime,
+    pub actor_label: String,
+    pub status: String,
+    pub note: String,
+}
+
+pub async fn events(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<Vec<Event>> {
+    sqlx::query_as!(Event, "SELECT at, actor_label, status, note FROM dsr_events WHERE request_id = $1 ORDER BY at, id", request_id)
+        .fetch_all(conn)
+        .await
+}
+
+/// An open request of this kind for the contact (a repeated keyword opens no second one).
+pub async fn open_request_for(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+    kind: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM dsr_requests WHERE contact_id = $1 AND kind = $2 AND status NOT IN ('completed', 'denied') LIMIT 1",
+        contact_id,
+        kind
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+// ---- erasure ----
+
+pub struct Tombstone<'a> {
+    pub tenant_id: Uuid,
+    pub contact_id: Uuid,
+    pub request_id: Option<Uuid>,
+    pub reason: &'a str,
+    pub erased_by: &'a str,
+    pub recipients: Value,
+    pub removed: Value,
+}
+
+pub async fn insert_tombstone(
+    conn: &mut PgConnection,
+    t: Tombstone<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        r#"INSERT INTO erasure_tombstones (id, tenant_id, contact_id, request_id, reason, erased_at, erased_by, recipients, removed)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        id,
+        t.tenant_id,
+        t.contact_id,
+        t.request_id,
+        t.reason,
+        now,
+        t.erased_by,
+        t.recipients,
+        t.removed
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+#[derive(Clone, Debug)]
+pub struct TombstoneRow {
+    pub contact_id: Uuid,
+    pub request_id: Option<Uuid>,
+    pub reason: String,
+    pub erased_at: OffsetDateTime,
+    pub erased_by: String,
+    pub recipients: Value,
+}
+
+pub async fn tombstones(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<TombstoneRow>> {
+    sqlx::query_as!(
+        TombstoneRow,
+        "SELECT contact_id, request_id, reason, erased_at, erased_by, recipients FROM erasure_tombstones ORDER BY erased_at DESC LIMIT $1",
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The object-storage keys of a contact's stored media (to delete after erasure).
+pub async fn contact_media_keys(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+) -> sqlx::Result<Vec<String>> {
+    let keys = sqlx::query_scalar!(
+        "SELECT media_key FROM messages WHERE contact_id = $1 AND media_key IS NOT NULL",
+        contact_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(keys.into_iter().flatten().collect())
+}
+
+/// Deletes a contact and everything that hangs off it (conversations, messages, drafts,
+/// recipients cascade). Returns (messages, conversations) removed.
+pub async fn delete_contact(conn: &mut PgConnection, contact_id: Uuid) -> sqlx::Result<(i64, i64)> {
+    let messages = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM messages WHERE contact_id = $1"#,
+        contact_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let conversations = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM conversations WHERE contact_id = $1"#,
+        contact_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!("DELETE FROM contacts WHERE id = $1", contact_id)
+        .execute(conn)
+        .await?;
+    Ok((messages, conversations))
+}
+
+/// Deletes one conversation (and its messages and drafts). Returns the messages removed.
+pub async fn delete_conversation(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+) -> sqlx::Result<i64> {
+    let messages = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM messages WHERE conversation_id = $1"#,
+        conversation_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!("DELETE FROM conversations WHERE id = $1", conversation_id)
+        .execute(conn)
+        .await?;
+    Ok(messages)
+}
+
+pub async fn conversation_media_keys(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+) -> sqlx::Result<Vec<String>> {
+    let keys = sqlx::query_scalar!(
+        "SELECT media_key FROM messages WHERE conversation_id = $1 AND media_key IS NOT NULL",
+        conversation_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(keys.into_iter().flatten().collect())
+}
+
+pub async fn set_restricted(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+    restricted: bool,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE contacts SET restricted_at = CASE WHEN $2 THEN $3::timestamptz ELSE NULL END, updated_at = $3 WHERE id = $1",
+        contact_id,
+        restricted,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+// ---- retention ----
+
+/// Media of a conversation's handled turn (messages up to `up_to`), still stored: deleted
+/// after triage. Returns (message id, object key).
+pub async fn media_handled(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    up_to: OffsetDateTime,
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    let rows = sqlx::query!(
+        r#"SELECT id, media_key AS "media_key!" FROM messages
+           WHERE conversation_id = $1 AND direction = 'in' AND media_key IS NOT NULL AND media_deleted_at IS NULL AND sent_at <= $2"#,
+        conversation_id,
+        up_to
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.media_key)).collect())
+}
+
+pub async fn media_older_than(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    let rows = sqlx::query!(
+        r#"SELECT id, media_key AS "media_key!" FROM messages WHERE media_key IS NOT NULL AND media_deleted_at IS NULL AND sent_at < $1"#,
+        before
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.media_key)).collect())
+}
+
+/// Marks media deleted (the object is already gone); the message keeps a visible note.
+pub async fn mark_media_deleted(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE messages SET media_key = NULL, media_state = 'deleted', media_deleted_at = $2, media_source_sealed = NULL WHERE id = $1",
+        message_id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes messages older than `before`. Returns how many.
+pub async fn delete_messages_before(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!("DELETE FROM messages WHERE sent_at < $1", before)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn delete_drafts_before(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        "DELETE FROM drafts WHERE created_at < $1 AND state <> 'pending'",
+        before
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Contacts with no message left and no activity since `before` (erased by the sweep).
+pub async fn idle_contacts(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"SELECT c.id FROM contacts c
+           WHERE c.updated_at < $1 AND c.erased_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.contact_id = c.id)
+             AND NOT EXISTS (SELECT 1 FROM dsr_requests r WHERE r.contact_id = c.id AND r.status NOT IN ('completed', 'denied'))"#,
+        before
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn record_run(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    messages: i64,
+    media: i64,
+    drafts: i64,
+    contacts: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO retention_runs (id, tenant_id, at, messages, media, drafts, contacts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        Uuid::now_v7(),
+        tenant_id,
+        now,
+        messages as i32,
+        media as i32,
+        drafts as i32,
+        contacts as i32
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub at: OffsetDateTime,
+    pub messages: i32,
+    pub media: i32,
+    pub drafts: i32,
+    pub contacts: i32,
+}
+
+pub async fn runs(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as!(Run, "SELECT at, messages, media, drafts, contacts FROM retention_runs ORDER BY at DESC LIMIT $1", limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// Tenants whose data the daily sweeps look at (active and terminating).
+pub async fn live_tenants(pool: &sqlx::PgPool) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!("SELECT id FROM tenants WHERE status <> 'terminated'")
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn tenants_to_terminate(
+    pool: &sqlx::PgPool,
+    now: OffsetDateTime,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM tenants WHERE status = 'terminating' AND terminate_at <= $1",
+        now
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn schedule_termination(
+    pool: &sqlx::PgPool,
+    tenant_id: Uuid,
+    at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE tenants SET status = 'terminating', termination_requested_at = $3, terminate_at = $2 WHERE id = $1 AND status = 'active'",
+        tenant_id,
+        at,
+        now
+    )
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn cancel_termination(pool: &sqlx::PgPool, tenant_id: Uuid) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE tenants SET status = 'active', termination_requested_at = NULL, terminate_at = NULL WHERE id = $1 AND status = 'terminating'",
+        tenant_id
+    )
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn mark_terminated(pool: &sqlx::PgPool, tenant_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE tenants SET status = 'terminated', name = 'terminated' WHERE id = $1",
+        tenant_id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct Termination {
+    pub status: String,
+    pub terminate_at: Option<OffsetDateTime>,
+}
+
+pub async fn termination(pool: &sqlx::PgPool, tenant_id: Uuid) -> sqlx::Result<Termination> {
+    sqlx::query_as!(
+        Termination,
+        "SELECT status, terminate_at FROM tenants WHERE id = $1",
+        tenant_id
+    )
+    .fetch_one(pool)
+    .await
+}

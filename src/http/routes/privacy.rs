@@ -1,0 +1,757 @@
+//! The privacy area: retention settings, data-subject requests (deadlines, history,
+//! overdue), exports, erasure and restriction, direct deletion, the processing record,
+//! and tenant export and termination.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{Path, State},
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, ai as db_ai, audit, privacy as dbp},
+    domain::{phone::Phone, plans},
+    error::{AppError, AppResult},
+    http::{
+        extract::{Admin, Owner, PageCtx, RequireRole, TenantCtx},
+        middleware::redirect_with_flash,
+        routes::{auth::form_error, portal::Shell},
+    },
+    messaging::view::{self, Clock},
+    privacy::{self, erase, export, retention},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/privacy", get(page))
+        .route("/t/{slug}/privacy/settings", post(save_settings))
+        .route("/t/{slug}/privacy/requests", post(open_request))
+        .route("/t/{slug}/privacy/requests/{id}", get(request_page))
+        .route("/t/{slug}/privacy/requests/{id}/status", post(set_status))
+        .route("/t/{slug}/privacy/requests/{id}/erase", post(erase_now))
+        .route("/t/{slug}/privacy/requests/{id}/restrict", post(restrict))
+        .route(
+            "/t/{slug}/privacy/requests/{id}/export.json",
+            get(export_json),
+        )
+        .route(
+            "/t/{slug}/privacy/requests/{id}/export.html",
+            get(export_html),
+        )
+        .route("/t/{slug}/contacts/{id}/erase", post(erase_contact_direct))
+        .route(
+            "/t/{slug}/conversations/{id}/delete",
+            post(delete_conversation),
+        )
+        .route("/t/{slug}/export.json", get(tenant_export))
+        .route("/t/{slug}/terminate", post(terminate))
+        .route("/t/{slug}/terminate/cancel", post(cancel_termination))
+}
+
+pub struct RequestRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub legal_basis: String,
+    pub status: String,
+    pub source: String,
+    pub received: String,
+    pub due: String,
+    pub overdue: bool,
+    pub days_left: i64,
+}
+
+pub struct RecipientRow {
+    pub kind: String,
+    pub name: String,
+    pub contacts: i64,
+    pub last: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "privacy/index.html")]
+pub struct PrivacyPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub requests: Vec<RequestRow>,
+    pub overdue: usize,
+    pub tombstones: Vec<(String, String, String, String)>,
+    pub runs: Vec<(String, i32, i32, i32, i32)>,
+    pub recipients: Vec<RecipientRow>,
+    pub ai_provider: String,
+    pub message_days: i32,
+    pub max_message_days: u32,
+    pub media_days: String,
+    pub ai_trace_days: i32,
+    pub keywords: String,
+    pub legal_basis: String,
+    pub terminate_at: Option<String>,
+    pub error: Option<&'static str>,
+}
+
+async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<PrivacyPage> {
+    let tenant = t.id();
+    let now = state.now();
+    let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let tz = db::accounts::settings(&mut tx).await?.time_zone;
+    let clock = Clock::new(&tz, now);
+    let s = privacy::settings(&mut tx, plan).await?;
+    let requests = dbp::requests(&mut tx, 200).await?;
+    let tombstones = dbp::tombstones(&mut tx, 20).await?;
+    let runs = dbp::runs(&mut tx, 10).await?;
+    let ai = db_ai::settings(&mut tx).await?;
+    let recipients: Vec<(String, String, i64, time::OffsetDateTime)> =
+        sqlx::query_as("SELECT kind, name, count(*), max(last_at) FROM data_recipients GROUP BY kind, name ORDER BY kind, name").fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    let term = dbp::termination(&state.db, tenant).await?;
+    let rows: Vec<RequestRow> = requests
+        .into_iter()
+        .map(|r| {
+            let open = !matches!(r.status.as_str(), "completed" | "denied");
+            RequestRow {
+                id: r.id,
+                overdue: open && r.due_at < now,
+                days_left: (r.due_at - now).whole_days(),
+                kind: r.kind,
+                legal_basis: r.legal_basis,
+                status: r.status,
+                source: r.source,
+                received: clock.full(r.received_at),
+                due: clock.full(r.due_at),
+            }
+        })
+        .collect();
+    Ok(PrivacyPage {
+        ctx,
+        shell: Shell::load(state, t, "privacy").await?,
+        overdue: rows.iter().filter(|r| r.overdue).count(),
+        requests: rows,
+        tombstones: tombstones
+            .into_iter()
+            .map(|t| {
+                (
+                    clock.full(t.erased_at),
+                    t.reason,
+                    t.erased_by,
+                    t.recipients
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|r| r.get("name").and_then(|n| n.as_str()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+        runs: runs
+            .into_iter()
+            .map(|r| (clock.full(r.at), r.messages, r.media, r.drafts, r.contacts))
+            .collect(),
+        recipients: recipients
+            .into_iter()
+            .map(|(kind, name, contacts, last)| RecipientRow {
+                kind,
+                name,
+                contacts,
+                last: clock.full(last),
+            })
+            .collect(),
+        ai_provider: ai.provider,
+        message_days: s.message_days,
+        max_message_days: plan.retention_days(),
+        media_days: s.media_days.map(|d| d.to_string()).unwrap_or_default(),
+        ai_trace_days: s.ai_trace_days,
+        keywords: s.dsr_keywords.join("\n"),
+        legal_basis: s.default_legal_basis,
+        terminate_at: term.terminate_at.map(|t| clock.full(t)),
+        error: None,
+    })
+}
+
+async fn page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+) -> AppResult<PrivacyPage> {
+    load(&state, ctx, &t).await
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    message_days: String,
+    #[serde(default)]
+    media_days: String,
+    ai_trace_days: String,
+    #[serde(default)]
+    keywords: String,
+    legal_basis: String,
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<SettingsForm>,
+) -> AppResult<Response> {
+    let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
+    let parsed = (|| -> Result<dbp::PrivacySettings, &'static str> {
+        let message_days: i32 = f
+            .message_days
+            .trim()
+            .parse()
+            .map_err(|_| "privacy.days.invalid")?;
+        if message_days < plans::MIN_RETENTION_DAYS as i32
+            || message_days > plan.retention_days() as i32
+        {
+            return Err("privacy.retention.bounds");
+        }
+        let media_days = match f.media_days.trim() {
+            "" => None,
+            d => Some(
+                d.parse::<i32>()
+                    .ok()
+                    .filter(|d| (1..=90).contains(d))
+                    .ok_or("privacy.media.bounds")?,
+            ),
+        };
+        let ai_trace_days: i32 = f
+            .ai_trace_days
+            .trim()
+            .parse()
+            .ok()
+            .filter(|d| (30..=1095).contains(d))
+            .ok_or("privacy.trace.bounds")?;
+        let keywords: Vec<String> = f
+            .keywords
+            .lines()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| k.chars().take(60).collect())
+            .take(10)
+            .collect();
+        if !matches!(f.legal_basis.as_str(), "gdpr" | "lgpd") {
+            return Err("privacy.basis.invalid");
+        }
+        Ok(dbp::PrivacySettings {
+            message_days,
+            media_days,
+            ai_trace_days,
+            dsr_keywords: keywords,
+            default_legal_basis: f.legal_basis.clone(),
+        })
+    })();
+    let s = match parsed {
+        Ok(s) => s,
+        Err(key) => {
+            let mut page = load(&state, ctx, &t).await?;
+            page.error = Some(key);
+            return Ok(form_error(page));
+        }
+    };
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    dbp::save_settings(&mut tx, t.id(), &s, now).await?;
+    audit::record(&mut tx, t.id(), &t.actor(), "privacy.settings_changed", "", json!({ "message_days": s.message_days, "media_days": s.media_days, "ai_trace_days": s.ai_trace_days }), now).await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/privacy", t.tenant.slug),
+        true,
+        "settings.saved",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct OpenForm {
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    contact: String,
+    kind: String,
+    legal_basis: String,
+}
+
+async fn open_request(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<OpenForm>,
+) -> AppResult<Response> {
+    let tenant = t.id();
+    let contact_id = match Uuid::parse_str(f.contact.trim()) {
+        Ok(id) => Some(id),
+        Err(_) => match Phone::try_from(f.phone.as_str()) {
+            Ok(p) => {
+                let idx = state.keys.blind_phone(tenant, p.as_str()).await?;
+                let mut tx = db::begin_tenant(&state.db, tenant).await?;
+                let found = db::contacts::find(&mut tx, Some(&idx), None)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|c| c.id);
+                tx.commit().await?;
+                found
+            }
+            Err(_) => None,
+        },
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let contact = match contact_id {
+        Some(id) => db::contacts::get(&mut tx, id).await?,
+        None => None,
+    };
+    let Some(contact) = contact.filter(|_| {
+        privacy::KINDS.contains(&f.kind.as_str())
+            && matches!(f.legal_basis.as_str(), "gdpr" | "lgpd")
+    }) else {
+        drop(tx);
+        let mut page = load(&state, ctx, &t).await?;
+        page.error = Some("privacy.request.invalid");
+        return Ok(form_error(page));
+    };
+    let id = privacy::open_request(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        contact.id,
+        &f.kind,
+        &f.legal_basis,
+        "staff",
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/privacy/requests/{id}", t.tenant.slug),
+        true,
+        "privacy.request.opened",
+    ))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "privacy/request.html")]
+pub struct RequestPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub id: Uuid,
+    pub kind: String,
+    pub legal_basis: String,
+    pub status: String,
+    pub source: String,
+    pub received: String,
+    pub due: String,
+    pub overdue: bool,
+    pub denial_reason: Option<String>,
+    pub contact_label: String,
+    pub contact_exists: bool,
+    pub restricted: bool,
+    pub events: Vec<(String, String, String, String)>,
+    pub recipients: Vec<String>,
+    pub conversation: Option<Uuid>,
+}
+
+impl RequestPage {
+    pub fn req_url(&self, rest: &str) -> String {
+        format!(
+            "/t/{}/privacy/requests/{}{}",
+            self.shell.slug, self.id, rest
+        )
+    }
+}
+
+async fn request_page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<RequestPage> {
+    let tenant = t.id();
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let r = dbp::get_request(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let tz = db::accounts::settings(&mut tx).await?.time_zone;
+    let clock = Clock::new(&tz, now);
+    let events = dbp::events(&mut tx, id).await?;
+    let contact = db::contacts::get(&mut tx, r.contact_id).await?;
+    let recipients = db_ai::recipients(&mut tx, r.contact_id).await?;
+    let conversation: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE contact_id = $1 ORDER BY last_message_at DESC LIMIT 1",
+    )
+    .bind(r.contact_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let (label, restricted) = match &contact {
+        Some(c) => (
+            view::contact(&state, tenant, c).await.label(),
+            c.restricted_at.is_some(),
+        ),
+        None => (String::new(), false),
+    };
+    let open = !matches!(r.status.as_str(), "completed" | "denied");
+    Ok(RequestPage {
+        ctx,
+        shell: Shell::load(&state, &t, "privacy").await?,
+        id,
+        overdue: open && r.due_at < now,
+        kind: r.kind,
+        legal_basis: r.legal_basis,
+        status: r.status,
+        source: r.source,
+        received: clock.full(r.received_at),
+        due: clock.full(r.due_at),
+        denial_reason: r.denial_reason,
+        contact_exists: contact.is_some(),
+        contact_label: label,
+        restricted,
+        events: events
+            .into_iter()
+            .map(|e| (clock.full(e.at), e.actor_label, e.status, e.note))
+            .collect(),
+        recipients: recipients
+            .into_iter()
+            .map(|r| format!("{} ({})", r.name, r.kind))
+            .collect(),
+        conversation,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct StatusForm {
+    status: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<StatusForm>,
+) -> AppResult<Response> {
+    let back = format!("/t/{}/privacy/requests/{id}", t.tenant.slug);
+    if !privacy::STATUSES.contains(&f.status.as_str()) {
+        return Err(AppError::BadRequest("error.bad_request"));
+    }
+    if f.status == "denied" && f.note.trim().is_empty() {
+        return Ok(redirect_with_flash(&back, false, "privacy.deny.reason"));
+    }
+    let note: String = f.note.trim().chars().take(1000).collect();
+    if !privacy::advance(&state, t.id(), &t.actor(), id, &f.status, &note).await? {
+        return Ok(redirect_with_flash(&back, false, "privacy.request.closed"));
+    }
+    Ok(redirect_with_flash(&back, true, "privacy.request.updated"))
+}
+
+async fn request_of(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<dbp::Request> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let r = dbp::get_request(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    Ok(r)
+}
+
+/// Carries out an erasure request now: key destroyed, rows and media deleted, tombstone kept.
+async fn erase_now(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let r = request_of(&state, &t, id).await?;
+    if r.kind != "erasure" || matches!(r.status.as_str(), "completed" | "denied") {
+        return Err(AppError::BadRequest("error.bad_request"));
+    }
+    erase::erase_contact(
+        &state,
+        t.id(),
+        &t.actor(),
+        r.contact_id,
+        "request",
+        Some(id),
+    )
+    .await?;
+    privacy::advance(
+        &state,
+        t.id(),
+        &t.actor(),
+        id,
+        "completed",
+        "contact erased: key destroyed, data deleted",
+    )
+    .await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/privacy/requests/{id}", t.tenant.slug),
+        true,
+        "privacy.erased",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RestrictForm {
+    #[serde(default)]
+    lift: Option<String>,
+}
+
+/// Restriction (and objection): all processing of the contact stops — no AI, no sends.
+async fn restrict(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<RestrictForm>,
+) -> AppResult<Response> {
+    let r = request_of(&state, &t, id).await?;
+    let lift = f.lift.is_some();
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    if !dbp::set_restricted(&mut tx, r.contact_id, !lift, now).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        if lift {
+            "contact.restriction_lifted"
+        } else {
+            "contact.restricted"
+        },
+        &r.contact_id.to_string(),
+        json!({ "request": id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/privacy/requests/{id}", t.tenant.slug),
+        true,
+        if lift {
+            "privacy.lifted"
+        } else {
+            "privacy.restricted"
+        },
+    ))
+}
+
+async fn bundle_for(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<export::Bundle> {
+    let r = request_of(state, t, id).await?;
+    let bundle = export::contact_bundle(state, t.id(), r.contact_id, Some(id))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "dsr.exported",
+        &id.to_string(),
+        json!({ "contact": r.contact_id }),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(bundle)
+}
+
+fn download(body: Vec<u8>, content_type: &'static str, filename: &str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    resp
+}
+
+async fn export_json(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let bundle = bundle_for(&state, &t, id).await?;
+    Ok(download(
+        serde_json::to_vec_pretty(&bundle).map_err(anyhow::Error::from)?,
+        "application/json",
+        &format!("sigmaai-export-{id}.json"),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "privacy/export.html")]
+pub struct ExportHtml {
+    pub b: export::Bundle,
+}
+
+async fn export_html(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let bundle = bundle_for(&state, &t, id).await?;
+    let html = ExportHtml { b: bundle }
+        .render()
+        .map_err(anyhow::Error::from)?;
+    Ok(download(
+        html.into_bytes(),
+        "text/html; charset=utf-8",
+        &format!("sigmaai-export-{id}.html"),
+    ))
+}
+
+/// Direct deletion of a contact (policy: "until the tenant deletes the contact").
+async fn erase_contact_direct(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    match erase::erase_contact(&state, t.id(), &t.actor(), id, "direct", None).await? {
+        Some(_) => Ok(redirect_with_flash(
+            &format!("/t/{}/conversations", t.tenant.slug),
+            true,
+            "privacy.erased",
+        )),
+        None => Err(AppError::NotFound),
+    }
+}
+
+async fn delete_conversation(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    if !erase::delete_conversation(&state, t.id(), &t.actor(), id).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations", t.tenant.slug),
+        true,
+        "privacy.conversation_deleted",
+    ))
+}
+
+/// A full tenant export (every contact's bundle, settings, knowledge, audit log), for the owner.
+async fn tenant_export(
+    State(state): State<AppState>,
+    t: RequireRole<Owner>,
+) -> AppResult<Response> {
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let contacts: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM contacts ORDER BY created_at")
+        .fetch_all(&mut *tx)
+        .await?;
+    let knowledge = db_ai::knowledge(&mut tx).await?;
+    let settings = db::accounts::settings(&mut tx).await?;
+    let audit_entries = audit::list(&mut tx, None, None, 100_000).await?;
+    tx.commit().await?;
+    let mut bundles = Vec::with_capacity(contacts.len());
+    for c in contacts {
+        if let Some(b) = export::contact_bundle(&state, tenant, c, None).await? {
+            bundles.push(b);
+        }
+    }
+    let body = json!({
+        "tenant": { "id": tenant, "slug": t.tenant.slug, "name": t.tenant.name, "plan": t.tenant.plan, "time_zone": settings.time_zone, "language": settings.language },
+        "knowledge": knowledge.iter().map(|k| json!({ "id": k.id, "kind": k.kind.as_str(), "title": k.title, "body": k.body })).collect::<Vec<_>>(),
+        "contacts": bundles,
+        "audit_log": audit_entries.iter().map(|e| json!({ "seq": e.seq, "at": e.at.unix_timestamp(), "actor": e.actor_label, "action": e.action, "subject": e.subject, "detail": e.detail })).collect::<Vec<_>>(),
+    });
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    audit::record(
+        &mut tx,
+        tenant,
+        &t.actor(),
+        "tenant.exported",
+        "",
+        json!({}),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(download(
+        serde_json::to_vec(&body).map_err(anyhow::Error::from)?,
+        "application/json",
+        &format!("sigmaai-{}-export.json", t.tenant.slug),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct TerminateForm {
+    confirm: String,
+}
+
+/// Schedules permanent deletion 30 days out (the export stays available until then).
+async fn terminate(
+    State(state): State<AppState>,
+    t: RequireRole<Owner>,
+    Form(f): Form<TerminateForm>,
+) -> AppResult<Response> {
+    let back = format!("/t/{}/privacy", t.tenant.slug);
+    if f.confirm.trim() != t.tenant.slug {
+        return Ok(redirect_with_flash(
+            &back,
+            false,
+            "privacy.terminate.confirm",
+        ));
+    }
+    let now = state.now();
+    if dbp::schedule_termination(&state.db, t.id(), now + retention::TERMINATION_GRACE, now).await?
+    {
+        let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+        audit::record(
+            &mut tx,
+            t.id(),
+            &t.actor(),
+            "tenant.termination_scheduled",
+            &t.tenant.slug,
+            json!({}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(redirect_with_flash(
+        &back,
+        true,
+        "privacy.terminate.scheduled",
+    ))
+}
+
+async fn cancel_termination(
+    State(state): State<AppState>,
+    t: RequireRole<Owner>,
+) -> AppResult<Response> {
+    if dbp::cancel_termination(&state.db, t.id()).await? {
+        let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+        audit::record(
+            &mut tx,
+            t.id(),
+            &t.actor(),
+            "tenant.termination_cancelled",
+            &t.tenant.slug,
+            json!({}),
+            state.now(),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(redirect_with_flash(
+        &format!("/t/{}/privacy", t.tenant.slug),
+        true,
+        "privacy.terminate.cancelled",
+    ))
+}

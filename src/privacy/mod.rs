@@ -1,0 +1,285 @@
+//! Privacy controls: data-subject requests (with legal deadlines and history), erasure by
+//! key destruction, exports, retention and media-after-triage sweeps, termination.
+
+pub mod erase;
+pub mod export;
+pub mod retention;
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{
+    db::{
+        self,
+        audit::{self, Actor},
+        privacy::{self as dbp, NewRequest, PrivacySettings},
+    },
+    domain::plans,
+    state::AppState,
+};
+
+pub const KINDS: [&str; 6] = [
+    "access",
+    "portability",
+    "rectification",
+    "erasure",
+    "restriction",
+    "objection",
+];
+pub const STATUSES: [&str; 5] = ["received", "verified", "in_progress", "completed", "denied"];
+
+/// Our policy deletes contact information within 7 days of a request.
+pub const ERASURE_DAYS: i64 = 7;
+
+/// The legal deadline: GDPR one calendar month after receipt (Art. 12(3)); LGPD 15 days
+/// (Art. 19 II). Erasure is further bounded by our 7-day promise.
+pub fn due_date(kind: &str, legal_basis: &str, received: OffsetDateTime) -> OffsetDateTime {
+    let legal = match legal_basis {
+        "gdpr" => add_month(received),
+        _ => received + Duration::days(15),
+    };
+    if kind == "erasure" {
+        legal.min(received + Duration::days(ERASURE_DAYS))
+    } else {
+        legal
+    }
+}
+
+/// The same day next month, clamped to the month's last day (31 Jan → 28/29 Feb).
+fn add_month(t: OffsetDateTime) -> OffsetDateTime {
+    let (y, m) = if t.month() == time::Month::December {
+        (t.year() + 1, time::Month::January)
+    } else {
+        (t.year(), t.month().next())
+    };
+    let last = m.length(y);
+    let day = t.day().min(last);
+    time::Date::from_calendar_date(y, m, day)
+        .map(|d| t.replace_date(d))
+        .unwrap_or(t + Duration::days(30))
+}
+
+/// The tenant's privacy settings, with the plan's defaults when never saved.
+pub async fn settings(
+    conn: &mut sqlx::PgConnection,
+    plan: &plans::Plan,
+) -> sqlx::Result<PrivacySettings> {
+    Ok(dbp::settings(conn)
+        .await?
+        .unwrap_or_else(|| PrivacySettings {
+            message_days: plan.retention_days() as i32,
+            media_days: None,
+            ai_trace_days: 365,
+            dsr_keywords: vec!["APAGAR MEUS DADOS".into(), "DELETE MY DATA".into()],
+            default_legal_basis: "lgpd".into(),
+        }))
+}
+
+pub async fn plan_of(state: &AppState, tenant_id: Uuid) -> sqlx::Result<&'static plans::Plan> {
+    let t = db::accounts::tenant_by_id(&state.db, tenant_id).await?;
+    Ok(t.as_ref()
+        .and_then(|t| plans::by_id(&t.plan))
+        .unwrap_or(&plans::PLANS[0]))
+}
+
+/// Opens a data-subject request. Returns its id.
+#[allow(clippy::too_many_arguments)]
+pub async fn open_request(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    actor: &Actor,
+    contact_id: Uuid,
+    kind: &str,
+    legal_basis: &str,
+    source: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<Uuid> {
+    anyhow::ensure!(
+        KINDS.contains(&kind) && matches!(legal_basis, "gdpr" | "lgpd"),
+        "invalid request"
+    );
+    let id = Uuid::now_v7();
+    // A request arriving through the subject's own WhatsApp number is verified by that channel.
+    let status = if source == "keyword" {
+        "verified"
+    } else {
+        "received"
+    };
+    dbp::insert_request(
+        conn,
+        NewRequest {
+            id,
+            tenant_id,
+            contact_id,
+            kind,
+            legal_basis,
+            status,
+            source,
+            received_at: now,
+            due_at: due_date(kind, legal_basis, now),
+            created_by: actor.id,
+        },
+    )
+    .await?;
+    dbp::add_event(
+        conn,
+        tenant_id,
+        id,
+        &actor.label,
+        status,
+        if source == "keyword" {
+            "opened by the end user on WhatsApp"
+        } else {
+            ""
+        },
+        now,
+    )
+    .await?;
+    audit::record(
+        conn,
+        tenant_id,
+        actor,
+        "dsr.opened",
+        &id.to_string(),
+        json!({ "kind": kind, "legal_basis": legal_basis, "source": source }),
+        now,
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Whether an inbound text is one of the tenant's request keywords (case and accents
+/// don't matter, nor surrounding punctuation).
+pub fn is_keyword(text: &str, keywords: &[String]) -> bool {
+    let norm = |s: &str| -> String {
+        crate::domain::account::fold_accents(&s.to_lowercase())
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let t = norm(text);
+    !t.is_empty() && keywords.iter().any(|k| norm(k) == t)
+}
+
+/// Checks an inbound message for a request keyword and opens an erasure request for staff.
+pub async fn keyword_request(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    contact_id: Uuid,
+    text: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<bool> {
+    let plan = plan_of(state, tenant_id).await?;
+    let s = settings(conn, plan).await?;
+    if !is_keyword(text, &s.dsr_keywords)
+        || dbp::open_request_for(conn, contact_id, "erasure")
+            .await?
+            .is_some()
+    {
+        return Ok(false);
+    }
+    let actor = Actor {
+        id: None,
+        label: "end user".into(),
+    };
+    open_request(
+        conn,
+        tenant_id,
+        &actor,
+        contact_id,
+        "erasure",
+        &s.default_legal_basis,
+        "keyword",
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Moves a request along its status history (received → verified → in progress →
+/// completed | denied, a reason required to deny).
+pub async fn advance(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    request_id: Uuid,
+    status: &str,
+    note: &str,
+) -> anyhow::Result<bool> {
+    anyhow::ensure!(STATUSES.contains(&status), "invalid status");
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let denial = (status == "denied").then_some(note);
+    if !dbp::set_status(&mut tx, request_id, status, denial, now).await? {
+        return Ok(false);
+    }
+    dbp::add_event(
+        &mut tx,
+        tenant_id,
+        request_id,
+        &actor.label,
+        status,
+        note,
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "dsr.status",
+        &request_id.to_string(),
+        json!({ "status": status }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn deadlines_follow_the_law() {
+        let r = datetime!(2026-01-31 10:00 UTC);
+        assert_eq!(
+            due_date("access", "gdpr", r),
+            datetime!(2026-02-28 10:00 UTC),
+            "one calendar month, clamped"
+        );
+        assert_eq!(
+            due_date("access", "lgpd", r),
+            datetime!(2026-02-15 10:00 UTC),
+            "15 days"
+        );
+        assert_eq!(
+            due_date("erasure", "gdpr", r),
+            datetime!(2026-02-07 10:00 UTC),
+            "our 7-day erasure promise"
+        );
+        assert_eq!(
+            due_date("erasure", "lgpd", r),
+            datetime!(2026-02-07 10:00 UTC)
+        );
+        assert_eq!(
+            due_date("access", "gdpr", datetime!(2026-12-15 00:00 UTC)),
+            datetime!(2027-01-15 00:00 UTC)
+        );
+    }
+
+    #[test]
+    fn keywords_match_loosely() {
+        let k = vec!["APAGAR MEUS DADOS".to_owned(), "DELETE MY DATA".to_owned()];
+        assert!(is_keyword("apagar meus dados", &k));
+        assert!(is_keyword("  Apagar   MEUS dados! ", &k));
+        assert!(is_keyword("delete my data.", &k));
+        assert!(!is_keyword("quero apagar meus dados amanhã", &k));
+        assert!(!is_keyword("", &k));
+    }
+}

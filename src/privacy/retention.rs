@@ -1,0 +1,196 @@
+//! The daily privacy sweep (retention, due erasures, termination) and media deletion after
+//! triage. What a sweep removes is recorded as counts, never content.
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{
+    db::{
+        self,
+        audit::{self, Actor},
+        privacy as dbp,
+    },
+    privacy::{erase, plan_of, settings},
+    state::AppState,
+};
+
+/// The sweep's job kind (periodic, daily).
+pub const PRIVACY_SWEEP: &str = "privacy_sweep";
+
+/// Termination: the export window before everything is deleted.
+pub const TERMINATION_GRACE: Duration = Duration::days(30);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub messages: i64,
+    pub media: i64,
+    pub drafts: i64,
+    pub contacts: i64,
+    pub erasures: i64,
+    pub terminated: i64,
+}
+
+pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
+    let mut total = SweepReport::default();
+    let now = state.now();
+    for tenant_id in dbp::tenants_to_terminate(&state.db, now).await? {
+        terminate(state, tenant_id).await?;
+        total.terminated += 1;
+    }
+    for tenant_id in dbp::live_tenants(&state.db).await? {
+        let r = sweep_tenant(state, tenant_id, now).await?;
+        total.messages += r.messages;
+        total.media += r.media;
+        total.drafts += r.drafts;
+        total.contacts += r.contacts;
+        total.erasures += r.erasures;
+    }
+    tracing::info!(
+        messages = total.messages,
+        media = total.media,
+        drafts = total.drafts,
+        contacts = total.contacts,
+        erasures = total.erasures,
+        terminated = total.terminated,
+        "privacy sweep"
+    );
+    Ok(total)
+}
+
+async fn sweep_tenant(
+    state: &AppState,
+    tenant_id: Uuid,
+    now: OffsetDateTime,
+) -> anyhow::Result<SweepReport> {
+    let system = Actor::system();
+    let mut r = SweepReport::default();
+    // Erasure requests due (our policy: within 7 days of the request) are carried out.
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let due = dbp::erasures_due(&mut tx, now).await?;
+    tx.commit().await?;
+    for req in due {
+        erase::erase_contact(
+            state,
+            tenant_id,
+            &system,
+            req.contact_id,
+            "request",
+            Some(req.id),
+        )
+        .await?;
+        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        if dbp::set_status(&mut tx, req.id, "completed", None, now).await? {
+            dbp::add_event(
+                &mut tx,
+                tenant_id,
+                req.id,
+                &system.label,
+                "completed",
+                "erased by the sweep on its due date",
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        r.erasures += 1;
+    }
+
+    let plan = plan_of(state, tenant_id).await?;
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let s = settings(&mut tx, plan).await?;
+    let message_cutoff = now - Duration::days(i64::from(s.message_days));
+    // Media kept N days (when the tenant chose that over deletion after triage).
+    let old_media = match s.media_days {
+        Some(days) => dbp::media_older_than(&mut tx, now - Duration::days(i64::from(days))).await?,
+        None => Vec::new(),
+    };
+    // Media of messages about to be deleted goes too.
+    let expiring_media = dbp::media_older_than(&mut tx, message_cutoff).await?;
+    tx.commit().await?;
+    let mut media: Vec<(Uuid, String)> = old_media;
+    for m in expiring_media {
+        if !media.iter().any(|(id, _)| *id == m.0) {
+            media.push(m);
+        }
+    }
+    for (_, key) in &media {
+        state.media.delete(key).await?;
+    }
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    for (id, _) in &media {
+        dbp::mark_media_deleted(&mut tx, *id, now).await?;
+    }
+    r.media = media.len() as i64;
+    r.messages = dbp::delete_messages_before(&mut tx, message_cutoff).await? as i64;
+    r.drafts = dbp::delete_drafts_before(&mut tx, now - Duration::days(i64::from(s.ai_trace_days)))
+        .await? as i64;
+    let idle = dbp::idle_contacts(&mut tx, message_cutoff).await?;
+    tx.commit().await?;
+    // A contact with nothing left past retention is erased entirely (key destroyed), so
+    // backup copies of their data become unreadable too.
+    for contact in idle {
+        erase::erase_contact(state, tenant_id, &system, contact, "retention", None).await?;
+        r.contacts += 1;
+    }
+    if r != SweepReport::default() {
+        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        dbp::record_run(
+            &mut tx, tenant_id, r.messages, r.media, r.drafts, r.contacts, now,
+        )
+        .await?;
+        audit::record(&mut tx, tenant_id, &system, "retention.sweep", "", json!({ "messages": r.messages, "media": r.media, "drafts": r.drafts, "contacts": r.contacts, "erasures": r.erasures }), now).await?;
+        tx.commit().await?;
+    }
+    Ok(r)
+}
+
+/// After a turn is handled (draft approved, rejected or dismissed, a staff reply, a
+/// takeover, or staff marking it), its media is deleted from storage — unless the tenant
+/// chose to keep media for some days. Returns how many objects were deleted.
+pub async fn media_after_triage(
+    state: &AppState,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+) -> anyhow::Result<usize> {
+    let now = state.now();
+    let plan = plan_of(state, tenant_id).await?;
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    if settings(&mut tx, plan).await?.media_days.is_some() {
+        return Ok(0);
+    }
+    let media = dbp::media_handled(&mut tx, conversation_id, now).await?;
+    tx.commit().await?;
+    for (_, key) in &media {
+        state.media.delete(key).await?;
+    }
+    if !media.is_empty() {
+        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        for (id, _) in &media {
+            dbp::mark_media_deleted(&mut tx, *id, now).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(media.len())
+}
+
+/// Permanently deletes a tenant whose termination date has come: its key is destroyed
+/// (every copy of its data, backups included, becomes unreadable), its media deleted and its
+/// rows removed.
+pub async fn terminate(state: &AppState, tenant_id: Uuid) -> anyhow::Result<()> {
+    state
+        .keys
+        .destroy_tenant_key(tenant_id, "termination")
+        .await?;
+    state
+        .media
+        .delete_prefix(&format!("tenants/{tenant_id}/"))
+        .await?;
+    // Deleting the tenant row cascades to every tenant-owned table.
+    sqlx::query("DELETE FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .execute(&state.db)
+        .await?;
+    tracing::info!(tenant = %tenant_id, "tenant terminated and deleted");
+    Ok(())
+}
