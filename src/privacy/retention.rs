@@ -34,6 +34,11 @@ pub struct SweepReport {
 pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
     let mut total = SweepReport::default();
     let now = state.now();
+    if let Some(dir) = state.config.log_dir.as_deref()
+        && dir.exists()
+    {
+        crate::telemetry::prune_logs(dir, now.date())?;
+    }
     for tenant_id in dbp::tenants_to_terminate(&state.db, now).await? {
         terminate(state, tenant_id).await?;
         total.terminated += 1;
