@@ -49,6 +49,12 @@ pub struct Config {
     /// How long an unwrapped key may stay cached without being re-read from the key store
     /// (the safety net when Redis invalidation is down).
     pub key_cache_ttl: Duration,
+    /// Stripe: API key, webhook signing secret, API base (tests point it at a local server),
+    /// and each plan's price id (plan id → price id). Billing is off without a key.
+    pub stripe_secret_key: Option<SecretString>,
+    pub stripe_webhook_secret: Option<SecretString>,
+    pub stripe_api_url: String,
+    pub stripe_prices: HashMap<String, String>,
     /// How long after a customer's last message the AI drafts (a burst becomes one turn).
     pub ai_debounce: time::Duration,
     /// Meta's Graph API base (tests point it at a local server).
@@ -103,6 +109,12 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_PG_PORT",
     "SIGMAAI_META_GRAPH_URL",
     "SIGMAAI_AI_DEBOUNCE_MS",
+    "SIGMAAI_STRIPE_SECRET_KEY",
+    "SIGMAAI_STRIPE_WEBHOOK_SECRET",
+    "SIGMAAI_STRIPE_API_URL",
+    "SIGMAAI_STRIPE_PRICE_STARTER",
+    "SIGMAAI_STRIPE_PRICE_CLINIC",
+    "SIGMAAI_STRIPE_PRICE_ENTERPRISE",
     "SIGMAAI_REDIS_PORT",
     "SIGMAAI_OPENAI_API_KEY",
     "SIGMAAI_ANTHROPIC_API_KEY",
@@ -259,6 +271,14 @@ impl Config {
             master_key_previous,
             keystore_url: secret("SIGMAAI_KEYSTORE_URL")?,
             key_cache_ttl,
+            stripe_secret_key: secret("SIGMAAI_STRIPE_SECRET_KEY")?,
+            stripe_webhook_secret: secret("SIGMAAI_STRIPE_WEBHOOK_SECRET")?,
+            stripe_api_url: get("SIGMAAI_STRIPE_API_URL")
+                .unwrap_or_else(|| "https://api.stripe.com".into()),
+            stripe_prices: crate::domain::plans::PLANS
+                .iter()
+                .filter_map(|p| get(p.stripe_price_env).map(|price| (p.id.to_owned(), price)))
+                .collect(),
             ai_debounce: time::Duration::milliseconds(
                 parse_num("SIGMAAI_AI_DEBOUNCE_MS", 3000)? as i64
             ),
@@ -294,6 +314,10 @@ impl Config {
             deletion_ledger: data_dir.join(format!("ledger-{}.jsonl", uuid::Uuid::new_v4())),
             data_dir,
             key_cache_ttl: Duration::from_secs(60),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_url: "https://api.stripe.com".into(),
+            stripe_prices: HashMap::new(),
             ai_debounce: time::Duration::ZERO,
             meta_graph_url: DEFAULT_META_GRAPH_URL.into(),
             openai_api_key: None,

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod ai;
 pub mod audit;
+pub mod billing;
 pub mod channels;
 pub mod contacts;
 pub mod conversations;

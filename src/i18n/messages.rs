@@ -1825,4 +1825,64 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "The conversation's media was deleted.",
         "As mídias da conversa foram apagadas.",
     ),
+    // Billing
+    ("portal.nav.billing", "Billing", "Cobrança"),
+    ("billing.usage", "This month", "Este mês"),
+    (
+        "billing.status.none",
+        "no subscription yet",
+        "sem assinatura ainda",
+    ),
+    ("billing.status.active", "active", "ativa"),
+    (
+        "billing.status.past_due",
+        "payment failed",
+        "pagamento falhou",
+    ),
+    ("billing.status.canceled", "canceled", "cancelada"),
+    (
+        "billing.not_configured",
+        "Payments are not configured on this installation: your plan and usage are shown, and everything else works.",
+        "Pagamentos não estão configurados nesta instalação: plano e uso aparecem, e todo o resto funciona.",
+    ),
+    (
+        "billing.no_price",
+        "This plan has no Stripe price configured.",
+        "Este plano não tem preço configurado na Stripe.",
+    ),
+    (
+        "billing.error",
+        "Stripe did not accept the request. Try again shortly.",
+        "A Stripe não aceitou a solicitação. Tente de novo em instantes.",
+    ),
+    ("billing.change", "Change plan", "Mudar de plano"),
+    ("billing.current", "Current plan", "Plano atual"),
+    (
+        "billing.portal",
+        "Payment method, invoices and cancellation",
+        "Forma de pagamento, faturas e cancelamento",
+    ),
+    ("billing.invoices", "Invoices", "Faturas"),
+    ("billing.amount", "Amount", "Valor"),
+    ("billing.view", "View", "Ver"),
+    (
+        "billing.past_due",
+        "A payment failed. Everything keeps working until {}; please update the payment method.",
+        "Um pagamento falhou. Tudo continua funcionando até {}; atualize a forma de pagamento.",
+    ),
+    (
+        "billing.ai_paused",
+        "This month's AI drafts on your plan are used up: drafting is paused (customers' messages are still received). Upgrade to resume.",
+        "Os rascunhos de IA do mês do seu plano acabaram: os rascunhos estão pausados (as mensagens dos clientes continuam chegando). Mude de plano para retomar.",
+    ),
+    (
+        "privacy.plan_lowered",
+        "Your plan now keeps messages {} days.",
+        "Seu plano agora guarda mensagens por {} dias.",
+    ),
+    (
+        "privacy.will_remove",
+        "The next daily sweep will remove {} older messages.",
+        "A próxima varredura diária vai remover {} mensagens mais antigas.",
+    ),
 ];

@@ -61,7 +61,18 @@ fn add_month(t: OffsetDateTime) -> OffsetDateTime {
 }
 
 /// The tenant's privacy settings, with the plan's defaults when never saved.
+/// Message retention never exceeds the plan's (a lowered plan lowers it at the next sweep).
 pub async fn settings(
+    conn: &mut sqlx::PgConnection,
+    plan: &plans::Plan,
+) -> sqlx::Result<PrivacySettings> {
+    let mut s = stored_settings(conn, plan).await?;
+    s.message_days = s.message_days.min(plan.retention_days() as i32);
+    Ok(s)
+}
+
+/// The settings as the tenant saved them (possibly above a lowered plan's retention).
+pub async fn stored_settings(
     conn: &mut sqlx::PgConnection,
     plan: &plans::Plan,
 ) -> sqlx::Result<PrivacySettings> {

@@ -433,6 +433,7 @@ async fn row_level_security_is_forced_and_fails_closed() {
         "password_resets",
         "jobs",
         "channel_routes",
+        "stripe_events",
     ];
     let unforced: Vec<String> = sqlx::query_scalar(
         r#"SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod ai_settings;
 pub mod auth;
+pub mod billing;
 pub mod channels;
 pub mod events;
 pub mod health;

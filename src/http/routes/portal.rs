@@ -46,6 +46,10 @@ pub struct Shell {
     pub unread: i64,
     /// Drafts and escalations waiting for review (the navigation badge).
     pub waiting: i64,
+    /// A failed payment: the grace period's end (a banner).
+    pub past_due_until: Option<String>,
+    /// The plan's AI drafts for this month are used up (a banner: drafting paused).
+    pub ai_paused: bool,
 }
 
 impl Shell {
@@ -58,6 +62,23 @@ impl Shell {
             section,
             unread: crate::http::routes::inbox::unread_total(state, t.id()).await?,
             waiting: crate::http::routes::review::waiting(state, t.id()).await?,
+            past_due_until: {
+                let mut conn = state.db.acquire().await?;
+                crate::db::billing::get(&mut conn, t.id())
+                    .await?
+                    .filter(|b| b.billing_status == "past_due")
+                    .and_then(|b| b.grace_until)
+                    .map(|g| g.date().to_string())
+            },
+            ai_paused: {
+                let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
+                let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+                let drafts =
+                    crate::db::ai::drafts_since(&mut tx, crate::billing::month_start(state.now()))
+                        .await?;
+                tx.commit().await?;
+                drafts >= i64::from(plan.ai_messages_per_month)
+            },
         })
     }
 

@@ -93,6 +93,8 @@ pub struct PrivacyPage {
     pub keywords: String,
     pub legal_basis: String,
     pub terminate_at: Option<String>,
+    /// The plan's retention is below what was set: (days kept now, messages the next sweep removes).
+    pub retention_notice: Option<(i32, i64)>,
     pub error: Option<&'static str>,
 }
 
@@ -103,7 +105,17 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let tz = db::accounts::settings(&mut tx).await?.time_zone;
     let clock = Clock::new(&tz, now);
+    let stored = privacy::stored_settings(&mut tx, plan).await?;
     let s = privacy::settings(&mut tx, plan).await?;
+    let retention_notice = if stored.message_days > s.message_days {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE sent_at < $1")
+            .bind(now - time::Duration::days(i64::from(s.message_days)))
+            .fetch_one(&mut *tx)
+            .await?;
+        Some((s.message_days, n))
+    } else {
+        None
+    };
     let requests = dbp::requests(&mut tx, 200).await?;
     let tombstones = dbp::tombstones(&mut tx, 20).await?;
     let runs = dbp::runs(&mut tx, 10).await?;
@@ -174,6 +186,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
         keywords: s.dsr_keywords.join("\n"),
         legal_basis: s.default_legal_basis,
         terminate_at: term.terminate_at.map(|t| clock.full(t)),
+        retention_notice,
         error: None,
     })
 }

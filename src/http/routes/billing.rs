@@ -1,0 +1,239 @@
+//! The billing page (owners): plan, usage against limits, invoices, Checkout and the
+//! customer portal; and the Stripe webhook.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    billing::{self, stripe},
+    db::{self, ai as db_ai, billing as dbb},
+    domain::plans::{self, Plan},
+    error::{AppError, AppResult},
+    http::{
+        extract::{Owner, PageCtx, RequireRole, TenantCtx},
+        middleware::redirect_with_flash,
+        routes::portal::Shell,
+    },
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/t/{slug}/billing", get(page))
+        .route("/t/{slug}/billing/checkout", post(checkout))
+        .route("/t/{slug}/billing/portal", post(portal))
+        .route(
+            "/webhooks/stripe",
+            post(webhook).layer(DefaultBodyLimit::max(512 * 1024)),
+        )
+}
+
+pub struct InvoiceRow {
+    pub number: String,
+    pub amount: String,
+    pub status: String,
+    pub url: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "billing/index.html")]
+pub struct BillingPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub plan: &'static Plan,
+    pub plans: &'static [Plan],
+    pub status: String,
+    pub configured: bool,
+    pub has_customer: bool,
+    pub usage: billing::Usage,
+    pub invoices: Vec<InvoiceRow>,
+}
+
+async fn page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Owner>,
+) -> AppResult<BillingPage> {
+    let tenant = t.id();
+    let mut conn = state.db.acquire().await?;
+    let b = dbb::get(&mut conn, tenant)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    drop(conn);
+    let plan = plans::by_id(&b.plan).unwrap_or(&plans::PLANS[0]);
+    let usage = usage(&state, &t, plan).await?;
+    let invoices = match (billing::client(&state), b.stripe_customer_id.as_deref()) {
+        (Some(c), Some(customer)) => c
+            .invoices(customer)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| InvoiceRow {
+                number: i["number"].as_str().unwrap_or("").to_owned(),
+                amount: format!(
+                    "{:.2} {}",
+                    i["amount_due"].as_i64().unwrap_or(0) as f64 / 100.0,
+                    i["currency"].as_str().unwrap_or("").to_uppercase()
+                ),
+                status: i["status"].as_str().unwrap_or("").to_owned(),
+                url: i["hosted_invoice_url"]
+                    .as_str()
+                    .filter(|u| u.starts_with("https://"))
+                    .unwrap_or("")
+                    .to_owned(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(BillingPage {
+        ctx,
+        shell: Shell::load(&state, &t, "billing").await?,
+        plan,
+        plans: plans::PLANS,
+        status: b.billing_status,
+        configured: billing::configured(&state),
+        has_customer: b.stripe_customer_id.is_some(),
+        usage,
+        invoices,
+    })
+}
+
+pub async fn usage(state: &AppState, t: &TenantCtx, plan: &Plan) -> AppResult<billing::Usage> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let drafts = db_ai::drafts_since(&mut tx, billing::month_start(state.now())).await?;
+    let members = db::accounts::member_count(&mut tx).await?;
+    let channels = db::channels::count(&mut tx).await?;
+    tx.commit().await?;
+    Ok(billing::Usage {
+        drafts,
+        draft_limit: plan.ai_messages_per_month,
+        members,
+        channels,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CheckoutForm {
+    plan: String,
+}
+
+/// Sends the owner to Stripe Checkout for the chosen plan.
+async fn checkout(
+    State(state): State<AppState>,
+    t: RequireRole<Owner>,
+    Form(f): Form<CheckoutForm>,
+) -> AppResult<Response> {
+    let back = format!("/t/{}/billing", t.tenant.slug);
+    let Some(client) = billing::client(&state) else {
+        return Ok(redirect_with_flash(&back, false, "billing.not_configured"));
+    };
+    let plan = plans::by_id(&f.plan).ok_or(AppError::BadRequest("error.bad_request"))?;
+    let Some(price) = state.config.stripe_prices.get(plan.id) else {
+        return Ok(redirect_with_flash(&back, false, "billing.no_price"));
+    };
+    let mut conn = state.db.acquire().await?;
+    let customer = dbb::get(&mut conn, t.id())
+        .await?
+        .and_then(|b| b.stripe_customer_id);
+    drop(conn);
+    let base = state.config.public_url.as_str().trim_end_matches('/');
+    let url = client
+        .checkout(
+            price,
+            &t.id().to_string(),
+            customer.as_deref(),
+            &format!("{base}{back}?paid=1"),
+            &format!("{base}{back}"),
+        )
+        .await;
+    match url {
+        Ok(u) if u.starts_with("https://") || !state.config.is_production() => {
+            Ok(Redirect::to(&u).into_response())
+        }
+        Ok(_) => Ok(redirect_with_flash(&back, false, "billing.error")),
+        Err(e) => {
+            tracing::warn!(error = %e, "stripe checkout failed");
+            Ok(redirect_with_flash(&back, false, "billing.error"))
+        }
+    }
+}
+
+async fn portal(State(state): State<AppState>, t: RequireRole<Owner>) -> AppResult<Response> {
+    let back = format!("/t/{}/billing", t.tenant.slug);
+    let (Some(client), Some(customer)) = (billing::client(&state), {
+        let mut conn = state.db.acquire().await?;
+        dbb::get(&mut conn, t.id())
+            .await?
+            .and_then(|b| b.stripe_customer_id)
+    }) else {
+        return Ok(redirect_with_flash(&back, false, "billing.not_configured"));
+    };
+    let base = state.config.public_url.as_str().trim_end_matches('/');
+    match client.portal(&customer, &format!("{base}{back}")).await {
+        Ok(u) => Ok(Redirect::to(&u).into_response()),
+        Err(e) => {
+            tracing::warn!(error = %e, "stripe portal failed");
+            Ok(redirect_with_flash(&back, false, "billing.error"))
+        }
+    }
+}
+
+/// Stripe's webhook: signature over the raw body (5-minute tolerance), events applied once.
+async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
+    let Some(secret) = state.config.stripe_webhook_secret.as_ref() else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "billing not configured" })),
+        )
+            .into_response());
+    };
+    let sig = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    if !stripe::verify_signature(
+        secret.expose_secret(),
+        sig,
+        &body,
+        state.now().unix_timestamp(),
+    ) {
+        tracing::warn!("stripe webhook with a bad or stale signature refused");
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "bad signature" })),
+        )
+            .into_response());
+    }
+    let event: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "malformed" })),
+            )
+                .into_response());
+        }
+    };
+    let applied = billing::apply_event(&state, &event)
+        .await
+        .map_err(AppError::Internal)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "result": format!("{applied:?}").to_lowercase() })),
+    )
+        .into_response())
+}
