@@ -1015,6 +1015,23 @@ async fn demo_tenant_is_seeded_once_and_can_log_in() {
         303
     );
     assert!(c.get_follow("/app").await.body.contains("Clínica Demo"));
+    // Sample conversations and knowledge, once; the worker drafts answers from the knowledge.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&t.owner)
+        .await
+        .unwrap();
+    assert_eq!(n, 4, "seeding twice stored each sample once");
+    let k: i64 = sqlx::query_scalar("SELECT count(*) FROM knowledge_entries")
+        .fetch_one(&t.owner)
+        .await
+        .unwrap();
+    assert_eq!(k, 5);
+    sigmaai::jobs::run_due(&t.state).await.unwrap();
+    let review = c.get("/t/demo-clinic/review").await;
+    assert!(
+        review.body.contains("sábados das 8h às 12h"),
+        "the offline answerer drafted from the demo knowledge"
+    );
     // Never in production.
     let prod = TestApp::with_config(|c| c.env = sigmaai::config::Environment::Production).await;
     assert!(sigmaai::demo::seed(&prod.state).await.is_err());
