@@ -19,6 +19,15 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // Choosing a canned reply fills the reply box (without JS the form sends it as chosen).
+  for (const select of document.querySelectorAll("select[data-canned-for]")) {
+    select.addEventListener("change", () => {
+      const area = document.getElementById(select.dataset.cannedFor);
+      const opt = select.selectedOptions[0];
+      if (area && opt && opt.dataset.body) { area.value = opt.dataset.body; area.focus(); }
+    });
+  }
+
   // Single-key shortcuts, outside text fields: "/" focuses search, others follow data-key.
   document.addEventListener("keydown", (e) => {
     const t = e.target;

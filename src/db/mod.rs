@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod ai;
 pub mod audit;
 pub mod billing;
+pub mod canned;
 pub mod channels;
 pub mod contacts;
 pub mod conversations;

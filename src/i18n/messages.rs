@@ -1885,4 +1885,42 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "The next daily sweep will remove {} older messages.",
         "A próxima varredura diária vai remover {} mensagens mais antigas.",
     ),
+    ("portal.nav.canned", "Canned replies", "Respostas prontas"),
+    (
+        "canned.lead",
+        "Ready-made answers your team can send from any conversation.",
+        "Respostas prontas que a equipe pode enviar em qualquer conversa.",
+    ),
+    ("canned.title", "Title", "Título"),
+    ("canned.body", "Text", "Texto"),
+    (
+        "canned.add",
+        "Add a canned reply",
+        "Adicionar resposta pronta",
+    ),
+    (
+        "canned.none",
+        "No canned replies yet.",
+        "Nenhuma resposta pronta ainda.",
+    ),
+    (
+        "canned.use",
+        "or send a canned reply:",
+        "ou envie uma resposta pronta:",
+    ),
+    (
+        "canned.invalid",
+        "Give a title (up to 80 characters) and a text (up to 4000).",
+        "Informe um título (até 80 caracteres) e um texto (até 4000).",
+    ),
+    (
+        "canned.saved",
+        "Canned reply saved.",
+        "Resposta pronta salva.",
+    ),
+    (
+        "canned.deleted",
+        "Canned reply deleted.",
+        "Resposta pronta apagada.",
+    ),
 ];

@@ -1039,3 +1039,63 @@ async fn browser_opens_a_conversation_and_sends_a_reply() {
     b.screenshot("conversation-sent").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn canned_replies_are_managed_by_admins_and_sent_by_reviewers() {
+    let gw = Gw::evolution().await;
+    gw.evo(&evo_text("C1", "5511988887777", "Ana", now(&gw), "oi"))
+        .await;
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/canned",
+                "/t/clinic-a/canned",
+                &[
+                    ("title", "Endereço"),
+                    ("body", "Rua das Flores, 100 — sala 2."),
+                ],
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let canned_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM canned_replies")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let reviewer = gw.w.add_member("re@a.test", "reviewer").await;
+    assert_eq!(
+        reviewer.get("/t/clinic-a/canned").await.status,
+        403,
+        "only admins manage them"
+    );
+    let conv = gw.only_conversation().await;
+    let page = reviewer
+        .get(&format!("/t/clinic-a/conversations/{conv}"))
+        .await;
+    assert!(page.body.contains("Endereço"));
+    Mock::given(method("POST"))
+        .and(path("/message/sendText/clinic"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "key": { "id": "OUT-C" } })))
+        .mount(&gw.gateway)
+        .await;
+    // Chosen with an empty text box (no JavaScript needed).
+    let r = reviewer
+        .submit(
+            &format!("/t/clinic-a/conversations/{conv}"),
+            &format!("/t/clinic-a/conversations/{conv}/reply"),
+            &[("text", ""), ("canned", &canned_id.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    gw.run_jobs().await;
+    let sent: Vec<serde_json::Value> = gw
+        .gateway
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/message/sendText/clinic")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["text"], "Rua das Flores, 100 — sala 2.");
+}

@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))
         .route("/t/{slug}/knowledge/{id}", post(edit_entry))
         .route("/t/{slug}/knowledge/{id}/delete", post(delete_entry))
+        .route("/t/{slug}/canned", get(canned_page).post(add_canned))
+        .route("/t/{slug}/canned/{id}/delete", post(delete_canned))
 }
 
 pub const PROVIDERS: [&str; 6] = [
@@ -402,5 +404,107 @@ async fn delete_entry(
         &format!("/t/{}/knowledge", t.tenant.slug),
         true,
         "knowledge.deleted",
+    ))
+}
+
+// ---- canned replies ----
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ai/canned.html")]
+pub struct CannedPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub replies: Vec<db::canned::Canned>,
+    pub error: Option<&'static str>,
+}
+
+async fn load_canned(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<CannedPage> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let replies = db::canned::list(&mut tx).await?;
+    tx.commit().await?;
+    Ok(CannedPage {
+        ctx,
+        shell: Shell::load(state, t, "canned").await?,
+        replies,
+        error: None,
+    })
+}
+
+async fn canned_page(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+) -> AppResult<CannedPage> {
+    load_canned(&state, ctx, &t).await
+}
+
+#[derive(Deserialize)]
+pub struct CannedForm {
+    title: String,
+    body: String,
+}
+
+async fn add_canned(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<CannedForm>,
+) -> AppResult<Response> {
+    let (title, body) = (f.title.trim(), f.body.trim());
+    if title.is_empty()
+        || title.chars().count() > 80
+        || body.is_empty()
+        || body.chars().count() > 4000
+    {
+        let mut page = load_canned(&state, ctx, &t).await?;
+        page.error = Some("canned.invalid");
+        return Ok(form_error(page));
+    }
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let id = db::canned::insert(&mut tx, t.id(), title, body, now).await?;
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "canned.added",
+        title,
+        json!({ "id": id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/canned", t.tenant.slug),
+        true,
+        "canned.saved",
+    ))
+}
+
+async fn delete_canned(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    if !db::canned::delete(&mut tx, id).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "canned.deleted",
+        &id.to_string(),
+        json!({}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/canned", t.tenant.slug),
+        true,
+        "canned.deleted",
     ))
 }

@@ -188,6 +188,7 @@ pub struct ConversationPage {
     pub policy_override: Option<String>,
     /// A draft awaiting review for this conversation.
     pub pending_draft: bool,
+    pub canned: Vec<db::canned::Canned>,
 }
 
 impl ConversationPage {
@@ -230,6 +231,7 @@ async fn load_conversation(
     let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
     let members = db_accounts::members(&mut tx).await?;
     let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
+    let canned = db::canned::list(&mut tx).await?;
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
@@ -287,6 +289,7 @@ async fn load_conversation(
         attention: conv.attention.clone(),
         policy_override: conv.policy_override,
         pending_draft: latest_draft.is_some_and(|d| d.state == "pending"),
+        canned,
     })
 }
 
@@ -308,7 +311,11 @@ async fn show(
 
 #[derive(Deserialize)]
 pub struct ReplyForm {
+    #[serde(default)]
     text: String,
+    /// A canned reply to send when no text was typed (works without JavaScript).
+    #[serde(default)]
+    canned: String,
 }
 
 async fn reply(
@@ -320,12 +327,19 @@ async fn reply(
 ) -> AppResult<Response> {
     let tenant = t.id();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut text = f.text.clone();
+    if text.trim().is_empty()
+        && let Ok(canned_id) = Uuid::parse_str(f.canned.trim())
+        && let Some(c) = db::canned::get(&mut tx, canned_id).await?
+    {
+        text = c.body;
+    }
     match send::queue_text(
         &state,
         &mut tx,
         tenant,
         id,
-        &f.text,
+        &text,
         Author::Member(t.me.user.id),
     )
     .await
