@@ -1,0 +1,210 @@
+//! Webhook ingestion and inbox benchmarks against a running server on real PostgreSQL
+//! (fsync on). Not a test: it prints figures. Run with `scripts/bench ingest`.
+//!
+//! 1. Ingest: N Evolution webhook deliveries (distinct ids, many senders) from a bounded
+//!    number of concurrent HTTP clients on loopback; throughput and latency percentiles of
+//!    acknowledged deliveries; then a check that every acknowledged message is stored once.
+//! 2. Inbox: 1,000,000 messages in one tenant (seeded in bulk with placeholder ciphertext —
+//!    the list query never decrypts in SQL), then the inbox query's latency percentiles as
+//!    the application role inside a tenant transaction, first page and keyset pages.
+
+use std::{sync::Arc, time::Instant};
+
+use serde_json::json;
+use sigmaai::{
+    accounts::{self, Signup},
+    clock::SystemClock,
+    config::Config,
+    db::{self, audit::Actor, conversations::ListFilter},
+    messaging::channel::{self, NewChannelInput},
+    shutdown::Shutdown,
+};
+use sqlx::Connection;
+use tokio::sync::Semaphore;
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{name:<34} n={:<6} p50={:>7.2} ms  p90={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
+        ms.len(),
+        pct(&ms, 0.50),
+        pct(&ms, 0.90),
+        pct(&ms, 0.99),
+        ms.last().copied().unwrap_or(0.0)
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let url = std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL (scripts/bench sets it)"))?;
+    let redis = std::env::var("REDIS_URL").ok();
+    let n: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+
+    // A fresh database for each run.
+    let mut admin = sqlx::PgConnection::connect(&url).await?;
+    let db_name = format!("sigmaai_bench_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await?;
+    let mut u = url::Url::parse(&url)?;
+    u.set_path(&format!("/{db_name}"));
+    let mut config = Config::for_tests(u.as_str(), redis.as_deref(), "bench:");
+    config.db_max_connections = 32;
+    config.data_dir = std::env::temp_dir().join(format!("sigmaai-bench-{}", std::process::id()));
+    config.ai_debounce = time::Duration::hours(1); // measure ingestion, not drafting
+    db::migrate(&config).await?;
+    let state = sigmaai::connect(config, Arc::new(SystemClock)).await?;
+
+    let created = accounts::sign_up(
+        &state,
+        Signup { name: "Bench", email: "bench@bench.test", password: "bench password 123", business: "Bench Clinic", slug: "bench", plan: "enterprise", accept_policy: true, language: "pt-BR" },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tenant = created.tenant_id;
+    let actor = Actor::system();
+
+    if which == "all" || which == "ingest" {
+        let base = url::Url::parse("http://127.0.0.1:9")?;
+        let (channel_id, secret) = channel::create(&state, tenant, &actor, "Bench", NewChannelInput::Evolution { base_url: base, instance: "bench".into(), api_key: "k".into() }).await?;
+        let secret = secret.unwrap_or_default();
+        let mut tx = db::begin_tenant(&state.db, tenant).await?;
+        let ch = db::channels::get(&mut tx, channel_id).await?.ok_or_else(|| anyhow::anyhow!("channel"))?;
+        tx.commit().await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (trigger, shutdown) = Shutdown::new();
+        let server_state = state.clone();
+        let server = tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+        let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
+
+        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let senders = 2_000usize;
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        // Warm-up: every sender's first message (creates contacts and keys), not measured.
+        println!("ingest: {n} deliveries, {concurrency} concurrent clients, {senders} senders (warm-up creates the contacts first)");
+        let mut tasks = Vec::with_capacity(n + senders);
+        for phase in [0usize, 1] {
+            let count = if phase == 0 { senders } else { n };
+            let started = Instant::now();
+            let mut handles = Vec::with_capacity(count);
+            for i in 0..count {
+                let permit = permits.clone().acquire_owned().await?;
+                let (http, hook, secret) = (http.clone(), hook.clone(), secret.clone());
+                let id = format!("BENCH{phase}-{i}");
+                let phone = format!("55119{:08}", i % senders);
+                let body = json!({
+                    "event": "messages.upsert", "instance": "bench",
+                    "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id },
+                              "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
+                              "messageType": "conversation", "messageTimestamp": ts + i as i64 }
+                });
+                handles.push(tokio::spawn(async move {
+                    let t0 = Instant::now();
+                    let r = http.post(&hook).header("x-webhook-token", secret).json(&body).send().await;
+                    drop(permit);
+                    let ok = matches!(&r, Ok(resp) if resp.status().is_success());
+                    (id, ok, t0.elapsed().as_secs_f64() * 1000.0)
+                }));
+            }
+            let mut lat = Vec::with_capacity(count);
+            let mut acked = Vec::with_capacity(count);
+            for h in handles {
+                let (id, ok, ms) = h.await?;
+                if ok {
+                    lat.push(ms);
+                    acked.push(id);
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            if phase == 1 {
+                println!("ingest throughput: {:.0} acknowledged messages/s ({} of {} acknowledged in {:.2} s)", acked.len() as f64 / secs, acked.len(), count, secs);
+                summary("ingest latency (acknowledged)", lat);
+            }
+            tasks.extend(acked);
+        }
+        // Exactly once: every acknowledged id is stored once, and nothing else.
+        let mut tx = db::begin_tenant(&state.db, tenant).await?;
+        let stored: Vec<(String, i64)> = sqlx::query_as("SELECT external_id, count(*) FROM messages WHERE channel_id = $1 GROUP BY external_id").bind(channel_id).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let dupes = stored.iter().filter(|(_, c)| *c > 1).count();
+        let stored_ids: std::collections::HashSet<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+        let missing = tasks.iter().filter(|id| !stored_ids.contains(id.as_str())).count();
+        println!("exactly-once check: {} acknowledged, {} stored, {missing} acknowledged but missing, {dupes} duplicated", tasks.len(), stored.len());
+        anyhow::ensure!(missing == 0 && dupes == 0 && stored.len() == tasks.len(), "durability check failed");
+        trigger.trigger();
+        let _ = server.await;
+    }
+
+    if which == "all" || which == "inbox" {
+        let conversations: i64 = std::env::var("BENCH_CONVERSATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+        let total: i64 = std::env::var("BENCH_INBOX_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        let (channel_id, _) = channel::create(&state, tenant, &actor, "Inbox bench", NewChannelInput::Simulator).await.or_else(|_| -> anyhow::Result<_> { Ok((uuid::Uuid::nil(), None)) })?;
+        let mut owner = sqlx::PgConnection::connect(u.as_str()).await?;
+        let t0 = Instant::now();
+        // Bulk seed as the owner: contacts, conversations, then messages spread over them.
+        sqlx::query(
+            "INSERT INTO contacts (id, tenant_id, phone_index, name_tokens, name_sealed, phone_sealed, created_at, updated_at)
+             SELECT gen_random_uuid(), $1, 'bench-' || g, ARRAY['tok' || (g % 1000)], '\\x00'::bytea, '\\x00'::bytea, now(), now()
+             FROM generate_series(1, $2) g",
+        )
+        .bind(tenant)
+        .bind(conversations)
+        .execute(&mut owner)
+        .await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, status, last_message_at, last_inbound_at, created_at, unread_count)
+             SELECT gen_random_uuid(), $1, $2, c.id, 'contact:' || c.id, CASE WHEN random() < 0.3 THEN 'resolved' ELSE 'open' END,
+                    now() - (random() * interval '365 days'), now(), now(), (random() * 3)::int
+             FROM contacts c WHERE c.tenant_id = $1 AND c.phone_index LIKE 'bench-%'",
+        )
+        .bind(tenant)
+        .bind(channel_id)
+        .execute(&mut owner)
+        .await?;
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, direction, kind, body_sealed, status, sent_at, created_at)
+             SELECT gen_random_uuid(), cv.tenant_id, cv.id, cv.channel_id, cv.contact_id, CASE WHEN g % 2 = 0 THEN 'in' ELSE 'out' END, 'text',
+                    decode(repeat('ab', 120), 'hex'), 'received', cv.last_message_at - (g * interval '1 minute'), now()
+             FROM (SELECT *, row_number() OVER () AS rn FROM conversations WHERE tenant_id = $1 AND channel_id = $2) cv,
+                  generate_series(1, ($3 / $4)::int) g",
+        )
+        .bind(tenant)
+        .bind(channel_id)
+        .bind(total)
+        .bind(conversations)
+        .execute(&mut owner)
+        .await?;
+        sqlx::query("ANALYZE").execute(&mut owner).await?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE tenant_id = $1").bind(tenant).fetch_one(&mut owner).await?;
+        println!("inbox: seeded {count} messages in {conversations} conversations in {:.1} s", t0.elapsed().as_secs_f64());
+
+        let runs = 200;
+        for (name, status, tokens) in [("inbox first page", None, None), ("inbox open filter", Some("open".to_owned()), None), ("inbox name search", None, Some(vec!["tok7".to_owned()]))] {
+            let mut lat = Vec::with_capacity(runs);
+            let mut cursor = None;
+            for i in 0..runs {
+                let t0 = Instant::now();
+                let mut tx = db::begin_tenant(&state.db, tenant).await?;
+                let rows = db::conversations::list(&mut tx, &ListFilter { status: status.clone(), name_tokens: tokens.clone(), before: cursor, limit: 50, ..Default::default() }).await?;
+                tx.commit().await?;
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                // Walk keyset pages, restarting at the top now and then.
+                cursor = if i % 20 == 19 { None } else { rows.last().map(|r| (r.last_message_at, r.id)) };
+            }
+            summary(name, lat);
+        }
+    }
+    state.db.close().await;
+    let _ = sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)")).execute(&mut admin).await;
+    let _ = sqlx::query(&format!("DROP DATABASE {db_name}_keys WITH (FORCE)")).execute(&mut admin).await;
+    Ok(())
+}
