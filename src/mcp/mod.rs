@@ -2,7 +2,12 @@
 //! over streamable HTTP, through the official Rust SDK (`rmcp`).
 //!
 //! - [`guard`]: the outbound URL guard every tenant-configured destination goes through.
+//! - [`transport`]: rmcp's HTTP client transport over the guarded reqwest client.
+//! - [`client`]: one session with one server — initialize, list tools, call a tool.
 
+pub mod client;
 pub mod guard;
+pub mod transport;
 
+pub use client::{Auth, McpError, RemoteTool, Session};
 pub use guard::{Guard, GuardError};
