@@ -14,6 +14,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod jobs;
 pub mod keystore;
+pub mod mcp;
 pub mod messages;
 
 use std::time::Duration;

@@ -38,6 +38,7 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::events::router())
         .merge(routes::review::router())
         .merge(routes::ai_settings::router())
+        .merge(routes::integrations::router())
         .merge(webhooks::router())
         .merge(extra)
         .nest_service("/static", ServeDir::new(static_dir))

@@ -29,6 +29,7 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<()> {
         crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
         crate::messaging::FETCH_MEDIA => crate::messaging::media::run(state, job).await,
         crate::review::AI_REPLY => crate::review::draft::run(state, job).await,
+        crate::mcp::registry::MCP_CALL => crate::mcp::registry::run_call(state, job).await,
         other => Err(anyhow!("unknown job kind {other:?}")),
     }
 }
