@@ -8,6 +8,7 @@ mod harness;
 
 mod accounts;
 mod crypto;
+mod mcp;
 mod messaging;
 mod public_pages;
 mod review;
