@@ -44,15 +44,24 @@ fn summary(name: &str, mut ms: Vec<f64>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    let url = std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL (scripts/bench sets it)"))?;
+    let url = std::env::var("DATABASE_URL")
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL (scripts/bench sets it)"))?;
     let redis = std::env::var("REDIS_URL").ok();
-    let n: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let n: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
 
     // A fresh database for each run.
     let mut admin = sqlx::PgConnection::connect(&url).await?;
     let db_name = format!("sigmaai_bench_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        .execute(&mut admin)
+        .await?;
     let mut u = url::Url::parse(&url)?;
     u.set_path(&format!("/{db_name}"));
     let mut config = Config::for_tests(u.as_str(), redis.as_deref(), "bench:");
@@ -64,7 +73,16 @@ async fn main() -> anyhow::Result<()> {
 
     let created = accounts::sign_up(
         &state,
-        Signup { name: "Bench", email: "bench@bench.test", password: "bench password 123", business: "Bench Clinic", slug: "bench", plan: "enterprise", accept_policy: true, language: "pt-BR" },
+        Signup {
+            name: "Bench",
+            email: "bench@bench.test",
+            password: "bench password 123",
+            business: "Bench Clinic",
+            slug: "bench",
+            plan: "enterprise",
+            accept_policy: true,
+            language: "pt-BR",
+        },
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -73,24 +91,42 @@ async fn main() -> anyhow::Result<()> {
 
     if which == "all" || which == "ingest" {
         let base = url::Url::parse("http://127.0.0.1:9")?;
-        let (channel_id, secret) = channel::create(&state, tenant, &actor, "Bench", NewChannelInput::Evolution { base_url: base, instance: "bench".into(), api_key: "k".into() }).await?;
+        let (channel_id, secret) = channel::create(
+            &state,
+            tenant,
+            &actor,
+            "Bench",
+            NewChannelInput::Evolution {
+                base_url: base,
+                instance: "bench".into(),
+                api_key: "k".into(),
+            },
+        )
+        .await?;
         let secret = secret.unwrap_or_default();
         let mut tx = db::begin_tenant(&state.db, tenant).await?;
-        let ch = db::channels::get(&mut tx, channel_id).await?.ok_or_else(|| anyhow::anyhow!("channel"))?;
+        let ch = db::channels::get(&mut tx, channel_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("channel"))?;
         tx.commit().await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (trigger, shutdown) = Shutdown::new();
         let server_state = state.clone();
-        let server = tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+        let server =
+            tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
         let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
 
-        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()?;
         let permits = Arc::new(Semaphore::new(concurrency));
         let senders = 2_000usize;
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         // Warm-up: every sender's first message (creates contacts and keys), not measured.
-        println!("ingest: {n} deliveries, {concurrency} concurrent clients, {senders} senders (warm-up creates the contacts first)");
+        println!(
+            "ingest: {n} deliveries, {concurrency} concurrent clients, {senders} senders (warm-up creates the contacts first)"
+        );
         let mut tasks = Vec::with_capacity(n + senders);
         for phase in [0usize, 1] {
             let count = if phase == 0 { senders } else { n };
@@ -109,7 +145,12 @@ async fn main() -> anyhow::Result<()> {
                 });
                 handles.push(tokio::spawn(async move {
                     let t0 = Instant::now();
-                    let r = http.post(&hook).header("x-webhook-token", secret).json(&body).send().await;
+                    let r = http
+                        .post(&hook)
+                        .header("x-webhook-token", secret)
+                        .json(&body)
+                        .send()
+                        .await;
                     drop(permit);
                     let ok = matches!(&r, Ok(resp) if resp.status().is_success());
                     (id, ok, t0.elapsed().as_secs_f64() * 1000.0)
@@ -126,28 +167,64 @@ async fn main() -> anyhow::Result<()> {
             }
             let secs = started.elapsed().as_secs_f64();
             if phase == 1 {
-                println!("ingest throughput: {:.0} acknowledged messages/s ({} of {} acknowledged in {:.2} s)", acked.len() as f64 / secs, acked.len(), count, secs);
+                println!(
+                    "ingest throughput: {:.0} acknowledged messages/s ({} of {} acknowledged in {:.2} s)",
+                    acked.len() as f64 / secs,
+                    acked.len(),
+                    count,
+                    secs
+                );
                 summary("ingest latency (acknowledged)", lat);
             }
             tasks.extend(acked);
         }
         // Exactly once: every acknowledged id is stored once, and nothing else.
         let mut tx = db::begin_tenant(&state.db, tenant).await?;
-        let stored: Vec<(String, i64)> = sqlx::query_as("SELECT external_id, count(*) FROM messages WHERE channel_id = $1 GROUP BY external_id").bind(channel_id).fetch_all(&mut *tx).await?;
+        let stored: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT external_id, count(*) FROM messages WHERE channel_id = $1 GROUP BY external_id",
+        )
+        .bind(channel_id)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         let dupes = stored.iter().filter(|(_, c)| *c > 1).count();
-        let stored_ids: std::collections::HashSet<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
-        let missing = tasks.iter().filter(|id| !stored_ids.contains(id.as_str())).count();
-        println!("exactly-once check: {} acknowledged, {} stored, {missing} acknowledged but missing, {dupes} duplicated", tasks.len(), stored.len());
-        anyhow::ensure!(missing == 0 && dupes == 0 && stored.len() == tasks.len(), "durability check failed");
+        let stored_ids: std::collections::HashSet<&str> =
+            stored.iter().map(|(id, _)| id.as_str()).collect();
+        let missing = tasks
+            .iter()
+            .filter(|id| !stored_ids.contains(id.as_str()))
+            .count();
+        println!(
+            "exactly-once check: {} acknowledged, {} stored, {missing} acknowledged but missing, {dupes} duplicated",
+            tasks.len(),
+            stored.len()
+        );
+        anyhow::ensure!(
+            missing == 0 && dupes == 0 && stored.len() == tasks.len(),
+            "durability check failed"
+        );
         trigger.trigger();
         let _ = server.await;
     }
 
     if which == "all" || which == "inbox" {
-        let conversations: i64 = std::env::var("BENCH_CONVERSATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
-        let total: i64 = std::env::var("BENCH_INBOX_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-        let (channel_id, _) = channel::create(&state, tenant, &actor, "Inbox bench", NewChannelInput::Simulator).await.or_else(|_| -> anyhow::Result<_> { Ok((uuid::Uuid::nil(), None)) })?;
+        let conversations: i64 = std::env::var("BENCH_CONVERSATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50_000);
+        let total: i64 = std::env::var("BENCH_INBOX_MESSAGES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let (channel_id, _) = channel::create(
+            &state,
+            tenant,
+            &actor,
+            "Inbox bench",
+            NewChannelInput::Simulator,
+        )
+        .await
+        .or_else(|_| -> anyhow::Result<_> { Ok((uuid::Uuid::nil(), None)) })?;
         let mut owner = sqlx::PgConnection::connect(u.as_str()).await?;
         let t0 = Instant::now();
         // Bulk seed as the owner: contacts, conversations, then messages spread over them.
@@ -184,27 +261,55 @@ async fn main() -> anyhow::Result<()> {
         .execute(&mut owner)
         .await?;
         sqlx::query("ANALYZE").execute(&mut owner).await?;
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE tenant_id = $1").bind(tenant).fetch_one(&mut owner).await?;
-        println!("inbox: seeded {count} messages in {conversations} conversations in {:.1} s", t0.elapsed().as_secs_f64());
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&mut owner)
+            .await?;
+        println!(
+            "inbox: seeded {count} messages in {conversations} conversations in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
 
         let runs = 200;
-        for (name, status, tokens) in [("inbox first page", None, None), ("inbox open filter", Some("open".to_owned()), None), ("inbox name search", None, Some(vec!["tok7".to_owned()]))] {
+        for (name, status, tokens) in [
+            ("inbox first page", None, None),
+            ("inbox open filter", Some("open".to_owned()), None),
+            ("inbox name search", None, Some(vec!["tok7".to_owned()])),
+        ] {
             let mut lat = Vec::with_capacity(runs);
             let mut cursor = None;
             for i in 0..runs {
                 let t0 = Instant::now();
                 let mut tx = db::begin_tenant(&state.db, tenant).await?;
-                let rows = db::conversations::list(&mut tx, &ListFilter { status: status.clone(), name_tokens: tokens.clone(), before: cursor, limit: 50, ..Default::default() }).await?;
+                let rows = db::conversations::list(
+                    &mut tx,
+                    &ListFilter {
+                        status: status.clone(),
+                        name_tokens: tokens.clone(),
+                        before: cursor,
+                        limit: 50,
+                        ..Default::default()
+                    },
+                )
+                .await?;
                 tx.commit().await?;
                 lat.push(t0.elapsed().as_secs_f64() * 1000.0);
                 // Walk keyset pages, restarting at the top now and then.
-                cursor = if i % 20 == 19 { None } else { rows.last().map(|r| (r.last_message_at, r.id)) };
+                cursor = if i % 20 == 19 {
+                    None
+                } else {
+                    rows.last().map(|r| (r.last_message_at, r.id))
+                };
             }
             summary(name, lat);
         }
     }
     state.db.close().await;
-    let _ = sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)")).execute(&mut admin).await;
-    let _ = sqlx::query(&format!("DROP DATABASE {db_name}_keys WITH (FORCE)")).execute(&mut admin).await;
+    let _ = sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    let _ = sqlx::query(&format!("DROP DATABASE {db_name}_keys WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
     Ok(())
 }

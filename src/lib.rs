@@ -19,6 +19,7 @@ pub mod http;
 pub mod i18n;
 pub mod jobs;
 pub mod live;
+pub mod mcp;
 pub mod messaging;
 pub mod privacy;
 pub mod redis;

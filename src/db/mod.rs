@@ -16,6 +16,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod jobs;
 pub mod keystore;
+pub mod mcp;
 pub mod messages;
 pub mod privacy;
 

@@ -40,6 +40,7 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::ai_settings::router())
         .merge(routes::privacy::router())
         .merge(routes::billing::router())
+        .merge(routes::integrations::router())
         .merge(webhooks::router())
         .merge(extra)
         .nest_service("/static", ServeDir::new(static_dir))

@@ -32,6 +32,7 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<()> {
         crate::privacy::retention::PRIVACY_SWEEP => {
             crate::privacy::retention::run_sweep(state).await.map(drop)
         }
+        crate::mcp::registry::MCP_CALL => crate::mcp::registry::run_call(state, job).await,
         other => Err(anyhow!("unknown job kind {other:?}")),
     }
 }

@@ -281,3 +281,118 @@ pub async fn take_over(
     crate::privacy::retention::media_after_triage(state, tenant_id, conversation_id).await?;
     Ok(())
 }
+
+/// Approves a prepared write call (book, update, cancel): `pending → approved` at most once,
+/// with its execution queued in the same transaction. A double click or a second reviewer
+/// finds it decided; the `mcp_call` job runs it exactly once.
+pub async fn approve_call(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    call_id: Uuid,
+) -> Result<(), DecideError> {
+    let user = actor.id.ok_or(DecideError::NotFound)?;
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let c = db::mcp::call(&mut tx, call_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    if !db::mcp::transition(&mut tx, c.id, "pending", "approved", Some(user), now).await? {
+        return Err(DecideError::AlreadyDecided);
+    }
+    crate::mcp::registry::enqueue_call(&mut tx, tenant_id, c.id, now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "mcp.call_approved",
+        &c.conversation_id.to_string(),
+        json!({ "call": c.id, "server": c.server_name, "tool": c.tool }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    Ok(())
+}
+
+pub async fn reject_call(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    call_id: Uuid,
+) -> Result<(), DecideError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let c = db::mcp::call(&mut tx, call_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    if !db::mcp::transition(&mut tx, c.id, "pending", "rejected", actor.id, now).await? {
+        return Err(DecideError::AlreadyDecided);
+    }
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "mcp.call_rejected",
+        &c.conversation_id.to_string(),
+        json!({ "call": c.id, "tool": c.tool }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    Ok(())
+}
+
+/// A tool call as a reviewer sees it: arguments and result opened from the contact's key.
+pub struct CallView {
+    pub id: Uuid,
+    pub draft_id: Uuid,
+    pub conversation_id: Uuid,
+    pub server: String,
+    pub tool: String,
+    pub risk: String,
+    pub state: String,
+    pub arguments: String,
+    pub result: String,
+    pub error: String,
+    pub latency_ms: i32,
+}
+
+pub async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> CallView {
+    let open = |column: &'static str, sealed: Option<Vec<u8>>| async move {
+        match sealed {
+            Some(s) => state
+                .keys
+                .open_str(
+                    tenant_id,
+                    c.contact_id,
+                    Aad::new("mcp_tool_calls", column, c.id),
+                    &s,
+                )
+                .await
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    };
+    let args = open("arguments", Some(c.arguments_sealed.clone())).await;
+    // Pretty-printed for reading; the stored text is what was sent.
+    let arguments = serde_json::from_str::<serde_json::Value>(&args)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(args);
+    CallView {
+        id: c.id,
+        draft_id: c.draft_id,
+        conversation_id: c.conversation_id,
+        server: c.server_name.clone(),
+        tool: c.tool.clone(),
+        risk: c.risk.clone(),
+        state: c.state.clone(),
+        arguments,
+        result: open("result", c.result_sealed.clone()).await,
+        error: c.error.clone().unwrap_or_default(),
+        latency_ms: c.latency_ms,
+    }
+}

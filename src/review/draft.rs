@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::{
     ai::{
-        self, AiError, Capabilities, ProviderConfig, ProviderKind,
+        self, AiError, Capabilities, ChatMessage, Part, ProviderConfig, ProviderKind, Role,
+        ToolSpec,
         context::{
             self, Budget, ContextInput, ConversationMessage, CustomerProfile, Direction,
             Escalation, Media, TenantSettings,
@@ -27,11 +28,13 @@ use crate::{
         audit::{self, Actor},
         conversations,
         jobs::{self, Job, NewJob},
+        mcp as db_mcp,
         messages::{self, Message},
     },
     domain::plans,
     i18n::Lang,
     live,
+    mcp::{McpError, Session, registry},
     messaging::send::{self, Author},
     review::AI_REPLY,
     state::AppState,
@@ -160,6 +163,8 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     tx.commit().await?;
 
     let lang = Lang::parse(&tenant_settings.language).unwrap_or(Lang::PtBr);
+    // Tool calls made while drafting (recorded on the draft, whatever the outcome).
+    let mut calls: Vec<RecordedCall> = Vec::new();
     let produced = if let Some(limit) = over_limit {
         // Drafting pauses; the customer's messages are stored all the same.
         Produced::Escalate {
@@ -195,6 +200,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                 &knowledge,
                 convo,
                 &recent,
+                &mut calls,
             )
             .await
             {
@@ -220,7 +226,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
             }
         }
     };
-    store(state, tenant_id, &conv, &latest, &policy, produced, now).await
+    store(
+        state, tenant_id, &conv, &latest, &policy, produced, calls, now,
+    )
+    .await
 }
 
 /// The conversation as the context builder sees it: text opened, media described.
@@ -484,6 +493,7 @@ async fn draft_llm(
     knowledge: &[crate::domain::knowledge::KnowledgeEntry],
     mut convo: Vec<ConversationMessage>,
     recent: &[Message],
+    calls: &mut Vec<RecordedCall>,
 ) -> Result<Produced, AiError> {
     let provider = provider_for(state, tenant_id, s, kind).await?;
     let caps = provider.capabilities();
@@ -512,20 +522,32 @@ async fn draft_llm(
         model: provider.model().to_owned(),
         external,
     };
+    // The tenant's allowed MCP tools, for providers that can call tools.
+    let toolbox = if caps.supports_tools {
+        Toolbox::open(state, tenant_id).await
+    } else {
+        Toolbox::default()
+    };
+    let specs: Vec<ToolSpec> = toolbox.offered.iter().map(|o| o.spec.clone()).collect();
     let built = match context::build_context(&ContextInput {
         settings,
         customer,
         knowledge,
         messages: &convo,
-        tools: &[],
+        tools: &specs,
         capabilities: caps,
         budget: Budget::default(),
     }) {
         Ok(b) => b,
-        Err(e) => return Ok(escalate(escalation_code(e), false)),
+        Err(e) => {
+            toolbox.close().await;
+            return Ok(escalate(escalation_code(e), false));
+        }
     };
     let started = Instant::now();
-    let resp = provider.chat(&built.request).await?;
+    let result = tool_loop(provider.as_ref(), built.request, &toolbox, calls).await;
+    toolbox.close().await;
+    let (resp, usage) = result?;
     let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     match resp.text.filter(|t| !t.trim().is_empty()) {
         Some(text) => Ok(Produced::Draft {
@@ -534,12 +556,236 @@ async fn draft_llm(
             model: resp.model,
             prompt_version: built.prompt_version.to_owned(),
             knowledge_ids: built.knowledge_ids,
-            input_tokens: resp.usage.input_tokens as i32,
-            output_tokens: resp.usage.output_tokens as i32,
+            input_tokens: usage.input_tokens as i32,
+            output_tokens: usage.output_tokens as i32,
             latency_ms,
             external: true,
         }),
         None => Ok(escalate("empty_reply".into(), true)),
+    }
+}
+
+/// Model turns with tool calls before a final answer is forced (tools withdrawn).
+const MAX_TOOL_STEPS: usize = 4;
+/// Tool calls per drafting turn, across steps.
+const MAX_TOOL_CALLS: usize = 8;
+/// Each read call's time limit (the guard's request cap applies inside it too).
+const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// One tool call made (read) or prepared (write) while drafting, in clear until `store`
+/// seals it under the contact's key.
+pub struct RecordedCall {
+    pub id: Uuid,
+    pub server_id: Uuid,
+    pub server_name: String,
+    pub tool: String,
+    pub risk: String,
+    /// ok | error | timeout | refused (read), pending (write).
+    pub state: &'static str,
+    pub arguments: serde_json::Value,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub latency_ms: i32,
+}
+
+struct Offered {
+    spec: ToolSpec,
+    session: usize,
+    server_id: Uuid,
+    server_name: String,
+    tool: String,
+    risk: String,
+}
+
+/// Live sessions to the tenant's enabled servers and the tools offered from them: allowed,
+/// unchanged since approval (the listing is compared with the pins right now), still listed.
+#[derive(Default)]
+struct Toolbox {
+    sessions: Vec<Session>,
+    offered: Vec<Offered>,
+}
+
+impl Toolbox {
+    async fn open(state: &AppState, tenant_id: Uuid) -> Toolbox {
+        let mut tb = Toolbox::default();
+        let servers = async {
+            let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+            let servers = db_mcp::servers(&mut tx).await?;
+            let tools = db_mcp::tools(&mut tx, None).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((servers, tools))
+        };
+        let Ok((servers, tools)) = servers.await else {
+            return tb;
+        };
+        for s in servers.iter().filter(|s| s.enabled) {
+            if !tools.iter().any(|t| t.server_id == s.id && t.usable()) {
+                continue; // nothing allowed here: don't even connect
+            }
+            let Ok(session) = registry::connect(state, s).await else {
+                continue;
+            };
+            let listed = match session.list_tools().await {
+                Ok(l) => l,
+                Err(_) => {
+                    session.close().await;
+                    continue;
+                }
+            };
+            // A changed listing disables the changed tools before anything is offered.
+            if registry::sync_tools(state, s, &listed).await.is_err() {
+                session.close().await;
+                continue;
+            }
+            let fresh = {
+                let Ok(mut tx) = db::begin_tenant(&state.db, tenant_id).await else {
+                    session.close().await;
+                    continue;
+                };
+                let t = db_mcp::tools(&mut tx, Some(s.id)).await.unwrap_or_default();
+                let _ = tx.commit().await;
+                t
+            };
+            let index = tb.sessions.len();
+            for t in fresh.into_iter().filter(|t| t.usable()) {
+                if !listed.iter().any(|l| l.name == t.name) {
+                    continue;
+                }
+                let mut name: String = t
+                    .name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .take(56)
+                    .collect();
+                if name.is_empty() || tb.offered.iter().any(|o| o.spec.name == name) {
+                    name = format!("s{index}_{name}");
+                }
+                tb.offered.push(Offered {
+                    spec: ToolSpec {
+                        name,
+                        description: t.description.clone(),
+                        input_schema: t.input_schema.clone(),
+                    },
+                    session: index,
+                    server_id: s.id,
+                    server_name: s.name.clone(),
+                    tool: t.name.clone(),
+                    risk: t.risk.clone(),
+                });
+            }
+            tb.sessions.push(session);
+        }
+        tb
+    }
+
+    async fn close(self) {
+        for s in self.sessions {
+            s.close().await;
+        }
+    }
+}
+
+/// Asks the model, runs the read calls it makes and prepares the write calls, feeds the
+/// results back, until it answers (or the step limit forces an answer without tools).
+async fn tool_loop(
+    provider: &dyn ai::Provider,
+    mut req: ai::ChatRequest,
+    toolbox: &Toolbox,
+    calls: &mut Vec<RecordedCall>,
+) -> Result<(ai::ChatResponse, ai::Usage), AiError> {
+    let mut usage = ai::Usage::default();
+    let mut steps = 0;
+    loop {
+        let resp = provider.chat(&req).await?;
+        usage.input_tokens += resp.usage.input_tokens;
+        usage.output_tokens += resp.usage.output_tokens;
+        if resp.tool_calls.is_empty() || req.tools.is_empty() {
+            return Ok((resp, usage));
+        }
+        steps += 1;
+        let mut parts: Vec<Part> = resp
+            .text
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Part::Text(t.clone()))
+            .collect();
+        parts.extend(resp.tool_calls.iter().cloned().map(Part::ToolCall));
+        req.messages.push(ChatMessage {
+            role: Role::Assistant,
+            parts,
+        });
+        for tc in &resp.tool_calls {
+            let content = match toolbox.offered.iter().find(|o| o.spec.name == tc.name) {
+                None => "Error: no such tool.".to_owned(),
+                Some(_) if calls.len() >= MAX_TOOL_CALLS => {
+                    "Error: tool call limit reached; answer with what you have.".to_owned()
+                }
+                Some(o) if o.risk == "read" => {
+                    let started = Instant::now();
+                    let r = toolbox.sessions[o.session]
+                        .call(&o.tool, &tc.arguments, TOOL_TIMEOUT)
+                        .await;
+                    let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+                    let (state, result, error, content) = match r {
+                        Ok(text) => ("ok", Some(text.clone()), None, text),
+                        Err(McpError::Tool(text)) => (
+                            "error",
+                            Some(text.clone()),
+                            Some("the tool reported an error".to_owned()),
+                            format!("Error from the tool: {text}"),
+                        ),
+                        Err(e) => (
+                            e.outcome(),
+                            None,
+                            Some(e.describe()),
+                            format!(
+                                "Error: the tool could not be reached ({}). Do not invent its answer.",
+                                e.describe()
+                            ),
+                        ),
+                    };
+                    calls.push(RecordedCall {
+                        id: Uuid::now_v7(),
+                        server_id: o.server_id,
+                        server_name: o.server_name.clone(),
+                        tool: o.tool.clone(),
+                        risk: o.risk.clone(),
+                        state,
+                        arguments: tc.arguments.clone(),
+                        result,
+                        error,
+                        latency_ms,
+                    });
+                    content
+                }
+                Some(o) => {
+                    calls.push(RecordedCall {
+                        id: Uuid::now_v7(),
+                        server_id: o.server_id,
+                        server_name: o.server_name.clone(),
+                        tool: o.tool.clone(),
+                        risk: o.risk.clone(),
+                        state: "pending",
+                        arguments: tc.arguments.clone(),
+                        result: None,
+                        error: None,
+                        latency_ms: 0,
+                    });
+                    "Prepared, not done yet: this action waits for a staff member to approve it. \
+                     Tell the customer it will be confirmed shortly; do not say it is done."
+                        .to_owned()
+                }
+            };
+            req.messages.push(ChatMessage::tool_result(
+                tc.id.clone(),
+                tc.name.clone(),
+                content,
+            ));
+        }
+        if steps >= MAX_TOOL_STEPS || calls.len() >= MAX_TOOL_CALLS {
+            // Force an answer: no more tools.
+            req.tools.clear();
+        }
     }
 }
 
@@ -568,6 +814,7 @@ async fn record_failure(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn store(
     state: &AppState,
     tenant_id: Uuid,
@@ -575,6 +822,7 @@ async fn store(
     latest: &Message,
     policy: &str,
     produced: Produced,
+    calls: Vec<RecordedCall>,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let draft_id = Uuid::now_v7();
@@ -690,7 +938,71 @@ async fn store(
         )
         .await?;
     }
-    if !escalated && policy == "auto_send" {
+    // What the AI looked up or wants to do, on the draft; arguments and results sealed under
+    // the contact's key. Servers that received the contact's data are recipients.
+    let mut pending_writes = false;
+    for (seq, c) in calls.iter().enumerate() {
+        let arguments_sealed = state
+            .keys
+            .seal_str(
+                tenant_id,
+                conv.contact_id,
+                Aad::new("mcp_tool_calls", "arguments", c.id),
+                &c.arguments.to_string(),
+            )
+            .await?;
+        let result_sealed = match &c.result {
+            Some(r) => Some(
+                state
+                    .keys
+                    .seal_str(
+                        tenant_id,
+                        conv.contact_id,
+                        Aad::new("mcp_tool_calls", "result", c.id),
+                        r,
+                    )
+                    .await?,
+            ),
+            None => None,
+        };
+        db_mcp::insert_call(
+            &mut tx,
+            db_mcp::NewCall {
+                id: c.id,
+                tenant_id,
+                draft_id,
+                conversation_id: conv.id,
+                contact_id: conv.contact_id,
+                server_id: c.server_id,
+                server_name: &c.server_name,
+                tool: &c.tool,
+                risk: &c.risk,
+                seq: seq as i32,
+                state: c.state,
+                arguments_sealed,
+                result_sealed,
+                error: c.error.as_deref(),
+                latency_ms: c.latency_ms,
+            },
+            now,
+        )
+        .await?;
+        pending_writes |= c.state == "pending";
+        if c.state != "pending" && c.state != "refused" {
+            db_ai::record_recipient(
+                &mut tx,
+                tenant_id,
+                conv.contact_id,
+                "mcp_server",
+                &c.server_name,
+                &c.tool,
+                now,
+            )
+            .await?;
+        }
+    }
+    // A draft that prepared an action waits for a person even under auto_send.
+    if !escalated && policy == "auto_send" && !pending_writes {
         let text = match &produced {
             Produced::Draft { text, .. } => text.clone(),
             Produced::Escalate { .. } => String::new(),

@@ -9,6 +9,7 @@ mod harness;
 
 mod accounts;
 mod crypto;
+mod mcp;
 mod messaging;
 mod privacy;
 mod public_pages;

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod events;
 pub mod health;
 pub mod inbox;
+pub mod integrations;
 pub mod members;
 pub mod portal;
 pub mod privacy;

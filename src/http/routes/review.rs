@@ -35,6 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/drafts/{id}/reject", post(reject))
         .route("/t/{slug}/drafts/{id}/dismiss", post(dismiss))
         .route("/t/{slug}/conversations/{id}/take-over", post(take_over))
+        .route("/t/{slug}/tool-calls/{id}/approve", post(approve_call))
+        .route("/t/{slug}/tool-calls/{id}/reject", post(reject_call))
 }
 
 pub struct DraftCard {
@@ -54,6 +56,8 @@ pub struct DraftCard {
     pub latency_ms: i32,
     /// Minutes left in WhatsApp's 24-hour window (Meta channels), if it applies.
     pub window_minutes: Option<i64>,
+    /// What the AI looked up (read calls) or prepared (write calls) for this draft.
+    pub calls: Vec<decide::CallView>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -62,6 +66,8 @@ pub struct QueuePage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub cards: Vec<DraftCard>,
+    /// Write calls (book, update, cancel) waiting for approval, from any draft.
+    pub pending_calls: Vec<decide::CallView>,
 }
 
 const QUEUE_LIMIT: i64 = 50;
@@ -100,6 +106,10 @@ async fn queue(
             .flatten()
             .unwrap_or_default();
         let is_meta = channel.as_ref().is_some_and(|c| c.kind == "meta");
+        let mut calls = Vec::new();
+        for c in db::mcp::calls_for_draft(&mut tx, d.id).await? {
+            calls.push(decide::call_view(&state, tenant, &c).await);
+        }
         cards.push(DraftCard {
             id: d.id,
             conversation_id: conv.id,
@@ -125,13 +135,19 @@ async fn queue(
                     .map(|t| (t + send::SERVICE_WINDOW - now).whole_minutes().max(0))
                     .unwrap_or(0)
             }),
+            calls,
         });
+    }
+    let mut pending_calls = Vec::new();
+    for c in db::mcp::pending_calls(&mut tx, QUEUE_LIMIT).await? {
+        pending_calls.push(decide::call_view(&state, tenant, &c).await);
     }
     tx.commit().await?;
     Ok(QueuePage {
         ctx,
         shell: Shell::load(&state, &t, "review").await?,
         cards,
+        pending_calls,
     })
 }
 
@@ -204,6 +220,24 @@ async fn take_over(
         Err(DecideError::NotFound) => Err(AppError::NotFound),
         Err(e) => outcome(&t, Err(e), ""),
     }
+}
+
+async fn approve_call(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let r = decide::approve_call(&state, t.id(), &t.actor(), id).await;
+    outcome(&t, r, "review.call_approved")
+}
+
+async fn reject_call(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let r = decide::reject_call(&state, t.id(), &t.actor(), id).await;
+    outcome(&t, r, "review.call_rejected")
 }
 
 /// Drafts and escalations waiting (the navigation badge).

@@ -1,0 +1,457 @@
+//! MCP servers, their pinned tools, and the tool calls recorded on drafts.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub url: String,
+    pub auth_kind: String,
+    pub auth_header: Option<String>,
+    pub secret_sealed: Option<Vec<u8>>,
+    pub enabled: bool,
+    pub last_success_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+pub struct NewServer<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub auth_kind: &'a str,
+    pub auth_header: Option<&'a str>,
+    pub secret_sealed: Option<Vec<u8>>,
+}
+
+/// `false` when the tenant already has a server with this name.
+pub async fn insert_server(
+    conn: &mut PgConnection,
+    s: NewServer<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"INSERT INTO mcp_servers (id, tenant_id, name, url, auth_kind, auth_header, secret_sealed, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (tenant_id, name) DO NOTHING"#,
+        s.id,
+        s.tenant_id,
+        s.name,
+        s.url,
+        s.auth_kind,
+        s.auth_header,
+        s.secret_sealed,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn servers(conn: &mut PgConnection) -> sqlx::Result<Vec<Server>> {
+    sqlx::query_as!(
+        Server,
+        r#"SELECT id, tenant_id, name, url, auth_kind, auth_header, secret_sealed, enabled, last_success_at,
+                  last_error, last_error_at, created_at
+           FROM mcp_servers ORDER BY name"#
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Server>> {
+    sqlx::query_as!(
+        Server,
+        r#"SELECT id, tenant_id, name, url, auth_kind, auth_header, secret_sealed, enabled, last_success_at,
+                  last_error, last_error_at, created_at
+           FROM mcp_servers WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn set_enabled(
+    conn: &mut PgConnection,
+    id: Uuid,
+    enabled: bool,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE mcp_servers SET enabled = $2, updated_at = $3 WHERE id = $1",
+        id,
+        enabled,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn delete_server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    let r = sqlx::query!("DELETE FROM mcp_servers WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Health: a success clears nothing but stamps `last_success_at`; an error keeps its text.
+pub async fn record_health(
+    conn: &mut PgConnection,
+    id: Uuid,
+    error: Option<&str>,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    match error {
+        None => {
+            sqlx::query!(
+                "UPDATE mcp_servers SET last_success_at = $2 WHERE id = $1",
+                id,
+                now
+            )
+            .execute(conn)
+            .await?
+        }
+        Some(e) => {
+            sqlx::query!(
+                "UPDATE mcp_servers SET last_error = $2, last_error_at = $3 WHERE id = $1",
+                id,
+                e,
+                now
+            )
+            .execute(conn)
+            .await?
+        }
+    };
+    Ok(())
+}
+
+// ---- tools ----
+
+#[derive(Clone, Debug)]
+pub struct Tool {
+    pub server_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub input_schema: Value,
+    pub fingerprint: String,
+    pub allowed: bool,
+    pub risk: String,
+    pub changed_description: Option<String>,
+    pub changed_schema: Option<Value>,
+    pub changed_fingerprint: Option<String>,
+    pub changed_at: Option<OffsetDateTime>,
+    pub removed_at: Option<OffsetDateTime>,
+    pub approved_at: Option<OffsetDateTime>,
+}
+
+impl Tool {
+    /// Offered to the model: allowed, unchanged since approval, still listed by the server.
+    pub fn usable(&self) -> bool {
+        self.allowed && self.changed_fingerprint.is_none() && self.removed_at.is_none()
+    }
+}
+
+/// All tools of the tenant (optionally of one server), by server then name.
+pub async fn tools(conn: &mut PgConnection, server_id: Option<Uuid>) -> sqlx::Result<Vec<Tool>> {
+    sqlx::query_as!(
+        Tool,
+        r#"SELECT server_id, name, description, input_schema, fingerprint, allowed, risk, changed_description,
+                  changed_schema, changed_fingerprint, changed_at, removed_at, approved_at
+           FROM mcp_tools WHERE ($1::uuid IS NULL OR server_id = $1) ORDER BY server_id, name"#,
+        server_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_tool(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    server_id: Uuid,
+    name: &str,
+    description: &str,
+    schema: &Value,
+    fingerprint: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO mcp_tools (tenant_id, server_id, name, description, input_schema, fingerprint, first_seen_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"#,
+        tenant_id,
+        server_id,
+        name,
+        description,
+        schema,
+        fingerprint,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The server now lists something else under this name: keep the pin, remember the new
+/// listing, and disable the tool until an admin re-approves.
+pub async fn mark_changed(
+    conn: &mut PgConnection,
+    server_id: Uuid,
+    name: &str,
+    description: &str,
+    schema: &Value,
+    fingerprint: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE mcp_tools SET changed_description = $3, changed_schema = $4, changed_fingerprint = $5,
+                  changed_at = $6, allowed = false, removed_at = NULL
+           WHERE server_id = $1 AND name = $2"#,
+        server_id,
+        name,
+        description,
+        schema,
+        fingerprint,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The listing matches the pin again (or the tool is back): forget the pending change.
+/// The tool stays disabled if the change had disabled it.
+pub async fn clear_changed(
+    conn: &mut PgConnection,
+    server_id: Uuid,
+    name: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE mcp_tools SET changed_description = NULL, changed_schema = NULL, changed_fingerprint = NULL,
+                  changed_at = NULL, removed_at = NULL
+           WHERE server_id = $1 AND name = $2"#,
+        server_id,
+        name
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_removed(
+    conn: &mut PgConnection,
+    server_id: Uuid,
+    name: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE mcp_tools SET removed_at = COALESCE(removed_at, $3) WHERE server_id = $1 AND name = $2",
+        server_id,
+        name,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An admin's decision on a tool. Allowing a changed tool approves its new listing: the
+/// change becomes the pin.
+pub async fn set_policy(
+    conn: &mut PgConnection,
+    server_id: Uuid,
+    name: &str,
+    allowed: bool,
+    risk: &str,
+    by: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE mcp_tools SET
+             allowed = $3, risk = $4, approved_by = $5, approved_at = $6,
+             description = CASE WHEN $3 AND changed_fingerprint IS NOT NULL THEN changed_description ELSE description END,
+             input_schema = CASE WHEN $3 AND changed_fingerprint IS NOT NULL THEN changed_schema ELSE input_schema END,
+             fingerprint = CASE WHEN $3 AND changed_fingerprint IS NOT NULL THEN changed_fingerprint ELSE fingerprint END,
+             changed_description = CASE WHEN $3 THEN NULL ELSE changed_description END,
+             changed_schema = CASE WHEN $3 THEN NULL ELSE changed_schema END,
+             changed_at = CASE WHEN $3 THEN NULL ELSE changed_at END,
+             changed_fingerprint = CASE WHEN $3 THEN NULL ELSE changed_fingerprint END
+           WHERE server_id = $1 AND name = $2 AND removed_at IS NULL"#,
+        server_id,
+        name,
+        allowed,
+        risk,
+        by,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+// ---- calls ----
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub id: Uuid,
+    pub draft_id: Uuid,
+    pub conversation_id: Uuid,
+    pub contact_id: Uuid,
+    pub server_id: Option<Uuid>,
+    pub server_name: String,
+    pub tool: String,
+    pub risk: String,
+    pub seq: i32,
+    pub state: String,
+    pub arguments_sealed: Vec<u8>,
+    pub result_sealed: Option<Vec<u8>>,
+    pub error: Option<String>,
+    pub latency_ms: i32,
+    pub decided_by: Option<Uuid>,
+    pub decided_at: Option<OffsetDateTime>,
+    pub executed_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+pub struct NewCall<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub draft_id: Uuid,
+    pub conversation_id: Uuid,
+    pub contact_id: Uuid,
+    pub server_id: Uuid,
+    pub server_name: &'a str,
+    pub tool: &'a str,
+    pub risk: &'a str,
+    pub seq: i32,
+    pub state: &'a str,
+    pub arguments_sealed: Vec<u8>,
+    pub result_sealed: Option<Vec<u8>>,
+    pub error: Option<&'a str>,
+    pub latency_ms: i32,
+}
+
+pub async fn insert_call(
+    conn: &mut PgConnection,
+    c: NewCall<'_>,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO mcp_tool_calls (id, tenant_id, draft_id, conversation_id, contact_id, server_id, server_name, tool,
+                                       risk, seq, state, arguments_sealed, result_sealed, error, latency_ms, created_at, executed_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::timestamptz,
+                   CASE WHEN $11 = 'pending' THEN NULL ELSE $16::timestamptz END)"#,
+        c.id,
+        c.tenant_id,
+        c.draft_id,
+        c.conversation_id,
+        c.contact_id,
+        c.server_id,
+        c.server_name,
+        c.tool,
+        c.risk,
+        c.seq,
+        c.state,
+        c.arguments_sealed,
+        c.result_sealed,
+        c.error,
+        c.latency_ms,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn calls_for_draft(conn: &mut PgConnection, draft_id: Uuid) -> sqlx::Result<Vec<Call>> {
+    sqlx::query_as!(
+        Call,
+        r#"SELECT id, draft_id, conversation_id, contact_id, server_id, server_name, tool, risk, seq, state,
+                  arguments_sealed, result_sealed, error, latency_ms, decided_by, decided_at, executed_at, created_at
+           FROM mcp_tool_calls WHERE draft_id = $1 ORDER BY seq"#,
+        draft_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Write calls waiting for staff, oldest first.
+pub async fn pending_calls(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Call>> {
+    sqlx::query_as!(
+        Call,
+        r#"SELECT id, draft_id, conversation_id, contact_id, server_id, server_name, tool, risk, seq, state,
+                  arguments_sealed, result_sealed, error, latency_ms, decided_by, decided_at, executed_at, created_at
+           FROM mcp_tool_calls WHERE state = 'pending' ORDER BY created_at, seq LIMIT $1"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn call(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Call>> {
+    sqlx::query_as!(
+        Call,
+        r#"SELECT id, draft_id, conversation_id, contact_id, server_id, server_name, tool, risk, seq, state,
+                  arguments_sealed, result_sealed, error, latency_ms, decided_by, decided_at, executed_at, created_at
+           FROM mcp_tool_calls WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Moves a call from `from` to `to` at most once (a conditional update): `false` when it was
+/// not in `from` any more — a double click, a second reviewer, a job run twice.
+pub async fn transition(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: &str,
+    to: &str,
+    by: Option<Uuid>,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE mcp_tool_calls SET state = $3,
+             decided_by = COALESCE($4, decided_by),
+             decided_at = CASE WHEN $4::uuid IS NULL THEN decided_at ELSE $5 END
+           WHERE id = $1 AND state = $2"#,
+        id,
+        from,
+        to,
+        by,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn finish_call(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    result_sealed: Option<&[u8]>,
+    error: Option<&str>,
+    latency_ms: i32,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE mcp_tool_calls SET state = $2, result_sealed = $3, error = $4, latency_ms = $5, executed_at = $6
+           WHERE id = $1 AND state = 'running'"#,
+        id,
+        state,
+        result_sealed,
+        error,
+        latency_ms,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

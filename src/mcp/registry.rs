@@ -1,0 +1,414 @@
+//! A tenant's MCP servers and the tool policy: adding a server (secret sealed), testing the
+//! connection, pinning tool listings, and executing approved write calls.
+
+use std::time::Instant;
+
+use secrecy::SecretString;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    Auth, Guard, McpError, RemoteTool, Session,
+    client::{MAX_RESULT_CHARS, header_name_ok},
+    guard::REQUEST_TIMEOUT,
+};
+use crate::{
+    crypto::Aad,
+    db::{
+        self, ai as db_ai,
+        audit::{self, Actor},
+        jobs::{self, Job, NewJob},
+        mcp::{self as db_mcp, NewServer, Server},
+    },
+    live,
+    state::AppState,
+};
+
+/// The job that runs one approved write call.
+pub const MCP_CALL: &str = "mcp_call";
+
+pub fn guard(state: &AppState) -> Guard {
+    Guard::for_config(&state.config)
+}
+
+fn secret_aad(server_id: Uuid) -> Aad<'static> {
+    Aad::new("mcp_servers", "secret", server_id)
+}
+
+/// What an admin typed into the "add server" form.
+pub struct NewServerInput {
+    pub name: String,
+    pub url: String,
+    /// `none`, `bearer` or `header`.
+    pub auth_kind: String,
+    pub auth_header: String,
+    pub secret: String,
+}
+
+/// Validates and stores a server (checked by the guard now, and again at every connection).
+/// Returns the new server's id, or the message key to show.
+pub async fn add_server(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    f: &NewServerInput,
+) -> Result<Uuid, &'static str> {
+    let name = f.name.trim();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err("mcp.name.invalid");
+    }
+    if f.url.trim().len() > 2000 {
+        return Err("mcp.url.invalid");
+    }
+    let url = match guard(state).check(&f.url).await {
+        Ok(v) => v.url,
+        Err(e) => {
+            tracing::info!(tenant = %tenant_id, reason = %e, "MCP server URL refused");
+            return Err(e.message_key());
+        }
+    };
+    let secret = f.secret.trim();
+    let header = f.auth_header.trim();
+    match f.auth_kind.as_str() {
+        "none" => {}
+        "bearer" if !secret.is_empty() => {}
+        "header" if !secret.is_empty() && header_name_ok(header) => {}
+        "bearer" | "header" => return Err("mcp.auth.invalid"),
+        _ => return Err("mcp.auth.invalid"),
+    }
+    let id = Uuid::now_v7();
+    let secret_sealed = if f.auth_kind == "none" {
+        None
+    } else {
+        Some(
+            state
+                .keys
+                .seal_tenant_str(tenant_id, secret_aad(id), secret)
+                .await
+                .map_err(|_| "error.internal")?,
+        )
+    };
+    let now = state.now();
+    let inner = async {
+        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        let inserted = db_mcp::insert_server(
+            &mut tx,
+            NewServer {
+                id,
+                tenant_id,
+                name,
+                url: url.as_str(),
+                auth_kind: &f.auth_kind,
+                auth_header: (f.auth_kind == "header").then_some(header),
+                secret_sealed,
+            },
+            now,
+        )
+        .await?;
+        if inserted {
+            // The host only: never the path, query or secret.
+            audit::record(
+                &mut tx,
+                tenant_id,
+                actor,
+                "mcp.server_added",
+                name,
+                json!({ "id": id, "host": url.host_str(), "auth": f.auth_kind }),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<bool, sqlx::Error>(inserted)
+    };
+    match inner.await {
+        Ok(true) => Ok(id),
+        Ok(false) => Err("mcp.name.taken"),
+        Err(e) => {
+            tracing::error!(error = %e, "storing an MCP server failed");
+            Err("error.internal")
+        }
+    }
+}
+
+/// The server's credentials, opened from the tenant key.
+pub async fn auth(state: &AppState, s: &Server) -> anyhow::Result<Auth> {
+    let secret = match &s.secret_sealed {
+        Some(sealed) => Some(SecretString::from(
+            state
+                .keys
+                .open_tenant_str(s.tenant_id, secret_aad(s.id), sealed)
+                .await?,
+        )),
+        None => None,
+    };
+    Ok(match (s.auth_kind.as_str(), secret) {
+        ("bearer", Some(t)) => Auth::Bearer(t),
+        ("header", Some(v)) => Auth::Header {
+            name: s.auth_header.clone().unwrap_or_default(),
+            value: v,
+        },
+        _ => Auth::None,
+    })
+}
+
+/// Connects to a server (guard, initialize), recording health on failure.
+pub async fn connect(state: &AppState, s: &Server) -> Result<Session, McpError> {
+    let auth = auth(state, s)
+        .await
+        .map_err(|_| McpError::Failed("stored credentials unreadable".into()))?;
+    let r = Session::connect(&guard(state), &s.url, &auth).await;
+    if let Err(e) = &r {
+        tracing::info!(tenant = %s.tenant_id, server = %s.id, error = %e.describe(), "MCP connection failed");
+        let _ = record_health(state, s, Some(&e.describe())).await;
+    }
+    r
+}
+
+async fn record_health(state: &AppState, s: &Server, error: Option<&str>) -> anyhow::Result<()> {
+    let mut tx = db::begin_tenant(&state.db, s.tenant_id).await?;
+    db_mcp::record_health(&mut tx, s.id, error, state.now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a listing changed against the pins.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Compares the server's listing with the pinned tools: new tools are stored disallowed;
+/// a tool whose name, description or schema differs from its pin is disabled until an admin
+/// re-approves it; a tool no longer listed is never offered.
+pub async fn sync_tools(
+    state: &AppState,
+    s: &Server,
+    listed: &[RemoteTool],
+) -> anyhow::Result<SyncReport> {
+    let now = state.now();
+    let mut report = SyncReport::default();
+    let mut tx = db::begin_tenant(&state.db, s.tenant_id).await?;
+    let pinned = db_mcp::tools(&mut tx, Some(s.id)).await?;
+    for t in listed {
+        let fp = t.fingerprint();
+        match pinned.iter().find(|p| p.name == t.name) {
+            None => {
+                db_mcp::insert_tool(
+                    &mut tx,
+                    s.tenant_id,
+                    s.id,
+                    &t.name,
+                    &t.description,
+                    &t.input_schema,
+                    &fp,
+                    now,
+                )
+                .await?;
+                report.added.push(t.name.clone());
+            }
+            Some(p) if p.fingerprint == fp => {
+                if p.changed_fingerprint.is_some() || p.removed_at.is_some() {
+                    db_mcp::clear_changed(&mut tx, s.id, &t.name).await?;
+                }
+            }
+            Some(p) => {
+                if p.changed_fingerprint.as_deref() != Some(fp.as_str()) || p.allowed {
+                    db_mcp::mark_changed(
+                        &mut tx,
+                        s.id,
+                        &t.name,
+                        &t.description,
+                        &t.input_schema,
+                        &fp,
+                        now,
+                    )
+                    .await?;
+                    report.changed.push(t.name.clone());
+                }
+            }
+        }
+    }
+    for p in &pinned {
+        if p.removed_at.is_none() && !listed.iter().any(|t| t.name == p.name) {
+            db_mcp::mark_removed(&mut tx, s.id, &p.name, now).await?;
+            report.removed.push(p.name.clone());
+        }
+    }
+    db_mcp::record_health(&mut tx, s.id, None, now).await?;
+    if !report.changed.is_empty() {
+        tracing::warn!(tenant = %s.tenant_id, server = %s.id, tools = ?report.changed, "MCP tools changed; disabled until re-approved");
+        audit::record(
+            &mut tx,
+            s.tenant_id,
+            &Actor::system(),
+            "mcp.tools_changed",
+            &s.name,
+            json!({ "tools": report.changed }),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// "Test connection": initialize, list the tools, pin them; records health either way.
+pub async fn test_connection(
+    state: &AppState,
+    s: &Server,
+) -> Result<(Vec<RemoteTool>, SyncReport), McpError> {
+    let session = connect(state, s).await?;
+    let listed = session.list_tools().await;
+    session.close().await;
+    let listed = match listed {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = record_health(state, s, Some(&e.describe())).await;
+            return Err(e);
+        }
+    };
+    let report = sync_tools(state, s, &listed)
+        .await
+        .map_err(|_| McpError::Failed("could not store the tool list".into()))?;
+    Ok((listed, report))
+}
+
+/// Runs an approved write call once: `approved → running` is committed before the request,
+/// so a crash or a second run can never send it twice (it stays `running` for a person to
+/// check, like a send whose outcome is unknown).
+pub async fn run_call(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let (Some(tenant_id), Some(call_id)) = (job.tenant_id, job.subject_id) else {
+        anyhow::bail!("mcp_call job without tenant or call");
+    };
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let Some(call) = db_mcp::call(&mut tx, call_id).await? else {
+        return Ok(());
+    };
+    if !db_mcp::transition(&mut tx, call.id, "approved", "running", None, now).await? {
+        return Ok(()); // ran already (or was never approved)
+    }
+    let server = match call.server_id {
+        Some(id) => db_mcp::server(&mut tx, id).await?,
+        None => None,
+    };
+    let tool_ok = match &server {
+        Some(s) => db_mcp::tools(&mut tx, Some(s.id))
+            .await?
+            .iter()
+            .any(|t| t.name == call.tool && t.usable() && t.risk == "write"),
+        None => false,
+    };
+    tx.commit().await?;
+
+    let args_text = state
+        .keys
+        .open_str(
+            tenant_id,
+            call.contact_id,
+            Aad::new("mcp_tool_calls", "arguments", call.id),
+            &call.arguments_sealed,
+        )
+        .await?;
+    let arguments: serde_json::Value = serde_json::from_str(&args_text)?;
+    let started = Instant::now();
+    let outcome = match server {
+        Some(s) if s.enabled && tool_ok => match connect(state, &s).await {
+            Ok(session) => {
+                let r = session.call(&call.tool, &arguments, REQUEST_TIMEOUT).await;
+                session.close().await;
+                r
+            }
+            Err(e) => Err(e),
+        },
+        _ => Err(McpError::Failed(
+            "the server or tool is no longer enabled".into(),
+        )),
+    };
+    let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let now = state.now();
+    let (state_name, text, error) = match &outcome {
+        Ok(text) => ("done", text.clone(), None),
+        Err(McpError::Tool(text)) => (
+            "failed",
+            text.clone(),
+            Some(McpError::Tool(String::new()).describe()),
+        ),
+        Err(e) => ("failed", String::new(), Some(e.describe())),
+    };
+    let result_sealed = if text.is_empty() {
+        None
+    } else {
+        let text: String = text.chars().take(MAX_RESULT_CHARS).collect();
+        Some(
+            state
+                .keys
+                .seal_str(
+                    tenant_id,
+                    call.contact_id,
+                    Aad::new("mcp_tool_calls", "result", call.id),
+                    &text,
+                )
+                .await?,
+        )
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    db_mcp::finish_call(
+        &mut tx,
+        call.id,
+        state_name,
+        result_sealed.as_deref(),
+        error.as_deref(),
+        latency_ms,
+        now,
+    )
+    .await?;
+    // The server received this contact's data (the arguments).
+    db_ai::record_recipient(
+        &mut tx,
+        tenant_id,
+        call.contact_id,
+        "mcp_server",
+        &call.server_name,
+        &call.tool,
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        &Actor::system(),
+        "mcp.call_executed",
+        &call.conversation_id.to_string(),
+        json!({ "call": call.id, "tool": call.tool, "outcome": state_name }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    Ok(())
+}
+
+/// Enqueues the execution of an approved call (same transaction as the approval).
+pub async fn enqueue_call(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    call_id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    jobs::enqueue(
+        conn,
+        NewJob::new(MCP_CALL, now)
+            .tenant(tenant_id)
+            .subject(call_id)
+            .dedupe(format!("mcp_call:{call_id}"))
+            .max_attempts(1),
+        now,
+    )
+    .await?;
+    Ok(())
+}
