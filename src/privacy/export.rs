@@ -57,9 +57,23 @@ pub struct Bundle {
     pub subject: Value,
     pub messages: Vec<ExportMessage>,
     pub drafts: Vec<ExportDraft>,
+    pub tool_calls: Vec<Value>,
     pub recipients: Vec<Value>,
     pub requests: Vec<Value>,
     pub processing: Value,
+}
+
+/// A tool call made while drafting for the contact (arguments and result sealed).
+#[derive(sqlx::FromRow)]
+struct CallRow {
+    id: Uuid,
+    server_name: String,
+    tool: String,
+    risk: String,
+    state: String,
+    arguments_sealed: Vec<u8>,
+    result_sealed: Option<Vec<u8>>,
+    created_at: OffsetDateTime,
 }
 
 fn ts(t: OffsetDateTime) -> String {
@@ -170,6 +184,43 @@ pub async fn contact_bundle(
             escalation_reason: d.escalation_reason.clone(),
         });
     }
+    // Calls to the tenant's connected systems made while drafting for this contact.
+    let call_rows: Vec<CallRow> = sqlx::query_as(
+        "SELECT id, server_name, tool, risk, state, arguments_sealed, result_sealed, created_at FROM mcp_tool_calls WHERE contact_id = $1 ORDER BY created_at, seq",
+    )
+    .bind(contact_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut tool_calls = Vec::with_capacity(call_rows.len());
+    for CallRow {
+        id,
+        server_name: server,
+        tool,
+        risk,
+        state: call_state,
+        arguments_sealed: args,
+        result_sealed: result,
+        created_at: at,
+    } in call_rows
+    {
+        let open = |column: &'static str, sealed: Vec<u8>| async move {
+            state
+                .keys
+                .open_str(
+                    tenant_id,
+                    contact_id,
+                    Aad::new("mcp_tool_calls", column, id),
+                    &sealed,
+                )
+                .await
+        };
+        let arguments = open("arguments", args).await?;
+        let result = match result {
+            Some(r) => Some(open("result", r).await?),
+            None => None,
+        };
+        tool_calls.push(json!({ "id": id, "server": server, "tool": tool, "risk": risk, "state": call_state, "arguments": arguments, "result": result, "at": ts(at) }));
+    }
     let recipients: Vec<Value> = db_ai::recipients(&mut tx, contact_id)
         .await?
         .into_iter()
@@ -204,6 +255,7 @@ pub async fn contact_bundle(
         section("subject", &subject, 1),
         section("messages", &messages, messages.len()),
         section("drafts", &drafts, drafts.len()),
+        section("tool_calls", &tool_calls, tool_calls.len()),
         section("recipients", &recipients, recipients.len()),
         section("requests", &requests, requests.len()),
     ]
@@ -222,6 +274,7 @@ pub async fn contact_bundle(
         subject,
         messages,
         drafts,
+        tool_calls,
         recipients,
         requests,
         processing,

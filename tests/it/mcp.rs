@@ -438,6 +438,28 @@ async fn a_read_tool_result_appears_in_the_draft_and_the_server_is_a_recipient()
     );
     // Only the allowed tool was offered.
     assert_eq!(offered(&ai).await[0], vec!["list_slots".to_owned()]);
+    // The contact's export lists the call (opened) and the server among the recipients.
+    let t: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let contact: uuid::Uuid = sqlx::query_scalar("SELECT id FROM contacts")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let bundle = sigmaai::privacy::export::contact_bundle(&gw.w.t.state, t, contact, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bundle.tool_calls.len(), 1);
+    assert_eq!(bundle.tool_calls[0]["tool"], "list_slots");
+    assert!(
+        bundle.tool_calls[0]["arguments"]
+            .as_str()
+            .unwrap()
+            .contains("2026-03-17")
+    );
+    assert!(bundle.recipients.iter().any(|r| r["kind"] == "mcp_server"));
 }
 
 #[tokio::test]
