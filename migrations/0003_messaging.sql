@@ -106,6 +106,8 @@ CREATE TABLE messages (
     media_size          bigint,
     media_key           text,
     media_source_sealed bytea,
+    -- An outbound template: which one and its parameters (sealed), for the send job.
+    template_sealed     bytea,
     media_state         text CHECK (media_state IN ('pending', 'stored', 'failed', 'deleted')),
     media_deleted_at    timestamptz,
     quoted_external_id  text,

@@ -2145,4 +2145,36 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Action rejected.",
         "Ação rejeitada.",
     ),
+    (
+        "channels.sync_templates",
+        "Sync templates",
+        "Sincronizar modelos",
+    ),
+    (
+        "channels.templates_synced",
+        "Approved message templates synced.",
+        "Modelos de mensagem aprovados sincronizados.",
+    ),
+    (
+        "template.choose",
+        "Send an approved template instead",
+        "Envie um modelo aprovado no lugar",
+    ),
+    ("template.params_label", "parameters", "parâmetros"),
+    (
+        "template.params_input",
+        "Parameters, one per line, in order ({{1}}, {{2}}…)",
+        "Parâmetros, um por linha, em ordem ({{1}}, {{2}}…)",
+    ),
+    ("template.send", "Send template", "Enviar modelo"),
+    (
+        "template.none",
+        "No approved templates yet: sync them on the Channels page.",
+        "Nenhum modelo aprovado ainda: sincronize na página Canais.",
+    ),
+    (
+        "template.params",
+        "Fill in every parameter of the template (one per line).",
+        "Preencha todos os parâmetros do modelo (um por linha).",
+    ),
 ];

@@ -46,6 +46,8 @@ pub enum Refusal {
     Erased,
     #[error("not found")]
     NotFound,
+    #[error("template parameters")]
+    TemplateParams,
 }
 
 impl Refusal {
@@ -57,6 +59,7 @@ impl Refusal {
             Refusal::Restricted => "reply.restricted",
             Refusal::Erased => "reply.erased",
             Refusal::NotFound => "error.not_found",
+            Refusal::TemplateParams => "template.params",
         }
     }
 }
@@ -161,6 +164,111 @@ pub async fn queue_text(
     Ok(id)
 }
 
+/// Counts `{{n}}` placeholders in a template body.
+pub fn template_params(body: &str) -> i32 {
+    (1..=20)
+        .filter(|n| body.contains(&format!("{{{{{n}}}}}")))
+        .count() as i32
+}
+
+/// The template's text with its parameters filled in (what the conversation shows).
+pub fn render_template(body: &str, params: &[String]) -> String {
+    let mut out = body.to_owned();
+    for (i, p) in params.iter().enumerate() {
+        out = out.replace(&format!("{{{{{}}}}}", i + 1), p);
+    }
+    out
+}
+
+/// Queues an approved template (allowed outside the 24-hour window) in the caller's
+/// tenant-scoped transaction. Returns the message id.
+pub async fn queue_template(
+    state: &AppState,
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    template_id: Uuid,
+    params: &[String],
+    author: Uuid,
+) -> Result<Uuid, QueueError> {
+    let now = state.now();
+    let conv = conversations::get(tx, conversation_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
+    let contact = db::contacts::get(tx, conv.contact_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
+    if contact.erased_at.is_some() {
+        return Err(Refusal::Erased.into());
+    }
+    if contact.restricted_at.is_some() {
+        return Err(Refusal::Restricted.into());
+    }
+    let tpl = db::templates::get(tx, template_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
+    if params.len() as i32 != tpl.param_count
+        || params
+            .iter()
+            .any(|p| p.trim().is_empty() || p.chars().count() > 1024)
+    {
+        return Err(Refusal::TemplateParams.into());
+    }
+    let id = Uuid::now_v7();
+    let text = render_template(&tpl.body, params);
+    let seal = |column: &'static str, v: String| {
+        let keys = state.keys.clone();
+        async move {
+            keys.seal_str(
+                tenant_id,
+                conv.contact_id,
+                Aad::new("messages", column, id),
+                &v,
+            )
+            .await
+        }
+    };
+    let body = seal("body", text)
+        .await
+        .map_err(|e| QueueError::Internal(e.into()))?;
+    let payload = seal(
+        "template",
+        json!({ "name": tpl.name, "language": tpl.language, "params": params }).to_string(),
+    )
+    .await
+    .map_err(|e| QueueError::Internal(e.into()))?;
+    messages::insert(
+        tx,
+        NewMessage {
+            id,
+            tenant_id,
+            conversation_id,
+            channel_id: conv.channel_id,
+            contact_id: conv.contact_id,
+            external_id: None,
+            direction: "out",
+            author: "member",
+            author_user_id: Some(author),
+            kind: "template",
+            body_sealed: Some(body),
+            media_kind: None,
+            media_mime: None,
+            media_source_sealed: None,
+            media_state: None,
+            quoted_external_id: None,
+            sender_sealed: None,
+            status: "queued",
+            sent_at: now,
+        },
+        now,
+    )
+    .await?;
+    db::templates::set_template_payload(tx, id, &payload).await?;
+    conversations::note_outbound(tx, conversation_id, now).await?;
+    enqueue_send(tx, tenant_id, id, now).await?;
+    Ok(id)
+}
+
 async fn enqueue_send(
     tx: &mut PgConnection,
     tenant_id: Uuid,
@@ -253,6 +361,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let channel = db::channels::get(&mut tx, msg.channel_id).await?;
     let chat = conversations::chat(&mut tx, msg.conversation_id).await?;
     let conv = conversations::get(&mut tx, msg.conversation_id).await?;
+    let template_payload = db::templates::template_payload(&mut tx, message_id).await?;
     tx.commit().await?;
 
     let outcome = match (channel, chat, conv) {
@@ -273,6 +382,23 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                     )
                     .await?
             };
+            let template = match (msg.kind.as_str(), template_payload) {
+                ("template", Some(sealed)) => {
+                    let v: serde_json::Value = serde_json::from_str(
+                        &state
+                            .keys
+                            .open_str(
+                                tenant_id,
+                                msg.contact_id,
+                                Aad::new("messages", "template", msg.id),
+                                &sealed,
+                            )
+                            .await?,
+                    )?;
+                    Some(v)
+                }
+                _ => None,
+            };
             let text = match msg.body_sealed.as_deref() {
                 Some(b) => {
                     state
@@ -287,7 +413,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                 }
                 None => String::new(),
             };
-            send_via(state, &channel, &to, &text).await
+            match template {
+                Some(t) => send_template_via(state, &channel, &to, &t).await,
+                None => send_via(state, &channel, &to, &text).await,
+            }
         }
         _ => Err(SendError::Rejected {
             status: 0,
@@ -367,6 +496,39 @@ async fn send_via(
 ) -> Result<String, SendError> {
     match channel::outbound(state, channel).await {
         Ok(gw) => gw.send_text(to, text).await,
+        Err(e) => Err(SendError::Rejected {
+            status: 0,
+            code: None,
+            reason: format!("channel misconfigured: {e}"),
+        }),
+    }
+}
+
+async fn send_template_via(
+    state: &AppState,
+    channel: &Channel,
+    to: &str,
+    t: &serde_json::Value,
+) -> Result<String, SendError> {
+    let params: Vec<&str> = t["params"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+        .unwrap_or_default();
+    match channel::outbound(state, channel).await {
+        Ok(channel::Outbound::Meta(c)) => {
+            c.send_template(
+                to,
+                t["name"].as_str().unwrap_or(""),
+                t["language"].as_str().unwrap_or(""),
+                &params,
+            )
+            .await
+        }
+        Ok(_) => Err(SendError::Rejected {
+            status: 0,
+            code: None,
+            reason: "templates exist only on Meta channels".into(),
+        }),
         Err(e) => Err(SendError::Rejected {
             status: 0,
             code: None,

@@ -1099,3 +1099,104 @@ async fn canned_replies_are_managed_by_admins_and_sent_by_reviewers() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["text"], "Rua das Flores, 100 — sala 2.");
 }
+
+#[tokio::test]
+async fn meta_templates_are_synced_and_offered_outside_the_window() {
+    let gw = Gw::meta().await;
+    gw.meta_post(&meta_text(
+        "wamid.IN1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "oi",
+    ))
+    .await;
+    let conv = gw.only_conversation().await;
+    Mock::given(method("GET"))
+        .and(path("/102290129340398/message_templates"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": [
+            { "id": "1", "name": "lembrete_consulta", "language": "pt_BR", "status": "APPROVED", "category": "UTILITY",
+              "components": [{ "type": "BODY", "text": "Olá {{1}}, sua consulta é {{2}}." }] },
+            { "id": "2", "name": "promo", "language": "pt_BR", "status": "REJECTED", "category": "MARKETING",
+              "components": [{ "type": "BODY", "text": "Promoção!" }] }
+        ] })))
+        .mount(&gw.gateway)
+        .await;
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/channels",
+                &format!("/t/clinic-a/channels/{}/templates", gw.channel_id),
+                &[],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM message_templates")
+        .fetch_all(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(names, ["lembrete_consulta"], "only approved templates");
+    // 25 hours later the window is closed: free text refused, the template offered and sent.
+    gw.w.t.clock.advance(Duration::hours(25));
+    assert_eq!(
+        gw.w.owner
+            .log_in("owner@a.test", crate::client::PASSWORD)
+            .await
+            .status,
+        303
+    );
+    let page =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert!(page.body.contains("lembrete_consulta"));
+    let template_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM message_templates")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    Mock::given(method("POST"))
+        .and(path(format!("/{}/messages", wa::META_PHONE_ID)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "messaging_product": "whatsapp", "messages": [{ "id": "wamid.TPL1" }] }),
+        ))
+        .mount(&gw.gateway)
+        .await;
+    let r =
+        gw.w.owner
+            .submit(
+                &format!("/t/clinic-a/conversations/{conv}"),
+                &format!("/t/clinic-a/conversations/{conv}/template"),
+                &[
+                    ("template", &template_id.to_string()),
+                    ("params", "Ana\namanhã às 9h"),
+                ],
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    gw.run_jobs().await;
+    let sent = gw.gateway.received_requests().await.unwrap();
+    let req = sent
+        .iter()
+        .find(|r| r.url.path().ends_with("/messages"))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(body["type"], "template");
+    assert_eq!(body["template"]["name"], "lembrete_consulta");
+    assert_eq!(body["template"]["language"]["code"], "pt_BR");
+    assert_eq!(
+        body["template"]["components"][0]["parameters"][1]["text"],
+        "amanhã às 9h"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE kind = 'template'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(status, "sent");
+    assert!(
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await
+            .body
+            .contains("Olá Ana, sua consulta é amanhã às 9h.")
+    );
+}

@@ -36,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/channels/{id}/webhook", post(configure_webhook))
         .route("/t/{slug}/channels/{id}/connect", post(connect))
         .route("/t/{slug}/channels/{id}/delete", post(delete))
+        .route("/t/{slug}/channels/{id}/templates", post(sync_templates))
 }
 
 pub struct ChannelView {
@@ -376,5 +377,65 @@ async fn delete(
         &format!("/t/{}/channels", t.tenant.slug),
         true,
         "channels.deleted",
+    ))
+}
+
+/// Syncs a Meta channel's approved message templates (for use outside the 24-hour window).
+async fn sync_templates(
+    State(state): State<AppState>,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let c = get_channel(&state, &t, id).await?;
+    let back = format!("/t/{}/channels", t.tenant.slug);
+    let Outbound::Meta(client) = channel::outbound(&state, &c).await? else {
+        return Err(AppError::NotFound);
+    };
+    let waba = c
+        .config
+        .get("waba_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let listed = match client.list_templates(&waba).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(channel = %id, error = %e, "template sync failed");
+            return Ok(redirect_with_flash(&back, false, "channels.gateway_error"));
+        }
+    };
+    let approved: Vec<(String, String, String, String, i32)> = listed
+        .iter()
+        .filter(|t| t.status.eq_ignore_ascii_case("APPROVED"))
+        .map(|t| {
+            let body = t.body_text().unwrap_or("").to_owned();
+            let params = crate::messaging::send::template_params(&body);
+            (
+                t.name.clone(),
+                t.language.clone(),
+                t.category.clone().unwrap_or_default(),
+                body,
+                params,
+            )
+        })
+        .collect();
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    db::templates::replace(&mut tx, t.id(), id, &approved, now).await?;
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "channel.templates_synced",
+        &id.to_string(),
+        json!({ "approved": approved.len() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &back,
+        true,
+        "channels.templates_synced",
     ))
 }

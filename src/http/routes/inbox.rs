@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/messages/{id}/retry", post(retry))
         .route("/t/{slug}/messages/{id}/media", get(media))
         .route("/t/{slug}/conversations/{id}/policy", post(set_policy))
+        .route("/t/{slug}/conversations/{id}/template", post(send_template))
         .route(
             "/t/{slug}/conversations/{id}/media-handled",
             post(media_handled),
@@ -189,6 +190,8 @@ pub struct ConversationPage {
     /// A draft awaiting review for this conversation.
     pub pending_draft: bool,
     pub canned: Vec<db::canned::Canned>,
+    /// Approved templates to offer when the 24-hour window is closed (Meta channels).
+    pub templates: Vec<db::templates::Template>,
 }
 
 impl ConversationPage {
@@ -232,6 +235,7 @@ async fn load_conversation(
     let members = db_accounts::members(&mut tx).await?;
     let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
     let canned = db::canned::list(&mut tx).await?;
+    let templates = db::templates::for_channel(&mut tx, conv.channel_id).await?;
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
@@ -290,6 +294,7 @@ async fn load_conversation(
         policy_override: conv.policy_override,
         pending_draft: latest_draft.is_some_and(|d| d.state == "pending"),
         canned,
+        templates,
     })
 }
 
@@ -747,6 +752,70 @@ async fn media(
     .await?;
     tx.commit().await?;
     Ok(resp)
+}
+
+#[derive(Deserialize)]
+pub struct TemplateForm {
+    template: Uuid,
+    #[serde(default)]
+    params: String,
+}
+
+/// Sends an approved template (outside the 24-hour window), one parameter per line.
+async fn send_template(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<TemplateForm>,
+) -> AppResult<Response> {
+    let tenant = t.id();
+    let params: Vec<String> = f
+        .params
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    match send::queue_template(
+        &state,
+        &mut tx,
+        tenant,
+        id,
+        f.template,
+        &params,
+        t.me.user.id,
+    )
+    .await
+    {
+        Ok(message_id) => {
+            audit::record(
+                &mut tx,
+                tenant,
+                &t.actor(),
+                "message.template_sent",
+                &id.to_string(),
+                send::audit_detail(message_id),
+                state.now(),
+            )
+            .await?;
+            tx.commit().await?;
+            live::publish(&state, tenant, &live::Event::Conversation { id }).await;
+            Ok(redirect_with_flash(
+                &format!("/t/{}/conversations/{id}", t.tenant.slug),
+                true,
+                "reply.queued",
+            ))
+        }
+        Err(QueueError::Refused(r)) => {
+            drop(tx);
+            let mut page = load_conversation(&state, ctx, &t, id, None).await?;
+            page.error = Some(r.message_key());
+            Ok(form_error(page))
+        }
+        Err(QueueError::Internal(e)) => Err(e.into()),
+    }
 }
 
 /// Staff mark a conversation's media as handled: it is deleted (after-triage policy).
