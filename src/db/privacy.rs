@@ -408,6 +408,18 @@ pub async fn delete_messages_before(
     Ok(r.rows_affected())
 }
 
+/// Tool-call logs (arguments and results) older than the AI-trace retention; calls still
+/// waiting for approval are kept.
+pub async fn delete_tool_calls_before(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!("DELETE FROM mcp_tool_calls WHERE created_at < $1 AND state NOT IN ('pending', 'approved', 'running')", before)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
 pub async fn delete_drafts_before(
     conn: &mut PgConnection,
     before: OffsetDateTime,

@@ -130,6 +130,10 @@ async fn sweep_tenant(
     r.messages = dbp::delete_messages_before(&mut tx, message_cutoff).await? as i64;
     r.drafts = dbp::delete_drafts_before(&mut tx, now - Duration::days(i64::from(s.ai_trace_days)))
         .await? as i64;
+    // Tool-call logs are AI traces too.
+    r.drafts +=
+        dbp::delete_tool_calls_before(&mut tx, now - Duration::days(i64::from(s.ai_trace_days)))
+            .await? as i64;
     let idle = dbp::idle_contacts(&mut tx, message_cutoff).await?;
     tx.commit().await?;
     // A contact with nothing left past retention is erased entirely (key destroyed), so

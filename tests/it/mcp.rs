@@ -460,6 +460,16 @@ async fn a_read_tool_result_appears_in_the_draft_and_the_server_is_a_recipient()
             .contains("2026-03-17")
     );
     assert!(bundle.recipients.iter().any(|r| r["kind"] == "mcp_server"));
+    // Tool-call logs are AI traces: the sweep removes them after the AI-trace retention.
+    gw.w.t.clock.advance(time::Duration::days(366));
+    sigmaai::privacy::retention::run_sweep(&gw.w.t.state)
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM mcp_tool_calls")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 }
 
 #[tokio::test]
