@@ -433,11 +433,7 @@ async fn set_status(
     }
     tx.commit().await?;
     live::publish(&state, tenant, &live::Event::Inbox).await;
-    Ok(redirect_with_flash(
-        &format!("/t/{}/conversations/{id}", t.tenant.slug),
-        true,
-        "conversation.updated",
-    ))
+    Ok(conversation_updated(&t.tenant.slug, id))
 }
 
 #[derive(Deserialize)]
@@ -478,11 +474,7 @@ async fn assign(
     )
     .await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(
-        &format!("/t/{}/conversations/{id}", t.tenant.slug),
-        true,
-        "conversation.updated",
-    ))
+    Ok(conversation_updated(&t.tenant.slug, id))
 }
 
 #[derive(Deserialize)]
@@ -522,11 +514,7 @@ async fn labels(
         return Err(AppError::NotFound);
     }
     tx.commit().await?;
-    Ok(redirect_with_flash(
-        &format!("/t/{}/conversations/{id}", t.tenant.slug),
-        true,
-        "conversation.updated",
-    ))
+    Ok(conversation_updated(&t.tenant.slug, id))
 }
 
 #[derive(Deserialize)]
@@ -667,11 +655,7 @@ async fn set_policy(
     )
     .await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(
-        &format!("/t/{}/conversations/{id}", t.tenant.slug),
-        true,
-        "conversation.updated",
-    ))
+    Ok(conversation_updated(&t.tenant.slug, id))
 }
 
 /// A message's media, opened for a member: images inline, anything else as a download,
@@ -856,4 +840,13 @@ pub async fn unread_total(state: &AppState, tenant: Uuid) -> AppResult<i64> {
     let n = conversations::unread_total(&mut tx).await?;
     tx.commit().await?;
     Ok(n)
+}
+
+/// Every change made from the conversation page lands back on it with the same notice.
+fn conversation_updated(slug: &str, id: Uuid) -> Response {
+    redirect_with_flash(
+        &format!("/t/{slug}/conversations/{id}"),
+        true,
+        "conversation.updated",
+    )
 }
