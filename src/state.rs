@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     crypto::Keyring,
     live::Live,
+    messaging::{channel::RouteCache, group_commit::GroupCommit},
     redis::Redis,
     storage::{FsStore, ObjectStore, media_root},
 };
@@ -29,6 +30,10 @@ pub struct AppState {
     pub media: Arc<dyn ObjectStore>,
     /// Live-update fan-out to this instance's open pages.
     pub live: Live,
+    /// Shares transactions between webhook deliveries arriving together.
+    pub ingest: Arc<GroupCommit>,
+    /// Webhook URL → channel, briefly (see `RouteCache`).
+    pub routes: Arc<RouteCache>,
 }
 
 impl AppState {
@@ -50,6 +55,8 @@ impl AppState {
             keys,
             media,
             live: Live::new(),
+            ingest: Default::default(),
+            routes: Default::default(),
         };
         crate::live::start(&state);
         state

@@ -24,6 +24,7 @@ pub struct ContactKeys {
     pub id: Uuid,
     pub phone_index: Option<String>,
     pub lid_index: Option<String>,
+    pub has_name: bool,
 }
 
 /// Contacts matching a phone or a LID token (at most two: one per identity).
@@ -34,7 +35,7 @@ pub async fn find(
 ) -> sqlx::Result<Vec<ContactKeys>> {
     sqlx::query_as!(
         ContactKeys,
-        r#"SELECT id, phone_index, lid_index FROM contacts
+        r#"SELECT id, phone_index, lid_index, name_sealed IS NOT NULL AS "has_name!" FROM contacts
            WHERE erased_at IS NULL AND ((phone_index = $1) OR (lid_index = $2))
            ORDER BY created_at"#,
         phone_index,

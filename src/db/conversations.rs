@@ -34,16 +34,23 @@ pub struct NewConversation<'a> {
 }
 
 /// The conversation for this chat, created if new. Returns its id.
+/// The conversation a message belongs to, and whether its reply address is still unset.
+pub struct Upserted {
+    pub id: Uuid,
+    pub needs_chat: bool,
+}
+
 pub async fn upsert(
     conn: &mut PgConnection,
     c: NewConversation<'_>,
     at: OffsetDateTime,
-) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar!(
+) -> sqlx::Result<Upserted> {
+    sqlx::query_as!(
+        Upserted,
         r#"INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, is_group, last_message_at, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
            ON CONFLICT (tenant_id, channel_id, chat_index) DO UPDATE SET chat_index = EXCLUDED.chat_index
-           RETURNING id"#,
+           RETURNING id, chat_sealed IS NULL AS "needs_chat!""#,
         c.id,
         c.tenant_id,
         c.channel_id,
@@ -56,7 +63,7 @@ pub async fn upsert(
     .await
 }
 
-/// Records where replies go, the first time it is known.
+/// Records where replies go, the first time it is known (`upsert` says when that is).
 pub async fn set_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE conversations SET chat_sealed = $2 WHERE id = $1 AND chat_sealed IS NULL",
@@ -161,7 +168,13 @@ pub struct ListRow {
 /// The inbox page: newest first, filtered, keyset-paginated on (last_message_at, id) so a
 /// page costs the same at a million messages as at ten. The latest message of each row
 /// comes from the thread index (one index probe per row).
+/// One inbox page, newest first. Without a search the walk follows the inbox index and
+/// stops after `limit` rows; with one it starts from the few matching contacts instead
+/// (a rare name would otherwise mean walking most of the inbox to fill a page).
 pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
+    if f.name_tokens.is_some() || f.phone_index.is_some() {
+        return search(conn, f).await;
+    }
     let (before_at, before_id) = f
         .before
         .map(|(a, i)| (Some(a), Some(i)))
@@ -184,9 +197,51 @@ pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<L
            WHERE ($1::text IS NULL OR cv.status = $1)
              AND (NOT $2 OR cv.unread_count > 0)
              AND ($3::uuid IS NULL OR cv.assigned_to = $3)
-             AND (($4::text[] IS NULL AND $5::text IS NULL)
-                  OR ($4::text[] IS NOT NULL AND ct.name_tokens @> $4)
-                  OR ($5::text IS NOT NULL AND ct.phone_index = $5))
+             AND ($4::timestamptz IS NULL OR (cv.last_message_at, cv.id) < ($4, $5::uuid))
+           ORDER BY cv.last_message_at DESC, cv.id DESC
+           LIMIT $6"#,
+        f.status,
+        f.unread_only,
+        f.assigned_to,
+        before_at,
+        before_id,
+        f.limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// `list` for a search by name tokens or phone token: matching contacts first (GIN and
+/// unique indexes), then their conversations.
+async fn search(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
+    let (before_at, before_id) = f
+        .before
+        .map(|(a, i)| (Some(a), Some(i)))
+        .unwrap_or((None, None));
+    sqlx::query_as!(
+        ListRow,
+        r#"WITH ct AS MATERIALIZED (
+               SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
+               WHERE tenant_id = app_current_tenant()
+                 AND (($4::text[] IS NOT NULL AND name_tokens @> $4)
+                      OR ($5::text IS NOT NULL AND phone_index = $5))
+           )
+           SELECT cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership, cv.assigned_to,
+                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at,
+                  ct.name_sealed AS contact_name_sealed, ct.phone_sealed AS contact_phone_sealed,
+                  (ct.erased_at IS NOT NULL) AS "contact_erased!",
+                  lm.body_sealed AS "last_body_sealed?", lm.id AS "last_message_id?", lm.kind AS "last_kind?",
+                  lm.direction AS "last_direction?"
+           FROM ct
+           JOIN conversations cv ON cv.tenant_id = ct.tenant_id AND cv.contact_id = ct.id
+           LEFT JOIN LATERAL (
+               SELECT m.id, m.body_sealed, m.kind, m.direction FROM messages m
+               WHERE m.tenant_id = cv.tenant_id AND m.conversation_id = cv.id
+               ORDER BY m.sent_at DESC, m.id DESC LIMIT 1
+           ) lm ON true
+           WHERE ($1::text IS NULL OR cv.status = $1)
+             AND (NOT $2 OR cv.unread_count > 0)
+             AND ($3::uuid IS NULL OR cv.assigned_to = $3)
              AND ($6::timestamptz IS NULL OR (cv.last_message_at, cv.id) < ($6, $7::uuid))
            ORDER BY cv.last_message_at DESC, cv.id DESC
            LIMIT $8"#,

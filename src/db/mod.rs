@@ -142,9 +142,16 @@ pub async fn begin_tenant(
     tenant_id: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    set_tenant(&mut tx, tenant_id).await?;
+    Ok(tx)
+}
+
+/// Switches the tenant row-level security sees, for the rest of this transaction (group
+/// commit writes several tenants' deliveries in one transaction, one after another).
+pub async fn set_tenant(conn: &mut sqlx::PgConnection, tenant_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant_id.to_string())
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
-    Ok(tx)
+    Ok(())
 }

@@ -15,6 +15,15 @@ pub struct PrivacySettings {
     pub default_legal_basis: String,
 }
 
+/// Only the request keywords (checked on every inbound text), `None` when never saved.
+pub async fn dsr_keywords(conn: &mut PgConnection) -> sqlx::Result<Option<Vec<String>>> {
+    sqlx::query_scalar!(
+        "SELECT dsr_keywords FROM privacy_settings WHERE tenant_id = app_current_tenant()"
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// The tenant's settings, or `None` when never saved (callers apply the plan's defaults).
 pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<Option<PrivacySettings>> {
     sqlx::query_as!(

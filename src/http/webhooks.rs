@@ -51,15 +51,24 @@ pub fn router() -> Router<AppState> {
 /// The channel a webhook URL names, if it is of the expected kind.
 async fn channel_for(state: &AppState, route: &str, kind: &str) -> AppResult<Channel> {
     let route_id = Uuid::parse_str(route).map_err(|_| AppError::NotFound)?;
-    let r = db::channels::route(&state.db, route_id)
-        .await?
-        .filter(|r| r.kind == kind)
-        .ok_or(AppError::NotFound)?;
-    let mut tx = db::begin_tenant(&state.db, r.tenant_id).await?;
-    let c = db::channels::get(&mut tx, r.channel_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    let c = match state.routes.get(route_id) {
+        Some(c) => c,
+        None => {
+            let r = db::channels::route(&state.db, route_id)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let mut tx = db::begin_tenant(&state.db, r.tenant_id).await?;
+            let c = db::channels::get(&mut tx, r.channel_id)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            tx.commit().await?;
+            state.routes.put(c.clone());
+            c
+        }
+    };
+    if c.kind != kind {
+        return Err(AppError::NotFound);
+    }
     Ok(c)
 }
 

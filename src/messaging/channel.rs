@@ -1,6 +1,12 @@
 //! Channels: creating them (secrets sealed under the tenant key, webhook secrets stored only
 //! as hashes), verifying webhook credentials, and the outbound gateway handle for sends.
 
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -31,6 +37,39 @@ pub struct Secrets {
     /// Evolution: the secret our webhook expects (header or JWT key). Meta: the verify token.
     #[serde(default)]
     pub webhook_secret: Option<String>,
+}
+
+/// Webhook URL → channel, for a moment: every delivery would otherwise spend a lookup and
+/// a transaction finding its channel. A deleted channel stops being served at once on this
+/// instance (`forget`) and within `ROUTE_TTL` on the others. Only channels that exist are
+/// cached, so unknown URLs can't grow it.
+#[derive(Default)]
+pub struct RouteCache {
+    entries: Mutex<HashMap<Uuid, (Channel, Instant)>>,
+}
+
+pub const ROUTE_TTL: Duration = Duration::from_secs(2);
+
+impl RouteCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Channel, Instant)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, route_id: Uuid) -> Option<Channel> {
+        let entries = self.lock();
+        let (c, at) = entries.get(&route_id)?;
+        (at.elapsed() < ROUTE_TTL).then(|| c.clone())
+    }
+
+    pub fn put(&self, channel: Channel) {
+        let mut entries = self.lock();
+        entries.retain(|_, (_, at)| at.elapsed() < ROUTE_TTL);
+        entries.insert(channel.route_id, (channel, Instant::now()));
+    }
+
+    pub fn forget(&self, channel_id: Uuid) {
+        self.lock().retain(|_, (c, _)| c.id != channel_id);
+    }
 }
 
 fn secrets_aad(channel_id: Uuid) -> Aad<'static> {

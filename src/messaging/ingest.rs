@@ -1,6 +1,10 @@
 //! Durable ingestion: gateway events become contacts, conversations and sealed messages in
 //! one transaction, together with the jobs they cause, before the gateway gets its 2xx.
 //!
+//! Two halves: `prepare` does everything that needs no transaction (contact lookup, key
+//! creation, sealing) concurrently per request; `apply` does the writes, inside a
+//! transaction that `group_commit` shares between the deliveries arriving together.
+//!
 //! Keys come first: a new contact's data key is created before the transaction (creation
 //! is idempotent; a key whose contact row never committed is an orphan the sweep removes),
 //! because everything about the contact is sealed under it.
@@ -22,7 +26,10 @@ use crate::{
         messages::{self, NewMessage},
     },
     domain::phone::Phone,
-    gateway::{ConnectionState, InboundEvent, InboundMessage, MediaSource, MessageKind},
+    gateway::{
+        ConnectionState, ConnectionUpdate, InboundEvent, InboundMessage, MediaSource, MessageKind,
+        StatusUpdate,
+    },
     messaging::FETCH_MEDIA,
     state::AppState,
 };
@@ -61,9 +68,12 @@ fn identity(m: &InboundMessage) -> Identity {
 }
 
 /// A contact resolved (and keyed) before the transaction.
+#[derive(Clone)]
 struct Resolved {
     contact_id: Uuid,
     is_new: bool,
+    /// The contact already has a name (a sender's push name only fills a missing one).
+    has_name: bool,
     phone_index: Option<String>,
     lid_index: Option<String>,
     /// The existing contact lacks the phone (LID-only so far) or the LID.
@@ -104,6 +114,7 @@ async fn resolve_contact(
         Some(c) => Resolved {
             contact_id: c.id,
             is_new: false,
+            has_name: c.has_name,
             add_phone: phone_index.is_some() && c.phone_index.is_none() && by_phone.is_none(),
             add_lid: lid_index.is_some() && c.lid_index.is_none(),
             phone_index,
@@ -115,6 +126,7 @@ async fn resolve_contact(
             Resolved {
                 contact_id: id,
                 is_new: true,
+                has_name: false,
                 add_phone: false,
                 add_lid: false,
                 phone_index,
@@ -177,6 +189,7 @@ fn media_source_json(source: &MediaSource) -> serde_json::Value {
 }
 
 /// A message sealed and ready to insert.
+#[derive(Clone)]
 struct Prepared {
     msg: InboundMessage,
     contact: Resolved,
@@ -219,7 +232,11 @@ async fn prepare(
         ),
         _ => None,
     };
-    let name_sealed = match msg.sender_name.as_deref().filter(|_| !msg.from_me) {
+    let name_sealed = match msg
+        .sender_name
+        .as_deref()
+        .filter(|_| !msg.from_me && !contact.has_name)
+    {
         Some(n) => Some((
             keys.seal_str(tenant, cid, Aad::new("contacts", "name", cid), n)
                 .await?,
@@ -228,7 +245,11 @@ async fn prepare(
         None => None,
     };
     let who = identity(&msg);
-    let phone_sealed = match &who.phone {
+    let phone_sealed = match who
+        .phone
+        .as_ref()
+        .filter(|_| contact.is_new || contact.add_phone)
+    {
         Some(p) => Some(
             keys.seal_str(tenant, cid, Aad::new("contacts", "phone", cid), p.as_str())
                 .await?,
@@ -263,44 +284,116 @@ async fn prepare(
     })
 }
 
-/// Stores everything a webhook delivered. The caller answers 2xx only after this returns Ok.
+/// A webhook delivery, sealed and ready for one transaction.
+#[derive(Clone)]
+pub struct Delivery {
+    channel: Channel,
+    prepared: Vec<Prepared>,
+    statuses: Vec<StatusUpdate>,
+    connection: Option<ConnectionUpdate>,
+    ignored: usize,
+    now: OffsetDateTime,
+}
+
+impl Delivery {
+    pub fn tenant_id(&self) -> Uuid {
+        self.channel.tenant_id
+    }
+
+    pub fn channel_id(&self) -> Uuid {
+        self.channel.id
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
+    /// Concurrent transactions take row locks in this order (tenant, then the first
+    /// contact), which keeps batches from deadlocking on each other's conversations.
+    pub fn lock_order(&self) -> (Uuid, Uuid) {
+        let contact = self
+            .prepared
+            .first()
+            .map(|p| p.contact.contact_id)
+            .unwrap_or_default();
+        (self.channel.tenant_id, contact)
+    }
+}
+
+/// Stores everything a webhook delivered. The caller answers 2xx only after this returns
+/// Ok, which is after the transaction holding it committed.
 pub async fn ingest(
     state: &AppState,
     channel: &Channel,
     events: Vec<InboundEvent>,
 ) -> anyhow::Result<IngestOutcome> {
-    let tenant_id = channel.tenant_id;
-    let now = state.now();
-    let mut out = IngestOutcome::default();
+    let delivery = prepare_delivery(state, channel, events).await?;
+    state.ingest.submit(state, delivery).await
+}
 
-    // Outside the transaction: resolve contacts, create keys, seal.
-    let mut prepared = Vec::new();
-    let mut statuses = Vec::new();
-    let mut connection = None;
+/// Outside any transaction: resolve contacts, create keys, seal.
+pub async fn prepare_delivery(
+    state: &AppState,
+    channel: &Channel,
+    events: Vec<InboundEvent>,
+) -> anyhow::Result<Delivery> {
+    let tenant_id = channel.tenant_id;
+    let mut d = Delivery {
+        channel: channel.clone(),
+        prepared: Vec::new(),
+        statuses: Vec::new(),
+        connection: None,
+        ignored: 0,
+        now: state.now(),
+    };
     for ev in events {
         match ev {
             InboundEvent::Message(m) if m.echo => {
                 // Our own sends, echoed back: the send job already recorded them.
-                out.ignored += 1;
+                d.ignored += 1;
             }
             InboundEvent::Message(m) => {
                 let who = identity(&m);
                 match resolve_contact(state, tenant_id, &who).await? {
-                    Some(contact) => prepared.push(prepare(state, tenant_id, m, contact).await?),
-                    None => out.ignored += 1,
+                    Some(contact) => d
+                        .prepared
+                        .push(prepare(state, tenant_id, m, contact).await?),
+                    None => d.ignored += 1,
                 }
             }
-            InboundEvent::Status(s) => statuses.push(s),
-            InboundEvent::Connection(c) => connection = Some(c),
-            InboundEvent::Ignored { .. } => out.ignored += 1,
+            InboundEvent::Status(s) => d.statuses.push(s),
+            InboundEvent::Connection(c) => d.connection = Some(c),
+            InboundEvent::Ignored { .. } => d.ignored += 1,
         }
     }
+    Ok(d)
+}
 
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let mut new_contacts: HashMap<String, Uuid> = HashMap::new();
-    for p in prepared {
-        let stored = store_message(state, &mut tx, channel, p, &mut new_contacts, now).await?;
-        match stored {
+/// What the deliveries of one transaction share.
+#[derive(Default)]
+pub struct Batch {
+    /// New contacts inserted so far, by (tenant, blind index).
+    new_contacts: HashMap<(Uuid, String), Uuid>,
+    /// Each tenant's request keywords, read once per transaction.
+    keywords: HashMap<Uuid, Vec<String>>,
+}
+
+/// Writes one delivery in the caller's transaction, which row-level security already
+/// scopes to the delivery's tenant. Marking the channel as recently heard from is left to
+/// the caller (once per batch, not once per message).
+pub async fn apply(
+    state: &AppState,
+    tx: &mut PgConnection,
+    batch: &mut Batch,
+    d: Delivery,
+) -> anyhow::Result<IngestOutcome> {
+    let (channel, tenant_id, now) = (&d.channel, d.channel.tenant_id, d.now);
+    let mut out = IngestOutcome {
+        ignored: d.ignored,
+        ..Default::default()
+    };
+    for p in d.prepared {
+        match store_message(state, tx, batch, channel, p, now).await? {
             Stored::New {
                 conversation,
                 inbound,
@@ -313,13 +406,13 @@ pub async fn ingest(
             Stored::Duplicate => out.duplicates += 1,
         }
     }
-    for s in statuses {
+    for s in d.statuses {
         let error = s.error.as_ref().map(|e| match e.code {
             Some(c) => format!("{c}: {}", e.message),
             None => e.message.clone(),
         });
         if messages::advance_status_by_external(
-            &mut tx,
+            tx,
             channel.id,
             &s.external_id,
             s.status.as_str(),
@@ -330,37 +423,26 @@ pub async fn ingest(
             out.statuses += 1;
         }
     }
-    match connection {
-        Some(c) => {
-            let health = match c.state {
-                ConnectionState::Open => "connected",
-                ConnectionState::Connecting => "connecting",
-                ConnectionState::Closed => "disconnected",
-            };
-            db::channels::set_health(
-                &mut tx,
-                channel.id,
-                health,
-                c.reason.as_deref().unwrap_or(""),
-                now,
-            )
-            .await?;
-        }
-        None => db::channels::touch(&mut tx, channel.id, now).await?,
-    }
-    // Each conversation with new customer messages gets one (debounced) AI turn.
-    for conv in &out.conversations {
-        crate::review::draft::schedule(
-            &mut tx,
-            tenant_id,
-            *conv,
-            now + state.config.ai_debounce,
+    if let Some(c) = d.connection {
+        let health = match c.state {
+            ConnectionState::Open => "connected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Closed => "disconnected",
+        };
+        db::channels::set_health(
+            tx,
+            channel.id,
+            health,
+            c.reason.as_deref().unwrap_or(""),
             now,
         )
         .await?;
     }
-    tx.commit().await?;
-    crate::live::publish(state, tenant_id, &crate::live::Event::Inbox).await;
+    // Each conversation with new customer messages gets one (debounced) AI turn.
+    for conv in &out.conversations {
+        crate::review::draft::schedule(tx, tenant_id, *conv, now + state.config.ai_debounce, now)
+            .await?;
+    }
     Ok(out)
 }
 
@@ -372,22 +454,25 @@ enum Stored {
 async fn store_message(
     state: &AppState,
     tx: &mut PgConnection,
+    batch: &mut Batch,
     channel: &Channel,
     mut p: Prepared,
-    new_contacts: &mut HashMap<String, Uuid>,
     now: OffsetDateTime,
 ) -> anyhow::Result<Stored> {
     let tenant_id = channel.tenant_id;
     if p.contact.is_new {
         // Two messages of one batch from the same new person share the first's contact.
-        let key = p
-            .contact
-            .phone_index
-            .clone()
-            .or(p.contact.lid_index.clone())
-            .unwrap_or_default();
-        if let Some(existing) = new_contacts.get(&key) {
-            return reseal_for(state, tx, channel, p, *existing, new_contacts, now).await;
+        let key = (
+            tenant_id,
+            p.contact
+                .phone_index
+                .clone()
+                .or(p.contact.lid_index.clone())
+                .unwrap_or_default(),
+        );
+        if let Some(existing) = batch.new_contacts.get(&key) {
+            let existing = *existing;
+            return reseal_for(state, tx, batch, channel, p, existing, now).await;
         }
         let inserted = contacts::insert(
             tx,
@@ -418,9 +503,9 @@ async fn store_message(
             let Some(existing) = found.first().map(|c| c.id) else {
                 anyhow::bail!("contact insert conflicted but no contact was found");
             };
-            return reseal_for(state, tx, channel, p, existing, new_contacts, now).await;
+            return reseal_for(state, tx, batch, channel, p, existing, now).await;
         }
-        new_contacts.insert(key, p.contact.contact_id);
+        batch.new_contacts.insert(key, p.contact.contact_id);
     } else {
         let cid = p.contact.contact_id;
         if p.contact.add_phone
@@ -439,7 +524,7 @@ async fn store_message(
         }
     }
 
-    let conversation = conversations::upsert(
+    let upserted = conversations::upsert(
         tx,
         NewConversation {
             id: Uuid::now_v7(),
@@ -452,28 +537,11 @@ async fn store_message(
         p.msg.timestamp,
     )
     .await?;
+    let conversation = upserted.id;
     // Where replies go: the group, or the person as the gateway addresses them.
-    let chat_sealed = if p.msg.is_group {
-        state
-            .keys
-            .seal_tenant_str(
-                tenant_id,
-                Aad::new("conversations", "chat", conversation),
-                &p.msg.chat_id,
-            )
-            .await?
-    } else {
-        state
-            .keys
-            .seal_str(
-                tenant_id,
-                p.contact.contact_id,
-                Aad::new("conversations", "chat", conversation),
-                &p.msg.chat_id,
-            )
-            .await?
-    };
-    conversations::set_chat(tx, conversation, &chat_sealed).await?;
+    if upserted.needs_chat {
+        set_chat(state, tx, &p, tenant_id, conversation).await?;
+    }
     let (direction, author, status) = if p.msg.from_me {
         ("out", "phone", "sent")
     } else {
@@ -534,8 +602,17 @@ async fn store_message(
     conversations::note_inbound(tx, conversation, p.msg.timestamp).await?;
     // An end user can start a data-subject request by writing the tenant's keyword.
     if let MessageKind::Text { body } = &p.msg.kind {
-        crate::privacy::keyword_request(state, tx, tenant_id, p.contact.contact_id, body, now)
-            .await?;
+        let keywords = match batch.keywords.get(&tenant_id) {
+            Some(k) => k,
+            None => {
+                let k = crate::privacy::dsr_keywords(tx).await?;
+                batch.keywords.entry(tenant_id).or_insert(k)
+            }
+        };
+        if crate::privacy::is_keyword(body, keywords) {
+            crate::privacy::keyword_request(state, tx, tenant_id, p.contact.contact_id, body, now)
+                .await?;
+        }
     }
     Ok(Stored::New {
         conversation,
@@ -547,22 +624,48 @@ async fn store_message(
 fn reseal_for<'a>(
     state: &'a AppState,
     tx: &'a mut PgConnection,
+    batch: &'a mut Batch,
     channel: &'a Channel,
     p: Prepared,
     contact_id: Uuid,
-    new_contacts: &'a mut HashMap<String, Uuid>,
     now: OffsetDateTime,
 ) -> futures::future::BoxFuture<'a, anyhow::Result<Stored>> {
     Box::pin(async move {
         let contact = Resolved {
             contact_id,
             is_new: false,
+            has_name: false,
             add_phone: false,
             add_lid: false,
             phone_index: p.contact.phone_index.clone(),
             lid_index: p.contact.lid_index.clone(),
         };
         let again = prepare(state, channel.tenant_id, p.msg, contact).await?;
-        store_message(state, tx, channel, again, new_contacts, now).await
+        store_message(state, tx, batch, channel, again, now).await
     })
+}
+
+/// Seals and records the conversation's reply address (the first time only).
+async fn set_chat(
+    state: &AppState,
+    tx: &mut PgConnection,
+    p: &Prepared,
+    tenant_id: Uuid,
+    conversation: Uuid,
+) -> anyhow::Result<()> {
+    let aad = Aad::new("conversations", "chat", conversation);
+    let sealed = if p.msg.is_group {
+        // A group's address is the tenant's, not one member's.
+        state
+            .keys
+            .seal_tenant_str(tenant_id, aad, &p.msg.chat_id)
+            .await?
+    } else {
+        state
+            .keys
+            .seal_str(tenant_id, p.contact.contact_id, aad, &p.msg.chat_id)
+            .await?
+    };
+    conversations::set_chat(tx, conversation, &sealed).await?;
+    Ok(())
 }

@@ -162,6 +162,15 @@ pub async fn open_request(
 
 /// Whether an inbound text is one of the tenant's request keywords (case and accents
 /// don't matter, nor surrounding punctuation).
+/// The keywords an end user writes to start an erasure request, as the tenant set them.
+pub async fn dsr_keywords(conn: &mut sqlx::PgConnection) -> sqlx::Result<Vec<String>> {
+    Ok(dbp::dsr_keywords(conn)
+        .await?
+        .unwrap_or_else(|| DEFAULT_DSR_KEYWORDS.map(String::from).to_vec()))
+}
+
+pub const DEFAULT_DSR_KEYWORDS: [&str; 2] = ["APAGAR MEUS DADOS", "DELETE MY DATA"];
+
 pub fn is_keyword(text: &str, keywords: &[String]) -> bool {
     let norm = |s: &str| -> String {
         crate::domain::account::fold_accents(&s.to_lowercase())

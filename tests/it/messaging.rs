@@ -1200,3 +1200,141 @@ async fn meta_templates_are_synced_and_offered_outside_the_window() {
             .contains("Olá Ana, sua consulta é amanhã às 9h.")
     );
 }
+
+/// The channel of this kind of the tenant with this slug.
+async fn channel_of(gw: &Gw, slug: &str, kind: &str) -> sigmaai::db::channels::Channel {
+    let (tenant, id): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT c.tenant_id, c.id FROM channels c JOIN tenants t ON t.id = c.tenant_id
+         WHERE t.slug = $1 AND c.kind = $2",
+    )
+    .bind(slug)
+    .bind(kind)
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, tenant)
+        .await
+        .unwrap();
+    let c = sigmaai::db::channels::get(&mut tx, id)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    c
+}
+
+/// Prepares one text delivery per (channel, i), then submits them all at once: every
+/// submission is queued before a writer runs (the test runtime is single-threaded), so
+/// they form one batch.
+async fn submit_together(
+    gw: &Gw,
+    deliveries: &[(&sigmaai::db::channels::Channel, String)],
+) -> Vec<anyhow::Result<sigmaai::messaging::ingest::IngestOutcome>> {
+    let state = &gw.w.t.state;
+    let mut prepared = Vec::new();
+    for (n, (channel, id)) in deliveries.iter().enumerate() {
+        let msg = evo_text(id, &format!("5511977{n:06}"), "Paciente", now(gw), "olá");
+        let events =
+            sigmaai::gateway::evolution::parse_webhook(msg.to_string().as_bytes()).unwrap();
+        let d = sigmaai::messaging::ingest::prepare_delivery(state, channel, events)
+            .await
+            .unwrap();
+        prepared.push(d);
+    }
+    futures::future::join_all(prepared.into_iter().map(|d| state.ingest.submit(state, d))).await
+}
+
+/// Group commit: deliveries arriving together share one transaction even across tenants
+/// (row-level security switches tenant per delivery), each lands in its own tenant exactly
+/// once, and a delivery that can't be written fails alone while the rest are stored.
+#[tokio::test]
+async fn concurrent_deliveries_share_a_commit_and_a_bad_one_fails_alone() {
+    let a = Gw::evolution().await;
+    let state = &a.w.t.state;
+    assert_eq!(
+        a.w.client()
+            .sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b")
+            .await
+            .status,
+        303
+    );
+    let ch_a = channel_of(&a, "clinic-a", "evolution").await;
+    let tenant_b = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-b'")
+        .fetch_one(&a.w.t.owner)
+        .await
+        .unwrap();
+    let ch_b = sigmaai::messaging::channel::simulator(
+        state,
+        tenant_b,
+        &sigmaai::db::audit::Actor::system(),
+    )
+    .await
+    .unwrap();
+    // Not a channel anywhere: its delivery prepares fine but can't be written.
+    let mut bogus = ch_a.clone();
+    bogus.id = uuid::Uuid::now_v7();
+    let round = |r: u32| {
+        (0..10)
+            .flat_map(|i| [(&ch_a, format!("A{r}-{i}")), (&ch_b, format!("B{r}-{i}"))])
+            .collect::<Vec<_>>()
+    };
+
+    let before = state.ingest.stats();
+    let mut first = round(1);
+    first.push((&bogus, "X1".to_owned()));
+    let results = submit_together(&a, &first).await;
+    let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+    assert_eq!((ok.len(), failed.len()), (20, 1));
+    assert!(ok.iter().all(|r| r.as_ref().unwrap().stored == 1));
+    let after = state.ingest.stats();
+    // One batch of 21 failed, then 21 one-delivery transactions.
+    assert_eq!(after.failed_batches - before.failed_batches, 1);
+    assert_eq!(after.transactions - before.transactions, 22);
+
+    let results = submit_together(&a, &round(2)).await;
+    assert!(results.iter().all(|r| r.as_ref().unwrap().stored == 1));
+    let last = state.ingest.stats();
+    assert_eq!(
+        last.transactions - after.transactions,
+        1,
+        "20 deliveries, one commit"
+    );
+    assert_eq!(last.failed_batches, after.failed_batches);
+
+    // Each message is in its own tenant, once; the bogus one nowhere.
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.slug, m.external_id FROM messages m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.external_id IS NOT NULL ORDER BY 2",
+    )
+    .fetch_all(&a.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 40);
+    for (slug, id) in &rows {
+        let expected = if id.starts_with('A') {
+            "clinic-a"
+        } else {
+            "clinic-b"
+        };
+        assert_eq!(slug, expected, "{id}");
+    }
+    let distinct: std::collections::HashSet<_> = rows.iter().map(|(_, id)| id).collect();
+    assert_eq!(distinct.len(), 40);
+    // Conversations, contacts and AI turns followed their messages into the right tenant.
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         JOIN contacts ct ON ct.id = m.contact_id
+         WHERE c.tenant_id <> m.tenant_id OR ct.tenant_id <> m.tenant_id",
+    )
+    .fetch_one(&a.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(mismatched, 0);
+    // Both rounds came from the same 20 people: 20 conversations, one pending AI turn each.
+    assert_eq!(a.count("conversations").await, 20);
+    let turns: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'ai_reply'")
+        .fetch_one(&a.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(turns, 20);
+}

@@ -362,6 +362,7 @@ async fn delete(
     if !db::channels::delete(&mut tx, id, state.now()).await? {
         return Err(AppError::NotFound);
     }
+    state.routes.forget(id);
     audit::record(
         &mut tx,
         t.id(),

@@ -1,0 +1,231 @@
+//! Group commit: webhook deliveries that arrive together share one transaction.
+//!
+//! One commit per request caps ingestion at the disk's fsync rate. Here each request
+//! prepares its delivery (lookups, sealing) on its own, then queues it; a few writer tasks
+//! take everything queued (up to `MAX_BATCH`) and write it in one transaction, so one
+//! fsync covers many deliveries. Every request still gets its answer only after the
+//! transaction holding its delivery committed, so a 2xx still means "stored".
+//!
+//! If a batch fails, its deliveries are retried one transaction each: one bad delivery
+//! costs only its own request a 5xx, and the gateway's retry finds nothing half-written.
+//! Writers run as spawned tasks, so a client hanging up mid-request cannot cut a batch
+//! short for the others in it.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::{
+    db,
+    messaging::ingest::{self, Batch, Delivery, IngestOutcome},
+    state::AppState,
+};
+
+/// Transactions writing at once. More than one keeps the disk busy while another batch is
+/// being built; more than a few only adds lock waits on a small machine.
+const WRITERS: usize = 3;
+/// Deliveries per transaction at most (bounds one transaction's locks and latency).
+const MAX_BATCH: usize = 128;
+/// A channel's "last heard from" time is written at most this often per instance: every
+/// batch writing the same channel row would otherwise serialize all writers on its lock.
+const TOUCH_EVERY: Duration = Duration::from_secs(5);
+
+type Reply = oneshot::Sender<anyhow::Result<IngestOutcome>>;
+
+struct Pending {
+    delivery: Delivery,
+    reply: Reply,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    writers: usize,
+}
+
+#[derive(Default)]
+pub struct GroupCommit {
+    queue: Mutex<Queue>,
+    touched: Mutex<HashMap<Uuid, Instant>>,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    transactions: AtomicU64,
+    deliveries: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+/// How deliveries were written so far (for operators and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Transactions attempted (a failed batch and its one-by-one retries each count).
+    pub transactions: u64,
+    /// Deliveries submitted.
+    pub deliveries: u64,
+    /// Batches that failed and were retried one delivery per transaction.
+    pub failed_batches: u64,
+}
+
+impl GroupCommit {
+    /// Queues a delivery and waits until the transaction holding it committed (or failed).
+    pub async fn submit(
+        &self,
+        state: &AppState,
+        delivery: Delivery,
+    ) -> anyhow::Result<IngestOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        let start_writer = {
+            let mut q = self.lock_queue();
+            q.pending.push_back(Pending { delivery, reply });
+            let start = q.writers < WRITERS;
+            if start {
+                q.writers += 1;
+            }
+            start
+        };
+        if start_writer {
+            tokio::spawn(writer(state.clone()));
+        }
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the ingest writer stopped before committing"))?
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            transactions: self.stats.transactions.load(Ordering::Relaxed),
+            deliveries: self.stats.deliveries.load(Ordering::Relaxed),
+            failed_batches: self.stats.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Only plain data is held under the lock; a panic elsewhere leaves it consistent.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next batch, or `None` after retiring the calling writer (decided under the same
+    /// lock a submitter takes, so a queued delivery always has a writer coming for it).
+    fn next_batch(&self) -> Option<Vec<Pending>> {
+        let mut q = self.lock_queue();
+        if q.pending.is_empty() {
+            q.writers -= 1;
+            return None;
+        }
+        let n = q.pending.len().min(MAX_BATCH);
+        Some(q.pending.drain(..n).collect())
+    }
+
+    /// The channels of this batch whose "last heard from" time is due for a write.
+    fn due_touches(&self, channels: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+        let now = Instant::now();
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = Vec::new();
+        for c in channels {
+            let fresh = touched
+                .get(&c)
+                .is_some_and(|at| now.duration_since(*at) < TOUCH_EVERY);
+            if !fresh {
+                touched.insert(c, now);
+                due.push(c);
+            }
+        }
+        due
+    }
+}
+
+async fn writer(state: AppState) {
+    while let Some(batch) = state.ingest.next_batch() {
+        // Its own task: a panic fails this batch's requests, not the writer.
+        let s = state.clone();
+        if let Err(e) = tokio::spawn(async move { commit(&s, batch).await }).await {
+            tracing::error!(error = %e, "ingest batch panicked");
+        }
+    }
+}
+
+async fn commit(state: &AppState, mut batch: Vec<Pending>) {
+    batch.sort_by_key(|p| p.delivery.lock_order());
+    if batch.len() > 1 {
+        let deliveries = batch.iter().map(|p| p.delivery.clone()).collect();
+        match write(state, deliveries).await {
+            Ok(outcomes) => {
+                let tenants: HashSet<Uuid> = batch.iter().map(|p| p.delivery.tenant_id()).collect();
+                for (p, out) in batch.into_iter().zip(outcomes) {
+                    // The requester may have hung up; its delivery is stored all the same.
+                    let _ = p.reply.send(Ok(out));
+                }
+                for tenant in tenants {
+                    crate::live::publish(state, tenant, &crate::live::Event::Inbox).await;
+                }
+                return;
+            }
+            Err(e) => {
+                state
+                    .ingest
+                    .stats
+                    .failed_batches
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, size = batch.len(), "ingest batch failed; writing its deliveries one by one");
+            }
+        }
+    }
+    for p in batch {
+        let tenant = p.delivery.tenant_id();
+        let result = write(state, vec![p.delivery])
+            .await
+            .map(|mut v| v.remove(0));
+        let stored = result.is_ok();
+        let _ = p.reply.send(result);
+        if stored {
+            crate::live::publish(state, tenant, &crate::live::Event::Inbox).await;
+        }
+    }
+}
+
+/// One transaction for these deliveries, switching the tenant row-level security sees as
+/// it goes (they are sorted by tenant).
+async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Vec<IngestOutcome>> {
+    state
+        .ingest
+        .stats
+        .transactions
+        .fetch_add(1, Ordering::Relaxed);
+    let mut tx = state.db.begin().await?;
+    let mut batch = Batch::default();
+    let mut current = None;
+    // (channel, tenant, time) of each channel heard from in this batch.
+    let mut channels: Vec<(Uuid, Uuid, time::OffsetDateTime)> = Vec::new();
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        if current != Some(d.tenant_id()) {
+            db::set_tenant(&mut tx, d.tenant_id()).await?;
+            current = Some(d.tenant_id());
+        }
+        match channels.iter_mut().find(|(c, _, _)| *c == d.channel_id()) {
+            Some(seen) => seen.2 = seen.2.max(d.now()),
+            None => channels.push((d.channel_id(), d.tenant_id(), d.now())),
+        }
+        outcomes.push(ingest::apply(state, &mut tx, &mut batch, d).await?);
+    }
+    let due = state
+        .ingest
+        .due_touches(channels.iter().map(|(c, _, _)| *c));
+    for (channel, tenant, at) in channels.into_iter().filter(|(c, _, _)| due.contains(c)) {
+        db::set_tenant(&mut tx, tenant).await?;
+        db::channels::touch(&mut tx, channel, at).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
