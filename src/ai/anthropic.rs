@@ -39,7 +39,7 @@ impl AnthropicClient {
                 .clone()
                 .ok_or(AiError::NotConfigured("API key"))?,
             capabilities,
-            http: http::client(cfg.timeout)?,
+            http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
 

@@ -44,7 +44,7 @@ impl GeminiClient {
                 .clone()
                 .ok_or(AiError::NotConfigured("API key"))?,
             capabilities,
-            http: http::client(cfg.timeout)?,
+            http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
 

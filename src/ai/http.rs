@@ -11,8 +11,15 @@ use super::AiError;
 /// The longest provider error message we keep.
 const MAX_MESSAGE_CHARS: usize = 300;
 
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, AiError> {
-    reqwest::Client::builder()
+pub(crate) fn client(
+    timeout: Duration,
+    vetted: Option<&crate::mcp::guard::Vetted>,
+) -> Result<reqwest::Client, AiError> {
+    let builder = match vetted {
+        Some(v) => crate::mcp::guard::pinned(v),
+        None => reqwest::Client::builder(),
+    };
+    builder
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("sigmaai/", env!("CARGO_PKG_VERSION")))

@@ -471,6 +471,9 @@ pub struct ProviderConfig {
     pub model: String,
     /// Overrides [`ProviderKind::default_base_url`]; required for `OpenAiCompatible`.
     pub base_url: Option<Url>,
+    /// A tenant-supplied `base_url` as the SSRF guard vetted it: the client connects only
+    /// to these addresses.
+    pub vetted: Option<crate::mcp::guard::Vetted>,
     /// The tenant's own key, else the platform's (see [`platform_key`]).
     pub api_key: Option<SecretString>,
     /// The speech-to-text model for `transcribe` (OpenAI-format providers only). Defaults:
@@ -489,6 +492,7 @@ impl ProviderConfig {
             kind,
             model: model.into(),
             base_url: None,
+            vetted: None,
             api_key: None,
             transcription_model: None,
             capabilities: None,

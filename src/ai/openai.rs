@@ -51,7 +51,7 @@ impl OpenAiClient {
             api_key: cfg.api_key.clone(),
             transcription_model,
             capabilities,
-            http: http::client(cfg.timeout)?,
+            http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
 

@@ -675,13 +675,24 @@ impl EvolutionClient {
         api_key: SecretString,
         timeouts: Timeouts,
     ) -> Result<Self, ClientConfigError> {
+        let http = http_client(timeouts)
+            .map_err(|_| ClientConfigError("could not build the HTTP client"))?;
+        Self::with_http(http, base_url, instance, api_key)
+    }
+
+    /// With a client the caller built (the platform pins tenant-supplied gateways to the
+    /// addresses its SSRF guard vetted).
+    pub fn with_http(
+        http: reqwest::Client,
+        base_url: &str,
+        instance: &str,
+        api_key: SecretString,
+    ) -> Result<Self, ClientConfigError> {
         let base_url = parse_base_url(base_url)?;
         if instance.trim().is_empty() {
             return Err(ClientConfigError("Evolution instance name is empty"));
         }
         sensitive_header(api_key.expose_secret())?;
-        let http = http_client(timeouts)
-            .map_err(|_| ClientConfigError("could not build the HTTP client"))?;
         Ok(EvolutionClient {
             http,
             base_url,

@@ -412,7 +412,15 @@ pub const MAX_MEDIA_BYTES: usize = 100 * 1024 * 1024;
 /// An HTTP client for one gateway. Redirects are not followed: Evolution's `apikey`
 /// header would follow a redirect to another host.
 pub(crate) fn http_client(timeouts: Timeouts) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    http_client_from(reqwest::Client::builder(), timeouts)
+}
+
+/// `http_client` on top of a builder that already restricts where it may connect.
+pub fn http_client_from(
+    builder: reqwest::ClientBuilder,
+    timeouts: Timeouts,
+) -> Result<reqwest::Client, reqwest::Error> {
+    builder
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .redirect(reqwest::redirect::Policy::none())

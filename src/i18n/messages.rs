@@ -1091,16 +1091,6 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Preencha todos os campos (sem quebras de linha).",
     ),
     (
-        "channels.url.invalid",
-        "Enter the server's full URL, e.g. https://evolution.example.com.",
-        "Informe a URL completa do servidor, ex.: https://evolution.exemplo.com.",
-    ),
-    (
-        "channels.url.https",
-        "The gateway URL must use https.",
-        "A URL do gateway deve usar https.",
-    ),
-    (
         "channels.meta.id",
         "Meta ids are digits only.",
         "IDs da Meta têm só dígitos.",
@@ -1426,11 +1416,6 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "ai.base_url.required",
         "An OpenAI-compatible server needs its URL.",
         "Um servidor compatível com OpenAI precisa da URL.",
-    ),
-    (
-        "ai.base_url.invalid",
-        "Enter a valid https URL.",
-        "Informe uma URL https válida.",
     ),
     (
         "ai.limit.invalid",

@@ -1,4 +1,5 @@
-//! The outbound URL guard for tenant-configured destinations (MCP servers).
+//! The outbound URL guard for tenant-configured destinations: MCP servers, Evolution API
+//! gateways and custom (OpenAI-compatible) AI endpoints.
 //!
 //! A tenant types a URL; the platform then makes requests to it from inside our network. The
 //! guard makes sure such a request can only reach the public internet:
@@ -184,13 +185,7 @@ impl Guard {
     /// An HTTP client that can reach only `v`'s vetted addresses: pinned resolver, no
     /// redirects, no proxies, time-capped.
     pub fn client(&self, v: &Vetted) -> reqwest::Client {
-        reqwest::Client::builder()
-            .dns_resolver(Arc::new(Pinned {
-                host: v.host.to_ascii_lowercase(),
-                addrs: v.addrs.clone(),
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+        pinned(v)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("SigmaAI-MCP/", env!("CARGO_PKG_VERSION")))
@@ -198,6 +193,18 @@ impl Guard {
             // Building only fails without a TLS backend, which is compiled in.
             .unwrap_or_else(|_| reqwest::Client::new())
     }
+}
+
+/// A client builder that can reach only `v`'s vetted addresses (pinned resolver), follows no
+/// redirects and uses no proxy; callers add their own time limits.
+pub fn pinned(v: &Vetted) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(Pinned {
+            host: v.host.to_ascii_lowercase(),
+            addrs: v.addrs.clone(),
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
 }
 
 /// Answers the one vetted name with its vetted addresses; refuses every other name.

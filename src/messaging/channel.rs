@@ -22,6 +22,7 @@ use crate::{
         channels::{Channel, NewChannel},
     },
     gateway::{self, SendError},
+    mcp::guard::{Guard, pinned},
     state::AppState,
 };
 
@@ -96,17 +97,17 @@ pub fn webhook_url(state: &AppState, channel: &Channel) -> String {
 }
 
 /// Tenant-supplied gateway URLs: https in production; http only for development.
-pub fn check_gateway_url(state: &AppState, raw: &str) -> Result<Url, &'static str> {
-    let url = Url::parse(raw.trim()).map_err(|_| "channels.url.invalid")?;
-    match url.scheme() {
-        "https" => {}
-        "http" if !state.config.is_production() => {}
-        _ => return Err("channels.url.https"),
+/// The platform connects to them from inside our network, so they pass the same SSRF guard
+/// as MCP servers (public addresses only, https on the usual ports; loopback in development),
+/// here when saved and again before every connection (`outbound`).
+pub async fn check_gateway_url(state: &AppState, raw: &str) -> Result<Url, &'static str> {
+    match Guard::for_config(&state.config).check(raw).await {
+        Ok(v) => Ok(v.url),
+        Err(e) => {
+            tracing::info!(reason = %e, "gateway URL refused");
+            Err(e.message_key())
+        }
     }
-    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
-        return Err("channels.url.invalid");
-    }
-    Ok(url)
 }
 
 pub enum NewChannelInput {
@@ -269,9 +270,16 @@ pub async fn outbound(state: &AppState, channel: &Channel) -> anyhow::Result<Out
     match channel.kind.as_str() {
         "evolution" => {
             let s = secrets(state, channel).await?;
+            // Vetted again now (DNS may have changed since it was saved), then pinned.
+            let vetted = Guard::for_config(&state.config)
+                .check(cfg(channel, "base_url")?)
+                .await
+                .map_err(|e| anyhow::anyhow!("the Evolution URL is not allowed: {e}"))?;
+            let http = gateway::http_client_from(pinned(&vetted), gateway::Timeouts::default())?;
             Ok(Outbound::Evolution(
-                gateway::evolution::EvolutionClient::new(
-                    cfg(channel, "base_url")?,
+                gateway::evolution::EvolutionClient::with_http(
+                    http,
+                    vetted.url.as_str(),
                     cfg(channel, "instance")?,
                     SecretString::from(s.api_key.unwrap_or_default()),
                 )?,

@@ -8,7 +8,6 @@ use secrecy::SecretString;
 use serde_json::json;
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
-use url::Url;
 use uuid::Uuid;
 
 use crate::{
@@ -444,13 +443,21 @@ pub async fn provider_for(
     s: &AiSettings,
     kind: ProviderKind,
 ) -> Result<std::sync::Arc<dyn ai::Provider>, AiError> {
-    let base_url = s
-        .base_url
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .map(Url::parse)
-        .transpose()
-        .map_err(|_| AiError::NotConfigured("base URL"))?;
+    // A tenant's own endpoint is vetted by the SSRF guard now (DNS may have changed since
+    // it was saved) and the client pinned to what was vetted.
+    let vetted = match s.base_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(raw) => Some(
+            crate::mcp::guard::Guard::for_config(&state.config)
+                .check(raw)
+                .await
+                .map_err(|e| {
+                    tracing::info!(tenant = %tenant_id, reason = %e, "AI base URL refused");
+                    AiError::NotConfigured("base URL")
+                })?,
+        ),
+        None => None,
+    };
+    let base_url = vetted.as_ref().map(|v| v.url.clone());
     let own_key = match &s.api_key_sealed {
         Some(sealed) => Some(SecretString::from(
             state
@@ -468,6 +475,7 @@ pub async fn provider_for(
     let mut primary = ProviderConfig::new(kind, s.model.clone());
     primary.api_key = own_key.or_else(|| ai::platform_key(&state.config, kind, base_url.as_ref()));
     primary.base_url = base_url;
+    primary.vetted = vetted;
     let fallback = match (&s.fallback_provider, &s.fallback_model) {
         (Some(p), Some(m)) if !p.is_empty() && !m.is_empty() => match p.parse::<ProviderKind>() {
             Ok(k) if k != ProviderKind::Offline => {

@@ -1338,3 +1338,44 @@ async fn concurrent_deliveries_share_a_commit_and_a_bad_one_fails_alone() {
         .unwrap();
     assert_eq!(turns, 20);
 }
+
+/// Gateway URLs are tenant input the platform connects to: they pass the SSRF guard (no
+/// private, link-local or metadata addresses; http only to a local development server).
+#[tokio::test]
+async fn evolution_urls_to_private_or_metadata_addresses_are_refused() {
+    let w = crate::client::World::new().await;
+    for bad in [
+        "http://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.5/",
+        "http://[::ffff:192.168.1.1]:8080/",
+        "https://metadata.google.internal/",
+        "https://user:pw@evolution.example.com/",
+    ] {
+        let r = w
+            .owner
+            .submit(
+                "/t/clinic-a/channels",
+                "/t/clinic-a/channels/evolution",
+                &[
+                    ("name", "Evil"),
+                    ("base_url", bad),
+                    ("instance", "x"),
+                    ("api_key", "k"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(
+            r.body.contains("This destination is not allowed")
+                || r.body.contains("Enter a valid URL without credentials")
+                || r.body.contains("The URL must use https"),
+            "{bad}: {}",
+            r.body
+        );
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE kind = 'evolution'")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}

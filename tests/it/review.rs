@@ -704,3 +704,33 @@ async fn browser_approves_a_draft_with_the_keyboard() {
     assert!(sends[0]["text"].as_str().unwrap().contains("R$ 180"));
     b.close().await;
 }
+
+/// A custom AI endpoint is tenant input the platform connects to: private and metadata
+/// addresses are refused when saved (and vetted again before each call).
+#[tokio::test]
+async fn ai_base_urls_to_private_or_metadata_addresses_are_refused() {
+    let w = World::new().await;
+    for bad in ["http://10.1.2.3:11434/v1", "http://169.254.169.254/v1"] {
+        let r = w
+            .owner
+            .submit(
+                "/t/clinic-a/ai",
+                "/t/clinic-a/ai",
+                &[
+                    ("policy", "review_all"),
+                    ("provider", "openai_compatible"),
+                    ("model", "llama3"),
+                    ("base_url", bad),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.body.contains("This destination is not allowed"), "{bad}");
+    }
+    let saved: Option<String> = sqlx::query_scalar("SELECT base_url FROM ai_settings")
+        .fetch_optional(&w.t.owner)
+        .await
+        .unwrap()
+        .flatten();
+    assert_eq!(saved, None);
+}

@@ -148,7 +148,7 @@ pub struct AiForm {
     daily_call_limit: String,
 }
 
-fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
+async fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
     let kind: ProviderKind = f.provider.parse().map_err(|_| "ai.provider.invalid")?;
     if !POLICIES.contains(&f.policy.as_str()) {
         return Err("ai.policy.invalid");
@@ -160,8 +160,7 @@ fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
         return Err("ai.base_url.required");
     }
     if !f.base_url.trim().is_empty() {
-        crate::messaging::channel::check_gateway_url(state, &f.base_url)
-            .map_err(|_| "ai.base_url.invalid")?;
+        crate::messaging::channel::check_gateway_url(state, &f.base_url).await?;
     }
     if f.instructions.chars().count() > 4000
         || f.tone.chars().count() > 200
@@ -189,7 +188,7 @@ async fn save(
     t: RequireRole<Admin>,
     Form(f): Form<AiForm>,
 ) -> AppResult<Response> {
-    if let Err(key) = validate(&state, &f) {
+    if let Err(key) = validate(&state, &f).await {
         let mut page = load(&state, ctx, &t).await?;
         page.error = Some(key);
         return Ok(form_error(page));

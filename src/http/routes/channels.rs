@@ -173,10 +173,11 @@ async fn add_evolution(
     if !load(&state, ctx.clone(), &t).await?.can_add {
         return refuse(&state, ctx, &t, "channels.limit").await;
     }
+    let base_url = channel::check_gateway_url(&state, &f.base_url).await;
     let parsed = (|| {
         Ok::<_, &'static str>((
             clean(&f.name, 80)?,
-            channel::check_gateway_url(&state, &f.base_url)?,
+            base_url?,
             clean(&f.instance, 100)?,
             clean(&f.api_key, 500)?,
         ))
