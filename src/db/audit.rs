@@ -65,6 +65,12 @@ fn entry_hash(prev: &[u8], e: &Entry) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// PostgreSQL keeps timestamps to the microsecond: hash and sign exactly what is read back.
+fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
 /// Appends an entry in the caller's tenant-scoped transaction (so it commits or rolls back
 /// with the action it records). `detail` must hold no message text or phone numbers.
 pub async fn record(
@@ -96,7 +102,7 @@ pub async fn record(
     let mut entry = Entry {
         seq,
         id: Uuid::now_v7(),
-        at: now,
+        at: to_micros(now),
         actor_id: actor.id,
         actor_label: actor.label.clone(),
         action: action.to_owned(),
