@@ -13,6 +13,7 @@
 pub mod aead;
 pub mod blind;
 pub mod cache;
+pub mod checkpoint;
 pub mod ledger;
 pub mod master;
 
@@ -26,6 +27,7 @@ use self::{
     aead::{ContextBuilder, DataKey, Header, SecretKey},
     blind::{BlindIndexKey, derive_key},
     cache::{Cache, Invalidation},
+    checkpoint::CheckpointKey,
     ledger::{DestroyedKind, Ledger, LedgerContents, NewEntry},
     master::{LocalMasterKeys, MasterKeyProvider},
 };
@@ -112,10 +114,12 @@ impl TenantKeys {
     }
 }
 
-/// An unwrapped data key; the tenant's own also carries its blind-index key.
+/// An unwrapped data key; the tenant's own also carries its blind-index and audit
+/// checkpoint keys.
 struct SubjectKey {
     data: DataKey,
     blind: Option<BlindIndexKey>,
+    checkpoint: Option<Arc<CheckpointKey>>,
 }
 
 /// Outcome of [`Keyring::rotate_master`].
@@ -171,6 +175,7 @@ impl Drop for Inner {
 const TENANT_SUBJECT: Uuid = Uuid::nil();
 const SEAL_INFO: &str = "sigmaai/tenant-seal/v1";
 const BLIND_INFO: &str = "sigmaai/blind-index/v1";
+const CHECKPOINT_INFO: &str = "sigmaai/audit-checkpoint/v1";
 
 impl Keyring {
     /// Connects to the key store as the application role and loads the master key(s).
@@ -377,6 +382,24 @@ impl Keyring {
         Ok(Blind(self.tenant_data_key(tenant_id, true).await?))
     }
 
+    // ---- audit checkpoints ------------------------------------------------------------
+
+    /// The tenant's key for signing audit-log checkpoints (created with the tenant key if
+    /// missing). Derived from the tenant data key, so it survives `keys rotate --tenant` and
+    /// dies with the tenant key.
+    pub async fn audit_checkpoint_key(
+        &self,
+        tenant_id: Uuid,
+    ) -> Result<Arc<CheckpointKey>, CryptoError> {
+        self.tenant_data_key(tenant_id, true)
+            .await?
+            .checkpoint
+            .clone()
+            .ok_or(CryptoError::Internal(
+                "tenant data keys always carry a checkpoint key",
+            ))
+    }
+
     // ---- key creation and loading ----------------------------------------------------
 
     /// Creates the tenant key (and the tenant's data key) unless present. Idempotent and
@@ -468,11 +491,16 @@ impl Keyring {
             SubjectKey {
                 data: DataKey::new(row.key_id, version, &seal),
                 blind: Some(BlindIndexKey::new(derive_key(secret.expose(), BLIND_INFO))),
+                checkpoint: Some(Arc::new(CheckpointKey::new(derive_key(
+                    secret.expose(),
+                    CHECKPOINT_INFO,
+                )))),
             }
         } else {
             SubjectKey {
                 data: DataKey::new(row.key_id, version, &secret),
                 blind: None,
+                checkpoint: None,
             }
         })
     }

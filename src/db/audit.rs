@@ -3,12 +3,20 @@
 //! Each tenant's entries form a hash chain: an entry's hash covers the previous entry's hash
 //! and its own fields, so changing or deleting any entry breaks every later link. The
 //! application role cannot UPDATE or DELETE audit rows at all (see the migration).
+//!
+//! A tenant may choose to keep entries a limited time (`privacy_settings.audit_days`). The
+//! sweep then drops the oldest entries — always a prefix of the chain, never the newest — and
+//! keeps a signed [`Checkpoint`]: the hash of the last dropped entry, which the first kept
+//! entry links to. Verification starts from the latest checkpoint, so a pruned log still
+//! verifies, while a deletion without a genuine checkpoint shows as tampering.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::crypto::checkpoint::CheckpointKey;
 
 #[derive(Clone, Debug)]
 pub struct Actor {
@@ -65,6 +73,24 @@ fn entry_hash(prev: &[u8], e: &Entry) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// PostgreSQL keeps timestamps to the microsecond: hash and sign exactly what is read back.
+fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
+/// Takes the tenant's chain lock until the transaction ends: one writer per chain
+/// (`audit_prune()` in the database takes the same lock).
+pub async fn lock_chain(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7302))",
+        tenant_id.to_string()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Appends an entry in the caller's tenant-scoped transaction (so it commits or rolls back
 /// with the action it records). `detail` must hold no message text or phone numbers.
 pub async fn record(
@@ -76,13 +102,7 @@ pub async fn record(
     detail: Value,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    // One writer per tenant chain at a time.
-    sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7302))",
-        tenant_id.to_string()
-    )
-    .execute(&mut *conn)
-    .await?;
+    lock_chain(conn, tenant_id).await?;
     let last = sqlx::query!(
         "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
         tenant_id
@@ -96,7 +116,7 @@ pub async fn record(
     let mut entry = Entry {
         seq,
         id: Uuid::now_v7(),
-        at: now,
+        at: to_micros(now),
         actor_id: actor.id,
         actor_label: actor.label.clone(),
         action: action.to_owned(),
@@ -149,8 +169,51 @@ pub async fn list(
     .await
 }
 
-/// Walks the whole chain. `Err(seq)` names the first entry that doesn't match.
-pub async fn verify_chain(conn: &mut PgConnection) -> sqlx::Result<Result<usize, i64>> {
+/// What verification found when nothing was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Entries present, each checked.
+    pub entries: usize,
+    /// What retention pruned, from the latest checkpoint.
+    pub pruned: Option<Pruned>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pruned {
+    /// Entries 1..=through_seq are gone (so this is also how many).
+    pub through_seq: i64,
+    /// When the last of them was written.
+    pub through_at: OffsetDateTime,
+}
+
+/// Evidence that the log was altered outside the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tampering {
+    /// This entry does not match its own hash or its predecessor's.
+    Entry(i64),
+    /// These entries are gone and no genuine checkpoint accounts for them.
+    Missing { from: i64, to: i64 },
+    /// The checkpoint through this entry is not signed with the tenant's key.
+    Checkpoint(i64),
+}
+
+/// Walks the chain from the latest checkpoint (or from entry 1 with a zero hash when nothing
+/// was ever pruned). Every checkpoint's signature is checked first: a forged or altered one
+/// is tampering even if a genuine one follows it.
+pub async fn verify_chain(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    key: &CheckpointKey,
+) -> sqlx::Result<Result<Verified, Tampering>> {
+    let checkpoints = checkpoints(&mut *conn).await?;
+    if let Some(bad) = checkpoints.iter().find(|c| !c.is_genuine(tenant_id, key)) {
+        return Ok(Err(Tampering::Checkpoint(bad.through_seq)));
+    }
+    let latest = checkpoints.last();
+    let (mut expected, mut prev) = match latest {
+        Some(c) => (c.through_seq + 1, c.head_hash.clone()),
+        None => (1, vec![0u8; 32]),
+    };
     let rows = sqlx::query_as!(
         Entry,
         r#"SELECT seq, id, at, actor_id, actor_label, action, subject, detail, prev_hash, hash
@@ -158,13 +221,154 @@ pub async fn verify_chain(conn: &mut PgConnection) -> sqlx::Result<Result<usize,
     )
     .fetch_all(conn)
     .await?;
-    let mut prev = vec![0u8; 32];
-    for (i, e) in rows.iter().enumerate() {
-        let expected = entry_hash(&prev, e);
-        if e.seq != i as i64 + 1 || e.prev_hash != prev || e.hash != expected {
-            return Ok(Err(e.seq));
+    if rows.is_empty() && latest.is_some() {
+        // Pruning always keeps the newest entry.
+        return Ok(Err(Tampering::Entry(expected)));
+    }
+    for e in &rows {
+        if e.seq > expected {
+            return Ok(Err(Tampering::Missing {
+                from: expected,
+                to: e.seq - 1,
+            }));
+        }
+        if e.seq != expected || e.prev_hash != prev || e.hash != entry_hash(&prev, e) {
+            return Ok(Err(Tampering::Entry(e.seq)));
         }
         prev = e.hash.clone();
+        expected += 1;
     }
-    Ok(Ok(rows.len()))
+    Ok(Ok(Verified {
+        entries: rows.len(),
+        pruned: latest.map(|c| Pruned {
+            through_seq: c.through_seq,
+            through_at: c.through_at,
+        }),
+    }))
+}
+
+// ---- retention: pruning with checkpoints ----
+
+/// Left by a prune: entries 1..=through_seq are gone; the first kept entry's `prev_hash` is
+/// `head_hash`. Signed with the tenant's checkpoint key (see `crypto::checkpoint`).
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub through_seq: i64,
+    pub through_at: OffsetDateTime,
+    pub head_hash: Vec<u8>,
+    /// How many entries this prune dropped.
+    pub dropped: i64,
+    pub at: OffsetDateTime,
+    pub signature: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// Calls `f` with what the signature covers: every field but the signature, and the tenant.
+    fn with_signed_parts<R>(&self, tenant_id: Uuid, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+        let through_seq = self.through_seq.to_be_bytes();
+        let through_at = self.through_at.unix_timestamp_nanos().to_be_bytes();
+        let dropped = self.dropped.to_be_bytes();
+        let at = self.at.unix_timestamp_nanos().to_be_bytes();
+        f(&[
+            b"sigmaai/audit-checkpoint/v1",
+            tenant_id.as_bytes(),
+            &through_seq,
+            &through_at,
+            &self.head_hash,
+            &dropped,
+            &at,
+        ])
+    }
+
+    pub fn is_genuine(&self, tenant_id: Uuid, key: &CheckpointKey) -> bool {
+        self.with_signed_parts(tenant_id, |parts| key.verify(parts, &self.signature))
+    }
+}
+
+/// The tenant's checkpoints, oldest first.
+pub async fn checkpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Checkpoint>> {
+    sqlx::query_as!(
+        Checkpoint,
+        r#"SELECT through_seq, through_at, head_hash, dropped, at, signature
+           FROM audit_checkpoints WHERE tenant_id = app_current_tenant() ORDER BY through_seq"#
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// What a prune would drop: entries `first_seq..=through_seq`.
+#[derive(Clone, Debug)]
+pub struct PrunePlan {
+    pub first_seq: i64,
+    pub through_seq: i64,
+    pub through_at: OffsetDateTime,
+    pub head_hash: Vec<u8>,
+    /// The moment the window is measured from (to the microsecond, as stored).
+    pub now: OffsetDateTime,
+}
+
+/// The longest prefix of the chain written more than `days` before `now`, without the
+/// newest entry (the chain's head always survives). `None` when there is nothing to drop.
+/// Call with the chain locked ([`lock_chain`]).
+pub async fn prune_plan(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    days: i32,
+) -> sqlx::Result<Option<PrunePlan>> {
+    let now = to_micros(now);
+    let cutoff = now - time::Duration::days(i64::from(days));
+    // LEAST ignores a NULL first_kept (every entry is old): keep just the newest then.
+    let row = sqlx::query!(
+        r#"WITH bounds AS (
+             SELECT min(seq) AS first, max(seq) AS newest,
+                    min(seq) FILTER (WHERE at >= $1) AS first_kept
+             FROM audit_log WHERE tenant_id = app_current_tenant())
+           SELECT b.first AS "first!", a.seq, a.at, a.hash
+           FROM bounds b
+           JOIN audit_log a ON a.tenant_id = app_current_tenant()
+                           AND a.seq = LEAST(b.first_kept, b.newest) - 1
+           WHERE a.seq >= b.first"#,
+        cutoff
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| PrunePlan {
+        first_seq: r.first,
+        through_seq: r.seq,
+        through_at: r.at,
+        head_hash: r.hash,
+        now,
+    }))
+}
+
+/// Drops the planned entries and stores the signed checkpoint, in the caller's transaction
+/// (through `audit_prune()`, which re-checks the plan against the rows: the app role cannot
+/// delete audit rows itself). Returns the checkpoint.
+pub async fn prune(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    plan: &PrunePlan,
+    key: &CheckpointKey,
+) -> sqlx::Result<Checkpoint> {
+    let mut cp = Checkpoint {
+        through_seq: plan.through_seq,
+        through_at: plan.through_at,
+        head_hash: plan.head_hash.clone(),
+        dropped: plan.through_seq - plan.first_seq + 1,
+        at: plan.now,
+        signature: Vec::new(),
+    };
+    cp.signature = cp.with_signed_parts(tenant_id, |parts| key.sign(parts));
+    sqlx::query_scalar!(
+        r#"SELECT audit_prune($1, $2, $3, $4, $5, $6) AS "deleted!""#,
+        cp.through_seq,
+        cp.head_hash,
+        cp.through_at,
+        cp.dropped,
+        cp.at,
+        cp.signature
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(cp)
 }

@@ -11,6 +11,8 @@ pub struct PrivacySettings {
     pub message_days: i32,
     pub media_days: Option<i32>,
     pub ai_trace_days: i32,
+    /// `None`: the audit log is kept for the life of the account.
+    pub audit_days: Option<i32>,
     pub dsr_keywords: Vec<String>,
     pub default_legal_basis: String,
 }
@@ -28,7 +30,7 @@ pub async fn dsr_keywords(conn: &mut PgConnection) -> sqlx::Result<Option<Vec<St
 pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<Option<PrivacySettings>> {
     sqlx::query_as!(
         PrivacySettings,
-        "SELECT message_days, media_days, ai_trace_days, dsr_keywords, default_legal_basis FROM privacy_settings WHERE tenant_id = app_current_tenant()"
+        "SELECT message_days, media_days, ai_trace_days, audit_days, dsr_keywords, default_legal_basis FROM privacy_settings WHERE tenant_id = app_current_tenant()"
     )
     .fetch_optional(conn)
     .await
@@ -41,15 +43,16 @@ pub async fn save_settings(
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        r#"INSERT INTO privacy_settings (tenant_id, message_days, media_days, ai_trace_days, dsr_keywords, default_legal_basis, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+        r#"INSERT INTO privacy_settings (tenant_id, message_days, media_days, ai_trace_days, audit_days, dsr_keywords, default_legal_basis, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (tenant_id) DO UPDATE SET message_days = EXCLUDED.message_days, media_days = EXCLUDED.media_days,
-             ai_trace_days = EXCLUDED.ai_trace_days, dsr_keywords = EXCLUDED.dsr_keywords,
+             ai_trace_days = EXCLUDED.ai_trace_days, audit_days = EXCLUDED.audit_days, dsr_keywords = EXCLUDED.dsr_keywords,
              default_legal_basis = EXCLUDED.default_legal_basis, updated_at = EXCLUDED.updated_at"#,
         tenant_id,
         s.message_days,
         s.media_days,
         s.ai_trace_days,
+        s.audit_days,
         &s.dsr_keywords,
         s.default_legal_basis,
         now
@@ -458,24 +461,32 @@ pub async fn idle_contacts(
     .await
 }
 
+/// What one sweep removed from one tenant (counts, never content).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    pub messages: i64,
+    pub media: i64,
+    pub drafts: i64,
+    pub contacts: i64,
+    pub audit_entries: i64,
+}
+
 pub async fn record_run(
     conn: &mut PgConnection,
     tenant_id: Uuid,
-    messages: i64,
-    media: i64,
-    drafts: i64,
-    contacts: i64,
+    counts: RunCounts,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO retention_runs (id, tenant_id, at, messages, media, drafts, contacts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO retention_runs (id, tenant_id, at, messages, media, drafts, contacts, audit_entries) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         Uuid::now_v7(),
         tenant_id,
         now,
-        messages as i32,
-        media as i32,
-        drafts as i32,
-        contacts as i32
+        counts.messages as i32,
+        counts.media as i32,
+        counts.drafts as i32,
+        counts.contacts as i32,
+        counts.audit_entries as i32
     )
     .execute(conn)
     .await?;
@@ -489,10 +500,11 @@ pub struct Run {
     pub media: i32,
     pub drafts: i32,
     pub contacts: i32,
+    pub audit_entries: i32,
 }
 
 pub async fn runs(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Run>> {
-    sqlx::query_as!(Run, "SELECT at, messages, media, drafts, contacts FROM retention_runs ORDER BY at DESC LIMIT $1", limit)
+    sqlx::query_as!(Run, "SELECT at, messages, media, drafts, contacts, audit_entries FROM retention_runs ORDER BY at DESC LIMIT $1", limit)
         .fetch_all(conn)
         .await
 }

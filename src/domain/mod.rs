@@ -5,3 +5,4 @@ pub mod knowledge;
 pub mod phone;
 pub mod plans;
 pub mod policy;
+pub mod retention;

@@ -630,6 +630,21 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Integrity check FAILED at entry {}: the log was altered.",
         "Verificação de integridade FALHOU no registro {}: o registro foi alterado.",
     ),
+    (
+        "audit.chain_missing",
+        "Integrity check FAILED: entries {} to {} were deleted without a valid checkpoint.",
+        "Verificação de integridade FALHOU: os registros {} a {} foram apagados sem um ponto de controle válido.",
+    ),
+    (
+        "audit.checkpoint_forged",
+        "Integrity check FAILED: the checkpoint through entry {} is not genuine (forged or altered).",
+        "Verificação de integridade FALHOU: o ponto de controle até o registro {} não é autêntico (forjado ou alterado).",
+    ),
+    (
+        "audit.pruned",
+        "{} older entries, the last written {}, were removed under your audit-log retention setting; a signed checkpoint stands in for them.",
+        "{} registros mais antigos, o último gravado em {}, foram removidos pela sua configuração de retenção do registro de auditoria; um ponto de controle assinado os substitui.",
+    ),
     ("audit.filter", "Action starts with", "Ação começa com"),
     ("audit.apply", "Filter", "Filtrar"),
     ("audit.when", "When", "Quando"),
@@ -1632,6 +1647,16 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Guardar rascunhos e registros da IA por (dias)",
     ),
     (
+        "privacy.audit_days",
+        "Keep the audit log for (days)",
+        "Guardar o registro de auditoria por (dias)",
+    ),
+    (
+        "privacy.audit_days.hint",
+        "Empty: kept for the life of the account (our default). Otherwise {} to {} days: the daily sweep removes older entries and keeps a signed checkpoint in their place, so the rest of the log can still be verified.",
+        "Vazio: guardado enquanto a conta existir (nosso padrão). Ou de {} a {} dias: a varredura diária remove os registros mais antigos e guarda no lugar deles um ponto de controle assinado, para que o restante do registro continue verificável.",
+    ),
+    (
         "privacy.keywords",
         "Words that open a request",
         "Palavras que abrem uma solicitação",
@@ -1662,6 +1687,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Registros de IA ficam de 30 a 1095 dias.",
     ),
     (
+        "privacy.audit.bounds",
+        "The audit log is kept 365 to 3650 days; leave the field empty to keep it for the life of the account.",
+        "O registro de auditoria fica de 365 a 3650 dias; deixe o campo vazio para guardá-lo enquanto a conta existir.",
+    ),
+    (
         "privacy.days.invalid",
         "Enter a number of days.",
         "Informe um número de dias.",
@@ -1679,6 +1709,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ("privacy.runs.messages", "Messages", "Mensagens"),
     ("privacy.runs.media", "Media", "Mídias"),
     ("privacy.runs.contacts", "Contacts", "Contatos"),
+    (
+        "privacy.runs.audit",
+        "Audit entries",
+        "Registros de auditoria",
+    ),
     (
         "privacy.record",
         "Processing record",

@@ -82,6 +82,7 @@ pub async fn stored_settings(
             message_days: plan.retention_days() as i32,
             media_days: None,
             ai_trace_days: 365,
+            audit_days: None,
             dsr_keywords: vec!["APAGAR MEUS DADOS".into(), "DELETE MY DATA".into()],
             default_legal_basis: "lgpd".into(),
         }))

@@ -27,6 +27,7 @@ pub struct SweepReport {
     pub media: i64,
     pub drafts: i64,
     pub contacts: i64,
+    pub audit_entries: i64,
     pub erasures: i64,
     pub terminated: i64,
 }
@@ -49,6 +50,7 @@ pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
         total.media += r.media;
         total.drafts += r.drafts;
         total.contacts += r.contacts;
+        total.audit_entries += r.audit_entries;
         total.erasures += r.erasures;
     }
     tracing::info!(
@@ -56,6 +58,7 @@ pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
         media = total.media,
         drafts = total.drafts,
         contacts = total.contacts,
+        audit_entries = total.audit_entries,
         erasures = total.erasures,
         terminated = total.terminated,
         "privacy sweep"
@@ -142,16 +145,58 @@ async fn sweep_tenant(
         erase::erase_contact(state, tenant_id, &system, contact, "retention", None).await?;
         r.contacts += 1;
     }
+    if let Some(days) = s.audit_days {
+        r.audit_entries = prune_audit_log(state, tenant_id, days, now).await?;
+    }
     if r != SweepReport::default() {
         let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-        dbp::record_run(
-            &mut tx, tenant_id, r.messages, r.media, r.drafts, r.contacts, now,
-        )
-        .await?;
-        audit::record(&mut tx, tenant_id, &system, "retention.sweep", "", json!({ "messages": r.messages, "media": r.media, "drafts": r.drafts, "contacts": r.contacts, "erasures": r.erasures }), now).await?;
+        let counts = dbp::RunCounts {
+            messages: r.messages,
+            media: r.media,
+            drafts: r.drafts,
+            contacts: r.contacts,
+            audit_entries: r.audit_entries,
+        };
+        dbp::record_run(&mut tx, tenant_id, counts, now).await?;
+        audit::record(&mut tx, tenant_id, &system, "retention.sweep", "", json!({ "messages": r.messages, "media": r.media, "drafts": r.drafts, "contacts": r.contacts, "audit_entries": r.audit_entries, "erasures": r.erasures }), now).await?;
         tx.commit().await?;
     }
     Ok(r)
+}
+
+/// Drops the tenant's audit entries older than `days` (a prefix of the chain, never the
+/// newest entry), leaving a signed checkpoint and an `audit.pruned` entry, all in one
+/// transaction. A chain that fails verification is left whole: a checkpoint vouches for
+/// what it replaces, so pruning must never launder tampering. Returns how many were dropped.
+pub async fn prune_audit_log(
+    state: &AppState,
+    tenant_id: Uuid,
+    days: i32,
+    now: OffsetDateTime,
+) -> anyhow::Result<i64> {
+    let key = state.keys.audit_checkpoint_key(tenant_id).await?;
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    audit::lock_chain(&mut tx, tenant_id).await?;
+    if let Err(problem) = audit::verify_chain(&mut tx, tenant_id, &key).await? {
+        tracing::error!(tenant = %tenant_id, ?problem, "audit log fails verification; not pruning it");
+        return Ok(0);
+    }
+    let Some(plan) = audit::prune_plan(&mut tx, now, days).await? else {
+        return Ok(0);
+    };
+    let cp = audit::prune(&mut tx, tenant_id, &plan, &key).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        &Actor::system(),
+        "audit.pruned",
+        "",
+        json!({ "count": cp.dropped, "through_seq": cp.through_seq }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(cp.dropped)
 }
 
 /// After a turn is handled (draft approved, rejected or dismissed, a staff reply, a

@@ -366,8 +366,11 @@ pub struct AuditPage {
     pub rows: Vec<AuditRow>,
     pub filter: String,
     pub chain_ok: bool,
-    pub broken_at: i64,
+    /// What verification found wrong (empty when the chain is intact).
+    pub problem: String,
     pub total: usize,
+    /// How many entries retention pruned, up to when.
+    pub pruned: Option<String>,
     pub next_before: Option<i64>,
 }
 
@@ -389,6 +392,7 @@ async fn audit_page(
     if filter.len() > 60 {
         return Err(AppError::BadRequest("error.bad_request"));
     }
+    let key = state.keys.audit_checkpoint_key(t.id()).await?;
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let entries = audit::list(
         &mut tx,
@@ -397,12 +401,29 @@ async fn audit_page(
         AUDIT_PAGE,
     )
     .await?;
-    let chain = audit::verify_chain(&mut tx).await?;
+    let chain = audit::verify_chain(&mut tx, t.id(), &key).await?;
     tx.commit().await?;
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     let next_before = (entries.len() as i64 == AUDIT_PAGE)
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
+    let (problem, pruned, total) = match &chain {
+        Ok(v) => (
+            String::new(),
+            v.pruned.as_ref().map(|p| {
+                ctx.f(
+                    "audit.pruned",
+                    &[&p.through_seq, &p.through_at.format(&f).unwrap_or_default()],
+                )
+            }),
+            v.entries,
+        ),
+        Err(audit::Tampering::Entry(seq)) => (ctx.f1("audit.chain_broken", seq), None, 0),
+        Err(audit::Tampering::Missing { from, to }) => {
+            (ctx.f("audit.chain_missing", &[from, to]), None, 0)
+        }
+        Err(audit::Tampering::Checkpoint(seq)) => (ctx.f1("audit.checkpoint_forged", seq), None, 0),
+    };
     Ok(AuditPage {
         ctx,
         shell: Shell::load(&state, &t, "audit").await?,
@@ -423,8 +444,9 @@ async fn audit_page(
             .collect(),
         filter,
         chain_ok: chain.is_ok(),
-        broken_at: chain.err().unwrap_or(0),
-        total: chain.unwrap_or(0),
+        problem,
+        total,
+        pruned,
         next_before,
     })
 }

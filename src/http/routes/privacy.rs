@@ -17,7 +17,11 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, ai as db_ai, audit, privacy as dbp},
-    domain::{phone::Phone, plans},
+    domain::{
+        phone::Phone,
+        plans,
+        retention::{AuditRetention, MAX_AUDIT_DAYS, MIN_AUDIT_DAYS},
+    },
     error::{AppError, AppResult},
     http::{
         extract::{Admin, Owner, PageCtx, RequireRole, TenantCtx},
@@ -83,13 +87,18 @@ pub struct PrivacyPage {
     pub requests: Vec<RequestRow>,
     pub overdue: usize,
     pub tombstones: Vec<(String, String, String, String)>,
-    pub runs: Vec<(String, i32, i32, i32, i32)>,
+    pub runs: Vec<(String, i32, i32, i32, i32, i32)>,
     pub recipients: Vec<RecipientRow>,
     pub ai_provider: String,
     pub message_days: i32,
     pub max_message_days: u32,
     pub media_days: String,
     pub ai_trace_days: i32,
+    /// Empty: the audit log is kept for the life of the account.
+    pub audit_days: String,
+    pub min_audit_days: i32,
+    pub max_audit_days: i32,
+    pub audit_days_hint: String,
     pub keywords: String,
     pub legal_basis: String,
     pub terminate_at: Option<String>,
@@ -141,6 +150,10 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
             }
         })
         .collect();
+    let audit_days_hint = ctx.f(
+        "privacy.audit_days.hint",
+        &[&MIN_AUDIT_DAYS, &MAX_AUDIT_DAYS],
+    );
     Ok(PrivacyPage {
         ctx,
         shell: Shell::load(state, t, "privacy").await?,
@@ -167,7 +180,16 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
             .collect(),
         runs: runs
             .into_iter()
-            .map(|r| (clock.full(r.at), r.messages, r.media, r.drafts, r.contacts))
+            .map(|r| {
+                (
+                    clock.full(r.at),
+                    r.messages,
+                    r.media,
+                    r.drafts,
+                    r.contacts,
+                    r.audit_entries,
+                )
+            })
             .collect(),
         recipients: recipients
             .into_iter()
@@ -183,6 +205,10 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
         max_message_days: plan.retention_days(),
         media_days: s.media_days.map(|d| d.to_string()).unwrap_or_default(),
         ai_trace_days: s.ai_trace_days,
+        audit_days: s.audit_days.map(|d| d.to_string()).unwrap_or_default(),
+        min_audit_days: MIN_AUDIT_DAYS,
+        max_audit_days: MAX_AUDIT_DAYS,
+        audit_days_hint,
         keywords: s.dsr_keywords.join("\n"),
         legal_basis: s.default_legal_basis,
         terminate_at: term.terminate_at.map(|t| clock.full(t)),
@@ -205,6 +231,9 @@ pub struct SettingsForm {
     #[serde(default)]
     media_days: String,
     ai_trace_days: String,
+    /// Empty (or absent): kept for the life of the account.
+    #[serde(default)]
+    audit_days: String,
     #[serde(default)]
     keywords: String,
     legal_basis: String,
@@ -244,6 +273,7 @@ async fn save_settings(
             .ok()
             .filter(|d| (30..=1095).contains(d))
             .ok_or("privacy.trace.bounds")?;
+        let audit = AuditRetention::try_from(f.audit_days.as_str())?;
         let keywords: Vec<String> = f
             .keywords
             .lines()
@@ -259,6 +289,7 @@ async fn save_settings(
             message_days,
             media_days,
             ai_trace_days,
+            audit_days: audit.days(),
             dsr_keywords: keywords,
             default_legal_basis: f.legal_basis.clone(),
         })
@@ -268,13 +299,15 @@ async fn save_settings(
         Err(key) => {
             let mut page = load(&state, ctx, &t).await?;
             page.error = Some(key);
+            // What was typed, so the refusal can be read beside it.
+            page.audit_days = f.audit_days.trim().chars().take(12).collect();
             return Ok(form_error(page));
         }
     };
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     dbp::save_settings(&mut tx, t.id(), &s, now).await?;
-    audit::record(&mut tx, t.id(), &t.actor(), "privacy.settings_changed", "", json!({ "message_days": s.message_days, "media_days": s.media_days, "ai_trace_days": s.ai_trace_days }), now).await?;
+    audit::record(&mut tx, t.id(), &t.actor(), "privacy.settings_changed", "", json!({ "message_days": s.message_days, "media_days": s.media_days, "ai_trace_days": s.ai_trace_days, "audit_days": s.audit_days }), now).await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/privacy", t.tenant.slug),
