@@ -45,6 +45,26 @@ pub async fn find(
     .await
 }
 
+/// `find` in one round trip, outside any transaction (ingestion's first step; see the
+/// `contacts_lookup` migration). Row-level security applies as in a tenant transaction.
+pub async fn lookup(
+    pool: &sqlx::PgPool,
+    tenant_id: Uuid,
+    phone_index: Option<&str>,
+    lid_index: Option<&str>,
+) -> sqlx::Result<Vec<ContactKeys>> {
+    sqlx::query_as!(
+        ContactKeys,
+        r#"SELECT id AS "id!", phone_index, lid_index, has_name AS "has_name!"
+           FROM contacts_lookup($1, $2, $3)"#,
+        tenant_id,
+        phone_index,
+        lid_index
+    )
+    .fetch_all(pool)
+    .await
+}
+
 pub struct NewContact<'a> {
     pub id: Uuid,
     pub tenant_id: Uuid,

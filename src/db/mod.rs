@@ -113,6 +113,10 @@ pub async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(config.db_max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // No ping before every checkout (a round trip each): a connection that died is
+        // found by its next query, which fails that request (gateways retry it) and sqlx
+        // drops the connection.
+        .test_before_acquire(false)
         .connect_with(opts)
         .await
         .context(

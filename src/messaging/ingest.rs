@@ -102,9 +102,13 @@ async fn resolve_contact(
     if phone_index.is_none() && lid_index.is_none() {
         return Ok(None);
     }
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let found = contacts::find(&mut tx, phone_index.as_deref(), lid_index.as_deref()).await?;
-    tx.commit().await?;
+    let found = contacts::lookup(
+        &state.db,
+        tenant_id,
+        phone_index.as_deref(),
+        lid_index.as_deref(),
+    )
+    .await?;
     // Prefer the contact known by phone; a LID-only contact gains the phone when it appears.
     let by_phone = found
         .iter()
