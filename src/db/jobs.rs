@@ -143,6 +143,27 @@ pub async fn complete(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Res
     Ok(())
 }
 
+/// Puts a claimed job back to run at `run_at`, not counting the attempt (the job found
+/// it is not time yet; nothing failed).
+pub async fn defer(
+    pool: &PgPool,
+    id: Uuid,
+    run_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE jobs SET run_at = $2, locked_until = NULL, attempts = GREATEST(attempts - 1, 0),
+                  updated_at = $3
+           WHERE id = $1"#,
+        id,
+        run_at,
+        now
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Records a failure: retried after `retry_at`, or dead once attempts are used up.
 /// `error` must never carry personal data (callers pass a short reason).
 pub async fn fail(

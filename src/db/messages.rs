@@ -120,6 +120,20 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Messa
     .await
 }
 
+/// When the conversation's newest inbound message was stored (our clock).
+pub async fn newest_inbound_at(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_scalar!(
+        r#"SELECT created_at FROM messages WHERE conversation_id = $1 AND direction = 'in'
+           ORDER BY sent_at DESC, id DESC LIMIT 1"#,
+        conversation_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// The newest `limit` messages of a conversation older than the cursor, newest first.
 pub async fn thread(
     conn: &mut PgConnection,

@@ -18,9 +18,20 @@ use crate::{
 /// How long a claimed job is ours before another worker may take it.
 pub const LEASE: Duration = Duration::minutes(5);
 
+/// What running a job came to (errors are retried with backoff).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Not time yet: run again then, without counting an attempt.
+    Later(time::OffsetDateTime),
+}
+
 /// Runs one job. Each kind lives in its own module.
-async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    match job.kind.as_str() {
+async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
+    if job.kind == crate::review::AI_REPLY {
+        return crate::review::draft::run_turn(state, job).await;
+    }
+    let done = match job.kind.as_str() {
         SESSION_SWEEP => {
             let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;
             tracing::info!(removed = n, "session sweep");
@@ -28,13 +39,13 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }
         crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
         crate::messaging::FETCH_MEDIA => crate::messaging::media::run(state, job).await,
-        crate::review::AI_REPLY => crate::review::draft::run(state, job).await,
         crate::privacy::retention::PRIVACY_SWEEP => {
             crate::privacy::retention::run_sweep(state).await.map(drop)
         }
         crate::mcp::registry::MCP_CALL => crate::mcp::registry::run_call(state, job).await,
         other => Err(anyhow!("unknown job kind {other:?}")),
-    }
+    };
+    done.map(|()| Outcome::Done)
 }
 
 /// Deletes sessions and login challenges that can no longer be used.
@@ -55,7 +66,8 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
     match dispatch(state, &job).instrument(span).await {
-        Ok(()) => jobs::complete(&state.db, job.id, state.now()).await?,
+        Ok(Outcome::Done) => jobs::complete(&state.db, job.id, state.now()).await?,
+        Ok(Outcome::Later(at)) => jobs::defer(&state.db, job.id, at, state.now()).await?,
         Err(err) => {
             let now = state.now();
             tracing::warn!(job_id = %job.id, kind = %job.kind, error = format!("{err:#}"), "job failed");

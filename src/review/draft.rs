@@ -42,8 +42,10 @@ use crate::{
 /// How many recent messages are loaded for the context (the budget trims further).
 const RECENT: i64 = 40;
 
-/// Enqueues the conversation's AI turn, `debounce` after its newest message; a pending turn
-/// moves later with each new message, so a burst becomes one turn.
+/// Enqueues the conversation's AI turn at `run_at` unless one is pending already. A burst
+/// becomes one turn because the turn itself waits until `debounce` after the newest
+/// message (see `run`): rescheduling the pending job on every message instead wrote a
+/// new job row version (and four index entries) per message, on the ingestion path.
 pub async fn schedule(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -51,7 +53,7 @@ pub async fn schedule(
     run_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    jobs::enqueue(
+    jobs::enqueue_if_absent(
         conn,
         NewJob::new(AI_REPLY, run_at)
             .tenant(tenant_id)
@@ -89,6 +91,24 @@ enum Produced {
         model: String,
         external: bool,
     },
+}
+
+/// The `ai_reply` job: waits while the customer is still writing (a burst becomes one turn:
+/// `debounce` after the newest message arrived here — our clock, not the gateway's
+/// timestamps), then drafts.
+pub async fn run_turn(state: &AppState, job: &Job) -> anyhow::Result<crate::jobs::Outcome> {
+    use crate::jobs::Outcome;
+    if let (Some(tenant_id), Some(conversation_id)) = (job.tenant_id, job.subject_id) {
+        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        let newest = messages::newest_inbound_at(&mut tx, conversation_id).await?;
+        tx.commit().await?;
+        if let Some(due) = newest.map(|at| at + state.config.ai_debounce)
+            && due > state.now()
+        {
+            return Ok(Outcome::Later(due));
+        }
+    }
+    run(state, job).await.map(|()| Outcome::Done)
 }
 
 pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {

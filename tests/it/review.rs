@@ -571,8 +571,13 @@ async fn a_burst_of_messages_becomes_one_ai_turn() {
     .await
     .unwrap();
     assert_eq!(pending, 1, "one turn for the burst");
-    assert_eq!(gw.run_jobs().await, 0, "not before the debounce");
-    gw.w.t.clock.advance(Duration::seconds(3));
+    // The turn comes due 3 s after the first message but waits for the burst to end.
+    gw.run_jobs().await;
+    assert!(drafts(&gw.w.t).await.is_empty(), "not before the debounce");
+    gw.w.t.clock.advance(Duration::seconds(1));
+    gw.run_jobs().await;
+    assert!(drafts(&gw.w.t).await.is_empty(), "not before the debounce");
+    gw.w.t.clock.advance(Duration::seconds(2));
     gw.run_jobs().await;
     let d = drafts(&gw.w.t).await;
     assert_eq!(
