@@ -236,10 +236,13 @@ async fn search(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<Lis
     sqlx::query_as!(
         ListRow,
         r#"WITH ct AS MATERIALIZED (
+               -- Two index-friendly branches (an OR of optional parameters would be a
+               -- sequential scan in a generic plan); a NULL parameter matches nothing.
                SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
-               WHERE tenant_id = app_current_tenant()
-                 AND (($4::text[] IS NOT NULL AND name_tokens @> $4)
-                      OR ($5::text IS NOT NULL AND phone_index = $5))
+               WHERE tenant_id = app_current_tenant() AND name_tokens @> $4::text[]
+               UNION
+               SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
+               WHERE tenant_id = app_current_tenant() AND phone_index = $5::text
            )
            SELECT cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership, cv.assigned_to,
                   cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at,
