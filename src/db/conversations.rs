@@ -238,8 +238,13 @@ async fn search(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<Lis
         r#"WITH ct AS MATERIALIZED (
                -- Two index-friendly branches (an OR of optional parameters would be a
                -- sequential scan in a generic plan); a NULL parameter matches nothing.
+               -- Names through contact_name_tokens (see its migration): every token.
                SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
-               WHERE tenant_id = app_current_tenant() AND name_tokens @> $4::text[]
+               WHERE tenant_id = app_current_tenant() AND id IN (
+                   SELECT t.contact_id FROM contact_name_tokens t
+                   WHERE t.tenant_id = app_current_tenant() AND t.token = ANY($4::text[])
+                   GROUP BY t.contact_id
+                   HAVING count(DISTINCT t.token) = (SELECT count(DISTINCT x) FROM unnest($4::text[]) x))
                UNION
                SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
                WHERE tenant_id = app_current_tenant() AND phone_index = $5::text

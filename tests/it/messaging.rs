@@ -1432,3 +1432,78 @@ async fn the_sender_lookup_sees_one_tenant_and_never_switches_a_transaction() {
         .unwrap_err();
     assert!(err.to_string().contains("another tenant"), "{err}");
 }
+
+/// Name search follows renames (the token table is kept in step with the contact) and
+/// needs every word of the query.
+#[tokio::test]
+async fn name_search_follows_renames_and_needs_every_word() {
+    use sigmaai::db::{self, conversations::ListFilter};
+    let gw = Gw::evolution().await;
+    gw.evo(&evo_text(
+        "N1",
+        "5511988887777",
+        "Joana Prado",
+        now(&gw),
+        "oi",
+    ))
+    .await;
+    gw.evo(&evo_text(
+        "N2",
+        "5511977776666",
+        "Joana Lima",
+        now(&gw),
+        "olá",
+    ))
+    .await;
+    let state = &gw.w.t.state;
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let search = |q: &'static str| async move {
+        let tokens = state.keys.blind_words(tenant, q).await.unwrap();
+        let mut tx = db::begin_tenant(&state.db, tenant).await.unwrap();
+        let rows = db::conversations::list(
+            &mut tx,
+            &ListFilter {
+                name_tokens: Some(tokens),
+                limit: 50,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        rows.len()
+    };
+    assert_eq!(search("joana").await, 2);
+    assert_eq!(search("joana prado").await, 1);
+    assert_eq!(
+        search("prado lima").await,
+        0,
+        "every word must match one contact"
+    );
+    // Rectified: the old name no longer finds them, the new one does.
+    let contact: uuid::Uuid = sqlx::query_scalar(
+        "SELECT c.id FROM contacts c JOIN messages m ON m.contact_id = c.id WHERE m.external_id = 'N1'",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    let tokens = state.keys.blind_words(tenant, "Joana Souza").await.unwrap();
+    let mut tx = db::begin_tenant(&state.db, tenant).await.unwrap();
+    db::contacts::set_name(
+        &mut tx,
+        contact,
+        b"sealed",
+        &tokens,
+        true,
+        gw.w.t.clock.now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(search("prado").await, 0);
+    assert_eq!(search("souza").await, 1);
+    assert_eq!(search("joana").await, 2);
+}
