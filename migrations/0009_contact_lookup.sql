@@ -15,12 +15,19 @@ BEGIN
         RAISE EXCEPTION 'contacts_lookup: this transaction belongs to another tenant';
     END IF;
     PERFORM set_config('app.tenant_id', p_tenant::text, true);
+    -- Two branches, one per unique index: an OR of the two would be a scan of the
+    -- tenant's contacts in this function's cached (generic) plan.
     RETURN QUERY
-        SELECT c.id, c.phone_index, c.lid_index, c.name_sealed IS NOT NULL
-        FROM contacts c
-        WHERE c.tenant_id = p_tenant AND c.erased_at IS NULL
-          AND (c.phone_index = p_phone_index OR c.lid_index = p_lid_index)
-        ORDER BY c.created_at;
+        SELECT u.id, u.phone_index, u.lid_index, u.has_name FROM (
+            SELECT c.id, c.phone_index, c.lid_index, c.name_sealed IS NOT NULL AS has_name, c.created_at
+            FROM contacts c
+            WHERE c.tenant_id = p_tenant AND c.phone_index = p_phone_index AND c.erased_at IS NULL
+            UNION
+            SELECT c.id, c.phone_index, c.lid_index, c.name_sealed IS NOT NULL, c.created_at
+            FROM contacts c
+            WHERE c.tenant_id = p_tenant AND c.lid_index = p_lid_index AND c.erased_at IS NULL
+        ) u
+        ORDER BY u.created_at;
 END
 $$;
 REVOKE ALL ON FUNCTION contacts_lookup(uuid, text, text) FROM PUBLIC;
