@@ -656,6 +656,21 @@ async fn browser_runs_an_erasure_request_end_to_end() {
     );
     b.screenshot("erasure-done").await;
     assert_eq!(gw.count("contacts").await, 0);
+    // The retention settings (audit log included) and the audit log, for a human to look at.
+    c.goto(&gw.w.server.url("/t/clinic-a/privacy"))
+        .await
+        .unwrap();
+    b.wait_text("h1", "Privacy").await;
+    c.execute(
+        "document.getElementById('audit_days').scrollIntoView({ block: 'center' })",
+        vec![],
+    )
+    .await
+    .unwrap();
+    b.screenshot("privacy").await;
+    c.goto(&gw.w.server.url("/t/clinic-a/audit")).await.unwrap();
+    assert!(b.text("main").await.contains("contact.erased"));
+    b.screenshot("audit").await;
 
     b.close().await;
 }
