@@ -99,25 +99,6 @@ pub async fn chat(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<
     )
 }
 
-/// A new inbound message: unread, reopened, and the 24-hour window restarts.
-pub async fn note_inbound(
-    conn: &mut PgConnection,
-    id: Uuid,
-    at: OffsetDateTime,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        r#"UPDATE conversations SET unread_count = unread_count + 1, status = 'open',
-                  last_message_at = GREATEST(last_message_at, $2),
-                  last_inbound_at = GREATEST(COALESCE(last_inbound_at, $2), $2)
-           WHERE id = $1"#,
-        id,
-        at
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 pub async fn note_outbound(
     conn: &mut PgConnection,
     id: Uuid,

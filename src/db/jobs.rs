@@ -108,6 +108,43 @@ pub async fn enqueue_if_absent(
     Ok(r.rows_affected() == 1)
 }
 
+/// `enqueue_if_absent` for many jobs of one kind in one statement: `(tenant, subject,
+/// dedupe key, run_at)` each; those whose key is already pending are skipped.
+pub async fn enqueue_many_if_absent(
+    conn: &mut PgConnection,
+    kind: &str,
+    max_attempts: i32,
+    jobs: &[(Uuid, Uuid, String, OffsetDateTime)],
+    now: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
+    let tenants: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
+    let subjects: Vec<Uuid> = jobs.iter().map(|j| j.1).collect();
+    let keys: Vec<String> = jobs.iter().map(|j| j.2.clone()).collect();
+    let run_at: Vec<OffsetDateTime> = jobs.iter().map(|j| j.3).collect();
+    let r = sqlx::query!(
+        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at, updated_at)
+           SELECT j.id, $1, j.tenant_id, j.subject_id, j.dedupe_key, j.run_at, $2, $8, $8
+           FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::timestamptz[])
+                AS j(id, tenant_id, subject_id, dedupe_key, run_at)
+           ON CONFLICT (dedupe_key) WHERE state = 'pending' AND dedupe_key IS NOT NULL DO NOTHING"#,
+        kind,
+        max_attempts,
+        &ids,
+        &tenants,
+        &subjects,
+        &keys,
+        &run_at,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// Claims one due job under a lease and commits the claim before returning it, so no row lock
 /// is held while the job talks to the outside world.
 pub async fn claim(

@@ -69,17 +69,29 @@ pub struct NewMessage<'a> {
 }
 
 /// Inserts; `false` when this gateway message was already stored (a duplicate delivery).
+/// A stored inbound message also marks its conversation, in the same statement: unread,
+/// open again, and the 24-hour window restarts (a duplicate changes nothing).
 pub async fn insert(
     conn: &mut PgConnection,
     m: NewMessage<'_>,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let r = sqlx::query!(
-        r#"INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, external_id, direction, author,
+    let inserted = sqlx::query_scalar!(
+        r#"WITH m AS (
+           INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, external_id, direction, author,
                                  author_user_id, kind, body_sealed, media_kind, media_mime, media_source_sealed, media_state,
                                  quoted_external_id, sender_sealed, status, status_rank, sent_at, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-           ON CONFLICT (tenant_id, channel_id, external_id) WHERE external_id IS NOT NULL DO NOTHING"#,
+           ON CONFLICT (tenant_id, channel_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+           RETURNING conversation_id, direction, sent_at
+           ), inbound AS (
+           UPDATE conversations c SET unread_count = c.unread_count + 1, status = 'open',
+                  last_message_at = GREATEST(c.last_message_at, m.sent_at),
+                  last_inbound_at = GREATEST(COALESCE(c.last_inbound_at, m.sent_at), m.sent_at)
+           FROM m WHERE c.id = m.conversation_id AND m.direction = 'in'
+           RETURNING c.id
+           )
+           SELECT EXISTS (SELECT 1 FROM m) AS "inserted!""#,
         m.id,
         m.tenant_id,
         m.conversation_id,
@@ -102,9 +114,9 @@ pub async fn insert(
         m.sent_at,
         now
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(inserted)
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Message>> {

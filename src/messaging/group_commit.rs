@@ -208,17 +208,27 @@ async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Ve
     // (channel, tenant, time) of each channel heard from in this batch.
     let mut channels: Vec<(Uuid, Uuid, time::OffsetDateTime)> = Vec::new();
     let mut outcomes = Vec::with_capacity(deliveries.len());
+    // (tenant, conversation, when) of each AI turn the batch causes.
+    let mut turns = Vec::new();
     for d in deliveries {
-        if current != Some(d.tenant_id()) {
-            db::set_tenant(&mut tx, d.tenant_id()).await?;
-            current = Some(d.tenant_id());
+        let (tenant, now) = (d.tenant_id(), d.now());
+        if current != Some(tenant) {
+            db::set_tenant(&mut tx, tenant).await?;
+            current = Some(tenant);
         }
         match channels.iter_mut().find(|(c, _, _)| *c == d.channel_id()) {
-            Some(seen) => seen.2 = seen.2.max(d.now()),
-            None => channels.push((d.channel_id(), d.tenant_id(), d.now())),
+            Some(seen) => seen.2 = seen.2.max(now),
+            None => channels.push((d.channel_id(), tenant, now)),
         }
-        outcomes.push(ingest::apply(state, &mut tx, &mut batch, d).await?);
+        let out = ingest::apply(state, &mut tx, &mut batch, d).await?;
+        for conversation in &out.conversations {
+            if !turns.iter().any(|(_, c, _)| c == conversation) {
+                turns.push((tenant, *conversation, now + state.config.ai_debounce));
+            }
+        }
+        outcomes.push(out);
     }
+    crate::review::draft::schedule_many(&mut tx, &turns, state.now()).await?;
     let due = state
         .ingest
         .due_touches(channels.iter().map(|(c, _, _)| *c));

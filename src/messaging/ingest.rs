@@ -391,7 +391,7 @@ pub async fn apply(
     batch: &mut Batch,
     d: Delivery,
 ) -> anyhow::Result<IngestOutcome> {
-    let (channel, tenant_id, now) = (&d.channel, d.channel.tenant_id, d.now);
+    let (channel, now) = (&d.channel, d.now);
     let mut out = IngestOutcome {
         ignored: d.ignored,
         ..Default::default()
@@ -442,11 +442,8 @@ pub async fn apply(
         )
         .await?;
     }
-    // Each conversation with new customer messages gets one (debounced) AI turn.
-    for conv in &out.conversations {
-        crate::review::draft::schedule(tx, tenant_id, *conv, now + state.config.ai_debounce, now)
-            .await?;
-    }
+    // Each conversation with new customer messages gets one AI turn: the caller enqueues
+    // them for the whole batch at once (`review::draft::schedule_many`).
     Ok(out)
 }
 
@@ -603,7 +600,7 @@ async fn store_message(
             inbound: false,
         });
     }
-    conversations::note_inbound(tx, conversation, p.msg.timestamp).await?;
+    // (`messages::insert` marked the conversation unread and open.)
     // An end user can start a data-subject request by writing the tenant's keyword.
     if let MessageKind::Text { body } = &p.msg.kind {
         let keywords = match batch.keywords.get(&tenant_id) {

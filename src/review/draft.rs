@@ -26,7 +26,7 @@ use crate::{
         ai::{self as db_ai, AiSettings, NewDraft, UsageDelta},
         audit::{self, Actor},
         conversations,
-        jobs::{self, Job, NewJob},
+        jobs::{self, Job},
         mcp as db_mcp,
         messages::{self, Message},
     },
@@ -42,10 +42,32 @@ use crate::{
 /// How many recent messages are loaded for the context (the budget trims further).
 const RECENT: i64 = 40;
 
-/// Enqueues the conversation's AI turn at `run_at` unless one is pending already. A burst
-/// becomes one turn because the turn itself waits until `debounce` after the newest
-/// message (see `run`): rescheduling the pending job on every message instead wrote a
-/// new job row version (and four index entries) per message, on the ingestion path.
+/// Enqueues each conversation's AI turn at its `run_at` unless one is pending already, in
+/// one statement (ingestion calls it once per group-committed batch). A burst becomes one
+/// turn because the turn itself waits until `debounce` after the newest message (see
+/// `run_turn`): rescheduling the pending job on every message instead wrote a new job row
+/// version (and four index entries) per message, on the ingestion path.
+pub async fn schedule_many(
+    conn: &mut PgConnection,
+    turns: &[(Uuid, Uuid, OffsetDateTime)],
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    let jobs: Vec<_> = turns
+        .iter()
+        .map(|(tenant, conversation, run_at)| {
+            (
+                *tenant,
+                *conversation,
+                format!("ai_reply:{conversation}"),
+                *run_at,
+            )
+        })
+        .collect();
+    jobs::enqueue_many_if_absent(conn, AI_REPLY, 4, &jobs, now).await?;
+    Ok(())
+}
+
+/// One conversation's turn (see `schedule_many`).
 pub async fn schedule(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -53,17 +75,7 @@ pub async fn schedule(
     run_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    jobs::enqueue_if_absent(
-        conn,
-        NewJob::new(AI_REPLY, run_at)
-            .tenant(tenant_id)
-            .subject(conversation_id)
-            .dedupe(format!("ai_reply:{conversation_id}"))
-            .max_attempts(4),
-        now,
-    )
-    .await?;
-    Ok(())
+    schedule_many(conn, &[(tenant_id, conversation_id, run_at)], now).await
 }
 
 /// Why a human must take this turn (stored on the draft and the conversation).
