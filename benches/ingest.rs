@@ -178,6 +178,14 @@ async fn main() -> anyhow::Result<()> {
             }
             tasks.extend(acked);
         }
+        let stats = state.ingest.stats();
+        println!(
+            "group commit: {} deliveries in {} transactions ({:.1} per commit), {} failed batches retried one by one",
+            stats.deliveries,
+            stats.transactions,
+            stats.deliveries as f64 / stats.transactions.max(1) as f64,
+            stats.failed_batches
+        );
         // Exactly once: every acknowledged id is stored once, and nothing else.
         let mut tx = db::begin_tenant(&state.db, tenant).await?;
         let stored: Vec<(String, i64)> = sqlx::query_as(

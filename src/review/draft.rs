@@ -67,17 +67,6 @@ pub async fn schedule_many(
     Ok(())
 }
 
-/// One conversation's turn (see `schedule_many`).
-pub async fn schedule(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    conversation_id: Uuid,
-    run_at: OffsetDateTime,
-    now: OffsetDateTime,
-) -> sqlx::Result<()> {
-    schedule_many(conn, &[(tenant_id, conversation_id, run_at)], now).await
-}
-
 /// Why a human must take this turn (stored on the draft and the conversation).
 fn escalation_code(e: Escalation) -> String {
     e.code().to_owned()
