@@ -64,6 +64,10 @@ pub struct Config {
     pub anthropic_api_key: Option<SecretString>,
     pub gemini_api_key: Option<SecretString>,
     pub groq_api_key: Option<SecretString>,
+    /// Host names (as tenants type them) of gateways or AI servers the operator runs on its
+    /// own private network, e.g. `evolution` in a docker network: for these, private LAN
+    /// addresses and plain http pass the SSRF guard (metadata and link-local never do).
+    pub private_gateway_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +124,7 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_ANTHROPIC_API_KEY",
     "SIGMAAI_GEMINI_API_KEY",
     "SIGMAAI_GROQ_API_KEY",
+    "SIGMAAI_PRIVATE_GATEWAY_HOSTS",
 ];
 
 impl Config {
@@ -288,6 +293,14 @@ impl Config {
             anthropic_api_key: secret("SIGMAAI_ANTHROPIC_API_KEY")?,
             gemini_api_key: secret("SIGMAAI_GEMINI_API_KEY")?,
             groq_api_key: secret("SIGMAAI_GROQ_API_KEY")?,
+            private_gateway_hosts: get("SIGMAAI_PRIVATE_GATEWAY_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -324,6 +337,7 @@ impl Config {
             anthropic_api_key: None,
             gemini_api_key: None,
             groq_api_key: None,
+            private_gateway_hosts: Vec::new(),
         }
     }
 
@@ -495,6 +509,24 @@ mod tests {
         let printed = format!("{c:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn private_gateway_hosts_are_a_normalised_list() {
+        let c = Config::from_vars(&vars(&[("DATABASE_URL", "postgres://u:p@h/db")])).unwrap();
+        assert!(c.private_gateway_hosts.is_empty());
+        let c = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            (
+                "SIGMAAI_PRIVATE_GATEWAY_HOSTS",
+                " Evolution , ollama.internal.,,10.0.0.5",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.private_gateway_hosts,
+            ["evolution", "ollama.internal", "10.0.0.5"]
+        );
     }
 
     #[test]

@@ -195,6 +195,84 @@ impl Guard {
     }
 }
 
+/// Private LAN ranges an operator may open for its own gateway hosts: 10/8, 172.16/12,
+/// 192.168/16, fc00::/7 and loopback (never link-local, metadata or anything else).
+pub fn is_private_lan(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || o[0] == 10
+                || (o[0] == 172 && (o[1] & 0xf0) == 16)
+                || (o[0] == 192 && o[1] == 168)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_private_lan(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// For a host the operator listed as its own private gateway (`private_hosts`): resolves it
+/// and accepts private LAN addresses and plain http. `None` when the host is not listed (the
+/// normal guard applies).
+pub async fn check_operator_host(
+    raw: &str,
+    private_hosts: &[String],
+) -> Option<Result<Vetted, GuardError>> {
+    let url = Url::parse(raw.trim()).ok()?;
+    let bare = |h: &str| {
+        h.trim_matches(['[', ']'])
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    };
+    let host = bare(url.host_str()?);
+    if !private_hosts.iter().any(|h| bare(h) == host) {
+        return None;
+    }
+    Some(
+        async {
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(GuardError::Scheme);
+            }
+            if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+                return Err(GuardError::Userinfo);
+            }
+            let port = url.port_or_known_default().ok_or(GuardError::Invalid)?;
+            let addrs: Vec<SocketAddr> = match url.host() {
+                Some(Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
+                Some(Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
+                Some(Host::Domain(d)) => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((d, port)))
+                        .await
+                    {
+                        Ok(Ok(a)) => a.collect(),
+                        _ => return Err(GuardError::Unresolvable),
+                    }
+                }
+                None => return Err(GuardError::Invalid),
+            };
+            if addrs.is_empty() {
+                return Err(GuardError::Unresolvable);
+            }
+            for a in &addrs {
+                if !(is_private_lan(a.ip()) || classify(a.ip()) == Class::Public) {
+                    return Err(GuardError::Address(a.ip()));
+                }
+            }
+            Ok(Vetted {
+                url: url.clone(),
+                host,
+                addrs,
+            })
+        }
+        .await,
+    )
+}
+
 /// A client builder that can reach only `v`'s vetted addresses (pinned resolver), follows no
 /// redirects and uses no proxy; callers add their own time limits.
 pub fn pinned(v: &Vetted) -> reqwest::ClientBuilder {
@@ -505,5 +583,45 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn operator_listed_hosts_may_be_private_but_never_metadata() {
+        let listed = vec![
+            "10.0.0.5".to_owned(),
+            "169.254.169.254".to_owned(),
+            "FD00::7".to_owned(),
+        ];
+        // Not listed: the normal guard decides.
+        assert!(
+            check_operator_host("http://10.0.0.6:8080/", &listed)
+                .await
+                .is_none()
+        );
+        // Listed and on the private network: plain http and any port are the operator's call.
+        let v = check_operator_host("http://10.0.0.5:8080/", &listed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.addrs, vec!["10.0.0.5:8080".parse().unwrap()]);
+        assert_eq!(v.host, "10.0.0.5");
+        let v6 = check_operator_host("http://[fd00::7]:8080/", &listed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v6.host, "fd00::7");
+        // Listing the metadata address does not open it.
+        assert!(matches!(
+            check_operator_host("http://169.254.169.254/", &listed).await,
+            Some(Err(GuardError::Address(_)))
+        ));
+        assert!(matches!(
+            check_operator_host("http://user:pw@10.0.0.5/", &listed).await,
+            Some(Err(GuardError::Userinfo))
+        ));
+        assert!(is_private_lan("192.168.1.10".parse().unwrap()));
+        assert!(is_private_lan("::ffff:172.20.0.3".parse().unwrap()));
+        assert!(!is_private_lan("100.64.0.1".parse().unwrap()));
+        assert!(!is_private_lan("fe80::1".parse().unwrap()));
     }
 }

@@ -22,7 +22,7 @@ use crate::{
         channels::{Channel, NewChannel},
     },
     gateway::{self, SendError},
-    mcp::guard::{Guard, pinned},
+    mcp::guard::{Guard, GuardError, Vetted, check_operator_host, pinned},
     state::AppState,
 };
 
@@ -97,11 +97,20 @@ pub fn webhook_url(state: &AppState, channel: &Channel) -> String {
 }
 
 /// Tenant-supplied gateway URLs: https in production; http only for development.
+/// The SSRF guard for a gateway or AI server URL, except that hosts the operator listed in
+/// `SIGMAAI_PRIVATE_GATEWAY_HOSTS` may be on its private network (see `check_operator_host`).
+pub async fn vet_gateway(state: &AppState, raw: &str) -> Result<Vetted, GuardError> {
+    match check_operator_host(raw, &state.config.private_gateway_hosts).await {
+        Some(checked) => checked,
+        None => Guard::for_config(&state.config).check(raw).await,
+    }
+}
+
 /// The platform connects to them from inside our network, so they pass the same SSRF guard
 /// as MCP servers (public addresses only, https on the usual ports; loopback in development),
 /// here when saved and again before every connection (`outbound`).
 pub async fn check_gateway_url(state: &AppState, raw: &str) -> Result<Url, &'static str> {
-    match Guard::for_config(&state.config).check(raw).await {
+    match vet_gateway(state, raw).await {
         Ok(v) => Ok(v.url),
         Err(e) => {
             tracing::info!(reason = %e, "gateway URL refused");
@@ -271,8 +280,7 @@ pub async fn outbound(state: &AppState, channel: &Channel) -> anyhow::Result<Out
         "evolution" => {
             let s = secrets(state, channel).await?;
             // Vetted again now (DNS may have changed since it was saved), then pinned.
-            let vetted = Guard::for_config(&state.config)
-                .check(cfg(channel, "base_url")?)
+            let vetted = vet_gateway(state, cfg(channel, "base_url")?)
                 .await
                 .map_err(|e| anyhow::anyhow!("the Evolution URL is not allowed: {e}"))?;
             let http = gateway::http_client_from(pinned(&vetted), gateway::Timeouts::default())?;

@@ -468,8 +468,7 @@ pub async fn provider_for(
     // it was saved) and the client pinned to what was vetted.
     let vetted = match s.base_url.as_deref().filter(|u| !u.is_empty()) {
         Some(raw) => Some(
-            crate::mcp::guard::Guard::for_config(&state.config)
-                .check(raw)
+            crate::messaging::channel::vet_gateway(state, raw)
                 .await
                 .map_err(|e| {
                     tracing::info!(tenant = %tenant_id, reason = %e, "AI base URL refused");
