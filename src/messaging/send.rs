@@ -83,6 +83,27 @@ pub enum Author {
     },
 }
 
+/// The conversation, if anything may be sent in it: its contact exists and was neither
+/// erased nor had processing restricted.
+async fn sendable(
+    tx: &mut PgConnection,
+    conversation_id: Uuid,
+) -> Result<conversations::Conversation, QueueError> {
+    let conv = conversations::get(tx, conversation_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
+    let contact = db::contacts::get(tx, conv.contact_id)
+        .await?
+        .ok_or(Refusal::NotFound)?;
+    if contact.erased_at.is_some() {
+        return Err(Refusal::Erased.into());
+    }
+    if contact.restricted_at.is_some() {
+        return Err(Refusal::Restricted.into());
+    }
+    Ok(conv)
+}
+
 /// Queues a text reply in the caller's tenant-scoped transaction. Returns the message id.
 pub async fn queue_text(
     state: &AppState,
@@ -100,18 +121,7 @@ pub async fn queue_text(
         return Err(Refusal::TooLong.into());
     }
     let now = state.now();
-    let conv = conversations::get(tx, conversation_id)
-        .await?
-        .ok_or(Refusal::NotFound)?;
-    let contact = db::contacts::get(tx, conv.contact_id)
-        .await?
-        .ok_or(Refusal::NotFound)?;
-    if contact.erased_at.is_some() {
-        return Err(Refusal::Erased.into());
-    }
-    if contact.restricted_at.is_some() {
-        return Err(Refusal::Restricted.into());
-    }
+    let conv = sendable(tx, conversation_id).await?;
     let channel = db::channels::get(tx, conv.channel_id)
         .await?
         .ok_or(Refusal::NotFound)?;
@@ -192,18 +202,7 @@ pub async fn queue_template(
     author: Uuid,
 ) -> Result<Uuid, QueueError> {
     let now = state.now();
-    let conv = conversations::get(tx, conversation_id)
-        .await?
-        .ok_or(Refusal::NotFound)?;
-    let contact = db::contacts::get(tx, conv.contact_id)
-        .await?
-        .ok_or(Refusal::NotFound)?;
-    if contact.erased_at.is_some() {
-        return Err(Refusal::Erased.into());
-    }
-    if contact.restricted_at.is_some() {
-        return Err(Refusal::Restricted.into());
-    }
+    let conv = sendable(tx, conversation_id).await?;
     let tpl = db::templates::get(tx, template_id)
         .await?
         .ok_or(Refusal::NotFound)?;
