@@ -138,22 +138,7 @@ impl Guard {
     /// Parses, resolves and checks every address. The result is what a client may connect to.
     pub async fn check(&self, raw: &str) -> Result<Vetted, GuardError> {
         let url = self.parse(raw)?;
-        let port = url.port_or_known_default().ok_or(GuardError::Invalid)?;
-        let (host, addrs): (String, Vec<SocketAddr>) = match url.host() {
-            Some(Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
-            Some(Host::Ipv6(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
-            Some(Host::Domain(d)) => {
-                let found: Vec<SocketAddr> =
-                    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((d, port)))
-                        .await
-                    {
-                        Ok(Ok(a)) => a.collect(),
-                        _ => return Err(GuardError::Unresolvable),
-                    };
-                (d.to_owned(), found)
-            }
-            None => return Err(GuardError::Invalid),
-        };
+        let (host, addrs) = resolve(&url).await?;
         self.check_addrs(&url, &addrs)?;
         Ok(Vetted { url, host, addrs })
     }
@@ -192,6 +177,23 @@ impl Guard {
             .build()
             // Building only fails without a TLS backend, which is compiled in.
             .unwrap_or_else(|_| reqwest::Client::new())
+    }
+}
+
+/// The URL's host as the pinned resolver will be asked for it, and its addresses: an IP
+/// literal as written, a name looked up once (time-capped).
+async fn resolve(url: &Url) -> Result<(String, Vec<SocketAddr>), GuardError> {
+    let port = url.port_or_known_default().ok_or(GuardError::Invalid)?;
+    match url.host() {
+        Some(Host::Ipv4(ip)) => Ok((ip.to_string(), vec![SocketAddr::new(ip.into(), port)])),
+        Some(Host::Ipv6(ip)) => Ok((ip.to_string(), vec![SocketAddr::new(ip.into(), port)])),
+        Some(Host::Domain(d)) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((d, port))).await {
+                Ok(Ok(a)) => Ok((d.to_owned(), a.collect())),
+                _ => Err(GuardError::Unresolvable),
+            }
+        }
+        None => Err(GuardError::Invalid),
     }
 }
 
@@ -241,20 +243,7 @@ pub async fn check_operator_host(
             if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
                 return Err(GuardError::Userinfo);
             }
-            let port = url.port_or_known_default().ok_or(GuardError::Invalid)?;
-            let addrs: Vec<SocketAddr> = match url.host() {
-                Some(Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
-                Some(Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
-                Some(Host::Domain(d)) => {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((d, port)))
-                        .await
-                    {
-                        Ok(Ok(a)) => a.collect(),
-                        _ => return Err(GuardError::Unresolvable),
-                    }
-                }
-                None => return Err(GuardError::Invalid),
-            };
+            let (_, addrs) = resolve(&url).await?;
             if addrs.is_empty() {
                 return Err(GuardError::Unresolvable);
             }
