@@ -33,13 +33,14 @@ pub struct NewConversation<'a> {
     pub is_group: bool,
 }
 
-/// The conversation for this chat, created if new. Returns its id.
 /// The conversation a message belongs to, and whether its reply address is still unset.
+#[derive(Clone, Copy, Debug)]
 pub struct Upserted {
     pub id: Uuid,
     pub needs_chat: bool,
 }
 
+/// The conversation for this chat, created if new.
 pub async fn upsert(
     conn: &mut PgConnection,
     c: NewConversation<'_>,
@@ -76,6 +77,42 @@ pub async fn upsert(
     )
     .fetch_one(conn)
     .await
+}
+
+/// The existing conversations of these (channel, chat index) pairs, locked for update in
+/// id order: group commit's concurrent transactions then take these locks in one order and
+/// cannot deadlock on each other's conversations.
+pub async fn find_many_for_update(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    keys: &[(Uuid, String)],
+) -> sqlx::Result<Vec<(Uuid, String, Upserted)>> {
+    let channels: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let chats: Vec<String> = keys.iter().map(|k| k.1.clone()).collect();
+    let rows = sqlx::query!(
+        r#"SELECT c.id, c.channel_id, c.chat_index, c.chat_sealed IS NULL AS "needs_chat!"
+           FROM conversations c
+           JOIN unnest($2::uuid[], $3::text[]) AS k(channel_id, chat_index)
+             ON c.channel_id = k.channel_id AND c.chat_index = k.chat_index
+           WHERE c.tenant_id = $1
+           ORDER BY c.id
+           FOR NO KEY UPDATE OF c"#,
+        tenant_id,
+        &channels,
+        &chats
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let found = Upserted {
+                id: r.id,
+                needs_chat: r.needs_chat,
+            };
+            (r.channel_id, r.chat_index, found)
+        })
+        .collect())
 }
 
 /// Records where replies go, the first time it is known (`upsert` says when that is).

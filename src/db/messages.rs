@@ -119,6 +119,91 @@ pub async fn insert(
     Ok(inserted)
 }
 
+/// Inserts many messages in one statement (ingestion's group commit), each with its own
+/// stored-at time, and returns the ids of those stored (duplicates are skipped, also
+/// between rows of the same call). Like `insert`, stored inbound messages mark their
+/// conversations, once per conversation: unread by how many arrived, open again, and the
+/// 24-hour window restarted from the newest.
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    rows: &[(NewMessage<'_>, OffsetDateTime)],
+) -> sqlx::Result<Vec<Uuid>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    macro_rules! col {
+        ($f:expr) => {
+            rows.iter().map($f).collect::<Vec<_>>()
+        };
+    }
+    let ids = col!(|(m, _)| m.id);
+    let tenants = col!(|(m, _)| m.tenant_id);
+    let conversations = col!(|(m, _)| m.conversation_id);
+    let channels = col!(|(m, _)| m.channel_id);
+    let contacts = col!(|(m, _)| m.contact_id);
+    let external = col!(|(m, _)| m.external_id.map(str::to_owned));
+    let direction = col!(|(m, _)| m.direction.to_owned());
+    let author = col!(|(m, _)| m.author.to_owned());
+    let author_user = col!(|(m, _)| m.author_user_id);
+    let kind = col!(|(m, _)| m.kind.to_owned());
+    let body = col!(|(m, _)| m.body_sealed.clone());
+    let media_kind = col!(|(m, _)| m.media_kind.map(str::to_owned));
+    let media_mime = col!(|(m, _)| m.media_mime.map(str::to_owned));
+    let media_source = col!(|(m, _)| m.media_source_sealed.clone());
+    let media_state = col!(|(m, _)| m.media_state.map(str::to_owned));
+    let quoted = col!(|(m, _)| m.quoted_external_id.map(str::to_owned));
+    let sender = col!(|(m, _)| m.sender_sealed.clone());
+    let status = col!(|(m, _)| m.status.to_owned());
+    let rank = col!(|(m, _)| status_rank(m.status));
+    let sent_at = col!(|(m, _)| m.sent_at);
+    let created_at = col!(|(_, at)| *at);
+    sqlx::query_scalar!(
+        r#"WITH m AS (
+           INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, external_id, direction, author,
+                                 author_user_id, kind, body_sealed, media_kind, media_mime, media_source_sealed, media_state,
+                                 quoted_external_id, sender_sealed, status, status_rank, sent_at, created_at)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
+                                $8::text[], $9::uuid[], $10::text[], $11::bytea[], $12::text[], $13::text[], $14::bytea[],
+                                $15::text[], $16::text[], $17::bytea[], $18::text[], $19::int2[], $20::timestamptz[],
+                                $21::timestamptz[])
+           ON CONFLICT (tenant_id, channel_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+           RETURNING id, conversation_id, direction, sent_at
+           ), inbound AS (
+           UPDATE conversations c SET unread_count = c.unread_count + i.n, status = 'open',
+                  last_message_at = GREATEST(c.last_message_at, i.newest),
+                  last_inbound_at = GREATEST(COALESCE(c.last_inbound_at, i.newest), i.newest)
+           FROM (SELECT conversation_id, count(*)::int AS n, max(sent_at) AS newest
+                 FROM m WHERE direction = 'in' GROUP BY conversation_id) i
+           WHERE c.id = i.conversation_id
+           RETURNING c.id
+           )
+           SELECT id AS "id!" FROM m"#,
+        &ids,
+        &tenants,
+        &conversations,
+        &channels,
+        &contacts,
+        &external as &[Option<String>],
+        &direction,
+        &author,
+        &author_user as &[Option<Uuid>],
+        &kind,
+        &body as &[Option<Vec<u8>>],
+        &media_kind as &[Option<String>],
+        &media_mime as &[Option<String>],
+        &media_source as &[Option<Vec<u8>>],
+        &media_state as &[Option<String>],
+        &quoted as &[Option<String>],
+        &sender as &[Option<Vec<u8>>],
+        &status,
+        &rank,
+        &sent_at,
+        &created_at
+    )
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Message>> {
     sqlx::query_as!(
         Message,

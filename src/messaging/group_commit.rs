@@ -194,8 +194,8 @@ async fn commit(state: &AppState, mut batch: Vec<Pending>) {
     }
 }
 
-/// One transaction for these deliveries, switching the tenant row-level security sees as
-/// it goes (they are sorted by tenant).
+/// One transaction for these deliveries, one tenant's at a time (they are sorted by
+/// tenant), switching the tenant row-level security sees as it goes.
 async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Vec<IngestOutcome>> {
     state
         .ingest
@@ -210,23 +210,31 @@ async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Ve
     let mut outcomes = Vec::with_capacity(deliveries.len());
     // (tenant, conversation, when) of each AI turn the batch causes.
     let mut turns = Vec::new();
-    for d in deliveries {
-        let (tenant, now) = (d.tenant_id(), d.now());
-        if current != Some(tenant) {
-            db::set_tenant(&mut tx, tenant).await?;
-            current = Some(tenant);
+    let mut deliveries = deliveries.into_iter().peekable();
+    while let Some(first) = deliveries.next() {
+        // One tenant's deliveries (they are sorted by tenant) are written together.
+        let tenant = first.tenant_id();
+        let mut group = vec![first];
+        while let Some(d) = deliveries.next_if(|d| d.tenant_id() == tenant) {
+            group.push(d);
         }
-        match channels.iter_mut().find(|(c, _, _)| *c == d.channel_id()) {
-            Some(seen) => seen.2 = seen.2.max(now),
-            None => channels.push((d.channel_id(), tenant, now)),
-        }
-        let out = ingest::apply(state, &mut tx, &mut batch, d).await?;
-        for conversation in &out.conversations {
-            if !turns.iter().any(|(_, c, _)| c == conversation) {
-                turns.push((tenant, *conversation, now + state.config.ai_debounce));
+        db::set_tenant(&mut tx, tenant).await?;
+        let times: Vec<time::OffsetDateTime> = group.iter().map(Delivery::now).collect();
+        for d in &group {
+            match channels.iter_mut().find(|(c, _, _)| *c == d.channel_id()) {
+                Some(seen) => seen.2 = seen.2.max(d.now()),
+                None => channels.push((d.channel_id(), tenant, d.now())),
             }
         }
-        outcomes.push(out);
+        let outs = ingest::apply(state, &mut tx, &mut batch, group).await?;
+        for (out, now) in outs.iter().zip(times) {
+            for conversation in &out.conversations {
+                if !turns.iter().any(|(_, c, _)| c == conversation) {
+                    turns.push((tenant, *conversation, now + state.config.ai_debounce));
+                }
+            }
+        }
+        outcomes.extend(outs);
     }
     crate::review::draft::schedule_many(&mut tx, &turns, state.now()).await?;
     let due = state

@@ -1,15 +1,16 @@
 //! Durable ingestion: gateway events become contacts, conversations and sealed messages in
 //! one transaction, together with the jobs they cause, before the gateway gets its 2xx.
 //!
-//! Two halves: `prepare` does everything that needs no transaction (contact lookup, key
-//! creation, sealing) concurrently per request; `apply` does the writes, inside a
-//! transaction that `group_commit` shares between the deliveries arriving together.
+//! Two halves: `prepare_delivery` does everything that needs no transaction (contact
+//! lookup, key creation, sealing) concurrently per request; `apply` does the writes, for
+//! all of one tenant's deliveries of a batch at once, inside the transaction that
+//! `group_commit` shares between the deliveries arriving together.
 //!
 //! Keys come first: a new contact's data key is created before the transaction (creation
 //! is idempotent; a key whose contact row never committed is an orphan the sweep removes),
 //! because everything about the contact is sealed under it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -21,7 +22,7 @@ use crate::{
         self,
         channels::Channel,
         contacts::{self, NewContact},
-        conversations::{self, NewConversation},
+        conversations::{self, NewConversation, Upserted},
         jobs::{self, NewJob},
         messages::{self, NewMessage},
     },
@@ -382,85 +383,187 @@ pub struct Batch {
     keywords: HashMap<Uuid, Vec<String>>,
 }
 
-/// Writes one delivery in the caller's transaction, which row-level security already
-/// scopes to the delivery's tenant. Marking the channel as recently heard from is left to
-/// the caller (once per batch, not once per message).
+/// A message on its way into the batch's one insert.
+struct Row {
+    /// Which of the deliveries it came in.
+    delivery: usize,
+    channel_id: Uuid,
+    now: OffsetDateTime,
+    p: Prepared,
+}
+
+/// Writes deliveries of one tenant in the caller's transaction, which row-level security
+/// already scopes to that tenant, and says what each did (in their order). Marking the
+/// channels as recently heard from is left to the caller (once per batch).
+///
+/// Set-based, because statements, not rows, are what ingestion pays for: the contacts
+/// first (a write only for a new person or a new detail), then one locking read for all
+/// the conversations, one insert for all the messages (which also marks each
+/// conversation once), and last what the stored messages cause.
 pub async fn apply(
     state: &AppState,
     tx: &mut PgConnection,
     batch: &mut Batch,
-    d: Delivery,
-) -> anyhow::Result<IngestOutcome> {
-    let (channel, now) = (&d.channel, d.now);
-    let mut out = IngestOutcome {
-        ignored: d.ignored,
-        ..Default::default()
+    deliveries: Vec<Delivery>,
+) -> anyhow::Result<Vec<IngestOutcome>> {
+    let Some(tenant_id) = deliveries.first().map(Delivery::tenant_id) else {
+        return Ok(Vec::new());
     };
-    for p in d.prepared {
-        match store_message(state, tx, batch, channel, p, now).await? {
-            Stored::New {
-                conversation,
-                inbound,
-            } => {
-                out.stored += 1;
-                if inbound && !out.conversations.contains(&conversation) {
-                    out.conversations.push(conversation);
-                }
+    anyhow::ensure!(
+        deliveries.iter().all(|d| d.tenant_id() == tenant_id),
+        "ingest::apply takes one tenant's deliveries"
+    );
+    let mut outs: Vec<IngestOutcome> = deliveries
+        .iter()
+        .map(|d| IngestOutcome {
+            ignored: d.ignored,
+            ..Default::default()
+        })
+        .collect();
+
+    // 1. Contacts.
+    let mut rows = Vec::new();
+    let mut rest = Vec::with_capacity(deliveries.len());
+    for (i, d) in deliveries.into_iter().enumerate() {
+        for p in d.prepared {
+            let p = settle_contact(state, tx, batch, tenant_id, p, d.now).await?;
+            rows.push(Row {
+                delivery: i,
+                channel_id: d.channel.id,
+                now: d.now,
+                p,
+            });
+        }
+        rest.push((d.channel, d.statuses, d.connection, d.now));
+    }
+
+    // 2. Conversations: nearly always they exist, and one read finds (and locks) them all.
+    let mut keys: Vec<(Uuid, String)> = rows
+        .iter()
+        .map(|r| (r.channel_id, r.p.chat_index.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut conversations: HashMap<(Uuid, String), Upserted> = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        conversations::find_many_for_update(tx, tenant_id, &keys)
+            .await?
+            .into_iter()
+            .map(|(channel, chat, c)| ((channel, chat), c))
+            .collect()
+    };
+    let mut conversation_of = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let key = (r.channel_id, r.p.chat_index.clone());
+        let c = match conversations.get(&key) {
+            Some(c) => *c,
+            None => {
+                let c = conversations::upsert(
+                    tx,
+                    NewConversation {
+                        id: Uuid::now_v7(),
+                        tenant_id,
+                        channel_id: r.channel_id,
+                        contact_id: r.p.contact.contact_id,
+                        chat_index: &r.p.chat_index,
+                        is_group: r.p.msg.is_group,
+                    },
+                    r.p.msg.timestamp,
+                )
+                .await?;
+                conversations.insert(key.clone(), c);
+                c
             }
-            Stored::Duplicate => out.duplicates += 1,
-        }
-    }
-    for s in d.statuses {
-        let error = s.error.as_ref().map(|e| match e.code {
-            Some(c) => format!("{c}: {}", e.message),
-            None => e.message.clone(),
-        });
-        if messages::advance_status_by_external(
-            tx,
-            channel.id,
-            &s.external_id,
-            s.status.as_str(),
-            error.as_deref(),
-        )
-        .await?
-        {
-            out.statuses += 1;
-        }
-    }
-    if let Some(c) = d.connection {
-        let health = match c.state {
-            ConnectionState::Open => "connected",
-            ConnectionState::Connecting => "connecting",
-            ConnectionState::Closed => "disconnected",
         };
-        db::channels::set_health(
-            tx,
-            channel.id,
-            health,
-            c.reason.as_deref().unwrap_or(""),
-            now,
-        )
-        .await?;
+        // Where replies go: the group, or the person as the gateway addresses them.
+        if c.needs_chat {
+            set_chat(state, tx, &r.p, tenant_id, c.id).await?;
+            conversations.insert(
+                key,
+                Upserted {
+                    needs_chat: false,
+                    ..c
+                },
+            );
+        }
+        conversation_of.push(c.id);
+    }
+
+    // 3. Messages, in one statement.
+    let new: Vec<(NewMessage<'_>, OffsetDateTime)> = rows
+        .iter()
+        .zip(&conversation_of)
+        .map(|(r, c)| (new_message(tenant_id, r, *c), r.now))
+        .collect();
+    let stored: HashSet<Uuid> = messages::insert_many(tx, &new).await?.into_iter().collect();
+    drop(new);
+
+    // 4. What the stored messages cause.
+    for (r, conversation) in rows.iter().zip(conversation_of) {
+        let out = &mut outs[r.delivery];
+        if !stored.contains(&r.p.message_id) {
+            out.duplicates += 1;
+            continue;
+        }
+        out.stored += 1;
+        let inbound = after_stored(state, tx, batch, tenant_id, r, conversation).await?;
+        if inbound && !out.conversations.contains(&conversation) {
+            out.conversations.push(conversation);
+        }
+    }
+
+    for ((channel, statuses, connection, now), out) in rest.into_iter().zip(&mut outs) {
+        for s in statuses {
+            let error = s.error.as_ref().map(|e| match e.code {
+                Some(c) => format!("{c}: {}", e.message),
+                None => e.message.clone(),
+            });
+            if messages::advance_status_by_external(
+                tx,
+                channel.id,
+                &s.external_id,
+                s.status.as_str(),
+                error.as_deref(),
+            )
+            .await?
+            {
+                out.statuses += 1;
+            }
+        }
+        if let Some(c) = connection {
+            let health = match c.state {
+                ConnectionState::Open => "connected",
+                ConnectionState::Connecting => "connecting",
+                ConnectionState::Closed => "disconnected",
+            };
+            db::channels::set_health(
+                tx,
+                channel.id,
+                health,
+                c.reason.as_deref().unwrap_or(""),
+                now,
+            )
+            .await?;
+        }
     }
     // Each conversation with new customer messages gets one AI turn: the caller enqueues
     // them for the whole batch at once (`review::draft::schedule_many`).
-    Ok(out)
+    Ok(outs)
 }
 
-enum Stored {
-    New { conversation: Uuid, inbound: bool },
-    Duplicate,
-}
-
-async fn store_message(
+/// Writes what is new about the message's contact: a new person, or a phone, LID or name
+/// the known one lacked. Returns the message as it will be stored, sealed again under
+/// another contact's key if a concurrent delivery (or an earlier message of this batch)
+/// created the same person first.
+async fn settle_contact(
     state: &AppState,
     tx: &mut PgConnection,
     batch: &mut Batch,
-    channel: &Channel,
+    tenant_id: Uuid,
     mut p: Prepared,
     now: OffsetDateTime,
-) -> anyhow::Result<Stored> {
-    let tenant_id = channel.tenant_id;
+) -> anyhow::Result<Prepared> {
     if p.contact.is_new {
         // Two messages of one batch from the same new person share the first's contact.
         let key = (
@@ -471,78 +574,76 @@ async fn store_message(
                 .or(p.contact.lid_index.clone())
                 .unwrap_or_default(),
         );
-        if let Some(existing) = batch.new_contacts.get(&key) {
-            let existing = *existing;
-            return reseal_for(state, tx, batch, channel, p, existing, now).await;
-        }
-        let inserted = contacts::insert(
-            tx,
-            NewContact {
-                id: p.contact.contact_id,
-                tenant_id,
-                phone_index: p.contact.phone_index.as_deref(),
-                lid_index: p.contact.lid_index.as_deref(),
-                phone_sealed: p.phone_sealed.clone(),
-                name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
-                name_tokens: p
-                    .name_sealed
-                    .as_ref()
-                    .map(|(_, t)| t.clone())
-                    .unwrap_or_default(),
-            },
-            now,
-        )
-        .await?;
-        if !inserted {
-            // A concurrent delivery created this person first: use theirs.
-            let found = contacts::find(
-                tx,
-                p.contact.phone_index.as_deref(),
-                p.contact.lid_index.as_deref(),
-            )
-            .await?;
-            let Some(existing) = found.first().map(|c| c.id) else {
-                anyhow::bail!("contact insert conflicted but no contact was found");
-            };
-            return reseal_for(state, tx, batch, channel, p, existing, now).await;
-        }
-        batch.new_contacts.insert(key, p.contact.contact_id);
-    } else {
-        let cid = p.contact.contact_id;
-        if p.contact.add_phone
-            && let (Some(idx), Some(sealed)) =
-                (p.contact.phone_index.as_deref(), p.phone_sealed.as_deref())
-        {
-            contacts::set_phone(tx, cid, idx, sealed, now).await?;
-        }
-        if p.contact.add_lid
-            && let Some(idx) = p.contact.lid_index.as_deref()
-        {
-            contacts::set_lid(tx, cid, idx, now).await?;
-        }
-        if let Some((sealed, tokens)) = p.name_sealed.take() {
-            contacts::set_name(tx, cid, &sealed, &tokens, false, now).await?;
-        }
+        let existing = match batch.new_contacts.get(&key) {
+            Some(existing) => *existing,
+            None => {
+                let inserted = contacts::insert(
+                    tx,
+                    NewContact {
+                        id: p.contact.contact_id,
+                        tenant_id,
+                        phone_index: p.contact.phone_index.as_deref(),
+                        lid_index: p.contact.lid_index.as_deref(),
+                        phone_sealed: p.phone_sealed.clone(),
+                        name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
+                        name_tokens: p
+                            .name_sealed
+                            .as_ref()
+                            .map(|(_, t)| t.clone())
+                            .unwrap_or_default(),
+                    },
+                    now,
+                )
+                .await?;
+                if inserted {
+                    batch.new_contacts.insert(key, p.contact.contact_id);
+                    return Ok(p);
+                }
+                // A concurrent delivery created this person first: use theirs.
+                let found = contacts::find(
+                    tx,
+                    p.contact.phone_index.as_deref(),
+                    p.contact.lid_index.as_deref(),
+                )
+                .await?;
+                let Some(existing) = found.first().map(|c| c.id) else {
+                    anyhow::bail!("contact insert conflicted but no contact was found");
+                };
+                existing
+            }
+        };
+        // Seal it again under that contact's key (rare: a concurrent first message).
+        let contact = Resolved {
+            contact_id: existing,
+            is_new: false,
+            has_name: false,
+            add_phone: false,
+            add_lid: false,
+            phone_index: p.contact.phone_index.clone(),
+            lid_index: p.contact.lid_index.clone(),
+        };
+        p = prepare(state, tenant_id, p.msg, contact).await?;
     }
+    let cid = p.contact.contact_id;
+    if p.contact.add_phone
+        && let (Some(idx), Some(sealed)) =
+            (p.contact.phone_index.as_deref(), p.phone_sealed.as_deref())
+    {
+        contacts::set_phone(tx, cid, idx, sealed, now).await?;
+    }
+    if p.contact.add_lid
+        && let Some(idx) = p.contact.lid_index.as_deref()
+    {
+        contacts::set_lid(tx, cid, idx, now).await?;
+    }
+    if let Some((sealed, tokens)) = p.name_sealed.take() {
+        contacts::set_name(tx, cid, &sealed, &tokens, false, now).await?;
+    }
+    Ok(p)
+}
 
-    let upserted = conversations::upsert(
-        tx,
-        NewConversation {
-            id: Uuid::now_v7(),
-            tenant_id,
-            channel_id: channel.id,
-            contact_id: p.contact.contact_id,
-            chat_index: &p.chat_index,
-            is_group: p.msg.is_group,
-        },
-        p.msg.timestamp,
-    )
-    .await?;
-    let conversation = upserted.id;
-    // Where replies go: the group, or the person as the gateway addresses them.
-    if upserted.needs_chat {
-        set_chat(state, tx, &p, tenant_id, conversation).await?;
-    }
+fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_> {
+    let p = &r.p;
     let (direction, author, status) = if p.msg.from_me {
         ("out", "phone", "sent")
     } else {
@@ -552,42 +653,48 @@ async fn store_message(
         MessageKind::Media { mime, .. } => Some(mime.as_deref()),
         _ => None,
     };
-    let inserted = messages::insert(
-        tx,
-        NewMessage {
-            id: p.message_id,
-            tenant_id,
-            conversation_id: conversation,
-            channel_id: channel.id,
-            contact_id: p.contact.contact_id,
-            external_id: Some(&p.msg.external_id),
-            direction,
-            author,
-            author_user_id: None,
-            kind: p.kind,
-            body_sealed: p.body_sealed.take(),
-            media_kind: media.is_some().then_some(p.kind),
-            media_mime: media.flatten(),
-            media_source_sealed: p.media_sealed.take(),
-            media_state: media.is_some().then_some("pending"),
-            quoted_external_id: p.msg.quoted_external_id.as_deref(),
-            sender_sealed: p.sender_sealed.take(),
-            status,
-            sent_at: p.msg.timestamp,
-        },
-        now,
-    )
-    .await?;
-    if !inserted {
-        return Ok(Stored::Duplicate);
+    NewMessage {
+        id: p.message_id,
+        tenant_id,
+        conversation_id,
+        channel_id: r.channel_id,
+        contact_id: p.contact.contact_id,
+        external_id: Some(&p.msg.external_id),
+        direction,
+        author,
+        author_user_id: None,
+        kind: p.kind,
+        body_sealed: p.body_sealed.clone(),
+        media_kind: media.is_some().then_some(p.kind),
+        media_mime: media.flatten(),
+        media_source_sealed: p.media_sealed.clone(),
+        media_state: media.is_some().then_some("pending"),
+        quoted_external_id: p.msg.quoted_external_id.as_deref(),
+        sender_sealed: p.sender_sealed.clone(),
+        status,
+        sent_at: p.msg.timestamp,
     }
-    if media.is_some() {
+}
+
+/// The follow-ups of a stored message: its media fetch, a conversation taken over from
+/// the phone, a data-subject request by keyword. Returns whether it came from the end user
+/// (`messages::insert_many` already marked its conversation unread and open).
+async fn after_stored(
+    state: &AppState,
+    tx: &mut PgConnection,
+    batch: &mut Batch,
+    tenant_id: Uuid,
+    r: &Row,
+    conversation: Uuid,
+) -> anyhow::Result<bool> {
+    let p = &r.p;
+    if matches!(p.msg.kind, MessageKind::Media { .. }) {
         jobs::enqueue(
             tx,
-            NewJob::new(FETCH_MEDIA, now)
+            NewJob::new(FETCH_MEDIA, r.now)
                 .tenant(tenant_id)
                 .subject(p.message_id),
-            now,
+            r.now,
         )
         .await?;
     }
@@ -595,12 +702,8 @@ async fn store_message(
         conversations::note_outbound(tx, conversation, p.msg.timestamp).await?;
         // Staff answered from the phone: the conversation is theirs now.
         conversations::set_ownership(tx, conversation, "human").await?;
-        return Ok(Stored::New {
-            conversation,
-            inbound: false,
-        });
+        return Ok(false);
     }
-    // (`messages::insert` marked the conversation unread and open.)
     // An end user can start a data-subject request by writing the tenant's keyword.
     if let MessageKind::Text { body } = &p.msg.kind {
         let keywords = match batch.keywords.get(&tenant_id) {
@@ -611,39 +714,11 @@ async fn store_message(
             }
         };
         if crate::privacy::is_keyword(body, keywords) {
-            crate::privacy::keyword_request(state, tx, tenant_id, p.contact.contact_id, body, now)
+            crate::privacy::keyword_request(state, tx, tenant_id, p.contact.contact_id, body, r.now)
                 .await?;
         }
     }
-    Ok(Stored::New {
-        conversation,
-        inbound: true,
-    })
-}
-
-/// Seals the message again under another contact's key (rare: a concurrent first message).
-fn reseal_for<'a>(
-    state: &'a AppState,
-    tx: &'a mut PgConnection,
-    batch: &'a mut Batch,
-    channel: &'a Channel,
-    p: Prepared,
-    contact_id: Uuid,
-    now: OffsetDateTime,
-) -> futures::future::BoxFuture<'a, anyhow::Result<Stored>> {
-    Box::pin(async move {
-        let contact = Resolved {
-            contact_id,
-            is_new: false,
-            has_name: false,
-            add_phone: false,
-            add_lid: false,
-            phone_index: p.contact.phone_index.clone(),
-            lid_index: p.contact.lid_index.clone(),
-        };
-        let again = prepare(state, channel.tenant_id, p.msg, contact).await?;
-        store_message(state, tx, batch, channel, again, now).await
-    })
+    Ok(true)
 }
 
 /// Seals and records the conversation's reply address (the first time only).
