@@ -204,7 +204,6 @@ async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Ve
         .fetch_add(1, Ordering::Relaxed);
     let mut tx = state.db.begin().await?;
     let mut batch = Batch::default();
-    let mut current = None;
     // (channel, tenant, time) of each channel heard from in this batch.
     let mut channels: Vec<(Uuid, Uuid, time::OffsetDateTime)> = Vec::new();
     let mut outcomes = Vec::with_capacity(deliveries.len());
