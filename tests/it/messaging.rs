@@ -1230,10 +1230,23 @@ async fn submit_together(
     gw: &Gw,
     deliveries: &[(&sigmaai::db::channels::Channel, String)],
 ) -> Vec<anyhow::Result<sigmaai::messaging::ingest::IngestOutcome>> {
+    let messages: Vec<_> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(n, (channel, id))| (*channel, id.clone(), format!("5511977{n:06}")))
+        .collect();
+    submit_batch(gw, &messages).await
+}
+
+/// As `submit_together`, with each delivery's sender (channel, message id, phone).
+async fn submit_batch(
+    gw: &Gw,
+    deliveries: &[(&sigmaai::db::channels::Channel, String, String)],
+) -> Vec<anyhow::Result<sigmaai::messaging::ingest::IngestOutcome>> {
     let state = &gw.w.t.state;
     let mut prepared = Vec::new();
-    for (n, (channel, id)) in deliveries.iter().enumerate() {
-        let msg = evo_text(id, &format!("5511977{n:06}"), "Paciente", now(gw), "olá");
+    for (n, (channel, id, phone)) in deliveries.iter().enumerate() {
+        let msg = evo_text(id, phone, "Paciente", now(gw) + n as i64, "olá");
         let events =
             sigmaai::gateway::evolution::parse_webhook(msg.to_string().as_bytes()).unwrap();
         let d = sigmaai::messaging::ingest::prepare_delivery(state, channel, events)
@@ -1242,6 +1255,78 @@ async fn submit_together(
         prepared.push(d);
     }
     futures::future::join_all(prepared.into_iter().map(|d| state.ingest.submit(state, d))).await
+}
+
+/// Inside one batch (written set-based: one insert for all its messages): a new person's
+/// burst makes one contact and one conversation, counted unread once per message and given
+/// one AI turn; a gateway retry queued beside its original is a duplicate; each message is
+/// sealed under the key of the contact it was stored for.
+#[tokio::test]
+async fn one_batch_stores_a_burst_once_per_person() {
+    let gw = Gw::evolution().await;
+    let state = &gw.w.t.state;
+    let ch = channel_of(&gw, "clinic-a", "evolution").await;
+    let (ana, bia) = ("5511911110001".to_owned(), "5511911110002".to_owned());
+    let batch = [
+        (&ch, "ANA-1".to_owned(), ana.clone()),
+        (&ch, "BIA-1".to_owned(), bia.clone()),
+        (&ch, "ANA-2".to_owned(), ana.clone()),
+        (&ch, "ANA-1".to_owned(), ana.clone()), // the gateway's retry of the first
+        (&ch, "ANA-3".to_owned(), ana.clone()),
+    ];
+    let before = state.ingest.stats();
+    let results: Vec<_> = submit_batch(&gw, &batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(state.ingest.stats().transactions - before.transactions, 1);
+    let stored: Vec<_> = results.iter().map(|r| (r.stored, r.duplicates)).collect();
+    assert_eq!(stored, [(1, 0), (1, 0), (1, 0), (0, 1), (1, 0)]);
+
+    assert_eq!(gw.count("contacts").await, 2);
+    assert_eq!(gw.count("messages").await, 4);
+    let rows: Vec<(i32, i64, bool)> = sqlx::query_as(
+        "SELECT c.unread_count, count(m.id), c.last_inbound_at = max(m.sent_at)
+         FROM conversations c JOIN messages m ON m.conversation_id = c.id
+         GROUP BY c.id ORDER BY 2",
+    )
+    .fetch_all(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(rows, [(1, 1, true), (3, 3, true)]);
+    let turns: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'ai_reply'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(turns, 2);
+    // Every stored message opens under its contact's key: Ana's three in her thread.
+    let mut tx = sigmaai::db::begin_tenant(&state.db, ch.tenant_id)
+        .await
+        .unwrap();
+    let conversation: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM conversations WHERE unread_count = 3")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let thread = sigmaai::db::messages::thread(&mut tx, conversation, None, 10)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(thread.len(), 3);
+    for m in thread {
+        let body = state
+            .keys
+            .open_str(
+                ch.tenant_id,
+                m.contact_id,
+                sigmaai::crypto::Aad::new("messages", "body", m.id),
+                m.body_sealed.as_deref().unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(body, "olá");
+    }
 }
 
 /// Group commit: deliveries arriving together share one transaction even across tenants
