@@ -45,23 +45,26 @@ pub async fn find(
     .await
 }
 
-/// `find` in one round trip, outside any transaction (ingestion's first step; see the
-/// `contacts_lookup` migration). Row-level security applies as in a tenant transaction.
-pub async fn lookup(
-    pool: &sqlx::PgPool,
-    tenant_id: Uuid,
-    phone_index: Option<&str>,
-    lid_index: Option<&str>,
+/// Contacts matching any of these phone or LID tokens (ingestion looks up a whole batch's
+/// senders at once). One branch per unique index, so each is an index lookup.
+pub async fn find_many(
+    conn: &mut PgConnection,
+    phone_indexes: &[String],
+    lid_indexes: &[String],
 ) -> sqlx::Result<Vec<ContactKeys>> {
     sqlx::query_as!(
         ContactKeys,
-        r#"SELECT id AS "id!", phone_index, lid_index, has_name AS "has_name!"
-           FROM contacts_lookup($1, $2, $3)"#,
-        tenant_id,
-        phone_index,
-        lid_index
+        r#"SELECT id AS "id!", phone_index, lid_index, has_name AS "has_name!" FROM (
+             SELECT id, phone_index, lid_index, name_sealed IS NOT NULL AS has_name, created_at FROM contacts
+             WHERE tenant_id = app_current_tenant() AND phone_index = ANY($1) AND erased_at IS NULL
+             UNION
+             SELECT id, phone_index, lid_index, name_sealed IS NOT NULL, created_at FROM contacts
+             WHERE tenant_id = app_current_tenant() AND lid_index = ANY($2) AND erased_at IS NULL
+           ) u ORDER BY created_at"#,
+        phone_indexes,
+        lid_indexes
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 

@@ -156,7 +156,7 @@ async fn writer(state: AppState) {
 }
 
 async fn commit(state: &AppState, mut batch: Vec<Pending>) {
-    batch.sort_by_key(|p| p.delivery.lock_order());
+    batch.sort_by(|a, b| a.delivery.lock_order().cmp(&b.delivery.lock_order()));
     if batch.len() > 1 {
         let deliveries = batch.iter().map(|p| p.delivery.clone()).collect();
         match write(state, deliveries).await {

@@ -21,7 +21,7 @@ use crate::{
     db::{
         self,
         channels::Channel,
-        contacts::{self, NewContact},
+        contacts::{self, ContactKeys, NewContact},
         conversations::{self, NewConversation, Upserted},
         jobs::{self, NewJob},
         messages::{self, NewMessage},
@@ -82,11 +82,12 @@ struct Resolved {
     add_lid: bool,
 }
 
-async fn resolve_contact(
+/// The sender's blind indexes: keyed tokens of the phone and the LID (no database).
+async fn sender_indexes(
     state: &AppState,
     tenant_id: Uuid,
     who: &Identity,
-) -> anyhow::Result<Option<Resolved>> {
+) -> anyhow::Result<(Option<String>, Option<String>)> {
     let phone_index = match &who.phone {
         Some(p) => Some(state.keys.blind_phone(tenant_id, p.as_str()).await?),
         None => None,
@@ -100,22 +101,25 @@ async fn resolve_contact(
         ),
         None => None,
     };
-    if phone_index.is_none() && lid_index.is_none() {
-        return Ok(None);
-    }
-    let found = contacts::lookup(
-        &state.db,
-        tenant_id,
-        phone_index.as_deref(),
-        lid_index.as_deref(),
-    )
-    .await?;
+    Ok((phone_index, lid_index))
+}
+
+/// Which known contact a message is from, or a new one (its data key created first).
+async fn resolve_contact(
+    state: &AppState,
+    tenant_id: Uuid,
+    known: &[ContactKeys],
+    m: &Incoming,
+) -> anyhow::Result<Resolved> {
+    let (phone_index, lid_index) = (m.phone_index.clone(), m.lid_index.clone());
     // Prefer the contact known by phone; a LID-only contact gains the phone when it appears.
-    let by_phone = found
+    let by_phone = known
         .iter()
         .find(|c| c.phone_index.is_some() && c.phone_index == phone_index);
-    let chosen = by_phone.or(found.first());
-    Ok(Some(match chosen {
+    let by_lid = known
+        .iter()
+        .find(|c| c.lid_index.is_some() && c.lid_index == lid_index);
+    Ok(match by_phone.or(by_lid) {
         Some(c) => Resolved {
             contact_id: c.id,
             is_new: false,
@@ -138,7 +142,28 @@ async fn resolve_contact(
                 lid_index,
             }
         }
-    }))
+    })
+}
+
+/// What the rest of the batch knows about a contact once its message is settled.
+fn remember(known: &mut Vec<ContactKeys>, c: &Resolved, named: bool) {
+    match known.iter_mut().find(|k| k.id == c.contact_id) {
+        Some(k) => {
+            if k.phone_index.is_none() {
+                k.phone_index.clone_from(&c.phone_index);
+            }
+            if k.lid_index.is_none() {
+                k.lid_index.clone_from(&c.lid_index);
+            }
+            k.has_name |= named;
+        }
+        None => known.push(ContactKeys {
+            id: c.contact_id,
+            phone_index: c.phone_index.clone(),
+            lid_index: c.lid_index.clone(),
+            has_name: c.has_name || named,
+        }),
+    }
 }
 
 /// The kind as stored, and its text (body or caption) to seal.
@@ -289,11 +314,19 @@ async fn prepare(
     })
 }
 
-/// A webhook delivery, sealed and ready for one transaction.
+/// A message as its request leaves it: parsed, its sender's blind indexes computed.
+#[derive(Clone)]
+struct Incoming {
+    msg: InboundMessage,
+    phone_index: Option<String>,
+    lid_index: Option<String>,
+}
+
+/// A webhook delivery, verified and parsed, ready for one transaction.
 #[derive(Clone)]
 pub struct Delivery {
     channel: Channel,
-    prepared: Vec<Prepared>,
+    messages: Vec<Incoming>,
     statuses: Vec<StatusUpdate>,
     connection: Option<ConnectionUpdate>,
     ignored: usize,
@@ -313,15 +346,16 @@ impl Delivery {
         self.now
     }
 
-    /// Concurrent transactions take row locks in this order (tenant, then the first
-    /// contact), which keeps batches from deadlocking on each other's conversations.
-    pub fn lock_order(&self) -> (Uuid, Uuid) {
-        let contact = self
-            .prepared
+    /// Batches are written in this order (tenant, then the first sender's token): one
+    /// tenant's deliveries together, and concurrent batches creating the same new contacts
+    /// create them in the same order rather than waiting on each other crosswise.
+    pub fn lock_order(&self) -> (Uuid, &str) {
+        let sender = self
+            .messages
             .first()
-            .map(|p| p.contact.contact_id)
+            .and_then(|m| m.phone_index.as_deref().or(m.lid_index.as_deref()))
             .unwrap_or_default();
-        (self.channel.tenant_id, contact)
+        (self.channel.tenant_id, sender)
     }
 }
 
@@ -336,7 +370,8 @@ pub async fn ingest(
     state.ingest.submit(state, delivery).await
 }
 
-/// Outside any transaction: resolve contacts, create keys, seal.
+/// Outside any transaction: what each message needs before its batch can look up all
+/// the senders at once (their blind indexes).
 pub async fn prepare_delivery(
     state: &AppState,
     channel: &Channel,
@@ -345,7 +380,7 @@ pub async fn prepare_delivery(
     let tenant_id = channel.tenant_id;
     let mut d = Delivery {
         channel: channel.clone(),
-        prepared: Vec::new(),
+        messages: Vec::new(),
         statuses: Vec::new(),
         connection: None,
         ignored: 0,
@@ -358,12 +393,16 @@ pub async fn prepare_delivery(
                 d.ignored += 1;
             }
             InboundEvent::Message(m) => {
-                let who = identity(&m);
-                match resolve_contact(state, tenant_id, &who).await? {
-                    Some(contact) => d
-                        .prepared
-                        .push(prepare(state, tenant_id, m, contact).await?),
-                    None => d.ignored += 1,
+                let (phone_index, lid_index) =
+                    sender_indexes(state, tenant_id, &identity(&m)).await?;
+                if phone_index.is_none() && lid_index.is_none() {
+                    d.ignored += 1;
+                } else {
+                    d.messages.push(Incoming {
+                        msg: m,
+                        phone_index,
+                        lid_index,
+                    });
                 }
             }
             InboundEvent::Status(s) => d.statuses.push(s),
@@ -377,8 +416,6 @@ pub async fn prepare_delivery(
 /// What the deliveries of one transaction share.
 #[derive(Default)]
 pub struct Batch {
-    /// New contacts inserted so far, by (tenant, blind index).
-    new_contacts: HashMap<(Uuid, String), Uuid>,
     /// Each tenant's request keywords, read once per transaction.
     keywords: HashMap<Uuid, Vec<String>>,
 }
@@ -396,10 +433,11 @@ struct Row {
 /// already scopes to that tenant, and says what each did (in their order). Marking the
 /// channels as recently heard from is left to the caller (once per batch).
 ///
-/// Set-based, because statements, not rows, are what ingestion pays for: the contacts
-/// first (a write only for a new person or a new detail), then one locking read for all
-/// the conversations, one insert for all the messages (which also marks each
-/// conversation once), and last what the stored messages cause.
+/// Set-based, because statements, not rows, are what ingestion pays for: one read finds
+/// all the senders, whose messages are then sealed under their keys (a contact is written
+/// only when new or newly complete), one locking read finds all the conversations, one
+/// insert stores all the messages (marking each conversation once), and last come what
+/// the stored messages cause.
 pub async fn apply(
     state: &AppState,
     tx: &mut PgConnection,
@@ -421,12 +459,25 @@ pub async fn apply(
         })
         .collect();
 
-    // 1. Contacts.
+    // 1. Contacts: one read for every sender, then each message sealed under its key.
+    let mut phones: Vec<String> = Vec::new();
+    let mut lids: Vec<String> = Vec::new();
+    for m in deliveries.iter().flat_map(|d| &d.messages) {
+        phones.extend(m.phone_index.clone());
+        lids.extend(m.lid_index.clone());
+    }
+    let mut known = if phones.is_empty() && lids.is_empty() {
+        Vec::new()
+    } else {
+        contacts::find_many(tx, &phones, &lids).await?
+    };
     let mut rows = Vec::new();
     let mut rest = Vec::with_capacity(deliveries.len());
     for (i, d) in deliveries.into_iter().enumerate() {
-        for p in d.prepared {
-            let p = settle_contact(state, tx, batch, tenant_id, p, d.now).await?;
+        for m in d.messages {
+            let contact = resolve_contact(state, tenant_id, &known, &m).await?;
+            let p = prepare(state, tenant_id, m.msg, contact).await?;
+            let p = settle_contact(state, tx, &mut known, tenant_id, p, d.now).await?;
             rows.push(Row {
                 delivery: i,
                 channel_id: d.channel.id,
@@ -553,76 +604,59 @@ pub async fn apply(
 }
 
 /// Writes what is new about the message's contact: a new person, or a phone, LID or name
-/// the known one lacked. Returns the message as it will be stored, sealed again under
-/// another contact's key if a concurrent delivery (or an earlier message of this batch)
-/// created the same person first.
+/// the known one lacked, and records it in `known` for the batch's later messages. Returns
+/// the message as it will be stored: sealed again under another contact's key if a
+/// concurrent transaction created the same person first.
 async fn settle_contact(
     state: &AppState,
     tx: &mut PgConnection,
-    batch: &mut Batch,
+    known: &mut Vec<ContactKeys>,
     tenant_id: Uuid,
     mut p: Prepared,
     now: OffsetDateTime,
 ) -> anyhow::Result<Prepared> {
     if p.contact.is_new {
-        // Two messages of one batch from the same new person share the first's contact.
-        let key = (
-            tenant_id,
-            p.contact
-                .phone_index
-                .clone()
-                .or(p.contact.lid_index.clone())
-                .unwrap_or_default(),
-        );
-        let existing = match batch.new_contacts.get(&key) {
-            Some(existing) => *existing,
-            None => {
-                let inserted = contacts::insert(
-                    tx,
-                    NewContact {
-                        id: p.contact.contact_id,
-                        tenant_id,
-                        phone_index: p.contact.phone_index.as_deref(),
-                        lid_index: p.contact.lid_index.as_deref(),
-                        phone_sealed: p.phone_sealed.clone(),
-                        name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
-                        name_tokens: p
-                            .name_sealed
-                            .as_ref()
-                            .map(|(_, t)| t.clone())
-                            .unwrap_or_default(),
-                    },
-                    now,
-                )
-                .await?;
-                if inserted {
-                    batch.new_contacts.insert(key, p.contact.contact_id);
-                    return Ok(p);
-                }
-                // A concurrent delivery created this person first: use theirs.
-                let found = contacts::find(
-                    tx,
-                    p.contact.phone_index.as_deref(),
-                    p.contact.lid_index.as_deref(),
-                )
-                .await?;
-                let Some(existing) = found.first().map(|c| c.id) else {
-                    anyhow::bail!("contact insert conflicted but no contact was found");
-                };
-                existing
-            }
-        };
-        // Seal it again under that contact's key (rare: a concurrent first message).
-        let contact = Resolved {
-            contact_id: existing,
-            is_new: false,
-            has_name: false,
-            add_phone: false,
-            add_lid: false,
+        let inserted = contacts::insert(
+            tx,
+            NewContact {
+                id: p.contact.contact_id,
+                tenant_id,
+                phone_index: p.contact.phone_index.as_deref(),
+                lid_index: p.contact.lid_index.as_deref(),
+                phone_sealed: p.phone_sealed.clone(),
+                name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
+                name_tokens: p
+                    .name_sealed
+                    .as_ref()
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default(),
+            },
+            now,
+        )
+        .await?;
+        if inserted {
+            remember(known, &p.contact, p.name_sealed.is_some());
+            return Ok(p);
+        }
+        // A concurrent transaction created this person first: seal it again under theirs.
+        let mut found = contacts::find_many(
+            tx,
+            p.contact.phone_index.as_slice(),
+            p.contact.lid_index.as_slice(),
+        )
+        .await?;
+        let incoming = Incoming {
             phone_index: p.contact.phone_index.clone(),
             lid_index: p.contact.lid_index.clone(),
+            msg: p.msg,
         };
-        p = prepare(state, tenant_id, p.msg, contact).await?;
+        let contact = resolve_contact(state, tenant_id, &found, &incoming).await?;
+        anyhow::ensure!(
+            !contact.is_new,
+            "contact insert conflicted but no contact was found"
+        );
+        known.append(&mut found);
+        p = prepare(state, tenant_id, incoming.msg, contact).await?;
     }
     let cid = p.contact.contact_id;
     if p.contact.add_phone
@@ -636,9 +670,11 @@ async fn settle_contact(
     {
         contacts::set_lid(tx, cid, idx, now).await?;
     }
+    let named = p.name_sealed.is_some();
     if let Some((sealed, tokens)) = p.name_sealed.take() {
         contacts::set_name(tx, cid, &sealed, &tokens, false, now).await?;
     }
+    remember(known, &p.contact, named);
     Ok(p)
 }
 

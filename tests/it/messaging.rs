@@ -1465,10 +1465,10 @@ async fn evolution_urls_to_private_or_metadata_addresses_are_refused() {
     assert_eq!(stored, 0);
 }
 
-/// The one-statement sender lookup keeps tenant isolation: it sees only the tenant it is
-/// asked for, and refuses to switch a transaction that belongs to another tenant.
+/// The batch's sender lookup sees only the tenant its transaction belongs to: the same
+/// token (as if another tenant's key had produced it) finds nothing from another tenant.
 #[tokio::test]
-async fn the_sender_lookup_sees_one_tenant_and_never_switches_a_transaction() {
+async fn the_sender_lookup_sees_only_its_transactions_tenant() {
     let a = Gw::evolution().await;
     a.evo(&evo_text("L1", "5511988887777", "Ana", now(&a), "oi"))
         .await;
@@ -1478,44 +1478,24 @@ async fn the_sender_lookup_sees_one_tenant_and_never_switches_a_transaction() {
             .fetch_one(&a.w.t.owner)
             .await
             .unwrap();
-    let found = sigmaai::db::contacts::lookup(&state.db, tenant_a, Some(&phone_index), None)
-        .await
-        .unwrap();
-    assert_eq!(found.len(), 1);
-    assert!(found[0].has_name);
-    // Another tenant asking for the same token finds nothing.
-    let other = uuid::Uuid::now_v7();
-    let found = sigmaai::db::contacts::lookup(&state.db, other, Some(&phone_index), None)
-        .await
-        .unwrap();
-    assert!(found.is_empty());
-    // And the tenant it set lasted only for its own statement (same connection).
-    let mut conn = state.db.acquire().await.unwrap();
-    let rows = sqlx::query("SELECT * FROM contacts_lookup($1, $2, NULL)")
-        .bind(tenant_a)
-        .bind(&phone_index)
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1);
-    let leaked: Option<String> =
-        sqlx::query_scalar("SELECT NULLIF(current_setting('app.tenant_id', true), '')")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-    assert_eq!(leaked, None);
-    drop(conn);
-    // Inside tenant A's transaction, a lookup for another tenant is refused.
+    let tokens = [phone_index];
     let mut tx = sigmaai::db::begin_tenant(&state.db, tenant_a)
         .await
         .unwrap();
-    let err = sqlx::query("SELECT * FROM contacts_lookup($1, $2, NULL)")
-        .bind(other)
-        .bind(&phone_index)
-        .fetch_all(&mut *tx)
+    let found = sigmaai::db::contacts::find_many(&mut tx, &tokens, &[])
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("another tenant"), "{err}");
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(found[0].has_name);
+    let mut tx = sigmaai::db::begin_tenant(&state.db, uuid::Uuid::now_v7())
+        .await
+        .unwrap();
+    let found = sigmaai::db::contacts::find_many(&mut tx, &tokens, &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(found.is_empty());
 }
 
 /// Name search follows renames (the token table is kept in step with the contact) and
