@@ -3,6 +3,11 @@
 //! `serve` runs the portal and webhooks, `worker` runs background jobs, `all` runs both.
 //! See README.md for the architecture.
 
+/// mimalloc for every binary linking us: under many concurrent requests glibc's allocator
+/// spent a measurable share of the ingest benchmark's CPU in arena locks and consolidation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod accounts;
 pub mod ai;
 pub mod auth;

@@ -31,7 +31,7 @@ use crate::{
 
 /// Transactions writing at once. More than one keeps the disk busy while another batch is
 /// being built; more than a few only adds lock waits on a small machine.
-const WRITERS: usize = 3;
+const WRITERS: usize = 2;
 /// Deliveries per transaction at most (bounds one transaction's locks and latency).
 const MAX_BATCH: usize = 128;
 /// A channel's "last heard from" time is written at most this often per instance: every
