@@ -1,9 +1,12 @@
 //! Webhook ingestion and inbox benchmarks against a running server on real PostgreSQL
 //! (fsync on). Not a test: it prints figures. Run with `scripts/bench ingest`.
 //!
-//! 1. Ingest: N Evolution webhook deliveries (distinct ids, many senders) from a bounded
-//!    number of concurrent HTTP clients on loopback; throughput and latency percentiles of
-//!    acknowledged deliveries; then a check that every acknowledged message is stored once.
+//! 1. Ingest: N Evolution webhook deliveries (distinct ids, many senders) on loopback,
+//!    either from a bounded number of concurrent clients (`BENCH_CONCURRENCY`, closed loop)
+//!    or offered at a fixed rate (`BENCH_RATE` messages/s, open loop: latency counts from
+//!    when each request was due, so a server falling behind shows in it); throughput and
+//!    latency percentiles of acknowledged deliveries; then a check that every acknowledged
+//!    message is stored once.
 //! 2. Inbox: 1,000,000 messages in one tenant (seeded in bulk with placeholder ciphertext —
 //!    the list query never decrypts in SQL), then the inbox query's latency percentiles as
 //!    the application role inside a tenant transaction, first page and keyset pages.
@@ -55,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
+    let rate: Option<f64> = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok());
 
     // A fresh database for each run.
     let mut admin = sqlx::PgConnection::connect(&url).await?;
@@ -118,22 +124,41 @@ async fn main() -> anyhow::Result<()> {
         let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
 
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(concurrency)
+            .pool_max_idle_per_host(if rate.is_some() { 1024 } else { concurrency })
             .build()?;
         let permits = Arc::new(Semaphore::new(concurrency));
         let senders = 2_000usize;
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         // Warm-up: every sender's first message (creates contacts and keys), not measured.
-        println!(
-            "ingest: {n} deliveries, {concurrency} concurrent clients, {senders} senders (warm-up creates the contacts first)"
-        );
+        match rate {
+            Some(r) => println!(
+                "ingest: {n} deliveries offered at {r:.0}/s (open loop), {senders} senders (warm-up creates the contacts first)"
+            ),
+            None => println!(
+                "ingest: {n} deliveries, {concurrency} concurrent clients, {senders} senders (warm-up creates the contacts first)"
+            ),
+        }
+        // Open loop: requests go out on schedule, however many are in flight (bounded only
+        // to keep a stalled server from exhausting the machine).
+        let offered = Arc::new(Semaphore::new(8192));
         let mut tasks = Vec::with_capacity(n + senders);
         for phase in [0usize, 1] {
             let count = if phase == 0 { senders } else { n };
             let started = Instant::now();
             let mut handles = Vec::with_capacity(count);
             for i in 0..count {
-                let permit = permits.clone().acquire_owned().await?;
+                let due = match rate {
+                    Some(r) if phase == 1 => {
+                        let due = started + std::time::Duration::from_secs_f64(i as f64 / r);
+                        tokio::time::sleep_until(due.into()).await;
+                        Some(due)
+                    }
+                    _ => None,
+                };
+                let permit = match due {
+                    Some(_) => offered.clone().acquire_owned().await?,
+                    None => permits.clone().acquire_owned().await?,
+                };
                 let (http, hook, secret) = (http.clone(), hook.clone(), secret.clone());
                 let id = format!("BENCH{phase}-{i}");
                 let phone = format!("55119{:08}", i % senders);
@@ -144,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
                               "messageType": "conversation", "messageTimestamp": ts + i as i64 }
                 });
                 handles.push(tokio::spawn(async move {
-                    let t0 = Instant::now();
+                    let t0 = due.unwrap_or_else(Instant::now);
                     let r = http
                         .post(&hook)
                         .header("x-webhook-token", secret)

@@ -148,14 +148,17 @@ pub async fn refuse_privileged_role(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A transaction in which row-level security sees exactly one tenant.
+/// A transaction in which row-level security sees exactly one tenant. Begun and scoped in
+/// one round trip (the tenant id is a formatted UUID: hex digits and dashes only).
 pub async fn begin_tenant(
     pool: &PgPool,
     tenant_id: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    set_tenant(&mut tx, tenant_id).await?;
-    Ok(tx)
+    pool.begin_with(format!(
+        "BEGIN; SELECT set_config('app.tenant_id', '{}', true)",
+        tenant_id.hyphenated()
+    ))
+    .await
 }
 
 /// Switches the tenant row-level security sees, for the rest of this transaction (group

@@ -166,9 +166,13 @@ async fn commit(state: &AppState, mut batch: Vec<Pending>) {
                     // The requester may have hung up; its delivery is stored all the same.
                     let _ = p.reply.send(Ok(out));
                 }
-                for tenant in tenants {
-                    crate::live::publish(state, tenant, &crate::live::Event::Inbox).await;
-                }
+                // Open inboxes refresh; the writer goes on to the next batch meanwhile.
+                let s = state.clone();
+                tokio::spawn(async move {
+                    for tenant in tenants {
+                        crate::live::publish(&s, tenant, &crate::live::Event::Inbox).await;
+                    }
+                });
                 return;
             }
             Err(e) => {
@@ -202,7 +206,10 @@ async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Ve
         .stats
         .transactions
         .fetch_add(1, Ordering::Relaxed);
-    let mut tx = state.db.begin().await?;
+    let Some(first_tenant) = deliveries.first().map(Delivery::tenant_id) else {
+        return Ok(Vec::new());
+    };
+    let mut tx = db::begin_tenant(&state.db, first_tenant).await?;
     let mut batch = Batch::default();
     // (channel, tenant, time) of each channel heard from in this batch.
     let mut channels: Vec<(Uuid, Uuid, time::OffsetDateTime)> = Vec::new();
@@ -217,7 +224,9 @@ async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Ve
         while let Some(d) = deliveries.next_if(|d| d.tenant_id() == tenant) {
             group.push(d);
         }
-        db::set_tenant(&mut tx, tenant).await?;
+        if tenant != first_tenant {
+            db::set_tenant(&mut tx, tenant).await?;
+        }
         let times: Vec<time::OffsetDateTime> = group.iter().map(Delivery::now).collect();
         for d in &group {
             match channels.iter_mut().find(|(c, _, _)| *c == d.channel_id()) {
