@@ -46,7 +46,9 @@ pub async fn find(
 }
 
 /// Contacts matching any of these phone or LID tokens (ingestion looks up a whole batch's
-/// senders at once). One branch per unique index, so each is an index lookup.
+/// senders at once): one unique-index probe per token, whatever the planner thinks of the
+/// tenant's size (`LIMIT 1`, which the unique index makes true anyway, keeps the probe from
+/// being flattened into a join that scans the tenant), oldest contact first.
 pub async fn find_many(
     conn: &mut PgConnection,
     phone_indexes: &[String],
@@ -55,11 +57,19 @@ pub async fn find_many(
     sqlx::query_as!(
         ContactKeys,
         r#"SELECT id AS "id!", phone_index, lid_index, has_name AS "has_name!" FROM (
-             SELECT id, phone_index, lid_index, name_sealed IS NOT NULL AS has_name, created_at FROM contacts
-             WHERE tenant_id = app_current_tenant() AND phone_index = ANY($1) AND erased_at IS NULL
+             SELECT c.id, c.phone_index, c.lid_index, c.name_sealed IS NOT NULL AS has_name, c.created_at
+             FROM unnest($1::text[]) AS k(token) CROSS JOIN LATERAL (
+                 SELECT * FROM contacts
+                 WHERE tenant_id = app_current_tenant() AND phone_index = k.token AND erased_at IS NULL
+                 LIMIT 1
+             ) c
              UNION
-             SELECT id, phone_index, lid_index, name_sealed IS NOT NULL, created_at FROM contacts
-             WHERE tenant_id = app_current_tenant() AND lid_index = ANY($2) AND erased_at IS NULL
+             SELECT c.id, c.phone_index, c.lid_index, c.name_sealed IS NOT NULL, c.created_at
+             FROM unnest($2::text[]) AS k(token) CROSS JOIN LATERAL (
+                 SELECT * FROM contacts
+                 WHERE tenant_id = app_current_tenant() AND lid_index = k.token AND erased_at IS NULL
+                 LIMIT 1
+             ) c
            ) u ORDER BY created_at"#,
         phone_indexes,
         lid_indexes

@@ -80,8 +80,9 @@ pub async fn upsert(
 }
 
 /// The existing conversations of these (channel, chat index) pairs, locked for update in
-/// id order: group commit's concurrent transactions then take these locks in one order and
-/// cannot deadlock on each other's conversations.
+/// the keys' order: sorted by the caller, so group commit's concurrent transactions take
+/// these locks in one order and cannot deadlock on each other's conversations. One
+/// unique-index probe per key, whatever the planner thinks of the tenant's size.
 pub async fn find_many_for_update(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -90,13 +91,15 @@ pub async fn find_many_for_update(
     let channels: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
     let chats: Vec<String> = keys.iter().map(|k| k.1.clone()).collect();
     let rows = sqlx::query!(
-        r#"SELECT c.id, c.channel_id, c.chat_index, c.chat_sealed IS NULL AS "needs_chat!"
-           FROM conversations c
-           JOIN unnest($2::uuid[], $3::text[]) AS k(channel_id, chat_index)
-             ON c.channel_id = k.channel_id AND c.chat_index = k.chat_index
-           WHERE c.tenant_id = $1
-           ORDER BY c.id
-           FOR NO KEY UPDATE OF c"#,
+        r#"SELECT c.id AS "id!", c.channel_id AS "channel_id!", c.chat_index AS "chat_index!",
+                  c.needs_chat AS "needs_chat!"
+           FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS k(channel_id, chat_index, n)
+           CROSS JOIN LATERAL (
+               SELECT id, channel_id, chat_index, chat_sealed IS NULL AS needs_chat FROM conversations
+               WHERE tenant_id = $1 AND channel_id = k.channel_id AND chat_index = k.chat_index
+               FOR NO KEY UPDATE
+           ) c
+           ORDER BY k.n"#,
         tenant_id,
         &channels,
         &chats
