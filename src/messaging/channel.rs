@@ -96,8 +96,8 @@ pub fn webhook_url(state: &AppState, channel: &Channel) -> String {
     format!("{base}/webhooks/{}/{}", channel.kind, channel.route_id)
 }
 
-/// Tenant-supplied gateway URLs: https in production; http only for development.
-/// The SSRF guard for a gateway or AI server URL, except that hosts the operator listed in
+/// The SSRF guard for a tenant-supplied gateway or AI server URL (https in production, http
+/// only in development), except that hosts the operator listed in
 /// `SIGMAAI_PRIVATE_GATEWAY_HOSTS` may be on its private network (see `check_operator_host`).
 pub async fn vet_gateway(state: &AppState, raw: &str) -> Result<Vetted, GuardError> {
     match check_operator_host(raw, &state.config.private_gateway_hosts).await {

@@ -1,14 +1,15 @@
 //! Durable ingestion: gateway events become contacts, conversations and sealed messages in
 //! one transaction, together with the jobs they cause, before the gateway gets its 2xx.
 //!
-//! Two halves: `prepare_delivery` does everything that needs no transaction (contact
-//! lookup, key creation, sealing) concurrently per request; `apply` does the writes, for
-//! all of one tenant's deliveries of a batch at once, inside the transaction that
-//! `group_commit` shares between the deliveries arriving together.
+//! Two halves: `prepare_delivery` does what needs no database, concurrently per request
+//! (the senders' blind indexes); `apply` does the rest for all of one tenant's deliveries
+//! of a batch at once, inside the transaction that `group_commit` shares between the
+//! deliveries arriving together: it finds the senders, seals each message under its
+//! contact's key, and writes.
 //!
-//! Keys come first: a new contact's data key is created before the transaction (creation
-//! is idempotent; a key whose contact row never committed is an orphan the sweep removes),
-//! because everything about the contact is sealed under it.
+//! Keys come first: a new contact's data key is committed to the key store before the
+//! contact row can commit (creation is idempotent; a key whose contact row never committed
+//! is an orphan the sweep removes), because everything about the contact is sealed under it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -750,8 +751,15 @@ async fn after_stored(
             }
         };
         if crate::privacy::is_keyword(body, keywords) {
-            crate::privacy::keyword_request(state, tx, tenant_id, p.contact.contact_id, body, r.now)
-                .await?;
+            crate::privacy::keyword_request(
+                state,
+                tx,
+                tenant_id,
+                p.contact.contact_id,
+                body,
+                r.now,
+            )
+            .await?;
         }
     }
     Ok(true)
