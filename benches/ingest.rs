@@ -200,6 +200,14 @@ async fn main() -> anyhow::Result<()> {
                     secs
                 );
                 summary("ingest latency (acknowledged)", lat);
+            } else {
+                // Every warm-up message is a new person: contact, key and conversation.
+                println!(
+                    "warm-up (new senders): {:.0} messages/s ({} in {:.2} s)",
+                    acked.len() as f64 / secs,
+                    acked.len(),
+                    secs
+                );
             }
             tasks.extend(acked);
         }
