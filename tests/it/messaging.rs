@@ -1572,3 +1572,86 @@ async fn name_search_follows_renames_and_needs_every_word() {
     assert_eq!(search("souza").await, 1);
     assert_eq!(search("joana").await, 2);
 }
+
+/// Ingestion's batch reads cost per key, not per tenant size: finding two senders and
+/// their conversations among a tenant's thousand touches a handful of rows. (The planner
+/// once turned these reads into scans of every contact and conversation of the tenant;
+/// that made each batch slower as the clinic grew.) Counted with PostgreSQL's own
+/// per-transaction row counters, before any ANALYZE, as on a busy day.
+#[tokio::test]
+async fn batch_reads_touch_only_their_keys_however_large_the_tenant() {
+    let gw = Gw::evolution().await;
+    let state = &gw.w.t.state;
+    let ch = channel_of(&gw, "clinic-a", "evolution").await;
+    sqlx::query(
+        "INSERT INTO contacts (id, tenant_id, phone_index, name_tokens, created_at, updated_at)
+         SELECT gen_random_uuid(), $1, 'many-' || g, '{}', now(), now() FROM generate_series(1, 1000) g",
+    )
+    .bind(ch.tenant_id)
+    .execute(&gw.w.t.owner)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, last_message_at, created_at)
+         SELECT gen_random_uuid(), $1, $2, c.id, 'contact:' || c.id, now(), now()
+         FROM contacts c WHERE c.tenant_id = $1",
+    )
+    .bind(ch.tenant_id)
+    .bind(ch.id)
+    .execute(&gw.w.t.owner)
+    .await
+    .unwrap();
+    let wanted: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT id, phone_index FROM contacts WHERE phone_index IN ('many-7', 'many-700')",
+    )
+    .fetch_all(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(wanted.len(), 2);
+
+    // Rows fetched from a table so far in this transaction, by any kind of scan.
+    async fn touched(tx: &mut sqlx::PgConnection, table: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT pg_stat_get_xact_tuples_returned($1::regclass) + pg_stat_get_xact_tuples_fetched($1::regclass)",
+        )
+        .bind(table)
+        .fetch_one(tx)
+        .await
+        .unwrap()
+    }
+    let mut tx = sigmaai::db::begin_tenant(&state.db, ch.tenant_id)
+        .await
+        .unwrap();
+    let before = touched(&mut tx, "contacts").await;
+    let tokens: Vec<String> = wanted.iter().map(|(_, t)| t.clone()).collect();
+    let found = sigmaai::db::contacts::find_many(&mut tx, &tokens, &["lid:none".to_owned()])
+        .await
+        .unwrap();
+    let contacts_touched = touched(&mut tx, "contacts").await - before;
+    assert_eq!(found.len(), 2);
+    assert!(
+        contacts_touched <= 4,
+        "finding 2 senders touched {contacts_touched} contacts"
+    );
+
+    let before = touched(&mut tx, "conversations").await;
+    let mut keys: Vec<(uuid::Uuid, String)> = wanted
+        .iter()
+        .map(|(id, _)| (ch.id, format!("contact:{id}")))
+        .collect();
+    keys.sort();
+    let found = sigmaai::db::conversations::find_many_for_update(&mut tx, ch.tenant_id, &keys)
+        .await
+        .unwrap();
+    let conversations_touched = touched(&mut tx, "conversations").await - before;
+    tx.commit().await.unwrap();
+    assert_eq!(found.len(), 2);
+    // In the keys' order (the lock order concurrent writers share).
+    let order: Vec<&str> = found.iter().map(|(_, chat, _)| chat.as_str()).collect();
+    let expected: Vec<&str> = keys.iter().map(|(_, chat)| chat.as_str()).collect();
+    assert_eq!(order, expected);
+    assert!(
+        conversations_touched <= 4,
+        "finding 2 conversations touched {conversations_touched} conversations"
+    );
+}
