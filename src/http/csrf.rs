@@ -87,7 +87,7 @@ pub async fn protect(State(state): State<AppState>, mut req: Request, next: Next
         .insert(CsrfToken(tokens::csrf_token(secret, &binding)));
 
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method && !req.uri().path().starts_with("/webhooks/") {
+    if unsafe_method {
         if !same_origin(req.headers(), config) {
             tracing::warn!("cross-site write refused");
             return refuse();

@@ -52,9 +52,13 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(from_fn_with_state(state.clone(), csrf::protect))
         .layer(from_fn_with_state(state.clone(), session::load_session))
-        // Gateways authenticate each webhook by its secret or signature: they have no
-        // session or CSRF token, and the busiest route skips that work.
-        .merge(webhooks::router().layer(CatchPanicLayer::custom(middleware::panic_response)))
+        // Webhooks (gateways, Stripe) are authenticated by their secret or signature: they
+        // have no session or CSRF token, and the busiest route skips that work.
+        .merge(
+            webhooks::router()
+                .merge(routes::billing::webhook_router())
+                .layer(CatchPanicLayer::custom(middleware::panic_response)),
+        )
         .layer(from_fn_with_state(state.clone(), middleware::render_errors))
         .layer(from_fn_with_state(
             state.clone(),

@@ -33,10 +33,15 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/billing", get(page))
         .route("/t/{slug}/billing/checkout", post(checkout))
         .route("/t/{slug}/billing/portal", post(portal))
-        .route(
-            "/webhooks/stripe",
-            post(webhook).layer(DefaultBodyLimit::max(512 * 1024)),
-        )
+}
+
+/// Stripe's webhook: authenticated by its signature, so it sits with the gateway webhooks,
+/// outside the portal's session and CSRF layers.
+pub fn webhook_router() -> Router<AppState> {
+    Router::new().route(
+        "/webhooks/stripe",
+        post(webhook).layer(DefaultBodyLimit::max(512 * 1024)),
+    )
 }
 
 pub struct InvoiceRow {
