@@ -33,16 +33,9 @@ pub async fn find(
     phone_index: Option<&str>,
     lid_index: Option<&str>,
 ) -> sqlx::Result<Vec<ContactKeys>> {
-    sqlx::query_as!(
-        ContactKeys,
-        r#"SELECT id, phone_index, lid_index, name_sealed IS NOT NULL AS "has_name!" FROM contacts
-           WHERE erased_at IS NULL AND ((phone_index = $1) OR (lid_index = $2))
-           ORDER BY created_at"#,
-        phone_index,
-        lid_index
-    )
-    .fetch_all(conn)
-    .await
+    let phones: Vec<String> = phone_index.map(str::to_owned).into_iter().collect();
+    let lids: Vec<String> = lid_index.map(str::to_owned).into_iter().collect();
+    find_many(conn, &phones, &lids).await
 }
 
 /// Contacts matching any of these phone or LID tokens (ingestion looks up a whole batch's

@@ -40,27 +40,14 @@ pub struct Upserted {
     pub needs_chat: bool,
 }
 
-/// The conversation for this chat, created if new.
+/// The conversation for this chat, created if new (ingestion calls it for the chats its
+/// batch read did not find; one created meanwhile by a concurrent delivery is waited for
+/// and returned).
 pub async fn upsert(
     conn: &mut PgConnection,
     c: NewConversation<'_>,
     at: OffsetDateTime,
 ) -> sqlx::Result<Upserted> {
-    // Nearly always it exists: a read, where the upsert below would write a row version.
-    let found = sqlx::query_as!(
-        Upserted,
-        r#"SELECT id, chat_sealed IS NULL AS "needs_chat!" FROM conversations
-           WHERE tenant_id = $1 AND channel_id = $2 AND chat_index = $3"#,
-        c.tenant_id,
-        c.channel_id,
-        c.chat_index
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(found) = found {
-        return Ok(found);
-    }
-    // New, or being created by a concurrent delivery: the upsert waits for it and returns it.
     sqlx::query_as!(
         Upserted,
         r#"INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, is_group, last_message_at, created_at)

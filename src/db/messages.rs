@@ -76,47 +76,7 @@ pub async fn insert(
     m: NewMessage<'_>,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query_scalar!(
-        r#"WITH m AS (
-           INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, external_id, direction, author,
-                                 author_user_id, kind, body_sealed, media_kind, media_mime, media_source_sealed, media_state,
-                                 quoted_external_id, sender_sealed, status, status_rank, sent_at, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-           ON CONFLICT (tenant_id, channel_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
-           RETURNING conversation_id, direction, sent_at
-           ), inbound AS (
-           UPDATE conversations c SET unread_count = c.unread_count + 1, status = 'open',
-                  last_message_at = GREATEST(c.last_message_at, m.sent_at),
-                  last_inbound_at = GREATEST(COALESCE(c.last_inbound_at, m.sent_at), m.sent_at)
-           FROM m WHERE c.id = m.conversation_id AND m.direction = 'in'
-           RETURNING c.id
-           )
-           SELECT EXISTS (SELECT 1 FROM m) AS "inserted!""#,
-        m.id,
-        m.tenant_id,
-        m.conversation_id,
-        m.channel_id,
-        m.contact_id,
-        m.external_id,
-        m.direction,
-        m.author,
-        m.author_user_id,
-        m.kind,
-        m.body_sealed,
-        m.media_kind,
-        m.media_mime,
-        m.media_source_sealed,
-        m.media_state,
-        m.quoted_external_id,
-        m.sender_sealed,
-        m.status,
-        status_rank(m.status),
-        m.sent_at,
-        now
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(inserted)
+    Ok(!insert_many(conn, &[(m, now)]).await?.is_empty())
 }
 
 /// Inserts many messages in one statement (ingestion's group commit), each with its own
