@@ -406,6 +406,7 @@ pub async fn remove_member(
     }
     accounts::remove_member(&mut tx, target).await?;
     accounts::revoke_all_sessions(&mut tx, target, None, now).await?;
+    accounts::revoke_resets(&mut tx, target, now).await?;
     audit::record(
         &mut tx,
         tenant_id,
@@ -421,8 +422,11 @@ pub async fn remove_member(
 }
 
 /// A one-time password-reset link for a member, issued by an admin (no mail server needed).
-/// Only for members who belong to this tenant alone — an admin here must not be able to
-/// take over an account that also has power elsewhere — and owners only by owners.
+///
+/// The link is a credential the admin holds for someone else's account, so it is only for
+/// members who belong to this tenant alone — an admin here must not be able to take over an
+/// account that has power elsewhere — and owners only by owners. Because memberships change,
+/// the same is checked again when the link is used ([`complete_reset`]).
 pub async fn issue_reset(
     state: &AppState,
     tenant_id: Uuid,
@@ -438,7 +442,7 @@ pub async fn issue_reset(
     if !may_manage(actor_role, role) {
         return Err(FormError::Field("members.only_owner_owner"));
     }
-    if accounts::membership_count_of(&state.db, target).await? > 1 {
+    if !belongs_only_to(&mut tx, target, tenant_id).await? {
         return Err(FormError::Field("members.reset_other_tenants"));
     }
     let (token, hash) = tokens::new_link_token();
@@ -466,7 +470,20 @@ pub async fn issue_reset(
     Ok(token)
 }
 
+/// Whether the user's only membership is in `tenant_id` (inside the caller's transaction).
+async fn belongs_only_to(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    tenant_id: Uuid,
+) -> sqlx::Result<bool> {
+    Ok(accounts::membership_tenants(conn, user_id).await? == [tenant_id])
+}
+
 /// Sets a new password from a reset link (once), ending every session of that user.
+///
+/// The link is re-authorised as it is used: the user must still belong to the issuing
+/// tenant and to no other (the user row is locked, so joining a tenant can't race this).
+/// A link that fails the check is spent and the refusal audited in the issuing tenant.
 pub async fn complete_reset(
     state: &AppState,
     token: &str,
@@ -484,18 +501,49 @@ pub async fn complete_reset(
     let pw = NewPassword::parse(password_raw, Some(&email)).map_err(FormError::Field)?;
     let hash = password::hash(pw.expose()).await?;
     let mut tx = state.db.begin().await?;
-    accounts::consume_reset(&mut tx, &hash_tok, now)
+    accounts::lock_user(&mut tx, user_id).await?;
+    let grant = accounts::consume_reset(&mut tx, &hash_tok, now)
         .await?
         .ok_or(FormError::Field("reset.invalid"))?;
-    sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-        .bind(user_id)
-        .bind(&hash)
-        .bind(now)
-        .execute(&mut *tx)
+    let Some(tenant_id) = grant.tenant_id else {
+        return Err(FormError::Field("reset.invalid"));
+    };
+    let allowed = belongs_only_to(&mut tx, grant.user_id, tenant_id).await?;
+    db::set_tenant(&mut tx, tenant_id).await?;
+    let actor = Actor::user(grant.user_id, &user.email);
+    let subject = grant.user_id.to_string();
+    if !allowed {
+        tracing::warn!(
+            tenant_id = %tenant_id,
+            "reset link refused: its user no longer belongs to the issuing tenant alone"
+        );
+        audit::record(
+            &mut tx,
+            tenant_id,
+            &actor,
+            "member.reset_link_refused",
+            &subject,
+            json!({}),
+            now,
+        )
         .await?;
-    accounts::revoke_all_sessions(&mut tx, user_id, None, now).await?;
+        tx.commit().await?;
+        return Err(FormError::Field("reset.invalid"));
+    }
+    accounts::set_password_in(&mut tx, grant.user_id, &hash, now).await?;
+    accounts::revoke_all_sessions(&mut tx, grant.user_id, None, now).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        &actor,
+        "member.password_reset",
+        &subject,
+        json!({}),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(user_id)
+    Ok(grant.user_id)
 }
 
 /// Changes one's own password (the current one must be right) and ends other sessions.

@@ -119,15 +119,28 @@ pub async fn set_password(
     hash: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    set_password_in(&mut tx, user_id, hash, now).await?;
+    tx.commit().await
+}
+
+/// Sets the password inside the caller's transaction; every unused reset link dies with
+/// the old password.
+pub async fn set_password_in(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    hash: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
         user_id,
         hash,
         now
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    revoke_resets(conn, user_id, now).await
 }
 
 pub async fn accept_policy(
@@ -589,6 +602,8 @@ pub async fn add_member(
     role: Role,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
+    lock_user(&mut *conn, user_id).await?;
+    revoke_resets(&mut *conn, user_id, now).await?;
     sqlx::query!(
         "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
         tenant_id,
@@ -664,12 +679,6 @@ pub async fn remove_member(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Resu
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
-}
-
-/// How many tenants a user belongs to, seen from inside one tenant (a security definer
-/// would be needed to look across tenants; instead the caller checks via `tenants_of_user`).
-pub async fn membership_count_of(pool: &PgPool, user_id: Uuid) -> sqlx::Result<usize> {
-    Ok(tenants_of_user(pool, user_id).await?.len())
 }
 
 // ---- settings ----
@@ -883,18 +892,67 @@ pub async fn reset_user(
     .await
 }
 
-/// Uses a reset token once; returns its user.
+/// A reset link being used: the user it is for and the tenant whose admin issued it.
+pub struct ResetGrant {
+    pub user_id: Uuid,
+    pub tenant_id: Option<Uuid>,
+}
+
+/// Uses a reset token once (the row stays locked until the caller's transaction ends).
 pub async fn consume_reset(
     conn: &mut PgConnection,
     token_hash: &str,
     now: OffsetDateTime,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar!(
+) -> sqlx::Result<Option<ResetGrant>> {
+    sqlx::query_as!(
+        ResetGrant,
         r#"UPDATE password_resets SET used_at = $2
-           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id"#,
+           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+           RETURNING user_id, tenant_id"#,
         token_hash,
         now
     )
     .fetch_optional(conn)
+    .await
+}
+
+/// Ends every unused reset link of a user: on any password change and any membership
+/// change, since the membership that justified a link may be the one that changed.
+pub async fn revoke_resets(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+        user_id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the user's row until the transaction ends. Joining a tenant and using a reset link
+/// both take this lock, so a link can't be used while its user is joining somewhere else.
+pub async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(())
+}
+
+/// Every tenant the user belongs to, whatever its status, seen as that user (row-level
+/// security shows a user their own memberships). Switches the transaction's user.
+pub async fn membership_tenants(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query("SELECT set_config('app.user_id', $1, true)")
+        .bind(user_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar!(
+        "SELECT tenant_id FROM memberships WHERE user_id = $1 ORDER BY tenant_id",
+        user_id
+    )
+    .fetch_all(conn)
     .await
 }
