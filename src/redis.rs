@@ -3,10 +3,19 @@
 //! Losing Redis loses no data: callers get `None` and fall back (stricter in-process limits,
 //! Postgres LISTEN/NOTIFY). Every key and channel is namespaced by the configured prefix.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Mutex;
+
+/// After a failed connect, how long callers go straight to degraded mode before one of
+/// them tries again. Without it every request paid the connect timeout, one after another.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Redis {
@@ -17,6 +26,9 @@ struct Inner {
     client: Option<redis::Client>,
     prefix: String,
     conn: Mutex<Option<ConnectionManager>>,
+    /// One caller at a time tries to connect; the others don't wait for it.
+    connecting: AtomicBool,
+    down_until: Mutex<Option<Instant>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +57,8 @@ impl Redis {
                 client,
                 prefix: prefix.to_owned(),
                 conn: Mutex::new(None),
+                connecting: AtomicBool::new(false),
+                down_until: Mutex::new(None),
             }),
         })
     }
@@ -55,6 +69,8 @@ impl Redis {
                 client: None,
                 prefix: String::new(),
                 conn: Mutex::new(None),
+                connecting: AtomicBool::new(false),
+                down_until: Mutex::new(None),
             }),
         }
     }
@@ -68,24 +84,34 @@ impl Redis {
         self.inner.client.as_ref()
     }
 
-    /// A live connection, or `None` when Redis is unconfigured or unreachable.
+    /// A live connection, or `None` when Redis is unconfigured or unreachable. While it is
+    /// unreachable, answers `None` at once: one caller retries every [`RETRY_AFTER`].
     pub async fn conn(&self) -> Option<ConnectionManager> {
         let client = self.inner.client.as_ref()?;
-        let mut slot = self.inner.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
+        if let Some(c) = lock(&self.inner.conn).as_ref() {
             return Some(c.clone());
         }
+        if lock(&self.inner.down_until).is_some_and(|t| Instant::now() < t)
+            || self.inner.connecting.swap(true, Ordering::AcqRel)
+        {
+            return None;
+        }
+        // Cleared however this ends, even if the caller's future is dropped mid-connect.
+        let _trying = ClearOnDrop(&self.inner.connecting);
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_millis(500))
             .set_response_timeout(Duration::from_millis(500))
             .set_number_of_retries(1);
-        match ConnectionManager::new_with_config(client.clone(), cfg).await {
+        let made = ConnectionManager::new_with_config(client.clone(), cfg).await;
+        match made {
             Ok(c) => {
-                *slot = Some(c.clone());
+                *lock(&self.inner.conn) = Some(c.clone());
+                *lock(&self.inner.down_until) = None;
                 Some(c)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "redis unreachable; degraded mode");
+                *lock(&self.inner.down_until) = Some(Instant::now() + RETRY_AFTER);
                 None
             }
         }
@@ -102,5 +128,18 @@ impl Redis {
             Ok(_) => RedisStatus::Ok,
             Err(_) => RedisStatus::Down,
         }
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of a plain value.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }

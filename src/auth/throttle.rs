@@ -1,8 +1,15 @@
-//! Failure counting for logins (per account and per client IP).
+//! Attempt counting for logins and sign-ups (per account, per account and client IP, per IP).
+//!
+//! An attempt is **counted first, atomically, then judged**: `INCR` returns each concurrent
+//! attempt its own number, so forty parallel guesses against a limit of five get numbers
+//! 1 to 40 and only the first five reach the password check. (Checking and then counting let
+//! every one of them through.) A success gives its attempt back ([`refund`]) or clears the
+//! key ([`clear`]).
 //!
 //! Counters live in Redis so every instance shares them. When Redis is unreachable we fall
-//! back to an in-process limiter with *stricter* limits rather than failing open (a limiter
-//! that fails open is a brute-force window during every Redis outage).
+//! back to an in-process counter with *stricter* limits rather than failing open (a limiter
+//! that fails open is a brute-force window during every Redis outage). The fallback is
+//! atomic within one process; each process counts alone, which is why its limits are halved.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -12,17 +19,25 @@ use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limit {
-    pub max_failures: u32,
+    pub max_attempts: u32,
     pub window: Duration,
 }
 
-/// 5 failures per account and 20 per IP in 15 minutes.
-pub const PER_ACCOUNT: Limit = Limit {
-    max_failures: 5,
+/// Wrong passwords for one account from one client IP: the lock an attacker trips first,
+/// and one that doesn't lock the real owner out from their own network.
+pub const PER_ACCOUNT_AND_IP: Limit = Limit {
+    max_attempts: 5,
     window: Duration::minutes(15),
 };
+/// Wrong passwords for one account from anywhere: slower, so a botnet guessing from many
+/// addresses still gets few tries, while the owner is only locked out by a sustained attack.
+pub const PER_ACCOUNT: Limit = Limit {
+    max_attempts: 30,
+    window: Duration::hours(1),
+};
+/// Failed attempts from one client IP, whatever the account.
 pub const PER_IP: Limit = Limit {
-    max_failures: 20,
+    max_attempts: 20,
     window: Duration::minutes(15),
 };
 
@@ -30,13 +45,13 @@ impl Limit {
     /// The limit used while Redis is down: each instance counts alone, so allow fewer.
     fn degraded(self) -> Limit {
         Limit {
-            max_failures: self.max_failures.div_ceil(2),
+            max_attempts: self.max_attempts.div_ceil(2),
             window: self.window,
         }
     }
 }
 
-/// The in-process fallback store.
+/// The in-process fallback store: key → (count, window start).
 #[derive(Default)]
 pub struct LocalCounters(Mutex<HashMap<String, (u32, OffsetDateTime)>>);
 
@@ -47,51 +62,31 @@ impl LocalCounters {
     }
 }
 
-/// `Err(seconds)` when `key` is over its limit.
-pub async fn check(state: &AppState, key: &str, limit: Limit) -> Result<(), u64> {
+/// Counts one attempt for `key`, then judges it: `Err(seconds to wait)` when this attempt is
+/// over the limit. The attempt stays counted either way.
+pub async fn attempt(state: &AppState, key: &str, limit: Limit) -> Result<(), u64> {
     let rkey = state.redis.key(&format!("throttle:{key}"));
     if let Some(mut c) = state.redis.conn().await {
-        let res: redis::RedisResult<(Option<u32>, i64)> = redis::pipe()
-            .get(&rkey)
-            .ttl(&rkey)
-            .query_async(&mut c)
-            .await;
-        if let Ok((count, ttl)) = res {
-            return match count {
-                Some(n) if n >= limit.max_failures => Err(ttl.max(1) as u64),
-                _ => Ok(()),
-            };
-        }
-        tracing::warn!("redis failed during throttle check; using local limits");
-    }
-    let limit = limit.degraded();
-    let now = state.now();
-    state.throttle.with(|m| match m.get(key) {
-        Some((n, since)) if *since + limit.window > now && *n >= limit.max_failures => {
-            Err((*since + limit.window - now).whole_seconds().max(1) as u64)
-        }
-        _ => Ok(()),
-    })
-}
-
-/// Counts one failure for `key`.
-pub async fn fail(state: &AppState, key: &str, limit: Limit) {
-    let rkey = state.redis.key(&format!("throttle:{key}"));
-    if let Some(mut c) = state.redis.conn().await {
-        let res: redis::RedisResult<()> = redis::pipe()
+        // MULTI/EXEC: the increment, the window's expiry (set once) and its remaining time
+        // as one step, so no other attempt can slip between them.
+        let res: redis::RedisResult<(u32, i64)> = redis::pipe()
+            .atomic()
             .incr(&rkey, 1)
-            .ignore()
             .cmd("EXPIRE")
             .arg(&rkey)
             .arg(limit.window.whole_seconds())
             .arg("NX")
             .ignore()
+            .ttl(&rkey)
             .query_async(&mut c)
             .await;
-        if res.is_ok() {
-            return;
+        match res {
+            Ok((n, _)) if n <= limit.max_attempts => return Ok(()),
+            Ok((_, ttl)) => return Err(ttl.max(1) as u64),
+            Err(_) => tracing::warn!("redis failed while counting an attempt; using local limits"),
         }
     }
+    let limit = limit.degraded();
     let now = state.now();
     state.throttle.with(|m| {
         let e = m.entry(key.to_owned()).or_insert((0, now));
@@ -99,10 +94,50 @@ pub async fn fail(state: &AppState, key: &str, limit: Limit) {
             *e = (0, now);
         }
         e.0 += 1;
+        if e.0 <= limit.max_attempts {
+            Ok(())
+        } else {
+            Err((e.1 + limit.window - now).whole_seconds().max(1) as u64)
+        }
+    })
+}
+
+/// Counts attempts against several limits at once; the first refusal wins. Every key is
+/// counted even after a refusal, so no limit can be dodged by tripping another first.
+pub async fn attempt_all(state: &AppState, keys: &[(&str, Limit)]) -> Result<(), u64> {
+    let mut verdict = Ok(());
+    for (key, limit) in keys {
+        if let (Err(secs), Ok(())) = (attempt(state, key, *limit).await, verdict) {
+            verdict = Err(secs);
+        }
+    }
+    verdict
+}
+
+/// Gives back one counted attempt (it succeeded, so it should not count as a failure).
+pub async fn refund(state: &AppState, key: &str) {
+    let rkey = state.redis.key(&format!("throttle:{key}"));
+    if let Some(mut c) = state.redis.conn().await {
+        // Only while the window lives: a DECR on an expired key would create one without
+        // an expiry, a credit that never ends.
+        let res: redis::RedisResult<i64> = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0",
+        )
+        .key(&rkey)
+        .invoke_async(&mut c)
+        .await;
+        if res.is_ok() {
+            return;
+        }
+    }
+    state.throttle.with(|m| {
+        if let Some(e) = m.get_mut(key) {
+            e.0 = e.0.saturating_sub(1);
+        }
     });
 }
 
-/// Forgets failures for `key` (after a successful login).
+/// Forgets every attempt for `key` (after a successful login).
 pub async fn clear(state: &AppState, key: &str) {
     let rkey = state.redis.key(&format!("throttle:{key}"));
     if let Some(mut c) = state.redis.conn().await {

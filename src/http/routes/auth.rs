@@ -122,8 +122,10 @@ async fn signup(
     jar: CookieJar,
     Form(f): Form<SignupForm>,
 ) -> AppResult<Response> {
+    // Sign-ups count against the IP, so one address can't mint endless tenants; a form
+    // error gives its attempt back.
     let ip_key = format!("signup:ip:{}", client.ip);
-    if let Err(secs) = throttle::check(&state, &ip_key, throttle::PER_IP).await {
+    if let Err(secs) = throttle::attempt(&state, &ip_key, throttle::PER_IP).await {
         return Err(AppError::TooManyRequests {
             retry_after_secs: secs,
         });
@@ -144,8 +146,6 @@ async fn signup(
     .await;
     match result {
         Ok(created) => {
-            // Sign-ups count against the IP too, so one address can't mint endless tenants.
-            throttle::fail(&state, &ip_key, throttle::PER_IP).await;
             let cookie =
                 session::start_session(&state, created.user_id, &client.user_agent, &client.ip)
                     .await?;
@@ -155,17 +155,20 @@ async fn signup(
             )
                 .into_response())
         }
-        Err(FormError::Field(key)) => Ok(form_error(SignupPage {
-            ctx,
-            plans: plans::PLANS,
-            plan: f.plan,
-            name: f.name,
-            email: f.email,
-            business: f.business,
-            slug: f.slug,
-            error: Some(key),
-            policy_version: POLICY_VERSION,
-        })),
+        Err(FormError::Field(key)) => {
+            throttle::refund(&state, &ip_key).await;
+            Ok(form_error(SignupPage {
+                ctx,
+                plans: plans::PLANS,
+                plan: f.plan,
+                name: f.name,
+                email: f.email,
+                business: f.business,
+                slug: f.slug,
+                error: Some(key),
+                policy_version: POLICY_VERSION,
+            }))
+        }
         Err(FormError::Internal(e)) => Err(e.into()),
     }
 }
@@ -223,17 +226,23 @@ async fn login(
 ) -> AppResult<Response> {
     let next = safe_next(Some(&f.next));
     let acct_key = account_key(&f.email);
+    let pair_key = format!("{acct_key}:ip:{}", client.ip);
     let ip_key = format!("login:ip:{}", client.ip);
-    for (key, limit) in [
-        (&acct_key, throttle::PER_ACCOUNT),
-        (&ip_key, throttle::PER_IP),
-    ] {
-        if let Err(secs) = throttle::check(&state, key, limit).await {
-            tracing::warn!("login throttled");
-            return Err(AppError::TooManyRequests {
-                retry_after_secs: secs,
-            });
-        }
+    // Counted before the password is looked at: see `throttle`.
+    if let Err(secs) = throttle::attempt_all(
+        &state,
+        &[
+            (&pair_key, throttle::PER_ACCOUNT_AND_IP),
+            (&acct_key, throttle::PER_ACCOUNT),
+            (&ip_key, throttle::PER_IP),
+        ],
+    )
+    .await
+    {
+        tracing::warn!("login throttled");
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: secs,
+        });
     }
     let email = f.email.trim().to_lowercase();
     let user = if f.password.len() > crate::domain::account::MAX_PASSWORD_BYTES {
@@ -243,8 +252,6 @@ async fn login(
     };
     let ok = password::verify(&f.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
     let Some(user) = user.filter(|_| ok) else {
-        throttle::fail(&state, &acct_key, throttle::PER_ACCOUNT).await;
-        throttle::fail(&state, &ip_key, throttle::PER_IP).await;
         // The same message whether the account exists or not.
         return Ok(form_error(LoginPage {
             ctx,
@@ -253,7 +260,9 @@ async fn login(
             error: Some("login.failed"),
         }));
     };
-    throttle::clear(&state, &acct_key).await;
+    throttle::clear(&state, &pair_key).await;
+    throttle::refund(&state, &acct_key).await;
+    throttle::refund(&state, &ip_key).await;
     if user.has_totp() {
         return crate::http::routes::account::start_second_factor(&state, &user, &next, jar).await;
     }
