@@ -68,6 +68,32 @@ pub struct Config {
     /// own private network, e.g. `evolution` in a docker network: for these, private LAN
     /// addresses and plain http pass the SSRF guard (metadata and link-local never do).
     pub private_gateway_hosts: Vec<String>,
+    /// Timeouts and the connection cap of the listener (see [`crate::http::server`]).
+    pub limits: ServerLimits,
+}
+
+/// What bounds one client's hold on the server.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Request headers must arrive within this; also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// The longest pause while a request body is sent.
+    pub body_read_timeout: Duration,
+    /// A whole portal request (live-update streams excepted).
+    pub request_timeout: Duration,
+    /// Open connections at once; clamped under the file-descriptor limit at start.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +151,11 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_GEMINI_API_KEY",
     "SIGMAAI_GROQ_API_KEY",
     "SIGMAAI_PRIVATE_GATEWAY_HOSTS",
+    "SIGMAAI_HEADER_TIMEOUT_SECS",
+    "SIGMAAI_BODY_TIMEOUT_SECS",
+    "SIGMAAI_REQUEST_TIMEOUT_SECS",
+    "SIGMAAI_MAX_CONNECTIONS",
+    "SIGMAAI_ALLOW_INSECURE_HTTP",
 ];
 
 impl Config {
@@ -187,6 +218,23 @@ impl Config {
                 }
             })?,
         };
+        if env == Environment::Production && public_url.scheme() != "https" {
+            // Over http our cookies can't be `Secure`: a session would cross the network in
+            // clear. Only an explicit override (TLS ends somewhere we don't see) allows it.
+            if get("SIGMAAI_ALLOW_INSECURE_HTTP").as_deref() == Some("yes") {
+                tracing::warn!(
+                    "SIGMAAI_PUBLIC_URL is not https: cookies are not Secure \
+                     (allowed by SIGMAAI_ALLOW_INSECURE_HTTP=yes)"
+                );
+            } else {
+                return Err(ConfigError::Invalid {
+                    name: "SIGMAAI_PUBLIC_URL",
+                    reason: "must be https:// in production (cookies are Secure only over TLS); \
+                             set SIGMAAI_ALLOW_INSECURE_HTTP=yes to run without it"
+                        .into(),
+                });
+            }
+        }
         let database_url = secret("DATABASE_URL")?.ok_or(ConfigError::Missing {
             name: "DATABASE_URL",
         })?;
@@ -246,6 +294,33 @@ impl Config {
             });
         }
 
+        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match parse_num(name, default)? {
+                0 => Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be at least 1 second".into(),
+                }),
+                n => Ok(Duration::from_secs(n)),
+            }
+        };
+        let defaults = ServerLimits::default();
+        let limits = ServerLimits {
+            header_read_timeout: secs(
+                "SIGMAAI_HEADER_TIMEOUT_SECS",
+                defaults.header_read_timeout.as_secs(),
+            )?,
+            body_read_timeout: secs(
+                "SIGMAAI_BODY_TIMEOUT_SECS",
+                defaults.body_read_timeout.as_secs(),
+            )?,
+            request_timeout: secs(
+                "SIGMAAI_REQUEST_TIMEOUT_SECS",
+                defaults.request_timeout.as_secs(),
+            )?,
+            max_connections: parse_num("SIGMAAI_MAX_CONNECTIONS", defaults.max_connections as u64)?
+                .max(1) as usize,
+        };
+
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
             if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
@@ -301,6 +376,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            limits,
         })
     }
 
@@ -338,6 +414,7 @@ impl Config {
             gemini_api_key: None,
             groq_api_key: None,
             private_gateway_hosts: Vec::new(),
+            limits: ServerLimits::default(),
         }
     }
 
@@ -489,6 +566,34 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("SIGMAAI_SESSION_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_a_plain_http_public_url_unless_overridden() {
+        let base = [
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("SIGMAAI_ENV", "production"),
+            ("SIGMAAI_PUBLIC_URL", "http://app.example.com"),
+            ("SIGMAAI_APP_DB_PASSWORD", "x"),
+            (
+                "SIGMAAI_SESSION_SECRET",
+                "a-session-secret-of-at-least-32-characters",
+            ),
+            (
+                "SIGMAAI_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ];
+        let err = Config::from_vars(&vars(&base)).unwrap_err();
+        assert!(err.to_string().contains("must be https://"), "{err}");
+        let mut overridden = base.to_vec();
+        overridden.push(("SIGMAAI_ALLOW_INSECURE_HTTP", "yes"));
+        let c = Config::from_vars(&vars(&overridden)).unwrap();
+        assert!(!c.is_https());
+        // Over https, no override is needed; development never needs one.
+        let mut https = base.to_vec();
+        https[2] = ("SIGMAAI_PUBLIC_URL", "https://app.example.com");
+        assert!(Config::from_vars(&vars(&https)).unwrap().is_https());
     }
 
     #[test]

@@ -83,12 +83,6 @@ pub async fn serve_on(
     state: AppState,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let app = build_app(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.wait().await })
-    .await?;
-    Ok(())
+    let limits = state.config.limits.clone();
+    http::server::serve(listener, build_app(state), &limits, shutdown).await
 }

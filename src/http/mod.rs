@@ -4,13 +4,19 @@ pub mod csrf;
 pub mod extract;
 pub mod middleware;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod webhooks;
 
+use axum::http::StatusCode;
 use axum::{
     Router, extract::DefaultBodyLimit, middleware::from_fn, middleware::from_fn_with_state,
 };
-use tower_http::{catch_panic::CatchPanicLayer, services::ServeDir};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    services::ServeDir,
+    timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
+};
 
 use crate::state::AppState;
 
@@ -25,7 +31,9 @@ pub fn build_app(state: AppState) -> Router {
 /// The application with extra routes under the same middleware (tests use it to force errors).
 pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
     let static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
-    Router::new()
+    let limits = state.config.limits.clone();
+    // Everything but the live-update stream answers within the request timeout.
+    let timed = Router::new()
         .merge(routes::public::router())
         .merge(routes::health::router())
         .merge(routes::auth::router())
@@ -35,7 +43,6 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::inbox::router())
         .merge(routes::channels::router())
         .merge(routes::simulator::router())
-        .merge(routes::events::router())
         .merge(routes::review::router())
         .merge(routes::ai_settings::router())
         .merge(routes::privacy::router())
@@ -43,6 +50,13 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::integrations::router())
         .merge(extra)
         .nest_service("/static", ServeDir::new(static_dir))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ));
+    Router::new()
+        .merge(timed)
+        .merge(routes::events::router())
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         // Order matters: layers listed later wrap the earlier ones. A panic becomes a 500
@@ -59,6 +73,7 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
                 .merge(routes::billing::webhook_router())
                 .layer(CatchPanicLayer::custom(middleware::panic_response)),
         )
+        .layer(from_fn(middleware::refuse_nul))
         .layer(from_fn_with_state(state.clone(), middleware::render_errors))
         .layer(from_fn_with_state(
             state.clone(),
@@ -66,5 +81,8 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         ))
         .layer(from_fn(middleware::trace_requests))
         .layer(from_fn(middleware::request_id))
+        // A body that stalls mid-way fails its read (a 4xx from the extractor) instead of
+        // holding the connection.
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
         .with_state(state)
 }
