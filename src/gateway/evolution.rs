@@ -509,8 +509,14 @@ pub enum WebhookAuth {
 }
 
 /// Evolution mints a token per request valid for 600 s; allow some clock skew.
+///
+/// The JWT signs nothing of the body: it is a **bearer token**, and anyone who sees one
+/// (a proxy log, say) can post any body with it until it expires. So the window is capped
+/// at Evolution's own 600 s plus the skew: a token claiming a longer life is refused, and
+/// one without `iat` is taken to have been issued 600 s before its expiry. Replays of the
+/// same message inside the window are absorbed by the per-message dedupe key.
 const JWT_LEEWAY_SECS: i64 = 60;
-const JWT_MAX_LIFETIME_SECS: i64 = 3600;
+const JWT_MAX_LIFETIME_SECS: i64 = 600;
 
 /// Whether a webhook request carries the channel secret, by header or JWT.
 pub fn verify(headers: &HeaderMap, expected_secret: &str) -> bool {

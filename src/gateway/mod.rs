@@ -10,6 +10,7 @@
 //! error message carries them; [`Phone`]'s `Debug` is masked. The model's own `Debug`
 //! does show message text, so never log an event with `{:?}`.
 
+pub mod bounds;
 pub mod evolution;
 pub mod meta;
 

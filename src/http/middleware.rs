@@ -79,6 +79,64 @@ fn log_path(path: &str) -> String {
     joined.chars().take(200).collect()
 }
 
+/// Refuses a NUL byte in the path, the query or a form body with a 400. PostgreSQL can't
+/// store U+0000 in text, so such input used to surface as a 500 from deep inside a query;
+/// no legitimate form, slug or e-mail holds one. JSON bodies (webhooks) are left to their
+/// parsers, which clean the text they keep.
+pub async fn refuse_nul(req: Request, next: Next) -> Response {
+    let refuse = || {
+        tracing::warn!("request with a NUL byte refused");
+        let mut resp = StatusCode::BAD_REQUEST.into_response();
+        resp.extensions_mut()
+            .insert(ErrorInfo::for_status(StatusCode::BAD_REQUEST));
+        resp
+    };
+    let uri = req.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        return refuse();
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::http::FORM_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            // Too large, stalled past the body timeout, or cut off: the client's fault.
+            let status = if is_length_limit(&e) {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            tracing::warn!(status = status.as_u16(), "form body not readable");
+            let mut resp = status.into_response();
+            resp.extensions_mut().insert(ErrorInfo::for_status(status));
+            return resp;
+        }
+    };
+    if bytes.contains(&0) || bytes.windows(3).any(|w| w == b"%00") {
+        return refuse();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Content-Security-Policy allowing only our own origin: no third-party script, style,
 /// font, image, frame or connection can load, which also makes "no third-party analytics"
 /// something the browser enforces.

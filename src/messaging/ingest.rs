@@ -394,6 +394,7 @@ pub async fn prepare_delivery(
                 d.ignored += 1;
             }
             InboundEvent::Message(m) => {
+                let m = m.bounded();
                 let (phone_index, lid_index) =
                     sender_indexes(state, tenant_id, &identity(&m)).await?;
                 if phone_index.is_none() && lid_index.is_none() {

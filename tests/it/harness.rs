@@ -394,16 +394,47 @@ impl TestResponse {
     }
 }
 
-/// Logs go to the test's captured output; `RUST_LOG=debug` shows more.
+/// Logs go to the test's captured output; `RUST_LOG=debug` shows more. ERROR events are
+/// also counted per thread ([`errors_logged`]).
 fn init_tracing() {
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn,sigmaai=info".into()),
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(
+                        tracing_subscriber::EnvFilter::try_from_default_env()
+                            .unwrap_or_else(|_| "warn,sigmaai=info".into()),
+                    ),
             )
-            .with_test_writer()
+            .with(ErrorCount)
             .try_init();
     });
+}
+
+thread_local! {
+    static ERRORS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts ERROR events on the thread that emits them. Each `#[tokio::test]` runs its
+/// runtime, and so the server it spawned, on its own thread: the count is that test's.
+struct ErrorCount;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCount {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            ERRORS.with(|e| e.set(e.get() + 1));
+        }
+    }
+}
+
+/// How many ERROR lines this test's thread has logged so far.
+pub fn errors_logged() -> usize {
+    ERRORS.with(|e| e.get())
 }

@@ -8,6 +8,7 @@ mod client;
 mod harness;
 
 mod accounts;
+mod attacks;
 mod audit;
 mod crypto;
 mod mcp;

@@ -223,15 +223,18 @@ async fn webhook(
         )
             .into_response());
     }
-    let event: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
-            return Ok((
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": "malformed" })),
-            )
-                .into_response());
-        }
+    // Signed is not the same as well-formed: an event must be an object with an id and a
+    // type, or it is refused with a 400 (a 500 would have Stripe retry it for days).
+    let event = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .filter(|e| e["id"].is_string() && e["type"].is_string());
+    let Some(event) = event else {
+        tracing::warn!("signed stripe webhook refused: not an event object with id and type");
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "malformed" })),
+        )
+            .into_response());
     };
     let applied = billing::apply_event(&state, &event)
         .await
