@@ -749,6 +749,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Chave para digitar à mão:",
     ),
     ("totp.code", "Code", "Código"),
+    (
+        "account.2fa.disable_hint",
+        "A code from your authenticator app, or one of your recovery codes.",
+        "Um código do seu aplicativo autenticador ou um dos seus códigos de recuperação.",
+    ),
     ("totp.confirm", "Turn on", "Ativar"),
     (
         "totp.wrong_code",

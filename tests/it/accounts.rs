@@ -1178,3 +1178,62 @@ async fn five_wrong_codes_lock_the_second_factor() {
         303
     );
 }
+
+#[tokio::test]
+async fn two_factor_off_needs_a_current_code() {
+    let w = World::new().await;
+    w.owner.submit("/account", "/account/2fa/start", &[]).await;
+    let code = current_code(&w.t, "owner@a.test").await;
+    let done = w
+        .owner
+        .submit("/account", "/account/2fa/confirm", &[("code", &code)])
+        .await;
+    let recovery: Vec<String> = scraper::Html::parse_document(&done.body)
+        .select(&scraper::Selector::parse("#recovery-codes code").unwrap())
+        .map(|e| e.text().collect())
+        .collect();
+    let enabled = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT totp_enabled_at IS NOT NULL FROM users WHERE email = 'owner@a.test'",
+        )
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap()
+    };
+    // A session and the password alone are not enough; nor is a wrong or replayed code.
+    w.t.clock.advance(Duration::seconds(30));
+    for code in ["", "000000", code.as_str()] {
+        let r = w
+            .owner
+            .submit(
+                "/account",
+                "/account/2fa/disable",
+                &[("password", PASSWORD), ("code", code)],
+            )
+            .await;
+        assert_eq!(r.status, 422, "code {code:?}");
+        assert!(enabled().await, "2FA turned off with code {code:?}");
+    }
+    // A fresh code with a wrong password isn't either.
+    let fresh = current_code(&w.t, "owner@a.test").await;
+    let r = w
+        .owner
+        .submit(
+            "/account",
+            "/account/2fa/disable",
+            &[("password", "not it"), ("code", &fresh)],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    // A recovery code with the password is.
+    let r = w
+        .owner
+        .submit(
+            "/account",
+            "/account/2fa/disable",
+            &[("password", PASSWORD), ("code", &recovery[0])],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(!enabled().await);
+}

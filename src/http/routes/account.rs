@@ -322,8 +322,12 @@ async fn totp_confirm(
 #[derive(Deserialize)]
 pub struct DisableForm {
     password: String,
+    #[serde(default)]
+    code: String,
 }
 
+/// Turning two-factor off takes both factors: a stolen session plus a phished password
+/// must not be enough to remove the second one.
 async fn totp_disable(
     State(state): State<AppState>,
     ctx: PageCtx,
@@ -333,6 +337,21 @@ async fn totp_disable(
     if !crate::auth::password::verify(&f.password, Some(&me.user.password_hash)).await? {
         return Ok(form_error(
             load_page(&state, ctx, &me, Some("account.password.wrong")).await?,
+        ));
+    }
+    let user = db_accounts::user_by_id(&state.db, me.user.id)
+        .await?
+        .ok_or(crate::error::AppError::NotFound)?;
+    let now = state.now();
+    if user.totp_locked_until.is_some_and(|t| t > now) {
+        return Ok(form_error(
+            load_page(&state, ctx, &me, Some("totp.locked")).await?,
+        ));
+    }
+    if !second_factor_ok(&state, &user, &f.code, now).await? {
+        db_accounts::record_totp_failure(&state.db, user.id, now).await?;
+        return Ok(form_error(
+            load_page(&state, ctx, &me, Some("totp.wrong_code")).await?,
         ));
     }
     db_accounts::disable_totp(&state.db, me.user.id, state.now()).await?;
@@ -409,6 +428,37 @@ async fn second_factor_page(
     .into_response()
 }
 
+/// Whether `code` is the user's current TOTP code (each step accepted once) or an unused
+/// recovery code (spent by this).
+async fn second_factor_ok(
+    state: &AppState,
+    user: &db_accounts::User,
+    code: &str,
+    now: time::OffsetDateTime,
+) -> AppResult<bool> {
+    if recovery::looks_like(code) {
+        return Ok(
+            db_accounts::use_recovery_code(&state.db, user.id, &recovery::hash(code), now).await?,
+        );
+    }
+    let Some(sealed) = user.totp_secret.as_deref() else {
+        return Ok(false);
+    };
+    let secret = state.keys.open_platform(totp_aad(user.id), sealed).await?;
+    Ok(
+        match totp::verify(
+            &secret,
+            code,
+            now.unix_timestamp() as u64,
+            user.totp_last_step,
+        ) {
+            // Recorded atomically: the same code can't be accepted twice, even concurrently.
+            Some(step) => db_accounts::record_totp_step(&state.db, user.id, step).await?,
+            None => false,
+        },
+    )
+}
+
 async fn second_factor(
     State(state): State<AppState>,
     ctx: PageCtx,
@@ -443,26 +493,7 @@ async fn second_factor(
     if user.totp_locked_until.is_some_and(|t| t > now) {
         return Ok(retry("totp.locked"));
     }
-    let ok = if recovery::looks_like(&f.code) {
-        db_accounts::use_recovery_code(&state.db, user.id, &recovery::hash(&f.code), now).await?
-    } else {
-        let sealed = user
-            .totp_secret
-            .as_deref()
-            .ok_or(crate::error::AppError::NotFound)?;
-        let secret = state.keys.open_platform(totp_aad(user.id), sealed).await?;
-        match totp::verify(
-            &secret,
-            &f.code,
-            now.unix_timestamp() as u64,
-            user.totp_last_step,
-        ) {
-            // Recorded atomically: the same code can't be accepted twice, even concurrently.
-            Some(step) => db_accounts::record_totp_step(&state.db, user.id, step).await?,
-            None => false,
-        }
-    };
-    if !ok {
+    if !second_factor_ok(&state, &user, &f.code, now).await? {
         db_accounts::record_totp_failure(&state.db, user.id, now).await?;
         return Ok(retry("totp.wrong_code"));
     }
