@@ -82,5 +82,25 @@ ensure_redis() {
 ensure_browser() {
   if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return; fi
   log "installing Chromium and ChromeDriver (browser tests)"
-  apt_install chromium chromium-driver || { [ "${CI:-}" = true ] && return 1; log "no browser: browser tests will skip"; }
+  apt_install chromium chromium-driver || { log "could not install chromium: the browser tests will fail"; return 1; }
+}
+
+# stop_private_services: stops every PostgreSQL cluster and Redis the scripts started under
+# .data/ (their data stays; the next scripts/run or scripts/test starts them again).
+stop_private_services() {
+  local bin; bin=$(pg_bin || true)
+  local dir
+  for dir in "$DATA"/*/; do
+    dir="${dir%/}"
+    if [ -s "$dir/PG_VERSION" ] && [ -n "$bin" ] && [ -f "$dir/postmaster.pid" ]; then
+      log "stopping PostgreSQL in $dir"
+      if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
+      else "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true; fi
+    fi
+    if [ -f "$dir/redis.pid" ]; then
+      local pid; pid=$(cat "$dir/redis.pid")
+      if kill -0 "$pid" 2>/dev/null; then log "stopping Redis in $dir"; kill "$pid"; fi
+      rm -f "$dir/redis.pid"
+    fi
+  done
 }

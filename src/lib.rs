@@ -70,12 +70,18 @@ pub async fn connect_system(config: Config) -> anyhow::Result<AppState> {
 
 /// Serves HTTP until `shutdown` fires, then finishes in-flight requests.
 pub async fn serve(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
-    let addr = state.config.bind;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("could not listen on {addr}"))?;
-    tracing::info!(%addr, public_url = %state.config.public_url, "serving");
+    let listener = bind(&state.config).await?;
     serve_on(listener, state, shutdown).await
+}
+
+/// Takes the configured port, or says why not and how to pick another.
+pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = config.bind;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("could not listen on {addr} (is something else using it? set SIGMAAI_BIND to another address)")
+    })?;
+    tracing::info!(%addr, public_url = %config.public_url, "serving");
+    Ok(listener)
 }
 
 pub async fn serve_on(

@@ -4,7 +4,13 @@
 //! while Redis is unreachable — Postgres NOTIFY. Every instance runs one listener on both and
 //! fans events out to its own SSE clients through a broadcast channel, filtered by tenant.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -36,6 +42,10 @@ const PG_CHANNEL: &str = "sigmaai_live";
 #[derive(Clone)]
 pub struct Live {
     tx: broadcast::Sender<(Uuid, Event)>,
+    /// Whether this instance's listeners are subscribed right now (readiness, for tests
+    /// and for telling a missed event from one never sent).
+    redis_listening: Arc<AtomicBool>,
+    pg_listening: Arc<AtomicBool>,
 }
 
 impl Default for Live {
@@ -47,7 +57,21 @@ impl Default for Live {
 impl Live {
     pub fn new() -> Live {
         let (tx, _) = broadcast::channel(1024);
-        Live { tx }
+        Live {
+            tx,
+            redis_listening: Arc::default(),
+            pg_listening: Arc::default(),
+        }
+    }
+
+    /// Subscribed to the Redis channel at this moment.
+    pub fn redis_listening(&self) -> bool {
+        self.redis_listening.load(Ordering::Acquire)
+    }
+
+    /// Listening on the Postgres channel at this moment.
+    pub fn pg_listening(&self) -> bool {
+        self.pg_listening.load(Ordering::Acquire)
     }
 
     /// Events for one tenant, as they arrive at this instance.
@@ -105,12 +129,14 @@ pub fn start(state: &AppState) {
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => {
                         if pubsub.subscribe(channel_name(&s)).await.is_ok() {
+                            s.live.redis_listening.store(true, Ordering::Release);
                             let mut stream = pubsub.on_message();
                             while let Some(msg) = stream.next().await {
                                 if let Ok(text) = msg.get_payload::<String>() {
                                     s.live.deliver(&text);
                                 }
                             }
+                            s.live.redis_listening.store(false, Ordering::Release);
                         }
                     }
                     Err(e) => tracing::debug!(error = %e, "live: redis subscribe failed"),
@@ -127,9 +153,11 @@ pub fn start(state: &AppState) {
             match sqlx::postgres::PgListener::connect_with(&s.db).await {
                 Ok(mut listener) => {
                     if listener.listen(PG_CHANNEL).await.is_ok() {
+                        s.live.pg_listening.store(true, Ordering::Release);
                         while let Ok(n) = listener.recv().await {
                             s.live.deliver(n.payload());
                         }
+                        s.live.pg_listening.store(false, Ordering::Release);
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "live: postgres listen failed"),

@@ -165,6 +165,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::All { concurrency } => {
+            // The port first: a busy one ends us at once, before any worker starts.
+            let listener = sigmaai::bind(&config).await?;
             let state = sigmaai::connect_system(config).await?;
             let shutdown = Shutdown::from_os_signals();
             let worker = tokio::spawn(sigmaai::jobs::run_worker(
@@ -172,8 +174,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 concurrency,
                 shutdown.clone(),
             ));
-            let served = sigmaai::serve(state, shutdown).await;
-            let _ = worker.await;
+            let served = sigmaai::serve_on(listener, state, shutdown).await;
+            // Only a clean shutdown waits for the worker to finish its jobs; a server error
+            // ends the process with that error (the worker's jobs are durable and retried).
+            if served.is_ok() {
+                let _ = worker.await;
+            }
             served
         }
     }

@@ -47,16 +47,14 @@ fn find(cmd: &str) -> Option<String> {
 }
 
 impl Browser {
-    /// Starts a browser, or `None` (test skipped) when none is installed outside CI.
-    pub async fn start() -> Option<Browser> {
+    /// Starts a browser. A missing browser fails the test with what to install: a browser
+    /// test that quietly returns would count as a pass while testing nothing.
+    pub async fn start() -> Browser {
         let (Some(driver_bin), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "CI=true but chromium/chromedriver are not installed (scripts/test installs them)"
-                );
-            }
-            eprintln!("skipping browser test: chromium/chromedriver not installed");
-            return None;
+            panic!(
+                "chromium and chromedriver are needed for browser tests: \
+                 `sudo apt-get install chromium chromium-driver` (scripts/test installs them)"
+            );
         };
         let serial = SERIAL.lock().await;
         let port = {
@@ -97,12 +95,12 @@ impl Browser {
                 .await
             {
                 Ok(client) => {
-                    return Some(Browser {
+                    return Browser {
                         client,
                         driver,
                         _profile: profile,
                         _serial: serial,
-                    });
+                    };
                 }
                 Err(e) => {
                     last_err = Some(e);
@@ -139,17 +137,24 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
-    /// Waits (up to 10 s) until the element's text contains `expected`, e.g. after a form
-    /// submission navigates; returns the last text seen.
+    /// Waits until the element's text contains `expected` (e.g. after a form submission
+    /// navigates) and returns it; after 20 s fails the test with the text it saw.
     pub async fn wait_text(&self, css: &str, expected: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let text = match self.client.find(Locator::Css(css)).await {
                 Ok(e) => e.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            if text.contains(expected) || std::time::Instant::now() > deadline {
+            if text.contains(expected) {
                 return text;
+            }
+            if std::time::Instant::now() > deadline {
+                let page = match self.client.find(Locator::Css("body")).await {
+                    Ok(b) => b.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!("{css} never showed {expected:?}; it shows {text:?}. Page:\n{page}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

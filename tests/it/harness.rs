@@ -91,8 +91,10 @@ async fn template_name() -> String {
             .fetch_one(&mut admin)
             .await
             .unwrap();
+            // Templates of other migration sets are kept: a concurrent run on another branch
+            // (sharing the cluster) may be cloning one right now; they are small.
+            sweep_ended_runs(&mut admin).await;
             if !exists {
-                sweep_old_databases(&mut admin).await;
                 let building = format!("{name}_building");
                 for db in [
                     building.clone(),
@@ -137,47 +139,109 @@ async fn template_name() -> String {
         .clone()
 }
 
-/// Drops test databases left by earlier runs (older than two hours). Templates of other
-/// migration sets are kept: a concurrent run on another branch (sharing the cluster) may be
-/// cloning one right now; they are small.
-async fn sweep_old_databases(admin: &mut PgConnection) {
+/// This process's run: an id, and a session on the test cluster that holds the advisory
+/// lock `(7302, id)` until the process exits (the OS closes the socket, PostgreSQL releases
+/// the lock). A run's databases are named after its id, so a later run can tell the
+/// databases of a run that ended (lock free) from those of one still going (lock held).
+fn run_id() -> u32 {
+    static RUN: OnceLock<u32> = OnceLock::new();
+    *RUN.get_or_init(|| {
+        let id = rand::random::<u32>() >> 1;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut conn = admin_conn().await;
+                sqlx::query("SELECT pg_advisory_lock(7302, $1)")
+                    .bind(id as i32)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                // Hold the session (and its lock) for the life of the process.
+                std::future::pending::<()>().await;
+                drop(conn);
+            });
+        });
+        ready_rx.recv().expect("the run lock was taken");
+        id
+    })
+}
+
+/// Drops the databases of test runs that have ended, whatever the migrations: each run's
+/// databases go with the next run's start, so the hundredth run uses the disk of the first.
+/// Databases of a run still going (another `cargo test` on this cluster) are kept.
+pub async fn sweep_ended_runs(admin: &mut PgConnection) -> Vec<String> {
+    let own = run_id();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'sigmaai\\_t\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    let mut dropped = Vec::new();
+    for name in names {
+        let Some(run) = name
+            .strip_prefix("sigmaai_t_r")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|r| r.parse::<u32>().ok())
+        else {
+            // Named by an older harness (`sigmaai_t_<unix secs>_…`): gone after two hours.
+            if older_format_is_stale(&name)
+                && sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut *admin)
+                    .await
+                    .is_ok()
+            {
+                dropped.push(name);
+            }
+            continue;
+        };
+        if run == own {
+            continue;
+        }
+        let ended: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(7302, $1)")
+            .bind(run as i32)
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap_or(false);
+        if !ended {
+            continue;
+        }
+        let _ = sqlx::query("SELECT pg_advisory_unlock(7302, $1)")
+            .bind(run as i32)
+            .execute(&mut *admin)
+            .await;
+        if sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut *admin)
+            .await
+            .is_ok()
+        {
+            dropped.push(name);
+        }
+    }
+    dropped
+}
+
+fn older_format_is_stale(name: &str) -> bool {
     let cutoff = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
         .saturating_sub(7200);
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'sigmaai\\_t\\_%' OR datname LIKE 'sigmaai\\_tpl\\_%'",
-    )
-    .fetch_all(&mut *admin)
-    .await
-    .unwrap_or_default();
-    for name in names {
-        let stale = match name.strip_prefix("sigmaai_t_") {
-            Some(rest) => rest
-                .split('_')
-                .next()
-                .and_then(|t| t.parse::<u64>().ok())
-                .is_some_and(|t| t < cutoff),
-            None => false,
-        };
-        if stale {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut *admin)
-                .await;
-        }
-    }
+    name.strip_prefix("sigmaai_t_")
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|t| t.parse::<u64>().ok())
+        .is_some_and(|t| t < cutoff)
 }
 
 /// A fresh migrated database, and its key store `<name>_keys`, cloned from the templates.
 /// Returns the main database's name.
 pub async fn fresh_database() -> String {
     let template = template_name().await;
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let name = format!("sigmaai_t_{secs}_{}", Uuid::new_v4().simple());
+    let name = format!("sigmaai_t_r{}_{}", run_id(), Uuid::new_v4().simple());
     let mut admin = admin_conn().await;
     clone_database(&mut admin, &template, &name).await;
     clone_database(&mut admin, &keystore_name(&template), &keystore_name(&name)).await;
@@ -185,20 +249,12 @@ pub async fn fresh_database() -> String {
 }
 
 async fn clone_database(admin: &mut PgConnection, template: &str, name: &str) {
-    // Cloning needs the template to have no other connections; retry briefly on a race.
-    for attempt in 0..20 {
-        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-            .execute(&mut *admin)
-            .await
-        {
-            Ok(_) => return,
-            Err(e) if attempt < 19 => {
-                let _ = e;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("could not clone the template database {template}: {e}"),
-        }
-    }
+    // No retry loop: nothing ever connects to a template once it is built, and PostgreSQL
+    // itself waits a moment for a departing backend before refusing.
+    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        .execute(&mut *admin)
+        .await
+        .unwrap_or_else(|e| panic!("could not clone the template database {template}: {e}"));
 }
 
 /// One test's world: its own database, Redis prefix, clock and application state.
@@ -437,4 +493,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCount {
 /// How many ERROR lines this test's thread has logged so far.
 pub fn errors_logged() -> usize {
     ERRORS.with(|e| e.get())
+}
+
+/// Polls `cond` until it holds. Not a time limit on the product: the 60 s are only a guard
+/// against a hung test, so a loaded CI machine can't fail it by being slow.
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond().await {
+        assert!(std::time::Instant::now() < guard, "never happened: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

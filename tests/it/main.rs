@@ -16,4 +16,5 @@ mod messaging;
 mod privacy;
 mod public_pages;
 mod review;
+mod suite;
 mod wa;

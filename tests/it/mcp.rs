@@ -622,13 +622,9 @@ async fn a_tool_changed_between_tests_is_caught_while_drafting() {
 async fn a_slow_server_fails_the_call_cleanly_and_the_draft_is_still_produced() {
     let (gw, sched, _ai, server) = setup("list_slots", json!({ "day": "2026-03-17" })).await;
     set_tool(&gw.w.owner, server, "list_slots", true, "read").await;
-    *sched.slow.lock().unwrap() = Some(Duration::from_secs(30));
-    let started = std::time::Instant::now();
+    // A server that never answers: only our call timeout can end the call.
+    *sched.slow.lock().unwrap() = Some(Duration::from_secs(24 * 3600));
     customer_writes(&gw, "Q1", "Tem horário amanhã?").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "timed out early"
-    );
     assert_eq!(
         calls(&gw.w.t).await,
         vec![("list_slots".into(), "read".into(), "timeout".into())]
@@ -848,9 +844,7 @@ async fn browser_adds_a_server_and_approves_a_write_call() {
     )
     .await;
     use_openai(&gw.w, &ai).await;
-    let Some(b) = Browser::start().await else {
-        return;
-    };
+    let b = Browser::start().await;
     let c = &b.client;
     c.goto(&gw.w.server.url("/login")).await.unwrap();
     b.el("#email")

@@ -623,9 +623,7 @@ async fn browser_runs_an_erasure_request_end_to_end() {
         "APAGAR MEUS DADOS",
     ))
     .await;
-    let Some(b) = Browser::start().await else {
-        return;
-    };
+    let b = Browser::start().await;
     let c = &b.client;
     c.goto(&gw.w.server.url("/login")).await.unwrap();
     b.el("#email")
@@ -646,9 +644,13 @@ async fn browser_runs_an_erasure_request_end_to_end() {
     b.el("#dsr-list a").await.click().await.unwrap();
     assert!(b.wait_text("h1", "Erasure").await.contains("Erasure"));
     b.screenshot("erasure-request").await;
-    // The confirm dialog is accepted by the driver.
+    // Erasing asks first: the confirm dialog must be there, then is accepted.
     b.el("#erase-now").await.click().await.unwrap();
-    let _ = c.accept_alert().await;
+    crate::harness::eventually("the erase confirmation dialog", || async {
+        c.get_alert_text().await.is_ok_and(|t| !t.is_empty())
+    })
+    .await;
+    c.accept_alert().await.unwrap();
     assert!(
         b.wait_text("#dsr-status", "Completed")
             .await

@@ -670,9 +670,7 @@ async fn browser_approves_a_draft_with_the_keyboard() {
     ))
     .await;
     gw.run_jobs().await;
-    let Some(b) = Browser::start().await else {
-        return;
-    };
+    let b = Browser::start().await;
     let c = &b.client;
     c.goto(&gw.w.server.url("/login")).await.unwrap();
     b.el("#email")

@@ -1,0 +1,85 @@
+//! The test suite's own promises: it cleans up after itself, and the binary fails fast.
+
+use sqlx::Connection;
+
+use crate::harness;
+
+#[tokio::test]
+async fn databases_of_ended_runs_are_dropped_and_those_of_live_runs_kept() {
+    // Make sure this process's run (and its lock) exists.
+    let _ = harness::fresh_database().await;
+    let url = harness::database_url();
+    let admin_url = {
+        let mut u = url::Url::parse(&url).unwrap();
+        u.set_path("/postgres");
+        u.to_string()
+    };
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    // Two earlier runs: one still going (another session holds its lock), one ended.
+    let (live_run, ended_run) = (2_000_000_001u32, 2_000_000_002u32);
+    let mut other_process = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(7302, $1)")
+        .bind(live_run as i32)
+        .execute(&mut other_process)
+        .await
+        .unwrap();
+    let live_db = format!("sigmaai_t_r{live_run}_{}", uuid::Uuid::new_v4().simple());
+    let ended_db = format!("sigmaai_t_r{ended_run}_{}", uuid::Uuid::new_v4().simple());
+    for db in [&live_db, &ended_db] {
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let dropped = harness::sweep_ended_runs(&mut admin).await;
+    assert!(dropped.contains(&ended_db), "{dropped:?}");
+    assert!(!dropped.contains(&live_db));
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname = ANY($1)")
+            .bind(vec![live_db.clone(), ended_db.clone()])
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(left, vec![live_db.clone()]);
+    // The live run ends; the next sweep takes its databases too.
+    other_process.close().await.unwrap();
+    harness::eventually("the ended run's databases are swept", || async {
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        harness::sweep_ended_runs(&mut admin)
+            .await
+            .contains(&live_db)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigmaai_all_on_a_busy_port_exits_at_once_with_the_bind_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let data = std::env::temp_dir().join(format!("sigmaai-busy-{}", uuid::Uuid::new_v4()));
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigmaai"))
+        .arg("all")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", harness::database_url())
+        .env("SIGMAAI_BIND", addr.to_string())
+        .env("SIGMAAI_DATA_DIR", &data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The 60 s only guard against a hang (which is what this used to do).
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("sigmaai all hung on a busy port")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&addr.to_string()) && err.contains("SIGMAAI_BIND"),
+        "{err}"
+    );
+    drop(taken);
+}
