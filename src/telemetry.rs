@@ -26,10 +26,14 @@ pub fn daily_appender(dir: &Path) -> anyhow::Result<RollingFileAppender> {
         .build(dir)?)
 }
 
+/// The MCP library logs a failed connection at ERROR with the server's URL, an address a
+/// tenant typed: it is silenced, and `mcp::registry` logs the failure itself at warn.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=warn,rmcp=off";
+
 /// Installs the global subscriber. Keep the guard alive for the life of the process.
 pub fn init(log_dir: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let stdout = fmt::layer()
         .json()
         .with_current_span(true)

@@ -103,10 +103,13 @@ pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Channel>> {
     .await
 }
 
+/// Channels that count against the plan: the built-in simulator is not a WhatsApp number.
 pub async fn count(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM channels WHERE deleted_at IS NULL"#)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM channels WHERE deleted_at IS NULL AND kind <> 'simulator'"#
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// The built-in simulator channel, if the tenant has one.
@@ -158,16 +161,17 @@ pub async fn set_config(conn: &mut PgConnection, id: Uuid, config: &Value) -> sq
     Ok(())
 }
 
+/// Deletes a channel: its credentials are dropped at once, the row stays (soft) because its
+/// conversations still point at it. Its webhook route stays as a tombstone: the URL then
+/// names a deleted channel, which webhooks answer 404. (Deleting the route used to cascade
+/// to the channel row and fail on those conversations.)
 pub async fn delete(conn: &mut PgConnection, id: Uuid, now: OffsetDateTime) -> sqlx::Result<bool> {
     let r = sqlx::query!(
-        "UPDATE channels SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        "UPDATE channels SET deleted_at = $2, secrets_sealed = NULL WHERE id = $1 AND deleted_at IS NULL",
         id,
         now
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!("DELETE FROM channel_routes WHERE channel_id = $1", id)
-        .execute(conn)
-        .await?;
     Ok(r.rows_affected() == 1)
 }

@@ -489,6 +489,28 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ("portal.nav.settings", "Settings", "Configurações"),
     ("portal.nav.audit", "Audit log", "Registro de auditoria"),
     ("dashboard.plan", "Plan", "Plano"),
+    ("dashboard.next.title", "Next steps", "Próximos passos"),
+    ("dashboard.next.done", "Done", "Feito"),
+    (
+        "dashboard.next.connect",
+        "Connect your WhatsApp number",
+        "Conecte seu número de WhatsApp",
+    ),
+    (
+        "dashboard.next.knowledge",
+        "Add what the AI should know (hours, prices, services)",
+        "Adicione o que a IA deve saber (horários, preços, serviços)",
+    ),
+    (
+        "dashboard.next.simulator",
+        "Try it in the simulator, as a patient would write",
+        "Teste no simulador, como um paciente escreveria",
+    ),
+    (
+        "dashboard.next.invite",
+        "Invite your staff to review replies",
+        "Convide sua equipe para revisar as respostas",
+    ),
     (
         "dashboard.manage_members",
         "Manage members",
@@ -1124,6 +1146,31 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "channels.gateway_error",
         "The gateway did not accept the request. Check its URL, instance and key.",
         "O gateway não aceitou a solicitação. Confira a URL, a instância e a chave.",
+    ),
+    (
+        "channels.gateway_unreachable",
+        "SigmaAI could not reach the gateway at the URL you gave. Check the address (and port) and that the gateway is running and reachable from the internet.",
+        "A SigmaAI não conseguiu alcançar o gateway no endereço informado. Confira o endereço (e a porta) e se o gateway está no ar e acessível pela internet.",
+    ),
+    (
+        "channels.gateway_timeout",
+        "The gateway did not answer in time. It may be overloaded; try again in a moment.",
+        "O gateway não respondeu a tempo. Ele pode estar sobrecarregado; tente de novo em instantes.",
+    ),
+    (
+        "channels.gateway_auth",
+        "The gateway refused our API key. Check the key you entered for this channel.",
+        "O gateway recusou nossa chave de API. Confira a chave informada para este canal.",
+    ),
+    (
+        "channels.gateway_not_found",
+        "The gateway has no instance by that name. Check the instance name.",
+        "O gateway não tem uma instância com esse nome. Confira o nome da instância.",
+    ),
+    (
+        "channels.gateway_down",
+        "The gateway answered with an error of its own. Try again shortly.",
+        "O gateway respondeu com um erro próprio. Tente de novo em breve.",
     ),
     (
         "channels.connected",

@@ -160,7 +160,8 @@ pub async fn connect(state: &AppState, s: &Server) -> Result<Session, McpError> 
         .map_err(|_| McpError::Failed("stored credentials unreadable".into()))?;
     let r = Session::connect(&guard(state), &s.url, &auth).await;
     if let Err(e) = &r {
-        tracing::info!(tenant = %s.tenant_id, server = %s.id, error = %e.describe(), "MCP connection failed");
+        // Ours, at warn, with the server's id: never the address the tenant typed.
+        tracing::warn!(tenant = %s.tenant_id, server = %s.id, error = %e.describe(), "MCP connection failed");
         let _ = record_health(state, s, Some(&e.describe())).await;
     }
     r

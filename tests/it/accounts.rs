@@ -869,6 +869,13 @@ async fn browser_signs_up_invites_a_colleague_who_logs_in() {
         .await
         .unwrap();
     assert_eq!(b.wait_text("h1", "Overview").await, "Overview");
+    // A new tenant's overview leads with its next steps.
+    assert!(
+        b.text("#next-steps")
+            .await
+            .contains("Connect your WhatsApp number")
+    );
+    b.screenshot("overview-next-steps").await;
     assert!(
         c.current_url()
             .await

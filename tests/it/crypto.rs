@@ -1,6 +1,5 @@
 //! Encryption at rest and cryptographic deletion, against the real key store and Redis.
 
-
 use sigmaai::crypto::{Aad, CryptoError, Keyring};
 use uuid::Uuid;
 

@@ -4,6 +4,7 @@
 
 mod billing;
 mod browser;
+mod channels;
 mod client;
 mod harness;
 

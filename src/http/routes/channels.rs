@@ -18,7 +18,7 @@ use crate::{
     db::{self, audit},
     domain::plans,
     error::{AppError, AppResult},
-    gateway::evolution::ConnectOutcome,
+    gateway::{SendError, evolution::ConnectOutcome},
     http::{
         extract::{Admin, PageCtx, RequireRole, TenantCtx},
         middleware::redirect_with_flash,
@@ -37,6 +37,21 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/channels/{id}/connect", post(connect))
         .route("/t/{slug}/channels/{id}/delete", post(delete))
         .route("/t/{slug}/channels/{id}/templates", post(sync_templates))
+}
+
+/// What to tell the admin when a gateway call failed: whether we could not reach it at all,
+/// it didn't answer, it refused our key, it doesn't know the instance, or it refused.
+pub fn gateway_error_key(e: &SendError) -> &'static str {
+    match e {
+        SendError::Retryable { status: None, .. } => "channels.gateway_unreachable",
+        SendError::Unknown { .. } => "channels.gateway_timeout",
+        SendError::Rejected {
+            status: 401 | 403, ..
+        } => "channels.gateway_auth",
+        SendError::Rejected { status: 404, .. } => "channels.gateway_not_found",
+        SendError::Retryable { .. } => "channels.gateway_down",
+        _ => "channels.gateway_error",
+    }
 }
 
 pub struct ChannelView {
@@ -313,7 +328,7 @@ async fn configure_webhook(
         }
         Err(e) => {
             tracing::warn!(channel = %id, error = %e, "evolution webhook/set failed");
-            Ok(redirect_with_flash(&back, false, "channels.gateway_error"))
+            Ok(redirect_with_flash(&back, false, gateway_error_key(&e)))
         }
     }
 }
@@ -336,7 +351,7 @@ async fn connect(
         Ok(ConnectOutcome::Pairing(p)) => ("connecting", Some(p)),
         Err(e) => {
             tracing::warn!(channel = %id, error = %e, "evolution connect failed");
-            return Ok(redirect_with_flash(&back, false, "channels.gateway_error"));
+            return Ok(redirect_with_flash(&back, false, gateway_error_key(&e)));
         }
     };
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
@@ -403,7 +418,7 @@ async fn sync_templates(
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(channel = %id, error = %e, "template sync failed");
-            return Ok(redirect_with_flash(&back, false, "channels.gateway_error"));
+            return Ok(redirect_with_flash(&back, false, gateway_error_key(&e)));
         }
     };
     let approved: Vec<(String, String, String, String, i32)> = listed

@@ -106,6 +106,29 @@ pub struct DashboardPage {
     pub shell: Shell,
     pub members: i64,
     pub plan: &'static plans::Plan,
+    /// The set-up checklist, for admins of a tenant that hasn't finished it (else empty).
+    pub next_steps: Vec<NextStep>,
+}
+
+pub struct NextStep {
+    pub done: bool,
+    pub key: &'static str,
+    pub path: &'static str,
+}
+
+fn next_steps(s: &db_accounts::FirstSteps) -> Vec<NextStep> {
+    if s.all_done() {
+        return Vec::new();
+    }
+    [
+        (s.connected_number, "dashboard.next.connect", "/channels"),
+        (s.added_knowledge, "dashboard.next.knowledge", "/knowledge"),
+        (s.tried_simulator, "dashboard.next.simulator", "/simulator"),
+        (s.invited_staff, "dashboard.next.invite", "/members"),
+    ]
+    .into_iter()
+    .map(|(done, key, path)| NextStep { done, key, path })
+    .collect()
 }
 
 async fn dashboard(
@@ -115,12 +138,18 @@ async fn dashboard(
 ) -> AppResult<DashboardPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let members = db_accounts::member_count(&mut tx).await?;
+    let next_steps = if t.role.at_least(Role::Admin) {
+        next_steps(&db_accounts::first_steps(&mut tx).await?)
+    } else {
+        Vec::new()
+    };
     tx.commit().await?;
     Ok(DashboardPage {
         ctx,
         shell: Shell::load(&state, &t, "dashboard").await?,
         members,
         plan: plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]),
+        next_steps,
     })
 }
 

@@ -1,0 +1,154 @@
+//! Channels as an admin meets them: deleting one that has history, gateway errors that say
+//! what went wrong, and the overview's first steps (issue 24).
+
+use wiremock::{Mock, ResponseTemplate, matchers::method};
+
+use crate::{
+    client::World,
+    wa::{Gw, evo_text},
+};
+
+/// The flash message shown after following a redirect.
+async fn flash_after(w: &World, path: &str) -> String {
+    let r = w.owner.submit("/t/clinic-a/channels", path, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    w.owner
+        .get_follow(r.location.as_deref().unwrap())
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn a_channel_with_conversations_is_deleted_and_its_webhook_forgotten() {
+    let gw = Gw::evolution().await;
+    let (status, _) = gw
+        .evo(&evo_text("D1", "5511988887777", "Ana", 1_773_651_600, "Oi"))
+        .await;
+    assert_eq!(status, 200);
+    let page = flash_after(
+        &gw.w,
+        &format!("/t/clinic-a/channels/{}/delete", gw.channel_id),
+    )
+    .await;
+    assert!(
+        !page.contains(&format!("{} · clinic", gw.gateway.uri())),
+        "the channel is still listed"
+    );
+    // Its credentials are gone, its conversation stays readable.
+    let secrets: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT secrets_sealed FROM channels WHERE id = $1")
+            .bind(gw.channel_id)
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert!(secrets.is_none());
+    let conv = gw.only_conversation().await;
+    let thread =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert_eq!(thread.status, 200);
+    assert!(thread.body.contains("Oi"));
+    // The webhook URL now names nothing, even with the old secret.
+    let (status, _) = gw
+        .evo(&evo_text(
+            "D2",
+            "5511988887777",
+            "Ana",
+            1_773_651_700,
+            "Ainda aí?",
+        ))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(gw.count("messages").await, 1);
+}
+
+#[tokio::test]
+async fn gateway_errors_say_whether_it_was_unreachable_or_refused_our_key() {
+    let gw = Gw::evolution().await;
+    let connect = format!("/t/clinic-a/channels/{}/connect", gw.channel_id);
+    // Evolution answers 401 to a wrong apikey.
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_string(r#"{"status":401,"error":"Unauthorized"}"#),
+        )
+        .mount(&gw.gateway)
+        .await;
+    let page = flash_after(&gw.w, &connect).await;
+    assert!(page.contains("refused our API key"), "{page}");
+    // A gateway that is not there at all.
+    // (A port just released: wiremock's own servers are pooled and keep answering.)
+    let url = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    sqlx::query("UPDATE channels SET config = config || jsonb_build_object('base_url', $1::text) WHERE id = $2")
+        .bind(&url)
+        .bind(gw.channel_id)
+        .execute(&gw.w.t.owner)
+        .await
+        .unwrap();
+    gw.w.t.state.routes.forget(gw.channel_id);
+    let page = flash_after(&gw.w, &connect).await;
+    assert!(page.contains("could not reach the gateway"), "{page}");
+    assert!(!page.contains("did not accept the request"));
+}
+
+#[tokio::test]
+async fn a_new_tenant_sees_its_next_steps_until_done() {
+    let w = World::new().await;
+    let steps = || async {
+        let page = w.owner.get("/t/clinic-a").await.body;
+        let doc = scraper::Html::parse_document(&page);
+        let sel = scraper::Selector::parse("#next-steps li").unwrap();
+        doc.select(&sel)
+            .map(|li| {
+                (
+                    li.value().attr("class") == Some("done"),
+                    li.text().collect::<String>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = steps().await;
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert!(first.iter().all(|(done, _)| !done));
+    assert!(first[0].1.contains("Connect your WhatsApp number"));
+
+    // Trying the simulator ticks that step, and the simulator is not a billed channel.
+    let r = w
+        .owner
+        .submit(
+            "/t/clinic-a/simulator",
+            "/t/clinic-a/simulator",
+            &[
+                ("phone", "+55 11 90000-0001"),
+                ("name", "Maria"),
+                ("text", "Oi"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let now = steps().await;
+    assert!(now[2].0, "simulator step not ticked: {now:?}");
+    assert!(!now[0].0, "the simulator is not a connected number");
+    let billing = w.owner.get("/t/clinic-a/billing").await.body;
+    assert!(
+        billing.contains("<strong>0 /"),
+        "simulator counted as a channel"
+    );
+
+    // Everything else done: the checklist goes away.
+    w.owner
+        .submit(
+            "/t/clinic-a/knowledge",
+            "/t/clinic-a/knowledge",
+            &[("kind", "hours"), ("title", "Hours"), ("body", "8 to 18")],
+        )
+        .await;
+    let _member = w.add_member("vi@a.test", "viewer").await;
+    let gw = Gw::evolution_in(w).await;
+    let page = gw.w.owner.get("/t/clinic-a").await.body;
+    assert!(page.contains("<h1>Overview</h1>"));
+    assert!(!page.contains("id=\"next-steps\""), "checklist still shown");
+}
