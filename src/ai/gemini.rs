@@ -15,6 +15,7 @@ use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
     Role, ToolCall, Usage,
     http::{self, Scrub},
+    models::{self, ModelCaps},
 };
 
 #[derive(Debug)]
@@ -23,6 +24,7 @@ pub struct GeminiClient {
     base: Url,
     api_key: SecretString,
     capabilities: Capabilities,
+    model_caps: ModelCaps,
     http: reqwest::Client,
 }
 
@@ -44,6 +46,7 @@ impl GeminiClient {
                 .clone()
                 .ok_or(AiError::NotConfigured("API key"))?,
             capabilities,
+            model_caps: models::lookup(cfg.kind, &cfg.model),
             http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
@@ -76,7 +79,12 @@ impl GeminiClient {
             .map(|(role, parts)| json!({"role": role, "parts": parts}))
             .collect();
         let mut generation = json!({"maxOutputTokens": req.max_output_tokens});
-        if let Some(t) = req.temperature {
+        // Only where the model table says the model takes it (current Claude models and
+        // Gemini 3 get their default).
+        if let Some(t) = req
+            .temperature
+            .filter(|_| self.model_caps.accepts_temperature)
+        {
             generation["temperature"] = json!(t);
         }
         let mut body = json!({"contents": contents, "generationConfig": generation});
@@ -327,6 +335,7 @@ mod tests {
         let received = &server.received_requests().await.unwrap()[0];
         assert_eq!(received.url.query(), None, "the key is not in the URL");
         let body: Value = serde_json::from_slice(&received.body).unwrap();
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::GEMINI, &body);
         assert_eq!(
             body,
             json!({
@@ -476,5 +485,24 @@ mod tests {
             p.chat(&request()).await.unwrap_err(),
             AiError::ContentFiltered
         );
+    }
+
+    #[test]
+    fn temperature_goes_only_to_models_that_take_it() {
+        let server_uri = "http://127.0.0.1:9/";
+        let mut c = ProviderConfig::new(ProviderKind::Gemini, "gemini-2.5-flash");
+        c.base_url = Some(Url::parse(server_uri).unwrap());
+        c.api_key = Some(SecretString::from("AIzaTestKey123"));
+        let mut req = request();
+        req.temperature = Some(0.3);
+        let body = GeminiClient::new(&c).unwrap().request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::GEMINI, &body);
+        assert_eq!(
+            serde_json::to_string(&body["generationConfig"]["temperature"]).unwrap(),
+            "0.3"
+        );
+        c.model = "gemini-3-pro-preview".into();
+        let body = GeminiClient::new(&c).unwrap().request_body(&req);
+        assert_eq!(body["generationConfig"].get("temperature"), None);
     }
 }

@@ -47,6 +47,7 @@ pub mod context;
 pub mod fallback;
 pub mod gemini;
 mod http;
+pub mod models;
 pub mod offline;
 pub mod openai;
 pub mod retry;
@@ -184,7 +185,9 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub tools: Vec<ToolSpec>,
     pub max_output_tokens: u32,
-    pub temperature: Option<f32>,
+    /// The temperature we would like; each client sends it only to models that accept it
+    /// ([`models::ModelCaps::accepts_temperature`]). `f64`, so `0.3` goes out as `0.3`.
+    pub temperature: Option<f64>,
 }
 
 impl fmt::Debug for ChatRequest {
@@ -385,55 +388,11 @@ impl ProviderKind {
         !matches!(self, ProviderKind::Offline | ProviderKind::OpenAiCompatible)
     }
 
-    /// What a model of this provider can read, from its name. Conservative: when unsure,
-    /// say no, so media is escalated to a human rather than silently skipped.
+    /// What a model of this provider can read, from the model table ([`models`]).
+    /// Conservative: when unsure, say no, so media is escalated to a human rather than
+    /// silently skipped.
     pub fn capabilities(self, model: &str) -> Capabilities {
-        let m = model.to_ascii_lowercase();
-        match self {
-            ProviderKind::Offline => Capabilities::default(),
-            ProviderKind::OpenAi => Capabilities {
-                supports_vision: [
-                    "gpt-4o",
-                    "gpt-4.1",
-                    "gpt-4-turbo",
-                    "gpt-5",
-                    "o1",
-                    "o3",
-                    "o4",
-                ]
-                .iter()
-                .any(|p| m.starts_with(p))
-                    && !m.starts_with("o1-mini")
-                    && !m.starts_with("o3-mini"),
-                supports_audio_transcription: true,
-                supports_tools: true,
-            },
-            ProviderKind::Anthropic => Capabilities {
-                supports_vision: m.starts_with("claude-")
-                    && !m.starts_with("claude-2")
-                    && !m.starts_with("claude-instant"),
-                supports_audio_transcription: false,
-                supports_tools: true,
-            },
-            ProviderKind::Gemini => Capabilities {
-                supports_vision: m.starts_with("gemini-"),
-                supports_audio_transcription: false,
-                supports_tools: true,
-            },
-            ProviderKind::Groq => Capabilities {
-                supports_vision: m.contains("llama-4") || m.contains("vision"),
-                supports_audio_transcription: true,
-                supports_tools: true,
-            },
-            ProviderKind::OpenAiCompatible => Capabilities {
-                supports_vision: ["llava", "vision", "-vl", "gemma3", "bakllava", "minicpm-v"]
-                    .iter()
-                    .any(|p| m.contains(p)),
-                // Only when a transcription model is configured (see ProviderConfig).
-                supports_audio_transcription: false,
-                supports_tools: true,
-            },
-        }
+        models::lookup(self, model).capabilities()
     }
 }
 
@@ -700,6 +659,41 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "http://localhost:11434/v1/chat/completions"
+        );
+    }
+}
+
+/// Validates request bodies against the providers' published request schemas
+/// (`tests/fixtures/schemas/`, generated from their OpenAPI spec and SDK types).
+#[cfg(test)]
+pub(crate) mod wire_schema {
+    use serde_json::Value;
+
+    pub(crate) const OPENAI: &str = "openai-chat-completions-request.json";
+    pub(crate) const ANTHROPIC: &str = "anthropic-messages-request.json";
+    pub(crate) const GEMINI: &str = "gemini-generate-content-request.json";
+
+    /// The schema's complaints about `body` (empty when it validates).
+    pub(crate) fn errors(schema_file: &str, body: &Value) -> Vec<String> {
+        let path = format!(
+            "{}/tests/fixtures/schemas/{schema_file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let schema: Value = serde_json::from_str(&text).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        validator
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
+    /// Panics with every complaint unless `body` validates.
+    pub(crate) fn assert_valid(schema_file: &str, body: &Value) {
+        let errors = errors(schema_file, body);
+        assert!(
+            errors.is_empty(),
+            "request does not match {schema_file}: {errors:#?}\n{body:#}"
         );
     }
 }

@@ -16,7 +16,13 @@ use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
     ProviderKind, Role, ToolCall, Usage,
     http::{self, Scrub},
+    models::{self, MaxTokensField, ModelCaps},
 };
+
+/// Output tokens added for a reasoning model, whose limit also pays for its hidden reasoning:
+/// without them a short draft's whole budget can go to reasoning and the reply comes back
+/// empty.
+pub const REASONING_HEADROOM_TOKENS: u32 = 2_048;
 
 #[derive(Debug)]
 pub struct OpenAiClient {
@@ -26,6 +32,7 @@ pub struct OpenAiClient {
     api_key: Option<SecretString>,
     transcription_model: Option<String>,
     capabilities: Capabilities,
+    model_caps: ModelCaps,
     http: reqwest::Client,
 }
 
@@ -51,6 +58,7 @@ impl OpenAiClient {
             api_key: cfg.api_key.clone(),
             transcription_model,
             capabilities,
+            model_caps: models::lookup(cfg.kind, &cfg.model),
             http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
@@ -133,13 +141,25 @@ impl OpenAiClient {
         if self.kind == ProviderKind::OpenAi {
             body["store"] = Value::Bool(false);
         }
-        // `max_tokens` is deprecated at OpenAI and Groq; compatible servers may only know it.
-        let max_key = match self.kind {
-            ProviderKind::OpenAi | ProviderKind::Groq => "max_completion_tokens",
-            _ => "max_tokens",
+        // What the model accepts comes from the model table: `max_completion_tokens` at
+        // OpenAI and Groq (reasoning models refuse `max_tokens`), `temperature` only where
+        // accepted (reasoning models answer 400 to it).
+        let caps = self.model_caps;
+        let max_key = match caps.max_tokens_field {
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            MaxTokensField::MaxTokens => "max_tokens",
         };
-        body[max_key] = json!(req.max_output_tokens);
-        if let Some(t) = req.temperature {
+        if caps.reasoning && self.kind == ProviderKind::OpenAi {
+            body[max_key] = json!(
+                req.max_output_tokens
+                    .saturating_add(REASONING_HEADROOM_TOKENS)
+            );
+            // A draft is a short factual reply: little reasoning needed, and less latency.
+            body["reasoning_effort"] = json!("low");
+        } else {
+            body[max_key] = json!(req.max_output_tokens);
+        }
+        if let Some(t) = req.temperature.filter(|_| caps.accepts_temperature) {
             body["temperature"] = json!(t);
         }
         if !req.tools.is_empty() {
@@ -449,13 +469,17 @@ mod tests {
 
         let received = &server.received_requests().await.unwrap()[0];
         let body: Value = serde_json::from_slice(&received.body).unwrap();
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+        // The temperature goes out as written, not as a widened f32 (0.20000000298023224).
+        let raw = String::from_utf8_lossy(&received.body);
+        assert!(raw.contains(r#""temperature":0.2,"#), "{raw}");
         assert_eq!(
             body,
             json!({
                 "model": "gpt-4o-mini",
                 "store": false,
                 "max_completion_tokens": 300,
-                "temperature": 0.2f32,
+                "temperature": 0.2,
                 "messages": [
                     {"role": "system", "content": "You draft replies for a dental clinic."},
                     {"role": "user", "content": "Oi, vocês abrem sábado?"},
@@ -800,5 +824,51 @@ mod tests {
                 .capabilities()
                 .supports_audio_transcription
         );
+    }
+
+    #[tokio::test]
+    async fn reasoning_models_get_no_temperature_and_a_valid_request() {
+        for model in ["gpt-5-mini", "o3"] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/v1/chat/completions"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(completion()))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let p = build(&cfg(&server, ProviderKind::OpenAi, model)).unwrap();
+            p.chat(&request()).await.unwrap();
+            let received = &server.received_requests().await.unwrap()[0];
+            let body: Value = serde_json::from_slice(&received.body).unwrap();
+            crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+            assert_eq!(body.get("temperature"), None, "{model}: {body}");
+            assert_eq!(body.get("max_tokens"), None, "{model}");
+            assert_eq!(
+                body["max_completion_tokens"],
+                json!(300 + REASONING_HEADROOM_TOKENS),
+                "{model}"
+            );
+            assert_eq!(body["reasoning_effort"], "low", "{model}");
+            assert_eq!(body["store"], false);
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_models_get_no_sampling_parameters() {
+        let server = MockServer::start().await;
+        let p = OpenAiClient::new(&cfg(&server, ProviderKind::OpenAi, "gpt-7-preview")).unwrap();
+        let body = p.request_body(&request());
+        assert_eq!(body.get("temperature"), None);
+        assert_eq!(body["max_completion_tokens"], 300);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+        let p =
+            OpenAiClient::new(&cfg(&server, ProviderKind::OpenAiCompatible, "mystery:7b")).unwrap();
+        let body = p.request_body(&request());
+        assert_eq!(body.get("temperature"), None);
+        assert_eq!(body["max_tokens"], 300);
+        // The schema check can fail: a misspelt field is caught.
+        let mut bad = body.clone();
+        bad["max_tokenz"] = json!(1);
+        assert!(!crate::ai::wire_schema::errors(crate::ai::wire_schema::OPENAI, &bad).is_empty());
     }
 }

@@ -557,6 +557,14 @@ async fn draft_llm(
         Toolbox::default()
     };
     let specs: Vec<ToolSpec> = toolbox.offered.iter().map(|o| o.spec.clone()).collect();
+    // A small local model's context window can be below our default budget.
+    let mut budget = Budget::default();
+    let window = ai::models::lookup(kind, &s.model).context_window as usize;
+    budget.max_input_tokens = budget.max_input_tokens.min(
+        window
+            .saturating_sub(budget.max_output_tokens as usize)
+            .max(1_024),
+    );
     let built = match context::build_context(&ContextInput {
         settings,
         customer,
@@ -564,7 +572,7 @@ async fn draft_llm(
         messages: &convo,
         tools: &specs,
         capabilities: caps,
-        budget: Budget::default(),
+        budget,
     }) {
         Ok(b) => b,
         Err(e) => {
