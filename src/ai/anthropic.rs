@@ -182,6 +182,7 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, AiError> {
                     .ok_or_else(|| AiError::InvalidResponse("a tool call has no name".into()))?
                     .to_owned(),
                 arguments: b.get("input").cloned().unwrap_or(json!({})),
+                provider_data: None,
             }),
             _ => {}
         }
@@ -385,7 +386,8 @@ mod tests {
             vec![ToolCall {
                 id: "toolu_01A09q90qw90lq917835lq9".into(),
                 name: "find_slots".into(),
-                arguments: json!({"date": "2026-05-08"})
+                arguments: json!({"date": "2026-05-08"}),
+                provider_data: None,
             }]
         );
 

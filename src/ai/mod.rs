@@ -176,6 +176,10 @@ pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: Value,
+    /// Opaque fields the provider attached to the call and wants back, verbatim, when the
+    /// history is replayed: Gemini's `thoughtSignature` (a part-level field; Gemini 3 refuses
+    /// the next step of a tool loop without it). `None` for providers that attach nothing.
+    pub provider_data: Option<Value>,
 }
 
 #[derive(Clone, PartialEq)]

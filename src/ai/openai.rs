@@ -250,6 +250,7 @@ pub fn parse_response(body: &Value, provider: &str) -> Result<ChatResponse, AiEr
             name: name.to_owned(),
             // Models occasionally emit invalid JSON; keep it as a string for the tool loop.
             arguments: serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into())),
+            provider_data: None,
         });
     }
     let refused = message
@@ -527,7 +528,8 @@ mod tests {
             vec![ToolCall {
                 id: "call_Xy1".into(),
                 name: "find_slots".into(),
-                arguments: json!({"date": "2026-05-02"})
+                arguments: json!({"date": "2026-05-02"}),
+                provider_data: None,
             }]
         );
 
