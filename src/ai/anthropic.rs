@@ -10,7 +10,7 @@ use url::Url;
 
 use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
-    Role, ToolCall, Usage,
+    Role, ToolCall, ToolChoice, Usage,
     http::{self, Scrub},
     models::{self, ModelCaps},
 };
@@ -123,6 +123,9 @@ impl AnthropicClient {
                     })
                 })
                 .collect();
+        }
+        if !req.tools.is_empty() && req.tool_choice == ToolChoice::None {
+            body["tool_choice"] = json!({"type": "none"});
         }
         body
     }
@@ -289,6 +292,7 @@ mod tests {
             }],
             max_output_tokens: 400,
             temperature: Some(0.3),
+            tool_choice: crate::ai::ToolChoice::Auto,
         }
     }
 
@@ -502,5 +506,29 @@ mod tests {
         assert!(
             !crate::ai::wire_schema::errors(crate::ai::wire_schema::ANTHROPIC, &bad).is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn a_forced_final_answer_keeps_the_tools_and_forbids_them() {
+        let server = MockServer::start().await;
+        let mut req = request();
+        req.messages.push(ChatMessage {
+            role: Role::Assistant,
+            parts: vec![Part::ToolCall(ToolCall {
+                id: "toolu_1".into(),
+                name: "find_slots".into(),
+                arguments: json!({"date": "2026-05-08"}),
+                provider_data: None,
+            })],
+        });
+        req.messages
+            .push(ChatMessage::tool_result("toolu_1", "find_slots", "[]"));
+        req.tool_choice = crate::ai::ToolChoice::None;
+        let body = AnthropicClient::new(&cfg(&server))
+            .unwrap()
+            .request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::ANTHROPIC, &body);
+        assert_eq!(body["tool_choice"], json!({"type": "none"}));
+        assert_eq!(body["tools"][0]["name"], "find_slots");
     }
 }

@@ -336,6 +336,7 @@ pub fn build_context(input: &ContextInput<'_>) -> Result<BuiltContext, Escalatio
             tools,
             max_output_tokens: input.budget.max_output_tokens,
             temperature: Some(TEMPERATURE),
+            tool_choice: crate::ai::ToolChoice::Auto,
         },
         prompt_version: PROMPT_VERSION,
         knowledge_ids: knowledge.iter().map(|e| e.id).collect(),

@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
-    Role, ToolCall, Usage,
+    Role, ToolCall, ToolChoice, Usage,
     http::{self, Scrub},
     models::{self, ModelCaps},
 };
@@ -104,6 +104,9 @@ impl GeminiClient {
                 })
                 .collect();
             body["tools"] = json!([{"functionDeclarations": decls}]);
+            if req.tool_choice == ToolChoice::None {
+                body["toolConfig"] = json!({"functionCallingConfig": {"mode": "NONE"}});
+            }
         }
         body
     }
@@ -315,6 +318,7 @@ mod tests {
             }],
             max_output_tokens: 256,
             temperature: None,
+            tool_choice: crate::ai::ToolChoice::Auto,
         }
     }
 
@@ -636,6 +640,23 @@ mod tests {
                  "thoughtSignature": SIG},
                 {"functionCall": {"name": "find_slots", "args": {"date": "2026-05-10"}}}
             ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forced_final_answer_keeps_the_tools_and_forbids_them() {
+        let server = MockServer::start().await;
+        let mut req = request();
+        req.tool_choice = crate::ai::ToolChoice::None;
+        let body = GeminiClient::new(&cfg(&server)).unwrap().request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::GEMINI, &body);
+        assert_eq!(
+            body["toolConfig"],
+            json!({"functionCallingConfig": {"mode": "NONE"}})
+        );
+        assert_eq!(
+            body["tools"][0]["functionDeclarations"][0]["name"],
+            "find_slots"
         );
     }
 }

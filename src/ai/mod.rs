@@ -182,6 +182,18 @@ pub struct ToolCall {
     pub provider_data: Option<Value>,
 }
 
+/// Whether the model may call the offered tools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides (the providers' default when tools are offered).
+    #[default]
+    Auto,
+    /// Tools stay declared (the history may hold tool calls and results, which Anthropic
+    /// refuses without them) but must not be called: the final answer after the tool-step
+    /// limit. Anthropic `{"type": "none"}`, OpenAI `"none"`, Gemini mode `NONE`.
+    None,
+}
+
 #[derive(Clone, PartialEq)]
 pub struct ChatRequest {
     pub system: String,
@@ -192,6 +204,7 @@ pub struct ChatRequest {
     /// The temperature we would like; each client sends it only to models that accept it
     /// ([`models::ModelCaps::accepts_temperature`]). `f64`, so `0.3` goes out as `0.3`.
     pub temperature: Option<f64>,
+    pub tool_choice: ToolChoice,
 }
 
 impl fmt::Debug for ChatRequest {
@@ -208,6 +221,7 @@ impl fmt::Debug for ChatRequest {
             )
             .field("max_output_tokens", &self.max_output_tokens)
             .field("temperature", &self.temperature)
+            .field("tool_choice", &self.tool_choice)
             .finish()
     }
 }
@@ -626,6 +640,7 @@ mod tests {
             tools: vec![],
             max_output_tokens: 100,
             temperature: None,
+            tool_choice: crate::ai::ToolChoice::Auto,
         };
         let printed = format!("{req:?}");
         assert!(!printed.contains("tooth"), "{printed}");

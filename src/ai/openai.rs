@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
-    ProviderKind, Role, ToolCall, Usage,
+    ProviderKind, Role, ToolCall, ToolChoice, Usage,
     http::{self, Scrub},
     models::{self, MaxTokensField, ModelCaps},
 };
@@ -177,6 +177,9 @@ impl OpenAiClient {
                     })
                 })
                 .collect();
+        }
+        if !req.tools.is_empty() && req.tool_choice == ToolChoice::None {
+            body["tool_choice"] = json!("none");
         }
         body
     }
@@ -423,6 +426,7 @@ mod tests {
             }],
             max_output_tokens: 300,
             temperature: Some(0.2),
+            tool_choice: crate::ai::ToolChoice::Auto,
         }
     }
 
@@ -593,6 +597,7 @@ mod tests {
             tools: vec![],
             max_output_tokens: 100,
             temperature: None,
+            tool_choice: crate::ai::ToolChoice::Auto,
         };
         p.chat(&req).await.unwrap();
     }
@@ -872,5 +877,23 @@ mod tests {
         let mut bad = body.clone();
         bad["max_tokenz"] = json!(1);
         assert!(!crate::ai::wire_schema::errors(crate::ai::wire_schema::OPENAI, &bad).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forced_final_answer_keeps_the_tools_and_forbids_them() {
+        let server = MockServer::start().await;
+        let mut req = request();
+        req.tool_choice = crate::ai::ToolChoice::None;
+        let body = OpenAiClient::new(&cfg(&server, ProviderKind::OpenAi, "gpt-5"))
+            .unwrap()
+            .request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+        assert_eq!(body["tool_choice"], "none");
+        assert_eq!(body["tools"][0]["function"]["name"], "find_slots");
+        req.tool_choice = crate::ai::ToolChoice::Auto;
+        let body = OpenAiClient::new(&cfg(&server, ProviderKind::OpenAi, "gpt-5"))
+            .unwrap()
+            .request_body(&req);
+        assert_eq!(body.get("tool_choice"), None);
     }
 }

@@ -722,7 +722,8 @@ impl Toolbox {
 }
 
 /// Asks the model, runs the read calls it makes and prepares the write calls, feeds the
-/// results back, until it answers (or the step limit forces an answer without tools).
+/// results back, until it answers (or the step limit forces an answer: tools declared but
+/// forbidden).
 async fn tool_loop(
     provider: &dyn ai::Provider,
     mut req: ai::ChatRequest,
@@ -735,7 +736,10 @@ async fn tool_loop(
         let resp = provider.chat(&req).await?;
         usage.input_tokens += resp.usage.input_tokens;
         usage.output_tokens += resp.usage.output_tokens;
-        if resp.tool_calls.is_empty() || req.tools.is_empty() {
+        if resp.tool_calls.is_empty()
+            || req.tools.is_empty()
+            || req.tool_choice == ai::ToolChoice::None
+        {
             return Ok((resp, usage));
         }
         steps += 1;
@@ -819,8 +823,10 @@ async fn tool_loop(
             ));
         }
         if steps >= MAX_TOOL_STEPS || calls.len() >= MAX_TOOL_CALLS {
-            // Force an answer: no more tools.
-            req.tools.clear();
+            // Force an answer. The tools stay declared, since the history now holds tool
+            // calls and results (Anthropic refuses those without their tools); their use is
+            // forbidden instead.
+            req.tool_choice = ai::ToolChoice::None;
         }
     }
 }

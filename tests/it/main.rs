@@ -15,4 +15,5 @@ mod messaging;
 mod privacy;
 mod public_pages;
 mod review;
+mod schemas;
 mod wa;

@@ -172,6 +172,12 @@ struct Script {
 impl Respond for Script {
     fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&req.body).unwrap();
+        // What OpenAI would refuse, this server refuses too.
+        let errors = crate::schemas::errors(crate::schemas::OPENAI, &body);
+        if !errors.is_empty() {
+            return ResponseTemplate::new(400).set_body_json(json!({ "error": {
+                "message": errors.join("; "), "type": "invalid_request_error" } }));
+        }
         let messages = body["messages"].as_array().cloned().unwrap_or_default();
         let tool_result = messages
             .iter()
@@ -234,6 +240,53 @@ async fn offered(ai: &MockServer) -> Vec<Vec<String>> {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// Anthropic's messages API as it behaves around tools: a history holding `tool_use` /
+/// `tool_result` blocks is refused when the request declares no tools; with
+/// `tool_choice: none` the model answers in text; otherwise this model keeps calling
+/// `list_slots`. Every request is checked against the published request schema.
+struct ClaudeKeepsCalling;
+
+impl Respond for ClaudeKeepsCalling {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let refuse = |message: String| {
+            ResponseTemplate::new(400).set_body_json(json!({ "type": "error",
+                "error": { "type": "invalid_request_error", "message": message } }))
+        };
+        let errors = crate::schemas::errors(crate::schemas::ANTHROPIC, &body);
+        if !errors.is_empty() {
+            return refuse(errors.join("; "));
+        }
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let tool_blocks = messages
+            .iter()
+            .filter_map(|m| m["content"].as_array())
+            .flatten()
+            .filter(|b| b["type"] == "tool_use" || b["type"] == "tool_result")
+            .count();
+        let declared = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+        if tool_blocks > 0 && !declared {
+            return refuse(
+                "Requests which include `tool_use` or `tool_result` blocks must define tools."
+                    .into(),
+            );
+        }
+        let usage = json!({ "input_tokens": 100, "output_tokens": 10 });
+        if body["tool_choice"]["type"] == "none" {
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "id": "msg_final", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                "content": [{ "type": "text", "text": "Temos 09:30 e 14:00 amanhã." }],
+                "stop_reason": "end_turn", "usage": usage }));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": format!("msg_{tool_blocks}"), "type": "message", "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [{ "type": "tool_use", "id": format!("toolu_{tool_blocks}"),
+                "name": "list_slots", "input": { "day": "2026-03-17" } }],
+            "stop_reason": "tool_use", "usage": usage }))
+    }
 }
 
 // ---------- portal helpers ----------
@@ -950,4 +1003,64 @@ async fn browser_adds_a_server_and_approves_a_write_call() {
     gw.run_jobs().await;
     assert_eq!(sched.bookings.lock().unwrap().len(), 1);
     b.close().await;
+}
+
+#[tokio::test]
+async fn at_the_tool_step_limit_claude_answers_with_tools_declared_but_forbidden() {
+    let gw = Gw::evolution().await;
+    let (sched, url) = sched_server().await;
+    let ai = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ClaudeKeepsCalling)
+        .mount(&ai)
+        .await;
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/ai",
+                "/t/clinic-a/ai",
+                &[
+                    ("policy", "review_all"),
+                    ("provider", "anthropic"),
+                    ("model", "claude-sonnet-4-5"),
+                    ("base_url", &ai.uri()),
+                    ("api_key", "tenant-anthropic-key"),
+                ],
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let server = add_server(&gw.w.owner, "clinic-a", &url).await;
+    test_connection(&gw.w.owner, server).await;
+    set_tool(&gw.w.owner, server, "list_slots", true, "read").await;
+    customer_writes(&gw, "Q1", "Tem horário amanhã?").await;
+
+    let (state, reason): (String, Option<String>) =
+        sqlx::query_as("SELECT state, escalation_reason FROM drafts")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), reason), ("pending", None));
+    let review = gw.w.owner.get("/t/clinic-a/review").await;
+    assert!(review.body.contains("Temos 09:30 e 14:00 amanhã."));
+    let requests: Vec<Value> = ai
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    // Four tool steps, then the forced answer: the tools still declared, their use forbidden.
+    assert_eq!(requests.len(), 5);
+    assert_eq!(sched.calls.lock().unwrap().len(), 4);
+    let last = requests.last().unwrap();
+    assert_eq!(last["tool_choice"], json!({ "type": "none" }));
+    assert_eq!(last["tools"][0]["name"], "list_slots");
+    for r in &requests[..4] {
+        assert_eq!(r.get("tool_choice"), None);
+    }
+    for r in &requests {
+        assert!(crate::schemas::errors(crate::schemas::ANTHROPIC, r).is_empty());
+        // A current Claude model: no sampling parameters.
+        assert_eq!(r.get("temperature"), None);
+    }
 }
