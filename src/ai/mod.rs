@@ -46,7 +46,7 @@ pub mod anthropic;
 pub mod context;
 pub mod fallback;
 pub mod gemini;
-mod http;
+pub mod http;
 pub mod models;
 pub mod offline;
 pub mod openai;
@@ -322,6 +322,10 @@ pub enum AiError {
     /// The provider refused to answer for safety/policy reasons.
     #[error("the provider's content filter blocked the request or reply")]
     ContentFiltered,
+    /// The response body passed our cap ([`http::MAX_RESPONSE_BYTES`]): reading stopped
+    /// there. Not retried: the same request would get the same answer.
+    #[error("the provider's response exceeded {limit} bytes")]
+    TooLarge { limit: usize },
     /// The provider answered with something we can't parse.
     #[error("unexpected response from the provider: {0}")]
     InvalidResponse(String),

@@ -896,4 +896,29 @@ mod tests {
             .request_body(&req);
         assert_eq!(body.get("tool_choice"), None);
     }
+
+    #[tokio::test]
+    async fn an_oversized_response_is_refused_once_not_buffered_or_retried() {
+        let server = MockServer::start().await;
+        let huge = format!(
+            "{{\"choices\": [], \"pad\": \"{}\"}}",
+            " ".repeat(crate::ai::http::MAX_RESPONSE_BYTES)
+        );
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(huge.into_bytes(), "application/json"),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut c = cfg(&server, ProviderKind::OpenAiCompatible, "llama3.1");
+        c.timeout = Duration::from_secs(5);
+        let p = build(&c).unwrap();
+        assert_eq!(
+            p.chat(&request()).await.unwrap_err(),
+            AiError::TooLarge {
+                limit: crate::ai::http::MAX_RESPONSE_BYTES
+            }
+        );
+    }
 }

@@ -1282,6 +1282,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "o provedor de IA recusou a solicitação (confira a chave e o modelo)",
     ),
     (
+        "escalation.provider_response_too_large",
+        "the AI provider's answer was too large to read (over 4 MiB)",
+        "a resposta do provedor de IA era grande demais para ler (mais de 4 MiB)",
+    ),
+    (
         "escalation.empty_reply",
         "the AI returned nothing",
         "a IA não devolveu nada",

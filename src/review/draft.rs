@@ -233,10 +233,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                     record_failure(state, tenant_id, &ai_settings.provider, now.date()).await?;
                     tracing::warn!(error = %e, "drafting failed; flagging the conversation for a human");
                     Produced::Escalate {
-                        reason: if e.is_retryable() {
-                            "provider_unavailable".into()
-                        } else {
-                            "provider_error".into()
+                        reason: match e {
+                            AiError::TooLarge { .. } => "provider_response_too_large".into(),
+                            e if e.is_retryable() => "provider_unavailable".into(),
+                            _ => "provider_error".into(),
                         },
                         provider: ai_settings.provider.clone(),
                         model: ai_settings.model.clone(),
