@@ -1287,6 +1287,17 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "a resposta do provedor de IA era grande demais para ler (mais de 4 MiB)",
     ),
     (
+        "escalation.billing_inactive",
+        "the subscription is paused or awaiting payment: AI drafting waits",
+        "a assinatura está pausada ou aguardando pagamento: a IA aguarda",
+    ),
+    ("billing.status.paused", "paused", "pausada"),
+    (
+        "billing.status.incomplete",
+        "awaiting payment",
+        "aguardando pagamento",
+    ),
+    (
         "escalation.empty_reply",
         "the AI returned nothing",
         "a IA não devolveu nada",

@@ -174,6 +174,18 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     } else {
         None
     };
+    // A paused or incomplete subscription: limited access, drafting waits (nothing lost).
+    let billing_paused = {
+        let mut conn = state.db.acquire().await?;
+        db::billing::get(&mut conn, tenant_id)
+            .await?
+            .is_some_and(|b| crate::billing::drafting_paused(&b.billing_status))
+    };
+    let over_limit = if billing_paused {
+        Some("billing_inactive")
+    } else {
+        over_limit
+    };
     let over_limit = match (over_limit, ai_settings.daily_call_limit) {
         (None, Some(l)) if db_ai::calls_on(&mut tx, now.date()).await? >= i64::from(l) => {
             Some("ai_limit_day")
