@@ -2081,6 +2081,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("mcp.deleted", "Server removed.", "Servidor removido."),
     (
+        "mcp.tool.changed_meanwhile",
+        "Not approved: the tool changed again since this page was shown. Check the new version below.",
+        "Não aprovada: a ferramenta mudou de novo desde que esta página foi exibida. Confira a nova versão abaixo.",
+    ),
+    (
         "mcp.policy_saved",
         "Tool policy saved.",
         "Política da ferramenta salva.",
