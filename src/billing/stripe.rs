@@ -213,6 +213,18 @@ pub fn sign(secret: &str, body: &[u8], t: i64) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The idempotency key of one checkout action: the tenant, the plan and the id of the page
+/// the owner submitted from (a double submission of that page repeats all three).
+pub fn checkout_key(tenant_id: &str, plan: &str, action_id: &str) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    for part in [tenant_id, plan, action_id] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("checkout-{}", hex::encode(&h.finalize()[..16]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,16 +253,13 @@ mod tests {
             1_000_100
         ));
     }
-}
 
-/// The idempotency key of one checkout action: the tenant, the plan and the id of the page
-/// the owner submitted from (a double submission of that page repeats all three).
-pub fn checkout_key(tenant_id: &str, plan: &str, action_id: &str) -> String {
-    use sha2::Digest;
-    let mut h = Sha256::new();
-    for part in [tenant_id, plan, action_id] {
-        h.update(part.as_bytes());
-        h.update([0]);
+    #[test]
+    fn checkout_keys_name_one_action() {
+        let k = checkout_key("t1", "clinic", "a1");
+        assert_eq!(k, checkout_key("t1", "clinic", "a1"));
+        assert_ne!(k, checkout_key("t1", "clinic", "a2"));
+        assert_ne!(k, checkout_key("t1", "enterprise", "a1"));
+        assert!(k.len() <= 255, "Stripe's limit");
     }
-    format!("checkout-{}", hex::encode(&h.finalize()[..16]))
 }
