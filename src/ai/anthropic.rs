@@ -10,8 +10,9 @@ use url::Url;
 
 use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
-    Role, ToolCall, Usage,
+    Role, ToolCall, ToolChoice, Usage,
     http::{self, Scrub},
+    models::{self, ModelCaps},
 };
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -22,6 +23,7 @@ pub struct AnthropicClient {
     base: Url,
     api_key: SecretString,
     capabilities: Capabilities,
+    model_caps: ModelCaps,
     http: reqwest::Client,
 }
 
@@ -39,6 +41,7 @@ impl AnthropicClient {
                 .clone()
                 .ok_or(AiError::NotConfigured("API key"))?,
             capabilities,
+            model_caps: models::lookup(cfg.kind, &cfg.model),
             http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
@@ -100,7 +103,12 @@ impl AnthropicClient {
         if !req.system.is_empty() {
             body["system"] = json!(req.system);
         }
-        if let Some(t) = req.temperature {
+        // Only where the model table says the model takes it (current Claude models and
+        // Gemini 3 get their default).
+        if let Some(t) = req
+            .temperature
+            .filter(|_| self.model_caps.accepts_temperature)
+        {
             body["temperature"] = json!(t);
         }
         if !req.tools.is_empty() {
@@ -115,6 +123,9 @@ impl AnthropicClient {
                     })
                 })
                 .collect();
+        }
+        if !req.tools.is_empty() && req.tool_choice == ToolChoice::None {
+            body["tool_choice"] = json!({"type": "none"});
         }
         body
     }
@@ -174,6 +185,7 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, AiError> {
                     .ok_or_else(|| AiError::InvalidResponse("a tool call has no name".into()))?
                     .to_owned(),
                 arguments: b.get("input").cloned().unwrap_or(json!({})),
+                provider_data: None,
             }),
             _ => {}
         }
@@ -280,6 +292,7 @@ mod tests {
             }],
             max_output_tokens: 400,
             temperature: Some(0.3),
+            tool_choice: crate::ai::ToolChoice::Auto,
         }
     }
 
@@ -327,12 +340,15 @@ mod tests {
         let received = &server.received_requests().await.unwrap()[0];
         assert!(received.headers.get("authorization").is_none());
         let body: Value = serde_json::from_slice(&received.body).unwrap();
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::ANTHROPIC, &body);
+        // A current Claude model gets no sampling parameters, whatever the context asked.
+        assert_eq!(request().temperature, Some(0.3));
+        assert_eq!(body.get("temperature"), None);
         assert_eq!(
             body,
             json!({
                 "model": "claude-sonnet-4-5",
                 "max_tokens": 400,
-                "temperature": 0.3f32,
                 "system": "You draft replies for a dental clinic.",
                 "messages": [
                     {"role": "user", "content": [{"type": "text", "text": "(start of the conversation)"}]},
@@ -374,7 +390,8 @@ mod tests {
             vec![ToolCall {
                 id: "toolu_01A09q90qw90lq917835lq9".into(),
                 name: "find_slots".into(),
-                arguments: json!({"date": "2026-05-08"})
+                arguments: json!({"date": "2026-05-08"}),
+                provider_data: None,
             }]
         );
 
@@ -474,5 +491,44 @@ mod tests {
             p.transcribe(b"OggS", "audio/ogg").await.unwrap_err(),
             AiError::Unsupported("audio transcription")
         );
+    }
+
+    #[tokio::test]
+    async fn claude_3_gets_the_temperature_as_written() {
+        let server = MockServer::start().await;
+        let mut c = cfg(&server);
+        c.model = "claude-3-5-haiku-latest".into();
+        let body = AnthropicClient::new(&c).unwrap().request_body(&request());
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::ANTHROPIC, &body);
+        assert_eq!(serde_json::to_string(&body["temperature"]).unwrap(), "0.3");
+        let mut bad = body.clone();
+        bad["temprature"] = json!(0.3);
+        assert!(
+            !crate::ai::wire_schema::errors(crate::ai::wire_schema::ANTHROPIC, &bad).is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forced_final_answer_keeps_the_tools_and_forbids_them() {
+        let server = MockServer::start().await;
+        let mut req = request();
+        req.messages.push(ChatMessage {
+            role: Role::Assistant,
+            parts: vec![Part::ToolCall(ToolCall {
+                id: "toolu_1".into(),
+                name: "find_slots".into(),
+                arguments: json!({"date": "2026-05-08"}),
+                provider_data: None,
+            })],
+        });
+        req.messages
+            .push(ChatMessage::tool_result("toolu_1", "find_slots", "[]"));
+        req.tool_choice = crate::ai::ToolChoice::None;
+        let body = AnthropicClient::new(&cfg(&server))
+            .unwrap()
+            .request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::ANTHROPIC, &body);
+        assert_eq!(body["tool_choice"], json!({"type": "none"}));
+        assert_eq!(body["tools"][0]["name"], "find_slots");
     }
 }

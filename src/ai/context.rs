@@ -31,7 +31,7 @@ pub const IMAGE_TOKENS: usize = 1_000;
 /// Per-message framing overhead.
 const MESSAGE_OVERHEAD_TOKENS: usize = 4;
 /// Drafts should be factual rather than creative.
-const TEMPERATURE: f32 = 0.3;
+const TEMPERATURE: f64 = 0.3;
 
 /// The tenant's AI settings.
 #[derive(Clone, Debug, Default)]
@@ -336,6 +336,7 @@ pub fn build_context(input: &ContextInput<'_>) -> Result<BuiltContext, Escalatio
             tools,
             max_output_tokens: input.budget.max_output_tokens,
             temperature: Some(TEMPERATURE),
+            tool_choice: crate::ai::ToolChoice::Auto,
         },
         prompt_version: PROMPT_VERSION,
         knowledge_ids: knowledge.iter().map(|e| e.id).collect(),

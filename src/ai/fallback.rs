@@ -127,6 +127,7 @@ mod tests {
             tools: vec![],
             max_output_tokens: 100,
             temperature: None,
+            tool_choice: crate::ai::ToolChoice::Auto,
         }
     }
 

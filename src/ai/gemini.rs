@@ -13,8 +13,9 @@ use url::Url;
 
 use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
-    Role, ToolCall, Usage,
+    Role, ToolCall, ToolChoice, Usage,
     http::{self, Scrub},
+    models::{self, ModelCaps},
 };
 
 #[derive(Debug)]
@@ -23,6 +24,7 @@ pub struct GeminiClient {
     base: Url,
     api_key: SecretString,
     capabilities: Capabilities,
+    model_caps: ModelCaps,
     http: reqwest::Client,
 }
 
@@ -44,6 +46,7 @@ impl GeminiClient {
                 .clone()
                 .ok_or(AiError::NotConfigured("API key"))?,
             capabilities,
+            model_caps: models::lookup(cfg.kind, &cfg.model),
             http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
@@ -76,7 +79,12 @@ impl GeminiClient {
             .map(|(role, parts)| json!({"role": role, "parts": parts}))
             .collect();
         let mut generation = json!({"maxOutputTokens": req.max_output_tokens});
-        if let Some(t) = req.temperature {
+        // Only where the model table says the model takes it (current Claude models and
+        // Gemini 3 get their default).
+        if let Some(t) = req
+            .temperature
+            .filter(|_| self.model_caps.accepts_temperature)
+        {
             generation["temperature"] = json!(t);
         }
         let mut body = json!({"contents": contents, "generationConfig": generation});
@@ -96,6 +104,9 @@ impl GeminiClient {
                 })
                 .collect();
             body["tools"] = json!([{"functionDeclarations": decls}]);
+            if req.tool_choice == ToolChoice::None {
+                body["toolConfig"] = json!({"functionCallingConfig": {"mode": "NONE"}});
+            }
         }
         body
     }
@@ -108,7 +119,18 @@ fn part(p: &Part) -> Value {
             "mimeType": mime,
             "data": base64::engine::general_purpose::STANDARD.encode(bytes),
         }}),
-        Part::ToolCall(c) => json!({"functionCall": {"name": c.name, "args": c.arguments}}),
+        Part::ToolCall(c) => {
+            let mut part = json!({"functionCall": {"name": c.name, "args": c.arguments}});
+            // The signature (and any other part-level field we were asked to keep) goes back
+            // exactly as it came.
+            if let (Some(Value::Object(extra)), Value::Object(out)) = (&c.provider_data, &mut part)
+            {
+                for (k, v) in extra {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+            part
+        }
         Part::ToolResult { name, content, .. } => {
             // `response` must be an object: a JSON object result as is, anything else wrapped.
             let response = match serde_json::from_str::<Value>(content) {
@@ -119,6 +141,19 @@ fn part(p: &Part) -> Value {
             json!({"functionResponse": {"name": name, "response": response}})
         }
     }
+}
+
+/// Part-level fields of a `functionCall` part that must be replayed with it: today
+/// `thoughtSignature` (Gemini 3 checks it on the next step; Gemini 2.5 sends it with
+/// thinking on). Kept opaque: we never look inside.
+const REPLAYED_PART_FIELDS: &[&str] = &["thoughtSignature"];
+
+fn replayed_fields(part: &Value) -> Option<Value> {
+    let kept: serde_json::Map<String, Value> = REPLAYED_PART_FIELDS
+        .iter()
+        .filter_map(|k| Some(((*k).to_owned(), part.get(*k)?.clone())))
+        .collect();
+    (!kept.is_empty()).then_some(Value::Object(kept))
 }
 
 /// Parses a generateContent response.
@@ -158,6 +193,7 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, AiError> {
                     .ok_or_else(|| AiError::InvalidResponse("a tool call has no name".into()))?
                     .to_owned(),
                 arguments: call.get("args").cloned().unwrap_or(json!({})),
+                provider_data: replayed_fields(p),
             });
         }
     }
@@ -282,6 +318,7 @@ mod tests {
             }],
             max_output_tokens: 256,
             temperature: None,
+            tool_choice: crate::ai::ToolChoice::Auto,
         }
     }
 
@@ -327,6 +364,7 @@ mod tests {
         let received = &server.received_requests().await.unwrap()[0];
         assert_eq!(received.url.query(), None, "the key is not in the URL");
         let body: Value = serde_json::from_slice(&received.body).unwrap();
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::GEMINI, &body);
         assert_eq!(
             body,
             json!({
@@ -377,7 +415,8 @@ mod tests {
             vec![ToolCall {
                 id: "call_0".into(),
                 name: "find_slots".into(),
-                arguments: json!({"date": "2026-05-09"})
+                arguments: json!({"date": "2026-05-09"}),
+                provider_data: None,
             }]
         );
 
@@ -475,6 +514,149 @@ mod tests {
         assert_eq!(
             p.chat(&request()).await.unwrap_err(),
             AiError::ContentFiltered
+        );
+    }
+
+    #[test]
+    fn temperature_goes_only_to_models_that_take_it() {
+        let server_uri = "http://127.0.0.1:9/";
+        let mut c = ProviderConfig::new(ProviderKind::Gemini, "gemini-2.5-flash");
+        c.base_url = Some(Url::parse(server_uri).unwrap());
+        c.api_key = Some(SecretString::from("AIzaTestKey123"));
+        let mut req = request();
+        req.temperature = Some(0.3);
+        let body = GeminiClient::new(&c).unwrap().request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::GEMINI, &body);
+        assert_eq!(
+            serde_json::to_string(&body["generationConfig"]["temperature"]).unwrap(),
+            "0.3"
+        );
+        c.model = "gemini-3-pro-preview".into();
+        let body = GeminiClient::new(&c).unwrap().request_body(&req);
+        assert_eq!(body["generationConfig"].get("temperature"), None);
+    }
+
+    /// Gemini 3 as it behaves: step 1 calls two functions in parallel (only the first part
+    /// carries a thought signature); step 2 is refused unless the model turn comes back with
+    /// that signature, verbatim, on that part.
+    struct SignedToolLoop;
+
+    const SIG: &str = "CiQBcsjafPq8x7Zr0e3+Kq2/A9bSLdS0yKzd+signature==";
+
+    impl wiremock::Respond for SignedToolLoop {
+        fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let contents = body["contents"].as_array().unwrap();
+            let answered = contents
+                .iter()
+                .flat_map(|c| c["parts"].as_array().unwrap())
+                .any(|p| p.get("functionResponse").is_some());
+            if !answered {
+                return ResponseTemplate::new(200).set_body_json(json!({
+                    "candidates": [{"content": {"role": "model", "parts": [
+                        {"functionCall": {"name": "find_slots", "args": {"date": "2026-05-09"}},
+                         "thoughtSignature": SIG},
+                        {"functionCall": {"name": "find_slots", "args": {"date": "2026-05-10"}}}
+                    ]}, "finishReason": "STOP"}],
+                    "modelVersion": "gemini-3-pro-preview"
+                }));
+            }
+            let model_parts: Vec<&Value> = contents
+                .iter()
+                .filter(|c| c["role"] == "model")
+                .flat_map(|c| c["parts"].as_array().unwrap())
+                .filter(|p| p.get("functionCall").is_some())
+                .collect();
+            let signed = model_parts
+                .first()
+                .and_then(|p| p["thoughtSignature"].as_str());
+            if signed != Some(SIG) {
+                return ResponseTemplate::new(400).set_body_json(json!({"error": {
+                    "code": 400,
+                    "message": "Function call is missing a thought_signature in functionCall parts.",
+                    "status": "INVALID_ARGUMENT"
+                }}));
+            }
+            ResponseTemplate::new(200).set_body_json(json!({
+                "candidates": [{"content": {"role": "model", "parts": [
+                    {"text": "Temos 10h no sábado e 9h no domingo.", "thoughtSignature": "c2lnLTI="}
+                ]}, "finishReason": "STOP"}],
+                "modelVersion": "gemini-3-pro-preview"
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_two_step_tool_loop_replays_thought_signatures_verbatim() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1beta/models/gemini-3-pro-preview:generateContent"))
+            .respond_with(SignedToolLoop)
+            .expect(2)
+            .mount(&server)
+            .await;
+        let mut c = cfg(&server);
+        c.model = "gemini-3-pro-preview".into();
+        let p = build(&c).unwrap();
+        let mut req = request();
+        req.temperature = Some(0.3);
+        let step1 = p.chat(&req).await.unwrap();
+        assert_eq!(step1.tool_calls.len(), 2);
+        assert_eq!(
+            step1.tool_calls[0].provider_data,
+            Some(json!({"thoughtSignature": SIG}))
+        );
+        assert_eq!(step1.tool_calls[1].provider_data, None);
+        req.messages.push(ChatMessage {
+            role: Role::Assistant,
+            parts: step1
+                .tool_calls
+                .iter()
+                .cloned()
+                .map(Part::ToolCall)
+                .collect(),
+        });
+        for tc in &step1.tool_calls {
+            req.messages
+                .push(ChatMessage::tool_result(&tc.id, &tc.name, "[\"10:00\"]"));
+        }
+        let step2 = p.chat(&req).await.unwrap();
+        assert_eq!(
+            step2.text.as_deref(),
+            Some("Temos 10h no sábado e 9h no domingo.")
+        );
+        let received = server.received_requests().await.unwrap();
+        for r in &received {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::GEMINI, &body);
+            // Gemini 3 keeps its default temperature.
+            assert_eq!(body["generationConfig"].get("temperature"), None);
+        }
+        let body: Value = serde_json::from_slice(&received[1].body).unwrap();
+        assert_eq!(
+            body["contents"][3],
+            json!({"role": "model", "parts": [
+                {"functionCall": {"name": "find_slots", "args": {"date": "2026-05-09"}},
+                 "thoughtSignature": SIG},
+                {"functionCall": {"name": "find_slots", "args": {"date": "2026-05-10"}}}
+            ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forced_final_answer_keeps_the_tools_and_forbids_them() {
+        let server = MockServer::start().await;
+        let mut req = request();
+        req.tool_choice = crate::ai::ToolChoice::None;
+        let body = GeminiClient::new(&cfg(&server)).unwrap().request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::GEMINI, &body);
+        assert_eq!(
+            body["toolConfig"],
+            json!({"functionCallingConfig": {"mode": "NONE"}})
+        );
+        assert_eq!(
+            body["tools"][0]["functionDeclarations"][0]["name"],
+            "find_slots"
         );
     }
 }

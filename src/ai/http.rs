@@ -36,16 +36,48 @@ pub(crate) struct Scrub<'a> {
     pub key: Option<&'a str>,
 }
 
+/// The largest AI response body we read. A draft's answer is a few KiB; this leaves room
+/// for long tool-call arguments and usage metadata, and stops a tenant's custom
+/// OpenAI-compatible URL from making the worker buffer anything it likes.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Error bodies are only read for their message.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
 /// Sends a request and returns its JSON body, classifying every failure.
 pub(crate) async fn send_json(rb: RequestBuilder, scrub: &Scrub<'_>) -> Result<Value, AiError> {
     let response = rb.send().await.map_err(transport_error)?;
     let status = response.status();
     if status.is_success() {
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = read_capped(response, MAX_RESPONSE_BYTES).await?;
         return serde_json::from_slice(&bytes)
             .map_err(|_| AiError::InvalidResponse("the body is not JSON".into()));
     }
     Err(status_error(response, scrub).await)
+}
+
+/// The body, read chunk by chunk and abandoned as soon as it passes `max` bytes (a declared
+/// `Content-Length` over the cap is refused before reading anything).
+async fn read_capped(mut response: Response, max: usize) -> Result<Vec<u8>, AiError> {
+    let too_large = AiError::TooLarge { limit: max };
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > max {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error body as JSON (`Null` when unreadable, too large or not JSON).
+async fn error_body(response: Response) -> Value {
+    match read_capped(response, MAX_ERROR_BYTES).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }
 
 fn transport_error(e: reqwest::Error) -> AiError {
@@ -72,7 +104,7 @@ async fn status_error(response: Response, scrub: &Scrub<'_>) -> AiError {
         let from_headers = retry_after(response.headers(), jiff::Timestamp::now());
         let retry_after = match from_headers {
             Some(d) => Some(d),
-            None => retry_info(&response.json().await.unwrap_or(Value::Null)),
+            None => retry_info(&error_body(response).await),
         };
         return AiError::RateLimited { retry_after };
     }
@@ -81,7 +113,7 @@ async fn status_error(response: Response, scrub: &Scrub<'_>) -> AiError {
             reason: format!("HTTP {}", status.as_u16()),
         };
     }
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let body = error_body(response).await;
     if is_content_filter(&body) {
         return AiError::ContentFiltered;
     }

@@ -46,7 +46,8 @@ pub mod anthropic;
 pub mod context;
 pub mod fallback;
 pub mod gemini;
-mod http;
+pub mod http;
+pub mod models;
 pub mod offline;
 pub mod openai;
 pub mod retry;
@@ -175,6 +176,22 @@ pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: Value,
+    /// Opaque fields the provider attached to the call and wants back, verbatim, when the
+    /// history is replayed: Gemini's `thoughtSignature` (a part-level field; Gemini 3 refuses
+    /// the next step of a tool loop without it). `None` for providers that attach nothing.
+    pub provider_data: Option<Value>,
+}
+
+/// Whether the model may call the offered tools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides (the providers' default when tools are offered).
+    #[default]
+    Auto,
+    /// Tools stay declared (the history may hold tool calls and results, which Anthropic
+    /// refuses without them) but must not be called: the final answer after the tool-step
+    /// limit. Anthropic `{"type": "none"}`, OpenAI `"none"`, Gemini mode `NONE`.
+    None,
 }
 
 #[derive(Clone, PartialEq)]
@@ -184,7 +201,10 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub tools: Vec<ToolSpec>,
     pub max_output_tokens: u32,
-    pub temperature: Option<f32>,
+    /// The temperature we would like; each client sends it only to models that accept it
+    /// ([`models::ModelCaps::accepts_temperature`]). `f64`, so `0.3` goes out as `0.3`.
+    pub temperature: Option<f64>,
+    pub tool_choice: ToolChoice,
 }
 
 impl fmt::Debug for ChatRequest {
@@ -201,6 +221,7 @@ impl fmt::Debug for ChatRequest {
             )
             .field("max_output_tokens", &self.max_output_tokens)
             .field("temperature", &self.temperature)
+            .field("tool_choice", &self.tool_choice)
             .finish()
     }
 }
@@ -301,6 +322,10 @@ pub enum AiError {
     /// The provider refused to answer for safety/policy reasons.
     #[error("the provider's content filter blocked the request or reply")]
     ContentFiltered,
+    /// The response body passed our cap ([`http::MAX_RESPONSE_BYTES`]): reading stopped
+    /// there. Not retried: the same request would get the same answer.
+    #[error("the provider's response exceeded {limit} bytes")]
+    TooLarge { limit: usize },
     /// The provider answered with something we can't parse.
     #[error("unexpected response from the provider: {0}")]
     InvalidResponse(String),
@@ -385,55 +410,11 @@ impl ProviderKind {
         !matches!(self, ProviderKind::Offline | ProviderKind::OpenAiCompatible)
     }
 
-    /// What a model of this provider can read, from its name. Conservative: when unsure,
-    /// say no, so media is escalated to a human rather than silently skipped.
+    /// What a model of this provider can read, from the model table ([`models`]).
+    /// Conservative: when unsure, say no, so media is escalated to a human rather than
+    /// silently skipped.
     pub fn capabilities(self, model: &str) -> Capabilities {
-        let m = model.to_ascii_lowercase();
-        match self {
-            ProviderKind::Offline => Capabilities::default(),
-            ProviderKind::OpenAi => Capabilities {
-                supports_vision: [
-                    "gpt-4o",
-                    "gpt-4.1",
-                    "gpt-4-turbo",
-                    "gpt-5",
-                    "o1",
-                    "o3",
-                    "o4",
-                ]
-                .iter()
-                .any(|p| m.starts_with(p))
-                    && !m.starts_with("o1-mini")
-                    && !m.starts_with("o3-mini"),
-                supports_audio_transcription: true,
-                supports_tools: true,
-            },
-            ProviderKind::Anthropic => Capabilities {
-                supports_vision: m.starts_with("claude-")
-                    && !m.starts_with("claude-2")
-                    && !m.starts_with("claude-instant"),
-                supports_audio_transcription: false,
-                supports_tools: true,
-            },
-            ProviderKind::Gemini => Capabilities {
-                supports_vision: m.starts_with("gemini-"),
-                supports_audio_transcription: false,
-                supports_tools: true,
-            },
-            ProviderKind::Groq => Capabilities {
-                supports_vision: m.contains("llama-4") || m.contains("vision"),
-                supports_audio_transcription: true,
-                supports_tools: true,
-            },
-            ProviderKind::OpenAiCompatible => Capabilities {
-                supports_vision: ["llava", "vision", "-vl", "gemma3", "bakllava", "minicpm-v"]
-                    .iter()
-                    .any(|p| m.contains(p)),
-                // Only when a transcription model is configured (see ProviderConfig).
-                supports_audio_transcription: false,
-                supports_tools: true,
-            },
-        }
+        models::lookup(self, model).capabilities()
     }
 }
 
@@ -663,6 +644,7 @@ mod tests {
             tools: vec![],
             max_output_tokens: 100,
             temperature: None,
+            tool_choice: crate::ai::ToolChoice::Auto,
         };
         let printed = format!("{req:?}");
         assert!(!printed.contains("tooth"), "{printed}");
@@ -700,6 +682,41 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "http://localhost:11434/v1/chat/completions"
+        );
+    }
+}
+
+/// Validates request bodies against the providers' published request schemas
+/// (`tests/fixtures/schemas/`, generated from their OpenAPI spec and SDK types).
+#[cfg(test)]
+pub(crate) mod wire_schema {
+    use serde_json::Value;
+
+    pub(crate) const OPENAI: &str = "openai-chat-completions-request.json";
+    pub(crate) const ANTHROPIC: &str = "anthropic-messages-request.json";
+    pub(crate) const GEMINI: &str = "gemini-generate-content-request.json";
+
+    /// The schema's complaints about `body` (empty when it validates).
+    pub(crate) fn errors(schema_file: &str, body: &Value) -> Vec<String> {
+        let path = format!(
+            "{}/tests/fixtures/schemas/{schema_file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let schema: Value = serde_json::from_str(&text).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        validator
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
+    /// Panics with every complaint unless `body` validates.
+    pub(crate) fn assert_valid(schema_file: &str, body: &Value) {
+        let errors = errors(schema_file, body);
+        assert!(
+            errors.is_empty(),
+            "request does not match {schema_file}: {errors:#?}\n{body:#}"
         );
     }
 }

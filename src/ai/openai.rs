@@ -14,9 +14,15 @@ use url::Url;
 
 use super::{
     AiError, Capabilities, ChatRequest, ChatResponse, FinishReason, Part, Provider, ProviderConfig,
-    ProviderKind, Role, ToolCall, Usage,
+    ProviderKind, Role, ToolCall, ToolChoice, Usage,
     http::{self, Scrub},
+    models::{self, MaxTokensField, ModelCaps},
 };
+
+/// Output tokens added for a reasoning model, whose limit also pays for its hidden reasoning:
+/// without them a short draft's whole budget can go to reasoning and the reply comes back
+/// empty.
+pub const REASONING_HEADROOM_TOKENS: u32 = 2_048;
 
 #[derive(Debug)]
 pub struct OpenAiClient {
@@ -26,6 +32,7 @@ pub struct OpenAiClient {
     api_key: Option<SecretString>,
     transcription_model: Option<String>,
     capabilities: Capabilities,
+    model_caps: ModelCaps,
     http: reqwest::Client,
 }
 
@@ -51,6 +58,7 @@ impl OpenAiClient {
             api_key: cfg.api_key.clone(),
             transcription_model,
             capabilities,
+            model_caps: models::lookup(cfg.kind, &cfg.model),
             http: http::client(cfg.timeout, cfg.vetted.as_ref())?,
         })
     }
@@ -133,13 +141,25 @@ impl OpenAiClient {
         if self.kind == ProviderKind::OpenAi {
             body["store"] = Value::Bool(false);
         }
-        // `max_tokens` is deprecated at OpenAI and Groq; compatible servers may only know it.
-        let max_key = match self.kind {
-            ProviderKind::OpenAi | ProviderKind::Groq => "max_completion_tokens",
-            _ => "max_tokens",
+        // What the model accepts comes from the model table: `max_completion_tokens` at
+        // OpenAI and Groq (reasoning models refuse `max_tokens`), `temperature` only where
+        // accepted (reasoning models answer 400 to it).
+        let caps = self.model_caps;
+        let max_key = match caps.max_tokens_field {
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            MaxTokensField::MaxTokens => "max_tokens",
         };
-        body[max_key] = json!(req.max_output_tokens);
-        if let Some(t) = req.temperature {
+        if caps.reasoning && self.kind == ProviderKind::OpenAi {
+            body[max_key] = json!(
+                req.max_output_tokens
+                    .saturating_add(REASONING_HEADROOM_TOKENS)
+            );
+            // A draft is a short factual reply: little reasoning needed, and less latency.
+            body["reasoning_effort"] = json!("low");
+        } else {
+            body[max_key] = json!(req.max_output_tokens);
+        }
+        if let Some(t) = req.temperature.filter(|_| caps.accepts_temperature) {
             body["temperature"] = json!(t);
         }
         if !req.tools.is_empty() {
@@ -157,6 +177,9 @@ impl OpenAiClient {
                     })
                 })
                 .collect();
+        }
+        if !req.tools.is_empty() && req.tool_choice == ToolChoice::None {
+            body["tool_choice"] = json!("none");
         }
         body
     }
@@ -230,6 +253,7 @@ pub fn parse_response(body: &Value, provider: &str) -> Result<ChatResponse, AiEr
             name: name.to_owned(),
             // Models occasionally emit invalid JSON; keep it as a string for the tool loop.
             arguments: serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into())),
+            provider_data: None,
         });
     }
     let refused = message
@@ -402,6 +426,7 @@ mod tests {
             }],
             max_output_tokens: 300,
             temperature: Some(0.2),
+            tool_choice: crate::ai::ToolChoice::Auto,
         }
     }
 
@@ -449,13 +474,17 @@ mod tests {
 
         let received = &server.received_requests().await.unwrap()[0];
         let body: Value = serde_json::from_slice(&received.body).unwrap();
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+        // The temperature goes out as written, not as a widened f32 (0.20000000298023224).
+        let raw = String::from_utf8_lossy(&received.body);
+        assert!(raw.contains(r#""temperature":0.2,"#), "{raw}");
         assert_eq!(
             body,
             json!({
                 "model": "gpt-4o-mini",
                 "store": false,
                 "max_completion_tokens": 300,
-                "temperature": 0.2f32,
+                "temperature": 0.2,
                 "messages": [
                     {"role": "system", "content": "You draft replies for a dental clinic."},
                     {"role": "user", "content": "Oi, vocês abrem sábado?"},
@@ -503,7 +532,8 @@ mod tests {
             vec![ToolCall {
                 id: "call_Xy1".into(),
                 name: "find_slots".into(),
-                arguments: json!({"date": "2026-05-02"})
+                arguments: json!({"date": "2026-05-02"}),
+                provider_data: None,
             }]
         );
 
@@ -567,6 +597,7 @@ mod tests {
             tools: vec![],
             max_output_tokens: 100,
             temperature: None,
+            tool_choice: crate::ai::ToolChoice::Auto,
         };
         p.chat(&req).await.unwrap();
     }
@@ -799,6 +830,95 @@ mod tests {
                 .unwrap()
                 .capabilities()
                 .supports_audio_transcription
+        );
+    }
+
+    #[tokio::test]
+    async fn reasoning_models_get_no_temperature_and_a_valid_request() {
+        for model in ["gpt-5-mini", "o3"] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/v1/chat/completions"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(completion()))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let p = build(&cfg(&server, ProviderKind::OpenAi, model)).unwrap();
+            p.chat(&request()).await.unwrap();
+            let received = &server.received_requests().await.unwrap()[0];
+            let body: Value = serde_json::from_slice(&received.body).unwrap();
+            crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+            assert_eq!(body.get("temperature"), None, "{model}: {body}");
+            assert_eq!(body.get("max_tokens"), None, "{model}");
+            assert_eq!(
+                body["max_completion_tokens"],
+                json!(300 + REASONING_HEADROOM_TOKENS),
+                "{model}"
+            );
+            assert_eq!(body["reasoning_effort"], "low", "{model}");
+            assert_eq!(body["store"], false);
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_models_get_no_sampling_parameters() {
+        let server = MockServer::start().await;
+        let p = OpenAiClient::new(&cfg(&server, ProviderKind::OpenAi, "gpt-7-preview")).unwrap();
+        let body = p.request_body(&request());
+        assert_eq!(body.get("temperature"), None);
+        assert_eq!(body["max_completion_tokens"], 300);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+        let p =
+            OpenAiClient::new(&cfg(&server, ProviderKind::OpenAiCompatible, "mystery:7b")).unwrap();
+        let body = p.request_body(&request());
+        assert_eq!(body.get("temperature"), None);
+        assert_eq!(body["max_tokens"], 300);
+        // The schema check can fail: a misspelt field is caught.
+        let mut bad = body.clone();
+        bad["max_tokenz"] = json!(1);
+        assert!(!crate::ai::wire_schema::errors(crate::ai::wire_schema::OPENAI, &bad).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forced_final_answer_keeps_the_tools_and_forbids_them() {
+        let server = MockServer::start().await;
+        let mut req = request();
+        req.tool_choice = crate::ai::ToolChoice::None;
+        let body = OpenAiClient::new(&cfg(&server, ProviderKind::OpenAi, "gpt-5"))
+            .unwrap()
+            .request_body(&req);
+        crate::ai::wire_schema::assert_valid(crate::ai::wire_schema::OPENAI, &body);
+        assert_eq!(body["tool_choice"], "none");
+        assert_eq!(body["tools"][0]["function"]["name"], "find_slots");
+        req.tool_choice = crate::ai::ToolChoice::Auto;
+        let body = OpenAiClient::new(&cfg(&server, ProviderKind::OpenAi, "gpt-5"))
+            .unwrap()
+            .request_body(&req);
+        assert_eq!(body.get("tool_choice"), None);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_response_is_refused_once_not_buffered_or_retried() {
+        let server = MockServer::start().await;
+        let huge = format!(
+            "{{\"choices\": [], \"pad\": \"{}\"}}",
+            " ".repeat(crate::ai::http::MAX_RESPONSE_BYTES)
+        );
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(huge.into_bytes(), "application/json"),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut c = cfg(&server, ProviderKind::OpenAiCompatible, "llama3.1");
+        c.timeout = Duration::from_secs(5);
+        let p = build(&c).unwrap();
+        assert_eq!(
+            p.chat(&request()).await.unwrap_err(),
+            AiError::TooLarge {
+                limit: crate::ai::http::MAX_RESPONSE_BYTES
+            }
         );
     }
 }

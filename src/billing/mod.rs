@@ -46,6 +46,11 @@ pub enum Applied {
     Handled,
     Duplicate,
     Ignored,
+    /// Older than what was already applied for this subscription, or about a subscription
+    /// that has ended: recorded, changes nothing.
+    Stale,
+    /// An invoice event for a customer no tenant has yet: kept, applied once it is linked.
+    Kept,
 }
 
 fn customer_of(obj: &Value) -> Option<&str> {
@@ -54,103 +59,279 @@ fn customer_of(obj: &Value) -> Option<&str> {
         .or_else(|| obj["customer"]["id"].as_str())
 }
 
-/// Applies one verified Stripe event, once.
+/// What an event says, in the fields we use.
+struct Incoming {
+    id: String,
+    kind: String,
+    /// The event's `created` (Unix seconds): Stripe's order, not delivery order.
+    created: i64,
+    customer: Option<String>,
+    subscription: Option<String>,
+    /// The subscription's status, on subscription events.
+    status: Option<String>,
+    price: Option<String>,
+}
+
+impl Incoming {
+    fn parse(event: &Value, id: &str, now: OffsetDateTime) -> Incoming {
+        let kind = event["type"].as_str().unwrap_or("").to_owned();
+        let obj = &event["data"]["object"];
+        let subscription = if kind.starts_with("customer.subscription.") {
+            obj["id"].as_str()
+        } else {
+            // Invoices name it under `parent.subscription_details` since 2025-03-31.basil.
+            obj["subscription"]
+                .as_str()
+                .or_else(|| obj["subscription"]["id"].as_str())
+                .or_else(|| obj["parent"]["subscription_details"]["subscription"].as_str())
+        };
+        Incoming {
+            id: id.to_owned(),
+            created: event["created"]
+                .as_i64()
+                .unwrap_or_else(|| now.unix_timestamp()),
+            customer: customer_of(obj).map(str::to_owned),
+            subscription: subscription.map(str::to_owned),
+            status: kind
+                .starts_with("customer.subscription.")
+                .then(|| obj["status"].as_str().map(str::to_owned))
+                .flatten(),
+            price: obj["items"]["data"][0]["price"]["id"]
+                .as_str()
+                .map(str::to_owned),
+            kind,
+        }
+    }
+}
+
+/// Our tenant reference on a checkout, subscription or invoice (from the metadata we set
+/// when creating the checkout).
+fn tenant_ref(obj: &Value) -> Option<Uuid> {
+    obj["client_reference_id"]
+        .as_str()
+        .or(obj["metadata"]["tenant_id"].as_str())
+        .or(obj["parent"]["subscription_details"]["metadata"]["tenant_id"].as_str())
+        .or(obj["subscription_details"]["metadata"]["tenant_id"].as_str())
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// Applies one verified Stripe event, once. Stripe does not deliver in order: an event older
+/// (by `created`) than the newest applied for the same subscription changes nothing, an
+/// ended subscription is never revived by its own late events, and invoice events for a
+/// customer not linked yet are kept until it is.
 pub async fn apply_event(state: &AppState, event: &Value) -> anyhow::Result<Applied> {
     let id = event["id"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("event without id"))?;
-    let kind = event["type"].as_str().unwrap_or("");
-    let obj = &event["data"]["object"];
     let now = state.now();
+    let inc = Incoming::parse(event, id, now);
+    let obj = &event["data"]["object"];
     let mut tx = state.db.begin().await?;
     // Which tenant: our reference on the checkout/subscription, else the customer id.
-    let by_ref = obj["client_reference_id"]
-        .as_str()
-        .or(obj["metadata"]["tenant_id"].as_str())
-        .and_then(|s| Uuid::parse_str(s).ok());
-    let tenant = match by_ref {
+    let tenant = match tenant_ref(obj) {
         Some(t) => Some(t),
-        None => match customer_of(obj) {
+        None => match inc.customer.as_deref() {
             Some(c) => dbb::tenant_by_customer(&mut tx, c).await?,
             None => None,
         },
     };
-    if !dbb::record_event(&mut tx, id, kind, tenant, now).await? {
+    if !dbb::record_event(&mut tx, id, &inc.kind, tenant, now).await? {
         return Ok(Applied::Duplicate);
     }
-    let Some(tenant) = tenant.filter(|_| !kind.is_empty()) else {
+    let Some(tenant) = tenant.filter(|_| !inc.kind.is_empty()) else {
+        let outcome = match (&inc.customer, inc.kind.starts_with("invoice.")) {
+            (Some(customer), true) => {
+                dbb::keep_pending(
+                    &mut tx,
+                    &dbb::PendingEvent {
+                        id: inc.id.clone(),
+                        kind: inc.kind.clone(),
+                        customer: customer.clone(),
+                        subscription: inc.subscription.clone(),
+                        created: inc.created,
+                    },
+                    now,
+                )
+                .await?;
+                Applied::Kept
+            }
+            _ => Applied::Ignored,
+        };
         tx.commit().await?;
-        return Ok(Applied::Ignored);
+        return Ok(outcome);
     };
-    let Some(current) = dbb::get(&mut tx, tenant).await? else {
-        tx.commit().await?;
-        return Ok(Applied::Ignored);
+    let (outcome, effects) = apply_to(state, &mut tx, tenant, &inc, now).await?;
+    // Invoice events that waited for this customer apply now, in Stripe's order.
+    if let Some(customer) = &effects.linked {
+        for p in dbb::take_pending(&mut tx, customer).await? {
+            let kept = Incoming {
+                id: p.id,
+                kind: p.kind,
+                created: p.created,
+                customer: Some(p.customer),
+                subscription: p.subscription,
+                status: None,
+                price: None,
+            };
+            apply_to(state, &mut tx, tenant, &kept, now).await?;
+        }
+    }
+    tx.commit().await?;
+    if effects.terminate {
+        // The subscription ended: the termination flow starts (export window, then deletion).
+        dbp::schedule_termination(&state.db, tenant, now + TERMINATION_GRACE, now).await?;
+    }
+    Ok(outcome)
+}
+
+#[derive(Default)]
+struct Effects {
+    /// The customer linked to the tenant by this event.
+    linked: Option<String>,
+    terminate: bool,
+}
+
+/// What a subscription status means for the tenant.
+fn status_for(
+    stripe_status: &str,
+    current: &dbb::Billing,
+    now: OffsetDateTime,
+) -> (String, Option<OffsetDateTime>) {
+    let (s, grace) = match stripe_status {
+        "active" | "trialing" => ("active", None),
+        "past_due" | "unpaid" => ("past_due", current.grace_until.or(Some(now + GRACE))),
+        "canceled" | "incomplete_expired" => ("canceled", None),
+        // Limited access (drafting pauses), nothing lost: a paused trial waiting for a
+        // payment method, a first payment that needs action.
+        "paused" => ("paused", None),
+        "incomplete" => ("incomplete", None),
+        _ => (current.billing_status.as_str(), current.grace_until),
     };
-    let mut outcome = Applied::Handled;
-    let mut detail = json!({ "event": kind });
+    (s.to_owned(), grace)
+}
+
+async fn apply_to(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    inc: &Incoming,
+    now: OffsetDateTime,
+) -> anyhow::Result<(Applied, Effects)> {
+    let mut effects = Effects::default();
+    let Some(current) = dbb::get(tx, tenant).await? else {
+        return Ok((Applied::Ignored, effects));
+    };
+    let kind = inc.kind.as_str();
+    let state_event = matches!(
+        kind,
+        "checkout.session.completed"
+            | "customer.subscription.created"
+            | "customer.subscription.updated"
+            | "customer.subscription.paused"
+            | "customer.subscription.resumed"
+            | "customer.subscription.deleted"
+            | "invoice.paid"
+            | "invoice.payment_succeeded"
+            | "invoice.payment_failed"
+    );
+    if !state_event {
+        return Ok((Applied::Ignored, effects));
+    }
+    // Same subscription as the stored one (or one side unknown).
+    let same_sub = match (&inc.subscription, &current.stripe_subscription_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    let older = current.stripe_event_at.is_some_and(|at| inc.created < at);
+    let ended = current.billing_status == "canceled";
+    let ends = kind == "customer.subscription.deleted"
+        || matches!(
+            inc.status.as_deref(),
+            Some("canceled" | "incomplete_expired")
+        );
+    let stale = if same_sub {
+        if ended {
+            // A deleted subscription stays deleted: only a new checkout revives the tenant.
+            kind != "checkout.session.completed" || older
+        } else {
+            // History. The deletion itself is final whenever it arrives.
+            older && kind != "customer.subscription.deleted"
+        }
+    } else {
+        // Another (old) subscription ending does not end the current one, and no invoice
+        // revives an ended tenant: only a new subscription does.
+        ends || (ended && kind.starts_with("invoice."))
+    };
+    if stale {
+        tracing::info!(event = %inc.kind, "stale Stripe event recorded, not applied");
+        return Ok((Applied::Stale, effects));
+    }
+    let mut detail = json!({ "event": kind, "created": inc.created });
     match kind {
         "checkout.session.completed" => {
-            if let Some(c) = customer_of(obj) {
-                dbb::link_customer(&mut tx, tenant, c, obj["subscription"].as_str()).await?;
+            if let Some(c) = &inc.customer {
+                dbb::link_customer(tx, tenant, c, inc.subscription.as_deref()).await?;
+                effects.linked = Some(c.clone());
             }
-            dbb::set_status(&mut tx, tenant, "active", None).await?;
-        }
-        "customer.subscription.created" | "customer.subscription.updated" => {
-            if let Some(c) = customer_of(obj) {
-                dbb::link_customer(&mut tx, tenant, c, obj["id"].as_str()).await?;
-            }
-            if let Some(plan) = obj["items"]["data"][0]["price"]["id"]
-                .as_str()
-                .and_then(|p| plan_for_price(state, p))
-            {
-                dbb::set_plan(&mut tx, tenant, plan.id, obj["id"].as_str()).await?;
-                detail["plan"] = json!(plan.id);
-            }
-            let (status, grace) = match obj["status"].as_str().unwrap_or("") {
-                "active" | "trialing" => ("active", None),
-                "past_due" | "unpaid" => ("past_due", current.grace_until.or(Some(now + GRACE))),
-                "canceled" | "incomplete_expired" => ("canceled", None),
-                _ => (current.billing_status.as_str(), current.grace_until),
-            };
-            dbb::set_status(&mut tx, tenant, status, grace).await?;
+            dbb::set_status(tx, tenant, "active", None).await?;
         }
         "customer.subscription.deleted" => {
-            dbb::set_status(&mut tx, tenant, "canceled", None).await?;
-            tx.commit().await?;
-            // The subscription ended: the termination flow starts (export window, then deletion).
-            dbp::schedule_termination(&state.db, tenant, now + TERMINATION_GRACE, now).await?;
-            tx = state.db.begin().await?;
+            dbb::set_status(tx, tenant, "canceled", None).await?;
+            effects.terminate = true;
+        }
+        k if k.starts_with("customer.subscription.") => {
+            if let Some(c) = &inc.customer {
+                dbb::link_customer(tx, tenant, c, inc.subscription.as_deref()).await?;
+                effects.linked = Some(c.clone());
+            }
+            if let Some(plan) = inc.price.as_deref().and_then(|p| plan_for_price(state, p)) {
+                dbb::set_plan(tx, tenant, plan.id, inc.subscription.as_deref()).await?;
+                detail["plan"] = json!(plan.id);
+            }
+            let (status, grace) = status_for(inc.status.as_deref().unwrap_or(""), &current, now);
+            dbb::set_status(tx, tenant, &status, grace).await?;
+            if status == "canceled" {
+                effects.terminate = true;
+            }
         }
         "invoice.paid" | "invoice.payment_succeeded" => {
-            dbb::set_status(&mut tx, tenant, "active", None).await?
+            // Payment settles a past-due or incomplete subscription; it does not resume a
+            // paused one (Stripe says so with customer.subscription.resumed).
+            if current.billing_status != "paused" {
+                dbb::set_status(tx, tenant, "active", None).await?;
+            }
         }
         "invoice.payment_failed" => {
             let grace = current.grace_until.unwrap_or(now + GRACE);
-            dbb::set_status(&mut tx, tenant, "past_due", Some(grace)).await?;
+            dbb::set_status(tx, tenant, "past_due", Some(grace)).await?;
         }
-        _ => outcome = Applied::Ignored,
+        _ => return Ok((Applied::Ignored, effects)),
     }
-    if outcome == Applied::Handled {
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
-        audit::record(
-            &mut tx,
-            tenant,
-            &Actor {
-                id: None,
-                label: "stripe".into(),
-            },
-            "billing.event",
-            id,
-            detail,
-            now,
-        )
+    dbb::set_event_at(tx, tenant, inc.created).await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
         .await?;
-    }
-    tx.commit().await?;
-    Ok(outcome)
+    audit::record(
+        tx,
+        tenant,
+        &Actor {
+            id: None,
+            label: "stripe".into(),
+        },
+        "billing.event",
+        &inc.id,
+        detail,
+        now,
+    )
+    .await?;
+    Ok((Applied::Handled, effects))
+}
+
+/// Whether the tenant's subscription leaves drafting paused (paused or incomplete: limited
+/// access until Stripe says it is active again; messages are stored all the same).
+pub fn drafting_paused(billing_status: &str) -> bool {
+    matches!(billing_status, "paused" | "incomplete")
 }
 
 /// What the plan's limits look like this period (the billing page and banners).

@@ -9,6 +9,11 @@ use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+/// The API version every request pins (`Stripe-Version`), so an account upgrade in Stripe's
+/// dashboard cannot change the shapes we parse. The tests' fixtures are this version's
+/// (stripe/openapi `fixtures3.json`). Webhook endpoints must be created with it too.
+pub const STRIPE_VERSION: &str = "2026-07-29.dahlia";
+
 /// Stripe signs webhooks with a timestamp; older than this (either way) is refused.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 
@@ -40,16 +45,23 @@ impl Client {
         })
     }
 
+    /// One API call. POSTs carry `idempotency_key`: Stripe answers a repeat of the same key
+    /// with the first answer instead of acting twice.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         form: &[(&str, String)],
+        idempotency_key: Option<&str>,
     ) -> Result<Value, StripeError> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(self.key.expose_secret());
+            .bearer_auth(self.key.expose_secret())
+            .header("Stripe-Version", STRIPE_VERSION);
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
         req = if method == reqwest::Method::GET {
             req.query(form)
         } else {
@@ -81,6 +93,8 @@ impl Client {
     }
 
     /// A Checkout session for a subscription to `price`; returns the URL to send the owner to.
+    /// `idempotency_key` names the owner's action: a double-submitted form sends the same key
+    /// and gets the same session.
     pub async fn checkout(
         &self,
         price: &str,
@@ -88,6 +102,7 @@ impl Client {
         customer: Option<&str>,
         success_url: &str,
         cancel_url: &str,
+        idempotency_key: &str,
     ) -> Result<String, StripeError> {
         let mut form = vec![
             ("mode", "subscription".to_owned()),
@@ -106,7 +121,12 @@ impl Client {
             form.push(("customer", c.to_owned()));
         }
         let v = self
-            .call(reqwest::Method::POST, "/v1/checkout/sessions", &form)
+            .call(
+                reqwest::Method::POST,
+                "/v1/checkout/sessions",
+                &form,
+                Some(idempotency_key),
+            )
             .await?;
         v["url"]
             .as_str()
@@ -124,6 +144,9 @@ impl Client {
                     ("customer", customer.to_owned()),
                     ("return_url", return_url.to_owned()),
                 ],
+                // A portal session is harmless to repeat; one key per request still keeps a
+                // retried request from creating two.
+                Some(&uuid::Uuid::new_v4().to_string()),
             )
             .await?;
         v["url"]
@@ -141,6 +164,7 @@ impl Client {
                     ("customer", customer.to_owned()),
                     ("limit", "12".to_owned()),
                 ],
+                None,
             )
             .await?;
         Ok(v["data"].as_array().cloned().unwrap_or_default())
@@ -189,6 +213,18 @@ pub fn sign(secret: &str, body: &[u8], t: i64) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The idempotency key of one checkout action: the tenant, the plan and the id of the page
+/// the owner submitted from (a double submission of that page repeats all three).
+pub fn checkout_key(tenant_id: &str, plan: &str, action_id: &str) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    for part in [tenant_id, plan, action_id] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("checkout-{}", hex::encode(&h.finalize()[..16]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +252,14 @@ mod tests {
             body,
             1_000_100
         ));
+    }
+
+    #[test]
+    fn checkout_keys_name_one_action() {
+        let k = checkout_key("t1", "clinic", "a1");
+        assert_eq!(k, checkout_key("t1", "clinic", "a1"));
+        assert_ne!(k, checkout_key("t1", "clinic", "a2"));
+        assert_ne!(k, checkout_key("t1", "enterprise", "a1"));
+        assert!(k.len() <= 255, "Stripe's limit");
     }
 }

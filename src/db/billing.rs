@@ -11,12 +11,14 @@ pub struct Billing {
     pub stripe_subscription_id: Option<String>,
     pub billing_status: String,
     pub grace_until: Option<OffsetDateTime>,
+    /// `created` (Unix seconds) of the newest subscription-state event applied.
+    pub stripe_event_at: Option<i64>,
 }
 
 pub async fn get(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<Option<Billing>> {
     sqlx::query_as!(
         Billing,
-        "SELECT plan, stripe_customer_id, stripe_subscription_id, billing_status, grace_until FROM tenants WHERE id = $1",
+        "SELECT plan, stripe_customer_id, stripe_subscription_id, billing_status, grace_until, stripe_event_at FROM tenants WHERE id = $1",
         tenant_id
     )
     .fetch_optional(conn)
@@ -104,4 +106,62 @@ pub async fn set_plan(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Remembers the newest applied event's `created` (never moves back).
+pub async fn set_event_at(conn: &mut PgConnection, tenant_id: Uuid, at: i64) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE tenants SET stripe_event_at = GREATEST(COALESCE(stripe_event_at, $2), $2) WHERE id = $1",
+        tenant_id,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An invoice event whose customer no tenant has yet.
+pub struct PendingEvent {
+    pub id: String,
+    pub kind: String,
+    pub customer: String,
+    pub subscription: Option<String>,
+    pub created: i64,
+}
+
+pub async fn keep_pending(
+    conn: &mut PgConnection,
+    e: &PendingEvent,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO stripe_pending_events (id, type, customer, subscription, created, received_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"#,
+        e.id,
+        e.kind,
+        e.customer,
+        e.subscription,
+        e.created,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes (deletes and returns) the customer's kept events, oldest first.
+pub async fn take_pending(
+    conn: &mut PgConnection,
+    customer: &str,
+) -> sqlx::Result<Vec<PendingEvent>> {
+    let mut rows = sqlx::query_as!(
+        PendingEvent,
+        r#"DELETE FROM stripe_pending_events WHERE customer = $1
+           RETURNING id, type AS kind, customer, subscription, created"#,
+        customer
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    Ok(rows)
 }

@@ -262,13 +262,17 @@ pub async fn mark_removed(
 }
 
 /// An admin's decision on a tool. Allowing a changed tool approves its new listing: the
-/// change becomes the pin.
+/// change becomes the pin. Allowing needs `seen`, the fingerprint of the version the admin
+/// was shown: if the stored listing differs (it changed again since), nothing is updated
+/// and `false` comes back. Disallowing is always accepted.
+#[allow(clippy::too_many_arguments)]
 pub async fn set_policy(
     conn: &mut PgConnection,
     server_id: Uuid,
     name: &str,
     allowed: bool,
     risk: &str,
+    seen: &str,
     by: Uuid,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
@@ -282,13 +286,15 @@ pub async fn set_policy(
              changed_schema = CASE WHEN $3 THEN NULL ELSE changed_schema END,
              changed_at = CASE WHEN $3 THEN NULL ELSE changed_at END,
              changed_fingerprint = CASE WHEN $3 THEN NULL ELSE changed_fingerprint END
-           WHERE server_id = $1 AND name = $2 AND removed_at IS NULL"#,
+           WHERE server_id = $1 AND name = $2 AND removed_at IS NULL
+             AND (NOT $3 OR COALESCE(changed_fingerprint, fingerprint) = $7)"#,
         server_id,
         name,
         allowed,
         risk,
         by,
-        now
+        now,
+        seen
     )
     .execute(conn)
     .await?;

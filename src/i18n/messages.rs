@@ -1334,6 +1334,22 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "o provedor de IA recusou a solicitação (confira a chave e o modelo)",
     ),
     (
+        "escalation.provider_response_too_large",
+        "the AI provider's answer was too large to read (over 4 MiB)",
+        "a resposta do provedor de IA era grande demais para ler (mais de 4 MiB)",
+    ),
+    (
+        "escalation.billing_inactive",
+        "the subscription is paused or awaiting payment: AI drafting waits",
+        "a assinatura está pausada ou aguardando pagamento: a IA aguarda",
+    ),
+    ("billing.status.paused", "paused", "pausada"),
+    (
+        "billing.status.incomplete",
+        "awaiting payment",
+        "aguardando pagamento",
+    ),
+    (
         "escalation.empty_reply",
         "the AI returned nothing",
         "a IA não devolveu nada",
@@ -2116,6 +2132,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Servidor adicionado. Teste a conexão para listar as ferramentas.",
     ),
     ("mcp.deleted", "Server removed.", "Servidor removido."),
+    (
+        "mcp.tool.changed_meanwhile",
+        "Not approved: the tool changed again since this page was shown. Check the new version below.",
+        "Não aprovada: a ferramenta mudou de novo desde que esta página foi exibida. Confira a nova versão abaixo.",
+    ),
     (
         "mcp.policy_saved",
         "Tool policy saved.",

@@ -174,6 +174,18 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     } else {
         None
     };
+    // A paused or incomplete subscription: limited access, drafting waits (nothing lost).
+    let billing_paused = {
+        let mut conn = state.db.acquire().await?;
+        db::billing::get(&mut conn, tenant_id)
+            .await?
+            .is_some_and(|b| crate::billing::drafting_paused(&b.billing_status))
+    };
+    let over_limit = if billing_paused {
+        Some("billing_inactive")
+    } else {
+        over_limit
+    };
     let over_limit = match (over_limit, ai_settings.daily_call_limit) {
         (None, Some(l)) if db_ai::calls_on(&mut tx, now.date()).await? >= i64::from(l) => {
             Some("ai_limit_day")
@@ -233,10 +245,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                     record_failure(state, tenant_id, &ai_settings.provider, now.date()).await?;
                     tracing::warn!(error = %e, "drafting failed; flagging the conversation for a human");
                     Produced::Escalate {
-                        reason: if e.is_retryable() {
-                            "provider_unavailable".into()
-                        } else {
-                            "provider_error".into()
+                        reason: match e {
+                            AiError::TooLarge { .. } => "provider_response_too_large".into(),
+                            e if e.is_retryable() => "provider_unavailable".into(),
+                            _ => "provider_error".into(),
                         },
                         provider: ai_settings.provider.clone(),
                         model: ai_settings.model.clone(),
@@ -557,6 +569,14 @@ async fn draft_llm(
         Toolbox::default()
     };
     let specs: Vec<ToolSpec> = toolbox.offered.iter().map(|o| o.spec.clone()).collect();
+    // A small local model's context window can be below our default budget.
+    let mut budget = Budget::default();
+    let window = ai::models::lookup(kind, &s.model).context_window as usize;
+    budget.max_input_tokens = budget.max_input_tokens.min(
+        window
+            .saturating_sub(budget.max_output_tokens as usize)
+            .max(1_024),
+    );
     let built = match context::build_context(&ContextInput {
         settings,
         customer,
@@ -564,7 +584,7 @@ async fn draft_llm(
         messages: &convo,
         tools: &specs,
         capabilities: caps,
-        budget: Budget::default(),
+        budget,
     }) {
         Ok(b) => b,
         Err(e) => {
@@ -714,7 +734,8 @@ impl Toolbox {
 }
 
 /// Asks the model, runs the read calls it makes and prepares the write calls, feeds the
-/// results back, until it answers (or the step limit forces an answer without tools).
+/// results back, until it answers (or the step limit forces an answer: tools declared but
+/// forbidden).
 async fn tool_loop(
     provider: &dyn ai::Provider,
     mut req: ai::ChatRequest,
@@ -727,7 +748,10 @@ async fn tool_loop(
         let resp = provider.chat(&req).await?;
         usage.input_tokens += resp.usage.input_tokens;
         usage.output_tokens += resp.usage.output_tokens;
-        if resp.tool_calls.is_empty() || req.tools.is_empty() {
+        if resp.tool_calls.is_empty()
+            || req.tools.is_empty()
+            || req.tool_choice == ai::ToolChoice::None
+        {
             return Ok((resp, usage));
         }
         steps += 1;
@@ -811,8 +835,10 @@ async fn tool_loop(
             ));
         }
         if steps >= MAX_TOOL_STEPS || calls.len() >= MAX_TOOL_CALLS {
-            // Force an answer: no more tools.
-            req.tools.clear();
+            // Force an answer. The tools stay declared, since the history now holds tool
+            // calls and results (Anthropic refuses those without their tools); their use is
+            // forbidden instead.
+            req.tool_choice = ai::ToolChoice::None;
         }
     }
 }

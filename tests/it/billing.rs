@@ -397,3 +397,417 @@ async fn lowering_the_plan_says_what_the_sweep_will_remove_before_it_does() {
         .unwrap();
     assert_eq!(gw.count("messages").await, 1);
 }
+
+// ---------- Stripe's own fixtures, delivered out of order ----------
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/stripe/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// An event as Stripe sends it, around one of its fixture objects.
+fn stripe_event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+    let mut e = fixture_event();
+    e["id"] = json!(id);
+    e["type"] = json!(kind);
+    e["created"] = json!(created);
+    e["data"] = json!({ "object": object });
+    e
+}
+
+fn fixture_event() -> Value {
+    json!({ "object": "event", "api_version": sigmaai::billing::stripe::STRIPE_VERSION,
+            "livemode": false, "pending_webhooks": 1, "request": { "id": null, "idempotency_key": null } })
+}
+
+fn subscription(tenant: uuid::Uuid, status: &str, price: &str) -> Value {
+    let mut s = fixture("subscription");
+    s["id"] = json!("sub_1");
+    s["customer"] = json!("cus_1");
+    s["status"] = json!(status);
+    s["metadata"] = json!({ "tenant_id": tenant });
+    s["items"]["data"][0]["price"]["id"] = json!(price);
+    s
+}
+
+fn invoice(customer: &str) -> Value {
+    let mut i = fixture("invoice");
+    i["customer"] = json!(customer);
+    i["status"] = json!("paid");
+    i["parent"] = json!({ "type": "subscription_details",
+        "subscription_details": { "subscription": "sub_1", "metadata": null }, "quote_details": null });
+    i
+}
+
+fn checkout_completed(tenant: uuid::Uuid, customer: &str) -> Value {
+    let mut c = fixture("checkout_session");
+    c["mode"] = json!("subscription");
+    c["client_reference_id"] = json!(tenant);
+    c["customer"] = json!(customer);
+    c["subscription"] = json!("sub_1");
+    c["status"] = json!("complete");
+    c
+}
+
+#[tokio::test]
+async fn out_of_order_deliveries_never_revive_a_canceled_subscription() {
+    let w = stripe_world(None).await;
+    let t = tenant_id(&w).await;
+    let t0 = w.t.clock.now().unix_timestamp() - 1_000;
+    for (id, kind, at, obj) in [
+        (
+            "evt_a",
+            "checkout.session.completed",
+            t0,
+            checkout_completed(t, "cus_1"),
+        ),
+        (
+            "evt_b",
+            "customer.subscription.updated",
+            t0 + 10,
+            subscription(t, "active", "price_clinic"),
+        ),
+        (
+            "evt_del",
+            "customer.subscription.deleted",
+            t0 + 300,
+            subscription(t, "canceled", "price_clinic"),
+        ),
+    ] {
+        let (s, v) = post_event(&w, &stripe_event(id, kind, at, obj), None).await;
+        assert_eq!((s, v["result"].as_str()), (200, Some("handled")), "{id}");
+    }
+    assert_eq!(billing_row(&w).await.1, "canceled");
+    // Then an older update (still "active" when it was sent) and an older invoice.paid.
+    let (s, v) = post_event(
+        &w,
+        &stripe_event(
+            "evt_old_upd",
+            "customer.subscription.updated",
+            t0 + 200,
+            subscription(t, "active", "price_enterprise"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("stale")));
+    let (_, v) = post_event(
+        &w,
+        &stripe_event("evt_old_paid", "invoice.paid", t0 + 100, invoice("cus_1")),
+        None,
+    )
+    .await;
+    assert_eq!(v["result"].as_str(), Some("stale"));
+    // Even a newer invoice.paid does not bring an ended subscription back.
+    let (_, v) = post_event(
+        &w,
+        &stripe_event("evt_new_paid", "invoice.paid", t0 + 400, invoice("cus_1")),
+        None,
+    )
+    .await;
+    assert_eq!(v["result"].as_str(), Some("stale"));
+    let (plan, status, _, _) = billing_row(&w).await;
+    assert_eq!((plan.as_str(), status.as_str()), ("clinic", "canceled"));
+    let (tstatus, terminate_at): (String, Option<time::OffsetDateTime>) =
+        sqlx::query_as("SELECT status, terminate_at FROM tenants WHERE id = $1")
+            .bind(t)
+            .fetch_one(&w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(tstatus, "terminating");
+    assert!(terminate_at.is_some());
+    // Every delivery is recorded (replays stay duplicates); only the applied ones audited.
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_events")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(seen, 6);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'billing.event'")
+            .fetch_one(&w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(audited, 3);
+}
+
+#[tokio::test]
+async fn an_older_update_after_a_newer_one_changes_nothing() {
+    let w = stripe_world(None).await;
+    let t = tenant_id(&w).await;
+    let t0 = w.t.clock.now().unix_timestamp() - 1_000;
+    post_event(
+        &w,
+        &stripe_event(
+            "evt_a",
+            "checkout.session.completed",
+            t0,
+            checkout_completed(t, "cus_1"),
+        ),
+        None,
+    )
+    .await;
+    post_event(
+        &w,
+        &stripe_event(
+            "evt_new",
+            "customer.subscription.updated",
+            t0 + 60,
+            subscription(t, "past_due", "price_enterprise"),
+        ),
+        None,
+    )
+    .await;
+    let (_, v) = post_event(
+        &w,
+        &stripe_event(
+            "evt_old",
+            "customer.subscription.updated",
+            t0 + 30,
+            subscription(t, "active", "price_starter"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(v["result"].as_str(), Some("stale"));
+    let (plan, status, _, grace) = billing_row(&w).await;
+    assert_eq!((plan.as_str(), status.as_str()), ("enterprise", "past_due"));
+    assert!(grace.is_some());
+}
+
+#[tokio::test]
+async fn paused_and_incomplete_pause_drafting_and_lose_nothing() {
+    let gw = Gw::evolution_in(stripe_world(None).await).await;
+    let t = tenant_id(&gw.w).await;
+    let t0 = gw.w.t.clock.now().unix_timestamp() - 1_000;
+    post_event(
+        &gw.w,
+        &stripe_event(
+            "evt_a",
+            "checkout.session.completed",
+            t0,
+            checkout_completed(t, "cus_1"),
+        ),
+        None,
+    )
+    .await;
+    post_event(
+        &gw.w,
+        &stripe_event(
+            "evt_p",
+            "customer.subscription.paused",
+            t0 + 10,
+            subscription(t, "paused", "price_clinic"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(billing_row(&gw.w).await.1, "paused");
+    // A payment does not resume a paused subscription.
+    post_event(
+        &gw.w,
+        &stripe_event("evt_i", "invoice.paid", t0 + 20, invoice("cus_1")),
+        None,
+    )
+    .await;
+    assert_eq!(billing_row(&gw.w).await.1, "paused");
+    gw.evo(&evo_text(
+        "P1",
+        "5511988887777",
+        "Ana",
+        gw.w.t.clock.now().unix_timestamp(),
+        "Quanto custa?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    assert_eq!(gw.count("messages").await, 1, "the message is stored");
+    let reason: Option<String> = sqlx::query_scalar("SELECT escalation_reason FROM drafts")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(reason.as_deref(), Some("billing_inactive"));
+    post_event(
+        &gw.w,
+        &stripe_event(
+            "evt_r",
+            "customer.subscription.resumed",
+            t0 + 30,
+            subscription(t, "active", "price_clinic"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(billing_row(&gw.w).await.1, "active");
+    post_event(
+        &gw.w,
+        &stripe_event(
+            "evt_inc",
+            "customer.subscription.updated",
+            t0 + 40,
+            subscription(t, "incomplete", "price_clinic"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(billing_row(&gw.w).await.1, "incomplete");
+    // The first invoice paid settles an incomplete subscription.
+    post_event(
+        &gw.w,
+        &stripe_event("evt_i2", "invoice.paid", t0 + 50, invoice("cus_1")),
+        None,
+    )
+    .await;
+    assert_eq!(billing_row(&gw.w).await.1, "active");
+}
+
+#[tokio::test]
+async fn invoice_events_before_the_customer_is_linked_apply_once_it_is() {
+    let w = stripe_world(None).await;
+    let t = tenant_id(&w).await;
+    let t0 = w.t.clock.now().unix_timestamp() - 1_000;
+    // The failed payment is delivered before the checkout's completion.
+    let (s, v) = post_event(
+        &w,
+        &stripe_event(
+            "evt_fail",
+            "invoice.payment_failed",
+            t0 + 50,
+            invoice("cus_new"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("kept")));
+    assert_eq!(billing_row(&w).await.1, "none");
+    let (_, v) = post_event(
+        &w,
+        &stripe_event(
+            "evt_done",
+            "checkout.session.completed",
+            t0,
+            checkout_completed(t, "cus_new"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(v["result"].as_str(), Some("handled"));
+    let (_, status, customer, grace) = billing_row(&w).await;
+    assert_eq!(
+        (status.as_str(), customer.as_deref()),
+        ("past_due", Some("cus_new"))
+    );
+    assert!(grace.is_some());
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM stripe_pending_events")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+/// Stripe's idempotency as documented: a repeated `Idempotency-Key` gets the first answer
+/// back and creates nothing. Counts the sessions really created.
+#[derive(Default)]
+struct IdempotentCheckout {
+    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    created: std::sync::atomic::AtomicUsize,
+}
+
+struct Shared(std::sync::Arc<IdempotentCheckout>);
+
+impl wiremock::Respond for Shared {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let this = &self.0;
+        let Some(key) = req
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+        else {
+            // Without a key every request is a new session.
+            let n = this
+                .created
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return ResponseTemplate::new(200).set_body_json(json!({ "id": format!("cs_{n}"),
+                "object": "checkout.session", "url": format!("https://checkout.stripe.test/c/pay/cs_{n}") }));
+        };
+        let mut sessions = this.sessions.lock().unwrap();
+        let id = sessions
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                let n = this
+                    .created
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                format!("cs_{n}")
+            })
+            .clone();
+        let mut session = fixture("checkout_session");
+        session["id"] = json!(id);
+        session["mode"] = json!("subscription");
+        session["url"] = json!(format!("https://checkout.stripe.test/c/pay/{id}"));
+        ResponseTemplate::new(200).set_body_json(session)
+    }
+}
+
+#[tokio::test]
+async fn a_double_submitted_checkout_creates_one_session_with_one_key() {
+    let stripe = MockServer::start().await;
+    let idem = std::sync::Arc::new(IdempotentCheckout::default());
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .and(header(
+            "stripe-version",
+            sigmaai::billing::stripe::STRIPE_VERSION,
+        ))
+        .respond_with(Shared(idem.clone()))
+        .mount(&stripe)
+        .await;
+    let w = stripe_world(Some(&stripe)).await;
+    // The owner clicks twice on the page they see (same page, same hidden fields).
+    let page = w.owner.get("/t/clinic-a/billing").await;
+    let csrf = page.csrf();
+    let doc = scraper::Html::parse_document(&page.body);
+    let sel = scraper::Selector::parse("input[name=action_id]").unwrap();
+    let action_id = doc
+        .select(&sel)
+        .next()
+        .and_then(|e| e.value().attr("value"))
+        .expect("the checkout form names its action")
+        .to_owned();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("plan", "enterprise"),
+        ("action_id", action_id.as_str()),
+    ];
+    let first = w.owner.post("/t/clinic-a/billing/checkout", &form).await;
+    let second = w.owner.post("/t/clinic-a/billing/checkout", &form).await;
+    assert_eq!((first.status, second.status), (303, 303));
+    assert_eq!(first.location, second.location);
+    let received = stripe.received_requests().await.unwrap();
+    assert_eq!(received.len(), 2, "both submissions reached Stripe");
+    let keys: Vec<&str> = received
+        .iter()
+        .map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(
+        idem.created.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one Checkout session"
+    );
+    // A later visit to the page is a new action: a new key.
+    let r = w
+        .owner
+        .submit(
+            "/t/clinic-a/billing",
+            "/t/clinic-a/billing/checkout",
+            &[("plan", "enterprise")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let received = stripe.received_requests().await.unwrap();
+    assert_ne!(
+        received[2].headers.get("idempotency-key").unwrap(),
+        received[0].headers.get("idempotency-key").unwrap()
+    );
+}

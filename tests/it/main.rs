@@ -17,5 +17,6 @@ mod messaging;
 mod privacy;
 mod public_pages;
 mod review;
+mod schemas;
 mod suite;
 mod wa;

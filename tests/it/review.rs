@@ -737,3 +737,85 @@ async fn ai_base_urls_to_private_or_metadata_addresses_are_refused() {
         .flatten();
     assert_eq!(saved, None);
 }
+
+/// An HTTP server that answers every request with a JSON body that never ends (chunked, no
+/// length): what a hostile or broken OpenAI-compatible endpoint can do. Counts what it wrote.
+async fn endless_json_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = written.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+                chunk.extend(std::iter::repeat_n(b' ', 64 * 1024));
+                chunk.extend_from_slice(b"\r\n");
+                let mut first = b"7\r\n{\"a\": \"\r\n".to_vec();
+                first.extend_from_slice(&chunk);
+                if sock.write_all(&first).await.is_err() {
+                    return;
+                }
+                while sock.write_all(&chunk).await.is_ok() {
+                    count.fetch_add(chunk.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/v1"), written)
+}
+
+#[tokio::test]
+async fn an_endless_ai_response_is_cut_at_the_cap_and_escalated_with_the_reason() {
+    let gw = Gw::evolution().await;
+    let (url, written) = endless_json_server().await;
+    set_ai(
+        &gw.w,
+        &[
+            ("provider", "openai_compatible"),
+            ("model", "llama3.1"),
+            ("base_url", &url),
+        ],
+    )
+    .await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    assert_eq!(
+        drafts(&gw.w.t).await,
+        vec![(
+            "escalated".to_owned(),
+            Some("provider_response_too_large".to_owned())
+        )]
+    );
+    // Reading stopped near the cap (the server could write on into socket buffers only).
+    let sent = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < 64 * 1024 * 1024, "{sent} bytes");
+    let page = gw.w.owner.get("/t/clinic-a/review").await;
+    assert!(
+        page.body.contains("too large to read (over 4 MiB)"),
+        "{}",
+        page.body
+    );
+}

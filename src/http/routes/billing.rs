@@ -63,6 +63,8 @@ pub struct BillingPage {
     pub has_customer: bool,
     pub usage: billing::Usage,
     pub invoices: Vec<InvoiceRow>,
+    /// Names this page's checkout action (its Stripe idempotency key is derived from it).
+    pub action_id: String,
 }
 
 async fn page(
@@ -111,6 +113,7 @@ async fn page(
         has_customer: b.stripe_customer_id.is_some(),
         usage,
         invoices,
+        action_id: uuid::Uuid::new_v4().to_string(),
     })
 }
 
@@ -131,6 +134,9 @@ pub async fn usage(state: &AppState, t: &TenantCtx, plan: &Plan) -> AppResult<bi
 #[derive(Deserialize)]
 pub struct CheckoutForm {
     plan: String,
+    /// From the page; absent (an old page): this submission is its own action.
+    #[serde(default)]
+    action_id: Option<String>,
 }
 
 /// Sends the owner to Stripe Checkout for the chosen plan.
@@ -153,6 +159,12 @@ async fn checkout(
         .and_then(|b| b.stripe_customer_id);
     drop(conn);
     let base = state.config.public_url.as_str().trim_end_matches('/');
+    let action = f
+        .action_id
+        .as_deref()
+        .and_then(|a| uuid::Uuid::parse_str(a).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4);
+    let key = stripe::checkout_key(&t.id().to_string(), plan.id, &action.to_string());
     let url = client
         .checkout(
             price,
@@ -160,6 +172,7 @@ async fn checkout(
             customer.as_deref(),
             &format!("{base}{back}?paid=1"),
             &format!("{base}{back}"),
+            &key,
         )
         .await;
     match url {

@@ -46,6 +46,9 @@ pub struct ToolView {
     pub changed_description: String,
     pub changed_schema: String,
     pub removed: bool,
+    /// The version the admin is looking at (the changed listing when there is one): the
+    /// form carries it, and approval is refused if the tool changed again meanwhile.
+    pub fingerprint: String,
 }
 
 pub struct ServerView {
@@ -121,6 +124,10 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Integr
                     changed_description: tool.changed_description.clone().unwrap_or_default(),
                     changed_schema: tool.changed_schema.as_ref().map(pretty).unwrap_or_default(),
                     removed: tool.removed_at.is_some(),
+                    fingerprint: tool
+                        .changed_fingerprint
+                        .clone()
+                        .unwrap_or_else(|| tool.fingerprint.clone()),
                 })
                 .collect(),
         })
@@ -279,6 +286,9 @@ pub struct ToolForm {
     #[serde(default)]
     allowed: String,
     risk: String,
+    /// The fingerprint of the version shown to the admin.
+    #[serde(default)]
+    fingerprint: String,
 }
 
 async fn tool_policy(
@@ -294,8 +304,32 @@ async fn tool_policy(
     let user = t.actor().id.ok_or(AppError::NotFound)?;
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    if !db_mcp::set_policy(&mut tx, id, &f.tool, allowed, &f.risk, user, now).await? {
-        return Err(AppError::NotFound);
+    if !db_mcp::set_policy(
+        &mut tx,
+        id,
+        &f.tool,
+        allowed,
+        &f.risk,
+        &f.fingerprint,
+        user,
+        now,
+    )
+    .await?
+    {
+        let exists = db_mcp::tools(&mut tx, Some(id))
+            .await?
+            .iter()
+            .any(|x| x.name == f.tool && x.removed_at.is_none());
+        if !exists {
+            return Err(AppError::NotFound);
+        }
+        // What the admin approved is not what is stored now: show them the new version.
+        tracing::warn!(tenant = %t.id(), server = %id, "tool approval refused: the tool changed since the page was shown");
+        return Ok(redirect_with_flash(
+            &back(&t),
+            false,
+            "mcp.tool.changed_meanwhile",
+        ));
     }
     audit::record(
         &mut tx,
