@@ -117,6 +117,18 @@ pub async fn set_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx:
     Ok(())
 }
 
+/// Replaces where replies go (the customer changed number).
+pub async fn replace_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE conversations SET chat_sealed = $2 WHERE id = $1",
+        id,
+        sealed
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn chat(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
     Ok(
         sqlx::query_scalar!("SELECT chat_sealed FROM conversations WHERE id = $1", id)

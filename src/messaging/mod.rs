@@ -1,6 +1,7 @@
 //! WhatsApp traffic: durable ingestion of gateway events, media, and sending.
 
 pub mod channel;
+pub mod extra;
 pub mod group_commit;
 pub mod ingest;
 pub mod media;

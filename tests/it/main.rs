@@ -14,5 +14,6 @@ mod mcp;
 mod messaging;
 mod privacy;
 mod public_pages;
+mod replay;
 mod review;
 mod wa;
