@@ -215,10 +215,9 @@ fn parse_message(instance: &str, data: &Value, echo: bool) -> Result<InboundEven
     let sender_name = if from_me {
         None
     } else {
-        text_at(data, "pushName").filter(|n| {
-            let t = n.trim();
-            !t.is_empty() && !t.contains('@') && Phone::try_from(t).is_err()
-        })
+        text_at(data, "pushName")
+            .and_then(|n| super::clean_name(&n))
+            .filter(|t| !t.contains('@') && Phone::try_from(t.as_str()).is_err())
     };
 
     let message = data.get("message").filter(|m| m.is_object());

@@ -137,7 +137,8 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value]) -> Result<Inbound
     };
     let sender_name = contact
         .and_then(|c| c.get("profile"))
-        .and_then(|p| text_at(p, "name"));
+        .and_then(|p| str_at(p, "name"))
+        .and_then(super::clean_name);
     let quoted_external_id = m.get("context").and_then(|c| text_at(c, "id"));
     // Edits and revokes change an earlier message (`edit.original_message_id`).
     if kind_name == "edit" || kind_name == "revoke" {

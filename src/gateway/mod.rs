@@ -629,6 +629,21 @@ pub(crate) fn unix_seconds(v: &Value) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(secs).ok()
 }
 
+/// A display name as we keep it: bidirectional overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069) removed, so a push name cannot reverse the text around it in the
+/// portal ("Trojan Source"-style spoofing), and other control characters dropped.
+/// `None` when nothing visible is left.
+pub fn clean_name(raw: &str) -> Option<String> {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| {
+            !matches!(*c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') && !c.is_control()
+        })
+        .collect();
+    let t = cleaned.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
 /// A coordinate given as a number or a numeric string.
 pub(crate) fn number_at(v: &Value, key: &str) -> Option<f64> {
     match v.get(key)? {
@@ -711,6 +726,16 @@ mod tests {
             Some(t)
         );
         assert_eq!(unix_seconds(&serde_json::json!("soon")), None);
+    }
+
+    #[test]
+    fn clean_name_drops_bidi_overrides() {
+        assert_eq!(
+            clean_name("Ana\u{202E}lanigiro\u{202C} Souza").as_deref(),
+            Some("Analanigiro Souza")
+        );
+        assert_eq!(clean_name("\u{2067}\u{2069} \n").as_deref(), None);
+        assert_eq!(clean_name("José 😀").as_deref(), Some("José 😀"));
     }
 
     #[test]

@@ -233,3 +233,64 @@ async fn evolution_fixtures_replay() {
 async fn meta_fixtures_replay() {
     replay_all("meta").await;
 }
+
+/// A media download the gateway refuses for good (4xx other than 408/429) is not retried:
+/// one call, and staff are told the media is gone.
+#[tokio::test]
+async fn media_refused_for_good_is_gone_after_one_try() {
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let gw = Gw::evolution().await;
+    let ts = sigmaai::clock::Clock::now(&gw.w.t.clock).unix_timestamp();
+    let image = wa::evo_upsert(
+        "3EB0IMG0001",
+        "5511988887777",
+        "Ana Souza",
+        ts,
+        serde_json::json!({ "imageMessage": { "mimetype": "image/jpeg", "caption": "exame",
+            "url": "https://mmg.whatsapp.net/o1/v/t62.7118-24/f1/m232/abc.enc", "directPath": "/o1/v/abc.enc" } }),
+        "imageMessage",
+    );
+    assert_eq!(gw.evo(&image).await.0, 200);
+    // Evolution's answer when it can no longer decrypt or find the message (§1.9).
+    Mock::given(method("POST"))
+        .and(path("/chat/getBase64FromMediaMessage/clinic"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!(
+            { "status": 400, "error": "Bad Request", "response": { "message": ["Message not found"] } }
+        )))
+        .expect(1)
+        .mount(&gw.gateway)
+        .await;
+    let start = sigmaai::clock::Clock::now(&gw.w.t.clock);
+    for _ in 0..5 {
+        gw.run_jobs().await;
+        gw.w.t.clock.advance(time::Duration::minutes(30));
+    }
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE kind = 'fetch_media' AND state = 'pending'",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0, "no retry is left waiting");
+    // Back to when the staff session is fresh, to look at the page.
+    gw.w.t.clock.set(start);
+    let state: String =
+        sqlx::query_scalar("SELECT media_state FROM messages WHERE external_id = '3EB0IMG0001'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(state, "gone");
+    let conv = gw.only_conversation().await;
+    let page =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert!(
+        page_text(&page.body).contains("is no longer available from WhatsApp"),
+        "{}",
+        page.body
+    );
+}
