@@ -357,7 +357,7 @@ pub async fn set_sent(
     Ok(())
 }
 
-/// Drafts awaiting review that were written after `since` (so their context held a message
+/// Drafts awaiting review (or escalated) that were written after `since` (so their context held a message
 /// that has now been edited or deleted) are flagged for the reviewer.
 pub async fn flag_source_changed(
     conn: &mut PgConnection,
@@ -367,7 +367,7 @@ pub async fn flag_source_changed(
 ) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         r#"UPDATE drafts SET source_changed = CASE WHEN source_changed = 'deleted' THEN source_changed ELSE $3 END
-           WHERE conversation_id = $1 AND state = 'pending' AND created_at >= $2"#,
+           WHERE conversation_id = $1 AND state IN ('pending', 'escalated') AND created_at >= $2"#,
         conversation_id,
         since,
         what

@@ -992,6 +992,20 @@ impl EvolutionClient {
             .map(drop)
     }
 
+    /// A group's subject (`GET /group/findGroupInfos?groupJid=`), to label its
+    /// conversation: webhooks only carry the sender's push name.
+    pub async fn group_subject(&self, group_jid: &str) -> Result<Option<String>, SendError> {
+        let resp = self
+            .call(
+                Method::GET,
+                &["group", "findGroupInfos"],
+                None,
+                &[("groupJid", group_jid)],
+            )
+            .await?;
+        Ok(text_at(&resp, "subject").and_then(|s| super::clean_name(&s)))
+    }
+
     /// The linked session's state (`GET /instance/connectionState`).
     pub async fn connection_state(&self) -> Result<ConnectionState, SendError> {
         let resp = self

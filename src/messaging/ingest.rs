@@ -32,7 +32,7 @@ use crate::{
         ConnectionState, ConnectionUpdate, InboundEvent, InboundMessage, MediaSource, MessageKind,
         MessageRevision, Revision, StatusUpdate,
     },
-    messaging::{FETCH_MEDIA, extra},
+    messaging::{FETCH_MEDIA, GROUP_SUBJECT, extra},
     state::AppState,
 };
 
@@ -627,6 +627,18 @@ pub async fn apply(
         // Where replies go: the group, or the person as the gateway addresses them.
         if c.needs_chat {
             set_chat(state, tx, &r.p, tenant_id, c.id).await?;
+            if r.p.msg.is_group {
+                // Label the group with its subject, asked of the gateway after the commit.
+                jobs::enqueue(
+                    tx,
+                    NewJob::new(GROUP_SUBJECT, r.now)
+                        .tenant(tenant_id)
+                        .subject(c.id)
+                        .dedupe(format!("group_subject:{}", c.id)),
+                    r.now,
+                )
+                .await?;
+            }
             conversations.insert(
                 key,
                 Upserted {

@@ -195,7 +195,14 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
         _ => Ok(None),
     };
     let erased = r.contact_erased || name.is_err() || phone.is_err();
-    let label = if erased {
+    let group = if r.is_group {
+        crate::messaging::groups::subject(state, tenant, r.id, r.group_name_sealed.as_deref()).await
+    } else {
+        None
+    };
+    let label = if let Some(g) = group {
+        g
+    } else if erased {
         "—".into()
     } else {
         name.ok()

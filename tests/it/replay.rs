@@ -294,3 +294,56 @@ async fn media_refused_for_good_is_gone_after_one_try() {
         page.body
     );
 }
+
+/// A group conversation is labelled with the group's subject (asked of Evolution's
+/// `findGroupInfos` once), not with the first member who wrote.
+#[tokio::test]
+async fn group_is_labelled_with_its_subject() {
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path, query_param},
+    };
+    let gw = Gw::evolution().await;
+    let ts = sigmaai::clock::Clock::now(&gw.w.t.clock).unix_timestamp();
+    Mock::given(method("GET"))
+        .and(path("/group/findGroupInfos/clinic"))
+        .and(query_param("groupJid", "120363025555555555@g.us"))
+        // WhatsAppBaileysService.findGroup's answer.
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "120363025555555555@g.us", "subject": "Pais da turma \u{202E}B", "subjectOwner": "5521966665555@s.whatsapp.net",
+            "subjectTime": 1759000000, "pictureUrl": null, "size": 2, "creation": 1759000000,
+            "owner": "5521966665555@s.whatsapp.net", "desc": "", "restrict": false, "announce": false,
+            "participants": [{ "id": "5521966665555@s.whatsapp.net", "admin": "superadmin" }]
+        })))
+        .expect(1)
+        .mount(&gw.gateway)
+        .await;
+    for (id, who, name) in [
+        ("G1", "5521966665555", "Bruno"),
+        ("G2", "5521955554444", "Carla"),
+    ] {
+        let group = serde_json::json!({
+            "event": "messages.upsert", "instance": "clinic",
+            "data": { "key": { "remoteJid": "120363025555555555@g.us", "fromMe": false, "id": id,
+                               "participant": format!("{who}@s.whatsapp.net") },
+                      "pushName": name, "message": { "conversation": "Oi grupo" },
+                      "messageType": "conversation", "messageTimestamp": ts }
+        });
+        assert_eq!(gw.evo(&group).await.0, 200);
+    }
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    let inbox = gw.w.owner.get("/t/clinic-a/conversations").await;
+    let text = page_text(&inbox.body);
+    assert!(text.contains("Pais da turma B"), "{text}");
+    assert!(
+        !text.contains("Bruno"),
+        "the group is not labelled as its first member"
+    );
+    let conv = gw.only_conversation().await;
+    let page =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert!(page_text(&page.body).contains("Pais da turma B"));
+}
