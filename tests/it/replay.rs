@@ -51,6 +51,9 @@ fn to_our_number(mut body: Value) -> Value {
     body
 }
 
+/// kind, author, deleted, edited, has body, has original, quoted id.
+type StoredRow = (String, String, bool, bool, bool, bool, Option<String>);
+
 async fn count(gw: &Gw, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .bind(gw.channel_id)
@@ -131,7 +134,7 @@ async fn replay(gw: &Gw, meta: bool, fixture: &Value) -> Vec<String> {
     }
     for row in expect["rows"].as_array().into_iter().flatten() {
         let ext = row["external_id"].as_str().unwrap();
-        let got: Option<(String, String, bool, bool, bool, bool, Option<String>)> = sqlx::query_as(
+        let got: Option<StoredRow> = sqlx::query_as(
             "SELECT kind, author, deleted_at IS NOT NULL, edited_at IS NOT NULL, body_sealed IS NOT NULL,
                     original_sealed IS NOT NULL, quoted_external_id
              FROM messages WHERE channel_id = $1 AND external_id = $2",
