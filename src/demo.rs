@@ -110,6 +110,7 @@ async fn seed_content(state: &AppState, tenant_id: uuid::Uuid) -> anyhow::Result
                 body: (*text).to_owned(),
             },
             quoted_external_id: None,
+            referral: None,
         };
         // A second `demo` skips them: the per-channel message id is already stored.
         crate::messaging::ingest::ingest(state, &sim, vec![InboundEvent::Message(msg)]).await?;

@@ -185,6 +185,8 @@ pub struct Draft {
     pub edited: bool,
     pub sent_message_id: Option<Uuid>,
     pub created_at: OffsetDateTime,
+    /// A message its context held was later edited or deleted (`edited` / `deleted`).
+    pub source_changed: Option<String>,
 }
 
 pub struct NewDraft<'a> {
@@ -260,7 +262,8 @@ pub async fn get_draft(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option
         Draft,
         r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
                   escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
-                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at
+                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
+                  source_changed
            FROM drafts WHERE id = $1"#,
         id
     )
@@ -274,7 +277,8 @@ pub async fn queue(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Draf
         Draft,
         r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
                   escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
-                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at
+                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
+                  source_changed
            FROM drafts WHERE state IN ('pending', 'escalated') ORDER BY created_at, id LIMIT $1"#,
         limit
     )
@@ -298,7 +302,8 @@ pub async fn latest_for_conversation(
         Draft,
         r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
                   escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
-                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at
+                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
+                  source_changed
            FROM drafts WHERE conversation_id = $1 ORDER BY created_at DESC LIMIT 1"#,
         conversation_id
     )
@@ -350,6 +355,26 @@ pub async fn set_sent(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Drafts awaiting review (or escalated) that were written after `since` (so their context held a message
+/// that has now been edited or deleted) are flagged for the reviewer.
+pub async fn flag_source_changed(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    since: OffsetDateTime,
+    what: &str,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        r#"UPDATE drafts SET source_changed = CASE WHEN source_changed = 'deleted' THEN source_changed ELSE $3 END
+           WHERE conversation_id = $1 AND state IN ('pending', 'escalated') AND created_at >= $2"#,
+        conversation_id,
+        since,
+        what
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Pending drafts of a conversation stop being offered (staff took over).

@@ -125,6 +125,28 @@ pub async fn set_phone(
     Ok(())
 }
 
+/// The customer moved to another number (Meta `user_changed_number`): the contact, its
+/// conversations and its history follow. `false` if another contact already has it.
+pub async fn move_phone(
+    conn: &mut PgConnection,
+    id: Uuid,
+    phone_index: &str,
+    phone_sealed: &[u8],
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE contacts SET phone_index = $2, phone_sealed = $3, updated_at = $4
+           WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM contacts o WHERE o.phone_index = $2 AND o.id <> $1)"#,
+        id,
+        phone_index,
+        phone_sealed,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 pub async fn set_lid(
     conn: &mut PgConnection,
     id: Uuid,

@@ -117,6 +117,30 @@ pub async fn set_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx:
     Ok(())
 }
 
+/// Replaces where replies go (the customer changed number).
+pub async fn replace_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE conversations SET chat_sealed = $2 WHERE id = $1",
+        id,
+        sealed
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A group's subject, sealed under the tenant key (AAD conversations/group_name/<id>).
+pub async fn set_group_name(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE conversations SET group_name_sealed = $2 WHERE id = $1 AND is_group",
+        id,
+        sealed
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn chat(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
     Ok(
         sqlx::query_scalar!("SELECT chat_sealed FROM conversations WHERE id = $1", id)
@@ -179,6 +203,7 @@ pub struct ListRow {
     pub unread_count: i32,
     pub last_message_at: OffsetDateTime,
     pub last_inbound_at: Option<OffsetDateTime>,
+    pub group_name_sealed: Option<Vec<u8>>,
     pub contact_name_sealed: Option<Vec<u8>>,
     pub contact_phone_sealed: Option<Vec<u8>>,
     pub contact_erased: bool,
@@ -205,7 +230,7 @@ pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<L
     sqlx::query_as!(
         ListRow,
         r#"SELECT cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership, cv.assigned_to,
-                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at,
+                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at, cv.group_name_sealed,
                   ct.name_sealed AS contact_name_sealed, ct.phone_sealed AS contact_phone_sealed,
                   (ct.erased_at IS NOT NULL) AS "contact_erased!",
                   lm.body_sealed AS "last_body_sealed?", lm.id AS "last_message_id?", lm.kind AS "last_kind?",
@@ -258,7 +283,7 @@ async fn search(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<Lis
                WHERE tenant_id = app_current_tenant() AND phone_index = $5::text
            )
            SELECT cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership, cv.assigned_to,
-                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at,
+                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at, cv.group_name_sealed,
                   ct.name_sealed AS contact_name_sealed, ct.phone_sealed AS contact_phone_sealed,
                   (ct.erased_at IS NOT NULL) AS "contact_erased!",
                   lm.body_sealed AS "last_body_sealed?", lm.id AS "last_message_id?", lm.kind AS "last_kind?",

@@ -44,6 +44,12 @@ pub struct Message {
     pub status: String,
     pub error: Option<String>,
     pub sent_at: OffsetDateTime,
+    /// Sealed JSON beside the body: reactions, poll votes, a reply's id, order, referral.
+    pub extra_sealed: Option<Vec<u8>>,
+    pub edited_at: Option<OffsetDateTime>,
+    /// Deleted for everyone: a tombstone, its content gone.
+    pub deleted_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
 }
 
 pub struct NewMessage<'a> {
@@ -64,6 +70,7 @@ pub struct NewMessage<'a> {
     pub media_state: Option<&'a str>,
     pub quoted_external_id: Option<&'a str>,
     pub sender_sealed: Option<Vec<u8>>,
+    pub extra_sealed: Option<Vec<u8>>,
     pub status: &'a str,
     pub sent_at: OffsetDateTime,
 }
@@ -117,23 +124,24 @@ pub async fn insert_many(
     let rank = col!(|(m, _)| status_rank(m.status));
     let sent_at = col!(|(m, _)| m.sent_at);
     let created_at = col!(|(_, at)| *at);
+    let extra = col!(|(m, _)| m.extra_sealed.clone());
     sqlx::query_scalar!(
         r#"WITH m AS (
            INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, external_id, direction, author,
                                  author_user_id, kind, body_sealed, media_kind, media_mime, media_source_sealed, media_state,
-                                 quoted_external_id, sender_sealed, status, status_rank, sent_at, created_at)
+                                 quoted_external_id, sender_sealed, status, status_rank, sent_at, created_at, extra_sealed)
            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
                                 $8::text[], $9::uuid[], $10::text[], $11::bytea[], $12::text[], $13::text[], $14::bytea[],
                                 $15::text[], $16::text[], $17::bytea[], $18::text[], $19::int2[], $20::timestamptz[],
-                                $21::timestamptz[])
+                                $21::timestamptz[], $22::bytea[])
            ON CONFLICT (tenant_id, channel_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
-           RETURNING id, conversation_id, direction, sent_at
+           RETURNING id, conversation_id, direction, author, sent_at
            ), inbound AS (
            UPDATE conversations c SET unread_count = c.unread_count + i.n, status = 'open',
                   last_message_at = GREATEST(c.last_message_at, i.newest),
                   last_inbound_at = GREATEST(COALESCE(c.last_inbound_at, i.newest), i.newest)
            FROM (SELECT conversation_id, count(*)::int AS n, max(sent_at) AS newest
-                 FROM m WHERE direction = 'in' GROUP BY conversation_id) i
+                 FROM m WHERE direction = 'in' AND author <> 'system' GROUP BY conversation_id) i
            WHERE c.id = i.conversation_id
            RETURNING c.id
            )
@@ -158,7 +166,8 @@ pub async fn insert_many(
         &status,
         &rank,
         &sent_at,
-        &created_at
+        &created_at,
+        &extra as &[Option<Vec<u8>>]
     )
     .fetch_all(conn)
     .await
@@ -169,9 +178,101 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Messa
         Message,
         r#"SELECT id, conversation_id, channel_id, contact_id, external_id, direction, author, author_user_id, kind,
                   body_sealed, media_kind, media_mime, media_size, media_key, media_state, media_deleted_at,
-                  quoted_external_id, sender_sealed, status, error, sent_at
+                  quoted_external_id, sender_sealed, status, error, sent_at, extra_sealed, edited_at, deleted_at,
+                  created_at
            FROM messages WHERE id = $1"#,
         id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The message a reaction, vote, edit or delete points at, locked for the change.
+pub async fn for_change(
+    conn: &mut PgConnection,
+    channel_id: Uuid,
+    external_id: &str,
+) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as!(
+        Message,
+        r#"SELECT id, conversation_id, channel_id, contact_id, external_id, direction, author, author_user_id, kind,
+                  body_sealed, media_kind, media_mime, media_size, media_key, media_state, media_deleted_at,
+                  quoted_external_id, sender_sealed, status, error, sent_at, extra_sealed, edited_at, deleted_at,
+                  created_at
+           FROM messages WHERE channel_id = $1 AND external_id = $2 FOR UPDATE"#,
+        channel_id,
+        external_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The sealed original text of an edited message.
+pub async fn original(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar!("SELECT original_sealed FROM messages WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Replaces a message's sealed extra (reactions, poll votes…).
+pub async fn set_extra(
+    conn: &mut PgConnection,
+    id: Uuid,
+    extra: Option<&[u8]>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE messages SET extra_sealed = $2 WHERE id = $1 AND deleted_at IS NULL",
+        id,
+        extra
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An edit: the new text is shown; the first original is kept (sealed) once.
+pub async fn set_edited(
+    conn: &mut PgConnection,
+    id: Uuid,
+    body: &[u8],
+    original: Option<&[u8]>,
+    at: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE messages SET body_sealed = $2, original_sealed = COALESCE(original_sealed, $3),
+                  edited_at = GREATEST(COALESCE(edited_at, $4), $4)
+           WHERE id = $1 AND deleted_at IS NULL"#,
+        id,
+        body,
+        original,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// "Delete for everyone": the sealed body, original, extra and media reference are
+/// dropped and the row stays as a tombstone. Returns the media object to delete, if any.
+pub async fn tombstone(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<Option<String>>> {
+    sqlx::query_scalar!(
+        r#"WITH old AS (SELECT id, media_key FROM messages WHERE id = $1 AND deleted_at IS NULL FOR UPDATE)
+           UPDATE messages m SET body_sealed = NULL, original_sealed = NULL, extra_sealed = NULL,
+                  media_source_sealed = NULL, media_key = NULL,
+                  media_state = CASE WHEN m.media_state IS NULL THEN NULL ELSE 'deleted' END,
+                  media_deleted_at = CASE WHEN m.media_state IS NULL THEN NULL ELSE $2::timestamptz END,
+                  deleted_at = $2
+           FROM old WHERE m.id = old.id
+           RETURNING old.media_key"#,
+        id,
+        now
     )
     .fetch_optional(conn)
     .await
@@ -205,7 +306,8 @@ pub async fn thread(
         Message,
         r#"SELECT id, conversation_id, channel_id, contact_id, external_id, direction, author, author_user_id, kind,
                   body_sealed, media_kind, media_mime, media_size, media_key, media_state, media_deleted_at,
-                  quoted_external_id, sender_sealed, status, error, sent_at
+                  quoted_external_id, sender_sealed, status, error, sent_at, extra_sealed, edited_at, deleted_at,
+                  created_at
            FROM messages
            WHERE conversation_id = $1 AND ($2::timestamptz IS NULL OR (sent_at, id) < ($2, $3::uuid))
            ORDER BY sent_at DESC, id DESC LIMIT $4"#,
@@ -277,7 +379,7 @@ pub async fn set_media(
     sqlx::query!(
         r#"UPDATE messages SET media_state = $2, media_key = COALESCE($3, media_key), media_size = COALESCE($4, media_size),
                   media_mime = COALESCE($5, media_mime)
-           WHERE id = $1"#,
+           WHERE id = $1 AND deleted_at IS NULL"#,
         id,
         state,
         key,

@@ -15,9 +15,9 @@ use url::Url;
 use super::{
     ClientConfigError, ConnectionState, ConnectionUpdate, DeliveryStatus, DownloadedMedia,
     EvolutionKey, InboundEvent, InboundMessage, MAX_MEDIA_BYTES, MAX_RESPONSE_BYTES, MediaKind,
-    MediaSource, MessageKind, PairingPrompt, ParseError, SendError, SharedContact, StatusUpdate,
-    Timeouts, endpoint, http_client, parse_base_url, read_limited, redact_reason, sensitive_header,
-    str_at, text_at, unix_seconds, vcard_phones,
+    MediaSource, MessageKind, MessageRevision, PairingPrompt, ParseError, Referral, Revision,
+    SendError, SharedContact, StatusUpdate, Timeouts, endpoint, http_client, parse_base_url,
+    read_limited, redact_reason, sensitive_header, str_at, text_at, unix_seconds, vcard_phones,
 };
 use crate::domain::phone::Phone;
 
@@ -49,6 +49,26 @@ pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
         "messages.upsert" => each(data, |d| parse_message(&instance()?, d, false)),
         "send.message" => each(data, |d| parse_message(&instance()?, d, true)),
         "messages.update" => each(data, |d| parse_status(&instance()?, d)),
+        // `data` is the protocol message itself (`{key, type, editedMessage, timestampMs}`).
+        "messages.edited" => each(data, |d| {
+            let node = protocol_node(d).unwrap_or(d);
+            Ok(revision(&instance()?, node, d.get("messageTimestamp")))
+        }),
+        // `data` is the Baileys key of the message deleted for everyone.
+        "messages.delete" => each(data, |d| {
+            let key = d.get("key").unwrap_or(d);
+            Ok(match text_at(key, "id") {
+                Some(id) => InboundEvent::Revision(MessageRevision {
+                    account: instance()?,
+                    target_external_id: id,
+                    change: Revision::Deleted,
+                    timestamp: None,
+                }),
+                None => InboundEvent::Ignored {
+                    event: "messages.delete".into(),
+                },
+            })
+        }),
         "connection.update" => Ok(vec![parse_connection(instance()?, data)?]),
         "qrcode.updated" => Ok(vec![parse_qrcode(instance()?, data)]),
         _ => Ok(vec![InboundEvent::Ignored { event }]),
@@ -195,13 +215,16 @@ fn parse_message(instance: &str, data: &Value, echo: bool) -> Result<InboundEven
     let sender_name = if from_me {
         None
     } else {
-        text_at(data, "pushName").filter(|n| {
-            let t = n.trim();
-            !t.is_empty() && !t.contains('@') && Phone::try_from(t).is_err()
-        })
+        text_at(data, "pushName")
+            .and_then(|n| super::clean_name(&n))
+            .filter(|t| !t.contains('@') && Phone::try_from(t.as_str()).is_err())
     };
 
     let message = data.get("message").filter(|m| m.is_object());
+    // A revoke or an edit travelling as a message: it changes another message.
+    if let Some(pm) = message.and_then(protocol_node) {
+        return Ok(revision(instance, pm, data.get("messageTimestamp")));
+    }
     let evo_key = EvolutionKey {
         id: external_id.clone(),
         remote_jid: remote_jid.clone(),
@@ -224,6 +247,21 @@ fn parse_message(instance: &str, data: &Value, echo: bool) -> Result<InboundEven
     .into_iter()
     .flatten()
     .find_map(|c| text_at(c, "stanzaId"));
+    let referral = [
+        data.get("contextInfo"),
+        node.and_then(|n| n.get("contextInfo")),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|c| c.get("externalAdReply"))
+    .map(|ad| Referral {
+        headline: text_at(ad, "title"),
+        body: text_at(ad, "body"),
+        source_type: text_at(ad, "sourceType"),
+        source_url: text_at(ad, "sourceUrl"),
+        source_id: text_at(ad, "sourceId"),
+    })
+    .filter(|r| r.headline.is_some() || r.body.is_some() || r.source_url.is_some());
 
     Ok(InboundEvent::Message(InboundMessage {
         account: instance.to_owned(),
@@ -239,7 +277,88 @@ fn parse_message(instance: &str, data: &Value, echo: bool) -> Result<InboundEven
         timestamp,
         kind,
         quoted_external_id,
+        referral,
     }))
+}
+
+/// The `protocolMessage` of a message node (plain, inside `editedMessage`, or inside a
+/// wrapper such as `ephemeralMessage`), if it is one.
+fn protocol_node(message: &Value) -> Option<&Value> {
+    let mut m = message;
+    for _ in 0..4 {
+        if let Some(pm) = m.get("protocolMessage").filter(|p| p.is_object()) {
+            return Some(pm);
+        }
+        m = ["editedMessage", "message"]
+            .iter()
+            .chain(WRAPPERS)
+            .find_map(|w| match *w {
+                "message" => m.get("message").filter(|x| x.is_object()),
+                w => m.get(w).and_then(|x| x.get("message")),
+            })?;
+    }
+    None
+}
+
+/// What a `protocolMessage` does: REVOKE (type 0) deletes `key.id` for everyone,
+/// MESSAGE_EDIT (type 14) replaces its text; the other types (ephemeral settings, history
+/// sync, key shares…) are WhatsApp housekeeping. Enums arrive as numbers or as names
+/// (protobufjs `toJSON`).
+fn revision(instance: &str, pm: &Value, fallback_ts: Option<&Value>) -> InboundEvent {
+    let ignored = |what: &str| InboundEvent::Ignored {
+        event: format!("protocolMessage:{what}"),
+    };
+    let Some(target) = pm.get("key").and_then(|k| text_at(k, "id")) else {
+        return ignored("no key");
+    };
+    let edited = pm.get("editedMessage").filter(|m| m.is_object());
+    let kind = match pm.get("type") {
+        Some(Value::Number(n)) => n.as_u64().map(|n| n.to_string()),
+        Some(Value::String(s)) => Some(s.to_ascii_uppercase()),
+        _ => None,
+    };
+    let change = match (kind.as_deref(), edited) {
+        (Some("0" | "REVOKE"), _) | (None, None) => Revision::Deleted,
+        (Some("14" | "MESSAGE_EDIT") | None, Some(m)) => {
+            let probe = EvolutionKey {
+                id: target.clone(),
+                remote_jid: String::new(),
+                from_me: false,
+                participant: None,
+            };
+            let text = match parse_kind(m, None, &probe).0 {
+                MessageKind::Text { body } => Some(body),
+                MessageKind::Media { caption, .. } => caption,
+                _ => None,
+            };
+            match text {
+                Some(text) => Revision::Edited { text },
+                None => return ignored("edit without text"),
+            }
+        }
+        (Some(other), _) => return ignored(other.chars().take(48).collect::<String>().as_str()),
+    };
+    // `timestampMs` is milliseconds (a number, a string or a Long); else the envelope's time.
+    let timestamp = pm
+        .get("timestampMs")
+        .and_then(|v| match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            Value::Object(o) => {
+                let low = o.get("low")?.as_i64()?;
+                let high = o.get("high").and_then(Value::as_i64).unwrap_or(0);
+                Some((high << 32) | (low & 0xffff_ffff))
+            }
+            _ => None,
+        })
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp(ms / 1000).ok())
+        .or_else(|| fallback_ts.and_then(unix_seconds));
+    InboundEvent::Revision(MessageRevision {
+        account: instance.to_owned(),
+        target_external_id: target,
+        change,
+        timestamp,
+    })
 }
 
 /// Wrappers Evolution leaves in place; the content is at `<wrapper>.message`.
@@ -363,6 +482,44 @@ fn parse_kind<'a>(
         return (kind, None);
     }
 
+    if let Some((kind, node)) = interactive_reply(message) {
+        return (kind, Some(node));
+    }
+
+    if let Some(node) = message.get("pollUpdateMessage") {
+        return match node
+            .get("pollCreationMessageKey")
+            .and_then(|k| text_at(k, "id"))
+        {
+            Some(id) => (
+                MessageKind::PollVote {
+                    poll_external_id: id,
+                },
+                None,
+            ),
+            None => unsupported("pollUpdateMessage"),
+        };
+    }
+    for name in [
+        "pollCreationMessage",
+        "pollCreationMessageV2",
+        "pollCreationMessageV3",
+        "pollCreationMessageV5",
+    ] {
+        if let Some(node) = message.get(name).filter(|n| n.is_object()) {
+            let options = node
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|o| o.iter().filter_map(|x| text_at(x, "optionName")).collect())
+                .unwrap_or_default();
+            let kind = MessageKind::Poll {
+                name: text_at(node, "name").unwrap_or_default(),
+                options,
+            };
+            return (kind, Some(node));
+        }
+    }
+
     let kind = message_type
         .filter(|t| !t.is_empty() && *t != "unknown" && !NOT_CONTENT.contains(t))
         .map(str::to_owned)
@@ -375,6 +532,60 @@ fn parse_kind<'a>(
         })
         .unwrap_or_else(|| "unknown".into());
     (MessageKind::Unsupported { kind }, None)
+}
+
+/// A tap on a button or a list row, or a submitted native-flow form (WAProto
+/// `ButtonsResponseMessage`, `ListResponseMessage`, `TemplateButtonReplyMessage`,
+/// `InteractiveResponseMessage`): the shown title and the business's id for it.
+fn interactive_reply(message: &Value) -> Option<(MessageKind, &Value)> {
+    let reply = |id: Option<String>, title: Option<String>, description, payload| {
+        let title = title.or_else(|| id.clone())?;
+        Some(MessageKind::ButtonReply {
+            id: id.unwrap_or_else(|| title.clone()),
+            title,
+            description,
+            payload,
+        })
+    };
+    if let Some(n) = message.get("buttonsResponseMessage") {
+        let kind = reply(
+            text_at(n, "selectedButtonId"),
+            text_at(n, "selectedDisplayText"),
+            None,
+            None,
+        )?;
+        return Some((kind, n));
+    }
+    if let Some(n) = message.get("listResponseMessage") {
+        let id = n
+            .get("singleSelectReply")
+            .and_then(|r| text_at(r, "selectedRowId"));
+        let kind = reply(id, text_at(n, "title"), text_at(n, "description"), None)?;
+        return Some((kind, n));
+    }
+    if let Some(n) = message.get("templateButtonReplyMessage") {
+        let kind = reply(
+            text_at(n, "selectedId"),
+            text_at(n, "selectedDisplayText"),
+            None,
+            None,
+        )?;
+        return Some((kind, n));
+    }
+    if let Some(n) = message.get("interactiveResponseMessage") {
+        let flow = n.get("nativeFlowResponseMessage");
+        let params = flow.and_then(|f| text_at(f, "paramsJson"));
+        // Quick-reply buttons of a native flow carry their id inside paramsJson.
+        let params_id = params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .and_then(|v| text_at(&v, "id"));
+        let id = params_id.or_else(|| flow.and_then(|f| text_at(f, "name")));
+        let title = n.get("body").and_then(|b| text_at(b, "text"));
+        let kind = reply(id, title, None, params)?;
+        return Some((kind, n));
+    }
+    None
 }
 
 fn unsupported(kind: &str) -> (MessageKind, Option<&'static Value>) {
@@ -582,10 +793,13 @@ fn verify_jwt(token: &str, secret: &str, now: i64) -> bool {
 // REST client (§1.9)
 // ---------------------------------------------------------------------------------------
 
-/// The events we subscribe an instance to.
+/// The events we subscribe an instance to (names from Evolution's `EventController.events`):
+/// edits and deletes come as their own events.
 pub const DEFAULT_WEBHOOK_EVENTS: &[&str] = &[
     "MESSAGES_UPSERT",
     "MESSAGES_UPDATE",
+    "MESSAGES_EDITED",
+    "MESSAGES_DELETE",
     "SEND_MESSAGE",
     "CONNECTION_UPDATE",
     "QRCODE_UPDATED",
@@ -782,6 +996,20 @@ impl EvolutionClient {
         self.call(Method::POST, &["webhook", "set"], Some(&body), &[])
             .await
             .map(drop)
+    }
+
+    /// A group's subject (`GET /group/findGroupInfos?groupJid=`), to label its
+    /// conversation: webhooks only carry the sender's push name.
+    pub async fn group_subject(&self, group_jid: &str) -> Result<Option<String>, SendError> {
+        let resp = self
+            .call(
+                Method::GET,
+                &["group", "findGroupInfos"],
+                None,
+                &[("groupJid", group_jid)],
+            )
+            .await?;
+        Ok(text_at(&resp, "subject").and_then(|s| super::clean_name(&s)))
     }
 
     /// The linked session's state (`GET /instance/connectionState`).

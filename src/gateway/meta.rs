@@ -14,9 +14,10 @@ use url::Url;
 
 use super::{
     ClientConfigError, DeliveryStatus, DownloadedMedia, InboundEvent, InboundMessage,
-    MAX_MEDIA_BYTES, MediaKind, MediaSource, MessageKind, ParseError, SendError, SharedContact,
-    StatusError, StatusUpdate, Timeouts, endpoint, http_client, number_at, parse_base_url,
-    read_limited, redact_reason, sensitive_header, str_at, text_at, unix_seconds,
+    MAX_MEDIA_BYTES, MediaKind, MediaSource, MessageKind, MessageRevision, OrderItem, ParseError,
+    Referral, Revision, SendError, SharedContact, StatusError, StatusUpdate, Timeouts, endpoint,
+    http_client, number_at, parse_base_url, read_limited, redact_reason, sensitive_header, str_at,
+    text_at, unix_seconds,
 };
 use crate::domain::phone::Phone;
 
@@ -136,8 +137,49 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value]) -> Result<Inbound
     };
     let sender_name = contact
         .and_then(|c| c.get("profile"))
-        .and_then(|p| text_at(p, "name"));
+        .and_then(|p| str_at(p, "name"))
+        .and_then(super::clean_name);
     let quoted_external_id = m.get("context").and_then(|c| text_at(c, "id"));
+    // Edits and revokes change an earlier message (`edit.original_message_id`).
+    if kind_name == "edit" || kind_name == "revoke" {
+        let node = m.get(&kind_name).unwrap_or(&Value::Null);
+        let Some(target) = text_at(node, "original_message_id") else {
+            return Ok(InboundEvent::Ignored {
+                event: format!("messages.{kind_name}"),
+            });
+        };
+        let change = if kind_name == "revoke" {
+            Revision::Deleted
+        } else {
+            let inner = node.get("message").unwrap_or(&Value::Null);
+            let text = match str_at(inner, "type").map(|t| parse_kind(t, inner)) {
+                Some(MessageKind::Text { body }) => Some(body),
+                Some(MessageKind::Media { caption, .. }) => caption,
+                _ => None,
+            };
+            match text {
+                Some(text) => Revision::Edited { text },
+                None => {
+                    return Ok(InboundEvent::Ignored {
+                        event: "messages.edit".into(),
+                    });
+                }
+            }
+        };
+        return Ok(InboundEvent::Revision(MessageRevision {
+            account: account.to_owned(),
+            target_external_id: target,
+            change,
+            timestamp: Some(timestamp),
+        }));
+    }
+    let referral = m.get("referral").map(|r| Referral {
+        headline: text_at(r, "headline"),
+        body: text_at(r, "body"),
+        source_type: text_at(r, "source_type"),
+        source_url: text_at(r, "source_url"),
+        source_id: text_at(r, "source_id"),
+    });
 
     Ok(InboundEvent::Message(InboundMessage {
         account: account.to_owned(),
@@ -153,6 +195,7 @@ fn parse_message(account: &str, m: &Value, contacts: &[Value]) -> Result<Inbound
         timestamp,
         kind: parse_kind(&kind_name, m),
         quoted_external_id,
+        referral,
     }))
 }
 
@@ -208,16 +251,68 @@ fn parse_kind(kind: &str, m: &Value) -> MessageKind {
             (id, Some(title)) => MessageKind::ButtonReply {
                 id: id.unwrap_or_else(|| title.clone()),
                 title,
+                description: None,
+                payload: None,
             },
             _ => unsupported(),
         },
         "interactive" => {
-            let reply = str_at(node, "type").and_then(|t| node.get(t));
-            match reply.and_then(|r| Some((text_at(r, "id")?, text_at(r, "title")?))) {
-                Some((id, title)) => MessageKind::ButtonReply { id, title },
-                None => unsupported(),
+            let reply_type = str_at(node, "type").unwrap_or_default();
+            let reply = node.get(reply_type).unwrap_or(&Value::Null);
+            if reply_type == "nfm_reply" {
+                // A completed WhatsApp Flow: `body` is what the customer saw ("Sent"),
+                // `response_json` the answers, `name` the flow.
+                let payload = text_at(reply, "response_json");
+                match (text_at(reply, "body"), text_at(reply, "name"), payload) {
+                    (title, id, payload) if title.is_some() || payload.is_some() => {
+                        let title = title.unwrap_or_else(|| "Flow".into());
+                        MessageKind::ButtonReply {
+                            id: id.unwrap_or_else(|| title.clone()),
+                            title,
+                            description: None,
+                            payload,
+                        }
+                    }
+                    _ => unsupported(),
+                }
+            } else {
+                match (text_at(reply, "id"), text_at(reply, "title")) {
+                    (Some(id), Some(title)) => MessageKind::ButtonReply {
+                        id,
+                        title,
+                        description: text_at(reply, "description"),
+                        payload: None,
+                    },
+                    _ => unsupported(),
+                }
             }
         }
+        "order" => MessageKind::Order {
+            catalog_id: text_at(node, "catalog_id"),
+            text: text_at(node, "text"),
+            items: node
+                .get("product_items")
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| {
+                            Some(OrderItem {
+                                product_retailer_id: text_at(i, "product_retailer_id")?,
+                                quantity: number_at(i, "quantity"),
+                                item_price: number_at(i, "item_price"),
+                                currency: text_at(i, "currency"),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        "system" => MessageKind::System {
+            event: text_at(node, "type").unwrap_or_else(|| "system".into()),
+            body: text_at(node, "body"),
+            new_phone: str_at(node, "wa_id").and_then(|w| Phone::try_from(w).ok()),
+        },
         _ => unsupported(),
     }
 }

@@ -34,6 +34,8 @@ pub enum InboundEvent {
     Message(InboundMessage),
     Status(StatusUpdate),
     Connection(ConnectionUpdate),
+    /// An earlier message was edited or deleted for everyone.
+    Revision(MessageRevision),
     /// A well-formed event we do not act on (unknown event type, history sync, presence,
     /// WhatsApp status stories…). `event` names it for metrics; it never holds user data.
     Ignored {
@@ -50,6 +52,7 @@ impl InboundEvent {
             InboundEvent::Message(m) => Some(&m.account),
             InboundEvent::Status(s) => Some(&s.account),
             InboundEvent::Connection(c) => Some(&c.account),
+            InboundEvent::Revision(r) => Some(&r.account),
             InboundEvent::Ignored { .. } => None,
         }
     }
@@ -88,6 +91,47 @@ pub struct InboundMessage {
     pub kind: MessageKind,
     /// The message this one replies to (Evolution `contextInfo.stanzaId`, Meta `context.id`).
     pub quoted_external_id: Option<String>,
+    /// The ad or post that brought the customer here (Meta `referral`, Evolution
+    /// `contextInfo.externalAdReply`): click-to-WhatsApp ads.
+    pub referral: Option<Referral>,
+}
+
+/// Where a click-to-WhatsApp conversation came from. Advertiser text, not the customer's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Referral {
+    pub headline: Option<String>,
+    pub body: Option<String>,
+    /// `ad` or `post` (Meta `source_type`).
+    pub source_type: Option<String>,
+    pub source_url: Option<String>,
+    pub source_id: Option<String>,
+}
+
+/// One line of a catalog order (Meta `order.product_items[]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderItem {
+    pub product_retailer_id: String,
+    pub quantity: Option<f64>,
+    pub item_price: Option<f64>,
+    pub currency: Option<String>,
+}
+
+/// An edit or a "delete for everyone" of the message `target_external_id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageRevision {
+    pub account: String,
+    pub target_external_id: String,
+    pub change: Revision,
+    pub timestamp: Option<OffsetDateTime>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Revision {
+    /// The new text (or caption) that replaces the shown one.
+    Edited {
+        text: String,
+    },
+    Deleted,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -116,10 +160,40 @@ pub enum MessageKind {
         target_external_id: String,
         emoji: Option<String>,
     },
-    /// A tap on a button or list row (Meta `interactive` / template quick reply `button`).
+    /// A tap on a button or list row, or a submitted form: Evolution `buttonsResponseMessage`,
+    /// `listResponseMessage`, `templateButtonReplyMessage`, `interactiveResponseMessage`;
+    /// Meta `button`, `interactive` (`button_reply`, `list_reply`, `nfm_reply`). `title` is
+    /// what the customer saw and chose; `id` is the business's own id for it (for tools).
     ButtonReply {
         id: String,
         title: String,
+        description: Option<String>,
+        /// A form's answers (native flow `paramsJson` / Meta `nfm_reply.response_json`).
+        payload: Option<String>,
+    },
+    /// A vote in the poll `poll_external_id`. WhatsApp encrypts the vote itself: it is not
+    /// a customer message, only a mark on the poll.
+    PollVote {
+        poll_external_id: String,
+    },
+    /// A poll the business or a customer created (Evolution `pollCreationMessage*`).
+    Poll {
+        name: String,
+        options: Vec<String>,
+    },
+    /// A catalog order (Meta `order`).
+    Order {
+        catalog_id: Option<String>,
+        text: Option<String>,
+        items: Vec<OrderItem>,
+    },
+    /// A notice about the chat rather than a message from the customer (Meta `system`):
+    /// `event` is the type (`user_changed_number`, `customer_identity_changed`, …) and
+    /// `new_phone` the number a customer moved to.
+    System {
+        event: String,
+        body: Option<String>,
+        new_phone: Option<Phone>,
     },
     /// A kind we don't model (poll, order, call log, …): stored, shown to staff, not parsed.
     Unsupported {
@@ -556,6 +630,21 @@ pub(crate) fn unix_seconds(v: &Value) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(secs).ok()
 }
 
+/// A display name as we keep it: bidirectional overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069) removed, so a push name cannot reverse the text around it in the
+/// portal ("Trojan Source"-style spoofing), and other control characters dropped.
+/// `None` when nothing visible is left.
+pub fn clean_name(raw: &str) -> Option<String> {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| {
+            !matches!(*c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') && !c.is_control()
+        })
+        .collect();
+    let t = cleaned.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
 /// A coordinate given as a number or a numeric string.
 pub(crate) fn number_at(v: &Value, key: &str) -> Option<f64> {
     match v.get(key)? {
@@ -638,6 +727,16 @@ mod tests {
             Some(t)
         );
         assert_eq!(unix_seconds(&serde_json::json!("soon")), None);
+    }
+
+    #[test]
+    fn clean_name_drops_bidi_overrides() {
+        assert_eq!(
+            clean_name("Ana\u{202E}lanigiro\u{202C} Souza").as_deref(),
+            Some("Analanigiro Souza")
+        );
+        assert_eq!(clean_name("\u{2067}\u{2069} \n").as_deref(), None);
+        assert_eq!(clean_name("José 😀").as_deref(), Some("José 😀"));
     }
 
     #[test]

@@ -86,7 +86,7 @@ async fn accept(
         .map_err(AppError::Internal)?;
     Ok((
         StatusCode::OK,
-        Json(json!({ "stored": out.stored, "duplicates": out.duplicates, "statuses": out.statuses, "ignored": out.ignored })),
+        Json(json!({ "stored": out.stored, "duplicates": out.duplicates, "statuses": out.statuses, "changes": out.changes, "ignored": out.ignored })),
     )
         .into_response())
 }
@@ -131,6 +131,21 @@ async fn evolution_inner(
             return Ok(reject(StatusCode::BAD_REQUEST, "malformed"));
         }
     };
+    // One Evolution server hosts many instances, perhaps of several tenants: a delivery
+    // about another instance must not land in this channel, secret or not. 403 is one of
+    // the codes Evolution does not retry.
+    let ours = channel
+        .config
+        .get("instance")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if events
+        .iter()
+        .any(|e| e.account().is_some_and(|a| a != ours))
+    {
+        tracing::warn!(channel = %channel.id, "evolution webhook for another instance refused");
+        return Ok(reject(StatusCode::FORBIDDEN, "wrong instance"));
+    }
     accept(state, &channel, events).await
 }
 

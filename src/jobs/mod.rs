@@ -39,6 +39,7 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
         }
         crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
         crate::messaging::FETCH_MEDIA => crate::messaging::media::run(state, job).await,
+        crate::messaging::GROUP_SUBJECT => crate::messaging::groups::run(state, job).await,
         crate::privacy::retention::PRIVACY_SWEEP => {
             crate::privacy::retention::run_sweep(state).await.map(drop)
         }

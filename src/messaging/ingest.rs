@@ -30,9 +30,9 @@ use crate::{
     domain::phone::Phone,
     gateway::{
         ConnectionState, ConnectionUpdate, InboundEvent, InboundMessage, MediaSource, MessageKind,
-        StatusUpdate,
+        MessageRevision, Revision, StatusUpdate,
     },
-    messaging::FETCH_MEDIA,
+    messaging::{FETCH_MEDIA, GROUP_SUBJECT, extra},
     state::AppState,
 };
 
@@ -43,6 +43,8 @@ pub struct IngestOutcome {
     pub duplicates: usize,
     pub statuses: usize,
     pub ignored: usize,
+    /// Earlier messages changed: reactions, poll votes, edits, deletes.
+    pub changes: usize,
     /// The conversations that received a new inbound message.
     pub conversations: Vec<Uuid>,
 }
@@ -190,7 +192,20 @@ fn kind_and_text(kind: &MessageKind) -> (&'static str, Option<String>) {
             "reaction",
             Some(serde_json::json!({ "target": target_external_id, "emoji": emoji }).to_string()),
         ),
-        MessageKind::ButtonReply { title, .. } => ("text", Some(title.clone())),
+        // The title is what the customer chose; the id travels in the extra.
+        MessageKind::ButtonReply { title, .. } => ("button_reply", Some(title.clone())),
+        MessageKind::PollVote { .. } => ("poll_vote", None),
+        MessageKind::Poll { name, options } => (
+            "poll",
+            Some(
+                std::iter::once(name.clone())
+                    .chain(options.iter().map(|o| format!("• {o}")))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        ),
+        MessageKind::Order { text, .. } => ("order", text.clone()),
+        MessageKind::System { body, .. } => ("system", body.clone()),
         MessageKind::Unsupported { .. } => ("unsupported", None),
     }
 }
@@ -231,6 +246,7 @@ struct Prepared {
     name_sealed: Option<(Vec<u8>, Vec<String>)>,
     phone_sealed: Option<Vec<u8>>,
     sender_sealed: Option<Vec<u8>>,
+    extra_sealed: Option<Vec<u8>>,
     chat_index: String,
 }
 
@@ -295,6 +311,18 @@ async fn prepare(
         ),
         _ => None,
     };
+    let extra_sealed = match extra::for_message(&msg) {
+        Some(e) => Some(
+            keys.seal_str(
+                tenant,
+                cid,
+                Aad::new("messages", "extra", message_id),
+                &e.to_string(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let chat_index = if msg.is_group {
         keys.blind_phone(tenant, &format!("group:{}", msg.chat_id))
             .await?
@@ -311,8 +339,27 @@ async fn prepare(
         name_sealed,
         phone_sealed,
         sender_sealed,
+        extra_sealed,
         chat_index,
     })
+}
+
+/// A reaction or a poll vote: a mark on an earlier message, never a message of its own.
+#[derive(Clone)]
+struct Mark {
+    target: String,
+    /// Who marked it, as a stable pseudonym (the business, or a prefix of the sender's
+    /// blind index), so a second reaction replaces the first.
+    by: String,
+    name: Option<String>,
+    /// `Some(emoji)` / `None` (removed) for a reaction; a vote carries no content we can read.
+    what: MarkKind,
+}
+
+#[derive(Clone)]
+enum MarkKind {
+    Reaction(Option<String>),
+    PollVote,
 }
 
 /// A message as its request leaves it: parsed, its sender's blind indexes computed.
@@ -330,6 +377,8 @@ pub struct Delivery {
     messages: Vec<Incoming>,
     statuses: Vec<StatusUpdate>,
     connection: Option<ConnectionUpdate>,
+    marks: Vec<Mark>,
+    revisions: Vec<MessageRevision>,
     ignored: usize,
     now: OffsetDateTime,
 }
@@ -384,6 +433,8 @@ pub async fn prepare_delivery(
         messages: Vec::new(),
         statuses: Vec::new(),
         connection: None,
+        marks: Vec::new(),
+        revisions: Vec::new(),
         ignored: 0,
         now: state.now(),
     };
@@ -392,6 +443,43 @@ pub async fn prepare_delivery(
             InboundEvent::Message(m) if m.echo => {
                 // Our own sends, echoed back: the send job already recorded them.
                 d.ignored += 1;
+            }
+            InboundEvent::Message(m)
+                if matches!(
+                    m.kind,
+                    MessageKind::Reaction { .. } | MessageKind::PollVote { .. }
+                ) =>
+            {
+                let by = if m.from_me {
+                    "business".to_owned()
+                } else {
+                    let who = Identity {
+                        phone: m.sender_phone.clone(),
+                        lid: m.sender_lid.clone(),
+                    };
+                    let who = if m.is_group { who } else { identity(&m) };
+                    let (p, l) = sender_indexes(state, tenant_id, &who).await?;
+                    match p.or(l).or_else(|| m.sender_user_id.clone()) {
+                        Some(i) => format!("c:{}", i.chars().take(16).collect::<String>()),
+                        None => "contact".to_owned(),
+                    }
+                };
+                let (target, what) = match m.kind {
+                    MessageKind::Reaction {
+                        target_external_id,
+                        emoji,
+                    } => (target_external_id, MarkKind::Reaction(emoji)),
+                    MessageKind::PollVote { poll_external_id } => {
+                        (poll_external_id, MarkKind::PollVote)
+                    }
+                    _ => continue,
+                };
+                d.marks.push(Mark {
+                    target,
+                    by,
+                    name: m.sender_name.filter(|_| m.is_group),
+                    what,
+                });
             }
             InboundEvent::Message(m) => {
                 let m = m.bounded();
@@ -409,6 +497,7 @@ pub async fn prepare_delivery(
             }
             InboundEvent::Status(s) => d.statuses.push(s),
             InboundEvent::Connection(c) => d.connection = Some(c),
+            InboundEvent::Revision(r) => d.revisions.push(r),
             InboundEvent::Ignored { .. } => d.ignored += 1,
         }
     }
@@ -487,7 +576,14 @@ pub async fn apply(
                 p,
             });
         }
-        rest.push((d.channel, d.statuses, d.connection, d.now));
+        rest.push((
+            d.channel,
+            d.statuses,
+            d.connection,
+            d.marks,
+            d.revisions,
+            d.now,
+        ));
     }
 
     // 2. Conversations: nearly always they exist, and one read finds (and locks) them all.
@@ -532,6 +628,18 @@ pub async fn apply(
         // Where replies go: the group, or the person as the gateway addresses them.
         if c.needs_chat {
             set_chat(state, tx, &r.p, tenant_id, c.id).await?;
+            if r.p.msg.is_group {
+                // Label the group with its subject, asked of the gateway after the commit.
+                jobs::enqueue(
+                    tx,
+                    NewJob::new(GROUP_SUBJECT, r.now)
+                        .tenant(tenant_id)
+                        .subject(c.id)
+                        .dedupe(format!("group_subject:{}", c.id)),
+                    r.now,
+                )
+                .await?;
+            }
             conversations.insert(
                 key,
                 Upserted {
@@ -566,7 +674,24 @@ pub async fn apply(
         }
     }
 
-    for ((channel, statuses, connection, now), out) in rest.into_iter().zip(&mut outs) {
+    for ((channel, statuses, connection, marks, revisions, now), out) in
+        rest.into_iter().zip(&mut outs)
+    {
+        // After this batch's messages: a reaction may follow its message in the same batch.
+        for m in &marks {
+            if apply_mark(state, tx, tenant_id, channel.id, m).await? {
+                out.changes += 1;
+            } else {
+                out.ignored += 1;
+            }
+        }
+        for r in &revisions {
+            if apply_revision(state, tx, tenant_id, channel.id, r, now).await? {
+                out.changes += 1;
+            } else {
+                out.ignored += 1;
+            }
+        }
         for s in statuses {
             let error = s.error.as_ref().map(|e| match e.code {
                 Some(c) => format!("{c}: {}", e.message),
@@ -680,10 +805,156 @@ async fn settle_contact(
     Ok(p)
 }
 
+/// Opens a message's extra (an empty object when it has none).
+async fn open_extra(
+    state: &AppState,
+    tenant_id: Uuid,
+    m: &messages::Message,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(match m.extra_sealed.as_deref() {
+        Some(b) => {
+            let text = state
+                .keys
+                .open_str(
+                    tenant_id,
+                    m.contact_id,
+                    Aad::new("messages", "extra", m.id),
+                    b,
+                )
+                .await?;
+            serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({}))
+        }
+        None => serde_json::json!({}),
+    })
+}
+
+/// Puts a reaction or vote on its message. `false` when the message is unknown (it may
+/// predate the channel) or deleted, or nothing changed.
+async fn apply_mark(
+    state: &AppState,
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    mark: &Mark,
+) -> anyhow::Result<bool> {
+    let Some(target) = messages::for_change(tx, channel_id, &mark.target).await? else {
+        return Ok(false);
+    };
+    if target.deleted_at.is_some() {
+        return Ok(false);
+    }
+    let mut e = open_extra(state, tenant_id, &target).await?;
+    let changed = match &mark.what {
+        MarkKind::Reaction(emoji) => {
+            extra::react(&mut e, &mark.by, mark.name.as_deref(), emoji.as_deref())
+        }
+        MarkKind::PollVote => extra::vote(&mut e, &mark.by, mark.name.as_deref()),
+    };
+    if !changed {
+        return Ok(false);
+    }
+    let sealed = state
+        .keys
+        .seal_str(
+            tenant_id,
+            target.contact_id,
+            Aad::new("messages", "extra", target.id),
+            &e.to_string(),
+        )
+        .await?;
+    messages::set_extra(tx, target.id, Some(&sealed)).await?;
+    Ok(true)
+}
+
+/// Kinds whose body is the sender's text, which WhatsApp lets them edit.
+const EDITABLE: &[&str] = &[
+    "text", "image", "video", "document", "voice", "audio", "sticker",
+];
+
+/// Applies an edit or a "delete for everyone", and flags drafts written on the old text.
+/// `false` when the message is unknown, already deleted, or the edit changes nothing.
+async fn apply_revision(
+    state: &AppState,
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    r: &MessageRevision,
+    now: OffsetDateTime,
+) -> anyhow::Result<bool> {
+    let Some(target) = messages::for_change(tx, channel_id, &r.target_external_id).await? else {
+        return Ok(false);
+    };
+    if target.deleted_at.is_some() {
+        return Ok(false);
+    }
+    let (tenant, cid, id) = (tenant_id, target.contact_id, target.id);
+    let what = match &r.change {
+        Revision::Edited { text } => {
+            if !EDITABLE.contains(&target.kind.as_str()) {
+                return Ok(false);
+            }
+            let current = match target.body_sealed.as_deref() {
+                Some(b) => Some(
+                    state
+                        .keys
+                        .open_str(tenant, cid, Aad::new("messages", "body", id), b)
+                        .await?,
+                ),
+                None => None,
+            };
+            if current.as_deref() == Some(text.as_str()) {
+                return Ok(false); // the same edit delivered again
+            }
+            // The first original is kept, sealed under its own column's binding.
+            let original = match (messages::original(tx, id).await?, current) {
+                (None, Some(old)) => Some(
+                    state
+                        .keys
+                        .seal_str(tenant, cid, Aad::new("messages", "original", id), &old)
+                        .await?,
+                ),
+                _ => None,
+            };
+            let body = state
+                .keys
+                .seal_str(tenant, cid, Aad::new("messages", "body", id), text)
+                .await?;
+            if !messages::set_edited(
+                tx,
+                id,
+                &body,
+                original.as_deref(),
+                r.timestamp.unwrap_or(now),
+            )
+            .await?
+            {
+                return Ok(false);
+            }
+            "edited"
+        }
+        Revision::Deleted => {
+            let Some(media_key) = messages::tombstone(tx, id, now).await? else {
+                return Ok(false);
+            };
+            // The stored file goes with it. Should the commit fail, the gateway's retry
+            // finds the row still live and deletes again (a missing object is no error).
+            if let Some(k) = media_key {
+                state.media.delete(&k).await?;
+            }
+            "deleted"
+        }
+    };
+    crate::db::ai::flag_source_changed(tx, target.conversation_id, target.created_at, what).await?;
+    Ok(true)
+}
+
 fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_> {
     let p = &r.p;
     let (direction, author, status) = if p.msg.from_me {
         ("out", "phone", "sent")
+    } else if matches!(p.msg.kind, MessageKind::System { .. }) {
+        // A notice about the chat (number changed…): an event, not a customer's words.
+        ("in", "system", "received")
     } else {
         ("in", "contact", "received")
     };
@@ -709,6 +980,7 @@ fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_
         media_state: media.is_some().then_some("pending"),
         quoted_external_id: p.msg.quoted_external_id.as_deref(),
         sender_sealed: p.sender_sealed.clone(),
+        extra_sealed: p.extra_sealed.clone(),
         status,
         sent_at: p.msg.timestamp,
     }
@@ -742,6 +1014,21 @@ async fn after_stored(
         conversations::set_ownership(tx, conversation, "human").await?;
         return Ok(false);
     }
+    if let MessageKind::System { new_phone, .. } = &p.msg.kind {
+        if let Some(phone) = new_phone {
+            move_number(
+                state,
+                tx,
+                tenant_id,
+                p.contact.contact_id,
+                conversation,
+                phone,
+                r.now,
+            )
+            .await?;
+        }
+        return Ok(false); // no unread mark, no AI turn
+    }
     // An end user can start a data-subject request by writing the tenant's keyword.
     if let MessageKind::Text { body } = &p.msg.kind {
         let keywords = match batch.keywords.get(&tenant_id) {
@@ -764,6 +1051,43 @@ async fn after_stored(
         }
     }
     Ok(true)
+}
+
+/// The customer changed number (Meta `user_changed_number`): the contact keeps its history
+/// and conversation, and replies go to the new number.
+async fn move_number(
+    state: &AppState,
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    contact_id: Uuid,
+    conversation: Uuid,
+    phone: &crate::domain::phone::Phone,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let keys = &state.keys;
+    let index = keys.blind_phone(tenant_id, phone.as_str()).await?;
+    let sealed = keys
+        .seal_str(
+            tenant_id,
+            contact_id,
+            Aad::new("contacts", "phone", contact_id),
+            phone.as_str(),
+        )
+        .await?;
+    if !contacts::move_phone(tx, contact_id, &index, &sealed, now).await? {
+        tracing::warn!(contact = %contact_id, "number change not applied: another contact already has the new number");
+        return Ok(());
+    }
+    let chat = keys
+        .seal_str(
+            tenant_id,
+            contact_id,
+            Aad::new("conversations", "chat", conversation),
+            phone.as_str(),
+        )
+        .await?;
+    conversations::replace_chat(tx, conversation, &chat).await?;
+    Ok(())
 }
 
 /// Seals and records the conversation's reply address (the first time only).

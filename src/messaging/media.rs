@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::{
     crypto::Aad,
     db::{self, jobs::Job, messages},
-    gateway::DownloadedMedia,
+    gateway::{DownloadedMedia, SendError},
     live,
     messaging::channel::{self, Outbound},
     state::AppState,
@@ -49,10 +49,18 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let fetched = fetch(state, channel.as_ref(), &source).await;
     let media = match fetched {
         Ok(m) if m.bytes.len() <= MAX_MEDIA_BYTES => m,
-        Ok(_) => return give_up(state, tenant_id, message_id, msg.conversation_id).await,
+        Ok(_) => {
+            return give_up(state, tenant_id, message_id, msg.conversation_id, "failed").await;
+        }
+        // The gateway says it will never have the file (expired media id, message gone):
+        // retrying can't help; staff are told the media is gone.
+        Err(e) if is_final(&e) => {
+            tracing::warn!(error = format!("{e:#}"), "media is gone at the gateway");
+            return give_up(state, tenant_id, message_id, msg.conversation_id, "gone").await;
+        }
         Err(e) if job.attempts >= job.max_attempts => {
             tracing::warn!(error = format!("{e:#}"), "media fetch failed for good");
-            return give_up(state, tenant_id, message_id, msg.conversation_id).await;
+            return give_up(state, tenant_id, message_id, msg.conversation_id, "failed").await;
         }
         Err(e) => return Err(e),
     };
@@ -89,14 +97,24 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A 4xx other than 408 (timeout) and 429 (rate limit): the same request will fail again.
+fn is_final(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<SendError>(),
+        Some(SendError::Rejected { status, .. })
+            if (400..500).contains(status) && !matches!(status, 408 | 429)
+    )
+}
+
 async fn give_up(
     state: &AppState,
     tenant_id: Uuid,
     message_id: Uuid,
     conversation_id: Uuid,
+    media_state: &str,
 ) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    messages::set_media(&mut tx, message_id, "failed", None, None, None).await?;
+    messages::set_media(&mut tx, message_id, media_state, None, None, None).await?;
     tx.commit().await?;
     live::publish(
         state,

@@ -195,7 +195,14 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
         _ => Ok(None),
     };
     let erased = r.contact_erased || name.is_err() || phone.is_err();
-    let label = if erased {
+    let group = if r.is_group {
+        crate::messaging::groups::subject(state, tenant, r.id, r.group_name_sealed.as_deref()).await
+    } else {
+        None
+    };
+    let label = if let Some(g) = group {
+        g
+    } else if erased {
         "—".into()
     } else {
         name.ok()
@@ -244,6 +251,17 @@ pub struct ThreadMessage {
     pub time_full: String,
     pub quoted: bool,
     pub retryable: bool,
+    /// Deleted for everyone by its sender: a tombstone, nothing left to show.
+    pub deleted: bool,
+    /// Edited by its sender after it arrived (the text shown is the newest).
+    pub edited: bool,
+    /// A notice about the chat (number changed…), not someone's words.
+    pub system: bool,
+    /// Reactions on this message (emoji), and how many people voted on this poll.
+    pub reactions: Vec<String>,
+    pub poll_votes: usize,
+    /// Structured lines from the extra: (translation key under `extra.`, value).
+    pub notes: Vec<(&'static str, String)>,
 }
 
 pub async fn thread_message(
@@ -268,8 +286,22 @@ pub async fn thread_message(
         m.sender_sealed.as_deref(),
     )
     .await;
+    let extra_text = open_opt(
+        state,
+        tenant,
+        m.contact_id,
+        Aad::new("messages", "extra", m.id),
+        m.extra_sealed.as_deref(),
+    )
+    .await;
     let erased = body.is_err();
     let body = body.ok().flatten();
+    let shown = extra_text
+        .ok()
+        .flatten()
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok())
+        .map(|e| crate::messaging::extra::shown(&e))
+        .unwrap_or_default();
     let (text, extra) = match m.kind.as_str() {
         "location" | "contacts" | "reaction" => {
             let v: serde_json::Value = body
@@ -325,6 +357,7 @@ pub async fn thread_message(
         _ => (body, Vec::new()),
     };
     let author = match (m.direction.as_str(), m.author.as_str()) {
+        (_, "system") => String::new(),
         ("in", _) => sender.ok().flatten().unwrap_or_default(),
         (_, a) => a.to_owned(),
     };
@@ -345,5 +378,11 @@ pub async fn thread_message(
         time_full: clock.full(m.sent_at),
         quoted: m.quoted_external_id.is_some(),
         retryable: m.direction == "out" && matches!(m.status.as_str(), "failed" | "unknown"),
+        deleted: m.deleted_at.is_some(),
+        edited: m.edited_at.is_some(),
+        system: m.author == "system",
+        reactions: shown.reactions,
+        poll_votes: shown.poll_votes,
+        notes: shown.lines,
     }
 }

@@ -140,6 +140,8 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     }
     let mut recent = messages::thread(&mut tx, conversation_id, None, RECENT).await?;
     recent.reverse();
+    // Deleted messages and chat notices are not part of what the customer is saying.
+    recent.retain(|m| m.deleted_at.is_none() && m.author != "system");
     let Some(latest) = recent.last().cloned() else {
         return Ok(());
     };
@@ -272,11 +274,24 @@ async fn conversation_messages(
 ) -> anyhow::Result<Vec<ConversationMessage>> {
     let mut out = Vec::with_capacity(recent.len());
     for m in recent {
-        let text = match m.body_sealed.as_deref() {
+        // A deleted message is gone for everyone; a chat notice is nobody's words.
+        if m.deleted_at.is_some() || m.author == "system" {
+            continue;
+        }
+        let mut text = match m.body_sealed.as_deref() {
             Some(b)
                 if matches!(
                     m.kind.as_str(),
-                    "text" | "image" | "video" | "document" | "voice" | "audio" | "template"
+                    "text"
+                        | "image"
+                        | "video"
+                        | "document"
+                        | "voice"
+                        | "audio"
+                        | "template"
+                        | "button_reply"
+                        | "order"
+                        | "poll"
                 ) =>
             {
                 state
@@ -291,6 +306,27 @@ async fn conversation_messages(
             }
             _ => String::new(),
         };
+        // The chosen option's id, a form's answers, an order's items, the ad they came from.
+        if let Some(e) = m.extra_sealed.as_deref() {
+            let e = state
+                .keys
+                .open_str(
+                    tenant_id,
+                    m.contact_id,
+                    Aad::new("messages", "extra", m.id),
+                    e,
+                )
+                .await?;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e) {
+                let note = crate::messaging::extra::ai_note(&v);
+                if !note.is_empty() {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&note);
+                }
+            }
+        }
         let media = match (m.kind.as_str(), m.media_state.as_deref()) {
             ("image", Some("stored")) => match load_media(state, tenant_id, m).await {
                 Some(bytes) => vec![Media::Image {

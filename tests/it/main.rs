@@ -16,6 +16,7 @@ mod mcp;
 mod messaging;
 mod privacy;
 mod public_pages;
+mod replay;
 mod review;
 mod schemas;
 mod suite;

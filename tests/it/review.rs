@@ -819,3 +819,49 @@ async fn an_endless_ai_response_is_cut_at_the_cap_and_escalated_with_the_reason(
         page.body
     );
 }
+
+/// A draft written on a message the customer then edits or deletes is flagged for the
+/// reviewer (issue 16): the draft answered words that are no longer there.
+#[tokio::test]
+async fn a_draft_on_a_message_later_edited_or_deleted_is_flagged() {
+    for (event, data, flag, shown) in [
+        (
+            "messages.edited",
+            serde_json::json!({ "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "Q1" },
+                                "type": "MESSAGE_EDIT", "editedMessage": { "conversation": "Vocês abrem no domingo?" },
+                                "timestampMs": "1773651700000" }),
+            "edited",
+            "The customer edited a message after this draft was written",
+        ),
+        (
+            "messages.delete",
+            serde_json::json!({ "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "Q1" }),
+            "deleted",
+            "The customer deleted a message after this draft was written",
+        ),
+    ] {
+        let gw = Gw::evolution().await;
+        clinic_knowledge(&gw.w).await;
+        gw.evo(&evo_text(
+            "Q1",
+            "5511988887777",
+            "Ana",
+            now(&gw),
+            "Vocês abrem no sábado? Qual o horário?",
+        ))
+        .await;
+        gw.run_jobs().await;
+        assert_eq!(drafts(&gw.w.t).await, vec![("pending".to_owned(), None)]);
+        let (status, body) = gw
+            .evo(&serde_json::json!({ "event": event, "instance": "clinic", "data": data }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let changed: Option<String> = sqlx::query_scalar("SELECT source_changed FROM drafts")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+        assert_eq!(changed.as_deref(), Some(flag), "{event}");
+        let page = gw.w.owner.get("/t/clinic-a/review").await;
+        assert!(page.body.contains(shown), "{event}: {}", page.body);
+    }
+}

@@ -139,7 +139,7 @@ async fn evolution_set_webhook_wraps_the_body_with_our_secret_header() {
             "enabled": true, "url": "https://app.example.com/webhooks/evolution/ch_1",
             "headers": { "x-webhook-token": "s3cr3t-channel" },
             "byEvents": false, "base64": true,
-            "events": ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "SEND_MESSAGE", "CONNECTION_UPDATE", "QRCODE_UPDATED"]
+            "events": ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "MESSAGES_EDITED", "MESSAGES_DELETE", "SEND_MESSAGE", "CONNECTION_UPDATE", "QRCODE_UPDATED"]
         } })))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "id": "cm1", "url": "https://app.example.com/webhooks/evolution/ch_1", "enabled": true,

@@ -348,15 +348,138 @@ fn evolution_reaction_and_its_removal() {
 #[test]
 fn evolution_unknown_message_type_is_unsupported() {
     let k = kind(&upsert(json!({
-        "pollCreationMessageV3": { "name": "Horário?", "options": [{ "optionName": "manhã" }] },
+        "callLogMesssage": { "isVideo": false },
         "messageContextInfo": {}
     })));
     assert_eq!(
         k,
         MessageKind::Unsupported {
-            kind: "pollCreationMessageV3".into()
+            kind: "callLogMesssage".into()
         }
     );
+}
+
+#[test]
+fn evolution_polls_and_votes() {
+    let k = kind(&upsert(json!({
+        "pollCreationMessageV3": { "name": "Horário?", "options": [{ "optionName": "manhã" }, { "optionName": "tarde" }], "selectableOptionsCount": 1 },
+        "messageContextInfo": {}
+    })));
+    assert_eq!(
+        k,
+        MessageKind::Poll {
+            name: "Horário?".into(),
+            options: vec!["manhã".into(), "tarde".into()]
+        }
+    );
+    // WAProto PollUpdateMessage: the vote is encrypted; only the poll it belongs to is clear.
+    let k = kind(&upsert(json!({
+        "pollUpdateMessage": {
+            "pollCreationMessageKey": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": true, "id": "3EB0POLL" },
+            "vote": { "encPayload": "c2VjcmV0", "encIv": "aXY=" },
+            "senderTimestampMs": "1760000000123"
+        }
+    })));
+    assert_eq!(
+        k,
+        MessageKind::PollVote {
+            poll_external_id: "3EB0POLL".into()
+        }
+    );
+}
+
+#[test]
+fn evolution_interactive_replies_keep_title_and_id() {
+    let cases = [
+        (
+            json!({ "buttonsResponseMessage": { "selectedButtonId": "confirm_123", "selectedDisplayText": "Confirmar consulta", "type": 1 } }),
+            ("confirm_123", "Confirmar consulta", None, None),
+        ),
+        (
+            json!({ "listResponseMessage": { "title": "Terça 9h", "listType": 1, "singleSelectReply": { "selectedRowId": "slot-9" }, "description": "Dra. Paula" } }),
+            ("slot-9", "Terça 9h", Some("Dra. Paula"), None),
+        ),
+        (
+            json!({ "templateButtonReplyMessage": { "selectedId": "yes", "selectedDisplayText": "Sim", "selectedIndex": 0 } }),
+            ("yes", "Sim", None, None),
+        ),
+        (
+            json!({ "interactiveResponseMessage": { "body": { "text": "Remarcar", "format": 0 },
+                "nativeFlowResponseMessage": { "name": "quick_reply", "paramsJson": "{\"id\":\"reschedule\"}", "version": 3 } } }),
+            (
+                "reschedule",
+                "Remarcar",
+                None,
+                Some("{\"id\":\"reschedule\"}"),
+            ),
+        ),
+    ];
+    for (message, (id, title, description, payload)) in cases {
+        assert_eq!(
+            kind(&upsert(message)),
+            MessageKind::ButtonReply {
+                id: id.into(),
+                title: title.into(),
+                description: description.map(Into::into),
+                payload: payload.map(Into::into),
+            }
+        );
+    }
+}
+
+#[test]
+fn evolution_revokes_and_edits_are_revisions() {
+    let rev = |ev: InboundEvent| match ev {
+        InboundEvent::Revision(r) => (r.target_external_id, r.change),
+        other => panic!("{other:?}"),
+    };
+    // messages.upsert carrying a REVOKE (type 0) / an edit (type 14), numbers or names.
+    for t in [json!(0), json!("REVOKE")] {
+        let body = upsert(
+            json!({ "protocolMessage": { "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "3EB0OLD" }, "type": t } }),
+        );
+        assert_eq!(rev(one(&body)), ("3EB0OLD".into(), Revision::Deleted));
+    }
+    for t in [json!(14), json!("MESSAGE_EDIT")] {
+        let body = upsert(json!({ "editedMessage": { "message": { "protocolMessage": {
+            "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "3EB0OLD" },
+            "type": t, "editedMessage": { "conversation": "quinta, não quarta" }, "timestampMs": "1760000100000" } } } }));
+        assert_eq!(
+            rev(one(&body)),
+            (
+                "3EB0OLD".into(),
+                Revision::Edited {
+                    text: "quinta, não quarta".into()
+                }
+            )
+        );
+    }
+    // messages.edited: `data` is the protocol message itself.
+    let edited = envelope(
+        "messages.edited",
+        json!({ "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "3EB0OLD" },
+                "type": "MESSAGE_EDIT", "editedMessage": { "extendedTextMessage": { "text": "novo" } }, "timestampMs": "1760000100000" }),
+    );
+    assert_eq!(
+        rev(one(&edited)),
+        (
+            "3EB0OLD".into(),
+            Revision::Edited {
+                text: "novo".into()
+            }
+        )
+    );
+    // messages.delete: `data` is the key.
+    let deleted = envelope(
+        "messages.delete",
+        json!({ "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "3EB0Z" }),
+    );
+    assert_eq!(rev(one(&deleted)), ("3EB0Z".into(), Revision::Deleted));
+    // Other protocol messages are WhatsApp housekeeping, never a bubble.
+    let housekeeping = upsert(
+        json!({ "protocolMessage": { "key": { "id": "X" }, "type": "EPHEMERAL_SETTING", "ephemeralExpiration": 604800 } }),
+    );
+    assert!(matches!(one(&housekeeping), InboundEvent::Ignored { .. }));
 }
 
 fn with_key(key: Value, push_name: Value) -> Vec<u8> {
@@ -564,10 +687,6 @@ fn evolution_unknown_events_broadcasts_and_history_are_ignored() {
             json!([{ "remoteJid": "5511988887777@s.whatsapp.net", "unreadMessages": 0 }]),
         ),
         ("messages.set", json!([])),
-        (
-            "messages.delete",
-            json!({ "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": false, "id": "3EB0Z" }),
-        ),
         ("logout.instance", Value::Null),
         ("something.new.in.2_5", json!({})),
     ] {

@@ -300,15 +300,9 @@ async fn configure_webhook(
             .webhook_secret
             .unwrap_or_default(),
     );
-    let events = [
-        "MESSAGES_UPSERT",
-        "MESSAGES_UPDATE",
-        "SEND_MESSAGE",
-        "CONNECTION_UPDATE",
-        "QRCODE_UPDATED",
-    ];
+    let events = crate::gateway::evolution::DEFAULT_WEBHOOK_EVENTS;
     match client
-        .set_webhook(&channel::webhook_url(&state, &c), &secret, &events)
+        .set_webhook(&channel::webhook_url(&state, &c), &secret, events)
         .await
     {
         Ok(()) => {

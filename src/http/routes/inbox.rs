@@ -180,6 +180,8 @@ pub struct ConversationPage {
     pub window_open: bool,
     pub window_closes: Option<String>,
     pub is_group: bool,
+    /// The group's subject, when the gateway told us.
+    pub group_name: Option<String>,
     pub error: Option<&'static str>,
     pub draft: String,
     pub older: Option<String>,
@@ -287,6 +289,12 @@ async fn load_conversation(
         channel_name: channel.map(|c| c.name).unwrap_or_default(),
         channel_kind,
         is_group: conv.is_group,
+        group_name: if conv.is_group {
+            crate::messaging::groups::subject(state, tenant, id, conv.group_name_sealed.as_deref())
+                .await
+        } else {
+            None
+        },
         error: None,
         draft: String::new(),
         older,

@@ -44,6 +44,8 @@ pub struct DraftCard {
     pub conversation_id: Uuid,
     pub escalated: bool,
     pub reason: String,
+    /// The customer edited or deleted a message after the draft was written.
+    pub source_changed: Option<String>,
     pub contact: String,
     pub text: String,
     pub context: Vec<ThreadMessage>,
@@ -115,6 +117,7 @@ async fn queue(
             conversation_id: conv.id,
             escalated: d.state == "escalated",
             reason: d.escalation_reason.clone().unwrap_or_default(),
+            source_changed: d.source_changed.clone(),
             contact: view::contact(&state, tenant, &contact).await.label(),
             text,
             context,

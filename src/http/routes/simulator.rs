@@ -140,6 +140,7 @@ async fn send(
             body: text.to_owned(),
         },
         quoted_external_id: None,
+        referral: None,
     };
     ingest::ingest(&state, &sim, vec![InboundEvent::Message(msg)]).await?;
     Ok(redirect_with_flash(

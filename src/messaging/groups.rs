@@ -1,0 +1,83 @@
+//! The `group_subject` job: a group conversation is labelled with the group's subject,
+//! asked of the gateway once after the conversation is created (webhooks carry only the
+//! sender's push name, so without it a group showed as its first member).
+
+use crate::{
+    crypto::Aad,
+    db::{self, conversations, jobs::Job},
+    live,
+    messaging::channel::{self, Outbound},
+    state::AppState,
+};
+
+pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let (Some(tenant_id), Some(conversation_id)) = (job.tenant_id, job.subject_id) else {
+        anyhow::bail!("group_subject job without tenant or conversation");
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let Some(conv) = conversations::get(&mut tx, conversation_id).await? else {
+        return Ok(());
+    };
+    if !conv.is_group || conv.group_name_sealed.is_some() {
+        return Ok(());
+    }
+    let Some(chat) = conversations::chat(&mut tx, conversation_id).await? else {
+        return Ok(());
+    };
+    let channel = db::channels::get(&mut tx, conv.channel_id).await?;
+    tx.commit().await?;
+    let Some(channel) = channel else {
+        return Ok(());
+    };
+    let jid = state
+        .keys
+        .open_tenant_str(
+            tenant_id,
+            Aad::new("conversations", "chat", conversation_id),
+            &chat,
+        )
+        .await?;
+    let subject = match channel::outbound(state, &channel).await? {
+        Outbound::Evolution(c) => match c.group_subject(&jid).await {
+            Ok(s) => s,
+            // The group is gone or we left it: keep the member's name as the label.
+            Err(crate::gateway::SendError::Rejected { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        Outbound::Meta(_) | Outbound::Simulator => None,
+    };
+    let Some(subject) = subject else {
+        return Ok(());
+    };
+    let sealed = state
+        .keys
+        .seal_tenant_str(
+            tenant_id,
+            Aad::new("conversations", "group_name", conversation_id),
+            &subject,
+        )
+        .await?;
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    conversations::set_group_name(&mut tx, conversation_id, &sealed).await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Inbox).await;
+    Ok(())
+}
+
+/// Opens a group's subject for display (`None` if unknown or unreadable).
+pub async fn subject(
+    state: &AppState,
+    tenant_id: uuid::Uuid,
+    conversation_id: uuid::Uuid,
+    sealed: Option<&[u8]>,
+) -> Option<String> {
+    state
+        .keys
+        .open_tenant_str(
+            tenant_id,
+            Aad::new("conversations", "group_name", conversation_id),
+            sealed?,
+        )
+        .await
+        .ok()
+}
