@@ -1178,6 +1178,16 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ("portal.nav.knowledge", "Knowledge", "Conhecimento"),
     ("portal.nav.ai", "AI settings", "Configurações de IA"),
     ("review.waiting_count", "{} waiting", "{} aguardando"),
+    ("review.new_one", "{} new draft", "{} novo rascunho"),
+    ("review.new_many", "{} new drafts", "{} novos rascunhos"),
+    ("review.current", "Current", "Atual"),
+    (
+        "review.stale",
+        "Someone else handled this draft. Your copy stays here so you can copy what you typed.",
+        "Outra pessoa tratou este rascunho. Sua cópia fica aqui para você copiar o que digitou.",
+    ),
+    ("thread.new_one", "{} new message", "{} nova mensagem"),
+    ("thread.new_many", "{} new messages", "{} novas mensagens"),
     (
         "review.shortcuts",
         "Keys: j/k next and previous, a approve, e edit, r reject, t take over, Esc leaves a field.",

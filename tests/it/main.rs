@@ -17,3 +17,4 @@ mod privacy;
 mod public_pages;
 mod review;
 mod wa;
+mod workspace;
