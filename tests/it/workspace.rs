@@ -30,15 +30,14 @@ async fn knowledge(gw: &Gw) {
             "A limpeza dental custa R$ 180, com avaliação incluída.",
         ),
     ] {
-        let r = gw
-            .w
-            .owner
-            .submit(
-                "/t/clinic-a/knowledge",
-                "/t/clinic-a/knowledge",
-                &[("kind", kind), ("title", title), ("body", body)],
-            )
-            .await;
+        let r =
+            gw.w.owner
+                .submit(
+                    "/t/clinic-a/knowledge",
+                    "/t/clinic-a/knowledge",
+                    &[("kind", kind), ("title", title), ("body", body)],
+                )
+                .await;
         assert_eq!(r.status, 303, "{}", r.body);
     }
 }
@@ -126,14 +125,7 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
     let gw = Gw::evolution().await;
     knowledge(&gw).await;
     mock_send_ok(&gw).await;
-    customer_writes(
-        &gw,
-        "Q1",
-        "5511988887777",
-        "Ana",
-        "Quanto custa a limpeza?",
-    )
-    .await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
     customer_writes(
         &gw,
         "Q2",
@@ -188,11 +180,19 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
             .await
             .contains("Approved: the reply is on its way.")
     );
+    gw.w.t.clock.advance(time::Duration::seconds(11));
     gw.run_jobs().await;
     let sent = sent_texts(&gw).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert!(sent[0].contains("sábados"), "the second card's draft: {sent:?}");
-    assert_eq!(pending_draft_ids(&gw).await, vec![a.clone()], "A still waits");
+    assert!(
+        sent[0].contains("sábados"),
+        "the second card's draft: {sent:?}"
+    );
+    assert_eq!(
+        pending_draft_ids(&gw).await,
+        vec![a.clone()],
+        "A still waits"
+    );
     b.close().await;
 }
 
@@ -200,14 +200,7 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
 async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_counts() {
     let gw = Gw::evolution().await;
     knowledge(&gw).await;
-    customer_writes(
-        &gw,
-        "Q1",
-        "5511988887777",
-        "Ana",
-        "Quanto custa a limpeza?",
-    )
-    .await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
     let ids = pending_draft_ids(&gw).await;
     let Some(b) = Browser::start().await else {
         return;
@@ -276,14 +269,7 @@ async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_co
 async fn every_portal_page_fits_a_390px_phone() {
     let gw = Gw::evolution().await;
     knowledge(&gw).await;
-    customer_writes(
-        &gw,
-        "Q1",
-        "5511988887777",
-        "Ana",
-        "Quanto custa a limpeza?",
-    )
-    .await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
     let conv = gw.only_conversation().await;
     let Some(b) = Browser::start().await else {
         return;
@@ -352,4 +338,118 @@ async fn every_portal_page_fits_a_390px_phone() {
         "wider than the {width} px phone: {too_wide:?}"
     );
     b.close().await;
+}
+
+async fn draft_state(gw: &Gw, id: &str) -> String {
+    sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1::uuid")
+        .bind(id)
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once() {
+    let gw = Gw::evolution().await;
+    knowledge(&gw).await;
+    mock_send_ok(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let id = pending_draft_ids(&gw).await.remove(0);
+    let owner = &gw.w.owner;
+    let approve = format!("/t/clinic-a/drafts/{id}/approve");
+    let undo = format!("/t/clinic-a/drafts/{id}/undo");
+    let r = owner.submit("/t/clinic-a/review", &approve, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let back = r.location.unwrap();
+    assert!(back.ends_with(&format!("?undo={id}")), "{back}");
+    let page = owner.get(&back).await;
+    assert!(page.body.contains(&undo), "the queue offers the undo");
+    gw.run_jobs().await;
+    assert!(
+        sent_texts(&gw).await.is_empty(),
+        "nothing leaves in the window"
+    );
+
+    gw.w.t.clock.advance(time::Duration::seconds(5));
+    let r = owner.submit(&back, &undo, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        owner
+            .get("/t/clinic-a/review")
+            .await
+            .body
+            .contains("Approval undone")
+    );
+    assert_eq!(draft_state(&gw, &id).await, "pending", "back in the queue");
+    gw.w.t.clock.advance(time::Duration::seconds(60));
+    gw.run_jobs().await;
+    assert!(
+        sent_texts(&gw).await.is_empty(),
+        "an undone reply never goes"
+    );
+
+    // Approved again and left alone: it goes once the window has passed, and only once.
+    let r = owner.submit("/t/clinic-a/review", &approve, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    gw.w.t.clock.advance(time::Duration::seconds(11));
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    let sent = sent_texts(&gw).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("R$ 180"));
+    assert!(
+        !owner.get(&back).await.body.contains(&undo),
+        "no undo offer once sent"
+    );
+    let r = owner.submit("/t/clinic-a/review", &undo, &[]).await;
+    assert_eq!(r.status, 303);
+    assert!(
+        owner
+            .get("/t/clinic-a/review")
+            .await
+            .body
+            .contains("Too late to undo")
+    );
+    assert_eq!(draft_state(&gw, &id).await, "approved");
+    assert_eq!(sent_texts(&gw).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_undo_window_is_the_tenants_setting() {
+    let gw = Gw::evolution().await;
+    let form = |secs: &'static str| {
+        vec![
+            ("policy", "review_all"),
+            ("provider", "offline"),
+            ("undo_seconds", secs),
+        ]
+    };
+    for bad in ["61", "-1", "soon"] {
+        let r =
+            gw.w.owner
+                .submit("/t/clinic-a/ai", "/t/clinic-a/ai", &form(bad))
+                .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.body.contains("from 0 to 60"), "{bad}");
+    }
+    let r =
+        gw.w.owner
+            .submit("/t/clinic-a/ai", "/t/clinic-a/ai", &form("0"))
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    knowledge(&gw).await;
+    mock_send_ok(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let id = pending_draft_ids(&gw).await.remove(0);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{id}/approve"),
+                &[],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    gw.run_jobs().await;
+    assert_eq!(sent_texts(&gw).await.len(), 1, "0 s: sent at once");
 }
