@@ -373,6 +373,21 @@ pub async fn undo_approval(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bo
     Ok(r.rows_affected() == 1)
 }
 
+/// Which of these outbound messages were approved drafts, and whether staff edited them.
+pub async fn edited_by_message(
+    conn: &mut PgConnection,
+    message_ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, bool)>> {
+    let rows = sqlx::query!(
+        r#"SELECT sent_message_id AS "id!", edited FROM drafts
+           WHERE sent_message_id = ANY($1) AND state = 'approved'"#,
+        message_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.edited)).collect())
+}
+
 pub async fn set_sent(
     conn: &mut PgConnection,
     id: Uuid,

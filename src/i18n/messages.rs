@@ -1223,6 +1223,12 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Outra pessoa tratou este rascunho. Sua cópia fica aqui para você copiar o que digitou.",
     ),
     ("thread.new_one", "{} new message", "{} nova mensagem"),
+    ("thread.approved_by", "approved by {}", "aprovada por {}"),
+    (
+        "thread.approved_edited",
+        "approved by {}, edited",
+        "aprovada por {}, editada",
+    ),
     ("thread.new_many", "{} new messages", "{} novas mensagens"),
     (
         "review.shortcuts",

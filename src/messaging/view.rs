@@ -244,6 +244,13 @@ pub struct ThreadMessage {
     pub time_full: String,
     pub quoted: bool,
     pub retryable: bool,
+    /// For an approved AI reply: who approved it, and whether they edited it first.
+    pub review: Option<ReviewNote>,
+}
+
+pub struct ReviewNote {
+    pub by: String,
+    pub edited: bool,
 }
 
 pub async fn thread_message(
@@ -345,5 +352,6 @@ pub async fn thread_message(
         time_full: clock.full(m.sent_at),
         quoted: m.quoted_external_id.is_some(),
         retryable: m.direction == "out" && matches!(m.status.as_str(), "failed" | "unknown"),
+        review: None,
     }
 }

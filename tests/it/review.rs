@@ -248,6 +248,17 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
             .await
             .unwrap();
     assert!(was_edited);
+    // The thread says who approved the reply and that they changed it.
+    let conv = gw.only_conversation().await;
+    let page =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert!(
+        page.body.contains("approved by Ana Owner, edited"),
+        "{}",
+        page.body
+    );
     let d = {
         let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, tenant_id(&gw.w.t).await)
             .await

@@ -401,6 +401,13 @@ async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once()
         !owner.get(&back).await.body.contains(&undo),
         "no undo offer once sent"
     );
+    let conv = gw.only_conversation().await;
+    let thread = owner
+        .get(&format!("/t/clinic-a/conversations/{conv}"))
+        .await
+        .body;
+    assert!(thread.contains("approved by Ana Owner"), "{thread}");
+    assert!(!thread.contains("approved by Ana Owner, edited"));
     let r = owner.submit("/t/clinic-a/review", &undo, &[]).await;
     assert_eq!(r.status, 303);
     assert!(
