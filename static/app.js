@@ -41,49 +41,166 @@ document.addEventListener("DOMContentLoaded", () => {
     else target.click();
   });
 
-  // Review queue: j/k move between drafts; a approves, e edits, r rejects, t takes over.
+  // Review queue: j/k move between drafts; a approves, e edits, r rejects, t takes over,
+  // d dismisses. Action keys act on the card that holds focus (Tab or a click moves
+  // "current" there), never on one remembered from an earlier j/k: a reviewer must see the
+  // draft a key sends.
   const cards = () => Array.from(document.querySelectorAll("[data-review-card]"));
+  let currentId = null;
+  const markCurrent = (card) => {
+    currentId = card ? card.id : null;
+    for (const c of cards()) {
+      const on = c === card;
+      c.classList.toggle("current", on);
+      if (on) c.setAttribute("aria-current", "true"); else c.removeAttribute("aria-current");
+    }
+  };
+  const cardOf = (el) => (el instanceof Element ? el.closest("[data-review-card]") : null);
+  const focusCard = (card) => {
+    if (!card) return;
+    markCurrent(card);
+    card.focus();
+    card.scrollIntoView({ block: "nearest" });
+  };
   if (cards().length) {
-    let current = 0;
-    const focusCard = (i) => {
-      const list = cards();
-      if (!list.length) return;
-      current = Math.max(0, Math.min(i, list.length - 1));
-      list.forEach((c, n) => c.classList.toggle("current", n === current));
-      list[current].focus();
-      list[current].scrollIntoView({ block: "nearest" });
-    };
-    focusCard(0);
-    document.addEventListener("keydown", (e) => {
-      const t = e.target;
-      if (e.ctrlKey || e.metaKey || e.altKey) return;
-      const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement;
-      if (typing) {
-        if (e.key === "Escape") { t.blur(); focusCard(current); }
-        return;
+    focusCard(cards()[0]);
+  }
+  document.addEventListener("focusin", (e) => {
+    const card = cardOf(e.target);
+    if (card && card.id !== currentId) markCurrent(card);
+  });
+  document.addEventListener("keydown", (e) => {
+    if (!cards().length) return;
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement;
+    if (typing) {
+      if (e.key === "Escape") { const card = cardOf(t); t.blur(); if (card) focusCard(card); }
+      return;
+    }
+    const list = cards();
+    const focused = cardOf(document.activeElement);
+    const here = focused || document.getElementById(currentId || "");
+    const at = here ? list.indexOf(here) : -1;
+    switch (e.key) {
+      case "j": focusCard(list[Math.min(at + 1, list.length - 1)]); break;
+      case "k": focusCard(list[Math.max(at - 1, 0)]); break;
+      case "a": case "e": case "r": case "t": case "d": {
+        // Only the focused card: with focus elsewhere (nav, body) the key does nothing.
+        if (!focused || focused.classList.contains("stale")) return;
+        const act = (name) => focused.querySelector(`[data-action="${name}"]:not(:disabled)`);
+        const target = {
+          a: () => act("approve"),
+          t: () => act("take-over"),
+          d: () => act("dismiss"),
+          e: () => focused.querySelector("[data-draft-text]"),
+          r: () => focused.querySelector("[data-reject-reason]"),
+        }[e.key]();
+        if (!target) return;
+        if (target instanceof HTMLButtonElement) target.click(); else target.focus();
+        break;
       }
-      const card = cards()[current];
-      if (!card) return;
-      const act = (name) => card.querySelector(`[data-action="${name}"]`);
-      switch (e.key) {
-        case "j": focusCard(current + 1); break;
-        case "k": focusCard(current - 1); break;
-        case "a": if (act("approve")) act("approve").click(); else return; break;
-        case "e": { const f = card.querySelector("[data-draft-text]"); if (f) f.focus(); else return; break; }
-        case "r": { const f = card.querySelector("[data-reject-reason]"); if (f) f.focus(); else return; break; }
-        case "t": if (act("take-over")) act("take-over").click(); else return; break;
-        case "d": if (act("dismiss")) act("dismiss").click(); else return; break;
-        default: return;
-      }
-      e.preventDefault();
-      e.stopImmediatePropagation();
-    }, true);
+      default: return;
+    }
+    e.preventDefault();
+    e.stopImmediatePropagation();
+  }, true);
+
+  // Phones: the compact navigation scrolls sideways; keep the current entry in view.
+  const here = document.querySelector(".portal-nav a[aria-current=page]");
+  if (here && here.parentElement) {
+    const strip = here.closest("ul");
+    if (strip && strip.scrollWidth > strip.clientWidth) strip.scrollLeft = here.offsetLeft - 16;
   }
 
   // Live updates: when the server says this tenant's data changed, re-fetch this page and
-  // swap in the regions marked data-live-refresh (the same markup the server renders).
+  // merge the regions marked data-live-refresh child by child (matched by id). A child that
+  // holds focus or a field the user changed is never replaced, so nothing typed is lost and
+  // focus stays put; the nav counters and the tab title follow the fresh page, and arrivals
+  // are announced once through the polite status region.
   const live = document.body.dataset.live;
   const regions = document.querySelectorAll("[data-live-refresh]");
+  const status = document.getElementById("live-status");
+  const fmt = (tpl, n) => (tpl || "").replace("{}", String(n));
+  const announce = (text) => {
+    if (!status || !text) return;
+    status.textContent = "";
+    setTimeout(() => { status.textContent = text; }, 50);
+  };
+  const dirty = (el) => Array.from(el.querySelectorAll("textarea, input, select")).some((f) => {
+    if (f instanceof HTMLSelectElement) return Array.from(f.options).some((o) => o.selected !== o.defaultSelected);
+    if (f instanceof HTMLInputElement && (f.type === "checkbox" || f.type === "radio")) return f.checked !== f.defaultChecked;
+    if (f instanceof HTMLInputElement && f.type === "hidden") return false;
+    return f.value !== f.defaultValue;
+  });
+  const holdsFocus = (el) => document.activeElement !== document.body && el.contains(document.activeElement);
+  const busy = (el) => holdsFocus(el) || dirty(el);
+  const keyed = (root) => Array.from(root.children).every((c) => c.id);
+  const merge = (region, fresh) => {
+    const added = [];
+    if (!keyed(region) || !keyed(fresh)) {
+      if (!busy(region) && fresh.innerHTML !== region.innerHTML) region.innerHTML = fresh.innerHTML;
+      return added;
+    }
+    const old = new Map(Array.from(region.children).map((c) => [c.id, c]));
+    let prev = null;
+    for (const f of Array.from(fresh.children)) {
+      let node = old.get(f.id);
+      if (node) {
+        old.delete(f.id);
+        if (!busy(node) && node.outerHTML !== f.outerHTML) {
+          const n = document.importNode(f, true);
+          node.replaceWith(n);
+          node = n;
+        }
+      } else {
+        // Existing nodes are never moved (moving one drops its focus); new ones slot in
+        // after their fresh predecessor.
+        node = document.importNode(f, true);
+        if (prev) prev.after(node); else region.prepend(node);
+        added.push(node);
+      }
+      prev = node;
+    }
+    for (const node of old.values()) {
+      if (!busy(node)) { node.remove(); continue; }
+      // Decided elsewhere while being read or edited: kept (so the text can be copied) but
+      // marked and disarmed.
+      if (!node.classList.contains("stale")) {
+        node.classList.add("stale");
+        for (const b of node.querySelectorAll("button[type=submit]")) b.disabled = true;
+        if (region.dataset.staleText) {
+          const p = document.createElement("p");
+          p.className = "flash error";
+          p.textContent = region.dataset.staleText;
+          node.prepend(p);
+        }
+      }
+    }
+    return added;
+  };
+  const syncShell = (doc) => {
+    document.title = doc.title;
+    for (const id of ["review-count", "unread-count"]) {
+      const mine = document.getElementById(id);
+      const fresh = doc.getElementById(id);
+      if (!mine || !fresh) continue;
+      mine.textContent = fresh.textContent;
+      mine.hidden = fresh.hidden;
+      const label = fresh.getAttribute("aria-label");
+      if (label) mine.setAttribute("aria-label", label);
+    }
+  };
+  const pill = document.getElementById("new-drafts");
+  let unseen = [];
+  if (pill) {
+    pill.addEventListener("click", () => {
+      const first = unseen.find((n) => n.isConnected);
+      unseen = [];
+      pill.hidden = true;
+      if (first) focusCard(first);
+    });
+  }
   if (live && regions.length && "EventSource" in window) {
     let pending = null;
     const refresh = async () => {
@@ -91,10 +208,28 @@ document.addEventListener("DOMContentLoaded", () => {
       const res = await fetch(window.location.href, { credentials: "same-origin" });
       if (!res.ok) return;
       const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      syncShell(doc);
       for (const region of document.querySelectorAll("[data-live-refresh]")) {
         const fresh = doc.getElementById(region.id);
-        if (fresh && fresh.innerHTML !== region.innerHTML) region.innerHTML = fresh.innerHTML;
+        if (!fresh) continue;
+        const added = merge(region, fresh);
+        const arrivals = added.filter((n) => n.matches("[data-review-card], .msg"));
+        if (!arrivals.length) continue;
+        const n = arrivals.length;
+        announce(fmt(n === 1 ? region.dataset.liveOne : region.dataset.liveMany, n));
+        if (pill && region.id === "review-list") {
+          unseen = unseen.filter((x) => x.isConnected).concat(arrivals.filter((x) => x.matches("[data-review-card]")));
+          for (const x of unseen) x.classList.add("arrived");
+          pill.textContent = fmt(unseen.length === 1 ? pill.dataset.one : pill.dataset.many, unseen.length);
+          pill.hidden = unseen.length === 0;
+        }
       }
+      // The current card may have been replaced by a fresh copy: keep it marked.
+      const cur = document.getElementById(currentId || "");
+      if (cur) markCurrent(cur);
+      else if (!cardOf(document.activeElement) && cards().length) markCurrent(cards()[0]);
+      const empty = document.getElementById("review-empty");
+      if (empty && cards().some((c) => !c.classList.contains("stale"))) empty.remove();
     };
     const source = new EventSource(live);
     source.addEventListener("change", () => {

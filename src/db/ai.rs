@@ -18,6 +18,8 @@ pub struct AiSettings {
     pub tone: String,
     pub policy: String,
     pub daily_call_limit: Option<i32>,
+    /// Seconds an approved reply waits (and can be undone) before it is sent.
+    pub undo_seconds: i32,
 }
 
 impl Default for AiSettings {
@@ -33,16 +35,20 @@ impl Default for AiSettings {
             tone: String::new(),
             policy: "review_all".into(),
             daily_call_limit: None,
+            undo_seconds: DEFAULT_UNDO_SECONDS,
         }
     }
 }
 
 /// The tenant's AI settings (defaults when never saved: offline answerer, review all).
+/// The undo window for tenants that never saved AI settings (the column's default).
+pub const DEFAULT_UNDO_SECONDS: i32 = 10;
+
 pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<AiSettings> {
     let row = sqlx::query_as!(
         AiSettings,
         r#"SELECT provider, model, base_url, api_key_sealed, fallback_provider, fallback_model,
-                  instructions, tone, policy, daily_call_limit
+                  instructions, tone, policy, daily_call_limit, undo_seconds
            FROM ai_settings WHERE tenant_id = app_current_tenant()"#
     )
     .fetch_optional(conn)
@@ -60,14 +66,15 @@ pub async fn save_settings(
 ) -> sqlx::Result<()> {
     sqlx::query!(
         r#"INSERT INTO ai_settings (tenant_id, provider, model, base_url, api_key_sealed, fallback_provider, fallback_model,
-                                    instructions, tone, policy, daily_call_limit, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                    instructions, tone, policy, daily_call_limit, updated_at, undo_seconds)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14)
            ON CONFLICT (tenant_id) DO UPDATE SET
              provider = EXCLUDED.provider, model = EXCLUDED.model, base_url = EXCLUDED.base_url,
              api_key_sealed = CASE WHEN $13 THEN NULL ELSE COALESCE(EXCLUDED.api_key_sealed, ai_settings.api_key_sealed) END,
              fallback_provider = EXCLUDED.fallback_provider, fallback_model = EXCLUDED.fallback_model,
              instructions = EXCLUDED.instructions, tone = EXCLUDED.tone, policy = EXCLUDED.policy,
-             daily_call_limit = EXCLUDED.daily_call_limit, updated_at = EXCLUDED.updated_at"#,
+             daily_call_limit = EXCLUDED.daily_call_limit, updated_at = EXCLUDED.updated_at,
+             undo_seconds = EXCLUDED.undo_seconds"#,
         tenant_id,
         s.provider,
         s.model,
@@ -80,7 +87,8 @@ pub async fn save_settings(
         s.policy,
         s.daily_call_limit,
         now,
-        clear_key
+        clear_key,
+        s.undo_seconds
     )
     .execute(conn)
     .await?;
@@ -338,6 +346,51 @@ pub async fn decide(
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Takes back an approval whose reply has not left: the queued message is deleted (so its
+/// send job finds nothing) and the draft waits for review again. False when the send has
+/// started (the job claimed the message first) or the draft is no longer approved.
+pub async fn undo_approval(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    let gone = sqlx::query!(
+        r#"DELETE FROM messages m USING drafts d
+           WHERE d.id = $1 AND d.state = 'approved' AND m.id = d.sent_message_id
+             AND m.direction = 'out' AND m.status = 'queued'"#,
+        id
+    )
+    .execute(&mut *conn)
+    .await?;
+    if gone.rows_affected() != 1 {
+        return Ok(false);
+    }
+    // Back in the queue, unless a newer turn already has its own pending draft.
+    let r = sqlx::query!(
+        r#"UPDATE drafts SET
+             state = CASE WHEN EXISTS (SELECT 1 FROM drafts o WHERE o.tenant_id = drafts.tenant_id
+                          AND o.conversation_id = drafts.conversation_id AND o.state = 'pending')
+                     THEN 'superseded' ELSE 'pending' END,
+             decided_by = NULL, decided_at = NULL, final_sealed = NULL, edited = false, sent_message_id = NULL
+           WHERE id = $1 AND state = 'approved'"#,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Which of these outbound messages were approved drafts, and whether staff edited them.
+pub async fn edited_by_message(
+    conn: &mut PgConnection,
+    message_ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, bool)>> {
+    let rows = sqlx::query!(
+        r#"SELECT sent_message_id AS "id!", edited FROM drafts
+           WHERE sent_message_id = ANY($1) AND state = 'approved'"#,
+        message_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.edited)).collect())
 }
 
 pub async fn set_sent(

@@ -1272,6 +1272,58 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ("portal.nav.knowledge", "Knowledge", "Conhecimento"),
     ("portal.nav.ai", "AI settings", "Configurações de IA"),
     ("review.waiting_count", "{} waiting", "{} aguardando"),
+    ("review.new_one", "{} new draft", "{} novo rascunho"),
+    ("review.new_many", "{} new drafts", "{} novos rascunhos"),
+    ("review.current", "Current", "Atual"),
+    ("review.undo", "Undo", "Desfazer"),
+    (
+        "review.undo_offer",
+        "Reply to {} approved.",
+        "Resposta para {} aprovada.",
+    ),
+    (
+        "review.undo_seconds",
+        "Sends in {} s unless you undo (u).",
+        "Envia em {} s, a menos que você desfaça (u).",
+    ),
+    (
+        "review.undone",
+        "Approval undone: nothing was sent and the draft is back in the queue.",
+        "Aprovação desfeita: nada foi enviado e o rascunho voltou para a fila.",
+    ),
+    (
+        "review.undo_too_late",
+        "Too late to undo: the reply has already been sent.",
+        "Tarde demais para desfazer: a resposta já foi enviada.",
+    ),
+    (
+        "ai.undo_seconds",
+        "Undo window after approving (seconds)",
+        "Janela para desfazer após aprovar (segundos)",
+    ),
+    (
+        "ai.undo_seconds.hint",
+        "An approved reply waits this long before it is sent, so a reviewer can take it back. 0 sends at once; at most 60.",
+        "Uma resposta aprovada espera esse tempo antes do envio, para quem revisa poder desfazer. 0 envia na hora; no máximo 60.",
+    ),
+    (
+        "ai.undo_seconds.invalid",
+        "The undo window must be a whole number of seconds from 0 to 60.",
+        "A janela para desfazer deve ser um número inteiro de segundos de 0 a 60.",
+    ),
+    (
+        "review.stale",
+        "Someone else handled this draft. Your copy stays here so you can copy what you typed.",
+        "Outra pessoa tratou este rascunho. Sua cópia fica aqui para você copiar o que digitou.",
+    ),
+    ("thread.new_one", "{} new message", "{} nova mensagem"),
+    ("thread.approved_by", "approved by {}", "aprovada por {}"),
+    (
+        "thread.approved_edited",
+        "approved by {}, edited",
+        "aprovada por {}, editada",
+    ),
+    ("thread.new_many", "{} new messages", "{} novas mensagens"),
     (
         "review.shortcuts",
         "Keys: j/k next and previous, a approve, e edit, r reject, t take over, Esc leaves a field.",

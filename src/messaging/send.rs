@@ -113,6 +113,28 @@ pub async fn queue_text(
     text: &str,
     author: Author,
 ) -> Result<Uuid, QueueError> {
+    queue_text_after(
+        state,
+        tx,
+        tenant_id,
+        conversation_id,
+        text,
+        author,
+        Duration::ZERO,
+    )
+    .await
+}
+
+/// Queues a text reply whose send job runs only after `delay` (the undo window).
+pub async fn queue_text_after(
+    state: &AppState,
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    text: &str,
+    author: Author,
+    delay: Duration,
+) -> Result<Uuid, QueueError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(Refusal::Empty.into());
@@ -171,7 +193,7 @@ pub async fn queue_text(
     )
     .await?;
     conversations::note_outbound(tx, conversation_id, now).await?;
-    enqueue_send(tx, tenant_id, id, now).await?;
+    enqueue_send(tx, tenant_id, id, now + delay, now).await?;
     Ok(id)
 }
 
@@ -266,7 +288,7 @@ pub async fn queue_template(
     .await?;
     db::templates::set_template_payload(tx, id, &payload).await?;
     conversations::note_outbound(tx, conversation_id, now).await?;
-    enqueue_send(tx, tenant_id, id, now).await?;
+    enqueue_send(tx, tenant_id, id, now, now).await?;
     Ok(id)
 }
 
@@ -274,11 +296,12 @@ async fn enqueue_send(
     tx: &mut PgConnection,
     tenant_id: Uuid,
     message_id: Uuid,
+    run_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     jobs::enqueue(
         tx,
-        NewJob::new(SEND_MESSAGE, now)
+        NewJob::new(SEND_MESSAGE, run_at)
             .tenant(tenant_id)
             .subject(message_id)
             .dedupe(format!("send:{message_id}"))
@@ -317,7 +340,7 @@ pub async fn retry(
         return Ok(false);
     }
     messages::set_status(tx, message_id, "queued", None, None, true).await?;
-    enqueue_send(tx, tenant_id, message_id, state.now()).await?;
+    enqueue_send(tx, tenant_id, message_id, state.now(), state.now()).await?;
     Ok(true)
 }
 
@@ -358,7 +381,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }
         _ => return Ok(()),
     }
-    messages::set_status(&mut tx, message_id, "sending", None, None, false).await?;
+    if !messages::set_status(&mut tx, message_id, "sending", None, None, false).await? {
+        // Undone (deleted) or moved on since we read it: nothing to send.
+        return Ok(());
+    }
     let channel = db::channels::get(&mut tx, msg.channel_id).await?;
     let chat = conversations::chat(&mut tx, msg.conversation_id).await?;
     let conv = conversations::get(&mut tx, msg.conversation_id).await?;

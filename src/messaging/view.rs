@@ -262,6 +262,13 @@ pub struct ThreadMessage {
     pub poll_votes: usize,
     /// Structured lines from the extra: (translation key under `extra.`, value).
     pub notes: Vec<(&'static str, String)>,
+    /// For an approved AI reply: who approved it, and whether they edited it first.
+    pub review: Option<ReviewNote>,
+}
+
+pub struct ReviewNote {
+    pub by: String,
+    pub edited: bool,
 }
 
 pub async fn thread_message(
@@ -384,5 +391,6 @@ pub async fn thread_message(
         reactions: shown.reactions,
         poll_votes: shown.poll_votes,
         notes: shown.lines,
+        review: None,
     }
 }

@@ -25,6 +25,9 @@ pub enum DecideError {
     AlreadyDecided,
     #[error("empty reply")]
     Empty,
+    /// Undo came after the reply started to send.
+    #[error("too late to undo")]
+    TooLate,
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
@@ -43,6 +46,7 @@ impl DecideError {
             DecideError::NotFound => "error.not_found",
             DecideError::AlreadyDecided => "review.already_decided",
             DecideError::Empty => "reply.empty",
+            DecideError::TooLate => "review.undo_too_late",
             DecideError::Refused(r) => r.message_key(),
             DecideError::Internal(_) => "error.internal",
         }
@@ -143,7 +147,9 @@ pub async fn approve(
     {
         return Err(DecideError::AlreadyDecided);
     }
-    let message_id = match send::queue_text(
+    // The reply waits out the tenant's undo window before its send job runs.
+    let undo = db_ai::settings(&mut tx).await?.undo_seconds.clamp(0, 60);
+    let message_id = match send::queue_text_after(
         state,
         &mut tx,
         tenant_id,
@@ -152,6 +158,7 @@ pub async fn approve(
         Author::Ai {
             approved_by: Some(user),
         },
+        time::Duration::seconds(i64::from(undo)),
     )
     .await
     {
@@ -183,6 +190,45 @@ pub async fn approve(
     .await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
     Ok(message_id)
+}
+
+/// Takes back an approval while its reply is still waiting out the undo window: nothing is
+/// sent and the draft is back in the queue. `AlreadyDecided` once the send has started.
+pub async fn undo(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    draft_id: Uuid,
+) -> Result<(), DecideError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let d = db_ai::get_draft(&mut tx, draft_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    if !db_ai::undo_approval(&mut tx, d.id).await? {
+        return Err(DecideError::TooLate);
+    }
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "draft.approval_undone",
+        &d.conversation_id.to_string(),
+        json!({ "draft": d.id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    live::publish(
+        state,
+        tenant_id,
+        &live::Event::Conversation {
+            id: d.conversation_id,
+        },
+    )
+    .await;
+    Ok(())
 }
 
 pub async fn reject(

@@ -21,3 +21,4 @@ mod review;
 mod schemas;
 mod suite;
 mod wa;
+mod workspace;

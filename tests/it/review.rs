@@ -193,6 +193,8 @@ async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_on
     let (fa, fb) = ([("csrf", csrf_a.as_str())], [("csrf", csrf_b.as_str())]);
     let (a, b) = tokio::join!(gw.w.owner.post(&action, &fa), other.post(&action, &fb));
     assert_eq!((a.status, b.status), (303, 303));
+    // Past the undo window: the send job comes due.
+    gw.w.t.clock.advance(Duration::seconds(11));
     gw.run_jobs().await;
     let sends = gateway_sends(&gw).await;
     assert_eq!(sends.len(), 1, "sent exactly once");
@@ -237,6 +239,7 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
             )
             .await;
     assert_eq!(r.status, 303);
+    gw.w.t.clock.advance(Duration::seconds(11));
     gw.run_jobs().await;
     assert_eq!(gateway_sends(&gw).await[0]["text"], edited);
     let (was_edited, draft_id): (bool, uuid::Uuid) =
@@ -245,6 +248,17 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
             .await
             .unwrap();
     assert!(was_edited);
+    // The thread says who approved the reply and that they changed it.
+    let conv = gw.only_conversation().await;
+    let page =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert!(
+        page.body.contains("approved by Ana Owner, edited"),
+        "{}",
+        page.body
+    );
     let d = {
         let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, tenant_id(&gw.w.t).await)
             .await
@@ -694,13 +708,20 @@ async fn browser_approves_a_draft_with_the_keyboard() {
             .contains("R$ 180")
     );
     b.screenshot("review-queue").await;
-    // "a" approves the focused draft.
-    b.el("body").await.send_keys("a").await.unwrap();
+    // "a" approves the focused draft (the first, focused on load).
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("a")
+        .await
+        .unwrap();
     assert!(
         b.wait_text("main", "Approved")
             .await
             .contains("Approved: the reply is on its way.")
     );
+    gw.w.t.clock.advance(Duration::seconds(11));
     gw.run_jobs().await;
     let sends = gateway_sends(&gw).await;
     assert_eq!(sends.len(), 1);

@@ -71,6 +71,7 @@ pub struct AiPage {
     pub tone: String,
     pub policy: String,
     pub daily_call_limit: String,
+    pub undo_seconds: i32,
     pub providers: [&'static str; 6],
     pub policies: [&'static str; 3],
     pub usage: Vec<UsageView>,
@@ -99,6 +100,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<AiPage
             .daily_call_limit
             .map(|n| n.to_string())
             .unwrap_or_default(),
+        undo_seconds: s.undo_seconds,
         providers: PROVIDERS,
         policies: POLICIES,
         usage: usage
@@ -146,6 +148,18 @@ pub struct AiForm {
     policy: String,
     #[serde(default)]
     daily_call_limit: String,
+    /// Empty (an older form): the default window.
+    #[serde(default)]
+    undo_seconds: String,
+}
+
+impl AiForm {
+    fn undo_seconds(&self) -> Option<i32> {
+        match self.undo_seconds.trim() {
+            "" => Some(db_ai::DEFAULT_UNDO_SECONDS),
+            s => s.parse().ok().filter(|n| (0..=60).contains(n)),
+        }
+    }
 }
 
 async fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
@@ -178,6 +192,9 @@ async fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
             .map_or(true, |n| n == 0)
     {
         return Err("ai.limit.invalid");
+    }
+    if f.undo_seconds().is_none() {
+        return Err("ai.undo_seconds.invalid");
     }
     Ok(())
 }
@@ -216,6 +233,7 @@ async fn save(
         tone: f.tone.trim().to_owned(),
         policy: f.policy.clone(),
         daily_call_limit: f.daily_call_limit.trim().parse().ok(),
+        undo_seconds: f.undo_seconds().unwrap_or(db_ai::DEFAULT_UNDO_SECONDS),
     };
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     db_ai::save_settings(&mut tx, tenant, &s, f.clear_key.is_some(), now).await?;

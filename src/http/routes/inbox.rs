@@ -238,6 +238,12 @@ async fn load_conversation(
     let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
     let canned = db::canned::list(&mut tx).await?;
     let templates = db::templates::for_channel(&mut tx, conv.channel_id).await?;
+    let ai_ids: Vec<Uuid> = rows
+        .iter()
+        .filter(|m| m.author == "ai" && m.author_user_id.is_some())
+        .map(|m| m.id)
+        .collect();
+    let edited = db::ai::edited_by_message(&mut tx, &ai_ids).await?;
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
@@ -261,7 +267,18 @@ async fn load_conversation(
     rows.reverse();
     let mut thread = Vec::with_capacity(rows.len());
     for m in &rows {
-        thread.push(view::thread_message(state, tenant, &clock, m).await);
+        let mut tm = view::thread_message(state, tenant, &clock, m).await;
+        if let Some(user) = m.author_user_id.filter(|_| m.author == "ai") {
+            tm.review = Some(view::ReviewNote {
+                by: members
+                    .iter()
+                    .find(|x| x.user_id == user)
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default(),
+                edited: edited.iter().any(|(id, e)| *id == m.id && *e),
+            });
+        }
+        thread.push(tm);
     }
     let channel_kind = channel.as_ref().map(|c| c.kind.clone()).unwrap_or_default();
     let now = state.now();

@@ -5,7 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Form, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     response::Response,
     routing::{get, post},
 };
@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/review", get(queue))
         .route("/t/{slug}/drafts/{id}/approve", post(approve))
         .route("/t/{slug}/drafts/{id}/reject", post(reject))
+        .route("/t/{slug}/drafts/{id}/undo", post(undo))
         .route("/t/{slug}/drafts/{id}/dismiss", post(dismiss))
         .route("/t/{slug}/conversations/{id}/take-over", post(take_over))
         .route("/t/{slug}/tool-calls/{id}/approve", post(approve_call))
@@ -70,6 +71,20 @@ pub struct QueuePage {
     pub cards: Vec<DraftCard>,
     /// Write calls (book, update, cancel) waiting for approval, from any draft.
     pub pending_calls: Vec<decide::CallView>,
+    /// A just-approved draft whose reply still waits out the undo window.
+    pub undo: Option<UndoOffer>,
+}
+
+pub struct UndoOffer {
+    pub draft_id: Uuid,
+    pub contact: String,
+    /// Seconds left before the send job runs.
+    pub seconds: i64,
+}
+
+#[derive(Deserialize)]
+pub struct QueueQuery {
+    undo: Option<Uuid>,
 }
 
 const QUEUE_LIMIT: i64 = 50;
@@ -79,10 +94,15 @@ async fn queue(
     State(state): State<AppState>,
     ctx: PageCtx,
     t: RequireRole<Reviewer>,
+    Query(q): Query<QueueQuery>,
 ) -> AppResult<QueuePage> {
     let tenant = t.id();
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let undo = match q.undo {
+        Some(id) => undo_offer(&state, &mut tx, tenant, id, now).await?,
+        None => None,
+    };
     let settings = db::accounts::settings(&mut tx).await?;
     let clock = Clock::new(&settings.time_zone, now);
     let drafts = db_ai::queue(&mut tx, QUEUE_LIMIT).await?;
@@ -151,7 +171,45 @@ async fn queue(
         shell: Shell::load(&state, &t, "review").await?,
         cards,
         pending_calls,
+        undo,
     })
+}
+
+/// The undo offer for a draft this tenant approved, while its reply is still queued and
+/// its send job has not come due.
+async fn undo_offer(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    draft_id: Uuid,
+    now: time::OffsetDateTime,
+) -> AppResult<Option<UndoOffer>> {
+    let Some(d) = db_ai::get_draft(tx, draft_id).await? else {
+        return Ok(None);
+    };
+    let (Some(message_id), Some(decided_at)) = (d.sent_message_id, d.decided_at) else {
+        return Ok(None);
+    };
+    if d.state != "approved" {
+        return Ok(None);
+    }
+    let Some(m) = messages::get(tx, message_id).await? else {
+        return Ok(None);
+    };
+    let window = i64::from(db_ai::settings(tx).await?.undo_seconds);
+    let seconds = window - (now - decided_at).whole_seconds();
+    if m.status != "queued" || seconds <= 0 {
+        return Ok(None);
+    }
+    let contact = match db::contacts::get(tx, d.contact_id).await? {
+        Some(c) => view::contact(state, tenant, &c).await.label(),
+        None => String::new(),
+    };
+    Ok(Some(UndoOffer {
+        draft_id,
+        contact,
+        seconds,
+    }))
 }
 
 fn back(t: &TenantCtx) -> String {
@@ -178,10 +236,24 @@ async fn approve(
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<ApproveForm>,
 ) -> AppResult<Response> {
-    let r = decide::approve(&state, t.id(), &t.actor(), id, f.text.as_deref())
-        .await
-        .map(|_| ());
-    outcome(&t, r, "review.approved")
+    match decide::approve(&state, t.id(), &t.actor(), id, f.text.as_deref()).await {
+        // Back to the queue with an undo offer for this draft while its reply waits.
+        Ok(_) => Ok(redirect_with_flash(
+            &format!("{}?undo={id}", back(&t)),
+            true,
+            "review.approved",
+        )),
+        Err(e) => outcome(&t, Err(e), ""),
+    }
+}
+
+async fn undo(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let r = decide::undo(&state, t.id(), &t.actor(), id).await;
+    outcome(&t, r, "review.undone")
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,456 @@
+//! The reviewer's workspace in a real browser (issue 23): keys act on the focused card, live
+//! updates never wipe an edit or move focus, and every portal page fits a 390 px phone.
+
+use std::time::Duration;
+
+use fantoccini::key::Key;
+use serde_json::json;
+use sigmaai::clock::Clock;
+use wiremock::{
+    Mock, ResponseTemplate,
+    matchers::{method, path},
+};
+
+use crate::{
+    browser::Browser,
+    client::PASSWORD,
+    wa::{Gw, evo_text},
+};
+
+async fn knowledge(gw: &Gw) {
+    for (kind, title, body) in [
+        (
+            "hours",
+            "Horário de funcionamento",
+            "Atendemos de segunda a sexta das 8h às 18h e aos sábados das 8h às 12h.",
+        ),
+        (
+            "price",
+            "Preço da limpeza",
+            "A limpeza dental custa R$ 180, com avaliação incluída.",
+        ),
+    ] {
+        let r =
+            gw.w.owner
+                .submit(
+                    "/t/clinic-a/knowledge",
+                    "/t/clinic-a/knowledge",
+                    &[("kind", kind), ("title", title), ("body", body)],
+                )
+                .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+}
+
+async fn mock_send_ok(gw: &Gw) {
+    Mock::given(method("POST"))
+        .and(path("/message/sendText/clinic"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({ "key": { "id": format!("OUT-{}", uuid::Uuid::new_v4().simple()) } }),
+        ))
+        .mount(&gw.gateway)
+        .await;
+}
+
+async fn sent_texts(gw: &Gw) -> Vec<String> {
+    gw.gateway
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/message/sendText/clinic")
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            v["text"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// A customer writes; the offline answerer drafts from the clinic's knowledge.
+async fn customer_writes(gw: &Gw, id: &str, phone: &str, name: &str, text: &str) {
+    let ts = gw.w.t.clock.now().unix_timestamp();
+    let (status, body) = gw.evo(&evo_text(id, phone, name, ts, text)).await;
+    assert_eq!(status, 200, "{body}");
+    gw.run_jobs().await;
+}
+
+async fn pending_draft_ids(gw: &Gw) -> Vec<String> {
+    sqlx::query_scalar::<_, uuid::Uuid>(
+        "SELECT id FROM drafts WHERE state = 'pending' ORDER BY created_at",
+    )
+    .fetch_all(&gw.w.t.owner)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|u| u.to_string())
+    .collect()
+}
+
+async fn log_in(b: &Browser, gw: &Gw) {
+    b.goto(&gw.w.server.url("/login")).await;
+    b.el("#email")
+        .await
+        .send_keys("owner@a.test")
+        .await
+        .unwrap();
+    b.el("#password").await.send_keys(PASSWORD).await.unwrap();
+    b.el("form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "Overview").await;
+}
+
+async fn js(b: &Browser, script: &str) -> serde_json::Value {
+    b.client.execute(script, vec![]).await.unwrap()
+}
+
+/// Polls a script until it returns `true` (10 s at most); returns whether it did.
+async fn until(b: &Browser, script: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if js(b, script).await == json!(true) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
+    let gw = Gw::evolution().await;
+    knowledge(&gw).await;
+    mock_send_ok(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    customer_writes(
+        &gw,
+        "Q2",
+        "5511977776666",
+        "Bruno",
+        "Vocês abrem no sábado? Qual o horário?",
+    )
+    .await;
+    let ids = pending_draft_ids(&gw).await;
+    assert_eq!(ids.len(), 2);
+    let b = Browser::start().await;
+    log_in(&b, &gw).await;
+    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
+    b.wait_text("#review-list", "R$ 180").await;
+    let (a, second) = (&ids[0], &ids[1]);
+    // The first card is current on load; Tab from its last control lands in the second.
+    b.el(&format!("#draft-{a} [data-action=take-over]"))
+        .await
+        .send_keys(&Key::Tab)
+        .await
+        .unwrap();
+    assert!(
+        until(
+            &b,
+            &format!(
+                "return document.activeElement.closest('[data-review-card]')?.id === 'draft-{second}'"
+            )
+        )
+        .await,
+        "Tab moved focus into the second card"
+    );
+    assert_eq!(
+        js(
+            &b,
+            "return Array.from(document.querySelectorAll('.draft.current')).map(e => e.id)"
+        )
+        .await,
+        json!([format!("draft-{second}")]),
+        "the focused card is the one marked current"
+    );
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("a")
+        .await
+        .unwrap();
+    assert!(
+        b.wait_text("main", "Approved")
+            .await
+            .contains("Approved: the reply is on its way.")
+    );
+    gw.w.t.clock.advance(time::Duration::seconds(11));
+    gw.run_jobs().await;
+    let sent = sent_texts(&gw).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].contains("sábados"),
+        "the second card's draft: {sent:?}"
+    );
+    assert_eq!(
+        pending_draft_ids(&gw).await,
+        vec![a.clone()],
+        "A still waits"
+    );
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_counts() {
+    let gw = Gw::evolution().await;
+    knowledge(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let ids = pending_draft_ids(&gw).await;
+    let b = Browser::start().await;
+    log_in(&b, &gw).await;
+    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
+    b.wait_text("#review-list", "R$ 180").await;
+    assert_eq!(b.text("#review-count").await, "1");
+    let area = b.el(&format!("#text-{}", ids[0])).await;
+    area.send_keys(" Até breve!").await.unwrap();
+    // Let the EventSource connect before anything changes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    customer_writes(
+        &gw,
+        "Q2",
+        "5511977776666",
+        "Bruno",
+        "Vocês abrem no sábado? Qual o horário?",
+    )
+    .await;
+    assert!(
+        until(
+            &b,
+            "return document.querySelectorAll('[data-review-card]').length === 2"
+        )
+        .await,
+        "the new draft merged in"
+    );
+    let state = js(
+        &b,
+        &format!(
+            "const t = document.getElementById('text-{}');
+             return {{ value: t.value, focused: document.activeElement === t,
+                       count: document.getElementById('review-count').textContent,
+                       title: document.title,
+                       status: document.getElementById('live-status').textContent }};",
+            ids[0]
+        ),
+    )
+    .await;
+    assert!(
+        state["value"].as_str().unwrap().ends_with(" Até breve!"),
+        "{state}"
+    );
+    assert_eq!(state["focused"], json!(true), "{state}");
+    assert_eq!(state["count"], json!("2"), "{state}");
+    assert!(
+        state["title"].as_str().unwrap().starts_with("(2) "),
+        "{state}"
+    );
+    assert!(
+        until(
+            &b,
+            "return document.getElementById('live-status').textContent === '1 new draft'"
+        )
+        .await,
+        "arrival announced politely"
+    );
+    assert!(b.text("#new-drafts").await.contains("1 new draft"));
+    b.screenshot("review-live-arrival").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn every_portal_page_fits_a_390px_phone() {
+    let gw = Gw::evolution().await;
+    knowledge(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let conv = gw.only_conversation().await;
+    let b = Browser::start().await;
+    log_in(&b, &gw).await;
+    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
+    b.wait_text("#review-list", "R$ 180").await;
+    b.screenshot("review-queue-desktop").await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    let width = js(&b, "return document.documentElement.clientWidth")
+        .await
+        .as_i64()
+        .unwrap();
+    assert!(width <= 390, "viewport is {width} px");
+    let mut pages: Vec<String> = js(
+        &b,
+        "return Array.from(document.querySelectorAll('.portal-nav a')).map(a => a.getAttribute('href'))",
+    )
+    .await
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|v| v.as_str().unwrap().to_owned())
+    .collect();
+    assert!(pages.len() >= 10, "{pages:?}");
+    pages.push(format!("/t/clinic-a/conversations/{conv}"));
+    pages.push("/account".to_owned());
+    let mut too_wide = Vec::new();
+    for p in &pages {
+        b.goto(&gw.w.server.url(p)).await;
+        b.el("main").await;
+        // The visible width (less a scrollbar, if the page has one) against the laid-out one.
+        let seen = js(&b, "return document.documentElement.clientWidth")
+            .await
+            .as_i64()
+            .unwrap();
+        let w = js(&b, "return document.documentElement.scrollWidth")
+            .await
+            .as_i64()
+            .unwrap();
+        if w > seen {
+            // Name the elements that stick out, to say what to fix.
+            let culprits = js(
+                &b,
+                "const w = document.documentElement.clientWidth;
+                 return Array.from(document.querySelectorAll('body *'))
+                   .filter(e => e.getBoundingClientRect().right > w + 0.5)
+                   .filter(e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement)
+                       if (getComputedStyle(p).overflowX !== 'visible') return false; return true; })
+                   .slice(0, 6)
+                   .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + e.className
+                     + ' ' + Math.round(e.getBoundingClientRect().right));",
+            )
+            .await;
+            too_wide.push(format!("{p}: {w} {culprits}"));
+        }
+        if p.ends_with("/review") {
+            b.screenshot("review-queue-phone").await;
+        }
+        if p.contains("/conversations/") {
+            b.screenshot("conversation-phone").await;
+        }
+    }
+    assert!(
+        too_wide.is_empty(),
+        "wider than the {width} px phone: {too_wide:?}"
+    );
+    b.close().await;
+}
+
+async fn draft_state(gw: &Gw, id: &str) -> String {
+    sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1::uuid")
+        .bind(id)
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once() {
+    let gw = Gw::evolution().await;
+    knowledge(&gw).await;
+    mock_send_ok(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let id = pending_draft_ids(&gw).await.remove(0);
+    let owner = &gw.w.owner;
+    let approve = format!("/t/clinic-a/drafts/{id}/approve");
+    let undo = format!("/t/clinic-a/drafts/{id}/undo");
+    let r = owner.submit("/t/clinic-a/review", &approve, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let back = r.location.unwrap();
+    assert!(back.ends_with(&format!("?undo={id}")), "{back}");
+    let page = owner.get(&back).await;
+    assert!(page.body.contains(&undo), "the queue offers the undo");
+    gw.run_jobs().await;
+    assert!(
+        sent_texts(&gw).await.is_empty(),
+        "nothing leaves in the window"
+    );
+
+    gw.w.t.clock.advance(time::Duration::seconds(5));
+    let r = owner.submit(&back, &undo, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        owner
+            .get("/t/clinic-a/review")
+            .await
+            .body
+            .contains("Approval undone")
+    );
+    assert_eq!(draft_state(&gw, &id).await, "pending", "back in the queue");
+    gw.w.t.clock.advance(time::Duration::seconds(60));
+    gw.run_jobs().await;
+    assert!(
+        sent_texts(&gw).await.is_empty(),
+        "an undone reply never goes"
+    );
+
+    // Approved again and left alone: it goes once the window has passed, and only once.
+    let r = owner.submit("/t/clinic-a/review", &approve, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    gw.w.t.clock.advance(time::Duration::seconds(11));
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    let sent = sent_texts(&gw).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("R$ 180"));
+    assert!(
+        !owner.get(&back).await.body.contains(&undo),
+        "no undo offer once sent"
+    );
+    let conv = gw.only_conversation().await;
+    let thread = owner
+        .get(&format!("/t/clinic-a/conversations/{conv}"))
+        .await
+        .body;
+    assert!(thread.contains("approved by Ana Owner"), "{thread}");
+    assert!(!thread.contains("approved by Ana Owner, edited"));
+    let r = owner.submit("/t/clinic-a/review", &undo, &[]).await;
+    assert_eq!(r.status, 303);
+    assert!(
+        owner
+            .get("/t/clinic-a/review")
+            .await
+            .body
+            .contains("Too late to undo")
+    );
+    assert_eq!(draft_state(&gw, &id).await, "approved");
+    assert_eq!(sent_texts(&gw).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_undo_window_is_the_tenants_setting() {
+    let gw = Gw::evolution().await;
+    let form = |secs: &'static str| {
+        vec![
+            ("policy", "review_all"),
+            ("provider", "offline"),
+            ("undo_seconds", secs),
+        ]
+    };
+    for bad in ["61", "-1", "soon"] {
+        let r =
+            gw.w.owner
+                .submit("/t/clinic-a/ai", "/t/clinic-a/ai", &form(bad))
+                .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.body.contains("from 0 to 60"), "{bad}");
+    }
+    let r =
+        gw.w.owner
+            .submit("/t/clinic-a/ai", "/t/clinic-a/ai", &form("0"))
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    knowledge(&gw).await;
+    mock_send_ok(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let id = pending_draft_ids(&gw).await.remove(0);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{id}/approve"),
+                &[],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    gw.run_jobs().await;
+    assert_eq!(sent_texts(&gw).await.len(), 1, "0 s: sent at once");
+}
