@@ -152,3 +152,166 @@ async fn a_new_tenant_sees_its_next_steps_until_done() {
     assert!(page.contains("<h1>Overview</h1>"));
     assert!(!page.contains("id=\"next-steps\""), "checklist still shown");
 }
+
+/// The conversation side panel: assign, labels, notes — what staff rely on to share work.
+#[tokio::test]
+async fn staff_assign_label_and_annotate_a_conversation() {
+    let gw = Gw::evolution().await;
+    gw.evo(&evo_text("N1", "5511988887777", "Ana", 1_773_651_600, "Oi"))
+        .await;
+    let conv = gw.only_conversation().await;
+    let page = format!("/t/clinic-a/conversations/{conv}");
+    let owner_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'owner@a.test'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    let o = &gw.w.owner;
+    let r = o
+        .submit(
+            &page,
+            &format!("{page}/assign"),
+            &[("user", &owner_id.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = o
+        .submit(
+            &page,
+            &format!("{page}/labels"),
+            &[("labels", "Urgent, retorno")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let r = o
+        .submit(
+            &page,
+            &format!("{page}/notes"),
+            &[
+                ("name", "Ana Souza"),
+                ("notes", "Prefers mornings"),
+                ("tags", "vip"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let (assignee, labels): (Option<uuid::Uuid>, Vec<String>) =
+        sqlx::query_as("SELECT assigned_to, labels FROM conversations WHERE id = $1")
+            .bind(conv)
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(assignee, Some(owner_id));
+    assert_eq!(labels, vec!["urgent".to_owned(), "retorno".to_owned()]);
+    let shown = o.get(&page).await.body;
+    assert!(shown.contains("Prefers mornings") && shown.contains("Ana Souza"));
+    // Someone who is not a member can't be assigned.
+    let r = o
+        .submit(
+            &page,
+            &format!("{page}/assign"),
+            &[("user", &uuid::Uuid::new_v4().to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn language_knowledge_and_canned_replies_change_and_go() {
+    let w = World::new().await;
+    let r = w
+        .owner
+        .submit("/account", "/account/language", &[("language", "pt-BR")])
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        w.owner
+            .get("/account")
+            .await
+            .body
+            .contains("lang=\"pt-BR\"")
+    );
+    w.owner
+        .submit("/account", "/account/language", &[("language", "en")])
+        .await;
+
+    w.owner
+        .submit(
+            "/t/clinic-a/knowledge",
+            "/t/clinic-a/knowledge",
+            &[
+                ("kind", "hours"),
+                ("title", "Saturday"),
+                ("body", "8 to 12"),
+            ],
+        )
+        .await;
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM knowledge_entries")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    let r = w
+        .owner
+        .submit(
+            "/t/clinic-a/knowledge",
+            &format!("/t/clinic-a/knowledge/{id}"),
+            &[
+                ("kind", "hours"),
+                ("title", "Saturday"),
+                ("body", "8:00 to 12:30"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        w.owner
+            .get("/t/clinic-a/knowledge")
+            .await
+            .body
+            .contains("8:00 to 12:30")
+    );
+    let r = w
+        .owner
+        .submit(
+            "/t/clinic-a/knowledge",
+            &format!("/t/clinic-a/knowledge/{id}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        !w.owner
+            .get("/t/clinic-a/knowledge")
+            .await
+            .body
+            .contains("8:00 to 12:30")
+    );
+
+    w.owner
+        .submit(
+            "/t/clinic-a/canned",
+            "/t/clinic-a/canned",
+            &[("title", "Address"), ("body", "Rua das Flores, 10")],
+        )
+        .await;
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM canned_replies")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    let r = w
+        .owner
+        .submit(
+            "/t/clinic-a/canned",
+            &format!("/t/clinic-a/canned/{id}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        !w.owner
+            .get("/t/clinic-a/canned")
+            .await
+            .body
+            .contains("Rua das Flores")
+    );
+}

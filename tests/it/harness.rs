@@ -466,6 +466,7 @@ fn init_tracing() {
                     ),
             )
             .with(ErrorCount)
+            .with(RouteLog::from_env())
             .try_init();
     });
 }
@@ -486,6 +487,56 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCount {
     ) {
         if *event.metadata().level() == tracing::Level::ERROR {
             ERRORS.with(|e| e.set(e.get() + 1));
+        }
+    }
+}
+
+/// Appends `METHOD path` of every request the app served to `$SIGMAAI_TEST_ROUTE_LOG`
+/// (one line per request span), for `suite::every_route_was_requested_during_the_run`.
+struct RouteLog(Option<std::path::PathBuf>);
+
+impl RouteLog {
+    fn from_env() -> RouteLog {
+        RouteLog(std::env::var_os("SIGMAAI_TEST_ROUTE_LOG").map(Into::into))
+    }
+}
+
+#[derive(Default)]
+struct RequestFields {
+    method: String,
+    path: String,
+}
+
+impl tracing::field::Visit for RequestFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "method" => self.method = format!("{value:?}"),
+            "path" => self.path = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLog {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(file) = &self.0 else { return };
+        if attrs.metadata().name() != "request" {
+            return;
+        }
+        let mut f = RequestFields::default();
+        attrs.record(&mut f);
+        use std::io::Write;
+        if let Ok(mut out) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+        {
+            let _ = writeln!(out, "{} {}", f.method, f.path);
         }
     }
 }
