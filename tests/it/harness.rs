@@ -536,7 +536,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLog {
             .append(true)
             .open(file)
         {
-            let _ = writeln!(out, "{} {}", f.method, f.path);
+            // One write per line: with O_APPEND, concurrent tests' lines never interleave.
+            let _ = out.write_all(format!("{} {}\n", f.method, f.path).as_bytes());
         }
     }
 }
