@@ -630,19 +630,11 @@ pub(crate) fn unix_seconds(v: &Value) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(secs).ok()
 }
 
-/// A display name as we keep it: bidirectional overrides and isolates (U+202A–U+202E,
-/// U+2066–U+2069) removed, so a push name cannot reverse the text around it in the
-/// portal ("Trojan Source"-style spoofing), and other control characters dropped.
-/// `None` when nothing visible is left.
+/// A display name as we keep it: see [`bounds::clean_name`] (bidi overrides, isolates and
+/// control characters removed, so a push name cannot reverse the text around it in the
+/// portal; spaces collapsed; capped). `None` when nothing visible is left.
 pub fn clean_name(raw: &str) -> Option<String> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| {
-            !matches!(*c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') && !c.is_control()
-        })
-        .collect();
-    let t = cleaned.trim();
-    (!t.is_empty()).then(|| t.to_owned())
+    bounds::clean_name(raw)
 }
 
 /// A coordinate given as a number or a numeric string.

@@ -179,15 +179,7 @@ pub async fn approve(
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
-    live::publish(
-        state,
-        tenant_id,
-        &live::Event::Conversation {
-            id: d.conversation_id,
-        },
-    )
-    .await;
+    publish_decision(state, tenant_id, d.conversation_id).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
     Ok(message_id)
 }
@@ -219,15 +211,7 @@ pub async fn undo(
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
-    live::publish(
-        state,
-        tenant_id,
-        &live::Event::Conversation {
-            id: d.conversation_id,
-        },
-    )
-    .await;
+    publish_decision(state, tenant_id, d.conversation_id).await;
     Ok(())
 }
 
@@ -441,4 +425,17 @@ pub async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> 
         error: c.error.clone().unwrap_or_default(),
         latency_ms: c.latency_ms,
     }
+}
+
+/// Tells open review queues and the conversation's thread that a draft's fate changed.
+async fn publish_decision(state: &AppState, tenant_id: Uuid, conversation_id: Uuid) {
+    live::publish(state, tenant_id, &live::Event::Review).await;
+    live::publish(
+        state,
+        tenant_id,
+        &live::Event::Conversation {
+            id: conversation_id,
+        },
+    )
+    .await;
 }

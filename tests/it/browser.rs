@@ -1,7 +1,7 @@
 //! A real browser for end-to-end journeys: Debian's Chromium, headless, driven over WebDriver
 //! (chromedriver) with fantoccini. Browser tests are serialized; each gets its own
-//! chromedriver and a temporary profile. With `CI=true` a missing browser fails the test
-//! instead of skipping it.
+//! chromedriver and a temporary profile. A missing browser fails the test with the install
+//! line; it never skips.
 
 use std::{process::Stdio, time::Duration};
 
