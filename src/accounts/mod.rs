@@ -253,6 +253,32 @@ pub async fn invite(
     Ok(token)
 }
 
+/// Withdraws an invitation not yet accepted; false when it was already used or withdrawn.
+pub async fn revoke_invitation(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<bool, FormError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    if !accounts::revoke_invitation(&mut tx, tenant_id, id, now).await? {
+        return Ok(false);
+    }
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "member.invitation_revoked",
+        &id.to_string(),
+        json!({}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Joins the invitation's tenant as `user_id` (whose e-mail must be the invited one).
 pub async fn accept_invitation(
     state: &AppState,

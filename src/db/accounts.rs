@@ -867,7 +867,7 @@ pub async fn consume_invitation(
 }
 
 pub async fn revoke_invitation(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant_id: Uuid,
     id: Uuid,
     now: OffsetDateTime,
@@ -878,7 +878,7 @@ pub async fn revoke_invitation(
         tenant_id,
         now
     )
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
 }

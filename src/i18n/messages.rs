@@ -593,6 +593,66 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Invitation revoked.",
         "Convite revogado.",
     ),
+    (
+        "account.sessions.end_confirm",
+        "End this session? That device will have to sign in again.",
+        "Encerrar esta sessão? Esse dispositivo terá de entrar de novo.",
+    ),
+    (
+        "account.sessions.end_all_confirm",
+        "Log out everywhere, this device included? Each will have to sign in again.",
+        "Sair de todos os lugares, inclusive deste? Será preciso entrar de novo em cada um.",
+    ),
+    (
+        "canned.delete_confirm",
+        "Remove this canned reply for the whole team?",
+        "Remover esta resposta pronta para toda a equipe?",
+    ),
+    (
+        "privacy.danger_zone",
+        "Cannot be undone",
+        "Não pode ser desfeito",
+    ),
+    (
+        "privacy.danger_zone.hint",
+        "Deleting removes this conversation's messages; erasing destroys the contact's key, so every message and backup copy becomes unreadable.",
+        "Excluir remove as mensagens desta conversa; apagar destrói a chave do contato, e toda mensagem e cópia de backup fica ilegível.",
+    ),
+    (
+        "form.errors.title",
+        "Please correct the following:",
+        "Corrija o seguinte:",
+    ),
+    (
+        "canned.title.required",
+        "Give the reply a title.",
+        "Dê um título à resposta.",
+    ),
+    (
+        "canned.title.long",
+        "The title can have at most 80 characters.",
+        "O título pode ter no máximo 80 caracteres.",
+    ),
+    (
+        "canned.body.required",
+        "Write the reply's text.",
+        "Escreva o texto da resposta.",
+    ),
+    (
+        "canned.body.long",
+        "The text can have at most 4,000 characters.",
+        "O texto pode ter no máximo 4.000 caracteres.",
+    ),
+    (
+        "members.invitation_gone",
+        "That invitation was already used or withdrawn.",
+        "Esse convite já foi usado ou revogado.",
+    ),
+    (
+        "members.revoke_confirm",
+        "Withdraw this invitation? The link stops working at once.",
+        "Revogar este convite? O link deixa de funcionar na hora.",
+    ),
     ("settings.tz", "Time zone", "Fuso horário"),
     (
         "settings.tz.hint",
@@ -2094,11 +2154,6 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "canned.use",
         "or send a canned reply:",
         "ou envie uma resposta pronta:",
-    ),
-    (
-        "canned.invalid",
-        "Give a title (up to 80 characters) and a text (up to 4000).",
-        "Informe um título (até 80 caracteres) e um texto (até 4000).",
     ),
     (
         "canned.saved",

@@ -647,6 +647,111 @@ async fn members_roles_last_owner_and_removal() {
 }
 
 #[tokio::test]
+async fn a_revoked_invitation_link_stops_working_at_once() {
+    let w = World::new().await;
+    let r = w
+        .owner
+        .submit(
+            "/t/clinic-a/members",
+            "/t/clinic-a/members/invite",
+            &[("email", "new@a.test"), ("role", "reviewer")],
+        )
+        .await;
+    let link = r.input_value("new-link").unwrap();
+    let path = format!("/invite/{}", link.rsplit('/').next().unwrap());
+    assert!(
+        !w.client()
+            .get(&path)
+            .await
+            .body
+            .contains("invalid, expired")
+    );
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM invitations")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    let action = format!("/t/clinic-a/invitations/{id}/revoke");
+    // The pending list offers it, behind a confirmation.
+    let page = w.owner.get("/t/clinic-a/members").await;
+    let doc = scraper::Html::parse_document(&page.body);
+    let sel = scraper::Selector::parse(&format!(r#"form[action="{action}"]"#)).unwrap();
+    let form = doc
+        .select(&sel)
+        .next()
+        .expect("a revoke form for the invitation");
+    assert!(form.value().attr("data-confirm").is_some());
+    // A reviewer cannot withdraw it; another tenant's admin does not even find it.
+    let reviewer = w.add_member("re@a.test", "reviewer").await;
+    let r = reviewer.submit("/t/clinic-a/members", &action, &[]).await;
+    assert_eq!(r.status, 403);
+    let b = w.client();
+    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let r = b
+        .submit(
+            "/t/clinic-b/members",
+            &format!("/t/clinic-b/invitations/{id}/revoke"),
+            &[],
+        )
+        .await;
+    assert!(r.set_cookies.join(";").contains("members.invitation_gone"));
+    assert!(
+        !w.client()
+            .get(&path)
+            .await
+            .body
+            .contains("invalid, expired")
+    );
+
+    let r = w.owner.submit("/t/clinic-a/members", &action, &[]).await;
+    assert_eq!(r.status, 303);
+    assert!(
+        r.set_cookies
+            .join(";")
+            .contains("members.invitation_revoked")
+    );
+    // The link is dead: shown as invalid, and accepting it creates no account.
+    let stranger = w.client();
+    assert!(stranger.get(&path).await.body.contains("invalid, expired"));
+    // (The dead link's page has no form; a token from the login page, as a script would.)
+    let csrf = stranger.get("/login").await.csrf();
+    let r = stranger
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "New"),
+                ("password", PASSWORD),
+                ("accept_policy", "yes"),
+            ],
+        )
+        .await;
+    assert_ne!(r.status, 303);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'new@a.test'")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(users, 0);
+    assert!(
+        !w.owner
+            .get("/t/clinic-a/members")
+            .await
+            .body
+            .contains(&action)
+    );
+    let audited: Vec<String> = sqlx::query_scalar(
+        "SELECT actor_label FROM audit_log WHERE action = 'member.invitation_revoked' AND subject = $1",
+    )
+    .bind(id.to_string())
+    .fetch_all(&w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(audited, vec!["owner@a.test".to_owned()]);
+    // Twice: said plainly, not claimed again.
+    let r = w.owner.submit("/t/clinic-a/members", &action, &[]).await;
+    assert!(r.set_cookies.join(";").contains("members.invitation_gone"));
+}
+
+#[tokio::test]
 async fn a_user_in_two_tenants_can_switch() {
     let w = World::new().await;
     let b = w.client();

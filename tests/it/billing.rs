@@ -237,6 +237,122 @@ async fn checkout_sends_the_right_price_and_tenant_reference() {
 }
 
 #[tokio::test]
+async fn the_customer_portal_opens_for_the_paying_customer_only() {
+    let stripe = MockServer::start().await;
+    // Stripe's billing_portal.session resource (API reference shape).
+    Mock::given(method("POST"))
+        .and(path("/v1/billing_portal/sessions"))
+        .and(header("authorization", "Bearer sk_test_123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "bps_1", "object": "billing_portal.session", "configuration": "bpc_1",
+            "created": 1_700_000_000, "customer": "cus_1", "flow": null, "livemode": false,
+            "locale": null, "on_behalf_of": null,
+            "return_url": "http://localhost/t/clinic-a/billing",
+            "url": "https://billing.stripe.test/p/session/test_1"
+        })))
+        .mount(&stripe)
+        .await;
+    let w = stripe_world(Some(&stripe)).await;
+    // Before any payment there is no Stripe customer to manage: said, and Stripe not called.
+    let r = w
+        .owner
+        .submit("/t/clinic-a/billing", "/t/clinic-a/billing/portal", &[])
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/t/clinic-a/billing"));
+    assert!(stripe.received_requests().await.unwrap().is_empty());
+
+    let t = tenant_id(&w).await;
+    let (s, _) = post_event(
+        &w,
+        &stripe_event(
+            "evt_1",
+            "checkout.session.completed",
+            w.t.clock.now().unix_timestamp(),
+            checkout_completed(t, "cus_1"),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let r = w
+        .owner
+        .submit("/t/clinic-a/billing", "/t/clinic-a/billing/portal", &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.location.as_deref(),
+        Some("https://billing.stripe.test/p/session/test_1")
+    );
+    // (The billing page itself lists invoices from Stripe; only portal sessions count here.)
+    let portal_requests = || async {
+        stripe
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.url.path() == "/v1/billing_portal/sessions")
+            .collect::<Vec<_>>()
+    };
+    let reqs = portal_requests().await;
+    assert_eq!(reqs.len(), 1);
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&reqs[0].body)
+        .into_owned()
+        .collect();
+    let get = |k: &str| form.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+    assert_eq!(get("customer").as_deref(), Some("cus_1"));
+    let back = get("return_url").unwrap();
+    assert!(back.ends_with("/t/clinic-a/billing"), "{back}");
+    assert!(reqs[0].headers.get("idempotency-key").is_some());
+    // Only the owner manages the subscription.
+    let admin = w.add_member("ad@a.test", "admin").await;
+    let csrf = admin.get("/t/clinic-a").await.csrf();
+    let r = admin
+        .post("/t/clinic-a/billing/portal", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(portal_requests().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stripe_outage_on_the_portal_is_a_message_not_a_500() {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/billing_portal/sessions"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "error": { "type": "api_error", "message": "An unknown error occurred" }
+        })))
+        .mount(&stripe)
+        .await;
+    let w = stripe_world(Some(&stripe)).await;
+    let t = tenant_id(&w).await;
+    post_event(
+        &w,
+        &stripe_event(
+            "evt_1",
+            "checkout.session.completed",
+            w.t.clock.now().unix_timestamp(),
+            checkout_completed(t, "cus_1"),
+        ),
+        None,
+    )
+    .await;
+    let r = w
+        .owner
+        .submit("/t/clinic-a/billing", "/t/clinic-a/billing/portal", &[])
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/t/clinic-a/billing"));
+    assert!(r.set_cookies.join(";").contains("billing.error"));
+    let tried = stripe.received_requests().await.unwrap();
+    assert!(
+        tried
+            .iter()
+            .any(|r| r.url.path() == "/v1/billing_portal/sessions")
+    );
+}
+
+#[tokio::test]
 async fn without_stripe_billing_shows_the_plan_and_usage() {
     let w = World::new().await;
     let page = w.owner.get("/t/clinic-a/billing").await;

@@ -1,7 +1,10 @@
 //! Channels as an admin meets them: deleting one that has history, gateway errors that say
 //! what went wrong, and the overview's first steps (issue 24).
 
-use wiremock::{Mock, ResponseTemplate, matchers::method};
+use wiremock::{
+    Mock, ResponseTemplate,
+    matchers::{header, method, path},
+};
 
 use crate::{
     client::World,
@@ -61,6 +64,89 @@ async fn a_channel_with_conversations_is_deleted_and_its_webhook_forgotten() {
         .await;
     assert_eq!(status, 404);
     assert_eq!(gw.count("messages").await, 1);
+}
+
+#[tokio::test]
+async fn setting_the_webhook_gives_evolution_our_url_secret_and_events() {
+    let gw = Gw::evolution().await;
+    Mock::given(method("POST"))
+        .and(path("/webhook/set/clinic"))
+        .and(header("apikey", "evo-api-key-123"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+            "id": "cm0webhook1", "url": "", "enabled": true, "events": ["MESSAGES_UPSERT"],
+            "webhookByEvents": false, "webhookBase64": true, "instanceId": "inst-1"
+        })))
+        .mount(&gw.gateway)
+        .await;
+    let page = flash_after(
+        &gw.w,
+        &format!("/t/clinic-a/channels/{}/webhook", gw.channel_id),
+    )
+    .await;
+    assert!(page.contains("Webhook configured in Evolution."), "{page}");
+    let reqs = gw.gateway.received_requests().await.unwrap();
+    let set = reqs
+        .iter()
+        .find(|r| r.url.path() == "/webhook/set/clinic")
+        .expect("webhook/set was called");
+    let body: serde_json::Value = serde_json::from_slice(&set.body).unwrap();
+    let hook = &body["webhook"];
+    assert_eq!(hook["enabled"], true);
+    assert!(hook["url"].as_str().unwrap().ends_with(&gw.hook), "{hook}");
+    assert_eq!(hook["headers"]["x-webhook-token"], gw.secret.as_str());
+    let events: Vec<&str> = hook["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    for needed in ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "MESSAGES_DELETE"] {
+        assert!(events.contains(&needed), "{needed} missing: {events:?}");
+    }
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'channel.webhook_set' AND subject = $1",
+    )
+    .bind(gw.channel_id.to_string())
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+}
+
+#[tokio::test]
+async fn webhook_by_events_urls_are_received_and_still_need_the_secret() {
+    // With "Webhook by events" on, Evolution posts to the URL plus the event's kebab name.
+    let gw = Gw::evolution().await;
+    let url = gw.w.server.url(&format!("{}/messages-upsert", gw.hook));
+    let body = evo_text(
+        "E1",
+        "5511988887777",
+        "Ana",
+        1_773_651_600,
+        "Oi, por evento",
+    );
+    let post = |secret: &str| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-webhook-token", secret)
+            .body(body.to_string())
+            .send()
+    };
+    let r = post("not-the-secret").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(gw.count("messages").await, 0);
+    let r = post(&gw.secret).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A retry of the same delivery is stored once.
+    assert_eq!(post(&gw.secret).await.unwrap().status(), 200);
+    assert_eq!(gw.count("messages").await, 1);
+    let conv = gw.only_conversation().await;
+    let thread =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert!(thread.body.contains("Oi, por evento"));
 }
 
 #[tokio::test]

@@ -637,6 +637,65 @@ async fn a_write_call_waits_for_approval_and_runs_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_rejected_write_call_never_runs_and_stays_rejected() {
+    let (gw, sched, _ai, server) = setup(
+        "book_appointment",
+        json!({ "slot": "2026-03-17T09:30", "patient": "Ana" }),
+    )
+    .await;
+    set_tool(&gw.w.owner, server, "book_appointment", true, "write").await;
+    customer_writes(&gw, "Q1", "Pode marcar amanhã 9:30?").await;
+    let call: uuid::Uuid = sqlx::query_scalar("SELECT id FROM mcp_tool_calls")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let reviewer = gw.w.add_member("re@a.test", "reviewer").await;
+    let r = reviewer
+        .submit(
+            "/t/clinic-a/review",
+            &format!("/t/clinic-a/tool-calls/{call}/reject"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(flash(&r).contains("review.call_rejected"), "{}", flash(&r));
+    // Once rejected, a late approval (another tab, another reviewer) cannot revive it.
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/tool-calls/{call}/approve"),
+                &[],
+            )
+            .await;
+    assert!(
+        flash(&r).contains("review.already_decided"),
+        "{}",
+        flash(&r)
+    );
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    assert!(
+        sched.bookings.lock().unwrap().is_empty(),
+        "a rejected booking is never made"
+    );
+    assert_eq!(calls(&gw.w.t).await[0].2, "rejected");
+    let review = gw.w.owner.get("/t/clinic-a/review").await;
+    assert!(
+        !review.body.contains(&format!("/tool-calls/{call}/approve")),
+        "a rejected call is no longer offered for approval"
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'mcp.call_rejected' AND detail->>'call' = $1 AND actor_label LIKE '%re@a.test%'",
+    )
+    .bind(call.to_string())
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1, "the rejection is audited once");
+}
+
+#[tokio::test]
 async fn a_changed_tool_schema_disables_the_tool_until_reapproved() {
     let (gw, sched, ai, server) = setup("list_slots", json!({ "day": "2026-03-17" })).await;
     set_tool(&gw.w.owner, server, "list_slots", true, "read").await;

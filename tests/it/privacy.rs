@@ -676,3 +676,248 @@ async fn browser_runs_an_erasure_request_end_to_end() {
 
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_request_moves_through_its_statuses_and_a_denial_needs_its_reason() {
+    let gw = Gw::evolution().await;
+    gw.evo(&evo_text(
+        "A1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "quero meus dados",
+    ))
+    .await;
+    let ana = contact_of(&gw, "A1").await;
+    let page = open_request(&gw, ana, "access", "lgpd").await;
+    let id = page.rsplit('/').next().unwrap();
+    let action = format!("/t/clinic-a/privacy/requests/{id}/status");
+    let status = || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM dsr_requests")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap()
+    };
+    let set = |st: &'static str, note: &'static str| {
+        let (page, action) = (page.clone(), action.clone());
+        let owner = &gw.w.owner;
+        async move {
+            owner
+                .submit(&page, &action, &[("status", st), ("note", note)])
+                .await
+        }
+    };
+    let r = set("verified", "identity checked by phone").await;
+    assert_eq!(r.status, 303);
+    assert!(r.set_cookies.join(";").contains("privacy.request.updated"));
+    assert_eq!(status().await, "verified");
+    // A status that does not exist is a 400, and changes nothing.
+    let r = set("archived", "").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(status().await, "verified");
+    // Denying needs the reason the data subject will be told.
+    let r = set("denied", "   ").await;
+    assert!(r.set_cookies.join(";").contains("privacy.deny.reason"));
+    assert_eq!(status().await, "verified");
+    let r = set("denied", "requester could not prove identity").await;
+    assert!(r.set_cookies.join(";").contains("privacy.request.updated"));
+    assert_eq!(status().await, "denied");
+    let reason: Option<String> = sqlx::query_scalar("SELECT denial_reason FROM dsr_requests")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason.as_deref(),
+        Some("requester could not prove identity")
+    );
+    // A closed request stays closed.
+    let r = set("in_progress", "").await;
+    assert!(r.set_cookies.join(";").contains("privacy.request.closed"));
+    assert_eq!(status().await, "denied");
+    // Its history shows each step with who took it and the note.
+    let history = gw.w.owner.get(&page).await.body;
+    assert!(history.contains("identity checked by phone"), "{history}");
+    assert!(history.contains("requester could not prove identity"));
+    assert!(history.contains("owner@a.test"));
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'dsr.status'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(audited, 2);
+    // Reviewers cannot move requests.
+    let reviewer = gw.w.add_member("re@a.test", "reviewer").await;
+    let csrf = reviewer.get("/t/clinic-a").await.csrf();
+    let r = reviewer
+        .post(&action, &[("csrf", &csrf), ("status", "completed")])
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn erasing_a_contact_from_its_conversation_destroys_its_key_and_spares_others() {
+    let gw = Gw::evolution().await;
+    gw.evo(&evo_text(
+        "A1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "apaga tudo meu",
+    ))
+    .await;
+    gw.evo(&evo_text("B1", "5511977776666", "Bia", now(&gw), "bom dia"))
+        .await;
+    let (ana, bia, t) = (
+        contact_of(&gw, "A1").await,
+        contact_of(&gw, "B1").await,
+        tenant(&gw).await,
+    );
+    let (mid, sealed): (uuid::Uuid, Vec<u8>) =
+        sqlx::query_as("SELECT id, body_sealed FROM messages WHERE contact_id = $1")
+            .bind(ana)
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    let conv: uuid::Uuid = sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
+        .bind(ana)
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let thread = format!("/t/clinic-a/conversations/{conv}");
+    let action = format!("/t/clinic-a/contacts/{ana}/erase");
+    // The button sits with the other irreversible action, behind a confirmation.
+    let body = gw.w.owner.get(&thread).await.body;
+    let doc = scraper::Html::parse_document(&body);
+    let sel =
+        scraper::Selector::parse(&format!(r#".danger-zone form[action="{action}"]"#)).unwrap();
+    let form = doc
+        .select(&sel)
+        .next()
+        .expect("erase form in the danger zone");
+    assert!(form.value().attr("data-confirm").is_some());
+    // A reviewer cannot erase.
+    let reviewer = gw.w.add_member("re@a.test", "reviewer").await;
+    let csrf = reviewer.get(&thread).await.csrf();
+    assert_eq!(reviewer.post(&action, &[("csrf", &csrf)]).await.status, 403);
+
+    let r = gw.w.owner.submit(&thread, &action, &[]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/t/clinic-a/conversations"));
+    let opened =
+        gw.w.t
+            .state
+            .keys
+            .open_str(t, ana, Aad::new("messages", "body", mid), &sealed)
+            .await;
+    assert!(
+        matches!(opened, Err(sigmaai::crypto::CryptoError::KeyDestroyed)),
+        "{opened:?}"
+    );
+    let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT contact_id FROM messages")
+        .fetch_all(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![bia]);
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM erasure_tombstones WHERE contact_id = $1")
+            .bind(ana)
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(reason, "direct");
+    assert_eq!(gw.w.owner.get(&thread).await.status, 404);
+    let inbox = gw.w.owner.get("/t/clinic-a/conversations").await.body;
+    assert!(!inbox.contains("apaga tudo meu") && inbox.contains("Bia"));
+    // Erasing again finds nothing.
+    let csrf = gw.w.owner.get("/t/clinic-a/conversations").await.csrf();
+    assert_eq!(
+        gw.w.owner.post(&action, &[("csrf", &csrf)]).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_contacts_only_conversation_deletes_its_media_and_erases_the_contact() {
+    let gw = Gw::evolution().await;
+    let png = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"exam-image");
+    gw.evo(&evo_upsert("M1", "5511988887777", "Ana", now(&gw), json!({ "imageMessage": { "mimetype": "image/png", "caption": "meu exame" }, "base64": png }), "imageMessage")).await;
+    gw.evo(&evo_text("B1", "5511977776666", "Bia", now(&gw), "bom dia"))
+        .await;
+    gw.run_jobs().await;
+    let key: String = sqlx::query_scalar("SELECT media_key FROM messages WHERE external_id = 'M1'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert!(gw.w.t.state.media.get(&key).await.unwrap().is_some());
+    let ana = contact_of(&gw, "M1").await;
+    let conv: uuid::Uuid = sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
+        .bind(ana)
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let thread = format!("/t/clinic-a/conversations/{conv}");
+    let r =
+        gw.w.owner
+            .submit(&thread, &format!("{thread}/delete"), &[])
+            .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        r.set_cookies
+            .join(";")
+            .contains("privacy.conversation_deleted")
+    );
+    assert!(
+        gw.w.t.state.media.get(&key).await.unwrap().is_none(),
+        "the image is gone from storage"
+    );
+    assert_eq!(gw.w.owner.get(&thread).await.status, 404);
+    let convs: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(convs, 1, "Bia's conversation stays");
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM erasure_tombstones WHERE contact_id = $1")
+            .bind(ana)
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(reason, "conversation");
+}
+
+#[tokio::test]
+async fn a_reviewer_marks_media_handled_and_it_leaves_storage() {
+    let gw = Gw::evolution().await;
+    let png = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"exam-image");
+    gw.evo(&evo_upsert("M1", "5511988887777", "Ana", now(&gw), json!({ "imageMessage": { "mimetype": "image/png", "caption": "meu exame" }, "base64": png }), "imageMessage")).await;
+    gw.run_jobs().await;
+    let key: String = sqlx::query_scalar("SELECT media_key FROM messages WHERE external_id = 'M1'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let conv = gw.only_conversation().await;
+    let thread = format!("/t/clinic-a/conversations/{conv}");
+    let action = format!("{thread}/media-handled");
+    let viewer = gw.w.add_member("vi@a.test", "viewer").await;
+    let csrf = viewer.get(&thread).await.csrf();
+    assert_eq!(viewer.post(&action, &[("csrf", &csrf)]).await.status, 403);
+    assert!(gw.w.t.state.media.get(&key).await.unwrap().is_some());
+
+    let reviewer = gw.w.add_member("re@a.test", "reviewer").await;
+    let page = reviewer.get(&thread).await.body;
+    assert!(page.contains(&action), "the reviewer is offered the button");
+    let r = reviewer.submit(&thread, &action, &[]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some(thread.as_str()));
+    assert!(gw.w.t.state.media.get(&key).await.unwrap().is_none());
+    let page = reviewer.get(&thread).await.body;
+    assert!(page.contains("media deleted after triage"));
+    assert!(page.contains("meu exame"), "the caption (text) stays");
+    let detail: serde_json::Value = sqlx::query_scalar(
+        "SELECT detail FROM audit_log WHERE action = 'media.handled' AND actor_label = 're@a.test'",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(detail["deleted"], 1);
+}

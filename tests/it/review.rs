@@ -164,6 +164,49 @@ async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
 }
 
 #[tokio::test]
+async fn dismissing_an_escalation_clears_it_once_and_sends_nothing() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    gw.evo(&evo_text(
+        "Q2",
+        "5511977776666",
+        "Bia",
+        now(&gw),
+        "Qual é a capital da França?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let id = first_draft(&gw.w.owner).await;
+    let action = format!("/t/clinic-a/drafts/{id}/dismiss");
+    let page = gw.w.owner.get("/t/clinic-a/review").await;
+    assert!(page.body.contains(&action), "the escalation offers dismiss");
+    let r = gw.w.owner.submit("/t/clinic-a/review", &action, &[]).await;
+    assert_eq!(r.status, 303);
+    assert!(r.set_cookies.join(";").contains("review.dismissed"));
+    assert_eq!(drafts(&gw.w.t).await[0].0, "dismissed");
+    let attention: Option<String> = sqlx::query_scalar("SELECT attention FROM conversations")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        attention, None,
+        "the inbox no longer flags the conversation"
+    );
+    let page = gw.w.owner.get("/t/clinic-a/review").await;
+    assert!(!page.body.contains(&action), "gone from the queue");
+    // A second click (another tab) finds it decided; nothing was ever sent.
+    let again = gw.w.owner.submit("/t/clinic-a/review", &action, &[]).await;
+    assert!(
+        again
+            .set_cookies
+            .join(";")
+            .contains("review.already_decided")
+    );
+    gw.run_jobs().await;
+    assert!(gateway_sends(&gw).await.is_empty());
+}
+
+#[tokio::test]
 async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_once() {
     let gw = Gw::evolution().await;
     clinic_knowledge(&gw.w).await;

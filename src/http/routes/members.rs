@@ -235,10 +235,19 @@ async fn revoke_invitation(
     t: RequireRole<Admin>,
     Path((_slug, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    db_accounts::revoke_invitation(&state.db, t.id(), id, state.now()).await?;
+    let revoked = accounts::revoke_invitation(&state, t.id(), &t.actor(), id)
+        .await
+        .map_err(|e| match e {
+            FormError::Internal(e) => e.into(),
+            FormError::Field(_) => crate::error::AppError::NotFound,
+        })?;
     Ok(redirect_with_flash(
         &format!("/t/{}/members", t.tenant.slug),
-        true,
-        "members.invitation_revoked",
+        revoked,
+        if revoked {
+            "members.invitation_revoked"
+        } else {
+            "members.invitation_gone"
+        },
     ))
 }
