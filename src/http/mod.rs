@@ -2,6 +2,7 @@
 
 pub mod csrf;
 pub mod extract;
+pub mod form;
 pub mod middleware;
 pub mod routes;
 pub mod server;

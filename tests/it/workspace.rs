@@ -454,3 +454,121 @@ async fn the_undo_window_is_the_tenants_setting() {
     gw.run_jobs().await;
     assert_eq!(sent_texts(&gw).await.len(), 1, "0 s: sent at once");
 }
+
+/// The field with this id: (its value or text, aria-invalid, the text of what describes it).
+fn field(page: &str, id: &str) -> (String, Option<String>, String) {
+    let doc = scraper::Html::parse_document(page);
+    let sel = scraper::Selector::parse(&format!("#{id}")).unwrap();
+    let el = doc
+        .select(&sel)
+        .next()
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let value = el
+        .value()
+        .attr("value")
+        .map(str::to_owned)
+        .unwrap_or_else(|| el.text().collect());
+    let described: String = el
+        .value()
+        .attr("aria-describedby")
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|d| {
+            let s = scraper::Selector::parse(&format!("#{d}")).unwrap();
+            doc.select(&s).next().map(|e| e.text().collect::<String>())
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    (
+        value,
+        el.value().attr("aria-invalid").map(str::to_owned),
+        described,
+    )
+}
+
+#[tokio::test]
+async fn a_refused_canned_reply_keeps_what_was_typed_and_marks_each_field() {
+    let gw = Gw::evolution().await;
+    let long_title = "T".repeat(81);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/canned",
+                "/t/clinic-a/canned",
+                &[("title", &long_title), ("body", "   ")],
+            )
+            .await;
+    assert_eq!(r.status, 422);
+    let (title, invalid, why) = field(&r.body, "c-title");
+    assert_eq!(title, long_title, "the typed title is kept");
+    assert_eq!(invalid.as_deref(), Some("true"));
+    assert!(why.contains("at most 80 characters"), "{why}");
+    let (_, invalid, why) = field(&r.body, "c-body");
+    assert_eq!(invalid.as_deref(), Some("true"));
+    assert!(why.contains("Write the reply"), "{why}");
+    // Both errors in the summary at once, each linking to its field.
+    let doc = scraper::Html::parse_document(&r.body);
+    let links: Vec<String> = doc
+        .select(&scraper::Selector::parse("#form-error a").unwrap())
+        .filter_map(|a| a.value().attr("href").map(str::to_owned))
+        .collect();
+    assert_eq!(links, ["#c-title", "#c-body"]);
+    // Fixed, it is saved; the new form is empty again and unmarked.
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/canned",
+                "/t/clinic-a/canned",
+                &[("title", "Endereço"), ("body", "Rua das Flores, 100")],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    let page = gw.w.owner.get("/t/clinic-a/canned").await.body;
+    assert_eq!(field(&page, "c-title").1, None);
+    assert!(page.contains("Rua das Flores, 100"));
+}
+
+#[tokio::test]
+async fn a_refused_retention_setting_keeps_every_typed_value_and_names_each_error() {
+    let gw = Gw::evolution().await;
+    let r =
+        gw.w.owner
+            .submit("/account", "/account/language", &[("language", "pt-BR")])
+            .await;
+    assert_eq!(r.status, 303);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/privacy",
+                "/t/clinic-a/privacy/settings",
+                &[
+                    ("message_days", "5"),
+                    ("media_days", "7"),
+                    ("ai_trace_days", "abc"),
+                    ("audit_days", ""),
+                    ("keywords", "apagar\nexcluir meus dados"),
+                    ("legal_basis", "gdpr"),
+                ],
+            )
+            .await;
+    assert_eq!(r.status, 422);
+    let (days, invalid, why) = field(&r.body, "message_days");
+    assert_eq!((days.as_str(), invalid.as_deref()), ("5", Some("true")));
+    assert!(why.contains("dias"), "in the viewer's language: {why}");
+    let (trace, invalid, _) = field(&r.body, "ai_trace_days");
+    assert_eq!((trace.as_str(), invalid.as_deref()), ("abc", Some("true")));
+    // The valid fields keep what was typed and are not marked.
+    let (media, invalid, _) = field(&r.body, "media_days");
+    assert_eq!((media.as_str(), invalid), ("7", None));
+    assert!(field(&r.body, "keywords").0.contains("excluir meus dados"));
+    let doc = scraper::Html::parse_document(&r.body);
+    let basis = doc
+        .select(&scraper::Selector::parse("#legal_basis option[selected]").unwrap())
+        .next()
+        .and_then(|o| o.value().attr("value").map(str::to_owned));
+    assert_eq!(basis.as_deref(), Some("gdpr"));
+    // Nothing was saved.
+    let page = gw.w.owner.get("/t/clinic-a/privacy").await.body;
+    assert_ne!(field(&page, "message_days").0, "5");
+    assert!(!page.contains("excluir meus dados"));
+}

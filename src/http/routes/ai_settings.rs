@@ -21,6 +21,7 @@ use crate::{
     error::{AppError, AppResult},
     http::{
         extract::{Admin, PageCtx, RequireRole, TenantCtx},
+        form::FieldErrors,
         middleware::redirect_with_flash,
         routes::{auth::form_error, portal::Shell},
     },
@@ -432,7 +433,10 @@ pub struct CannedPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub replies: Vec<db::canned::Canned>,
-    pub error: Option<&'static str>,
+    pub errors: FieldErrors,
+    /// What was typed into the new-reply form, kept when it is refused.
+    pub title: String,
+    pub body: String,
 }
 
 async fn load_canned(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<CannedPage> {
@@ -443,7 +447,9 @@ async fn load_canned(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult
         ctx,
         shell: Shell::load(state, t, "canned").await?,
         replies,
-        error: None,
+        errors: FieldErrors::default(),
+        title: String::new(),
+        body: String::new(),
     })
 }
 
@@ -468,13 +474,20 @@ async fn add_canned(
     Form(f): Form<CannedForm>,
 ) -> AppResult<Response> {
     let (title, body) = (f.title.trim(), f.body.trim());
-    if title.is_empty()
-        || title.chars().count() > 80
-        || body.is_empty()
-        || body.chars().count() > 4000
-    {
+    let mut errors = FieldErrors::default();
+    errors.check(
+        "title",
+        required_text(title, 80, ("canned.title.required", "canned.title.long")),
+    );
+    errors.check(
+        "body",
+        required_text(body, 4000, ("canned.body.required", "canned.body.long")),
+    );
+    if !errors.is_empty() {
         let mut page = load_canned(&state, ctx, &t).await?;
-        page.error = Some("canned.invalid");
+        page.errors = errors;
+        page.title = f.title.chars().take(200).collect();
+        page.body = f.body.chars().take(8000).collect();
         return Ok(form_error(page));
     }
     let now = state.now();
@@ -524,4 +537,19 @@ async fn delete_canned(
         true,
         "canned.deleted",
     ))
+}
+
+/// A required text of at most `max` characters; the error names which rule it broke.
+fn required_text(
+    text: &str,
+    max: usize,
+    (empty, long): (&'static str, &'static str),
+) -> Result<(), &'static str> {
+    if text.is_empty() {
+        Err(empty)
+    } else if text.chars().count() > max {
+        Err(long)
+    } else {
+        Ok(())
+    }
 }

@@ -25,6 +25,7 @@ use crate::{
     error::{AppError, AppResult},
     http::{
         extract::{Admin, Owner, PageCtx, RequireRole, TenantCtx},
+        form::FieldErrors,
         middleware::redirect_with_flash,
         routes::{auth::form_error, portal::Shell},
     },
@@ -90,10 +91,11 @@ pub struct PrivacyPage {
     pub runs: Vec<(String, i32, i32, i32, i32, i32)>,
     pub recipients: Vec<RecipientRow>,
     pub ai_provider: String,
-    pub message_days: i32,
+    /// Retention fields as shown: the stored values, or what was typed when refused.
+    pub message_days: String,
     pub max_message_days: u32,
     pub media_days: String,
-    pub ai_trace_days: i32,
+    pub ai_trace_days: String,
     /// Empty: the audit log is kept for the life of the account.
     pub audit_days: String,
     pub min_audit_days: i32,
@@ -105,6 +107,8 @@ pub struct PrivacyPage {
     /// The plan's retention is below what was set: (days kept now, messages the next sweep removes).
     pub retention_notice: Option<(i32, i64)>,
     pub error: Option<&'static str>,
+    /// The retention form's errors, each beside its field.
+    pub errors: FieldErrors,
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<PrivacyPage> {
@@ -201,10 +205,10 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
             })
             .collect(),
         ai_provider: ai.provider,
-        message_days: s.message_days,
+        message_days: s.message_days.to_string(),
         max_message_days: plan.retention_days(),
         media_days: s.media_days.map(|d| d.to_string()).unwrap_or_default(),
-        ai_trace_days: s.ai_trace_days,
+        ai_trace_days: s.ai_trace_days.to_string(),
         audit_days: s.audit_days.map(|d| d.to_string()).unwrap_or_default(),
         min_audit_days: MIN_AUDIT_DAYS,
         max_audit_days: MAX_AUDIT_DAYS,
@@ -214,6 +218,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
         terminate_at: term.terminate_at.map(|t| clock.full(t)),
         retention_notice,
         error: None,
+        errors: FieldErrors::default(),
     })
 }
 
@@ -246,64 +251,20 @@ async fn save_settings(
     Form(f): Form<SettingsForm>,
 ) -> AppResult<Response> {
     let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
-    let parsed = (|| -> Result<dbp::PrivacySettings, &'static str> {
-        let message_days: i32 = f
-            .message_days
-            .trim()
-            .parse()
-            .map_err(|_| "privacy.days.invalid")?;
-        if message_days < plans::MIN_RETENTION_DAYS as i32
-            || message_days > plan.retention_days() as i32
-        {
-            return Err("privacy.retention.bounds");
-        }
-        let media_days = match f.media_days.trim() {
-            "" => None,
-            d => Some(
-                d.parse::<i32>()
-                    .ok()
-                    .filter(|d| (1..=90).contains(d))
-                    .ok_or("privacy.media.bounds")?,
-            ),
-        };
-        let ai_trace_days: i32 = f
-            .ai_trace_days
-            .trim()
-            .parse()
-            .ok()
-            .filter(|d| (30..=1095).contains(d))
-            .ok_or("privacy.trace.bounds")?;
-        let audit = AuditRetention::try_from(f.audit_days.as_str())?;
-        let keywords: Vec<String> = f
-            .keywords
-            .lines()
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(|k| k.chars().take(60).collect())
-            .take(10)
-            .collect();
-        if !matches!(f.legal_basis.as_str(), "gdpr" | "lgpd") {
-            return Err("privacy.basis.invalid");
-        }
-        Ok(dbp::PrivacySettings {
-            message_days,
-            media_days,
-            ai_trace_days,
-            audit_days: audit.days(),
-            dsr_keywords: keywords,
-            default_legal_basis: f.legal_basis.clone(),
-        })
-    })();
-    let s = match parsed {
-        Ok(s) => s,
-        Err(key) => {
-            let mut page = load(&state, ctx, &t).await?;
-            page.error = Some(key);
-            // What was typed, so the refusal can be read beside it.
-            page.audit_days = f.audit_days.trim().chars().take(12).collect();
-            return Ok(form_error(page));
-        }
-    };
+    let (s, errors) = parse_settings(&f, plan);
+    if !errors.is_empty() {
+        let mut page = load(&state, ctx, &t).await?;
+        page.errors = errors;
+        // Everything typed stays, so each refusal can be read beside what caused it.
+        let typed = |v: &str| v.trim().chars().take(12).collect::<String>();
+        page.message_days = typed(&f.message_days);
+        page.media_days = typed(&f.media_days);
+        page.ai_trace_days = typed(&f.ai_trace_days);
+        page.audit_days = typed(&f.audit_days);
+        page.keywords = f.keywords.chars().take(1000).collect();
+        page.legal_basis = f.legal_basis.clone();
+        return Ok(form_error(page));
+    }
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     dbp::save_settings(&mut tx, t.id(), &s, now).await?;
@@ -314,6 +275,67 @@ async fn save_settings(
         true,
         "settings.saved",
     ))
+}
+
+/// The retention settings as submitted, with every field's error at once.
+fn parse_settings(f: &SettingsForm, plan: &plans::Plan) -> (dbp::PrivacySettings, FieldErrors) {
+    let mut errors = FieldErrors::default();
+    let days = |v: &str, range: std::ops::RangeInclusive<i32>| {
+        v.trim().parse::<i32>().ok().filter(|d| range.contains(d))
+    };
+    let message_days = match f.message_days.trim().parse::<i32>() {
+        Err(_) => {
+            errors.add("message_days", "privacy.days.invalid");
+            0
+        }
+        Ok(d) => {
+            if !(plans::MIN_RETENTION_DAYS as i32..=plan.retention_days() as i32).contains(&d) {
+                errors.add("message_days", "privacy.retention.bounds");
+            }
+            d
+        }
+    };
+    let media_days = match f.media_days.trim() {
+        "" => None,
+        d => {
+            let parsed = days(d, 1..=90);
+            if parsed.is_none() {
+                errors.add("media_days", "privacy.media.bounds");
+            }
+            parsed
+        }
+    };
+    let ai_trace_days = days(&f.ai_trace_days, 30..=1095).unwrap_or_else(|| {
+        errors.add("ai_trace_days", "privacy.trace.bounds");
+        0
+    });
+    let audit_days = match AuditRetention::try_from(f.audit_days.as_str()) {
+        Ok(a) => a.days(),
+        Err(key) => {
+            errors.add("audit_days", key);
+            None
+        }
+    };
+    let dsr_keywords: Vec<String> = f
+        .keywords
+        .lines()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| k.chars().take(60).collect())
+        .take(10)
+        .collect();
+    if !matches!(f.legal_basis.as_str(), "gdpr" | "lgpd") {
+        errors.add("legal_basis", "privacy.basis.invalid");
+    }
+    let s = dbp::PrivacySettings {
+        message_days,
+        media_days,
+        ai_trace_days,
+        audit_days,
+        dsr_keywords,
+        default_legal_basis: f.legal_basis.clone(),
+    };
+    (s, errors)
 }
 
 #[derive(Deserialize)]
