@@ -28,12 +28,21 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // The shortcut list: a native modal dialog (focus moves in, Esc closes, focus returns).
+  for (const button of document.querySelectorAll("button[data-opens]")) {
+    const dialog = document.getElementById(button.dataset.opens);
+    if (!(dialog instanceof HTMLDialogElement)) continue;
+    button.hidden = false;
+    button.addEventListener("click", () => dialog.showModal());
+  }
+
   // Single-key shortcuts, outside text fields: "/" focuses search, others follow data-key.
   document.addEventListener("keydown", (e) => {
     const t = e.target;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement) return;
     if (t instanceof HTMLElement && t.isContentEditable) return;
+    if (document.querySelector("dialog[open]")) return;
     const target = document.querySelector(`[data-key="${CSS.escape(e.key)}"]`);
     if (!target) return;
     e.preventDefault();
@@ -70,7 +79,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (card && card.id !== currentId) markCurrent(card);
   });
   document.addEventListener("keydown", (e) => {
-    if (!cards().length) return;
+    if (!cards().length || document.querySelector("dialog[open]")) return;
     const t = e.target;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement;

@@ -1,5 +1,6 @@
 //! The HTTP surface: router, middleware, extractors and one module per area.
 
+pub mod assets;
 pub mod csrf;
 pub mod extract;
 pub mod form;
@@ -15,7 +16,7 @@ use axum::{
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    services::ServeDir,
+    compression::CompressionLayer,
     timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
 };
 
@@ -31,7 +32,6 @@ pub fn build_app(state: AppState) -> Router {
 
 /// The application with extra routes under the same middleware (tests use it to force errors).
 pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
-    let static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
     let limits = state.config.limits.clone();
     // Everything but the live-update stream answers within the request timeout.
     let timed = Router::new()
@@ -50,7 +50,9 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::billing::router())
         .merge(routes::integrations::router())
         .merge(extra)
-        .nest_service("/static", ServeDir::new(static_dir))
+        .merge(assets::router())
+        // HTML, CSS and JS compress well; webhooks and the live stream are outside this router.
+        .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

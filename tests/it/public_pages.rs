@@ -282,3 +282,127 @@ async fn browser_loads_the_landing_page() {
     b.screenshot("pricing").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_binary_copied_alone_serves_its_files_hashed_immutable_and_compressed() {
+    // The built binary, alone in an empty directory: what it serves is what it carries.
+    let dir = std::env::temp_dir().join(format!("sigmaai-alone-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("sigmaai");
+    std::fs::copy(env!("CARGO_BIN_EXE_sigmaai"), &bin).unwrap();
+    let db = crate::harness::fresh_database().await;
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let _child = tokio::process::Command::new(&bin)
+        .arg("serve")
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "DATABASE_URL",
+            crate::harness::with_db(&crate::harness::database_url(), &db),
+        )
+        .env("SIGMAAI_BIND", addr.to_string())
+        .env("SIGMAAI_DATA_DIR", dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    crate::harness::eventually("the copied binary answers /readyz", || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let page = http
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let doc = scraper::Html::parse_document(&page);
+    let href = |sel: &str, attr: &str| {
+        doc.select(&scraper::Selector::parse(sel).unwrap())
+            .next()
+            .and_then(|e| e.value().attr(attr).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {sel}"))
+    };
+    let css = href(r#"link[rel="stylesheet"]"#, "href");
+    let js = href("script[src]", "src");
+    for (url, file, kind) in [
+        (&css, "app.css", "text/css"),
+        (&js, "app.js", "text/javascript"),
+    ] {
+        let (stem, ext) = file.split_once('.').unwrap();
+        let hash = url
+            .strip_prefix(&format!("/static/{stem}."))
+            .and_then(|r| r.strip_suffix(&format!(".{ext}")))
+            .unwrap_or_else(|| panic!("{url} does not name its content"));
+        assert!(hash.len() >= 8 && hash.chars().all(|c| c.is_ascii_hexdigit()));
+        let r = http.get(format!("{base}{url}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert!(
+            h("content-type").starts_with(kind),
+            "{url}: {}",
+            h("content-type")
+        );
+        assert_eq!(h("cache-control"), "public, max-age=31536000, immutable");
+        let etag = h("etag");
+        let on_disk =
+            std::fs::read(format!("{}/static/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(r.bytes().await.unwrap().to_vec(), on_disk, "{file}");
+        // A revalidation with the ETag costs no body.
+        let r = http
+            .get(format!("{base}{url}"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 304);
+    }
+    assert!(js.ends_with(".js") && css.ends_with(".css"));
+    assert_eq!(
+        http.get(format!("{base}/static/app.00000000.css"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // HTML and CSS travel compressed to a browser that accepts it.
+    for (path, enc) in [("/", "br"), ("/privacy", "gzip"), (css.as_str(), "gzip")] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .header("accept-encoding", enc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()
+                .get("content-encoding")
+                .and_then(|v| v.to_str().ok()),
+            Some(enc),
+            "{path}"
+        );
+        let body = r.bytes().await.unwrap();
+        if enc == "gzip" {
+            assert_eq!(&body[..2], &[0x1f, 0x8b], "{path} is gzip");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

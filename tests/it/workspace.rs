@@ -572,3 +572,78 @@ async fn a_refused_retention_setting_keeps_every_typed_value_and_names_each_erro
     assert_ne!(field(&page, "message_days").0, "5");
     assert!(!page.contains("excluir meus dados"));
 }
+
+#[tokio::test]
+async fn question_mark_lists_the_shortcuts_and_e_never_resolves_a_conversation() {
+    let gw = Gw::evolution().await;
+    knowledge(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let conv = gw.only_conversation().await;
+    let b = Browser::start().await;
+    log_in(&b, &gw).await;
+    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
+    b.wait_text("#review-list", "R$ 180").await;
+    // `?` opens the list as a modal dialog; keys do nothing behind it; Esc closes it.
+    b.el("body").await.send_keys("?").await.unwrap();
+    assert!(until(&b, "return document.getElementById('shortcuts').open").await);
+    let listed = js(&b, "return document.getElementById('shortcuts').innerText").await;
+    let listed = listed.as_str().unwrap();
+    for key in [
+        "Approve the focused draft",
+        "Mark resolved",
+        "Search conversations",
+    ] {
+        assert!(listed.contains(key), "{key} not in: {listed}");
+    }
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("a")
+        .await
+        .unwrap();
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&Key::Escape)
+        .await
+        .unwrap();
+    assert!(until(&b, "return !document.getElementById('shortcuts').open").await);
+    assert_eq!(
+        pending_draft_ids(&gw).await.len(),
+        1,
+        "`a` behind the dialog approved nothing"
+    );
+    // In a conversation `e` (edit, in the queue) does nothing; `x` resolves.
+    b.goto(
+        &gw.w
+            .server
+            .url(&format!("/t/clinic-a/conversations/{conv}")),
+    )
+    .await;
+    b.wait_text("main", "Quanto custa a limpeza?").await;
+    let status = || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM conversations")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap()
+    };
+    b.el("body").await.send_keys("e").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status().await, "open");
+    b.el("body").await.send_keys("x").await.unwrap();
+    harness_resolved(&gw).await;
+    b.close().await;
+}
+
+async fn harness_resolved(gw: &Gw) {
+    crate::harness::eventually("x resolves the conversation", || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM conversations")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap()
+            == "resolved"
+    })
+    .await;
+}
