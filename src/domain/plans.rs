@@ -33,10 +33,6 @@ impl Plan {
         u32::from(self.retention_years) * 365
     }
 
-    pub fn price_display(&self) -> String {
-        format!("${}", self.monthly_price_cents / 100)
-    }
-
     /// The translation key of the plan's name.
     pub fn name_key(&self) -> String {
         format!("plan.{}.name", self.id)

@@ -106,6 +106,27 @@ impl PageCtx {
         self.tr.lang().code()
     }
 
+    /// A count with the viewer's digit grouping (templates call this).
+    pub fn num<T: Copy + Into<i64>>(&self, n: &T) -> String {
+        self.tr.num((*n).into())
+    }
+
+    /// A US-dollar price in cents as the viewer's language writes it.
+    pub fn usd<T: Copy + Into<i64>>(&self, cents: &T) -> String {
+        self.tr.usd((*cents).into())
+    }
+
+    /// An AI provider's display name (`offline` is our knowledge-base answerer); an id we
+    /// have no name for is shown as it is.
+    pub fn provider(&self, id: &str) -> String {
+        let key = format!("provider.{id}");
+        if crate::i18n::Tr::has(&key) {
+            self.tr.t(&key).to_owned()
+        } else {
+            id.to_owned()
+        }
+    }
+
     /// The language the switcher offers (the other one).
     pub fn other_lang(&self) -> Lang {
         match self.tr.lang() {

@@ -123,11 +123,66 @@ impl Tr {
     pub fn has(key: &str) -> bool {
         table().contains_key(key)
     }
+
+    /// A whole number with the language's digit grouping: 10,000 / 10.000.
+    pub fn num(&self, n: i64) -> String {
+        let sep = match self.0 {
+            Lang::En => ',',
+            Lang::PtBr => '.',
+        };
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+        if n < 0 {
+            out.push('-');
+        }
+        for (i, d) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(sep);
+            }
+            out.push(d);
+        }
+        out
+    }
+
+    /// A price in US dollars as the language writes it: $1,490.50 / US$ 1.490,50 (whole
+    /// dollars without cents).
+    pub fn usd(&self, cents: i64) -> String {
+        let whole = self.num(cents / 100);
+        let frac = (cents % 100).unsigned_abs();
+        match (self.0, frac) {
+            (Lang::En, 0) => format!("${whole}"),
+            (Lang::En, f) => format!("${whole}.{f:02}"),
+            (Lang::PtBr, 0) => format!("US$ {whole}"),
+            (Lang::PtBr, f) => format!("US$ {whole},{f:02}"),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_and_prices_follow_the_language() {
+        let (en, pt) = (Lang::En.tr(), Lang::PtBr.tr());
+        assert_eq!(
+            (en.num(10_000), pt.num(10_000)),
+            ("10,000".into(), "10.000".into())
+        );
+        assert_eq!(
+            (en.num(999), pt.num(-1_234_567)),
+            ("999".into(), "-1.234.567".into())
+        );
+        assert_eq!(en.num(0), "0");
+        assert_eq!(
+            (en.usd(14_900), pt.usd(14_900)),
+            ("$149".into(), "US$ 149".into())
+        );
+        assert_eq!(
+            (en.usd(149_050), pt.usd(149_050)),
+            ("$1,490.50".into(), "US$ 1.490,50".into())
+        );
+    }
 
     #[test]
     fn accept_language_picks_the_preferred_supported_language() {

@@ -360,7 +360,7 @@ async fn without_stripe_billing_shows_the_plan_and_usage() {
     assert!(page.body.contains("Payments are not configured"));
     assert!(page.body.contains("Clinic"), "the plan chosen at sign-up");
     assert!(
-        page.body.contains("0 / 10000"),
+        page.body.contains("0 / 10,000"),
         "AI drafts used against the plan's limit"
     );
     let r = w

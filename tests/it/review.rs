@@ -129,6 +129,11 @@ async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
         "provenance names the knowledge entry"
     );
     assert!(
+        page.body
+            .contains("Drafted by Offline knowledge-base answerer"),
+        "the provider by its name, not its id"
+    );
+    assert!(
         page.body.contains("Vocês abrem no sábado?"),
         "conversation context beside the draft"
     );
