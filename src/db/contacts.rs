@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Contact {
     pub id: Uuid,
     pub phone_index: Option<String>,
@@ -215,5 +215,81 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conta
         id
     )
     .fetch_optional(conn)
+    .await
+}
+
+/// Several contacts in one round trip (list pages label their rows with these).
+pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Contact>> {
+    sqlx::query_as::<_, Contact>(
+        r#"SELECT id, phone_index, lid_index, phone_sealed, name_sealed, profile_sealed, tags,
+                  restricted_at, erased_at, created_at
+           FROM contacts WHERE id = ANY($1)"#,
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// One row of the contact directory: the contact, its conversations and open requests.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DirectoryRow {
+    #[sqlx(flatten)]
+    pub contact: Contact,
+    pub conversations: i64,
+    pub last_message_at: Option<OffsetDateTime>,
+    pub latest_conversation: Option<Uuid>,
+    pub open_requests: i64,
+}
+
+pub struct DirectoryFilter {
+    /// Blind-index tokens of every name word searched for.
+    pub name_tokens: Option<Vec<String>>,
+    /// Blind index of the phone number searched for.
+    pub phone_index: Option<String>,
+    /// Keyset cursor: rows created before this (created_at, id).
+    pub before: Option<(OffsetDateTime, Uuid)>,
+    pub limit: i64,
+}
+
+/// The contact directory, newest first; a search narrows it by name words or phone through
+/// the blind indexes (the database never sees a name or number).
+pub async fn directory(
+    conn: &mut PgConnection,
+    f: &DirectoryFilter,
+) -> sqlx::Result<Vec<DirectoryRow>> {
+    let (before_at, before_id) = f
+        .before
+        .map(|(a, i)| (Some(a), Some(i)))
+        .unwrap_or((None, None));
+    sqlx::query_as::<_, DirectoryRow>(
+        r#"SELECT c.id, c.phone_index, c.lid_index, c.phone_sealed, c.name_sealed, c.profile_sealed,
+                  c.tags, c.restricted_at, c.erased_at, c.created_at,
+                  cv.n AS conversations, cv.last_at AS last_message_at, cv.latest AS latest_conversation,
+                  (SELECT count(*) FROM dsr_requests r
+                    WHERE r.tenant_id = c.tenant_id AND r.contact_id = c.id
+                      AND r.status NOT IN ('completed', 'denied')) AS open_requests
+           FROM contacts c
+           LEFT JOIN LATERAL (
+               SELECT count(*) AS n, max(v.last_message_at) AS last_at,
+                      (array_agg(v.id ORDER BY v.last_message_at DESC))[1] AS latest
+               FROM conversations v WHERE v.tenant_id = c.tenant_id AND v.contact_id = c.id
+           ) cv ON true
+           WHERE c.tenant_id = app_current_tenant()
+             AND ($1::text[] IS NULL OR c.id IN (
+                   SELECT t.contact_id FROM contact_name_tokens t
+                   WHERE t.tenant_id = app_current_tenant() AND t.token = ANY($1::text[])
+                   GROUP BY t.contact_id
+                   HAVING count(DISTINCT t.token) = (SELECT count(DISTINCT x) FROM unnest($1::text[]) x)))
+             AND ($2::text IS NULL OR c.phone_index = $2)
+             AND ($3::timestamptz IS NULL OR (c.created_at, c.id) < ($3, $4::uuid))
+           ORDER BY c.created_at DESC, c.id DESC
+           LIMIT $5"#,
+    )
+    .bind(f.name_tokens.as_deref())
+    .bind(f.phone_index.as_deref())
+    .bind(before_at)
+    .bind(before_id)
+    .bind(f.limit)
+    .fetch_all(conn)
     .await
 }

@@ -42,6 +42,7 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::portal::router())
         .merge(routes::members::router())
         .merge(routes::inbox::router())
+        .merge(routes::contacts::router())
         .merge(routes::channels::router())
         .merge(routes::simulator::router())
         .merge(routes::review::router())

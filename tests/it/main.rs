@@ -6,6 +6,7 @@ mod billing;
 mod browser;
 mod channels;
 mod client;
+mod contacts;
 mod harness;
 
 mod accounts;

@@ -921,3 +921,56 @@ async fn a_reviewer_marks_media_handled_and_it_leaves_storage() {
     .unwrap();
     assert_eq!(detail["deleted"], 1);
 }
+
+#[tokio::test]
+async fn the_request_list_says_whose_each_is_and_filters_open_overdue_and_closed() {
+    let gw = Gw::evolution().await;
+    gw.evo(&evo_text("A1", "5511988887777", "Ana", now(&gw), "oi"))
+        .await;
+    gw.evo(&evo_text("B1", "5511977776666", "Bia", now(&gw), "oi"))
+        .await;
+    let (ana, bia) = (contact_of(&gw, "A1").await, contact_of(&gw, "B1").await);
+    let ana_req = open_request(&gw, ana, "access", "gdpr").await;
+    // Bia's request is older: past its 15-day LGPD deadline by now.
+    let bia_req = open_request(&gw, bia, "access", "lgpd").await;
+    sqlx::query("UPDATE dsr_requests SET due_at = $1 WHERE id = $2")
+        .bind(gw.w.t.clock.now() - Duration::days(1))
+        .bind(uuid::Uuid::parse_str(bia_req.rsplit('/').next().unwrap()).unwrap())
+        .execute(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let id = ana_req.rsplit('/').next().unwrap();
+    let r =
+        gw.w.owner
+            .submit(
+                &ana_req,
+                &format!("/t/clinic-a/privacy/requests/{id}/status"),
+                &[("status", "completed"), ("note", "export sent")],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    let owner = &gw.w.owner;
+    let rows = |show: &'static str| async move {
+        let page = owner
+            .get(&format!("/t/clinic-a/privacy?show={show}"))
+            .await
+            .body;
+        let doc = scraper::Html::parse_document(&page);
+        let sel = scraper::Selector::parse("#dsr-list tbody tr td:first-child").unwrap();
+        doc.select(&sel)
+            .map(|td| td.text().collect::<String>().trim().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut all = rows("").await;
+    all.sort();
+    assert_eq!(all, ["Ana", "Bia"], "each request names its contact");
+    assert_eq!(rows("overdue").await, ["Bia"]);
+    assert_eq!(rows("open").await, ["Bia"]);
+    assert_eq!(rows("closed").await, ["Ana"]);
+    let page =
+        gw.w.owner
+            .get("/t/clinic-a/privacy?show=overdue")
+            .await
+            .body;
+    assert!(page.contains(r#"<option value="overdue" selected>"#));
+}

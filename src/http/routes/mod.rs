@@ -5,6 +5,7 @@ pub mod ai_settings;
 pub mod auth;
 pub mod billing;
 pub mod channels;
+pub mod contacts;
 pub mod events;
 pub mod health;
 pub mod inbox;

@@ -6,7 +6,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Form, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -63,6 +63,8 @@ pub fn router() -> Router<AppState> {
 
 pub struct RequestRow {
     pub id: Uuid,
+    /// Whose request: the contact's name or number ("—" once erased).
+    pub who: String,
     pub kind: String,
     pub legal_basis: String,
     pub status: String,
@@ -109,6 +111,8 @@ pub struct PrivacyPage {
     pub error: Option<&'static str>,
     /// The retention form's errors, each beside its field.
     pub errors: FieldErrors,
+    /// The request list's filter (empty: all).
+    pub show: String,
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<PrivacyPage> {
@@ -130,6 +134,8 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
         None
     };
     let requests = dbp::requests(&mut tx, 200).await?;
+    let ids: Vec<Uuid> = requests.iter().map(|r| r.contact_id).collect();
+    let contacts = db::contacts::get_many(&mut tx, &ids).await?;
     let tombstones = dbp::tombstones(&mut tx, 20).await?;
     let runs = dbp::runs(&mut tx, 10).await?;
     let ai = db_ai::settings(&mut tx).await?;
@@ -137,12 +143,20 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
         sqlx::query_as("SELECT kind, name, count(*), max(last_at) FROM data_recipients GROUP BY kind, name ORDER BY kind, name").fetch_all(&mut *tx).await?;
     tx.commit().await?;
     let term = dbp::termination(&state.db, tenant).await?;
+    let mut who = std::collections::HashMap::with_capacity(contacts.len());
+    for c in &contacts {
+        who.insert(c.id, view::contact(state, tenant, c).await.label());
+    }
     let rows: Vec<RequestRow> = requests
         .into_iter()
         .map(|r| {
             let open = !matches!(r.status.as_str(), "completed" | "denied");
             RequestRow {
                 id: r.id,
+                who: who
+                    .get(&r.contact_id)
+                    .cloned()
+                    .unwrap_or_else(|| "—".into()),
                 overdue: open && r.due_at < now,
                 days_left: (r.due_at - now).whole_days(),
                 kind: r.kind,
@@ -219,15 +233,36 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
         retention_notice,
         error: None,
         errors: FieldErrors::default(),
+        show: String::new(),
     })
+}
+
+#[derive(Deserialize, Default)]
+pub struct RequestFilter {
+    /// `open`, `overdue` or `closed`; anything else shows every request.
+    #[serde(default)]
+    show: String,
 }
 
 async fn page(
     State(state): State<AppState>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
+    Query(f): Query<RequestFilter>,
 ) -> AppResult<PrivacyPage> {
-    load(&state, ctx, &t).await
+    let mut page = load(&state, ctx, &t).await?;
+    let closed = |r: &RequestRow| matches!(r.status.as_str(), "completed" | "denied");
+    match f.show.as_str() {
+        "open" => page.requests.retain(|r| !closed(r)),
+        "overdue" => page.requests.retain(|r| r.overdue),
+        "closed" => page.requests.retain(closed),
+        _ => {}
+    }
+    page.show = match f.show.as_str() {
+        s @ ("open" | "overdue" | "closed") => s.to_owned(),
+        _ => String::new(),
+    };
+    Ok(page)
 }
 
 #[derive(Deserialize)]

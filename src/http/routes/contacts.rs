@@ -1,0 +1,146 @@
+//! The contact directory: everyone who wrote in, searchable by name or number (through the
+//! blind index), with their conversations, privacy state and open requests, and the way to
+//! their conversation and privacy actions.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Router,
+    extract::{Query, State},
+    routing::get,
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    db::{
+        self,
+        contacts::{self, DirectoryFilter},
+    },
+    domain::phone::Phone,
+    error::AppResult,
+    http::{
+        extract::{PageCtx, RequireRole, Viewer},
+        routes::portal::Shell,
+    },
+    messaging::view::{self, Clock},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/t/{slug}/contacts", get(directory))
+}
+
+pub const PAGE_SIZE: i64 = 50;
+
+pub struct ContactRow {
+    pub label: String,
+    pub phone: String,
+    pub tags: Vec<String>,
+    pub erased: bool,
+    pub restricted: bool,
+    pub open_requests: i64,
+    pub conversations: i64,
+    pub latest_conversation: Option<Uuid>,
+    pub last_message: String,
+    pub since: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "contacts/index.html")]
+pub struct DirectoryPage {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub rows: Vec<ContactRow>,
+    pub q: String,
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct DirectoryQuery {
+    #[serde(default)]
+    q: String,
+    before: Option<String>,
+}
+
+fn parse_cursor(c: &str) -> Option<(OffsetDateTime, Uuid)> {
+    let (t, id) = c.split_once('_')?;
+    let t = OffsetDateTime::from_unix_timestamp_nanos(t.parse().ok()?).ok()?;
+    Some((t, Uuid::parse_str(id).ok()?))
+}
+
+async fn directory(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Viewer>,
+    Query(q): Query<DirectoryQuery>,
+) -> AppResult<DirectoryPage> {
+    let tenant = t.id();
+    let search = q.q.trim();
+    let (name_tokens, phone_index) = if search.is_empty() {
+        (None, None)
+    } else if let Ok(p) = Phone::try_from(search) {
+        (
+            None,
+            Some(state.keys.blind_phone(tenant, p.as_str()).await?),
+        )
+    } else {
+        (Some(state.keys.blind_words(tenant, search).await?), None)
+    };
+    let filter = DirectoryFilter {
+        name_tokens,
+        phone_index,
+        before: q.before.as_deref().and_then(parse_cursor),
+        limit: PAGE_SIZE,
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let time_zone = db::accounts::settings(&mut tx).await?.time_zone;
+    let found = contacts::directory(&mut tx, &filter).await?;
+    tx.commit().await?;
+    let clock = Clock::new(&time_zone, state.now());
+    let next = (found.len() as i64 == PAGE_SIZE)
+        .then(|| {
+            found.last().map(|r| {
+                format!(
+                    "{}_{}",
+                    r.contact.created_at.unix_timestamp_nanos(),
+                    r.contact.id
+                )
+            })
+        })
+        .flatten();
+    let mut rows = Vec::with_capacity(found.len());
+    for r in &found {
+        let c = view::contact(&state, tenant, &r.contact).await;
+        rows.push(ContactRow {
+            label: c.label(),
+            phone: if c.erased {
+                String::new()
+            } else {
+                c.phone
+                    .as_deref()
+                    .map(|p| format!("+{p}"))
+                    .unwrap_or_default()
+            },
+            tags: c.tags,
+            erased: c.erased,
+            restricted: c.restricted,
+            open_requests: r.open_requests,
+            conversations: r.conversations,
+            latest_conversation: r.latest_conversation,
+            last_message: r
+                .last_message_at
+                .map(|t| clock.short(t))
+                .unwrap_or_default(),
+            since: clock.full(r.contact.created_at),
+        });
+    }
+    Ok(DirectoryPage {
+        ctx,
+        shell: Shell::load(&state, &t, "contacts").await?,
+        rows,
+        q: q.q,
+        next,
+    })
+}
