@@ -934,3 +934,88 @@ async fn a_draft_on_a_message_later_edited_or_deleted_is_flagged() {
         assert!(page.body.contains(shown), "{event}: {}", page.body);
     }
 }
+
+#[tokio::test]
+async fn the_overview_says_what_waits_and_how_review_went_this_week() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    for (id, phone, name, text) in [
+        ("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?"),
+        ("Q2", "5511977776666", "Bia", "Quanto custa a limpeza?"),
+        ("Q3", "5511966665555", "Caio", "Qual é a capital da França?"),
+    ] {
+        gw.evo(&evo_text(id, phone, name, now(&gw), text)).await;
+    }
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    let draft_for = |ext: &'static str| {
+        let db = &gw.w.t.owner;
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>(
+                "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.reply_to_message_id WHERE m.external_id = $1",
+            )
+            .bind(ext)
+            .fetch_one(db)
+            .await
+            .unwrap()
+        }
+    };
+    let (ana, bia) = (draft_for("Q1").await, draft_for("Q2").await);
+    // Three minutes later one draft is approved after an edit, one rejected with a reason.
+    gw.w.t.clock.advance(Duration::minutes(3));
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{ana}/approve"),
+                &[("text", "Olá Ana! A limpeza custa R$ 180.")],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{bia}/reject"),
+                &[("reason", "  Preço   desatualizado ")],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    // A new question arrives and waits twelve minutes.
+    gw.evo(&evo_text(
+        "Q4",
+        "5511955554444",
+        "Dani",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    gw.w.t.clock.advance(Duration::minutes(12));
+
+    let page = gw.w.owner.get("/t/clinic-a").await.body;
+    let doc = scraper::Html::parse_document(&page);
+    let text = |sel: &str| {
+        doc.select(&scraper::Selector::parse(sel).unwrap())
+            .next()
+            .map(|e| e.text().collect::<String>())
+            .unwrap_or_else(|| panic!("no {sel} on the overview"))
+    };
+    let pending = text("#ov-pending");
+    assert!(
+        pending.contains('1') && pending.contains("The oldest has waited 12 min"),
+        "{pending}"
+    );
+    assert!(text("#ov-escalated").contains('1'));
+    let week = text("#overview-week");
+    assert!(week.contains("100% edited first"), "{week}");
+    assert!(week.contains("50% approved"), "{week}");
+    assert!(week.contains("3 min"), "median time to review: {week}");
+    let reasons = text("#reject-reasons");
+    assert!(reasons.contains("Preço desatualizado (1)"), "{reasons}");
+    // Viewers see their role, not the review figures.
+    let viewer = gw.w.add_member("vi@a.test", "viewer").await;
+    assert!(!viewer.get("/t/clinic-a").await.body.contains("ov-pending"));
+}

@@ -108,6 +108,64 @@ pub struct DashboardPage {
     pub plan: &'static plans::Plan,
     /// The set-up checklist, for admins of a tenant that hasn't finished it (else empty).
     pub next_steps: Vec<NextStep>,
+    /// What waits for people and how review went this week (reviewers and up).
+    pub overview: Option<OverviewView>,
+}
+
+/// The overview's figures, worded for the page.
+pub struct OverviewView {
+    pub pending: i64,
+    /// How long the oldest draft has waited ("12 min"), when one waits.
+    pub oldest_wait: Option<String>,
+    pub escalated: i64,
+    pub approved: i64,
+    /// Share of approvals that were edited first, in whole percent.
+    pub edited_pct: i64,
+    pub rejected: i64,
+    pub approval_pct: Option<i64>,
+    pub median_review: Option<String>,
+    pub dsr_overdue: i64,
+    pub channels_down: i64,
+    pub reject_reasons: Vec<(String, i64)>,
+}
+
+/// A span as people say it: "45 s", "12 min", "3 h", "2 days".
+fn span(ctx: &PageCtx, secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        s if s < 60 => ctx.f1("duration.seconds", &s),
+        s if s < 3_600 => ctx.f1("duration.minutes", &(s / 60)),
+        s if s < 172_800 => ctx.f1("duration.hours", &(s / 3_600)),
+        s => ctx.f1("duration.days", &(s / 86_400)),
+    }
+}
+
+fn overview_view(
+    ctx: &PageCtx,
+    o: db::overview::Overview,
+    reasons: Vec<(String, i64)>,
+    now: time::OffsetDateTime,
+) -> OverviewView {
+    let reviewed = o.approved + o.rejected;
+    OverviewView {
+        pending: o.pending,
+        oldest_wait: o
+            .oldest_pending
+            .map(|t| span(ctx, (now - t).whole_seconds())),
+        escalated: o.escalated,
+        approved: o.approved,
+        edited_pct: if o.approved > 0 {
+            (o.edited * 100 + o.approved / 2) / o.approved
+        } else {
+            0
+        },
+        rejected: o.rejected,
+        approval_pct: (reviewed > 0).then(|| (o.approved * 100 + reviewed / 2) / reviewed),
+        median_review: o.median_review_secs.map(|s| span(ctx, s.round() as i64)),
+        dsr_overdue: o.dsr_overdue,
+        channels_down: o.channels_down,
+        reject_reasons: reasons,
+    }
 }
 
 pub struct NextStep {
@@ -143,6 +201,15 @@ async fn dashboard(
     } else {
         Vec::new()
     };
+    let now = state.now();
+    let overview = if t.role.at_least(Role::Reviewer) {
+        let week_ago = now - time::Duration::days(7);
+        let o = db::overview::load(&mut tx, week_ago, now).await?;
+        let reasons = db::overview::reject_reasons(&mut tx, week_ago).await?;
+        Some(overview_view(&ctx, o, reasons, now))
+    } else {
+        None
+    };
     tx.commit().await?;
     Ok(DashboardPage {
         ctx,
@@ -150,6 +217,7 @@ async fn dashboard(
         members,
         plan: plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]),
         next_steps,
+        overview,
     })
 }
 

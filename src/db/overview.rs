@@ -1,0 +1,71 @@
+//! The overview page's figures: what waits for a person, how review is going this week,
+//! and what is broken — one round trip.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct Overview {
+    /// Drafts waiting for review, and when the oldest arrived.
+    pub pending: i64,
+    pub oldest_pending: Option<OffsetDateTime>,
+    /// Escalations waiting for a person.
+    pub escalated: i64,
+    /// Reviewed since `since` (auto-sent drafts are not reviews).
+    pub approved: i64,
+    pub edited: i64,
+    pub rejected: i64,
+    /// Median seconds from draft to decision, over the reviews since `since`.
+    pub median_review_secs: Option<f64>,
+    pub dsr_overdue: i64,
+    pub channels_down: i64,
+}
+
+pub async fn load(
+    conn: &mut PgConnection,
+    since: OffsetDateTime,
+    now: OffsetDateTime,
+) -> sqlx::Result<Overview> {
+    sqlx::query_as::<_, Overview>(
+        r#"SELECT
+             (SELECT count(*) FROM drafts WHERE state = 'pending') AS pending,
+             (SELECT min(created_at) FROM drafts WHERE state = 'pending') AS oldest_pending,
+             (SELECT count(*) FROM drafts WHERE state = 'escalated') AS escalated,
+             r.approved, r.edited, r.rejected, r.median_review_secs,
+             (SELECT count(*) FROM dsr_requests
+               WHERE status NOT IN ('completed', 'denied') AND due_at < $2) AS dsr_overdue,
+             (SELECT count(*) FROM channels
+               WHERE deleted_at IS NULL AND health = 'disconnected') AS channels_down
+           FROM (
+             SELECT count(*) FILTER (WHERE state = 'approved') AS approved,
+                    count(*) FILTER (WHERE state = 'approved' AND edited) AS edited,
+                    count(*) FILTER (WHERE state = 'rejected') AS rejected,
+                    percentile_cont(0.5) WITHIN GROUP (
+                        ORDER BY extract(epoch FROM decided_at - created_at))::float8
+                      AS median_review_secs
+             FROM drafts
+             WHERE state IN ('approved', 'rejected') AND NOT auto_sent AND decided_at >= $1
+           ) r"#,
+    )
+    .bind(since)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// The most frequent rejection reasons since `since` (as typed, case and spaces folded).
+pub async fn reject_reasons(
+    conn: &mut PgConnection,
+    since: OffsetDateTime,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        r#"SELECT min(regexp_replace(trim(reject_reason), '\s+', ' ', 'g')), count(*) FROM drafts
+           WHERE state = 'rejected' AND decided_at >= $1
+             AND coalesce(trim(reject_reason), '') <> ''
+           GROUP BY lower(regexp_replace(trim(reject_reason), '\s+', ' ', 'g'))
+           ORDER BY count(*) DESC, 1 LIMIT 5"#,
+    )
+    .bind(since)
+    .fetch_all(conn)
+    .await
+}
