@@ -51,6 +51,7 @@ pub mod models;
 pub mod offline;
 pub mod openai;
 pub mod retry;
+pub mod text;
 
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
