@@ -46,6 +46,7 @@ pub mod anthropic;
 pub mod context;
 pub mod fallback;
 pub mod gemini;
+pub mod guard;
 pub mod http;
 pub mod models;
 pub mod offline;

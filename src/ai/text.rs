@@ -229,6 +229,14 @@ pub fn analyze(text: &str, lang: Lang, synonyms: &Synonyms) -> Analysis {
     Analysis { tokens, greeted }
 }
 
+/// The folded, shorthand-expanded words of a text, nothing removed (for [`super::guard`]).
+pub fn guard_words(text: &str) -> Vec<String> {
+    squeeze_words(&fold(text))
+        .into_iter()
+        .flat_map(expand)
+        .collect()
+}
+
 /// Stems one folded word. Words with digits (times, prices) are kept as they are.
 fn stem(stemmer: &Stemmer, lang: Lang, w: &str) -> String {
     if w.chars().any(|c| c.is_ascii_digit()) || w.chars().count() <= 3 {
