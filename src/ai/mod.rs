@@ -48,6 +48,7 @@ pub mod fallback;
 pub mod gemini;
 pub mod guard;
 pub mod http;
+pub mod kbeval;
 pub mod models;
 pub mod offline;
 pub mod openai;

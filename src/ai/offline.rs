@@ -1086,7 +1086,7 @@ pub(crate) mod tests {
         assert_eq!(terms("prices"), terms("price"));
         assert_eq!(terms("Quanto custa?"), vec!["preco"]);
         assert_eq!(terms("how much is it"), vec!["preco"]);
-        assert_eq!(terms("R$ 150"), vec!["150"]);
+        assert_eq!(terms("R$ 150"), vec!["preco", "150"]);
         assert!(shares_long_prefix("castrar", "castracao"));
         assert!(within_one_edit("sabado", "sabdo"));
         assert!(within_one_edit("limpeza", "limpesa"));

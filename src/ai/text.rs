@@ -287,7 +287,9 @@ fn reaccent(w: &str) -> String {
 /// Folded text → words, with times and prices kept whole, stretched letters squeezed and
 /// laughter dropped.
 fn squeeze_words(folded: &str) -> Vec<String> {
-    split_words(folded)
+    // A currency sign says "price": "R$ 150" is an entry about a price.
+    let folded = folded.replace(['$', '€', '£'], " preco ");
+    split_words(&folded)
         .into_iter()
         .filter_map(|w| {
             if w.chars().any(|c| c.is_ascii_digit()) {
@@ -440,7 +442,9 @@ fn expand(w: String) -> Vec<String> {
         "vc" | "vce" | "ce" => &["voce"],
         "vcs" | "ces" => &["voces"],
         "q" | "ke" | "oq" => &["que"],
-        "qto" | "qnto" | "qt" | "qnt" | "qtos" => &["quanto"],
+        "qto" | "qnto" | "qt" | "qnt" => &["quanto"],
+        "qtos" | "qntos" => &["quantos"],
+        "qtas" | "qntas" => &["quantas"],
         "qnd" | "qdo" | "qndo" | "qd" => &["quando"],
         "pq" | "pk" | "pqe" => &["porque"],
         "tb" | "tbm" | "tmb" | "tbem" => &["tambem"],
@@ -643,7 +647,7 @@ fn concept(w: &str) -> Option<&'static str> {
         "convenio" | "convenios" | "plano" | "planos" | "insurance" | "insurances"
         | "insurer" | "insured" => "convenio",
         "pagamento" | "pagamentos" | "pagar" | "pago" | "parcela" | "parcelas" | "parcelar"
-        | "parcelado" | "parcelamos" | "parcelamento" | "cartao" | "cartoes" | "payment"
+        | "parcelado" | "parcelam" | "parcelamos" | "parcelamento" | "cartao" | "cartoes" | "payment"
         | "payments" | "pay" | "card" | "cards" | "installments" | "installment" => {
             "pagamento"
         }
@@ -771,8 +775,9 @@ mod tests {
         assert_eq!(pt("12:30"), vec!["12h30"]);
         assert_eq!(pt("12h30"), vec!["12h30"]);
         assert_eq!(en("9am to 7pm"), vec!["9h", "19h"]);
-        assert_eq!(pt("R$ 150,00"), vec!["150"]);
-        assert_eq!(pt("R$ 1.500"), vec!["1500"]);
+        assert_eq!(pt("R$ 150,00"), vec!["preco", "150"]);
+        assert_eq!(pt("R$ 1.500"), vec!["preco", "1500"]);
+        assert_eq!(en("€60"), vec!["preco", "60"]);
     }
 
     #[test]
