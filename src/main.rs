@@ -60,6 +60,9 @@ enum Command {
         /// Also list every case that was not right.
         #[arg(long)]
         failures: bool,
+        /// Print rates for a grid of decision constants instead (tune on "dev" only).
+        #[arg(long)]
+        sweep: bool,
     },
 }
 
@@ -105,6 +108,7 @@ async fn main() -> std::process::ExitCode {
         file,
         split,
         failures,
+        sweep,
     } = &cli.command
     {
         let set = match std::fs::read_to_string(file)
@@ -117,6 +121,10 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         };
+        if *sweep {
+            print!("{}", sigmaai::ai::kbeval::sweep(&set, split.as_deref()));
+            return std::process::ExitCode::SUCCESS;
+        }
         let report = sigmaai::ai::kbeval::run(&set, split.as_deref());
         print!("{}", sigmaai::ai::kbeval::render(&report, *failures));
         return std::process::ExitCode::SUCCESS;

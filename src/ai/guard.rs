@@ -108,9 +108,8 @@ const PERSONAL_DATA: &[&str] = &[
     "meu cadastro",
     "meu historico",
     "minha ficha",
-    "resultado do exame",
-    "resultado dos exames",
     "resultado do meu",
+    "resultado dos meus",
     "resultados do meu",
     "resultado da minha",
     "meu resultado",
@@ -125,7 +124,7 @@ const PERSONAL_DATA: &[&str] = &[
     "medical records",
     "my record",
     "my results",
-    "test results",
+    "my test results",
     "my file",
     "my information",
     "my details",
@@ -143,7 +142,11 @@ const COMPLAINT: &[&str] = &[
     "insatisfeit*",
     "decepcion*",
     "procon",
-    "reembols*",
+    "quero reembols*",
+    "quero o reembols*",
+    "quero meu reembols*",
+    "quero meu dinheiro",
+    "exijo",
     "estorno",
     "devolver o dinheiro",
     "devolvam",
@@ -173,7 +176,9 @@ const COMPLAINT: &[&str] = &[
     "horrible",
     "unacceptable",
     "disappoint*",
-    "refund*",
+    "want a refund",
+    "want my refund",
+    "demand a refund",
     "money back",
     "charged twice",
     "overcharg*",
@@ -202,7 +207,13 @@ const MEDICAL: &[&str] = &[
     "posso tomar",
     "posso dar",
     "devo dar",
-    "remedio*",
+    "qual remedio",
+    "que remedio",
+    "algum remedio",
+    "remedio pra",
+    "remedio para",
+    "tomar remedio",
+    "dar remedio",
     "medicament*",
     "dose",
     "doses",
@@ -277,7 +288,15 @@ const MEDICAL: &[&str] = &[
     "cough*",
     "sick",
     "doente",
-    "sangue",
+    "what do i do",
+    "what should i do",
+    "celiac*",
+    "perigoso",
+    "grave",
+    "serious",
+    "dangerous",
+    "pressao alta",
+    "pressao",
 ];
 
 /// The first concern `text` raises, if any.
@@ -332,7 +351,7 @@ mod tests {
         assert_eq!(check("atendimento pessimo, quero reembolso"), Some(Concern::Complaint));
         assert_eq!(check("I want a refund"), Some(Concern::Complaint));
         assert_eq!(check("quero apagar meus dados"), Some(Concern::PersonalData));
-        assert_eq!(check("me manda o resultado do exame"), Some(Concern::PersonalData));
+        assert_eq!(check("me manda o resultado do meu exame"), Some(Concern::PersonalData));
         assert_eq!(check("please delete my data"), Some(Concern::PersonalData));
     }
 

@@ -49,9 +49,19 @@ use crate::{domain::knowledge::KnowledgeEntry, i18n::Lang};
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 /// The least share of a question's content words the answering entry must contain.
-pub const MIN_COVERAGE: f32 = 0.75;
+pub const MIN_COVERAGE: f32 = 0.66;
 /// The least lead of the best entry's score over another entry that covers enough too.
-pub const MARGIN: f32 = 0.05;
+pub const MARGIN: f32 = 0.2;
+/// The weight of a word naming what kind of thing is asked (price, hours, booking…:
+/// [`text::CONCEPTS`]) next to a word naming what it is about, which weighs 1: in
+/// "quanto custa um tratamento de canal?" the entry with a price and "tratamento" but no
+/// "canal" must not cover two thirds of the question.
+pub const CONCEPT_WEIGHT: f32 = 0.5;
+/// The weight of a content word no entry contains (even with a typo or shared prefix).
+pub const ABSENT_WEIGHT: f32 = 1.0;
+/// The weight of a word more than a third of the entries contain (in a knowledge base of
+/// at least 4): "consulta" in a clinic's says little about which entry is meant.
+pub const COMMON_WEIGHT: f32 = 0.5;
 /// A content word found only in an entry's body counts this much of a title word.
 pub const BODY_CREDIT: f32 = 0.8;
 /// The share of the score that comes from BM25 (normalised by the best entry's).
@@ -62,6 +72,28 @@ const TYPO_CREDIT: f32 = 0.9;
 const PREFIX_CREDIT: f32 = 0.7;
 /// A follow-up is a part with at most this many content words.
 const FOLLOW_UP_WORDS: usize = 3;
+
+/// The decision's two constants, as one value so `sigmaai kb-eval --sweep` can try others.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    pub min_coverage: f32,
+    pub margin: f32,
+    pub concept_weight: f32,
+    pub absent_weight: f32,
+    pub common_weight: f32,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            min_coverage: MIN_COVERAGE,
+            margin: MARGIN,
+            concept_weight: CONCEPT_WEIGHT,
+            absent_weight: ABSENT_WEIGHT,
+            common_weight: COMMON_WEIGHT,
+        }
+    }
+}
 
 /// What the offline answerer decided.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,12 +185,23 @@ pub fn answer_turn(
     lang: Lang,
     synonyms: &Synonyms,
 ) -> OfflineOutcome {
+    answer_turn_with(turn, entries, lang, synonyms, Params::default())
+}
+
+/// [`answer_turn`] with other decision constants (for tuning on the development set).
+pub fn answer_turn_with(
+    turn: Turn<'_>,
+    entries: &[KnowledgeEntry],
+    lang: Lang,
+    synonyms: &Synonyms,
+    params: Params,
+) -> OfflineOutcome {
     if let Some(c) = guard::check(turn.pending) {
         return OfflineOutcome::Escalate {
             reason: NoAnswer::Concern(c),
         };
     }
-    let index = Index::new(entries, synonyms);
+    let index = Index::new(entries, synonyms, params);
     let whole = text::analyze(turn.pending, index.lang, synonyms);
     if whole.tokens.is_empty() {
         if whole.greeted {
@@ -191,10 +234,21 @@ pub fn answer_turn(
         .filter(|t| !t.is_empty())
         .collect();
 
+    // A short question after earlier ones is looked up with them as context first
+    // ("e de gato?", "qto fica?"); its own words must still be covered.
+    let pick_in_context = |part: &[text::Token], context: &[text::Token]| {
+        if part.len() <= FOLLOW_UP_WORDS && !context.is_empty() {
+            index
+                .pick(part, context)
+                .or_else(|| index.pick(part, &[]))
+        } else {
+            index.pick(part, &[])
+        }
+    };
     let mut answered: Vec<Pick> = Vec::new();
     let mut unanswered = 0;
     if parts.len() <= 1 {
-        match index.pick(&whole.tokens, &[]) {
+        match pick_in_context(&whole.tokens, &earlier) {
             Some(p) => answered.push(p),
             None => {
                 // A run-on: "vcs abrem sabado e qto custa a limpeza".
@@ -203,29 +257,28 @@ pub fn answer_turn(
                     .map(|p| text::analyze(p, index.lang, synonyms).tokens)
                     .filter(|t| !t.is_empty())
                     .collect();
-                let follow_up = whole.tokens.len() <= FOLLOW_UP_WORDS && !earlier.is_empty();
-                if follow_up && let Some(p) = index.pick(&whole.tokens, &earlier) {
-                    answered.push(p);
-                } else if runs.len() >= 2 {
+                if runs.len() >= 2 {
+                    let mut context = earlier.clone();
                     for r in &runs {
-                        match index.pick(r, &[]) {
+                        match pick_in_context(r, &context) {
                             Some(p) => answered.push(p),
                             None => unanswered += 1,
                         }
+                        context = r.clone();
+                    }
+                    if unanswered > 0 && answered.len() <= 1 {
+                        // Split at a word that joined one question ("debito e credito").
+                        answered.clear();
+                        unanswered = 0;
                     }
                 }
             }
         }
     } else {
-        // Each question on its own; a short one may lean on the part before it.
+        // Each question on its own; a short one leans on the part before it.
         let mut context = earlier.clone();
         for part in &parts {
-            let pick = index.pick(part, &[]).or_else(|| {
-                (part.len() <= FOLLOW_UP_WORDS && !context.is_empty())
-                    .then(|| index.pick(part, &context))
-                    .flatten()
-            });
-            match pick {
+            match pick_in_context(part, &context) {
                 Some(p) => answered.push(p),
                 None => unanswered += 1,
             }
@@ -332,7 +385,7 @@ pub fn rank_with<'a>(
     entries: &'a [KnowledgeEntry],
     synonyms: &Synonyms,
 ) -> Vec<Ranked<'a>> {
-    let index = Index::new(entries, synonyms);
+    let index = Index::new(entries, synonyms, Params::default());
     let tokens = text::analyze(question, index.lang, synonyms).tokens;
     index
         .score(&tokens, &[])
@@ -363,7 +416,7 @@ pub fn explain<'a>(
     lang: Lang,
     synonyms: &Synonyms,
 ) -> Explanation<'a> {
-    let index = Index::new(entries, synonyms);
+    let index = Index::new(entries, synonyms, Params::default());
     let terms = text::analyze(question, index.lang, synonyms).terms();
     let mut ranked = rank_with(question, entries, synonyms);
     ranked.truncate(3);
@@ -413,18 +466,20 @@ struct Index {
     avg_len: f32,
     /// The knowledge base's language (picks the stemmer for entries and questions alike).
     lang: Lang,
+    params: Params,
 }
 
 /// One content word of a question, with the index terms it may match and their credit.
 struct QueryWord {
     word: String,
+    weight: f32,
     matches: Vec<(String, f32)>,
     /// Counted in coverage (the question's own words; context words only rank).
     required: bool,
 }
 
 impl Index {
-    fn new(entries: &[KnowledgeEntry], synonyms: &Synonyms) -> Index {
+    fn new(entries: &[KnowledgeEntry], synonyms: &Synonyms, params: Params) -> Index {
         let all: String = entries
             .iter()
             .flat_map(|e| [e.title.as_str(), " ", e.body.as_str(), " "])
@@ -466,6 +521,7 @@ impl Index {
             words,
             avg_len,
             lang,
+            params,
         }
     }
 
@@ -508,8 +564,26 @@ impl Index {
             m.dedup_by(|a, b| a.0 == b.0);
             m
         };
+        let n = self.docs.len();
+        let df = matches
+            .iter()
+            .filter_map(|(t, _)| self.df.get(t))
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let mut weight = if text::CONCEPTS.contains(&t.term.as_str()) {
+            self.params.concept_weight
+        } else {
+            1.0
+        };
+        if matches.is_empty() {
+            weight *= self.params.absent_weight;
+        } else if n >= 4 && df * 3 > n {
+            weight *= self.params.common_weight;
+        }
         QueryWord {
             word: t.word.clone(),
+            weight,
             matches,
             required,
         }
@@ -520,8 +594,11 @@ impl Index {
         let mut seen = HashSet::new();
         let mut query: Vec<QueryWord> = Vec::new();
         for t in tokens {
+            // A bare number ("3 anos", "sala 12") ranks but is not required: ages and
+            // counts are rarely what an entry is about. Times ("8h") and "12x" are.
+            let bare_number = t.term.chars().all(|c| c.is_ascii_digit());
             if seen.insert(t.term.clone()) {
-                query.push(self.resolve(t, true));
+                query.push(self.resolve(t, !bare_number));
             }
         }
         for t in context {
@@ -529,8 +606,8 @@ impl Index {
                 query.push(self.resolve(t, false));
             }
         }
-        let required = query.iter().filter(|q| q.required).count() as f32;
-        let all = query.len() as f32;
+        let required: f32 = query.iter().filter(|q| q.required).map(|q| q.weight).sum();
+        let all: f32 = query.iter().map(|q| q.weight).sum();
         if required == 0.0 {
             return Vec::new();
         }
@@ -557,10 +634,10 @@ impl Index {
                         });
                     if best.1 > 0.0 {
                         if q.required {
-                            covered += best.1;
+                            covered += q.weight * best.1;
                             matched.push(q.word.clone());
                         }
-                        strength += best.0;
+                        strength += q.weight * best.0;
                         bm25 += best.2;
                     }
                 }
@@ -590,12 +667,12 @@ impl Index {
     fn pick(&self, tokens: &[text::Token], context: &[text::Token]) -> Option<Pick> {
         let ranked = self.score(tokens, context);
         let best = ranked.first()?;
-        if best.coverage < MIN_COVERAGE {
+        if best.coverage < self.params.min_coverage {
             return None;
         }
         if let Some(second) = ranked.get(1)
-            && second.coverage >= MIN_COVERAGE
-            && best.score - second.score < MARGIN
+            && second.coverage >= self.params.min_coverage
+            && best.score - second.score < self.params.margin
         {
             return None; // two entries answer about as well: a human picks
         }

@@ -218,7 +218,6 @@ pub fn analyze(text: &str, lang: Lang, synonyms: &Synonyms) -> Analysis {
         if term.is_empty() || STOP_WORDS.contains(&term.as_str()) {
             continue;
         }
-        let term = concept(&term).map(str::to_owned).unwrap_or(term);
         tokens.push(Token {
             term,
             word: w.to_owned(),
@@ -251,17 +250,21 @@ fn stem(stemmer: &Stemmer, lang: Lang, w: &str) -> String {
 /// Puts back the accents of the Portuguese suffixes the Snowball stemmer looks for, so a
 /// folded word stems like its accented spelling.
 fn reaccent(w: &str) -> String {
+    // Plurals in -ões / -ães become -ão first (Snowball leaves "sessões" and "sessão"
+    // apart), then the accents Snowball's suffixes need are put back.
     const SUFFIXES: &[(&str, &str)] = &[
-        ("acoes", "ações"),
+        ("acoes", "ação"),
         ("acao", "ação"),
-        ("ucoes", "uções"),
+        ("ucoes", "ução"),
         ("ucao", "ução"),
-        ("coes", "ções"),
+        ("coes", "ção"),
         ("cao", "ção"),
-        ("soes", "sões"),
+        ("soes", "são"),
         ("sao", "são"),
-        ("oes", "ões"),
-        ("aes", "ães"),
+        ("oes", "ão"),
+        ("aes", "ão"),
+        ("ais", "al"),
+        ("eis", "el"),
         ("ancias", "âncias"),
         ("ancia", "ância"),
         ("encias", "ências"),
@@ -301,12 +304,28 @@ fn squeeze_words(folded: &str) -> Vec<String> {
         .collect()
 }
 
-/// Splits on anything but letters and digits, keeping "8:00" and "150,00" together.
+/// Splits on anything but letters and digits, keeping "8:00" and "150,00" together. A
+/// hyphenated word gives its parts and the joined word ("wi-fi" → "wi", "fi", "wifi").
 fn split_words(folded: &str) -> Vec<String> {
     let chars: Vec<char> = folded.chars().collect();
     let mut out = Vec::new();
     let mut cur = String::new();
+    let mut compound = String::new();
     for (i, &c) in chars.iter().enumerate() {
+        let hyphen_joins = c == '-'
+            && cur.chars().last().is_some_and(char::is_alphabetic)
+            && chars.get(i + 1).is_some_and(|n| n.is_alphabetic());
+        if hyphen_joins {
+            compound.push_str(&cur);
+            out.push(std::mem::take(&mut cur));
+            continue;
+        }
+        if !compound.is_empty() && !c.is_alphanumeric() && !cur.is_empty() {
+            compound.push_str(&cur);
+            out.push(std::mem::take(&mut cur));
+            out.push(std::mem::take(&mut compound));
+            continue;
+        }
         let joins_digits = matches!(c, ':' | ',' | '.')
             && cur.chars().last().is_some_and(|p| p.is_ascii_digit())
             && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
@@ -317,7 +336,13 @@ fn split_words(folded: &str) -> Vec<String> {
         }
     }
     if !cur.is_empty() {
-        out.push(cur);
+        if !compound.is_empty() {
+            compound.push_str(&cur);
+            out.push(cur);
+            out.push(compound);
+        } else {
+            out.push(cur);
+        }
     }
     out
 }
@@ -614,6 +639,7 @@ fn concept_pair(w: &str, next: Option<&str>) -> Option<(Option<&'static str>, us
         }
         ("how", "much") => (Some("preco"), 2),
         ("how", "long") => (Some("duracao"), 2),
+        ("how", "late" | "early") => (Some("horario"), 2),
         ("how", "far") => (Some("endereco"), 2),
         ("que" | "quais" | "qual" | "what" | "which", "hora" | "horas" | "time" | "times") => {
             (Some("horario"), 2)
@@ -624,6 +650,18 @@ fn concept_pair(w: &str, next: Option<&str>) -> Option<(Option<&'static str>, us
     })
 }
 
+/// The terms [`concept`] maps onto: what kind of thing is asked (a price, the hours…), as
+/// opposed to what it is asked about (a cleaning, Saturday).
+pub const CONCEPTS: &[&str] = &[
+    "preco",
+    "horario",
+    "agendar",
+    "endereco",
+    "duracao",
+    "convenio",
+    "pagamento",
+];
+
 /// One-word synonyms for the questions every business gets, onto one term each.
 fn concept(w: &str) -> Option<&'static str> {
     Some(match w {
@@ -631,14 +669,14 @@ fn concept(w: &str) -> Option<&'static str> {
         "preco" | "precos" | "valor" | "valores" | "custa" | "custam" | "custo" | "custos"
         | "cobra" | "cobram" | "cobrado" | "tabela" | "price" | "prices" | "cost" | "costs"
         | "fee" | "fees" | "pricing" | "charge" | "charges" | "precinho" => "preco",
-        "horario" | "horarios" | "hora" | "horas" | "abre" | "abrem" | "abrimos" | "abrir"
+        "horario" | "horarios" | "abre" | "abrem" | "abrimos" | "abrir"
         | "aberto" | "aberta" | "abertos" | "abertas" | "funciona" | "funcionam"
         | "funcionamento" | "fecha" | "fecham" | "fechado" | "fechada" | "fechar"
         | "expediente" | "hour" | "hours" | "open" | "opens" | "opening" | "close"
         | "closes" | "closing" | "closed" | "manha" | "tarde" | "noite" | "morning"
         | "afternoon" | "evening" | "lunch" | "almoco" => "horario",
         "agendar" | "agenda" | "agendamento" | "agendo" | "marcar" | "marco" | "marcacao"
-        | "remarcar" | "book" | "booking" | "schedule" | "scheduling" => "agendar",
+        | "book" | "booking" | "schedule" | "scheduling" => "agendar",
         "endereco" | "enderecos" | "localizacao" | "localizada" | "localizado" | "localizados"
         | "address" | "location" | "located" | "directions" => "endereco",
         "duracao" | "dura" | "duram" | "demora" | "demoram" | "duration" | "lasts" | "last" => {
@@ -648,7 +686,7 @@ fn concept(w: &str) -> Option<&'static str> {
         | "insurer" | "insured" => "convenio",
         "pagamento" | "pagamentos" | "pagar" | "pago" | "parcela" | "parcelas" | "parcelar"
         | "parcelado" | "parcelam" | "parcelamos" | "parcelamento" | "cartao" | "cartoes" | "payment"
-        | "payments" | "pay" | "card" | "cards" | "installments" | "installment" => {
+        | "payments" | "pay" | "installments" | "installment" => {
             "pagamento"
         }
         _ => return None,
@@ -692,7 +730,9 @@ pub const STOP_WORDS: &[&str] = &[
     "one", "day", "days", "time", "week", "guys", "folks", "everyone", "wondering", "question",
     "info", "information", "take", "takes", "offer", "offers", "provide", "work", "available",
     "possible", "way", "ask", "asking", "anyone", "someone", "do", "dr", "to", "a", "able", "be",
-    "see", "help", "make", "use", "than", "more", "very", "too", "all", "only",
+    "see", "help", "make", "use", "than", "more", "very", "too", "all", "only", "anything",
+    "something", "everything", "bring", "dao", "dar", "levar", "levo", "trazer", "traz",
+    "trago", "until", "till", "til",
 ];
 
 #[cfg(test)]
@@ -727,6 +767,8 @@ mod tests {
         assert_eq!(pt("avaliações"), pt("avaliacao"));
         assert_eq!(pt("vacinas"), pt("vacinação"));
         assert_eq!(pt("exames"), pt("exame"));
+        assert_eq!(pt("sessões"), pt("sessao"));
+        assert_eq!(pt("sinais"), pt("sinal"));
         // English: "take" stays a word, plurals and -ing forms join.
         assert_eq!(en("cleaning"), en("cleanings"));
         assert_eq!(en("vaccines"), en("vaccine"));
@@ -764,6 +806,13 @@ mod tests {
         assert_eq!(pt("atendem a tarde?"), vec!["horario"]);
         // Laughter is noise.
         assert_eq!(pt("kkkkk qto custa rsrs"), vec!["preco"]);
+    }
+
+    #[test]
+    fn hyphenated_words_match_joined_and_apart() {
+        assert_eq!(en("Wi-Fi"), vec!["wi", "fi", "wifi"]);
+        assert!(en("free wifi").contains(&"wifi".to_owned()));
+        assert!(pt("check-up completo").contains(&"check".to_owned()));
     }
 
     #[test]
