@@ -479,12 +479,14 @@ fn draft_offline(
     }
     let question = context::pending_text(convo);
     match offline::answer(&question, knowledge, guess_lang(&question, lang)) {
-        OfflineOutcome::Answer { text, entry_id, .. } => Produced::Draft {
+        OfflineOutcome::Answer {
+            text, entry_ids, ..
+        } => Produced::Draft {
             text,
             provider: "offline".into(),
             model: String::new(),
             prompt_version: "offline-v1".into(),
-            knowledge_ids: vec![entry_id],
+            knowledge_ids: entry_ids,
             input_tokens: 0,
             output_tokens: 0,
             latency_ms: 0,
