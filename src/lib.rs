@@ -24,6 +24,7 @@ pub mod http;
 pub mod i18n;
 pub mod jobs;
 pub mod live;
+pub mod mail;
 pub mod mcp;
 pub mod messaging;
 pub mod privacy;

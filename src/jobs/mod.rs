@@ -44,6 +44,8 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
             crate::privacy::retention::run_sweep(state).await.map(drop)
         }
         crate::mcp::registry::MCP_CALL => crate::mcp::registry::run_call(state, job).await,
+        crate::mail::SEND_MAIL => crate::mail::run(state, job).await,
+        crate::mail::alerts::MAIL_ALERTS => crate::mail::alerts::run(state).await,
         other => Err(anyhow!("unknown job kind {other:?}")),
     };
     done.map(|()| Outcome::Done)
@@ -89,6 +91,7 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
 pub const PERIODIC: &[(&str, Duration)] = &[
     (SESSION_SWEEP, Duration::hours(1)),
     (crate::privacy::retention::PRIVACY_SWEEP, Duration::days(1)),
+    (crate::mail::alerts::MAIL_ALERTS, Duration::minutes(5)),
 ];
 
 /// Makes sure each periodic job has a pending run (a no-op when one is already queued).
