@@ -1,14 +1,15 @@
 -- E-mail: an outbox of messages to send, one row per message, sent by a `send_mail` job.
 --
--- Global (no row-level security), like invitations and password resets: the recipient is a
--- user, who is not owned by one tenant, and the worker sends for every tenant. A row holds
+-- Global (no row-level security, and so no tenant_id column), like users and sessions: the
+-- recipient is a user, who is not owned by one tenant, and the worker sends for every
+-- tenant; a row is deleted with its user, and a terminated tenant's mail is already sent or
+-- harmless (it names the tenant, no personal data of its contacts). A row holds
 -- no credential: links with one-time tokens (invitations, password resets) are minted when
 -- the job sends, so the outbox never contains a usable link.
 CREATE TABLE mail_outbox (
     id               uuid PRIMARY KEY,
     -- One message per key: enqueueing the same key again is a no-op (no duplicates).
     idempotency_key  text NOT NULL UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 200),
-    tenant_id        uuid REFERENCES tenants ON DELETE CASCADE,
     user_id          uuid REFERENCES users ON DELETE CASCADE,
     kind             text NOT NULL CHECK (kind IN ('invitation', 'password_reset', 'new_device',
                                                    'dsr_due', 'review_waiting', 'billing_problem')),

@@ -50,7 +50,10 @@ impl AppState {
         let mailer = match crate::mail::Mailer::from_config(&config) {
             Ok(m) => m.map(Arc::new),
             Err(err) => {
-                tracing::error!(error = format!("{err:#}"), "e-mail is off: bad SMTP settings");
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    "e-mail is off: bad SMTP settings"
+                );
                 None
             }
         };

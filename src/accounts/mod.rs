@@ -290,7 +290,9 @@ pub async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Resul
         return Ok(());
     };
     let now = state.now();
-    let window = now.unix_timestamp().div_euclid(FORGOT_WINDOW.whole_seconds());
+    let window = now
+        .unix_timestamp()
+        .div_euclid(FORGOT_WINDOW.whole_seconds());
     let mut tx = state.db.begin().await?;
     crate::mail::enqueue(
         &mut tx,

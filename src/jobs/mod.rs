@@ -34,7 +34,8 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     let done = match job.kind.as_str() {
         SESSION_SWEEP => {
             let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;
-            tracing::info!(removed = n, "session sweep");
+            let mails = crate::mail::prune(state).await?;
+            tracing::info!(removed = n, mails, "session sweep");
             Ok(())
         }
         crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,

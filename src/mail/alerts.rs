@@ -47,7 +47,7 @@ async fn tenant(state: &AppState, tenant_id: Uuid, now: OffsetDateTime) -> anyho
     .fetch_all(&mut *tx)
     .await?;
     let waiting: Vec<Uuid> = sqlx::query_scalar(
-        r#"SELECT id FROM drafts WHERE state = 'pending' AND created_at <= $1
+        r#"SELECT id FROM drafts WHERE state IN ('pending', 'escalated') AND created_at <= $1
            ORDER BY created_at LIMIT 100"#,
     )
     .bind(now - Duration::minutes(i64::from(minutes)))

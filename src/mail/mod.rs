@@ -95,7 +95,9 @@ impl Mailer {
             return Ok(None);
         };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-            .map_err(|_| anyhow::anyhow!("SIGMAAI_SMTP_URL is not a valid smtp:// or smtps:// URL"))?
+            .map_err(|_| {
+                anyhow::anyhow!("SIGMAAI_SMTP_URL is not a valid smtp:// or smtps:// URL")
+            })?
             .timeout(Some(SMTP_TIMEOUT))
             .build();
         let from: Mailbox = config
@@ -116,6 +118,7 @@ pub struct NewMail {
     /// One message per key, ever (e.g. `invitation:<id>`).
     pub key: String,
     pub kind: Kind,
+    /// The tenant it is about (its send job carries it; the outbox row does not).
     pub tenant_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
     pub to: String,
@@ -131,14 +134,13 @@ pub async fn enqueue(
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let id: Option<Uuid> = sqlx::query_scalar(
-        r#"INSERT INTO mail_outbox (id, idempotency_key, tenant_id, user_id, kind, to_address, language, params, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        r#"INSERT INTO mail_outbox (id, idempotency_key, user_id, kind, to_address, language, params, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (idempotency_key) DO NOTHING
            RETURNING id"#,
     )
     .bind(Uuid::now_v7())
     .bind(&mail.key)
-    .bind(mail.tenant_id)
     .bind(mail.user_id)
     .bind(mail.kind.as_str())
     .bind(&mail.to)
@@ -303,9 +305,16 @@ async fn build(
                 paragraphs: vec![
                     tr.f(
                         "mail.invitation.body",
-                        &[&s(p, "inviter"), &tenant, &tr.t(&format!("role.{}", s(p, "role")))],
+                        &[
+                            &s(p, "inviter"),
+                            &tenant,
+                            &tr.t(&format!("role.{}", s(p, "role"))),
+                        ],
                     ),
-                    tr.f("mail.invitation.expiry", &[&INVITATION_LIFETIME.whole_days()]),
+                    tr.f(
+                        "mail.invitation.expiry",
+                        &[&INVITATION_LIFETIME.whole_days()],
+                    ),
                 ],
                 action: Some((
                     tr.t("mail.invitation.action").to_owned(),
@@ -348,7 +357,10 @@ async fn build(
             subject: tr.f("mail.dsr_due.subject", &[&s(p, "tenant_name")]),
             paragraphs: vec![tr.f(
                 "mail.dsr_due.body",
-                &[&tr.t(&format!("dsr.kind.{}", s(p, "request_kind"))), &s(p, "due")],
+                &[
+                    &tr.t(&format!("dsr.kind.{}", s(p, "request_kind"))),
+                    &s(p, "due"),
+                ],
             )],
             action: Some((
                 tr.t("mail.dsr_due.action").to_owned(),
@@ -386,6 +398,18 @@ async fn build(
             )),
         },
     }))
+}
+
+/// How long an outbox row (it holds an address) is kept after it was enqueued.
+pub const OUTBOX_DAYS: i64 = 30;
+
+/// Deletes outbox rows past [`OUTBOX_DAYS`] (run by the hourly session sweep).
+pub async fn prune(state: &AppState) -> sqlx::Result<u64> {
+    Ok(sqlx::query("DELETE FROM mail_outbox WHERE created_at < $1")
+        .bind(state.now() - time::Duration::days(OUTBOX_DAYS))
+        .execute(&state.db)
+        .await?
+        .rows_affected())
 }
 
 /// Members of a tenant with one of `roles`: (user id, e-mail, language), inside the caller's

@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn html_escapes_what_it_is_given_and_text_keeps_it_plain() {
         let h = html(Lang::En, &sample()).unwrap();
-        assert!(h.contains("Tom &amp; &#60;Jerry&#62;") || h.contains("Tom &amp; &lt;Jerry&gt;"));
+        assert!(h.contains("&#60;Jerry&#62;"), "{h}");
         assert!(!h.contains("<Jerry>"));
         assert!(h.contains("lang=\"en\""));
         let t = text(Lang::PtBr, &sample()).unwrap();

@@ -12,6 +12,7 @@ mod accounts;
 mod attacks;
 mod audit;
 mod crypto;
+mod mail;
 mod mcp;
 mod messaging;
 mod privacy;
