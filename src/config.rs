@@ -74,6 +74,8 @@ pub struct Config {
     pub smtp_url: Option<SecretString>,
     /// The sender of every e-mail, e.g. `SigmaAI <no-reply@example.com>`.
     pub mail_from: String,
+    /// Where `/metrics` listens (its own port, never the public one); `None`: no listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// What bounds one client's hold on the server.
@@ -162,6 +164,7 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_ALLOW_INSECURE_HTTP",
     "SIGMAAI_SMTP_URL",
     "SIGMAAI_MAIL_FROM",
+    "SIGMAAI_METRICS_BIND",
 ];
 
 impl Config {
@@ -358,6 +361,14 @@ impl Config {
             });
         }
 
+        let metrics_bind = match get("SIGMAAI_METRICS_BIND") {
+            None => None,
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+                name: "SIGMAAI_METRICS_BIND",
+                reason: format!("{e} (expected e.g. 127.0.0.1:9090)"),
+            })?),
+        };
+
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
             if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
@@ -416,6 +427,7 @@ impl Config {
             limits,
             smtp_url,
             mail_from,
+            metrics_bind,
         })
     }
 
@@ -456,6 +468,7 @@ impl Config {
             limits: ServerLimits::default(),
             smtp_url: None,
             mail_from: "SigmaAI <no-reply@localhost>".into(),
+            metrics_bind: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod live;
 pub mod mail;
 pub mod mcp;
 pub mod messaging;
+pub mod metrics;
 pub mod privacy;
 pub mod redis;
 pub mod review;

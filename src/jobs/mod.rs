@@ -69,12 +69,25 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     };
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
-    match dispatch(state, &job).instrument(span).await {
+    let started = std::time::Instant::now();
+    let result = dispatch(state, &job).instrument(span).await;
+    metrics::histogram!("sigmaai_job_duration_seconds", "kind" => job.kind.clone())
+        .record(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(Outcome::Done) => "done",
+        Ok(Outcome::Later(_)) => "later",
+        Err(_) => "failed",
+    };
+    metrics::counter!("sigmaai_jobs_run_total", "kind" => job.kind.clone(), "outcome" => outcome)
+        .increment(1);
+    match result {
         Ok(Outcome::Done) => jobs::complete(&state.db, job.id, state.now()).await?,
         Ok(Outcome::Later(at)) => jobs::defer(&state.db, job.id, at, state.now()).await?,
         Err(err) => {
             let now = state.now();
             tracing::warn!(job_id = %job.id, kind = %job.kind, error = format!("{err:#}"), "job failed");
+            metrics::counter!("sigmaai_job_failures_total", "kind" => job.kind.clone())
+                .increment(1);
             jobs::fail(
                 &state.db,
                 &job,

@@ -233,6 +233,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         // The SMTP error text names the server's answer, never the message content.
         .map_err(|e| anyhow::anyhow!("SMTP send failed: {e}"))?;
     mark(state, row.id, Some(&message_id), state.now()).await?;
+    metrics::counter!("sigmaai_mail_sent_total", "kind" => kind.as_str()).increment(1);
     tracing::info!(kind = %row.kind, "mail sent");
     Ok(())
 }

@@ -15,6 +15,7 @@ mod crypto;
 mod mail;
 mod mcp;
 mod messaging;
+mod metrics;
 mod privacy;
 mod public_pages;
 mod replay;
