@@ -174,3 +174,50 @@ impl Drop for SseGuard {
         metrics::gauge!("sigmaai_sse_connections").decrement(1.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every metric the shipped dashboard queries is one the code records (a renamed
+    /// metric would leave a panel silently empty).
+    #[test]
+    fn the_dashboard_only_queries_metrics_we_record() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dash = std::fs::read_to_string(root.join("docs/ops/grafana-dashboard.json")).unwrap();
+        let mut src = String::new();
+        let mut stack = vec![root.join("src")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    src.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+                }
+            }
+        }
+        let mut names: Vec<&str> = dash
+            .match_indices("sigmaai_")
+            .map(|(i, _)| {
+                let rest = &dash[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .filter(|n| *n != "sigmaai_overview")
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 10, "{names:?}");
+        for n in names {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s))
+                .unwrap_or(n);
+            assert!(
+                src.contains(&format!("\"{base}\"")),
+                "the dashboard queries {n}, which nothing records"
+            );
+        }
+    }
+}
