@@ -70,6 +70,12 @@ pub struct Config {
     pub private_gateway_hosts: Vec<String>,
     /// Timeouts and the connection cap of the listener (see [`crate::http::server`]).
     pub limits: ServerLimits,
+    /// `smtp://user:pass@host:port` or `smtps://…`; `None`: e-mail off (see [`crate::mail`]).
+    pub smtp_url: Option<SecretString>,
+    /// The sender of every e-mail, e.g. `SigmaAI <no-reply@example.com>`.
+    pub mail_from: String,
+    /// Where `/metrics` listens (its own port, never the public one); `None`: no listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// What bounds one client's hold on the server.
@@ -156,6 +162,9 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_REQUEST_TIMEOUT_SECS",
     "SIGMAAI_MAX_CONNECTIONS",
     "SIGMAAI_ALLOW_INSECURE_HTTP",
+    "SIGMAAI_SMTP_URL",
+    "SIGMAAI_MAIL_FROM",
+    "SIGMAAI_METRICS_BIND",
 ];
 
 impl Config {
@@ -321,6 +330,45 @@ impl Config {
                 .max(1) as usize,
         };
 
+        let smtp_url = secret("SIGMAAI_SMTP_URL")?;
+        if let Some(u) = &smtp_url {
+            let ok = Url::parse(u.expose_secret())
+                .is_ok_and(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some());
+            if !ok {
+                // Not echoed: the URL may carry the SMTP password.
+                return Err(ConfigError::Invalid {
+                    name: "SIGMAAI_SMTP_URL",
+                    reason: "expected smtp://[user:pass@]host[:port] or smtps://…".into(),
+                });
+            }
+        }
+        let mail_from = match get("SIGMAAI_MAIL_FROM") {
+            Some(f) => f,
+            None if smtp_url.is_some() && env == Environment::Production => {
+                return Err(ConfigError::Missing {
+                    name: "SIGMAAI_MAIL_FROM",
+                });
+            }
+            None => format!(
+                "SigmaAI <no-reply@{}>",
+                public_url.host_str().unwrap_or("localhost")
+            ),
+        };
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::Invalid {
+                name: "SIGMAAI_MAIL_FROM",
+                reason: "expected an address such as `SigmaAI <no-reply@example.com>`".into(),
+            });
+        }
+
+        let metrics_bind = match get("SIGMAAI_METRICS_BIND") {
+            None => None,
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+                name: "SIGMAAI_METRICS_BIND",
+                reason: format!("{e} (expected e.g. 127.0.0.1:9090)"),
+            })?),
+        };
+
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
             if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
@@ -377,6 +425,9 @@ impl Config {
                 })
                 .unwrap_or_default(),
             limits,
+            smtp_url,
+            mail_from,
+            metrics_bind,
         })
     }
 
@@ -415,6 +466,9 @@ impl Config {
             groq_api_key: None,
             private_gateway_hosts: Vec::new(),
             limits: ServerLimits::default(),
+            smtp_url: None,
+            mail_from: "SigmaAI <no-reply@localhost>".into(),
+            metrics_bind: None,
         }
     }
 

@@ -194,7 +194,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::KbEval { .. } => Ok(()), // handled before configuration
         Command::Serve => {
             let state = sigmaai::connect_system(config).await?;
-            sigmaai::serve(state, Shutdown::from_os_signals()).await
+            let shutdown = Shutdown::from_os_signals();
+            sigmaai::metrics::spawn_if_configured(&state, shutdown.clone()).await?;
+            sigmaai::serve(state, shutdown).await
         }
         Command::Worker { concurrency, once } => {
             let state = sigmaai::connect_system(config).await?;
@@ -203,7 +205,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 tracing::info!(jobs = n, "ran due jobs");
                 return Ok(());
             }
-            sigmaai::jobs::run_worker(state, concurrency, Shutdown::from_os_signals()).await;
+            let shutdown = Shutdown::from_os_signals();
+            sigmaai::metrics::spawn_if_configured(&state, shutdown.clone()).await?;
+            sigmaai::jobs::run_worker(state, concurrency, shutdown).await;
             Ok(())
         }
         Command::All { concurrency } => {
@@ -211,6 +215,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let listener = sigmaai::bind(&config).await?;
             let state = sigmaai::connect_system(config).await?;
             let shutdown = Shutdown::from_os_signals();
+            sigmaai::metrics::spawn_if_configured(&state, shutdown.clone()).await?;
             let worker = tokio::spawn(sigmaai::jobs::run_worker(
                 state.clone(),
                 concurrency,

@@ -41,6 +41,13 @@ pub const PER_IP: Limit = Limit {
     window: Duration::minutes(15),
 };
 
+/// "Forgot password" requests for one address, whoever asks: each may send an e-mail, so
+/// an address can't be flooded with reset mails.
+pub const FORGOT_PER_ACCOUNT: Limit = Limit {
+    max_attempts: 5,
+    window: Duration::hours(1),
+};
+
 impl Limit {
     /// The limit used while Redis is down: each instance counts alone, so allow fewer.
     fn degraded(self) -> Limit {

@@ -34,7 +34,8 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     let done = match job.kind.as_str() {
         SESSION_SWEEP => {
             let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;
-            tracing::info!(removed = n, "session sweep");
+            let mails = crate::mail::prune(state).await?;
+            tracing::info!(removed = n, mails, "session sweep");
             Ok(())
         }
         crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
@@ -44,6 +45,8 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
             crate::privacy::retention::run_sweep(state).await.map(drop)
         }
         crate::mcp::registry::MCP_CALL => crate::mcp::registry::run_call(state, job).await,
+        crate::mail::SEND_MAIL => crate::mail::run(state, job).await,
+        crate::mail::alerts::MAIL_ALERTS => crate::mail::alerts::run(state).await,
         other => Err(anyhow!("unknown job kind {other:?}")),
     };
     done.map(|()| Outcome::Done)
@@ -66,12 +69,25 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     };
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
-    match dispatch(state, &job).instrument(span).await {
+    let started = std::time::Instant::now();
+    let result = dispatch(state, &job).instrument(span).await;
+    metrics::histogram!("sigmaai_job_duration_seconds", "kind" => job.kind.clone())
+        .record(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(Outcome::Done) => "done",
+        Ok(Outcome::Later(_)) => "later",
+        Err(_) => "failed",
+    };
+    metrics::counter!("sigmaai_jobs_run_total", "kind" => job.kind.clone(), "outcome" => outcome)
+        .increment(1);
+    match result {
         Ok(Outcome::Done) => jobs::complete(&state.db, job.id, state.now()).await?,
         Ok(Outcome::Later(at)) => jobs::defer(&state.db, job.id, at, state.now()).await?,
         Err(err) => {
             let now = state.now();
             tracing::warn!(job_id = %job.id, kind = %job.kind, error = format!("{err:#}"), "job failed");
+            metrics::counter!("sigmaai_job_failures_total", "kind" => job.kind.clone())
+                .increment(1);
             jobs::fail(
                 &state.db,
                 &job,
@@ -89,6 +105,7 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
 pub const PERIODIC: &[(&str, Duration)] = &[
     (SESSION_SWEEP, Duration::hours(1)),
     (crate::privacy::retention::PRIVACY_SWEEP, Duration::days(1)),
+    (crate::mail::alerts::MAIL_ALERTS, Duration::minutes(5)),
 ];
 
 /// Makes sure each periodic job has a pending run (a no-op when one is already queued).

@@ -158,6 +158,8 @@ async fn writer(state: AppState) {
 }
 
 async fn commit(state: &AppState, mut batch: Vec<Pending>) {
+    metrics::histogram!("sigmaai_group_commit_batch_size").record(batch.len() as f64);
+    metrics::counter!("sigmaai_ingest_deliveries_total").increment(batch.len() as u64);
     batch.sort_by(|a, b| a.delivery.lock_order().cmp(&b.delivery.lock_order()));
     if batch.len() > 1 {
         let deliveries = batch.iter().map(|p| p.delivery.clone()).collect();

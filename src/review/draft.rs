@@ -931,6 +931,12 @@ async fn store(
             latency_ms,
             external,
         } => {
+            metrics::histogram!("sigmaai_ai_request_duration_seconds", "provider" => provider.clone())
+                .record(f64::from(*latency_ms) / 1000.0);
+            metrics::counter!("sigmaai_ai_tokens_total", "provider" => provider.clone(), "direction" => "input")
+                .increment((*input_tokens).max(0) as u64);
+            metrics::counter!("sigmaai_ai_tokens_total", "provider" => provider.clone(), "direction" => "output")
+                .increment((*output_tokens).max(0) as u64);
             let sealed = state
                 .keys
                 .seal_str(
