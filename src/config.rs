@@ -70,6 +70,29 @@ pub struct Config {
     pub private_gateway_hosts: Vec<String>,
     /// Timeouts and the connection cap of the listener (see [`crate::http::server`]).
     pub limits: ServerLimits,
+    /// When webhook deliveries are refused with 503 + `Retry-After` rather than queued.
+    pub ingest: IngestLimits,
+}
+
+/// How much the group commit may fall behind before webhooks are refused (503 +
+/// `Retry-After`, which both gateways retry) instead of queued: past it, waiting clients
+/// would only time out, retry and pile up more work (see `messaging::group_commit`).
+#[derive(Clone, Debug)]
+pub struct IngestLimits {
+    /// Deliveries waiting for a writer at most.
+    pub max_queued: usize,
+    /// A new delivery is refused while the oldest waiting one has waited this long (the
+    /// writers are stalled: a slow or restarting database).
+    pub max_wait: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_queued: 1024,
+            max_wait: Duration::from_millis(1000),
+        }
+    }
 }
 
 /// What bounds one client's hold on the server.
@@ -156,6 +179,8 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_REQUEST_TIMEOUT_SECS",
     "SIGMAAI_MAX_CONNECTIONS",
     "SIGMAAI_ALLOW_INSECURE_HTTP",
+    "SIGMAAI_INGEST_QUEUE_MAX",
+    "SIGMAAI_INGEST_MAX_WAIT_MS",
 ];
 
 impl Config {
@@ -321,6 +346,22 @@ impl Config {
                 .max(1) as usize,
         };
 
+        let ingest_defaults = IngestLimits::default();
+        let ingest = IngestLimits {
+            max_queued: parse_num(
+                "SIGMAAI_INGEST_QUEUE_MAX",
+                ingest_defaults.max_queued as u64,
+            )?
+            .max(1) as usize,
+            max_wait: Duration::from_millis(
+                parse_num(
+                    "SIGMAAI_INGEST_MAX_WAIT_MS",
+                    ingest_defaults.max_wait.as_millis() as u64,
+                )?
+                .max(1),
+            ),
+        };
+
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
             if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
@@ -377,6 +418,7 @@ impl Config {
                 })
                 .unwrap_or_default(),
             limits,
+            ingest,
         })
     }
 
@@ -415,6 +457,7 @@ impl Config {
             groq_api_key: None,
             private_gateway_hosts: Vec::new(),
             limits: ServerLimits::default(),
+            ingest: IngestLimits::default(),
         }
     }
 

@@ -39,7 +39,7 @@ pub fn redis_url() -> Option<String> {
     std::env::var("REDIS_URL").ok()
 }
 
-fn with_db(url: &str, db: &str) -> String {
+pub fn with_db(url: &str, db: &str) -> String {
     let mut u = Url::parse(url).expect("DATABASE_URL is a URL");
     u.set_path(&format!("/{db}"));
     u.to_string()

@@ -14,6 +14,7 @@ mod audit;
 mod crypto;
 mod mcp;
 mod messaging;
+mod overload;
 mod privacy;
 mod public_pages;
 mod replay;
