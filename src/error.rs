@@ -73,11 +73,13 @@ pub fn is_transient_db(e: &sqlx::Error) -> bool {
     }
 }
 
-/// The retry delay for an error that is transient (anywhere in its cause chain), if it is.
-fn retry_after(err: &anyhow::Error) -> Option<u64> {
+/// The retry delay for an error that is transient (anywhere in its cause chain), if it is,
+/// and whether to warn about it (an overload refusal is warned about where it is decided,
+/// once a second, rather than once per request).
+fn retry_after(err: &anyhow::Error) -> Option<(u64, bool)> {
     err.chain().find_map(|cause| {
         if let Some(o) = cause.downcast_ref::<crate::messaging::group_commit::Overloaded>() {
-            return Some(o.retry_after_secs);
+            return Some((o.retry_after_secs, false));
         }
         let db = cause.downcast_ref::<sqlx::Error>().or_else(|| {
             match cause.downcast_ref::<crate::crypto::CryptoError>() {
@@ -85,7 +87,7 @@ fn retry_after(err: &anyhow::Error) -> Option<u64> {
                 _ => None,
             }
         })?;
-        is_transient_db(db).then_some(DB_RETRY_AFTER_SECS)
+        is_transient_db(db).then_some((DB_RETRY_AFTER_SECS, true))
     })
 }
 
@@ -125,8 +127,10 @@ impl IntoResponse for AppError {
         // A transient failure is the client's cue to retry, not a server error.
         let this = match self {
             AppError::Internal(err) => match retry_after(&err) {
-                Some(retry_after_secs) => {
-                    tracing::warn!(error = format!("{err:#}"), "request refused for now (retryable)");
+                Some((retry_after_secs, warn)) => {
+                    if warn {
+                        tracing::warn!(error = format!("{err:#}"), "request refused for now (retryable)");
+                    }
                     AppError::Unavailable { retry_after_secs }
                 }
                 None => AppError::Internal(err),

@@ -51,7 +51,10 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         let resp = next.run(req).await;
         let status = resp.status().as_u16();
         let ms = start.elapsed().as_secs_f64() * 1000.0;
-        if status >= 500 {
+        if status == 503 {
+            // Retryable by design (overload, a database restart): the cause was warned about.
+            tracing::warn!(status, latency_ms = ms, "response");
+        } else if status >= 500 {
             tracing::error!(status, latency_ms = ms, "response");
         } else {
             tracing::info!(status, latency_ms = ms, "response");
