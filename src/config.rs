@@ -72,6 +72,10 @@ pub struct Config {
     pub limits: ServerLimits,
     /// When webhook deliveries are refused with 503 + `Retry-After` rather than queued.
     pub ingest: IngestLimits,
+    /// How often an idle worker looks for due jobs when nothing woke it (LISTEN/NOTIFY and
+    /// the next job's due time wake it otherwise; while its listener is down it polls
+    /// every 500 ms).
+    pub worker_poll: Duration,
 }
 
 /// How much the group commit may fall behind before webhooks are refused (503 +
@@ -181,6 +185,7 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_ALLOW_INSECURE_HTTP",
     "SIGMAAI_INGEST_QUEUE_MAX",
     "SIGMAAI_INGEST_MAX_WAIT_MS",
+    "SIGMAAI_WORKER_POLL_MS",
 ];
 
 impl Config {
@@ -419,6 +424,7 @@ impl Config {
                 .unwrap_or_default(),
             limits,
             ingest,
+            worker_poll: Duration::from_millis(parse_num("SIGMAAI_WORKER_POLL_MS", 5000)?.max(10)),
         })
     }
 
@@ -458,6 +464,7 @@ impl Config {
             private_gateway_hosts: Vec::new(),
             limits: ServerLimits::default(),
             ingest: IngestLimits::default(),
+            worker_poll: Duration::from_secs(5),
         }
     }
 

@@ -79,7 +79,13 @@ pub struct GroupCommit {
     stats: Counters,
     /// When a refusal was last logged (one warning a second at most, not one per request).
     warned_at: Mutex<Option<Instant>>,
+    /// When the workers were last woken for new AI turns, and whether a wake is pending.
+    woke_at: Mutex<(Option<Instant>, bool)>,
 }
+
+/// The workers are told about new AI turns at most this often (a NOTIFY after the commit,
+/// not inside the batch's transaction, where it would serialise the writers' commits).
+const WAKE_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 struct Counters {
@@ -158,6 +164,45 @@ impl GroupCommit {
         }
     }
 
+    /// Tells the workers (all instances) that new jobs exist, so an idle one sets its timer
+    /// for the AI turn's debounce instead of finding it at its next poll. At most one NOTIFY
+    /// per [`WAKE_EVERY`]; one asked for meanwhile goes out at the end of the window.
+    fn wake_workers(&self, state: &AppState) {
+        let now = Instant::now();
+        let delay = {
+            let mut w = self.woke_at.lock().unwrap_or_else(|e| e.into_inner());
+            match w.0 {
+                Some(at) if now.duration_since(at) < WAKE_EVERY => {
+                    if w.1 {
+                        return; // one is already on its way
+                    }
+                    w.1 = true;
+                    WAKE_EVERY - now.duration_since(at)
+                }
+                _ => {
+                    *w = (Some(now), false);
+                    Duration::ZERO
+                }
+            }
+        };
+        let s = state.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                *s.ingest.woke_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (Some(Instant::now()), false);
+            }
+            let mut conn = match s.db.acquire().await {
+                Ok(c) => c,
+                Err(e) => return tracing::warn!(error = %e, "could not wake the workers"),
+            };
+            if let Err(e) = db::jobs::notify_workers(&mut conn).await {
+                // They find the turn at their next poll.
+                tracing::warn!(error = %e, "could not wake the workers");
+            }
+        });
+    }
+
     /// Deliveries waiting for a writer now (not counting the batches being written).
     pub fn queued(&self) -> usize {
         self.lock_queue().pending.len()
@@ -230,6 +275,9 @@ async fn commit(state: &AppState, mut batch: Vec<Pending>) {
         let deliveries = batch.iter().map(|p| p.delivery.clone()).collect();
         match write(state, deliveries).await {
             Ok(outcomes) => {
+                if outcomes.iter().any(|o| !o.conversations.is_empty()) {
+                    state.ingest.wake_workers(state);
+                }
                 let tenants: HashSet<Uuid> = batch.iter().map(|p| p.delivery.tenant_id()).collect();
                 for (p, out) in batch.into_iter().zip(outcomes) {
                     // The requester may have hung up; its delivery is stored all the same.
@@ -260,6 +308,9 @@ async fn commit(state: &AppState, mut batch: Vec<Pending>) {
             .await
             .map(|mut v| v.remove(0));
         let stored = result.is_ok();
+        if result.as_ref().is_ok_and(|o| !o.conversations.is_empty()) {
+            state.ingest.wake_workers(state);
+        }
         let _ = p.reply.send(result);
         if stored {
             crate::live::publish(state, tenant, &crate::live::Event::Inbox).await;
