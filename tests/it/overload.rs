@@ -226,3 +226,127 @@ async fn a_database_connection_lost_mid_write_is_a_retryable_503() {
     );
     assert_eq!(harness::errors_logged(), 0, "a lost connection is retryable, not an error");
 }
+
+/// A Redis-speaking server on loopback that answers every command with `:1` until told to
+/// go silent (a hung Redis: connections stay open, nothing comes back). Counts the PUBLISH
+/// commands it received.
+struct HungRedis {
+    url: String,
+    answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    publishes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One RESP array command from the front of `buf`: its length and its first word.
+fn resp_command(buf: &[u8]) -> Option<(usize, String)> {
+    fn line(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    }
+    if buf.first() != Some(&b'*') {
+        return None;
+    }
+    let (items, mut at) = line(buf, 0)?;
+    let mut first = String::new();
+    for i in 0..items {
+        if buf.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, start) = line(buf, at)?;
+        if buf.len() < start + len + 2 {
+            return None;
+        }
+        if i == 0 {
+            first = String::from_utf8_lossy(&buf[start..start + len]).to_ascii_uppercase();
+        }
+        at = start + len + 2;
+    }
+    Some((at, first))
+}
+
+impl HungRedis {
+    async fn start() -> HungRedis {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let answering = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let publishes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, p) = (answering.clone(), publishes.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (a, p) = (a.clone(), p.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some((len, cmd)) = resp_command(&buf) {
+                            buf.drain(..len);
+                            if cmd == "PUBLISH" {
+                                p.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if a.load(Ordering::SeqCst) && sock.write_all(b":1\r\n").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        HungRedis {
+            url,
+            answering,
+            publishes,
+        }
+    }
+
+    fn publishes(&self) -> usize {
+        self.publishes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Redis hanging (not refusing: answering nothing) costs one request its timeout; after
+/// that the breaker is open and nothing waits on Redis until it answers again, which a
+/// background reconnect notices by itself.
+#[tokio::test]
+async fn a_hung_redis_is_cut_off_after_one_failure_and_found_again() {
+    use std::sync::atomic::Ordering;
+    let redis = HungRedis::start().await;
+    let url = redis.url.clone();
+    let t = harness::TestApp::with_config(|c| {
+        c.redis_url = Some(secrecy::SecretString::from(url));
+    })
+    .await;
+    let tenant = uuid::Uuid::now_v7();
+    let event = sigmaai::live::Event::Inbox;
+    sigmaai::live::publish(&t.state, tenant, &event).await;
+    assert_eq!(redis.publishes(), 1, "Redis in use while it answers");
+    redis.answering.store(false, Ordering::SeqCst);
+    // This one waits for the response timeout, fails, and opens the breaker...
+    sigmaai::live::publish(&t.state, tenant, &event).await;
+    assert_eq!(redis.publishes(), 2);
+    // ...so these never reach Redis (each falls back to Postgres NOTIFY at once).
+    for _ in 0..20 {
+        sigmaai::live::publish(&t.state, tenant, &event).await;
+    }
+    assert_eq!(redis.publishes(), 2, "nothing waits on a hung Redis");
+    // Redis answers again: a background reconnect finds it, with no request waiting on it.
+    redis.answering.store(true, Ordering::SeqCst);
+    eventually("Redis is used again", || {
+        let (state, event) = (t.state.clone(), event.clone());
+        let before = redis.publishes();
+        let redis = &redis;
+        async move {
+            sigmaai::live::publish(&state, tenant, &event).await;
+            redis.publishes() > before
+        }
+    })
+    .await;
+}
