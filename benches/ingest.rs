@@ -73,7 +73,12 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::for_tests(u.as_str(), redis.as_deref(), "bench:");
     config.db_max_connections = 32;
     config.data_dir = std::env::temp_dir().join(format!("sigmaai-bench-{}", std::process::id()));
-    config.ai_debounce = time::Duration::hours(1); // measure ingestion, not drafting
+    // Measure ingestion, not drafting (the approve bench drafts at once).
+    config.ai_debounce = if which == "approve" {
+        time::Duration::ZERO
+    } else {
+        time::Duration::hours(1)
+    };
     // The overload bounds as the server reads them (`SIGMAAI_INGEST_*`).
     if let Ok(v) = std::env::var("SIGMAAI_INGEST_QUEUE_MAX") {
         config.ingest.max_queued = v.parse()?;
@@ -118,6 +123,10 @@ async fn main() -> anyhow::Result<()> {
             },
         };
         ingest(&state, tenant, &actor, mode, n, concurrency).await?;
+    }
+
+    if which == "all" || which == "approve" {
+        approve(&state, tenant, created.user_id, u.as_str()).await?;
     }
 
     if which == "all" || which == "inbox" || which == "portal" {
@@ -514,5 +523,177 @@ async fn ingest(
     }
     trigger.trigger();
     let _ = server.await;
+    Ok(())
+}
+
+/// Approve → gateway request: drafts waiting for review (offline answerer), approved one
+/// after another with the undo window at 0, by a worker running as `sigmaai all` runs it;
+/// each latency is from the approval's call to the moment a local Evolution-speaking
+/// server receives the send.
+async fn approve(
+    state: &sigmaai::state::AppState,
+    tenant: uuid::Uuid,
+    user: uuid::Uuid,
+    db_url: &str,
+) -> anyhow::Result<()> {
+    use std::{collections::HashMap, sync::Mutex};
+    let n: usize = std::env::var("BENCH_APPROVALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    // The gateway: records when each number's send arrived.
+    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let gw_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gw_url = format!("http://{}", gw_listener.local_addr()?);
+    {
+        let arrived = arrived.clone();
+        let app = axum::Router::new().route(
+            "/message/sendText/{instance}",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let arrived = arrived.clone();
+                async move {
+                    let number: String = body["number"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    arrived.lock().unwrap().insert(number, Instant::now());
+                    (
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(json!({ "key": { "id": format!("OUT-{}", uuid::Uuid::new_v4().simple()) } })),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(gw_listener, app).await });
+    }
+    let actor = Actor::user(user, "bench@bench.test");
+    let (channel_id, secret) = channel::create(
+        state,
+        tenant,
+        &actor,
+        "Approve bench",
+        NewChannelInput::Evolution {
+            base_url: url::Url::parse(&gw_url)?,
+            instance: "approve".into(),
+            api_key: "k".into(),
+        },
+    )
+    .await?;
+    let secret = secret.unwrap_or_default();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let ch = db::channels::get(&mut tx, channel_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("channel"))?;
+    db::ai::insert_knowledge(
+        &mut tx,
+        tenant,
+        &sigmaai::domain::knowledge::KnowledgeEntry {
+            id: uuid::Uuid::now_v7(),
+            title: "Preço da limpeza".into(),
+            body: "A limpeza dental custa R$ 180, com avaliação incluída.".into(),
+            kind: sigmaai::domain::knowledge::KnowledgeKind::Price,
+        },
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    let mut owner = sqlx::PgConnection::connect(db_url).await?;
+    sqlx::query(
+        "INSERT INTO ai_settings (tenant_id, undo_seconds) VALUES ($1, 0)
+         ON CONFLICT (tenant_id) DO UPDATE SET undo_seconds = 0",
+    )
+    .bind(tenant)
+    .execute(&mut owner)
+    .await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let server = {
+        let (s, shutdown) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move { sigmaai::serve_on(listener, s, shutdown).await })
+    };
+    let worker = tokio::spawn(sigmaai::jobs::run_worker(state.clone(), 4, shutdown));
+    let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
+    let http = reqwest::Client::new();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let phones: Vec<String> = (0..n).map(|i| format!("55219{i:08}")).collect();
+    for (i, phone) in phones.iter().enumerate() {
+        let body = json!({
+            "event": "messages.upsert", "instance": "approve",
+            "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": format!("APPROVE-{i}") },
+                      "pushName": "Paciente", "message": { "conversation": "Quanto custa a limpeza?" },
+                      "messageType": "conversation", "messageTimestamp": ts + i as i64 }
+        });
+        let r = http.post(&hook).header("x-webhook-token", &secret).json(&body).send().await?;
+        anyhow::ensure!(r.status().is_success(), "webhook {}", r.status());
+    }
+    // Wait for the worker to draft them all.
+    let t0 = Instant::now();
+    let drafts: Vec<(uuid::Uuid, String)> = loop {
+        let mut tx = db::begin_tenant(&state.db, tenant).await?;
+        let rows: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+            "SELECT d.id, d.contact_id FROM drafts d JOIN conversations c ON c.id = d.conversation_id
+             WHERE d.state = 'pending' AND c.channel_id = $1",
+        )
+        .bind(channel_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.len() >= n || t0.elapsed().as_secs() > 120 {
+            // Which phone each draft answers: the contact's blind index.
+            let mut out = Vec::new();
+            for (draft, contact) in rows {
+                let idx: String =
+                    sqlx::query_scalar("SELECT phone_index FROM contacts WHERE id = $1")
+                        .bind(contact)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                for p in &phones {
+                    if state.keys.blind_phone(tenant, p).await? == idx {
+                        out.push((draft, p.clone()));
+                        break;
+                    }
+                }
+            }
+            tx.commit().await?;
+            break out;
+        }
+        tx.commit().await?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!(
+        "approve: {} drafts ready in {:.1} s; approving one after another (undo window 0, worker fallback poll {} ms)",
+        drafts.len(),
+        t0.elapsed().as_secs_f64(),
+        state.config.worker_poll.as_millis()
+    );
+    let mut lat = Vec::with_capacity(drafts.len());
+    for (draft, phone) in &drafts {
+        // Idle first, as a reviewer's clicks are: the worker is asleep when the click comes.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let t = Instant::now();
+        sigmaai::review::decide::approve(state, tenant, &actor, *draft, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;
+        let arrived_at = loop {
+            if let Some(at) = arrived.lock().unwrap().get(phone.as_str()) {
+                break Some(*at);
+            }
+            if t.elapsed().as_secs() > 10 {
+                break None;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+        };
+        match arrived_at {
+            Some(at) => lat.push(at.duration_since(t).as_secs_f64() * 1000.0),
+            None => println!("approve: a send never reached the gateway"),
+        }
+    }
+    summary("approve → gateway request", lat);
+    trigger.trigger();
+    let _ = server.await;
+    let _ = worker.await;
     Ok(())
 }

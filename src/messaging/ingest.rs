@@ -8,8 +8,9 @@
 //! contact's key, and writes.
 //!
 //! Keys come first: a new contact's data key is committed to the key store before the
-//! contact row can commit (creation is idempotent; a key whose contact row never committed
-//! is an orphan the sweep removes), because everything about the contact is sealed under it.
+//! contact row can commit (a key whose contact row never committed is an orphan the sweep
+//! removes), because everything about the contact is sealed under it. The keys of all the
+//! new people of a batch are created together, in one key-store statement and commit.
 
 use std::collections::{HashMap, HashSet};
 
