@@ -76,6 +76,33 @@ pub struct Config {
     pub mail_from: String,
     /// Where `/metrics` listens (its own port, never the public one); `None`: no listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// When webhook deliveries are refused with 503 + `Retry-After` rather than queued.
+    pub ingest: IngestLimits,
+    /// How often an idle worker looks for due jobs when nothing woke it (LISTEN/NOTIFY and
+    /// the next job's due time wake it otherwise; while its listener is down it polls
+    /// every 500 ms).
+    pub worker_poll: Duration,
+}
+
+/// How much the group commit may fall behind before webhooks are refused (503 +
+/// `Retry-After`, which both gateways retry) instead of queued: past it, waiting clients
+/// would only time out, retry and pile up more work (see `messaging::group_commit`).
+#[derive(Clone, Debug)]
+pub struct IngestLimits {
+    /// Deliveries waiting for a writer at most.
+    pub max_queued: usize,
+    /// A new delivery is refused while the oldest waiting one has waited this long (the
+    /// writers are stalled: a slow or restarting database).
+    pub max_wait: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_queued: 1024,
+            max_wait: Duration::from_millis(1000),
+        }
+    }
 }
 
 /// What bounds one client's hold on the server.
@@ -165,6 +192,9 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_SMTP_URL",
     "SIGMAAI_MAIL_FROM",
     "SIGMAAI_METRICS_BIND",
+    "SIGMAAI_INGEST_QUEUE_MAX",
+    "SIGMAAI_INGEST_MAX_WAIT_MS",
+    "SIGMAAI_WORKER_POLL_MS",
 ];
 
 impl Config {
@@ -368,6 +398,21 @@ impl Config {
                 reason: format!("{e} (expected e.g. 127.0.0.1:9090)"),
             })?),
         };
+        let ingest_defaults = IngestLimits::default();
+        let ingest = IngestLimits {
+            max_queued: parse_num(
+                "SIGMAAI_INGEST_QUEUE_MAX",
+                ingest_defaults.max_queued as u64,
+            )?
+            .max(1) as usize,
+            max_wait: Duration::from_millis(
+                parse_num(
+                    "SIGMAAI_INGEST_MAX_WAIT_MS",
+                    ingest_defaults.max_wait.as_millis() as u64,
+                )?
+                .max(1),
+            ),
+        };
 
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
@@ -428,6 +473,8 @@ impl Config {
             smtp_url,
             mail_from,
             metrics_bind,
+            ingest,
+            worker_poll: Duration::from_millis(parse_num("SIGMAAI_WORKER_POLL_MS", 5000)?.max(10)),
         })
     }
 
@@ -469,6 +516,8 @@ impl Config {
             smtp_url: None,
             mail_from: "SigmaAI <no-reply@localhost>".into(),
             metrics_bind: None,
+            ingest: IngestLimits::default(),
+            worker_poll: Duration::from_secs(5),
         }
     }
 

@@ -63,7 +63,10 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         let ms = secs * 1000.0;
         metrics::counter!("sigmaai_http_requests_total", "method" => method.clone(), "route" => matched.clone(), "status" => status.to_string()).increment(1);
         metrics::histogram!("sigmaai_http_request_duration_seconds", "method" => method, "route" => matched).record(secs);
-        if status >= 500 {
+        if status == 503 {
+            // Retryable by design (overload, a database restart): the cause was warned about.
+            tracing::warn!(status, latency_ms = ms, "response");
+        } else if status >= 500 {
             tracing::error!(status, latency_ms = ms, "response");
         } else {
             tracing::info!(status, latency_ms = ms, "response");

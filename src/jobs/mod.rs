@@ -128,9 +128,89 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// The worker loop: `concurrency` claimers until shutdown.
+/// What wakes this process's idle claimers: a NOTIFY on [`jobs::WAKE_CHANNEL`].
+#[derive(Default)]
+pub struct Wake {
+    notify: tokio::sync::Notify,
+    listening: std::sync::atomic::AtomicBool,
+}
+
+impl Wake {
+    /// Whether the LISTEN connection is up (tests wait for it; without it claimers poll).
+    pub fn listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Listens on the wake channel until shutdown, reconnecting after a pause.
+async fn listen(state: AppState, wake: std::sync::Arc<Wake>, shutdown: Shutdown) {
+    use std::sync::atomic::Ordering;
+    while !shutdown.is_triggered() {
+        match sqlx::postgres::PgListener::connect_with(&state.db).await {
+            Ok(mut listener) => {
+                if listener.listen(jobs::WAKE_CHANNEL).await.is_ok() {
+                    wake.listening.store(true, Ordering::Release);
+                    // Whatever was notified before we listened: look again now.
+                    wake.notify.notify_waiters();
+                    loop {
+                        tokio::select! {
+                            n = listener.recv() => match n {
+                                Ok(_) => wake.notify.notify_waiters(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "job wake-up listener lost; polling until it is back");
+                                    break;
+                                }
+                            },
+                            _ = shutdown.wait() => break,
+                        }
+                    }
+                    wake.listening.store(false, Ordering::Release);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "job wake-up listener could not connect"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
+/// How long an idle claimer sleeps: until the next job comes due, at most `poll` (500 ms
+/// while the wake-up listener is down).
+async fn idle_for(state: &AppState, wake: &Wake) -> StdDuration {
+    let poll = if wake.listening() {
+        state.config.worker_poll
+    } else {
+        StdDuration::from_millis(500).min(state.config.worker_poll)
+    };
+    let now = state.now();
+    match jobs::next_run_at(&state.db, now).await {
+        Ok(Some(at)) => StdDuration::try_from(at - now).unwrap_or_default().min(poll),
+        Ok(None) => poll,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the next job's due time");
+            poll
+        }
+    }
+}
+
+/// The worker loop: `concurrency` claimers until shutdown. An idle claimer sleeps until the
+/// next job's due time or a NOTIFY (a job enqueued due now: approve → send has no polling
+/// interval on its path), with `Config::worker_poll` as the fallback.
 pub async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown) {
+    run_worker_with(state, concurrency, shutdown, Default::default()).await
+}
+
+/// [`run_worker`] with a given [`Wake`] (tests watch its listener).
+pub async fn run_worker_with(
+    state: AppState,
+    concurrency: usize,
+    shutdown: Shutdown,
+    wake: std::sync::Arc<Wake>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(listen(state.clone(), wake.clone(), shutdown.clone()));
     {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -152,15 +232,22 @@ pub async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown)
     for _ in 0..concurrency.max(1) {
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let wake = wake.clone();
         tasks.spawn(async move {
             while !shutdown.is_triggered() {
+                // Registered before looking, so a NOTIFY during the look is not missed.
+                let woken = wake.notify.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
                 match run_one(&state).await {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(err) => tracing::error!(error = format!("{err:#}"), "job queue error"),
                 }
+                let idle = idle_for(&state, &wake).await;
                 tokio::select! {
-                    _ = tokio::time::sleep(StdDuration::from_millis(500)) => {}
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep(idle) => {}
                     _ = shutdown.wait() => {}
                 }
             }

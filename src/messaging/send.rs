@@ -309,6 +309,8 @@ async fn enqueue_send(
         now,
     )
     .await?;
+    // A worker picks it up the moment this commits (or sets its timer for the undo window).
+    jobs::notify_workers(tx).await?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod mail;
 mod mcp;
 mod messaging;
 mod metrics;
+mod overload;
 mod privacy;
 mod public_pages;
 mod replay;
