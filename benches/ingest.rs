@@ -73,7 +73,19 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::for_tests(u.as_str(), redis.as_deref(), "bench:");
     config.db_max_connections = 32;
     config.data_dir = std::env::temp_dir().join(format!("sigmaai-bench-{}", std::process::id()));
-    config.ai_debounce = time::Duration::hours(1); // measure ingestion, not drafting
+    // Measure ingestion, not drafting (the approve bench drafts at once).
+    config.ai_debounce = if which == "approve" {
+        time::Duration::ZERO
+    } else {
+        time::Duration::hours(1)
+    };
+    // The overload bounds as the server reads them (`SIGMAAI_INGEST_*`).
+    if let Ok(v) = std::env::var("SIGMAAI_INGEST_QUEUE_MAX") {
+        config.ingest.max_queued = v.parse()?;
+    }
+    if let Ok(v) = std::env::var("SIGMAAI_INGEST_MAX_WAIT_MS") {
+        config.ingest.max_wait = std::time::Duration::from_millis(v.parse()?);
+    }
     db::migrate(&config).await?;
     let state = sigmaai::connect(config, Arc::new(SystemClock)).await?;
 
@@ -95,160 +107,29 @@ async fn main() -> anyhow::Result<()> {
     let tenant = created.tenant_id;
     let actor = Actor::system();
 
-    if which == "all" || which == "ingest" {
-        let base = url::Url::parse("http://127.0.0.1:9")?;
-        let (channel_id, secret) = channel::create(
-            &state,
-            tenant,
-            &actor,
-            "Bench",
-            NewChannelInput::Evolution {
-                base_url: base,
-                instance: "bench".into(),
-                api_key: "k".into(),
+    if which == "all" || which.starts_with("ingest") {
+        let mode = match which.as_str() {
+            "ingest-new" => Mode::New,
+            "ingest-open" => Mode::Open(
+                std::env::args()
+                    .nth(2)
+                    .and_then(|v| v.parse().ok())
+                    .or(rate)
+                    .ok_or_else(|| anyhow::anyhow!("usage: scripts/bench ingest-open RATE"))?,
+            ),
+            _ => match rate {
+                Some(r) => Mode::Open(r),
+                None => Mode::Closed,
             },
-        )
-        .await?;
-        let secret = secret.unwrap_or_default();
-        let mut tx = db::begin_tenant(&state.db, tenant).await?;
-        let ch = db::channels::get(&mut tx, channel_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("channel"))?;
-        tx.commit().await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (trigger, shutdown) = Shutdown::new();
-        let server_state = state.clone();
-        let server =
-            tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
-        let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
-
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(if rate.is_some() { 1024 } else { concurrency })
-            .build()?;
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let senders = 2_000usize;
-        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
-        // Warm-up: every sender's first message (creates contacts and keys), not measured.
-        match rate {
-            Some(r) => println!(
-                "ingest: {n} deliveries offered at {r:.0}/s (open loop), {senders} senders (warm-up creates the contacts first)"
-            ),
-            None => println!(
-                "ingest: {n} deliveries, {concurrency} concurrent clients, {senders} senders (warm-up creates the contacts first)"
-            ),
-        }
-        // Open loop: requests go out on schedule, however many are in flight (bounded only
-        // to keep a stalled server from exhausting the machine).
-        let offered = Arc::new(Semaphore::new(8192));
-        let mut tasks = Vec::with_capacity(n + senders);
-        for phase in [0usize, 1] {
-            let count = if phase == 0 { senders } else { n };
-            let started = Instant::now();
-            let mut handles = Vec::with_capacity(count);
-            for i in 0..count {
-                let due = match rate {
-                    Some(r) if phase == 1 => {
-                        let due = started + std::time::Duration::from_secs_f64(i as f64 / r);
-                        tokio::time::sleep_until(due.into()).await;
-                        Some(due)
-                    }
-                    _ => None,
-                };
-                let permit = match due {
-                    Some(_) => offered.clone().acquire_owned().await?,
-                    None => permits.clone().acquire_owned().await?,
-                };
-                let (http, hook, secret) = (http.clone(), hook.clone(), secret.clone());
-                let id = format!("BENCH{phase}-{i}");
-                let phone = format!("55119{:08}", i % senders);
-                let body = json!({
-                    "event": "messages.upsert", "instance": "bench",
-                    "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id },
-                              "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
-                              "messageType": "conversation", "messageTimestamp": ts + i as i64 }
-                });
-                handles.push(tokio::spawn(async move {
-                    let t0 = due.unwrap_or_else(Instant::now);
-                    let r = http
-                        .post(&hook)
-                        .header("x-webhook-token", secret)
-                        .json(&body)
-                        .send()
-                        .await;
-                    drop(permit);
-                    let ok = matches!(&r, Ok(resp) if resp.status().is_success());
-                    (id, ok, t0.elapsed().as_secs_f64() * 1000.0)
-                }));
-            }
-            let mut lat = Vec::with_capacity(count);
-            let mut acked = Vec::with_capacity(count);
-            for h in handles {
-                let (id, ok, ms) = h.await?;
-                if ok {
-                    lat.push(ms);
-                    acked.push(id);
-                }
-            }
-            let secs = started.elapsed().as_secs_f64();
-            if phase == 1 {
-                println!(
-                    "ingest throughput: {:.0} acknowledged messages/s ({} of {} acknowledged in {:.2} s)",
-                    acked.len() as f64 / secs,
-                    acked.len(),
-                    count,
-                    secs
-                );
-                summary("ingest latency (acknowledged)", lat);
-            } else {
-                // Every warm-up message is a new person: contact, key and conversation.
-                println!(
-                    "warm-up (new senders): {:.0} messages/s ({} in {:.2} s)",
-                    acked.len() as f64 / secs,
-                    acked.len(),
-                    secs
-                );
-            }
-            tasks.extend(acked);
-        }
-        let stats = state.ingest.stats();
-        println!(
-            "group commit: {} deliveries in {} transactions ({:.1} per commit), {} failed batches retried one by one",
-            stats.deliveries,
-            stats.transactions,
-            stats.deliveries as f64 / stats.transactions.max(1) as f64,
-            stats.failed_batches
-        );
-        // Exactly once: every acknowledged id is stored once, and nothing else.
-        let mut tx = db::begin_tenant(&state.db, tenant).await?;
-        let stored: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT external_id, count(*) FROM messages WHERE channel_id = $1 GROUP BY external_id",
-        )
-        .bind(channel_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let dupes = stored.iter().filter(|(_, c)| *c > 1).count();
-        let stored_ids: std::collections::HashSet<&str> =
-            stored.iter().map(|(id, _)| id.as_str()).collect();
-        let missing = tasks
-            .iter()
-            .filter(|id| !stored_ids.contains(id.as_str()))
-            .count();
-        println!(
-            "exactly-once check: {} acknowledged, {} stored, {missing} acknowledged but missing, {dupes} duplicated",
-            tasks.len(),
-            stored.len()
-        );
-        anyhow::ensure!(
-            missing == 0 && dupes == 0 && stored.len() == tasks.len(),
-            "durability check failed"
-        );
-        trigger.trigger();
-        let _ = server.await;
+        };
+        ingest(&state, tenant, &actor, mode, n, concurrency).await?;
     }
 
-    if which == "all" || which == "inbox" {
+    if which == "all" || which == "approve" {
+        approve(&state, tenant, created.user_id, u.as_str()).await?;
+    }
+
+    if which == "all" || which == "inbox" || which == "portal" {
         let conversations: i64 = std::env::var("BENCH_CONVERSATIONS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -301,7 +182,44 @@ async fn main() -> anyhow::Result<()> {
         .bind(conversations)
         .execute(&mut owner)
         .await?;
-        sqlx::query("ANALYZE").execute(&mut owner).await?;
+        // Drafts: most decided long ago, one in ten conversations waiting for review.
+        sqlx::query(
+            "INSERT INTO drafts (id, tenant_id, conversation_id, contact_id, reply_to_message_id, state, provider, created_at)
+             SELECT gen_random_uuid(), cv.tenant_id, cv.id, cv.contact_id, gen_random_uuid(),
+                    CASE WHEN random() < 0.1 THEN 'pending' ELSE 'approved' END, 'offline', now()
+             FROM conversations cv, generate_series(1, 4) g
+             WHERE cv.tenant_id = $1 AND cv.channel_id = $2 AND (g = 1 OR random() < 0.5)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(channel_id)
+        .execute(&mut owner)
+        .await?;
+        // No manual ANALYZE: the per-table autovacuum settings must keep the planner right
+        // (`BENCH_ANALYZE=1` runs one, to compare).
+        if std::env::var("BENCH_ANALYZE").is_ok_and(|v| v == "1") {
+            sqlx::query("ANALYZE").execute(&mut owner).await?;
+        } else {
+            // Give autovacuum a moment to notice the bulk load, as it would in production.
+            let t0 = Instant::now();
+            loop {
+                let analyzed: bool = sqlx::query_scalar(
+                    "SELECT bool_and(last_autoanalyze IS NOT NULL) FROM pg_stat_user_tables
+                     WHERE relname IN ('conversations', 'contacts', 'messages', 'drafts')",
+                )
+                .fetch_one(&mut owner)
+                .await?;
+                if analyzed || t0.elapsed().as_secs() > 120 {
+                    println!(
+                        "autoanalyze {} after {:.0} s",
+                        if analyzed { "ran" } else { "had not run" },
+                        t0.elapsed().as_secs_f64()
+                    );
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE tenant_id = $1")
             .bind(tenant)
             .fetch_one(&mut owner)
@@ -344,6 +262,37 @@ async fn main() -> anyhow::Result<()> {
             }
             summary(name, lat);
         }
+        // The navigation badges every portal page shows.
+        for name in ["badge: drafts waiting", "badge: unread"] {
+            let mut lat = Vec::with_capacity(runs);
+            let mut value = 0;
+            for _ in 0..runs {
+                let t0 = Instant::now();
+                let mut tx = db::begin_tenant(&state.db, tenant).await?;
+                value = if name.ends_with("waiting") {
+                    db::ai::queue_count(&mut tx).await?
+                } else {
+                    db::conversations::unread_total(&mut tx).await?
+                };
+                tx.commit().await?;
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            summary(&format!("{name} ({value})"), lat);
+        }
+        // The plans, as the application role sees them (RLS on).
+        let mut tx = db::begin_tenant(&state.db, tenant).await?;
+        for (what, sql) in [
+            ("inbox first page", "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT cv.id, ct.name_sealed FROM conversations cv JOIN LATERAL (SELECT c.name_sealed FROM contacts c WHERE c.id = cv.contact_id AND c.tenant_id = cv.tenant_id LIMIT 1) ct ON true ORDER BY cv.last_message_at DESC, cv.id DESC LIMIT 50"),
+            ("badge: drafts waiting", "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT count(*) FROM drafts WHERE tenant_id = app_current_tenant() AND state IN ('pending', 'escalated')"),
+            ("badge: unread", "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT COALESCE(sum(unread_count), 0)::bigint FROM conversations WHERE tenant_id = app_current_tenant() AND status = 'open' AND unread_count > 0"),
+        ] {
+            let plan: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut *tx).await?;
+            println!("EXPLAIN {what}:");
+            for line in plan {
+                println!("    {line}");
+            }
+        }
+        tx.commit().await?;
     }
     state.db.close().await;
     let _ = sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
@@ -352,5 +301,399 @@ async fn main() -> anyhow::Result<()> {
     let _ = sqlx::query(&format!("DROP DATABASE {db_name}_keys WITH (FORCE)"))
         .execute(&mut admin)
         .await;
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `concurrency` clients, each sending one request after another (2,000 known senders).
+    Closed,
+    /// Offered at a fixed rate (messages/s), however many are open (2,000 known senders).
+    Open(f64),
+    /// Closed loop, every message from a new person (contact, key, conversation each).
+    New,
+}
+
+/// What became of one request.
+enum Outcome {
+    Acked,
+    /// 503 with a Retry-After header (the gateway retries it).
+    Refused,
+    Failed,
+}
+
+async fn ingest(
+    state: &sigmaai::state::AppState,
+    tenant: uuid::Uuid,
+    actor: &Actor,
+    mode: Mode,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let base = url::Url::parse("http://127.0.0.1:9")?;
+    let (channel_id, secret) = channel::create(
+        state,
+        tenant,
+        actor,
+        "Bench",
+        NewChannelInput::Evolution {
+            base_url: base,
+            instance: "bench".into(),
+            api_key: "k".into(),
+        },
+    )
+    .await?;
+    let secret = secret.unwrap_or_default();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let ch = db::channels::get(&mut tx, channel_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("channel"))?;
+    tx.commit().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let server_state = state.clone();
+    let server =
+        tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+    let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
+
+    // A gateway's patience: past it the request counts as failed (and the gateway retries).
+    let patience_ms: u64 = std::env::var("BENCH_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let open = matches!(mode, Mode::Open(_));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(if open { 4096 } else { concurrency })
+        .timeout(std::time::Duration::from_millis(patience_ms))
+        .build()?;
+    let permits = Arc::new(Semaphore::new(concurrency));
+    // Known senders (warmed up first), or every message a new person.
+    let senders = if mode == Mode::New { n } else { 2_000usize };
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    match mode {
+        Mode::Open(r) => println!(
+            "ingest: {n} deliveries offered at {r:.0}/s (open loop), {senders} senders (warm-up creates the contacts first), patience {patience_ms} ms"
+        ),
+        Mode::Closed => println!(
+            "ingest: {n} deliveries, {concurrency} concurrent clients, {senders} senders (warm-up creates the contacts first)"
+        ),
+        Mode::New => println!(
+            "ingest-new: {n} deliveries, {concurrency} concurrent clients, every one from a new sender (contact + data key each)"
+        ),
+    }
+    // Open loop: requests go out on schedule, however many are in flight (bounded only
+    // to keep a stalled server from exhausting the machine's descriptors).
+    let offered = Arc::new(Semaphore::new(16_384));
+    let mut acked_ids = Vec::with_capacity(n + senders);
+    let phases: &[usize] = if mode == Mode::New { &[1] } else { &[0, 1] };
+    for &phase in phases {
+        let count = if phase == 0 { senders } else { n };
+        let started = Instant::now();
+        let mut handles = Vec::with_capacity(count);
+        let mut behind = 0usize;
+        for i in 0..count {
+            let due = match mode {
+                Mode::Open(r) if phase == 1 => {
+                    let due = started + std::time::Duration::from_secs_f64(i as f64 / r);
+                    if Instant::now() > due + std::time::Duration::from_millis(5) {
+                        behind += 1;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    Some(due)
+                }
+                _ => None,
+            };
+            let permit = match due {
+                Some(_) => offered.clone().acquire_owned().await?,
+                None => permits.clone().acquire_owned().await?,
+            };
+            let (http, hook, secret) = (http.clone(), hook.clone(), secret.clone());
+            let id = format!("BENCH{phase}-{i}");
+            let phone = format!("55119{:08}", i % senders);
+            let body = json!({
+                "event": "messages.upsert", "instance": "bench",
+                "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id },
+                          "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
+                          "messageType": "conversation", "messageTimestamp": ts + i as i64 }
+            });
+            handles.push(tokio::spawn(async move {
+                let t0 = due.unwrap_or_else(Instant::now);
+                let r = http
+                    .post(&hook)
+                    .header("x-webhook-token", secret)
+                    .json(&body)
+                    .send()
+                    .await;
+                drop(permit);
+                let outcome = match &r {
+                    Ok(resp) if resp.status().is_success() => Outcome::Acked,
+                    Ok(resp)
+                        if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                            && resp.headers().contains_key("retry-after") =>
+                    {
+                        Outcome::Refused
+                    }
+                    _ => Outcome::Failed,
+                };
+                (id, outcome, t0.elapsed().as_secs_f64() * 1000.0)
+            }));
+        }
+        let mut lat = Vec::with_capacity(count);
+        let mut refused_lat = Vec::new();
+        let mut failed = 0usize;
+        let mut acked = Vec::with_capacity(count);
+        for h in handles {
+            let (id, outcome, ms) = h.await?;
+            match outcome {
+                Outcome::Acked => {
+                    lat.push(ms);
+                    acked.push(id);
+                }
+                Outcome::Refused => refused_lat.push(ms),
+                Outcome::Failed => failed += 1,
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if phase == 1 {
+            println!(
+                "ingest throughput: {:.0} acknowledged messages/s ({} of {} acknowledged in {:.2} s)",
+                acked.len() as f64 / secs,
+                acked.len(),
+                count,
+                secs
+            );
+            if open {
+                println!(
+                    "open loop: {} acknowledged, {} refused with 503 + Retry-After, {failed} errors or time-outs; {behind} requests sent > 5 ms late by the load generator",
+                    acked.len(),
+                    refused_lat.len(),
+                );
+                summary("503 answers", refused_lat);
+            } else if failed > 0 || !refused_lat.is_empty() {
+                println!("{} refused (503), {failed} failed", refused_lat.len());
+            }
+            summary("ingest latency (acknowledged)", lat);
+        } else {
+            // Every warm-up message is a new person: contact, key and conversation.
+            println!(
+                "warm-up (new senders): {:.0} messages/s ({} in {:.2} s)",
+                acked.len() as f64 / secs,
+                acked.len(),
+                secs
+            );
+        }
+        acked_ids.extend(acked);
+    }
+    let stats = state.ingest.stats();
+    println!(
+        "group commit: {} deliveries in {} transactions ({:.1} per commit), {} failed batches retried one by one, {} refused",
+        stats.deliveries,
+        stats.transactions,
+        stats.deliveries as f64 / stats.transactions.max(1) as f64,
+        stats.failed_batches,
+        stats.refused
+    );
+    // Exactly once: every acknowledged id is stored once. A request that timed out on the
+    // client may still have been stored (the gateway's retry then finds it a duplicate).
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let stored: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT external_id, count(*) FROM messages WHERE channel_id = $1 GROUP BY external_id",
+    )
+    .bind(channel_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let dupes = stored.iter().filter(|(_, c)| *c > 1).count();
+    let stored_ids: std::collections::HashSet<&str> =
+        stored.iter().map(|(id, _)| id.as_str()).collect();
+    let missing = acked_ids
+        .iter()
+        .filter(|id| !stored_ids.contains(id.as_str()))
+        .count();
+    let unacked = stored.len().saturating_sub(acked_ids.len() - missing);
+    println!(
+        "exactly-once check: {} acknowledged, {} stored, {missing} acknowledged but missing, {dupes} duplicated, {unacked} stored but not acknowledged (client gave up)",
+        acked_ids.len(),
+        stored.len()
+    );
+    anyhow::ensure!(missing == 0 && dupes == 0, "durability check failed");
+    if !open {
+        anyhow::ensure!(stored.len() == acked_ids.len(), "stored ≠ acknowledged");
+    }
+    trigger.trigger();
+    let _ = server.await;
+    Ok(())
+}
+
+/// Approve → gateway request: drafts waiting for review (offline answerer), approved one
+/// after another with the undo window at 0, by a worker running as `sigmaai all` runs it;
+/// each latency is from the approval's call to the moment a local Evolution-speaking
+/// server receives the send.
+async fn approve(
+    state: &sigmaai::state::AppState,
+    tenant: uuid::Uuid,
+    user: uuid::Uuid,
+    db_url: &str,
+) -> anyhow::Result<()> {
+    use std::{collections::HashMap, sync::Mutex};
+    let n: usize = std::env::var("BENCH_APPROVALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    // The gateway: records when each number's send arrived.
+    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let gw_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gw_url = format!("http://{}", gw_listener.local_addr()?);
+    {
+        let arrived = arrived.clone();
+        let app = axum::Router::new().route(
+            "/message/sendText/{instance}",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let arrived = arrived.clone();
+                async move {
+                    let number: String = body["number"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    arrived.lock().unwrap().insert(number, Instant::now());
+                    (
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(json!({ "key": { "id": format!("OUT-{}", uuid::Uuid::new_v4().simple()) } })),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(gw_listener, app).await });
+    }
+    let actor = Actor::user(user, "bench@bench.test");
+    let (channel_id, secret) = channel::create(
+        state,
+        tenant,
+        &actor,
+        "Approve bench",
+        NewChannelInput::Evolution {
+            base_url: url::Url::parse(&gw_url)?,
+            instance: "approve".into(),
+            api_key: "k".into(),
+        },
+    )
+    .await?;
+    let secret = secret.unwrap_or_default();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let ch = db::channels::get(&mut tx, channel_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("channel"))?;
+    db::ai::insert_knowledge(
+        &mut tx,
+        tenant,
+        &sigmaai::domain::knowledge::KnowledgeEntry {
+            id: uuid::Uuid::now_v7(),
+            title: "Preço da limpeza".into(),
+            body: "A limpeza dental custa R$ 180, com avaliação incluída.".into(),
+            kind: sigmaai::domain::knowledge::KnowledgeKind::Price,
+        },
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    let mut owner = sqlx::PgConnection::connect(db_url).await?;
+    sqlx::query(
+        "INSERT INTO ai_settings (tenant_id, undo_seconds) VALUES ($1, 0)
+         ON CONFLICT (tenant_id) DO UPDATE SET undo_seconds = 0",
+    )
+    .bind(tenant)
+    .execute(&mut owner)
+    .await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let server = {
+        let (s, shutdown) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move { sigmaai::serve_on(listener, s, shutdown).await })
+    };
+    let worker = tokio::spawn(sigmaai::jobs::run_worker(state.clone(), 4, shutdown));
+    let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
+    let http = reqwest::Client::new();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let phones: Vec<String> = (0..n).map(|i| format!("55219{i:08}")).collect();
+    for (i, phone) in phones.iter().enumerate() {
+        let body = json!({
+            "event": "messages.upsert", "instance": "approve",
+            "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": format!("APPROVE-{i}") },
+                      "pushName": "Paciente", "message": { "conversation": "Quanto custa a limpeza?" },
+                      "messageType": "conversation", "messageTimestamp": ts + i as i64 }
+        });
+        let r = http.post(&hook).header("x-webhook-token", &secret).json(&body).send().await?;
+        anyhow::ensure!(r.status().is_success(), "webhook {}", r.status());
+    }
+    // Wait for the worker to draft them all.
+    let t0 = Instant::now();
+    let drafts: Vec<(uuid::Uuid, String)> = loop {
+        let mut tx = db::begin_tenant(&state.db, tenant).await?;
+        let rows: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+            "SELECT d.id, d.contact_id FROM drafts d JOIN conversations c ON c.id = d.conversation_id
+             WHERE d.state = 'pending' AND c.channel_id = $1",
+        )
+        .bind(channel_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.len() >= n || t0.elapsed().as_secs() > 120 {
+            // Which phone each draft answers: the contact's blind index.
+            let mut out = Vec::new();
+            for (draft, contact) in rows {
+                let idx: String =
+                    sqlx::query_scalar("SELECT phone_index FROM contacts WHERE id = $1")
+                        .bind(contact)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                for p in &phones {
+                    if state.keys.blind_phone(tenant, p).await? == idx {
+                        out.push((draft, p.clone()));
+                        break;
+                    }
+                }
+            }
+            tx.commit().await?;
+            break out;
+        }
+        tx.commit().await?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!(
+        "approve: {} drafts ready in {:.1} s; approving one after another (undo window 0, worker fallback poll {} ms)",
+        drafts.len(),
+        t0.elapsed().as_secs_f64(),
+        state.config.worker_poll.as_millis()
+    );
+    let mut lat = Vec::with_capacity(drafts.len());
+    for (draft, phone) in &drafts {
+        // Idle first, as a reviewer's clicks are: the worker is asleep when the click comes.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let t = Instant::now();
+        sigmaai::review::decide::approve(state, tenant, &actor, *draft, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;
+        let arrived_at = loop {
+            if let Some(at) = arrived.lock().unwrap().get(phone.as_str()) {
+                break Some(*at);
+            }
+            if t.elapsed().as_secs() > 10 {
+                break None;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+        };
+        match arrived_at {
+            Some(at) => lat.push(at.duration_since(t).as_secs_f64() * 1000.0),
+            None => println!("approve: a send never reached the gateway"),
+        }
+    }
+    summary("approve → gateway request", lat);
+    trigger.trigger();
+    let _ = server.await;
+    let _ = worker.await;
     Ok(())
 }

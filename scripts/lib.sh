@@ -102,5 +102,61 @@ stop_private_services() {
       if kill -0 "$pid" 2>/dev/null; then log "stopping Redis in $dir"; kill "$pid"; fi
       rm -f "$dir/redis.pid"
     fi
+    local f
+    for f in "$dir"/mailsink.pid "$dir"/s3.pid; do
+      if [ -f "$f" ]; then
+        local spid; spid=$(cat "$f")
+        if kill -0 "$spid" 2>/dev/null; then log "stopping $(basename "$f" .pid) in $dir"; kill "$spid"; fi
+        rm -f "$f"
+      fi
+    done
   done
+}
+
+# ensure_venv PACKAGE…: a Python virtualenv under .data/venv (made once, reused by every run)
+# holding the given PyPI packages; prints nothing, sets VENV.
+VENV="$DATA/venv"
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    command -v python3 >/dev/null || { log "installing Python"; apt_install python3 python3-venv; }
+    log "creating a Python virtualenv in $VENV"
+    python3 -m venv "$VENV" || { apt_install python3-venv; python3 -m venv "$VENV"; }
+  fi
+  local missing=() p
+  for p in "$@"; do
+    "$VENV/bin/python" -m pip show -q "${p%%[*}" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]} from PyPI into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}"
+  fi
+}
+
+# ensure_smtp NAME PORT: a local SMTP server (aiosmtpd) writing every message it accepts as
+# an .eml file under .data/NAME/maildir; exports SIGMAAI_TEST_SMTP_URL and
+# SIGMAAI_TEST_MAILDIR.
+ensure_smtp() {
+  local name="$1" port="$2"
+  local dir="$DATA/$name"; mkdir -p "$dir/maildir"
+  ensure_venv aiosmtpd
+  local pid=""; [ -f "$dir/mailsink.pid" ] && pid=$(cat "$dir/mailsink.pid")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "$dir/mailsink.port" 2>/dev/null)" = "$port" ]; then
+    :  # ours, already running on this port
+  elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is taken by another program: set SIGMAAI_TEST_SMTP_PORT to a free one" >&2; return 1
+  else
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    log "starting the mail sink on 127.0.0.1:$port"
+    nohup "$VENV/bin/python" "$ROOT/scripts/mailsink.py" 127.0.0.1 "$port" "$dir/maildir" \
+      >"$dir/mailsink.log" 2>&1 &
+    echo $! >"$dir/mailsink.pid"; echo "$port" >"$dir/mailsink.port"
+    local ok=""
+    for _ in $(seq 100); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || { cat "$dir/mailsink.log" >&2; echo "the mail sink did not start" >&2; return 1; }
+  fi
+  export SIGMAAI_TEST_SMTP_URL="smtp://127.0.0.1:$port"
+  export SIGMAAI_TEST_MAILDIR="$dir/maildir"
 }

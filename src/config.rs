@@ -70,6 +70,39 @@ pub struct Config {
     pub private_gateway_hosts: Vec<String>,
     /// Timeouts and the connection cap of the listener (see [`crate::http::server`]).
     pub limits: ServerLimits,
+    /// `smtp://user:pass@host:port` or `smtps://…`; `None`: e-mail off (see [`crate::mail`]).
+    pub smtp_url: Option<SecretString>,
+    /// The sender of every e-mail, e.g. `SigmaAI <no-reply@example.com>`.
+    pub mail_from: String,
+    /// Where `/metrics` listens (its own port, never the public one); `None`: no listener.
+    pub metrics_bind: Option<SocketAddr>,
+    /// When webhook deliveries are refused with 503 + `Retry-After` rather than queued.
+    pub ingest: IngestLimits,
+    /// How often an idle worker looks for due jobs when nothing woke it (LISTEN/NOTIFY and
+    /// the next job's due time wake it otherwise; while its listener is down it polls
+    /// every 500 ms).
+    pub worker_poll: Duration,
+}
+
+/// How much the group commit may fall behind before webhooks are refused (503 +
+/// `Retry-After`, which both gateways retry) instead of queued: past it, waiting clients
+/// would only time out, retry and pile up more work (see `messaging::group_commit`).
+#[derive(Clone, Debug)]
+pub struct IngestLimits {
+    /// Deliveries waiting for a writer at most.
+    pub max_queued: usize,
+    /// A new delivery is refused while the oldest waiting one has waited this long (the
+    /// writers are stalled: a slow or restarting database).
+    pub max_wait: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_queued: 1024,
+            max_wait: Duration::from_millis(1000),
+        }
+    }
 }
 
 /// What bounds one client's hold on the server.
@@ -156,6 +189,12 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_REQUEST_TIMEOUT_SECS",
     "SIGMAAI_MAX_CONNECTIONS",
     "SIGMAAI_ALLOW_INSECURE_HTTP",
+    "SIGMAAI_SMTP_URL",
+    "SIGMAAI_MAIL_FROM",
+    "SIGMAAI_METRICS_BIND",
+    "SIGMAAI_INGEST_QUEUE_MAX",
+    "SIGMAAI_INGEST_MAX_WAIT_MS",
+    "SIGMAAI_WORKER_POLL_MS",
 ];
 
 impl Config {
@@ -321,6 +360,60 @@ impl Config {
                 .max(1) as usize,
         };
 
+        let smtp_url = secret("SIGMAAI_SMTP_URL")?;
+        if let Some(u) = &smtp_url {
+            let ok = Url::parse(u.expose_secret())
+                .is_ok_and(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some());
+            if !ok {
+                // Not echoed: the URL may carry the SMTP password.
+                return Err(ConfigError::Invalid {
+                    name: "SIGMAAI_SMTP_URL",
+                    reason: "expected smtp://[user:pass@]host[:port] or smtps://…".into(),
+                });
+            }
+        }
+        let mail_from = match get("SIGMAAI_MAIL_FROM") {
+            Some(f) => f,
+            None if smtp_url.is_some() && env == Environment::Production => {
+                return Err(ConfigError::Missing {
+                    name: "SIGMAAI_MAIL_FROM",
+                });
+            }
+            None => format!(
+                "SigmaAI <no-reply@{}>",
+                public_url.host_str().unwrap_or("localhost")
+            ),
+        };
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::Invalid {
+                name: "SIGMAAI_MAIL_FROM",
+                reason: "expected an address such as `SigmaAI <no-reply@example.com>`".into(),
+            });
+        }
+
+        let metrics_bind = match get("SIGMAAI_METRICS_BIND") {
+            None => None,
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+                name: "SIGMAAI_METRICS_BIND",
+                reason: format!("{e} (expected e.g. 127.0.0.1:9090)"),
+            })?),
+        };
+        let ingest_defaults = IngestLimits::default();
+        let ingest = IngestLimits {
+            max_queued: parse_num(
+                "SIGMAAI_INGEST_QUEUE_MAX",
+                ingest_defaults.max_queued as u64,
+            )?
+            .max(1) as usize,
+            max_wait: Duration::from_millis(
+                parse_num(
+                    "SIGMAAI_INGEST_MAX_WAIT_MS",
+                    ingest_defaults.max_wait.as_millis() as u64,
+                )?
+                .max(1),
+            ),
+        };
+
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
             if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
@@ -377,6 +470,11 @@ impl Config {
                 })
                 .unwrap_or_default(),
             limits,
+            smtp_url,
+            mail_from,
+            metrics_bind,
+            ingest,
+            worker_poll: Duration::from_millis(parse_num("SIGMAAI_WORKER_POLL_MS", 5000)?.max(10)),
         })
     }
 
@@ -415,6 +513,11 @@ impl Config {
             groq_api_key: None,
             private_gateway_hosts: Vec::new(),
             limits: ServerLimits::default(),
+            smtp_url: None,
+            mail_from: "SigmaAI <no-reply@localhost>".into(),
+            metrics_bind: None,
+            ingest: IngestLimits::default(),
+            worker_poll: Duration::from_secs(5),
         }
     }
 

@@ -29,8 +29,10 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Retryable: the database is down or restarting, or ingestion is overloaded. Sent as
+    /// 503 with `Retry-After` (gateways retry; nothing of the request was committed).
     #[error("service unavailable")]
-    Unavailable,
+    Unavailable { retry_after_secs: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -42,6 +44,51 @@ impl From<sqlx::Error> for AppError {
             other => AppError::Internal(anyhow::Error::new(other)),
         }
     }
+}
+
+/// How long a client should wait before retrying a request that failed on a transient
+/// database condition.
+const DB_RETRY_AFTER_SECS: u64 = 2;
+
+/// Whether a database error is worth retrying as is: the connection or the server went
+/// away (a restart, a failover), the pool had no connection in time, or the server asked
+/// us to retry (serialization failure, deadlock, lock or statement timeout).
+pub fn is_transient_db(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exception; 53: insufficient resources; 57P01-03: shutdown or
+            // starting up; 40001/40P01: serialization failure, deadlock; 55P03: lock not
+            // available; 57014: statement timeout / cancelled.
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || matches!(&*c, "40001" | "40P01" | "55P03" | "57014")
+        }),
+        _ => false,
+    }
+}
+
+/// The retry delay for an error that is transient (anywhere in its cause chain), if it is,
+/// and whether to warn about it (an overload refusal is warned about where it is decided,
+/// once a second, rather than once per request).
+fn retry_after(err: &anyhow::Error) -> Option<(u64, bool)> {
+    err.chain().find_map(|cause| {
+        if let Some(o) = cause.downcast_ref::<crate::messaging::group_commit::Overloaded>() {
+            return Some((o.retry_after_secs, false));
+        }
+        let db = cause.downcast_ref::<sqlx::Error>().or_else(|| {
+            match cause.downcast_ref::<crate::crypto::CryptoError>() {
+                Some(crate::crypto::CryptoError::Store(e)) => Some(e),
+                _ => None,
+            }
+        })?;
+        is_transient_db(db).then_some((DB_RETRY_AFTER_SECS, true))
+    })
 }
 
 /// What the error renderer needs: the status and a message key for the visitor.
@@ -77,7 +124,20 @@ impl ErrorInfo {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, key) = match &self {
+        // A transient failure is the client's cue to retry, not a server error.
+        let this = match self {
+            AppError::Internal(err) => match retry_after(&err) {
+                Some((retry_after_secs, warn)) => {
+                    if warn {
+                        tracing::warn!(error = format!("{err:#}"), "request refused for now (retryable)");
+                    }
+                    AppError::Unavailable { retry_after_secs }
+                }
+                None => AppError::Internal(err),
+            },
+            other => other,
+        };
+        let (status, key) = match &this {
             AppError::NotFound => (StatusCode::NOT_FOUND, "error.not_found"),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "error.forbidden"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "error.unauthorized"),
@@ -85,7 +145,7 @@ impl IntoResponse for AppError {
             AppError::Conflict(key) => (StatusCode::CONFLICT, *key),
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error.too_large"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "error.too_many"),
-            AppError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "error.unavailable"),
+            AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "error.unavailable"),
             AppError::Internal(err) => {
                 // `{:#}` prints the whole cause chain on one line.
                 tracing::error!(error = format!("{err:#}"), "request failed");
@@ -93,7 +153,8 @@ impl IntoResponse for AppError {
             }
         };
         let mut resp = status.into_response();
-        if let AppError::TooManyRequests { retry_after_secs } = self
+        if let AppError::TooManyRequests { retry_after_secs }
+        | AppError::Unavailable { retry_after_secs } = this
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -109,6 +109,7 @@ pub async fn publish(state: &AppState, tenant: Uuid, event: &Event) {
         if sent.is_ok() {
             return;
         }
+        state.redis.failed();
     }
     if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
         .bind(PG_CHANNEL)

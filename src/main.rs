@@ -49,6 +49,21 @@ enum Command {
     /// After restoring the database or the key store from a backup: destroy again every key
     /// the deletion ledger lists. Run it before the restored system serves traffic.
     RestoreReplay,
+    /// Measure the offline knowledge answerer on a labelled set (e.g. eval/kb/set.json):
+    /// answered-correct, wrong-answer and escalation rates per knowledge-base size.
+    KbEval {
+        /// The labelled set (JSON).
+        file: std::path::PathBuf,
+        /// Only the cases of this split ("dev" or "held-out").
+        #[arg(long)]
+        split: Option<String>,
+        /// Also list every case that was not right.
+        #[arg(long)]
+        failures: bool,
+        /// Print rates for a grid of decision constants instead (tune on "dev" only).
+        #[arg(long)]
+        sweep: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +101,32 @@ async fn main() -> std::process::ExitCode {
     } = cli.command
     {
         println!("{}", sigmaai::crypto::master::generate_master_key());
+        return std::process::ExitCode::SUCCESS;
+    }
+    // Needs no configuration, database or network.
+    if let Command::KbEval {
+        file,
+        split,
+        failures,
+        sweep,
+    } = &cli.command
+    {
+        let set = match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|s| sigmaai::ai::kbeval::parse(&s))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return std::process::ExitCode::from(2);
+            }
+        };
+        if *sweep {
+            print!("{}", sigmaai::ai::kbeval::sweep(&set, split.as_deref()));
+            return std::process::ExitCode::SUCCESS;
+        }
+        let report = sigmaai::ai::kbeval::run(&set, split.as_deref());
+        print!("{}", sigmaai::ai::kbeval::render(&report, *failures));
         return std::process::ExitCode::SUCCESS;
     }
     let config = match Config::from_env() {
@@ -150,9 +191,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::KbEval { .. } => Ok(()), // handled before configuration
         Command::Serve => {
             let state = sigmaai::connect_system(config).await?;
-            sigmaai::serve(state, Shutdown::from_os_signals()).await
+            let shutdown = Shutdown::from_os_signals();
+            sigmaai::metrics::spawn_if_configured(&state, shutdown.clone()).await?;
+            sigmaai::serve(state, shutdown).await
         }
         Command::Worker { concurrency, once } => {
             let state = sigmaai::connect_system(config).await?;
@@ -161,7 +205,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 tracing::info!(jobs = n, "ran due jobs");
                 return Ok(());
             }
-            sigmaai::jobs::run_worker(state, concurrency, Shutdown::from_os_signals()).await;
+            let shutdown = Shutdown::from_os_signals();
+            sigmaai::metrics::spawn_if_configured(&state, shutdown.clone()).await?;
+            sigmaai::jobs::run_worker(state, concurrency, shutdown).await;
             Ok(())
         }
         Command::All { concurrency } => {
@@ -169,6 +215,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let listener = sigmaai::bind(&config).await?;
             let state = sigmaai::connect_system(config).await?;
             let shutdown = Shutdown::from_os_signals();
+            sigmaai::metrics::spawn_if_configured(&state, shutdown.clone()).await?;
             let worker = tokio::spawn(sigmaai::jobs::run_worker(
                 state.clone(),
                 concurrency,

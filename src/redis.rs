@@ -85,19 +85,49 @@ impl Redis {
     }
 
     /// A live connection, or `None` when Redis is unconfigured or unreachable. While it is
-    /// unreachable, answers `None` at once: one caller retries every [`RETRY_AFTER`].
+    /// unreachable, answers `None` at once (a circuit breaker): after a failure, a
+    /// background task retries every [`RETRY_AFTER`], so no request waits on a dead Redis
+    /// (only the very first connection of the process is made inline).
     pub async fn conn(&self) -> Option<ConnectionManager> {
         let client = self.inner.client.as_ref()?;
         if let Some(c) = lock(&self.inner.conn).as_ref() {
             return Some(c.clone());
         }
-        if lock(&self.inner.down_until).is_some_and(|t| Instant::now() < t)
+        let down_until = *lock(&self.inner.down_until);
+        if down_until.is_some_and(|t| Instant::now() < t)
             || self.inner.connecting.swap(true, Ordering::AcqRel)
         {
             return None;
         }
+        if down_until.is_some() {
+            // It failed before: reconnect off the request path.
+            let this = self.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let _trying = ClearOnDrop(&this.inner.connecting);
+                this.connect(client).await;
+            });
+            return None;
+        }
         // Cleared however this ends, even if the caller's future is dropped mid-connect.
         let _trying = ClearOnDrop(&self.inner.connecting);
+        self.connect(client.clone()).await
+    }
+
+    /// A command failed: open the breaker (callers degrade at once for [`RETRY_AFTER`], then
+    /// a background reconnect is tried) instead of letting each request wait on Redis.
+    pub fn failed(&self) {
+        if lock(&self.inner.conn).take().is_some() {
+            tracing::warn!("redis command failed; degraded mode until it answers again");
+        }
+        let mut down = lock(&self.inner.down_until);
+        let until = Instant::now() + RETRY_AFTER;
+        if down.is_none_or(|t| t < until) {
+            *down = Some(until);
+        }
+    }
+
+    async fn connect(&self, client: redis::Client) -> Option<ConnectionManager> {
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_millis(500))
             .set_response_timeout(Duration::from_millis(500))
@@ -126,7 +156,10 @@ impl Redis {
         };
         match redis::cmd("PING").query_async::<String>(&mut c).await {
             Ok(_) => RedisStatus::Ok,
-            Err(_) => RedisStatus::Down,
+            Err(_) => {
+                self.failed();
+                RedisStatus::Down
+            }
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub ingest: Arc<GroupCommit>,
     /// Webhook URL → channel, briefly (see `RouteCache`).
     pub routes: Arc<RouteCache>,
+    /// The SMTP client; `None` when e-mail is off (see [`crate::mail`]).
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 impl AppState {
@@ -45,6 +47,16 @@ impl AppState {
         clock: SharedClock,
         keys: Keyring,
     ) -> AppState {
+        let mailer = match crate::mail::Mailer::from_config(&config) {
+            Ok(m) => m.map(Arc::new),
+            Err(err) => {
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    "e-mail is off: bad SMTP settings"
+                );
+                None
+            }
+        };
         let media: Arc<dyn ObjectStore> = Arc::new(FsStore::new(media_root(&config.data_dir)));
         let state = AppState {
             config: Arc::new(config),
@@ -57,6 +69,7 @@ impl AppState {
             live: Live::new(),
             ingest: Default::default(),
             routes: Default::default(),
+            mailer,
         };
         crate::live::start(&state);
         state

@@ -226,7 +226,7 @@ pub async fn invite(
         return Err(FormError::Field("members.seats_full"));
     }
     let (token, hash) = tokens::new_link_token();
-    accounts::create_invitation(
+    let invitation_id = accounts::create_invitation(
         &state.db,
         NewInvitation {
             tenant_id,
@@ -249,6 +249,34 @@ pub async fn invite(
         now,
     )
     .await?;
+    if crate::mail::enabled(state) {
+        // The e-mail carries its own link, minted when it is sent; this token is shown to
+        // nobody.
+        let lang: Option<String> =
+            sqlx::query_scalar("SELECT language FROM tenant_settings WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        crate::mail::enqueue(
+            &mut tx,
+            crate::mail::NewMail {
+                key: format!("invitation:{invitation_id}"),
+                kind: crate::mail::Kind::Invitation,
+                tenant_id: Some(tenant_id),
+                user_id: None,
+                to: email.as_str().to_owned(),
+                lang: crate::mail::user_lang(lang.as_deref()),
+                params: json!({
+                    "invitation_id": invitation_id,
+                    "tenant_name": tenant.name,
+                    "inviter": actor.label,
+                    "role": role.as_str(),
+                }),
+            },
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(token)
 }
@@ -277,6 +305,78 @@ pub async fn revoke_invitation(
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// "Forgot password": enqueues a reset e-mail for the account with this address, if there
+/// is one. The caller answers the same either way. Requests for one account within the same
+/// few minutes share one e-mail (its idempotency key names the window).
+pub async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Result<()> {
+    let email = email.trim().to_lowercase();
+    let Some(user) = accounts::user_by_email(&state.db, &email).await? else {
+        return Ok(());
+    };
+    let now = state.now();
+    let window = now
+        .unix_timestamp()
+        .div_euclid(FORGOT_WINDOW.whole_seconds());
+    let mut tx = state.db.begin().await?;
+    crate::mail::enqueue(
+        &mut tx,
+        crate::mail::NewMail {
+            key: format!("password_reset:{}:{window}", user.id),
+            kind: crate::mail::Kind::PasswordReset,
+            tenant_id: None,
+            user_id: Some(user.id),
+            to: user.email.clone(),
+            lang: crate::mail::user_lang(user.language.as_deref()),
+            params: json!({}),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Repeated "forgot password" requests within this window send one e-mail.
+pub const FORGOT_WINDOW: time::Duration = time::Duration::minutes(5);
+
+/// Mints a self-service reset link for `user_id` (the e-mail job calls this as it sends, so
+/// no usable token waits in the outbox). The user's earlier self-service links die: only the
+/// newest e-mail works. `None` when the user no longer exists.
+///
+/// Such a link names no tenant: it went to the account's own address, so the rules for
+/// admin-issued links (the member must belong to the issuing tenant alone) do not apply;
+/// the rest of [`complete_reset`] does (once, an hour, dies with a password change, ends
+/// every session).
+pub async fn issue_self_service_reset(
+    state: &AppState,
+    user_id: Uuid,
+) -> anyhow::Result<Option<String>> {
+    let now = state.now();
+    let (token, hash) = tokens::new_link_token();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND self_service AND used_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let made = sqlx::query(
+        r#"INSERT INTO password_resets (id, user_id, tenant_id, token_hash, created_by, created_at, expires_at, self_service)
+           SELECT $1, id, NULL, $3, NULL, $4, $5, true FROM users WHERE id = $2"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(user_id)
+    .bind(&hash)
+    .bind(now)
+    .bind(now + RESET_LIFETIME)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok((made == 1).then_some(token))
 }
 
 /// Joins the invitation's tenant as `user_id` (whose e-mail must be the invited one).
@@ -532,7 +632,20 @@ pub async fn complete_reset(
         .await?
         .ok_or(FormError::Field("reset.invalid"))?;
     let Some(tenant_id) = grant.tenant_id else {
-        return Err(FormError::Field("reset.invalid"));
+        // No issuing tenant: only a self-service link (sent to the account's own address).
+        let self_service: bool =
+            sqlx::query_scalar("SELECT self_service FROM password_resets WHERE token_hash = $1")
+                .bind(&hash_tok)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !self_service {
+            return Err(FormError::Field("reset.invalid"));
+        }
+        accounts::set_password_in(&mut tx, grant.user_id, &hash, now).await?;
+        accounts::revoke_all_sessions(&mut tx, grant.user_id, None, now).await?;
+        tx.commit().await?;
+        audit_user_event(state, grant.user_id, &user.email, "member.password_reset").await?;
+        return Ok(grant.user_id);
     };
     let allowed = belongs_only_to(&mut tx, grant.user_id, tenant_id).await?;
     db::set_tenant(&mut tx, tenant_id).await?;
@@ -593,5 +706,63 @@ pub async fn change_password(
     accounts::set_password(&state.db, user_id, &hash, now).await?;
     let mut conn = state.db.acquire().await?;
     accounts::revoke_all_sessions(&mut conn, user_id, Some(keep_session), now).await?;
+    Ok(())
+}
+
+/// Records the device (browser user agent) a session starts from; the first sign-in from a
+/// device not seen before — for a user who has signed in from another one — e-mails them.
+pub async fn note_device(
+    state: &AppState,
+    user_id: Uuid,
+    user_agent: &str,
+    ip: &str,
+) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    let now = state.now();
+    let device = hex::encode(Sha256::digest(user_agent.as_bytes()));
+    let mut tx = state.db.begin().await?;
+    let new: Option<String> = sqlx::query_scalar(
+        r#"INSERT INTO user_devices (user_id, device_hash, first_seen_at) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING device_hash"#,
+    )
+    .bind(user_id)
+    .bind(&device)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if new.is_some() && crate::mail::enabled(state) {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM user_devices WHERE user_id = $1 AND device_hash <> $2",
+        )
+        .bind(user_id)
+        .bind(&device)
+        .fetch_one(&mut *tx)
+        .await?;
+        if others > 0
+            && let Some(user) = accounts::user_by_id(&state.db, user_id).await?
+        {
+            let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+            let shown: String = user_agent.chars().take(160).collect();
+            crate::mail::enqueue(
+                &mut tx,
+                crate::mail::NewMail {
+                    key: format!("new_device:{user_id}:{device}"),
+                    kind: crate::mail::Kind::NewDevice,
+                    tenant_id: None,
+                    user_id: Some(user_id),
+                    to: user.email,
+                    lang: crate::mail::user_lang(user.language.as_deref()),
+                    params: json!({
+                        "device": if shown.is_empty() { "?".to_owned() } else { shown },
+                        "ip": ip,
+                        "at": now.format(&f).unwrap_or_default(),
+                    }),
+                },
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }

@@ -46,11 +46,14 @@ pub mod anthropic;
 pub mod context;
 pub mod fallback;
 pub mod gemini;
+pub mod guard;
 pub mod http;
+pub mod kbeval;
 pub mod models;
 pub mod offline;
 pub mod openai;
 pub mod retry;
+pub mod text;
 
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 

@@ -41,6 +41,13 @@ pub const PER_IP: Limit = Limit {
     window: Duration::minutes(15),
 };
 
+/// "Forgot password" requests for one address, whoever asks: each may send an e-mail, so
+/// an address can't be flooded with reset mails.
+pub const FORGOT_PER_ACCOUNT: Limit = Limit {
+    max_attempts: 5,
+    window: Duration::hours(1),
+};
+
 impl Limit {
     /// The limit used while Redis is down: each instance counts alone, so allow fewer.
     fn degraded(self) -> Limit {
@@ -83,7 +90,10 @@ pub async fn attempt(state: &AppState, key: &str, limit: Limit) -> Result<(), u6
         match res {
             Ok((n, _)) if n <= limit.max_attempts => return Ok(()),
             Ok((_, ttl)) => return Err(ttl.max(1) as u64),
-            Err(_) => tracing::warn!("redis failed while counting an attempt; using local limits"),
+            Err(_) => {
+                state.redis.failed();
+                tracing::warn!("redis failed while counting an attempt; using local limits");
+            }
         }
     }
     let limit = limit.degraded();
@@ -129,6 +139,7 @@ pub async fn refund(state: &AppState, key: &str) {
         if res.is_ok() {
             return;
         }
+        state.redis.failed();
     }
     state.throttle.with(|m| {
         if let Some(e) = m.get_mut(key) {
@@ -141,7 +152,11 @@ pub async fn refund(state: &AppState, key: &str) {
 pub async fn clear(state: &AppState, key: &str) {
     let rkey = state.redis.key(&format!("throttle:{key}"));
     if let Some(mut c) = state.redis.conn().await {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&rkey).query_async(&mut c).await;
+        let deleted: redis::RedisResult<()> =
+            redis::cmd("DEL").arg(&rkey).query_async(&mut c).await;
+        if deleted.is_err() {
+            state.redis.failed();
+        }
     }
     state.throttle.with(|m| {
         m.remove(key);

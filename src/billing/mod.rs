@@ -267,6 +267,8 @@ async fn apply_to(
         return Ok((Applied::Stale, effects));
     }
     let mut detail = json!({ "event": kind, "created": inc.created });
+    // A status that needs the tenant's owners, newly entered by this event.
+    let mut problem: Option<String> = None;
     match kind {
         "checkout.session.completed" => {
             if let Some(c) = &inc.customer {
@@ -290,6 +292,11 @@ async fn apply_to(
             }
             let (status, grace) = status_for(inc.status.as_deref().unwrap_or(""), &current, now);
             dbb::set_status(tx, tenant, &status, grace).await?;
+            if matches!(status.as_str(), "past_due" | "paused" | "incomplete")
+                && status != current.billing_status
+            {
+                problem = Some(status.clone());
+            }
             if status == "canceled" {
                 effects.terminate = true;
             }
@@ -304,6 +311,9 @@ async fn apply_to(
         "invoice.payment_failed" => {
             let grace = current.grace_until.unwrap_or(now + GRACE);
             dbb::set_status(tx, tenant, "past_due", Some(grace)).await?;
+            if current.billing_status != "past_due" {
+                problem = Some("past_due".into());
+            }
         }
         _ => return Ok((Applied::Ignored, effects)),
     }
@@ -325,6 +335,11 @@ async fn apply_to(
         now,
     )
     .await?;
+    if let Some(status) = problem
+        && crate::mail::enabled(state)
+    {
+        crate::mail::notify_billing_problem(tx, tenant, &inc.id, &status, now).await?;
+    }
     Ok((Applied::Handled, effects))
 }
 

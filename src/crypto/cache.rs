@@ -167,6 +167,7 @@ pub async fn publish(redis: &Redis, what: Invalidation) -> bool {
     {
         Ok(_) => true,
         Err(e) => {
+            redis.failed();
             tracing::warn!(error = %e, "could not publish a key invalidation");
             false
         }

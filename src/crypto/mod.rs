@@ -420,6 +420,60 @@ impl Keyring {
             .map(|_| ())
     }
 
+    /// Creates the data keys of these new contacts (fresh ids, never used before) in one
+    /// key-store statement, one commit, and caches them. Call before the ingest transaction
+    /// that inserts the contacts commits: no row may refer to a key that does not exist.
+    /// A key whose contact row never commits is an orphan the sweep removes.
+    pub async fn create_contact_keys(
+        &self,
+        tenant_id: Uuid,
+        contact_ids: &[Uuid],
+    ) -> Result<(), CryptoError> {
+        if contact_ids.is_empty() {
+            return Ok(());
+        }
+        if contact_ids.iter().any(Uuid::is_nil) {
+            return Err(CryptoError::Internal("the nil uuid is not a contact"));
+        }
+        // The tenant's own data key first (created with the tenant key if missing).
+        self.tenant_data_key(tenant_id, true).await?;
+        let cache = &self.inner.cache;
+        let epoch = cache.epoch();
+        let tenant_keys = self.tenant_keys(tenant_id).await?;
+        let (tk_version, wrapping) = tenant_keys.current().ok_or(CryptoError::KeyDestroyed)?;
+        let mut rows = Vec::with_capacity(contact_ids.len());
+        let mut keys = Vec::with_capacity(contact_ids.len());
+        for &subject_id in contact_ids {
+            let key_id = Uuid::new_v4();
+            let secret = SecretKey::random();
+            let wrapped = aead::wrap_key(
+                wrapping,
+                &secret,
+                &data_key_context(tenant_id, subject_id, key_id, 1, *tk_version),
+            )?;
+            keys.push((
+                subject_id,
+                SubjectKey {
+                    data: DataKey::new(key_id, 1, &secret),
+                    blind: None,
+                    checkpoint: None,
+                },
+            ));
+            rows.push(keystore::DataKeyRow {
+                subject_id,
+                key_id,
+                key_version: 1,
+                tenant_key_version: *tk_version,
+                wrapped,
+            });
+        }
+        keystore::insert_data_keys(&self.inner.store, tenant_id, &rows).await?;
+        for (subject_id, key) in keys {
+            cache.put_subject(epoch, tenant_id, subject_id, Arc::new(key));
+        }
+        Ok(())
+    }
+
     async fn contact_key(
         &self,
         tenant_id: Uuid,

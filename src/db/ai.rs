@@ -295,8 +295,10 @@ pub async fn queue(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Draf
 }
 
 pub async fn queue_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM drafts WHERE state IN ('pending', 'escalated')"#
+    // Through `drafts_waiting` (partial: waiting drafts only).
+    sqlx::query_scalar(
+        "SELECT count(*) FROM drafts
+         WHERE tenant_id = app_current_tenant() AND state IN ('pending', 'escalated')",
     )
     .fetch_one(conn)
     .await

@@ -236,7 +236,12 @@ pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<L
                   lm.body_sealed AS "last_body_sealed?", lm.id AS "last_message_id?", lm.kind AS "last_kind?",
                   lm.direction AS "last_direction?"
            FROM conversations cv
-           JOIN contacts ct ON ct.tenant_id = cv.tenant_id AND ct.id = cv.contact_id
+           -- One primary-key probe per listed row. A plain join let the planner, blind to
+           -- the tenant's size under RLS, scan every contact of the tenant for each row.
+           JOIN LATERAL (
+               SELECT c.name_sealed, c.phone_sealed, c.erased_at FROM contacts c
+               WHERE c.id = cv.contact_id AND c.tenant_id = cv.tenant_id LIMIT 1
+           ) ct ON true
            LEFT JOIN LATERAL (
                SELECT m.id, m.body_sealed, m.kind, m.direction FROM messages m
                WHERE m.tenant_id = cv.tenant_id AND m.conversation_id = cv.id
@@ -315,8 +320,10 @@ async fn search(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<Lis
 }
 
 pub async fn unread_total(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
-        r#"SELECT COALESCE(sum(unread_count), 0)::bigint AS "n!" FROM conversations WHERE status = 'open'"#
+    // Through `conversations_unread` (partial: open and unread only).
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(unread_count), 0)::bigint FROM conversations
+         WHERE tenant_id = app_current_tenant() AND status = 'open' AND unread_count > 0",
     )
     .fetch_one(conn)
     .await

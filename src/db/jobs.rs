@@ -145,6 +145,33 @@ pub async fn enqueue_many_if_absent(
     Ok(r.rows_affected())
 }
 
+/// The PostgreSQL channel that wakes the workers (see `jobs::run_worker`).
+pub const WAKE_CHANNEL: &str = "sigmaai_jobs";
+
+/// Wakes every worker when the caller's transaction commits (a job it enqueued is due now
+/// or soon). NOTIFY serialises committing transactions briefly, so the hot ingest path
+/// does not call this inside its transaction (it wakes the workers after its commit).
+pub async fn notify_workers(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// When the next pending job not yet due comes due (one probe of `jobs_due`).
+pub async fn next_run_at(
+    pool: &PgPool,
+    after: OffsetDateTime,
+) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_scalar(
+        "SELECT run_at FROM jobs WHERE state = 'pending' AND run_at > $1 ORDER BY run_at LIMIT 1",
+    )
+    .bind(after)
+    .fetch_optional(pool)
+    .await
+}
+
 /// Claims one due job under a lease and commits the claim before returning it, so no row lock
 /// is held while the job talks to the outside world.
 pub async fn claim(

@@ -261,6 +261,32 @@ pub async fn insert_data_key<'e>(
     Ok(())
 }
 
+/// Inserts many data keys in one statement (one commit when not in a transaction).
+pub async fn insert_data_keys<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    tenant_id: Uuid,
+    rows: &[DataKeyRow],
+) -> sqlx::Result<()> {
+    let subjects: Vec<Uuid> = rows.iter().map(|r| r.subject_id).collect();
+    let key_ids: Vec<Uuid> = rows.iter().map(|r| r.key_id).collect();
+    let versions: Vec<i32> = rows.iter().map(|r| r.key_version).collect();
+    let tk_versions: Vec<i32> = rows.iter().map(|r| r.tenant_key_version).collect();
+    let wrapped: Vec<&[u8]> = rows.iter().map(|r| r.wrapped.as_slice()).collect();
+    sqlx::query(
+        "INSERT INTO data_keys (tenant_id, subject_id, key_id, key_version, tenant_key_version, wrapped)
+         SELECT $1, s, k, v, tv, w FROM unnest($2::uuid[], $3::uuid[], $4::int4[], $5::int4[], $6::bytea[]) AS u(s, k, v, tv, w)",
+    )
+    .bind(tenant_id)
+    .bind(&subjects)
+    .bind(&key_ids)
+    .bind(&versions)
+    .bind(&tk_versions)
+    .bind(&wrapped)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 pub async fn rewrap_data_key<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,

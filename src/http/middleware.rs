@@ -44,14 +44,29 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let route = log_path(req.uri().path());
+    // The route template, never the path (bounded labels, no ids or tokens), written
+    // `/t/:slug/conversations/:id`: braces in label values are legal but trip simple
+    // text-format parsers and regexes in alert rules.
+    let matched = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| route_label(m.as_str()))
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %route);
     let start = Instant::now();
     async move {
         let resp = next.run(req).await;
         let status = resp.status().as_u16();
-        let ms = start.elapsed().as_secs_f64() * 1000.0;
-        if status >= 500 {
+        let secs = start.elapsed().as_secs_f64();
+        let ms = secs * 1000.0;
+        metrics::counter!("sigmaai_http_requests_total", "method" => method.clone(), "route" => matched.clone(), "status" => status.to_string()).increment(1);
+        metrics::histogram!("sigmaai_http_request_duration_seconds", "method" => method, "route" => matched).record(secs);
+        if status == 503 {
+            // Retryable by design (overload, a database restart): the cause was warned about.
+            tracing::warn!(status, latency_ms = ms, "response");
+        } else if status >= 500 {
             tracing::error!(status, latency_ms = ms, "response");
         } else {
             tracing::info!(status, latency_ms = ms, "response");
@@ -60,6 +75,20 @@ pub async fn trace_requests(req: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// `/t/{slug}/x/{*rest}` → `/t/:slug/x/:rest`.
+fn route_label(template: &str) -> String {
+    template
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => format!(":{}", name.trim_start_matches('*')),
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Paths can carry secrets (reset and invitation tokens): those segments are masked.

@@ -71,6 +71,7 @@ pub async fn start_session(
 ) -> anyhow::Result<Cookie<'static>> {
     let now = state.now();
     let sid = accounts::create_session(&state.db, user_id, user_agent, ip, now).await?;
+    crate::accounts::note_device(state, user_id, user_agent, ip).await?;
     let jwt = tokens::issue_session_jwt(&state.config.session_secret, sid, user_id, now)?;
     Ok(session_cookie(&state.config, jwt))
 }

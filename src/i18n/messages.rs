@@ -370,11 +370,6 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "E-mail or password is incorrect.",
         "E-mail ou senha incorretos.",
     ),
-    (
-        "login.forgot",
-        "Forgot your password? Ask an administrator of your workspace for a reset link.",
-        "Esqueceu a senha? Peça a um administrador do seu espaço um link de redefinição.",
-    ),
     ("login.no_account", "New to SigmaAI?", "Novo na SigmaAI?"),
     ("nav.logout", "Log out", "Sair"),
     ("choose.title", "Choose a workspace", "Escolha um espaço"),
@@ -2577,5 +2572,159 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "template.params",
         "Fill in every parameter of the template (one per line).",
         "Preencha todos os parâmetros do modelo (um por linha).",
+    ),
+    // E-mail (src/mail) and the forgot-password page
+    (
+        "mail.footer",
+        "You receive this e-mail because of your account at SigmaAI. Never forward it: its links are personal.",
+        "Você recebe este e-mail por causa da sua conta na SigmaAI. Não o encaminhe: os links são pessoais.",
+    ),
+    (
+        "mail.link_hint",
+        "If the button does not work, copy this address into your browser:",
+        "Se o botão não funcionar, copie este endereço no navegador:",
+    ),
+    (
+        "mail.invitation.subject",
+        "You are invited to {} on SigmaAI",
+        "Você foi convidado para {} na SigmaAI",
+    ),
+    (
+        "mail.invitation.body",
+        "{} invited you to join {} on SigmaAI as {}.",
+        "{} convidou você para participar de {} na SigmaAI como {}.",
+    ),
+    (
+        "mail.invitation.expiry",
+        "The link works once and expires in {} days.",
+        "O link funciona uma única vez e expira em {} dias.",
+    ),
+    (
+        "mail.invitation.action",
+        "Accept the invitation",
+        "Aceitar o convite",
+    ),
+    (
+        "mail.reset.subject",
+        "Reset your SigmaAI password",
+        "Redefina sua senha da SigmaAI",
+    ),
+    (
+        "mail.reset.body",
+        "Someone, hopefully you, asked to reset the password of this account.",
+        "Alguém, provavelmente você, pediu para redefinir a senha desta conta.",
+    ),
+    (
+        "mail.reset.expiry",
+        "The link works once and expires in {} minutes. If you did not ask for it, ignore this e-mail: your password stays as it is.",
+        "O link funciona uma única vez e expira em {} minutos. Se você não pediu, ignore este e-mail: sua senha continua a mesma.",
+    ),
+    (
+        "mail.reset.action",
+        "Choose a new password",
+        "Escolher uma nova senha",
+    ),
+    (
+        "mail.new_device.subject",
+        "New sign-in to your SigmaAI account",
+        "Novo acesso à sua conta da SigmaAI",
+    ),
+    (
+        "mail.new_device.body",
+        "Your account was signed in from a device we had not seen before: {} (IP address {}), at {} UTC.",
+        "Sua conta foi acessada de um dispositivo que não conhecíamos: {} (endereço IP {}), às {} UTC.",
+    ),
+    (
+        "mail.new_device.advice",
+        "If it was you, there is nothing to do. If not, change your password and end your other sessions now.",
+        "Se foi você, não é preciso fazer nada. Se não, troque sua senha e encerre as outras sessões agora.",
+    ),
+    (
+        "mail.new_device.action",
+        "Review your sessions",
+        "Ver suas sessões",
+    ),
+    (
+        "mail.dsr_due.subject",
+        "A data-subject request in {} is due in less than 3 days",
+        "Uma solicitação de titular em {} vence em menos de 3 dias",
+    ),
+    (
+        "mail.dsr_due.body",
+        "A request of type \"{}\" must be answered by {} UTC. The law sets this deadline.",
+        "Uma solicitação do tipo \"{}\" precisa ser respondida até {} UTC. O prazo é legal.",
+    ),
+    (
+        "mail.dsr_due.action",
+        "Open the request",
+        "Abrir a solicitação",
+    ),
+    (
+        "mail.review_waiting.subject",
+        "A conversation in {} is waiting for review",
+        "Uma conversa em {} aguarda revisão",
+    ),
+    (
+        "mail.review_waiting.body",
+        "A draft reply has been waiting for review for more than {} minutes; the customer has no answer yet.",
+        "Uma resposta rascunhada aguarda revisão há mais de {} minutos; o cliente ainda não teve resposta.",
+    ),
+    (
+        "mail.review_waiting.action",
+        "Open the review queue",
+        "Abrir a fila de revisão",
+    ),
+    (
+        "mail.billing.subject",
+        "Billing needs your attention in {}",
+        "A cobrança de {} precisa da sua atenção",
+    ),
+    (
+        "mail.billing.status.past_due",
+        "A payment failed. The subscription is past due; SigmaAI keeps working during a grace period.",
+        "Um pagamento falhou. A assinatura está em atraso; a SigmaAI continua funcionando durante um período de carência.",
+    ),
+    (
+        "mail.billing.status.paused",
+        "The subscription is paused: AI drafts are paused too (every message is still stored).",
+        "A assinatura está pausada: os rascunhos de IA também (todas as mensagens continuam guardadas).",
+    ),
+    (
+        "mail.billing.status.incomplete",
+        "The first payment needs action: AI drafts are paused until it goes through (every message is still stored).",
+        "O primeiro pagamento precisa de ação: os rascunhos de IA ficam pausados até ele ser concluído (todas as mensagens continuam guardadas).",
+    ),
+    (
+        "mail.billing.advice",
+        "Update the payment method in the billing page.",
+        "Atualize a forma de pagamento na página de cobrança.",
+    ),
+    ("mail.billing.action", "Open billing", "Abrir cobrança"),
+    (
+        "members.invite_mailed",
+        "Invitation sent by e-mail to {}. The link in it works once.",
+        "Convite enviado por e-mail para {}. O link funciona uma única vez.",
+    ),
+    (
+        "login.forgot_link",
+        "Forgot your password?",
+        "Esqueceu a senha?",
+    ),
+    ("forgot.title", "Reset your password", "Redefinir a senha"),
+    (
+        "forgot.intro",
+        "Enter the e-mail address of your account. If an account uses it, we send a link to choose a new password.",
+        "Informe o e-mail da sua conta. Se houver uma conta com ele, enviamos um link para escolher uma nova senha.",
+    ),
+    ("forgot.submit", "Send the link", "Enviar o link"),
+    (
+        "forgot.sent",
+        "If an account uses that address, a reset link is on its way. It works once, for one hour. Check your spam folder too.",
+        "Se houver uma conta com esse endereço, um link de redefinição está a caminho. Funciona uma vez, por uma hora. Veja também a caixa de spam.",
+    ),
+    (
+        "forgot.no_mail",
+        "This server does not send e-mail. Ask an administrator of your workspace for a reset link.",
+        "Este servidor não envia e-mails. Peça a um administrador do seu espaço um link de redefinição.",
     ),
 ];

@@ -34,7 +34,8 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     let done = match job.kind.as_str() {
         SESSION_SWEEP => {
             let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;
-            tracing::info!(removed = n, "session sweep");
+            let mails = crate::mail::prune(state).await?;
+            tracing::info!(removed = n, mails, "session sweep");
             Ok(())
         }
         crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
@@ -44,6 +45,8 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
             crate::privacy::retention::run_sweep(state).await.map(drop)
         }
         crate::mcp::registry::MCP_CALL => crate::mcp::registry::run_call(state, job).await,
+        crate::mail::SEND_MAIL => crate::mail::run(state, job).await,
+        crate::mail::alerts::MAIL_ALERTS => crate::mail::alerts::run(state).await,
         other => Err(anyhow!("unknown job kind {other:?}")),
     };
     done.map(|()| Outcome::Done)
@@ -66,12 +69,25 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     };
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
-    match dispatch(state, &job).instrument(span).await {
+    let started = std::time::Instant::now();
+    let result = dispatch(state, &job).instrument(span).await;
+    metrics::histogram!("sigmaai_job_duration_seconds", "kind" => job.kind.clone())
+        .record(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(Outcome::Done) => "done",
+        Ok(Outcome::Later(_)) => "later",
+        Err(_) => "failed",
+    };
+    metrics::counter!("sigmaai_jobs_run_total", "kind" => job.kind.clone(), "outcome" => outcome)
+        .increment(1);
+    match result {
         Ok(Outcome::Done) => jobs::complete(&state.db, job.id, state.now()).await?,
         Ok(Outcome::Later(at)) => jobs::defer(&state.db, job.id, at, state.now()).await?,
         Err(err) => {
             let now = state.now();
             tracing::warn!(job_id = %job.id, kind = %job.kind, error = format!("{err:#}"), "job failed");
+            metrics::counter!("sigmaai_job_failures_total", "kind" => job.kind.clone())
+                .increment(1);
             jobs::fail(
                 &state.db,
                 &job,
@@ -89,6 +105,7 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
 pub const PERIODIC: &[(&str, Duration)] = &[
     (SESSION_SWEEP, Duration::hours(1)),
     (crate::privacy::retention::PRIVACY_SWEEP, Duration::days(1)),
+    (crate::mail::alerts::MAIL_ALERTS, Duration::minutes(5)),
 ];
 
 /// Makes sure each periodic job has a pending run (a no-op when one is already queued).
@@ -111,9 +128,89 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// The worker loop: `concurrency` claimers until shutdown.
+/// What wakes this process's idle claimers: a NOTIFY on [`jobs::WAKE_CHANNEL`].
+#[derive(Default)]
+pub struct Wake {
+    notify: tokio::sync::Notify,
+    listening: std::sync::atomic::AtomicBool,
+}
+
+impl Wake {
+    /// Whether the LISTEN connection is up (tests wait for it; without it claimers poll).
+    pub fn listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Listens on the wake channel until shutdown, reconnecting after a pause.
+async fn listen(state: AppState, wake: std::sync::Arc<Wake>, shutdown: Shutdown) {
+    use std::sync::atomic::Ordering;
+    while !shutdown.is_triggered() {
+        match sqlx::postgres::PgListener::connect_with(&state.db).await {
+            Ok(mut listener) => {
+                if listener.listen(jobs::WAKE_CHANNEL).await.is_ok() {
+                    wake.listening.store(true, Ordering::Release);
+                    // Whatever was notified before we listened: look again now.
+                    wake.notify.notify_waiters();
+                    loop {
+                        tokio::select! {
+                            n = listener.recv() => match n {
+                                Ok(_) => wake.notify.notify_waiters(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "job wake-up listener lost; polling until it is back");
+                                    break;
+                                }
+                            },
+                            _ = shutdown.wait() => break,
+                        }
+                    }
+                    wake.listening.store(false, Ordering::Release);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "job wake-up listener could not connect"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
+/// How long an idle claimer sleeps: until the next job comes due, at most `poll` (500 ms
+/// while the wake-up listener is down).
+async fn idle_for(state: &AppState, wake: &Wake) -> StdDuration {
+    let poll = if wake.listening() {
+        state.config.worker_poll
+    } else {
+        StdDuration::from_millis(500).min(state.config.worker_poll)
+    };
+    let now = state.now();
+    match jobs::next_run_at(&state.db, now).await {
+        Ok(Some(at)) => StdDuration::try_from(at - now).unwrap_or_default().min(poll),
+        Ok(None) => poll,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the next job's due time");
+            poll
+        }
+    }
+}
+
+/// The worker loop: `concurrency` claimers until shutdown. An idle claimer sleeps until the
+/// next job's due time or a NOTIFY (a job enqueued due now: approve → send has no polling
+/// interval on its path), with `Config::worker_poll` as the fallback.
 pub async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown) {
+    run_worker_with(state, concurrency, shutdown, Default::default()).await
+}
+
+/// [`run_worker`] with a given [`Wake`] (tests watch its listener).
+pub async fn run_worker_with(
+    state: AppState,
+    concurrency: usize,
+    shutdown: Shutdown,
+    wake: std::sync::Arc<Wake>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(listen(state.clone(), wake.clone(), shutdown.clone()));
     {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -135,15 +232,22 @@ pub async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown)
     for _ in 0..concurrency.max(1) {
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let wake = wake.clone();
         tasks.spawn(async move {
             while !shutdown.is_triggered() {
+                // Registered before looking, so a NOTIFY during the look is not missed.
+                let woken = wake.notify.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
                 match run_one(&state).await {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(err) => tracing::error!(error = format!("{err:#}"), "job queue error"),
                 }
+                let idle = idle_for(&state, &wake).await;
                 tokio::select! {
-                    _ = tokio::time::sleep(StdDuration::from_millis(500)) => {}
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep(idle) => {}
                     _ = shutdown.wait() => {}
                 }
             }

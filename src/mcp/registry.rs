@@ -411,5 +411,6 @@ pub async fn enqueue_call(
         now,
     )
     .await?;
+    jobs::notify_workers(conn).await?;
     Ok(())
 }

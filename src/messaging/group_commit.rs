@@ -10,6 +10,14 @@
 //! costs only its own request a 5xx, and the gateway's retry finds nothing half-written.
 //! Writers run as spawned tasks, so a client hanging up mid-request cannot cut a batch
 //! short for the others in it.
+//!
+//! **Overload degrades, it does not collapse.** The queue is bounded (`Config::ingest`): a
+//! delivery arriving while `max_queued` wait for a writer, or while the oldest waiting one
+//! has waited `max_wait` (the writers are stalled), is refused at once with [`Overloaded`]
+//! (503 + `Retry-After`; both gateways retry). Nothing refused was written, and everything
+//! queued is still written and answered after its commit. Without the bound a burst past
+//! the writers' capacity grew the queue until every client timed out waiting and retried,
+//! which fed the queue more (the collapse measured in issue #22).
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -45,6 +53,17 @@ type Reply = oneshot::Sender<anyhow::Result<IngestOutcome>>;
 struct Pending {
     delivery: Delivery,
     reply: Reply,
+    queued_at: Instant,
+}
+
+/// The delivery was refused, not queued: the writers are too far behind. Nothing of it was
+/// written; the sender should retry after `retry_after_secs`.
+#[derive(Debug, thiserror::Error)]
+#[error("ingest queue full ({queued} deliveries waiting, the oldest for {waited_ms} ms)")]
+pub struct Overloaded {
+    pub queued: usize,
+    pub waited_ms: u64,
+    pub retry_after_secs: u64,
 }
 
 #[derive(Default)]
@@ -58,13 +77,22 @@ pub struct GroupCommit {
     queue: Mutex<Queue>,
     touched: Mutex<HashMap<Uuid, Instant>>,
     stats: Counters,
+    /// When a refusal was last logged (one warning a second at most, not one per request).
+    warned_at: Mutex<Option<Instant>>,
+    /// When the workers were last woken for new AI turns, and whether a wake is pending.
+    woke_at: Mutex<(Option<Instant>, bool)>,
 }
+
+/// The workers are told about new AI turns at most this often (a NOTIFY after the commit,
+/// not inside the batch's transaction, where it would serialise the writers' commits).
+const WAKE_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 struct Counters {
     transactions: AtomicU64,
     deliveries: AtomicU64,
     failed_batches: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// How deliveries were written so far (for operators and tests).
@@ -76,6 +104,8 @@ pub struct Stats {
     pub deliveries: u64,
     /// Batches that failed and were retried one delivery per transaction.
     pub failed_batches: u64,
+    /// Deliveries refused (503) because the queue was past its bound; not in `deliveries`.
+    pub refused: u64,
 }
 
 impl GroupCommit {
@@ -86,10 +116,31 @@ impl GroupCommit {
         delivery: Delivery,
     ) -> anyhow::Result<IngestOutcome> {
         let (reply, answer) = oneshot::channel();
-        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let limits = &state.config.ingest;
         let start_writer = {
             let mut q = self.lock_queue();
-            q.pending.push_back(Pending { delivery, reply });
+            let waited = q
+                .pending
+                .front()
+                .map_or(Duration::ZERO, |p| now.duration_since(p.queued_at));
+            if q.pending.len() >= limits.max_queued || waited >= limits.max_wait {
+                let refused = Overloaded {
+                    queued: q.pending.len(),
+                    waited_ms: waited.as_millis() as u64,
+                    // Roughly when the queue has drained: the wait so far, at least a second.
+                    retry_after_secs: waited.as_secs().clamp(1, 30),
+                };
+                drop(q);
+                self.refused(&refused, now);
+                return Err(refused.into());
+            }
+            self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+            q.pending.push_back(Pending {
+                delivery,
+                reply,
+                queued_at: now,
+            });
             let start = q.writers < WRITERS;
             if start {
                 q.writers += 1;
@@ -109,6 +160,67 @@ impl GroupCommit {
             transactions: self.stats.transactions.load(Ordering::Relaxed),
             deliveries: self.stats.deliveries.load(Ordering::Relaxed),
             failed_batches: self.stats.failed_batches.load(Ordering::Relaxed),
+            refused: self.stats.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Tells the workers (all instances) that new jobs exist, so an idle one sets its timer
+    /// for the AI turn's debounce instead of finding it at its next poll. At most one NOTIFY
+    /// per [`WAKE_EVERY`]; one asked for meanwhile goes out at the end of the window.
+    fn wake_workers(&self, state: &AppState) {
+        let now = Instant::now();
+        let delay = {
+            let mut w = self.woke_at.lock().unwrap_or_else(|e| e.into_inner());
+            match w.0 {
+                Some(at) if now.duration_since(at) < WAKE_EVERY => {
+                    if w.1 {
+                        return; // one is already on its way
+                    }
+                    w.1 = true;
+                    WAKE_EVERY - now.duration_since(at)
+                }
+                _ => {
+                    *w = (Some(now), false);
+                    Duration::ZERO
+                }
+            }
+        };
+        let s = state.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                *s.ingest.woke_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (Some(Instant::now()), false);
+            }
+            let mut conn = match s.db.acquire().await {
+                Ok(c) => c,
+                Err(e) => return tracing::warn!(error = %e, "could not wake the workers"),
+            };
+            if let Err(e) = db::jobs::notify_workers(&mut conn).await {
+                // They find the turn at their next poll.
+                tracing::warn!(error = %e, "could not wake the workers");
+            }
+        });
+    }
+
+    /// Deliveries waiting for a writer now (not counting the batches being written).
+    pub fn queued(&self) -> usize {
+        self.lock_queue().pending.len()
+    }
+
+    /// Counts a refusal; warns once a second at most, with how many were refused so far.
+    fn refused(&self, why: &Overloaded, now: Instant) {
+        let total = self.stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut warned = self.warned_at.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+            *warned = Some(now);
+            drop(warned);
+            tracing::warn!(
+                queued = why.queued,
+                oldest_waited_ms = why.waited_ms,
+                refused_total = total,
+                "ingest overloaded: refusing webhooks with 503 until the queue drains"
+            );
         }
     }
 
@@ -158,11 +270,16 @@ async fn writer(state: AppState) {
 }
 
 async fn commit(state: &AppState, mut batch: Vec<Pending>) {
+    metrics::histogram!("sigmaai_group_commit_batch_size").record(batch.len() as f64);
+    metrics::counter!("sigmaai_ingest_deliveries_total").increment(batch.len() as u64);
     batch.sort_by(|a, b| a.delivery.lock_order().cmp(&b.delivery.lock_order()));
     if batch.len() > 1 {
         let deliveries = batch.iter().map(|p| p.delivery.clone()).collect();
         match write(state, deliveries).await {
             Ok(outcomes) => {
+                if outcomes.iter().any(|o| !o.conversations.is_empty()) {
+                    state.ingest.wake_workers(state);
+                }
                 let tenants: HashSet<Uuid> = batch.iter().map(|p| p.delivery.tenant_id()).collect();
                 for (p, out) in batch.into_iter().zip(outcomes) {
                     // The requester may have hung up; its delivery is stored all the same.
@@ -193,6 +310,9 @@ async fn commit(state: &AppState, mut batch: Vec<Pending>) {
             .await
             .map(|mut v| v.remove(0));
         let stored = result.is_ok();
+        if result.as_ref().is_ok_and(|o| !o.conversations.is_empty()) {
+            state.ingest.wake_workers(state);
+        }
         let _ = p.reply.send(result);
         if stored {
             crate::live::publish(state, tenant, &crate::live::Event::Inbox).await;

@@ -8,8 +8,9 @@
 //! contact's key, and writes.
 //!
 //! Keys come first: a new contact's data key is committed to the key store before the
-//! contact row can commit (creation is idempotent; a key whose contact row never committed
-//! is an orphan the sweep removes), because everything about the contact is sealed under it.
+//! contact row can commit (a key whose contact row never committed is an orphan the sweep
+//! removes), because everything about the contact is sealed under it. The keys of all the
+//! new people of a batch are created together, in one key-store statement and commit.
 
 use std::collections::{HashMap, HashSet};
 
@@ -107,11 +108,70 @@ async fn sender_indexes(
     Ok((phone_index, lid_index))
 }
 
-/// Which known contact a message is from, or a new one (its data key created first).
+/// Ids (with their data keys already created, all in one key-store statement) for the
+/// senders of a batch that no contact matched when the batch began.
+#[derive(Default)]
+struct FreshIds {
+    by_index: HashMap<String, Uuid>,
+    used: HashSet<Uuid>,
+}
+
+impl FreshIds {
+    /// One id per new person of these messages (matched by phone or LID token), each new
+    /// id's key created in one key-store statement and commit.
+    async fn create<'m>(
+        state: &AppState,
+        tenant_id: Uuid,
+        known: &[ContactKeys],
+        messages: impl Iterator<Item = &'m Incoming>,
+    ) -> anyhow::Result<FreshIds> {
+        let mut fresh = FreshIds::default();
+        let mut ids = Vec::new();
+        for m in messages {
+            let matches = |i: &Option<String>, c: &Option<String>| i.is_some() && i == c;
+            if known
+                .iter()
+                .any(|c| matches(&m.phone_index, &c.phone_index) || matches(&m.lid_index, &c.lid_index))
+            {
+                continue;
+            }
+            let id = match fresh.lookup(m.phone_index.as_deref(), m.lid_index.as_deref()) {
+                Some(id) => id,
+                None => {
+                    let id = Uuid::now_v7();
+                    ids.push(id);
+                    id
+                }
+            };
+            for i in m.phone_index.iter().chain(&m.lid_index) {
+                fresh.by_index.entry(i.clone()).or_insert(id);
+            }
+        }
+        state.keys.create_contact_keys(tenant_id, &ids).await?;
+        Ok(fresh)
+    }
+
+    fn lookup(&self, phone: Option<&str>, lid: Option<&str>) -> Option<Uuid> {
+        phone
+            .and_then(|i| self.by_index.get(i))
+            .or_else(|| lid.and_then(|i| self.by_index.get(i)))
+            .copied()
+    }
+
+    /// The keyed id for this sender, once (a second new contact never gets the same id).
+    fn take(&mut self, phone: Option<&str>, lid: Option<&str>) -> Option<Uuid> {
+        let id = self.lookup(phone, lid)?;
+        self.used.insert(id).then_some(id)
+    }
+}
+
+/// Which known contact a message is from, or a new one (its data key created first: taken
+/// from `fresh`, else created on its own).
 async fn resolve_contact(
     state: &AppState,
     tenant_id: Uuid,
     known: &[ContactKeys],
+    fresh: &mut FreshIds,
     m: &Incoming,
 ) -> anyhow::Result<Resolved> {
     let (phone_index, lid_index) = (m.phone_index.clone(), m.lid_index.clone());
@@ -133,8 +193,14 @@ async fn resolve_contact(
             lid_index,
         },
         None => {
-            let id = Uuid::now_v7();
-            state.keys.ensure_contact_key(tenant_id, id).await?;
+            let id = match fresh.take(phone_index.as_deref(), lid_index.as_deref()) {
+                Some(id) => id,
+                None => {
+                    let id = Uuid::now_v7();
+                    state.keys.ensure_contact_key(tenant_id, id).await?;
+                    id
+                }
+            };
             Resolved {
                 contact_id: id,
                 is_new: true,
@@ -562,11 +628,19 @@ pub async fn apply(
     } else {
         contacts::find_many(tx, &phones, &lids).await?
     };
+    // New people's keys: one key-store statement for the batch, committed before ours.
+    let mut fresh = FreshIds::create(
+        state,
+        tenant_id,
+        &known,
+        deliveries.iter().flat_map(|d| &d.messages),
+    )
+    .await?;
     let mut rows = Vec::new();
     let mut rest = Vec::with_capacity(deliveries.len());
     for (i, d) in deliveries.into_iter().enumerate() {
         for m in d.messages {
-            let contact = resolve_contact(state, tenant_id, &known, &m).await?;
+            let contact = resolve_contact(state, tenant_id, &known, &mut fresh, &m).await?;
             let p = prepare(state, tenant_id, m.msg, contact).await?;
             let p = settle_contact(state, tx, &mut known, tenant_id, p, d.now).await?;
             rows.push(Row {
@@ -777,7 +851,8 @@ async fn settle_contact(
             lid_index: p.contact.lid_index.clone(),
             msg: p.msg,
         };
-        let contact = resolve_contact(state, tenant_id, &found, &incoming).await?;
+        let contact =
+            resolve_contact(state, tenant_id, &found, &mut FreshIds::default(), &incoming).await?;
         anyhow::ensure!(
             !contact.is_new,
             "contact insert conflicted but no contact was found"

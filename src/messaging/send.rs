@@ -309,6 +309,8 @@ async fn enqueue_send(
         now,
     )
     .await?;
+    // A worker picks it up the moment this commits (or sets its timer for the undo window).
+    jobs::notify_workers(tx).await?;
     Ok(())
 }
 
@@ -391,6 +393,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let template_payload = db::templates::template_payload(&mut tx, message_id).await?;
     tx.commit().await?;
 
+    let gateway = channel
+        .as_ref()
+        .map(|c| c.kind.clone())
+        .unwrap_or_else(|| "none".into());
     let outcome = match (channel, chat, conv) {
         (Some(channel), Some(chat), Some(conv)) => {
             let to = if conv.is_group {
@@ -452,6 +458,14 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         }),
     };
 
+    let label = match &outcome {
+        Ok(_) => "sent",
+        Err(SendError::Retryable { .. }) => "retryable",
+        Err(SendError::OutsideWindow { .. }) => "outside_window",
+        Err(SendError::Rejected { .. }) => "rejected",
+        Err(SendError::Unknown { .. }) => "unknown",
+    };
+    metrics::counter!("sigmaai_sends_total", "gateway" => gateway, "outcome" => label).increment(1);
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let result = match outcome {
         Ok(external_id) => {

@@ -479,12 +479,14 @@ fn draft_offline(
     }
     let question = context::pending_text(convo);
     match offline::answer(&question, knowledge, guess_lang(&question, lang)) {
-        OfflineOutcome::Answer { text, entry_id, .. } => Produced::Draft {
+        OfflineOutcome::Answer {
+            text, entry_ids, ..
+        } => Produced::Draft {
             text,
             provider: "offline".into(),
             model: String::new(),
             prompt_version: "offline-v1".into(),
-            knowledge_ids: vec![entry_id],
+            knowledge_ids: entry_ids,
             input_tokens: 0,
             output_tokens: 0,
             latency_ms: 0,
@@ -929,6 +931,12 @@ async fn store(
             latency_ms,
             external,
         } => {
+            metrics::histogram!("sigmaai_ai_request_duration_seconds", "provider" => provider.clone())
+                .record(f64::from(*latency_ms) / 1000.0);
+            metrics::counter!("sigmaai_ai_tokens_total", "provider" => provider.clone(), "direction" => "input")
+                .increment((*input_tokens).max(0) as u64);
+            metrics::counter!("sigmaai_ai_tokens_total", "provider" => provider.clone(), "direction" => "output")
+                .increment((*output_tokens).max(0) as u64);
             let sealed = state
                 .keys
                 .seal_str(

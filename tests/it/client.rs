@@ -164,7 +164,12 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
-        let t = TestApp::new().await;
+        Self::with_config(|_| {}).await
+    }
+
+    /// A world whose config the caller adjusts first.
+    pub async fn with_config(adjust: impl FnOnce(&mut sigmaai::config::Config)) -> World {
+        let t = TestApp::with_config(adjust).await;
         let server = t.spawn().await;
         let owner = Client::new(&server);
         let r = owner

@@ -37,6 +37,11 @@ impl Gw {
         Self::evolution_in(World::new().await).await
     }
 
+    /// An Evolution channel in a world whose config the caller adjusts first.
+    pub async fn evolution_with(adjust: impl FnOnce(&mut sigmaai::config::Config)) -> Gw {
+        Self::evolution_in(World::with_config(adjust).await).await
+    }
+
     pub async fn evolution_in(w: World) -> Gw {
         let gateway = MockServer::start().await;
         let r = w

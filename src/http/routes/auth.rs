@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/app", get(app_home))
         .route("/reset/{token}", get(reset_page).post(reset))
+        .route("/forgot", get(forgot_page).post(forgot))
         .route("/invite/{token}", get(invite_page).post(invite_accept))
         .route("/policy", get(policy_page).post(policy_accept))
 }
@@ -384,6 +385,78 @@ async fn reset(
         })),
         Err(FormError::Internal(e)) => Err(e.into()),
     }
+}
+
+// ---- forgot password (self-service, by e-mail) ----
+
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/forgot.html")]
+pub struct ForgotPage {
+    pub ctx: PageCtx,
+    /// Whether this server sends e-mail at all (otherwise the page says whom to ask).
+    pub mail: bool,
+    pub sent: bool,
+    pub email: String,
+}
+
+async fn forgot_page(State(state): State<AppState>, ctx: PageCtx) -> ForgotPage {
+    ForgotPage {
+        ctx,
+        mail: crate::mail::enabled(&state),
+        sent: false,
+        email: String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    email: String,
+}
+
+/// Answers the same whether or not an account uses the address (the e-mail, if any, is
+/// sent by a job); counted per client IP and per address before anything is looked up.
+async fn forgot(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    client: ClientInfo,
+    Form(f): Form<ForgotForm>,
+) -> AppResult<Response> {
+    let mail = crate::mail::enabled(&state);
+    if !mail {
+        return Ok(ForgotPage {
+            ctx,
+            mail,
+            sent: false,
+            email: String::new(),
+        }
+        .into_response());
+    }
+    let acct_key = format!("forgot:{}", account_key(&f.email));
+    let ip_key = format!("forgot:ip:{}", client.ip);
+    if let Err(secs) = throttle::attempt_all(
+        &state,
+        &[
+            (&acct_key, throttle::FORGOT_PER_ACCOUNT),
+            (&ip_key, throttle::PER_IP),
+        ],
+    )
+    .await
+    {
+        tracing::warn!("forgot-password throttled");
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: secs,
+        });
+    }
+    if f.email.len() <= 254 {
+        accounts::request_reset_email(&state, &f.email).await?;
+    }
+    Ok(ForgotPage {
+        ctx,
+        mail,
+        sent: true,
+        email: String::new(),
+    }
+    .into_response())
 }
 
 // ---- invitations ----

@@ -26,21 +26,32 @@ async fn events(
     t: RequireRole<Viewer>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let tenant = t.id();
-    let stream = futures::stream::unfold(state.live.subscribe(), move |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok((for_tenant, event)) if for_tenant == tenant => {
-                    let data = serde_json::to_string(&event).unwrap_or_default();
-                    return Some((Ok(SseEvent::default().event("change").data(data)), rx));
+    // Counted while the stream lives (dropped with it when the browser goes away).
+    let guard = crate::metrics::SseGuard::open();
+    let stream = futures::stream::unfold(
+        (state.live.subscribe(), guard),
+        move |(mut rx, guard)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok((for_tenant, event)) if for_tenant == tenant => {
+                        let data = serde_json::to_string(&event).unwrap_or_default();
+                        return Some((
+                            Ok(SseEvent::default().event("change").data(data)),
+                            (rx, guard),
+                        ));
+                    }
+                    Ok(_) => continue,
+                    // Fell behind: tell the page to refresh once.
+                    Err(RecvError::Lagged(_)) => {
+                        return Some((
+                            Ok(SseEvent::default().event("change").data("{}")),
+                            (rx, guard),
+                        ));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Ok(_) => continue,
-                // Fell behind: tell the page to refresh once.
-                Err(RecvError::Lagged(_)) => {
-                    return Some((Ok(SseEvent::default().event("change").data("{}")), rx));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(20)))
 }

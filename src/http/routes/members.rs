@@ -60,6 +60,8 @@ pub struct MembersPage {
     pub error: Option<&'static str>,
     /// A link to show once (invitation or reset), with what it is for.
     pub new_link: Option<(String, &'static str)>,
+    /// Where an invitation was e-mailed (instead of showing its link), when e-mail is on.
+    pub mailed_to: Option<String>,
     pub invite_email: String,
 }
 
@@ -102,6 +104,7 @@ async fn load(
         roles: Role::ALL,
         error: None,
         new_link: None,
+        mailed_to: None,
         invite_email: String::new(),
     })
 }
@@ -136,10 +139,14 @@ async fn invite(
     match result {
         Ok(token) => {
             page.invitations = load(&state, page.ctx.clone(), &t).await?.invitations;
-            page.new_link = Some((
-                public_link(&state, &format!("/invite/{token}")),
-                "members.invite_link",
-            ));
+            if crate::mail::enabled(&state) {
+                page.mailed_to = Some(f.email.trim().to_lowercase());
+            } else {
+                page.new_link = Some((
+                    public_link(&state, &format!("/invite/{token}")),
+                    "members.invite_link",
+                ));
+            }
             Ok(axum::response::IntoResponse::into_response(page))
         }
         Err(FormError::Field(key)) => {
