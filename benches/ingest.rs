@@ -282,9 +282,18 @@ async fn main() -> anyhow::Result<()> {
         // The plans, as the application role sees them (RLS on).
         let mut tx = db::begin_tenant(&state.db, tenant).await?;
         for (what, sql) in [
-            ("inbox first page", "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT cv.id, ct.name_sealed FROM conversations cv JOIN LATERAL (SELECT c.name_sealed FROM contacts c WHERE c.id = cv.contact_id AND c.tenant_id = cv.tenant_id LIMIT 1) ct ON true ORDER BY cv.last_message_at DESC, cv.id DESC LIMIT 50"),
-            ("badge: drafts waiting", "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT count(*) FROM drafts WHERE tenant_id = app_current_tenant() AND state IN ('pending', 'escalated')"),
-            ("badge: unread", "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT COALESCE(sum(unread_count), 0)::bigint FROM conversations WHERE tenant_id = app_current_tenant() AND status = 'open' AND unread_count > 0"),
+            (
+                "inbox first page",
+                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT cv.id, ct.name_sealed FROM conversations cv JOIN LATERAL (SELECT c.name_sealed FROM contacts c WHERE c.id = cv.contact_id AND c.tenant_id = cv.tenant_id LIMIT 1) ct ON true ORDER BY cv.last_message_at DESC, cv.id DESC LIMIT 50",
+            ),
+            (
+                "badge: drafts waiting",
+                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT count(*) FROM drafts WHERE tenant_id = app_current_tenant() AND state IN ('pending', 'escalated')",
+            ),
+            (
+                "badge: unread",
+                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT COALESCE(sum(unread_count), 0)::bigint FROM conversations WHERE tenant_id = app_current_tenant() AND status = 'open' AND unread_count > 0",
+            ),
         ] {
             let plan: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut *tx).await?;
             println!("EXPLAIN {what}:");
@@ -627,7 +636,12 @@ async fn approve(
                       "pushName": "Paciente", "message": { "conversation": "Quanto custa a limpeza?" },
                       "messageType": "conversation", "messageTimestamp": ts + i as i64 }
         });
-        let r = http.post(&hook).header("x-webhook-token", &secret).json(&body).send().await?;
+        let r = http
+            .post(&hook)
+            .header("x-webhook-token", &secret)
+            .json(&body)
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "webhook {}", r.status());
     }
     // Wait for the worker to draft them all.

@@ -81,11 +81,11 @@ fn retry_after(err: &anyhow::Error) -> Option<(u64, bool)> {
         if let Some(o) = cause.downcast_ref::<crate::messaging::group_commit::Overloaded>() {
             return Some((o.retry_after_secs, false));
         }
-        let db = cause.downcast_ref::<sqlx::Error>().or_else(|| {
-            match cause.downcast_ref::<crate::crypto::CryptoError>() {
-                Some(crate::crypto::CryptoError::Store(e)) => Some(e),
-                _ => None,
-            }
+        let db = cause.downcast_ref::<sqlx::Error>().or_else(|| match cause
+            .downcast_ref::<crate::crypto::CryptoError>(
+        ) {
+            Some(crate::crypto::CryptoError::Store(e)) => Some(e),
+            _ => None,
         })?;
         is_transient_db(db).then_some((DB_RETRY_AFTER_SECS, true))
     })
@@ -129,7 +129,10 @@ impl IntoResponse for AppError {
             AppError::Internal(err) => match retry_after(&err) {
                 Some((retry_after_secs, warn)) => {
                     if warn {
-                        tracing::warn!(error = format!("{err:#}"), "request refused for now (retryable)");
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            "request refused for now (retryable)"
+                        );
                     }
                     AppError::Unavailable { retry_after_secs }
                 }

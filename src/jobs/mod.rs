@@ -186,7 +186,9 @@ async fn idle_for(state: &AppState, wake: &Wake) -> StdDuration {
     };
     let now = state.now();
     match jobs::next_run_at(&state.db, now).await {
-        Ok(Some(at)) => StdDuration::try_from(at - now).unwrap_or_default().min(poll),
+        Ok(Some(at)) => StdDuration::try_from(at - now)
+            .unwrap_or_default()
+            .min(poll),
         Ok(None) => poll,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the next job's due time");

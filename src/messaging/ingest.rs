@@ -129,10 +129,9 @@ impl FreshIds {
         let mut ids = Vec::new();
         for m in messages {
             let matches = |i: &Option<String>, c: &Option<String>| i.is_some() && i == c;
-            if known
-                .iter()
-                .any(|c| matches(&m.phone_index, &c.phone_index) || matches(&m.lid_index, &c.lid_index))
-            {
+            if known.iter().any(|c| {
+                matches(&m.phone_index, &c.phone_index) || matches(&m.lid_index, &c.lid_index)
+            }) {
                 continue;
             }
             let id = match fresh.lookup(m.phone_index.as_deref(), m.lid_index.as_deref()) {
@@ -851,8 +850,14 @@ async fn settle_contact(
             lid_index: p.contact.lid_index.clone(),
             msg: p.msg,
         };
-        let contact =
-            resolve_contact(state, tenant_id, &found, &mut FreshIds::default(), &incoming).await?;
+        let contact = resolve_contact(
+            state,
+            tenant_id,
+            &found,
+            &mut FreshIds::default(),
+            &incoming,
+        )
+        .await?;
         anyhow::ensure!(
             !contact.is_new,
             "contact insert conflicted but no contact was found"

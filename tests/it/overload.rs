@@ -126,7 +126,10 @@ async fn a_full_ingest_queue_answers_503_with_retry_after_and_loses_nothing() {
         assert!(secs >= 1, "{id}: Retry-After {secs}");
         assert_eq!(json["error"], "error.unavailable", "{json}");
     }
-    assert!(done_rx.try_recv().is_err(), "nothing queued was answered before its commit");
+    assert!(
+        done_rx.try_recv().is_err(),
+        "nothing queued was answered before its commit"
+    );
     // The rest of the server is unaffected.
     assert_eq!(gw.w.owner.get("/healthz").await.status, 200);
     let inbox = gw.w.owner.get("/t/clinic-a/conversations").await;
@@ -224,7 +227,11 @@ async fn a_database_connection_lost_mid_write_is_a_retryable_503() {
         stored_ids(&gw).await,
         vec!["FIRST".to_owned(), "LOST".to_owned()]
     );
-    assert_eq!(harness::errors_logged(), 0, "a lost connection is retryable, not an error");
+    assert_eq!(
+        harness::errors_logged(),
+        0,
+        "a lost connection is retryable, not an error"
+    );
 }
 
 /// A Redis-speaking server on loopback that answers every command with `:1` until told to
@@ -292,7 +299,8 @@ impl HungRedis {
                             if cmd == "PUBLISH" {
                                 p.fetch_add(1, Ordering::SeqCst);
                             }
-                            if a.load(Ordering::SeqCst) && sock.write_all(b":1\r\n").await.is_err() {
+                            if a.load(Ordering::SeqCst) && sock.write_all(b":1\r\n").await.is_err()
+                            {
                                 return;
                             }
                         }

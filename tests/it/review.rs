@@ -935,6 +935,60 @@ async fn a_draft_on_a_message_later_edited_or_deleted_is_flagged() {
     }
 }
 
+/// Approve → send has no polling interval on its path: the worker's fallback poll is an
+/// hour here, so only the NOTIFY the approval commits (and, for the drafting turn, the one
+/// ingestion sends after its commit) can wake it.
+#[tokio::test]
+async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
+    let gw = Gw::evolution_with(|c| c.worker_poll = std::time::Duration::from_secs(3600)).await;
+    clinic_knowledge(&gw.w).await;
+    set_ai(&gw.w, &[("undo_seconds", "0")]).await;
+    mock_send_ok(&gw).await;
+    let wake = std::sync::Arc::new(sigmaai::jobs::Wake::default());
+    let (stop, shutdown) = sigmaai::shutdown::Shutdown::new();
+    let worker = tokio::spawn(sigmaai::jobs::run_worker_with(
+        gw.w.t.state.clone(),
+        2,
+        shutdown,
+        wake.clone(),
+    ));
+    eventually("the worker listens", || {
+        let w = wake.clone();
+        async move { w.listening() }
+    })
+    .await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    // Ingestion wakes the worker for the turn: the draft appears without a poll.
+    eventually("the turn is drafted", || async {
+        drafts(&gw.w.t).await.len() == 1
+    })
+    .await;
+    let id = first_draft(&gw.w.owner).await;
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{id}/approve"),
+                &[],
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    eventually("the approved reply reaches the gateway", || async {
+        gateway_sends(&gw).await.len() == 1
+    })
+    .await;
+    stop.trigger();
+    worker.await.unwrap();
+    assert_eq!(gateway_sends(&gw).await.len(), 1);
+}
+
 #[tokio::test]
 async fn the_overview_says_what_waits_and_how_review_went_this_week() {
     let gw = Gw::evolution().await;
@@ -987,32 +1041,6 @@ async fn the_overview_says_what_waits_and_how_review_went_this_week() {
         "Q4",
         "5511955554444",
         "Dani",
-/// Approve → send has no polling interval on its path: the worker's fallback poll is an
-/// hour here, so only the NOTIFY the approval commits (and, for the drafting turn, the one
-/// ingestion sends after its commit) can wake it.
-#[tokio::test]
-async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
-    let gw = Gw::evolution_with(|c| c.worker_poll = std::time::Duration::from_secs(3600)).await;
-    clinic_knowledge(&gw.w).await;
-    set_ai(&gw.w, &[("undo_seconds", "0")]).await;
-    mock_send_ok(&gw).await;
-    let wake = std::sync::Arc::new(sigmaai::jobs::Wake::default());
-    let (stop, shutdown) = sigmaai::shutdown::Shutdown::new();
-    let worker = tokio::spawn(sigmaai::jobs::run_worker_with(
-        gw.w.t.state.clone(),
-        2,
-        shutdown,
-        wake.clone(),
-    ));
-    eventually("the worker listens", || {
-        let w = wake.clone();
-        async move { w.listening() }
-    })
-    .await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
         now(&gw),
         "Quanto custa a limpeza?",
     ))
@@ -1044,27 +1072,4 @@ async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
     // Viewers see their role, not the review figures.
     let viewer = gw.w.add_member("vi@a.test", "viewer").await;
     assert!(!viewer.get("/t/clinic-a").await.body.contains("ov-pending"));
-    // Ingestion wakes the worker for the turn: the draft appears without a poll.
-    eventually("the turn is drafted", || async {
-        drafts(&gw.w.t).await.len() == 1
-    })
-    .await;
-    let id = first_draft(&gw.w.owner).await;
-    let r = gw
-        .w
-        .owner
-        .submit(
-            "/t/clinic-a/review",
-            &format!("/t/clinic-a/drafts/{id}/approve"),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    eventually("the approved reply reaches the gateway", || async {
-        gateway_sends(&gw).await.len() == 1
-    })
-    .await;
-    stop.trigger();
-    worker.await.unwrap();
-    assert_eq!(gateway_sends(&gw).await.len(), 1);
 }
