@@ -5,7 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Form, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     response::Response,
     routing::{get, post},
 };
@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/ai", get(page).post(save))
         .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))
+        .route("/t/{slug}/knowledge/test", get(test_question))
+        .route("/t/{slug}/knowledge/synonyms", post(save_synonyms))
         .route("/t/{slug}/knowledge/{id}", post(edit_entry))
         .route("/t/{slug}/knowledge/{id}/delete", post(delete_entry))
         .route("/t/{slug}/canned", get(canned_page).post(add_canned))
@@ -266,11 +268,39 @@ pub struct KnowledgePage {
     pub entries: Vec<KnowledgeEntry>,
     pub kinds: [KnowledgeKind; 5],
     pub error: Option<&'static str>,
+    /// The tenant's synonym groups, one per line.
+    pub synonyms: String,
+    /// The result of "test a question", when one was asked.
+    pub test: Option<TestView>,
 }
+
+/// What the offline answerer would do with a question, and why.
+pub struct TestView {
+    pub question: String,
+    /// The entries that would answer (titles), empty when it would not answer.
+    pub answers: Vec<String>,
+    /// Why it would not answer (an escalation code), or "greeting".
+    pub reason: String,
+    pub terms: String,
+    pub rows: Vec<TestRow>,
+}
+
+pub struct TestRow {
+    pub title: String,
+    pub score: String,
+    pub coverage: String,
+    pub matched: String,
+}
+
+/// The longest question the test box takes.
+const MAX_TEST_QUESTION: usize = 1_000;
+/// The longest synonym list (matches the column's check).
+const MAX_SYNONYMS: usize = 8_000;
 
 async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<KnowledgePage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let entries = db_ai::knowledge(&mut tx).await?;
+    let synonyms = db_ai::synonyms(&mut tx).await?;
     tx.commit().await?;
     Ok(KnowledgePage {
         ctx,
@@ -284,7 +314,106 @@ async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppRes
             KnowledgeKind::Other,
         ],
         error: None,
+        synonyms,
+        test: None,
     })
+}
+
+#[derive(Deserialize)]
+pub struct TestQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// "Test a question": which entry would answer, its score and the words that matched.
+async fn test_question(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Query(q): Query<TestQuery>,
+) -> AppResult<Response> {
+    use crate::ai::{offline, text::Synonyms};
+    let question = q.q.trim().to_owned();
+    if question.is_empty() || question.chars().count() > MAX_TEST_QUESTION {
+        tracing::warn!(
+            chars = question.chars().count(),
+            "knowledge test question refused"
+        );
+        return refuse(&state, ctx, &t, "knowledge.test_invalid").await;
+    }
+    let mut page = load_knowledge(&state, ctx, &t).await?;
+    let lang = page.ctx.tr.lang();
+    let synonyms = Synonyms::parse(&page.synonyms);
+    let e = offline::explain(&question, &page.entries, lang, &synonyms);
+    let (answers, reason) = match &e.outcome {
+        offline::OfflineOutcome::Answer { entry_ids, .. } => (
+            entry_ids
+                .iter()
+                .filter_map(|id| page.entries.iter().find(|k| k.id == *id))
+                .map(|k| k.title.clone())
+                .collect(),
+            String::new(),
+        ),
+        offline::OfflineOutcome::Greeting { .. } => (Vec::new(), "greeting".to_owned()),
+        offline::OfflineOutcome::Escalate { reason } => (Vec::new(), reason.code().to_owned()),
+    };
+    let rows = e
+        .ranked
+        .iter()
+        .map(|r| TestRow {
+            title: r.entry.title.clone(),
+            score: format!("{:.2}", r.score),
+            coverage: format!("{:.0}%", 100.0 * r.coverage),
+            matched: r.matched.join(", "),
+        })
+        .collect();
+    let terms = e.terms.join(", ");
+    page.test = Some(TestView {
+        question,
+        answers,
+        reason,
+        terms,
+        rows,
+    });
+    Ok(axum::response::IntoResponse::into_response(page))
+}
+
+#[derive(Deserialize)]
+pub struct SynonymsForm {
+    #[serde(default)]
+    synonyms: String,
+}
+
+async fn save_synonyms(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<SynonymsForm>,
+) -> AppResult<Response> {
+    let body = f.synonyms.trim().replace("\r\n", "\n");
+    if body.chars().count() > MAX_SYNONYMS {
+        tracing::warn!(chars = body.chars().count(), "synonym list refused");
+        return refuse(&state, ctx, &t, "knowledge.synonyms_invalid").await;
+    }
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    db_ai::set_synonyms(&mut tx, t.id(), &body, now).await?;
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "knowledge.synonyms_saved",
+        "",
+        json!({ "lines": body.lines().count() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/knowledge", t.tenant.slug),
+        true,
+        "knowledge.saved",
+    ))
 }
 
 async fn knowledge_page(
