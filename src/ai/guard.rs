@@ -316,10 +316,12 @@ pub fn check(text: &str) -> Option<Concern> {
 fn matches(words: &[String], pattern: &str) -> bool {
     let p: Vec<&str> = pattern.split(' ').collect();
     words.windows(p.len()).any(|w| {
-        w.iter().zip(&p).all(|(word, pat)| match pat.strip_suffix('*') {
-            Some(prefix) => word.starts_with(prefix),
-            None => word == pat,
-        })
+        w.iter()
+            .zip(&p)
+            .all(|(word, pat)| match pat.strip_suffix('*') {
+                Some(prefix) => word.starts_with(prefix),
+                None => word == pat,
+            })
     })
 }
 
@@ -344,14 +346,35 @@ mod tests {
 
     #[test]
     fn medical_complaints_and_personal_data() {
-        assert_eq!(check("é normal ficar inchado depois da extração?"), Some(Concern::Medical));
-        assert_eq!(check("qual remedio posso dar pro meu gato"), Some(Concern::Medical));
-        assert_eq!(check("is it normal that my gums bleed"), Some(Concern::Emergency));
-        assert_eq!(check("should i take ibuprofen before"), Some(Concern::Medical));
-        assert_eq!(check("atendimento pessimo, quero reembolso"), Some(Concern::Complaint));
+        assert_eq!(
+            check("é normal ficar inchado depois da extração?"),
+            Some(Concern::Medical)
+        );
+        assert_eq!(
+            check("qual remedio posso dar pro meu gato"),
+            Some(Concern::Medical)
+        );
+        assert_eq!(
+            check("is it normal that my gums bleed"),
+            Some(Concern::Emergency)
+        );
+        assert_eq!(
+            check("should i take ibuprofen before"),
+            Some(Concern::Medical)
+        );
+        assert_eq!(
+            check("atendimento pessimo, quero reembolso"),
+            Some(Concern::Complaint)
+        );
         assert_eq!(check("I want a refund"), Some(Concern::Complaint));
-        assert_eq!(check("quero apagar meus dados"), Some(Concern::PersonalData));
-        assert_eq!(check("me manda o resultado do meu exame"), Some(Concern::PersonalData));
+        assert_eq!(
+            check("quero apagar meus dados"),
+            Some(Concern::PersonalData)
+        );
+        assert_eq!(
+            check("me manda o resultado do meu exame"),
+            Some(Concern::PersonalData)
+        );
         assert_eq!(check("please delete my data"), Some(Concern::PersonalData));
     }
 

@@ -147,9 +147,8 @@ pub fn run(set: &EvalSet, split: Option<&str>) -> Report {
 /// Tries a grid of decision constants on `split` (the development set: never tune on the
 /// held-out one) and prints answered-correct and wrong rates for each.
 pub fn sweep(set: &EvalSet, split: Option<&str>) -> String {
-    let mut s = String::from(
-        "min_coverage margin concept_w absent_w common_w answered-correct  wrong\n",
-    );
+    let mut s =
+        String::from("min_coverage margin concept_w absent_w common_w answered-correct  wrong\n");
     for concept_weight in [0.5, 0.75, 1.0] {
         for absent_weight in [0.5, 0.75, 1.0] {
             for common_weight in [0.5, 1.0] {
@@ -198,11 +197,7 @@ pub fn run_with(set: &EvalSet, split: Option<&str>, params: Params) -> Report {
             let keys = kb.entries.iter().map(|e| e.key.as_str()).collect();
             (
                 name.as_str(),
-                (
-                    Lang::parse(&kb.lang).unwrap_or(Lang::PtBr),
-                    entries,
-                    keys,
-                ),
+                (Lang::parse(&kb.lang).unwrap_or(Lang::PtBr), entries, keys),
             )
         })
         .collect();
@@ -363,8 +358,15 @@ mod tests {
         let dev = set.cases.iter().filter(|c| c.split == "dev").count();
         assert!(set.cases.len() >= 150, "{} cases", set.cases.len());
         assert!(dev > 0 && !held.is_empty());
-        let escalate = set.cases.iter().filter(|c| c.expect.starts_with('!')).count();
-        assert!(escalate * 10 >= set.cases.len() * 3, "{escalate} must escalate");
+        let escalate = set
+            .cases
+            .iter()
+            .filter(|c| c.expect.starts_with('!'))
+            .count();
+        assert!(
+            escalate * 10 >= set.cases.len() * 3,
+            "{escalate} must escalate"
+        );
         let mut sizes: Vec<usize> = set.kbs.values().map(|k| k.entries.len()).collect();
         sizes.sort();
         sizes.dedup();
@@ -381,7 +383,10 @@ mod tests {
         let report = run(&set, Some("held-out"));
         let table = render(&report, true);
         let t = &report.total;
-        assert!(t.correct_rate() >= 0.85, "answered-correct below 85%:\n{table}");
+        assert!(
+            t.correct_rate() >= 0.85,
+            "answered-correct below 85%:\n{table}"
+        );
         assert!(t.wrong_rate() <= 0.03, "wrong answers above 3%:\n{table}");
     }
 
@@ -415,6 +420,11 @@ mod tests {
         );
         assert_eq!(r.failures.len(), 2);
         assert!(render(&r, true).contains("[wrong]"));
-        assert!(parse(r#"{"kbs": {}, "cases": [{"kb": "x", "split": "dev", "text": "a", "expect": "b"}]}"#).is_err());
+        assert!(
+            parse(
+                r#"{"kbs": {}, "cases": [{"kb": "x", "split": "dev", "text": "a", "expect": "b"}]}"#
+            )
+            .is_err()
+        );
     }
 }

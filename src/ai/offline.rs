@@ -238,9 +238,7 @@ pub fn answer_turn_with(
     // ("e de gato?", "qto fica?"); its own words must still be covered.
     let pick_in_context = |part: &[text::Token], context: &[text::Token]| {
         if part.len() <= FOLLOW_UP_WORDS && !context.is_empty() {
-            index
-                .pick(part, context)
-                .or_else(|| index.pick(part, &[]))
+            index.pick(part, context).or_else(|| index.pick(part, &[]))
         } else {
             index.pick(part, &[])
         }
@@ -626,12 +624,19 @@ impl Index {
                         .iter()
                         .filter(|(t, _)| doc.tf.contains_key(t))
                         .map(|(t, c)| {
-                            let place = if doc.title.contains(t) { 1.0 } else { BODY_CREDIT };
+                            let place = if doc.title.contains(t) {
+                                1.0
+                            } else {
+                                BODY_CREDIT
+                            };
                             (c * place, *c, c * self.bm25(t, doc))
                         })
-                        .fold((0.0f32, 0.0f32, 0.0f32), |a, b| {
-                            if b.0 > a.0 { b } else { a }
-                        });
+                        .fold(
+                            (0.0f32, 0.0f32, 0.0f32),
+                            |a, b| {
+                                if b.0 > a.0 { b } else { a }
+                            },
+                        );
                     if best.1 > 0.0 {
                         if q.required {
                             covered += q.weight * best.1;
@@ -1105,7 +1110,12 @@ pub(crate) mod tests {
     #[test]
     fn explanations_show_the_entry_score_and_matched_words() {
         let kb = clinica_sorriso();
-        let e = explain("qto custa o clareamento?", &kb, Lang::PtBr, &Synonyms::default());
+        let e = explain(
+            "qto custa o clareamento?",
+            &kb,
+            Lang::PtBr,
+            &Synonyms::default(),
+        );
         assert_eq!(e.ranked[0].entry.id, Uuid::from_u128(3));
         assert_eq!(e.ranked[0].matched, vec!["quanto", "clareamento"]);
         assert!(matches!(e.outcome, OfflineOutcome::Answer { .. }));

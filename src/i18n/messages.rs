@@ -1444,7 +1444,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "só uma saudação (resposta cordial)",
     ),
     ("review.urgent", "Urgent", "Urgente"),
-    ("knowledge.test.title", "Test a question", "Testar uma pergunta"),
+    (
+        "knowledge.test.title",
+        "Test a question",
+        "Testar uma pergunta",
+    ),
     (
         "knowledge.test.help",
         "Type a question as a customer would write it and see which entry would answer, its score and the words that matched.",
@@ -1470,7 +1474,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ("knowledge.test.entry", "Entry", "Entrada"),
     ("knowledge.test.score", "Score", "Pontuação"),
     ("knowledge.test.coverage", "Coverage", "Cobertura"),
-    ("knowledge.test.matched", "Matched words", "Palavras encontradas"),
+    (
+        "knowledge.test.matched",
+        "Matched words",
+        "Palavras encontradas",
+    ),
     (
         "knowledge.test_invalid",
         "Type a question of at most 1,000 characters.",

@@ -7,6 +7,7 @@ mod browser;
 mod channels;
 mod client;
 mod harness;
+mod knowledge;
 
 mod accounts;
 mod attacks;
