@@ -1486,6 +1486,54 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("knowledge.synonyms.title", "Synonyms", "Sinônimos"),
     (
+        "knowledge.import.title",
+        "Import FAQ entries",
+        "Importar perguntas frequentes",
+    ),
+    ("knowledge.import.format", "Format", "Formato"),
+    (
+        "knowledge.import.format.text",
+        "Plain text",
+        "Texto simples",
+    ),
+    (
+        "knowledge.import.text",
+        "Paste the file's contents",
+        "Cole o conteúdo do arquivo",
+    ),
+    (
+        "knowledge.import.help",
+        "CSV: title,body[,kind] per row. Markdown: each heading starts an entry. Plain text: one entry per paragraph; long ones are split. Nothing is saved before you review.",
+        "CSV: título,texto[,tipo] por linha. Markdown: cada título inicia uma entrada. Texto simples: uma entrada por parágrafo; os longos são divididos. Nada é salvo antes da sua revisão.",
+    ),
+    ("knowledge.import.preview", "Read entries", "Ler entradas"),
+    (
+        "knowledge.import.review",
+        "Review the imported entries",
+        "Revise as entradas importadas",
+    ),
+    (
+        "knowledge.import.review_help",
+        "Edit or untick entries, then save the ones you keep.",
+        "Edite ou desmarque entradas e salve as que quiser manter.",
+    ),
+    ("knowledge.import.keep", "Keep", "Manter"),
+    (
+        "knowledge.import.save",
+        "Save the kept entries",
+        "Salvar as entradas mantidas",
+    ),
+    (
+        "knowledge.import_invalid",
+        "Choose CSV, Markdown or plain text.",
+        "Escolha CSV, Markdown ou texto simples.",
+    ),
+    (
+        "knowledge.import_empty",
+        "No entries found: check the format (or keep at least one entry).",
+        "Nenhuma entrada encontrada: confira o formato (ou mantenha ao menos uma entrada).",
+    ),
+    (
         "knowledge.synonyms.label",
         "Words your customers use for the same thing",
         "Palavras que seus clientes usam para a mesma coisa",

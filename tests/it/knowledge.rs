@@ -318,3 +318,82 @@ async fn synonyms_and_the_test_box_on_the_knowledge_page() {
         403
     );
 }
+
+#[tokio::test]
+async fn an_faq_is_imported_reviewed_and_only_the_kept_entries_saved() {
+    let w = World::new().await;
+    let csv =
+        "title,body,kind\n\"Horário\",\"Seg a sex, 8h às 18h\",hours\nPix,Aceitamos Pix sem taxa\n";
+    let page = w
+        .owner
+        .submit(
+            "/t/clinic-a/knowledge",
+            "/t/clinic-a/knowledge/import",
+            &[("format", "csv"), ("text", csv)],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Review the imported entries"));
+    assert_eq!(page.input_value("imp-title-0").as_deref(), Some("Horário"));
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM knowledge_entries")
+            .fetch_one(&w.t.owner)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 0, "nothing saved before review");
+    // The admin keeps the first (edited) and drops the second.
+    let csrf = page.csrf();
+    let r = w
+        .owner
+        .post(
+            "/t/clinic-a/knowledge/import/save",
+            &[
+                ("csrf", csrf.as_str()),
+                ("keep_0", "1"),
+                ("kind_0", "hours"),
+                ("title_0", "Horário de funcionamento"),
+                ("body_0", "Seg a sex, 8h às 18h"),
+                ("kind_1", "faq"),
+                ("title_1", "Pix"),
+                ("body_1", "Aceitamos Pix sem taxa"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM knowledge_entries")
+        .fetch_all(&w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(titles, vec!["Horário de funcionamento"]);
+    // Markdown, and bad input: an unknown format and nothing to read are 422s.
+    let page = w
+        .owner
+        .submit(
+            "/t/clinic-a/knowledge",
+            "/t/clinic-a/knowledge/import",
+            &[
+                ("format", "markdown"),
+                ("text", "## Estacionamento\nHá vagas ao lado."),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.input_value("imp-title-0").as_deref(),
+        Some("Estacionamento")
+    );
+    let errors_before = errors_logged();
+    for (format, text) in [("pdf", "x"), ("text", "   ")] {
+        let r = w
+            .owner
+            .submit(
+                "/t/clinic-a/knowledge",
+                "/t/clinic-a/knowledge/import",
+                &[("format", format), ("text", text)],
+            )
+            .await;
+        assert_eq!(r.status, 422, "{format}");
+    }
+    assert_eq!(errors_logged(), errors_before, "bad input logged at ERROR");
+    assert_eq!(count().await, 1);
+}

@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))
         .route("/t/{slug}/knowledge/test", get(test_question))
         .route("/t/{slug}/knowledge/synonyms", post(save_synonyms))
+        .route("/t/{slug}/knowledge/import", post(import_preview))
+        .route("/t/{slug}/knowledge/import/save", post(import_save))
         .route("/t/{slug}/knowledge/{id}", post(edit_entry))
         .route("/t/{slug}/knowledge/{id}/delete", post(delete_entry))
         .route("/t/{slug}/canned", get(canned_page).post(add_canned))
@@ -272,6 +274,8 @@ pub struct KnowledgePage {
     pub synonyms: String,
     /// The result of "test a question", when one was asked.
     pub test: Option<TestView>,
+    /// Entries read from an import, waiting for the admin's review.
+    pub import: Vec<crate::domain::knowledge_import::Draft>,
 }
 
 /// What the offline answerer would do with a question, and why.
@@ -316,6 +320,7 @@ async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppRes
         error: None,
         synonyms,
         test: None,
+        import: Vec::new(),
     })
 }
 
@@ -376,6 +381,98 @@ async fn test_question(
         rows,
     });
     Ok(axum::response::IntoResponse::into_response(page))
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    format: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// Import, step 1: the pasted CSV, Markdown or text becomes entries shown for review;
+/// nothing is saved yet.
+async fn import_preview(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<ImportForm>,
+) -> AppResult<Response> {
+    use crate::domain::knowledge_import::{self as import, Format};
+    let Some(format) = Format::parse(&f.format) else {
+        tracing::warn!("knowledge import with an unknown format");
+        return refuse(&state, ctx, &t, "knowledge.import_invalid").await;
+    };
+    let drafts = import::parse(&f.text, format);
+    if drafts.is_empty() {
+        tracing::warn!(
+            chars = f.text.chars().count(),
+            "knowledge import found no entries"
+        );
+        return refuse(&state, ctx, &t, "knowledge.import_empty").await;
+    }
+    let mut page = load_knowledge(&state, ctx, &t).await?;
+    page.import = drafts;
+    Ok(axum::response::IntoResponse::into_response(page))
+}
+
+/// Import, step 2: the entries the admin kept (edited or not) are saved.
+async fn import_save(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    use crate::domain::knowledge_import::MAX_ENTRIES;
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut entries = Vec::new();
+    for i in 0..MAX_ENTRIES {
+        if get(&format!("keep_{i}")).as_deref() != Some("1") {
+            continue;
+        }
+        let form = EntryForm {
+            kind: get(&format!("kind_{i}")).unwrap_or_default(),
+            title: get(&format!("title_{i}")).unwrap_or_default(),
+            body: get(&format!("body_{i}")).unwrap_or_default(),
+        };
+        match parse_entry(Uuid::now_v7(), &form) {
+            Ok(e) => entries.push(e),
+            Err(key) => {
+                tracing::warn!(row = i, "knowledge import row refused");
+                return refuse(&state, ctx, &t, key).await;
+            }
+        }
+    }
+    if entries.is_empty() {
+        tracing::warn!("knowledge import saved with no entry kept");
+        return refuse(&state, ctx, &t, "knowledge.import_empty").await;
+    }
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    for e in &entries {
+        db_ai::insert_knowledge(&mut tx, t.id(), e, now).await?;
+    }
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "knowledge.imported",
+        "",
+        json!({ "entries": entries.len() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/knowledge", t.tenant.slug),
+        true,
+        "knowledge.saved",
+    ))
 }
 
 #[derive(Deserialize)]
