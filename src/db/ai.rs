@@ -574,6 +574,77 @@ pub async fn calls_on(conn: &mut PgConnection, day: Date) -> sqlx::Result<i64> {
     .await
 }
 
+/// Flags a stored escalation (and its conversation) urgent, or clears the conversation's
+/// flag for a non-urgent one.
+pub async fn set_urgent(
+    conn: &mut PgConnection,
+    draft_id: Uuid,
+    conversation_id: Uuid,
+    urgent: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE drafts SET urgent = $2 WHERE id = $1")
+        .bind(draft_id)
+        .bind(urgent)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE conversations SET urgent = $2 WHERE id = $1")
+        .bind(conversation_id)
+        .bind(urgent)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The urgent drafts among `ids`.
+pub async fn urgent_drafts(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM drafts WHERE id = ANY($1) AND urgent")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// The conversations among `ids` flagged urgent that still need a person.
+pub async fn urgent_conversations(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE id = ANY($1) AND urgent AND attention IS NOT NULL",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// The tenant's synonym list for knowledge retrieval (one group per line), "" when none.
+pub async fn synonyms(conn: &mut PgConnection) -> sqlx::Result<String> {
+    Ok(
+        sqlx::query_scalar::<_, String>("SELECT body FROM knowledge_synonyms LIMIT 1")
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
+/// Replaces the tenant's synonym list.
+pub async fn set_synonyms(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    body: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO knowledge_synonyms (tenant_id, body, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id) DO UPDATE SET body = EXCLUDED.body, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(tenant_id)
+    .bind(body)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn set_attention(
     conn: &mut PgConnection,
     conversation_id: Uuid,

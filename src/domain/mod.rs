@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod knowledge;
+pub mod knowledge_import;
 pub mod phone;
 pub mod plans;
 pub mod policy;

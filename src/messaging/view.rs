@@ -153,6 +153,8 @@ pub struct InboxRow {
     pub is_group: bool,
     pub labels: Vec<String>,
     pub erased: bool,
+    /// An emergency still waiting for a person.
+    pub urgent: bool,
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -230,6 +232,7 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
         is_group: r.is_group,
         labels: r.labels.clone(),
         erased,
+        urgent: false,
     }
 }
 

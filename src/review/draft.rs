@@ -85,6 +85,9 @@ enum Produced {
         latency_ms: i32,
         /// Whether the conversation's data left for an outside provider.
         external: bool,
+        /// What the reviewer must know about it (`partly_answered`): stored as the draft's
+        /// reason, and such a draft is never sent without a person.
+        note: Option<String>,
     },
     Escalate {
         reason: String,
@@ -158,6 +161,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     }
     let tenant_settings = db::accounts::settings(&mut tx).await?;
     let knowledge = db_ai::knowledge(&mut tx).await?;
+    let synonyms = ai::text::Synonyms::parse(&db_ai::synonyms(&mut tx).await?);
     let tenant = db::accounts::tenant_by_id(&state.db, tenant_id).await?;
     let plan = tenant
         .as_ref()
@@ -214,7 +218,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
             .parse()
             .unwrap_or(ProviderKind::Offline);
         if kind == ProviderKind::Offline {
-            draft_offline(&convo, &knowledge, lang)
+            draft_offline(&convo, &knowledge, &synonyms, lang)
         } else {
             let customer = customer_profile(state, tenant_id, &contact).await;
             let settings = TenantSettings {
@@ -463,9 +467,27 @@ pub fn guess_lang(text: &str, fallback: Lang) -> Lang {
     }
 }
 
+/// The customer's messages before the pending ones (at most `n`, oldest first), for
+/// follow-ups like "e no domingo?".
+fn earlier_customer_texts(convo: &[ConversationMessage], n: usize) -> Vec<String> {
+    let pending_from = convo
+        .iter()
+        .rposition(|m| m.direction == Direction::Outbound)
+        .map_or(0, |i| i + 1);
+    let mut out: Vec<String> = convo[..pending_from]
+        .iter()
+        .filter(|m| m.direction == Direction::Inbound && !m.text.trim().is_empty())
+        .map(|m| m.text.trim().to_owned())
+        .collect();
+    let skip = out.len().saturating_sub(n);
+    out.drain(..skip);
+    out
+}
+
 fn draft_offline(
     convo: &[ConversationMessage],
     knowledge: &[crate::domain::knowledge::KnowledgeEntry],
+    synonyms: &ai::text::Synonyms,
     lang: Lang,
 ) -> Produced {
     let offline = |reason: String| Produced::Escalate {
@@ -478,30 +500,40 @@ fn draft_offline(
         return offline(escalation_code(e));
     }
     let question = context::pending_text(convo);
-    match offline::answer(&question, knowledge, guess_lang(&question, lang)) {
+    let earlier = earlier_customer_texts(convo, 2);
+    let turn = offline::Turn {
+        pending: &question,
+        earlier: &earlier,
+    };
+    match offline::answer_turn(turn, knowledge, guess_lang(&question, lang), synonyms) {
         OfflineOutcome::Answer {
-            text, entry_ids, ..
+            text,
+            entry_ids,
+            unanswered,
+            ..
         } => Produced::Draft {
             text,
             provider: "offline".into(),
             model: String::new(),
-            prompt_version: "offline-v1".into(),
+            prompt_version: "offline-v2".into(),
             knowledge_ids: entry_ids,
             input_tokens: 0,
             output_tokens: 0,
             latency_ms: 0,
             external: false,
+            note: (unanswered > 0).then(|| "partly_answered".to_owned()),
         },
         OfflineOutcome::Greeting { text } => Produced::Draft {
             text,
             provider: "offline".into(),
             model: String::new(),
-            prompt_version: "offline-v1".into(),
+            prompt_version: "offline-v2".into(),
             knowledge_ids: Vec::new(),
             input_tokens: 0,
             output_tokens: 0,
             latency_ms: 0,
             external: false,
+            note: None,
         },
         OfflineOutcome::Escalate { reason } => offline(reason.code().to_owned()),
     }
@@ -646,6 +678,7 @@ async fn draft_llm(
             output_tokens: usage.output_tokens as i32,
             latency_ms,
             external: true,
+            note: None,
         }),
         None => Ok(escalate("empty_reply".into(), true)),
     }
@@ -930,6 +963,7 @@ async fn store(
             output_tokens,
             latency_ms,
             external,
+            note,
         } => {
             metrics::histogram!("sigmaai_ai_request_duration_seconds", "provider" => provider.clone())
                 .record(f64::from(*latency_ms) / 1000.0);
@@ -956,7 +990,7 @@ async fn store(
                     reply_to_message_id: latest.id,
                     state: "pending",
                     original_sealed: Some(sealed),
-                    escalation_reason: None,
+                    escalation_reason: note.as_deref(),
                     provider,
                     model,
                     prompt_version,
@@ -1016,6 +1050,8 @@ async fn store(
             .await?;
             if inserted {
                 db_ai::set_attention(&mut tx, conv.id, Some(reason), now).await?;
+                // An emergency goes first in the queue and is marked in the inbox.
+                db_ai::set_urgent(&mut tx, draft_id, conv.id, reason == "emergency").await?;
             }
             (inserted, true, *external, provider.clone(), model.clone())
         }
@@ -1100,7 +1136,9 @@ async fn store(
         }
     }
     // A draft that prepared an action waits for a person even under auto_send.
-    if !escalated && policy == "auto_send" && !pending_writes {
+    // A partly answered message waits for a person too (the rest needs an answer).
+    let noted = matches!(&produced, Produced::Draft { note: Some(_), .. });
+    if !escalated && policy == "auto_send" && !pending_writes && !noted {
         let text = match &produced {
             Produced::Draft { text, .. } => text.clone(),
             Produced::Escalate { .. } => String::new(),

@@ -8,6 +8,7 @@ mod channels;
 mod client;
 mod contacts;
 mod harness;
+mod knowledge;
 
 mod accounts;
 mod attacks;

@@ -5,7 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Form, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     response::Response,
     routing::{get, post},
 };
@@ -33,6 +33,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/ai", get(page).post(save))
         .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))
+        .route("/t/{slug}/knowledge/test", get(test_question))
+        .route("/t/{slug}/knowledge/synonyms", post(save_synonyms))
+        .route("/t/{slug}/knowledge/import", post(import_preview))
+        .route("/t/{slug}/knowledge/import/save", post(import_save))
         .route("/t/{slug}/knowledge/{id}", post(edit_entry))
         .route("/t/{slug}/knowledge/{id}/delete", post(delete_entry))
         .route("/t/{slug}/canned", get(canned_page).post(add_canned))
@@ -267,11 +271,41 @@ pub struct KnowledgePage {
     pub entries: Vec<KnowledgeEntry>,
     pub kinds: [KnowledgeKind; 5],
     pub error: Option<&'static str>,
+    /// The tenant's synonym groups, one per line.
+    pub synonyms: String,
+    /// The result of "test a question", when one was asked.
+    pub test: Option<TestView>,
+    /// Entries read from an import, waiting for the admin's review.
+    pub import: Vec<crate::domain::knowledge_import::Draft>,
 }
+
+/// What the offline answerer would do with a question, and why.
+pub struct TestView {
+    pub question: String,
+    /// The entries that would answer (titles), empty when it would not answer.
+    pub answers: Vec<String>,
+    /// Why it would not answer (an escalation code), or "greeting".
+    pub reason: String,
+    pub terms: String,
+    pub rows: Vec<TestRow>,
+}
+
+pub struct TestRow {
+    pub title: String,
+    pub score: String,
+    pub coverage: String,
+    pub matched: String,
+}
+
+/// The longest question the test box takes.
+const MAX_TEST_QUESTION: usize = 1_000;
+/// The longest synonym list (matches the column's check).
+const MAX_SYNONYMS: usize = 8_000;
 
 async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<KnowledgePage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let entries = db_ai::knowledge(&mut tx).await?;
+    let synonyms = db_ai::synonyms(&mut tx).await?;
     tx.commit().await?;
     Ok(KnowledgePage {
         ctx,
@@ -285,7 +319,199 @@ async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppRes
             KnowledgeKind::Other,
         ],
         error: None,
+        synonyms,
+        test: None,
+        import: Vec::new(),
     })
+}
+
+#[derive(Deserialize)]
+pub struct TestQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// "Test a question": which entry would answer, its score and the words that matched.
+async fn test_question(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Query(q): Query<TestQuery>,
+) -> AppResult<Response> {
+    use crate::ai::{offline, text::Synonyms};
+    let question = q.q.trim().to_owned();
+    if question.is_empty() || question.chars().count() > MAX_TEST_QUESTION {
+        tracing::warn!(
+            chars = question.chars().count(),
+            "knowledge test question refused"
+        );
+        return refuse(&state, ctx, &t, "knowledge.test_invalid").await;
+    }
+    let mut page = load_knowledge(&state, ctx, &t).await?;
+    let lang = page.ctx.tr.lang();
+    let synonyms = Synonyms::parse(&page.synonyms);
+    let e = offline::explain(&question, &page.entries, lang, &synonyms);
+    let (answers, reason) = match &e.outcome {
+        offline::OfflineOutcome::Answer { entry_ids, .. } => (
+            entry_ids
+                .iter()
+                .filter_map(|id| page.entries.iter().find(|k| k.id == *id))
+                .map(|k| k.title.clone())
+                .collect(),
+            String::new(),
+        ),
+        offline::OfflineOutcome::Greeting { .. } => (Vec::new(), "greeting".to_owned()),
+        offline::OfflineOutcome::Escalate { reason } => (Vec::new(), reason.code().to_owned()),
+    };
+    let rows = e
+        .ranked
+        .iter()
+        .map(|r| TestRow {
+            title: r.entry.title.clone(),
+            score: format!("{:.2}", r.score),
+            coverage: format!("{:.0}%", 100.0 * r.coverage),
+            matched: r.matched.join(", "),
+        })
+        .collect();
+    let terms = e.terms.join(", ");
+    page.test = Some(TestView {
+        question,
+        answers,
+        reason,
+        terms,
+        rows,
+    });
+    Ok(axum::response::IntoResponse::into_response(page))
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    format: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// Import, step 1: the pasted CSV, Markdown or text becomes entries shown for review;
+/// nothing is saved yet.
+async fn import_preview(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<ImportForm>,
+) -> AppResult<Response> {
+    use crate::domain::knowledge_import::{self as import, Format};
+    let Some(format) = Format::parse(&f.format) else {
+        tracing::warn!("knowledge import with an unknown format");
+        return refuse(&state, ctx, &t, "knowledge.import_invalid").await;
+    };
+    let drafts = import::parse(&f.text, format);
+    if drafts.is_empty() {
+        tracing::warn!(
+            chars = f.text.chars().count(),
+            "knowledge import found no entries"
+        );
+        return refuse(&state, ctx, &t, "knowledge.import_empty").await;
+    }
+    let mut page = load_knowledge(&state, ctx, &t).await?;
+    page.import = drafts;
+    Ok(axum::response::IntoResponse::into_response(page))
+}
+
+/// Import, step 2: the entries the admin kept (edited or not) are saved.
+async fn import_save(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    use crate::domain::knowledge_import::MAX_ENTRIES;
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut entries = Vec::new();
+    for i in 0..MAX_ENTRIES {
+        if get(&format!("keep_{i}")).as_deref() != Some("1") {
+            continue;
+        }
+        let form = EntryForm {
+            kind: get(&format!("kind_{i}")).unwrap_or_default(),
+            title: get(&format!("title_{i}")).unwrap_or_default(),
+            body: get(&format!("body_{i}")).unwrap_or_default(),
+        };
+        match parse_entry(Uuid::now_v7(), &form) {
+            Ok(e) => entries.push(e),
+            Err(key) => {
+                tracing::warn!(row = i, "knowledge import row refused");
+                return refuse(&state, ctx, &t, key).await;
+            }
+        }
+    }
+    if entries.is_empty() {
+        tracing::warn!("knowledge import saved with no entry kept");
+        return refuse(&state, ctx, &t, "knowledge.import_empty").await;
+    }
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    for e in &entries {
+        db_ai::insert_knowledge(&mut tx, t.id(), e, now).await?;
+    }
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "knowledge.imported",
+        "",
+        json!({ "entries": entries.len() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/knowledge", t.tenant.slug),
+        true,
+        "knowledge.saved",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct SynonymsForm {
+    #[serde(default)]
+    synonyms: String,
+}
+
+async fn save_synonyms(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Form(f): Form<SynonymsForm>,
+) -> AppResult<Response> {
+    let body = f.synonyms.trim().replace("\r\n", "\n");
+    if body.chars().count() > MAX_SYNONYMS {
+        tracing::warn!(chars = body.chars().count(), "synonym list refused");
+        return refuse(&state, ctx, &t, "knowledge.synonyms_invalid").await;
+    }
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    db_ai::set_synonyms(&mut tx, t.id(), &body, now).await?;
+    audit::record(
+        &mut tx,
+        t.id(),
+        &t.actor(),
+        "knowledge.synonyms_saved",
+        "",
+        json!({ "lines": body.lines().count() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("/t/{}/knowledge", t.tenant.slug),
+        true,
+        "knowledge.saved",
+    ))
 }
 
 async fn knowledge_page(

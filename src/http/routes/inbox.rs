@@ -134,6 +134,8 @@ async fn list(
     };
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let rows = conversations::list(&mut tx, &filter).await?;
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let urgent = crate::db::ai::urgent_conversations(&mut tx, &ids).await?;
     tx.commit().await?;
     let next = (rows.len() as i64 == PAGE_SIZE)
         .then(|| {
@@ -143,7 +145,9 @@ async fn list(
         .flatten();
     let mut views = Vec::with_capacity(rows.len());
     for r in &rows {
-        views.push(view::inbox_row(&state, tenant, &clock, r).await);
+        let mut v = view::inbox_row(&state, tenant, &clock, r).await;
+        v.urgent = urgent.contains(&r.id);
+        views.push(v);
     }
     Ok(ListPage {
         ctx,

@@ -44,6 +44,8 @@ pub struct DraftCard {
     pub id: Uuid,
     pub conversation_id: Uuid,
     pub escalated: bool,
+    /// An emergency: shown first and marked.
+    pub urgent: bool,
     pub reason: String,
     /// The customer edited or deleted a message after the draft was written.
     pub source_changed: Option<String>,
@@ -136,6 +138,7 @@ async fn queue(
             id: d.id,
             conversation_id: conv.id,
             escalated: d.state == "escalated",
+            urgent: false,
             reason: d.escalation_reason.clone().unwrap_or_default(),
             source_changed: d.source_changed.clone(),
             contact: view::contact(&state, tenant, &contact).await.label(),
@@ -161,6 +164,13 @@ async fn queue(
             calls,
         });
     }
+    // Emergencies first (stable: otherwise oldest first, as the queue query orders them).
+    let ids: Vec<uuid::Uuid> = cards.iter().map(|c| c.id).collect();
+    let urgent = db_ai::urgent_drafts(&mut tx, &ids).await?;
+    for c in &mut cards {
+        c.urgent = urgent.contains(&c.id);
+    }
+    cards.sort_by_key(|c| !c.urgent);
     let mut pending_calls = Vec::new();
     for c in db::mcp::pending_calls(&mut tx, QUEUE_LIMIT).await? {
         pending_calls.push(decide::call_view(&state, tenant, &c).await);
