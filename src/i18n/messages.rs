@@ -1535,8 +1535,8 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ("thread.new_many", "{} new messages", "{} novas mensagens"),
     (
         "review.shortcuts",
-        "Keys: j/k next and previous, a approve, e edit, r reject, t take over, Esc leaves a field.",
-        "Teclas: j/k próximo e anterior, a aprovar, e editar, r rejeitar, t assumir, Esc sai do campo.",
+        "Keys: j/k next and previous, a approve, e edit, r reject, t take over, Esc leaves a field; ? lists every key.",
+        "Teclas: j/k próximo e anterior, a aprovar, e editar, r rejeitar, t assumir, Esc sai do campo; ? mostra todas.",
     ),
     (
         "review.empty",
