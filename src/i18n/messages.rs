@@ -793,6 +793,31 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Uma resposta ausente ou errada costuma se resolver na base de conhecimento:",
     ),
     (
+        "knowledge.kind.invalid",
+        "Choose what kind of entry this is.",
+        "Escolha o tipo desta entrada.",
+    ),
+    (
+        "knowledge.title.required",
+        "Give the entry a title (what the customer asks about).",
+        "Dê um título à entrada (o assunto da pergunta).",
+    ),
+    (
+        "knowledge.title.long",
+        "The title can have at most 200 characters.",
+        "O título pode ter no máximo 200 caracteres.",
+    ),
+    (
+        "knowledge.body.required",
+        "Write the answer the AI should give.",
+        "Escreva a resposta que a IA deve dar.",
+    ),
+    (
+        "knowledge.body.long",
+        "The answer can have at most 8,000 characters.",
+        "A resposta pode ter no máximo 8.000 caracteres.",
+    ),
+    (
         "members.invitation_gone",
         "That invitation was already used or withdrawn.",
         "Esse convite já foi usado ou revogado.",

@@ -458,7 +458,7 @@ async fn the_undo_window_is_the_tenants_setting() {
 /// The field with this id: (its value or text, aria-invalid, the text of what describes it).
 fn field(page: &str, id: &str) -> (String, Option<String>, String) {
     let doc = scraper::Html::parse_document(page);
-    let sel = scraper::Selector::parse(&format!("#{id}")).unwrap();
+    let sel = scraper::Selector::parse(&format!(r#"[id="{id}"]"#)).unwrap();
     let el = doc
         .select(&sel)
         .next()
@@ -474,7 +474,7 @@ fn field(page: &str, id: &str) -> (String, Option<String>, String) {
         .unwrap_or("")
         .split_whitespace()
         .filter_map(|d| {
-            let s = scraper::Selector::parse(&format!("#{d}")).unwrap();
+            let s = scraper::Selector::parse(&format!(r#"[id="{d}"]"#)).unwrap();
             doc.select(&s).next().map(|e| e.text().collect::<String>())
         })
         .collect::<Vec<_>>()
@@ -646,4 +646,76 @@ async fn harness_resolved(gw: &Gw) {
             == "resolved"
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_refused_knowledge_entry_keeps_the_typed_answer_in_its_own_form() {
+    let gw = Gw::evolution().await;
+    let answer = "Atendemos aos sábados das 8h às 12h30.";
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/knowledge",
+                "/t/clinic-a/knowledge",
+                &[("kind", "hours"), ("title", " "), ("body", answer)],
+            )
+            .await;
+    assert_eq!(r.status, 422);
+    let (title, invalid, why) = field(&r.body, "k-title");
+    assert_eq!((title.as_str(), invalid.as_deref()), (" ", Some("true")));
+    assert!(why.contains("Give the entry a title"), "{why}");
+    let (body, invalid, _) = field(&r.body, "k-body");
+    assert_eq!(
+        (body.as_str(), invalid),
+        (answer, None),
+        "the answer is kept"
+    );
+    // An entry that exists, edited with a title too long: its own form keeps the edit.
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/knowledge",
+                "/t/clinic-a/knowledge",
+                &[("kind", "hours"), ("title", "Sábado"), ("body", answer)],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM knowledge_entries")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let long = "S".repeat(201);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/knowledge",
+                &format!("/t/clinic-a/knowledge/{id}"),
+                &[
+                    ("kind", "hours"),
+                    ("title", &long),
+                    ("body", "Novo horário"),
+                ],
+            )
+            .await;
+    assert_eq!(r.status, 422);
+    let (title, invalid, why) = field(&r.body, &format!("{id}-title"));
+    assert_eq!(title, long);
+    assert_eq!(invalid.as_deref(), Some("true"));
+    assert!(why.contains("at most 200 characters"), "{why}");
+    assert_eq!(field(&r.body, &format!("{id}-body")).0, "Novo horário");
+    let doc = scraper::Html::parse_document(&r.body);
+    let open = doc
+        .select(&scraper::Selector::parse("details.knowledge-entry[open]").unwrap())
+        .count();
+    assert_eq!(open, 1, "the entry being edited is open");
+    assert_eq!(
+        field(&r.body, "k-title").1,
+        None,
+        "the new-entry form is not marked"
+    );
+    let stored: String = sqlx::query_scalar("SELECT title FROM knowledge_entries")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(stored, "Sábado", "nothing was saved");
 }

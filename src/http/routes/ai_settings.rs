@@ -277,6 +277,20 @@ pub struct KnowledgePage {
     pub test: Option<TestView>,
     /// Entries read from an import, waiting for the admin's review.
     pub import: Vec<crate::domain::knowledge_import::Draft>,
+    /// A refused add or edit: its errors, each beside its field, and which entry it was
+    /// (`None`: the new-entry form, which then shows what was typed).
+    pub errors: FieldErrors,
+    pub editing: Option<Uuid>,
+    pub new_kind: String,
+    pub new_title: String,
+    pub new_body: String,
+}
+
+impl KnowledgePage {
+    /// Whether this entry's edit was just refused (its form shows the errors).
+    pub fn is_editing(&self, id: &Uuid) -> bool {
+        self.editing.as_ref() == Some(id)
+    }
 }
 
 /// What the offline answerer would do with a question, and why.
@@ -322,6 +336,11 @@ async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppRes
         synonyms,
         test: None,
         import: Vec::new(),
+        errors: FieldErrors::default(),
+        editing: None,
+        new_kind: String::new(),
+        new_title: String::new(),
+        new_body: String::new(),
     })
 }
 
@@ -530,21 +549,75 @@ pub struct EntryForm {
 }
 
 fn parse_entry(id: Uuid, f: &EntryForm) -> Result<KnowledgeEntry, &'static str> {
-    let kind = KnowledgeKind::parse(&f.kind).ok_or("knowledge.invalid")?;
-    let (title, body) = (f.title.trim(), f.body.trim());
-    if title.is_empty()
-        || title.chars().count() > 200
-        || body.is_empty()
-        || body.chars().count() > 8000
-    {
-        return Err("knowledge.invalid");
+    check_entry(id, f).map_err(|_| "knowledge.invalid")
+}
+
+/// An entry as submitted, with every field's error at once.
+fn check_entry(id: Uuid, f: &EntryForm) -> Result<KnowledgeEntry, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let kind = KnowledgeKind::parse(&f.kind);
+    if kind.is_none() {
+        errors.add("kind", "knowledge.kind.invalid");
     }
-    Ok(KnowledgeEntry {
-        id,
-        kind,
-        title: title.to_owned(),
-        body: body.to_owned(),
-    })
+    let (title, body) = (f.title.trim(), f.body.trim());
+    errors.check(
+        "title",
+        required_text(
+            title,
+            200,
+            ("knowledge.title.required", "knowledge.title.long"),
+        ),
+    );
+    errors.check(
+        "body",
+        required_text(
+            body,
+            8000,
+            ("knowledge.body.required", "knowledge.body.long"),
+        ),
+    );
+    match kind {
+        Some(kind) if errors.is_empty() => Ok(KnowledgeEntry {
+            id,
+            kind,
+            title: title.to_owned(),
+            body: body.to_owned(),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Shows the page again with a refused entry's errors beside its fields and what was typed
+/// in them (in the new-entry form, or in the entry being edited).
+async fn refuse_entry(
+    state: &AppState,
+    ctx: PageCtx,
+    t: &TenantCtx,
+    editing: Option<Uuid>,
+    f: &EntryForm,
+    errors: FieldErrors,
+) -> AppResult<Response> {
+    let mut page = load_knowledge(state, ctx, t).await?;
+    let typed = |s: &str, max: usize| s.chars().take(max).collect::<String>();
+    match editing {
+        None => {
+            page.new_kind = f.kind.clone();
+            page.new_title = typed(&f.title, 400);
+            page.new_body = typed(&f.body, 16_000);
+        }
+        Some(id) => {
+            if let Some(e) = page.entries.iter_mut().find(|e| e.id == id) {
+                e.title = typed(&f.title, 400);
+                e.body = typed(&f.body, 16_000);
+                if let Some(k) = KnowledgeKind::parse(&f.kind) {
+                    e.kind = k;
+                }
+            }
+        }
+    }
+    page.errors = errors;
+    page.editing = editing;
+    Ok(form_error(page))
 }
 
 async fn refuse(
@@ -564,9 +637,9 @@ async fn add_entry(
     t: RequireRole<Admin>,
     Form(f): Form<EntryForm>,
 ) -> AppResult<Response> {
-    let e = match parse_entry(Uuid::now_v7(), &f) {
+    let e = match check_entry(Uuid::now_v7(), &f) {
         Ok(e) => e,
-        Err(key) => return refuse(&state, ctx, &t, key).await,
+        Err(errors) => return refuse_entry(&state, ctx, &t, None, &f, errors).await,
     };
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
@@ -596,9 +669,9 @@ async fn edit_entry(
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<EntryForm>,
 ) -> AppResult<Response> {
-    let e = match parse_entry(id, &f) {
+    let e = match check_entry(id, &f) {
         Ok(e) => e,
-        Err(key) => return refuse(&state, ctx, &t, key).await,
+        Err(errors) => return refuse_entry(&state, ctx, &t, Some(id), &f, errors).await,
     };
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
