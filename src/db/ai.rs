@@ -661,3 +661,16 @@ pub async fn set_attention(
     .await?;
     Ok(())
 }
+
+/// The inbound message an approved reply answered (the draft that became `sent_message_id`).
+pub async fn question_of_reply(
+    conn: &mut PgConnection,
+    sent_message_id: Uuid,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar::<_, Uuid>(
+        "SELECT reply_to_message_id FROM drafts WHERE sent_message_id = $1 AND state = 'approved'",
+    )
+    .bind(sent_message_id)
+    .fetch_optional(conn)
+    .await
+}

@@ -818,6 +818,16 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "A resposta pode ter no máximo 8.000 caracteres.",
     ),
     (
+        "thread.save_as_knowledge",
+        "Save as knowledge",
+        "Salvar na base de conhecimento",
+    ),
+    (
+        "knowledge.from_reply",
+        "Filled in from an edited reply: check the question and the answer (remove anything personal), then save.",
+        "Preenchido a partir de uma resposta editada: confira a pergunta e a resposta (tire o que for pessoal) e salve.",
+    ),
+    (
         "members.invitation_gone",
         "That invitation was already used or withdrawn.",
         "Esse convite já foi usado ou revogado.",

@@ -1073,3 +1073,97 @@ async fn the_overview_says_what_waits_and_how_review_went_this_week() {
     let viewer = gw.w.add_member("vi@a.test", "viewer").await;
     assert!(!viewer.get("/t/clinic-a").await.body.contains("ov-pending"));
 }
+
+#[tokio::test]
+async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let id = first_draft(&gw.w.owner).await;
+    let edited = "A limpeza custa R$ 150 neste mês, com avaliação incluída.";
+    gw.w.owner
+        .submit(
+            "/t/clinic-a/review",
+            &format!("/t/clinic-a/drafts/{id}/approve"),
+            &[("text", edited)],
+        )
+        .await;
+    gw.w.t.clock.advance(Duration::seconds(11));
+    gw.run_jobs().await;
+    let conv = gw.only_conversation().await;
+    let thread = format!("/t/clinic-a/conversations/{conv}");
+    let page = gw.w.owner.get(&thread).await.body;
+    let doc = scraper::Html::parse_document(&page);
+    let action = doc
+        .select(&scraper::Selector::parse("form.save-knowledge").unwrap())
+        .next()
+        .and_then(|f| f.value().attr("action").map(str::to_owned))
+        .expect("an edited reply offers to become knowledge");
+    // A reviewer is not offered it and may not use it.
+    let reviewer = gw.w.add_member("re@a.test", "reviewer").await;
+    assert!(!reviewer.get(&thread).await.body.contains("save-knowledge"));
+    let csrf = reviewer.get(&thread).await.csrf();
+    assert_eq!(reviewer.post(&action, &[("csrf", &csrf)]).await.status, 403);
+
+    let r = gw.w.owner.submit(&thread, &action, &[]).await;
+    assert_eq!(r.status, 200);
+    let doc = scraper::Html::parse_document(&r.body);
+    let value = |sel: &str| {
+        doc.select(&scraper::Selector::parse(sel).unwrap())
+            .next()
+            .map(|e| {
+                e.value()
+                    .attr("value")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| e.text().collect())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(value("#k-title"), "Quanto custa a limpeza?");
+    assert_eq!(value("#k-body"), edited);
+    assert!(r.body.contains("check the question and the answer"));
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM knowledge_entries")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    // The admin saves it as filled in.
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/knowledge",
+                "/t/clinic-a/knowledge",
+                &[
+                    ("kind", "faq"),
+                    ("title", &value("#k-title")),
+                    ("body", &value("#k-body")),
+                ],
+            )
+            .await;
+    assert_eq!(r.status, 303);
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM knowledge_entries")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(after, before + 1);
+    // Another tenant cannot turn this reply into its knowledge.
+    let b = gw.w.client();
+    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let reply = action.split('/').nth(4).unwrap().to_owned();
+    let csrf = b.get("/t/clinic-b/knowledge").await.csrf();
+    let r = b
+        .post(
+            &format!("/t/clinic-b/messages/{reply}/to-knowledge"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}

@@ -39,6 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/knowledge/import/save", post(import_save))
         .route("/t/{slug}/knowledge/{id}", post(edit_entry))
         .route("/t/{slug}/knowledge/{id}/delete", post(delete_entry))
+        .route(
+            "/t/{slug}/messages/{id}/to-knowledge",
+            post(reply_to_knowledge),
+        )
         .route("/t/{slug}/canned", get(canned_page).post(add_canned))
         .route("/t/{slug}/canned/{id}/delete", post(delete_canned))
 }
@@ -281,6 +285,8 @@ pub struct KnowledgePage {
     /// (`None`: the new-entry form, which then shows what was typed).
     pub errors: FieldErrors,
     pub editing: Option<Uuid>,
+    /// A note about the page's state (e.g. the form was filled in from a reply).
+    pub notice: Option<&'static str>,
     pub new_kind: String,
     pub new_title: String,
     pub new_body: String,
@@ -338,6 +344,7 @@ async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppRes
         import: Vec::new(),
         errors: FieldErrors::default(),
         editing: None,
+        notice: None,
         new_kind: String::new(),
         new_title: String::new(),
         new_body: String::new(),
@@ -585,6 +592,61 @@ fn check_entry(id: Uuid, f: &EntryForm) -> Result<KnowledgeEntry, FieldErrors> {
         }),
         _ => Err(errors),
     }
+}
+
+/// "Save as knowledge" from a reply staff edited before approving: the knowledge page with
+/// the new-entry form filled in (the customer's question as title, the reply as it was sent
+/// as answer) for the admin to check and save. Nothing is stored by this request; it is a
+/// POST so the texts never travel in a URL.
+async fn reply_to_knowledge(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    t: RequireRole<Admin>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let tenant = t.id();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let reply = db::messages::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let question = match db_ai::question_of_reply(&mut tx, id).await? {
+        Some(q) => db::messages::get(&mut tx, q).await?,
+        None => None,
+    };
+    tx.commit().await?;
+    let open = |m: &db::messages::Message| {
+        let state = &state;
+        let (contact, id, sealed) = (m.contact_id, m.id, m.body_sealed.clone());
+        async move {
+            match sealed {
+                Some(s) => state
+                    .keys
+                    .open_str(tenant, contact, Aad::new("messages", "body", id), &s)
+                    .await
+                    .ok(),
+                None => None,
+            }
+        }
+    };
+    let Some(answer) = open(&reply).await else {
+        return Err(AppError::NotFound);
+    };
+    let title = match &question {
+        Some(q) => open(q).await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let mut page = load_knowledge(&state, ctx, &t).await?;
+    page.new_kind = KnowledgeKind::Faq.as_str().to_owned();
+    page.new_title = title
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect();
+    page.new_body = answer.chars().take(8000).collect();
+    page.notice = Some("knowledge.from_reply");
+    Ok(axum::response::IntoResponse::into_response(page))
 }
 
 /// Shows the page again with a refused entry's errors beside its fields and what was typed
