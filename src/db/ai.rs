@@ -169,7 +169,7 @@ pub async fn delete_knowledge(conn: &mut PgConnection, id: Uuid) -> sqlx::Result
 
 // ---- drafts ----
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Draft {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -280,20 +280,6 @@ pub async fn get_draft(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option
 }
 
 /// The review queue: pending and escalated drafts, oldest first.
-pub async fn queue(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Draft>> {
-    sqlx::query_as!(
-        Draft,
-        r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
-                  escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
-                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
-                  source_changed
-           FROM drafts WHERE state IN ('pending', 'escalated') ORDER BY created_at, id LIMIT $1"#,
-        limit
-    )
-    .fetch_all(conn)
-    .await
-}
-
 pub async fn queue_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
     // Through `drafts_waiting` (partial: waiting drafts only).
     sqlx::query_scalar(
@@ -673,4 +659,57 @@ pub async fn question_of_reply(
     .bind(sent_message_id)
     .fetch_optional(conn)
     .await
+}
+
+/// Which waiting drafts the review queue shows.
+#[derive(Debug, Default)]
+pub struct QueueFilter {
+    /// `pending` (drafts to approve) or `escalated`; `None`: both.
+    pub state: Option<&'static str>,
+    /// Only conversations assigned to this member.
+    pub assigned_to: Option<Uuid>,
+    /// Only conversations nobody is assigned to.
+    pub unassigned: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One page of the review queue: emergencies first, then oldest first; and how many wait
+/// under the same filter.
+pub async fn queue_page(
+    conn: &mut PgConnection,
+    f: &QueueFilter,
+) -> sqlx::Result<(Vec<Draft>, i64)> {
+    const WHERE: &str = "d.state IN ('pending', 'escalated')
+             AND ($1::text IS NULL OR d.state = $1)
+             AND ($2::uuid IS NULL OR c.assigned_to = $2)
+             AND (NOT $3 OR c.assigned_to IS NULL)";
+    let rows = sqlx::query_as::<_, Draft>(&format!(
+        "SELECT d.id, d.conversation_id, d.contact_id, d.reply_to_message_id, d.state,
+                d.original_sealed, d.final_sealed, d.escalation_reason, d.provider, d.model,
+                d.prompt_version, d.knowledge_ids, d.input_tokens, d.output_tokens, d.latency_ms,
+                d.auto_sent, d.decided_by, d.decided_at, d.reject_reason, d.edited,
+                d.sent_message_id, d.created_at, d.source_changed
+         FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id
+         WHERE {WHERE}
+         ORDER BY d.urgent DESC, d.created_at, d.id LIMIT $4 OFFSET $5"
+    ))
+    .bind(f.state)
+    .bind(f.assigned_to)
+    .bind(f.unassigned)
+    .bind(f.limit)
+    .bind(f.offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM drafts d
+         JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id
+         WHERE {WHERE}"
+    ))
+    .bind(f.state)
+    .bind(f.assigned_to)
+    .bind(f.unassigned)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((rows, total))
 }

@@ -1167,3 +1167,98 @@ async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn the_queue_pages_past_fifty_filters_and_puts_emergencies_first() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    for i in 0..52 {
+        gw.evo(&evo_text(
+            &format!("P{i}"),
+            &format!("55119{:08}", 10_000_000 + i),
+            &format!("Paciente {i}"),
+            now(&gw),
+            "Quanto custa a limpeza?",
+        ))
+        .await;
+    }
+    gw.evo(&evo_text(
+        "E1",
+        "5511900000001",
+        "Rui",
+        now(&gw) + 60,
+        "socorro meu cachorro foi atropelado, vcs atendem agora??",
+    ))
+    .await;
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+    let cards = |body: &str| {
+        let doc = scraper::Html::parse_document(body);
+        doc.select(&scraper::Selector::parse("[data-review-card]").unwrap())
+            .map(|c| c.text().collect::<String>())
+            .collect::<Vec<_>>()
+    };
+    let first = gw.w.owner.get("/t/clinic-a/review").await.body;
+    let on_first = cards(&first);
+    assert_eq!(on_first.len(), 50);
+    assert!(
+        on_first[0].contains("Rui"),
+        "the emergency leads: {}",
+        on_first[0]
+    );
+    assert!(
+        first.contains("1–50 of 53"),
+        "the header says how many wait"
+    );
+    let doc = scraper::Html::parse_document(&first);
+    let next = doc
+        .select(&scraper::Selector::parse(r#"a[rel="next"]"#).unwrap())
+        .next()
+        .and_then(|a| a.value().attr("href").map(str::to_owned))
+        .expect("a link to the next 50");
+    let second =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/review{}", next.replace("&amp;", "&")))
+            .await
+            .body;
+    assert_eq!(cards(&second).len(), 3);
+    assert!(second.contains("51–53 of 53") && second.contains(r#"rel="prev""#));
+    // Escalations only: the emergency alone.
+    let esc =
+        gw.w.owner
+            .get("/t/clinic-a/review?show=escalations")
+            .await
+            .body;
+    let esc = cards(&esc);
+    assert_eq!(esc.len(), 1, "{esc:?}");
+    assert!(esc[0].contains("Rui"));
+    // Assigned to me: the one conversation I took.
+    let conv: uuid::Uuid =
+        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = 'P7'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    let me: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'owner@a.test'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let page = format!("/t/clinic-a/conversations/{conv}");
+    let r =
+        gw.w.owner
+            .submit(&page, &format!("{page}/assign"), &[("user", &me)])
+            .await;
+    assert_eq!(r.status, 303);
+    let mine = gw.w.owner.get("/t/clinic-a/review?who=mine").await.body;
+    let mine = cards(&mine);
+    assert_eq!(mine.len(), 1);
+    assert!(mine[0].contains("Paciente 7"));
+    let nobody =
+        gw.w.owner
+            .get("/t/clinic-a/review?who=unassigned&show=drafts")
+            .await
+            .body;
+    assert!(
+        nobody.contains("1–50 of 51"),
+        "52 drafts less the assigned one"
+    );
+}

@@ -75,6 +75,14 @@ pub struct QueuePage {
     pub pending_calls: Vec<decide::CallView>,
     /// A just-approved draft whose reply still waits out the undo window.
     pub undo: Option<UndoOffer>,
+    /// The filter shown (`show`: "" | drafts | escalations; `who`: "" | mine | unassigned).
+    pub show: String,
+    pub who: String,
+    /// "51–100 of 240": the part of the waiting drafts shown (empty when none wait).
+    pub range: String,
+    /// Query strings of the previous and next pages, when there are any.
+    pub prev_page: Option<String>,
+    pub next_page: Option<String>,
 }
 
 pub struct UndoOffer {
@@ -87,6 +95,12 @@ pub struct UndoOffer {
 #[derive(Deserialize)]
 pub struct QueueQuery {
     undo: Option<Uuid>,
+    #[serde(default)]
+    show: String,
+    #[serde(default)]
+    who: String,
+    #[serde(default)]
+    page: u32,
 }
 
 const QUEUE_LIMIT: i64 = 50;
@@ -107,7 +121,29 @@ async fn queue(
     };
     let settings = db::accounts::settings(&mut tx).await?;
     let clock = Clock::new(&settings.time_zone, now);
-    let drafts = db_ai::queue(&mut tx, QUEUE_LIMIT).await?;
+    let show = match q.show.as_str() {
+        s @ ("drafts" | "escalations") => s,
+        _ => "",
+    };
+    let who = match q.who.as_str() {
+        s @ ("mine" | "unassigned") => s,
+        _ => "",
+    };
+    let page = i64::from(q.page.min(10_000));
+    let filter = db_ai::QueueFilter {
+        state: match show {
+            "drafts" => Some("pending"),
+            "escalations" => Some("escalated"),
+            _ => None,
+        },
+        assigned_to: (who == "mine").then_some(t.me.user.id),
+        unassigned: who == "unassigned",
+        limit: QUEUE_LIMIT,
+        offset: page * QUEUE_LIMIT,
+    };
+    let (drafts, total) = db_ai::queue_page(&mut tx, &filter).await?;
+    let shown = drafts.len() as i64;
+    let page_query = |p: i64| format!("?show={show}&who={who}&page={p}");
     let knowledge = db_ai::knowledge(&mut tx).await?;
     let mut cards = Vec::with_capacity(drafts.len());
     for d in drafts {
@@ -164,24 +200,41 @@ async fn queue(
             calls,
         });
     }
-    // Emergencies first (stable: otherwise oldest first, as the queue query orders them).
+    // Emergencies first: the queue query orders them so, across pages too.
     let ids: Vec<uuid::Uuid> = cards.iter().map(|c| c.id).collect();
     let urgent = db_ai::urgent_drafts(&mut tx, &ids).await?;
     for c in &mut cards {
         c.urgent = urgent.contains(&c.id);
     }
-    cards.sort_by_key(|c| !c.urgent);
     let mut pending_calls = Vec::new();
     for c in db::mcp::pending_calls(&mut tx, QUEUE_LIMIT).await? {
         pending_calls.push(decide::call_view(&state, tenant, &c).await);
     }
     tx.commit().await?;
+    let first = page * QUEUE_LIMIT + 1;
+    let range = if shown == 0 {
+        String::new()
+    } else {
+        ctx.f(
+            "review.range",
+            &[
+                &ctx.num(&first),
+                &ctx.num(&(first + shown - 1)),
+                &ctx.num(&total),
+            ],
+        )
+    };
     Ok(QueuePage {
         ctx,
         shell: Shell::load(&state, &t, "review").await?,
         cards,
         pending_calls,
         undo,
+        show: show.to_owned(),
+        who: who.to_owned(),
+        range,
+        prev_page: (page > 0).then(|| page_query(page - 1)),
+        next_page: ((page + 1) * QUEUE_LIMIT < total).then(|| page_query(page + 1)),
     })
 }
 
