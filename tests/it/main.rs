@@ -21,6 +21,7 @@ mod public_pages;
 mod replay;
 mod review;
 mod schemas;
+mod storage;
 mod suite;
 mod wa;
 mod workspace;
