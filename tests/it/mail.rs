@@ -567,3 +567,67 @@ async fn without_smtp_the_forgot_page_says_whom_to_ask() {
         .unwrap();
     assert_eq!(queued, 0);
 }
+
+#[tokio::test]
+async fn the_review_alert_threshold_is_the_tenants_setting() {
+    let mb = Mailbox::new();
+    let gw = Gw::evolution_in(mail_world(&mb).await).await;
+    let settings = |minutes: &'static str| {
+        vec![
+            ("name", "Clinic A"),
+            ("time_zone", "America/Sao_Paulo"),
+            ("language", "en"),
+            ("review_alert_minutes", minutes),
+        ]
+    };
+    let before = errors_logged();
+    for bad in ["4", "10081", "soon"] {
+        let r =
+            gw.w.owner
+                .submit(
+                    "/t/clinic-a/settings",
+                    "/t/clinic-a/settings",
+                    &settings(bad),
+                )
+                .await;
+        assert_eq!(r.status, 422, "{bad}");
+        assert!(r.body.contains("between 5 and 10080"));
+    }
+    assert_eq!(errors_logged(), before);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/settings",
+                "/t/clinic-a/settings",
+                &settings("15"),
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = gw.w.owner.get("/t/clinic-a/settings").await;
+    assert_eq!(
+        page.input_value("review_alert_minutes").as_deref(),
+        Some("15")
+    );
+
+    let now = gw.w.t.clock.now().unix_timestamp();
+    gw.evo(&evo_text("R1", "5511988887777", "Ana", now, "oi"))
+        .await;
+    gw.run_jobs().await;
+    gw.w.t.clock.advance(Duration::minutes(14));
+    sigmaai::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    gw.run_jobs().await;
+    assert!(
+        mb.to("owner@a.test").is_empty(),
+        "not yet: 14 of 15 minutes"
+    );
+    gw.w.t.clock.advance(Duration::minutes(2));
+    sigmaai::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    gw.run_jobs().await;
+    let mails = mb.to("owner@a.test");
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].text.contains("more than 15 minutes"),
+        "{}",
+        mails[0].text
+    );
+}
