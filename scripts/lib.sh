@@ -138,6 +138,8 @@ ensure_venv() {
 ensure_smtp() {
   local name="$1" port="$2"
   local dir="$DATA/$name"; mkdir -p "$dir/maildir"
+  # Earlier runs' messages: kept a day for a look, then dropped so the directory stays small.
+  find "$dir/maildir" -name '*.eml' -mmin +1440 -delete 2>/dev/null || true
   ensure_venv aiosmtpd
   local pid=""; [ -f "$dir/mailsink.pid" ] && pid=$(cat "$dir/mailsink.pid")
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "$dir/mailsink.port" 2>/dev/null)" = "$port" ]; then
