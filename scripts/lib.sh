@@ -138,6 +138,8 @@ ensure_venv() {
 ensure_smtp() {
   local name="$1" port="$2"
   local dir="$DATA/$name"; mkdir -p "$dir/maildir"
+  # Earlier runs' messages: kept a day for a look, then dropped so the directory stays small.
+  find "$dir/maildir" -name '*.eml' -mmin +1440 -delete 2>/dev/null || true
   ensure_venv aiosmtpd
   local pid=""; [ -f "$dir/mailsink.pid" ] && pid=$(cat "$dir/mailsink.pid")
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "$dir/mailsink.port" 2>/dev/null)" = "$port" ]; then
@@ -159,4 +161,31 @@ ensure_smtp() {
   fi
   export SIGMAAI_TEST_SMTP_URL="smtp://127.0.0.1:$port"
   export SIGMAAI_TEST_MAILDIR="$dir/maildir"
+}
+
+# ensure_s3 NAME PORT: a local S3-compatible server (moto in server mode, from PyPI) for the
+# object-store tests; exports SIGMAAI_TEST_S3_URL. Its data lives in memory: each run's
+# tests make their own buckets.
+ensure_s3() {
+  local name="$1" port="$2"
+  local dir="$DATA/$name"; mkdir -p "$dir"
+  ensure_venv 'moto[server]'
+  local pid=""; [ -f "$dir/s3.pid" ] && pid=$(cat "$dir/s3.pid")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "$dir/s3.port" 2>/dev/null)" = "$port" ]; then
+    :  # ours, already running on this port
+  elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is taken by another program: set SIGMAAI_TEST_S3_PORT to a free one" >&2; return 1
+  else
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    log "starting the S3-compatible server (moto) on 127.0.0.1:$port"
+    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/s3.log" 2>&1 &
+    echo $! >"$dir/s3.pid"; echo "$port" >"$dir/s3.port"
+    local ok=""
+    for _ in $(seq 150); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || { cat "$dir/s3.log" >&2; echo "the S3 server did not start" >&2; return 1; }
+  fi
+  export SIGMAAI_TEST_S3_URL="http://127.0.0.1:$port"
 }

@@ -76,6 +76,13 @@ pub struct Config {
     pub mail_from: String,
     /// Where `/metrics` listens (its own port, never the public one); `None`: no listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// `file:///path` or `s3://bucket/prefix`; `None`: `<data dir>/media` (see
+    /// [`crate::storage`]).
+    pub object_store_url: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub aws_access_key_id: Option<SecretString>,
+    pub aws_secret_access_key: Option<SecretString>,
     /// When webhook deliveries are refused with 503 + `Retry-After` rather than queued.
     pub ingest: IngestLimits,
     /// How often an idle worker looks for due jobs when nothing woke it (LISTEN/NOTIFY and
@@ -192,6 +199,9 @@ const KNOWN: &[&str] = &[
     "SIGMAAI_SMTP_URL",
     "SIGMAAI_MAIL_FROM",
     "SIGMAAI_METRICS_BIND",
+    "SIGMAAI_OBJECT_STORE_URL",
+    "SIGMAAI_S3_ENDPOINT",
+    "SIGMAAI_S3_REGION",
     "SIGMAAI_INGEST_QUEUE_MAX",
     "SIGMAAI_INGEST_MAX_WAIT_MS",
     "SIGMAAI_WORKER_POLL_MS",
@@ -414,6 +424,21 @@ impl Config {
             ),
         };
 
+        let object_store_url = get("SIGMAAI_OBJECT_STORE_URL");
+        if let Some(u) = &object_store_url {
+            let ok = Url::parse(u).is_ok_and(|u| match u.scheme() {
+                "file" => u.to_file_path().is_ok(),
+                "s3" => u.host_str().is_some_and(|h| !h.is_empty()),
+                _ => false,
+            });
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    name: "SIGMAAI_OBJECT_STORE_URL",
+                    reason: "expected file:///absolute/path or s3://bucket/prefix".into(),
+                });
+            }
+        }
+
         for key in vars.keys() {
             let base = key.strip_suffix("_FILE").unwrap_or(key);
             if key.starts_with("SIGMAAI_") && !KNOWN.contains(&base) {
@@ -473,6 +498,11 @@ impl Config {
             smtp_url,
             mail_from,
             metrics_bind,
+            object_store_url,
+            s3_endpoint: get("SIGMAAI_S3_ENDPOINT"),
+            s3_region: get("SIGMAAI_S3_REGION"),
+            aws_access_key_id: secret("AWS_ACCESS_KEY_ID")?,
+            aws_secret_access_key: secret("AWS_SECRET_ACCESS_KEY")?,
             ingest,
             worker_poll: Duration::from_millis(parse_num("SIGMAAI_WORKER_POLL_MS", 5000)?.max(10)),
         })
@@ -516,6 +546,11 @@ impl Config {
             smtp_url: None,
             mail_from: "SigmaAI <no-reply@localhost>".into(),
             metrics_bind: None,
+            object_store_url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
             ingest: IngestLimits::default(),
             worker_poll: Duration::from_secs(5),
         }

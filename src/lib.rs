@@ -63,6 +63,9 @@ pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppSt
         tracing::warn!("Redis is unreachable: serving in degraded mode (stricter local limits)");
     }
     let keys = crypto::Keyring::connect(&config, redis.clone(), clock.clone()).await?;
+    // Bad object-store settings stop start-up here, with the reason.
+    let store = storage::Store::from_config(&config)?;
+    tracing::info!(kind = store.kind, "media store");
     Ok(AppState::new(config, db, redis, clock, keys))
 }
 

@@ -12,7 +12,7 @@ use crate::{
     live::Live,
     messaging::{channel::RouteCache, group_commit::GroupCommit},
     redis::Redis,
-    storage::{FsStore, ObjectStore, media_root},
+    storage::{ObjectStore, Store, Unavailable},
 };
 
 #[derive(Clone)]
@@ -57,7 +57,17 @@ impl AppState {
                 None
             }
         };
-        let media: Arc<dyn ObjectStore> = Arc::new(FsStore::new(media_root(&config.data_dir)));
+        // `connect` refuses to start on bad settings (`storage::Store::from_config`); a
+        // state built by hand with such settings gets a store that refuses every call,
+        // never a silent fallback to this machine's disk.
+        let media: Arc<dyn ObjectStore> = match Store::from_config(&config) {
+            Ok(s) => Arc::new(s),
+            Err(err) => {
+                let reason = format!("{err:#}");
+                tracing::error!(error = %reason, "media store unavailable");
+                Arc::new(Unavailable(reason))
+            }
+        };
         let state = AppState {
             config: Arc::new(config),
             db,

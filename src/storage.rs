@@ -1,10 +1,23 @@
-//! Object storage for media. A local directory by default; an S3-compatible store can
-//! implement the same trait. Objects are stored sealed (the caller seals under the contact's
-//! key), so the storage provider never holds readable media.
+//! Object storage for media, through the `object_store` crate: a local directory by default
+//! (`file://…`, under the data directory), or any S3-compatible store (`s3://bucket/prefix`
+//! with `SIGMAAI_S3_ENDPOINT`, `SIGMAAI_S3_REGION` and the standard `AWS_ACCESS_KEY_ID` /
+//! `AWS_SECRET_ACCESS_KEY`; path-style requests, so self-hosted stores work). Objects are
+//! stored sealed (the caller seals under the contact's key before `put`), so the storage
+//! provider never holds readable media; crypto-deletion and retention call `delete`.
 
-use std::path::{Path, PathBuf};
+use std::{path::Path, sync::Arc};
 
+use anyhow::Context;
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{
+    ObjectStore as _, PutPayload, aws::AmazonS3Builder, local::LocalFileSystem, path::Path as Key,
+    prefix::PrefixStore,
+};
+use secrecy::ExposeSecret;
+use url::Url;
+
+use crate::config::Config;
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
@@ -16,71 +29,154 @@ pub trait ObjectStore: Send + Sync {
     async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<()>;
 }
 
-/// Files under a root directory; keys are relative paths of `[a-z0-9/_-]`.
-pub struct FsStore {
-    root: PathBuf,
+/// Our keys are relative paths of `[A-Za-z0-9/_.-]`, never `..` nor absolute.
+fn key(raw: &str) -> anyhow::Result<Key> {
+    let ok = !raw.is_empty()
+        && !raw.starts_with('/')
+        && !raw.contains("..")
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+    anyhow::ensure!(ok, "invalid object key");
+    Key::parse(raw.trim_end_matches('/')).context("invalid object key")
 }
 
-impl FsStore {
-    pub fn new(root: impl Into<PathBuf>) -> FsStore {
-        FsStore { root: root.into() }
+/// Any `object_store` backend behind our small trait.
+pub struct Store {
+    inner: Arc<dyn object_store::ObjectStore>,
+    /// What it is, for logs (`file` or `s3`); never the credentials.
+    pub kind: &'static str,
+}
+
+impl Store {
+    /// A directory on this machine (created if missing).
+    pub fn local(root: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("could not create the media directory {}", root.display()))?;
+        let fs = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
+        Ok(Store {
+            inner: Arc::new(fs),
+            kind: "file",
+        })
     }
 
-    fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
-        let ok = !key.is_empty()
-            && !key.starts_with('/')
-            && !key.contains("..")
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
-        anyhow::ensure!(ok, "invalid object key");
-        Ok(self.root.join(key))
+    /// The store the configuration names (`SIGMAAI_OBJECT_STORE_URL`, else the data dir).
+    pub fn from_config(config: &Config) -> anyhow::Result<Store> {
+        let Some(raw) = config.object_store_url.as_deref() else {
+            return Store::local(&media_root(&config.data_dir));
+        };
+        let url = Url::parse(raw).context("SIGMAAI_OBJECT_STORE_URL is not a URL")?;
+        match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| anyhow::anyhow!("SIGMAAI_OBJECT_STORE_URL: not a file path"))?;
+                Store::local(&path)
+            }
+            "s3" => {
+                let bucket = url
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .context("SIGMAAI_OBJECT_STORE_URL: s3://BUCKET/prefix names no bucket")?;
+                let mut b = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(config.s3_region.as_deref().unwrap_or("us-east-1"))
+                    // Path-style (`endpoint/bucket/key`): what self-hosted stores expect.
+                    .with_virtual_hosted_style_request(false);
+                if let Some(e) = &config.s3_endpoint {
+                    b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+                }
+                if let (Some(id), Some(secret)) =
+                    (&config.aws_access_key_id, &config.aws_secret_access_key)
+                {
+                    b = b
+                        .with_access_key_id(id.expose_secret())
+                        .with_secret_access_key(secret.expose_secret());
+                }
+                let s3 = b.build().context("SIGMAAI_OBJECT_STORE_URL: S3 settings")?;
+                let prefix = url.path().trim_matches('/').to_owned();
+                let inner: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                };
+                Ok(Store { inner, kind: "s3" })
+            }
+            other => anyhow::bail!(
+                "SIGMAAI_OBJECT_STORE_URL: unsupported scheme {other:?} (file:// or s3://)"
+            ),
+        }
     }
+}
+
+fn not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
 }
 
 #[async_trait]
-impl ObjectStore for FsStore {
-    async fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let path = self.path(key)?;
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        // Write to a temporary name and rename, so a crash never leaves half an object.
-        let tmp = path.with_extension("part");
-        tokio::fs::write(&tmp, bytes).await?;
-        let f = tokio::fs::File::open(&tmp).await?;
-        f.sync_all().await?;
-        tokio::fs::rename(&tmp, &path).await?;
+impl ObjectStore for Store {
+    async fn put(&self, k: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        // One request: a crash never leaves half an object (the local store writes a
+        // temporary file and renames it).
+        self.inner
+            .put(&key(k)?, PutPayload::from(bytes.to_vec()))
+            .await
+            .context("storing an object")?;
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        match tokio::fs::read(self.path(key)?).await {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+    async fn get(&self, k: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.inner.get(&key(k)?).await {
+            Ok(r) => Ok(Some(r.bytes().await?.to_vec())),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context("reading an object")),
         }
     }
 
-    async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        match tokio::fs::remove_file(self.path(key)?).await {
+    async fn delete(&self, k: &str) -> anyhow::Result<()> {
+        match self.inner.delete(&key(k)?).await {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context("deleting an object")),
         }
     }
 
     async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<()> {
         anyhow::ensure!(prefix.ends_with('/'), "a prefix ends with /");
-        match tokio::fs::remove_dir_all(self.path(prefix.trim_end_matches('/'))?).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+        let p = key(prefix)?;
+        let locations = self.inner.list(Some(&p)).map_ok(|m| m.location).boxed();
+        let mut deleted = self.inner.delete_stream(locations);
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("deleting a prefix")),
+            }
         }
+        Ok(())
     }
 }
 
-pub fn media_root(data_dir: &Path) -> PathBuf {
+/// A store whose settings failed: every call fails with the reason.
+pub struct Unavailable(pub String);
+
+#[async_trait]
+impl ObjectStore for Unavailable {
+    async fn put(&self, _: &str, _: &[u8]) -> anyhow::Result<()> {
+        anyhow::bail!("media store unavailable: {}", self.0)
+    }
+    async fn get(&self, _: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        anyhow::bail!("media store unavailable: {}", self.0)
+    }
+    async fn delete(&self, _: &str) -> anyhow::Result<()> {
+        anyhow::bail!("media store unavailable: {}", self.0)
+    }
+    async fn delete_prefix(&self, _: &str) -> anyhow::Result<()> {
+        anyhow::bail!("media store unavailable: {}", self.0)
+    }
+}
+
+pub fn media_root(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("media")
 }
 
@@ -91,8 +187,10 @@ mod tests {
     #[tokio::test]
     async fn put_get_delete_and_reject_traversal() {
         let dir = std::env::temp_dir().join(format!("sigmaai-store-{}", uuid::Uuid::new_v4()));
-        let s = FsStore::new(&dir);
+        let s = Store::local(&dir).unwrap();
         s.put("tenants/a/media/x", b"sealed").await.unwrap();
+        s.put("tenants/a/media/y", b"sealed").await.unwrap();
+        s.put("tenants/b/media/z", b"sealed").await.unwrap();
         assert_eq!(
             s.get("tenants/a/media/x").await.unwrap().unwrap(),
             b"sealed"
@@ -100,6 +198,9 @@ mod tests {
         s.delete("tenants/a/media/x").await.unwrap();
         s.delete("tenants/a/media/x").await.unwrap();
         assert!(s.get("tenants/a/media/x").await.unwrap().is_none());
+        s.delete_prefix("tenants/a/").await.unwrap();
+        assert!(s.get("tenants/a/media/y").await.unwrap().is_none());
+        assert!(s.get("tenants/b/media/z").await.unwrap().is_some());
         assert!(s.put("../escape", b"x").await.is_err());
         assert!(s.put("/abs", b"x").await.is_err());
         let _ = std::fs::remove_dir_all(dir);

@@ -2892,6 +2892,21 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Convite enviado por e-mail para {}. O link funciona uma única vez.",
     ),
     (
+        "settings.review_alert",
+        "E-mail reviewers when a draft waits longer than (minutes)",
+        "Avisar os revisores por e-mail quando um rascunho espera mais de (minutos)",
+    ),
+    (
+        "settings.review_alert.hint",
+        "Between 5 minutes and 7 days (10080). Sent once per draft, when e-mail is set up.",
+        "Entre 5 minutos e 7 dias (10080). Enviado uma vez por rascunho, quando o e-mail está configurado.",
+    ),
+    (
+        "settings.review_alert.invalid",
+        "The review alert must be a whole number of minutes between 5 and 10080.",
+        "O aviso de revisão deve ser um número inteiro de minutos entre 5 e 10080.",
+    ),
+    (
         "login.forgot_link",
         "Forgot your password?",
         "Esqueceu a senha?",

@@ -490,3 +490,144 @@ async fn waiting_reviews_and_due_requests_alert_by_mail_once() {
     assert_eq!(dsr.len(), 1, "one alert per due request");
     assert!(dsr[0].text.contains(&request), "{}", dsr[0].text);
 }
+
+#[tokio::test]
+async fn an_unreachable_smtp_server_is_retried_and_the_mail_sent_once_it_answers() {
+    let mb = Mailbox::new();
+    let mut t = TestApp::with_config(|c| {
+        mb.configure(c);
+        // Nothing listens on port 1.
+        c.smtp_url = Some(secrecy::SecretString::from("smtp://127.0.0.1:1"));
+    })
+    .await;
+    let server = t.spawn().await;
+    let c = Client::new(&server);
+    assert_eq!(
+        c.sign_up("Ana Owner", "owner@a.test", "Clinic A", "clinic-a")
+            .await
+            .status,
+        303
+    );
+    let r = c
+        .submit("/forgot", "/forgot", &[("email", "owner@a.test")])
+        .await;
+    assert_eq!(r.status, 200);
+    let before = errors_logged();
+    sigmaai::jobs::run_due(&t.state).await.unwrap();
+    let (state, attempts, error): (String, i32, Option<String>) =
+        sqlx::query_as("SELECT state, attempts, last_error FROM jobs WHERE kind = 'send_mail'")
+            .fetch_one(&t.owner)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert!(error.unwrap().contains("SMTP"));
+    assert_eq!(
+        errors_logged(),
+        before,
+        "a failed send is a warning, not an error"
+    );
+    assert!(mb.to("owner@a.test").is_empty());
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE sent_at IS NULL")
+        .fetch_one(&t.owner)
+        .await
+        .unwrap();
+    assert_eq!(unsent, 1);
+
+    // Another worker, with a reachable server, picks the retry up once it is due.
+    t.config.smtp_url = Some(secrecy::SecretString::from(
+        std::env::var("SIGMAAI_TEST_SMTP_URL").unwrap(),
+    ));
+    let worker = t.second_instance().await;
+    sqlx::query("UPDATE jobs SET run_at = run_at - interval '1 hour' WHERE kind = 'send_mail'")
+        .execute(&t.owner)
+        .await
+        .unwrap();
+    sigmaai::jobs::run_due(&worker).await.unwrap();
+    sigmaai::jobs::run_due(&worker).await.unwrap();
+    assert_eq!(mb.to("owner@a.test").len(), 1);
+}
+
+#[tokio::test]
+async fn without_smtp_the_forgot_page_says_whom_to_ask() {
+    let w = World::new().await;
+    let c = w.client();
+    let page = c.get("/forgot").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("does not send e-mail"));
+    // A post (with a token from the login form) gets the same page, and nothing is queued.
+    let csrf = c.get("/login").await.csrf();
+    let r = c
+        .post("/forgot", &[("csrf", &csrf), ("email", "owner@a.test")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("does not send e-mail"));
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM mail_outbox")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
+}
+
+#[tokio::test]
+async fn the_review_alert_threshold_is_the_tenants_setting() {
+    let mb = Mailbox::new();
+    let gw = Gw::evolution_in(mail_world(&mb).await).await;
+    let settings = |minutes: &'static str| {
+        vec![
+            ("name", "Clinic A"),
+            ("time_zone", "America/Sao_Paulo"),
+            ("language", "en"),
+            ("review_alert_minutes", minutes),
+        ]
+    };
+    let before = errors_logged();
+    for bad in ["4", "10081", "soon"] {
+        let r =
+            gw.w.owner
+                .submit(
+                    "/t/clinic-a/settings",
+                    "/t/clinic-a/settings",
+                    &settings(bad),
+                )
+                .await;
+        assert_eq!(r.status, 422, "{bad}");
+        assert!(r.body.contains("between 5 and 10080"));
+    }
+    assert_eq!(errors_logged(), before);
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/settings",
+                "/t/clinic-a/settings",
+                &settings("15"),
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = gw.w.owner.get("/t/clinic-a/settings").await;
+    assert_eq!(
+        page.input_value("review_alert_minutes").as_deref(),
+        Some("15")
+    );
+
+    let now = gw.w.t.clock.now().unix_timestamp();
+    gw.evo(&evo_text("R1", "5511988887777", "Ana", now, "oi"))
+        .await;
+    gw.run_jobs().await;
+    gw.w.t.clock.advance(Duration::minutes(14));
+    sigmaai::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    gw.run_jobs().await;
+    assert!(
+        mb.to("owner@a.test").is_empty(),
+        "not yet: 14 of 15 minutes"
+    );
+    gw.w.t.clock.advance(Duration::minutes(2));
+    sigmaai::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    gw.run_jobs().await;
+    let mails = mb.to("owner@a.test");
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].text.contains("more than 15 minutes"),
+        "{}",
+        mails[0].text
+    );
+}

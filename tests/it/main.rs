@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backup;
 mod billing;
 mod browser;
 mod channels;
@@ -24,6 +25,7 @@ mod public_pages;
 mod replay;
 mod review;
 mod schemas;
+mod storage;
 mod suite;
 mod wa;
 mod workspace;

@@ -273,6 +273,8 @@ pub struct SettingsPage {
     pub language: String,
     pub hours: Vec<DayHours>,
     pub zones: &'static [&'static str],
+    /// Minutes a draft may wait for review before reviewers are e-mailed.
+    pub review_alert_minutes: String,
     pub error: Option<&'static str>,
 }
 
@@ -303,6 +305,11 @@ async fn settings_page(
 ) -> AppResult<SettingsPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let s = db_accounts::settings(&mut tx).await?;
+    let alert: i32 = sqlx::query_scalar(
+        "SELECT review_alert_minutes FROM tenant_settings WHERE tenant_id = app_current_tenant()",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(SettingsPage {
         ctx,
@@ -312,6 +319,7 @@ async fn settings_page(
         language: s.language,
         hours: hours_from_json(&s.business_hours),
         zones: COMMON_ZONES,
+        review_alert_minutes: alert.to_string(),
         error: None,
     })
 }
@@ -390,19 +398,36 @@ async fn save_settings(
     t: RequireRole<Admin>,
     Form(f): Form<SettingsForm>,
 ) -> AppResult<Response> {
-    match parse_settings(&f) {
-        Ok((name, s)) => {
+    let alert = match f.rest.get("review_alert_minutes").map(|v| v.trim()) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i32>()
+            .ok()
+            .filter(|m| (5..=10080).contains(m))
+            .map(Some)
+            .ok_or("settings.review_alert.invalid"),
+    };
+    match parse_settings(&f).and_then(|p| alert.map(|a| (p, a))) {
+        Ok(((name, s), alert)) => {
             let now = state.now();
             let mut tx = db::begin_tenant(&state.db, t.id()).await?;
             db_accounts::rename_tenant(&mut tx, t.id(), &name).await?;
             db_accounts::save_settings(&mut tx, &s, now).await?;
+            if let Some(minutes) = alert {
+                sqlx::query(
+                    "UPDATE tenant_settings SET review_alert_minutes = $1 WHERE tenant_id = app_current_tenant()",
+                )
+                .bind(minutes)
+                .execute(&mut *tx)
+                .await?;
+            }
             audit::record(
                 &mut tx,
                 t.id(),
                 &t.actor(),
                 "settings.changed",
                 "tenant",
-                json!({ "time_zone": s.time_zone, "language": s.language }),
+                json!({ "time_zone": s.time_zone, "language": s.language, "review_alert_minutes": alert }),
                 now,
             )
             .await?;
@@ -438,6 +463,11 @@ async fn save_settings(
                 language: f.language,
                 hours,
                 zones: COMMON_ZONES,
+                review_alert_minutes: f
+                    .rest
+                    .get("review_alert_minutes")
+                    .cloned()
+                    .unwrap_or_default(),
                 error: Some(key),
             }))
         }
