@@ -115,6 +115,90 @@ document.addEventListener("DOMContentLoaded", () => {
     e.stopImmediatePropagation();
   }, true);
 
+  // Presence: a conversation page tells the server every few seconds that this member is
+  // here, and whether they are editing the AI's draft (the queue does so only while a card's
+  // draft is being edited). The member editing a draft holds it: for everyone else the
+  // server refuses approve/reject until they stop, and the answer to each heartbeat says who
+  // holds it, so the buttons here are disarmed first. A closed page says goodbye.
+  const csrfValue = () => {
+    const f = document.querySelector("input[name=csrf]");
+    return f ? f.value : "";
+  };
+  const showLock = (scope, name) => {
+    if (!scope) return;
+    const note = scope.querySelector("[data-lock-note]");
+    if (note) {
+      note.hidden = !name;
+      if (name) note.textContent = (note.dataset.text || "").replace("{}", name);
+    }
+    for (const b of scope.querySelectorAll('[data-action="approve"], [data-action="reject"], [data-action="regenerate"]')) b.disabled = !!name;
+  };
+  const beat = async (url, draftId, editing, scope) => {
+    const body = new URLSearchParams({ csrf: csrfValue(), draft: draftId || "", editing: editing ? "1" : "" });
+    try {
+      const res = await fetch(url, { method: "POST", credentials: "same-origin", body });
+      if (res.ok && res.status === 200) showLock(scope, (await res.json()).locked_by);
+    } catch (_) { /* offline: the next beat tries again */ }
+  };
+  const goodbye = (url) => {
+    const body = new URLSearchParams({ csrf: csrfValue(), leave: "1" });
+    if (!(navigator.sendBeacon && navigator.sendBeacon(url, body))) {
+      fetch(url, { method: "POST", credentials: "same-origin", body, keepalive: true }).catch(() => {});
+    }
+  };
+  const editingIn = (scope) => {
+    const area = scope && scope.querySelector("[data-draft-text]");
+    return !!area && (document.activeElement === area || area.value !== area.defaultValue);
+  };
+  const onPage = document.querySelector(".conversation[data-presence]");
+  if (onPage) {
+    const url = onPage.dataset.presence;
+    const every = Math.max(5, Number(onPage.dataset.heartbeat) || 20) * 1000;
+    const draftScope = () => document.getElementById("ai-draft");
+    let was = null;
+    const send = () => {
+      const scope = draftScope();
+      was = editingIn(scope);
+      beat(url, scope ? scope.dataset.draftId : "", was, scope);
+    };
+    setInterval(send, every);
+    // Starting (or stopping) an edit is told at once, not at the next beat.
+    const changed = () => { if (editingIn(draftScope()) !== was) send(); };
+    document.addEventListener("focusin", changed);
+    document.addEventListener("input", changed);
+    document.addEventListener("focusout", () => setTimeout(changed, 0));
+    window.addEventListener("pagehide", () => goodbye(url));
+  }
+  let editingCard = null;
+  const cardBeat = () => {
+    const card = cardOf(document.activeElement) || editingCard;
+    const editing = !!card && editingIn(card);
+    if (editing) {
+      if (editingCard && editingCard !== card) goodbye(editingCard.dataset.presence);
+      editingCard = card;
+      beat(card.dataset.presence, card.dataset.draftId, true, card);
+    } else if (editingCard) {
+      goodbye(editingCard.dataset.presence);
+      editingCard = null;
+    }
+  };
+  if (cards().length) {
+    let last = false;
+    const cardChanged = () => {
+      const card = cardOf(document.activeElement) || editingCard;
+      const now = !!card && editingIn(card);
+      if (now !== last || (now && card !== editingCard)) { last = now; cardBeat(); }
+    };
+    document.addEventListener("focusin", cardChanged);
+    document.addEventListener("input", cardChanged);
+    document.addEventListener("focusout", () => setTimeout(cardChanged, 0));
+    setInterval(() => { if (editingCard) cardBeat(); }, 20000);
+    window.addEventListener("pagehide", () => { if (editingCard) goodbye(editingCard.dataset.presence); });
+  }
+  // A link to a knowledge entry (a draft's sources) opens that entry.
+  const target = location.hash && document.getElementById(location.hash.slice(1));
+  if (target instanceof HTMLDetailsElement) target.open = true;
+
   // Phones: the compact navigation scrolls sideways; keep the current entry in view.
   const here = document.querySelector(".portal-nav a[aria-current=page]");
   if (here && here.parentElement) {

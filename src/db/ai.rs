@@ -222,10 +222,11 @@ pub async fn insert_draft(
     d: NewDraft<'_>,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let exists = sqlx::query_scalar!(
-        "SELECT 1 AS one FROM drafts WHERE reply_to_message_id = $1",
-        d.reply_to_message_id
+    // A draft set aside by "regenerate" (superseded) leaves the turn open for a new one.
+    let exists: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM drafts WHERE reply_to_message_id = $1 AND state <> 'superseded'",
     )
+    .bind(d.reply_to_message_id)
     .fetch_optional(&mut *conn)
     .await?;
     if exists.is_some() {

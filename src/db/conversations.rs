@@ -391,6 +391,23 @@ pub async fn assign(conn: &mut PgConnection, id: Uuid, user: Option<Uuid>) -> sq
     Ok(r.rows_affected() == 1)
 }
 
+/// Assigns an open, unassigned conversation; `false` when it is assigned or resolved already.
+pub async fn assign_if_unassigned(
+    conn: &mut PgConnection,
+    id: Uuid,
+    user: Uuid,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE conversations SET assigned_to = $2
+         WHERE id = $1 AND assigned_to IS NULL AND status = 'open'",
+    )
+    .bind(id)
+    .bind(user)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 pub async fn set_labels(
     conn: &mut PgConnection,
     id: Uuid,

@@ -19,6 +19,7 @@ pub mod keystore;
 pub mod mcp;
 pub mod messages;
 pub mod overview;
+pub mod presence;
 pub mod privacy;
 pub mod templates;
 

@@ -1642,6 +1642,47 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("review.dismissed", "Dismissed.", "Dispensado."),
     (
+        "review.locked",
+        "Someone else is editing this draft right now, so nothing was sent. Wait until they finish.",
+        "Outra pessoa está editando este rascunho agora, então nada foi enviado. Aguarde ela terminar.",
+    ),
+    (
+        "review.regenerating",
+        "The AI is writing a new draft. It appears here when it is ready.",
+        "A IA está escrevendo um novo rascunho. Ele aparece aqui quando estiver pronto.",
+    ),
+    ("conversation.regenerate", "Regenerate", "Gerar de novo"),
+    (
+        "presence.viewing",
+        "{} is viewing this conversation",
+        "{} está vendo esta conversa",
+    ),
+    (
+        "presence.editing",
+        "{} is editing the draft",
+        "{} está editando o rascunho",
+    ),
+    (
+        "presence.editing_draft",
+        "{} is editing this draft",
+        "{} está editando este rascunho",
+    ),
+    (
+        "presence.locked",
+        "{} is editing this draft. Approve and reject wait until they finish.",
+        "{} está editando este rascunho. Aprovar e rejeitar esperam até essa pessoa terminar.",
+    ),
+    (
+        "settings.assign_on_open",
+        "Assign a conversation to the reviewer who opens it",
+        "Atribuir a conversa a quem a abrir para revisar",
+    ),
+    (
+        "settings.assign_on_open.hint",
+        "Only conversations nobody is assigned to. Colleagues see who has each one.",
+        "Só conversas sem responsável. Os colegas veem quem está com cada uma.",
+    ),
+    (
         "review.taken_over",
         "You have the conversation: the AI stops drafting until you hand it back.",
         "A conversa é sua: a IA para de rascunhar até você devolver.",

@@ -46,6 +46,10 @@ pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
     }
     for tenant_id in dbp::live_tenants(&state.db).await? {
         let r = sweep_tenant(state, tenant_id, now).await?;
+        // Heartbeats of staff who left long ago (staff data, not personal data of patients).
+        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        db::presence::prune(&mut tx, now - Duration::hours(1)).await?;
+        tx.commit().await?;
         total.messages += r.messages;
         total.media += r.media;
         total.drafts += r.drafts;

@@ -28,6 +28,9 @@ pub enum DecideError {
     /// Undo came after the reply started to send.
     #[error("too late to undo")]
     TooLate,
+    /// Another member is editing this draft right now (their name).
+    #[error("being edited by someone else")]
+    Locked(String),
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
@@ -47,9 +50,24 @@ impl DecideError {
             DecideError::AlreadyDecided => "review.already_decided",
             DecideError::Empty => "reply.empty",
             DecideError::TooLate => "review.undo_too_late",
+            DecideError::Locked(_) => "review.locked",
             DecideError::Refused(r) => r.message_key(),
             DecideError::Internal(_) => "error.internal",
         }
+    }
+}
+
+/// Someone else holding the draft (editing it, heartbeat fresh) blocks a decision on it.
+async fn refuse_if_locked(
+    conn: &mut sqlx::PgConnection,
+    draft: Uuid,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+) -> Result<(), DecideError> {
+    let me = actor.id.unwrap_or(Uuid::nil());
+    match db::presence::editor(conn, draft, me, crate::review::presence::since(now)).await? {
+        Some(name) => Err(DecideError::Locked(name)),
+        None => Ok(()),
     }
 }
 
@@ -114,6 +132,7 @@ pub async fn approve(
     if d.state != "pending" {
         return Err(DecideError::AlreadyDecided);
     }
+    refuse_if_locked(&mut tx, d.id, actor, now).await?;
     let original = original_text(state, tenant_id, &d)
         .await?
         .unwrap_or_default();
@@ -228,6 +247,7 @@ pub async fn reject(
     let d = db_ai::get_draft(&mut tx, draft_id)
         .await?
         .ok_or(DecideError::NotFound)?;
+    refuse_if_locked(&mut tx, d.id, actor, now).await?;
     if !db_ai::decide(
         &mut tx,
         d.id,
@@ -257,6 +277,55 @@ pub async fn reject(
     tx.commit().await?;
     live::publish(state, tenant_id, &live::Event::Review).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
+    Ok(())
+}
+
+/// Sets a pending draft aside and has the AI write the same turn again (the reply box's
+/// "regenerate"). An escalation is a person's turn: it cannot be regenerated.
+pub async fn regenerate(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    draft_id: Uuid,
+) -> Result<(), DecideError> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let d = db_ai::get_draft(&mut tx, draft_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    if d.state != "pending" {
+        return Err(DecideError::AlreadyDecided);
+    }
+    refuse_if_locked(&mut tx, d.id, actor, now).await?;
+    if !db_ai::decide(
+        &mut tx,
+        d.id,
+        "superseded",
+        actor.id,
+        None,
+        false,
+        Some("regenerated"),
+        now,
+    )
+    .await?
+    {
+        return Err(DecideError::AlreadyDecided);
+    }
+    crate::review::draft::schedule_many(&mut tx, &[(tenant_id, d.conversation_id, now)], now)
+        .await?;
+    db::jobs::notify_workers(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        tenant_id,
+        actor,
+        "draft.regenerated",
+        &d.conversation_id.to_string(),
+        json!({ "draft": d.id }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    publish_decision(state, tenant_id, d.conversation_id).await;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 pub mod decide;
 pub mod diff;
 pub mod draft;
+pub mod presence;
 
 /// The job that drafts a reply for a conversation (one pending per conversation, debounced:
 /// a burst of messages coalesces into one turn).

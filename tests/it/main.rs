@@ -23,6 +23,7 @@ mod overload;
 mod privacy;
 mod public_pages;
 mod replay;
+mod presence;
 mod review;
 mod schemas;
 mod storage;

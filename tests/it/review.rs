@@ -27,7 +27,7 @@ async fn add_knowledge(w: &World, kind: &str, title: &str, body: &str) {
     assert_eq!(r.status, 303, "{}", r.body);
 }
 
-async fn clinic_knowledge(w: &World) {
+pub(crate) async fn clinic_knowledge(w: &World) {
     add_knowledge(
         w,
         "hours",
@@ -57,7 +57,7 @@ async fn set_ai(w: &World, fields: &[(&str, &str)]) {
     assert_eq!(r.status, 303, "{}", r.body);
 }
 
-fn now(gw: &Gw) -> i64 {
+pub(crate) fn now(gw: &Gw) -> i64 {
     gw.w.t.clock.now().unix_timestamp()
 }
 
@@ -68,7 +68,7 @@ async fn drafts(t: &TestApp) -> Vec<(String, Option<String>)> {
         .unwrap()
 }
 
-async fn gateway_sends(gw: &Gw) -> Vec<serde_json::Value> {
+pub(crate) async fn gateway_sends(gw: &Gw) -> Vec<serde_json::Value> {
     gw.gateway
         .received_requests()
         .await
@@ -79,7 +79,7 @@ async fn gateway_sends(gw: &Gw) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn mock_send_ok(gw: &Gw) {
+pub(crate) async fn mock_send_ok(gw: &Gw) {
     Mock::given(method("POST"))
         .and(path("/message/sendText/clinic"))
         .respond_with(ResponseTemplate::new(201).set_body_json(

@@ -719,3 +719,72 @@ async fn a_refused_knowledge_entry_keeps_the_typed_answer_in_its_own_form() {
         .unwrap();
     assert_eq!(stored, "Sábado", "nothing was saved");
 }
+
+/// Whether a member's presence row on a conversation says they are editing.
+async fn presence_of(gw: &Gw, email: &str) -> Option<bool> {
+    sqlx::query_scalar(
+        "SELECT p.editing FROM review_presence p JOIN users u ON u.id = p.user_id WHERE u.email = $1",
+    )
+    .bind(email)
+    .fetch_optional(&gw.w.t.owner)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn typing_in_the_reply_box_holds_the_draft_and_a_colleague_sees_it_live() {
+    let gw = Gw::evolution().await;
+    knowledge(&gw).await;
+    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let draft = pending_draft_ids(&gw).await.remove(0);
+    let conv = gw.only_conversation().await;
+    let page = format!("/t/clinic-a/conversations/{conv}");
+    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
+    let b = Browser::start().await;
+    log_in(&b, &gw).await;
+    b.goto(&gw.w.server.url(&page)).await;
+    b.wait_text("#ai-draft", "R$ 180").await;
+    // Let the EventSource connect before anything changes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A colleague opens the same conversation: the owner's page shows it without a reload.
+    assert_eq!(bruno.get(&page).await.status, 200);
+    b.wait_text("#presence", "Colleague").await;
+
+    // The owner starts typing in the draft: the page tells the server at once.
+    b.el("#draft-text")
+        .await
+        .send_keys(" Até breve!")
+        .await
+        .unwrap();
+    crate::harness::eventually("the owner's page reports editing", || async {
+        presence_of(&gw, "owner@a.test").await == Some(true)
+    })
+    .await;
+    // So the colleague's approval is refused, and nothing is sent.
+    let csrf = bruno.get(&page).await.csrf();
+    let r = bruno
+        .post(
+            &format!("/t/clinic-a/drafts/{draft}/approve"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let state: String = sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1::uuid")
+        .bind(&draft)
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(state, "pending");
+    let typed = js(&b, "return document.getElementById('draft-text').value").await;
+    assert!(typed.as_str().unwrap().ends_with("Até breve!"), "{typed}");
+    b.screenshot("conversation-presence").await;
+
+    // Leaving the page says goodbye: the draft is free for the colleague at once.
+    b.goto(&gw.w.server.url("/t/clinic-a")).await;
+    crate::harness::eventually("the owner's presence is gone", || async {
+        presence_of(&gw, "owner@a.test").await.is_none()
+    })
+    .await;
+    b.close().await;
+}

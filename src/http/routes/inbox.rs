@@ -34,6 +34,7 @@ use crate::{
         send::{self, Author, QueueError},
         view::{self, Clock, ContactView, InboxRow, ThreadMessage},
     },
+    review::{decide, presence},
     state::AppState,
 };
 
@@ -198,6 +199,28 @@ pub struct ConversationPage {
     pub canned: Vec<db::canned::Canned>,
     /// Approved templates to offer when the 24-hour window is closed (Meta channels).
     pub templates: Vec<db::templates::Template>,
+    /// The AI's draft waiting for review, offered in the reply box.
+    pub reply_draft: Option<ReplyDraft>,
+    /// Other members on this conversation now (presence), editing or reading.
+    pub others: Vec<presence::Here>,
+    /// A just-approved draft whose reply still waits out the undo window.
+    pub undo: Option<crate::http::routes::review::UndoOffer>,
+    /// Seconds between this page's presence heartbeats.
+    pub heartbeat: u32,
+}
+
+/// The pending draft as the reply box shows it.
+pub struct ReplyDraft {
+    pub id: Uuid,
+    pub text: String,
+    pub provider: String,
+    pub model: String,
+    /// Why the reviewer must look closely (e.g. `partly_answered`), if anything.
+    pub note: String,
+    /// Knowledge entries it drew on: (id, title).
+    pub knowledge: Vec<(Uuid, String)>,
+    /// Someone else is editing it right now.
+    pub editor: Option<String>,
 }
 
 impl ConversationPage {
@@ -226,6 +249,7 @@ async fn load_conversation(
     t: &TenantCtx,
     id: Uuid,
     before: Option<(OffsetDateTime, Uuid)>,
+    undo: Option<Uuid>,
 ) -> AppResult<ConversationPage> {
     let tenant = t.id();
     let clock = tenant_clock(state, tenant).await?;
@@ -251,6 +275,38 @@ async fn load_conversation(
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
+    // A reviewer opening the conversation is "here" (others see it), and takes it when
+    // nobody has it (assign on open).
+    let me = t.me.user.id;
+    let reviewing = t.can(crate::domain::account::Role::Reviewer) && before.is_none();
+    let mut assigned_to = conv.assigned_to;
+    let mut arrived = false;
+    if reviewing {
+        if assigned_to.is_none()
+            && presence::assign_on_open(state, &mut tx, tenant, &t.actor(), id).await?
+        {
+            assigned_to = Some(me);
+        }
+        arrived = presence::on_page(state, &mut tx, me, id).await?;
+    }
+    let others: Vec<presence::Here> = presence::others_on(state, &mut tx, &[id], me)
+        .await?
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    let knowledge = match &latest_draft {
+        Some(d) if d.state == "pending" && !d.knowledge_ids.is_empty() => {
+            db::ai::knowledge(&mut tx).await?
+        }
+        _ => Vec::new(),
+    };
+    let undo = match undo {
+        Some(d) if reviewing => {
+            crate::http::routes::review::undo_offer(state, &mut tx, tenant, d, state.now())
+                .await?
+        }
+        _ => None,
+    };
     audit::record(
         &mut tx,
         tenant,
@@ -262,6 +318,36 @@ async fn load_conversation(
     )
     .await?;
     tx.commit().await?;
+    if arrived {
+        presence::arrived(state, tenant, id).await;
+    }
+    if assigned_to != conv.assigned_to {
+        live::publish(state, tenant, &live::Event::Inbox).await;
+    }
+    let reply_draft = match latest_draft.filter(|d| d.state == "pending") {
+        Some(d) => Some(ReplyDraft {
+            id: d.id,
+            text: decide::original_text(state, tenant, &d)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            provider: d.provider.clone(),
+            model: d.model.clone(),
+            note: d.escalation_reason.clone().unwrap_or_default(),
+            knowledge: d
+                .knowledge_ids
+                .iter()
+                .filter_map(|k| knowledge.iter().find(|e| e.id == *k))
+                .map(|e| (e.id, e.title.clone()))
+                .collect(),
+            editor: others
+                .iter()
+                .find(|h| h.editing && h.draft_id == Some(d.id))
+                .map(|h| h.name.clone()),
+        }),
+        None => None,
+    };
     let older = (rows.len() as i64 == THREAD_PAGE)
         .then(|| {
             rows.last()
@@ -295,7 +381,7 @@ async fn load_conversation(
         status: conv.status,
         ownership: conv.ownership,
         labels: conv.labels.join(", "),
-        assigned_to: conv.assigned_to,
+        assigned_to,
         members: members
             .into_iter()
             .map(|m| MemberOption {
@@ -321,15 +407,21 @@ async fn load_conversation(
         older,
         attention: conv.attention.clone(),
         policy_override: conv.policy_override,
-        pending_draft: latest_draft.is_some_and(|d| d.state == "pending"),
+        pending_draft: reply_draft.is_some(),
         canned,
         templates,
+        reply_draft,
+        others,
+        undo,
+        heartbeat: presence::HEARTBEAT_SECONDS,
     })
 }
 
 #[derive(Deserialize, Default)]
 pub struct ThreadQuery {
     before: Option<String>,
+    /// A draft just approved from the reply box: offer to undo it.
+    undo: Option<Uuid>,
 }
 
 async fn show(
@@ -340,7 +432,7 @@ async fn show(
     Query(q): Query<ThreadQuery>,
 ) -> AppResult<ConversationPage> {
     let before = q.before.as_deref().and_then(parse_cursor);
-    load_conversation(&state, ctx, &t, id, before).await
+    load_conversation(&state, ctx, &t, id, before, q.undo).await
 }
 
 #[derive(Deserialize)]
@@ -402,7 +494,7 @@ async fn reply(
         }
         Err(QueueError::Refused(r)) => {
             drop(tx);
-            let mut page = load_conversation(&state, ctx, &t, id, None).await?;
+            let mut page = load_conversation(&state, ctx, &t, id, None, None).await?;
             page.error = Some(r.message_key());
             page.draft = f.text;
             Ok(form_error(page))
@@ -823,7 +915,7 @@ async fn send_template(
         }
         Err(QueueError::Refused(r)) => {
             drop(tx);
-            let mut page = load_conversation(&state, ctx, &t, id, None).await?;
+            let mut page = load_conversation(&state, ctx, &t, id, None, None).await?;
             page.error = Some(r.message_key());
             Ok(form_error(page))
         }

@@ -275,6 +275,8 @@ pub struct SettingsPage {
     pub zones: &'static [&'static str],
     /// Minutes a draft may wait for review before reviewers are e-mailed.
     pub review_alert_minutes: String,
+    /// Opening an unassigned conversation assigns it to the reviewer (see `review::presence`).
+    pub assign_on_open: bool,
     pub error: Option<&'static str>,
 }
 
@@ -310,6 +312,7 @@ async fn settings_page(
     )
     .fetch_one(&mut *tx)
     .await?;
+    let assign_on_open = db::presence::assign_on_open(&mut tx).await?;
     tx.commit().await?;
     Ok(SettingsPage {
         ctx,
@@ -320,6 +323,7 @@ async fn settings_page(
         hours: hours_from_json(&s.business_hours),
         zones: COMMON_ZONES,
         review_alert_minutes: alert.to_string(),
+        assign_on_open,
         error: None,
     })
 }
@@ -413,6 +417,8 @@ async fn save_settings(
             let mut tx = db::begin_tenant(&state.db, t.id()).await?;
             db_accounts::rename_tenant(&mut tx, t.id(), &name).await?;
             db_accounts::save_settings(&mut tx, &s, now).await?;
+            let assign_on_open = f.rest.contains_key("assign_on_open");
+            db::presence::set_assign_on_open(&mut tx, assign_on_open).await?;
             if let Some(minutes) = alert {
                 sqlx::query(
                     "UPDATE tenant_settings SET review_alert_minutes = $1 WHERE tenant_id = app_current_tenant()",
@@ -427,7 +433,7 @@ async fn save_settings(
                 &t.actor(),
                 "settings.changed",
                 "tenant",
-                json!({ "time_zone": s.time_zone, "language": s.language, "review_alert_minutes": alert }),
+                json!({ "time_zone": s.time_zone, "language": s.language, "review_alert_minutes": alert, "assign_on_open": assign_on_open }),
                 now,
             )
             .await?;
@@ -468,6 +474,7 @@ async fn save_settings(
                     .get("review_alert_minutes")
                     .cloned()
                     .unwrap_or_default(),
+                assign_on_open: f.rest.contains_key("assign_on_open"),
                 error: Some(key),
             }))
         }

@@ -24,7 +24,10 @@ use crate::{
         send,
         view::{self, Clock, ThreadMessage},
     },
-    review::decide::{self, DecideError},
+    review::{
+        decide::{self, DecideError},
+        presence,
+    },
     state::AppState,
 };
 
@@ -35,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/drafts/{id}/reject", post(reject))
         .route("/t/{slug}/drafts/{id}/undo", post(undo))
         .route("/t/{slug}/drafts/{id}/dismiss", post(dismiss))
+        .route("/t/{slug}/drafts/{id}/regenerate", post(regenerate))
+        .route("/t/{slug}/conversations/{id}/presence", post(presence))
         .route("/t/{slug}/conversations/{id}/take-over", post(take_over))
         .route("/t/{slug}/tool-calls/{id}/approve", post(approve_call))
         .route("/t/{slug}/tool-calls/{id}/reject", post(reject_call))
@@ -56,13 +61,17 @@ pub struct DraftCard {
     pub created: String,
     pub provider: String,
     pub model: String,
-    pub knowledge: Vec<String>,
+    /// The knowledge entries the draft drew on: (id, title).
+    pub knowledge: Vec<(Uuid, String)>,
     pub tokens: String,
     pub latency_ms: i32,
     /// Minutes left in WhatsApp's 24-hour window (Meta channels), if it applies.
     pub window_minutes: Option<i64>,
     /// What the AI looked up (read calls) or prepared (write calls) for this draft.
     pub calls: Vec<decide::CallView>,
+    /// Other members on this conversation now; `editor` is the one editing this draft.
+    pub others: Vec<presence::Here>,
+    pub editor: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -188,7 +197,7 @@ async fn queue(
                 .knowledge_ids
                 .iter()
                 .filter_map(|id| knowledge.iter().find(|k| k.id == *id))
-                .map(|k| k.title.clone())
+                .map(|k| (k.id, k.title.clone()))
                 .collect(),
             tokens: format!("{} / {}", d.input_tokens, d.output_tokens),
             latency_ms: d.latency_ms,
@@ -198,7 +207,19 @@ async fn queue(
                     .unwrap_or(0)
             }),
             calls,
+            others: Vec::new(),
+            editor: None,
         });
+    }
+    // Who else is on these conversations, and who is editing which draft.
+    let conv_ids: Vec<Uuid> = cards.iter().map(|c| c.conversation_id).collect();
+    for (conv, here) in presence::others_on(&state, &mut tx, &conv_ids, t.me.user.id).await? {
+        for c in cards.iter_mut().filter(|c| c.conversation_id == conv) {
+            if here.editing && here.draft_id == Some(c.id) {
+                c.editor = Some(here.name.clone());
+            }
+            c.others.push(here.clone());
+        }
     }
     // Emergencies first: the queue query orders them so, across pages too.
     let ids: Vec<uuid::Uuid> = cards.iter().map(|c| c.id).collect();
@@ -240,7 +261,7 @@ async fn queue(
 
 /// The undo offer for a draft this tenant approved, while its reply is still queued and
 /// its send job has not come due.
-async fn undo_offer(
+pub(crate) async fn undo_offer(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     tenant: Uuid,
@@ -280,17 +301,44 @@ fn back(t: &TenantCtx) -> String {
 }
 
 fn outcome(t: &TenantCtx, r: Result<(), DecideError>, ok_key: &'static str) -> AppResult<Response> {
+    outcome_at(None, t, r, ok_key)
+}
+
+/// The answer to a decision: back to `to` (or the queue) with a message.
+fn outcome_at(
+    to: Option<String>,
+    t: &TenantCtx,
+    r: Result<(), DecideError>,
+    ok_key: &'static str,
+) -> AppResult<Response> {
+    let to = to.unwrap_or_else(|| back(t));
     match r {
-        Ok(()) => Ok(redirect_with_flash(&back(t), true, ok_key)),
+        Ok(()) => Ok(redirect_with_flash(&to, true, ok_key)),
         Err(DecideError::Internal(e)) => Err(AppError::Internal(e)),
         Err(DecideError::NotFound) => Err(AppError::NotFound),
-        Err(e) => Ok(redirect_with_flash(&back(t), false, e.message_key())),
+        Err(e) => {
+            if let DecideError::Locked(_) = e {
+                tracing::warn!(tenant = %t.id(), "decision refused: another member is editing the draft");
+            }
+            Ok(redirect_with_flash(&to, false, e.message_key()))
+        }
     }
 }
 
 #[derive(Deserialize)]
 pub struct ApproveForm {
     text: Option<String>,
+    /// Set when the decision came from the conversation's reply box: go back there.
+    #[serde(default)]
+    back: String,
+}
+
+/// Where a decision taken in a conversation's reply box returns: that conversation (only a
+/// conversation path of this tenant, never another site).
+fn back_to_conversation(t: &TenantCtx, back: &str) -> Option<String> {
+    let rest = back.strip_prefix(&format!("/t/{}/conversations/", t.tenant.slug))?;
+    Uuid::parse_str(rest).ok()?;
+    Some(back.to_owned())
 }
 
 async fn approve(
@@ -299,14 +347,15 @@ async fn approve(
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<ApproveForm>,
 ) -> AppResult<Response> {
+    let here = back_to_conversation(&t, &f.back);
     match decide::approve(&state, t.id(), &t.actor(), id, f.text.as_deref()).await {
-        // Back to the queue with an undo offer for this draft while its reply waits.
+        // Back with an undo offer for this draft while its reply waits.
         Ok(_) => Ok(redirect_with_flash(
-            &format!("{}?undo={id}", back(&t)),
+            &format!("{}?undo={id}", here.unwrap_or_else(|| back(&t))),
             true,
             "review.approved",
         )),
-        Err(e) => outcome(&t, Err(e), ""),
+        Err(e) => outcome_at(here, &t, Err(e), ""),
     }
 }
 
@@ -323,6 +372,8 @@ async fn undo(
 pub struct RejectForm {
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    back: String,
 }
 
 async fn reject(
@@ -332,7 +383,60 @@ async fn reject(
     Form(f): Form<RejectForm>,
 ) -> AppResult<Response> {
     let r = decide::reject(&state, t.id(), &t.actor(), id, &f.reason).await;
-    outcome(&t, r, "review.rejected")
+    outcome_at(back_to_conversation(&t, &f.back), &t, r, "review.rejected")
+}
+
+#[derive(Deserialize)]
+pub struct BackForm {
+    #[serde(default)]
+    back: String,
+}
+
+/// "Regenerate": the AI writes this turn again; the page shows the new draft when it lands.
+async fn regenerate(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<BackForm>,
+) -> AppResult<Response> {
+    let r = decide::regenerate(&state, t.id(), &t.actor(), id).await;
+    outcome_at(back_to_conversation(&t, &f.back), &t, r, "review.regenerating")
+}
+
+#[derive(Deserialize)]
+pub struct PresenceForm {
+    /// The draft the page offers for editing, if any.
+    #[serde(default)]
+    draft: String,
+    /// "1" while the member is editing that draft.
+    #[serde(default)]
+    editing: String,
+    /// "1" when the page is going away.
+    #[serde(default)]
+    leave: String,
+}
+
+/// A page's heartbeat: "I am on this conversation (and editing its draft)". Answers who else
+/// is there and whether someone else holds the draft.
+async fn presence(
+    State(state): State<AppState>,
+    t: RequireRole<Reviewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+    Form(f): Form<PresenceForm>,
+) -> AppResult<Response> {
+    use axum::response::IntoResponse;
+    let draft = match f.draft.as_str() {
+        "" => None,
+        d => Some(Uuid::parse_str(d).map_err(|_| AppError::BadRequest("error.bad_request"))?),
+    };
+    if f.leave == "1" {
+        presence::leave(&state, t.id(), t.me.user.id, id).await?;
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
+    let beat = presence::touch(&state, t.id(), t.me.user.id, id, draft, f.editing == "1")
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(axum::Json(beat).into_response())
 }
 
 async fn dismiss(

@@ -1,0 +1,175 @@
+//! Collision safety: who else has a conversation open, who is editing its draft, and
+//! assign-on-open.
+//!
+//! Open conversation pages and review cards send a heartbeat every [`HEARTBEAT_SECONDS`]
+//! (`POST …/conversations/{id}/presence`); a heartbeat older than [`FRESH`] no longer counts.
+//! The member editing a draft holds it: approving or rejecting it as someone else is refused
+//! ([`DecideError::Locked`](crate::review::decide::DecideError)) until they stop, leave, or
+//! their heartbeat goes stale — so a closed laptop never locks a draft for long. State lives
+//! in PostgreSQL (`review_presence`), so every instance sees the same thing.
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{
+    db::{self, audit, audit::Actor, presence as dbp},
+    live,
+    state::AppState,
+};
+
+pub use dbp::Here;
+
+/// How long a heartbeat counts.
+pub const FRESH: Duration = Duration::seconds(45);
+
+/// How often pages renew theirs (well inside [`FRESH`], so one lost beat changes nothing).
+pub const HEARTBEAT_SECONDS: u32 = 20;
+
+/// The oldest heartbeat that still counts at `now`.
+pub fn since(now: OffsetDateTime) -> OffsetDateTime {
+    now - FRESH
+}
+
+/// What a heartbeat learns: who else is here, and who holds the draft if not the caller.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Beat {
+    pub others: Vec<Other>,
+    /// Someone else is editing the draft the caller asked to edit; the caller does not hold it.
+    pub locked_by: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Other {
+    pub name: String,
+    pub editing: bool,
+}
+
+/// Records that `user` is on `conversation`, editing `draft` when `editing` (and nobody else
+/// is). Other open pages hear of it when what they show changes. `None`: no such
+/// conversation in this tenant.
+pub async fn touch(
+    state: &AppState,
+    tenant: Uuid,
+    user: Uuid,
+    conversation: Uuid,
+    draft: Option<Uuid>,
+    editing: bool,
+) -> sqlx::Result<Option<Beat>> {
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    if db::conversations::get(&mut tx, conversation).await?.is_none() {
+        return Ok(None);
+    }
+    let locked_by = match draft.filter(|_| editing) {
+        Some(d) => dbp::editor(&mut tx, d, user, since(now)).await?,
+        None => None,
+    };
+    let editing = editing && draft.is_some() && locked_by.is_none();
+    let before = dbp::touch(
+        &mut tx,
+        conversation,
+        user,
+        Some((draft, editing)),
+        now,
+        since(now),
+    )
+    .await?;
+    let others = dbp::others(&mut tx, &[conversation], user, since(now)).await?;
+    tx.commit().await?;
+    let changed = match before {
+        None => true,
+        Some((was_editing, _)) => was_editing != editing,
+    };
+    if changed {
+        announce(state, tenant, conversation).await;
+    }
+    Ok(Some(Beat {
+        others: others
+            .into_iter()
+            .map(|(_, h)| Other {
+                name: h.name,
+                editing: h.editing,
+            })
+            .collect(),
+        locked_by,
+    }))
+}
+
+/// The user closed the page: others stop seeing them at once.
+pub async fn leave(state: &AppState, tenant: Uuid, user: Uuid, conversation: Uuid) -> sqlx::Result<()> {
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let gone = dbp::leave(&mut tx, conversation, user).await?;
+    tx.commit().await?;
+    if gone {
+        announce(state, tenant, conversation).await;
+    }
+    Ok(())
+}
+
+async fn announce(state: &AppState, tenant: Uuid, conversation: Uuid) {
+    live::publish(state, tenant, &live::Event::Conversation { id: conversation }).await;
+    live::publish(state, tenant, &live::Event::Review).await;
+}
+
+/// The conversation page is being drawn for `user`: they are here (keeping any editing
+/// state their script reported). Returns whether they just arrived; the caller announces it
+/// with [`arrived`] once its transaction has committed.
+pub async fn on_page(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user: Uuid,
+    conversation: Uuid,
+) -> sqlx::Result<bool> {
+    let now = state.now();
+    Ok(dbp::touch(conn, conversation, user, None, now, since(now))
+        .await?
+        .is_none())
+}
+
+/// Tells the other open pages that someone arrived.
+pub async fn arrived(state: &AppState, tenant: Uuid, conversation: Uuid) {
+    announce(state, tenant, conversation).await;
+}
+
+/// Everyone but `me` on these conversations now, by conversation (for pages being drawn).
+pub async fn others_on(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    conversations: &[Uuid],
+    me: Uuid,
+) -> sqlx::Result<Vec<(Uuid, Here)>> {
+    Ok(dbp::others(conn, conversations, me, since(state.now())).await?)
+}
+
+/// Opening an unassigned, open conversation assigns it to the reviewer who opened it, when
+/// the tenant wants that (the default). Returns whether it did. Two reviewers opening it at
+/// once: one wins, the other sees the first as the assignee.
+pub async fn assign_on_open(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    actor: &Actor,
+    conversation: Uuid,
+) -> sqlx::Result<bool> {
+    let Some(user) = actor.id else {
+        return Ok(false);
+    };
+    if !dbp::assign_on_open(conn).await? {
+        return Ok(false);
+    }
+    let taken = db::conversations::assign_if_unassigned(conn, conversation, user).await?;
+    if taken {
+        audit::record(
+            conn,
+            tenant,
+            actor,
+            "conversation.assigned",
+            &conversation.to_string(),
+            json!({ "user": user, "on_open": true }),
+            state.now(),
+        )
+        .await?;
+    }
+    Ok(taken)
+}

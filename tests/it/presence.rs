@@ -1,0 +1,337 @@
+//! Collision safety in the review workspace (issue 23, item 9), and the AI draft in the
+//! conversation's reply box (item 7): presence, the draft lock, assign on open, regenerate.
+
+use serde_json::Value;
+use time::Duration;
+use uuid::Uuid;
+
+use crate::{
+    client::Client,
+    review::{clinic_knowledge, gateway_sends, mock_send_ok, now},
+    wa::{Gw, evo_text},
+};
+
+/// A tenant with one conversation whose AI draft waits for review.
+async fn pending_draft() -> (Gw, Uuid, Uuid) {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    gw.evo(&evo_text(
+        "Q1",
+        "5511988887777",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let conv = gw.only_conversation().await;
+    let draft: Uuid = sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    (gw, conv, draft)
+}
+
+async fn draft_state(gw: &Gw, id: Uuid) -> String {
+    sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1")
+        .bind(id)
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap()
+}
+
+async fn assignee(gw: &Gw, conv: Uuid) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT u.email FROM conversations c LEFT JOIN users u ON u.id = c.assigned_to WHERE c.id = $1",
+    )
+    .bind(conv)
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap()
+}
+
+/// A heartbeat as the page's script sends it.
+async fn beat(c: &Client, conv: Uuid, draft: Uuid, editing: bool) -> (u16, Value) {
+    let csrf = c.get("/t/clinic-a").await.csrf();
+    let r = c
+        .post(
+            &format!("/t/clinic-a/conversations/{conv}/presence"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("draft", &draft.to_string()),
+                ("editing", if editing { "1" } else { "" }),
+            ],
+        )
+        .await;
+    let json = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    (r.status, json)
+}
+
+async fn leave(c: &Client, conv: Uuid) -> u16 {
+    let csrf = c.get("/t/clinic-a").await.csrf();
+    c.post(
+        &format!("/t/clinic-a/conversations/{conv}/presence"),
+        &[("csrf", csrf.as_str()), ("leave", "1")],
+    )
+    .await
+    .status
+}
+
+async fn approve(c: &Client, draft: Uuid, text: &str) -> crate::client::Page {
+    let csrf = c.get("/t/clinic-a").await.csrf();
+    c.post(
+        &format!("/t/clinic-a/drafts/{draft}/approve"),
+        &[("csrf", csrf.as_str()), ("text", text)],
+    )
+    .await
+}
+
+fn select_text(body: &str, css: &str) -> String {
+    let doc = scraper::Html::parse_document(body);
+    let sel = scraper::Selector::parse(css).unwrap();
+    doc.select(&sel)
+        .map(|e| e.text().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[tokio::test]
+async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
+    let (gw, conv, draft) = pending_draft().await;
+    let owner = &gw.w.owner;
+    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
+    let page = format!("/t/clinic-a/conversations/{conv}");
+
+    // The first reviewer to open an unassigned conversation gets it, and sees the draft in
+    // the reply box.
+    let first = owner.get(&page).await;
+    assert_eq!(first.status, 200);
+    assert!(
+        select_text(&first.body, "#ai-draft textarea").contains("R$ 180"),
+        "the draft is in the reply box:\n{}",
+        first.body
+    );
+    assert_eq!(assignee(&gw, conv).await.as_deref(), Some("owner@a.test"));
+    let on_open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'conversation.assigned' AND detail->>'on_open' = 'true'",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(on_open, 1);
+
+    // The second sees the first is here; opening it does not take it away.
+    let second = bruno.get(&page).await;
+    assert!(
+        select_text(&second.body, "#presence").contains("Ana Owner"),
+        "presence shown:\n{}",
+        second.body
+    );
+    assert_eq!(assignee(&gw, conv).await.as_deref(), Some("owner@a.test"));
+
+    // Ana starts editing: she holds the draft. Bruno is told, and his decisions are refused.
+    let (status, mine) = beat(owner, conv, draft, true).await;
+    assert_eq!(status, 200);
+    assert!(mine["locked_by"].is_null(), "{mine}");
+    assert_eq!(mine["others"][0]["name"], "Colleague");
+    let (_, his) = beat(&bruno, conv, draft, true).await;
+    assert_eq!(his["locked_by"], "Ana Owner", "{his}");
+    let refused = approve(&bruno, draft, "Bruno's answer").await;
+    assert_eq!(refused.status, 303);
+    let csrf = bruno.get("/t/clinic-a/review").await.csrf();
+    for action in ["reject", "regenerate"] {
+        let r = bruno
+            .post(
+                &format!("/t/clinic-a/drafts/{draft}/{action}"),
+                &[("csrf", csrf.as_str()), ("reason", "no")],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{action}");
+    }
+    assert_eq!(draft_state(&gw, draft).await, "pending", "nothing decided");
+    let queue = bruno.get("/t/clinic-a/review").await.body;
+    let doc = scraper::Html::parse_document(&queue);
+    let approve_btn = scraper::Selector::parse(&format!(
+        "#draft-{draft} button[data-action=approve][disabled]"
+    ))
+    .unwrap();
+    assert!(
+        doc.select(&approve_btn).next().is_some(),
+        "the card is disarmed for Bruno:\n{queue}"
+    );
+    assert!(select_text(&queue, &format!("#draft-{draft} [data-presence-line]")).contains("Ana Owner"));
+
+    // Ana closes the page: the draft is free at once, and Bruno can take it.
+    assert_eq!(leave(owner, conv).await, 204);
+    let (_, his) = beat(&bruno, conv, draft, true).await;
+    assert!(his["locked_by"].is_null(), "{his}");
+    // Now Ana is the one refused...
+    approve(owner, draft, "Ana's answer").await;
+    assert_eq!(draft_state(&gw, draft).await, "pending");
+    // ...until Bruno's heartbeat goes stale (a closed laptop does not hold a draft for long).
+    gw.w.t.clock.advance(Duration::seconds(46));
+    let ok = approve(owner, draft, "Ana's answer").await;
+    assert_eq!(ok.status, 303);
+    assert!(ok.location.as_deref().unwrap_or("").contains("undo="), "{:?}", ok.location);
+    assert_eq!(draft_state(&gw, draft).await, "approved");
+    gw.w.t.clock.advance(Duration::seconds(11));
+    gw.run_jobs().await;
+    let sends = gateway_sends(&gw).await;
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0]["text"], "Ana's answer");
+}
+
+#[tokio::test]
+async fn the_reply_box_approves_rejects_and_regenerates_and_comes_back_to_the_conversation() {
+    let (gw, conv, draft) = pending_draft().await;
+    let owner = &gw.w.owner;
+    let page = format!("/t/clinic-a/conversations/{conv}");
+    let csrf = owner.get(&page).await.csrf();
+
+    // Regenerate: the draft is set aside and the AI writes the same turn again.
+    let r = owner
+        .post(
+            &format!("/t/clinic-a/drafts/{draft}/regenerate"),
+            &[("csrf", csrf.as_str()), ("back", page.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some(page.as_str()));
+    assert_eq!(draft_state(&gw, draft).await, "superseded");
+    gw.run_jobs().await;
+    let fresh: Uuid = sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .expect("a new draft for the same turn");
+    assert_ne!(fresh, draft);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'draft.regenerated'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
+    // An already decided draft cannot be regenerated again.
+    let again = owner
+        .post(
+            &format!("/t/clinic-a/drafts/{draft}/regenerate"),
+            &[("csrf", csrf.as_str()), ("back", page.as_str())],
+        )
+        .await;
+    assert_eq!(again.status, 303);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM drafts")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap(),
+        2
+    );
+
+    // A "back" to somewhere else is ignored: decisions never redirect off the tenant's pages.
+    let shown = owner.get(&page).await;
+    assert!(select_text(&shown.body, "#ai-draft textarea").contains("R$ 180"));
+    let r = owner
+        .post(
+            &format!("/t/clinic-a/drafts/{fresh}/approve"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("back", "https://evil.example/t/clinic-a/conversations/x"),
+                ("text", "Custa R$ 180."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        r.location.as_deref().unwrap().starts_with("/t/clinic-a/review"),
+        "{:?}",
+        r.location
+    );
+    // Undo it from the queue, then approve from the reply box: back to the conversation,
+    // with the undo offer there.
+    let undo = owner
+        .post(&format!("/t/clinic-a/drafts/{fresh}/undo"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(undo.status, 303);
+    assert_eq!(draft_state(&gw, fresh).await, "pending");
+    let r = owner
+        .post(
+            &format!("/t/clinic-a/drafts/{fresh}/approve"),
+            &[("csrf", csrf.as_str()), ("back", page.as_str()), ("text", "Custa R$ 180.")],
+        )
+        .await;
+    let to = r.location.clone().unwrap();
+    assert!(to.starts_with(&format!("{page}?undo={fresh}")), "{to}");
+    let after = owner.get(&to).await;
+    assert!(
+        after.body.contains("id=\"undo-offer\""),
+        "the undo offer is in the conversation:\n{}",
+        after.body
+    );
+    gw.w.t.clock.advance(Duration::seconds(11));
+    gw.run_jobs().await;
+    assert_eq!(gateway_sends(&gw).await.len(), 1);
+}
+
+#[tokio::test]
+async fn presence_is_for_reviewers_of_the_tenant_only() {
+    let (gw, conv, draft) = pending_draft().await;
+    let viewer = gw.w.add_member("vi@a.test", "viewer").await;
+    let (status, _) = beat(&viewer, conv, draft, true).await;
+    assert_eq!(status, 403);
+    // A viewer opening the conversation is not assigned it.
+    assert_eq!(viewer.get(&format!("/t/clinic-a/conversations/{conv}")).await.status, 200);
+    assert_eq!(assignee(&gw, conv).await, None);
+    // Another tenant's reviewer cannot mark itself on this conversation.
+    let b = gw.w.client();
+    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let csrf = b.get("/t/clinic-b").await.csrf();
+    let r = b
+        .post(
+            &format!("/t/clinic-b/conversations/{conv}/presence"),
+            &[("csrf", csrf.as_str()), ("draft", &draft.to_string()), ("editing", "1")],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // A malformed draft id is a 400, not a 500.
+    let csrf = gw.w.owner.get("/t/clinic-a/review").await.csrf();
+    let r = gw
+        .w
+        .owner
+        .post(
+            &format!("/t/clinic-a/conversations/{conv}/presence"),
+            &[("csrf", csrf.as_str()), ("draft", "not-a-uuid"), ("editing", "1")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    // Nothing of Bea's reached clinic A.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM review_presence")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn assign_on_open_can_be_turned_off() {
+    let (gw, conv, _) = pending_draft().await;
+    let settings = gw.w.owner.get("/t/clinic-a/settings").await;
+    assert!(settings.body.contains("id=\"assign_on_open\""));
+    let r = gw
+        .w
+        .owner
+        .submit(
+            "/t/clinic-a/settings",
+            "/t/clinic-a/settings",
+            &[
+                ("name", "Clinic A"),
+                ("time_zone", "America/Sao_Paulo"),
+                ("language", "pt-BR"),
+                ("review_alert_minutes", "60"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
+    assert_eq!(bruno.get(&format!("/t/clinic-a/conversations/{conv}")).await.status, 200);
+    assert_eq!(assignee(&gw, conv).await, None, "left unassigned");
+}
