@@ -182,6 +182,17 @@ pub struct ListFilter {
     pub status: Option<String>,
     pub unread_only: bool,
     pub assigned_to: Option<Uuid>,
+    /// Only conversations nobody is assigned to.
+    pub unassigned: bool,
+    /// Only conversations waiting for a person (an escalation or a rejected draft).
+    pub escalated: bool,
+    /// Only emergencies still waiting for a person.
+    pub urgent: bool,
+    /// Only conversations whose customer wrote last, before this instant (unanswered).
+    pub waiting_before: Option<OffsetDateTime>,
+    /// Only Meta conversations whose last customer message falls in this span: WhatsApp's
+    /// 24-hour window closes soon.
+    pub window_between: Option<(OffsetDateTime, OffsetDateTime)>,
     /// All of these name tokens (blind index), or this phone token.
     pub name_tokens: Option<Vec<String>>,
     pub phone_index: Option<String>,
@@ -190,7 +201,7 @@ pub struct ListFilter {
     pub limit: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ListRow {
     pub id: Uuid,
     pub contact_id: Uuid,
@@ -213,110 +224,115 @@ pub struct ListRow {
     pub last_direction: Option<String>,
 }
 
-/// The inbox page: newest first, filtered, keyset-paginated on (last_message_at, id) so a
-/// page costs the same at a million messages as at ten. The latest message of each row
-/// comes from the thread index (one index probe per row).
-/// One inbox page, newest first. Without a search the walk follows the inbox index and
-/// stops after `limit` rows; with one it starts from the few matching contacts instead
-/// (a rare name would otherwise mean walking most of the inbox to fill a page).
-pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
-    if f.name_tokens.is_some() || f.phone_index.is_some() {
-        return search(conn, f).await;
-    }
+/// The columns of a `ListRow`, over `cv` (conversations), `ct` (its contact) and `lm` (its
+/// latest message).
+const LIST_COLUMNS: &str =
+    "cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership,
+    cv.assigned_to, cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at,
+    cv.group_name_sealed, ct.name_sealed AS contact_name_sealed,
+    ct.phone_sealed AS contact_phone_sealed, (ct.erased_at IS NOT NULL) AS contact_erased,
+    lm.body_sealed AS last_body_sealed, lm.id AS last_message_id, lm.kind AS last_kind,
+    lm.direction AS last_direction";
+
+/// The latest message of each listed row: one probe of the thread index.
+const LATEST_MESSAGE: &str = "LEFT JOIN LATERAL (
+        SELECT m.id, m.body_sealed, m.kind, m.direction FROM messages m
+        WHERE m.tenant_id = cv.tenant_id AND m.conversation_id = cv.id
+        ORDER BY m.sent_at DESC, m.id DESC LIMIT 1
+    ) lm ON true";
+
+/// The filters both list queries share: parameters $1–$11 (see `bind_filters`), then the
+/// keyset cursor and the page size.
+const LIST_FILTERS: &str = "($1::text IS NULL OR cv.status = $1)
+    AND (NOT $2 OR cv.unread_count > 0)
+    AND ($3::uuid IS NULL OR cv.assigned_to = $3)
+    AND (NOT $4 OR cv.assigned_to IS NULL)
+    AND (NOT $5 OR cv.attention IS NOT NULL)
+    AND (NOT $6 OR (cv.urgent AND cv.attention IS NOT NULL))
+    AND ($7::timestamptz IS NULL OR (cv.last_inbound_at < $7 AND lm.direction = 'in'))
+    AND ($8::timestamptz IS NULL OR (cv.last_inbound_at BETWEEN $8 AND $9
+         AND EXISTS (SELECT 1 FROM channels ch WHERE ch.tenant_id = cv.tenant_id
+                     AND ch.id = cv.channel_id AND ch.kind = 'meta')))
+    AND ($10::timestamptz IS NULL OR (cv.last_message_at, cv.id) < ($10, $11::uuid))
+    ORDER BY cv.last_message_at DESC, cv.id DESC
+    LIMIT $12";
+
+type ListQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, ListRow, sqlx::postgres::PgArguments>;
+
+fn bind_filters<'q>(q: ListQuery<'q>, f: &'q ListFilter) -> ListQuery<'q> {
     let (before_at, before_id) = f
         .before
         .map(|(a, i)| (Some(a), Some(i)))
         .unwrap_or((None, None));
-    sqlx::query_as!(
-        ListRow,
-        r#"SELECT cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership, cv.assigned_to,
-                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at, cv.group_name_sealed,
-                  ct.name_sealed AS contact_name_sealed, ct.phone_sealed AS contact_phone_sealed,
-                  (ct.erased_at IS NOT NULL) AS "contact_erased!",
-                  lm.body_sealed AS "last_body_sealed?", lm.id AS "last_message_id?", lm.kind AS "last_kind?",
-                  lm.direction AS "last_direction?"
-           FROM conversations cv
-           -- One primary-key probe per listed row. A plain join let the planner, blind to
-           -- the tenant's size under RLS, scan every contact of the tenant for each row.
-           JOIN LATERAL (
-               SELECT c.name_sealed, c.phone_sealed, c.erased_at FROM contacts c
-               WHERE c.id = cv.contact_id AND c.tenant_id = cv.tenant_id LIMIT 1
-           ) ct ON true
-           LEFT JOIN LATERAL (
-               SELECT m.id, m.body_sealed, m.kind, m.direction FROM messages m
-               WHERE m.tenant_id = cv.tenant_id AND m.conversation_id = cv.id
-               ORDER BY m.sent_at DESC, m.id DESC LIMIT 1
-           ) lm ON true
-           WHERE ($1::text IS NULL OR cv.status = $1)
-             AND (NOT $2 OR cv.unread_count > 0)
-             AND ($3::uuid IS NULL OR cv.assigned_to = $3)
-             AND ($4::timestamptz IS NULL OR (cv.last_message_at, cv.id) < ($4, $5::uuid))
-           ORDER BY cv.last_message_at DESC, cv.id DESC
-           LIMIT $6"#,
-        f.status,
-        f.unread_only,
-        f.assigned_to,
-        before_at,
-        before_id,
-        f.limit
-    )
-    .fetch_all(conn)
-    .await
+    q.bind(f.status.as_deref())
+        .bind(f.unread_only)
+        .bind(f.assigned_to)
+        .bind(f.unassigned)
+        .bind(f.escalated)
+        .bind(f.urgent)
+        .bind(f.waiting_before)
+        .bind(f.window_between.map(|w| w.0))
+        .bind(f.window_between.map(|w| w.1))
+        .bind(before_at)
+        .bind(before_id)
+        .bind(f.limit)
+}
+
+/// The inbox page: newest first, filtered, keyset-paginated on (last_message_at, id) so a
+/// page costs the same at a million messages as at ten. Without a search the walk follows
+/// the inbox index and stops after `limit` rows; with one it starts from the few matching
+/// contacts instead (a rare name would otherwise mean walking most of the inbox to fill a
+/// page).
+pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
+    if f.name_tokens.is_some() || f.phone_index.is_some() {
+        return search(conn, f).await;
+    }
+    // One primary-key probe of the contact per listed row. A plain join let the planner,
+    // blind to the tenant's size under RLS, scan every contact of the tenant for each row.
+    let sql = format!(
+        "SELECT {LIST_COLUMNS}
+         FROM conversations cv
+         JOIN LATERAL (
+             SELECT c.name_sealed, c.phone_sealed, c.erased_at FROM contacts c
+             WHERE c.id = cv.contact_id AND c.tenant_id = cv.tenant_id LIMIT 1
+         ) ct ON true
+         {LATEST_MESSAGE}
+         WHERE {LIST_FILTERS}"
+    );
+    bind_filters(sqlx::query_as::<_, ListRow>(&sql), f)
+        .fetch_all(conn)
+        .await
 }
 
 /// `list` for a search by name tokens or phone token: matching contacts first (GIN and
 /// unique indexes), then their conversations.
 async fn search(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
-    let (before_at, before_id) = f
-        .before
-        .map(|(a, i)| (Some(a), Some(i)))
-        .unwrap_or((None, None));
-    sqlx::query_as!(
-        ListRow,
-        r#"WITH ct AS MATERIALIZED (
-               -- Two index-friendly branches (an OR of optional parameters would be a
-               -- sequential scan in a generic plan); a NULL parameter matches nothing.
-               -- Names through contact_name_tokens (see its migration): every token.
-               SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
-               WHERE tenant_id = app_current_tenant() AND id IN (
-                   SELECT t.contact_id FROM contact_name_tokens t
-                   WHERE t.tenant_id = app_current_tenant() AND t.token = ANY($4::text[])
-                   GROUP BY t.contact_id
-                   HAVING count(DISTINCT t.token) = (SELECT count(DISTINCT x) FROM unnest($4::text[]) x))
-               UNION
-               SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
-               WHERE tenant_id = app_current_tenant() AND phone_index = $5::text
-           )
-           SELECT cv.id, cv.contact_id, cv.channel_id, cv.is_group, cv.status, cv.ownership, cv.assigned_to,
-                  cv.labels, cv.unread_count, cv.last_message_at, cv.last_inbound_at, cv.group_name_sealed,
-                  ct.name_sealed AS contact_name_sealed, ct.phone_sealed AS contact_phone_sealed,
-                  (ct.erased_at IS NOT NULL) AS "contact_erased!",
-                  lm.body_sealed AS "last_body_sealed?", lm.id AS "last_message_id?", lm.kind AS "last_kind?",
-                  lm.direction AS "last_direction?"
-           FROM ct
-           JOIN conversations cv ON cv.tenant_id = ct.tenant_id AND cv.contact_id = ct.id
-           LEFT JOIN LATERAL (
-               SELECT m.id, m.body_sealed, m.kind, m.direction FROM messages m
-               WHERE m.tenant_id = cv.tenant_id AND m.conversation_id = cv.id
-               ORDER BY m.sent_at DESC, m.id DESC LIMIT 1
-           ) lm ON true
-           WHERE ($1::text IS NULL OR cv.status = $1)
-             AND (NOT $2 OR cv.unread_count > 0)
-             AND ($3::uuid IS NULL OR cv.assigned_to = $3)
-             AND ($6::timestamptz IS NULL OR (cv.last_message_at, cv.id) < ($6, $7::uuid))
-           ORDER BY cv.last_message_at DESC, cv.id DESC
-           LIMIT $8"#,
-        f.status,
-        f.unread_only,
-        f.assigned_to,
-        f.name_tokens.as_deref(),
-        f.phone_index,
-        before_at,
-        before_id,
-        f.limit
-    )
-    .fetch_all(conn)
-    .await
+    // Two index-friendly branches (an OR of optional parameters would be a sequential scan
+    // in a generic plan); a NULL parameter matches nothing. Names through
+    // contact_name_tokens (see its migration): every token.
+    let sql = format!(
+        "WITH ct AS MATERIALIZED (
+             SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
+             WHERE tenant_id = app_current_tenant() AND id IN (
+                 SELECT t.contact_id FROM contact_name_tokens t
+                 WHERE t.tenant_id = app_current_tenant() AND t.token = ANY($13::text[])
+                 GROUP BY t.contact_id
+                 HAVING count(DISTINCT t.token) = (SELECT count(DISTINCT x) FROM unnest($13::text[]) x))
+             UNION
+             SELECT id, tenant_id, name_sealed, phone_sealed, erased_at FROM contacts
+             WHERE tenant_id = app_current_tenant() AND phone_index = $14::text
+         )
+         SELECT {LIST_COLUMNS}
+         FROM ct
+         JOIN conversations cv ON cv.tenant_id = ct.tenant_id AND cv.contact_id = ct.id
+         {LATEST_MESSAGE}
+         WHERE {LIST_FILTERS}"
+    );
+    bind_filters(sqlx::query_as::<_, ListRow>(&sql), f)
+        .bind(f.name_tokens.as_deref())
+        .bind(f.phone_index.as_deref())
+        .fetch_all(conn)
+        .await
 }
 
 pub async fn unread_total(conn: &mut PgConnection) -> sqlx::Result<i64> {
@@ -421,4 +437,70 @@ pub async fn set_labels(
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+// ---- saved inbox views ----
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SavedView {
+    pub id: Uuid,
+    pub name: String,
+    pub query: String,
+}
+
+/// A member's saved views, by name.
+pub async fn saved_views(conn: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<SavedView>> {
+    sqlx::query_as(
+        "SELECT id, name, query FROM saved_views
+         WHERE tenant_id = app_current_tenant() AND user_id = $1 ORDER BY name LIMIT 50",
+    )
+    .bind(user)
+    .fetch_all(conn)
+    .await
+}
+
+/// Saves (or replaces, by name) a member's view; at most 20 per member.
+pub async fn save_view(
+    conn: &mut PgConnection,
+    user: Uuid,
+    name: &str,
+    query: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM saved_views WHERE tenant_id = app_current_tenant() AND user_id = $1 AND name <> $2",
+    )
+    .bind(user)
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await?;
+    if n >= 20 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO saved_views (id, tenant_id, user_id, name, query, created_at)
+         VALUES ($1, app_current_tenant(), $2, $3, $4, $5)
+         ON CONFLICT (tenant_id, user_id, name) DO UPDATE SET query = EXCLUDED.query",
+    )
+    .bind(Uuid::now_v7())
+    .bind(user)
+    .bind(name)
+    .bind(query)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// Deletes one of the member's own views; `false` when it is not theirs.
+pub async fn delete_view(conn: &mut PgConnection, user: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "DELETE FROM saved_views WHERE tenant_id = app_current_tenant() AND user_id = $1 AND id = $2",
+    )
+    .bind(user)
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
 }

@@ -58,7 +58,10 @@ pub async fn touch(
 ) -> sqlx::Result<Option<Beat>> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    if db::conversations::get(&mut tx, conversation).await?.is_none() {
+    if db::conversations::get(&mut tx, conversation)
+        .await?
+        .is_none()
+    {
         return Ok(None);
     }
     let locked_by = match draft.filter(|_| editing) {
@@ -97,7 +100,12 @@ pub async fn touch(
 }
 
 /// The user closed the page: others stop seeing them at once.
-pub async fn leave(state: &AppState, tenant: Uuid, user: Uuid, conversation: Uuid) -> sqlx::Result<()> {
+pub async fn leave(
+    state: &AppState,
+    tenant: Uuid,
+    user: Uuid,
+    conversation: Uuid,
+) -> sqlx::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let gone = dbp::leave(&mut tx, conversation, user).await?;
     tx.commit().await?;
@@ -108,7 +116,12 @@ pub async fn leave(state: &AppState, tenant: Uuid, user: Uuid, conversation: Uui
 }
 
 async fn announce(state: &AppState, tenant: Uuid, conversation: Uuid) {
-    live::publish(state, tenant, &live::Event::Conversation { id: conversation }).await;
+    live::publish(
+        state,
+        tenant,
+        &live::Event::Conversation { id: conversation },
+    )
+    .await;
     live::publish(state, tenant, &live::Event::Review).await;
 }
 

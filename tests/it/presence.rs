@@ -160,7 +160,9 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
         doc.select(&approve_btn).next().is_some(),
         "the card is disarmed for Bruno:\n{queue}"
     );
-    assert!(select_text(&queue, &format!("#draft-{draft} [data-presence-line]")).contains("Ana Owner"));
+    assert!(
+        select_text(&queue, &format!("#draft-{draft} [data-presence-line]")).contains("Ana Owner")
+    );
 
     // Ana closes the page: the draft is free at once, and Bruno can take it.
     assert_eq!(leave(owner, conv).await, 204);
@@ -173,7 +175,11 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
     gw.w.t.clock.advance(Duration::seconds(46));
     let ok = approve(owner, draft, "Ana's answer").await;
     assert_eq!(ok.status, 303);
-    assert!(ok.location.as_deref().unwrap_or("").contains("undo="), "{:?}", ok.location);
+    assert!(
+        ok.location.as_deref().unwrap_or("").contains("undo="),
+        "{:?}",
+        ok.location
+    );
     assert_eq!(draft_state(&gw, draft).await, "approved");
     gw.w.t.clock.advance(Duration::seconds(11));
     gw.run_jobs().await;
@@ -242,21 +248,31 @@ async fn the_reply_box_approves_rejects_and_regenerates_and_comes_back_to_the_co
         .await;
     assert_eq!(r.status, 303);
     assert!(
-        r.location.as_deref().unwrap().starts_with("/t/clinic-a/review"),
+        r.location
+            .as_deref()
+            .unwrap()
+            .starts_with("/t/clinic-a/review"),
         "{:?}",
         r.location
     );
     // Undo it from the queue, then approve from the reply box: back to the conversation,
     // with the undo offer there.
     let undo = owner
-        .post(&format!("/t/clinic-a/drafts/{fresh}/undo"), &[("csrf", csrf.as_str())])
+        .post(
+            &format!("/t/clinic-a/drafts/{fresh}/undo"),
+            &[("csrf", csrf.as_str())],
+        )
         .await;
     assert_eq!(undo.status, 303);
     assert_eq!(draft_state(&gw, fresh).await, "pending");
     let r = owner
         .post(
             &format!("/t/clinic-a/drafts/{fresh}/approve"),
-            &[("csrf", csrf.as_str()), ("back", page.as_str()), ("text", "Custa R$ 180.")],
+            &[
+                ("csrf", csrf.as_str()),
+                ("back", page.as_str()),
+                ("text", "Custa R$ 180."),
+            ],
         )
         .await;
     let to = r.location.clone().unwrap();
@@ -279,7 +295,13 @@ async fn presence_is_for_reviewers_of_the_tenant_only() {
     let (status, _) = beat(&viewer, conv, draft, true).await;
     assert_eq!(status, 403);
     // A viewer opening the conversation is not assigned it.
-    assert_eq!(viewer.get(&format!("/t/clinic-a/conversations/{conv}")).await.status, 200);
+    assert_eq!(
+        viewer
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await
+            .status,
+        200
+    );
     assert_eq!(assignee(&gw, conv).await, None);
     // Another tenant's reviewer cannot mark itself on this conversation.
     let b = gw.w.client();
@@ -288,20 +310,27 @@ async fn presence_is_for_reviewers_of_the_tenant_only() {
     let r = b
         .post(
             &format!("/t/clinic-b/conversations/{conv}/presence"),
-            &[("csrf", csrf.as_str()), ("draft", &draft.to_string()), ("editing", "1")],
+            &[
+                ("csrf", csrf.as_str()),
+                ("draft", &draft.to_string()),
+                ("editing", "1"),
+            ],
         )
         .await;
     assert_eq!(r.status, 404);
     // A malformed draft id is a 400, not a 500.
     let csrf = gw.w.owner.get("/t/clinic-a/review").await.csrf();
-    let r = gw
-        .w
-        .owner
-        .post(
-            &format!("/t/clinic-a/conversations/{conv}/presence"),
-            &[("csrf", csrf.as_str()), ("draft", "not-a-uuid"), ("editing", "1")],
-        )
-        .await;
+    let r =
+        gw.w.owner
+            .post(
+                &format!("/t/clinic-a/conversations/{conv}/presence"),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("draft", "not-a-uuid"),
+                    ("editing", "1"),
+                ],
+            )
+            .await;
     assert_eq!(r.status, 400);
     // Nothing of Bea's reached clinic A.
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM review_presence")
@@ -316,22 +345,206 @@ async fn assign_on_open_can_be_turned_off() {
     let (gw, conv, _) = pending_draft().await;
     let settings = gw.w.owner.get("/t/clinic-a/settings").await;
     assert!(settings.body.contains("id=\"assign_on_open\""));
-    let r = gw
-        .w
-        .owner
-        .submit(
-            "/t/clinic-a/settings",
-            "/t/clinic-a/settings",
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/settings",
+                "/t/clinic-a/settings",
+                &[
+                    ("name", "Clinic A"),
+                    ("time_zone", "America/Sao_Paulo"),
+                    ("language", "pt-BR"),
+                    ("review_alert_minutes", "60"),
+                ],
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
+    assert_eq!(
+        bruno
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(assignee(&gw, conv).await, None, "left unassigned");
+}
+
+/// Time moved on past the session's idle limit: the owner logs in again.
+async fn relog(gw: &Gw) {
+    let r =
+        gw.w.owner
+            .log_in("owner@a.test", crate::client::PASSWORD)
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+}
+
+/// The contacts listed on an inbox page.
+async fn listed(c: &Client, query: &str) -> String {
+    let page = c.get(&format!("/t/clinic-a/conversations?{query}")).await;
+    assert_eq!(page.status, 200, "{query}: {}", page.body);
+    select_text(&page.body, "#inbox .who")
+}
+
+#[tokio::test]
+async fn inbox_views_find_the_waiting_the_urgent_the_unassigned_and_mine_and_save_per_member() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    let owner = &gw.w.owner;
+    gw.evo(&evo_text(
+        "A1",
+        "5511911110001",
+        "Alice",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.w.t.clock.advance(Duration::hours(2));
+    relog(&gw).await;
+    gw.evo(&evo_text(
+        "B1",
+        "5511911110002",
+        "Bruna",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.evo(&evo_text(
+        "E1",
+        "5511911110003",
+        "Rui",
+        now(&gw),
+        "socorro meu cachorro foi atropelado, vcs atendem agora??",
+    ))
+    .await;
+    gw.run_jobs().await;
+
+    // Unanswered for more than an hour: only Alice.
+    let waiting = listed(owner, "view=waiting&wait=60").await;
+    assert!(
+        waiting.contains("Alice") && !waiting.contains("Bruna"),
+        "{waiting}"
+    );
+    // An emergency is urgent and needs a person; a plain draft is neither.
+    let urgent = listed(owner, "view=urgent").await;
+    assert!(
+        urgent.contains("Rui") && !urgent.contains("Alice"),
+        "{urgent}"
+    );
+    let escalated = listed(owner, "view=escalated").await;
+    assert!(
+        escalated.contains("Rui") && !escalated.contains("Bruna"),
+        "{escalated}"
+    );
+    // Opening Alice's conversation makes it the owner's.
+    let alice: Uuid = sqlx::query_scalar(
+        "SELECT cv.id FROM conversations cv JOIN messages m ON m.conversation_id = cv.id WHERE m.external_id = 'A1'",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    owner
+        .get(&format!("/t/clinic-a/conversations/{alice}"))
+        .await;
+    let mine = listed(owner, "view=mine").await;
+    assert!(mine.contains("Alice") && !mine.contains("Bruna"), "{mine}");
+    let unassigned = listed(owner, "view=unassigned").await;
+    assert!(
+        !unassigned.contains("Alice") && unassigned.contains("Bruna"),
+        "{unassigned}"
+    );
+    // Junk in the query is ignored, not a 500.
+    assert!(
+        listed(owner, "view=%27%3Bdrop&wait=abc")
+            .await
+            .contains("Alice")
+    );
+
+    // A saved view keeps the filters, never the search text (it may be a patient's name).
+    let csrf = owner.get("/t/clinic-a/conversations").await.csrf();
+    let r = owner
+        .post(
+            "/t/clinic-a/conversations/views",
             &[
-                ("name", "Clinic A"),
-                ("time_zone", "America/Sao_Paulo"),
-                ("language", "pt-BR"),
-                ("review_alert_minutes", "60"),
+                ("csrf", csrf.as_str()),
+                ("name", "Waiting long"),
+                ("query", "view=waiting&wait=60&q=Alice"),
             ],
         )
         .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
-    assert_eq!(bruno.get(&format!("/t/clinic-a/conversations/{conv}")).await.status, 200);
-    assert_eq!(assignee(&gw, conv).await, None, "left unassigned");
+    assert_eq!(r.status, 303);
+    let (id, query): (Uuid, String) = sqlx::query_as("SELECT id, query FROM saved_views")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(query, "view=waiting&wait=60");
+    let page = owner.get("/t/clinic-a/conversations").await.body;
+    assert!(select_text(&page, ".views .saved-view").contains("Waiting long"));
+    // Views are the member's own: a colleague neither sees nor removes it.
+    let colleague = gw.w.add_member("co@a.test", "reviewer").await;
+    let theirs = colleague.get("/t/clinic-a/conversations").await;
+    assert!(!theirs.body.contains("Waiting long"));
+    let r = colleague
+        .post(
+            &format!("/t/clinic-a/conversations/views/{id}/delete"),
+            &[("csrf", theirs.csrf().as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // A nameless view is refused with a message.
+    let r = owner
+        .post(
+            "/t/clinic-a/conversations/views",
+            &[
+                ("csrf", csrf.as_str()),
+                ("name", "  "),
+                ("query", "view=mine"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let r = owner
+        .post(
+            &format!("/t/clinic-a/conversations/views/{id}/delete"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM saved_views")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn the_closing_window_view_lists_meta_conversations_near_24_hours() {
+    let gw = Gw::meta().await;
+    let owner = &gw.w.owner;
+    let (status, _) = gw
+        .meta_post(&crate::wa::meta_text(
+            "wamid.C1",
+            "5511922220001",
+            "Carla",
+            now(&gw),
+            "Oi",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !listed(owner, "view=closing").await.contains("Carla"),
+        "fresh: not closing"
+    );
+    gw.w.t.clock.advance(Duration::hours(21));
+    relog(&gw).await;
+    assert!(
+        listed(owner, "view=closing").await.contains("Carla"),
+        "3 hours left"
+    );
+    gw.w.t.clock.advance(Duration::hours(4));
+    relog(&gw).await;
+    assert!(
+        !listed(owner, "view=closing").await.contains("Carla"),
+        "closed already"
+    );
 }

@@ -41,6 +41,11 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/t/{slug}/conversations", get(list))
+        .route("/t/{slug}/conversations/views", post(save_view))
+        .route(
+            "/t/{slug}/conversations/views/{id}/delete",
+            post(delete_view),
+        )
         .route("/t/{slug}/conversations/{id}", get(show))
         .route("/t/{slug}/conversations/{id}/reply", post(reply))
         .route("/t/{slug}/conversations/{id}/status", post(set_status))
@@ -73,9 +78,11 @@ pub struct ListPage {
     pub shell: Shell,
     pub rows: Vec<InboxRow>,
     pub q: String,
-    pub status: String,
-    pub unread: bool,
-    pub mine: bool,
+    pub filters: Filters,
+    /// The built-in views, as (view, name for ids and labels, link) in display order.
+    pub views: Vec<(&'static str, &'static str, String)>,
+    /// The member's own saved views.
+    pub saved: Vec<conversations::SavedView>,
     pub next: Option<String>,
 }
 
@@ -89,9 +96,187 @@ pub struct ListQuery {
     unread: Option<String>,
     #[serde(default)]
     mine: Option<String>,
+    /// A built-in view: mine, unassigned, escalated, urgent, waiting, closing.
+    #[serde(default)]
+    view: String,
+    /// For `view=waiting`: unanswered for more than this many minutes.
+    #[serde(default)]
+    wait: Option<String>,
     /// Cursor "<unix nanos>_<uuid>".
     #[serde(default)]
     before: Option<String>,
+}
+
+/// The inbox's built-in views ("" is everything).
+pub const VIEWS: [&str; 7] = [
+    "",
+    "mine",
+    "unassigned",
+    "escalated",
+    "urgent",
+    "waiting",
+    "closing",
+];
+
+/// Minutes `view=waiting` uses when none are given.
+const DEFAULT_WAIT: u32 = 60;
+
+/// WhatsApp's 24-hour window "closing": less than this much of it left.
+const CLOSING_SOON: time::Duration = time::Duration::hours(4);
+
+/// The inbox's filters, parsed and normalised: the only source of the query strings the
+/// page links to and that saved views store (never the search text: it may be a name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub status: &'static str,
+    pub unread: bool,
+    pub mine: bool,
+    pub view: &'static str,
+    pub wait: u32,
+}
+
+impl Filters {
+    fn parse(q: &ListQuery) -> Filters {
+        let view = VIEWS
+            .iter()
+            .copied()
+            .find(|v| *v == q.view.as_str())
+            .unwrap_or("");
+        Filters {
+            status: match q.status.as_str() {
+                "open" => "open",
+                "resolved" => "resolved",
+                _ => "",
+            },
+            unread: q.unread.is_some(),
+            mine: q.mine.is_some(),
+            view,
+            wait: q
+                .wait
+                .as_deref()
+                .and_then(|w| w.trim().parse().ok())
+                .filter(|w| (5..=10_080).contains(w))
+                .unwrap_or(DEFAULT_WAIT),
+        }
+    }
+
+    /// The canonical query string (without search or cursor), "" for no filter.
+    pub fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.view.is_empty() {
+            parts.push(format!("view={}", self.view));
+        }
+        if self.view == "waiting" {
+            parts.push(format!("wait={}", self.wait));
+        }
+        if !self.status.is_empty() {
+            parts.push(format!("status={}", self.status));
+        }
+        if self.unread {
+            parts.push("unread=1".to_owned());
+        }
+        if self.mine {
+            parts.push("mine=1".to_owned());
+        }
+        parts.join("&")
+    }
+
+    /// The same filters showing another built-in view.
+    fn with_view(&self, view: &'static str) -> Filters {
+        Filters {
+            view,
+            ..self.clone()
+        }
+    }
+
+    fn list_filter(&self, me: Uuid, now: OffsetDateTime) -> ListFilter {
+        // Views about work still to do look at open conversations only.
+        let open_only = matches!(self.view, "waiting" | "closing" | "escalated" | "urgent");
+        ListFilter {
+            status: match (self.status, open_only) {
+                ("", true) => Some("open".to_owned()),
+                ("", false) => None,
+                (s, _) => Some(s.to_owned()),
+            },
+            unread_only: self.unread,
+            assigned_to: (self.mine || self.view == "mine").then_some(me),
+            unassigned: self.view == "unassigned",
+            escalated: self.view == "escalated",
+            urgent: self.view == "urgent",
+            waiting_before: (self.view == "waiting")
+                .then(|| now - time::Duration::minutes(i64::from(self.wait))),
+            window_between: (self.view == "closing").then(|| {
+                (
+                    now - send::SERVICE_WINDOW,
+                    now - send::SERVICE_WINDOW + CLOSING_SOON,
+                )
+            }),
+            ..ListFilter::default()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SaveViewForm {
+    #[serde(default)]
+    name: String,
+    /// The inbox's query string when "save" was pressed; only its filters are kept.
+    #[serde(default)]
+    query: String,
+}
+
+/// Saves the inbox's current filters under a name, for this member only.
+async fn save_view(
+    State(state): State<AppState>,
+    t: RequireRole<Viewer>,
+    Form(f): Form<SaveViewForm>,
+) -> AppResult<Response> {
+    let back = format!("/t/{}/conversations", t.tenant.slug);
+    let name = f.name.trim();
+    let uri: axum::http::Uri = format!("/?{}", f.query.trim_start_matches('?'))
+        .parse()
+        .map_err(|_| AppError::BadRequest("error.bad_request"))?;
+    let Query(parsed) = Query::<ListQuery>::try_from_uri(&uri)
+        .map_err(|_| AppError::BadRequest("error.bad_request"))?;
+    let query = Filters::parse(&parsed).query();
+    if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
+        tracing::warn!(tenant = %t.id(), "saved view refused: bad name");
+        return Ok(redirect_with_flash(
+            &format!("{back}?{query}"),
+            false,
+            "inbox.view.invalid",
+        ));
+    }
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let saved = conversations::save_view(&mut tx, t.me.user.id, name, &query, state.now()).await?;
+    tx.commit().await?;
+    Ok(redirect_with_flash(
+        &format!("{back}?{query}"),
+        saved,
+        if saved {
+            "inbox.view.saved"
+        } else {
+            "inbox.view.too_many"
+        },
+    ))
+}
+
+async fn delete_view(
+    State(state): State<AppState>,
+    t: RequireRole<Viewer>,
+    Path((_s, id)): Path<(String, Uuid)>,
+) -> AppResult<Response> {
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let gone = conversations::delete_view(&mut tx, t.me.user.id, id).await?;
+    tx.commit().await?;
+    if !gone {
+        return Err(AppError::NotFound);
+    }
+    Ok(redirect_with_flash(
+        &format!("/t/{}/conversations", t.tenant.slug),
+        true,
+        "inbox.view.deleted",
+    ))
 }
 
 fn parse_cursor(c: &str) -> Option<(OffsetDateTime, Uuid)> {
@@ -108,10 +293,7 @@ async fn list(
 ) -> AppResult<ListPage> {
     let tenant = t.id();
     let clock = tenant_clock(&state, tenant).await?;
-    let status = match q.status.as_str() {
-        "open" | "resolved" => Some(q.status.clone()),
-        _ => None,
-    };
+    let filters = Filters::parse(&q);
     let search = q.q.trim();
     let (name_tokens, phone_index) = if search.is_empty() {
         (None, None)
@@ -125,18 +307,17 @@ async fn list(
         (Some(tokens), None)
     };
     let filter = ListFilter {
-        status,
-        unread_only: q.unread.is_some(),
-        assigned_to: q.mine.is_some().then_some(t.me.user.id),
         name_tokens,
         phone_index,
         before: q.before.as_deref().and_then(parse_cursor),
         limit: PAGE_SIZE,
+        ..filters.list_filter(t.me.user.id, state.now())
     };
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let rows = conversations::list(&mut tx, &filter).await?;
     let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
     let urgent = crate::db::ai::urgent_conversations(&mut tx, &ids).await?;
+    let saved = conversations::saved_views(&mut tx, t.me.user.id).await?;
     tx.commit().await?;
     let next = (rows.len() as i64 == PAGE_SIZE)
         .then(|| {
@@ -144,20 +325,27 @@ async fn list(
                 .map(|r| format!("{}_{}", r.last_message_at.unix_timestamp_nanos(), r.id))
         })
         .flatten();
-    let mut views = Vec::with_capacity(rows.len());
+    let mut views_rows = Vec::with_capacity(rows.len());
     for r in &rows {
         let mut v = view::inbox_row(&state, tenant, &clock, r).await;
         v.urgent = urgent.contains(&r.id);
-        views.push(v);
+        views_rows.push(v);
     }
+    let views = VIEWS
+        .iter()
+        .map(|v| {
+            let name = if v.is_empty() { "all" } else { v };
+            (*v, name, format!("?{}", filters.with_view(v).query()))
+        })
+        .collect();
     Ok(ListPage {
         ctx,
         shell: Shell::load(&state, &t, "conversations").await?,
-        rows: views,
+        rows: views_rows,
         q: q.q,
-        status: q.status,
-        unread: q.unread.is_some(),
-        mine: q.mine.is_some(),
+        filters,
+        views,
+        saved,
         next,
     })
 }
@@ -302,8 +490,7 @@ async fn load_conversation(
     };
     let undo = match undo {
         Some(d) if reviewing => {
-            crate::http::routes::review::undo_offer(state, &mut tx, tenant, d, state.now())
-                .await?
+            crate::http::routes::review::undo_offer(state, &mut tx, tenant, d, state.now()).await?
         }
         _ => None,
     };

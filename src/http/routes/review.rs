@@ -400,7 +400,12 @@ async fn regenerate(
     Form(f): Form<BackForm>,
 ) -> AppResult<Response> {
     let r = decide::regenerate(&state, t.id(), &t.actor(), id).await;
-    outcome_at(back_to_conversation(&t, &f.back), &t, r, "review.regenerating")
+    outcome_at(
+        back_to_conversation(&t, &f.back),
+        &t,
+        r,
+        "review.regenerating",
+    )
 }
 
 #[derive(Deserialize)]
