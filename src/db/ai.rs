@@ -337,6 +337,16 @@ pub async fn decide(
     Ok(r.rows_affected() == 1)
 }
 
+/// Records how many words the reviewer changed before approving.
+pub async fn set_edit_words(conn: &mut PgConnection, id: Uuid, words: i32) -> sqlx::Result<()> {
+    sqlx::query("UPDATE drafts SET edit_words = $2 WHERE id = $1")
+        .bind(id)
+        .bind(words)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Takes back an approval whose reply has not left: the queued message is deleted (so its
 /// send job finds nothing) and the draft waits for review again. False when the send has
 /// started (the job claimed the message first) or the draft is no longer approved.
@@ -671,6 +681,10 @@ pub struct QueueFilter {
     pub assigned_to: Option<Uuid>,
     /// Only conversations nobody is assigned to.
     pub unassigned: bool,
+    /// Only conversations on this channel (number).
+    pub channel: Option<Uuid>,
+    /// Only drafts written before this instant (waiting longer than some minutes).
+    pub created_before: Option<OffsetDateTime>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -684,7 +698,9 @@ pub async fn queue_page(
     const WHERE: &str = "d.state IN ('pending', 'escalated')
              AND ($1::text IS NULL OR d.state = $1)
              AND ($2::uuid IS NULL OR c.assigned_to = $2)
-             AND (NOT $3 OR c.assigned_to IS NULL)";
+             AND (NOT $3 OR c.assigned_to IS NULL)
+             AND ($4::uuid IS NULL OR c.channel_id = $4)
+             AND ($5::timestamptz IS NULL OR d.created_at < $5)";
     let rows = sqlx::query_as::<_, Draft>(&format!(
         "SELECT d.id, d.conversation_id, d.contact_id, d.reply_to_message_id, d.state,
                 d.original_sealed, d.final_sealed, d.escalation_reason, d.provider, d.model,
@@ -693,11 +709,13 @@ pub async fn queue_page(
                 d.sent_message_id, d.created_at, d.source_changed
          FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id
          WHERE {WHERE}
-         ORDER BY d.urgent DESC, d.created_at, d.id LIMIT $4 OFFSET $5"
+         ORDER BY d.urgent DESC, d.created_at, d.id LIMIT $6 OFFSET $7"
     ))
     .bind(f.state)
     .bind(f.assigned_to)
     .bind(f.unassigned)
+    .bind(f.channel)
+    .bind(f.created_before)
     .bind(f.limit)
     .bind(f.offset)
     .fetch_all(&mut *conn)
@@ -710,6 +728,8 @@ pub async fn queue_page(
     .bind(f.state)
     .bind(f.assigned_to)
     .bind(f.unassigned)
+    .bind(f.channel)
+    .bind(f.created_before)
     .fetch_one(&mut *conn)
     .await?;
     Ok((rows, total))

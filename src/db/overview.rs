@@ -69,3 +69,43 @@ pub async fn reject_reasons(
     .fetch_all(conn)
     .await
 }
+
+/// One week of review, for the draft-quality trend.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Week {
+    /// The Monday the week starts, in the tenant's time zone.
+    pub week: time::Date,
+    pub approved: i64,
+    pub edited: i64,
+    pub rejected: i64,
+    /// Mean words changed per approved draft.
+    pub edit_words: Option<f64>,
+    /// Median seconds from draft to approval.
+    pub median_approve_secs: Option<f64>,
+}
+
+/// Review by week since `since` (newest first). Weeks start on Monday at midnight local time:
+/// `utc_offset_secs` is the tenant's offset from UTC now (a DST shift moves a boundary by an
+/// hour at most, which the trend does not notice).
+pub async fn weeks(
+    conn: &mut PgConnection,
+    since: OffsetDateTime,
+    utc_offset_secs: i32,
+) -> sqlx::Result<Vec<Week>> {
+    sqlx::query_as::<_, Week>(
+        r#"SELECT date_trunc('week', (decided_at AT TIME ZONE 'UTC') + make_interval(secs => $2))::date AS week,
+                  count(*) FILTER (WHERE state = 'approved') AS approved,
+                  count(*) FILTER (WHERE state = 'approved' AND edited) AS edited,
+                  count(*) FILTER (WHERE state = 'rejected') AS rejected,
+                  (avg(edit_words) FILTER (WHERE state = 'approved'))::float8 AS edit_words,
+                  (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - created_at))
+                     FILTER (WHERE state = 'approved'))::float8 AS median_approve_secs
+           FROM drafts
+           WHERE state IN ('approved', 'rejected') AND NOT auto_sent AND decided_at >= $1
+           GROUP BY 1 ORDER BY 1 DESC"#,
+    )
+    .bind(since)
+    .bind(f64::from(utc_offset_secs))
+    .fetch_all(conn)
+    .await
+}

@@ -166,6 +166,13 @@ pub async fn approve(
     {
         return Err(DecideError::AlreadyDecided);
     }
+    // How much the reviewer changed (the overview's weekly draft quality).
+    db_ai::set_edit_words(
+        &mut tx,
+        d.id,
+        crate::review::diff::changed_words(&original, &text),
+    )
+    .await?;
     // The reply waits out the tenant's undo window before its send job runs.
     let undo = db_ai::settings(&mut tx).await?.undo_seconds.clamp(0, 60);
     let message_id = match send::queue_text_after(

@@ -7,6 +7,19 @@ pub enum Op {
     Added(String),
 }
 
+/// How many words an edit added plus removed (0: unchanged).
+pub fn changed_words(before: &str, after: &str) -> i32 {
+    words(before, after)
+        .iter()
+        .map(|op| match op {
+            Op::Same(_) => 0,
+            Op::Removed(s) | Op::Added(s) => s.split_whitespace().count(),
+        })
+        .sum::<usize>()
+        .try_into()
+        .unwrap_or(i32::MAX)
+}
+
 /// Longest-common-subsequence diff over whitespace-separated words (drafts are short).
 pub fn words(before: &str, after: &str) -> Vec<Op> {
     let a: Vec<&str> = before.split_whitespace().collect();

@@ -127,6 +127,47 @@ pub struct OverviewView {
     pub dsr_overdue: i64,
     pub channels_down: i64,
     pub reject_reasons: Vec<(String, i64)>,
+    /// Draft quality by week, newest first (the last 8 weeks with reviews).
+    pub weeks: Vec<WeekView>,
+}
+
+/// One row of the weekly draft-quality table.
+pub struct WeekView {
+    /// The week's Monday, as the viewer writes dates.
+    pub starts: String,
+    pub reviewed: i64,
+    pub approval_pct: Option<i64>,
+    pub edited_pct: Option<i64>,
+    /// Mean words changed per approval, one decimal ("2.5" / "2,5").
+    pub edit_words: Option<String>,
+    pub median_approve: Option<String>,
+}
+
+/// `part` of `whole` in whole percent, rounded.
+fn pct(part: i64, whole: i64) -> Option<i64> {
+    (whole > 0).then(|| (part * 100 + whole / 2) / whole)
+}
+
+fn week_view(ctx: &PageCtx, w: db::overview::Week) -> WeekView {
+    let reviewed = w.approved + w.rejected;
+    let starts = match ctx.tr.lang() {
+        crate::i18n::Lang::PtBr => format!("{:02}/{:02}", w.week.day(), u8::from(w.week.month())),
+        crate::i18n::Lang::En => format!("{} {}", w.week.month(), w.week.day()),
+    };
+    WeekView {
+        starts,
+        reviewed,
+        approval_pct: pct(w.approved, reviewed),
+        edited_pct: pct(w.edited, w.approved),
+        edit_words: w.edit_words.map(|x| {
+            let s = format!("{x:.1}");
+            match ctx.tr.lang() {
+                crate::i18n::Lang::PtBr => s.replace('.', ","),
+                crate::i18n::Lang::En => s,
+            }
+        }),
+        median_approve: w.median_approve_secs.map(|s| span(ctx, s.round() as i64)),
+    }
 }
 
 /// A span as people say it: "45 s", "12 min", "3 h", "2 days".
@@ -165,6 +206,7 @@ fn overview_view(
         dsr_overdue: o.dsr_overdue,
         channels_down: o.channels_down,
         reject_reasons: reasons,
+        weeks: Vec::new(),
     }
 }
 
@@ -206,7 +248,14 @@ async fn dashboard(
         let week_ago = now - time::Duration::days(7);
         let o = db::overview::load(&mut tx, week_ago, now).await?;
         let reasons = db::overview::reject_reasons(&mut tx, week_ago).await?;
-        Some(overview_view(&ctx, o, reasons, now))
+        let tz = db_accounts::settings(&mut tx).await?.time_zone;
+        let offset = jiff::tz::TimeZone::get(&tz)
+            .map(|z| z.to_offset(jiff::Timestamp::now()).seconds())
+            .unwrap_or(0);
+        let weeks = db::overview::weeks(&mut tx, now - time::Duration::weeks(8), offset).await?;
+        let mut view = overview_view(&ctx, o, reasons, now);
+        view.weeks = weeks.into_iter().map(|w| week_view(&ctx, w)).collect();
+        Some(view)
     } else {
         None
     };

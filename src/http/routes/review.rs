@@ -87,6 +87,12 @@ pub struct QueuePage {
     /// The filter shown (`show`: "" | drafts | escalations; `who`: "" | mine | unassigned).
     pub show: String,
     pub who: String,
+    /// The channel filter ("" for all) and the tenant's channels to choose from: (id, name).
+    pub channel: String,
+    pub channels: Vec<(Uuid, String)>,
+    /// "Waiting longer than" in minutes ("" for any age), and the choices.
+    pub age: String,
+    pub ages: [u32; 4],
     /// "51–100 of 240": the part of the waiting drafts shown (empty when none wait).
     pub range: String,
     /// Query strings of the previous and next pages, when there are any.
@@ -109,8 +115,15 @@ pub struct QueueQuery {
     #[serde(default)]
     who: String,
     #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    age: String,
+    #[serde(default)]
     page: u32,
 }
+
+/// The queue's "waiting longer than" choices, in minutes.
+const AGES: [u32; 4] = [15, 60, 240, 1440];
 
 const QUEUE_LIMIT: i64 = 50;
 const CONTEXT_MESSAGES: i64 = 6;
@@ -138,6 +151,16 @@ async fn queue(
         s @ ("mine" | "unassigned") => s,
         _ => "",
     };
+    let channels: Vec<(Uuid, String)> = db::channels::list(&mut tx)
+        .await?
+        .into_iter()
+        .filter(|c| c.kind != "simulator")
+        .map(|c| (c.id, c.name))
+        .collect();
+    let channel = Uuid::parse_str(&q.channel)
+        .ok()
+        .filter(|id| channels.iter().any(|(c, _)| c == id));
+    let age = q.age.parse::<u32>().ok().filter(|a| AGES.contains(a));
     let page = i64::from(q.page.min(10_000));
     let filter = db_ai::QueueFilter {
         state: match show {
@@ -147,12 +170,17 @@ async fn queue(
         },
         assigned_to: (who == "mine").then_some(t.me.user.id),
         unassigned: who == "unassigned",
+        channel,
+        created_before: age.map(|a| now - time::Duration::minutes(i64::from(a))),
         limit: QUEUE_LIMIT,
         offset: page * QUEUE_LIMIT,
     };
     let (drafts, total) = db_ai::queue_page(&mut tx, &filter).await?;
     let shown = drafts.len() as i64;
-    let page_query = |p: i64| format!("?show={show}&who={who}&page={p}");
+    let channel_q = channel.map(|c| c.to_string()).unwrap_or_default();
+    let age_q = age.map(|a| a.to_string()).unwrap_or_default();
+    let page_query =
+        |p: i64| format!("?show={show}&who={who}&channel={channel_q}&age={age_q}&page={p}");
     let knowledge = db_ai::knowledge(&mut tx).await?;
     let mut cards = Vec::with_capacity(drafts.len());
     for d in drafts {
@@ -253,6 +281,10 @@ async fn queue(
         undo,
         show: show.to_owned(),
         who: who.to_owned(),
+        channel: channel_q.clone(),
+        channels,
+        age: age_q.clone(),
+        ages: AGES,
         range,
         prev_page: (page > 0).then(|| page_query(page - 1)),
         next_page: ((page + 1) * QUEUE_LIMIT < total).then(|| page_query(page + 1)),

@@ -1,5 +1,6 @@
-//! Collision safety in the review workspace (issue 23, item 9), and the AI draft in the
-//! conversation's reply box (item 7): presence, the draft lock, assign on open, regenerate.
+//! The reviewer's flow (issue 23): collision safety (presence, the draft lock, assign on
+//! open), the AI draft in the conversation's reply box (approve, reject, regenerate), inbox
+//! views and saved views, queue filters by age and number, and weekly draft quality.
 
 use serde_json::Value;
 use time::Duration;
@@ -547,4 +548,123 @@ async fn the_closing_window_view_lists_meta_conversations_near_24_hours() {
         !listed(owner, "view=closing").await.contains("Carla"),
         "closed already"
     );
+}
+
+#[tokio::test]
+async fn the_queue_filters_by_how_long_a_draft_waits_and_by_number() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    gw.evo(&evo_text(
+        "O1",
+        "5511933330001",
+        "Olga",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    gw.w.t.clock.advance(Duration::hours(2));
+    relog(&gw).await;
+    gw.evo(&evo_text(
+        "N1",
+        "5511933330002",
+        "Nina",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    gw.run_jobs().await;
+    let cards = |body: &str| select_text(body, "[data-review-card] h2");
+    let owner = &gw.w.owner;
+    let old = owner.get("/t/clinic-a/review?age=60").await.body;
+    assert!(
+        cards(&old).contains("Olga") && !cards(&old).contains("Nina"),
+        "{}",
+        cards(&old)
+    );
+    let ours = owner
+        .get(&format!("/t/clinic-a/review?channel={}", gw.channel_id))
+        .await
+        .body;
+    assert!(cards(&ours).contains("Olga") && cards(&ours).contains("Nina"));
+    // Unknown values are ignored rather than failing the page.
+    let junk = owner
+        .get(&format!(
+            "/t/clinic-a/review?channel={}&age=7",
+            Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(junk.status, 200);
+    assert!(cards(&junk.body).contains("Nina"));
+}
+
+/// Drafts the waiting turn, then approves it five minutes later (with `text` if given).
+async fn approve_next(gw: &Gw, text: Option<&str>) {
+    gw.run_jobs().await;
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    gw.w.t.clock.advance(Duration::minutes(5));
+    let mut fields = vec![];
+    if let Some(t) = text {
+        fields.push(("text", t));
+    }
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{id}/approve"),
+                &fields,
+            )
+            .await;
+    assert_eq!(r.status, 303);
+}
+
+#[tokio::test]
+async fn the_overview_shows_draft_quality_week_by_week() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    let owner = &gw.w.owner;
+    // Last week: a draft approved after the reviewer rewrote it.
+    gw.evo(&evo_text(
+        "W1",
+        "5511944440001",
+        "Ana",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    approve_next(&gw, Some("Olá! A limpeza custa R$ 180.")).await;
+    // This week: one approved as written.
+    gw.w.t.clock.advance(Duration::days(7));
+    relog(&gw).await;
+    gw.evo(&evo_text(
+        "W2",
+        "5511944440002",
+        "Bia",
+        now(&gw),
+        "Quanto custa a limpeza?",
+    ))
+    .await;
+    approve_next(&gw, None).await;
+
+    let page = owner.get("/t/clinic-a").await.body;
+    let doc = scraper::Html::parse_document(&page);
+    let rows: Vec<Vec<String>> = doc
+        .select(&scraper::Selector::parse("#draft-quality tbody tr").unwrap())
+        .map(|tr| {
+            tr.select(&scraper::Selector::parse("th, td").unwrap())
+                .map(|c| c.text().collect::<String>().trim().to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "two weeks with reviews: {rows:?}");
+    // Newest first: reviewed, approved %, edited %, words changed, time to approve.
+    assert_eq!(rows[0][1..5], ["1", "100%", "0%", "0.0"], "{rows:?}");
+    assert_eq!(rows[0][5], "5 min");
+    assert_eq!(rows[1][3], "100%", "{rows:?}");
+    let words: f64 = rows[1][4].parse().unwrap();
+    assert!(words >= 3.0, "the rewrite changed several words: {rows:?}");
 }

@@ -15,3 +15,7 @@ ALTER TABLE saved_views FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON saved_views
     USING (tenant_id = app_current_tenant())
     WITH CHECK (tenant_id = app_current_tenant());
+
+-- Issue 23, item 10: how much reviewers change the AI's drafts, week by week. Words added
+-- plus words removed by the edit (the word diff review::diff keeps), stored at approval.
+ALTER TABLE drafts ADD COLUMN edit_words integer;
