@@ -85,6 +85,22 @@ ensure_browser() {
   apt_install chromium chromium-driver || { log "could not install chromium: the browser tests will fail"; return 1; }
 }
 
+# ensure_axe: axe-core (from the npm registry) for the accessibility tests, under .data/axe.
+# It is injected into pages by the tests only; the product never serves it. Exports
+# SIGMAAI_AXE_JS.
+AXE_VERSION=4.10.3
+ensure_axe() {
+  local dir="$DATA/axe" js="$DATA/axe/node_modules/axe-core/axe.min.js"
+  if [ ! -f "$js" ] || [ "$(cat "$dir/version" 2>/dev/null)" != "$AXE_VERSION" ]; then
+    if ! command -v npm >/dev/null; then log "installing npm (for axe-core)"; apt_install npm; fi
+    log "installing axe-core $AXE_VERSION (accessibility tests)"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "axe-core@$AXE_VERSION" >/dev/null
+    echo "$AXE_VERSION" >"$dir/version"
+  fi
+  export SIGMAAI_AXE_JS="$js"
+}
+
 # stop_private_services: stops every PostgreSQL cluster and Redis the scripts started under
 # .data/ (their data stays; the next scripts/run or scripts/test starts them again).
 stop_private_services() {

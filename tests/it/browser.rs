@@ -50,6 +50,20 @@ impl Browser {
     /// Starts a browser. A missing browser fails the test with what to install: a browser
     /// test that quietly returns would count as a pass while testing nothing.
     pub async fn start() -> Browser {
+        Self::start_with(&[]).await
+    }
+
+    /// A browser whose pages prefer the dark colour scheme (`prefers-color-scheme: dark`).
+    pub async fn start_dark() -> Browser {
+        Self::start_with(&[
+            "--force-dark-mode",
+            "--blink-settings=preferredColorScheme=0",
+        ])
+        .await
+    }
+
+    /// A browser with extra Chromium switches.
+    pub async fn start_with(extra: &[&str]) -> Browser {
         let (Some(driver_bin), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
             panic!(
                 "chromium and chromedriver are needed for browser tests: \
@@ -69,16 +83,25 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempdir::TempDir::new();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.0.display()));
         let caps = serde_json::json!({
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.0.display()),
-                ]
-            }
+            "goog:chromeOptions": { "binary": chromium, "args": args }
         });
         let caps = match caps {
             serde_json::Value::Object(m) => m,

@@ -11,6 +11,7 @@ mod contacts;
 mod harness;
 mod knowledge;
 
+mod accessibility;
 mod accounts;
 mod attacks;
 mod audit;
