@@ -1740,6 +1740,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("conversation.regenerate", "Regenerate", "Gerar de novo"),
     (
+        "conversation.all_in_view",
+        "← All conversations in this view",
+        "← Todas as conversas desta visão",
+    ),
+    (
         "presence.viewing",
         "{} is viewing this conversation",
         "{} está vendo esta conversa",

@@ -454,6 +454,23 @@ async fn inbox_views_find_the_waiting_the_urgent_the_unassigned_and_mine_and_sav
         !unassigned.contains("Alice") && unassigned.contains("Bruna"),
         "{unassigned}"
     );
+    // The conversation page lists the view the reviewer came from beside the thread, and
+    // its links stay in that view.
+    let pane = owner
+        .get(&format!(
+            "/t/clinic-a/conversations/{alice}?view=unassigned"
+        ))
+        .await
+        .body;
+    let listed_beside = select_text(&pane, "#pane-list .who");
+    assert!(
+        listed_beside.contains("Bruna") && !listed_beside.contains("Alice"),
+        "{listed_beside}"
+    );
+    assert!(
+        pane.contains("?view=unassigned\""),
+        "pane links keep the view"
+    );
     // Junk in the query is ignored, not a 500.
     assert!(
         listed(owner, "view=%27%3Bdrop&wait=abc")

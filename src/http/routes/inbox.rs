@@ -395,6 +395,10 @@ pub struct ConversationPage {
     pub undo: Option<crate::http::routes::review::UndoOffer>,
     /// Seconds between this page's presence heartbeats.
     pub heartbeat: u32,
+    /// The conversation list beside the thread (wide screens): the view the reviewer came
+    /// from, newest first, and that view's query string (kept in the pane's links).
+    pub pane: Vec<InboxRow>,
+    pub pane_query: String,
 }
 
 /// The pending draft as the reply box shows it.
@@ -438,6 +442,7 @@ async fn load_conversation(
     id: Uuid,
     before: Option<(OffsetDateTime, Uuid)>,
     undo: Option<Uuid>,
+    pane_filters: &Filters,
 ) -> AppResult<ConversationPage> {
     let tenant = t.id();
     let clock = tenant_clock(state, tenant).await?;
@@ -488,6 +493,14 @@ async fn load_conversation(
         }
         _ => Vec::new(),
     };
+    let pane_rows = conversations::list(
+        &mut tx,
+        &ListFilter {
+            limit: PANE_SIZE,
+            ..pane_filters.list_filter(me, state.now())
+        },
+    )
+    .await?;
     let undo = match undo {
         Some(d) if reviewing => {
             crate::http::routes::review::undo_offer(state, &mut tx, tenant, d, state.now()).await?
@@ -542,6 +555,10 @@ async fn load_conversation(
         })
         .flatten();
     rows.reverse();
+    let mut pane = Vec::with_capacity(pane_rows.len());
+    for r in &pane_rows {
+        pane.push(view::inbox_row(state, tenant, &clock, r).await);
+    }
     let mut thread = Vec::with_capacity(rows.len());
     for m in &rows {
         let mut tm = view::thread_message(state, tenant, &clock, m).await;
@@ -601,6 +618,8 @@ async fn load_conversation(
         others,
         undo,
         heartbeat: presence::HEARTBEAT_SECONDS,
+        pane,
+        pane_query: pane_filters.query(),
     })
 }
 
@@ -609,7 +628,21 @@ pub struct ThreadQuery {
     before: Option<String>,
     /// A draft just approved from the reply box: offer to undo it.
     undo: Option<Uuid>,
+    /// The inbox view the reviewer came from (the list pane shows it).
+    #[serde(default)]
+    view: String,
+    #[serde(default)]
+    wait: Option<String>,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    unread: Option<String>,
+    #[serde(default)]
+    mine: Option<String>,
 }
+
+/// How many conversations the list pane beside a thread shows.
+const PANE_SIZE: i64 = 30;
 
 async fn show(
     State(state): State<AppState>,
@@ -619,7 +652,15 @@ async fn show(
     Query(q): Query<ThreadQuery>,
 ) -> AppResult<ConversationPage> {
     let before = q.before.as_deref().and_then(parse_cursor);
-    load_conversation(&state, ctx, &t, id, before, q.undo).await
+    let pane = Filters::parse(&ListQuery {
+        view: q.view,
+        wait: q.wait,
+        status: q.status,
+        unread: q.unread,
+        mine: q.mine,
+        ..ListQuery::default()
+    });
+    load_conversation(&state, ctx, &t, id, before, q.undo, &pane).await
 }
 
 #[derive(Deserialize)]
@@ -681,7 +722,8 @@ async fn reply(
         }
         Err(QueueError::Refused(r)) => {
             drop(tx);
-            let mut page = load_conversation(&state, ctx, &t, id, None, None).await?;
+            let mut page =
+                load_conversation(&state, ctx, &t, id, None, None, &Filters::default()).await?;
             page.error = Some(r.message_key());
             page.draft = f.text;
             Ok(form_error(page))
@@ -1102,7 +1144,8 @@ async fn send_template(
         }
         Err(QueueError::Refused(r)) => {
             drop(tx);
-            let mut page = load_conversation(&state, ctx, &t, id, None, None).await?;
+            let mut page =
+                load_conversation(&state, ctx, &t, id, None, None, &Filters::default()).await?;
             page.error = Some(r.message_key());
             Ok(form_error(page))
         }
