@@ -126,7 +126,6 @@ enum Kind {
 /// One `sigmaai` process (restartable: same name, port and data directory).
 struct Proc {
     name: String,
-    kind: Kind,
     port: Option<u16>,
     child: Option<tokio::process::Child>,
     starts: usize,
@@ -202,7 +201,6 @@ impl Cluster {
             serves: (0..2)
                 .map(|i| Proc {
                     name: format!("serve{i}"),
-                    kind: Kind::Serve,
                     port: Some(ports[i]),
                     child: None,
                     starts: 0,
@@ -211,7 +209,6 @@ impl Cluster {
             workers: (0..2)
                 .map(|i| Proc {
                     name: format!("worker{i}"),
-                    kind: Kind::Worker,
                     port: None,
                     child: None,
                     starts: 0,
