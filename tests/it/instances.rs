@@ -372,6 +372,22 @@ impl Hooks {
     }
 }
 
+impl Hooks {
+    /// Posts until accepted, the way a gateway retries a 503 (a loaded machine may refuse
+    /// for a moment); anything but 503 or a refused connection is returned at once.
+    async fn deliver(&self, base: &str, body: &Value) -> Outcome {
+        let mut tries = 0;
+        loop {
+            let o = self.post(base, body).await;
+            tries += 1;
+            if !matches!(o, Outcome::Status(503) | Outcome::Refused) || tries == 20 {
+                return o;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 async fn stored_ids(owner: &PgPool, like: &str) -> Vec<String> {
     sqlx::query_scalar("SELECT external_id FROM messages WHERE external_id LIKE $1")
         .bind(like)
@@ -473,6 +489,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
         secret: page_field(&r.body, "wh-secret"),
     };
 
+    eprintln!("instances: setup done at {:?}", started.elapsed());
     // 1. The same delivery to both instances at once (a gateway retry racing the first
     // try), from new senders: each message and contact is stored once.
     for i in 0..12 {
@@ -483,7 +500,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
             now(),
             &format!("oi {i}"),
         );
-        let (x, y) = tokio::join!(hooks.post(&a, &body), hooks.post(&b, &body));
+        let (x, y) = tokio::join!(hooks.deliver(&a, &body), hooks.deliver(&b, &body));
         assert_eq!((x, y), (Outcome::Status(200), Outcome::Status(200)), "D{i}");
     }
     let mut dups = stored_ids(&owner, "D%").await;
@@ -497,6 +514,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
         .unwrap();
     assert_eq!(contacts, 12, "one contact per sender");
 
+    eprintln!("instances: dedupe done at {:?}", started.elapsed());
     // 2. A live update published by A (its webhook commit) reaches a browser on B.
     let events = http
         .get(format!("{b}/t/clinic-a/events"))
@@ -510,7 +528,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
     for n in 0..30 {
         // B's subscription may still be on its way: publish until one arrives.
         let body = evo_text(&format!("E{n}"), "5511988887777", "Ana", now(), "chegou?");
-        assert_eq!(hooks.post(&a, &body).await, Outcome::Status(200));
+        assert_eq!(hooks.deliver(&a, &body).await, Outcome::Status(200));
         if next_change(&mut stream, &mut seen, "inbox", Duration::from_secs(1)).await {
             reached = true;
             break;
@@ -518,6 +536,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
     }
     assert!(reached, "no live update from A reached the browser on B");
 
+    eprintln!("instances: sse done at {:?}", started.elapsed());
     // 3. Media: the webhook goes to A, a worker downloads it from the gateway and seals it
     // into the shared store; B (which downloaded nothing) serves it.
     let body = evo_upsert(
@@ -528,7 +547,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
         json!({ "imageMessage": { "mimetype": "image/png", "caption": "meu exame" } }),
         "imageMessage",
     );
-    assert_eq!(hooks.post(&a, &body).await, Outcome::Status(200));
+    assert_eq!(hooks.deliver(&a, &body).await, Outcome::Status(200));
     eventually("a worker stored the media", || async {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM messages WHERE external_id = 'M1' AND media_state = 'stored'",
@@ -564,6 +583,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
         cluster.local_media_files()
     );
 
+    eprintln!("instances: media done at {:?}", started.elapsed());
     // 4. Every job runs once: replies typed on either instance, sent by two workers.
     let convs: Vec<uuid::Uuid> = sqlx::query_scalar(
         "SELECT c.id FROM conversations c JOIN messages m ON m.conversation_id = c.id \
@@ -618,6 +638,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
         "the two workers never had sends in flight together"
     );
 
+    eprintln!("instances: jobs done at {:?}", started.elapsed());
     // 5. Rolling restart of every process while a gateway posts webhooks to both.
     let stop = Arc::new(AtomicBool::new(false));
     let log: Arc<Mutex<Vec<(String, Outcome)>>> = Arc::default();
@@ -724,6 +745,7 @@ async fn two_serves_and_two_workers_share_one_database_redis_and_store() {
         stop_times
     );
 
+    eprintln!("instances: restart done at {:?}", started.elapsed());
     // After the restarts, the restarted workers still send, once.
     let conv = convs[0];
     let r = on(&b)
