@@ -27,9 +27,11 @@ pg_bin() {
   [ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
 }
 
-# ensure_postgres NAME PORT FSYNC(on|off): exports DATABASE_URL (owner) unless already set.
+# ensure_postgres NAME PORT FSYNC(on|off) [VAR]: exports VAR (default DATABASE_URL, the
+# owner on database sigmaai) unless already set.
 ensure_postgres() {
-  if [ -n "${DATABASE_URL:-}" ]; then log "using DATABASE_URL from the environment"; return; fi
+  local var="${4:-DATABASE_URL}"
+  if [ -n "${!var:-}" ]; then log "using $var from the environment"; return; fi
   local name="$1" port="$2" fsync="$3"
   local bin; bin=$(pg_bin || true)
   if [ -z "$bin" ]; then log "installing PostgreSQL"; apt_install postgresql postgresql-contrib; bin=$(pg_bin); fi
@@ -54,7 +56,7 @@ ensure_postgres() {
     run_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null
   fi
   local pw; pw=$(cat "$pwfile")
-  export DATABASE_URL="postgres://postgres:$pw@127.0.0.1:$port/sigmaai"
+  export "$var=postgres://postgres:$pw@127.0.0.1:$port/sigmaai"
   # Create the database (and the key store beside it) if missing.
   for db in sigmaai sigmaai_keys; do
     if ! PGPASSWORD="$pw" "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc \

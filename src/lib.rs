@@ -95,5 +95,12 @@ pub async fn serve_on(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let limits = state.config.limits.clone();
+    // Live-update streams never finish on their own: end them when shutdown begins, or
+    // they hold every restart for the whole drain period.
+    let (live, stopping) = (state.live.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        stopping.wait().await;
+        live.end_streams();
+    });
     http::server::serve(listener, build_app(state), &limits, shutdown).await
 }

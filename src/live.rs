@@ -14,7 +14,7 @@ use std::{
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::state::AppState;
@@ -46,6 +46,10 @@ pub struct Live {
     /// and for telling a missed event from one never sent).
     redis_listening: Arc<AtomicBool>,
     pg_listening: Arc<AtomicBool>,
+    /// Set when this instance stops serving: open streams end at once, so a restart is not
+    /// held for the whole drain period by pages that never close their stream, and each
+    /// browser's `EventSource` reconnects (behind a load balancer, to another instance).
+    ending: Arc<watch::Sender<bool>>,
 }
 
 impl Default for Live {
@@ -61,7 +65,19 @@ impl Live {
             tx,
             redis_listening: Arc::default(),
             pg_listening: Arc::default(),
+            ending: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Ends every open stream of this instance, and any opened from now on.
+    pub fn end_streams(&self) {
+        self.ending.send_replace(true);
+    }
+
+    /// Resolves once [`Live::end_streams`] was called (at once if it already was).
+    pub async fn ending(&self) {
+        let mut rx = self.ending.subscribe();
+        let _ = rx.wait_for(|ending| *ending).await;
     }
 
     /// Subscribed to the Redis channel at this moment.

@@ -325,6 +325,13 @@ document.addEventListener("DOMContentLoaded", () => {
       if (empty && cards().some((c) => !c.classList.contains("stale"))) empty.remove();
     };
     const source = new EventSource(live);
+    // A reopened stream (the instance restarted, the network blinked) may have missed
+    // changes: refresh once.
+    let opened = false;
+    source.addEventListener("open", () => {
+      if (opened && !pending) pending = setTimeout(refresh, 250);
+      opened = true;
+    });
     source.addEventListener("change", () => {
       // Coalesce bursts into one refresh.
       if (!pending) pending = setTimeout(refresh, 250);

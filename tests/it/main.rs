@@ -9,6 +9,7 @@ mod channels;
 mod client;
 mod contacts;
 mod harness;
+mod instances;
 mod knowledge;
 
 mod accessibility;

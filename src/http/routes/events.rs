@@ -28,30 +28,37 @@ async fn events(
     let tenant = t.id();
     // Counted while the stream lives (dropped with it when the browser goes away).
     let guard = crate::metrics::SseGuard::open();
-    let stream = futures::stream::unfold(
-        (state.live.subscribe(), guard),
-        move |(mut rx, guard)| async move {
-            loop {
-                match rx.recv().await {
-                    Ok((for_tenant, event)) if for_tenant == tenant => {
-                        let data = serde_json::to_string(&event).unwrap_or_default();
-                        return Some((
-                            Ok(SseEvent::default().event("change").data(data)),
-                            (rx, guard),
-                        ));
+    let live = state.live.clone();
+    let stream =
+        futures::stream::unfold((state.live.subscribe(), guard), move |(mut rx, guard)| {
+            let live = live.clone();
+            async move {
+                loop {
+                    let next = tokio::select! {
+                        next = rx.recv() => next,
+                        // This instance is stopping: end the stream; the browser reconnects.
+                        () = live.ending() => return None,
+                    };
+                    match next {
+                        Ok((for_tenant, event)) if for_tenant == tenant => {
+                            let data = serde_json::to_string(&event).unwrap_or_default();
+                            return Some((
+                                Ok(SseEvent::default().event("change").data(data)),
+                                (rx, guard),
+                            ));
+                        }
+                        Ok(_) => continue,
+                        // Fell behind: tell the page to refresh once.
+                        Err(RecvError::Lagged(_)) => {
+                            return Some((
+                                Ok(SseEvent::default().event("change").data("{}")),
+                                (rx, guard),
+                            ));
+                        }
+                        Err(RecvError::Closed) => return None,
                     }
-                    Ok(_) => continue,
-                    // Fell behind: tell the page to refresh once.
-                    Err(RecvError::Lagged(_)) => {
-                        return Some((
-                            Ok(SseEvent::default().event("change").data("{}")),
-                            (rx, guard),
-                        ));
-                    }
-                    Err(RecvError::Closed) => return None,
                 }
             }
-        },
-    );
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(20)))
 }
