@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod live;
 pub mod mail;
 pub mod mcp;
+pub mod outgoing;
 pub mod messaging;
 pub mod metrics;
 pub mod privacy;

@@ -11,6 +11,7 @@ use crate::{
         audit::{self, Actor},
         conversations,
     },
+    domain::events,
     live,
     messaging::send::{self, Author, QueueError, Refusal},
     state::AppState,
@@ -178,6 +179,11 @@ pub async fn approve(
         now,
     )
     .await?;
+    let approved = json!({
+        "conversation_id": d.conversation_id, "draft_id": d.id, "message_id": message_id,
+        "edited": was_edited, "auto_sent": false,
+    });
+    db::outgoing::emit(&mut tx, tenant_id, events::DRAFT_APPROVED, &[(approved, None)], now).await?;
     tx.commit().await?;
     publish_decision(state, tenant_id, d.conversation_id).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;

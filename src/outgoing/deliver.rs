@@ -1,0 +1,240 @@
+//! The `webhook_deliver` job: one attempt at one delivery, then done, or back at the next
+//! time on the retry schedule (`Outcome::Later`, so the queue's own backoff is not used).
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+use uuid::Uuid;
+
+use super::{guard, recipient_name, secret_aad, signing};
+use crate::{
+    crypto::Aad,
+    db::{
+        self, ai as db_ai,
+        audit::{self, Actor},
+        jobs::Job,
+        messages,
+        outgoing::{self as db_out, AttemptResult},
+    },
+    domain::events,
+    jobs::Outcome,
+    mcp::guard::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, pinned},
+    state::AppState,
+};
+
+/// When to try again after the n-th failed attempt (the Standard Webhooks recommendation:
+/// immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). After the eighth failure,
+/// about 28 hours after the event, the delivery fails and its endpoint is disabled.
+pub const RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::seconds(5),
+    Duration::minutes(5),
+    Duration::minutes(30),
+    Duration::hours(2),
+    Duration::hours(5),
+    Duration::hours(10),
+    Duration::hours(10),
+];
+
+/// The body as sent (and signed): `{"type", "timestamp", "data"}`.
+pub fn body(event_type: &str, occurred_at: OffsetDateTime, data: &Value) -> Vec<u8> {
+    let body = json!({
+        "type": event_type,
+        "timestamp": occurred_at.format(&Rfc3339).unwrap_or_default(),
+        "data": data,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
+    let (Some(tenant_id), Some(delivery_id)) = (job.tenant_id, job.subject_id) else {
+        anyhow::bail!("webhook_deliver job without tenant or delivery");
+    };
+    let now = state.now();
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let Some(d) = db_out::delivery(&mut tx, delivery_id).await? else {
+        return Ok(Outcome::Done); // its endpoint was deleted
+    };
+    if d.state != "pending" {
+        return Ok(Outcome::Done);
+    }
+    if let Some(at) = d.next_attempt_at
+        && at > now
+    {
+        return Ok(Outcome::Later(at));
+    }
+    let Some(ep) = db_out::endpoint(&mut tx, d.endpoint_id).await? else {
+        return Ok(Outcome::Done);
+    };
+    if !ep.enabled {
+        db_out::give_up(&mut tx, d.id, "endpoint disabled", now).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Done);
+    }
+    let mut data = d.data.clone();
+    if let Value::Object(m) = &mut data {
+        m.insert(
+            "tenant".into(),
+            db_out::tenant_slug(&mut tx, tenant_id).await?.into(),
+        );
+    }
+    // Message text only on the tenant's opt-in, opened now from the sealed message (an
+    // erased contact's message is gone or unreadable, and then no text goes out).
+    let mut text_of = None;
+    if ep.include_text && events::carries_message(&d.event_type) {
+        let message_id = data
+            .get("message_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        if let Some(m) = match message_id {
+            Some(id) => messages::get(&mut tx, id).await?,
+            None => None,
+        } && let Some(sealed) = &m.body_sealed
+            && let Ok(text) = state
+                .keys
+                .open_str(
+                    tenant_id,
+                    m.contact_id,
+                    Aad::new("messages", "body", m.id),
+                    sealed,
+                )
+                .await
+            && let Value::Object(o) = &mut data
+        {
+            o.insert("text".into(), text.into());
+            text_of = Some(m.contact_id);
+        }
+    }
+    let secret = state
+        .keys
+        .open_tenant_str(tenant_id, secret_aad(ep.id), &ep.secret_sealed)
+        .await?;
+    tx.commit().await?;
+    let key = signing::key_of(&secret).ok_or_else(|| anyhow::anyhow!("unreadable signing secret"))?;
+    drop(secret);
+
+    let body = body(&d.event_type, d.occurred_at, &data);
+    let msg_id = signing::message_id(d.id);
+    let timestamp = now.unix_timestamp();
+    let signature = signing::sign(&key, &msg_id, timestamp, &body);
+    let started = Instant::now();
+    let sent = post(state, &ep.url, &msg_id, timestamp, &signature, body).await;
+    let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    let (status, error) = match &sent {
+        Ok(s) => (Some(i32::from(*s)), None),
+        Err(reason) => (None, Some(*reason)),
+    };
+    let ok = matches!(sent, Ok(s) if (200..300).contains(&s));
+    let now = state.now();
+    let retry_at = if ok {
+        None
+    } else {
+        usize::try_from(d.attempts)
+            .ok()
+            .and_then(|n| RETRY_SCHEDULE.get(n))
+            .map(|wait| now + *wait)
+    };
+    let result = if let Some(s) = status {
+        metrics::counter!("sigmaai_webhook_attempts_total", "outcome" => if ok { "ok" } else { "status" })
+            .increment(1);
+        format!("status {s}")
+    } else {
+        metrics::counter!("sigmaai_webhook_attempts_total", "outcome" => "error").increment(1);
+        error.unwrap_or_default().to_owned()
+    };
+    tracing::info!(endpoint = %ep.id, delivery = %d.id, attempt = d.attempts + 1, result, duration_ms, "webhook attempt");
+
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    db_out::record_attempt(
+        &mut tx,
+        tenant_id,
+        &d,
+        &AttemptResult {
+            status,
+            error,
+            duration_ms,
+        },
+        ok,
+        retry_at,
+        now,
+    )
+    .await?;
+    if ok && let Some(contact_id) = text_of {
+        db_ai::record_recipient(
+            &mut tx,
+            tenant_id,
+            contact_id,
+            "webhook",
+            &recipient_name(&ep.url),
+            &d.event_type,
+            now,
+        )
+        .await?;
+    }
+    let give_up = !ok && retry_at.is_none();
+    if give_up {
+        db_out::set_enabled(&mut tx, ep.id, false, Some("failing"), now).await?;
+        audit::record(
+            &mut tx,
+            tenant_id,
+            &Actor::system(),
+            "webhook.endpoint_disabled",
+            &ep.id.to_string(),
+            json!({ "reason": "failing", "attempts": d.attempts + 1, "delivery": d.id }),
+            now,
+        )
+        .await?;
+        tracing::warn!(tenant = %tenant_id, endpoint = %ep.id, "webhook endpoint disabled after a day of failed deliveries");
+    }
+    tx.commit().await?;
+    Ok(match retry_at {
+        Some(at) => Outcome::Later(at),
+        None => Outcome::Done,
+    })
+}
+
+/// One POST through the SSRF guard (checked again now: DNS may have changed since the
+/// endpoint was saved), pinned to the vetted addresses, no redirects, 10 s cap. The status
+/// code, or a short reason without the URL.
+async fn post(
+    state: &AppState,
+    url: &str,
+    msg_id: &str,
+    timestamp: i64,
+    signature: &str,
+    body: Vec<u8>,
+) -> Result<u16, &'static str> {
+    let vetted = match guard(state).check(url).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(reason = %e, "webhook destination refused at delivery");
+            return Err("destination not allowed");
+        }
+    };
+    let client = pinned(&vetted)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("SigmaAI-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|_| "client error")?;
+    let resp = client
+        .post(vetted.url.clone())
+        .header("content-type", "application/json")
+        .header("webhook-id", msg_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            }
+        })?;
+    // The answer's body is not read: only its status counts.
+    Ok(resp.status().as_u16())
+}
