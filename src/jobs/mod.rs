@@ -32,7 +32,12 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
         return crate::review::draft::run_turn(state, job).await;
     }
     if job.kind == crate::db::outgoing::WEBHOOK_DELIVER {
-        return crate::outgoing::deliver::run(state, job).await;
+        return Ok(
+            match crate::messaging::webhook_delivery::run(state, job).await? {
+                Some(at) => Outcome::Later(at),
+                None => Outcome::Done,
+            },
+        );
     }
     let done = match job.kind.as_str() {
         SESSION_SWEEP => {

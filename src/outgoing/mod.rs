@@ -14,52 +14,54 @@
 //!   from the sealed message, only for endpoints whose tenant opted in; each such delivery
 //!   records the endpoint as a recipient of the contact's data (`data_recipients`, kind
 //!   `webhook`), so the processing record and erasure requests name it.
-//! - **Delivery** (`deliver::run`): the SSRF guard (`mcp::guard`) vets the URL again and pins
+//! - **Delivery** (`messaging::webhook_delivery::run`): the SSRF guard (`mcp::guard`) vets the URL again and pins
 //!   the addresses; POST with a 10 s cap; 2xx is done; anything else retries on
-//!   [`deliver::RETRY_SCHEDULE`] (about a day). A delivery that used up the schedule disables
+//!   [`RETRY_SCHEDULE`] (about a day). A delivery that used up the schedule disables
 //!   its endpoint (`disabled_reason = 'failing'`), which the portal shows as an alert.
 
-pub mod deliver;
+//!
+//! This module holds the pure parts (signing, the schedule, the body, event parsing) and
+//! depends on nothing of the application's; the I/O lives in `messaging::webhook_delivery`
+//! and `db::outgoing`, so the module graph gains no cycle.
+
 pub mod signing;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
-use uuid::Uuid;
 
-use crate::{
-    crypto::Aad,
-    db::{
-        self,
-        audit::{self, Actor},
-        outgoing::{self as db_out, NewEndpoint},
-    },
-    domain::events,
-    mcp::guard::Guard,
-    state::AppState,
-};
+use crate::domain::events;
 
-pub fn secret_aad(endpoint_id: Uuid) -> Aad<'static> {
-    Aad::new("webhook_endpoints", "secret", endpoint_id)
+/// When to try again after the n-th failed attempt (the Standard Webhooks recommendation:
+/// immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). After the eighth failure,
+/// about 28 hours after the event, the delivery fails and its endpoint is disabled.
+pub const RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::seconds(5),
+    Duration::minutes(5),
+    Duration::minutes(30),
+    Duration::hours(2),
+    Duration::hours(5),
+    Duration::hours(10),
+    Duration::hours(10),
+];
+
+/// When to retry after a failed attempt, given how many attempts were made before it;
+/// `None` once the schedule is used up.
+pub fn retry_at(previous_attempts: i32, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    usize::try_from(previous_attempts)
+        .ok()
+        .and_then(|n| RETRY_SCHEDULE.get(n))
+        .map(|wait| now + *wait)
 }
 
-/// The SSRF guard for endpoints: https on the usual ports to public addresses only in
-/// production; plain http to loopback in development and tests (the same switch as MCP).
-pub fn guard(state: &AppState) -> Guard {
-    Guard::for_config(&state.config)
-}
-
-/// Checks an endpoint URL as typed (at save time; delivery checks again).
-pub async fn check_url(state: &AppState, tenant_id: Uuid, raw: &str) -> Result<Url, &'static str> {
-    if raw.trim().is_empty() || raw.trim().len() > 2000 {
-        return Err("mcp.url.invalid");
-    }
-    match guard(state).check(raw).await {
-        Ok(v) => Ok(v.url),
-        Err(e) => {
-            tracing::warn!(tenant = %tenant_id, reason = %e, "webhook endpoint URL refused");
-            Err(e.message_key())
-        }
-    }
+/// The body as sent (and signed): `{"type", "timestamp", "data"}`.
+pub fn body(event_type: &str, occurred_at: OffsetDateTime, data: &Value) -> Vec<u8> {
+    let body = json!({
+        "type": event_type,
+        "timestamp": occurred_at.format(&Rfc3339).unwrap_or_default(),
+        "data": data,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// The events picked on the form: known names only, each once, in the portal's order.
@@ -77,72 +79,6 @@ pub fn parse_events(picked: &[String]) -> Result<Vec<String>, &'static str> {
         return Err("webhooks.events.none");
     }
     Ok(out)
-}
-
-pub struct NewEndpointInput {
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub include_text: bool,
-}
-
-/// Validates and stores an endpoint. Returns its id and the signing secret, to show once.
-pub async fn add_endpoint(
-    state: &AppState,
-    tenant_id: Uuid,
-    actor: &Actor,
-    input: &NewEndpointInput,
-) -> Result<(Uuid, zeroize::Zeroizing<String>), &'static str> {
-    let description = input.description.trim();
-    if description.chars().count() > 200 {
-        return Err("webhooks.description.long");
-    }
-    let events = parse_events(&input.events)?;
-    let url = check_url(state, tenant_id, &input.url).await?;
-    let id = Uuid::now_v7();
-    let secret = signing::new_secret();
-    let sealed = state
-        .keys
-        .seal_tenant_str(tenant_id, secret_aad(id), &secret)
-        .await
-        .map_err(|_| "error.internal")?;
-    let now = state.now();
-    let stored = async {
-        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-        db_out::insert_endpoint(
-            &mut tx,
-            NewEndpoint {
-                id,
-                tenant_id,
-                url: url.as_str(),
-                description,
-                events: &events,
-                include_text: input.include_text,
-                secret_sealed: sealed,
-            },
-            now,
-        )
-        .await?;
-        // The host only: a path or query may carry a token.
-        audit::record(
-            &mut tx,
-            tenant_id,
-            actor,
-            "webhook.endpoint_added",
-            &id.to_string(),
-            json!({ "host": url.host_str(), "events": events, "include_text": input.include_text }),
-            now,
-        )
-        .await?;
-        tx.commit().await
-    };
-    match stored.await {
-        Ok(()) => Ok((id, secret)),
-        Err(e) => {
-            tracing::error!(error = %e, "storing a webhook endpoint failed");
-            Err("error.internal")
-        }
-    }
 }
 
 /// Scheme, host and path of an endpoint URL: a query string may carry a token.
@@ -163,4 +99,39 @@ pub fn recipient_name(raw: &str) -> String {
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| "webhook".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_runs_for_about_a_day_then_stops() {
+        let t0 = time::macros::datetime!(2026-03-16 09:00 UTC);
+        assert_eq!(retry_at(0, t0), Some(t0 + Duration::seconds(5)));
+        assert_eq!(retry_at(6, t0), Some(t0 + Duration::hours(10)));
+        assert_eq!(retry_at(7, t0), None);
+        let total: Duration = RETRY_SCHEDULE.iter().copied().sum();
+        assert!(total > Duration::hours(24) && total < Duration::hours(30));
+    }
+
+    #[test]
+    fn events_are_known_names_in_the_portals_order() {
+        let picked = vec!["dsr.due".to_owned(), "message.received".to_owned()];
+        assert_eq!(parse_events(&picked).unwrap(), ["message.received", "dsr.due"]);
+        assert_eq!(parse_events(&[]), Err("webhooks.events.none"));
+        assert_eq!(
+            parse_events(&["message.deleted".to_owned()]),
+            Err("webhooks.events.invalid")
+        );
+    }
+
+    #[test]
+    fn urls_shown_and_named_without_their_query() {
+        assert_eq!(
+            display_url("https://hooks.example.com/in?token=secret"),
+            "https://hooks.example.com/in"
+        );
+        assert_eq!(recipient_name("https://hooks.example.com/in?token=x"), "hooks.example.com");
+    }
 }

@@ -1,13 +1,14 @@
-//! The `webhook_deliver` job: one attempt at one delivery, then done, or back at the next
-//! time on the retry schedule (`Outcome::Later`, so the queue's own backoff is not used).
+//! Outgoing webhooks' I/O (the rules and the signing are in `crate::outgoing`): adding an
+//! endpoint (URL through the SSRF guard, secret sealed under the tenant key) and the
+//! `webhook_deliver` job, one attempt at one delivery at a time.
 
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+use time::OffsetDateTime;
+use url::Url;
 use uuid::Uuid;
 
-use super::{guard, recipient_name, secret_aad, signing};
 use crate::{
     crypto::Aad,
     db::{
@@ -15,61 +16,129 @@ use crate::{
         audit::{self, Actor},
         jobs::Job,
         messages,
-        outgoing::{self as db_out, AttemptResult},
+        outgoing::{self as db_out, AttemptResult, NewEndpoint},
     },
     domain::events,
-    jobs::Outcome,
-    mcp::guard::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, pinned},
+    mcp::guard::{CONNECT_TIMEOUT, Guard, REQUEST_TIMEOUT, pinned},
+    outgoing::{self, signing},
     state::AppState,
 };
 
-/// When to try again after the n-th failed attempt (the Standard Webhooks recommendation:
-/// immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). After the eighth failure,
-/// about 28 hours after the event, the delivery fails and its endpoint is disabled.
-pub const RETRY_SCHEDULE: [Duration; 7] = [
-    Duration::seconds(5),
-    Duration::minutes(5),
-    Duration::minutes(30),
-    Duration::hours(2),
-    Duration::hours(5),
-    Duration::hours(10),
-    Duration::hours(10),
-];
-
-/// The body as sent (and signed): `{"type", "timestamp", "data"}`.
-pub fn body(event_type: &str, occurred_at: OffsetDateTime, data: &Value) -> Vec<u8> {
-    let body = json!({
-        "type": event_type,
-        "timestamp": occurred_at.format(&Rfc3339).unwrap_or_default(),
-        "data": data,
-    });
-    serde_json::to_vec(&body).unwrap_or_default()
+pub fn secret_aad(endpoint_id: Uuid) -> Aad<'static> {
+    Aad::new("webhook_endpoints", "secret", endpoint_id)
 }
 
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
+/// The SSRF guard for endpoints: https on the usual ports to public addresses only in
+/// production; plain http to loopback in development and tests (the same switch as MCP).
+pub fn guard(state: &AppState) -> Guard {
+    Guard::for_config(&state.config)
+}
+
+/// Checks an endpoint URL as typed (at save time; delivery checks again).
+pub async fn check_url(state: &AppState, tenant_id: Uuid, raw: &str) -> Result<Url, &'static str> {
+    if raw.trim().is_empty() || raw.trim().len() > 2000 {
+        return Err("mcp.url.invalid");
+    }
+    match guard(state).check(raw).await {
+        Ok(v) => Ok(v.url),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant_id, reason = %e, "webhook endpoint URL refused");
+            Err(e.message_key())
+        }
+    }
+}
+
+pub struct NewEndpointInput {
+    pub url: String,
+    pub description: String,
+    pub events: Vec<String>,
+    pub include_text: bool,
+}
+
+/// Validates and stores an endpoint. Returns its id and the signing secret, to show once.
+pub async fn add_endpoint(
+    state: &AppState,
+    tenant_id: Uuid,
+    actor: &Actor,
+    input: &NewEndpointInput,
+) -> Result<(Uuid, zeroize::Zeroizing<String>), &'static str> {
+    let description = input.description.trim();
+    if description.chars().count() > 200 {
+        return Err("webhooks.description.long");
+    }
+    let events = outgoing::parse_events(&input.events)?;
+    let url = check_url(state, tenant_id, &input.url).await?;
+    let id = Uuid::now_v7();
+    let secret = signing::new_secret();
+    let sealed = state
+        .keys
+        .seal_tenant_str(tenant_id, secret_aad(id), &secret)
+        .await
+        .map_err(|_| "error.internal")?;
+    let now = state.now();
+    let stored = async {
+        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        db_out::insert_endpoint(
+            &mut tx,
+            NewEndpoint {
+                id,
+                tenant_id,
+                url: url.as_str(),
+                description,
+                events: &events,
+                include_text: input.include_text,
+                secret_sealed: sealed,
+            },
+            now,
+        )
+        .await?;
+        // The host only: a path or query may carry a token.
+        audit::record(
+            &mut tx,
+            tenant_id,
+            actor,
+            "webhook.endpoint_added",
+            &id.to_string(),
+            json!({ "host": url.host_str(), "events": events, "include_text": input.include_text }),
+            now,
+        )
+        .await?;
+        tx.commit().await
+    };
+    match stored.await {
+        Ok(()) => Ok((id, secret)),
+        Err(e) => {
+            tracing::error!(error = %e, "storing a webhook endpoint failed");
+            Err("error.internal")
+        }
+    }
+}
+
+/// One attempt. `Ok(Some(at))`: try again at `at` (the job defers itself); `Ok(None)`: done.
+pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Option<OffsetDateTime>> {
     let (Some(tenant_id), Some(delivery_id)) = (job.tenant_id, job.subject_id) else {
         anyhow::bail!("webhook_deliver job without tenant or delivery");
     };
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(d) = db_out::delivery(&mut tx, delivery_id).await? else {
-        return Ok(Outcome::Done); // its endpoint was deleted
+        return Ok(None); // its endpoint was deleted
     };
     if d.state != "pending" {
-        return Ok(Outcome::Done);
+        return Ok(None);
     }
     if let Some(at) = d.next_attempt_at
         && at > now
     {
-        return Ok(Outcome::Later(at));
+        return Ok(Some(at));
     }
     let Some(ep) = db_out::endpoint(&mut tx, d.endpoint_id).await? else {
-        return Ok(Outcome::Done);
+        return Ok(None);
     };
     if !ep.enabled {
         db_out::give_up(&mut tx, d.id, "endpoint disabled", now).await?;
         tx.commit().await?;
-        return Ok(Outcome::Done);
+        return Ok(None);
     }
     let mut data = d.data.clone();
     if let Value::Object(m) = &mut data {
@@ -113,7 +182,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     let key = signing::key_of(&secret).ok_or_else(|| anyhow::anyhow!("unreadable signing secret"))?;
     drop(secret);
 
-    let body = body(&d.event_type, d.occurred_at, &data);
+    let body = outgoing::body(&d.event_type, d.occurred_at, &data);
     let msg_id = signing::message_id(d.id);
     let timestamp = now.unix_timestamp();
     let signature = signing::sign(&key, &msg_id, timestamp, &body);
@@ -129,10 +198,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     let retry_at = if ok {
         None
     } else {
-        usize::try_from(d.attempts)
-            .ok()
-            .and_then(|n| RETRY_SCHEDULE.get(n))
-            .map(|wait| now + *wait)
+        outgoing::retry_at(d.attempts, now)
     };
     let result = if let Some(s) = status {
         metrics::counter!("sigmaai_webhook_attempts_total", "outcome" => if ok { "ok" } else { "status" })
@@ -165,7 +231,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
             tenant_id,
             contact_id,
             "webhook",
-            &recipient_name(&ep.url),
+            &outgoing::recipient_name(&ep.url),
             &d.event_type,
             now,
         )
@@ -187,10 +253,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
         tracing::warn!(tenant = %tenant_id, endpoint = %ep.id, "webhook endpoint disabled after a day of failed deliveries");
     }
     tx.commit().await?;
-    Ok(match retry_at {
-        Some(at) => Outcome::Later(at),
-        None => Outcome::Done,
-    })
+    Ok(retry_at)
 }
 
 /// One POST through the SSRF guard (checked again now: DNS may have changed since the
