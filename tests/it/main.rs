@@ -17,6 +17,7 @@ mod audit;
 mod crypto;
 mod mail;
 mod mcp;
+mod outgoing_webhooks;
 mod messaging;
 mod metrics;
 mod overload;
