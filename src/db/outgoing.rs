@@ -384,7 +384,12 @@ pub async fn give_up(
 
 /// Sends a delivery again with the same `webhook-id` and a fresh retry schedule; `false`
 /// when there is no such delivery (or it is still pending, so already on its way).
-pub async fn replay(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid, now: OffsetDateTime) -> sqlx::Result<bool> {
+pub async fn replay(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
         r#"UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, finished_at = NULL
            WHERE id = $1 AND state <> 'pending'"#,

@@ -14,7 +14,11 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "HTTPS on a public address. We POST JSON to it and wait up to 10 seconds.",
         "HTTPS em um endereço público. Enviamos JSON por POST e esperamos até 10 segundos.",
     ),
-    ("webhooks.description", "Description (optional)", "Descrição (opcional)"),
+    (
+        "webhooks.description",
+        "Description (optional)",
+        "Descrição (opcional)",
+    ),
     ("webhooks.events", "Events", "Eventos"),
     (
         "webhooks.include_text",
@@ -26,8 +30,16 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Off by default: events carry only ids and status. When on, message events also carry the text, and this endpoint is listed as a recipient of each contact's data in the processing record.",
         "Desligado por padrão: os eventos levam só ids e status. Ligado, os eventos de mensagem levam também o texto, e este endpoint passa a constar como destinatário dos dados de cada contato no registro de tratamento.",
     ),
-    ("webhooks.none", "No endpoints yet.", "Nenhum endpoint ainda."),
-    ("webhooks.created", "Endpoint added.", "Endpoint adicionado."),
+    (
+        "webhooks.none",
+        "No endpoints yet.",
+        "Nenhum endpoint ainda.",
+    ),
+    (
+        "webhooks.created",
+        "Endpoint added.",
+        "Endpoint adicionado.",
+    ),
     ("webhooks.secret", "Signing secret", "Segredo de assinatura"),
     (
         "webhooks.secret_once",
@@ -80,17 +92,29 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "That delivery is still on its way.",
         "Essa entrega ainda está a caminho.",
     ),
-    ("webhooks.deleted", "Endpoint removed.", "Endpoint removido."),
+    (
+        "webhooks.deleted",
+        "Endpoint removed.",
+        "Endpoint removido.",
+    ),
     (
         "webhooks.delete_confirm",
         "Remove this endpoint and its delivery log?",
         "Remover este endpoint e seu registro de entregas?",
     ),
     ("webhooks.log", "Delivery log", "Registro de entregas"),
-    ("webhooks.log.none", "Nothing sent yet.", "Nada enviado ainda."),
+    (
+        "webhooks.log.none",
+        "Nothing sent yet.",
+        "Nada enviado ainda.",
+    ),
     ("webhooks.log.when", "When", "Quando"),
     ("webhooks.log.event", "Event", "Evento"),
-    ("webhooks.log.attempts", "Attempts (response, time)", "Tentativas (resposta, tempo)"),
+    (
+        "webhooks.log.attempts",
+        "Attempts (response, time)",
+        "Tentativas (resposta, tempo)",
+    ),
     ("webhooks.log.next", "Next attempt:", "Próxima tentativa:"),
     ("webhooks.delivery.pending", "Pending", "Pendente"),
     ("webhooks.delivery.delivered", "Delivered", "Entregue"),
@@ -110,5 +134,9 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "The description is too long (200 characters at most).",
         "A descrição é longa demais (no máximo 200 caracteres).",
     ),
-    ("recipient.webhook", "Webhook endpoint", "Endpoint de webhook"),
+    (
+        "recipient.webhook",
+        "Webhook endpoint",
+        "Endpoint de webhook",
+    ),
 ];

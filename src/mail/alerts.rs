@@ -70,7 +70,14 @@ async fn tenant(
             )
         })
         .collect();
-    db::outgoing::emit(&mut tx, tenant_id, crate::domain::events::DSR_DUE, &due, now).await?;
+    db::outgoing::emit(
+        &mut tx,
+        tenant_id,
+        crate::domain::events::DSR_DUE,
+        &due,
+        now,
+    )
+    .await?;
     if !mail {
         tx.commit().await?;
         return Ok(0);

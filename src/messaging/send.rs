@@ -510,7 +510,14 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                     true,
                 )
                 .await?;
-                emit_outcome(&mut tx, tenant_id, &msg, events::MESSAGE_FAILED, state.now()).await?;
+                emit_outcome(
+                    &mut tx,
+                    tenant_id,
+                    &msg,
+                    events::MESSAGE_FAILED,
+                    state.now(),
+                )
+                .await?;
                 Ok(())
             } else {
                 // Back to queued; the job fails and the queue retries it with backoff.
@@ -529,12 +536,26 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                 true,
             )
             .await?;
-            emit_outcome(&mut tx, tenant_id, &msg, events::MESSAGE_FAILED, state.now()).await?;
+            emit_outcome(
+                &mut tx,
+                tenant_id,
+                &msg,
+                events::MESSAGE_FAILED,
+                state.now(),
+            )
+            .await?;
             Ok(())
         }
         Err(SendError::Rejected { reason, .. }) => {
             messages::set_status(&mut tx, message_id, "failed", None, Some(&reason), true).await?;
-            emit_outcome(&mut tx, tenant_id, &msg, events::MESSAGE_FAILED, state.now()).await?;
+            emit_outcome(
+                &mut tx,
+                tenant_id,
+                &msg,
+                events::MESSAGE_FAILED,
+                state.now(),
+            )
+            .await?;
             Ok(())
         }
         Err(SendError::Unknown { reason }) => {

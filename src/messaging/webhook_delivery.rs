@@ -179,7 +179,8 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Option<OffsetDat
         .open_tenant_str(tenant_id, secret_aad(ep.id), &ep.secret_sealed)
         .await?;
     tx.commit().await?;
-    let key = signing::key_of(&secret).ok_or_else(|| anyhow::anyhow!("unreadable signing secret"))?;
+    let key =
+        signing::key_of(&secret).ok_or_else(|| anyhow::anyhow!("unreadable signing secret"))?;
     drop(secret);
 
     let body = outgoing::body(&d.event_type, d.occurred_at, &data);

@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn events_are_known_names_in_the_portals_order() {
         let picked = vec!["dsr.due".to_owned(), "message.received".to_owned()];
-        assert_eq!(parse_events(&picked).unwrap(), ["message.received", "dsr.due"]);
+        assert_eq!(
+            parse_events(&picked).unwrap(),
+            ["message.received", "dsr.due"]
+        );
         assert_eq!(parse_events(&[]), Err("webhooks.events.none"));
         assert_eq!(
             parse_events(&["message.deleted".to_owned()]),
@@ -132,6 +135,9 @@ mod tests {
             display_url("https://hooks.example.com/in?token=secret"),
             "https://hooks.example.com/in"
         );
-        assert_eq!(recipient_name("https://hooks.example.com/in?token=x"), "hooks.example.com");
+        assert_eq!(
+            recipient_name("https://hooks.example.com/in?token=x"),
+            "hooks.example.com"
+        );
     }
 }

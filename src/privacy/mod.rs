@@ -166,8 +166,14 @@ pub async fn open_request(
         "status": status,
         "due_at": due_date(kind, legal_basis, now).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
     });
-    db::outgoing::emit(conn, tenant_id, crate::domain::events::DSR_CREATED, &[(created, None)], now)
-        .await?;
+    db::outgoing::emit(
+        conn,
+        tenant_id,
+        crate::domain::events::DSR_CREATED,
+        &[(created, None)],
+        now,
+    )
+    .await?;
     Ok(id)
 }
 

@@ -183,7 +183,14 @@ pub async fn approve(
         "conversation_id": d.conversation_id, "draft_id": d.id, "message_id": message_id,
         "edited": was_edited, "auto_sent": false,
     });
-    db::outgoing::emit(&mut tx, tenant_id, events::DRAFT_APPROVED, &[(approved, None)], now).await?;
+    db::outgoing::emit(
+        &mut tx,
+        tenant_id,
+        events::DRAFT_APPROVED,
+        &[(approved, None)],
+        now,
+    )
+    .await?;
     tx.commit().await?;
     publish_decision(state, tenant_id, d.conversation_id).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;

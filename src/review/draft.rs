@@ -1170,8 +1170,14 @@ async fn store(
                     "conversation_id": conv.id, "draft_id": draft_id, "message_id": message_id,
                     "edited": false, "auto_sent": true,
                 });
-                db::outgoing::emit(&mut tx, tenant_id, events::DRAFT_APPROVED, &[(approved, None)], now)
-                    .await?;
+                db::outgoing::emit(
+                    &mut tx,
+                    tenant_id,
+                    events::DRAFT_APPROVED,
+                    &[(approved, None)],
+                    now,
+                )
+                .await?;
             }
             Err(e) => {
                 // Can't send (window closed, restricted…): leave it for a person.
@@ -1184,7 +1190,14 @@ async fn store(
         "draft_id": draft_id,
         "state": if escalated { "escalated" } else { "pending" },
     });
-    db::outgoing::emit(&mut tx, tenant_id, events::DRAFT_CREATED, &[(created, None)], now).await?;
+    db::outgoing::emit(
+        &mut tx,
+        tenant_id,
+        events::DRAFT_CREATED,
+        &[(created, None)],
+        now,
+    )
+    .await?;
     tx.commit().await?;
     live::publish(state, tenant_id, &live::Event::Review).await;
     live::publish(state, tenant_id, &live::Event::Conversation { id: conv.id }).await;

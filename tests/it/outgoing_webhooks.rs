@@ -28,9 +28,8 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
-        let cmd = std::env::var("SIGMAAI_TEST_WEBHOOK_RECEIVER").expect(
-            "SIGMAAI_TEST_WEBHOOK_RECEIVER is not set: run the tests through scripts/test",
-        );
+        let cmd = std::env::var("SIGMAAI_TEST_WEBHOOK_RECEIVER")
+            .expect("SIGMAAI_TEST_WEBHOOK_RECEIVER is not set: run the tests through scripts/test");
         let mut parts = cmd.split_whitespace();
         let mut child = tokio::process::Command::new(parts.next().unwrap())
             .args(parts)
@@ -86,12 +85,7 @@ impl Receiver {
 }
 
 /// Adds an endpoint on the portal; returns its id and the secret shown once.
-async fn add_endpoint(
-    w: &World,
-    url: &str,
-    events: &[&str],
-    include_text: bool,
-) -> (Uuid, String) {
+async fn add_endpoint(w: &World, url: &str, events: &[&str], include_text: bool) -> (Uuid, String) {
     let mut fields = vec![("url", url), ("description", "CRM")];
     fields.extend(events.iter().map(|e| ("event", *e)));
     if include_text {
@@ -102,13 +96,14 @@ async fn add_endpoint(
         .submit("/t/clinic-a/webhooks", "/t/clinic-a/webhooks", &fields)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let secret = r.input_value("wh-secret").expect("the secret is shown once");
+    let secret = r
+        .input_value("wh-secret")
+        .expect("the secret is shown once");
     assert!(secret.starts_with("whsec_"));
-    let id: Uuid =
-        sqlx::query_scalar("SELECT id FROM webhook_endpoints ORDER BY id DESC LIMIT 1")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM webhook_endpoints ORDER BY id DESC LIMIT 1")
+        .fetch_one(&w.t.owner)
+        .await
+        .unwrap();
     // Shown once: the page does not show it again, and the row holds only ciphertext.
     let again = w.owner.get("/t/clinic-a/webhooks").await;
     assert!(!again.body.contains(&secret));
@@ -152,7 +147,13 @@ async fn an_inbound_message_is_posted_signed_and_the_reference_library_verifies_
     rx.control(json!({ "secret": secret })).await;
     let now = w.t.clock.now().unix_timestamp();
     let (status, _) = gw
-        .evo(&evo_text("IN1", "5511988887777", "Ana", now, "quero marcar"))
+        .evo(&evo_text(
+            "IN1",
+            "5511988887777",
+            "Ana",
+            now,
+            "quero marcar",
+        ))
         .await;
     assert_eq!(status, 200);
     run_jobs(w, &rx).await;
@@ -231,7 +232,11 @@ async fn a_500_is_retried_on_the_schedule_and_a_success_ends_it() {
     // The log shows each response code and its timing.
     let log = w.owner.get(&format!("/t/clinic-a/webhooks/{id}")).await;
     assert_eq!(log.status, 200);
-    for code in ["data-status=\"500\"", "data-status=\"503\"", "data-status=\"200\""] {
+    for code in [
+        "data-status=\"500\"",
+        "data-status=\"503\"",
+        "data-status=\"200\"",
+    ] {
         assert!(log.body.contains(code), "{code} not in the log");
     }
     assert!(log.body.contains(" ms</li>"));
@@ -265,10 +270,17 @@ async fn an_endpoint_failing_for_a_day_is_disabled_with_an_alert_then_enabled_an
             .unwrap();
     assert!(!enabled);
     assert_eq!(reason.as_deref(), Some("failing"));
-    let r = w.owner.log_in("owner@a.test", crate::client::PASSWORD).await;
+    let r = w
+        .owner
+        .log_in("owner@a.test", crate::client::PASSWORD)
+        .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let page = w.owner.get("/t/clinic-a/webhooks").await;
-    assert!(page.body.contains("id=\"webhooks-failing\""), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"webhooks-failing\""),
+        "{}",
+        page.body
+    );
     let detail = format!("/t/clinic-a/webhooks/{id}");
     assert!(
         w.owner
@@ -287,7 +299,10 @@ async fn an_endpoint_failing_for_a_day_is_disabled_with_an_alert_then_enabled_an
     run_jobs(&w, &rx).await;
     assert_eq!(rx.received().await.len(), 8);
     // Hours later the session has expired: sign in again.
-    let r = w.owner.log_in("owner@a.test", crate::client::PASSWORD).await;
+    let r = w
+        .owner
+        .log_in("owner@a.test", crate::client::PASSWORD)
+        .await;
     assert_eq!(r.status, 303, "{}", r.body);
 
     // The admin fixes the receiver, enables the endpoint (the alert goes) and replays.
@@ -321,7 +336,10 @@ async fn an_endpoint_failing_for_a_day_is_disabled_with_an_alert_then_enabled_an
     assert_eq!(got.len(), 9);
     assert_eq!(got[8]["verified"], true);
     assert_eq!(got[8]["status"], 200);
-    assert_eq!(got[8]["headers"]["webhook-id"], got[0]["headers"]["webhook-id"]);
+    assert_eq!(
+        got[8]["headers"]["webhook-id"],
+        got[0]["headers"]["webhook-id"]
+    );
     assert_eq!(delivery_states(&w).await, [("delivered".into(), 1)]);
     let actions: Vec<String> = sqlx::query_scalar(
         "SELECT action FROM audit_log WHERE action LIKE 'webhook.%' ORDER BY seq",
@@ -374,16 +392,15 @@ async fn private_and_plain_http_endpoints_are_refused_in_production() {
         .await
         .unwrap();
     let id = Uuid::now_v7();
-    let sealed = w
-        .t
-        .keys
-        .seal_tenant_str(
-            tenant,
-            sigmaai::messaging::webhook_delivery::secret_aad(id),
-            &sigmaai::outgoing::signing::new_secret(),
-        )
-        .await
-        .unwrap();
+    let sealed =
+        w.t.keys
+            .seal_tenant_str(
+                tenant,
+                sigmaai::messaging::webhook_delivery::secret_aad(id),
+                &sigmaai::outgoing::signing::new_secret(),
+            )
+            .await
+            .unwrap();
     sqlx::query(
         r#"INSERT INTO webhook_endpoints (id, tenant_id, url, events, secret_sealed, created_at, updated_at)
            VALUES ($1, $2, $3, ARRAY['message.received'], $4, now(), now())"#,
@@ -397,7 +414,10 @@ async fn private_and_plain_http_endpoints_are_refused_in_production() {
     .unwrap();
     send_test(&w, id).await;
     run_jobs(&w, &rx).await;
-    assert!(rx.received().await.is_empty(), "a private address was called");
+    assert!(
+        rx.received().await.is_empty(),
+        "a private address was called"
+    );
     let error: Option<String> = sqlx::query_scalar("SELECT error FROM webhook_attempts")
         .fetch_one(&w.t.owner)
         .await
@@ -416,8 +436,14 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
     plain.control(json!({ "secret": s1 })).await;
     texty.control(json!({ "secret": s2 })).await;
     let now = w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text("IN1", "5511988887777", "Ana", now, "dor de dente forte"))
-        .await;
+    gw.evo(&evo_text(
+        "IN1",
+        "5511988887777",
+        "Ana",
+        now,
+        "dor de dente forte",
+    ))
+    .await;
     texty.sync_clock(w).await;
     run_jobs(w, &plain).await;
     let a = plain.received().await;
@@ -441,7 +467,11 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
             .unwrap();
     assert_eq!(recipients, [("webhook".into(), "127.0.0.1".into())]);
     let privacy = w.owner.get("/t/clinic-a/privacy").await;
-    assert!(privacy.body.contains("Webhook endpoint"), "{}", privacy.body);
+    assert!(
+        privacy.body.contains("Webhook endpoint"),
+        "{}",
+        privacy.body
+    );
 
     // Opting out on the page stops the text (and is audited).
     let detail = format!("/t/clinic-a/webhooks/{t_id}");
@@ -462,19 +492,24 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
             .await
             .unwrap();
     assert!(!include_text);
-    gw.evo(&evo_text("IN2", "5511988887777", "Ana", now + 1, "ainda dói"))
-        .await;
+    gw.evo(&evo_text(
+        "IN2",
+        "5511988887777",
+        "Ana",
+        now + 1,
+        "ainda dói",
+    ))
+    .await;
     plain.sync_clock(w).await;
     run_jobs(w, &texty).await;
     let b = texty.received().await;
     assert_eq!(b.len(), 2);
     assert!(b[1]["payload"]["data"].get("text").is_none(), "{b:#?}");
-    let opt_out: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM audit_log WHERE action = 'webhook.text_opt_out'",
-    )
-    .fetch_one(&w.t.owner)
-    .await
-    .unwrap();
+    let opt_out: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'webhook.text_opt_out'")
+            .fetch_one(&w.t.owner)
+            .await
+            .unwrap();
     assert_eq!(opt_out, 1);
 }
 
@@ -501,14 +536,24 @@ async fn every_event_is_emitted_where_it_happens() {
         .mount(&gw.gateway)
         .await;
     let now = w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text("IN1", "5511988887777", "Ana", now, "vocês abrem sábado?"))
-        .await;
+    gw.evo(&evo_text(
+        "IN1",
+        "5511988887777",
+        "Ana",
+        now,
+        "vocês abrem sábado?",
+    ))
+    .await;
     run_jobs(w, &rx).await; // message.received, then the AI turn: draft.created
     let conv = gw.only_conversation().await;
     let page = format!("/t/clinic-a/conversations/{conv}");
     let r = w
         .owner
-        .submit(&page, &format!("{page}/reply"), &[("text", "Sim, das 8h às 12h.")])
+        .submit(
+            &page,
+            &format!("{page}/reply"),
+            &[("text", "Sim, das 8h às 12h.")],
+        )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let owner_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'owner@a.test'")
@@ -576,7 +621,10 @@ async fn every_event_is_emitted_where_it_happens() {
             .map(|r| r["payload"]["data"].clone())
             .unwrap()
     };
-    assert_eq!(by_type("conversation.assigned")["assigned_to"], owner_id.to_string());
+    assert_eq!(
+        by_type("conversation.assigned")["assigned_to"],
+        owner_id.to_string()
+    );
     assert_eq!(by_type("message.sent")["status"], "sent");
     assert_eq!(by_type("dsr.created")["kind"], "access");
     assert_eq!(
@@ -602,14 +650,21 @@ async fn only_admins_of_the_tenant_reach_its_webhooks() {
     assert_eq!(reviewer.get(&detail).await.status, 403);
     for action in ["/test", "/delete", "/enabled", "/settings"] {
         let r = reviewer
-            .post(&format!("{detail}{action}"), &[("csrf", &csrf), ("enabled", "0")])
+            .post(
+                &format!("{detail}{action}"),
+                &[("csrf", &csrf), ("enabled", "0")],
+            )
             .await;
         assert_eq!(r.status, 403, "{action}");
     }
     let r = reviewer
         .post(
             "/t/clinic-a/webhooks",
-            &[("csrf", &csrf), ("url", &rx.url("/x")), ("event", "dsr.due")],
+            &[
+                ("csrf", &csrf),
+                ("url", &rx.url("/x")),
+                ("event", "dsr.due"),
+            ],
         )
         .await;
     assert_eq!(r.status, 403);
@@ -623,7 +678,10 @@ async fn only_admins_of_the_tenant_reach_its_webhooks() {
     assert_eq!(other.get(&detail).await.status, 404);
     assert_eq!(other.get("/t/clinic-a/webhooks").await.status, 404);
     assert_eq!(
-        other.get(&format!("/t/clinic-b/webhooks/{id}")).await.status,
+        other
+            .get(&format!("/t/clinic-b/webhooks/{id}"))
+            .await
+            .status,
         404
     );
     let page = other.get("/t/clinic-b/webhooks").await;
@@ -646,7 +704,10 @@ async fn only_admins_of_the_tenant_reach_its_webhooks() {
     assert_eq!(r.status, 404);
 
     // The owner deletes it (its log goes with it).
-    let r = w.owner.submit(&detail, &format!("{detail}/delete"), &[]).await;
+    let r = w
+        .owner
+        .submit(&detail, &format!("{detail}/delete"), &[])
+        .await;
     assert_eq!(r.status, 303);
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
         .fetch_one(&w.t.owner)

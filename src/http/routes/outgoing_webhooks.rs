@@ -321,7 +321,11 @@ async fn settings(
         .await?;
     }
     tx.commit().await?;
-    Ok(redirect_with_flash(&back_to(&t, id), true, "settings.saved"))
+    Ok(redirect_with_flash(
+        &back_to(&t, id),
+        true,
+        "settings.saved",
+    ))
 }
 
 async fn set_enabled(
@@ -351,7 +355,11 @@ async fn set_enabled(
     )
     .await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(&back_to(&t, id), true, "settings.saved"))
+    Ok(redirect_with_flash(
+        &back_to(&t, id),
+        true,
+        "settings.saved",
+    ))
 }
 
 async fn send_test(
@@ -375,7 +383,11 @@ async fn send_test(
     db_out::emit_to(&mut tx, t.id(), id, events::TEST, &data, now).await?;
     db::jobs::notify_workers(&mut tx).await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(&back_to(&t, id), true, "webhooks.test.queued"))
+    Ok(redirect_with_flash(
+        &back_to(&t, id),
+        true,
+        "webhooks.test.queued",
+    ))
 }
 
 async fn delete(
@@ -442,5 +454,9 @@ async fn replay(
     .await?;
     db::jobs::notify_workers(&mut tx).await?;
     tx.commit().await?;
-    Ok(redirect_with_flash(&back_to(&t, id), true, "webhooks.replay.queued"))
+    Ok(redirect_with_flash(
+        &back_to(&t, id),
+        true,
+        "webhooks.replay.queued",
+    ))
 }
