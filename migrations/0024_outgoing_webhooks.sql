@@ -77,3 +77,9 @@ END $$;
 ALTER TABLE data_recipients DROP CONSTRAINT data_recipients_kind_check;
 ALTER TABLE data_recipients ADD CONSTRAINT data_recipients_kind_check
     CHECK (kind IN ('ai_provider', 'mcp_server', 'webhook'));
+
+-- The owners and admins are e-mailed when an endpoint is disabled after failing for a day.
+ALTER TABLE mail_outbox DROP CONSTRAINT mail_outbox_kind_check;
+ALTER TABLE mail_outbox ADD CONSTRAINT mail_outbox_kind_check
+    CHECK (kind IN ('invitation', 'password_reset', 'new_device', 'dsr_due', 'review_waiting',
+                    'billing_problem', 'webhook_disabled'));

@@ -141,12 +141,15 @@ pub async fn delete_endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<
     Ok(r.rows_affected() == 1)
 }
 
-/// Endpoints disabled because they kept failing (the portal's alert).
-pub async fn failing_endpoints(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM webhook_endpoints WHERE NOT enabled AND disabled_reason = 'failing'",
+/// Endpoints disabled because they kept failing, with when: `(id, url, disabled_at)`.
+pub async fn disabled_failing(
+    conn: &mut PgConnection,
+) -> sqlx::Result<Vec<(Uuid, String, OffsetDateTime)>> {
+    sqlx::query_as(
+        r#"SELECT id, url, disabled_at FROM webhook_endpoints
+           WHERE NOT enabled AND disabled_reason = 'failing' AND disabled_at IS NOT NULL"#,
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
 }
 

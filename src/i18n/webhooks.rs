@@ -139,4 +139,19 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Webhook endpoint",
         "Endpoint de webhook",
     ),
+    (
+        "mail.webhook_disabled.subject",
+        "{}: a webhook endpoint was disabled",
+        "{}: um endpoint de webhook foi desativado",
+    ),
+    (
+        "mail.webhook_disabled.body",
+        "Deliveries to {} failed for about a day.",
+        "As entregas para {} falharam por cerca de um dia.",
+    ),
+    (
+        "mail.webhook_disabled.action",
+        "Open the endpoint",
+        "Abrir o endpoint",
+    ),
 ];

@@ -1,5 +1,6 @@
 //! The periodic look for what should alert someone by e-mail: data-subject requests due
-//! within 3 days, drafts waiting for review longer than the tenant's threshold. Each alert's
+//! within 3 days, drafts waiting for review longer than the tenant's threshold, webhook
+//! endpoints disabled after failing for a day. Each alert's
 //! idempotency key names its subject and recipient, so a run that finds the same request or
 //! draft again sends nothing new.
 
@@ -83,6 +84,28 @@ async fn tenant(
         return Ok(0);
     }
     let mut n = 0;
+    // Webhook endpoints disabled after a day of failures: once per disabling and admin.
+    let disabled = db::outgoing::disabled_failing(&mut tx).await?;
+    if !disabled.is_empty() {
+        let to = recipients(&mut tx, &["owner", "admin"]).await?;
+        for (id, url, at) in &disabled {
+            for (user, email, lang) in &to {
+                let mail = NewMail {
+                    key: format!("webhook_disabled:{id}:{}:{user}", at.unix_timestamp()),
+                    kind: Kind::WebhookDisabled,
+                    tenant_id: Some(tenant_id),
+                    user_id: Some(*user),
+                    to: email.clone(),
+                    lang: *lang,
+                    params: json!({
+                        "tenant_name": name, "slug": slug, "endpoint_id": id,
+                        "host": crate::outgoing::recipient_name(url),
+                    }),
+                };
+                n += usize::from(enqueue(&mut tx, mail, now).await?);
+            }
+        }
+    }
     if !dsrs.is_empty() {
         let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
         let to = recipients(&mut tx, &["owner", "admin"]).await?;

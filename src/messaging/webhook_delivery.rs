@@ -148,7 +148,8 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Option<OffsetDat
         );
     }
     // Message text only on the tenant's opt-in, opened now from the sealed message (an
-    // erased contact's message is gone or unreadable, and then no text goes out).
+    // erased contact's message is gone or unreadable, and then no text goes out; nor for a
+    // restricted contact).
     let mut text_of = None;
     if ep.include_text && events::carries_message(&d.event_type) {
         let message_id = data
@@ -159,6 +160,10 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Option<OffsetDat
             Some(id) => messages::get(&mut tx, id).await?,
             None => None,
         } && let Some(sealed) = &m.body_sealed
+            // A restricted contact's data goes nowhere new (the processing stopped).
+            && db::contacts::get(&mut tx, m.contact_id)
+                .await?
+                .is_some_and(|c| c.restricted_at.is_none() && c.erased_at.is_none())
             && let Ok(text) = state
                 .keys
                 .open_str(

@@ -248,7 +248,8 @@ async fn a_500_is_retried_on_the_schedule_and_a_success_ends_it() {
 
 #[tokio::test]
 async fn an_endpoint_failing_for_a_day_is_disabled_with_an_alert_then_enabled_and_replayed() {
-    let w = World::new().await;
+    let mb = crate::mail::Mailbox::new();
+    let w = World::with_config(|c| mb.configure(c)).await;
     let rx = Receiver::start().await;
     let (id, secret) = add_endpoint(&w, &rx.url("/hook"), &["message.sent"], false).await;
     rx.control(json!({ "secret": secret, "statuses": vec![500; 8] }))
@@ -280,6 +281,27 @@ async fn an_endpoint_failing_for_a_day_is_disabled_with_an_alert_then_enabled_an
         page.body.contains("id=\"webhooks-failing\""),
         "{}",
         page.body
+    );
+    // The owner is e-mailed once, however often the alerts run.
+    sigmaai::mail::alerts::run(&w.t.state).await.unwrap();
+    sigmaai::mail::alerts::run(&w.t.state).await.unwrap();
+    run_jobs(&w, &rx).await;
+    let mails = mb.to("owner@a.test");
+    let alerts: Vec<_> = mails
+        .iter()
+        .filter(|m| m.subject.contains("webhook"))
+        .collect();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "{:?}",
+        mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    assert!(alerts[0].text.contains("127.0.0.1"));
+    assert!(
+        alerts[0]
+            .text
+            .contains(&format!("/t/clinic-a/webhooks/{id}"))
     );
     let detail = format!("/t/clinic-a/webhooks/{id}");
     assert!(
@@ -473,6 +495,30 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
         privacy.body
     );
 
+    // A restricted contact's text goes nowhere new.
+    sqlx::query("UPDATE contacts SET restricted_at = now()")
+        .execute(&w.t.owner)
+        .await
+        .unwrap();
+    gw.evo(&evo_text(
+        "IN1R",
+        "5511988887777",
+        "Ana",
+        now + 1,
+        "restrito",
+    ))
+    .await;
+    plain.sync_clock(w).await;
+    run_jobs(w, &texty).await;
+    let b = texty.received().await;
+    assert_eq!(b.len(), 2, "{b:#?}");
+    assert_eq!(b[1]["verified"], true);
+    assert!(b[1]["payload"]["data"].get("text").is_none(), "{b:#?}");
+    sqlx::query("UPDATE contacts SET restricted_at = NULL")
+        .execute(&w.t.owner)
+        .await
+        .unwrap();
+
     // Opting out on the page stops the text (and is audited).
     let detail = format!("/t/clinic-a/webhooks/{t_id}");
     let r = w
@@ -496,15 +542,15 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
         "IN2",
         "5511988887777",
         "Ana",
-        now + 1,
+        now + 2,
         "ainda dói",
     ))
     .await;
     plain.sync_clock(w).await;
     run_jobs(w, &texty).await;
     let b = texty.received().await;
-    assert_eq!(b.len(), 2);
-    assert!(b[1]["payload"]["data"].get("text").is_none(), "{b:#?}");
+    assert_eq!(b.len(), 3);
+    assert!(b[2]["payload"]["data"].get("text").is_none(), "{b:#?}");
     let opt_out: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'webhook.text_opt_out'")
             .fetch_one(&w.t.owner)
