@@ -207,3 +207,11 @@ ensure_s3() {
   fi
   export SIGMAAI_TEST_S3_URL="http://127.0.0.1:$port"
 }
+
+# ensure_webhook_receiver: the Standard Webhooks reference library (`standardwebhooks`, from
+# PyPI) for the outgoing-webhook tests, which start scripts/webhook_receiver.py themselves
+# (one per test, on a free port); exports SIGMAAI_TEST_WEBHOOK_RECEIVER (the command).
+ensure_webhook_receiver() {
+  ensure_venv standardwebhooks
+  export SIGMAAI_TEST_WEBHOOK_RECEIVER="$VENV/bin/python $ROOT/scripts/webhook_receiver.py"
+}

@@ -28,6 +28,7 @@ pub mod mail;
 pub mod mcp;
 pub mod messaging;
 pub mod metrics;
+pub mod outgoing;
 pub mod privacy;
 pub mod redis;
 pub mod review;

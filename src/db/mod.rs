@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod keystore;
 pub mod mcp;
 pub mod messages;
+pub mod outgoing;
 pub mod overview;
 pub mod presence;
 pub mod privacy;

@@ -1,6 +1,7 @@
 //! Pure types and rules: no I/O.
 
 pub mod account;
+pub mod events;
 pub mod knowledge;
 pub mod knowledge_import;
 pub mod phone;

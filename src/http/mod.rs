@@ -50,6 +50,7 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::privacy::router())
         .merge(routes::billing::router())
         .merge(routes::integrations::router())
+        .merge(routes::outgoing_webhooks::router())
         .merge(extra)
         .merge(assets::router())
         // HTML, CSS and JS compress well; webhooks and the live stream are outside this router.

@@ -31,6 +31,14 @@ async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     if job.kind == crate::review::AI_REPLY {
         return crate::review::draft::run_turn(state, job).await;
     }
+    if job.kind == crate::db::outgoing::WEBHOOK_DELIVER {
+        return Ok(
+            match crate::messaging::webhook_delivery::run(state, job).await? {
+                Some(at) => Outcome::Later(at),
+                None => Outcome::Done,
+            },
+        );
+    }
     let done = match job.kind.as_str() {
         SESSION_SWEEP => {
             let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;

@@ -1,5 +1,6 @@
 //! The periodic look for what should alert someone by e-mail: data-subject requests due
-//! within 3 days, drafts waiting for review longer than the tenant's threshold. Each alert's
+//! within 3 days, drafts waiting for review longer than the tenant's threshold, webhook
+//! endpoints disabled after failing for a day. Each alert's
 //! idempotency key names its subject and recipient, so a run that finds the same request or
 //! draft again sends nothing new.
 
@@ -16,19 +17,23 @@ pub const MAIL_ALERTS: &str = "mail_alerts";
 pub const DSR_WARNING: Duration = Duration::days(3);
 
 pub async fn run(state: &AppState) -> anyhow::Result<()> {
-    if !super::enabled(state) {
-        return Ok(());
-    }
+    // Runs without mail too: a request coming due is also an outgoing-webhook event.
+    let mail = super::enabled(state);
     let now = state.now();
     let mut sent = 0usize;
     for tenant_id in db::privacy::live_tenants(&state.db).await? {
-        sent += tenant(state, tenant_id, now).await?;
+        sent += tenant(state, tenant_id, now, mail).await?;
     }
     tracing::info!(enqueued = sent, "mail alerts");
     Ok(())
 }
 
-async fn tenant(state: &AppState, tenant_id: Uuid, now: OffsetDateTime) -> anyhow::Result<usize> {
+async fn tenant(
+    state: &AppState,
+    tenant_id: Uuid,
+    now: OffsetDateTime,
+    mail: bool,
+) -> anyhow::Result<usize> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let (slug, name, minutes): (String, String, i32) = sqlx::query_as(
         r#"SELECT t.slug, t.name, COALESCE(ts.review_alert_minutes, 60)
@@ -53,7 +58,54 @@ async fn tenant(state: &AppState, tenant_id: Uuid, now: OffsetDateTime) -> anyho
     .bind(now - Duration::minutes(i64::from(minutes)))
     .fetch_all(&mut *tx)
     .await?;
+    // `dsr.due` once per request and endpoint (the dedupe key), however often this runs.
+    let due: Vec<(serde_json::Value, Option<String>)> = dsrs
+        .iter()
+        .map(|(id, kind, due)| {
+            let at = due
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            (
+                json!({ "request_id": id, "kind": kind, "due_at": at }),
+                Some(format!("dsr.due:{id}")),
+            )
+        })
+        .collect();
+    db::outgoing::emit(
+        &mut tx,
+        tenant_id,
+        crate::domain::events::DSR_DUE,
+        &due,
+        now,
+    )
+    .await?;
+    if !mail {
+        tx.commit().await?;
+        return Ok(0);
+    }
     let mut n = 0;
+    // Webhook endpoints disabled after a day of failures: once per disabling and admin.
+    let disabled = db::outgoing::disabled_failing(&mut tx).await?;
+    if !disabled.is_empty() {
+        let to = recipients(&mut tx, &["owner", "admin"]).await?;
+        for (id, url, at) in &disabled {
+            for (user, email, lang) in &to {
+                let mail = NewMail {
+                    key: format!("webhook_disabled:{id}:{}:{user}", at.unix_timestamp()),
+                    kind: Kind::WebhookDisabled,
+                    tenant_id: Some(tenant_id),
+                    user_id: Some(*user),
+                    to: email.clone(),
+                    lang: *lang,
+                    params: json!({
+                        "tenant_name": name, "slug": slug, "endpoint_id": id,
+                        "host": crate::outgoing::recipient_name(url),
+                    }),
+                };
+                n += usize::from(enqueue(&mut tx, mail, now).await?);
+            }
+        }
+    }
     if !dsrs.is_empty() {
         let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
         let to = recipients(&mut tx, &["owner", "admin"]).await?;

@@ -55,6 +55,7 @@ pub enum Kind {
     DsrDue,
     ReviewWaiting,
     BillingProblem,
+    WebhookDisabled,
 }
 
 impl Kind {
@@ -66,6 +67,7 @@ impl Kind {
             Kind::DsrDue => "dsr_due",
             Kind::ReviewWaiting => "review_waiting",
             Kind::BillingProblem => "billing_problem",
+            Kind::WebhookDisabled => "webhook_disabled",
         }
     }
 
@@ -77,6 +79,7 @@ impl Kind {
             "dsr_due" => Kind::DsrDue,
             "review_waiting" => Kind::ReviewWaiting,
             "billing_problem" => Kind::BillingProblem,
+            "webhook_disabled" => Kind::WebhookDisabled,
             _ => return None,
         })
     }
@@ -396,6 +399,20 @@ async fn build(
             action: Some((
                 tr.t("mail.billing.action").to_owned(),
                 link(state, &format!("/t/{}/billing", s(p, "slug"))),
+            )),
+        },
+        Kind::WebhookDisabled => Content {
+            subject: tr.f("mail.webhook_disabled.subject", &[&s(p, "tenant_name")]),
+            paragraphs: vec![
+                tr.f("mail.webhook_disabled.body", &[&s(p, "host")]),
+                tr.t("webhooks.failing.body").to_owned(),
+            ],
+            action: Some((
+                tr.t("mail.webhook_disabled.action").to_owned(),
+                link(
+                    state,
+                    &format!("/t/{}/webhooks/{}", s(p, "slug"), s(p, "endpoint_id")),
+                ),
             )),
         },
     }))

@@ -28,7 +28,7 @@ use crate::{
         jobs::{self, NewJob},
         messages::{self, NewMessage},
     },
-    domain::phone::Phone,
+    domain::{events, phone::Phone},
     gateway::{
         ConnectionState, ConnectionUpdate, InboundEvent, InboundMessage, MediaSource, MessageKind,
         MessageRevision, Revision, StatusUpdate,
@@ -734,6 +734,7 @@ pub async fn apply(
     drop(new);
 
     // 4. What the stored messages cause.
+    let mut received = Vec::new();
     for (r, conversation) in rows.iter().zip(conversation_of) {
         let out = &mut outs[r.delivery];
         if !stored.contains(&r.p.message_id) {
@@ -742,10 +743,24 @@ pub async fn apply(
         }
         out.stored += 1;
         let inbound = after_stored(state, tx, batch, tenant_id, r, conversation).await?;
+        if inbound {
+            received.push((
+                serde_json::json!({
+                    "conversation_id": conversation,
+                    "message_id": r.p.message_id,
+                    "status": "received",
+                }),
+                None,
+            ));
+        }
         if inbound && !out.conversations.contains(&conversation) {
             out.conversations.push(conversation);
         }
     }
+    // Outgoing webhooks: one statement for the whole group (nothing when no endpoint
+    // listens); the workers are woken after the batch's commit.
+    let now = rows.first().map_or_else(|| state.now(), |r| r.now);
+    db::outgoing::emit(tx, tenant_id, events::MESSAGE_RECEIVED, &received, now).await?;
 
     for ((channel, statuses, connection, marks, revisions, now), out) in
         rest.into_iter().zip(&mut outs)

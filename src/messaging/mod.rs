@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod media;
 pub mod send;
 pub mod view;
+pub mod webhook_delivery;
 
 /// Job kinds of this area.
 pub const SEND_MESSAGE: &str = "send_message";

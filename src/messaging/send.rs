@@ -19,6 +19,7 @@ use crate::{
         jobs::{self, Job, NewJob},
         messages::{self, NewMessage},
     },
+    domain::events,
     gateway::SendError,
     live,
     messaging::{SEND_MESSAGE, channel},
@@ -347,6 +348,27 @@ pub async fn retry(
 }
 
 /// The `send_message` job.
+/// `message.sent` / `message.failed` for outgoing webhooks, in the transaction that records it.
+async fn emit_outcome(
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    msg: &messages::Message,
+    event: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<u64> {
+    let status = if event == events::MESSAGE_SENT {
+        "sent"
+    } else {
+        "failed"
+    };
+    let data = json!({
+        "conversation_id": msg.conversation_id,
+        "message_id": msg.id,
+        "status": status,
+    });
+    db::outgoing::emit(tx, tenant_id, event, &[(data, None)], now).await
+}
+
 pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let (Some(tenant_id), Some(message_id)) = (job.tenant_id, job.subject_id) else {
         anyhow::bail!("send_message job without tenant or message");
@@ -471,6 +493,7 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
         Ok(external_id) => {
             messages::set_status(&mut tx, message_id, "sent", Some(&external_id), None, false)
                 .await?;
+            emit_outcome(&mut tx, tenant_id, &msg, events::MESSAGE_SENT, state.now()).await?;
             Ok(())
         }
         Err(SendError::Retryable { reason, .. }) => {
@@ -485,6 +508,14 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                         job.attempts
                     )),
                     true,
+                )
+                .await?;
+                emit_outcome(
+                    &mut tx,
+                    tenant_id,
+                    &msg,
+                    events::MESSAGE_FAILED,
+                    state.now(),
                 )
                 .await?;
                 Ok(())
@@ -505,10 +536,26 @@ pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
                 true,
             )
             .await?;
+            emit_outcome(
+                &mut tx,
+                tenant_id,
+                &msg,
+                events::MESSAGE_FAILED,
+                state.now(),
+            )
+            .await?;
             Ok(())
         }
         Err(SendError::Rejected { reason, .. }) => {
             messages::set_status(&mut tx, message_id, "failed", None, Some(&reason), true).await?;
+            emit_outcome(
+                &mut tx,
+                tenant_id,
+                &msg,
+                events::MESSAGE_FAILED,
+                state.now(),
+            )
+            .await?;
             Ok(())
         }
         Err(SendError::Unknown { reason }) => {

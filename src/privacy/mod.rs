@@ -158,6 +158,22 @@ pub async fn open_request(
         now,
     )
     .await?;
+    let created = json!({
+        "request_id": id,
+        "kind": kind,
+        "legal_basis": legal_basis,
+        "source": source,
+        "status": status,
+        "due_at": due_date(kind, legal_basis, now).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    });
+    db::outgoing::emit(
+        conn,
+        tenant_id,
+        crate::domain::events::DSR_CREATED,
+        &[(created, None)],
+        now,
+    )
+    .await?;
     Ok(id)
 }
 

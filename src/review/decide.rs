@@ -11,6 +11,7 @@ use crate::{
         audit::{self, Actor},
         conversations,
     },
+    domain::events,
     live,
     messaging::send::{self, Author, QueueError, Refusal},
     state::AppState,
@@ -201,6 +202,18 @@ pub async fn approve(
         "draft.approved",
         &d.conversation_id.to_string(),
         json!({ "draft": d.id, "edited": was_edited, "message": message_id }),
+        now,
+    )
+    .await?;
+    let approved = json!({
+        "conversation_id": d.conversation_id, "draft_id": d.id, "message_id": message_id,
+        "edited": was_edited, "auto_sent": false,
+    });
+    db::outgoing::emit(
+        &mut tx,
+        tenant_id,
+        events::DRAFT_APPROVED,
+        &[(approved, None)],
         now,
     )
     .await?;

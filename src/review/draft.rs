@@ -30,7 +30,7 @@ use crate::{
         mcp as db_mcp,
         messages::{self, Message},
     },
-    domain::plans,
+    domain::{events, plans},
     i18n::Lang,
     live,
     mcp::{McpError, Session, registry},
@@ -1166,6 +1166,18 @@ async fn store(
                     now,
                 )
                 .await?;
+                let approved = json!({
+                    "conversation_id": conv.id, "draft_id": draft_id, "message_id": message_id,
+                    "edited": false, "auto_sent": true,
+                });
+                db::outgoing::emit(
+                    &mut tx,
+                    tenant_id,
+                    events::DRAFT_APPROVED,
+                    &[(approved, None)],
+                    now,
+                )
+                .await?;
             }
             Err(e) => {
                 // Can't send (window closed, restricted…): leave it for a person.
@@ -1173,6 +1185,19 @@ async fn store(
             }
         }
     }
+    let created = json!({
+        "conversation_id": conv.id,
+        "draft_id": draft_id,
+        "state": if escalated { "escalated" } else { "pending" },
+    });
+    db::outgoing::emit(
+        &mut tx,
+        tenant_id,
+        events::DRAFT_CREATED,
+        &[(created, None)],
+        now,
+    )
+    .await?;
     tx.commit().await?;
     live::publish(state, tenant_id, &live::Event::Review).await;
     live::publish(state, tenant_id, &live::Event::Conversation { id: conv.id }).await;

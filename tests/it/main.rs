@@ -21,6 +21,7 @@ mod mail;
 mod mcp;
 mod messaging;
 mod metrics;
+mod outgoing_webhooks;
 mod overload;
 mod privacy;
 mod public_pages;

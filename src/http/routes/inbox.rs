@@ -823,6 +823,18 @@ async fn assign(
         state.now(),
     )
     .await?;
+    let assigned = json!({ "conversation_id": id, "assigned_to": user });
+    let queued = db::outgoing::emit(
+        &mut tx,
+        tenant,
+        crate::domain::events::CONVERSATION_ASSIGNED,
+        &[(assigned, None)],
+        state.now(),
+    )
+    .await?;
+    if queued > 0 {
+        db::jobs::notify_workers(&mut tx).await?;
+    }
     tx.commit().await?;
     Ok(conversation_updated(&t.tenant.slug, id))
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod inbox;
 pub mod integrations;
 pub mod members;
+pub mod outgoing_webhooks;
 pub mod portal;
 pub mod privacy;
 pub mod public;
