@@ -10,6 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod accounts;
 pub mod ai;
+pub mod api;
 pub mod auth;
 pub mod billing;
 pub mod clock;

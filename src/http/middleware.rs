@@ -239,7 +239,9 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
             .is_ok_and(|s| s.contains(&format!("{FLASH_COOKIE}=")))
     });
     let is_get = req.method() == axum::http::Method::GET;
-    let machine = path.starts_with("/webhooks/") || path == "/readyz" || path == "/healthz";
+    // The tenant API answers every error as RFC 9457 problem+json (`api::problem`).
+    let api = path.starts_with("/api/");
+    let machine = api || path.starts_with("/webhooks/") || path == "/readyz" || path == "/healthz";
     let resp = next.run(req).await;
 
     let status = resp.status();
@@ -263,8 +265,12 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
     let info = match resp.extensions().get::<ErrorInfo>() {
         Some(info) => info.clone(),
         None if status.is_client_error() || status.is_server_error() => {
-            if has_body_of_our_own(resp.headers()) {
+            if has_body_of_our_own(resp.headers()) && !api {
                 return resp;
+            }
+            if api && status.is_client_error() {
+                // The framework refused it (no such route, wrong method, a bad path id).
+                tracing::warn!(status = status.as_u16(), "api request refused");
             }
             ErrorInfo::for_status(status)
         }
@@ -272,7 +278,21 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
     };
     let (mut parts, _) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let body = if machine {
+    let body = if api {
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::api::problem::CONTENT_TYPE),
+        );
+        Body::from(
+            crate::api::problem::document(
+                crate::i18n::Tr(lang),
+                info.status,
+                info.message_key,
+                &request_id,
+            )
+            .to_string(),
+        )
+    } else if machine {
         parts.headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

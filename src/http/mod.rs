@@ -50,6 +50,7 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::privacy::router())
         .merge(routes::billing::router())
         .merge(routes::integrations::router())
+        .merge(routes::api_tokens::router())
         .merge(extra)
         .merge(assets::router())
         // HTML, CSS and JS compress well; webhooks and the live stream are outside this router.
@@ -72,6 +73,9 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(from_fn_with_state(state.clone(), session::load_session))
         // Webhooks (gateways, Stripe) are authenticated by their secret or signature: they
         // have no session or CSRF token, and the busiest route skips that work.
+        // The tenant API is authenticated by its bearer tokens (no cookies, so no CSRF);
+        // it brings its own body limit, timeout and panic handler (`api::router`).
+        .merge(crate::api::router(&state))
         .merge(
             webhooks::router()
                 .merge(routes::billing::webhook_router())

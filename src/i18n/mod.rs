@@ -84,11 +84,7 @@ impl Lang {
 
 fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
     static TABLE: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        all_messages()
-            .map(|(k, en, pt)| (*k, (*en, *pt)))
-            .collect()
-    })
+    TABLE.get_or_init(|| all_messages().map(|(k, en, pt)| (*k, (*en, *pt))).collect())
 }
 
 /// The translator handed to every template.

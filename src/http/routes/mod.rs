@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod ai_settings;
+pub mod api_tokens;
 pub mod auth;
 pub mod billing;
 pub mod channels;
