@@ -10,7 +10,11 @@
 //! - `openapi` — the OpenAPI 3.1 document generated from the handlers (utoipa) and the
 //!   docs page that lists it.
 //!
-//! The router is merged outside the session and CSRF layers (`http::build_app_with`).
+//! - `portal` — the admins' API page (tokens) and the public docs page.
+//!
+//! [`router`] is merged outside the session and CSRF layers, [`portal::router`] inside
+//! them (`crate::build_app` → `http::build_app_with`). Nothing in `http` depends on this
+//! module, so it stays out of the module cycle.
 
 pub mod auth;
 pub mod contacts;
@@ -18,6 +22,7 @@ pub mod conversations;
 pub mod drafts;
 pub mod knowledge;
 pub mod openapi;
+pub mod portal;
 pub mod problem;
 pub mod scopes;
 pub mod tokens;

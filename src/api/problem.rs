@@ -13,7 +13,7 @@ use axum::{
 
 use crate::error::{AppError, ErrorInfo};
 
-pub const CONTENT_TYPE: &str = "application/problem+json";
+pub use crate::http::middleware::PROBLEM_JSON as CONTENT_TYPE;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -117,26 +117,3 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
-
-/// The problem document for a status and a detail key, in `tr`'s language.
-pub fn document(
-    tr: crate::i18n::Tr,
-    status: StatusCode,
-    key: &str,
-    request_id: &str,
-) -> serde_json::Value {
-    let code = key.rsplit('.').next().unwrap_or("error");
-    let title_key = format!("api.status.{}", status.as_u16());
-    let title = if crate::i18n::Tr::has(&title_key) {
-        tr.t(&title_key).to_owned()
-    } else {
-        status.canonical_reason().unwrap_or("Error").to_owned()
-    };
-    serde_json::json!({
-        "type": format!("urn:sigmaai:problem:{code}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": if crate::i18n::Tr::has(key) { tr.t(key) } else { title.as_str() },
-        "request_id": request_id,
-    })
-}

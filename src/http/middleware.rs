@@ -279,12 +279,11 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
     let (mut parts, _) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = if api {
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(crate::api::problem::CONTENT_TYPE),
-        );
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         Body::from(
-            crate::api::problem::document(
+            problem_document(
                 crate::i18n::Tr(lang),
                 info.status,
                 info.message_key,
@@ -324,6 +323,39 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
         }
     };
     Response::from_parts(parts, body)
+}
+
+/// The media type of RFC 9457 problem details (the tenant API's errors).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The problem document for a status and a detail key, in `tr`'s language: `type` names
+/// the problem (`urn:sigmaai:problem:<last part of the key>`), `title` the status.
+pub fn problem_document(
+    tr: crate::i18n::Tr,
+    status: StatusCode,
+    key: &str,
+    request_id: &str,
+) -> serde_json::Value {
+    use crate::i18n::Tr;
+    let code = key.rsplit('.').next().unwrap_or("error");
+    let title_key = format!("api.status.{}", status.as_u16());
+    let title = if Tr::has(&title_key) {
+        tr.t(&title_key).to_owned()
+    } else {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    };
+    let detail = if Tr::has(key) {
+        tr.t(key).to_owned()
+    } else {
+        title.clone()
+    };
+    serde_json::json!({
+        "type": format!("urn:sigmaai:problem:{code}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "request_id": request_id,
+    })
 }
 
 /// HTML or JSON a handler produced deliberately (a form re-rendered with a 422, say).

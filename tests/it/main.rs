@@ -12,6 +12,7 @@ mod harness;
 mod knowledge;
 
 mod accounts;
+mod api;
 mod attacks;
 mod audit;
 mod crypto;

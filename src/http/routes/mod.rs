@@ -2,7 +2,6 @@
 
 pub mod account;
 pub mod ai_settings;
-pub mod api_tokens;
 pub mod auth;
 pub mod billing;
 pub mod channels;
