@@ -64,7 +64,7 @@ async fn load(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<ContactOut>
 }
 
 /// Read a contact.
-#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts",
+#[utoipa::path(get, path = "/api/v1/contacts/{id}", operation_id = "get_contact", tag = "contacts",
     params(("id" = Uuid, Path, description = "Contact id")),
     responses(
         (status = 200, body = ContactOut),
@@ -95,7 +95,7 @@ pub struct ContactPatch {
 }
 
 /// Update a contact's profile.
-#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts",
+#[utoipa::path(patch, path = "/api/v1/contacts/{id}", operation_id = "update_contact", tag = "contacts",
     params(("id" = Uuid, Path, description = "Contact id")),
     request_body = ContactPatch,
     responses(

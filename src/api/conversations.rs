@@ -87,7 +87,7 @@ pub struct ConversationList {
 }
 
 /// List conversations, newest first.
-#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations",
+#[utoipa::path(get, path = "/api/v1/conversations", operation_id = "list_conversations", tag = "conversations",
     params(ListQuery),
     responses(
         (status = 200, body = ConversationList),
@@ -213,7 +213,7 @@ pub struct ThreadQuery {
 const THREAD_PAGE: i64 = 100;
 
 /// Read one conversation with its latest messages (recorded as access to the contact's data).
-#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations",
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", operation_id = "get_conversation", tag = "conversations",
     params(("id" = Uuid, Path, description = "Conversation id"), ThreadQuery),
     responses(
         (status = 200, body = ConversationOut),
@@ -313,7 +313,7 @@ pub struct SendResponse {
 
 /// Queue a message. With an `Idempotency-Key`, a repeated request returns the first
 /// response and sends nothing more.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", operation_id = "send_message", tag = "conversations",
     params(("id" = Uuid, Path, description = "Conversation id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Up to 200 characters; a replay returns the first response")),
     request_body = SendRequest,

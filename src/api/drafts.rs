@@ -58,7 +58,7 @@ pub struct DraftList {
 }
 
 /// Drafts waiting for review: emergencies first, then oldest first.
-#[utoipa::path(get, path = "/api/v1/drafts", tag = "drafts",
+#[utoipa::path(get, path = "/api/v1/drafts", operation_id = "list_drafts", tag = "drafts",
     params(DraftQuery),
     responses(
         (status = 200, body = DraftList),
@@ -151,7 +151,7 @@ fn decide_error(e: DecideError) -> ApiError {
 }
 
 /// Approve a draft, optionally with edited text; its reply is queued.
-#[utoipa::path(post, path = "/api/v1/drafts/{id}/approve", tag = "drafts",
+#[utoipa::path(post, path = "/api/v1/drafts/{id}/approve", operation_id = "approve_draft", tag = "drafts",
     params(("id" = Uuid, Path, description = "Draft id")),
     request_body(content = ApproveRequest, description = "Optional: `{}` approves the AI's text"),
     responses(
@@ -186,7 +186,7 @@ pub async fn approve(
 }
 
 /// Reject a draft; the conversation is left to a person.
-#[utoipa::path(post, path = "/api/v1/drafts/{id}/reject", tag = "drafts",
+#[utoipa::path(post, path = "/api/v1/drafts/{id}/reject", operation_id = "reject_draft", tag = "drafts",
     params(("id" = Uuid, Path, description = "Draft id")),
     request_body = RejectRequest,
     responses(

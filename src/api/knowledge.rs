@@ -94,7 +94,7 @@ async fn entries(state: &AppState, tenant: Uuid) -> ApiResult<Vec<KnowledgeEntry
 }
 
 /// All knowledge entries, oldest first.
-#[utoipa::path(get, path = "/api/v1/knowledge", tag = "knowledge",
+#[utoipa::path(get, path = "/api/v1/knowledge", operation_id = "list_knowledge", tag = "knowledge",
     responses(
         (status = 200, body = EntryList),
         (status = 401, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
@@ -112,7 +112,7 @@ pub async fn list(State(state): State<AppState>, api: ApiCtx) -> ApiResult<Json<
 }
 
 /// Add an entry.
-#[utoipa::path(post, path = "/api/v1/knowledge", tag = "knowledge",
+#[utoipa::path(post, path = "/api/v1/knowledge", operation_id = "create_knowledge", tag = "knowledge",
     request_body = EntryIn,
     responses(
         (status = 201, body = EntryOut),
@@ -146,7 +146,7 @@ pub async fn create(
 }
 
 /// Read an entry.
-#[utoipa::path(get, path = "/api/v1/knowledge/{id}", tag = "knowledge",
+#[utoipa::path(get, path = "/api/v1/knowledge/{id}", operation_id = "get_knowledge", tag = "knowledge",
     params(("id" = Uuid, Path, description = "Entry id")),
     responses(
         (status = 200, body = EntryOut),
@@ -170,7 +170,7 @@ pub async fn show(
 }
 
 /// Replace an entry.
-#[utoipa::path(put, path = "/api/v1/knowledge/{id}", tag = "knowledge",
+#[utoipa::path(put, path = "/api/v1/knowledge/{id}", operation_id = "replace_knowledge", tag = "knowledge",
     params(("id" = Uuid, Path, description = "Entry id")),
     request_body = EntryIn,
     responses(
@@ -209,7 +209,7 @@ pub async fn update(
 }
 
 /// Delete an entry.
-#[utoipa::path(delete, path = "/api/v1/knowledge/{id}", tag = "knowledge",
+#[utoipa::path(delete, path = "/api/v1/knowledge/{id}", operation_id = "delete_knowledge", tag = "knowledge",
     params(("id" = Uuid, Path, description = "Entry id")),
     responses(
         (status = 204, description = "Deleted"),

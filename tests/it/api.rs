@@ -303,8 +303,16 @@ async fn scopes_tenants_revocation_and_expiry_are_enforced_on_every_call() {
     w.t.clock.advance(Duration::days(7) + Duration::seconds(1));
     get(w, "/api/v1/knowledge", &week).await.assert_problem(401);
     assert_eq!(get(w, "/api/v1/knowledge", &other).await.status, 200);
+    // (A week idle ended the owner's portal session too.)
+    w.owner
+        .log_in("owner@a.test", crate::client::PASSWORD)
+        .await;
     let page = w.owner.get("/t/clinic-a/api").await;
-    assert!(page.body.contains("data-state=\"expired\""));
+    assert!(
+        page.body.contains("data-state=\"expired\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("data-state=\"revoked\""));
     assert_eq!(crate::harness::errors_logged(), 0);
 }
