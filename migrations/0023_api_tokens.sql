@@ -56,3 +56,8 @@ CREATE FUNCTION api_token_tenant(token_id uuid) RETURNS uuid
     AS $$ SELECT tenant_id FROM api_tokens WHERE id = token_id $$;
 REVOKE ALL ON FUNCTION api_token_tenant(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_token_tenant(uuid) TO sigmaai_app;
+
+-- A data-subject request opened through the API says so.
+ALTER TABLE dsr_requests DROP CONSTRAINT dsr_requests_source_check;
+ALTER TABLE dsr_requests ADD CONSTRAINT dsr_requests_source_check
+    CHECK (source IN ('staff', 'keyword', 'api'));

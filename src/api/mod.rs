@@ -5,7 +5,7 @@
 //! - `auth` — the route middleware: bearer token → [`auth::ApiCtx`], rate limit per token,
 //!   one audit entry per call.
 //! - `problem` — errors as RFC 9457 problem details.
-//! - one file per resource (`conversations`, `contacts`, `drafts`, `knowledge`), calling
+//! - one file per resource (`conversations`, `contacts`, `drafts`, `knowledge`, `privacy`), calling
 //!   the same services the portal does, always inside `db::begin_tenant` (RLS).
 //! - `openapi` — the OpenAPI 3.1 document generated from the handlers (utoipa) and the
 //!   docs page that lists it.
@@ -23,6 +23,7 @@ pub mod drafts;
 pub mod knowledge;
 pub mod openapi;
 pub mod portal;
+pub mod privacy;
 pub mod problem;
 pub mod scopes;
 pub mod tokens;
@@ -70,6 +71,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
                 .put(knowledge::update)
                 .delete(knowledge::delete),
         )
+        .route("/api/v1/privacy/requests", post(privacy::open))
+        .route("/api/v1/privacy/requests/{id}", get(privacy::show))
+        .route("/api/v1/privacy/requests/{id}/export", get(privacy::export))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .merge(authed)

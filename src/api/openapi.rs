@@ -15,7 +15,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::api::{contacts, conversations, drafts, knowledge};
+use crate::api::{contacts, conversations, drafts, knowledge, privacy};
 
 /// An RFC 9457 problem document (`application/problem+json`).
 #[derive(Serialize, ToSchema)]
@@ -59,6 +59,7 @@ impl Modify for BearerAuth {
         contacts::show, contacts::update,
         drafts::list, drafts::approve, drafts::reject,
         knowledge::list, knowledge::create, knowledge::show, knowledge::update, knowledge::delete,
+        privacy::open, privacy::show, privacy::export,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -67,6 +68,7 @@ impl Modify for BearerAuth {
         (name = "contacts", description = "End users' profiles"),
         (name = "drafts", description = "AI replies waiting for review"),
         (name = "knowledge", description = "What the AI answers from"),
+        (name = "privacy", description = "Data-subject requests (GDPR, LGPD)"),
     )
 )]
 pub struct ApiDoc;

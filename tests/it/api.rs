@@ -842,3 +842,120 @@ async fn the_openapi_document_validates_and_covers_every_api_route() {
         assert!(s.value().attr("src").unwrap().starts_with("/static/"));
     }
 }
+
+#[tokio::test]
+async fn data_subject_requests_are_opened_followed_and_exported() {
+    let gw = Gw::evolution().await;
+    let w = &gw.w;
+    let conv = one_inbound(&gw, "Quero uma cópia dos meus dados").await;
+    let token = make_token(
+        &w.owner,
+        "clinic-a",
+        "dpo-tool",
+        &["privacy:manage", "conversations:read"],
+        "30",
+    )
+    .await;
+    let c = get(w, &format!("/api/v1/conversations/{conv}"), &token).await;
+    let contact = c.body["contact"]["id"].as_str().unwrap().to_owned();
+    let body = json!({ "contact_id": contact, "kind": "access", "legal_basis": "lgpd" });
+    let reader = make_token(
+        &w.owner,
+        "clinic-a",
+        "reader",
+        &["conversations:read"],
+        "30",
+    )
+    .await;
+    call(
+        w,
+        Method::POST,
+        "/api/v1/privacy/requests",
+        Some(&reader),
+        Some(body.clone()),
+        &[],
+    )
+    .await
+    .assert_problem(403);
+    let r = call(
+        w,
+        Method::POST,
+        "/api/v1/privacy/requests",
+        Some(&token),
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["status"], "received");
+    assert_eq!(r.body["source"], "api");
+    // LGPD: 15 days.
+    let due = time::OffsetDateTime::parse(
+        r.body["due_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(due, w.t.clock.now() + Duration::days(15));
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let r = get(w, &format!("/api/v1/privacy/requests/{id}"), &token).await;
+    assert_eq!(r.body["kind"], "access", "{}", r.body);
+    // The portal lists it too.
+    let page = w.owner.get("/t/clinic-a/privacy").await;
+    assert!(page.body.contains(&id));
+    let r = get(w, &format!("/api/v1/privacy/requests/{id}/export"), &token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.header("content-disposition")
+            .is_some_and(|v| v.starts_with("attachment"))
+    );
+    assert!(
+        r.body
+            .to_string()
+            .contains("Quero uma cópia dos meus dados"),
+        "{}",
+        r.body
+    );
+    let exported: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'dsr.exported' AND actor_label = 'api token \"dpo-tool\"'",
+    )
+    .fetch_one(&w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(exported, 1);
+    // Bad input, unknown contact, other tenant.
+    call(
+        w,
+        Method::POST,
+        "/api/v1/privacy/requests",
+        Some(&token),
+        Some(json!({ "contact_id": contact, "kind": "everything", "legal_basis": "lgpd" })),
+        &[],
+    )
+    .await
+    .assert_problem(422);
+    call(
+        w,
+        Method::POST,
+        "/api/v1/privacy/requests",
+        Some(&token),
+        Some(
+            json!({ "contact_id": uuid::Uuid::new_v4(), "kind": "access", "legal_basis": "gdpr" }),
+        ),
+        &[],
+    )
+    .await
+    .assert_problem(404);
+    let b = tenant_b(w).await;
+    let b_token = make_token(&b, "clinic-b", "b-dpo", &["privacy:manage"], "30").await;
+    get(w, &format!("/api/v1/privacy/requests/{id}"), &b_token)
+        .await
+        .assert_problem(404);
+    get(
+        w,
+        &format!("/api/v1/privacy/requests/{id}/export"),
+        &b_token,
+    )
+    .await
+    .assert_problem(404);
+    assert_eq!(crate::harness::errors_logged(), 0);
+}
