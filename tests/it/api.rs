@@ -427,10 +427,10 @@ async fn errors_are_problem_details_and_every_call_is_audited_with_the_token_nam
     )
     .await
     .assert_problem(400);
-    get(&w, "/api/v1/knowledge/not-a-uuid", &token)
+    get(w, "/api/v1/knowledge/not-a-uuid", &token)
         .await
         .assert_problem(400);
-    get(&w, "/api/v1/nothing-here", &token)
+    get(w, "/api/v1/nothing-here", &token)
         .await
         .assert_problem(404);
     call(w, Method::DELETE, "/api/v1/drafts", Some(&token), None, &[])
