@@ -181,6 +181,13 @@ ensure_smtp() {
   export SIGMAAI_TEST_MAILDIR="$dir/maildir"
 }
 
+# ensure_openapi_validator: the reference OpenAPI validator (openapi-spec-validator, from
+# PyPI) in the shared venv, for the API spec test; exports SIGMAAI_TEST_OPENAPI_VALIDATOR.
+ensure_openapi_validator() {
+  ensure_venv openapi-spec-validator
+  export SIGMAAI_TEST_OPENAPI_VALIDATOR="$VENV/bin/openapi-spec-validator"
+}
+
 # ensure_s3 NAME PORT: a local S3-compatible server (moto in server mode, from PyPI) for the
 # object-store tests; exports SIGMAAI_TEST_S3_URL. Its data lives in memory: each run's
 # tests make their own buckets.

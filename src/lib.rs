@@ -10,6 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod accounts;
 pub mod ai;
+pub mod api;
 pub mod auth;
 pub mod billing;
 pub mod clock;
@@ -42,7 +43,20 @@ use std::sync::Arc;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
-pub use http::build_app;
+/// The whole application: the portal, webhooks and the tenant API.
+pub fn build_app(state: state::AppState) -> axum::Router {
+    build_app_with(state, axum::Router::new())
+}
+
+/// The application with extra page routes under the same middleware (tests use it to force
+/// errors).
+pub fn build_app_with(
+    state: state::AppState,
+    extra: axum::Router<state::AppState>,
+) -> axum::Router {
+    let api = api::router(&state);
+    http::build_app_with(state, api::portal::router().merge(extra), api)
+}
 
 use crate::{
     clock::{SharedClock, SystemClock},

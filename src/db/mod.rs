@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod ai;
+pub mod api_tokens;
 pub mod audit;
 pub mod billing;
 pub mod canned;

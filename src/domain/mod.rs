@@ -4,6 +4,7 @@ pub mod account;
 pub mod events;
 pub mod knowledge;
 pub mod knowledge_import;
+pub mod labels;
 pub mod phone;
 pub mod plans;
 pub mod policy;

@@ -239,7 +239,9 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
             .is_ok_and(|s| s.contains(&format!("{FLASH_COOKIE}=")))
     });
     let is_get = req.method() == axum::http::Method::GET;
-    let machine = path.starts_with("/webhooks/") || path == "/readyz" || path == "/healthz";
+    // The tenant API answers every error as RFC 9457 problem+json (`api::problem`).
+    let api = path.starts_with("/api/");
+    let machine = api || path.starts_with("/webhooks/") || path == "/readyz" || path == "/healthz";
     let resp = next.run(req).await;
 
     let status = resp.status();
@@ -263,8 +265,12 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
     let info = match resp.extensions().get::<ErrorInfo>() {
         Some(info) => info.clone(),
         None if status.is_client_error() || status.is_server_error() => {
-            if has_body_of_our_own(resp.headers()) {
+            if has_body_of_our_own(resp.headers()) && !api {
                 return resp;
+            }
+            if api && status.is_client_error() {
+                // The framework refused it (no such route, wrong method, a bad path id).
+                tracing::warn!(status = status.as_u16(), "api request refused");
             }
             ErrorInfo::for_status(status)
         }
@@ -272,7 +278,20 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
     };
     let (mut parts, _) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let body = if machine {
+    let body = if api {
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        Body::from(
+            problem_document(
+                crate::i18n::Tr(lang),
+                info.status,
+                info.message_key,
+                &request_id,
+            )
+            .to_string(),
+        )
+    } else if machine {
         parts.headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -304,6 +323,39 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
         }
     };
     Response::from_parts(parts, body)
+}
+
+/// The media type of RFC 9457 problem details (the tenant API's errors).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The problem document for a status and a detail key, in `tr`'s language: `type` names
+/// the problem (`urn:sigmaai:problem:<last part of the key>`), `title` the status.
+pub fn problem_document(
+    tr: crate::i18n::Tr,
+    status: StatusCode,
+    key: &str,
+    request_id: &str,
+) -> serde_json::Value {
+    use crate::i18n::Tr;
+    let code = key.rsplit('.').next().unwrap_or("error");
+    let title_key = format!("api.status.{}", status.as_u16());
+    let title = if Tr::has(&title_key) {
+        tr.t(&title_key).to_owned()
+    } else {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    };
+    let detail = if Tr::has(key) {
+        tr.t(key).to_owned()
+    } else {
+        title.clone()
+    };
+    serde_json::json!({
+        "type": format!("urn:sigmaai:problem:{code}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "request_id": request_id,
+    })
 }
 
 /// HTML or JSON a handler produced deliberately (a form re-rendered with a 422, say).

@@ -25,13 +25,16 @@ use crate::state::AppState;
 /// Forms and ordinary requests; webhook routes set their own, larger limits.
 pub const FORM_BODY_LIMIT: usize = 64 * 1024;
 
-/// The whole application.
-pub fn build_app(state: AppState) -> Router {
-    build_app_with(state, Router::new())
-}
-
-/// The application with extra routes under the same middleware (tests use it to force errors).
-pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
+/// The application: `pages` go under the session, CSRF and timeout layers like every portal
+/// page; `machine` routes are authenticated by their own credentials (the tenant API's
+/// bearer tokens) and are merged outside the session and CSRF layers, inside the request
+/// id, tracing, security headers and error rendering. `crate::build_app` passes the tenant
+/// API's routers (`crate::api`), which this module does not depend on.
+pub fn build_app_with(
+    state: AppState,
+    pages: Router<AppState>,
+    machine: Router<AppState>,
+) -> Router {
     let limits = state.config.limits.clone();
     // Everything but the live-update stream answers within the request timeout.
     let timed = Router::new()
@@ -51,7 +54,7 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(routes::billing::router())
         .merge(routes::integrations::router())
         .merge(routes::outgoing_webhooks::router())
-        .merge(extra)
+        .merge(pages)
         .merge(assets::router())
         // HTML, CSS and JS compress well; webhooks and the live stream are outside this router.
         .layer(CompressionLayer::new())
@@ -73,6 +76,9 @@ pub fn build_app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(from_fn_with_state(state.clone(), session::load_session))
         // Webhooks (gateways, Stripe) are authenticated by their secret or signature: they
         // have no session or CSRF token, and the busiest route skips that work.
+        // The tenant API is authenticated by its bearer tokens (no cookies, so no CSRF);
+        // it brings its own body limit, timeout and panic handler (`api::router`).
+        .merge(machine)
         .merge(
             webhooks::router()
                 .merge(routes::billing::webhook_router())

@@ -8,7 +8,7 @@
 //!   connection waits for its next request, so it is also the keep-alive idle timeout;
 //! - **connection cap**: at most `max_connections` open at once; past it we stop accepting
 //!   and the kernel's backlog holds the rest until a slot frees (which the timeouts bound);
-//! - body-read and whole-request timeouts are tower-http layers (see [`super::build_app`]).
+//! - body-read and whole-request timeouts are tower-http layers (see `crate::build_app`).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -183,6 +183,20 @@ pub async fn assign_on_open(
             state.now(),
         )
         .await?;
+        // Subscribed systems hear of it as of any assignment (outgoing webhooks).
+        let assigned = json!({ "conversation_id": conversation, "assigned_to": user });
+        if db::outgoing::emit(
+            conn,
+            tenant,
+            crate::domain::events::CONVERSATION_ASSIGNED,
+            &[(assigned, None)],
+            state.now(),
+        )
+        .await?
+            > 0
+        {
+            db::jobs::notify_workers(conn).await?;
+        }
     }
     Ok(taken)
 }

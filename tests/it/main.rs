@@ -14,6 +14,7 @@ mod knowledge;
 
 mod accessibility;
 mod accounts;
+mod api;
 mod attacks;
 mod audit;
 mod crypto;

@@ -242,7 +242,7 @@ async fn a_500_shows_only_a_request_id() {
                 "unreachable"
             }),
         );
-    let app = sigmaai::http::build_app_with(t.state.clone(), extra);
+    let app = sigmaai::build_app_with(t.state.clone(), extra);
     for path in ["/boom", "/panic"] {
         let resp = tower::ServiceExt::oneshot(
             app.clone(),

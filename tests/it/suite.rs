@@ -84,8 +84,17 @@ async fn sigmaai_all_on_a_busy_port_exits_at_once_with_the_bind_error() {
     drop(taken);
 }
 
-/// Every `.route("…", get(..).post(..))` in `src/http`: (METHOD, pattern).
-fn routes_in_source() -> Vec<(String, String)> {
+/// Every `.route("…", get(..).post(..))` in `src/http` and `src/api`: (METHOD, pattern).
+pub fn routes_in_source() -> Vec<(String, String)> {
+    let mut all = routes_under("src/http");
+    all.extend(routes_under("src/api"));
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The routes declared in the `.rs` files under `dir` (relative to the crate).
+pub fn routes_under(dir: &str) -> Vec<(String, String)> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();
@@ -98,7 +107,7 @@ fn routes_in_source() -> Vec<(String, String)> {
     }
     let mut files = Vec::new();
     walk(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"),
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir),
         &mut files,
     );
     let mut routes = Vec::new();
