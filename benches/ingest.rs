@@ -567,7 +567,7 @@ async fn approve(
                         .chars()
                         .take_while(char::is_ascii_digit)
                         .collect();
-                    arrived.lock().unwrap().insert(number, Instant::now());
+                    arrived.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(number, Instant::now());
                     (
                         axum::http::StatusCode::CREATED,
                         axum::Json(json!({ "key": { "id": format!("OUT-{}", uuid::Uuid::new_v4().simple()) } })),
@@ -692,7 +692,11 @@ async fn approve(
             .await
             .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;
         let arrived_at = loop {
-            if let Some(at) = arrived.lock().unwrap().get(phone.as_str()) {
+            if let Some(at) = arrived
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(phone.as_str())
+            {
                 break Some(*at);
             }
             if t.elapsed().as_secs() > 10 {

@@ -152,7 +152,7 @@ pub async fn others_on(
     conversations: &[Uuid],
     me: Uuid,
 ) -> sqlx::Result<Vec<(Uuid, Here)>> {
-    Ok(dbp::others(conn, conversations, me, since(state.now())).await?)
+    dbp::others(conn, conversations, me, since(state.now())).await
 }
 
 /// Opening an unassigned, open conversation assigns it to the reviewer who opened it, when
