@@ -2814,6 +2814,31 @@ pub static MESSAGES: &[(&str, &str, &str)] = &[
         "Give the token, or the header name and value.",
         "Informe o token, ou o nome e o valor do cabeçalho.",
     ),
+    (
+        "mcp.error.timeout",
+        "The server did not answer in time.",
+        "O servidor não respondeu a tempo.",
+    ),
+    (
+        "mcp.error.tool",
+        "The tool reported an error (its answer is shown above).",
+        "A ferramenta informou um erro (a resposta dela aparece acima).",
+    ),
+    (
+        "mcp.error.disabled",
+        "The server or the tool was switched off before the call ran.",
+        "O servidor ou a ferramenta foi desativado antes de a chamada ser feita.",
+    ),
+    (
+        "mcp.error.refused",
+        "The server's address is not allowed (a private network, a port or a name we refuse).",
+        "O endereço do servidor não é permitido (rede privada, porta ou nome recusado).",
+    ),
+    (
+        "mcp.error.failed",
+        "The server could not be reached or answered in a way we could not read:",
+        "Não foi possível falar com o servidor, ou a resposta dele não pôde ser lida:",
+    ),
     ("mcp.call_state.ok", "looked up", "consultado"),
     ("mcp.call_state.error", "failed", "falhou"),
     ("mcp.call_state.timeout", "timed out", "tempo esgotado"),

@@ -85,13 +85,49 @@ impl McpError {
         }
     }
 
-    /// A short description for the health column and the reviewer.
+    /// A short English description, stored on the call and the server's health column (logs
+    /// read it as it is; staff read it through [`ErrorText::of`], in their language).
     pub fn describe(&self) -> String {
         match self {
-            McpError::Guard(g) => format!("destination refused: {g}"),
-            McpError::Timeout => "timed out".into(),
+            McpError::Guard(g) => format!("{REFUSED_PREFIX}{g}"),
+            McpError::Timeout => TIMED_OUT.into(),
             McpError::Failed(s) => s.clone(),
-            McpError::Tool(_) => "the tool reported an error".into(),
+            McpError::Tool(_) => TOOL_ERROR.into(),
+        }
+    }
+}
+
+const TIMED_OUT: &str = "timed out";
+const TOOL_ERROR: &str = "the tool reported an error";
+const REFUSED_PREFIX: &str = "destination refused: ";
+/// A write call whose server or tool was switched off between approval and running.
+pub const NO_LONGER_ENABLED: &str = "the server or tool is no longer enabled";
+
+/// A stored MCP error as staff read it: a message key (their language) and, for a transport
+/// failure we have no words for, the technical detail as recorded (shown as code, untranslated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorText {
+    pub key: &'static str,
+    pub detail: String,
+}
+
+impl ErrorText {
+    pub fn of(stored: &str) -> ErrorText {
+        let key = match stored {
+            TIMED_OUT => "mcp.error.timeout",
+            TOOL_ERROR => "mcp.error.tool",
+            NO_LONGER_ENABLED => "mcp.error.disabled",
+            s if s.starts_with(REFUSED_PREFIX) => "mcp.error.refused",
+            _ => {
+                return ErrorText {
+                    key: "mcp.error.failed",
+                    detail: stored.to_owned(),
+                };
+            }
+        };
+        ErrorText {
+            key,
+            detail: String::new(),
         }
     }
 }
@@ -238,8 +274,43 @@ pub const MAX_RESULT_CHARS: usize = 16 * 1024;
 fn failed(last: &std::sync::Mutex<Option<String>>, default: &str) -> McpError {
     let d = last.lock().ok().and_then(|l| l.clone());
     match d.as_deref() {
-        Some("timed out") => McpError::Timeout,
+        Some(TIMED_OUT) => McpError::Timeout,
         Some(d) => McpError::Failed(d.to_owned()),
         None => McpError::Failed(default.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each error we store reads as its own message (the table has both languages); a transport failure
+    /// keeps its detail, and nothing else shows the stored English.
+    #[test]
+    fn every_stored_error_has_words_for_staff() {
+        let cases = [
+            (McpError::Timeout, "mcp.error.timeout", ""),
+            (McpError::Tool("busy".into()), "mcp.error.tool", ""),
+            (McpError::Guard(GuardError::Port), "mcp.error.refused", ""),
+            (
+                McpError::Failed(NO_LONGER_ENABLED.into()),
+                "mcp.error.disabled",
+                "",
+            ),
+            (
+                McpError::Failed("connection failed".into()),
+                "mcp.error.failed",
+                "connection failed",
+            ),
+        ];
+        for (error, key, detail) in cases {
+            let shown = ErrorText::of(&error.describe());
+            assert_eq!(
+                (shown.key, shown.detail.as_str()),
+                (key, detail),
+                "{error:?}"
+            );
+            assert!(crate::i18n::Tr::has(key), "{key}");
+        }
     }
 }

@@ -327,7 +327,7 @@ pub async fn run_call(state: &AppState, job: &Job) -> anyhow::Result<()> {
             Err(e) => Err(e),
         },
         _ => Err(McpError::Failed(
-            "the server or tool is no longer enabled".into(),
+            crate::mcp::client::NO_LONGER_ENABLED.into(),
         )),
     };
     let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;

@@ -475,7 +475,8 @@ pub struct CallView {
     pub state: String,
     pub arguments: String,
     pub result: String,
-    pub error: String,
+    /// Why the call failed, in the reviewer's language (see `ErrorText`).
+    pub error: Option<crate::mcp::client::ErrorText>,
     pub latency_ms: i32,
 }
 
@@ -511,7 +512,7 @@ pub async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> 
         state: c.state.clone(),
         arguments,
         result: open("result", c.result_sealed.clone()).await,
-        error: c.error.clone().unwrap_or_default(),
+        error: c.error.as_deref().map(crate::mcp::client::ErrorText::of),
         latency_ms: c.latency_ms,
     }
 }

@@ -854,7 +854,7 @@ async fn tool_loop(
                         Err(McpError::Tool(text)) => (
                             "error",
                             Some(text.clone()),
-                            Some("the tool reported an error".to_owned()),
+                            Some(McpError::Tool(String::new()).describe()),
                             format!("Error from the tool: {text}"),
                         ),
                         Err(e) => (

@@ -770,8 +770,21 @@ async fn a_slow_server_fails_the_call_cleanly_and_the_draft_is_still_produced() 
         .await
         .unwrap();
     assert_eq!(state, "pending", "the draft is produced without the tool");
+    // The reviewer reads why, in their language: the stored English is for logs.
     let review = gw.w.owner.get("/t/clinic-a/review").await;
-    assert!(review.body.contains("timed out"));
+    let tool_error = scraper::Selector::parse(".tool-call .tool-error").unwrap();
+    let said = |body: &str| {
+        scraper::Html::parse_document(body)
+            .select(&tool_error)
+            .map(|e| e.text().collect::<String>())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(said(&review.body), ["The server did not answer in time."]);
+    gw.w.owner
+        .get("/lang?to=pt-BR&next=/t/clinic-a/review")
+        .await;
+    let review = gw.w.owner.get("/t/clinic-a/review").await;
+    assert_eq!(said(&review.body), ["O servidor não respondeu a tempo."]);
 }
 
 #[tokio::test]
@@ -799,8 +812,22 @@ async fn a_broken_server_leaves_a_health_error_and_drafting_continues() {
     let doc = scraper::Html::parse_document(&page.body);
     let err = scraper::Selector::parse("dd[data-health=error]").unwrap();
     let text = doc.select(&err).next().unwrap().inner_html();
-    assert!(text.contains("connection failed"), "{text}");
+    assert!(text.contains("could not be reached"), "{text}");
+    assert!(
+        text.contains("connection failed"),
+        "the detail, as code: {text}"
+    );
     assert!(!text.contains(&dead.to_string()), "no URL in the error");
+    gw.w.owner
+        .get("/lang?to=pt-BR&next=/t/clinic-a/integrations")
+        .await;
+    let page = gw.w.owner.get("/t/clinic-a/integrations").await;
+    let doc = scraper::Html::parse_document(&page.body);
+    let text = doc.select(&err).next().unwrap().inner_html();
+    assert!(
+        text.contains("Não foi possível falar com o servidor"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

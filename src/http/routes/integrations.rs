@@ -60,7 +60,8 @@ pub struct ServerView {
     pub auth_header: String,
     pub enabled: bool,
     pub last_success: String,
-    pub last_error: String,
+    /// The last health failure, in the viewer's language (see `ErrorText`).
+    pub last_error: Option<crate::mcp::client::ErrorText>,
     pub last_error_at: String,
     pub tools: Vec<ToolView>,
 }
@@ -109,7 +110,10 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Integr
             auth_header: s.auth_header.unwrap_or_default(),
             enabled: s.enabled,
             last_success: s.last_success_at.map(|t| clock.full(t)).unwrap_or_default(),
-            last_error: s.last_error.unwrap_or_default(),
+            last_error: s
+                .last_error
+                .as_deref()
+                .map(crate::mcp::client::ErrorText::of),
             last_error_at: s.last_error_at.map(|t| clock.full(t)).unwrap_or_default(),
             tools: tools
                 .iter()
