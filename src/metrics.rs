@@ -2,7 +2,7 @@
 //! listener (`SIGMAAI_METRICS_BIND`; unset: none), never on the public port.
 //!
 //! Recorded where things happen (request counts and latency by matched route in
-//! `http::middleware::trace_requests`, ingest and group-commit batch sizes, job runs and
+//! `http::middleware::record_metrics`, ingest and group-commit batch sizes, job runs and
 //! failures, AI latency and tokens, sends by gateway and outcome, SSE connections, e-mail);
 //! what lives in the database (job queue depth and age by kind) and the pool's use are read
 //! when the endpoint is scraped. Labels are bounded sets (matched route templates, kinds,

@@ -16,7 +16,7 @@ use crate::{
     },
     domain::account::Role,
     error::AppError,
-    http::{csrf::CsrfToken, middleware::RequestId, session::AuthSession},
+    http::{csrf::CsrfToken, session::AuthSession},
     i18n::{Lang, Tr},
     state::AppState,
 };
@@ -140,11 +140,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PageCtx {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
+        let request_id = crate::http::middleware::request_id_of(&parts.extensions);
         let user = parts
             .extensions
             .get::<AuthSession>()

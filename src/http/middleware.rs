@@ -7,11 +7,14 @@ use askama::Template;
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use tracing::Instrument;
+use tower_http::{
+    request_id::{MakeRequestId, RequestId},
+    trace::{MakeSpan, OnResponse},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -20,64 +23,102 @@ use crate::{
     state::AppState,
 };
 
-/// The id of one request: in every log line, the `X-Request-Id` header and every error page.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+/// Our request ids (UUIDv7), for tower-http's `SetRequestIdLayer`: in every log line, the
+/// `X-Request-Id` header and every error page. A client-supplied `X-Request-Id` is dropped
+/// before (`drop_client_request_id`): it would let anyone write into our logs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MakeRequestIdV7;
 
-/// Always generates our own id: a client-supplied one would let anyone write into our logs.
-pub async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = Uuid::now_v7().simple().to_string();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+impl MakeRequestId for MakeRequestIdV7 {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&Uuid::now_v7().simple().to_string())
+            .ok()
+            .map(RequestId::new)
     }
+}
+
+/// Removes a request id the client sent, so `SetRequestIdLayer` always makes our own.
+pub async fn drop_client_request_id(mut req: Request) -> Request {
+    req.headers_mut().remove(REQUEST_ID_HEADER);
+    req
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// This request's id ("" outside the request-id layer).
+pub fn request_id_of(extensions: &Extensions) -> String {
+    extensions
+        .get::<RequestId>()
+        .and_then(|r| r.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The route template, never the path: bounded labels, and no ids or tokens (reset and
+/// invitation links carry secrets in their path) in logs or metrics.
+fn matched_route(extensions: &Extensions) -> String {
+    extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned())
+}
+
+/// The span of one request for tower-http's `TraceLayer`, with an allow-list of fields:
+/// request id, method and route template. Never headers, cookies, bodies, query strings or
+/// raw paths.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, req: &axum::http::Request<B>) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            request_id = %request_id_of(req.extensions()),
+            method = %req.method(),
+            route = %matched_route(req.extensions()),
+        )
+    }
+}
+
+/// The response line: status and latency, at ERROR only for a 5xx that is not the retryable
+/// 503 (overload, a database restart: its cause was warned about where it happened).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponseLog;
+
+impl<B> OnResponse<B> for ResponseLog {
+    fn on_response(
+        self,
+        resp: &axum::http::Response<B>,
+        latency: std::time::Duration,
+        _span: &tracing::Span,
+    ) {
+        let status = resp.status().as_u16();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        if status == 503 {
+            tracing::warn!(status, latency_ms, "response");
+        } else if status >= 500 {
+            tracing::error!(status, latency_ms, "response");
+        } else {
+            tracing::info!(status, latency_ms, "response");
+        }
+    }
+}
+
+/// Request counts and latencies by method, route template and status (Prometheus).
+pub async fn record_metrics(req: Request, next: Next) -> Response {
+    let matched = route_label(&matched_route(req.extensions()));
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    metrics::counter!("sigmaai_http_requests_total", "method" => method.clone(), "route" => matched.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("sigmaai_http_request_duration_seconds", "method" => method, "route" => matched)
+        .record(start.elapsed().as_secs_f64());
     resp
 }
 
-/// One span per request with an allow-list of fields: method, path without query string,
-/// status and latency. Never headers, cookies, bodies or query strings.
-pub async fn trace_requests(req: Request, next: Next) -> Response {
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let route = log_path(req.uri().path());
-    // The route template, never the path (bounded labels, no ids or tokens), written
-    // `/t/:slug/conversations/:id`: braces in label values are legal but trip simple
-    // text-format parsers and regexes in alert rules.
-    let matched = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| route_label(m.as_str()))
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %route);
-    let start = Instant::now();
-    async move {
-        let resp = next.run(req).await;
-        let status = resp.status().as_u16();
-        let secs = start.elapsed().as_secs_f64();
-        let ms = secs * 1000.0;
-        metrics::counter!("sigmaai_http_requests_total", "method" => method.clone(), "route" => matched.clone(), "status" => status.to_string()).increment(1);
-        metrics::histogram!("sigmaai_http_request_duration_seconds", "method" => method, "route" => matched).record(secs);
-        if status == 503 {
-            // Retryable by design (overload, a database restart): the cause was warned about.
-            tracing::warn!(status, latency_ms = ms, "response");
-        } else if status >= 500 {
-            tracing::error!(status, latency_ms = ms, "response");
-        } else {
-            tracing::info!(status, latency_ms = ms, "response");
-        }
-        resp
-    }
-    .instrument(span)
-    .await
-}
-
-/// `/t/{slug}/x/{*rest}` → `/t/:slug/x/:rest`.
+/// `/t/{slug}/x/{*rest}` → `/t/:slug/x/:rest`: braces in label values are legal but trip
+/// simple text-format parsers and regexes in alert rules.
 fn route_label(template: &str) -> String {
     template
         .split('/')
@@ -89,23 +130,6 @@ fn route_label(template: &str) -> String {
         )
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// Paths can carry secrets (reset and invitation tokens): those segments are masked.
-fn log_path(path: &str) -> String {
-    const SECRET_AFTER: &[&str] = &["reset", "invite", "invitations"];
-    let mut out = Vec::new();
-    let mut mask_next = false;
-    for seg in path.split('/') {
-        if mask_next && !seg.is_empty() {
-            out.push("***");
-        } else {
-            out.push(seg);
-        }
-        mask_next = SECRET_AFTER.contains(&seg);
-    }
-    let joined = out.join("/");
-    joined.chars().take(200).collect()
 }
 
 /// Refuses a NUL byte in the path, the query or a form body with a 400. PostgreSQL can't
@@ -173,47 +197,54 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 font-src 'self'; connect-src 'self'; media-src 'self'; object-src 'none'; base-uri 'none'; \
 form-action 'self'; frame-ancestors 'none'";
 
-pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    // A handler may set a stricter policy (media downloads are sandboxed).
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
+/// The security headers on every response, as tower-http `SetResponseHeaderLayer`s: a
+/// handler may set a stricter CSP (media downloads are sandboxed) or its own caching (static
+/// files are immutable); HSTS only when we are served over https.
+pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    https: bool,
+) -> axum::Router<S> {
+    use tower_http::set_header::SetResponseHeaderLayer as Set;
+    let hsts = https.then(|| HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    router
+        .layer(Set::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),
-        );
-    }
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "permissions-policy",
-        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), interest-cohort=()"),
-    );
-    if state.config.is_https() {
-        h.insert(
+        ))
+        .layer(Set::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(Set::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(Set::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(Set::overriding(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(Set::overriding(
+            HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(Set::overriding(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(
+                "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+            ),
+        ))
+        .layer(Set::overriding(
             header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        );
-    }
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    resp
+            move |_: &Response| hsts.clone(),
+        ))
+        .layer(Set::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
 #[derive(Template)]
@@ -228,11 +259,7 @@ struct ErrorPage {
 /// page in the visitor's language, or JSON on machine routes. Never shows internals.
 pub async fn render_errors(State(_state): State<AppState>, req: Request, next: Next) -> Response {
     let lang = detect_lang(req.headers());
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
+    let request_id = request_id_of(req.extensions());
     let path = req.uri().path().to_owned();
     let had_flash = req.headers().get_all(header::COOKIE).iter().any(|v| {
         v.to_str()
@@ -393,9 +420,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_path_segments_are_masked_in_logs() {
-        assert_eq!(log_path("/reset/abc123"), "/reset/***");
-        assert_eq!(log_path("/invite/tok/accept"), "/invite/***/accept");
-        assert_eq!(log_path("/t/acme/conversations"), "/t/acme/conversations");
+    fn route_labels_have_no_braces() {
+        assert_eq!(
+            route_label("/t/{slug}/conversations/{id}"),
+            "/t/:slug/conversations/:id"
+        );
+        assert_eq!(route_label("/static/{*path}"), "/static/:path");
     }
 }

@@ -12,12 +12,16 @@ pub mod webhooks;
 
 use axum::http::StatusCode;
 use axum::{
-    Router, extract::DefaultBodyLimit, middleware::from_fn, middleware::from_fn_with_state,
+    Router,
+    extract::DefaultBodyLimit,
+    middleware::{from_fn, from_fn_with_state, map_request},
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
+    trace::TraceLayer,
 };
 
 use crate::state::AppState;
@@ -62,7 +66,7 @@ pub fn build_app_with(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ));
-    Router::new()
+    let app = Router::new()
         .merge(timed)
         .merge(routes::events::router())
         .fallback(routes::not_found)
@@ -85,13 +89,19 @@ pub fn build_app_with(
                 .layer(CatchPanicLayer::custom(middleware::panic_response)),
         )
         .layer(from_fn(middleware::refuse_nul))
-        .layer(from_fn_with_state(state.clone(), middleware::render_errors))
-        .layer(from_fn_with_state(
-            state.clone(),
-            middleware::security_headers,
-        ))
-        .layer(from_fn(middleware::trace_requests))
-        .layer(from_fn(middleware::request_id))
+        .layer(from_fn_with_state(state.clone(), middleware::render_errors));
+    middleware::with_security_headers(app, state.config.is_https())
+        .layer(from_fn(middleware::record_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(middleware::RequestSpan)
+                .on_request(())
+                .on_response(middleware::ResponseLog)
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(middleware::MakeRequestIdV7))
+        .layer(map_request(middleware::drop_client_request_id))
         // A body that stalls mid-way fails its read (a 4xx from the extractor) instead of
         // holding the connection.
         .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))

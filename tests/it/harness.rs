@@ -491,7 +491,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCount {
     }
 }
 
-/// Appends `METHOD path` of every request the app served to `$SIGMAAI_TEST_ROUTE_LOG`
+/// Appends `METHOD route-template` of every request the app served to `$SIGMAAI_TEST_ROUTE_LOG`
 /// (one line per request span), for `suite::every_route_was_requested_during_the_run`.
 struct RouteLog(Option<std::path::PathBuf>);
 
@@ -504,6 +504,7 @@ impl RouteLog {
 #[derive(Default)]
 struct RequestFields {
     method: String,
+    /// The route template (`/t/{slug}/review`), never the path.
     path: String,
 }
 
@@ -511,7 +512,7 @@ impl tracing::field::Visit for RequestFields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         match field.name() {
             "method" => self.method = format!("{value:?}"),
-            "path" => self.path = format!("{value:?}"),
+            "route" => self.path = format!("{value:?}"),
             _ => {}
         }
     }

@@ -208,6 +208,24 @@ async fn security_headers_on_every_response() {
 }
 
 #[tokio::test]
+async fn a_request_id_sent_by_the_client_is_replaced_by_ours() {
+    let t = TestApp::new().await;
+    let r = t
+        .request(
+            axum::http::Request::get("/nope")
+                .header("x-request-id", "forged-id-0000")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let id = r.header("x-request-id").unwrap().to_owned();
+    assert_ne!(id, "forged-id-0000");
+    assert_eq!(id.len(), 32, "a UUIDv7 in simple form: {id}");
+    assert!(r.body.contains(&id), "the error page shows our id");
+    assert!(!r.body.contains("forged-id-0000"));
+}
+
+#[tokio::test]
 async fn not_found_renders_a_friendly_page_with_request_id() {
     let t = TestApp::new().await;
     let r = t.request(get_in("/no/such/page", Lang::PtBr)).await;
