@@ -47,6 +47,11 @@ fn summary(name: &str, mut ms: Vec<f64>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    // The `sse` bench's browsers, in a process of their own (so the server's memory is measured
+    // alone).
+    if which == SSE_CLIENTS {
+        return sse_clients().await;
+    }
     let url = std::env::var("DATABASE_URL")
         .map_err(|_| anyhow::anyhow!("DATABASE_URL (scripts/bench sets it)"))?;
     let redis = std::env::var("REDIS_URL").ok();
@@ -73,6 +78,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::for_tests(u.as_str(), redis.as_deref(), "bench:");
     config.db_max_connections = 32;
     config.data_dir = std::env::temp_dir().join(format!("sigmaai-bench-{}", std::process::id()));
+    // The sse bench holds thousands of streams open (the fd limit still caps it).
+    config.limits.max_connections = 30_000;
     // Measure ingestion, not drafting (the approve bench drafts at once).
     config.ai_debounce = if which == "approve" {
         time::Duration::ZERO
@@ -123,6 +130,14 @@ async fn main() -> anyhow::Result<()> {
             },
         };
         ingest(&state, tenant, &actor, mode, n, concurrency).await?;
+    }
+
+    if which == "sse" {
+        let n: usize = std::env::args()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        return sse(&state, tenant, created.user_id, n).await;
     }
 
     if which == "all" || which == "approve" {
@@ -714,4 +729,209 @@ async fn approve(
     let _ = server.await;
     let _ = worker.await;
     Ok(())
+}
+
+const SSE_CLIENTS: &str = "sse-clients";
+
+/// Resident memory of this process, in KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `scripts/bench sse N`: N logged-in browsers hold the live-update stream open (idle), in a
+/// child process; this process's extra resident memory is the server's cost of them. Then one
+/// event is published and each stream's arrival time is taken (same machine, same clock):
+/// fan-out latency percentiles. Also counts this instance's Redis subscriptions.
+async fn sse(
+    state: &sigmaai::state::AppState,
+    tenant: uuid::Uuid,
+    user: uuid::Uuid,
+    n: usize,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    // `connect` started this instance's listeners.
+    while !state.live.redis_listening() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let cookie = sigmaai::http::session::start_session(state, user, "bench", "127.0.0.1").await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let server_state = state.clone();
+    let server =
+        tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+    // Warm the path once (allocator arenas, templates, pools), then settle.
+    let warm = reqwest::get(format!("http://{addr}/healthz")).await?;
+    anyhow::ensure!(warm.status().is_success(), "healthz: {}", warm.status());
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let before = rss_kib();
+
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg(SSE_CLIENTS)
+        .arg(n.to_string())
+        .arg(addr.to_string())
+        .arg("/t/bench/events")
+        .arg(format!("{}={}", cookie.name(), cookie.value()))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let started = Instant::now();
+    let ready = lines.next_line().await?.unwrap_or_default();
+    anyhow::ensure!(ready == format!("ready {n}"), "clients: {ready:?}");
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = rss_kib();
+
+    let sent = std::time::SystemTime::now();
+    sigmaai::live::publish(state, tenant, &sigmaai::live::Event::Review).await;
+    let times = lines.next_line().await?.unwrap_or_default();
+    let arrivals: Vec<f64> = times
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse::<u128>().ok())
+        .map(|nanos| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos as u64);
+            at.duration_since(sent).unwrap_or_default().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let _ = child.wait().await;
+    // Redis connections in SUBSCRIBE mode (this process is the bench Redis's only client).
+    let subscriptions = match state.redis.client() {
+        Some(client) => {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await?;
+            list.lines()
+                .filter(|l| {
+                    l.split_whitespace().any(|f| {
+                        (f.starts_with("sub=") || f.starts_with("psub=")) && !f.ends_with("=0")
+                    })
+                })
+                .count()
+        }
+        None => 0,
+    };
+    trigger.trigger();
+    let _ = server.await;
+
+    let extra_kib = after.saturating_sub(before);
+    println!(
+        "sse: {n} idle streams connected in {connect_secs:.1} s; server RSS {:.1} MiB → {:.1} MiB: +{:.1} MiB, {:.1} KiB per stream; {subscriptions} Redis subscriber connection(s)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        extra_kib as f64 / 1024.0,
+        extra_kib as f64 / n.max(1) as f64,
+    );
+    anyhow::ensure!(
+        arrivals.len() == n,
+        "only {} of {n} streams got the event",
+        arrivals.len()
+    );
+    summary(&format!("sse fan-out of one event to {n}"), arrivals);
+    Ok(())
+}
+
+/// The child process of [`sse`]: opens N streams, prints `ready N`, then waits for one
+/// `change` event on each and prints `times` with each arrival (Unix nanoseconds).
+async fn sse_clients() -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut args = std::env::args().skip(2);
+    let n: usize = args.next().unwrap_or_default().parse()?;
+    let addr = args.next().unwrap_or_default();
+    let path = args.next().unwrap_or_default();
+    let cookie = args.next().unwrap_or_default();
+    raise_fd_limit();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n.max(1));
+    let (at_tx, mut at_rx) = tokio::sync::mpsc::channel::<u128>(n.max(1));
+    let connecting = Arc::new(Semaphore::new(128));
+    for _ in 0..n {
+        let (addr, path, cookie) = (addr.clone(), path.clone(), cookie.clone());
+        let (ready_tx, at_tx, connecting) = (ready_tx.clone(), at_tx.clone(), connecting.clone());
+        tokio::spawn(async move {
+            let permit = connecting.acquire_owned().await;
+            let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await else {
+                return;
+            };
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+            );
+            if stream.write_all(request.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut reader = BufReader::with_capacity(512, stream);
+            let mut line = String::new();
+            // The status line and headers.
+            if reader.read_line(&mut line).await.is_err() || !line.contains(" 200 ") {
+                eprintln!("stream refused: {line:?}");
+                return;
+            }
+            loop {
+                line.clear();
+                match reader.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            drop(permit);
+            let _ = ready_tx.send(()).await;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line.contains("event: change") => {
+                        let at = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_nanos();
+                        let _ = at_tx.send(at).await;
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+            }
+        });
+    }
+    drop((ready_tx, at_tx));
+    for _ in 0..n {
+        if ready_rx.recv().await.is_none() {
+            break;
+        }
+    }
+    println!("ready {n}");
+    let mut times = Vec::with_capacity(n);
+    while times.len() < n {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), at_rx.recv()).await {
+            Ok(Some(at)) => times.push(at.to_string()),
+            _ => break,
+        }
+    }
+    println!("times {}", times.join(" "));
+    Ok(())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (N client sockets need N descriptors).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
