@@ -66,7 +66,7 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     if job.attempts > job.max_attempts {
         // Every attempt ended with its lease running out (the worker died or hung), so no
         // failure was ever recorded: stop here rather than retrying forever.
-        tracing::error!(job_id = %job.id, kind = %job.kind, attempts = job.attempts - 1,
+        tracing::warn!(job_id = %job.id, kind = %job.kind, attempts = job.attempts - 1,
             max_attempts = job.max_attempts, "job dead: attempts used up without finishing");
         metrics::counter!("sigmaai_jobs_run_total", "kind" => job.kind.clone(), "outcome" => "dead")
             .increment(1);
@@ -99,7 +99,7 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
             let now = state.now();
             let error = format!("{err:#}");
             if job.attempts >= job.max_attempts {
-                tracing::error!(job_id = %job.id, kind = %job.kind, attempts = job.attempts,
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempts = job.attempts,
                     error, "job failed for good: attempts used up, marked dead");
             } else {
                 tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts,
