@@ -711,6 +711,7 @@ async fn approve(
         );
     }
     let mut lat = Vec::with_capacity(drafts.len());
+    let mut calls = Vec::with_capacity(drafts.len());
     for (draft, phone) in &drafts {
         // Idle first, as a reviewer's clicks are: the worker is asleep when the click comes.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -718,6 +719,7 @@ async fn approve(
         sigmaai::review::decide::approve(state, tenant, &actor, *draft, None)
             .await
             .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;
+        calls.push(t.elapsed().as_secs_f64() * 1000.0);
         let arrived_at = loop {
             if let Some(at) = arrived
                 .lock()
@@ -742,6 +744,9 @@ async fn approve(
         lat.len()
     );
     summary("approve → gateway request", lat);
+    // The part spent in the approval's own call (its transaction and commit, then the live
+    // event and media triage after the commit, while the worker already runs).
+    summary("  of which decide::approve returns", calls);
     trigger.trigger();
     let _ = server.await;
     let _ = worker.await;

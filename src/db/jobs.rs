@@ -283,12 +283,21 @@ pub async fn next_run_at(
 
 /// Claims one due job under a lease and commits the claim before returning it, so no row lock
 /// is held while the job talks to the outside world.
+///
+/// The claim's commit does not wait for its WAL flush (`synchronous_commit = off`): it is on
+/// the approve → send path, and losing it in a database crash only loses the lease and the
+/// attempt count (the job runs again, as after any crash). Whatever the job then commits
+/// with a flush (a send's `sending` mark) makes the claim durable too: WAL is flushed in order.
 pub async fn claim(
     pool: &PgPool,
     now: OffsetDateTime,
     lease: Duration,
 ) -> sqlx::Result<Option<Job>> {
-    sqlx::query_as::<_, Job>(
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let job = sqlx::query_as::<_, Job>(
         r#"UPDATE jobs SET locked_until = $2, attempts = attempts + 1, updated_at = $1
            WHERE id = (
                SELECT id FROM jobs
@@ -300,8 +309,10 @@ pub async fn claim(
     )
     .bind(now)
     .bind(now + lease)
-    .fetch_optional(pool)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(job)
 }
 
 /// Marks a claimed job dead for good (its attempts are used up, or no attempt can succeed).

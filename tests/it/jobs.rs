@@ -144,7 +144,11 @@ async fn a_job_whose_leases_keep_expiring_ends_dead() {
     assert_eq!(jobs::run_due(&t.state).await.unwrap(), 1);
     let r = row(&t, id).await;
     assert_eq!(r.state, "dead", "{r:?}");
-    assert!(r.last_error.unwrap_or_default().contains("attempts used up"));
+    assert!(
+        r.last_error
+            .unwrap_or_default()
+            .contains("attempts used up")
+    );
     t.clock.advance(Duration::days(1));
     assert_eq!(jobs::run_due(&t.state).await.unwrap(), 0);
 }
