@@ -91,9 +91,12 @@ impl NewJob {
     }
 }
 
+/// `tenant_id`, `subject_id`, and the rest of the payload (`None`: nothing else).
+type Columns = (Option<Uuid>, Option<Uuid>, Option<Value>);
+
 /// A payload's `tenant_id` / `subject_id` go to their columns (the tenant index, erasure,
 /// the lease tests); whatever else it has goes to `payload`.
-fn split_payload(value: Value) -> Result<(Option<Uuid>, Option<Uuid>, Option<Value>), String> {
+fn split_payload(value: Value) -> Result<Columns, String> {
     let Value::Object(mut map) = value else {
         return Err("a job payload is a struct with named fields".into());
     };
