@@ -610,22 +610,36 @@ async fn approve(
     let ch = db::channels::get(&mut tx, channel_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("channel"))?;
-    db::ai::insert_knowledge(
-        &mut tx,
-        tenant,
-        &sigmaai::domain::knowledge::KnowledgeEntry {
-            id: uuid::Uuid::now_v7(),
-            title: "Preço da limpeza".into(),
-            body: "A limpeza dental custa R$ 180, com avaliação incluída.".into(),
-            kind: sigmaai::domain::knowledge::KnowledgeKind::Price,
-        },
-        state.now(),
-    )
-    .await?;
+    // The knowledge the review tests answer this question from (tests/it/review.rs).
+    for (kind, title, body) in [
+        (
+            sigmaai::domain::knowledge::KnowledgeKind::Hours,
+            "Horário de funcionamento",
+            "Atendemos de segunda a sexta das 8h às 18h e aos sábados das 8h às 12h.",
+        ),
+        (
+            sigmaai::domain::knowledge::KnowledgeKind::Price,
+            "Preço da limpeza",
+            "A limpeza dental custa R$ 180, com avaliação incluída.",
+        ),
+    ] {
+        db::ai::insert_knowledge(
+            &mut tx,
+            tenant,
+            &sigmaai::domain::knowledge::KnowledgeEntry {
+                id: uuid::Uuid::now_v7(),
+                title: title.into(),
+                body: body.into(),
+                kind,
+            },
+            state.now(),
+        )
+        .await?;
+    }
     tx.commit().await?;
     let mut owner = sqlx::PgConnection::connect(db_url).await?;
     sqlx::query(
-        "INSERT INTO ai_settings (tenant_id, undo_seconds) VALUES ($1, 0)
+        "INSERT INTO ai_settings (tenant_id, undo_seconds, updated_at) VALUES ($1, 0, now())
          ON CONFLICT (tenant_id) DO UPDATE SET undo_seconds = 0",
     )
     .bind(tenant)
@@ -698,7 +712,21 @@ async fn approve(
         t0.elapsed().as_secs_f64(),
         state.config.worker_poll.as_millis()
     );
+    if drafts.len() < n {
+        // Escalated turns have no draft to approve: a figure over them measures nothing.
+        let mut owner = sqlx::PgConnection::connect(db_url).await?;
+        let states: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT state, escalation_reason, count(*) FROM drafts GROUP BY 1, 2 ORDER BY 3 DESC",
+        )
+        .fetch_all(&mut owner)
+        .await?;
+        anyhow::bail!(
+            "approve: only {} of {n} turns drafted: {states:?}",
+            drafts.len()
+        );
+    }
     let mut lat = Vec::with_capacity(drafts.len());
+    let mut calls = Vec::with_capacity(drafts.len());
     for (draft, phone) in &drafts {
         // Idle first, as a reviewer's clicks are: the worker is asleep when the click comes.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -706,6 +734,7 @@ async fn approve(
         sigmaai::review::decide::approve(state, tenant, &actor, *draft, None)
             .await
             .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;
+        calls.push(t.elapsed().as_secs_f64() * 1000.0);
         let arrived_at = loop {
             if let Some(at) = arrived
                 .lock()
@@ -724,7 +753,15 @@ async fn approve(
             None => println!("approve: a send never reached the gateway"),
         }
     }
+    anyhow::ensure!(
+        lat.len() == n,
+        "approve: {} of {n} sends arrived",
+        lat.len()
+    );
     summary("approve → gateway request", lat);
+    // The part spent in the approval's own call (its transaction and commit, then the live
+    // event and media triage after the commit, while the worker already runs).
+    summary("  of which decide::approve returns", calls);
     trigger.trigger();
     let _ = server.await;
     let _ = worker.await;

@@ -1,48 +1,115 @@
 //! The Postgres job queue: enqueue inside the caller's transaction, claim with
 //! `FOR UPDATE SKIP LOCKED` under a lease, finish or back off.
 
+use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+/// What running a job came to (errors are retried with backoff).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Not time yet: run again then, without counting an attempt.
+    Later(OffsetDateTime),
+}
+
+/// What a running job knows about its row.
 #[derive(Clone, Debug)]
-pub struct NewJob<'a> {
-    pub kind: &'a str,
+pub struct JobMeta {
+    pub id: Uuid,
+    /// This attempt's number, from 1.
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+impl JobMeta {
+    /// Whether a failure now makes the job dead (no retry follows).
+    pub fn last_attempt(&self) -> bool {
+        self.attempts >= self.max_attempts
+    }
+}
+
+/// One kind of background job, in the shape crates.io's worker uses: the struct is the
+/// payload (serde, stored as `tenant_id` / `subject_id` columns plus a `payload` jsonb for
+/// any other field), and `jobs::registry` is the one list of kinds the worker runs.
+///
+/// Payload compatibility: a row keeps its payload across deploys, so a field is never
+/// renamed (`#[serde(rename)]` keeps the stored name) and a new field is `Option` or has
+/// `#[serde(default)]`. Rows queued before the `payload` column existed read as
+/// `{"tenant_id": .., "subject_id": ..}` (the columns that are not NULL).
+pub trait BackgroundJob: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {
+    /// The `jobs.kind` value: never changed once rows carry it.
+    const KIND: &'static str;
+    /// Attempts before the job is dead (a failure on the last one is not retried).
+    const MAX_ATTEMPTS: i32 = 8;
+    /// What `run` is given (the application state; a type parameter so this module, which
+    /// every job module can use, does not depend on the state's module).
+    type Context: Send + Sync + 'static;
+
+    /// At most one pending job per key: a second enqueue moves the pending one's run time
+    /// (or, with `enqueue_if_absent`, is skipped).
+    fn dedupe_key(&self) -> Option<String> {
+        None
+    }
+
+    fn run(
+        self,
+        ctx: &Self::Context,
+        meta: &JobMeta,
+    ) -> impl std::future::Future<Output = anyhow::Result<Outcome>> + Send;
+}
+
+/// A job row to insert, built from a [`BackgroundJob`] by [`NewJob::of`].
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub kind: &'static str,
     pub tenant_id: Option<Uuid>,
     pub subject_id: Option<Uuid>,
+    /// The payload's fields other than `tenant_id` and `subject_id` (`None` when there are none).
+    pub payload: Option<Value>,
     /// At most one pending job per key; a second enqueue with the same key moves its run time.
     pub dedupe_key: Option<String>,
     pub run_at: OffsetDateTime,
     pub max_attempts: i32,
 }
 
-impl<'a> NewJob<'a> {
-    pub fn new(kind: &'a str, run_at: OffsetDateTime) -> Self {
-        NewJob {
-            kind,
-            tenant_id: None,
-            subject_id: None,
-            dedupe_key: None,
+impl NewJob {
+    pub fn of<J: BackgroundJob>(job: &J, run_at: OffsetDateTime) -> sqlx::Result<Self> {
+        let value = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let (tenant_id, subject_id, payload) = split_payload(value)
+            .map_err(|e| sqlx::Error::Encode(format!("{} payload: {e}", J::KIND).into()))?;
+        Ok(NewJob {
+            kind: J::KIND,
+            tenant_id,
+            subject_id,
+            payload,
+            dedupe_key: job.dedupe_key(),
             run_at,
-            max_attempts: 8,
+            max_attempts: J::MAX_ATTEMPTS,
+        })
+    }
+}
+
+/// `tenant_id`, `subject_id`, and the rest of the payload (`None`: nothing else).
+type Columns = (Option<Uuid>, Option<Uuid>, Option<Value>);
+
+/// A payload's `tenant_id` / `subject_id` go to their columns (the tenant index, erasure,
+/// the lease tests); whatever else it has goes to `payload`.
+fn split_payload(value: Value) -> Result<Columns, String> {
+    let Value::Object(mut map) = value else {
+        return Err("a job payload is a struct with named fields".into());
+    };
+    let mut column = |name: &str| -> Result<Option<Uuid>, String> {
+        match map.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v).map_err(|e| format!("{name}: {e}")),
         }
-    }
-    pub fn tenant(mut self, id: Uuid) -> Self {
-        self.tenant_id = Some(id);
-        self
-    }
-    pub fn subject(mut self, id: Uuid) -> Self {
-        self.subject_id = Some(id);
-        self
-    }
-    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
-        self.dedupe_key = Some(key.into());
-        self
-    }
-    pub fn max_attempts(mut self, n: i32) -> Self {
-        self.max_attempts = n;
-        self
-    }
+    };
+    let tenant_id = column("tenant_id")?;
+    let subject_id = column("subject_id")?;
+    let payload = (!map.is_empty()).then_some(Value::Object(map));
+    Ok((tenant_id, subject_id, payload))
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -51,95 +118,140 @@ pub struct Job {
     pub kind: String,
     pub tenant_id: Option<Uuid>,
     pub subject_id: Option<Uuid>,
+    pub payload: Option<Value>,
     pub attempts: i32,
     pub max_attempts: i32,
 }
 
-/// Enqueues in the caller's transaction. With a dedupe key already pending, the pending job's
-/// run time moves to the new one (a burst coalesces into the last message's debounce).
-pub async fn enqueue(
+impl Job {
+    /// The payload as the job struct reads it: the `payload` column's fields plus the
+    /// columns `tenant_id` / `subject_id` when they are not NULL.
+    pub fn payload_value(&self) -> Value {
+        let mut map = match &self.payload {
+            Some(Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        if let Some(t) = self.tenant_id {
+            map.insert("tenant_id".into(), Value::String(t.to_string()));
+        }
+        if let Some(s) = self.subject_id {
+            map.insert("subject_id".into(), Value::String(s.to_string()));
+        }
+        Value::Object(map)
+    }
+
+    pub fn meta(&self) -> JobMeta {
+        JobMeta {
+            id: self.id,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+/// Enqueues `job` to run at `run_at`, in the caller's transaction. With a dedupe key already
+/// pending, the pending job's run time moves to the later of the two (a burst coalesces
+/// into the last message's debounce). Does not wake the workers: a caller whose job is due
+/// now calls [`notify_workers`] in the same transaction (or after its commit).
+pub async fn enqueue<J: BackgroundJob>(
     conn: &mut PgConnection,
-    job: NewJob<'_>,
+    job: &J,
+    run_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<Uuid> {
-    let id = Uuid::now_v7();
-    let row = sqlx::query_scalar!(
-        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+    enqueue_row(conn, NewJob::of(job, run_at)?, now).await
+}
+
+/// [`enqueue`] of a row already built (kinds whose rows are written by SQL elsewhere).
+pub async fn enqueue_row(
+    conn: &mut PgConnection,
+    job: NewJob,
+    now: OffsetDateTime,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar(
+        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, payload, dedupe_key, run_at, max_attempts, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
            ON CONFLICT (dedupe_key) WHERE state = 'pending' AND dedupe_key IS NOT NULL
            DO UPDATE SET run_at = GREATEST(jobs.run_at, EXCLUDED.run_at), updated_at = EXCLUDED.updated_at
            RETURNING id"#,
-        id,
-        job.kind,
-        job.tenant_id,
-        job.subject_id,
-        job.dedupe_key,
-        job.run_at,
-        job.max_attempts,
-        now,
     )
+    .bind(Uuid::now_v7())
+    .bind(job.kind)
+    .bind(job.tenant_id)
+    .bind(job.subject_id)
+    .bind(job.payload)
+    .bind(job.dedupe_key)
+    .bind(job.run_at)
+    .bind(job.max_attempts)
+    .bind(now)
     .fetch_one(conn)
-    .await?;
-    Ok(row)
+    .await
 }
 
 /// Enqueues unless a job with the same dedupe key is already pending (periodic jobs:
 /// scheduling again must not postpone the pending one).
-pub async fn enqueue_if_absent(
+pub async fn enqueue_if_absent<J: BackgroundJob>(
     conn: &mut PgConnection,
-    job: NewJob<'_>,
+    job: &J,
+    run_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    let r = sqlx::query!(
-        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+    let job = NewJob::of(job, run_at)?;
+    let r = sqlx::query(
+        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, payload, dedupe_key, run_at, max_attempts, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
            ON CONFLICT (dedupe_key) WHERE state = 'pending' AND dedupe_key IS NOT NULL DO NOTHING"#,
-        Uuid::now_v7(),
-        job.kind,
-        job.tenant_id,
-        job.subject_id,
-        job.dedupe_key,
-        job.run_at,
-        job.max_attempts,
-        now,
     )
+    .bind(Uuid::now_v7())
+    .bind(job.kind)
+    .bind(job.tenant_id)
+    .bind(job.subject_id)
+    .bind(job.payload)
+    .bind(job.dedupe_key)
+    .bind(job.run_at)
+    .bind(job.max_attempts)
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
-/// `enqueue_if_absent` for many jobs of one kind in one statement: `(tenant, subject,
-/// dedupe key, run_at)` each; those whose key is already pending are skipped.
-pub async fn enqueue_many_if_absent(
+/// `enqueue_if_absent` for many jobs of one kind in one statement, `(job, run_at)` each;
+/// those whose key is already pending are skipped.
+pub async fn enqueue_many_if_absent<J: BackgroundJob>(
     conn: &mut PgConnection,
-    kind: &str,
-    max_attempts: i32,
-    jobs: &[(Uuid, Uuid, String, OffsetDateTime)],
+    jobs: &[(J, OffsetDateTime)],
     now: OffsetDateTime,
 ) -> sqlx::Result<u64> {
     if jobs.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
-    let tenants: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
-    let subjects: Vec<Uuid> = jobs.iter().map(|j| j.1).collect();
-    let keys: Vec<String> = jobs.iter().map(|j| j.2.clone()).collect();
-    let run_at: Vec<OffsetDateTime> = jobs.iter().map(|j| j.3).collect();
-    let r = sqlx::query!(
-        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at, updated_at)
-           SELECT j.id, $1, j.tenant_id, j.subject_id, j.dedupe_key, j.run_at, $2, $8, $8
-           FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::timestamptz[])
-                AS j(id, tenant_id, subject_id, dedupe_key, run_at)
+    let rows = jobs
+        .iter()
+        .map(|(j, at)| NewJob::of(j, *at))
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
+    let tenants: Vec<Option<Uuid>> = rows.iter().map(|j| j.tenant_id).collect();
+    let subjects: Vec<Option<Uuid>> = rows.iter().map(|j| j.subject_id).collect();
+    let payloads: Vec<Option<Value>> = rows.iter().map(|j| j.payload.clone()).collect();
+    let keys: Vec<Option<String>> = rows.iter().map(|j| j.dedupe_key.clone()).collect();
+    let run_at: Vec<OffsetDateTime> = rows.iter().map(|j| j.run_at).collect();
+    let r = sqlx::query(
+        r#"INSERT INTO jobs (id, kind, tenant_id, subject_id, payload, dedupe_key, run_at, max_attempts, created_at, updated_at)
+           SELECT j.id, $1, j.tenant_id, j.subject_id, j.payload, j.dedupe_key, j.run_at, $2, $9, $9
+           FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::jsonb[], $7::text[], $8::timestamptz[])
+                AS j(id, tenant_id, subject_id, payload, dedupe_key, run_at)
            ON CONFLICT (dedupe_key) WHERE state = 'pending' AND dedupe_key IS NOT NULL DO NOTHING"#,
-        kind,
-        max_attempts,
-        &ids,
-        &tenants,
-        &subjects,
-        &keys,
-        &run_at,
-        now
     )
+    .bind(J::KIND)
+    .bind(J::MAX_ATTEMPTS)
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&subjects)
+    .bind(&payloads)
+    .bind(&keys)
+    .bind(&run_at)
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(r.rows_affected())
@@ -174,13 +286,21 @@ pub async fn next_run_at(
 
 /// Claims one due job under a lease and commits the claim before returning it, so no row lock
 /// is held while the job talks to the outside world.
+///
+/// The claim's commit does not wait for its WAL flush (`synchronous_commit = off`): it is on
+/// the approve → send path, and losing it in a database crash only loses the lease and the
+/// attempt count (the job runs again, as after any crash). Whatever the job then commits
+/// with a flush (a send's `sending` mark) makes the claim durable too: WAL is flushed in order.
 pub async fn claim(
     pool: &PgPool,
     now: OffsetDateTime,
     lease: Duration,
 ) -> sqlx::Result<Option<Job>> {
-    sqlx::query_as!(
-        Job,
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let job = sqlx::query_as::<_, Job>(
         r#"UPDATE jobs SET locked_until = $2, attempts = attempts + 1, updated_at = $1
            WHERE id = (
                SELECT id FROM jobs
@@ -188,12 +308,30 @@ pub async fn claim(
                ORDER BY run_at
                LIMIT 1
                FOR UPDATE SKIP LOCKED)
-           RETURNING id, kind, tenant_id, subject_id, attempts, max_attempts"#,
-        now,
-        now + lease,
+           RETURNING id, kind, tenant_id, subject_id, payload, attempts, max_attempts"#,
     )
-    .fetch_optional(pool)
-    .await
+    .bind(now)
+    .bind(now + lease)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(job)
+}
+
+/// Marks a claimed job dead for good (its attempts are used up, or no attempt can succeed).
+/// The row stays, with `error`, for an operator to read or requeue.
+pub async fn kill(pool: &PgPool, id: Uuid, error: &str, now: OffsetDateTime) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = left($2, 500),
+                  updated_at = $3, finished_at = $3
+           WHERE id = $1"#,
+    )
+    .bind(id)
+    .bind(error)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 pub async fn complete(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {

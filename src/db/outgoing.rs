@@ -9,6 +9,16 @@ use uuid::Uuid;
 /// The job kind that delivers one `webhook_deliveries` row.
 pub const WEBHOOK_DELIVER: &str = "webhook_deliver";
 
+/// The `webhook_deliver` job: one attempt at one delivery (its `BackgroundJob` impl, which
+/// needs the application state, is in `messaging::webhook_delivery`; `emit` writes its rows
+/// in SQL, in this shape: `webhook:{id}` dedupe key, 8 attempts).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookDeliver {
+    pub tenant_id: Uuid,
+    #[serde(rename = "subject_id")]
+    pub delivery_id: Uuid,
+}
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Endpoint {
     pub id: Uuid,
@@ -227,10 +237,11 @@ async fn enqueue(
 ) -> sqlx::Result<()> {
     super::jobs::enqueue(
         conn,
-        super::jobs::NewJob::new(WEBHOOK_DELIVER, now)
-            .tenant(tenant_id)
-            .subject(delivery_id)
-            .dedupe(format!("webhook:{delivery_id}")),
+        &WebhookDeliver {
+            tenant_id,
+            delivery_id,
+        },
+        now,
         now,
     )
     .await?;

@@ -12,56 +12,40 @@ use tracing::Instrument;
 
 use crate::{
     db::jobs::{self, Job},
+    mail::alerts::MailAlerts,
+    privacy::retention::PrivacySweep,
     state::AppState,
 };
+
+pub mod registry;
+
+pub use crate::db::jobs::{BackgroundJob, JobMeta, Outcome};
 
 /// How long a claimed job is ours before another worker may take it.
 pub const LEASE: Duration = Duration::minutes(5);
 
-/// What running a job came to (errors are retried with backoff).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Done,
-    /// Not time yet: run again then, without counting an attempt.
-    Later(time::OffsetDateTime),
-}
-
-/// Runs one job. Each kind lives in its own module.
-async fn dispatch(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
-    if job.kind == crate::review::AI_REPLY {
-        return crate::review::draft::run_turn(state, job).await;
-    }
-    if job.kind == crate::db::outgoing::WEBHOOK_DELIVER {
-        return Ok(
-            match crate::messaging::webhook_delivery::run(state, job).await? {
-                Some(at) => Outcome::Later(at),
-                None => Outcome::Done,
-            },
-        );
-    }
-    let done = match job.kind.as_str() {
-        SESSION_SWEEP => {
-            let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;
-            let mails = crate::mail::prune(state).await?;
-            tracing::info!(removed = n, mails, "session sweep");
-            Ok(())
-        }
-        crate::messaging::SEND_MESSAGE => crate::messaging::send::run(state, job).await,
-        crate::messaging::FETCH_MEDIA => crate::messaging::media::run(state, job).await,
-        crate::messaging::GROUP_SUBJECT => crate::messaging::groups::run(state, job).await,
-        crate::privacy::retention::PRIVACY_SWEEP => {
-            crate::privacy::retention::run_sweep(state).await.map(drop)
-        }
-        crate::mcp::registry::MCP_CALL => crate::mcp::registry::run_call(state, job).await,
-        crate::mail::SEND_MAIL => crate::mail::run(state, job).await,
-        crate::mail::alerts::MAIL_ALERTS => crate::mail::alerts::run(state).await,
-        other => Err(anyhow!("unknown job kind {other:?}")),
-    };
-    done.map(|()| Outcome::Done)
-}
-
 /// Deletes sessions and login challenges that can no longer be used.
 pub const SESSION_SWEEP: &str = "session_sweep";
+
+/// The periodic session sweep (no payload).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionSweep {}
+
+impl BackgroundJob for SessionSweep {
+    const KIND: &'static str = SESSION_SWEEP;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("periodic:{}", Self::KIND))
+    }
+
+    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+        let n = crate::db::accounts::delete_dead_sessions(&state.db, state.now()).await?;
+        let mails = crate::mail::prune(state).await?;
+        tracing::info!(removed = n, mails, "session sweep");
+        Ok(Outcome::Done)
+    }
+}
 
 fn backoff(attempts: i32) -> Duration {
     let base = 2i64.saturating_pow(attempts.clamp(0, 12) as u32).min(3600);
@@ -69,16 +53,36 @@ fn backoff(attempts: i32) -> Duration {
     Duration::seconds(base + jitter)
 }
 
-/// Claims and runs one due job; `false` when there was none.
+/// Claims and runs one due job; `false` when there was none. A failure is retried with
+/// backoff until the row's `max_attempts` (its kind's `MAX_ATTEMPTS` when it was queued),
+/// then the job is dead: kept, with its last error, never retried. A kind this binary does
+/// not know (a row from a newer or older version) fails the same way, with a warning: the
+/// row is never deleted, and a worker that knows the kind may still take it meanwhile.
 pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     let now = state.now();
     let Some(job) = jobs::claim(&state.db, now, LEASE).await? else {
         return Ok(false);
     };
+    if job.attempts > job.max_attempts {
+        // Every attempt ended with its lease running out (the worker died or hung), so no
+        // failure was ever recorded: stop here rather than retrying forever.
+        tracing::warn!(job_id = %job.id, kind = %job.kind, attempts = job.attempts - 1,
+            max_attempts = job.max_attempts, "job dead: attempts used up without finishing");
+        metrics::counter!("sigmaai_jobs_run_total", "kind" => job.kind.clone(), "outcome" => "dead")
+            .increment(1);
+        jobs::kill(
+            &state.db,
+            job.id,
+            "attempts used up (each lease expired)",
+            now,
+        )
+        .await?;
+        return Ok(true);
+    }
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
     let started = std::time::Instant::now();
-    let result = dispatch(state, &job).instrument(span).await;
+    let result = run_job(state, &job).instrument(span).await;
     metrics::histogram!("sigmaai_job_duration_seconds", "kind" => job.kind.clone())
         .record(started.elapsed().as_secs_f64());
     let outcome = match &result {
@@ -93,37 +97,42 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
         Ok(Outcome::Later(at)) => jobs::defer(&state.db, job.id, at, state.now()).await?,
         Err(err) => {
             let now = state.now();
-            tracing::warn!(job_id = %job.id, kind = %job.kind, error = format!("{err:#}"), "job failed");
+            let error = format!("{err:#}");
+            if job.attempts >= job.max_attempts {
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempts = job.attempts,
+                    error, "job failed for good: attempts used up, marked dead");
+            } else {
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts,
+                    max_attempts = job.max_attempts, error, "job failed; retrying");
+            }
             metrics::counter!("sigmaai_job_failures_total", "kind" => job.kind.clone())
                 .increment(1);
-            jobs::fail(
-                &state.db,
-                &job,
-                &format!("{err:#}"),
-                now + backoff(job.attempts),
-                now,
-            )
-            .await?;
+            jobs::fail(&state.db, &job, &error, now + backoff(job.attempts), now).await?;
         }
     }
     Ok(true)
 }
 
-/// Periodic maintenance: (kind, every).
-pub const PERIODIC: &[(&str, Duration)] = &[
-    (SESSION_SWEEP, Duration::hours(1)),
-    (crate::privacy::retention::PRIVACY_SWEEP, Duration::days(1)),
-    (crate::mail::alerts::MAIL_ALERTS, Duration::minutes(5)),
-];
+/// Runs one claimed job through the registry.
+async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
+    let Some(entry) = registry::find(&job.kind) else {
+        tracing::warn!(job_id = %job.id, kind = %job.kind,
+            "no handler for this job kind in this binary (queued by another version?); kept for retry");
+        return Err(anyhow!(
+            "unknown job kind {:?}: no handler in this binary",
+            job.kind
+        ));
+    };
+    entry.run(state, job.payload_value(), &job.meta()).await
+}
 
 /// Makes sure each periodic job has a pending run (a no-op when one is already queued).
 pub async fn schedule_periodic(state: &AppState) -> anyhow::Result<()> {
     let now = state.now();
     let mut conn = state.db.acquire().await?;
-    for (kind, every) in PERIODIC {
-        let job = jobs::NewJob::new(kind, now + *every).dedupe(format!("periodic:{kind}"));
-        jobs::enqueue_if_absent(&mut conn, job, now).await?;
-    }
+    jobs::enqueue_if_absent(&mut conn, &SessionSweep {}, now + Duration::hours(1), now).await?;
+    jobs::enqueue_if_absent(&mut conn, &PrivacySweep {}, now + Duration::days(1), now).await?;
+    jobs::enqueue_if_absent(&mut conn, &MailAlerts {}, now + Duration::minutes(5), now).await?;
     Ok(())
 }
 

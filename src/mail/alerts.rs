@@ -9,9 +9,32 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{Kind, NewMail, enqueue, recipients};
-use crate::{db, state::AppState};
+use crate::{
+    db::{
+        self,
+        jobs::{BackgroundJob, JobMeta, Outcome},
+    },
+    state::AppState,
+};
 
 pub const MAIL_ALERTS: &str = "mail_alerts";
+
+/// The periodic alerts job (no payload).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MailAlerts {}
+
+impl BackgroundJob for MailAlerts {
+    const KIND: &'static str = MAIL_ALERTS;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("periodic:{}", Self::KIND))
+    }
+
+    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+        run(state).await.map(|()| Outcome::Done)
+    }
+}
 
 /// How far ahead of its deadline an open request alerts the tenant's admins.
 pub const DSR_WARNING: Duration = Duration::days(3);

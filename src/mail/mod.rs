@@ -35,7 +35,7 @@ use uuid::Uuid;
 use crate::{
     auth::{INVITATION_LIFETIME, RESET_LIFETIME, tokens},
     config::Config,
-    db::jobs::{self, Job},
+    db::jobs::{self, BackgroundJob, JobMeta, Outcome},
     i18n::Lang,
     state::AppState,
 };
@@ -155,14 +155,11 @@ pub async fn enqueue(
     let Some(id) = id else {
         return Ok(false);
     };
-    let mut job = jobs::NewJob::new(SEND_MAIL, now)
-        .subject(id)
-        .dedupe(format!("mail:{id}"))
-        .max_attempts(12);
-    if let Some(t) = mail.tenant_id {
-        job = job.tenant(t);
-    }
-    jobs::enqueue(conn, job, now).await?;
+    let job = SendMail {
+        tenant_id: mail.tenant_id,
+        outbox_id: id,
+    };
+    jobs::enqueue(conn, &job, now, now).await?;
     Ok(true)
 }
 
@@ -186,8 +183,30 @@ pub struct Content {
 }
 
 /// The `send_mail` job: renders and sends one outbox row, once.
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    let id = job.subject_id.context("send_mail job without a subject")?;
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendMail {
+    /// The tenant it is about, if any (for the tenant's job list; the row does not say).
+    #[serde(default)]
+    pub tenant_id: Option<Uuid>,
+    #[serde(rename = "subject_id")]
+    pub outbox_id: Uuid,
+}
+
+impl BackgroundJob for SendMail {
+    const KIND: &'static str = SEND_MAIL;
+    const MAX_ATTEMPTS: i32 = 12;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("mail:{}", self.outbox_id))
+    }
+
+    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+        run(state, self.outbox_id).await.map(|()| Outcome::Done)
+    }
+}
+
+async fn run(state: &AppState, id: Uuid) -> anyhow::Result<()> {
     let Some(row) = sqlx::query_as::<_, OutboxRow>(
         r#"SELECT id, idempotency_key, user_id, kind, to_address, language, params, sent_at
            FROM mail_outbox WHERE id = $1"#,

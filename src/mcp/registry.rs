@@ -18,7 +18,7 @@ use crate::{
     db::{
         self, ai as db_ai,
         audit::{self, Actor},
-        jobs::{self, Job, NewJob},
+        jobs::{self, BackgroundJob, JobMeta, Outcome},
         mcp::{self as db_mcp, NewServer, Server},
     },
     live,
@@ -27,6 +27,31 @@ use crate::{
 
 /// The job that runs one approved write call.
 pub const MCP_CALL: &str = "mcp_call";
+
+/// The `mcp_call` job: one approved write call, run at most once (one attempt: a failed
+/// call is for a person to look at, never retried blind).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct McpCall {
+    pub tenant_id: Uuid,
+    #[serde(rename = "subject_id")]
+    pub call_id: Uuid,
+}
+
+impl BackgroundJob for McpCall {
+    const KIND: &'static str = MCP_CALL;
+    const MAX_ATTEMPTS: i32 = 1;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("mcp_call:{}", self.call_id))
+    }
+
+    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+        run_call(state, self.tenant_id, self.call_id)
+            .await
+            .map(|()| Outcome::Done)
+    }
+}
 
 pub fn guard(state: &AppState) -> Guard {
     Guard::for_config(&state.config)
@@ -281,10 +306,7 @@ pub async fn test_connection(
 /// Runs an approved write call once: `approved → running` is committed before the request,
 /// so a crash or a second run can never send it twice (it stays `running` for a person to
 /// check, like a send whose outcome is unknown).
-pub async fn run_call(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    let (Some(tenant_id), Some(call_id)) = (job.tenant_id, job.subject_id) else {
-        anyhow::bail!("mcp_call job without tenant or call");
-    };
+async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::Result<()> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(call) = db_mcp::call(&mut tx, call_id).await? else {
@@ -401,16 +423,7 @@ pub async fn enqueue_call(
     call_id: Uuid,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    jobs::enqueue(
-        conn,
-        NewJob::new(MCP_CALL, now)
-            .tenant(tenant_id)
-            .subject(call_id)
-            .dedupe(format!("mcp_call:{call_id}"))
-            .max_attempts(1),
-        now,
-    )
-    .await?;
+    jobs::enqueue(conn, &McpCall { tenant_id, call_id }, now, now).await?;
     jobs::notify_workers(conn).await?;
     Ok(())
 }

@@ -4,16 +4,43 @@
 
 use crate::{
     crypto::Aad,
-    db::{self, conversations, jobs::Job},
+    db::{
+        self, conversations,
+        jobs::{BackgroundJob, JobMeta, Outcome},
+    },
     live,
-    messaging::channel::{self, Outbound},
+    messaging::{
+        GROUP_SUBJECT,
+        channel::{self, Outbound},
+    },
     state::AppState,
 };
+use uuid::Uuid;
 
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    let (Some(tenant_id), Some(conversation_id)) = (job.tenant_id, job.subject_id) else {
-        anyhow::bail!("group_subject job without tenant or conversation");
-    };
+/// The `group_subject` job: asks the gateway for a group conversation's subject.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupSubject {
+    pub tenant_id: Uuid,
+    #[serde(rename = "subject_id")]
+    pub conversation_id: Uuid,
+}
+
+impl BackgroundJob for GroupSubject {
+    const KIND: &'static str = GROUP_SUBJECT;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("group_subject:{}", self.conversation_id))
+    }
+
+    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+        run(state, self.tenant_id, self.conversation_id)
+            .await
+            .map(|()| Outcome::Done)
+    }
+}
+
+async fn run(state: &AppState, tenant_id: Uuid, conversation_id: Uuid) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(conv) = conversations::get(&mut tx, conversation_id).await? else {
         return Ok(());

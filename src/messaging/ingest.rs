@@ -25,7 +25,7 @@ use crate::{
         channels::Channel,
         contacts::{self, ContactKeys, NewContact},
         conversations::{self, NewConversation, Upserted},
-        jobs::{self, NewJob},
+        jobs,
         messages::{self, NewMessage},
     },
     domain::{events, phone::Phone},
@@ -33,7 +33,7 @@ use crate::{
         ConnectionState, ConnectionUpdate, InboundEvent, InboundMessage, MediaSource, MessageKind,
         MessageRevision, Revision, StatusUpdate,
     },
-    messaging::{FETCH_MEDIA, GROUP_SUBJECT, extra},
+    messaging::{extra, groups::GroupSubject, media::FetchMedia},
     state::AppState,
 };
 
@@ -705,10 +705,11 @@ pub async fn apply(
                 // Label the group with its subject, asked of the gateway after the commit.
                 jobs::enqueue(
                     tx,
-                    NewJob::new(GROUP_SUBJECT, r.now)
-                        .tenant(tenant_id)
-                        .subject(c.id)
-                        .dedupe(format!("group_subject:{}", c.id)),
+                    &GroupSubject {
+                        tenant_id,
+                        conversation_id: c.id,
+                    },
+                    r.now,
                     r.now,
                 )
                 .await?;
@@ -1096,9 +1097,11 @@ async fn after_stored(
     if matches!(p.msg.kind, MessageKind::Media { .. }) {
         jobs::enqueue(
             tx,
-            NewJob::new(FETCH_MEDIA, r.now)
-                .tenant(tenant_id)
-                .subject(p.message_id),
+            &FetchMedia {
+                tenant_id,
+                message_id: p.message_id,
+            },
+            r.now,
             r.now,
         )
         .await?;

@@ -6,24 +6,52 @@ use uuid::Uuid;
 
 use crate::{
     crypto::Aad,
-    db::{self, jobs::Job, messages},
+    db::{
+        self,
+        jobs::{BackgroundJob, JobMeta, Outcome},
+        messages,
+    },
     gateway::{DownloadedMedia, SendError},
     live,
-    messaging::channel::{self, Outbound},
+    messaging::{
+        FETCH_MEDIA,
+        channel::{self, Outbound},
+    },
     state::AppState,
 };
 
 /// The largest media object we keep (WhatsApp documents go up to 100 MB; we cap lower).
 pub const MAX_MEDIA_BYTES: usize = 64 * 1024 * 1024;
 
+/// The `fetch_media` job: one inbound message's media, fetched once.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FetchMedia {
+    pub tenant_id: Uuid,
+    #[serde(rename = "subject_id")]
+    pub message_id: Uuid,
+}
+
+impl BackgroundJob for FetchMedia {
+    const KIND: &'static str = FETCH_MEDIA;
+    type Context = AppState;
+
+    async fn run(self, state: &AppState, meta: &JobMeta) -> anyhow::Result<Outcome> {
+        run(state, self.tenant_id, self.message_id, meta)
+            .await
+            .map(|()| Outcome::Done)
+    }
+}
+
 pub fn object_key(tenant_id: Uuid, message_id: Uuid) -> String {
     format!("tenants/{tenant_id}/media/{message_id}")
 }
 
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    let (Some(tenant_id), Some(message_id)) = (job.tenant_id, job.subject_id) else {
-        anyhow::bail!("fetch_media job without tenant or message");
-    };
+async fn run(
+    state: &AppState,
+    tenant_id: Uuid,
+    message_id: Uuid,
+    job: &JobMeta,
+) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(msg) = messages::get(&mut tx, message_id).await? else {
         return Ok(());

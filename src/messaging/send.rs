@@ -16,7 +16,7 @@ use crate::{
         self,
         channels::Channel,
         conversations,
-        jobs::{self, Job, NewJob},
+        jobs::{self, BackgroundJob, JobMeta, Outcome},
         messages::{self, NewMessage},
     },
     domain::events,
@@ -25,6 +25,30 @@ use crate::{
     messaging::{SEND_MESSAGE, channel},
     state::AppState,
 };
+
+/// The `send_message` job: sends one queued outbound message, once.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendMessage {
+    pub tenant_id: Uuid,
+    #[serde(rename = "subject_id")]
+    pub message_id: Uuid,
+}
+
+impl BackgroundJob for SendMessage {
+    const KIND: &'static str = SEND_MESSAGE;
+    const MAX_ATTEMPTS: i32 = 8;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("send:{}", self.message_id))
+    }
+
+    async fn run(self, state: &AppState, meta: &JobMeta) -> anyhow::Result<Outcome> {
+        run(state, self.tenant_id, self.message_id, meta)
+            .await
+            .map(|()| Outcome::Done)
+    }
+}
 
 /// WhatsApp's limit for one text message.
 pub const MAX_TEXT: usize = 4096;
@@ -302,11 +326,11 @@ async fn enqueue_send(
 ) -> sqlx::Result<()> {
     jobs::enqueue(
         tx,
-        NewJob::new(SEND_MESSAGE, run_at)
-            .tenant(tenant_id)
-            .subject(message_id)
-            .dedupe(format!("send:{message_id}"))
-            .max_attempts(8),
+        &SendMessage {
+            tenant_id,
+            message_id,
+        },
+        run_at,
         now,
     )
     .await?;
@@ -347,7 +371,6 @@ pub async fn retry(
     Ok(true)
 }
 
-/// The `send_message` job.
 /// `message.sent` / `message.failed` for outgoing webhooks, in the transaction that records it.
 async fn emit_outcome(
     tx: &mut PgConnection,
@@ -369,10 +392,12 @@ async fn emit_outcome(
     db::outgoing::emit(tx, tenant_id, event, &[(data, None)], now).await
 }
 
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    let (Some(tenant_id), Some(message_id)) = (job.tenant_id, job.subject_id) else {
-        anyhow::bail!("send_message job without tenant or message");
-    };
+async fn run(
+    state: &AppState,
+    tenant_id: Uuid,
+    message_id: Uuid,
+    job: &JobMeta,
+) -> anyhow::Result<()> {
     // Claim the message: only a queued message is sent; anything else means a previous
     // attempt got further (or staff cancelled), and sending again could duplicate it.
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;

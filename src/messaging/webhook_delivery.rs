@@ -14,15 +14,31 @@ use crate::{
     db::{
         self, ai as db_ai,
         audit::{self, Actor},
-        jobs::Job,
+        jobs::{BackgroundJob, JobMeta, Outcome},
         messages,
-        outgoing::{self as db_out, AttemptResult, NewEndpoint},
+        outgoing::{self as db_out, AttemptResult, NewEndpoint, WebhookDeliver},
     },
     domain::events,
     mcp::guard::{CONNECT_TIMEOUT, Guard, REQUEST_TIMEOUT, pinned},
     outgoing::{self, signing},
     state::AppState,
 };
+
+impl BackgroundJob for WebhookDeliver {
+    const KIND: &'static str = db_out::WEBHOOK_DELIVER;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("webhook:{}", self.delivery_id))
+    }
+
+    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+        Ok(match run(state, self.tenant_id, self.delivery_id).await? {
+            Some(at) => Outcome::Later(at),
+            None => Outcome::Done,
+        })
+    }
+}
 
 pub fn secret_aad(endpoint_id: Uuid) -> Aad<'static> {
     Aad::new("webhook_endpoints", "secret", endpoint_id)
@@ -115,10 +131,11 @@ pub async fn add_endpoint(
 }
 
 /// One attempt. `Ok(Some(at))`: try again at `at` (the job defers itself); `Ok(None)`: done.
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<Option<OffsetDateTime>> {
-    let (Some(tenant_id), Some(delivery_id)) = (job.tenant_id, job.subject_id) else {
-        anyhow::bail!("webhook_deliver job without tenant or delivery");
-    };
+async fn run(
+    state: &AppState,
+    tenant_id: Uuid,
+    delivery_id: Uuid,
+) -> anyhow::Result<Option<OffsetDateTime>> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(d) = db_out::delivery(&mut tx, delivery_id).await? else {

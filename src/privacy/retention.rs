@@ -9,6 +9,7 @@ use crate::{
     db::{
         self,
         audit::{self, Actor},
+        jobs::{BackgroundJob, JobMeta, Outcome},
         privacy as dbp,
     },
     privacy::{erase, plan_of, settings},
@@ -17,6 +18,23 @@ use crate::{
 
 /// The sweep's job kind (periodic, daily).
 pub const PRIVACY_SWEEP: &str = "privacy_sweep";
+
+/// The periodic sweep job (no payload).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PrivacySweep {}
+
+impl BackgroundJob for PrivacySweep {
+    const KIND: &'static str = PRIVACY_SWEEP;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("periodic:{}", Self::KIND))
+    }
+
+    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+        run_sweep(state).await.map(|_| Outcome::Done)
+    }
+}
 
 /// Termination: the export window before everything is deleted.
 pub const TERMINATION_GRACE: Duration = Duration::days(30);

@@ -26,7 +26,7 @@ use crate::{
         ai::{self as db_ai, AiSettings, NewDraft, UsageDelta},
         audit::{self, Actor},
         conversations,
-        jobs::{self, Job},
+        jobs::{self, BackgroundJob, JobMeta, Outcome},
         mcp as db_mcp,
         messages::{self, Message},
     },
@@ -54,17 +54,40 @@ pub async fn schedule_many(
 ) -> sqlx::Result<()> {
     let jobs: Vec<_> = turns
         .iter()
-        .map(|(tenant, conversation, run_at)| {
+        .map(|(tenant_id, conversation_id, run_at)| {
             (
-                *tenant,
-                *conversation,
-                format!("ai_reply:{conversation}"),
+                AiReply {
+                    tenant_id: *tenant_id,
+                    conversation_id: *conversation_id,
+                },
                 *run_at,
             )
         })
         .collect();
-    jobs::enqueue_many_if_absent(conn, AI_REPLY, 4, &jobs, now).await?;
+    jobs::enqueue_many_if_absent(conn, &jobs, now).await?;
     Ok(())
+}
+
+/// The `ai_reply` job: one conversation's AI turn (see [`schedule_many`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AiReply {
+    pub tenant_id: Uuid,
+    #[serde(rename = "subject_id")]
+    pub conversation_id: Uuid,
+}
+
+impl BackgroundJob for AiReply {
+    const KIND: &'static str = AI_REPLY;
+    const MAX_ATTEMPTS: i32 = 4;
+    type Context = AppState;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("ai_reply:{}", self.conversation_id))
+    }
+
+    async fn run(self, state: &AppState, meta: &JobMeta) -> anyhow::Result<Outcome> {
+        run_turn(state, self.tenant_id, self.conversation_id, meta).await
+    }
 }
 
 /// Why a human must take this turn (stored on the draft and the conversation).
@@ -100,25 +123,31 @@ enum Produced {
 /// The `ai_reply` job: waits while the customer is still writing (a burst becomes one turn:
 /// `debounce` after the newest message arrived here — our clock, not the gateway's
 /// timestamps), then drafts.
-pub async fn run_turn(state: &AppState, job: &Job) -> anyhow::Result<crate::jobs::Outcome> {
-    use crate::jobs::Outcome;
-    if let (Some(tenant_id), Some(conversation_id)) = (job.tenant_id, job.subject_id) {
-        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-        let newest = messages::newest_inbound_at(&mut tx, conversation_id).await?;
-        tx.commit().await?;
-        if let Some(due) = newest.map(|at| at + state.config.ai_debounce)
-            && due > state.now()
-        {
-            return Ok(Outcome::Later(due));
-        }
+async fn run_turn(
+    state: &AppState,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    job: &JobMeta,
+) -> anyhow::Result<Outcome> {
+    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let newest = messages::newest_inbound_at(&mut tx, conversation_id).await?;
+    tx.commit().await?;
+    if let Some(due) = newest.map(|at| at + state.config.ai_debounce)
+        && due > state.now()
+    {
+        return Ok(Outcome::Later(due));
     }
-    run(state, job).await.map(|()| Outcome::Done)
+    run(state, tenant_id, conversation_id, job)
+        .await
+        .map(|()| Outcome::Done)
 }
 
-pub async fn run(state: &AppState, job: &Job) -> anyhow::Result<()> {
-    let (Some(tenant_id), Some(conversation_id)) = (job.tenant_id, job.subject_id) else {
-        anyhow::bail!("ai_reply job without tenant or conversation");
-    };
+async fn run(
+    state: &AppState,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    job: &JobMeta,
+) -> anyhow::Result<()> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(conv) = conversations::get(&mut tx, conversation_id).await? else {

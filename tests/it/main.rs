@@ -10,6 +10,7 @@ mod client;
 mod contacts;
 mod harness;
 mod instances;
+mod jobs;
 mod knowledge;
 
 mod accessibility;
