@@ -35,13 +35,20 @@ pub struct Cache<T, S> {
 struct TenantEntry<T, S> {
     tenant: Option<(Arc<T>, OffsetDateTime)>,
     subjects: HashMap<Uuid, (Arc<S>, OffsetDateTime)>,
+    /// Expired subjects are swept when the map reaches this size (then twice what is
+    /// left): sweeping on every insert made a burst of new contacts quadratic.
+    sweep_at: usize,
 }
+
+/// The smallest size at which a tenant's expired subject keys are swept.
+const SWEEP_MIN: usize = 64;
 
 impl<T, S> Default for TenantEntry<T, S> {
     fn default() -> Self {
         TenantEntry {
             tenant: None,
             subjects: HashMap::new(),
+            sweep_at: SWEEP_MIN,
         }
     }
 }
@@ -132,9 +139,18 @@ impl<T, S> Cache<T, S> {
         if self.epoch() == epoch {
             let now = self.clock.now();
             let entry = map.entry(tenant_id).or_default();
-            entry.subjects.retain(|_, (_, at)| now - *at < self.ttl);
+            if entry.subjects.len() >= entry.sweep_at {
+                entry.subjects.retain(|_, (_, at)| now - *at < self.ttl);
+                entry.sweep_at = (entry.subjects.len() * 2).max(SWEEP_MIN);
+            }
             entry.subjects.insert(subject_id, (value, now));
         }
+    }
+
+    /// Subject keys held for this tenant, expired ones not yet swept included.
+    #[cfg(test)]
+    fn held(&self, tenant_id: Uuid) -> usize {
+        self.lock().get(&tenant_id).map_or(0, |e| e.subjects.len())
     }
 
     pub fn invalidate(&self, what: Invalidation) {
@@ -260,5 +276,28 @@ mod tests {
         cache.put_tenant(cache.epoch(), t, Arc::new(3));
         cache.invalidate(Invalidation::Tenant(t));
         assert_eq!(cache.tenant(t), None);
+    }
+
+    #[test]
+    fn expired_subject_keys_are_swept_as_new_ones_arrive() {
+        let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH);
+        let cache: Cache<u8, u8> = Cache::new(Duration::from_secs(10), Arc::new(clock.clone()));
+        let t = Uuid::new_v4();
+        for _ in 0..1000 {
+            cache.put_subject(cache.epoch(), t, Uuid::new_v4(), Arc::new(1));
+        }
+        assert_eq!(cache.held(t), 1000);
+        clock.advance(time::Duration::seconds(11));
+        // A burst of new contacts after the first expired: the old keys go, the new stay.
+        let fresh: Vec<Uuid> = (0..1000).map(|_| Uuid::new_v4()).collect();
+        for s in &fresh {
+            cache.put_subject(cache.epoch(), t, *s, Arc::new(2));
+        }
+        assert!(cache.held(t) <= 2 * fresh.len(), "{} held", cache.held(t));
+        assert!(
+            fresh
+                .iter()
+                .all(|s| cache.subject(t, *s).as_deref() == Some(&2))
+        );
     }
 }

@@ -105,6 +105,51 @@ pub async fn insert(
     Ok(r.rows_affected() == 1)
 }
 
+/// Inserts new contacts in one statement (ingestion's new people of a batch, in the
+/// caller's lock order); returns the ids inserted. One missing from the answer conflicted
+/// with a contact another transaction created meanwhile (same phone or LID).
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    rows: &[(NewContact<'_>, OffsetDateTime)],
+) -> sqlx::Result<Vec<Uuid>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|(c, _)| c.id).collect();
+    let phones: Vec<Option<&str>> = rows.iter().map(|(c, _)| c.phone_index).collect();
+    let lids: Vec<Option<&str>> = rows.iter().map(|(c, _)| c.lid_index).collect();
+    let phone_sealed: Vec<Option<&[u8]>> = rows
+        .iter()
+        .map(|(c, _)| c.phone_sealed.as_deref())
+        .collect();
+    let name_sealed: Vec<Option<&[u8]>> =
+        rows.iter().map(|(c, _)| c.name_sealed.as_deref()).collect();
+    // Tokens are hex, so a space joins them unambiguously (PostgreSQL arrays of arrays
+    // must be rectangular).
+    let tokens: Vec<String> = rows.iter().map(|(c, _)| c.name_tokens.join(" ")).collect();
+    let at: Vec<OffsetDateTime> = rows.iter().map(|(_, at)| *at).collect();
+    sqlx::query_scalar(
+        r#"INSERT INTO contacts (id, tenant_id, phone_index, lid_index, phone_sealed, name_sealed, name_tokens, created_at, updated_at)
+           SELECT t.id, $1, t.phone, t.lid, t.ps, t.ns, string_to_array(t.tokens, ' '), t.at, t.at
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::text[], $8::timestamptz[])
+                WITH ORDINALITY AS t(id, phone, lid, ps, ns, tokens, at, n)
+           ORDER BY t.n
+           ON CONFLICT DO NOTHING
+           RETURNING id"#,
+    )
+    .bind(tenant_id)
+    .bind(&ids)
+    .bind(&phones)
+    .bind(&lids)
+    .bind(&phone_sealed)
+    .bind(&name_sealed)
+    .bind(&tokens)
+    .bind(&at)
+    .fetch_all(conn)
+    .await
+}
+
 /// A LID-only contact whose phone number became known.
 pub async fn set_phone(
     conn: &mut PgConnection,

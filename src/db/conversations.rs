@@ -66,6 +66,70 @@ pub async fn upsert(
     .await
 }
 
+/// A conversation ingestion creates, with its reply address already sealed (under its
+/// new id).
+pub struct NewConversationWithChat<'a> {
+    pub conversation: NewConversation<'a>,
+    pub chat_sealed: &'a [u8],
+    pub at: OffsetDateTime,
+}
+
+/// The conversations of a batch's new chats, created in one statement (in the caller's
+/// key order, the order every writer locks in). A chat created meanwhile by a concurrent
+/// delivery is waited for and returned as it is (its id, and whether its reply address is
+/// still unset); one created here already has its address. In the order given.
+pub async fn upsert_many(
+    conn: &mut PgConnection,
+    rows: &[NewConversationWithChat<'_>],
+) -> sqlx::Result<Vec<Upserted>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let col =
+        |f: &dyn Fn(&NewConversationWithChat<'_>) -> Uuid| rows.iter().map(f).collect::<Vec<_>>();
+    let ids = col(&|r| r.conversation.id);
+    let tenants = col(&|r| r.conversation.tenant_id);
+    let channels = col(&|r| r.conversation.channel_id);
+    let contacts = col(&|r| r.conversation.contact_id);
+    let chats: Vec<&str> = rows.iter().map(|r| r.conversation.chat_index).collect();
+    let groups: Vec<bool> = rows.iter().map(|r| r.conversation.is_group).collect();
+    let sealed: Vec<&[u8]> = rows.iter().map(|r| r.chat_sealed).collect();
+    let at: Vec<OffsetDateTime> = rows.iter().map(|r| r.at).collect();
+    let found: Vec<(Uuid, Uuid, String, bool)> = sqlx::query_as(
+        r#"INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, is_group, chat_sealed, last_message_at, created_at)
+           SELECT t.id, t.tenant_id, t.channel_id, t.contact_id, t.chat_index, t.is_group, t.chat_sealed, t.at, t.at
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::bool[], $7::bytea[], $8::timestamptz[])
+                WITH ORDINALITY AS t(id, tenant_id, channel_id, contact_id, chat_index, is_group, chat_sealed, at, n)
+           ORDER BY t.n
+           ON CONFLICT (tenant_id, channel_id, chat_index) DO UPDATE SET chat_index = EXCLUDED.chat_index
+           RETURNING id, channel_id, chat_index, chat_sealed IS NULL"#,
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&channels)
+    .bind(&contacts)
+    .bind(&chats)
+    .bind(&groups)
+    .bind(&sealed)
+    .bind(&at)
+    .fetch_all(conn)
+    .await?;
+    // RETURNING's order is not promised: match the answers to the keys.
+    let by_key: std::collections::HashMap<(Uuid, String), Upserted> = found
+        .into_iter()
+        .map(|(id, channel, chat, needs_chat)| ((channel, chat), Upserted { id, needs_chat }))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let c = &r.conversation;
+            by_key
+                .get(&(c.channel_id, c.chat_index.to_owned()))
+                .copied()
+                .ok_or_else(|| sqlx::Error::Protocol("a new conversation was not returned".into()))
+        })
+        .collect()
+}
+
 /// The existing conversations of these (channel, chat index) pairs, locked for update in
 /// the keys' order: sorted by the caller, so group commit's concurrent transactions take
 /// these locks in one order and cannot deadlock on each other's conversations. One

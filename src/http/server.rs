@@ -93,7 +93,7 @@ fn effective_max_connections(configured: usize) -> usize {
         return configured;
     };
     let room = fds.saturating_sub(RESERVE).max(16) as usize;
-    if configured > room {
+    let cap = if configured > room {
         tracing::warn!(
             configured,
             room,
@@ -102,7 +102,13 @@ fn effective_max_connections(configured: usize) -> usize {
         room
     } else {
         configured
-    }
+    };
+    tracing::info!(
+        file_limit = fds,
+        max_connections = cap,
+        "file-descriptor limit raised to its hard limit; client connections capped below it"
+    );
+    cap
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force.

@@ -24,7 +24,7 @@ use crate::{
         self,
         channels::Channel,
         contacts::{self, ContactKeys, NewContact},
-        conversations::{self, NewConversation, Upserted},
+        conversations::{self, NewConversation, NewConversationWithChat, Upserted},
         jobs,
         messages::{self, NewMessage},
     },
@@ -641,7 +641,8 @@ pub async fn apply(
         for m in d.messages {
             let contact = resolve_contact(state, tenant_id, &known, &mut fresh, &m).await?;
             let p = prepare(state, tenant_id, m.msg, contact).await?;
-            let p = settle_contact(state, tx, &mut known, tenant_id, p, d.now).await?;
+            // The batch's later messages know this person from here on (written below).
+            remember(&mut known, &p.contact, p.name_sealed.is_some());
             rows.push(Row {
                 delivery: i,
                 channel_id: d.channel.id,
@@ -659,6 +660,8 @@ pub async fn apply(
         ));
     }
 
+    settle_contacts(state, tx, &mut known, tenant_id, &mut rows).await?;
+
     // 2. Conversations: nearly always they exist, and one read finds (and locks) them all.
     let mut keys: Vec<(Uuid, String)> = rows
         .iter()
@@ -675,44 +678,68 @@ pub async fn apply(
             .map(|(channel, chat, c)| ((channel, chat), c))
             .collect()
     };
-    let mut conversation_of = Vec::with_capacity(rows.len());
-    for r in &rows {
+    // The new chats, created in one statement in key order (the order every writer locks
+    // in), each with its reply address sealed under its new id.
+    let mut first_row: HashMap<(Uuid, String), usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
         let key = (r.channel_id, r.p.chat_index.clone());
-        let c = match conversations.get(&key) {
-            Some(c) => *c,
-            None => {
-                let c = conversations::upsert(
-                    tx,
-                    NewConversation {
-                        id: Uuid::now_v7(),
+        if !conversations.contains_key(&key) {
+            first_row.entry(key).or_insert(i);
+        }
+    }
+    let mut new_chats: Vec<((Uuid, String), usize)> = first_row.into_iter().collect();
+    new_chats.sort();
+    let mut sealed_chats = Vec::with_capacity(new_chats.len());
+    for (_, i) in &new_chats {
+        let id = Uuid::now_v7();
+        sealed_chats.push((id, seal_chat(state, &rows[*i].p, tenant_id, id).await?));
+    }
+    let created = conversations::upsert_many(
+        tx,
+        &new_chats
+            .iter()
+            .zip(&sealed_chats)
+            .map(|((_, i), (id, sealed))| {
+                let r = &rows[*i];
+                NewConversationWithChat {
+                    conversation: NewConversation {
+                        id: *id,
                         tenant_id,
                         channel_id: r.channel_id,
                         contact_id: r.p.contact.contact_id,
                         chat_index: &r.p.chat_index,
                         is_group: r.p.msg.is_group,
                     },
-                    r.p.msg.timestamp,
-                )
-                .await?;
-                conversations.insert(key.clone(), c);
-                c
-            }
+                    chat_sealed: sealed,
+                    at: r.p.msg.timestamp,
+                }
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    for (((key, i), (id, _)), c) in new_chats.into_iter().zip(&sealed_chats).zip(created) {
+        let r = &rows[i];
+        if c.id == *id && r.p.msg.is_group {
+            // Label the group with its subject, asked of the gateway after the commit.
+            enqueue_group_subject(tx, tenant_id, c.id, r.now).await?;
+        }
+        // One created meanwhile by a concurrent delivery may still lack its address.
+        conversations.insert(key, c);
+    }
+    drop(sealed_chats);
+    let mut conversation_of = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let key = (r.channel_id, r.p.chat_index.clone());
+        let c = match conversations.get(&key) {
+            Some(c) => *c,
+            None => anyhow::bail!("a batch's conversation was neither found nor created"),
         };
         // Where replies go: the group, or the person as the gateway addresses them.
         if c.needs_chat {
-            set_chat(state, tx, &r.p, tenant_id, c.id).await?;
+            let sealed = seal_chat(state, &r.p, tenant_id, c.id).await?;
+            conversations::set_chat(tx, c.id, &sealed).await?;
             if r.p.msg.is_group {
-                // Label the group with its subject, asked of the gateway after the commit.
-                jobs::enqueue(
-                    tx,
-                    &GroupSubject {
-                        tenant_id,
-                        conversation_id: c.id,
-                    },
-                    r.now,
-                    r.now,
-                )
-                .await?;
+                enqueue_group_subject(tx, tenant_id, c.id, r.now).await?;
             }
             conversations.insert(
                 key,
@@ -819,86 +846,111 @@ pub async fn apply(
     Ok(outs)
 }
 
-/// Writes what is new about the message's contact: a new person, or a phone, LID or name
-/// the known one lacked, and records it in `known` for the batch's later messages. Returns
-/// the message as it will be stored: sealed again under another contact's key if a
-/// concurrent transaction created the same person first.
-async fn settle_contact(
+/// Writes what is new about the batch's contacts: the new people in one statement, then
+/// a phone, LID or name a known one lacked (in message order). A message whose new person
+/// a concurrent transaction created first is sealed again under that contact's key.
+/// `known` already holds every contact as the messages left it (`remember`).
+async fn settle_contacts(
     state: &AppState,
     tx: &mut PgConnection,
     known: &mut Vec<ContactKeys>,
     tenant_id: Uuid,
-    mut p: Prepared,
-    now: OffsetDateTime,
-) -> anyhow::Result<Prepared> {
-    if p.contact.is_new {
-        let inserted = contacts::insert(
-            tx,
-            NewContact {
-                id: p.contact.contact_id,
-                tenant_id,
-                phone_index: p.contact.phone_index.as_deref(),
-                lid_index: p.contact.lid_index.as_deref(),
-                phone_sealed: p.phone_sealed.clone(),
-                name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
-                name_tokens: p
-                    .name_sealed
-                    .as_ref()
-                    .map(|(_, t)| t.clone())
-                    .unwrap_or_default(),
-            },
-            now,
-        )
-        .await?;
-        if inserted {
-            remember(known, &p.contact, p.name_sealed.is_some());
-            return Ok(p);
+    rows: &mut [Row],
+) -> anyhow::Result<()> {
+    let token = |r: &Row| {
+        r.p.contact
+            .phone_index
+            .clone()
+            .or_else(|| r.p.contact.lid_index.clone())
+    };
+    // In token order: concurrent batches creating the same people wait in one order.
+    let mut new: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].p.contact.is_new)
+        .collect();
+    new.sort_by_key(|&i| token(&rows[i]));
+    let inserted: HashSet<Uuid> = contacts::insert_many(
+        tx,
+        tenant_id,
+        &new.iter()
+            .map(|&i| {
+                let (p, now) = (&rows[i].p, rows[i].now);
+                let contact = NewContact {
+                    id: p.contact.contact_id,
+                    tenant_id,
+                    phone_index: p.contact.phone_index.as_deref(),
+                    lid_index: p.contact.lid_index.as_deref(),
+                    phone_sealed: p.phone_sealed.clone(),
+                    name_sealed: p.name_sealed.as_ref().map(|(s, _)| s.clone()),
+                    name_tokens: p
+                        .name_sealed
+                        .as_ref()
+                        .map(|(_, t)| t.clone())
+                        .unwrap_or_default(),
+                };
+                (contact, now)
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let conflicted: HashSet<Uuid> = new
+        .iter()
+        .map(|&i| rows[i].p.contact.contact_id)
+        .filter(|id| !inserted.contains(id))
+        .collect();
+    if !conflicted.is_empty() {
+        // A concurrent transaction created these people first: their messages are sealed
+        // again under the contacts it created (in message order, as if found at first).
+        known.retain(|k| !conflicted.contains(&k.id));
+        let (mut phones, mut lids) = (Vec::new(), Vec::new());
+        for r in rows
+            .iter()
+            .filter(|r| conflicted.contains(&r.p.contact.contact_id))
+        {
+            phones.extend(r.p.contact.phone_index.clone());
+            lids.extend(r.p.contact.lid_index.clone());
         }
-        // A concurrent transaction created this person first: seal it again under theirs.
-        let mut found = contacts::find_many(
-            tx,
-            p.contact.phone_index.as_slice(),
-            p.contact.lid_index.as_slice(),
-        )
-        .await?;
-        let incoming = Incoming {
-            phone_index: p.contact.phone_index.clone(),
-            lid_index: p.contact.lid_index.clone(),
-            msg: p.msg,
-        };
-        let contact = resolve_contact(
-            state,
-            tenant_id,
-            &found,
-            &mut FreshIds::default(),
-            &incoming,
-        )
-        .await?;
-        anyhow::ensure!(
-            !contact.is_new,
-            "contact insert conflicted but no contact was found"
-        );
-        known.append(&mut found);
-        p = prepare(state, tenant_id, incoming.msg, contact).await?;
+        known.append(&mut contacts::find_many(tx, &phones, &lids).await?);
+        for r in rows
+            .iter_mut()
+            .filter(|r| conflicted.contains(&r.p.contact.contact_id))
+        {
+            let incoming = Incoming {
+                phone_index: r.p.contact.phone_index.clone(),
+                lid_index: r.p.contact.lid_index.clone(),
+                msg: r.p.msg.clone(),
+            };
+            let contact =
+                resolve_contact(state, tenant_id, known, &mut FreshIds::default(), &incoming)
+                    .await?;
+            anyhow::ensure!(
+                !contact.is_new,
+                "contact insert conflicted but no contact was found"
+            );
+            r.p = prepare(state, tenant_id, incoming.msg, contact).await?;
+            remember(known, &r.p.contact, r.p.name_sealed.is_some());
+        }
     }
-    let cid = p.contact.contact_id;
-    if p.contact.add_phone
-        && let (Some(idx), Some(sealed)) =
-            (p.contact.phone_index.as_deref(), p.phone_sealed.as_deref())
-    {
-        contacts::set_phone(tx, cid, idx, sealed, now).await?;
+    for r in rows.iter().filter(|r| !r.p.contact.is_new) {
+        let (p, now) = (&r.p, r.now);
+        let cid = p.contact.contact_id;
+        if p.contact.add_phone
+            && let (Some(idx), Some(sealed)) =
+                (p.contact.phone_index.as_deref(), p.phone_sealed.as_deref())
+        {
+            contacts::set_phone(tx, cid, idx, sealed, now).await?;
+        }
+        if p.contact.add_lid
+            && let Some(idx) = p.contact.lid_index.as_deref()
+        {
+            contacts::set_lid(tx, cid, idx, now).await?;
+        }
+        if let Some((sealed, tokens)) = &p.name_sealed {
+            contacts::set_name(tx, cid, sealed, tokens, false, now).await?;
+        }
     }
-    if p.contact.add_lid
-        && let Some(idx) = p.contact.lid_index.as_deref()
-    {
-        contacts::set_lid(tx, cid, idx, now).await?;
-    }
-    let named = p.name_sealed.is_some();
-    if let Some((sealed, tokens)) = p.name_sealed.take() {
-        contacts::set_name(tx, cid, &sealed, &tokens, false, now).await?;
-    }
-    remember(known, &p.contact, named);
-    Ok(p)
+    Ok(())
 }
 
 /// Opens a message's extra (an empty object when it has none).
@@ -1188,17 +1240,16 @@ async fn move_number(
     Ok(())
 }
 
-/// Seals and records the conversation's reply address (the first time only).
-async fn set_chat(
+/// The conversation's reply address, sealed: under the tenant's key for a group (its
+/// address is the tenant's, not one member's), else under the contact's.
+async fn seal_chat(
     state: &AppState,
-    tx: &mut PgConnection,
     p: &Prepared,
     tenant_id: Uuid,
     conversation: Uuid,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<u8>> {
     let aad = Aad::new("conversations", "chat", conversation);
-    let sealed = if p.msg.is_group {
-        // A group's address is the tenant's, not one member's.
+    Ok(if p.msg.is_group {
         state
             .keys
             .seal_tenant_str(tenant_id, aad, &p.msg.chat_id)
@@ -1208,7 +1259,26 @@ async fn set_chat(
             .keys
             .seal_str(tenant_id, p.contact.contact_id, aad, &p.msg.chat_id)
             .await?
-    };
-    conversations::set_chat(tx, conversation, &sealed).await?;
+    })
+}
+
+/// Asks the gateway for a new group's subject after the commit (once per group).
+async fn enqueue_group_subject(
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    conversation: Uuid,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    // Label the group with its subject, asked of the gateway after the commit.
+    jobs::enqueue(
+        tx,
+        &GroupSubject {
+            tenant_id,
+            conversation_id: conversation,
+        },
+        now,
+        now,
+    )
+    .await?;
     Ok(())
 }
