@@ -365,7 +365,11 @@ async fn main() -> anyhow::Result<()> {
             ),
             (
                 "review queue: page",
-                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT d.id FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id WHERE d.state IN ('pending', 'escalated') ORDER BY d.urgent DESC, d.created_at, d.id LIMIT 50".to_owned(),
+                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT d.id FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id WHERE d.tenant_id = app_current_tenant() AND d.state IN ('pending', 'escalated') ORDER BY d.urgent DESC, d.created_at, d.id LIMIT 50".to_owned(),
+            ),
+            (
+                "review queue: total",
+                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT count(*) FROM drafts d WHERE d.tenant_id = app_current_tenant() AND d.state IN ('pending', 'escalated')".to_owned(),
             ),
             (
                 "review queue: conversations",
