@@ -294,8 +294,109 @@ async fn main() -> anyhow::Result<()> {
             }
             summary(&format!("{name} ({value})"), lat);
         }
+        // A portal page's frame (issue 19): what the tenant extractor and `Shell` asked before
+        // (seven calls, five transactions), then the one `portal_chrome` statement now.
+        let month = sigmaai::billing::month_start(time::OffsetDateTime::now_utc());
+        let user = created.user_id;
+        let mut lat = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let t = db::accounts::tenant_by_slug(&state.db, "bench").await?;
+            anyhow::ensure!(t.is_some());
+            let mut tx = db::begin_tenant(&state.db, tenant).await?;
+            db::accounts::role_in_tenant(&mut tx, user).await?;
+            tx.commit().await?;
+            db::accounts::tenants_of_user(&state.db, user).await?;
+            for step in 0..3 {
+                let mut tx = db::begin_tenant(&state.db, tenant).await?;
+                match step {
+                    0 => db::conversations::unread_total(&mut tx).await?,
+                    1 => db::ai::queue_count(&mut tx).await?,
+                    _ => db::ai::drafts_since(&mut tx, month).await?,
+                };
+                tx.commit().await?;
+            }
+            let mut conn = state.db.acquire().await?;
+            db::billing::get(&mut conn, tenant).await?;
+            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        summary("frame, before (7 calls)", lat);
+        let mut lat = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let c = db::accounts::portal_chrome(&state.db, "bench", user, month).await?;
+            anyhow::ensure!(c.is_some(), "the bench owner sees the bench tenant");
+            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        summary("frame: portal_chrome", lat);
+        // The review queue's rows for a page of 50 cards: the page, then the batched card
+        // queries (conversations, contacts, last 6 messages each, tool calls), one transaction.
+        let mut lat = Vec::with_capacity(runs);
+        let mut queue_convs = Vec::new();
+        for i in 0..runs {
+            let t0 = Instant::now();
+            let mut tx = db::begin_tenant(&state.db, tenant).await?;
+            let (drafts, _) = db::ai::queue_page(
+                &mut tx,
+                &db::ai::QueueFilter {
+                    state: None,
+                    assigned_to: None,
+                    unassigned: false,
+                    channel: None,
+                    created_before: None,
+                    limit: 50,
+                    offset: (i as i64 % 10) * 50,
+                },
+            )
+            .await?;
+            let conv_ids: Vec<uuid::Uuid> = drafts.iter().map(|d| d.conversation_id).collect();
+            let convs = db::conversations::get_many(&mut tx, &conv_ids).await?;
+            let contact_ids: Vec<uuid::Uuid> = convs.iter().map(|c| c.contact_id).collect();
+            db::contacts::get_many(&mut tx, &contact_ids).await?;
+            db::messages::latest_of_many(&mut tx, &conv_ids, 6).await?;
+            let draft_ids: Vec<uuid::Uuid> = drafts.iter().map(|d| d.id).collect();
+            db::mcp::calls_for_drafts(&mut tx, &draft_ids).await?;
+            tx.commit().await?;
+            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            queue_convs = conv_ids;
+        }
+        summary("review queue rows (50 cards)", lat);
         // The plans, as the application role sees them (RLS on).
         let mut tx = db::begin_tenant(&state.db, tenant).await?;
+        let ids = format!(
+            "ARRAY[{}]::uuid[]",
+            queue_convs
+                .iter()
+                .map(|id| format!("'{id}'"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        for (what, sql) in [
+            (
+                "review queue: last messages (LATERAL)",
+                format!(
+                    "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT m.id FROM (SELECT DISTINCT unnest({ids}) AS id) c CROSS JOIN LATERAL (SELECT * FROM messages WHERE tenant_id = app_current_tenant() AND conversation_id = c.id ORDER BY sent_at DESC, id DESC LIMIT 6) m"
+                ),
+            ),
+            (
+                "review queue: page",
+                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT d.id FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id WHERE d.tenant_id = app_current_tenant() AND d.state IN ('pending', 'escalated') ORDER BY d.urgent DESC, d.created_at, d.id LIMIT 50".to_owned(),
+            ),
+            (
+                "review queue: total",
+                "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT count(*) FROM drafts d WHERE d.tenant_id = app_current_tenant() AND d.state IN ('pending', 'escalated')".to_owned(),
+            ),
+            (
+                "review queue: conversations",
+                format!("EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) SELECT id FROM conversations WHERE id = ANY({ids})"),
+            ),
+        ] {
+            let plan: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *tx).await?;
+            println!("EXPLAIN {what}:");
+            for line in plan {
+                println!("    {line}");
+            }
+        }
         for (what, sql) in [
             (
                 "inbox first page",

@@ -9,7 +9,7 @@ use crate::{
     domain::account::Role,
 };
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -398,21 +398,51 @@ pub async fn create_session(
 }
 
 /// The session if it is neither revoked, idle too long, nor past its absolute lifetime.
-pub async fn valid_session(
+#[derive(sqlx::FromRow)]
+struct SessionUser {
+    session_id: Uuid,
+    session_created_at: OffsetDateTime,
+    last_seen_at: OffsetDateTime,
+    user_agent: String,
+    ip: String,
+    #[sqlx(flatten)]
+    user: User,
+}
+
+/// A session still valid at `now` (not revoked, not expired, not idle) and its user, in one
+/// round trip; every request with a session cookie asks this.
+pub async fn valid_session_with_user(
     pool: &PgPool,
     id: Uuid,
     now: OffsetDateTime,
-) -> sqlx::Result<Option<SessionRow>> {
-    sqlx::query_as!(
-        SessionRow,
-        r#"SELECT id, user_id, created_at, last_seen_at, user_agent, ip FROM sessions
-           WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_seen_at > $3"#,
-        id,
-        now,
-        now - IDLE_TIMEOUT
+) -> sqlx::Result<Option<(SessionRow, User)>> {
+    let row = sqlx::query_as::<_, SessionUser>(
+        r#"SELECT s.id AS session_id, s.created_at AS session_created_at, s.last_seen_at,
+                  s.user_agent, s.ip,
+                  u.id, u.email, u.name, u.password_hash, u.totp_secret, u.totp_enabled_at,
+                  u.totp_last_step, u.totp_failures, u.totp_locked_until, u.language,
+                  u.accepted_policy_version
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $3"#,
     )
+    .bind(id)
+    .bind(now)
+    .bind(now - IDLE_TIMEOUT)
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(|r| {
+        (
+            SessionRow {
+                id: r.session_id,
+                user_id: r.user.id,
+                created_at: r.session_created_at,
+                last_seen_at: r.last_seen_at,
+                user_agent: r.user_agent,
+                ip: r.ip,
+            },
+            r.user,
+        )
+    }))
 }
 
 pub async fn touch_session(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
@@ -562,7 +592,7 @@ pub async fn rename_tenant(conn: &mut PgConnection, id: Uuid, name: &str) -> sql
     Ok(())
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
 pub struct MyTenant {
     pub slug: String,
     pub name: String,
@@ -582,6 +612,59 @@ pub async fn tenants_of_user(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Vec<M
     .await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+/// Everything a portal page's frame shows, as `portal_chrome` (migration 0029) answers it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Chrome {
+    pub tenant_id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub status: String,
+    pub plan: String,
+    pub role: String,
+    /// Unread messages in open conversations.
+    pub unread: i64,
+    /// Drafts and escalations waiting for review.
+    pub waiting: i64,
+    pub billing_status: String,
+    pub grace_until: Option<OffsetDateTime>,
+    /// AI drafts made since the month start passed in.
+    pub drafts_this_month: i64,
+    pub time_zone: Option<String>,
+    /// The tenants the user belongs to (not terminated), by name.
+    pub my_tenants: sqlx::types::Json<Vec<MyTenant>>,
+}
+
+impl Chrome {
+    pub fn tenant(&self) -> Tenant {
+        Tenant {
+            id: self.tenant_id,
+            slug: self.slug.clone(),
+            name: self.name.clone(),
+            status: self.status.clone(),
+            plan: self.plan.clone(),
+        }
+    }
+}
+
+/// A portal page's frame in one statement and one round trip: the tenant by slug, the
+/// user's membership, the badges, the billing state, the month's drafts, the time zone and
+/// the user's tenants. `None` for an unknown or terminated tenant, or one the user is not a
+/// member of. Call it on the pool, not in a transaction: the function scopes the tenant
+/// and user settings to itself.
+pub async fn portal_chrome(
+    pool: &PgPool,
+    slug: &str,
+    user_id: Uuid,
+    month_start: time::Date,
+) -> sqlx::Result<Option<Chrome>> {
+    sqlx::query_as::<_, Chrome>("SELECT * FROM portal_chrome($1, $2, $3)")
+        .bind(slug)
+        .bind(user_id)
+        .bind(month_start)
+        .fetch_optional(pool)
+        .await
 }
 
 /// In a tenant-scoped transaction: the user's role there, if a member.

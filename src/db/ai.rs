@@ -708,7 +708,7 @@ pub async fn queue_page(
                 d.auto_sent, d.decided_by, d.decided_at, d.reject_reason, d.edited,
                 d.sent_message_id, d.created_at, d.source_changed
          FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id
-         WHERE {WHERE}
+         WHERE d.tenant_id = app_current_tenant() AND {WHERE}
          ORDER BY d.urgent DESC, d.created_at, d.id LIMIT $6 OFFSET $7"
     ))
     .bind(f.state)
@@ -720,10 +720,16 @@ pub async fn queue_page(
     .bind(f.offset)
     .fetch_all(&mut *conn)
     .await?;
+    // Without a filter on the conversation, the count needs no join: every draft has its
+    // conversation (a foreign key), and `drafts_queue_order` alone answers it.
+    let join = if f.assigned_to.is_some() || f.unassigned || f.channel.is_some() {
+        "JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id"
+    } else {
+        "CROSS JOIN (SELECT NULL::uuid AS assigned_to, NULL::uuid AS channel_id) c"
+    };
     let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM drafts d
-         JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id
-         WHERE {WHERE}"
+        "SELECT count(*) FROM drafts d {join}
+         WHERE d.tenant_id = app_current_tenant() AND {WHERE}"
     ))
     .bind(f.state)
     .bind(f.assigned_to)

@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Conversation {
     pub id: Uuid,
     pub channel_id: Uuid,
@@ -238,6 +238,18 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conve
         id
     )
     .fetch_optional(conn)
+    .await
+}
+
+/// Several conversations in one round trip (the review queue's cards).
+pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Conversation>> {
+    sqlx::query_as::<_, Conversation>(
+        r#"SELECT id, channel_id, contact_id, is_group, group_name_sealed, status, ownership, policy_override,
+                  assigned_to, labels, unread_count, last_message_at, last_inbound_at, created_at, attention
+           FROM conversations WHERE id = ANY($1)"#,
+    )
+    .bind(ids)
+    .fetch_all(conn)
     .await
 }
 

@@ -303,7 +303,7 @@ pub async fn set_policy(
 
 // ---- calls ----
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Call {
     pub id: Uuid,
     pub draft_id: Uuid,
@@ -383,6 +383,23 @@ pub async fn calls_for_draft(conn: &mut PgConnection, draft_id: Uuid) -> sqlx::R
            FROM mcp_tool_calls WHERE draft_id = $1 ORDER BY seq"#,
         draft_id
     )
+    .fetch_all(conn)
+    .await
+}
+
+/// The calls of several drafts in one round trip, by draft then in order (the review queue).
+pub async fn calls_for_drafts(
+    conn: &mut PgConnection,
+    draft_ids: &[Uuid],
+) -> sqlx::Result<Vec<Call>> {
+    sqlx::query_as::<_, Call>(
+        r#"SELECT id, draft_id, conversation_id, contact_id, server_id, server_name, tool, risk, seq, state,
+                  arguments_sealed, result_sealed, error, latency_ms, decided_by, decided_at, executed_at, created_at
+           FROM mcp_tool_calls
+           WHERE tenant_id = app_current_tenant() AND draft_id = ANY($1)
+           ORDER BY draft_id, seq"#,
+    )
+    .bind(draft_ids)
     .fetch_all(conn)
     .await
 }

@@ -21,7 +21,7 @@ pub fn status_rank(status: &str) -> i16 {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -316,6 +316,33 @@ pub async fn thread(
         id,
         limit
     )
+    .fetch_all(conn)
+    .await
+}
+
+/// The newest `per` messages of each of several conversations, in one round trip (the review
+/// queue's context): one index probe of `messages_thread` per conversation (LATERAL).
+/// Newest first within each conversation, as [`thread`] answers them.
+pub async fn latest_of_many(
+    conn: &mut PgConnection,
+    conversation_ids: &[Uuid],
+    per: i64,
+) -> sqlx::Result<Vec<Message>> {
+    sqlx::query_as::<_, Message>(
+        r#"SELECT m.id, m.conversation_id, m.channel_id, m.contact_id, m.external_id, m.direction, m.author,
+                  m.author_user_id, m.kind, m.body_sealed, m.media_kind, m.media_mime, m.media_size, m.media_key,
+                  m.media_state, m.media_deleted_at, m.quoted_external_id, m.sender_sealed, m.status, m.error,
+                  m.sent_at, m.extra_sealed, m.edited_at, m.deleted_at, m.created_at
+           FROM (SELECT DISTINCT unnest($1::uuid[]) AS id) c
+           CROSS JOIN LATERAL (
+               SELECT * FROM messages
+               WHERE tenant_id = app_current_tenant() AND conversation_id = c.id
+               ORDER BY sent_at DESC, id DESC LIMIT $2
+           ) m
+           ORDER BY m.conversation_id, m.sent_at DESC, m.id DESC"#,
+    )
+    .bind(conversation_ids)
+    .bind(per)
     .fetch_all(conn)
     .await
 }

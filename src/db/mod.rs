@@ -154,15 +154,21 @@ pub async fn refuse_privileged_role(pool: &PgPool) -> anyhow::Result<()> {
 
 /// A transaction in which row-level security sees exactly one tenant. Begun and scoped in
 /// one round trip (the tenant id is a formatted UUID: hex digits and dashes only).
+///
+/// sqlx logs every statement (`sqlx::query` events) but not the BEGIN it sends itself; this
+/// logs it (target `sigmaai::db::tx`, TRACE), so a request's round trips can be counted.
 pub async fn begin_tenant(
     pool: &PgPool,
     tenant_id: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with(format!(
-        "BEGIN; SELECT set_config('app.tenant_id', '{}', true)",
-        tenant_id.hyphenated()
-    ))
-    .await
+    let tx = pool
+        .begin_with(format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true)",
+            tenant_id.hyphenated()
+        ))
+        .await?;
+    tracing::trace!(target: "sigmaai::db::tx", "BEGIN");
+    Ok(tx)
 }
 
 /// Switches the tenant row-level security sees, for the rest of this transaction (group

@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     db::{
         self,
-        accounts::{self, Tenant, User},
+        accounts::{self, Chrome, Tenant, User},
     },
     domain::account::Role,
     error::AppError,
@@ -192,13 +192,20 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
 }
 
 /// A request inside `/t/{slug}/…`: the tenant and the user's role in it. A tenant the user
-/// doesn't belong to (or that doesn't exist) is a 404, never a 403, so tenant names can't
-/// be probed.
+/// doesn't belong to (or that doesn't exist, or was terminated) is a 404, never a 403, so
+/// tenant names can't be probed.
+///
+/// Extracting it costs one round trip: `portal_chrome` (migration 0029) answers the tenant,
+/// the membership and everything the page frame shows ([`Chrome`]: badges, banners, the
+/// tenant switcher, the time zone), so a page's [`Shell`](crate::http::routes::portal::Shell)
+/// needs no query of its own.
 #[derive(Clone, Debug)]
 pub struct TenantCtx {
     pub tenant: Tenant,
     pub role: Role,
     pub me: CurrentUser,
+    /// The page frame's figures, as of the start of the request.
+    pub chrome: Arc<Chrome>,
 }
 
 impl TenantCtx {
@@ -230,16 +237,21 @@ impl FromRequestParts<AppState> for TenantCtx {
             .await
             .map_err(|_| AppError::NotFound)?;
         let slug = params.get("slug").ok_or(AppError::NotFound)?;
-        let tenant = accounts::tenant_by_slug(&state.db, slug)
-            .await?
-            .filter(|t| t.status != "terminated")
-            .ok_or(AppError::NotFound)?;
-        let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
-        let role = accounts::role_in_tenant(&mut tx, me.user.id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        tx.commit().await?;
-        let ctx = TenantCtx { tenant, role, me };
+        let chrome = accounts::portal_chrome(
+            &state.db,
+            slug,
+            me.user.id,
+            crate::billing::month_start(state.now()),
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+        let role = Role::try_from(chrome.role.as_str()).map_err(|_| AppError::NotFound)?;
+        let ctx = TenantCtx {
+            tenant: chrome.tenant(),
+            role,
+            me,
+            chrome: Arc::new(chrome),
+        };
         parts.extensions.insert(ctx.clone());
         Ok(ctx)
     }

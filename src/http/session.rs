@@ -98,19 +98,12 @@ async fn resolve(state: &AppState, token: &str) -> Resolved {
         return Resolved::Invalid;
     };
     let now = state.now();
-    let row = match accounts::valid_session(&state.db, claims.sid, now).await {
-        Ok(Some(row)) if row.user_id == claims.uid => row,
+    // The session and its user in one round trip.
+    let (row, user) = match accounts::valid_session_with_user(&state.db, claims.sid, now).await {
+        Ok(Some((row, user))) if row.user_id == claims.uid => (row, user),
         Ok(_) => return Resolved::Invalid,
         Err(e) => {
             tracing::error!(error = %e, "session lookup failed");
-            return Resolved::Unknown;
-        }
-    };
-    let user = match accounts::user_by_id(&state.db, row.user_id).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return Resolved::Invalid,
-        Err(e) => {
-            tracing::error!(error = %e, "session user lookup failed");
             return Resolved::Unknown;
         }
     };

@@ -466,6 +466,7 @@ fn init_tracing() {
                     ),
             )
             .with(ErrorCount)
+            .with(StatementLog)
             .with(RouteLog::from_env())
             .try_init();
     });
@@ -489,6 +490,103 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorCount {
             ERRORS.with(|e| e.set(e.get() + 1));
         }
     }
+}
+
+thread_local! {
+    static STATEMENTS: std::cell::RefCell<Option<Vec<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Records, while [`statements_of`] runs on this thread, the SQL statements sqlx executed
+/// inside a request span (its `sqlx::query` event, one per statement sent), and the BEGINs
+/// of `db::begin_tenant` (sqlx does not log the BEGIN it sends; that function does, as
+/// `sigmaai::db::tx` — its `BEGIN; SELECT set_config(…)` is one simple query, one round
+/// trip). Like [`ErrorCount`], per thread: each
+/// `#[tokio::test]` and the app it drives run on one thread. Work outside a request (the job
+/// runner, the test's own owner queries) has no request span and is not counted.
+struct StatementLog;
+
+/// A logged statement's text: sqlx gives a four-word summary, and the whole SQL beside it
+/// when that is longer.
+#[derive(Default)]
+struct Statement {
+    summary: String,
+    sql: String,
+}
+
+impl Statement {
+    /// One line, whitespace collapsed, at most 160 characters.
+    fn line(&self) -> String {
+        let text = if self.sql.trim().is_empty() {
+            &self.summary
+        } else {
+            &self.sql
+        };
+        let one: Vec<&str> = text.split_whitespace().collect();
+        one.join(" ").chars().take(160).collect()
+    }
+}
+
+impl tracing::field::Visit for Statement {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_owned(),
+            "db.statement" => self.sql = value.to_owned(),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "summary" => self.summary = format!("{value:?}"),
+            "db.statement" => self.sql = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for StatementLog
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let target = event.metadata().target();
+        if target != "sqlx::query" && target != "sigmaai::db::tx" {
+            return;
+        }
+        let counting = STATEMENTS.with(|s| s.borrow().is_some());
+        if !counting {
+            return;
+        }
+        let in_request = ctx
+            .event_scope(event)
+            .is_some_and(|mut scope| scope.any(|span| span.name() == "request"));
+        if !in_request {
+            return;
+        }
+        let mut statement = Statement::default();
+        if target == "sigmaai::db::tx" {
+            statement.summary = "BEGIN (db::begin_tenant)".into();
+        } else {
+            event.record(&mut statement);
+        }
+        STATEMENTS.with(|s| {
+            if let Some(v) = s.borrow_mut().as_mut() {
+                v.push(statement.line());
+            }
+        });
+    }
+}
+
+/// Runs `f` and returns what it returned with the statements the app executed for the
+/// requests it made (each as one line, in order).
+pub async fn statements_of<F: std::future::Future>(f: F) -> (F::Output, Vec<String>) {
+    init_tracing();
+    STATEMENTS.with(|s| *s.borrow_mut() = Some(Vec::new()));
+    let out = f.await;
+    let seen = STATEMENTS
+        .with(|s| s.borrow_mut().take())
+        .unwrap_or_default();
+    (out, seen)
 }
 
 /// Appends `METHOD route-template` of every request the app served to `$SIGMAAI_TEST_ROUTE_LOG`

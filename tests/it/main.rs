@@ -27,6 +27,7 @@ mod outgoing_webhooks;
 mod overload;
 mod privacy;
 mod public_pages;
+mod query_budget;
 mod replay;
 mod review;
 mod reviewer_flow;

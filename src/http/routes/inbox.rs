@@ -64,8 +64,12 @@ pub fn router() -> Router<AppState> {
 
 pub const PAGE_SIZE: i64 = 50;
 
-async fn tenant_clock(state: &AppState, tenant_id: Uuid) -> AppResult<Clock> {
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+/// The tenant's clock, from the time zone the tenant extractor loaded with the page frame.
+async fn tenant_clock(state: &AppState, t: &TenantCtx) -> AppResult<Clock> {
+    if let Some(tz) = &t.chrome.time_zone {
+        return Ok(Clock::new(tz, state.now()));
+    }
+    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let s = db_accounts::settings(&mut tx).await?;
     tx.commit().await?;
     Ok(Clock::new(&s.time_zone, state.now()))
@@ -292,7 +296,7 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> AppResult<ListPage> {
     let tenant = t.id();
-    let clock = tenant_clock(&state, tenant).await?;
+    let clock = tenant_clock(&state, &t).await?;
     let filters = Filters::parse(&q);
     let search = q.q.trim();
     let (name_tokens, phone_index) = if search.is_empty() {
@@ -445,7 +449,7 @@ async fn load_conversation(
     pane_filters: &Filters,
 ) -> AppResult<ConversationPage> {
     let tenant = t.id();
-    let clock = tenant_clock(state, tenant).await?;
+    let clock = tenant_clock(state, t).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let conv = conversations::get(&mut tx, id)
         .await?
@@ -576,9 +580,14 @@ async fn load_conversation(
     }
     let channel_kind = channel.as_ref().map(|c| c.kind.clone()).unwrap_or_default();
     let now = state.now();
+    let mut shell = Shell::from_ctx(t, "conversations");
+    // The badge was counted before this page marked the conversation read.
+    if before.is_none() && conv.status == "open" {
+        shell.unread = (shell.unread - i64::from(conv.unread_count)).max(0);
+    }
     Ok(ConversationPage {
         ctx,
-        shell: Shell::load(state, t, "conversations").await?,
+        shell,
         id,
         contact: view::contact(state, tenant, &contact).await,
         messages: thread,
@@ -1179,14 +1188,6 @@ async fn media_handled(
         true,
         "media.handled",
     ))
-}
-
-/// The unread count shown in the navigation.
-pub async fn unread_total(state: &AppState, tenant: Uuid) -> AppResult<i64> {
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let n = conversations::unread_total(&mut tx).await?;
-    tx.commit().await?;
-    Ok(n)
 }
 
 /// Every change made from the conversation page lands back on it with the same notice.

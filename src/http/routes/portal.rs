@@ -53,33 +53,29 @@ pub struct Shell {
 }
 
 impl Shell {
-    pub async fn load(state: &AppState, t: &TenantCtx, section: &'static str) -> AppResult<Shell> {
-        Ok(Shell {
+    /// The frame for `section`, from the figures the tenant extractor loaded with the
+    /// tenant ([`TenantCtx::chrome`]): no query of its own.
+    pub async fn load(_state: &AppState, t: &TenantCtx, section: &'static str) -> AppResult<Shell> {
+        Ok(Shell::from_ctx(t, section))
+    }
+
+    pub fn from_ctx(t: &TenantCtx, section: &'static str) -> Shell {
+        let c = &t.chrome;
+        let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
+        Shell {
             slug: t.tenant.slug.clone(),
             tenant_name: t.tenant.name.clone(),
             role: t.role,
-            tenants: db_accounts::tenants_of_user(&state.db, t.me.user.id).await?,
+            tenants: c.my_tenants.0.clone(),
             section,
-            unread: crate::http::routes::inbox::unread_total(state, t.id()).await?,
-            waiting: crate::http::routes::review::waiting(state, t.id()).await?,
-            past_due_until: {
-                let mut conn = state.db.acquire().await?;
-                crate::db::billing::get(&mut conn, t.id())
-                    .await?
-                    .filter(|b| b.billing_status == "past_due")
-                    .and_then(|b| b.grace_until)
-                    .map(|g| g.date().to_string())
-            },
-            ai_paused: {
-                let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
-                let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-                let drafts =
-                    crate::db::ai::drafts_since(&mut tx, crate::billing::month_start(state.now()))
-                        .await?;
-                tx.commit().await?;
-                drafts >= i64::from(plan.ai_messages_per_month)
-            },
-        })
+            unread: c.unread,
+            waiting: c.waiting,
+            past_due_until: (c.billing_status == "past_due")
+                .then_some(c.grace_until)
+                .flatten()
+                .map(|g| g.date().to_string()),
+            ai_paused: c.drafts_this_month >= i64::from(plan.ai_messages_per_month),
+        }
     }
 
     pub fn can_admin(&self) -> bool {

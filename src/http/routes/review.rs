@@ -1,6 +1,8 @@
 //! The review queue: pending drafts oldest first, each beside its conversation, to approve
 //! (optionally edited), reject with a reason, or take over; escalations to take or dismiss.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
@@ -151,11 +153,16 @@ async fn queue(
         s @ ("mine" | "unassigned") => s,
         _ => "",
     };
-    let channels: Vec<(Uuid, String)> = db::channels::list(&mut tx)
-        .await?
-        .into_iter()
+    let all_channels = db::channels::list(&mut tx).await?;
+    // Each card's channel kind (Meta's 24-hour window), from the list the filter offers.
+    let channel_kinds: HashMap<Uuid, &str> = all_channels
+        .iter()
+        .map(|c| (c.id, c.kind.as_str()))
+        .collect();
+    let channels: Vec<(Uuid, String)> = all_channels
+        .iter()
         .filter(|c| c.kind != "simulator")
-        .map(|c| (c.id, c.name))
+        .map(|c| (c.id, c.name.clone()))
         .collect();
     let channel = Uuid::parse_str(&q.channel)
         .ok()
@@ -182,19 +189,43 @@ async fn queue(
     let page_query =
         |p: i64| format!("?show={show}&who={who}&channel={channel_q}&age={age_q}&page={p}");
     let knowledge = db_ai::knowledge(&mut tx).await?;
+    // The cards' rows in a constant number of round trips, whatever the page holds: the
+    // conversations, their contacts, each one's last messages (one LATERAL query) and the
+    // drafts' tool calls. The channels came with the filter above.
+    let conv_ids: Vec<Uuid> = drafts.iter().map(|d| d.conversation_id).collect();
+    let convs: HashMap<Uuid, conversations::Conversation> =
+        conversations::get_many(&mut tx, &conv_ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+    let contact_ids: Vec<Uuid> = convs.values().map(|c| c.contact_id).collect();
+    let contacts: HashMap<Uuid, db::contacts::Contact> =
+        db::contacts::get_many(&mut tx, &contact_ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+    let mut threads: HashMap<Uuid, Vec<messages::Message>> = HashMap::new();
+    for m in messages::latest_of_many(&mut tx, &conv_ids, CONTEXT_MESSAGES).await? {
+        threads.entry(m.conversation_id).or_default().push(m);
+    }
+    let draft_ids: Vec<Uuid> = drafts.iter().map(|d| d.id).collect();
+    let mut calls_of: HashMap<Uuid, Vec<db::mcp::Call>> = HashMap::new();
+    for c in db::mcp::calls_for_drafts(&mut tx, &draft_ids).await? {
+        calls_of.entry(c.draft_id).or_default().push(c);
+    }
     let mut cards = Vec::with_capacity(drafts.len());
     for d in drafts {
-        let Some(conv) = conversations::get(&mut tx, d.conversation_id).await? else {
+        let Some(conv) = convs.get(&d.conversation_id) else {
             continue;
         };
-        let Some(contact) = db::contacts::get(&mut tx, conv.contact_id).await? else {
+        let Some(contact) = contacts.get(&conv.contact_id) else {
             continue;
         };
-        let channel = db::channels::get(&mut tx, conv.channel_id).await?;
-        let mut msgs = messages::thread(&mut tx, conv.id, None, CONTEXT_MESSAGES).await?;
-        msgs.reverse();
-        let mut context = Vec::with_capacity(msgs.len());
-        for m in &msgs {
+        let mut context = Vec::new();
+        // Newest first from the query; the card reads oldest first.
+        for m in threads.get(&conv.id).into_iter().flatten().rev() {
             context.push(view::thread_message(&state, tenant, &clock, m).await);
         }
         let text = decide::original_text(&state, tenant, &d)
@@ -202,10 +233,10 @@ async fn queue(
             .ok()
             .flatten()
             .unwrap_or_default();
-        let is_meta = channel.as_ref().is_some_and(|c| c.kind == "meta");
+        let is_meta = channel_kinds.get(&conv.channel_id) == Some(&"meta");
         let mut calls = Vec::new();
-        for c in db::mcp::calls_for_draft(&mut tx, d.id).await? {
-            calls.push(decide::call_view(&state, tenant, &c).await);
+        for c in calls_of.get(&d.id).into_iter().flatten() {
+            calls.push(decide::call_view(&state, tenant, c).await);
         }
         cards.push(DraftCard {
             id: d.id,
@@ -214,7 +245,7 @@ async fn queue(
             urgent: false,
             reason: d.escalation_reason.clone().unwrap_or_default(),
             source_changed: d.source_changed.clone(),
-            contact: view::contact(&state, tenant, &contact).await.label(),
+            contact: view::contact(&state, tenant, contact).await.label(),
             text,
             context,
             age_minutes: (now - d.created_at).whole_minutes().max(0),
@@ -517,12 +548,4 @@ async fn reject_call(
 ) -> AppResult<Response> {
     let r = decide::reject_call(&state, t.id(), &t.actor(), id).await;
     outcome(&t, r, "review.call_rejected")
-}
-
-/// Drafts and escalations waiting (the navigation badge).
-pub async fn waiting(state: &AppState, tenant: Uuid) -> AppResult<i64> {
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let n = db_ai::queue_count(&mut tx).await?;
-    tx.commit().await?;
-    Ok(n)
 }

@@ -1,0 +1,174 @@
+//! What a portal page costs the database (issue 19): the frame every page shares (session,
+//! tenant, role, badges, banners, tenant switcher) is a fixed, small number of statements,
+//! and the review queue's cost does not grow with the drafts it shows.
+//!
+//! How statements are counted: the harness's `StatementLog` tracing layer records the
+//! `sqlx::query` event sqlx emits for every statement it executes, when the event happens
+//! inside the app's `request` span on the test's thread (`harness::statements_of`). That
+//! counts exactly what the server sent for the request under test — in process, against the
+//! test's own database, on any cluster (a `DATABASE_URL` one too) — and nothing else: not the
+//! job runner, not the test's own owner queries, not other tests running in parallel. The
+//! alternatives were worse here: `pg_stat_statements` needs `shared_preload_libraries` on the
+//! cluster (which a provided `DATABASE_URL` may not have) and aggregates by statement, not
+//! by request; `pg_stat_database.xact_commit` counts transactions, and the background
+//! workers of the app commit their own. sqlx does not log the BEGIN it sends, so
+//! `db::begin_tenant` logs it (its `BEGIN; SELECT set_config(…)` is one simple query, one
+//! round trip) and the test checks every COMMIT had one. A statement here is one round trip,
+//! except that sqlx's first use of a statement on a connection also prepares it (and the test
+//! pool pings a connection on checkout, which the server's pool does not).
+
+use crate::{
+    harness::statements_of,
+    review::{clinic_knowledge, now},
+    wa::{Gw, evo_text},
+};
+
+/// A page's statements split at its first transaction: before it, the frame (the session
+/// middleware and the tenant extractor); from it on, the page's own work.
+fn frame_and_rest(stmts: &[String]) -> (&[String], &[String]) {
+    // Every transaction is counted from its BEGIN: one begun some other way than
+    // `db::begin_tenant` would show only its COMMIT, and be missed.
+    let begins = stmts.iter().filter(|s| s.starts_with("BEGIN")).count();
+    let ends = stmts
+        .iter()
+        .filter(|s| s.starts_with("COMMIT") || s.starts_with("ROLLBACK"))
+        .count();
+    assert_eq!(
+        begins,
+        ends,
+        "a transaction not begun by db::begin_tenant:\n{}",
+        stmts.join("\n")
+    );
+    let i = stmts
+        .iter()
+        .position(|s| s.starts_with("BEGIN"))
+        .unwrap_or(stmts.len());
+    stmts.split_at(i)
+}
+
+/// The statements of one GET, asked twice: the second, steady-state request is measured (the
+/// first warms the key cache and the session's once-a-minute activity write).
+async fn cost(gw: &Gw, path: &str) -> (String, Vec<String>) {
+    let warm = gw.w.owner.get(path).await;
+    assert_eq!(warm.status, 200, "GET {path}: {}", warm.body);
+    let (page, stmts) = statements_of(gw.w.owner.get(path)).await;
+    assert_eq!(page.status, 200, "GET {path}: {}", page.body);
+    (page.body, stmts)
+}
+
+fn assert_frame(path: &str, stmts: &[String]) {
+    let (frame, rest) = frame_and_rest(stmts);
+    assert!(
+        frame.len() <= 3,
+        "GET {path}: the page frame took {} statements (budget 3):\n{}",
+        frame.len(),
+        frame.join("\n")
+    );
+    assert!(
+        frame.iter().any(|s| s.contains("portal_chrome(")),
+        "GET {path}: the frame is one portal_chrome call:\n{}",
+        stmts.join("\n")
+    );
+    // The frame asks nothing again once the page's own work has begun.
+    for s in rest {
+        assert!(
+            !s.contains("portal_chrome(") && !s.contains("FROM sessions"),
+            "GET {path}: a frame statement inside the page's work: {s}\n{}",
+            stmts.join("\n")
+        );
+    }
+}
+
+async fn patients(gw: &Gw, from: usize, to: usize) {
+    for i in from..to {
+        let (status, body) = gw
+            .evo(&evo_text(
+                &format!("Q{i}"),
+                &format!("55119{:08}", 20_000_000 + i),
+                &format!("Paciente {i}"),
+                now(gw),
+                "Quanto custa a limpeza?",
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    gw.run_jobs().await;
+    gw.run_jobs().await;
+}
+
+fn cards(body: &str) -> usize {
+    let doc = scraper::Html::parse_document(body);
+    doc.select(&scraper::Selector::parse("[data-review-card]").unwrap())
+        .count()
+}
+
+#[tokio::test]
+async fn a_portal_page_frame_is_two_statements_and_each_page_a_fixed_budget() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    patients(&gw, 0, 3).await;
+    // Statements per page in steady state: 2 for the frame (the session and its user in one
+    // query; `portal_chrome`), then the page's own transaction, BEGIN … COMMIT included.
+    for (path, expected) in [
+        // member count, first steps, overview, reject reasons, settings, weekly quality
+        ("/t/clinic-a", 2 + 8),
+        // list, emergencies, saved views
+        ("/t/clinic-a/conversations", 2 + 5),
+    ] {
+        let (_, stmts) = cost(&gw, path).await;
+        assert_frame(path, &stmts);
+        assert_eq!(
+            stmts.len(),
+            expected,
+            "GET {path} ran {} statements (budget {expected}):\n{}",
+            stmts.len(),
+            stmts.join("\n")
+        );
+    }
+    // The figures the frame loaded are the page's badges: three unread messages, three drafts.
+    let dashboard = gw.w.owner.get("/t/clinic-a").await.body;
+    assert_eq!(badge(&dashboard, "unread-count"), "3");
+    assert_eq!(badge(&dashboard, "review-count"), "3");
+    // Opening a conversation reads it: its own page already counts it read.
+    let conv: uuid::Uuid =
+        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = 'Q1'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    let thread =
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{conv}"))
+            .await;
+    assert_eq!(thread.status, 200);
+    assert_eq!(badge(&thread.body, "unread-count"), "2");
+    let dashboard = gw.w.owner.get("/t/clinic-a").await.body;
+    assert_eq!(badge(&dashboard, "unread-count"), "2");
+}
+
+fn badge(body: &str, id: &str) -> String {
+    let doc = scraper::Html::parse_document(body);
+    doc.select(&scraper::Selector::parse(&format!("#{id}")).unwrap())
+        .next()
+        .map(|e| e.text().collect::<String>().trim().to_owned())
+        .unwrap_or_else(|| panic!("no #{id} on the page"))
+}
+
+#[tokio::test]
+async fn the_review_queue_costs_the_same_for_five_drafts_as_for_fifty() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    patients(&gw, 0, 5).await;
+    let (five, with_five) = cost(&gw, "/t/clinic-a/review").await;
+    assert_eq!(cards(&five), 5);
+    patients(&gw, 5, 50).await;
+    let (fifty, with_fifty) = cost(&gw, "/t/clinic-a/review").await;
+    assert_eq!(cards(&fifty), 50);
+    assert_frame("/t/clinic-a/review", &with_fifty);
+    assert_eq!(
+        with_five.len(),
+        with_fifty.len(),
+        "5 drafts:\n{}\n\n50 drafts:\n{}",
+        with_five.join("\n"),
+        with_fifty.join("\n")
+    );
+}
