@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::domain::review as review_rules;
 use crate::{
     api::{
         auth::ApiCtx,
@@ -278,7 +279,7 @@ pub async fn show(
     let channel_kind = channel.map(|c| c.kind).unwrap_or_default();
     Ok(Json(ConversationOut {
         id,
-        window_open: send::window_open(&channel_kind, conv.last_inbound_at, now),
+        window_open: review_rules::window_open(&channel_kind, conv.last_inbound_at, now),
         channel_kind,
         status: conv.status,
         ownership: conv.ownership,

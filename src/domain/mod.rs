@@ -9,3 +9,4 @@ pub mod phone;
 pub mod plans;
 pub mod policy;
 pub mod retention;
+pub mod review;

@@ -52,9 +52,7 @@ impl BackgroundJob for SendMessage {
 
 /// WhatsApp's limit for one text message.
 pub const MAX_TEXT: usize = 4096;
-/// WhatsApp's customer-service window: free-form replies only within 24 h of the last
-/// message from the customer (Meta enforces it; we show and respect it for every gateway).
-pub const SERVICE_WINDOW: Duration = Duration::hours(24);
+use crate::domain::review::window_open;
 
 /// Why a reply can't be queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -87,15 +85,6 @@ impl Refusal {
             Refusal::TemplateParams => "template.params",
         }
     }
-}
-
-/// Whether free text may be sent now (Meta channels close it 24 h after the last inbound).
-pub fn window_open(
-    channel_kind: &str,
-    last_inbound_at: Option<OffsetDateTime>,
-    now: OffsetDateTime,
-) -> bool {
-    channel_kind != "meta" || last_inbound_at.is_some_and(|t| t + SERVICE_WINDOW > now)
 }
 
 /// Who wrote an outbound message.

@@ -4,6 +4,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::domain::review::{Decision, DraftState};
 use crate::{
     crypto::Aad,
     db::{
@@ -130,9 +131,8 @@ pub async fn approve(
     let d = db_ai::get_draft(&mut tx, draft_id)
         .await?
         .ok_or(DecideError::NotFound)?;
-    if d.state != "pending" {
-        return Err(DecideError::AlreadyDecided);
-    }
+    let next = DraftState::decide_stored(&d.state, Decision::Approve)
+        .map_err(|_| DecideError::AlreadyDecided)?;
     refuse_if_locked(&mut tx, d.id, actor, now).await?;
     let original = original_text(state, tenant_id, &d)
         .await?
@@ -156,7 +156,7 @@ pub async fn approve(
     if !db_ai::decide(
         &mut tx,
         d.id,
-        "approved",
+        next.as_str(),
         Some(user),
         Some(&final_sealed),
         was_edited,
@@ -267,11 +267,13 @@ pub async fn reject(
     let d = db_ai::get_draft(&mut tx, draft_id)
         .await?
         .ok_or(DecideError::NotFound)?;
+    let next = DraftState::decide_stored(&d.state, Decision::Reject)
+        .map_err(|_| DecideError::AlreadyDecided)?;
     refuse_if_locked(&mut tx, d.id, actor, now).await?;
     if !db_ai::decide(
         &mut tx,
         d.id,
-        "rejected",
+        next.as_str(),
         actor.id,
         None,
         false,
@@ -313,14 +315,13 @@ pub async fn regenerate(
     let d = db_ai::get_draft(&mut tx, draft_id)
         .await?
         .ok_or(DecideError::NotFound)?;
-    if d.state != "pending" {
-        return Err(DecideError::AlreadyDecided);
-    }
+    let next = DraftState::decide_stored(&d.state, Decision::Regenerate)
+        .map_err(|_| DecideError::AlreadyDecided)?;
     refuse_if_locked(&mut tx, d.id, actor, now).await?;
     if !db_ai::decide(
         &mut tx,
         d.id,
-        "superseded",
+        next.as_str(),
         actor.id,
         None,
         false,
@@ -361,7 +362,20 @@ pub async fn dismiss(
     let d = db_ai::get_draft(&mut tx, draft_id)
         .await?
         .ok_or(DecideError::NotFound)?;
-    if !db_ai::decide(&mut tx, d.id, "dismissed", actor.id, None, false, None, now).await? {
+    let next = DraftState::decide_stored(&d.state, Decision::Dismiss)
+        .map_err(|_| DecideError::AlreadyDecided)?;
+    if !db_ai::decide(
+        &mut tx,
+        d.id,
+        next.as_str(),
+        actor.id,
+        None,
+        false,
+        None,
+        now,
+    )
+    .await?
+    {
         return Err(DecideError::AlreadyDecided);
     }
     db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;

@@ -15,6 +15,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::review::{self as review_rules, DraftState};
 use crate::{
     crypto::Aad,
     db::{
@@ -211,8 +212,8 @@ impl Filters {
                 .then(|| now - time::Duration::minutes(i64::from(self.wait))),
             window_between: (self.view == "closing").then(|| {
                 (
-                    now - send::SERVICE_WINDOW,
-                    now - send::SERVICE_WINDOW + CLOSING_SOON,
+                    now - review_rules::SERVICE_WINDOW,
+                    now - review_rules::SERVICE_WINDOW + CLOSING_SOON,
                 )
             }),
             ..ListFilter::default()
@@ -492,7 +493,7 @@ async fn load_conversation(
         .map(|(_, h)| h)
         .collect();
     let knowledge = match &latest_draft {
-        Some(d) if d.state == "pending" && !d.knowledge_ids.is_empty() => {
+        Some(d) if d.state == DraftState::Pending.as_str() && !d.knowledge_ids.is_empty() => {
             db::ai::knowledge(&mut tx).await?
         }
         _ => Vec::new(),
@@ -528,7 +529,7 @@ async fn load_conversation(
     if assigned_to != conv.assigned_to {
         live::publish(state, tenant, &live::Event::Inbox).await;
     }
-    let reply_draft = match latest_draft.filter(|d| d.state == "pending") {
+    let reply_draft = match latest_draft.filter(|d| d.state == DraftState::Pending.as_str()) {
         Some(d) => Some(ReplyDraft {
             id: d.id,
             text: decide::original_text(state, tenant, &d)
@@ -602,10 +603,10 @@ async fn load_conversation(
                 name: m.name,
             })
             .collect(),
-        window_open: send::window_open(&channel_kind, conv.last_inbound_at, now),
+        window_open: review_rules::window_open(&channel_kind, conv.last_inbound_at, now),
         window_closes: conv
             .last_inbound_at
-            .map(|t| clock.full(t + send::SERVICE_WINDOW)),
+            .map(|t| clock.full(t + review_rules::SERVICE_WINDOW)),
         channel_name: channel.map(|c| c.name).unwrap_or_default(),
         channel_kind,
         is_group: conv.is_group,

@@ -14,6 +14,7 @@ use axum::{
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::domain::review::{self as review_rules, DraftState};
 use crate::{
     db::{self, ai as db_ai, conversations, messages},
     error::{AppError, AppResult},
@@ -22,10 +23,7 @@ use crate::{
         middleware::redirect_with_flash,
         routes::portal::Shell,
     },
-    messaging::{
-        send,
-        view::{self, Clock, ThreadMessage},
-    },
+    messaging::view::{self, Clock, ThreadMessage},
     review::{
         decide::{self, DecideError},
         presence,
@@ -241,7 +239,7 @@ async fn queue(
         cards.push(DraftCard {
             id: d.id,
             conversation_id: conv.id,
-            escalated: d.state == "escalated",
+            escalated: DraftState::parse(&d.state) == Some(DraftState::Escalated),
             urgent: false,
             reason: d.escalation_reason.clone().unwrap_or_default(),
             source_changed: d.source_changed.clone(),
@@ -262,7 +260,11 @@ async fn queue(
             latency_ms: d.latency_ms,
             window_minutes: is_meta.then(|| {
                 conv.last_inbound_at
-                    .map(|t| (t + send::SERVICE_WINDOW - now).whole_minutes().max(0))
+                    .map(|t| {
+                        (t + review_rules::SERVICE_WINDOW - now)
+                            .whole_minutes()
+                            .max(0)
+                    })
                     .unwrap_or(0)
             }),
             calls,
