@@ -8,6 +8,7 @@ use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
+use crate::gateway::*;
 use crate::gateway::{ConnectionState, EvolutionKey, MediaSource, SendError, Timeouts};
 
 const API_KEY: &str = "B6D711FCDE4D4FD5936544120E713976";

@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::*;
+use crate::gateway::*;
 use crate::gateway::{ConnectionState, DeliveryStatus, MediaKind, MediaSource, MessageKind};
 
 macro_rules! fixture {
