@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
         approve(&state, tenant, created.user_id, u.as_str()).await?;
     }
 
-    if which == "all" || which == "inbox" || which == "portal" {
+    if which == "all" || which == "inbox" || which == "portal" || which == "pages" {
         let conversations: i64 = std::env::var("BENCH_CONVERSATIONS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -243,6 +243,9 @@ async fn main() -> anyhow::Result<()> {
             "inbox: seeded {count} messages in {conversations} conversations in {:.1} s",
             t0.elapsed().as_secs_f64()
         );
+        if which == "pages" {
+            pages(&state, created.user_id).await?;
+        }
 
         let runs = 200;
         for (name, status, tokens) in [
@@ -1072,4 +1075,156 @@ fn raise_fd_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+/// Whole portal pages over HTTP (issue 22), logged in, on the data the inbox/portal seeding
+/// left: the inbox, one conversation, the review queue. Closed loop (`BENCH_PAGE_CONCURRENCY`
+/// clients, `BENCH_PAGE_REQUESTS` each), then open loop at `BENCH_PAGE_RATE` pages/s for
+/// `BENCH_PAGE_SECS` s (latency from when each request was due). Any non-200 fails the run.
+async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Result<()> {
+    let env = |k: &str, d: f64| -> f64 {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let concurrency = env("BENCH_PAGE_CONCURRENCY", 8.0) as usize;
+    let per_client = env("BENCH_PAGE_REQUESTS", 100.0) as usize;
+    let rate = env("BENCH_PAGE_RATE", 200.0);
+    let secs = env("BENCH_PAGE_SECS", 15.0);
+    let cookie = sigmaai::http::session::start_session(state, user, "bench", "127.0.0.1").await?;
+    let cookie = format!("{}={}", cookie.name(), cookie.value());
+    let tenant = db::accounts::tenant_by_slug(&state.db, "bench")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("bench tenant"))?;
+    let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
+    let conv: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM conversations ORDER BY last_message_at DESC, id DESC LIMIT 1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let pending: i64 = db::ai::queue_count(&mut tx).await?;
+    tx.commit().await?;
+    println!("pages: {pending} drafts waiting for review; conversation {conv}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let server_state = state.clone();
+    let server =
+        tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+    let http = reqwest::Client::builder()
+        .user_agent("bench")
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(256)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let pages = [
+        (
+            "inbox".to_owned(),
+            format!("http://{addr}/t/bench/conversations"),
+        ),
+        (
+            "conversation".to_owned(),
+            format!("http://{addr}/t/bench/conversations/{conv}"),
+        ),
+        ("review".to_owned(), format!("http://{addr}/t/bench/review")),
+    ];
+    // One GET: Ok(ms) on 200 with the whole body read, Err(description) otherwise.
+    async fn get(http: &reqwest::Client, url: &str, cookie: &str) -> Result<f64, String> {
+        let t0 = Instant::now();
+        let r = http
+            .get(url)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body = r.bytes().await.map_err(|e| e.to_string())?;
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("{status}"));
+        }
+        if body.len() < 200 {
+            return Err(format!("short body ({} bytes)", body.len()));
+        }
+        Ok(t0.elapsed().as_secs_f64() * 1000.0)
+    }
+    // Warm-up (templates, pools, caches), and a check that every page answers 200.
+    for (name, url) in &pages {
+        for _ in 0..5 {
+            get(&http, url, &cookie)
+                .await
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        }
+    }
+    let report = |label: String, results: Vec<Result<f64, String>>, wall: f64| {
+        let total = results.len();
+        let mut errors = Vec::new();
+        let ms: Vec<f64> = results
+            .into_iter()
+            .filter_map(|r| r.map_err(|e| errors.push(e)).ok())
+            .collect();
+        if errors.is_empty() {
+            summary(&label, ms);
+            println!("{:<34} {:.0} pages/s", "", total as f64 / wall);
+        } else {
+            println!(
+                "{label}: {} of {total} pages failed (first: {}): no figure",
+                errors.len(),
+                errors[0]
+            );
+        }
+        errors.len()
+    };
+    let mut failed = 0;
+    for (name, url) in &pages {
+        // (1) Closed loop.
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..concurrency {
+            let (http, url, cookie) = (http.clone(), url.clone(), cookie.clone());
+            handles.push(tokio::spawn(async move {
+                let mut out = Vec::with_capacity(per_client);
+                for _ in 0..per_client {
+                    out.push(get(&http, &url, &cookie).await);
+                }
+                out
+            }));
+        }
+        let mut results = Vec::new();
+        for h in handles {
+            results.extend(h.await?);
+        }
+        failed += report(
+            format!("page {name}, closed c={concurrency}"),
+            results,
+            started.elapsed().as_secs_f64(),
+        );
+        // (2) Open loop: on schedule, latency counted from when each request was due.
+        let n = (rate * secs) as usize;
+        let started = Instant::now();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let due = started + std::time::Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+            let (http, url, cookie) = (http.clone(), url.clone(), cookie.clone());
+            handles.push(tokio::spawn(async move {
+                get(&http, &url, &cookie)
+                    .await
+                    .map(|_| due.elapsed().as_secs_f64() * 1000.0)
+            }));
+        }
+        let mut results = Vec::with_capacity(n);
+        for h in handles {
+            results.push(h.await?);
+        }
+        failed += report(
+            format!("page {name}, open {rate:.0}/s"),
+            results,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    trigger.trigger();
+    let _ = server.await;
+    anyhow::ensure!(failed == 0, "{failed} page(s) failed");
+    Ok(())
 }
