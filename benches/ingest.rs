@@ -1098,14 +1098,19 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
         .await?
         .ok_or_else(|| anyhow::anyhow!("bench tenant"))?;
     let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
-    let conv: uuid::Uuid = sqlx::query_scalar(
-        "SELECT id FROM conversations ORDER BY last_message_at DESC, id DESC LIMIT 1",
+    // 200 recent conversations, taken in turn: one conversation opened by every request at
+    // once would measure its own row locks (the viewer's presence row), not the page.
+    let convs: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM conversations ORDER BY last_message_at DESC, id DESC LIMIT 200",
     )
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     let pending: i64 = db::ai::queue_count(&mut tx).await?;
     tx.commit().await?;
-    println!("pages: {pending} drafts waiting for review; conversation {conv}");
+    println!(
+        "pages: {pending} drafts waiting for review; {} conversations opened in turn",
+        convs.len()
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (trigger, shutdown) = Shutdown::new();
@@ -1118,16 +1123,22 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
         .pool_max_idle_per_host(256)
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
-    let pages = [
+    let pages: [(String, Vec<String>); 3] = [
         (
             "inbox".to_owned(),
-            format!("http://{addr}/t/bench/conversations"),
+            vec![format!("http://{addr}/t/bench/conversations")],
         ),
         (
             "conversation".to_owned(),
-            format!("http://{addr}/t/bench/conversations/{conv}"),
+            convs
+                .iter()
+                .map(|c| format!("http://{addr}/t/bench/conversations/{c}"))
+                .collect(),
         ),
-        ("review".to_owned(), format!("http://{addr}/t/bench/review")),
+        (
+            "review".to_owned(),
+            vec![format!("http://{addr}/t/bench/review")],
+        ),
     ];
     // One GET: Ok(ms) on 200 with the whole body read, Err(description) otherwise.
     async fn get(http: &reqwest::Client, url: &str, cookie: &str) -> Result<f64, String> {
@@ -1149,8 +1160,8 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
         Ok(t0.elapsed().as_secs_f64() * 1000.0)
     }
     // Warm-up (templates, pools, caches), and a check that every page answers 200.
-    for (name, url) in &pages {
-        for _ in 0..5 {
+    for (name, urls) in &pages {
+        for url in urls.iter().cycle().take(5.max(urls.len())) {
             get(&http, url, &cookie)
                 .await
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -1176,16 +1187,17 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
         errors.len()
     };
     let mut failed = 0;
-    for (name, url) in &pages {
+    for (name, urls) in &pages {
         // (1) Closed loop.
         let started = Instant::now();
         let mut handles = Vec::new();
-        for _ in 0..concurrency {
-            let (http, url, cookie) = (http.clone(), url.clone(), cookie.clone());
+        for client in 0..concurrency {
+            let (http, urls, cookie) = (http.clone(), urls.clone(), cookie.clone());
             handles.push(tokio::spawn(async move {
                 let mut out = Vec::with_capacity(per_client);
-                for _ in 0..per_client {
-                    out.push(get(&http, &url, &cookie).await);
+                for k in 0..per_client {
+                    let url = &urls[(client * per_client + k) % urls.len()];
+                    out.push(get(&http, url, &cookie).await);
                 }
                 out
             }));
@@ -1206,7 +1218,7 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
         for i in 0..n {
             let due = started + std::time::Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
-            let (http, url, cookie) = (http.clone(), url.clone(), cookie.clone());
+            let (http, url, cookie) = (http.clone(), urls[i % urls.len()].clone(), cookie.clone());
             handles.push(tokio::spawn(async move {
                 get(&http, &url, &cookie)
                     .await
