@@ -60,6 +60,25 @@ impl DecideError {
 }
 
 /// Someone else holding the draft (editing it, heartbeat fresh) blocks a decision on it.
+/// The draft a decision is about and the state it moves to. A missing draft, one decided
+/// already, and one another member is editing are refused before anything changes (the
+/// UPDATE re-checks the state, so two reviewers at once still decide once).
+async fn draft_for(
+    conn: &mut sqlx::PgConnection,
+    draft_id: Uuid,
+    decision: Decision,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+) -> Result<(db_ai::Draft, DraftState), DecideError> {
+    let d = db_ai::get_draft(&mut *conn, draft_id)
+        .await?
+        .ok_or(DecideError::NotFound)?;
+    let next =
+        DraftState::decide_stored(&d.state, decision).map_err(|_| DecideError::AlreadyDecided)?;
+    refuse_if_locked(conn, d.id, actor, now).await?;
+    Ok((d, next))
+}
+
 async fn refuse_if_locked(
     conn: &mut sqlx::PgConnection,
     draft: Uuid,
@@ -128,12 +147,7 @@ pub async fn approve(
     let user = actor.id.ok_or(DecideError::NotFound)?;
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let d = db_ai::get_draft(&mut tx, draft_id)
-        .await?
-        .ok_or(DecideError::NotFound)?;
-    let next = DraftState::decide_stored(&d.state, Decision::Approve)
-        .map_err(|_| DecideError::AlreadyDecided)?;
-    refuse_if_locked(&mut tx, d.id, actor, now).await?;
+    let (d, next) = draft_for(&mut tx, draft_id, Decision::Approve, actor, now).await?;
     let original = original_text(state, tenant_id, &d)
         .await?
         .unwrap_or_default();
@@ -264,12 +278,7 @@ pub async fn reject(
     let now = state.now();
     let reason: String = reason.trim().chars().take(500).collect();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let d = db_ai::get_draft(&mut tx, draft_id)
-        .await?
-        .ok_or(DecideError::NotFound)?;
-    let next = DraftState::decide_stored(&d.state, Decision::Reject)
-        .map_err(|_| DecideError::AlreadyDecided)?;
-    refuse_if_locked(&mut tx, d.id, actor, now).await?;
+    let (d, next) = draft_for(&mut tx, draft_id, Decision::Reject, actor, now).await?;
     if !db_ai::decide(
         &mut tx,
         d.id,
@@ -312,12 +321,7 @@ pub async fn regenerate(
 ) -> Result<(), DecideError> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let d = db_ai::get_draft(&mut tx, draft_id)
-        .await?
-        .ok_or(DecideError::NotFound)?;
-    let next = DraftState::decide_stored(&d.state, Decision::Regenerate)
-        .map_err(|_| DecideError::AlreadyDecided)?;
-    refuse_if_locked(&mut tx, d.id, actor, now).await?;
+    let (d, next) = draft_for(&mut tx, draft_id, Decision::Regenerate, actor, now).await?;
     if !db_ai::decide(
         &mut tx,
         d.id,
