@@ -480,7 +480,8 @@ async fn ingest(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (trigger, shutdown) = Shutdown::new();
-    let server_state = state.clone();
+    let wiring = sigmaai::wiring::App::new(state.clone());
+    let server_state = wiring.clone();
     let server =
         tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
     let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
@@ -613,7 +614,7 @@ async fn ingest(
         }
         acked_ids.extend(acked);
     }
-    let stats = state.ingest.stats();
+    let stats = wiring.ingest.stats();
     println!(
         "group commit: {} deliveries in {} transactions ({:.1} per commit), {} failed batches retried one by one, {} refused",
         stats.deliveries,
@@ -755,7 +756,9 @@ async fn approve(
     let (trigger, shutdown) = Shutdown::new();
     let server = {
         let (s, shutdown) = (state.clone(), shutdown.clone());
-        tokio::spawn(async move { sigmaai::serve_on(listener, s, shutdown).await })
+        tokio::spawn(async move {
+            sigmaai::serve_on(listener, sigmaai::wiring::App::new(s), shutdown).await
+        })
     };
     let worker = tokio::spawn(sigmaai::jobs::run_worker(state.clone(), 4, shutdown));
     let hook = format!("http://{addr}/webhooks/evolution/{}", ch.route_id);
@@ -907,8 +910,9 @@ async fn sse(
     let addr = listener.local_addr()?;
     let (trigger, shutdown) = Shutdown::new();
     let server_state = state.clone();
-    let server =
-        tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+    let server = tokio::spawn(async move {
+        sigmaai::serve_on(listener, sigmaai::wiring::App::new(server_state), shutdown).await
+    });
     // Warm the path once (allocator arenas, templates, pools), then settle.
     let warm = reqwest::get(format!("http://{addr}/healthz")).await?;
     anyhow::ensure!(warm.status().is_success(), "healthz: {}", warm.status());
@@ -933,7 +937,10 @@ async fn sse(
     let after = rss_kib();
 
     let sent = std::time::SystemTime::now();
-    sigmaai::live::publish(state, tenant, &sigmaai::live::Event::Review).await;
+    state
+        .live
+        .publish(tenant, &sigmaai::live::Event::Review)
+        .await;
     let times = lines.next_line().await?.unwrap_or_default();
     let arrivals: Vec<f64> = times
         .split_whitespace()
@@ -1115,8 +1122,9 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
     let addr = listener.local_addr()?;
     let (trigger, shutdown) = Shutdown::new();
     let server_state = state.clone();
-    let server =
-        tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+    let server = tokio::spawn(async move {
+        sigmaai::serve_on(listener, sigmaai::wiring::App::new(server_state), shutdown).await
+    });
     let http = reqwest::Client::builder()
         .user_agent("bench")
         .redirect(reqwest::redirect::Policy::none())

@@ -622,14 +622,64 @@ impl Config {
     }
 }
 
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MasterKeyError {
+    #[error("must be 32 random bytes, base64- or hex-encoded (`sigmaai keys generate-master-key`)")]
+    Malformed,
+    #[error(
+        "is too weak (too few distinct bytes): generate it with `sigmaai keys generate-master-key`"
+    )]
+    Weak,
+}
+
+/// The 32 bytes of a master key written as text (base64 or hex). Random 32-byte keys have
+/// ~30 distinct byte values; fewer than 16 means a hand-made key ("0000…", a repeated word),
+/// which we refuse. Lives here, not in `crypto`, so reading the configuration needs no
+/// cryptography (`crypto::master::parse_master_key` turns the bytes into a key).
+pub fn master_key_bytes(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+    let bytes = decode_master_key(text)?;
+    let mut seen = [false; 256];
+    for b in bytes.iter() {
+        seen[*b as usize] = true;
+    }
+    if seen.iter().filter(|s| **s).count() < 16 {
+        return Err(MasterKeyError::Weak);
+    }
+    Ok(bytes)
+}
+
+/// The 32 bytes of a master key written as text, weak or not.
+pub fn decode_master_key(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+    let decoded =
+        zeroize::Zeroizing::new(decode_key(text.trim()).ok_or(MasterKeyError::Malformed)?);
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    if decoded.len() != bytes.len() {
+        return Err(MasterKeyError::Malformed);
+    }
+    bytes.copy_from_slice(&decoded);
+    Ok(bytes)
+}
+
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    use base64::{
+        Engine,
+        engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD},
+    };
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return hex::decode(text).ok();
+    }
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+}
+
 /// Production refuses to start without a strong master key; development generates one.
 fn check_master_keys(
     env: Environment,
     current: Option<&SecretString>,
     previous: &[SecretString],
 ) -> Result<(), ConfigError> {
-    use crate::crypto::master::{MasterKeyError, parse_master_key};
-    let check = |name: &'static str, key: &SecretString| match parse_master_key(key.expose_secret())
+    let check = |name: &'static str, key: &SecretString| match master_key_bytes(key.expose_secret())
     {
         Ok(_) => Ok(()),
         Err(MasterKeyError::Weak) if env == Environment::Development => {

@@ -93,6 +93,8 @@ async fn seed_content(state: &AppState, tenant_id: uuid::Uuid) -> anyhow::Result
     }
     tx.commit().await?;
     let sim = crate::messaging::channel::simulator(state, tenant_id, &Actor::system()).await?;
+    // The demo's messages arrive through the real ingest path, on a queue of its own.
+    let ingest = crate::wiring::App::new(state.clone()).ingest;
     for (i, (id, phone, name, text)) in CONVERSATIONS.iter().enumerate() {
         let msg = InboundMessage {
             account: "simulator".into(),
@@ -113,7 +115,8 @@ async fn seed_content(state: &AppState, tenant_id: uuid::Uuid) -> anyhow::Result
             referral: None,
         };
         // A second `demo` skips them: the per-channel message id is already stored.
-        crate::messaging::ingest::ingest(state, &sim, vec![InboundEvent::Message(msg)]).await?;
+        crate::messaging::ingest::ingest(state, &ingest, &sim, vec![InboundEvent::Message(msg)])
+            .await?;
     }
     Ok(())
 }

@@ -37,6 +37,23 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::crypto::CryptoError> for AppError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
+/// The ingest queue refused a delivery, not queued: the writers are too far behind (see
+/// `messaging::group_commit`). Nothing of it was written; the sender should retry after
+/// `retry_after_secs`. Defined here so the error renderer knows it without knowing messaging.
+#[derive(Debug, thiserror::Error)]
+#[error("ingest queue full ({queued} deliveries waiting, the oldest for {waited_ms} ms)")]
+pub struct Overloaded {
+    pub queued: usize,
+    pub waited_ms: u64,
+    pub retry_after_secs: u64,
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -78,7 +95,7 @@ pub fn is_transient_db(e: &sqlx::Error) -> bool {
 /// once a second, rather than once per request).
 fn retry_after(err: &anyhow::Error) -> Option<(u64, bool)> {
     err.chain().find_map(|cause| {
-        if let Some(o) = cause.downcast_ref::<crate::messaging::group_commit::Overloaded>() {
+        if let Some(o) = cause.downcast_ref::<Overloaded>() {
             return Some((o.retry_after_secs, false));
         }
         let db = cause.downcast_ref::<sqlx::Error>().or_else(|| match cause

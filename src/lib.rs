@@ -34,9 +34,11 @@ pub mod privacy;
 pub mod redis;
 pub mod review;
 pub mod shutdown;
+pub mod smtp;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod wiring;
 
 use std::sync::Arc;
 
@@ -44,18 +46,15 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 /// The whole application: the portal, webhooks and the tenant API.
-pub fn build_app(state: state::AppState) -> axum::Router {
-    build_app_with(state, axum::Router::new())
+pub fn build_app(app: wiring::App) -> axum::Router {
+    build_app_with(app, axum::Router::new())
 }
 
 /// The application with extra page routes under the same middleware (tests use it to force
 /// errors).
-pub fn build_app_with(
-    state: state::AppState,
-    extra: axum::Router<state::AppState>,
-) -> axum::Router {
-    let api = api::router(&state);
-    http::build_app_with(state, api::portal::router().merge(extra), api)
+pub fn build_app_with(app: wiring::App, extra: axum::Router<wiring::App>) -> axum::Router {
+    let api = api::router(&app.state);
+    http::build_app_with(app, api::portal::router().merge(extra), api)
 }
 
 use crate::{
@@ -91,7 +90,7 @@ pub async fn connect_system(config: Config) -> anyhow::Result<AppState> {
 /// Serves HTTP until `shutdown` fires, then finishes in-flight requests.
 pub async fn serve(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
     let listener = bind(&state.config).await?;
-    serve_on(listener, state, shutdown).await
+    serve_on(listener, wiring::App::new(state), shutdown).await
 }
 
 /// Takes the configured port, or says why not and how to pick another.
@@ -104,18 +103,21 @@ pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
     Ok(listener)
 }
 
+/// Serves `app` on `listener`; starts this instance's live-update listeners first (the
+/// open pages' streams hear every instance's events through them).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    app: wiring::App,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let limits = state.config.limits.clone();
+    app.state.live.start();
+    let limits = app.state.config.limits.clone();
     // Live-update streams never finish on their own: end them when shutdown begins, or
     // they hold every restart for the whole drain period.
-    let (live, stopping) = (state.live.clone(), shutdown.clone());
+    let (live, stopping) = (app.state.live.clone(), shutdown.clone());
     tokio::spawn(async move {
         stopping.wait().await;
         live.end_streams();
     });
-    http::server::serve(listener, build_app(state), &limits, shutdown).await
+    http::server::serve(listener, build_app(app), &limits, shutdown).await
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::state::AppState;
+use crate::redis::Redis;
 
 /// What changed. Pages refresh the part they show.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,30 +41,34 @@ const PG_CHANNEL: &str = "sigmaai_live";
 
 #[derive(Clone)]
 pub struct Live {
+    /// Where events go out (Redis pub/sub; Postgres notify while Redis is down).
+    redis: Redis,
+    db: sqlx::PgPool,
     tx: broadcast::Sender<(Uuid, Event)>,
     /// Whether this instance's listeners are subscribed right now (readiness, for tests
     /// and for telling a missed event from one never sent).
     redis_listening: Arc<AtomicBool>,
     pg_listening: Arc<AtomicBool>,
+    /// Whether [`Live::start`] ran (it starts the listeners once per process).
+    started: Arc<AtomicBool>,
     /// Set when this instance stops serving: open streams end at once, so a restart is not
     /// held for the whole drain period by pages that never close their stream, and each
     /// browser's `EventSource` reconnects (behind a load balancer, to another instance).
     ending: Arc<watch::Sender<bool>>,
 }
 
-impl Default for Live {
-    fn default() -> Self {
-        Live::new()
-    }
-}
-
 impl Live {
-    pub fn new() -> Live {
+    /// Publishes through `redis` (or `db` while Redis is down); listens only once
+    /// [`Live::start`] is called (by `serve` and `worker`, not here).
+    pub fn new(redis: Redis, db: sqlx::PgPool) -> Live {
         let (tx, _) = broadcast::channel(1024);
         Live {
+            redis,
+            db,
             tx,
             redis_listening: Arc::default(),
             pg_listening: Arc::default(),
+            started: Arc::default(),
             ending: Arc::new(watch::channel(false).0),
         }
     }
@@ -95,91 +99,95 @@ impl Live {
         self.tx.subscribe()
     }
 
+    fn channel_name(&self) -> String {
+        self.redis.key("live")
+    }
+
+    /// Tells every instance (and so every open page) that something changed.
+    pub async fn publish(&self, tenant: Uuid, event: &Event) {
+        let payload = match serde_json::to_string(&Envelope {
+            tenant,
+            event: event.clone(),
+        }) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        if let Some(mut c) = self.redis.conn().await {
+            let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(self.channel_name())
+                .arg(&payload)
+                .query_async(&mut c)
+                .await;
+            if sent.is_ok() {
+                return;
+            }
+            self.redis.failed();
+        }
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PG_CHANNEL)
+            .bind(&payload)
+            .execute(&self.db)
+            .await
+        {
+            tracing::warn!(error = %e, "live update lost (no Redis, no Postgres notify)");
+        }
+    }
+
+    /// Starts this instance's listeners (Redis and Postgres), reconnecting as needed. A
+    /// second call does nothing (each event would otherwise arrive twice).
+    pub fn start(&self) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let s = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(client) = s.redis.client().cloned() {
+                    match client.get_async_pubsub().await {
+                        Ok(mut pubsub) => {
+                            if pubsub.subscribe(s.channel_name()).await.is_ok() {
+                                s.redis_listening.store(true, Ordering::Release);
+                                let mut stream = pubsub.on_message();
+                                while let Some(msg) = stream.next().await {
+                                    if let Ok(text) = msg.get_payload::<String>() {
+                                        s.deliver(&text);
+                                    }
+                                }
+                                s.redis_listening.store(false, Ordering::Release);
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "live: redis subscribe failed"),
+                    }
+                } else {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+        let s = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect_with(&s.db).await {
+                    Ok(mut listener) => {
+                        if listener.listen(PG_CHANNEL).await.is_ok() {
+                            s.pg_listening.store(true, Ordering::Release);
+                            while let Ok(n) = listener.recv().await {
+                                s.deliver(n.payload());
+                            }
+                            s.pg_listening.store(false, Ordering::Release);
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "live: postgres listen failed"),
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+    }
+
     fn deliver(&self, raw: &str) {
         if let Ok(env) = serde_json::from_str::<Envelope>(raw) {
             // No receivers is fine: nobody has a page open.
             let _ = self.tx.send((env.tenant, env.event));
         }
     }
-}
-
-fn channel_name(state: &AppState) -> String {
-    state.redis.key("live")
-}
-
-/// Tells every instance (and so every open page) that something changed.
-pub async fn publish(state: &AppState, tenant: Uuid, event: &Event) {
-    let payload = match serde_json::to_string(&Envelope {
-        tenant,
-        event: event.clone(),
-    }) {
-        Ok(p) => p,
-        Err(_) => return,
-    };
-    if let Some(mut c) = state.redis.conn().await {
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(channel_name(state))
-            .arg(&payload)
-            .query_async(&mut c)
-            .await;
-        if sent.is_ok() {
-            return;
-        }
-        state.redis.failed();
-    }
-    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(PG_CHANNEL)
-        .bind(&payload)
-        .execute(&state.db)
-        .await
-    {
-        tracing::warn!(error = %e, "live update lost (no Redis, no Postgres notify)");
-    }
-}
-
-/// Starts this instance's listeners (Redis and Postgres), reconnecting as needed.
-pub fn start(state: &AppState) {
-    let s = state.clone();
-    tokio::spawn(async move {
-        loop {
-            if let Some(client) = s.redis.client().cloned() {
-                match client.get_async_pubsub().await {
-                    Ok(mut pubsub) => {
-                        if pubsub.subscribe(channel_name(&s)).await.is_ok() {
-                            s.live.redis_listening.store(true, Ordering::Release);
-                            let mut stream = pubsub.on_message();
-                            while let Some(msg) = stream.next().await {
-                                if let Ok(text) = msg.get_payload::<String>() {
-                                    s.live.deliver(&text);
-                                }
-                            }
-                            s.live.redis_listening.store(false, Ordering::Release);
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "live: redis subscribe failed"),
-                }
-            } else {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    });
-    let s = state.clone();
-    tokio::spawn(async move {
-        loop {
-            match sqlx::postgres::PgListener::connect_with(&s.db).await {
-                Ok(mut listener) => {
-                    if listener.listen(PG_CHANNEL).await.is_ok() {
-                        s.live.pg_listening.store(true, Ordering::Release);
-                        while let Ok(n) = listener.recv().await {
-                            s.live.deliver(n.payload());
-                        }
-                        s.live.pg_listening.store(false, Ordering::Release);
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "live: postgres listen failed"),
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    });
 }

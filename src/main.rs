@@ -221,7 +221,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 concurrency,
                 shutdown.clone(),
             ));
-            let served = sigmaai::serve_on(listener, state, shutdown).await;
+            let served =
+                sigmaai::serve_on(listener, sigmaai::wiring::App::new(state), shutdown).await;
             // Only a clean shutdown waits for the worker to finish its jobs; a server error
             // ends the process with that error (the worker's jobs are durable and retried).
             if served.is_ok() {

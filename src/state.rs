@@ -1,17 +1,24 @@
-//! Shared application state handed to every handler and job.
+//! The infrastructure every subsystem shares: configuration, the database pool, Redis, the
+//! clock, the keyring, the media store, live-update events, the SMTP transport and the login
+//! throttle. Each is a handle that knows only its own job, built once per process.
+//!
+//! It holds no subsystem's own machinery: the ingest queue and the webhook route cache belong
+//! to `messaging` and live in `wiring::App`, the router's state, beside this. So this module
+//! sits below every subsystem (`scripts/check-modules`): a subsystem may take `&AppState`,
+//! and nothing here names a subsystem.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
 
 use crate::{
-    auth::throttle::LocalCounters,
+    auth::throttle::Throttle,
     clock::SharedClock,
     config::Config,
     crypto::Keyring,
     live::Live,
-    messaging::{channel::RouteCache, group_commit::GroupCommit},
     redis::Redis,
+    smtp::Mailer,
     storage::{ObjectStore, Store, Unavailable},
 };
 
@@ -22,24 +29,22 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: Redis,
     pub clock: SharedClock,
-    /// Login failure counters used while Redis is unreachable.
-    pub throttle: Arc<LocalCounters>,
+    /// Login and sign-up attempt counters (Redis; local and stricter while it is down).
+    pub throttle: Throttle,
     /// Seals and opens personal data; destroys keys (see `crypto`).
     pub keys: Keyring,
     /// Media objects (sealed), in the data directory by default.
     pub media: Arc<dyn ObjectStore>,
-    /// Live-update fan-out to this instance's open pages.
+    /// Live-update events: published to every instance, fanned out to this one's open
+    /// pages once `serve` started its listeners (`Live::start`).
     pub live: Live,
-    /// Shares transactions between webhook deliveries arriving together.
-    pub ingest: Arc<GroupCommit>,
-    /// Webhook URL → channel, briefly (see `RouteCache`).
-    pub routes: Arc<RouteCache>,
     /// The SMTP client; `None` when e-mail is off (see [`crate::mail`]).
-    pub mailer: Option<Arc<crate::mail::Mailer>>,
+    pub mailer: Option<Arc<Mailer>>,
 }
 
 impl AppState {
-    /// The state for these connections; starts this instance's live-update listeners.
+    /// The state for these connections. Starts nothing: `serve` starts the live-update
+    /// listeners (`Live::start`), `worker` the job loop.
     pub fn new(
         config: Config,
         db: PgPool,
@@ -47,7 +52,7 @@ impl AppState {
         clock: SharedClock,
         keys: Keyring,
     ) -> AppState {
-        let mailer = match crate::mail::Mailer::from_config(&config) {
+        let mailer = match Mailer::from_config(&config) {
             Ok(m) => m.map(Arc::new),
             Err(err) => {
                 tracing::error!(
@@ -68,21 +73,17 @@ impl AppState {
                 Arc::new(Unavailable(reason))
             }
         };
-        let state = AppState {
+        AppState {
             config: Arc::new(config),
+            throttle: Throttle::new(redis.clone(), clock.clone()),
+            live: Live::new(redis.clone(), db.clone()),
             db,
             redis,
             clock,
-            throttle: Default::default(),
             keys,
             media,
-            live: Live::new(),
-            ingest: Default::default(),
-            routes: Default::default(),
             mailer,
-        };
-        crate::live::start(&state);
-        state
+        }
     }
 
     pub fn now(&self) -> time::OffsetDateTime {

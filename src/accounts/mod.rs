@@ -341,44 +341,6 @@ pub async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Resul
 /// Repeated "forgot password" requests within this window send one e-mail.
 pub const FORGOT_WINDOW: time::Duration = time::Duration::minutes(5);
 
-/// Mints a self-service reset link for `user_id` (the e-mail job calls this as it sends, so
-/// no usable token waits in the outbox). The user's earlier self-service links die: only the
-/// newest e-mail works. `None` when the user no longer exists.
-///
-/// Such a link names no tenant: it went to the account's own address, so the rules for
-/// admin-issued links (the member must belong to the issuing tenant alone) do not apply;
-/// the rest of [`complete_reset`] does (once, an hour, dies with a password change, ends
-/// every session).
-pub async fn issue_self_service_reset(
-    state: &AppState,
-    user_id: Uuid,
-) -> anyhow::Result<Option<String>> {
-    let now = state.now();
-    let (token, hash) = tokens::new_link_token();
-    let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND self_service AND used_at IS NULL",
-    )
-    .bind(user_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let made = sqlx::query(
-        r#"INSERT INTO password_resets (id, user_id, tenant_id, token_hash, created_by, created_at, expires_at, self_service)
-           SELECT $1, id, NULL, $3, NULL, $4, $5, true FROM users WHERE id = $2"#,
-    )
-    .bind(Uuid::now_v7())
-    .bind(user_id)
-    .bind(&hash)
-    .bind(now)
-    .bind(now + RESET_LIFETIME)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok((made == 1).then_some(token))
-}
-
 /// Joins the invitation's tenant as `user_id` (whose e-mail must be the invited one).
 pub async fn accept_invitation(
     state: &AppState,

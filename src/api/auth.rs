@@ -18,7 +18,7 @@ use crate::{
         scopes::Scope,
         tokens,
     },
-    auth::throttle::{self, Limit},
+    auth::throttle::Limit,
     db::{self, accounts, api_tokens, audit::Actor},
     state::AppState,
 };
@@ -140,7 +140,11 @@ pub async fn require_token(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
-    if let Err(secs) = throttle::attempt(&state, &format!("api:{}", ctx.token_id), limit).await {
+    if let Err(secs) = state
+        .throttle
+        .attempt(&format!("api:{}", ctx.token_id), limit)
+        .await
+    {
         record(&state, &ctx, &method, &route, 429).await;
         return ApiError::too_many(secs).into_response();
     }

@@ -418,6 +418,9 @@ pub async fn send(
     )
     .await?;
     tx.commit().await?;
-    live::publish(&state, tenant, &live::Event::Conversation { id }).await;
+    state
+        .live
+        .publish(tenant, &live::Event::Conversation { id })
+        .await;
     Ok((StatusCode::ACCEPTED, Json(value)).into_response())
 }

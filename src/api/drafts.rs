@@ -99,7 +99,7 @@ pub async fn list(
     tx.commit().await?;
     let mut data = Vec::with_capacity(rows.len());
     for d in rows {
-        let text = decide::original_text(&state, tenant, &d)
+        let text = crate::messaging::view::original_text(&state, tenant, &d)
             .await
             .ok()
             .flatten();

@@ -41,12 +41,13 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
 
+use crate::wiring::App;
 use crate::{api::problem::ApiError, state::AppState};
 
 /// JSON bodies: knowledge entries are the largest (8,000 characters of body).
 pub const BODY_LIMIT: usize = 256 * 1024;
 
-pub fn router(state: &AppState) -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<App> {
     let authed = Router::new()
         .route("/api/v1/conversations", get(conversations::list))
         .route("/api/v1/conversations/{id}", get(conversations::show))

@@ -14,6 +14,7 @@ use axum::{
 };
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     api::{
         openapi::{self, Operation},
@@ -31,7 +32,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/api", get(page).post(create))
         .route("/t/{slug}/api/{id}/revoke", post(revoke))

@@ -3,8 +3,8 @@
 //! An attempt is **counted first, atomically, then judged**: `INCR` returns each concurrent
 //! attempt its own number, so forty parallel guesses against a limit of five get numbers
 //! 1 to 40 and only the first five reach the password check. (Checking and then counting let
-//! every one of them through.) A success gives its attempt back ([`refund`]) or clears the
-//! key ([`clear`]).
+//! every one of them through.) A success gives its attempt back ([`Throttle::refund`]) or clears the
+//! key ([`Throttle::clear`]).
 //!
 //! Counters live in Redis so every instance shares them. When Redis is unreachable we fall
 //! back to an in-process counter with *stricter* limits rather than failing open (a limiter
@@ -15,7 +15,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use time::{Duration, OffsetDateTime};
 
-use crate::state::AppState;
+use crate::{clock::SharedClock, redis::Redis};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limit {
@@ -60,7 +60,7 @@ impl Limit {
 
 /// The in-process fallback store: key → (count, window start).
 #[derive(Default)]
-pub struct LocalCounters(Mutex<HashMap<String, (u32, OffsetDateTime)>>);
+struct LocalCounters(Mutex<HashMap<String, (u32, OffsetDateTime)>>);
 
 impl LocalCounters {
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (u32, OffsetDateTime)>) -> T) -> T {
@@ -69,96 +69,114 @@ impl LocalCounters {
     }
 }
 
-/// Counts one attempt for `key`, then judges it: `Err(seconds to wait)` when this attempt is
-/// over the limit. The attempt stays counted either way.
-pub async fn attempt(state: &AppState, key: &str, limit: Limit) -> Result<(), u64> {
-    let rkey = state.redis.key(&format!("throttle:{key}"));
-    if let Some(mut c) = state.redis.conn().await {
-        // MULTI/EXEC: the increment, the window's expiry (set once) and its remaining time
-        // as one step, so no other attempt can slip between them.
-        let res: redis::RedisResult<(u32, i64)> = redis::pipe()
-            .atomic()
-            .incr(&rkey, 1)
-            .cmd("EXPIRE")
-            .arg(&rkey)
-            .arg(limit.window.whole_seconds())
-            .arg("NX")
-            .ignore()
-            .ttl(&rkey)
-            .query_async(&mut c)
-            .await;
-        match res {
-            Ok((n, _)) if n <= limit.max_attempts => return Ok(()),
-            Ok((_, ttl)) => return Err(ttl.max(1) as u64),
-            Err(_) => {
-                state.redis.failed();
-                tracing::warn!("redis failed while counting an attempt; using local limits");
+/// The attempt counters: Redis, with this process's stricter counters while it is down.
+#[derive(Clone)]
+pub struct Throttle {
+    redis: Redis,
+    clock: SharedClock,
+    local: std::sync::Arc<LocalCounters>,
+}
+
+impl Throttle {
+    pub fn new(redis: Redis, clock: SharedClock) -> Throttle {
+        Throttle {
+            redis,
+            clock,
+            local: Default::default(),
+        }
+    }
+
+    /// Counts one attempt for `key`, then judges it: `Err(seconds to wait)` when this attempt is
+    /// over the limit. The attempt stays counted either way.
+    pub async fn attempt(&self, key: &str, limit: Limit) -> Result<(), u64> {
+        let rkey = self.redis.key(&format!("throttle:{key}"));
+        if let Some(mut c) = self.redis.conn().await {
+            // MULTI/EXEC: the increment, the window's expiry (set once) and its remaining time
+            // as one step, so no other attempt can slip between them.
+            let res: redis::RedisResult<(u32, i64)> = redis::pipe()
+                .atomic()
+                .incr(&rkey, 1)
+                .cmd("EXPIRE")
+                .arg(&rkey)
+                .arg(limit.window.whole_seconds())
+                .arg("NX")
+                .ignore()
+                .ttl(&rkey)
+                .query_async(&mut c)
+                .await;
+            match res {
+                Ok((n, _)) if n <= limit.max_attempts => return Ok(()),
+                Ok((_, ttl)) => return Err(ttl.max(1) as u64),
+                Err(_) => {
+                    self.redis.failed();
+                    tracing::warn!("redis failed while counting an attempt; using local limits");
+                }
             }
         }
+        let limit = limit.degraded();
+        let now = self.clock.now();
+        self.local.with(|m| {
+            let e = m.entry(key.to_owned()).or_insert((0, now));
+            if e.1 + limit.window <= now {
+                *e = (0, now);
+            }
+            e.0 += 1;
+            if e.0 <= limit.max_attempts {
+                Ok(())
+            } else {
+                Err((e.1 + limit.window - now).whole_seconds().max(1) as u64)
+            }
+        })
     }
-    let limit = limit.degraded();
-    let now = state.now();
-    state.throttle.with(|m| {
-        let e = m.entry(key.to_owned()).or_insert((0, now));
-        if e.1 + limit.window <= now {
-            *e = (0, now);
-        }
-        e.0 += 1;
-        if e.0 <= limit.max_attempts {
-            Ok(())
-        } else {
-            Err((e.1 + limit.window - now).whole_seconds().max(1) as u64)
-        }
-    })
-}
 
-/// Counts attempts against several limits at once; the first refusal wins. Every key is
-/// counted even after a refusal, so no limit can be dodged by tripping another first.
-pub async fn attempt_all(state: &AppState, keys: &[(&str, Limit)]) -> Result<(), u64> {
-    let mut verdict = Ok(());
-    for (key, limit) in keys {
-        if let (Err(secs), Ok(())) = (attempt(state, key, *limit).await, verdict) {
-            verdict = Err(secs);
+    /// Counts attempts against several limits at once; the first refusal wins. Every key is
+    /// counted even after a refusal, so no limit can be dodged by tripping another first.
+    pub async fn attempt_all(&self, keys: &[(&str, Limit)]) -> Result<(), u64> {
+        let mut verdict = Ok(());
+        for (key, limit) in keys {
+            if let (Err(secs), Ok(())) = (self.attempt(key, *limit).await, verdict) {
+                verdict = Err(secs);
+            }
         }
+        verdict
     }
-    verdict
-}
 
-/// Gives back one counted attempt (it succeeded, so it should not count as a failure).
-pub async fn refund(state: &AppState, key: &str) {
-    let rkey = state.redis.key(&format!("throttle:{key}"));
-    if let Some(mut c) = state.redis.conn().await {
-        // Only while the window lives: a DECR on an expired key would create one without
-        // an expiry, a credit that never ends.
-        let res: redis::RedisResult<i64> = redis::Script::new(
-            "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0",
-        )
-        .key(&rkey)
-        .invoke_async(&mut c)
-        .await;
-        if res.is_ok() {
-            return;
+    /// Gives back one counted attempt (it succeeded, so it should not count as a failure).
+    pub async fn refund(&self, key: &str) {
+        let rkey = self.redis.key(&format!("throttle:{key}"));
+        if let Some(mut c) = self.redis.conn().await {
+            // Only while the window lives: a DECR on an expired key would create one without
+            // an expiry, a credit that never ends.
+            let res: redis::RedisResult<i64> = redis::Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0",
+            )
+            .key(&rkey)
+            .invoke_async(&mut c)
+            .await;
+            if res.is_ok() {
+                return;
+            }
+            self.redis.failed();
         }
-        state.redis.failed();
+        self.local.with(|m| {
+            if let Some(e) = m.get_mut(key) {
+                e.0 = e.0.saturating_sub(1);
+            }
+        });
     }
-    state.throttle.with(|m| {
-        if let Some(e) = m.get_mut(key) {
-            e.0 = e.0.saturating_sub(1);
-        }
-    });
-}
 
-/// Forgets every attempt for `key` (after a successful login).
-pub async fn clear(state: &AppState, key: &str) {
-    let rkey = state.redis.key(&format!("throttle:{key}"));
-    if let Some(mut c) = state.redis.conn().await {
-        let deleted: redis::RedisResult<()> =
-            redis::cmd("DEL").arg(&rkey).query_async(&mut c).await;
-        if deleted.is_err() {
-            state.redis.failed();
+    /// Forgets every attempt for `key` (after a successful login).
+    pub async fn clear(&self, key: &str) {
+        let rkey = self.redis.key(&format!("throttle:{key}"));
+        if let Some(mut c) = self.redis.conn().await {
+            let deleted: redis::RedisResult<()> =
+                redis::cmd("DEL").arg(&rkey).query_async(&mut c).await;
+            if deleted.is_err() {
+                self.redis.failed();
+            }
         }
+        self.local.with(|m| {
+            m.remove(key);
+        });
     }
-    state.throttle.with(|m| {
-        m.remove(key);
-    });
 }

@@ -30,6 +30,16 @@ impl CheckpointKey {
     }
 }
 
+impl crate::db::audit::CheckpointSigner for CheckpointKey {
+    fn sign(&self, parts: &[&[u8]]) -> Vec<u8> {
+        CheckpointKey::sign(self, parts)
+    }
+
+    fn verify(&self, parts: &[&[u8]], signature: &[u8]) -> bool {
+        CheckpointKey::verify(self, parts, signature)
+    }
+}
+
 impl std::fmt::Debug for CheckpointKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CheckpointKey(..)")

@@ -21,7 +21,8 @@ use super::{
     CryptoError,
     aead::{SecretKey, unwrap_key, wrap_key},
 };
-use crate::config::Config;
+pub use crate::config::MasterKeyError;
+use crate::config::{Config, decode_master_key, master_key_bytes};
 
 /// Where a KMS (AWS KMS, Vault transit) plugs in: it wraps and unwraps tenant keys and never
 /// hands out its own key. `context` is bound to the wrapped key (a KMS "encryption context");
@@ -42,40 +43,11 @@ pub trait MasterKeyProvider: Send + Sync + 'static {
     ) -> Result<SecretKey, CryptoError>;
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MasterKeyError {
-    #[error("must be 32 random bytes, base64- or hex-encoded (`sigmaai keys generate-master-key`)")]
-    Malformed,
-    #[error(
-        "is too weak (too few distinct bytes): generate it with `sigmaai keys generate-master-key`"
-    )]
-    Weak,
-}
-
-/// Decodes and checks a master key. Random 32-byte keys have ~30 distinct byte values; fewer
-/// than 16 means a hand-made key ("0000…", a repeated word), which we refuse.
+/// Decodes and checks a master key (the text rules are `config::master_key_bytes`, which
+/// start-up uses to refuse a bad key before anything connects).
 pub fn parse_master_key(text: &str) -> Result<SecretKey, MasterKeyError> {
-    let text = text.trim();
-    let bytes = zeroize::Zeroizing::new(decode_key(text).ok_or(MasterKeyError::Malformed)?);
-    let key = SecretKey::from_slice(&bytes).ok_or(MasterKeyError::Malformed)?;
-    let mut seen = [false; 256];
-    for b in bytes.iter() {
-        seen[*b as usize] = true;
-    }
-    if seen.iter().filter(|s| **s).count() < 16 {
-        return Err(MasterKeyError::Weak);
-    }
-    Ok(key)
-}
-
-fn decode_key(text: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return hex::decode(text).ok();
-    }
-    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-        .iter()
-        .find_map(|e| e.decode(text).ok())
+    let bytes = master_key_bytes(text)?;
+    SecretKey::from_slice(bytes.as_ref()).ok_or(MasterKeyError::Malformed)
 }
 
 /// A new random master key, base64-encoded.
@@ -114,9 +86,9 @@ impl LocalMasterKeys {
                 .or_else(|e| match e {
                     // Config already refused weak keys in production.
                     MasterKeyError::Weak if !config.is_production() => {
-                        decode_key(k.expose_secret().trim())
-                            .and_then(|b| SecretKey::from_slice(&zeroize::Zeroizing::new(b)))
-                            .ok_or(MasterKeyError::Malformed)
+                        decode_master_key(k.expose_secret()).and_then(|b| {
+                            SecretKey::from_slice(b.as_ref()).ok_or(MasterKeyError::Malformed)
+                        })
                     }
                     e => Err(e),
                 })

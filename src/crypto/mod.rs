@@ -31,7 +31,7 @@ use self::{
     ledger::{DestroyedKind, Ledger, LedgerContents, NewEntry},
     master::{LocalMasterKeys, MasterKeyProvider},
 };
-use crate::{clock::SharedClock, config::Config, db::keystore, error::AppError, redis::Redis};
+use crate::{clock::SharedClock, config::Config, db::keystore, redis::Redis};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -55,12 +55,6 @@ pub enum CryptoError {
     Ledger(String),
     #[error("{0}")]
     Internal(&'static str),
-}
-
-impl From<CryptoError> for AppError {
-    fn from(e: CryptoError) -> Self {
-        AppError::Internal(anyhow::Error::new(e))
-    }
 }
 
 /// The pseudo-tenant whose key seals platform-level secrets (never a real tenant's id).

@@ -1072,3 +1072,42 @@ pub async fn membership_tenants(conn: &mut PgConnection, user_id: Uuid) -> sqlx:
     .fetch_all(conn)
     .await
 }
+
+/// Stores a self-service reset link for `user_id` (the e-mail job mints it as it sends, so
+/// no usable token waits in the outbox; see `mail`). The user's earlier self-service links
+/// die: only the newest e-mail works. `false` when the user no longer exists.
+///
+/// Such a link names no tenant: it went to the account's own address, so the rules for
+/// admin-issued links (the member must belong to the issuing tenant alone) do not apply;
+/// the rest of `accounts::complete_reset` does (once, an hour, dies with a password change,
+/// ends every session).
+pub async fn insert_self_service_reset(
+    db: &PgPool,
+    user_id: Uuid,
+    token_hash: &str,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND self_service AND used_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let made = sqlx::query(
+        r#"INSERT INTO password_resets (id, user_id, tenant_id, token_hash, created_by, created_at, expires_at, self_service)
+           SELECT $1, id, NULL, $3, NULL, $4, $5, true FROM users WHERE id = $2"#,
+    )
+    .bind(Uuid::now_v7())
+    .bind(user_id)
+    .bind(token_hash)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(made == 1)
+}

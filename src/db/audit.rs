@@ -16,8 +16,6 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::crypto::checkpoint::CheckpointKey;
-
 #[derive(Clone, Debug)]
 pub struct Actor {
     pub id: Option<Uuid>,
@@ -203,7 +201,7 @@ pub enum Tampering {
 pub async fn verify_chain(
     conn: &mut PgConnection,
     tenant_id: Uuid,
-    key: &CheckpointKey,
+    key: &dyn CheckpointSigner,
 ) -> sqlx::Result<Result<Verified, Tampering>> {
     let checkpoints = checkpoints(&mut *conn).await?;
     if let Some(bad) = checkpoints.iter().find(|c| !c.is_genuine(tenant_id, key)) {
@@ -280,9 +278,18 @@ impl Checkpoint {
         ])
     }
 
-    pub fn is_genuine(&self, tenant_id: Uuid, key: &CheckpointKey) -> bool {
+    pub fn is_genuine(&self, tenant_id: Uuid, key: &dyn CheckpointSigner) -> bool {
         self.with_signed_parts(tenant_id, |parts| key.verify(parts, &self.signature))
     }
+}
+
+/// Signs and checks checkpoints: the tenant's checkpoint key (`crypto::checkpoint`), kept
+/// behind a trait so this SQL layer needs no cryptography.
+pub trait CheckpointSigner: Send + Sync {
+    /// The signature of length-prefixed `parts`.
+    fn sign(&self, parts: &[&[u8]]) -> Vec<u8>;
+    /// Whether `signature` is this key's signature of `parts` (constant time).
+    fn verify(&self, parts: &[&[u8]], signature: &[u8]) -> bool;
 }
 
 /// The tenant's checkpoints, oldest first.
@@ -348,7 +355,7 @@ pub async fn prune(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     plan: &PrunePlan,
-    key: &CheckpointKey,
+    key: &dyn CheckpointSigner,
 ) -> sqlx::Result<Checkpoint> {
     let mut cp = Checkpoint {
         through_seq: plan.through_seq,

@@ -43,3 +43,7 @@ pub struct KnowledgeEntry {
     pub body: String,
     pub kind: KnowledgeKind,
 }
+
+/// The keys of a tenant's opening hours (its settings' `hours` object), Monday first: the
+/// settings form writes them and the prompt reads them as the clinic's hours.
+pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];

@@ -8,5 +8,6 @@ pub mod labels;
 pub mod phone;
 pub mod plans;
 pub mod policy;
+pub mod privacy;
 pub mod retention;
 pub mod review;

@@ -15,7 +15,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::state::AppState;
+use crate::wiring::App;
 
 struct Asset {
     name: &'static str,
@@ -75,7 +75,7 @@ pub fn url(name: &str) -> String {
     }
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new().route("/static/{file}", get(serve))
 }
 

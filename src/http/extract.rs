@@ -3,7 +3,7 @@
 use std::{collections::HashMap, marker::PhantomData, net::SocketAddr, ops::Deref, sync::Arc};
 
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, Path},
+    extract::{ConnectInfo, FromRef, FromRequestParts, Path},
     http::{HeaderMap, header, request::Parts},
 };
 use axum_extra::extract::CookieJar;
@@ -222,18 +222,20 @@ impl TenantCtx {
     }
 }
 
-impl FromRequestParts<AppState> for TenantCtx {
+impl<S> FromRequestParts<S> for TenantCtx
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Self::Rejection> {
         if let Some(ctx) = parts.extensions.get::<TenantCtx>() {
             return Ok(ctx.clone());
         }
-        let me = CurrentUser::from_request_parts(parts, state).await?;
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        let state = &AppState::from_ref(s);
+        let me = CurrentUser::from_request_parts(parts, s).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, s)
             .await
             .map_err(|_| AppError::NotFound)?;
         let slug = params.get("slug").ok_or(AppError::NotFound)?;
@@ -288,13 +290,14 @@ impl<R: MinRole> Deref for RequireRole<R> {
     }
 }
 
-impl<R: MinRole> FromRequestParts<AppState> for RequireRole<R> {
+impl<R: MinRole, S> FromRequestParts<S> for RequireRole<R>
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ctx = TenantCtx::from_request_parts(parts, state).await?;
         if !ctx.can(R::ROLE) {
             return Err(AppError::Forbidden);
@@ -335,13 +338,15 @@ pub struct ClientInfo {
     pub user_agent: String,
 }
 
-impl FromRequestParts<AppState> for ClientInfo {
+impl<S> FromRequestParts<S> for ClientInfo
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(s);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

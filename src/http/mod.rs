@@ -24,7 +24,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::state::AppState;
+use crate::wiring::App;
 
 /// Forms and ordinary requests; webhook routes set their own, larger limits.
 pub const FORM_BODY_LIMIT: usize = 64 * 1024;
@@ -34,11 +34,8 @@ pub const FORM_BODY_LIMIT: usize = 64 * 1024;
 /// bearer tokens) and are merged outside the session and CSRF layers, inside the request
 /// id, tracing, security headers and error rendering. `crate::build_app` passes the tenant
 /// API's routers (`crate::api`), which this module does not depend on.
-pub fn build_app_with(
-    state: AppState,
-    pages: Router<AppState>,
-    machine: Router<AppState>,
-) -> Router {
+pub fn build_app_with(shared: App, pages: Router<App>, machine: Router<App>) -> Router {
+    let state = shared.state.clone();
     let limits = state.config.limits.clone();
     // Everything but the live-update stream answers within the request timeout.
     let timed = Router::new()
@@ -105,5 +102,5 @@ pub fn build_app_with(
         // A body that stalls mid-way fails its read (a 4xx from the extractor) instead of
         // holding the connection.
         .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
-        .with_state(state)
+        .with_state(shared)
 }

@@ -21,7 +21,7 @@ use crate::{
     error::{AppError, AppResult},
     gateway::{evolution, meta},
     messaging::{channel, ingest},
-    state::AppState,
+    wiring::App,
 };
 
 /// Evolution can post media inline as base64 (videos included).
@@ -29,7 +29,7 @@ pub const EVOLUTION_BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// Meta payloads are at most a few megabytes.
 pub const META_BODY_LIMIT: usize = 3 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route(
             "/webhooks/evolution/{route}",
@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The channel a webhook URL names, if it is of the expected kind.
-async fn channel_for(state: &AppState, route: &str, kind: &str) -> AppResult<Channel> {
+async fn channel_for(state: &App, route: &str, kind: &str) -> AppResult<Channel> {
     let route_id = Uuid::parse_str(route).map_err(|_| AppError::NotFound)?;
     let c = match state.routes.get(route_id) {
         Some(c) => c,
@@ -77,11 +77,11 @@ fn reject(status: StatusCode, error: &'static str) -> Response {
 }
 
 async fn accept(
-    state: &AppState,
+    state: &App,
     channel: &Channel,
     events: Vec<crate::gateway::InboundEvent>,
 ) -> AppResult<Response> {
-    let out = ingest::ingest(state, channel, events)
+    let out = ingest::ingest(state, &state.ingest, channel, events)
         .await
         .map_err(AppError::Internal)?;
     Ok((
@@ -92,7 +92,7 @@ async fn accept(
 }
 
 async fn evolution_hook(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path(route): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -101,7 +101,7 @@ async fn evolution_hook(
 }
 
 async fn evolution_hook_by_event(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path((route, _event)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -110,7 +110,7 @@ async fn evolution_hook_by_event(
 }
 
 async fn evolution_inner(
-    state: &AppState,
+    state: &App,
     route: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -161,7 +161,7 @@ struct Handshake {
 
 /// Meta's subscription check: echo the challenge if the verify token is ours.
 async fn meta_handshake(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path(route): Path<String>,
     Query(q): Query<Handshake>,
 ) -> AppResult<Response> {
@@ -182,7 +182,7 @@ async fn meta_handshake(
 }
 
 async fn meta_hook(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path(route): Path<String>,
     headers: HeaderMap,
     body: Bytes,

@@ -18,14 +18,11 @@
 pub mod alerts;
 pub mod templates;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    Message,
     message::{Mailbox, MultiPart},
 };
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -34,7 +31,6 @@ use uuid::Uuid;
 
 use crate::{
     auth::{INVITATION_LIFETIME, RESET_LIFETIME, tokens},
-    config::Config,
     db::jobs::{self, BackgroundJob, JobMeta, Outcome},
     i18n::Lang,
     state::AppState,
@@ -42,9 +38,6 @@ use crate::{
 
 /// The job kind that sends one outbox row.
 pub const SEND_MAIL: &str = "send_mail";
-
-/// How long one SMTP conversation may take before the attempt fails (and is retried).
-const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a message is; each has its template in [`templates`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,32 +75,6 @@ impl Kind {
             "webhook_disabled" => Kind::WebhookDisabled,
             _ => return None,
         })
-    }
-}
-
-/// The SMTP client and our sender address.
-pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    from: Mailbox,
-}
-
-impl Mailer {
-    /// `None` when e-mail is off (no `SIGMAAI_SMTP_URL`).
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<Mailer>> {
-        let Some(url) = &config.smtp_url else {
-            return Ok(None);
-        };
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-            .map_err(|_| {
-                anyhow::anyhow!("SIGMAAI_SMTP_URL is not a valid smtp:// or smtps:// URL")
-            })?
-            .timeout(Some(SMTP_TIMEOUT))
-            .build();
-        let from: Mailbox = config
-            .mail_from
-            .parse()
-            .context("SIGMAAI_MAIL_FROM is not a valid address")?;
-        Ok(Some(Mailer { transport, from }))
     }
 }
 
@@ -242,18 +209,13 @@ async fn run(state: &AppState, id: Uuid) -> anyhow::Result<()> {
     let html = templates::html(lang, &content)?;
     let text = templates::text(lang, &content)?;
     let msg = Message::builder()
-        .from(mailer.from.clone())
+        .from(mailer.from().clone())
         .to(to)
         .subject(content.subject.clone())
         .message_id(Some(message_id.clone()))
         .multipart(MultiPart::alternative_plain_html(text, html))
         .context("building the message")?;
-    mailer
-        .transport
-        .send(msg)
-        .await
-        // The SMTP error text names the server's answer, never the message content.
-        .map_err(|e| anyhow::anyhow!("SMTP send failed: {e}"))?;
+    mailer.send(msg).await?;
     mark(state, row.id, Some(&message_id), state.now()).await?;
     metrics::counter!("sigmaai_mail_sent_total", "kind" => kind.as_str()).increment(1);
     tracing::info!(kind = %row.kind, "mail sent");
@@ -347,9 +309,19 @@ async fn build(
         }
         Kind::PasswordReset => {
             let user = row.user_id.context("reset mail without a user")?;
-            let Some(token) = crate::accounts::issue_self_service_reset(state, user).await? else {
+            // Minted as it is sent, so no usable token waits in the outbox.
+            let (token, hash) = tokens::new_link_token();
+            let made = crate::db::accounts::insert_self_service_reset(
+                &state.db,
+                user,
+                &hash,
+                now,
+                now + RESET_LIFETIME,
+            )
+            .await?;
+            if !made {
                 return Ok(None);
-            };
+            }
             Content {
                 subject: tr.t("mail.reset.subject").to_owned(),
                 paragraphs: vec![

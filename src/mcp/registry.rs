@@ -412,7 +412,7 @@ async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::R
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
     Ok(())
 }
 

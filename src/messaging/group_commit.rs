@@ -22,7 +22,7 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -31,9 +31,10 @@ use std::{
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use crate::error::Overloaded;
 use crate::{
     db,
-    messaging::ingest::{self, Batch, Delivery, IngestOutcome},
+    messaging::ingest::{self, Batch, Delivery, Effects, IngestOutcome},
     state::AppState,
 };
 
@@ -56,24 +57,15 @@ struct Pending {
     queued_at: Instant,
 }
 
-/// The delivery was refused, not queued: the writers are too far behind. Nothing of it was
-/// written; the sender should retry after `retry_after_secs`.
-#[derive(Debug, thiserror::Error)]
-#[error("ingest queue full ({queued} deliveries waiting, the oldest for {waited_ms} ms)")]
-pub struct Overloaded {
-    pub queued: usize,
-    pub waited_ms: u64,
-    pub retry_after_secs: u64,
-}
-
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Pending>,
     writers: usize,
 }
 
-#[derive(Default)]
 pub struct GroupCommit {
+    /// What stored messages set off beyond messaging (AI turns, request keywords).
+    effects: Arc<dyn Effects>,
     queue: Mutex<Queue>,
     touched: Mutex<HashMap<Uuid, Instant>>,
     stats: Counters,
@@ -109,9 +101,22 @@ pub struct Stats {
 }
 
 impl GroupCommit {
+    /// This process's ingest queue; `effects` runs in each batch's transaction (see
+    /// [`Effects`]).
+    pub fn new(effects: Arc<dyn Effects>) -> Arc<GroupCommit> {
+        Arc::new(GroupCommit {
+            effects,
+            queue: Default::default(),
+            touched: Default::default(),
+            stats: Default::default(),
+            warned_at: Default::default(),
+            woke_at: Default::default(),
+        })
+    }
+
     /// Queues a delivery and waits until the transaction holding it committed (or failed).
     pub async fn submit(
-        &self,
+        self: &Arc<Self>,
         state: &AppState,
         delivery: Delivery,
     ) -> anyhow::Result<IngestOutcome> {
@@ -148,7 +153,7 @@ impl GroupCommit {
             start
         };
         if start_writer {
-            tokio::spawn(writer(state.clone()));
+            tokio::spawn(writer(state.clone(), self.clone()));
         }
         answer
             .await
@@ -167,7 +172,7 @@ impl GroupCommit {
     /// Tells the workers (all instances) that new jobs exist, so an idle one sets its timer
     /// for the AI turn's debounce instead of finding it at its next poll. At most one NOTIFY
     /// per [`WAKE_EVERY`]; one asked for meanwhile goes out at the end of the window.
-    fn wake_workers(&self, state: &AppState) {
+    fn wake_workers(self: &Arc<Self>, state: &AppState) {
         let now = Instant::now();
         let delay = {
             let mut w = self.woke_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -185,11 +190,11 @@ impl GroupCommit {
                 }
             }
         };
-        let s = state.clone();
+        let (s, gc) = (state.clone(), self.clone());
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
-                *s.ingest.woke_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                *gc.woke_at.lock().unwrap_or_else(|e| e.into_inner()) =
                     (Some(Instant::now()), false);
             }
             let mut conn = match s.db.acquire().await {
@@ -259,26 +264,26 @@ impl GroupCommit {
     }
 }
 
-async fn writer(state: AppState) {
-    while let Some(batch) = state.ingest.next_batch() {
+async fn writer(state: AppState, gc: Arc<GroupCommit>) {
+    while let Some(batch) = gc.next_batch() {
         // Its own task: a panic fails this batch's requests, not the writer.
-        let s = state.clone();
-        if let Err(e) = tokio::spawn(async move { commit(&s, batch).await }).await {
+        let (s, g) = (state.clone(), gc.clone());
+        if let Err(e) = tokio::spawn(async move { commit(&s, &g, batch).await }).await {
             tracing::error!(error = %e, "ingest batch panicked");
         }
     }
 }
 
-async fn commit(state: &AppState, mut batch: Vec<Pending>) {
+async fn commit(state: &AppState, gc: &Arc<GroupCommit>, mut batch: Vec<Pending>) {
     metrics::histogram!("sigmaai_group_commit_batch_size").record(batch.len() as f64);
     metrics::counter!("sigmaai_ingest_deliveries_total").increment(batch.len() as u64);
     batch.sort_by(|a, b| a.delivery.lock_order().cmp(&b.delivery.lock_order()));
     if batch.len() > 1 {
         let deliveries = batch.iter().map(|p| p.delivery.clone()).collect();
-        match write(state, deliveries).await {
+        match write(state, gc, deliveries).await {
             Ok(outcomes) => {
                 if outcomes.iter().any(|o| !o.conversations.is_empty()) {
-                    state.ingest.wake_workers(state);
+                    gc.wake_workers(state);
                 }
                 let tenants: HashSet<Uuid> = batch.iter().map(|p| p.delivery.tenant_id()).collect();
                 for (p, out) in batch.into_iter().zip(outcomes) {
@@ -289,50 +294,46 @@ async fn commit(state: &AppState, mut batch: Vec<Pending>) {
                 let s = state.clone();
                 tokio::spawn(async move {
                     for tenant in tenants {
-                        crate::live::publish(&s, tenant, &crate::live::Event::Inbox).await;
+                        s.live.publish(tenant, &crate::live::Event::Inbox).await;
                     }
                 });
                 return;
             }
             Err(e) => {
-                state
-                    .ingest
-                    .stats
-                    .failed_batches
-                    .fetch_add(1, Ordering::Relaxed);
+                gc.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, size = batch.len(), "ingest batch failed; writing its deliveries one by one");
             }
         }
     }
     for p in batch {
         let tenant = p.delivery.tenant_id();
-        let result = write(state, vec![p.delivery])
+        let result = write(state, gc, vec![p.delivery])
             .await
             .map(|mut v| v.remove(0));
         let stored = result.is_ok();
         if result.as_ref().is_ok_and(|o| !o.conversations.is_empty()) {
-            state.ingest.wake_workers(state);
+            gc.wake_workers(state);
         }
         let _ = p.reply.send(result);
         if stored {
-            crate::live::publish(state, tenant, &crate::live::Event::Inbox).await;
+            state.live.publish(tenant, &crate::live::Event::Inbox).await;
         }
     }
 }
 
 /// One transaction for these deliveries, one tenant's at a time (they are sorted by
 /// tenant), switching the tenant row-level security sees as it goes.
-async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Vec<IngestOutcome>> {
-    state
-        .ingest
-        .stats
-        .transactions
-        .fetch_add(1, Ordering::Relaxed);
+async fn write(
+    state: &AppState,
+    gc: &GroupCommit,
+    deliveries: Vec<Delivery>,
+) -> anyhow::Result<Vec<IngestOutcome>> {
+    gc.stats.transactions.fetch_add(1, Ordering::Relaxed);
     let Some(first_tenant) = deliveries.first().map(Delivery::tenant_id) else {
         return Ok(Vec::new());
     };
     let mut tx = db::begin_tenant(&state.db, first_tenant).await?;
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(gc.effects.as_ref());
     // (channel, tenant, time) of each channel heard from in this batch.
     let mut channels: Vec<(Uuid, Uuid, time::OffsetDateTime)> = Vec::new();
     let mut outcomes = Vec::with_capacity(deliveries.len());
@@ -366,10 +367,8 @@ async fn write(state: &AppState, deliveries: Vec<Delivery>) -> anyhow::Result<Ve
         }
         outcomes.extend(outs);
     }
-    crate::review::draft::schedule_many(&mut tx, &turns, state.now()).await?;
-    let due = state
-        .ingest
-        .due_touches(channels.iter().map(|(c, _, _)| *c));
+    gc.effects.turns_due(&mut tx, &turns, state.now()).await?;
+    let due = gc.due_touches(channels.iter().map(|(c, _, _)| *c));
     for (channel, tenant, at) in channels.into_iter().filter(|(c, _, _)| due.contains(c)) {
         db::set_tenant(&mut tx, tenant).await?;
         db::channels::touch(&mut tx, channel, at).await?;

@@ -87,7 +87,7 @@ async fn run(state: &AppState, tenant_id: Uuid, conversation_id: Uuid) -> anyhow
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     conversations::set_group_name(&mut tx, conversation_id, &sealed).await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Inbox).await;
+    state.live.publish(tenant_id, &live::Event::Inbox).await;
     Ok(())
 }
 

@@ -12,7 +12,10 @@
 //! removes), because everything about the contact is sealed under it. The keys of all the
 //! new people of a batch are created together, in one key-store statement and commit.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -33,7 +36,7 @@ use crate::{
         ConnectionState, ConnectionUpdate, InboundEvent, InboundMessage, MediaSource, MessageKind,
         MessageRevision, Revision, StatusUpdate,
     },
-    messaging::{extra, groups::GroupSubject, media::FetchMedia},
+    messaging::{extra, group_commit::GroupCommit, groups::GroupSubject, media::FetchMedia},
     state::AppState,
 };
 
@@ -478,11 +481,12 @@ impl Delivery {
 /// Ok, which is after the transaction holding it committed.
 pub async fn ingest(
     state: &AppState,
+    commit: &Arc<GroupCommit>,
     channel: &Channel,
     events: Vec<InboundEvent>,
 ) -> anyhow::Result<IngestOutcome> {
     let delivery = prepare_delivery(state, channel, events).await?;
-    state.ingest.submit(state, delivery).await
+    commit.submit(state, delivery).await
 }
 
 /// Outside any transaction: what each message needs before its batch can look up all
@@ -569,11 +573,46 @@ pub async fn prepare_delivery(
     Ok(d)
 }
 
+/// What a stored inbound message sets off beyond messaging, decided by the modules above it
+/// (`wiring` installs them: the AI turn is `review`'s, the request keyword `privacy`'s).
+/// Both run in the batch's transaction, so they commit with the messages or not at all:
+/// an acknowledged message never lacks its turn or its request.
+#[async_trait::async_trait]
+pub trait Effects: Send + Sync + 'static {
+    /// Schedules each conversation's AI turn `(tenant, conversation, not before)`.
+    async fn turns_due(
+        &self,
+        tx: &mut PgConnection,
+        turns: &[(Uuid, Uuid, OffsetDateTime)],
+        now: OffsetDateTime,
+    ) -> anyhow::Result<()>;
+
+    /// An end user wrote one of the tenant's data-subject request keywords (`text`).
+    async fn request_keyword(
+        &self,
+        state: &AppState,
+        tx: &mut PgConnection,
+        tenant_id: Uuid,
+        contact_id: Uuid,
+        text: &str,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<()>;
+}
+
 /// What the deliveries of one transaction share.
-#[derive(Default)]
-pub struct Batch {
+pub struct Batch<'e> {
+    effects: &'e dyn Effects,
     /// Each tenant's request keywords, read once per transaction.
     keywords: HashMap<Uuid, Vec<String>>,
+}
+
+impl<'e> Batch<'e> {
+    pub fn new(effects: &'e dyn Effects) -> Batch<'e> {
+        Batch {
+            effects,
+            keywords: HashMap::new(),
+        }
+    }
 }
 
 /// A message on its way into the batch's one insert.
@@ -597,7 +636,7 @@ struct Row {
 pub async fn apply(
     state: &AppState,
     tx: &mut PgConnection,
-    batch: &mut Batch,
+    batch: &mut Batch<'_>,
     deliveries: Vec<Delivery>,
 ) -> anyhow::Result<Vec<IngestOutcome>> {
     let Some(tenant_id) = deliveries.first().map(Delivery::tenant_id) else {
@@ -1140,7 +1179,7 @@ fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_
 async fn after_stored(
     state: &AppState,
     tx: &mut PgConnection,
-    batch: &mut Batch,
+    batch: &mut Batch<'_>,
     tenant_id: Uuid,
     r: &Row,
     conversation: Uuid,
@@ -1184,20 +1223,17 @@ async fn after_stored(
         let keywords = match batch.keywords.get(&tenant_id) {
             Some(k) => k,
             None => {
-                let k = crate::privacy::dsr_keywords(tx).await?;
+                let k = db::privacy::dsr_keywords(tx)
+                    .await?
+                    .unwrap_or_else(crate::domain::privacy::default_keywords);
                 batch.keywords.entry(tenant_id).or_insert(k)
             }
         };
-        if crate::privacy::is_keyword(body, keywords) {
-            crate::privacy::keyword_request(
-                state,
-                tx,
-                tenant_id,
-                p.contact.contact_id,
-                body,
-                r.now,
-            )
-            .await?;
+        if crate::domain::privacy::is_keyword(body, keywords) {
+            batch
+                .effects
+                .request_keyword(state, tx, tenant_id, p.contact.contact_id, body, r.now)
+                .await?;
         }
     }
     Ok(true)

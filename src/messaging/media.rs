@@ -114,14 +114,15 @@ async fn run(
     )
     .await?;
     tx.commit().await?;
-    live::publish(
-        state,
-        tenant_id,
-        &live::Event::Conversation {
-            id: msg.conversation_id,
-        },
-    )
-    .await;
+    state
+        .live
+        .publish(
+            tenant_id,
+            &live::Event::Conversation {
+                id: msg.conversation_id,
+            },
+        )
+        .await;
     Ok(())
 }
 
@@ -144,14 +145,15 @@ async fn give_up(
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     messages::set_media(&mut tx, message_id, media_state, None, None, None).await?;
     tx.commit().await?;
-    live::publish(
-        state,
-        tenant_id,
-        &live::Event::Conversation {
-            id: conversation_id,
-        },
-    )
-    .await;
+    state
+        .live
+        .publish(
+            tenant_id,
+            &live::Event::Conversation {
+                id: conversation_id,
+            },
+        )
+        .await;
     Ok(())
 }
 

@@ -407,14 +407,15 @@ async fn run(
             )
             .await?;
             tx.commit().await?;
-            live::publish(
-                state,
-                tenant_id,
-                &live::Event::Conversation {
-                    id: msg.conversation_id,
-                },
-            )
-            .await;
+            state
+                .live
+                .publish(
+                    tenant_id,
+                    &live::Event::Conversation {
+                        id: msg.conversation_id,
+                    },
+                )
+                .await;
             return Ok(());
         }
         _ => return Ok(()),
@@ -578,14 +579,15 @@ async fn run(
         }
     };
     tx.commit().await?;
-    live::publish(
-        state,
-        tenant_id,
-        &live::Event::Conversation {
-            id: msg.conversation_id,
-        },
-    )
-    .await;
+    state
+        .live
+        .publish(
+            tenant_id,
+            &live::Event::Conversation {
+                id: msg.conversation_id,
+            },
+        )
+        .await;
     result
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     crypto::{Aad, CryptoError},
-    db::{contacts::Contact, conversations::ListRow, messages::Message},
+    db::{ai::Draft, contacts::Contact, conversations::ListRow, messages::Message},
     domain::phone::Phone,
     state::AppState,
 };
@@ -395,5 +395,49 @@ pub async fn thread_message(
         poll_votes: shown.poll_votes,
         notes: shown.lines,
         review: None,
+    }
+}
+
+/// A draft's text as the AI wrote it.
+pub async fn original_text(
+    state: &AppState,
+    tenant_id: Uuid,
+    d: &Draft,
+) -> anyhow::Result<Option<String>> {
+    match d.original_sealed.as_deref() {
+        Some(s) => Ok(Some(
+            state
+                .keys
+                .open_str(
+                    tenant_id,
+                    d.contact_id,
+                    Aad::new("drafts", "original", d.id),
+                    s,
+                )
+                .await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// A draft's text as approved (edited or not), once it was.
+pub async fn final_text(
+    state: &AppState,
+    tenant_id: Uuid,
+    d: &Draft,
+) -> anyhow::Result<Option<String>> {
+    match d.final_sealed.as_deref() {
+        Some(s) => Ok(Some(
+            state
+                .keys
+                .open_str(
+                    tenant_id,
+                    d.contact_id,
+                    Aad::new("drafts", "final", d.id),
+                    s,
+                )
+                .await?,
+        )),
+        None => Ok(None),
     }
 }

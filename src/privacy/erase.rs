@@ -115,7 +115,10 @@ async fn finish(
     )
     .await?;
     tx.commit().await?;
-    crate::live::publish(state, tenant_id, &crate::live::Event::Inbox).await;
+    state
+        .live
+        .publish(tenant_id, &crate::live::Event::Inbox)
+        .await;
     Ok(Some(Erased {
         messages,
         conversations,

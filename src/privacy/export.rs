@@ -14,7 +14,6 @@ use crate::{
     crypto::Aad,
     db::{self, ai as db_ai},
     messaging::view,
-    review::decide,
     state::AppState,
 };
 
@@ -175,8 +174,8 @@ pub async fn contact_bundle(
             provider: d.provider.clone(),
             model: d.model.clone(),
             prompt_version: d.prompt_version.clone(),
-            ai_text: decide::original_text(state, tenant_id, &d).await?,
-            approved_text: decide::final_text(state, tenant_id, &d).await?,
+            ai_text: view::original_text(state, tenant_id, &d).await?,
+            approved_text: view::final_text(state, tenant_id, &d).await?,
             edited: d.edited,
             decided_by,
             decided_at: d.decided_at.map(ts),

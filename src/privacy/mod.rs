@@ -15,7 +15,10 @@ use crate::{
         audit::{self, Actor},
         privacy::{self as dbp, NewRequest, PrivacySettings},
     },
-    domain::plans,
+    domain::{
+        plans,
+        privacy::{default_keywords, is_keyword},
+    },
     state::AppState,
 };
 
@@ -83,7 +86,7 @@ pub async fn stored_settings(
             media_days: None,
             ai_trace_days: 365,
             audit_days: None,
-            dsr_keywords: vec!["APAGAR MEUS DADOS".into(), "DELETE MY DATA".into()],
+            dsr_keywords: default_keywords(),
             default_legal_basis: "lgpd".into(),
         }))
 }
@@ -177,30 +180,8 @@ pub async fn open_request(
     Ok(id)
 }
 
-/// Whether an inbound text is one of the tenant's request keywords (case and accents
-/// don't matter, nor surrounding punctuation).
-/// The keywords an end user writes to start an erasure request, as the tenant set them.
-pub async fn dsr_keywords(conn: &mut sqlx::PgConnection) -> sqlx::Result<Vec<String>> {
-    Ok(dbp::dsr_keywords(conn)
-        .await?
-        .unwrap_or_else(|| DEFAULT_DSR_KEYWORDS.map(String::from).to_vec()))
-}
-
-pub const DEFAULT_DSR_KEYWORDS: [&str; 2] = ["APAGAR MEUS DADOS", "DELETE MY DATA"];
-
-pub fn is_keyword(text: &str, keywords: &[String]) -> bool {
-    let norm = |s: &str| -> String {
-        crate::domain::account::fold_accents(&s.to_lowercase())
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let t = norm(text);
-    !t.is_empty() && keywords.iter().any(|k| norm(k) == t)
-}
-
-/// Checks an inbound message for a request keyword and opens an erasure request for staff.
+/// Checks an inbound message for a request keyword and opens an erasure request for staff
+/// (ingest calls this through `wiring`, in the transaction storing the message).
 pub async fn keyword_request(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
@@ -308,15 +289,5 @@ mod tests {
             due_date("access", "gdpr", datetime!(2026-12-15 00:00 UTC)),
             datetime!(2027-01-15 00:00 UTC)
         );
-    }
-
-    #[test]
-    fn keywords_match_loosely() {
-        let k = vec!["APAGAR MEUS DADOS".to_owned(), "DELETE MY DATA".to_owned()];
-        assert!(is_keyword("apagar meus dados", &k));
-        assert!(is_keyword("  Apagar   MEUS dados! ", &k));
-        assert!(is_keyword("delete my data.", &k));
-        assert!(!is_keyword("quero apagar meus dados amanhã", &k));
-        assert!(!is_keyword("", &k));
     }
 }

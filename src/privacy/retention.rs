@@ -199,14 +199,14 @@ pub async fn prune_audit_log(
     let key = state.keys.audit_checkpoint_key(tenant_id).await?;
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     audit::lock_chain(&mut tx, tenant_id).await?;
-    if let Err(problem) = audit::verify_chain(&mut tx, tenant_id, &key).await? {
+    if let Err(problem) = audit::verify_chain(&mut tx, tenant_id, &*key).await? {
         tracing::error!(tenant = %tenant_id, ?problem, "audit log fails verification; not pruning it");
         return Ok(0);
     }
     let Some(plan) = audit::prune_plan(&mut tx, now, days).await? else {
         return Ok(0);
     };
-    let cp = audit::prune(&mut tx, tenant_id, &plan, &key).await?;
+    let cp = audit::prune(&mut tx, tenant_id, &plan, &*key).await?;
     audit::record(
         &mut tx,
         tenant_id,

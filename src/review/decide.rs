@@ -14,7 +14,10 @@ use crate::{
     },
     domain::events,
     live,
-    messaging::send::{self, Author, QueueError, Refusal},
+    messaging::{
+        send::{self, Author, QueueError, Refusal},
+        view,
+    },
     state::AppState,
 };
 
@@ -92,49 +95,6 @@ async fn refuse_if_locked(
     }
 }
 
-/// The draft's text as the AI wrote it.
-pub async fn original_text(
-    state: &AppState,
-    tenant_id: Uuid,
-    d: &db_ai::Draft,
-) -> anyhow::Result<Option<String>> {
-    match d.original_sealed.as_deref() {
-        Some(s) => Ok(Some(
-            state
-                .keys
-                .open_str(
-                    tenant_id,
-                    d.contact_id,
-                    Aad::new("drafts", "original", d.id),
-                    s,
-                )
-                .await?,
-        )),
-        None => Ok(None),
-    }
-}
-
-pub async fn final_text(
-    state: &AppState,
-    tenant_id: Uuid,
-    d: &db_ai::Draft,
-) -> anyhow::Result<Option<String>> {
-    match d.final_sealed.as_deref() {
-        Some(s) => Ok(Some(
-            state
-                .keys
-                .open_str(
-                    tenant_id,
-                    d.contact_id,
-                    Aad::new("drafts", "final", d.id),
-                    s,
-                )
-                .await?,
-        )),
-        None => Ok(None),
-    }
-}
-
 /// Approves a draft, optionally with the reviewer's edited text; queues the send. Returns
 /// the outbound message id.
 pub async fn approve(
@@ -148,7 +108,7 @@ pub async fn approve(
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let (d, next) = draft_for(&mut tx, draft_id, Decision::Approve, actor, now).await?;
-    let original = original_text(state, tenant_id, &d)
+    let original = view::original_text(state, tenant_id, &d)
         .await?
         .unwrap_or_default();
     let text = match edited.map(str::trim) {
@@ -306,7 +266,7 @@ pub async fn reject(
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
     Ok(())
 }
@@ -384,7 +344,7 @@ pub async fn dismiss(
     }
     db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
     Ok(())
 }
@@ -414,7 +374,7 @@ pub async fn take_over(
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, conversation_id).await?;
     Ok(())
 }
@@ -449,7 +409,7 @@ pub async fn approve_call(
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
     Ok(())
 }
 
@@ -478,7 +438,7 @@ pub async fn reject_call(
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
     Ok(())
 }
 
@@ -537,13 +497,14 @@ pub async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> 
 
 /// Tells open review queues and the conversation's thread that a draft's fate changed.
 async fn publish_decision(state: &AppState, tenant_id: Uuid, conversation_id: Uuid) {
-    live::publish(state, tenant_id, &live::Event::Review).await;
-    live::publish(
-        state,
-        tenant_id,
-        &live::Event::Conversation {
-            id: conversation_id,
-        },
-    )
-    .await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
+    state
+        .live
+        .publish(
+            tenant_id,
+            &live::Event::Conversation {
+                id: conversation_id,
+            },
+        )
+        .await;
 }

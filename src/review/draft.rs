@@ -425,7 +425,7 @@ async fn customer_profile(
 }
 
 fn hours_text(hours: &serde_json::Value) -> String {
-    crate::http::routes::portal::DAYS
+    crate::domain::knowledge::WEEKDAYS
         .iter()
         .filter_map(|d| {
             let span = hours.get(*d)?.get(0)?;
@@ -1228,8 +1228,11 @@ async fn store(
     )
     .await?;
     tx.commit().await?;
-    live::publish(state, tenant_id, &live::Event::Review).await;
-    live::publish(state, tenant_id, &live::Event::Conversation { id: conv.id }).await;
+    state.live.publish(tenant_id, &live::Event::Review).await;
+    state
+        .live
+        .publish(tenant_id, &live::Event::Conversation { id: conv.id })
+        .await;
     Ok(())
 }
 

@@ -116,13 +116,11 @@ pub async fn leave(
 }
 
 async fn announce(state: &AppState, tenant: Uuid, conversation: Uuid) {
-    live::publish(
-        state,
-        tenant,
-        &live::Event::Conversation { id: conversation },
-    )
-    .await;
-    live::publish(state, tenant, &live::Event::Review).await;
+    state
+        .live
+        .publish(tenant, &live::Event::Conversation { id: conversation })
+        .await;
+    state.live.publish(tenant, &live::Event::Review).await;
 }
 
 /// The conversation page is being drawn for `user`: they are here (keeping any editing

@@ -49,7 +49,7 @@ async fn log_now(w: &World, tenant: Uuid, action: &str) -> i64 {
 async fn verify(w: &World, tenant: Uuid) -> Result<Verified, Tampering> {
     let key = w.t.keys.audit_checkpoint_key(tenant).await.unwrap();
     let mut tx = db::begin_tenant(&w.t.state.db, tenant).await.unwrap();
-    let r = audit::verify_chain(&mut tx, tenant, &key).await.unwrap();
+    let r = audit::verify_chain(&mut tx, tenant, &*key).await.unwrap();
     tx.commit().await.unwrap();
     r
 }

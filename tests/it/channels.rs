@@ -174,7 +174,7 @@ async fn gateway_errors_say_whether_it_was_unreachable_or_refused_our_key() {
         .execute(&gw.w.t.owner)
         .await
         .unwrap();
-    gw.w.t.state.routes.forget(gw.channel_id);
+    gw.w.t.wiring.routes.forget(gw.channel_id);
     let page = flash_after(&gw.w, &connect).await;
     assert!(page.contains("could not reach the gateway"), "{page}");
     assert!(!page.contains("did not accept the request"));

@@ -23,6 +23,7 @@ use sigmaai::{
     redis::Redis,
     shutdown::{Shutdown, ShutdownTrigger},
     state::AppState,
+    wiring::App,
 };
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
 use time::OffsetDateTime;
@@ -260,6 +261,8 @@ async fn clone_database(admin: &mut PgConnection, template: &str, name: &str) {
 /// One test's world: its own database, Redis prefix, clock and application state.
 pub struct TestApp {
     pub state: AppState,
+    /// The router's state around `state`: its ingest queue and route cache.
+    pub wiring: App,
     pub app: Router,
     pub clock: ManualClock,
     /// Owner pool on the test's database (bypasses nothing: use it to inspect raw rows).
@@ -328,9 +331,13 @@ impl TestApp {
             Arc::new(clock.clone()),
             keys.clone(),
         );
-        let app = sigmaai::build_app(state.clone());
+        // What `serve` does before serving: in-process requests hear live events too.
+        state.live.start();
+        let wiring = App::new(state.clone());
+        let app = sigmaai::build_app(wiring.clone());
         TestApp {
             state,
+            wiring,
             app,
             clock,
             owner,
@@ -360,7 +367,9 @@ impl TestApp {
         .unwrap();
         let clock = ManualClock::new(start_time());
         let keys = self.second_keyring(clock.clone()).await;
-        AppState::new(self.config.clone(), pool, redis, Arc::new(clock), keys)
+        let state = AppState::new(self.config.clone(), pool, redis, Arc::new(clock), keys);
+        state.live.start();
+        state
     }
 
     /// Another application instance's keyring: same key store, master key, Redis prefix and
@@ -395,9 +404,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = Shutdown::new();
-        let state = self.state.clone();
+        let wiring = self.wiring.clone();
         tokio::spawn(async move {
-            sigmaai::serve_on(listener, state, shutdown).await.unwrap();
+            sigmaai::serve_on(listener, wiring, shutdown).await.unwrap();
         });
         Server {
             base: format!("http://{addr}"),

@@ -955,7 +955,10 @@ async fn live_updates_reach_other_instances_with_and_without_redis() {
         })
         .await;
         let tenant = uuid::Uuid::new_v4();
-        sigmaai::live::publish(&t.state, tenant, &sigmaai::live::Event::Inbox).await;
+        t.state
+            .live
+            .publish(tenant, &sigmaai::live::Event::Inbox)
+            .await;
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
         let (for_tenant, event) = got
             .unwrap_or_else(|_| panic!("no live event (redis down: {redis_down})"))
@@ -1260,7 +1263,8 @@ async fn submit_batch(
             .unwrap();
         prepared.push(d);
     }
-    futures::future::join_all(prepared.into_iter().map(|d| state.ingest.submit(state, d))).await
+    let ingest = &gw.w.t.wiring.ingest;
+    futures::future::join_all(prepared.into_iter().map(|d| ingest.submit(state, d))).await
 }
 
 /// Inside one batch (written set-based: one insert for all its messages): a new person's
@@ -1280,13 +1284,16 @@ async fn one_batch_stores_a_burst_once_per_person() {
         (&ch, "ANA-1".to_owned(), ana.clone()), // the gateway's retry of the first
         (&ch, "ANA-3".to_owned(), ana.clone()),
     ];
-    let before = state.ingest.stats();
+    let before = gw.w.t.wiring.ingest.stats();
     let results: Vec<_> = submit_batch(&gw, &batch)
         .await
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(state.ingest.stats().transactions - before.transactions, 1);
+    assert_eq!(
+        gw.w.t.wiring.ingest.stats().transactions - before.transactions,
+        1
+    );
     let stored: Vec<_> = results.iter().map(|r| (r.stored, r.duplicates)).collect();
     assert_eq!(stored, [(1, 0), (1, 0), (1, 0), (0, 1), (1, 0)]);
 
@@ -1370,21 +1377,21 @@ async fn concurrent_deliveries_share_a_commit_and_a_bad_one_fails_alone() {
             .collect::<Vec<_>>()
     };
 
-    let before = state.ingest.stats();
+    let before = a.w.t.wiring.ingest.stats();
     let mut first = round(1);
     first.push((&bogus, "X1".to_owned()));
     let results = submit_together(&a, &first).await;
     let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
     assert_eq!((ok.len(), failed.len()), (20, 1));
     assert!(ok.iter().all(|r| r.as_ref().unwrap().stored == 1));
-    let after = state.ingest.stats();
+    let after = a.w.t.wiring.ingest.stats();
     // One batch of 21 failed, then 21 one-delivery transactions.
     assert_eq!(after.failed_batches - before.failed_batches, 1);
     assert_eq!(after.transactions - before.transactions, 22);
 
     let results = submit_together(&a, &round(2)).await;
     assert!(results.iter().all(|r| r.as_ref().unwrap().stored == 1));
-    let last = state.ingest.stats();
+    let last = a.w.t.wiring.ingest.stats();
     assert_eq!(
         last.transactions - after.transactions,
         1,

@@ -74,7 +74,7 @@ async fn a_full_ingest_queue_answers_503_with_retry_after_and_loses_nothing() {
 
     // The writers stall on the conversation; a burst arrives meanwhile.
     let lock = lock_conversations(&gw).await;
-    let before = gw.w.t.state.ingest.stats();
+    let before = gw.w.t.wiring.ingest.stats();
     let burst = 12;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..burst {
@@ -101,7 +101,7 @@ async fn a_full_ingest_queue_answers_503_with_retry_after_and_loses_nothing() {
     }
     drop(done_tx);
     // Every delivery of the burst was either queued or refused...
-    let ingest = gw.w.t.state.ingest.clone();
+    let ingest = gw.w.t.wiring.ingest.clone();
     eventually("every delivery queued or refused", || {
         let s = ingest.stats();
         let decided = (s.deliveries - before.deliveries) + (s.refused - before.refused);
@@ -334,15 +334,15 @@ async fn a_hung_redis_is_cut_off_after_one_failure_and_found_again() {
     .await;
     let tenant = uuid::Uuid::now_v7();
     let event = sigmaai::live::Event::Inbox;
-    sigmaai::live::publish(&t.state, tenant, &event).await;
+    t.state.live.publish(tenant, &event).await;
     assert_eq!(redis.publishes(), 1, "Redis in use while it answers");
     redis.answering.store(false, Ordering::SeqCst);
     // This one waits for the response timeout, fails, and opens the breaker...
-    sigmaai::live::publish(&t.state, tenant, &event).await;
+    t.state.live.publish(tenant, &event).await;
     assert_eq!(redis.publishes(), 2);
     // ...so these never reach Redis (each falls back to Postgres NOTIFY at once).
     for _ in 0..20 {
-        sigmaai::live::publish(&t.state, tenant, &event).await;
+        t.state.live.publish(tenant, &event).await;
     }
     assert_eq!(redis.publishes(), 2, "nothing waits on a hung Redis");
     // Redis answers again: a background reconnect finds it, with no request waiting on it.
@@ -352,7 +352,7 @@ async fn a_hung_redis_is_cut_off_after_one_failure_and_found_again() {
         let before = redis.publishes();
         let redis = &redis;
         async move {
-            sigmaai::live::publish(&state, tenant, &event).await;
+            state.live.publish(tenant, &event).await;
             redis.publishes() > before
         }
     })

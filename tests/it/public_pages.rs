@@ -242,7 +242,7 @@ async fn not_found_renders_a_friendly_page_with_request_id() {
 #[tokio::test]
 async fn a_500_shows_only_a_request_id() {
     let t = TestApp::new().await;
-    let extra: Router<sigmaai::state::AppState> = Router::new()
+    let extra: Router<sigmaai::wiring::App> = Router::new()
         .route(
             "/boom",
             get(|| async {
@@ -260,7 +260,7 @@ async fn a_500_shows_only_a_request_id() {
                 "unreachable"
             }),
         );
-    let app = sigmaai::build_app_with(t.state.clone(), extra);
+    let app = sigmaai::build_app_with(t.wiring.clone(), extra);
     for path in ["/boom", "/panic"] {
         let resp = tower::ServiceExt::oneshot(
             app.clone(),

@@ -317,11 +317,11 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
             .unwrap()
     };
     let tenant = tenant_id(&gw.w.t).await;
-    let original = sigmaai::review::decide::original_text(&gw.w.t.state, tenant, &d)
+    let original = sigmaai::messaging::view::original_text(&gw.w.t.state, tenant, &d)
         .await
         .unwrap()
         .unwrap();
-    let fin = sigmaai::review::decide::final_text(&gw.w.t.state, tenant, &d)
+    let fin = sigmaai::messaging::view::final_text(&gw.w.t.state, tenant, &d)
         .await
         .unwrap()
         .unwrap();

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     accounts::{self, FormError},
     auth::{CHALLENGE_LIFETIME, tokens, totp},
@@ -31,7 +32,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/account", get(account_page))
         .route("/account/password", post(change_password))

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     ai::ProviderKind,
     crypto::Aad,
@@ -29,7 +30,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/ai", get(page).post(save))
         .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))

@@ -13,6 +13,7 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::wiring::App;
 use crate::{
     accounts::{self, FormError, Signup},
     auth::{password, throttle},
@@ -30,7 +31,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/signup", get(signup_page).post(signup))
         .route("/login", get(login_page).post(login))
@@ -126,7 +127,7 @@ async fn signup(
     // Sign-ups count against the IP, so one address can't mint endless tenants; a form
     // error gives its attempt back.
     let ip_key = format!("signup:ip:{}", client.ip);
-    if let Err(secs) = throttle::attempt(&state, &ip_key, throttle::PER_IP).await {
+    if let Err(secs) = state.throttle.attempt(&ip_key, throttle::PER_IP).await {
         return Err(AppError::TooManyRequests {
             retry_after_secs: secs,
         });
@@ -157,7 +158,7 @@ async fn signup(
                 .into_response())
         }
         Err(FormError::Field(key)) => {
-            throttle::refund(&state, &ip_key).await;
+            state.throttle.refund(&ip_key).await;
             Ok(form_error(SignupPage {
                 ctx,
                 plans: plans::PLANS,
@@ -230,15 +231,14 @@ async fn login(
     let pair_key = format!("{acct_key}:ip:{}", client.ip);
     let ip_key = format!("login:ip:{}", client.ip);
     // Counted before the password is looked at: see `throttle`.
-    if let Err(secs) = throttle::attempt_all(
-        &state,
-        &[
+    if let Err(secs) = state
+        .throttle
+        .attempt_all(&[
             (&pair_key, throttle::PER_ACCOUNT_AND_IP),
             (&acct_key, throttle::PER_ACCOUNT),
             (&ip_key, throttle::PER_IP),
-        ],
-    )
-    .await
+        ])
+        .await
     {
         tracing::warn!("login throttled");
         return Err(AppError::TooManyRequests {
@@ -261,9 +261,9 @@ async fn login(
             error: Some("login.failed"),
         }));
     };
-    throttle::clear(&state, &pair_key).await;
-    throttle::refund(&state, &acct_key).await;
-    throttle::refund(&state, &ip_key).await;
+    state.throttle.clear(&pair_key).await;
+    state.throttle.refund(&acct_key).await;
+    state.throttle.refund(&ip_key).await;
     if user.has_totp() {
         return crate::http::routes::account::start_second_factor(&state, &user, &next, jar).await;
     }
@@ -433,14 +433,13 @@ async fn forgot(
     }
     let acct_key = format!("forgot:{}", account_key(&f.email));
     let ip_key = format!("forgot:ip:{}", client.ip);
-    if let Err(secs) = throttle::attempt_all(
-        &state,
-        &[
+    if let Err(secs) = state
+        .throttle
+        .attempt_all(&[
             (&acct_key, throttle::FORGOT_PER_ACCOUNT),
             (&ip_key, throttle::PER_IP),
-        ],
-    )
-    .await
+        ])
+        .await
     {
         tracing::warn!("forgot-password throttled");
         return Err(AppError::TooManyRequests {

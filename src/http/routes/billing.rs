@@ -15,6 +15,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::wiring::App;
 use crate::{
     billing::{self, stripe},
     db::{self, ai as db_ai, billing as dbb},
@@ -28,7 +29,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/billing", get(page))
         .route("/t/{slug}/billing/checkout", post(checkout))
@@ -37,7 +38,7 @@ pub fn router() -> Router<AppState> {
 
 /// Stripe's webhook: authenticated by its signature, so it sits with the gateway webhooks,
 /// outside the portal's session and CSRF layers.
-pub fn webhook_router() -> Router<AppState> {
+pub fn webhook_router() -> Router<App> {
     Router::new().route(
         "/webhooks/stripe",
         post(webhook).layer(DefaultBodyLimit::max(512 * 1024)),

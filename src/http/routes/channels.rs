@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     db::{self, audit},
     domain::plans,
@@ -28,7 +29,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/channels", get(page))
         .route("/t/{slug}/channels/evolution", post(add_evolution))
@@ -365,6 +366,7 @@ async fn connect(
 
 async fn delete(
     State(state): State<AppState>,
+    State(routes): State<std::sync::Arc<crate::messaging::channel::RouteCache>>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
@@ -372,7 +374,7 @@ async fn delete(
     if !db::channels::delete(&mut tx, id, state.now()).await? {
         return Err(AppError::NotFound);
     }
-    state.routes.forget(id);
+    routes.forget(id);
     audit::record(
         &mut tx,
         t.id(),

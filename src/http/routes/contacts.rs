@@ -13,6 +13,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     db::{
         self,
@@ -28,7 +29,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new().route("/t/{slug}/contacts", get(directory))
 }
 

@@ -12,12 +12,13 @@ use axum::{
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::wiring::App;
 use crate::{
     http::extract::{RequireRole, Viewer},
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new().route("/t/{slug}/events", get(events))
 }
 

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::review::{self as review_rules, DraftState};
+use crate::wiring::App;
 use crate::{
     crypto::Aad,
     db::{
@@ -35,11 +36,11 @@ use crate::{
         send::{self, Author, QueueError},
         view::{self, Clock, ContactView, InboxRow, ThreadMessage},
     },
-    review::{decide, presence},
+    review::presence,
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/conversations", get(list))
         .route("/t/{slug}/conversations/views", post(save_view))
@@ -527,12 +528,12 @@ async fn load_conversation(
         presence::arrived(state, tenant, id).await;
     }
     if assigned_to != conv.assigned_to {
-        live::publish(state, tenant, &live::Event::Inbox).await;
+        state.live.publish(tenant, &live::Event::Inbox).await;
     }
     let reply_draft = match latest_draft.filter(|d| d.state == DraftState::Pending.as_str()) {
         Some(d) => Some(ReplyDraft {
             id: d.id,
-            text: decide::original_text(state, tenant, &d)
+            text: crate::messaging::view::original_text(state, tenant, &d)
                 .await
                 .ok()
                 .flatten()
@@ -722,7 +723,10 @@ async fn reply(
             )
             .await?;
             tx.commit().await?;
-            live::publish(&state, tenant, &live::Event::Conversation { id }).await;
+            state
+                .live
+                .publish(tenant, &live::Event::Conversation { id })
+                .await;
             crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
             Ok(redirect_with_flash(
                 &format!("/t/{}/conversations/{id}#reply", t.tenant.slug),
@@ -792,7 +796,7 @@ async fn set_status(
         .await?;
     }
     tx.commit().await?;
-    live::publish(&state, tenant, &live::Event::Inbox).await;
+    state.live.publish(tenant, &live::Event::Inbox).await;
     Ok(conversation_updated(&t.tenant.slug, id))
 }
 
@@ -1141,7 +1145,10 @@ async fn send_template(
             )
             .await?;
             tx.commit().await?;
-            live::publish(&state, tenant, &live::Event::Conversation { id }).await;
+            state
+                .live
+                .publish(tenant, &live::Event::Conversation { id })
+                .await;
             Ok(redirect_with_flash(
                 &format!("/t/{}/conversations/{id}", t.tenant.slug),
                 true,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     db::{self, audit, mcp as db_mcp},
     error::{AppError, AppResult},
@@ -27,7 +28,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/integrations", get(page).post(add))
         .route("/t/{slug}/integrations/{id}/test", post(test))

@@ -11,6 +11,7 @@ use axum::{
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     accounts::{self, FormError},
     db::{self, accounts as db_accounts},
@@ -24,7 +25,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/members", get(members_page))
         .route("/t/{slug}/members/invite", post(invite))

@@ -13,6 +13,7 @@ use axum::{
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     db::{self, audit, outgoing as db_out},
     domain::events,
@@ -30,7 +31,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/webhooks", get(page).post(add))
         .route("/t/{slug}/webhooks/{id}", get(endpoint_page))

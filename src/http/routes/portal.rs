@@ -11,6 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::wiring::App;
 use crate::{
     db::{
         self,
@@ -27,7 +28,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}", get(dashboard))
         .route("/t/{slug}/settings", get(settings_page).post(save_settings))
@@ -268,7 +269,7 @@ async fn dashboard(
 
 // ---- settings ----
 
-pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+use crate::domain::knowledge::WEEKDAYS as DAYS;
 
 /// Time zones offered in the picker (any IANA name is accepted if typed).
 pub const COMMON_ZONES: &[&str] = &[
@@ -580,7 +581,7 @@ async fn audit_page(
         AUDIT_PAGE,
     )
     .await?;
-    let chain = audit::verify_chain(&mut tx, t.id(), &key).await?;
+    let chain = audit::verify_chain(&mut tx, t.id(), &*key).await?;
     tx.commit().await?;
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     let next_before = (entries.len() as i64 == AUDIT_PAGE)

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     db::{self, ai as db_ai, audit, privacy as dbp},
     domain::{
@@ -34,7 +35,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/privacy", get(page))
         .route("/t/{slug}/privacy/settings", post(save_settings))

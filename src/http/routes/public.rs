@@ -14,6 +14,7 @@ use axum_extra::extract::{
 };
 use serde::Deserialize;
 
+use crate::wiring::App;
 use crate::{
     domain::{
         plans::{self, Plan},
@@ -21,10 +22,9 @@ use crate::{
     },
     http::extract::{LANG_COOKIE, PageCtx},
     i18n::Lang,
-    state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/", get(landing))
         .route("/pricing", get(pricing))

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::domain::review::{self as review_rules, DraftState};
+use crate::wiring::App;
 use crate::{
     db::{self, ai as db_ai, conversations, messages},
     error::{AppError, AppResult},
@@ -31,7 +32,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/review", get(queue))
         .route("/t/{slug}/drafts/{id}/approve", post(approve))
@@ -226,7 +227,7 @@ async fn queue(
         for m in threads.get(&conv.id).into_iter().flatten().rev() {
             context.push(view::thread_message(&state, tenant, &clock, m).await);
         }
-        let text = decide::original_text(&state, tenant, &d)
+        let text = crate::messaging::view::original_text(&state, tenant, &d)
             .await
             .ok()
             .flatten()

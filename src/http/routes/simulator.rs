@@ -7,6 +7,7 @@ use axum::{Form, Router, extract::State, response::Response, routing::get};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::wiring::App;
 use crate::{
     db::{self, conversations, messages},
     domain::phone::Phone,
@@ -24,7 +25,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new().route("/t/{slug}/simulator", get(page).post(send))
 }
 
@@ -114,6 +115,7 @@ pub struct SimForm {
 /// Delivers a message "from WhatsApp" through the same ingestion as a gateway webhook.
 async fn send(
     State(state): State<AppState>,
+    State(ingest): State<std::sync::Arc<crate::messaging::group_commit::GroupCommit>>,
     t: RequireRole<Admin>,
     Form(f): Form<SimForm>,
 ) -> AppResult<Response> {
@@ -142,7 +144,7 @@ async fn send(
         quoted_external_id: None,
         referral: None,
     };
-    ingest::ingest(&state, &sim, vec![InboundEvent::Message(msg)]).await?;
+    ingest::ingest(&state, &ingest, &sim, vec![InboundEvent::Message(msg)]).await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/simulator?phone={}", t.tenant.slug, phone.as_str()),
         true,

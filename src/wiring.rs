@@ -1,0 +1,98 @@
+//! How the subsystems are put together in one process, above all of them.
+//!
+//! - [`App`] is the router's state: the shared infrastructure ([`AppState`], what every
+//!   subsystem takes) and `messaging`'s own machinery, the ingest queue and the webhook
+//!   route cache. Handlers take the part they use (`State<AppState>`,
+//!   `State<Arc<GroupCommit>>`, `State<Arc<RouteCache>>`) through `FromRef`.
+//! - [`IngestEffects`] is what a stored inbound message sets off outside `messaging`: the
+//!   AI turn (`review`) and a data-subject request keyword (`privacy`). `messaging` knows
+//!   only the [`Effects`] trait, so it depends on neither.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    messaging::{channel::RouteCache, group_commit::GroupCommit, ingest::Effects},
+    state::AppState,
+};
+
+/// The router's state: see the module documentation.
+#[derive(Clone)]
+pub struct App {
+    pub state: AppState,
+    /// Shares transactions between webhook deliveries arriving together.
+    pub ingest: Arc<GroupCommit>,
+    /// Webhook URL → channel, briefly (see `RouteCache`).
+    pub routes: Arc<RouteCache>,
+}
+
+impl App {
+    /// The process's ingest queue and route cache around `state`.
+    pub fn new(state: AppState) -> App {
+        App {
+            state,
+            ingest: GroupCommit::new(Arc::new(IngestEffects)),
+            routes: Default::default(),
+        }
+    }
+}
+
+/// Handlers holding the whole `App` (webhooks) use the infrastructure as they would
+/// `AppState`'s.
+impl std::ops::Deref for App {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl FromRef<App> for AppState {
+    fn from_ref(app: &App) -> AppState {
+        app.state.clone()
+    }
+}
+
+impl FromRef<App> for Arc<GroupCommit> {
+    fn from_ref(app: &App) -> Arc<GroupCommit> {
+        app.ingest.clone()
+    }
+}
+
+impl FromRef<App> for Arc<RouteCache> {
+    fn from_ref(app: &App) -> Arc<RouteCache> {
+        app.routes.clone()
+    }
+}
+
+/// What a stored message sets off: see [`Effects`].
+pub struct IngestEffects;
+
+#[async_trait::async_trait]
+impl Effects for IngestEffects {
+    async fn turns_due(
+        &self,
+        tx: &mut PgConnection,
+        turns: &[(Uuid, Uuid, OffsetDateTime)],
+        now: OffsetDateTime,
+    ) -> anyhow::Result<()> {
+        crate::review::draft::schedule_many(tx, turns, now).await?;
+        Ok(())
+    }
+
+    async fn request_keyword(
+        &self,
+        state: &AppState,
+        tx: &mut PgConnection,
+        tenant_id: Uuid,
+        contact_id: Uuid,
+        text: &str,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<()> {
+        crate::privacy::keyword_request(state, tx, tenant_id, contact_id, text, now).await?;
+        Ok(())
+    }
+}
