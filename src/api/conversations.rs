@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::domain::conversation::Ownership;
 use crate::domain::review as review_rules;
 use crate::{
     api::{
@@ -393,7 +394,7 @@ pub async fn send(
     };
     // As when staff reply from the portal: a person (here, their system) answered, so the
     // AI stops drafting in this conversation until it is handed back.
-    db_conv::set_ownership(&mut tx, id, "human").await?;
+    db_conv::set_ownership(&mut tx, id, Ownership::AFTER_STAFF_WROTE).await?;
     let out = SendResponse {
         message_id,
         conversation_id: id,

@@ -4,6 +4,8 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::conversation::Ownership;
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Conversation {
     pub id: Uuid,
@@ -445,12 +447,12 @@ pub async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> sqlx
 pub async fn set_ownership(
     conn: &mut PgConnection,
     id: Uuid,
-    ownership: &str,
+    ownership: Ownership,
 ) -> sqlx::Result<bool> {
     let r = sqlx::query!(
         "UPDATE conversations SET ownership = $2 WHERE id = $1",
         id,
-        ownership
+        ownership.as_str()
     )
     .execute(conn)
     .await?;

@@ -5,20 +5,12 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Delivery status ranks: a status update is applied only if its rank is higher. `failed` is
-/// terminal; `unknown` (timed out mid-send) ranks with `sending`, so a later "sent" from the
-/// gateway still resolves it.
+use crate::domain::message::MessageStatus;
+
+/// The stored rank of a status word (`messages.status_rank`): see
+/// [`MessageStatus::rank`], the one order statuses move in. An unknown word ranks lowest.
 pub fn status_rank(status: &str) -> i16 {
-    match status {
-        "received" => 0,
-        "queued" => 1,
-        "sending" | "unknown" => 2,
-        "sent" => 3,
-        "delivered" => 4,
-        "read" => 5,
-        "failed" => 10,
-        _ => 0,
-    }
+    MessageStatus::parse(status).map_or(0, MessageStatus::rank)
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -374,7 +366,7 @@ pub async fn advance_status_by_external(
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
-    status: &str,
+    status: MessageStatus,
     external_id: Option<&str>,
     error: Option<&str>,
     force: bool,
@@ -383,8 +375,8 @@ pub async fn set_status(
         r#"UPDATE messages SET status = $2, status_rank = $3, external_id = COALESCE($4, external_id), error = $5
            WHERE id = $1 AND ($6 OR status_rank < $3)"#,
         id,
-        status,
-        status_rank(status),
+        status.as_str(),
+        status.rank(),
         external_id,
         error,
         force

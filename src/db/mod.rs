@@ -24,6 +24,9 @@ pub mod overview;
 pub mod presence;
 pub mod privacy;
 pub mod templates;
+mod tenant_tx;
+
+pub use tenant_tx::TenantTx;
 
 use std::time::Duration;
 

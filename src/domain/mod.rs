@@ -1,10 +1,12 @@
 //! Pure types and rules: no I/O.
 
 pub mod account;
+pub mod conversation;
 pub mod events;
 pub mod knowledge;
 pub mod knowledge_import;
 pub mod labels;
+pub mod message;
 pub mod phone;
 pub mod plans;
 pub mod policy;

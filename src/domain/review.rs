@@ -118,6 +118,57 @@ pub fn window_closes_at(last_inbound_at: Option<OffsetDateTime>) -> Option<Offse
     last_inbound_at.map(|t| t + SERVICE_WINDOW)
 }
 
+/// How a tenant's drafts reach customers (`ai_settings.policy`), overridable per
+/// conversation (`conversations.policy_override`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Policy {
+    /// A person approves every draft.
+    ReviewAll,
+    /// Drafts go out at once unless something needs a person (see
+    /// [`Policy::sends_without_review`]).
+    AutoSend,
+    /// No drafts.
+    Off,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::ReviewAll, Policy::AutoSend, Policy::Off];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Policy::ReviewAll => "review_all",
+            Policy::AutoSend => "auto_send",
+            Policy::Off => "off",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|p| p.as_str() == word)
+    }
+
+    /// One conversation's policy: its own override, else the tenant's. An unknown stored
+    /// word counts as "review everything", the safe reading.
+    pub fn effective(tenant: &str, conversation_override: Option<&str>) -> Policy {
+        conversation_override
+            .or(Some(tenant))
+            .and_then(Policy::parse)
+            .unwrap_or(Policy::ReviewAll)
+    }
+
+    /// Whether the AI drafts at all.
+    pub fn drafts(self) -> bool {
+        self != Policy::Off
+    }
+
+    /// Whether a draft goes to the customer without a reviewer: only under auto-send, and
+    /// never when the guard escalated the turn, when the draft waits on tool calls that
+    /// write (a person approves those first), or when it carries a note for staff.
+    pub fn sends_without_review(self, escalated: bool, pending_writes: bool, noted: bool) -> bool {
+        self == Policy::AutoSend && !escalated && !pending_writes && !noted
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Decision as D, DraftState as S, *};
@@ -178,5 +229,31 @@ mod tests {
             wrote + Duration::days(30)
         ));
         assert_eq!(window_closes_at(Some(wrote)), Some(wrote + SERVICE_WINDOW));
+    }
+
+    #[test]
+    fn auto_send_sends_only_what_needs_no_person_and_an_override_wins() {
+        use Policy::*;
+        assert!(AutoSend.sends_without_review(false, false, false));
+        assert!(
+            !AutoSend.sends_without_review(true, false, false),
+            "escalated"
+        );
+        assert!(
+            !AutoSend.sends_without_review(false, true, false),
+            "writes to approve"
+        );
+        assert!(
+            !AutoSend.sends_without_review(false, false, true),
+            "a note for staff"
+        );
+        assert!(!ReviewAll.sends_without_review(false, false, false));
+        assert_eq!(Policy::effective("auto_send", Some("off")), Off);
+        assert_eq!(Policy::effective("auto_send", None), AutoSend);
+        assert_eq!(Policy::effective("bogus", None), ReviewAll);
+        assert!(!Off.drafts() && ReviewAll.drafts());
+        for p in Policy::ALL {
+            assert_eq!(Policy::parse(p.as_str()), Some(p));
+        }
     }
 }

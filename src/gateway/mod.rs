@@ -20,7 +20,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::domain::phone::Phone;
+use crate::domain::{message::MessageStatus, phone::Phone};
 
 // ---------------------------------------------------------------------------------------
 // The shared inbound model
@@ -294,15 +294,20 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    /// Statuses only move forward: sent < delivered < read; failed is terminal.
-    /// Our own `queued` state ranks below all of these (0).
-    pub fn rank(self) -> u8 {
+    /// The stored status this receipt reports.
+    pub fn status(self) -> MessageStatus {
         match self {
-            DeliveryStatus::Sent => 1,
-            DeliveryStatus::Delivered => 2,
-            DeliveryStatus::Read => 3,
-            DeliveryStatus::Failed => 4,
+            DeliveryStatus::Sent => MessageStatus::Sent,
+            DeliveryStatus::Delivered => MessageStatus::Delivered,
+            DeliveryStatus::Read => MessageStatus::Read,
+            DeliveryStatus::Failed => MessageStatus::Failed,
         }
+    }
+
+    /// Statuses only move forward: sent < delivered < read; failed is terminal (the one
+    /// order is [`MessageStatus::rank`], which also places our own `queued` below these).
+    pub fn rank(self) -> i16 {
+        self.status().rank()
     }
 
     /// Whether a message at `current` (None: not yet acknowledged) should move to `self`.
@@ -313,12 +318,7 @@ impl DeliveryStatus {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Sent => "sent",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Read => "read",
-            DeliveryStatus::Failed => "failed",
-        }
+        self.status().as_str()
     }
 }
 

@@ -220,6 +220,11 @@ impl TenantCtx {
     pub fn actor(&self) -> db::audit::Actor {
         db::audit::Actor::user(self.me.user.id, &self.me.user.email)
     }
+
+    /// A transaction in this tenant, by this member, stamped with the clock's now.
+    pub async fn begin(&self, state: &AppState) -> sqlx::Result<db::TenantTx> {
+        db::TenantTx::begin(&state.db, self.id(), self.actor(), state.now()).await
+    }
 }
 
 impl<S> FromRequestParts<S> for TenantCtx

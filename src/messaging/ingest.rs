@@ -21,6 +21,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::conversation::Ownership;
 use crate::{
     crypto::Aad,
     db::{
@@ -1200,7 +1201,7 @@ async fn after_stored(
     if p.msg.from_me {
         conversations::note_outbound(tx, conversation, p.msg.timestamp).await?;
         // Staff answered from the phone: the conversation is theirs now.
-        conversations::set_ownership(tx, conversation, "human").await?;
+        conversations::set_ownership(tx, conversation, Ownership::AFTER_STAFF_WROTE).await?;
         return Ok(false);
     }
     if let MessageKind::System { new_phone, .. } = &p.msg.kind {

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::domain::message::{Direction, MessageStatus};
 use crate::{
     crypto::Aad,
     db::{
@@ -200,7 +201,7 @@ pub async fn queue_text_after(
             quoted_external_id: None,
             sender_sealed: None,
             extra_sealed: None,
-            status: "queued",
+            status: MessageStatus::Queued.as_str(),
             sent_at: now,
         },
         now,
@@ -294,7 +295,7 @@ pub async fn queue_template(
             quoted_external_id: None,
             sender_sealed: None,
             extra_sealed: None,
-            status: "queued",
+            status: MessageStatus::Queued.as_str(),
             sent_at: now,
         },
         now,
@@ -352,10 +353,11 @@ pub async fn retry(
     let Some(m) = messages::get(tx, message_id).await? else {
         return Ok(false);
     };
-    if m.direction != "out" || !matches!(m.status.as_str(), "failed" | "unknown") {
+    let outbound = Direction::parse(&m.direction) == Some(Direction::Out);
+    if !outbound || !MessageStatus::parse(&m.status).is_some_and(MessageStatus::retryable) {
         return Ok(false);
     }
-    messages::set_status(tx, message_id, "queued", None, None, true).await?;
+    messages::set_status(tx, message_id, MessageStatus::Queued, None, None, true).await?;
     enqueue_send(tx, tenant_id, message_id, state.now(), state.now()).await?;
     Ok(true)
 }
@@ -393,14 +395,14 @@ async fn run(
     let Some(msg) = messages::get(&mut tx, message_id).await? else {
         return Ok(());
     };
-    match msg.status.as_str() {
-        "queued" => {}
-        "sending" => {
+    match MessageStatus::parse(&msg.status) {
+        Some(MessageStatus::Queued) => {}
+        Some(MessageStatus::Sending) => {
             // A worker died mid-send: we can't know whether the gateway got it.
             messages::set_status(
                 &mut tx,
                 message_id,
-                "unknown",
+                MessageStatus::Unknown,
                 None,
                 Some("worker stopped during the send"),
                 true,
@@ -420,7 +422,16 @@ async fn run(
         }
         _ => return Ok(()),
     }
-    if !messages::set_status(&mut tx, message_id, "sending", None, None, false).await? {
+    if !messages::set_status(
+        &mut tx,
+        message_id,
+        MessageStatus::Sending,
+        None,
+        None,
+        false,
+    )
+    .await?
+    {
         // Undone (deleted) or moved on since we read it: nothing to send.
         return Ok(());
     }
@@ -506,8 +517,15 @@ async fn run(
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let result = match outcome {
         Ok(external_id) => {
-            messages::set_status(&mut tx, message_id, "sent", Some(&external_id), None, false)
-                .await?;
+            messages::set_status(
+                &mut tx,
+                message_id,
+                MessageStatus::Sent,
+                Some(&external_id),
+                None,
+                false,
+            )
+            .await?;
             emit_outcome(&mut tx, tenant_id, &msg, events::MESSAGE_SENT, state.now()).await?;
             Ok(())
         }
@@ -516,7 +534,7 @@ async fn run(
                 messages::set_status(
                     &mut tx,
                     message_id,
-                    "failed",
+                    MessageStatus::Failed,
                     None,
                     Some(&format!(
                         "gave up after {} attempts: {reason}",
@@ -536,8 +554,15 @@ async fn run(
                 Ok(())
             } else {
                 // Back to queued; the job fails and the queue retries it with backoff.
-                messages::set_status(&mut tx, message_id, "queued", None, Some(&reason), true)
-                    .await?;
+                messages::set_status(
+                    &mut tx,
+                    message_id,
+                    MessageStatus::Queued,
+                    None,
+                    Some(&reason),
+                    true,
+                )
+                .await?;
                 Err(anyhow::anyhow!("gateway unavailable: {reason}"))
             }
         }
@@ -545,7 +570,7 @@ async fn run(
             messages::set_status(
                 &mut tx,
                 message_id,
-                "failed",
+                MessageStatus::Failed,
                 None,
                 Some(&format!("outside the 24-hour window: {reason}")),
                 true,
@@ -562,7 +587,15 @@ async fn run(
             Ok(())
         }
         Err(SendError::Rejected { reason, .. }) => {
-            messages::set_status(&mut tx, message_id, "failed", None, Some(&reason), true).await?;
+            messages::set_status(
+                &mut tx,
+                message_id,
+                MessageStatus::Failed,
+                None,
+                Some(&reason),
+                true,
+            )
+            .await?;
             emit_outcome(
                 &mut tx,
                 tenant_id,
@@ -574,7 +607,15 @@ async fn run(
             Ok(())
         }
         Err(SendError::Unknown { reason }) => {
-            messages::set_status(&mut tx, message_id, "unknown", None, Some(&reason), true).await?;
+            messages::set_status(
+                &mut tx,
+                message_id,
+                MessageStatus::Unknown,
+                None,
+                Some(&reason),
+                true,
+            )
+            .await?;
             Ok(())
         }
     };

@@ -9,7 +9,10 @@ use uuid::Uuid;
 use crate::{
     crypto::{Aad, CryptoError},
     db::{ai::Draft, contacts::Contact, conversations::ListRow, messages::Message},
-    domain::phone::Phone,
+    domain::{
+        message::{Direction, MessageStatus},
+        phone::Phone,
+    },
     state::AppState,
 };
 
@@ -373,7 +376,7 @@ pub async fn thread_message(
     };
     ThreadMessage {
         id: m.id,
-        outbound: m.direction == "out",
+        outbound: Direction::parse(&m.direction) == Some(Direction::Out),
         author,
         kind: m.kind.clone(),
         text,
@@ -387,7 +390,8 @@ pub async fn thread_message(
         time: clock.short(m.sent_at),
         time_full: clock.full(m.sent_at),
         quoted: m.quoted_external_id.is_some(),
-        retryable: m.direction == "out" && matches!(m.status.as_str(), "failed" | "unknown"),
+        retryable: Direction::parse(&m.direction) == Some(Direction::Out)
+            && MessageStatus::parse(&m.status).is_some_and(MessageStatus::retryable),
         deleted: m.deleted_at.is_some(),
         edited: m.edited_at.is_some(),
         system: m.author == "system",

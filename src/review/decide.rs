@@ -4,6 +4,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::domain::conversation::Ownership;
 use crate::domain::review::{Decision, DraftState};
 use crate::{
     crypto::Aad,
@@ -358,7 +359,7 @@ pub async fn take_over(
 ) -> Result<(), DecideError> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    if !conversations::set_ownership(&mut tx, conversation_id, "human").await? {
+    if !conversations::set_ownership(&mut tx, conversation_id, Ownership::Human).await? {
         return Err(DecideError::NotFound);
     }
     db_ai::supersede_pending(&mut tx, conversation_id, now).await?;

@@ -7,9 +7,15 @@ pub mod diff;
 pub mod draft;
 pub mod presence;
 
+use crate::domain::review::Policy;
+
 /// The job that drafts a reply for a conversation (one pending per conversation, debounced:
 /// a burst of messages coalesces into one turn).
 pub const AI_REPLY: &str = "ai_reply";
 
 /// The review policies: per tenant, overridable per conversation.
-pub const POLICIES: [&str; 3] = ["review_all", "auto_send", "off"];
+pub const POLICIES: [&str; 3] = [
+    Policy::ReviewAll.as_str(),
+    Policy::AutoSend.as_str(),
+    Policy::Off.as_str(),
+];

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::domain::review::Policy;
 use crate::wiring::App;
 use crate::{
     ai::ProviderKind,
@@ -174,7 +175,7 @@ impl AiForm {
 
 async fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
     let kind: ProviderKind = f.provider.parse().map_err(|_| "ai.provider.invalid")?;
-    if !POLICIES.contains(&f.policy.as_str()) {
+    if Policy::parse(&f.policy).is_none() {
         return Err("ai.policy.invalid");
     }
     if kind != ProviderKind::Offline && f.model.trim().is_empty() {

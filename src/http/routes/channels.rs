@@ -370,21 +370,14 @@ async fn delete(
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    if !db::channels::delete(&mut tx, id, state.now()).await? {
+    let mut tx = t.begin(&state).await?;
+    let now = tx.now();
+    if !db::channels::delete(&mut tx, id, now).await? {
         return Err(AppError::NotFound);
     }
     routes.forget(id);
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "channel.deleted",
-        &id.to_string(),
-        json!({}),
-        state.now(),
-    )
-    .await?;
+    tx.audit("channel.deleted", &id.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/channels", t.tenant.slug),

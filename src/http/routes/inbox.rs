@@ -15,6 +15,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::conversation::Ownership;
+use crate::domain::review::Policy;
 use crate::domain::review::{self as review_rules, DraftState};
 use crate::wiring::App;
 use crate::{
@@ -711,7 +713,7 @@ async fn reply(
     {
         Ok(message_id) => {
             // A person answered: the AI stops drafting here until handed back.
-            conversations::set_ownership(&mut tx, id, "human").await?;
+            conversations::set_ownership(&mut tx, id, Ownership::AFTER_STAFF_WROTE).await?;
             audit::record(
                 &mut tx,
                 tenant,
@@ -759,7 +761,7 @@ async fn set_status(
     Form(f): Form<StatusForm>,
 ) -> AppResult<Response> {
     let tenant = t.id();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin(&state).await?;
     conversations::get(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -768,30 +770,20 @@ async fn set_status(
             return Err(AppError::BadRequest("error.bad_request"));
         }
         conversations::set_status(&mut tx, id, s).await?;
-        audit::record(
-            &mut tx,
-            tenant,
-            &t.actor(),
+        tx.audit(
             "conversation.status",
             &id.to_string(),
             json!({ "status": s }),
-            state.now(),
         )
         .await?;
     }
     if let Some(o) = f.ownership.as_deref() {
-        if !matches!(o, "ai" | "human" | "paused") {
-            return Err(AppError::BadRequest("error.bad_request"));
-        }
+        let o = Ownership::parse(o).ok_or(AppError::BadRequest("error.bad_request"))?;
         conversations::set_ownership(&mut tx, id, o).await?;
-        audit::record(
-            &mut tx,
-            tenant,
-            &t.actor(),
+        tx.audit(
             "conversation.ownership",
             &id.to_string(),
-            json!({ "ownership": o }),
-            state.now(),
+            json!({ "ownership": o.as_str() }),
         )
         .await?;
     }
@@ -996,22 +988,20 @@ async fn set_policy(
 ) -> AppResult<Response> {
     let policy = match f.policy.as_str() {
         "" => None,
-        p if crate::review::POLICIES.contains(&p) => Some(p),
-        _ => return Err(AppError::BadRequest("ai.policy.invalid")),
+        p => Some(
+            Policy::parse(p)
+                .ok_or(AppError::BadRequest("ai.policy.invalid"))?
+                .as_str(),
+        ),
     };
-    let tenant = t.id();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin(&state).await?;
     if !conversations::set_policy(&mut tx, id, policy).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        tenant,
-        &t.actor(),
+    tx.audit(
         "conversation.policy",
         &id.to_string(),
         json!({ "policy": policy }),
-        state.now(),
     )
     .await?;
     tx.commit().await?;

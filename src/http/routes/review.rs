@@ -14,6 +14,7 @@ use axum::{
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::domain::message::MessageStatus;
 use crate::domain::review::{self as review_rules, DraftState};
 use crate::wiring::App;
 use crate::{
@@ -348,7 +349,7 @@ pub(crate) async fn undo_offer(
     };
     let window = i64::from(db_ai::settings(tx).await?.undo_seconds);
     let seconds = window - (now - decided_at).whole_seconds();
-    if m.status != "queued" || seconds <= 0 {
+    if MessageStatus::parse(&m.status) != Some(MessageStatus::Queued) || seconds <= 0 {
         return Ok(None);
     }
     let contact = match db::contacts::get(tx, d.contact_id).await? {

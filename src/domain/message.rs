@@ -1,0 +1,121 @@
+//! A message's direction and delivery status, and the one order statuses move in.
+
+/// Which way a message went (`messages.direction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Direction {
+    /// From the end user to the tenant.
+    In,
+    /// From the tenant (a person, the AI, the API) to the end user.
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Direction> {
+        [Direction::In, Direction::Out]
+            .into_iter()
+            .find(|d| d.as_str() == stored)
+    }
+}
+
+/// Where a message is on its way (`messages.status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// An inbound message, stored.
+    Received,
+    /// Outbound, waiting for the sender job (or for its undo window to pass).
+    Queued,
+    /// Outbound, handed to the gateway, no answer yet.
+    Sending,
+    /// Outbound, the gateway call timed out: it may or may not have gone out.
+    Unknown,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 8] = [
+        MessageStatus::Received,
+        MessageStatus::Queued,
+        MessageStatus::Sending,
+        MessageStatus::Unknown,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Received => "received",
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Unknown => "unknown",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Read => "read",
+            MessageStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<MessageStatus> {
+        MessageStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == stored)
+    }
+
+    /// The order statuses move in: an update is applied only if it ranks higher
+    /// (`messages.status_rank`). Receipts arrive out of order and more than once, so a late
+    /// `delivered` never downgrades `read`; `failed` is terminal; `unknown` (timed out
+    /// mid-send) ranks with `sending`, so a later `sent` from the gateway still resolves it.
+    pub fn rank(self) -> i16 {
+        match self {
+            MessageStatus::Received => 0,
+            MessageStatus::Queued => 1,
+            MessageStatus::Sending | MessageStatus::Unknown => 2,
+            MessageStatus::Sent => 3,
+            MessageStatus::Delivered => 4,
+            MessageStatus::Read => 5,
+            MessageStatus::Failed => 10,
+        }
+    }
+
+    /// An outbound message a person may send again: it failed, or we cannot know whether
+    /// it went out.
+    pub fn retryable(self) -> bool {
+        matches!(self, MessageStatus::Failed | MessageStatus::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_only_move_forward_and_failed_is_terminal() {
+        use MessageStatus::*;
+        let order = [Received, Queued, Sending, Sent, Delivered, Read, Failed];
+        assert!(order.windows(2).all(|w| w[0].rank() < w[1].rank()));
+        assert_eq!(
+            Unknown.rank(),
+            Sending.rank(),
+            "a later sent resolves unknown"
+        );
+        assert!(MessageStatus::ALL.iter().all(|s| s.rank() <= Failed.rank()));
+        for s in MessageStatus::ALL {
+            assert_eq!(MessageStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(MessageStatus::parse("bogus"), None);
+        assert!(Failed.retryable() && Unknown.retryable() && !Sent.retryable());
+    }
+}
