@@ -172,3 +172,43 @@ async fn the_review_queue_costs_the_same_for_five_drafts_as_for_fifty() {
         with_fifty.join("\n")
     );
 }
+
+/// A live update asks for the region that changed, not the page: each fragment keeps the
+/// page's frame (its badges come with it) and runs fewer statements than its page.
+#[tokio::test]
+async fn a_live_fragment_costs_fewer_statements_than_its_page() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    patients(&gw, 0, 3).await;
+    let conv: uuid::Uuid =
+        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = 'Q1'")
+            .fetch_one(&gw.w.t.owner)
+            .await
+            .unwrap();
+    let thread = format!("/t/clinic-a/conversations/{conv}");
+    for (page, regions) in [
+        ("/t/clinic-a/review".to_owned(), &["review"][..]),
+        ("/t/clinic-a/conversations".to_owned(), &["inbox"]),
+        (
+            thread,
+            // A new message (`inbox`), then presence, then the whole set at once.
+            &["pane,thread,reply", "presence", "pane,presence,thread,reply"],
+        ),
+    ] {
+        let (_, whole) = cost(&gw, &page).await;
+        for region in regions {
+            let path = format!("{page}?fragment={region}");
+            let (_, part) = cost(&gw, &path).await;
+            assert_frame(&path, &part);
+            eprintln!("GET {path}: {} statements, the page {}", part.len(), whole.len());
+            assert!(
+                part.len() < whole.len(),
+                "GET {path} ran {} statements, the page {}:\n{}\n\npage:\n{}",
+                part.len(),
+                whole.len(),
+                part.join("\n"),
+                whole.join("\n")
+            );
+        }
+    }
+}
