@@ -28,7 +28,11 @@ fn fragment(path: &str, r: &Page) {
         "GET {path}"
     );
     for frame in ["<!DOCTYPE", "<main", "portal-nav", "live-status"] {
-        assert!(!r.body.contains(frame), "GET {path} has {frame}:\n{}", r.body);
+        assert!(
+            !r.body.contains(frame),
+            "GET {path} has {frame}:\n{}",
+            r.body
+        );
     }
 }
 
@@ -62,7 +66,11 @@ async fn each_live_region_comes_alone_from_its_own_page() {
     let r = owner.get(path).await;
     fragment(path, &r);
     assert!(has(&r.body, "inbox") && has(&r.body, &format!("row-{conv}")));
-    assert!(!has(&r.body, "view-all") && !has(&r.body, "q"), "{}", r.body);
+    assert!(
+        !has(&r.body, "view-all") && !has(&r.body, "q"),
+        "{}",
+        r.body
+    );
 
     // The conversation page's regions, one or several at a time; nothing else of the page.
     let page = format!("/t/clinic-a/conversations/{conv}");
@@ -91,11 +99,12 @@ async fn each_live_region_comes_alone_from_its_own_page() {
     let r = owner.get(&format!("{page}?fragment=reply")).await;
     assert!(has(&r.body, "ai-draft") && r.body.contains("R$ 180"));
     // The thread marks the conversation read, as the page does: the badge says so.
-    let badge = scraper::Html::parse_document(&owner.get(&format!("{page}?fragment=pane")).await.body)
-        .select(&scraper::Selector::parse("#unread-count").unwrap())
-        .next()
-        .map(|e| e.value().attr("hidden").is_some())
-        .unwrap();
+    let badge =
+        scraper::Html::parse_document(&owner.get(&format!("{page}?fragment=pane")).await.body)
+            .select(&scraper::Selector::parse("#unread-count").unwrap())
+            .next()
+            .map(|e| e.value().attr("hidden").is_some())
+            .unwrap();
     assert!(badge, "no unread messages left");
 
     let path = "/t/clinic-a/simulator?fragment=thread";
@@ -141,17 +150,32 @@ async fn a_fragment_is_checked_like_its_page_and_shows_only_the_tenants_own() {
     ] {
         let r = b.get(path).await;
         fragment(path, &r);
-        for a in [conv.to_string(), draft.to_string(), "Ana".into(), "R$ 180".into()] {
+        for a in [
+            conv.to_string(),
+            draft.to_string(),
+            "Ana".into(),
+            "R$ 180".into(),
+        ] {
             assert!(!r.body.contains(&a), "GET {path} shows {a}:\n{}", r.body);
         }
     }
     // A viewer of A: no review list, and the conversation's fragments without the reply box.
-    assert_eq!(viewer.get("/t/clinic-a/review?fragment=review").await.status, 403);
+    assert_eq!(
+        viewer
+            .get("/t/clinic-a/review?fragment=review")
+            .await
+            .status,
+        403
+    );
     let path = format!("/t/clinic-a/conversations/{conv}?fragment=thread,reply");
     let r = viewer.get(&path).await;
     fragment(&path, &r);
     assert!(has(&r.body, "thread") && !has(&r.body, "reply") && !has(&r.body, "ai-draft"));
     // Logged out: the log-in page, as for the page.
     let anon = s.w.client();
-    assert!(anon.get("/t/clinic-a/review?fragment=review").await.is_login_redirect());
+    assert!(
+        anon.get("/t/clinic-a/review?fragment=review")
+            .await
+            .is_login_redirect()
+    );
 }

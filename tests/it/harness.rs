@@ -17,10 +17,10 @@ use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use sigmaai::{
     clock::ManualClock,
-    domain::account::Role,
     config::Config,
     crypto::Keyring,
     db,
+    domain::account::Role,
     redis::Redis,
     shutdown::{Shutdown, ShutdownTrigger},
     state::AppState,

@@ -192,7 +192,11 @@ async fn a_live_fragment_costs_fewer_statements_than_its_page() {
         (
             thread,
             // A new message (`inbox`), then presence, then the whole set at once.
-            &["pane,thread,reply", "presence", "pane,presence,thread,reply"],
+            &[
+                "pane,thread,reply",
+                "presence",
+                "pane,presence,thread,reply",
+            ],
         ),
     ] {
         let (_, whole) = cost(&gw, &page).await;
@@ -200,7 +204,11 @@ async fn a_live_fragment_costs_fewer_statements_than_its_page() {
             let path = format!("{page}?fragment={region}");
             let (_, part) = cost(&gw, &path).await;
             assert_frame(&path, &part);
-            eprintln!("GET {path}: {} statements, the page {}", part.len(), whole.len());
+            eprintln!(
+                "GET {path}: {} statements, the page {}",
+                part.len(),
+                whole.len()
+            );
             assert!(
                 part.len() < whole.len(),
                 "GET {path} ran {} statements, the page {}:\n{}\n\npage:\n{}",

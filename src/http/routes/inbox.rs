@@ -872,12 +872,12 @@ async fn show(
         ..ListQuery::default()
     });
     match regions {
-        Some(regions) => {
-            conversation_fragment(&state, ctx, &t, id, before, &pane, regions).await
-        }
-        None => Ok(load_conversation(&state, ctx, &t, id, before, q.undo, &pane)
-            .await?
-            .into_response()),
+        Some(regions) => conversation_fragment(&state, ctx, &t, id, before, &pane, regions).await,
+        None => Ok(
+            load_conversation(&state, ctx, &t, id, before, q.undo, &pane)
+                .await?
+                .into_response(),
+        ),
     }
 }
 
