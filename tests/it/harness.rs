@@ -811,13 +811,18 @@ impl Scene {
 /// Typed reads of what tests check, instead of the same SQL in every file (as the owner:
 /// every tenant's rows).
 impl Gw {
-    /// A customer writes (an Evolution text, now), and the jobs it queues run.
-    pub async fn customer_writes(&self, id: &str, phone: &str, name: &str, text: &str) {
+    /// A customer's message (an Evolution text, sent now) arrives; its jobs wait.
+    pub async fn customer_sends(&self, id: &str, phone: &str, name: &str, text: &str) {
         let ts = sigmaai::clock::Clock::now(&self.w.t.clock).unix_timestamp();
         let (status, body) = self
             .evo(&crate::wa::evo_text(id, phone, name, ts, text))
             .await;
         assert_eq!(status, 200, "{body}");
+    }
+
+    /// A customer writes (as [`Gw::customer_sends`]), and the jobs it queues run.
+    pub async fn customer_writes(&self, id: &str, phone: &str, name: &str, text: &str) {
+        self.customer_sends(id, phone, name, text).await;
         self.run_jobs().await;
     }
 
