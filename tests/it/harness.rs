@@ -834,6 +834,15 @@ impl Gw {
             .unwrap()
     }
 
+    /// The conversation the message with this webhook id went to.
+    pub async fn conversation_of(&self, external_id: &str) -> Uuid {
+        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = $1")
+            .bind(external_id)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
     /// The drafts waiting for review, oldest first.
     pub async fn pending_drafts(&self) -> Vec<Uuid> {
         sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending' ORDER BY created_at")

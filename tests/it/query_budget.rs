@@ -130,11 +130,7 @@ async fn a_portal_page_frame_is_two_statements_and_each_page_a_fixed_budget() {
     assert_eq!(badge(&dashboard, "unread-count"), "3");
     assert_eq!(badge(&dashboard, "review-count"), "3");
     // Opening a conversation reads it: its own page already counts it read.
-    let conv: uuid::Uuid =
-        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = 'Q1'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
+    let conv = gw.conversation_of("Q1").await;
     let thread =
         gw.w.owner
             .get(&format!("/t/clinic-a/conversations/{conv}"))
@@ -180,11 +176,7 @@ async fn a_live_fragment_costs_fewer_statements_than_its_page() {
     let gw = Gw::evolution().await;
     clinic_knowledge(&gw.w).await;
     patients(&gw, 0, 3).await;
-    let conv: uuid::Uuid =
-        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = 'Q1'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
+    let conv = gw.conversation_of("Q1").await;
     let thread = format!("/t/clinic-a/conversations/{conv}");
     for (page, regions) in [
         ("/t/clinic-a/review".to_owned(), &["review"][..]),
