@@ -678,9 +678,12 @@ where
 /// then does the rest in this order: the clinic's knowledge (hours and the cleaning price),
 /// the gateway answering sends, each customer's message (jobs run after each one, so the
 /// offline answerer drafts), the members, and another tenant.
+/// A config adjustment for [`Setup::with_config`].
+type Adjust = Box<dyn FnOnce(&mut Config) + Send>;
+
 #[must_use]
 pub struct Setup {
-    config: Option<Box<dyn FnOnce(&mut Config) + Send>>,
+    config: Option<Adjust>,
     knowledge: bool,
     sends_ok: bool,
     customers: Vec<[String; 4]>,

@@ -115,9 +115,9 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
     assert_eq!(status, 200);
     assert!(mine["locked_by"].is_null(), "{mine}");
     assert_eq!(mine["others"][0]["name"], "Colleague");
-    let (_, his) = beat(&bruno, conv, draft, true).await;
+    let (_, his) = beat(bruno, conv, draft, true).await;
     assert_eq!(his["locked_by"], "Ana Owner", "{his}");
-    let refused = approve(&bruno, draft, "Bruno's answer").await;
+    let refused = approve(bruno, draft, "Bruno's answer").await;
     assert_eq!(refused.status, 303);
     let csrf = bruno.get("/t/clinic-a/review").await.csrf();
     for action in ["reject", "regenerate"] {
@@ -146,7 +146,7 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
 
     // Ana closes the page: the draft is free at once, and Bruno can take it.
     assert_eq!(leave(owner, conv).await, 204);
-    let (_, his) = beat(&bruno, conv, draft, true).await;
+    let (_, his) = beat(bruno, conv, draft, true).await;
     assert!(his["locked_by"].is_null(), "{his}");
     // Now Ana is the one refused...
     approve(owner, draft, "Ana's answer").await;
@@ -274,7 +274,7 @@ async fn presence_is_for_reviewers_of_the_tenant_only() {
         .await;
     let (conv, draft) = conv_and_draft(&gw).await;
     let viewer = &gw.members[0];
-    let (status, _) = beat(&viewer, conv, draft, true).await;
+    let (status, _) = beat(viewer, conv, draft, true).await;
     assert_eq!(status, 403);
     // A viewer opening the conversation is not assigned it.
     assert_eq!(

@@ -639,12 +639,7 @@ async fn typing_in_the_reply_box_holds_the_draft_and_a_colleague_sees_it_live() 
         )
         .await;
     assert_eq!(r.status, 303);
-    let state: String = sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1::uuid")
-        .bind(&draft)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(state, "pending");
+    assert_eq!(gw.draft_state(draft).await, "pending");
     let typed = b
         .js("return document.getElementById('draft-text').value")
         .await;
