@@ -206,11 +206,14 @@ document.addEventListener("DOMContentLoaded", () => {
     if (strip && strip.scrollWidth > strip.clientWidth) strip.scrollLeft = here.offsetLeft - 16;
   }
 
-  // Live updates: when the server says this tenant's data changed, re-fetch this page and
-  // merge the regions marked data-live-refresh child by child (matched by id). A child that
-  // holds focus or a field the user changed is never replaced, so nothing typed is lost and
-  // focus stays put; the nav counters and the tab title follow the fresh page, and arrivals
-  // are announced once through the polite status region.
+  // Live updates: when the server says this tenant's data changed, fetch only the regions
+  // marked data-live-refresh that the change concerns (their data-live-on kinds: "inbox",
+  // "review", "conversation" for any conversation, "conversation:<id>" for one; none listed
+  // means every change), as fragments of this same page (?fragment=<names>), and merge them
+  // child by child (matched by id). A child that holds focus or a field the user changed is
+  // never replaced, so nothing typed is lost and focus stays put; the nav counters (and the
+  // tab title, when the fragment carries one) follow the fragment, and arrivals are
+  // announced once through the polite status region.
   const live = document.body.dataset.live;
   const regions = document.querySelectorAll("[data-live-refresh]");
   const status = document.getElementById("live-status");
@@ -273,7 +276,7 @@ document.addEventListener("DOMContentLoaded", () => {
     return added;
   };
   const syncShell = (doc) => {
-    document.title = doc.title;
+    if (doc.title) document.title = doc.title;
     for (const id of ["review-count", "unread-count"]) {
       const mine = document.getElementById(id);
       const fresh = doc.getElementById(id);
@@ -296,13 +299,34 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   if (live && regions.length && "EventSource" in window) {
     let pending = null;
+    // The regions the changes seen since the last refresh concern (all of them: a change of
+    // unknown kind, or a reopened stream that may have missed some).
+    let due = new Set();
+    const concerns = (region, change) => {
+      const on = (region.dataset.liveOn || "").split(/\s+/).filter(Boolean);
+      if (!on.length || !change || !change.kind) return true;
+      return on.some((k) => k === change.kind || (change.id && k === `${change.kind}:${change.id}`));
+    };
+    const note = (change) => {
+      for (const region of document.querySelectorAll("[data-live-refresh]")) {
+        if (concerns(region, change)) due.add(region.dataset.liveRefresh);
+      }
+      if (due.size && !pending) pending = setTimeout(refresh, 250);
+    };
     const refresh = async () => {
       pending = null;
-      const res = await fetch(window.location.href, { credentials: "same-origin" });
+      const names = Array.from(due);
+      due = new Set();
+      if (!names.length) return;
+      const url = new URL(window.location.href);
+      url.hash = "";
+      url.searchParams.set("fragment", names.join(","));
+      const res = await fetch(url, { credentials: "same-origin" });
       if (!res.ok) return;
       const doc = new DOMParser().parseFromString(await res.text(), "text/html");
       syncShell(doc);
       for (const region of document.querySelectorAll("[data-live-refresh]")) {
+        if (!names.includes(region.dataset.liveRefresh)) continue;
         const fresh = doc.getElementById(region.id);
         if (!fresh) continue;
         const added = merge(region, fresh);
@@ -329,12 +353,14 @@ document.addEventListener("DOMContentLoaded", () => {
     // changes: refresh once.
     let opened = false;
     source.addEventListener("open", () => {
-      if (opened && !pending) pending = setTimeout(refresh, 250);
+      if (opened) note(null);
       opened = true;
     });
-    source.addEventListener("change", () => {
+    source.addEventListener("change", (e) => {
       // Coalesce bursts into one refresh.
-      if (!pending) pending = setTimeout(refresh, 250);
+      let change = null;
+      try { change = JSON.parse(e.data); } catch (_) { change = null; }
+      note(change);
     });
   }
 });

@@ -4,6 +4,7 @@ pub mod assets;
 pub mod csrf;
 pub mod extract;
 pub mod form;
+pub mod fragment;
 pub mod middleware;
 pub mod routes;
 pub mod server;

@@ -7,9 +7,8 @@ use uuid::Uuid;
 
 use crate::{
     browser::Browser,
-    client::PASSWORD,
-    review::{clinic_knowledge, now},
-    wa::{Gw, evo_text},
+    harness::{Scene, TestApp},
+    wa::Gw,
 };
 
 fn axe_source() -> String {
@@ -42,50 +41,16 @@ async fn violations(b: &Browser, axe: &str) -> Vec<Value> {
     found.as_array().cloned().unwrap_or_default()
 }
 
-async fn log_in(b: &Browser, gw: &Gw) {
-    b.goto(&gw.w.server.url("/login")).await;
-    b.el("#email")
-        .await
-        .send_keys("owner@a.test")
-        .await
-        .unwrap();
-    b.el("#password").await.send_keys(PASSWORD).await.unwrap();
-    b.el("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.wait_text("h1", "").await;
-}
-
 /// A tenant with something on every page: knowledge, a conversation with a draft, an
 /// escalation, a privacy request, a saved view.
-async fn furnished() -> (Gw, Uuid) {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    gw.evo(&evo_text(
-        "A1",
-        "5511955550001",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.evo(&evo_text(
-        "A2",
-        "5511955550002",
-        "Rui",
-        now(&gw),
-        "Qual é a capital da França?",
-    ))
-    .await;
-    gw.run_jobs().await;
-    let conv: Uuid = sqlx::query_scalar(
-        "SELECT cv.id FROM conversations cv JOIN messages m ON m.conversation_id = cv.id WHERE m.external_id = 'A1'",
-    )
-    .fetch_one(&gw.w.t.owner)
-    .await
-    .unwrap();
+async fn furnished() -> (Scene, Uuid) {
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("A1", "5511955550001", "Ana", "Quanto custa a limpeza?")
+        .with_customer("A2", "5511955550002", "Rui", "Qual é a capital da França?")
+        .build()
+        .await;
+    let conv = gw.conversation_of("A1").await;
     let contact: Uuid = sqlx::query_scalar("SELECT contact_id FROM conversations WHERE id = $1")
         .bind(conv)
         .fetch_one(&gw.w.t.owner)
@@ -163,7 +128,7 @@ async fn check_every_page(b: Browser, gw: &Gw, conv: Uuid, scheme: &str) {
             findings.push(format!("{path}: {v}"));
         }
     }
-    log_in(&b, gw).await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     for path in pages(gw, conv).await {
         b.goto(&gw.w.server.url(&path)).await;
         let v = violations(&b, &axe).await;

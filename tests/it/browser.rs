@@ -183,6 +183,43 @@ impl Browser {
         }
     }
 
+    /// Logs `email` in (the harness's [`PASSWORD`](crate::client::PASSWORD)) through the
+    /// login form of `server`, and waits for the page it lands on.
+    pub async fn log_in(&self, server: &crate::harness::Server, email: &str) {
+        self.goto(&server.url("/login")).await;
+        self.el("#email").await.send_keys(email).await.unwrap();
+        self.el("#password")
+            .await
+            .send_keys(crate::client::PASSWORD)
+            .await
+            .unwrap();
+        self.el("form button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        self.wait_text("h1", "Overview").await;
+    }
+
+    /// Runs a script in the page and returns what it returns.
+    pub async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Polls a script until it returns `true` (10 s at most); returns whether it did.
+    pub async fn until(&self, script: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.js(script).await == serde_json::json!(true) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Saves a PNG screenshot (for a human to look at) under target/screenshots/.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();

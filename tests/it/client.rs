@@ -14,6 +14,7 @@ pub struct Page {
     pub status: u16,
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
@@ -31,10 +32,12 @@ impl Page {
             .iter()
             .filter_map(|v| v.to_str().ok().map(str::to_owned))
             .collect();
+        let headers = r.headers().clone();
         Page {
             status,
             location,
             set_cookies,
+            headers,
             body: r.text().await.unwrap_or_default(),
         }
     }
@@ -58,6 +61,10 @@ impl Page {
             .next()
             .and_then(|e| e.value().attr("value"))
             .map(str::to_owned)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     pub fn is_login_redirect(&self) -> bool {

@@ -20,6 +20,7 @@ use sigmaai::{
     config::Config,
     crypto::Keyring,
     db,
+    domain::account::Role,
     redis::Redis,
     shutdown::{Shutdown, ShutdownTrigger},
     state::AppState,
@@ -30,6 +31,11 @@ use time::OffsetDateTime;
 use tower::ServiceExt;
 use url::Url;
 use uuid::Uuid;
+
+use crate::{
+    client::{Client, World},
+    wa::Gw,
+};
 
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -666,5 +672,248 @@ where
     while !cond().await {
         assert!(std::time::Instant::now() < guard, "never happened: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A test's situation in a few lines, in the style of crates.io's test builders:
+///
+/// ```ignore
+/// let s = TestApp::init().with_knowledge().with_sends_ok()
+///     .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+///     .with_member("bruno@a.test", Role::Reviewer).build().await;
+/// ```
+///
+/// `build` signs up the owner (`owner@a.test`, tenant `clinic-a`), adds an Evolution channel,
+/// then does the rest in this order: the clinic's knowledge (hours and the cleaning price),
+/// the gateway answering sends, each customer's message (jobs run after each one, so the
+/// offline answerer drafts), the members, and another tenant.
+/// A config adjustment for [`Setup::with_config`].
+type Adjust = Box<dyn FnOnce(&mut Config) + Send>;
+
+#[must_use]
+pub struct Setup {
+    config: Option<Adjust>,
+    knowledge: bool,
+    sends_ok: bool,
+    customers: Vec<[String; 4]>,
+    members: Vec<(String, Role)>,
+    other_tenant: bool,
+}
+
+impl TestApp {
+    /// Starts stating a test's situation ([`Setup`]).
+    pub fn init() -> Setup {
+        Setup {
+            config: None,
+            knowledge: false,
+            sends_ok: false,
+            customers: Vec::new(),
+            members: Vec::new(),
+            other_tenant: false,
+        }
+    }
+}
+
+impl Setup {
+    /// Adjusts the config first.
+    pub fn with_config(mut self, adjust: impl FnOnce(&mut Config) + Send + 'static) -> Setup {
+        self.config = Some(Box::new(adjust));
+        self
+    }
+
+    /// The clinic's knowledge: opening hours (Saturdays too) and the cleaning's price (R$ 180).
+    pub fn with_knowledge(mut self) -> Setup {
+        self.knowledge = true;
+        self
+    }
+
+    /// The gateway accepts every text sent (`201` with a fresh message id).
+    pub fn with_sends_ok(mut self) -> Setup {
+        self.sends_ok = true;
+        self
+    }
+
+    /// A customer writes once (webhook `id`), and the jobs it queues run.
+    pub fn with_customer(mut self, id: &str, phone: &str, name: &str, text: &str) -> Setup {
+        self.customers
+            .push([id, phone, name, text].map(str::to_owned));
+        self
+    }
+
+    /// A member of clinic-a (named "Colleague"), invited by the owner and logged in.
+    pub fn with_member(mut self, email: &str, role: Role) -> Setup {
+        self.members.push((email.to_owned(), role));
+        self
+    }
+
+    /// Another tenant (`clinic-b`, owner `bea@b.test`) on the same server.
+    pub fn with_other_tenant(mut self) -> Setup {
+        self.other_tenant = true;
+        self
+    }
+
+    pub async fn build(self) -> Scene {
+        let w = match self.config {
+            Some(adjust) => World::with_config(adjust).await,
+            None => World::new().await,
+        };
+        let gw = Gw::evolution_in(w).await;
+        if self.knowledge {
+            crate::review::clinic_knowledge(&gw.w).await;
+        }
+        if self.sends_ok {
+            crate::review::mock_send_ok(&gw).await;
+        }
+        for [id, phone, name, text] in &self.customers {
+            gw.customer_writes(id, phone, name, text).await;
+        }
+        let mut members = Vec::new();
+        for (email, role) in &self.members {
+            members.push(gw.w.add_member(email, role.as_str()).await);
+        }
+        let other = match self.other_tenant {
+            true => {
+                let b = gw.w.client();
+                let r = b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+                assert_eq!(r.status, 303, "sign-up of clinic-b failed: {}", r.body);
+                Some(b)
+            }
+            false => None,
+        };
+        let tenant = gw.tenant_id("clinic-a").await;
+        Scene {
+            gw,
+            tenant,
+            members,
+            other,
+        }
+    }
+}
+
+/// What [`Setup::build`] made: the gateway world (every [`Gw`] method, through `Deref`),
+/// clinic-a's id, the members' logged-in clients in the order asked, and the other
+/// tenant's owner.
+pub struct Scene {
+    pub gw: Gw,
+    pub tenant: Uuid,
+    pub members: Vec<Client>,
+    pub other: Option<Client>,
+}
+
+impl std::ops::Deref for Scene {
+    type Target = Gw;
+
+    fn deref(&self) -> &Gw {
+        &self.gw
+    }
+}
+
+impl Scene {
+    /// The owner's logged-in client.
+    pub fn owner(&self) -> &Client {
+        &self.gw.w.owner
+    }
+
+    /// The other tenant's owner ([`Setup::with_other_tenant`]).
+    pub fn other(&self) -> &Client {
+        self.other.as_ref().expect("built with_other_tenant()")
+    }
+}
+
+/// Typed reads of what tests check, instead of the same SQL in every file (as the owner:
+/// every tenant's rows).
+impl Gw {
+    /// A customer's message (an Evolution text, sent now) arrives; its jobs wait.
+    pub async fn customer_sends(&self, id: &str, phone: &str, name: &str, text: &str) {
+        let ts = sigmaai::clock::Clock::now(&self.w.t.clock).unix_timestamp();
+        let (status, body) = self
+            .evo(&crate::wa::evo_text(id, phone, name, ts, text))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// A customer writes (as [`Gw::customer_sends`]), and the jobs it queues run.
+    pub async fn customer_writes(&self, id: &str, phone: &str, name: &str, text: &str) {
+        self.customer_sends(id, phone, name, text).await;
+        self.run_jobs().await;
+    }
+
+    pub async fn tenant_id(&self, slug: &str) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// The conversation the message with this webhook id went to.
+    pub async fn conversation_of(&self, external_id: &str) -> Uuid {
+        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = $1")
+            .bind(external_id)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// The drafts waiting for review, oldest first.
+    pub async fn pending_drafts(&self) -> Vec<Uuid> {
+        sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending' ORDER BY created_at")
+            .fetch_all(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// The only draft waiting for review (panics unless there is exactly one).
+    pub async fn pending_draft(&self) -> Uuid {
+        let ids = self.pending_drafts().await;
+        assert_eq!(ids.len(), 1, "pending drafts: {ids:?}");
+        ids[0]
+    }
+
+    /// Every draft's (state, escalation reason), oldest first.
+    pub async fn drafts(&self) -> Vec<(String, Option<String>)> {
+        sqlx::query_as("SELECT state, escalation_reason FROM drafts ORDER BY created_at")
+            .fetch_all(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    pub async fn draft_state(&self, id: Uuid) -> String {
+        sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// The email of the member a conversation is assigned to.
+    pub async fn assignee(&self, conv: Uuid) -> Option<String> {
+        sqlx::query_scalar(
+            "SELECT u.email FROM conversations c LEFT JOIN users u ON u.id = c.assigned_to WHERE c.id = $1",
+        )
+        .bind(conv)
+        .fetch_one(&self.w.t.owner)
+        .await
+        .unwrap()
+    }
+
+    /// Whether a member's presence row says they are editing (None: no presence row).
+    pub async fn presence_of(&self, email: &str) -> Option<bool> {
+        sqlx::query_scalar(
+            "SELECT p.editing FROM review_presence p JOIN users u ON u.id = p.user_id WHERE u.email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.w.t.owner)
+        .await
+        .unwrap()
+    }
+
+    /// The texts sent through the gateway's sendText, in order.
+    pub async fn sent_texts(&self) -> Vec<String> {
+        crate::review::gateway_sends(self)
+            .await
+            .iter()
+            .map(|v| v["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 }

@@ -29,7 +29,7 @@ use wiremock::{Mock, MockServer, Respond, ResponseTemplate, matchers::method};
 
 use crate::{
     browser::Browser,
-    client::{Client, PASSWORD, World},
+    client::{Client, World},
     harness::TestApp,
     wa::{Gw, evo_text},
 };
@@ -1008,20 +1008,8 @@ async fn browser_adds_a_server_and_approves_a_write_call() {
     .await;
     use_openai(&gw.w, &ai).await;
     let b = Browser::start().await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     let c = &b.client;
-    c.goto(&gw.w.server.url("/login")).await.unwrap();
-    b.el("#email")
-        .await
-        .send_keys("owner@a.test")
-        .await
-        .unwrap();
-    b.el("#password").await.send_keys(PASSWORD).await.unwrap();
-    b.el("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.wait_text("h1", "Overview").await;
     c.goto(&gw.w.server.url("/t/clinic-a/integrations"))
         .await
         .unwrap();

@@ -985,24 +985,8 @@ async fn browser_opens_a_conversation_and_sends_a_reply() {
         .mount(&gw.gateway)
         .await;
     let b = Browser::start().await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     let c = &b.client;
-    c.goto(&gw.w.server.url("/login")).await.unwrap();
-    b.el("#email")
-        .await
-        .send_keys("owner@a.test")
-        .await
-        .unwrap();
-    b.el("#password")
-        .await
-        .send_keys(crate::client::PASSWORD)
-        .await
-        .unwrap();
-    b.el("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.wait_text("h1", "Overview").await;
     c.goto(&gw.w.server.url("/t/clinic-a/conversations"))
         .await
         .unwrap();

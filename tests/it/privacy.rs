@@ -624,20 +624,8 @@ async fn browser_runs_an_erasure_request_end_to_end() {
     ))
     .await;
     let b = Browser::start().await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     let c = &b.client;
-    c.goto(&gw.w.server.url("/login")).await.unwrap();
-    b.el("#email")
-        .await
-        .send_keys("owner@a.test")
-        .await
-        .unwrap();
-    b.el("#password").await.send_keys(PASSWORD).await.unwrap();
-    b.el("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.wait_text("h1", "Overview").await;
     c.goto(&gw.w.server.url("/t/clinic-a/privacy"))
         .await
         .unwrap();

@@ -130,11 +130,7 @@ async fn a_portal_page_frame_is_two_statements_and_each_page_a_fixed_budget() {
     assert_eq!(badge(&dashboard, "unread-count"), "3");
     assert_eq!(badge(&dashboard, "review-count"), "3");
     // Opening a conversation reads it: its own page already counts it read.
-    let conv: uuid::Uuid =
-        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = 'Q1'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
+    let conv = gw.conversation_of("Q1").await;
     let thread =
         gw.w.owner
             .get(&format!("/t/clinic-a/conversations/{conv}"))
@@ -171,4 +167,48 @@ async fn the_review_queue_costs_the_same_for_five_drafts_as_for_fifty() {
         with_five.join("\n"),
         with_fifty.join("\n")
     );
+}
+
+/// A live update asks for the region that changed, not the page: each fragment keeps the
+/// page's frame (its badges come with it) and runs fewer statements than its page.
+#[tokio::test]
+async fn a_live_fragment_costs_fewer_statements_than_its_page() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    patients(&gw, 0, 3).await;
+    let conv = gw.conversation_of("Q1").await;
+    let thread = format!("/t/clinic-a/conversations/{conv}");
+    for (page, regions) in [
+        ("/t/clinic-a/review".to_owned(), &["review"][..]),
+        ("/t/clinic-a/conversations".to_owned(), &["inbox"]),
+        (
+            thread,
+            // A new message (`inbox`), then presence, then the whole set at once.
+            &[
+                "pane,thread,reply",
+                "presence",
+                "pane,presence,thread,reply",
+            ],
+        ),
+    ] {
+        let (_, whole) = cost(&gw, &page).await;
+        for region in regions {
+            let path = format!("{page}?fragment={region}");
+            let (_, part) = cost(&gw, &path).await;
+            assert_frame(&path, &part);
+            eprintln!(
+                "GET {path}: {} statements, the page {}",
+                part.len(),
+                whole.len()
+            );
+            assert!(
+                part.len() < whole.len(),
+                "GET {path} ran {} statements, the page {}:\n{}\n\npage:\n{}",
+                part.len(),
+                whole.len(),
+                part.join("\n"),
+                whole.join("\n")
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use sigmaai::clock::Clock;
+use sigmaai::domain::account::Role;
 use time::Duration;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
@@ -10,7 +11,7 @@ use wiremock::{
 
 use crate::{
     browser::Browser,
-    client::{Client, PASSWORD, World},
+    client::{Client, World},
     harness::{TestApp, eventually},
     wa::{Gw, evo_text},
 };
@@ -61,13 +62,6 @@ pub(crate) fn now(gw: &Gw) -> i64 {
     gw.w.t.clock.now().unix_timestamp()
 }
 
-async fn drafts(t: &TestApp) -> Vec<(String, Option<String>)> {
-    sqlx::query_as("SELECT state, escalation_reason FROM drafts ORDER BY created_at")
-        .fetch_all(&t.owner)
-        .await
-        .unwrap()
-}
-
 pub(crate) async fn gateway_sends(gw: &Gw) -> Vec<serde_json::Value> {
     gw.gateway
         .received_requests()
@@ -106,18 +100,17 @@ async fn first_draft(c: &Client) -> String {
 
 #[tokio::test]
 async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Vocês abrem no sábado? Qual o horário?",
-    ))
-    .await;
-    gw.run_jobs().await;
-    assert_eq!(drafts(&gw.w.t).await, vec![("pending".to_owned(), None)]);
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer(
+            "Q1",
+            "5511988887777",
+            "Ana",
+            "Vocês abrem no sábado? Qual o horário?",
+        )
+        .build()
+        .await;
+    assert_eq!(gw.drafts().await, vec![("pending".to_owned(), None)]);
     let page = gw.w.owner.get("/t/clinic-a/review").await;
     assert!(
         page.body.contains("aos sábados das 8h às 12h"),
@@ -140,8 +133,7 @@ async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
     // Nothing was sent: the draft waits.
     assert!(gateway_sends(&gw).await.is_empty());
 
-    let other = Gw::evolution().await;
-    clinic_knowledge(&other.w).await;
+    let other = TestApp::init().with_knowledge().build().await;
     other
         .evo(&evo_text(
             "Q2",
@@ -153,7 +145,7 @@ async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
         .await;
     other.run_jobs().await;
     assert_eq!(
-        drafts(&other.w.t).await,
+        other.drafts().await,
         vec![(
             "escalated".to_owned(),
             Some("no_matching_knowledge".to_owned())
@@ -170,17 +162,11 @@ async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
 
 #[tokio::test]
 async fn dismissing_an_escalation_clears_it_once_and_sends_nothing() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    gw.evo(&evo_text(
-        "Q2",
-        "5511977776666",
-        "Bia",
-        now(&gw),
-        "Qual é a capital da França?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q2", "5511977776666", "Bia", "Qual é a capital da França?")
+        .build()
+        .await;
     let id = first_draft(&gw.w.owner).await;
     let action = format!("/t/clinic-a/drafts/{id}/dismiss");
     let page = gw.w.owner.get("/t/clinic-a/review").await;
@@ -188,7 +174,7 @@ async fn dismissing_an_escalation_clears_it_once_and_sends_nothing() {
     let r = gw.w.owner.submit("/t/clinic-a/review", &action, &[]).await;
     assert_eq!(r.status, 303);
     assert!(r.set_cookies.join(";").contains("review.dismissed"));
-    assert_eq!(drafts(&gw.w.t).await[0].0, "dismissed");
+    assert_eq!(gw.drafts().await[0].0, "dismissed");
     let attention: Option<String> = sqlx::query_scalar("SELECT attention FROM conversations")
         .fetch_one(&gw.w.t.owner)
         .await
@@ -213,18 +199,12 @@ async fn dismissing_an_escalation_clears_it_once_and_sends_nothing() {
 
 #[tokio::test]
 async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_once() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
     gw.run_jobs().await;
     assert!(
         gateway_sends(&gw).await.is_empty(),
@@ -264,18 +244,12 @@ async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_on
 
 #[tokio::test]
 async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
     let id = first_draft(&gw.w.owner).await;
     let edited = "Olá Ana! A limpeza custa R$ 150 neste mês, com avaliação incluída.";
     let r =
@@ -308,7 +282,7 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
         page.body
     );
     let d = {
-        let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, tenant_id(&gw.w.t).await)
+        let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, gw.tenant)
             .await
             .unwrap();
         sigmaai::db::ai::get_draft(&mut tx, draft_id)
@@ -316,7 +290,7 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
             .unwrap()
             .unwrap()
     };
-    let tenant = tenant_id(&gw.w.t).await;
+    let tenant = gw.tenant;
     let original = sigmaai::messaging::view::original_text(&gw.w.t.state, tenant, &d)
         .await
         .unwrap()
@@ -335,29 +309,17 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
     );
 }
 
-async fn tenant_id(t: &TestApp) -> uuid::Uuid {
-    sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
-        .fetch_one(&t.owner)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
-    let id = first_draft(&gw.w.owner).await;
-    let b = gw.w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_member("vi@a.test", Role::Viewer)
+        .with_other_tenant()
+        .build()
+        .await;
+    let id = first_draft(gw.owner()).await;
+    let b = gw.other();
     assert!(!b.get("/t/clinic-b/review").await.body.contains(&id));
     assert_eq!(b.get("/t/clinic-a/review").await.status, 404);
     let csrf = b.get("/t/clinic-b/review").await.csrf();
@@ -369,9 +331,9 @@ async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
         let r = b.post(&action, &[("csrf", &csrf)]).await;
         assert!(r.status == 404, "{action}: {}", r.status);
     }
-    assert_eq!(drafts(&gw.w.t).await[0].0, "pending");
+    assert_eq!(gw.drafts().await[0].0, "pending");
     // A viewer of A can't approve either.
-    let viewer = gw.w.add_member("vi@a.test", "viewer").await;
+    let viewer = &gw.members[0];
     let csrf = viewer.get("/t/clinic-a").await.csrf();
     assert_eq!(
         viewer
@@ -387,17 +349,11 @@ async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
 
 #[tokio::test]
 async fn a_human_takeover_stops_drafting_until_handed_back() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
     let conv = gw.only_conversation().await;
     let r =
         gw.w.owner
@@ -409,7 +365,7 @@ async fn a_human_takeover_stops_drafting_until_handed_back() {
             .await;
     assert_eq!(r.status, 303);
     assert_eq!(
-        drafts(&gw.w.t).await[0].0,
+        gw.drafts().await[0].0,
         "superseded",
         "the pending draft is withdrawn"
     );
@@ -423,7 +379,7 @@ async fn a_human_takeover_stops_drafting_until_handed_back() {
     .await;
     gw.run_jobs().await;
     assert_eq!(
-        drafts(&gw.w.t).await.len(),
+        gw.drafts().await.len(),
         1,
         "no draft while staff own the conversation"
     );
@@ -444,7 +400,7 @@ async fn a_human_takeover_stops_drafting_until_handed_back() {
     ))
     .await;
     gw.run_jobs().await;
-    assert_eq!(drafts(&gw.w.t).await.last().unwrap().0, "pending");
+    assert_eq!(gw.drafts().await.last().unwrap().0, "pending");
     // Staff replying from the phone takes the conversation too.
     let from_phone = json!({ "event": "messages.upsert", "instance": "clinic", "data": { "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": true, "id": "PHONE1" }, "message": { "conversation": "Respondi pelo celular" }, "messageType": "conversation", "messageTimestamp": now(&gw) + 20 } });
     gw.evo(&from_phone).await;
@@ -474,8 +430,7 @@ async fn openai_server(reply: &str) -> MockServer {
 
 #[tokio::test]
 async fn an_llm_provider_drafts_with_provenance_and_is_recorded_as_a_recipient() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
+    let gw = TestApp::init().with_knowledge().build().await;
     let ai = openai_server("Olá, Ana! A limpeza custa R$ 180.").await;
     set_ai(
         &gw.w,
@@ -492,15 +447,8 @@ async fn an_llm_provider_drafts_with_provenance_and_is_recorded_as_a_recipient()
     // The key is sealed, never stored in clear or shown.
     let page = gw.w.owner.get("/t/clinic-a/ai").await;
     assert!(!page.body.contains("tenant-openai-key"));
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .await;
     let (state, provider, model, input, output, knowledge): (
         String,
         String,
@@ -547,7 +495,7 @@ async fn an_llm_provider_drafts_with_provenance_and_is_recorded_as_a_recipient()
 
 #[tokio::test]
 async fn a_provider_outage_ends_in_a_flagged_conversation_not_a_send() {
-    let gw = Gw::evolution().await;
+    let gw = TestApp::init().build().await;
     let ai = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/chat/completions"))
@@ -565,20 +513,14 @@ async fn a_provider_outage_ends_in_a_flagged_conversation_not_a_send() {
     )
     .await;
     mock_send_ok(&gw).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa?",
-    ))
-    .await;
+    gw.customer_sends("Q1", "5511988887777", "Ana", "Quanto custa?")
+        .await;
     for _ in 0..6 {
         gw.run_jobs().await;
         gw.w.t.clock.advance(Duration::hours(1));
     }
     assert_eq!(
-        drafts(&gw.w.t).await,
+        gw.drafts().await,
         vec![(
             "escalated".to_owned(),
             Some("provider_unavailable".to_owned())
@@ -635,13 +577,13 @@ async fn a_burst_of_messages_becomes_one_ai_turn() {
     assert_eq!(pending, 1, "one turn for the burst");
     // The turn comes due 3 s after the first message but waits for the burst to end.
     gw.run_jobs().await;
-    assert!(drafts(&gw.w.t).await.is_empty(), "not before the debounce");
+    assert!(gw.drafts().await.is_empty(), "not before the debounce");
     gw.w.t.clock.advance(Duration::seconds(1));
     gw.run_jobs().await;
-    assert!(drafts(&gw.w.t).await.is_empty(), "not before the debounce");
+    assert!(gw.drafts().await.is_empty(), "not before the debounce");
     gw.w.t.clock.advance(Duration::seconds(2));
     gw.run_jobs().await;
-    let d = drafts(&gw.w.t).await;
+    let d = gw.drafts().await;
     assert_eq!(
         d,
         vec![("pending".to_owned(), None)],
@@ -651,19 +593,14 @@ async fn a_burst_of_messages_becomes_one_ai_turn() {
 
 #[tokio::test]
 async fn auto_send_sends_without_review_and_off_drafts_nothing() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .build()
+        .await;
     set_ai(&gw.w, &[("policy", "auto_send")]).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .await;
     gw.run_jobs().await;
     assert_eq!(gateway_sends(&gw).await.len(), 1);
     let (state, auto): (String, bool) = sqlx::query_as("SELECT state, auto_sent FROM drafts")
@@ -693,7 +630,7 @@ async fn auto_send_sends_without_review_and_off_drafts_nothing() {
     .await;
     gw.run_jobs().await;
     assert_eq!(
-        drafts(&gw.w.t).await.len(),
+        gw.drafts().await.len(),
         1,
         "conversation override: no draft"
     );
@@ -715,38 +652,20 @@ async fn auto_send_sends_without_review_and_off_drafts_nothing() {
     ))
     .await;
     gw.run_jobs().await;
-    assert_eq!(drafts(&gw.w.t).await.len(), 1, "policy off: no draft");
+    assert_eq!(gw.drafts().await.len(), 1, "policy off: no draft");
 }
 
 #[tokio::test]
 async fn browser_approves_a_draft_with_the_keyboard() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
     let b = Browser::start().await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     let c = &b.client;
-    c.goto(&gw.w.server.url("/login")).await.unwrap();
-    b.el("#email")
-        .await
-        .send_keys("owner@a.test")
-        .await
-        .unwrap();
-    b.el("#password").await.send_keys(PASSWORD).await.unwrap();
-    b.el("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.wait_text("h1", "Overview").await;
     c.goto(&gw.w.server.url("/t/clinic-a/review"))
         .await
         .unwrap();
@@ -851,7 +770,7 @@ async fn endless_json_server() -> (String, std::sync::Arc<std::sync::atomic::Ato
 
 #[tokio::test]
 async fn an_endless_ai_response_is_cut_at_the_cap_and_escalated_with_the_reason() {
-    let gw = Gw::evolution().await;
+    let gw = TestApp::init().build().await;
     let (url, written) = endless_json_server().await;
     set_ai(
         &gw.w,
@@ -862,17 +781,10 @@ async fn an_endless_ai_response_is_cut_at_the_cap_and_escalated_with_the_reason(
         ],
     )
     .await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa?")
+        .await;
     assert_eq!(
-        drafts(&gw.w.t).await,
+        gw.drafts().await,
         vec![(
             "escalated".to_owned(),
             Some("provider_response_too_large".to_owned())
@@ -909,18 +821,17 @@ async fn a_draft_on_a_message_later_edited_or_deleted_is_flagged() {
             "The customer deleted a message after this draft was written",
         ),
     ] {
-        let gw = Gw::evolution().await;
-        clinic_knowledge(&gw.w).await;
-        gw.evo(&evo_text(
-            "Q1",
-            "5511988887777",
-            "Ana",
-            now(&gw),
-            "Vocês abrem no sábado? Qual o horário?",
-        ))
-        .await;
-        gw.run_jobs().await;
-        assert_eq!(drafts(&gw.w.t).await, vec![("pending".to_owned(), None)]);
+        let gw = TestApp::init()
+            .with_knowledge()
+            .with_customer(
+                "Q1",
+                "5511988887777",
+                "Ana",
+                "Vocês abrem no sábado? Qual o horário?",
+            )
+            .build()
+            .await;
+        assert_eq!(gw.drafts().await, vec![("pending".to_owned(), None)]);
         let (status, body) = gw
             .evo(&serde_json::json!({ "event": event, "instance": "clinic", "data": data }))
             .await;
@@ -940,10 +851,13 @@ async fn a_draft_on_a_message_later_edited_or_deleted_is_flagged() {
 /// ingestion sends after its commit) can wake it.
 #[tokio::test]
 async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
-    let gw = Gw::evolution_with(|c| c.worker_poll = std::time::Duration::from_secs(3600)).await;
-    clinic_knowledge(&gw.w).await;
+    let gw = TestApp::init()
+        .with_config(|c| c.worker_poll = std::time::Duration::from_secs(3600))
+        .with_knowledge()
+        .with_sends_ok()
+        .build()
+        .await;
     set_ai(&gw.w, &[("undo_seconds", "0")]).await;
-    mock_send_ok(&gw).await;
     let wake = std::sync::Arc::new(sigmaai::jobs::Wake::default());
     let (stop, shutdown) = sigmaai::shutdown::Shutdown::new();
     let worker = tokio::spawn(sigmaai::jobs::run_worker_with(
@@ -957,17 +871,11 @@ async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
         async move { w.listening() }
     })
     .await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
+    gw.customer_sends("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .await;
     // Ingestion wakes the worker for the turn: the draft appears without a poll.
     eventually("the turn is drafted", || async {
-        drafts(&gw.w.t).await.len() == 1
+        gw.drafts().await.len() == 1
     })
     .await;
     let id = first_draft(&gw.w.owner).await;
@@ -991,9 +899,11 @@ async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
 
 #[tokio::test]
 async fn the_overview_says_what_waits_and_how_review_went_this_week() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .build()
+        .await;
     for (id, phone, name, text) in [
         ("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?"),
         ("Q2", "5511977776666", "Bia", "Quanto custa a limpeza?"),
@@ -1037,15 +947,8 @@ async fn the_overview_says_what_waits_and_how_review_went_this_week() {
             .await;
     assert_eq!(r.status, 303);
     // A new question arrives and waits twelve minutes.
-    gw.evo(&evo_text(
-        "Q4",
-        "5511955554444",
-        "Dani",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.customer_writes("Q4", "5511955554444", "Dani", "Quanto custa a limpeza?")
+        .await;
     gw.run_jobs().await;
     gw.w.t.clock.advance(Duration::minutes(12));
 
@@ -1076,18 +979,12 @@ async fn the_overview_says_what_waits_and_how_review_went_this_week() {
 
 #[tokio::test]
 async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
     let id = first_draft(&gw.w.owner).await;
     let edited = "A limpeza custa R$ 150 neste mês, com avaliação incluída.";
     gw.w.owner
@@ -1170,8 +1067,7 @@ async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
 
 #[tokio::test]
 async fn the_queue_pages_past_fifty_filters_and_puts_emergencies_first() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
+    let gw = TestApp::init().with_knowledge().build().await;
     for i in 0..52 {
         gw.evo(&evo_text(
             &format!("P{i}"),

@@ -6,50 +6,26 @@ use serde_json::Value;
 use time::Duration;
 use uuid::Uuid;
 
+use sigmaai::domain::account::Role;
+
 use crate::{
     client::Client,
-    review::{clinic_knowledge, gateway_sends, mock_send_ok, now},
-    wa::{Gw, evo_text},
+    harness::{Setup, TestApp},
+    review::{gateway_sends, now},
+    wa::Gw,
 };
 
-/// A tenant with one conversation whose AI draft waits for review.
-async fn pending_draft() -> (Gw, Uuid, Uuid) {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
-    gw.evo(&evo_text(
-        "Q1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
-    let conv = gw.only_conversation().await;
-    let draft: Uuid = sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    (gw, conv, draft)
+/// A tenant with one conversation whose AI draft waits for review (add to it, then build).
+fn pending_draft() -> Setup {
+    TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
 }
 
-async fn draft_state(gw: &Gw, id: Uuid) -> String {
-    sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1")
-        .bind(id)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap()
-}
-
-async fn assignee(gw: &Gw, conv: Uuid) -> Option<String> {
-    sqlx::query_scalar(
-        "SELECT u.email FROM conversations c LEFT JOIN users u ON u.id = c.assigned_to WHERE c.id = $1",
-    )
-    .bind(conv)
-    .fetch_one(&gw.w.t.owner)
-    .await
-    .unwrap()
+/// The conversation and its pending draft.
+async fn conv_and_draft(gw: &Gw) -> (Uuid, Uuid) {
+    (gw.only_conversation().await, gw.pending_draft().await)
 }
 
 /// A heartbeat as the page's script sends it.
@@ -99,9 +75,12 @@ fn select_text(body: &str, css: &str) -> String {
 
 #[tokio::test]
 async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
-    let (gw, conv, draft) = pending_draft().await;
-    let owner = &gw.w.owner;
-    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
+    let gw = pending_draft()
+        .with_member("bruno@a.test", Role::Reviewer)
+        .build()
+        .await;
+    let (conv, draft) = conv_and_draft(&gw).await;
+    let (owner, bruno) = (gw.owner(), &gw.members[0]);
     let page = format!("/t/clinic-a/conversations/{conv}");
 
     // The first reviewer to open an unassigned conversation gets it, and sees the draft in
@@ -113,7 +92,7 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
         "the draft is in the reply box:\n{}",
         first.body
     );
-    assert_eq!(assignee(&gw, conv).await.as_deref(), Some("owner@a.test"));
+    assert_eq!(gw.assignee(conv).await.as_deref(), Some("owner@a.test"));
     let on_open: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE action = 'conversation.assigned' AND detail->>'on_open' = 'true'",
     )
@@ -129,16 +108,16 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
         "presence shown:\n{}",
         second.body
     );
-    assert_eq!(assignee(&gw, conv).await.as_deref(), Some("owner@a.test"));
+    assert_eq!(gw.assignee(conv).await.as_deref(), Some("owner@a.test"));
 
     // Ana starts editing: she holds the draft. Bruno is told, and his decisions are refused.
     let (status, mine) = beat(owner, conv, draft, true).await;
     assert_eq!(status, 200);
     assert!(mine["locked_by"].is_null(), "{mine}");
     assert_eq!(mine["others"][0]["name"], "Colleague");
-    let (_, his) = beat(&bruno, conv, draft, true).await;
+    let (_, his) = beat(bruno, conv, draft, true).await;
     assert_eq!(his["locked_by"], "Ana Owner", "{his}");
-    let refused = approve(&bruno, draft, "Bruno's answer").await;
+    let refused = approve(bruno, draft, "Bruno's answer").await;
     assert_eq!(refused.status, 303);
     let csrf = bruno.get("/t/clinic-a/review").await.csrf();
     for action in ["reject", "regenerate"] {
@@ -150,7 +129,7 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
             .await;
         assert_eq!(r.status, 303, "{action}");
     }
-    assert_eq!(draft_state(&gw, draft).await, "pending", "nothing decided");
+    assert_eq!(gw.draft_state(draft).await, "pending", "nothing decided");
     let queue = bruno.get("/t/clinic-a/review").await.body;
     let doc = scraper::Html::parse_document(&queue);
     let approve_btn = scraper::Selector::parse(&format!(
@@ -167,11 +146,11 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
 
     // Ana closes the page: the draft is free at once, and Bruno can take it.
     assert_eq!(leave(owner, conv).await, 204);
-    let (_, his) = beat(&bruno, conv, draft, true).await;
+    let (_, his) = beat(bruno, conv, draft, true).await;
     assert!(his["locked_by"].is_null(), "{his}");
     // Now Ana is the one refused...
     approve(owner, draft, "Ana's answer").await;
-    assert_eq!(draft_state(&gw, draft).await, "pending");
+    assert_eq!(gw.draft_state(draft).await, "pending");
     // ...until Bruno's heartbeat goes stale (a closed laptop does not hold a draft for long).
     gw.w.t.clock.advance(Duration::seconds(46));
     let ok = approve(owner, draft, "Ana's answer").await;
@@ -181,7 +160,7 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
         "{:?}",
         ok.location
     );
-    assert_eq!(draft_state(&gw, draft).await, "approved");
+    assert_eq!(gw.draft_state(draft).await, "approved");
     gw.w.t.clock.advance(Duration::seconds(11));
     gw.run_jobs().await;
     let sends = gateway_sends(&gw).await;
@@ -191,8 +170,9 @@ async fn two_reviewers_see_each_other_and_never_both_decide_one_draft() {
 
 #[tokio::test]
 async fn the_reply_box_approves_rejects_and_regenerates_and_comes_back_to_the_conversation() {
-    let (gw, conv, draft) = pending_draft().await;
-    let owner = &gw.w.owner;
+    let gw = pending_draft().build().await;
+    let (conv, draft) = conv_and_draft(&gw).await;
+    let owner = gw.owner();
     let page = format!("/t/clinic-a/conversations/{conv}");
     let csrf = owner.get(&page).await.csrf();
 
@@ -205,12 +185,9 @@ async fn the_reply_box_approves_rejects_and_regenerates_and_comes_back_to_the_co
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(r.location.as_deref(), Some(page.as_str()));
-    assert_eq!(draft_state(&gw, draft).await, "superseded");
+    assert_eq!(gw.draft_state(draft).await, "superseded");
     gw.run_jobs().await;
-    let fresh: Uuid = sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .expect("a new draft for the same turn");
+    let fresh = gw.pending_draft().await;
     assert_ne!(fresh, draft);
     let audited: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'draft.regenerated'")
@@ -265,7 +242,7 @@ async fn the_reply_box_approves_rejects_and_regenerates_and_comes_back_to_the_co
         )
         .await;
     assert_eq!(undo.status, 303);
-    assert_eq!(draft_state(&gw, fresh).await, "pending");
+    assert_eq!(gw.draft_state(fresh).await, "pending");
     let r = owner
         .post(
             &format!("/t/clinic-a/drafts/{fresh}/approve"),
@@ -291,9 +268,13 @@ async fn the_reply_box_approves_rejects_and_regenerates_and_comes_back_to_the_co
 
 #[tokio::test]
 async fn presence_is_for_reviewers_of_the_tenant_only() {
-    let (gw, conv, draft) = pending_draft().await;
-    let viewer = gw.w.add_member("vi@a.test", "viewer").await;
-    let (status, _) = beat(&viewer, conv, draft, true).await;
+    let gw = pending_draft()
+        .with_member("vi@a.test", Role::Viewer)
+        .build()
+        .await;
+    let (conv, draft) = conv_and_draft(&gw).await;
+    let viewer = &gw.members[0];
+    let (status, _) = beat(viewer, conv, draft, true).await;
     assert_eq!(status, 403);
     // A viewer opening the conversation is not assigned it.
     assert_eq!(
@@ -303,7 +284,7 @@ async fn presence_is_for_reviewers_of_the_tenant_only() {
             .status,
         200
     );
-    assert_eq!(assignee(&gw, conv).await, None);
+    assert_eq!(gw.assignee(conv).await, None);
     // Another tenant's reviewer cannot mark itself on this conversation.
     let b = gw.w.client();
     b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
@@ -343,7 +324,11 @@ async fn presence_is_for_reviewers_of_the_tenant_only() {
 
 #[tokio::test]
 async fn assign_on_open_can_be_turned_off() {
-    let (gw, conv, _) = pending_draft().await;
+    let gw = pending_draft()
+        .with_member("bruno@a.test", Role::Reviewer)
+        .build()
+        .await;
+    let conv = gw.only_conversation().await;
     let settings = gw.w.owner.get("/t/clinic-a/settings").await;
     assert!(settings.body.contains("id=\"assign_on_open\""));
     let r =
@@ -360,15 +345,14 @@ async fn assign_on_open_can_be_turned_off() {
             )
             .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
     assert_eq!(
-        bruno
+        gw.members[0]
             .get(&format!("/t/clinic-a/conversations/{conv}"))
             .await
             .status,
         200
     );
-    assert_eq!(assignee(&gw, conv).await, None, "left unassigned");
+    assert_eq!(gw.assignee(conv).await, None, "left unassigned");
 }
 
 /// Time moved on past the session's idle limit: the owner logs in again.
@@ -389,36 +373,21 @@ async fn listed(c: &Client, query: &str) -> String {
 
 #[tokio::test]
 async fn inbox_views_find_the_waiting_the_urgent_the_unassigned_and_mine_and_save_per_member() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
+    let gw = TestApp::init().with_knowledge().build().await;
     let owner = &gw.w.owner;
-    gw.evo(&evo_text(
-        "A1",
-        "5511911110001",
-        "Alice",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
+    gw.customer_sends("A1", "5511911110001", "Alice", "Quanto custa a limpeza?")
+        .await;
     gw.w.t.clock.advance(Duration::hours(2));
     relog(&gw).await;
-    gw.evo(&evo_text(
-        "B1",
-        "5511911110002",
-        "Bruna",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.evo(&evo_text(
+    gw.customer_sends("B1", "5511911110002", "Bruna", "Quanto custa a limpeza?")
+        .await;
+    gw.customer_writes(
         "E1",
         "5511911110003",
         "Rui",
-        now(&gw),
         "socorro meu cachorro foi atropelado, vcs atendem agora??",
-    ))
+    )
     .await;
-    gw.run_jobs().await;
 
     // Unanswered for more than an hour: only Alice.
     let waiting = listed(owner, "view=waiting&wait=60").await;
@@ -569,28 +538,13 @@ async fn the_closing_window_view_lists_meta_conversations_near_24_hours() {
 
 #[tokio::test]
 async fn the_queue_filters_by_how_long_a_draft_waits_and_by_number() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    gw.evo(&evo_text(
-        "O1",
-        "5511933330001",
-        "Olga",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    let gw = TestApp::init().with_knowledge().build().await;
+    gw.customer_writes("O1", "5511933330001", "Olga", "Quanto custa a limpeza?")
+        .await;
     gw.w.t.clock.advance(Duration::hours(2));
     relog(&gw).await;
-    gw.evo(&evo_text(
-        "N1",
-        "5511933330002",
-        "Nina",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.customer_writes("N1", "5511933330002", "Nina", "Quanto custa a limpeza?")
+        .await;
     let cards = |body: &str| select_text(body, "[data-review-card] h2");
     let owner = &gw.w.owner;
     let old = owner.get("/t/clinic-a/review?age=60").await.body;
@@ -618,10 +572,7 @@ async fn the_queue_filters_by_how_long_a_draft_waits_and_by_number() {
 /// Drafts the waiting turn, then approves it five minutes later (with `text` if given).
 async fn approve_next(gw: &Gw, text: Option<&str>) {
     gw.run_jobs().await;
-    let id: Uuid = sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let id = gw.pending_draft().await;
     gw.w.t.clock.advance(Duration::minutes(5));
     let mut fields = vec![];
     if let Some(t) = text {
@@ -640,31 +591,21 @@ async fn approve_next(gw: &Gw, text: Option<&str>) {
 
 #[tokio::test]
 async fn the_overview_shows_draft_quality_week_by_week() {
-    let gw = Gw::evolution().await;
-    clinic_knowledge(&gw.w).await;
-    mock_send_ok(&gw).await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .build()
+        .await;
     let owner = &gw.w.owner;
     // Last week: a draft approved after the reviewer rewrote it.
-    gw.evo(&evo_text(
-        "W1",
-        "5511944440001",
-        "Ana",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
+    gw.customer_sends("W1", "5511944440001", "Ana", "Quanto custa a limpeza?")
+        .await;
     approve_next(&gw, Some("Olá! A limpeza custa R$ 180.")).await;
     // This week: one approved as written.
     gw.w.t.clock.advance(Duration::days(7));
     relog(&gw).await;
-    gw.evo(&evo_text(
-        "W2",
-        "5511944440002",
-        "Bia",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
+    gw.customer_sends("W2", "5511944440002", "Bia", "Quanto custa a limpeza?")
+        .await;
     approve_next(&gw, None).await;
 
     let page = owner.get("/t/clinic-a").await.body;

@@ -5,139 +5,28 @@ use std::time::Duration;
 
 use fantoccini::key::Key;
 use serde_json::json;
-use sigmaai::clock::Clock;
-use wiremock::{
-    Mock, ResponseTemplate,
-    matchers::{method, path},
-};
+use sigmaai::domain::account::Role;
 
-use crate::{
-    browser::Browser,
-    client::PASSWORD,
-    wa::{Gw, evo_text},
-};
-
-async fn knowledge(gw: &Gw) {
-    for (kind, title, body) in [
-        (
-            "hours",
-            "Horário de funcionamento",
-            "Atendemos de segunda a sexta das 8h às 18h e aos sábados das 8h às 12h.",
-        ),
-        (
-            "price",
-            "Preço da limpeza",
-            "A limpeza dental custa R$ 180, com avaliação incluída.",
-        ),
-    ] {
-        let r =
-            gw.w.owner
-                .submit(
-                    "/t/clinic-a/knowledge",
-                    "/t/clinic-a/knowledge",
-                    &[("kind", kind), ("title", title), ("body", body)],
-                )
-                .await;
-        assert_eq!(r.status, 303, "{}", r.body);
-    }
-}
-
-async fn mock_send_ok(gw: &Gw) {
-    Mock::given(method("POST"))
-        .and(path("/message/sendText/clinic"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(
-            json!({ "key": { "id": format!("OUT-{}", uuid::Uuid::new_v4().simple()) } }),
-        ))
-        .mount(&gw.gateway)
-        .await;
-}
-
-async fn sent_texts(gw: &Gw) -> Vec<String> {
-    gw.gateway
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/message/sendText/clinic")
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-            v["text"].as_str().unwrap_or_default().to_owned()
-        })
-        .collect()
-}
-
-/// A customer writes; the offline answerer drafts from the clinic's knowledge.
-async fn customer_writes(gw: &Gw, id: &str, phone: &str, name: &str, text: &str) {
-    let ts = gw.w.t.clock.now().unix_timestamp();
-    let (status, body) = gw.evo(&evo_text(id, phone, name, ts, text)).await;
-    assert_eq!(status, 200, "{body}");
-    gw.run_jobs().await;
-}
-
-async fn pending_draft_ids(gw: &Gw) -> Vec<String> {
-    sqlx::query_scalar::<_, uuid::Uuid>(
-        "SELECT id FROM drafts WHERE state = 'pending' ORDER BY created_at",
-    )
-    .fetch_all(&gw.w.t.owner)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|u| u.to_string())
-    .collect()
-}
-
-async fn log_in(b: &Browser, gw: &Gw) {
-    b.goto(&gw.w.server.url("/login")).await;
-    b.el("#email")
-        .await
-        .send_keys("owner@a.test")
-        .await
-        .unwrap();
-    b.el("#password").await.send_keys(PASSWORD).await.unwrap();
-    b.el("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.wait_text("h1", "Overview").await;
-}
-
-async fn js(b: &Browser, script: &str) -> serde_json::Value {
-    b.client.execute(script, vec![]).await.unwrap()
-}
-
-/// Polls a script until it returns `true` (10 s at most); returns whether it did.
-async fn until(b: &Browser, script: &str) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if js(b, script).await == json!(true) {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::{browser::Browser, harness::TestApp, wa::Gw};
 
 #[tokio::test]
 async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
-    let gw = Gw::evolution().await;
-    knowledge(&gw).await;
-    mock_send_ok(&gw).await;
-    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
-    customer_writes(
-        &gw,
-        "Q2",
-        "5511977776666",
-        "Bruno",
-        "Vocês abrem no sábado? Qual o horário?",
-    )
-    .await;
-    let ids = pending_draft_ids(&gw).await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_customer(
+            "Q2",
+            "5511977776666",
+            "Bruno",
+            "Vocês abrem no sábado? Qual o horário?",
+        )
+        .build()
+        .await;
+    let ids = gw.pending_drafts().await;
     assert_eq!(ids.len(), 2);
     let b = Browser::start().await;
-    log_in(&b, &gw).await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
     b.wait_text("#review-list", "R$ 180").await;
     let (a, second) = (&ids[0], &ids[1]);
@@ -148,21 +37,15 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
         .await
         .unwrap();
     assert!(
-        until(
-            &b,
-            &format!(
-                "return document.activeElement.closest('[data-review-card]')?.id === 'draft-{second}'"
-            )
-        )
+        b.until(&format!(
+            "return document.activeElement.closest('[data-review-card]')?.id === 'draft-{second}'"
+        ))
         .await,
         "Tab moved focus into the second card"
     );
     assert_eq!(
-        js(
-            &b,
-            "return Array.from(document.querySelectorAll('.draft.current')).map(e => e.id)"
-        )
-        .await,
+        b.js("return Array.from(document.querySelectorAll('.draft.current')).map(e => e.id)")
+            .await,
         json!([format!("draft-{second}")]),
         "the focused card is the one marked current"
     );
@@ -180,28 +63,26 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
     );
     gw.w.t.clock.advance(time::Duration::seconds(11));
     gw.run_jobs().await;
-    let sent = sent_texts(&gw).await;
+    let sent = gw.sent_texts().await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
         sent[0].contains("sábados"),
         "the second card's draft: {sent:?}"
     );
-    assert_eq!(
-        pending_draft_ids(&gw).await,
-        vec![a.clone()],
-        "A still waits"
-    );
+    assert_eq!(gw.pending_drafts().await, vec![*a], "A still waits");
     b.close().await;
 }
 
 #[tokio::test]
 async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_counts() {
-    let gw = Gw::evolution().await;
-    knowledge(&gw).await;
-    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
-    let ids = pending_draft_ids(&gw).await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
+    let ids = gw.pending_drafts().await;
     let b = Browser::start().await;
-    log_in(&b, &gw).await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
     b.wait_text("#review-list", "R$ 180").await;
     assert_eq!(b.text("#review-count").await, "1");
@@ -210,8 +91,7 @@ async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_co
     // Let the EventSource connect before anything changes.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    customer_writes(
-        &gw,
+    gw.customer_writes(
         "Q2",
         "5511977776666",
         "Bruno",
@@ -219,25 +99,20 @@ async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_co
     )
     .await;
     assert!(
-        until(
-            &b,
-            "return document.querySelectorAll('[data-review-card]').length === 2"
-        )
-        .await,
+        b.until("return document.querySelectorAll('[data-review-card]').length === 2")
+            .await,
         "the new draft merged in"
     );
-    let state = js(
-        &b,
-        &format!(
+    let state = b
+        .js(&format!(
             "const t = document.getElementById('text-{}');
              return {{ value: t.value, focused: document.activeElement === t,
                        count: document.getElementById('review-count').textContent,
                        title: document.title,
                        status: document.getElementById('live-status').textContent }};",
             ids[0]
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert!(
         state["value"].as_str().unwrap().ends_with(" Até breve!"),
         "{state}"
@@ -249,11 +124,8 @@ async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_co
         "{state}"
     );
     assert!(
-        until(
-            &b,
-            "return document.getElementById('live-status').textContent === '1 new draft'"
-        )
-        .await,
+        b.until("return document.getElementById('live-status').textContent === '1 new draft'")
+            .await,
         "arrival announced politely"
     );
     assert!(b.text("#new-drafts").await.contains("1 new draft"));
@@ -263,24 +135,25 @@ async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_co
 
 #[tokio::test]
 async fn every_portal_page_fits_a_390px_phone() {
-    let gw = Gw::evolution().await;
-    knowledge(&gw).await;
-    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
     let conv = gw.only_conversation().await;
     let b = Browser::start().await;
-    log_in(&b, &gw).await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
     b.wait_text("#review-list", "R$ 180").await;
     b.screenshot("review-queue-desktop").await;
     b.client.set_window_size(390, 844).await.unwrap();
-    let width = js(&b, "return document.documentElement.clientWidth")
+    let width = b
+        .js("return document.documentElement.clientWidth")
         .await
         .as_i64()
         .unwrap();
     assert!(width <= 390, "viewport is {width} px");
-    let mut pages: Vec<String> = js(
-        &b,
-        "return Array.from(document.querySelectorAll('.portal-nav a')).map(a => a.getAttribute('href'))",
+    let mut pages: Vec<String> = b.js("return Array.from(document.querySelectorAll('.portal-nav a')).map(a => a.getAttribute('href'))",
     )
     .await
     .as_array()
@@ -296,19 +169,19 @@ async fn every_portal_page_fits_a_390px_phone() {
         b.goto(&gw.w.server.url(p)).await;
         b.el("main").await;
         // The visible width (less a scrollbar, if the page has one) against the laid-out one.
-        let seen = js(&b, "return document.documentElement.clientWidth")
+        let seen = b
+            .js("return document.documentElement.clientWidth")
             .await
             .as_i64()
             .unwrap();
-        let w = js(&b, "return document.documentElement.scrollWidth")
+        let w = b
+            .js("return document.documentElement.scrollWidth")
             .await
             .as_i64()
             .unwrap();
         if w > seen {
             // Name the elements that stick out, to say what to fix.
-            let culprits = js(
-                &b,
-                "const w = document.documentElement.clientWidth;
+            let culprits = b.js("const w = document.documentElement.clientWidth;
                  return Array.from(document.querySelectorAll('body *'))
                    .filter(e => e.getBoundingClientRect().right > w + 0.5)
                    .filter(e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement)
@@ -334,21 +207,15 @@ async fn every_portal_page_fits_a_390px_phone() {
     b.close().await;
 }
 
-async fn draft_state(gw: &Gw, id: &str) -> String {
-    sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1::uuid")
-        .bind(id)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once() {
-    let gw = Gw::evolution().await;
-    knowledge(&gw).await;
-    mock_send_ok(&gw).await;
-    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
-    let id = pending_draft_ids(&gw).await.remove(0);
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_sends_ok()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
+    let id = gw.pending_drafts().await.remove(0);
     let owner = &gw.w.owner;
     let approve = format!("/t/clinic-a/drafts/{id}/approve");
     let undo = format!("/t/clinic-a/drafts/{id}/undo");
@@ -360,7 +227,7 @@ async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once()
     assert!(page.body.contains(&undo), "the queue offers the undo");
     gw.run_jobs().await;
     assert!(
-        sent_texts(&gw).await.is_empty(),
+        gw.sent_texts().await.is_empty(),
         "nothing leaves in the window"
     );
 
@@ -374,11 +241,11 @@ async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once()
             .body
             .contains("Approval undone")
     );
-    assert_eq!(draft_state(&gw, &id).await, "pending", "back in the queue");
+    assert_eq!(gw.draft_state(id).await, "pending", "back in the queue");
     gw.w.t.clock.advance(time::Duration::seconds(60));
     gw.run_jobs().await;
     assert!(
-        sent_texts(&gw).await.is_empty(),
+        gw.sent_texts().await.is_empty(),
         "an undone reply never goes"
     );
 
@@ -388,7 +255,7 @@ async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once()
     gw.w.t.clock.advance(time::Duration::seconds(11));
     gw.run_jobs().await;
     gw.run_jobs().await;
-    let sent = sent_texts(&gw).await;
+    let sent = gw.sent_texts().await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(sent[0].contains("R$ 180"));
     assert!(
@@ -411,8 +278,8 @@ async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once()
             .body
             .contains("Too late to undo")
     );
-    assert_eq!(draft_state(&gw, &id).await, "approved");
-    assert_eq!(sent_texts(&gw).await.len(), 1);
+    assert_eq!(gw.draft_state(id).await, "approved");
+    assert_eq!(gw.sent_texts().await.len(), 1);
 }
 
 #[tokio::test]
@@ -438,10 +305,11 @@ async fn the_undo_window_is_the_tenants_setting() {
             .submit("/t/clinic-a/ai", "/t/clinic-a/ai", &form("0"))
             .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    knowledge(&gw).await;
-    mock_send_ok(&gw).await;
-    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
-    let id = pending_draft_ids(&gw).await.remove(0);
+    crate::review::clinic_knowledge(&gw.w).await;
+    crate::review::mock_send_ok(&gw).await;
+    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .await;
+    let id = gw.pending_drafts().await.remove(0);
     let r =
         gw.w.owner
             .submit(
@@ -452,7 +320,7 @@ async fn the_undo_window_is_the_tenants_setting() {
             .await;
     assert_eq!(r.status, 303);
     gw.run_jobs().await;
-    assert_eq!(sent_texts(&gw).await.len(), 1, "0 s: sent at once");
+    assert_eq!(gw.sent_texts().await.len(), 1, "0 s: sent at once");
 }
 
 /// The field with this id: (its value or text, aria-invalid, the text of what describes it).
@@ -575,18 +443,25 @@ async fn a_refused_retention_setting_keeps_every_typed_value_and_names_each_erro
 
 #[tokio::test]
 async fn question_mark_lists_the_shortcuts_and_e_never_resolves_a_conversation() {
-    let gw = Gw::evolution().await;
-    knowledge(&gw).await;
-    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .build()
+        .await;
     let conv = gw.only_conversation().await;
     let b = Browser::start().await;
-    log_in(&b, &gw).await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
     b.wait_text("#review-list", "R$ 180").await;
     // `?` opens the list as a modal dialog; keys do nothing behind it; Esc closes it.
     b.el("body").await.send_keys("?").await.unwrap();
-    assert!(until(&b, "return document.getElementById('shortcuts').open").await);
-    let listed = js(&b, "return document.getElementById('shortcuts').innerText").await;
+    assert!(
+        b.until("return document.getElementById('shortcuts').open")
+            .await
+    );
+    let listed = b
+        .js("return document.getElementById('shortcuts').innerText")
+        .await;
     let listed = listed.as_str().unwrap();
     for key in [
         "Approve the focused draft",
@@ -609,9 +484,12 @@ async fn question_mark_lists_the_shortcuts_and_e_never_resolves_a_conversation()
         .send_keys(&Key::Escape)
         .await
         .unwrap();
-    assert!(until(&b, "return !document.getElementById('shortcuts').open").await);
+    assert!(
+        b.until("return !document.getElementById('shortcuts').open")
+            .await
+    );
     assert_eq!(
-        pending_draft_ids(&gw).await.len(),
+        gw.pending_drafts().await.len(),
         1,
         "`a` behind the dialog approved nothing"
     );
@@ -720,28 +598,19 @@ async fn a_refused_knowledge_entry_keeps_the_typed_answer_in_its_own_form() {
     assert_eq!(stored, "Sábado", "nothing was saved");
 }
 
-/// Whether a member's presence row on a conversation says they are editing.
-async fn presence_of(gw: &Gw, email: &str) -> Option<bool> {
-    sqlx::query_scalar(
-        "SELECT p.editing FROM review_presence p JOIN users u ON u.id = p.user_id WHERE u.email = $1",
-    )
-    .bind(email)
-    .fetch_optional(&gw.w.t.owner)
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn typing_in_the_reply_box_holds_the_draft_and_a_colleague_sees_it_live() {
-    let gw = Gw::evolution().await;
-    knowledge(&gw).await;
-    customer_writes(&gw, "Q1", "5511988887777", "Ana", "Quanto custa a limpeza?").await;
-    let draft = pending_draft_ids(&gw).await.remove(0);
-    let conv = gw.only_conversation().await;
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_member("bruno@a.test", Role::Reviewer)
+        .build()
+        .await;
+    let (draft, conv) = (gw.pending_draft().await, gw.only_conversation().await);
     let page = format!("/t/clinic-a/conversations/{conv}");
-    let bruno = gw.w.add_member("bruno@a.test", "reviewer").await;
+    let bruno = &gw.members[0];
     let b = Browser::start().await;
-    log_in(&b, &gw).await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
     b.goto(&gw.w.server.url(&page)).await;
     b.wait_text("#ai-draft", "R$ 180").await;
     // Let the EventSource connect before anything changes.
@@ -758,7 +627,7 @@ async fn typing_in_the_reply_box_holds_the_draft_and_a_colleague_sees_it_live() 
         .await
         .unwrap();
     crate::harness::eventually("the owner's page reports editing", || async {
-        presence_of(&gw, "owner@a.test").await == Some(true)
+        gw.presence_of("owner@a.test").await == Some(true)
     })
     .await;
     // So the colleague's approval is refused, and nothing is sent.
@@ -770,21 +639,69 @@ async fn typing_in_the_reply_box_holds_the_draft_and_a_colleague_sees_it_live() 
         )
         .await;
     assert_eq!(r.status, 303);
-    let state: String = sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1::uuid")
-        .bind(&draft)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(state, "pending");
-    let typed = js(&b, "return document.getElementById('draft-text').value").await;
+    assert_eq!(gw.draft_state(draft).await, "pending");
+    let typed = b
+        .js("return document.getElementById('draft-text').value")
+        .await;
     assert!(typed.as_str().unwrap().ends_with("Até breve!"), "{typed}");
     b.screenshot("conversation-presence").await;
 
     // Leaving the page says goodbye: the draft is free for the colleague at once.
     b.goto(&gw.w.server.url("/t/clinic-a")).await;
     crate::harness::eventually("the owner's presence is gone", || async {
-        presence_of(&gw, "owner@a.test").await.is_none()
+        gw.presence_of("owner@a.test").await.is_none()
     })
     .await;
+    b.close().await;
+}
+
+/// A customer writes while the reviewer types a reply: the message joins the open thread
+/// live, fetched as the page's regions alone (`?fragment=…`, never the whole page again),
+/// and the typed reply and its focus stay.
+#[tokio::test]
+async fn a_new_message_joins_the_open_thread_as_a_fragment_and_the_typed_reply_stays() {
+    let gw = TestApp::init()
+        .with_customer("Q1", "5511988887777", "Ana", "Oi, tudo bem?")
+        .build()
+        .await;
+    let conv = gw.only_conversation().await;
+    let b = Browser::start().await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
+    b.goto(
+        &gw.w
+            .server
+            .url(&format!("/t/clinic-a/conversations/{conv}")),
+    )
+    .await;
+    b.wait_text("#thread", "Oi, tudo bem?").await;
+    b.el("#text").await.send_keys("Já respondo").await.unwrap();
+    // Let the EventSource connect before anything changes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    gw.customer_writes("Q2", "5511988887777", "Ana", "Vocês abrem amanhã?")
+        .await;
+    b.wait_text("#thread", "Vocês abrem amanhã?").await;
+    let state = b
+        .js("return { typed: document.getElementById('text').value,
+                      focused: document.activeElement.id,
+                      fetched: performance.getEntriesByType('resource').map(e => e.name)
+                        .filter(n => n.includes('/conversations/') && !n.endsWith('/presence')) };")
+        .await;
+    assert_eq!(state["typed"], json!("Já respondo"), "{state}");
+    assert_eq!(state["focused"], json!("text"), "{state}");
+    let fetched = state["fetched"].as_array().unwrap();
+    assert!(!fetched.is_empty(), "{state}");
+    assert!(
+        fetched
+            .iter()
+            .all(|u| u.as_str().unwrap().contains("fragment=")),
+        "only fragments were fetched: {state}"
+    );
+    assert!(
+        fetched
+            .iter()
+            .any(|u| u.as_str().unwrap().contains("thread")),
+        "{state}"
+    );
     b.close().await;
 }

@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -30,6 +30,7 @@ use crate::{
     error::{AppError, AppResult},
     http::{
         extract::{PageCtx, RequireRole, Reviewer, TenantCtx, Viewer},
+        fragment,
         middleware::redirect_with_flash,
         routes::{auth::form_error, portal::Shell},
     },
@@ -94,6 +95,16 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// The conversation list alone (`?fragment=inbox`), for live updates.
+#[derive(Template)]
+#[template(path = "inbox/list_fragment.html")]
+pub struct ListFragment {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub rows: Vec<InboxRow>,
+    pub filters: Filters,
+}
+
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     #[serde(default)]
@@ -113,6 +124,9 @@ pub struct ListQuery {
     /// Cursor "<unix nanos>_<uuid>".
     #[serde(default)]
     before: Option<String>,
+    /// `inbox`: the list alone, for live updates ([`fragment`]).
+    #[serde(default)]
+    fragment: Option<String>,
 }
 
 /// The inbox's built-in views ("" is everything).
@@ -298,7 +312,8 @@ async fn list(
     ctx: PageCtx,
     t: RequireRole<Viewer>,
     Query(q): Query<ListQuery>,
-) -> AppResult<ListPage> {
+) -> AppResult<Response> {
+    let fragment = fragment::regions(q.fragment.as_deref(), &["inbox"])?;
     let tenant = t.id();
     let clock = tenant_clock(&state, &t).await?;
     let filters = Filters::parse(&q);
@@ -325,7 +340,11 @@ async fn list(
     let rows = conversations::list(&mut tx, &filter).await?;
     let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
     let urgent = crate::db::ai::urgent_conversations(&mut tx, &ids).await?;
-    let saved = conversations::saved_views(&mut tx, t.me.user.id).await?;
+    // The member's saved views are outside the list.
+    let saved = match fragment {
+        None => conversations::saved_views(&mut tx, t.me.user.id).await?,
+        Some(_) => Vec::new(),
+    };
     tx.commit().await?;
     let next = (rows.len() as i64 == PAGE_SIZE)
         .then(|| {
@@ -339,6 +358,15 @@ async fn list(
         v.urgent = urgent.contains(&r.id);
         views_rows.push(v);
     }
+    let shell = Shell::from_ctx(&t, "conversations");
+    if fragment.is_some() {
+        return fragment::render(&ListFragment {
+            ctx,
+            shell,
+            rows: views_rows,
+            filters,
+        });
+    }
     let views = VIEWS
         .iter()
         .map(|v| {
@@ -348,14 +376,15 @@ async fn list(
         .collect();
     Ok(ListPage {
         ctx,
-        shell: Shell::load(&state, &t, "conversations").await?,
+        shell,
         rows: views_rows,
         q: q.q,
         filters,
         views,
         saved,
         next,
-    })
+    }
+    .into_response())
 }
 
 pub struct MemberOption {
@@ -467,12 +496,7 @@ async fn load_conversation(
     let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
     let canned = db::canned::list(&mut tx).await?;
     let templates = db::templates::for_channel(&mut tx, conv.channel_id).await?;
-    let ai_ids: Vec<Uuid> = rows
-        .iter()
-        .filter(|m| m.author == "ai" && m.author_user_id.is_some())
-        .map(|m| m.id)
-        .collect();
-    let edited = db::ai::edited_by_message(&mut tx, &ai_ids).await?;
+    let edited = edited_of(&mut tx, &rows).await?;
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
@@ -495,12 +519,7 @@ async fn load_conversation(
         .into_iter()
         .map(|(_, h)| h)
         .collect();
-    let knowledge = match &latest_draft {
-        Some(d) if d.state == DraftState::Pending.as_str() && !d.knowledge_ids.is_empty() => {
-            db::ai::knowledge(&mut tx).await?
-        }
-        _ => Vec::new(),
-    };
+    let knowledge = draft_knowledge(&mut tx, latest_draft.as_ref()).await?;
     let pane_rows = conversations::list(
         &mut tx,
         &ListFilter {
@@ -532,56 +551,19 @@ async fn load_conversation(
     if assigned_to != conv.assigned_to {
         state.live.publish(tenant, &live::Event::Inbox).await;
     }
-    let reply_draft = match latest_draft.filter(|d| d.state == DraftState::Pending.as_str()) {
-        Some(d) => Some(ReplyDraft {
-            id: d.id,
-            text: crate::messaging::view::original_text(state, tenant, &d)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_default(),
-            provider: d.provider.clone(),
-            model: d.model.clone(),
-            note: d.escalation_reason.clone().unwrap_or_default(),
-            knowledge: d
-                .knowledge_ids
-                .iter()
-                .filter_map(|k| knowledge.iter().find(|e| e.id == *k))
-                .map(|e| (e.id, e.title.clone()))
-                .collect(),
-            editor: others
-                .iter()
-                .find(|h| h.editing && h.draft_id == Some(d.id))
-                .map(|h| h.name.clone()),
-        }),
-        None => None,
-    };
+    let reply_draft = reply_draft(state, tenant, latest_draft, &knowledge, &others).await;
     let older = (rows.len() as i64 == THREAD_PAGE)
         .then(|| {
             rows.last()
                 .map(|m| format!("{}_{}", m.sent_at.unix_timestamp_nanos(), m.id))
         })
         .flatten();
-    rows.reverse();
     let mut pane = Vec::with_capacity(pane_rows.len());
     for r in &pane_rows {
         pane.push(view::inbox_row(state, tenant, &clock, r).await);
     }
-    let mut thread = Vec::with_capacity(rows.len());
-    for m in &rows {
-        let mut tm = view::thread_message(state, tenant, &clock, m).await;
-        if let Some(user) = m.author_user_id.filter(|_| m.author == "ai") {
-            tm.review = Some(view::ReviewNote {
-                by: members
-                    .iter()
-                    .find(|x| x.user_id == user)
-                    .map(|x| x.name.clone())
-                    .unwrap_or_default(),
-                edited: edited.iter().any(|(id, e)| *id == m.id && *e),
-            });
-        }
-        thread.push(tm);
-    }
+    rows.reverse();
+    let thread = thread_view(state, tenant, &clock, &rows, &members, &edited).await;
     let channel_kind = channel.as_ref().map(|c| c.kind.clone()).unwrap_or_default();
     let now = state.now();
     let mut shell = Shell::from_ctx(t, "conversations");
@@ -636,6 +618,221 @@ async fn load_conversation(
     })
 }
 
+/// Which of the AI's messages in `rows` a reviewer edited before approving.
+async fn edited_of(
+    tx: &mut sqlx::PgConnection,
+    rows: &[messages::Message],
+) -> AppResult<Vec<(Uuid, bool)>> {
+    let ai_ids: Vec<Uuid> = rows
+        .iter()
+        .filter(|m| m.author == "ai" && m.author_user_id.is_some())
+        .map(|m| m.id)
+        .collect();
+    Ok(db::ai::edited_by_message(tx, &ai_ids).await?)
+}
+
+/// The knowledge entries a pending draft drew on may be named: the tenant's entries then.
+async fn draft_knowledge(
+    tx: &mut sqlx::PgConnection,
+    latest: Option<&db::ai::Draft>,
+) -> AppResult<Vec<crate::domain::knowledge::KnowledgeEntry>> {
+    Ok(match latest {
+        Some(d) if d.state == DraftState::Pending.as_str() && !d.knowledge_ids.is_empty() => {
+            db::ai::knowledge(tx).await?
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// The thread as shown, oldest first (`rows` in that order), with who approved the AI's
+/// messages and whether they edited them.
+async fn thread_view(
+    state: &AppState,
+    tenant: Uuid,
+    clock: &Clock,
+    rows: &[messages::Message],
+    members: &[db_accounts::Member],
+    edited: &[(Uuid, bool)],
+) -> Vec<ThreadMessage> {
+    let mut thread = Vec::with_capacity(rows.len());
+    for m in rows {
+        let mut tm = view::thread_message(state, tenant, clock, m).await;
+        if let Some(user) = m.author_user_id.filter(|_| m.author == "ai") {
+            tm.review = Some(view::ReviewNote {
+                by: members
+                    .iter()
+                    .find(|x| x.user_id == user)
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default(),
+                edited: edited.iter().any(|(id, e)| *id == m.id && *e),
+            });
+        }
+        thread.push(tm);
+    }
+    thread
+}
+
+/// The latest draft as the reply box offers it, when it waits for review.
+async fn reply_draft(
+    state: &AppState,
+    tenant: Uuid,
+    latest: Option<db::ai::Draft>,
+    knowledge: &[crate::domain::knowledge::KnowledgeEntry],
+    others: &[presence::Here],
+) -> Option<ReplyDraft> {
+    let d = latest.filter(|d| d.state == DraftState::Pending.as_str())?;
+    Some(ReplyDraft {
+        id: d.id,
+        text: view::original_text(state, tenant, &d)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        provider: d.provider.clone(),
+        model: d.model.clone(),
+        note: d.escalation_reason.clone().unwrap_or_default(),
+        knowledge: d
+            .knowledge_ids
+            .iter()
+            .filter_map(|k| knowledge.iter().find(|e| e.id == *k))
+            .map(|e| (e.id, e.title.clone()))
+            .collect(),
+        editor: others
+            .iter()
+            .find(|h| h.editing && h.draft_id == Some(d.id))
+            .map(|h| h.name.clone()),
+    })
+}
+
+/// The conversation page's live regions.
+const CONVERSATION_REGIONS: &[&str] = &["pane", "presence", "thread", "reply"];
+
+/// Some of the conversation page's live regions alone (`?fragment=thread,reply,…`), for
+/// live updates: the fields of the regions not asked for stay empty.
+#[derive(Template)]
+#[template(path = "inbox/conversation_fragment.html")]
+pub struct ConversationFragment {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub id: Uuid,
+    pub regions: Vec<&'static str>,
+    pub pane: Vec<InboxRow>,
+    pub pane_query: String,
+    pub others: Vec<presence::Here>,
+    pub messages: Vec<ThreadMessage>,
+    pub error: Option<&'static str>,
+    pub draft: String,
+    pub reply_draft: Option<ReplyDraft>,
+    pub window_open: bool,
+    pub window_closes: Option<String>,
+    pub channel_kind: String,
+    pub canned: Vec<db::canned::Canned>,
+    pub templates: Vec<db::templates::Template>,
+}
+
+impl ConversationFragment {
+    pub fn wants(&self, region: &str) -> bool {
+        self.regions.contains(&region)
+    }
+
+    /// A URL under this conversation (as [`ConversationPage::url`]).
+    pub fn url(&self, rest: &str) -> String {
+        format!("/t/{}/conversations/{}{}", self.shell.slug, self.id, rest)
+    }
+}
+
+/// Loads only what the asked-for regions show: no contact, audit entry, presence
+/// arrival or assignment (the page did those when it was opened). The thread still marks
+/// the conversation read, as the page does: the member is looking at the new messages.
+async fn conversation_fragment(
+    state: &AppState,
+    ctx: PageCtx,
+    t: &TenantCtx,
+    id: Uuid,
+    before: Option<(OffsetDateTime, Uuid)>,
+    pane_filters: &Filters,
+    regions: Vec<&'static str>,
+) -> AppResult<Response> {
+    let tenant = t.id();
+    let me = t.me.user.id;
+    let wants = |r: &str| regions.contains(&r);
+    let clock = tenant_clock(state, t).await?;
+    let mut f = ConversationFragment {
+        ctx,
+        shell: Shell::from_ctx(t, "conversations"),
+        id,
+        regions: regions.clone(),
+        pane: Vec::new(),
+        pane_query: pane_filters.query(),
+        others: Vec::new(),
+        messages: Vec::new(),
+        error: None,
+        draft: String::new(),
+        reply_draft: None,
+        window_open: false,
+        window_closes: None,
+        channel_kind: String::new(),
+        canned: Vec::new(),
+        templates: Vec::new(),
+    };
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    // Another tenant's conversation (or none) is a 404, as the page is.
+    let conv = conversations::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if wants("thread") {
+        let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
+        let members = db_accounts::members(&mut tx).await?;
+        let edited = edited_of(&mut tx, &rows).await?;
+        if before.is_none() {
+            conversations::mark_read(&mut tx, id).await?;
+            // The badge was counted before the conversation was marked read.
+            if conv.status == "open" {
+                f.shell.unread = (f.shell.unread - i64::from(conv.unread_count)).max(0);
+            }
+        }
+        rows.reverse();
+        f.messages = thread_view(state, tenant, &clock, &rows, &members, &edited).await;
+    }
+    let reply = wants("reply") && t.can(crate::domain::account::Role::Reviewer);
+    if wants("presence") || reply {
+        f.others = presence::others_on(state, &mut tx, &[id], me)
+            .await?
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect();
+    }
+    if reply {
+        let channel = db::channels::get(&mut tx, conv.channel_id).await?;
+        let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
+        let knowledge = draft_knowledge(&mut tx, latest_draft.as_ref()).await?;
+        f.canned = db::canned::list(&mut tx).await?;
+        f.templates = db::templates::for_channel(&mut tx, conv.channel_id).await?;
+        f.channel_kind = channel.map(|c| c.kind).unwrap_or_default();
+        f.window_open =
+            review_rules::window_open(&f.channel_kind, conv.last_inbound_at, state.now());
+        f.window_closes = conv
+            .last_inbound_at
+            .map(|t| clock.full(t + review_rules::SERVICE_WINDOW));
+        f.reply_draft = reply_draft(state, tenant, latest_draft, &knowledge, &f.others).await;
+    }
+    if wants("pane") {
+        let rows = conversations::list(
+            &mut tx,
+            &ListFilter {
+                limit: PANE_SIZE,
+                ..pane_filters.list_filter(me, state.now())
+            },
+        )
+        .await?;
+        for r in &rows {
+            f.pane.push(view::inbox_row(state, tenant, &clock, r).await);
+        }
+    }
+    tx.commit().await?;
+    fragment::render(&f)
+}
+
 #[derive(Deserialize, Default)]
 pub struct ThreadQuery {
     before: Option<String>,
@@ -652,6 +849,9 @@ pub struct ThreadQuery {
     unread: Option<String>,
     #[serde(default)]
     mine: Option<String>,
+    /// Some of `pane`, `presence`, `thread`, `reply`: those regions alone ([`fragment`]).
+    #[serde(default)]
+    fragment: Option<String>,
 }
 
 /// How many conversations the list pane beside a thread shows.
@@ -663,7 +863,8 @@ async fn show(
     t: RequireRole<Viewer>,
     Path((_s, id)): Path<(String, Uuid)>,
     Query(q): Query<ThreadQuery>,
-) -> AppResult<ConversationPage> {
+) -> AppResult<Response> {
+    let regions = fragment::regions(q.fragment.as_deref(), CONVERSATION_REGIONS)?;
     let before = q.before.as_deref().and_then(parse_cursor);
     let pane = Filters::parse(&ListQuery {
         view: q.view,
@@ -673,7 +874,14 @@ async fn show(
         mine: q.mine,
         ..ListQuery::default()
     });
-    load_conversation(&state, ctx, &t, id, before, q.undo, &pane).await
+    match regions {
+        Some(regions) => conversation_fragment(&state, ctx, &t, id, before, &pane, regions).await,
+        None => Ok(
+            load_conversation(&state, ctx, &t, id, before, q.undo, &pane)
+                .await?
+                .into_response(),
+        ),
+    }
 }
 
 #[derive(Deserialize)]

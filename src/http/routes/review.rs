@@ -8,7 +8,7 @@ use askama_web::WebTemplate;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -22,6 +22,7 @@ use crate::{
     error::{AppError, AppResult},
     http::{
         extract::{PageCtx, RequireRole, Reviewer, TenantCtx},
+        fragment,
         middleware::redirect_with_flash,
         routes::portal::Shell,
     },
@@ -102,6 +103,16 @@ pub struct QueuePage {
     pub next_page: Option<String>,
 }
 
+/// The review list alone (`?fragment=review`), for live updates.
+#[derive(Template)]
+#[template(path = "review/fragment.html")]
+pub struct QueueFragment {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub cards: Vec<DraftCard>,
+    pub pending_calls: Vec<decide::CallView>,
+}
+
 pub struct UndoOffer {
     pub draft_id: Uuid,
     pub contact: String,
@@ -122,6 +133,8 @@ pub struct QueueQuery {
     age: String,
     #[serde(default)]
     page: u32,
+    /// `review`: the list alone, for live updates ([`fragment`]).
+    fragment: Option<String>,
 }
 
 /// The queue's "waiting longer than" choices, in minutes.
@@ -135,16 +148,21 @@ async fn queue(
     ctx: PageCtx,
     t: RequireRole<Reviewer>,
     Query(q): Query<QueueQuery>,
-) -> AppResult<QueuePage> {
+) -> AppResult<Response> {
+    let fragment = fragment::regions(q.fragment.as_deref(), &["review"])?;
     let tenant = t.id();
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    // The list alone skips what only the rest of the page shows (the undo offer) and takes
+    // the time zone the tenant extractor loaded.
     let undo = match q.undo {
-        Some(id) => undo_offer(&state, &mut tx, tenant, id, now).await?,
-        None => None,
+        Some(id) if fragment.is_none() => undo_offer(&state, &mut tx, tenant, id, now).await?,
+        _ => None,
     };
-    let settings = db::accounts::settings(&mut tx).await?;
-    let clock = Clock::new(&settings.time_zone, now);
+    let clock = match (&fragment, &t.chrome.time_zone) {
+        (Some(_), Some(tz)) => Clock::new(tz, now),
+        _ => Clock::new(&db::accounts::settings(&mut tx).await?.time_zone, now),
+    };
     let show = match q.show.as_str() {
         s @ ("drafts" | "escalations") => s,
         _ => "",
@@ -295,6 +313,15 @@ async fn queue(
         pending_calls.push(decide::call_view(&state, tenant, &c).await);
     }
     tx.commit().await?;
+    let shell = Shell::from_ctx(&t, "review");
+    if fragment.is_some() {
+        return fragment::render(&QueueFragment {
+            ctx,
+            shell,
+            cards,
+            pending_calls,
+        });
+    }
     let first = page * QUEUE_LIMIT + 1;
     let range = if shown == 0 {
         String::new()
@@ -310,7 +337,7 @@ async fn queue(
     };
     Ok(QueuePage {
         ctx,
-        shell: Shell::load(&state, &t, "review").await?,
+        shell,
         cards,
         pending_calls,
         undo,
@@ -323,7 +350,8 @@ async fn queue(
         range,
         prev_page: (page > 0).then(|| page_query(page - 1)),
         next_page: ((page + 1) * QUEUE_LIMIT < total).then(|| page_query(page + 1)),
-    })
+    }
+    .into_response())
 }
 
 /// The undo offer for a draft this tenant approved, while its reply is still queued and

@@ -3,7 +3,12 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{Form, Router, extract::State, response::Response, routing::get};
+use axum::{
+    Form, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -15,6 +20,7 @@ use crate::{
     gateway::{InboundEvent, InboundMessage, MessageKind},
     http::{
         extract::{Admin, PageCtx, RequireRole},
+        fragment,
         middleware::redirect_with_flash,
         routes::portal::Shell,
     },
@@ -43,9 +49,20 @@ pub struct SimulatorPage {
     pub conversation: Option<Uuid>,
 }
 
+/// The thread alone (`?fragment=thread`), for live updates.
+#[derive(Template)]
+#[template(path = "inbox/simulator_fragment.html")]
+pub struct SimulatorFragment {
+    pub ctx: PageCtx,
+    pub shell: Shell,
+    pub messages: Vec<ThreadMessage>,
+}
+
 #[derive(Deserialize, Default)]
 pub struct SimQuery {
     phone: Option<String>,
+    /// `thread`: the thread alone, for live updates ([`fragment`]).
+    fragment: Option<String>,
 }
 
 async fn page(
@@ -53,7 +70,8 @@ async fn page(
     ctx: PageCtx,
     t: RequireRole<Admin>,
     axum::extract::Query(q): axum::extract::Query<SimQuery>,
-) -> AppResult<SimulatorPage> {
+) -> AppResult<Response> {
+    let fragment = fragment::regions(q.fragment.as_deref(), &["thread"])?;
     let phone = q
         .phone
         .and_then(|p| Phone::try_from(p.as_str()).ok())
@@ -94,14 +112,23 @@ async fn page(
         }
     }
     tx.commit().await?;
+    let shell = Shell::from_ctx(&t, "simulator");
+    if fragment.is_some() {
+        return fragment::render(&SimulatorFragment {
+            ctx,
+            shell,
+            messages: thread,
+        });
+    }
     Ok(SimulatorPage {
         ctx,
-        shell: Shell::load(&state, &t, "simulator").await?,
+        shell,
         phone,
         name: "Maria Teste".into(),
         messages: thread,
         conversation,
-    })
+    }
+    .into_response())
 }
 
 #[derive(Deserialize)]
