@@ -3,6 +3,10 @@
 //! `serve` runs the portal and webhooks, `worker` runs background jobs, `all` runs both.
 //! See README.md for the architecture.
 
+// A `pub` item that no path outside its private module reaches is `pub(crate)` or narrower;
+// `clippy -D warnings` (CI) makes this an error.
+#![warn(unreachable_pub)]
+
 /// mimalloc for every binary linking us: under many concurrent requests glibc's allocator
 /// spent a measurable share of the ingest benchmark's CPU in arena locks and consolidation.
 #[global_allocator]

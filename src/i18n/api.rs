@@ -1,6 +1,6 @@
 //! Strings for The tenant API (`/api/v1`) and its tokens page: `(key, en, pt-BR)`, as in `messages.rs`.
 
-pub static MESSAGES: &[(&str, &str, &str)] = &[
+pub(super) static MESSAGES: &[(&str, &str, &str)] = &[
     ("portal.nav.api", "API", "API"),
     // Problem titles (RFC 9457 `title`), by status.
     ("api.status.400", "Bad request", "Requisição inválida"),

@@ -1,6 +1,6 @@
 //! Strings for Outgoing webhooks (endpoints, deliveries): `(key, en, pt-BR)`, as in `messages.rs`.
 
-pub static MESSAGES: &[(&str, &str, &str)] = &[
+pub(super) static MESSAGES: &[(&str, &str, &str)] = &[
     ("portal.nav.webhooks", "Webhooks", "Webhooks"),
     (
         "webhooks.lead",
