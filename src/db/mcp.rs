@@ -5,6 +5,8 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::mcp::CallState;
+
 #[derive(Clone, Debug)]
 pub struct Server {
     pub id: Uuid,
@@ -434,19 +436,27 @@ pub async fn call(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Call
 pub async fn transition(
     conn: &mut PgConnection,
     id: Uuid,
-    from: &str,
-    to: &str,
+    from: CallState,
+    to: CallState,
     by: Option<Uuid>,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
+    if !from.may_become(to) {
+        tracing::warn!(
+            from = from.as_str(),
+            to = to.as_str(),
+            "tool call move refused"
+        );
+        return Ok(false);
+    }
     let r = sqlx::query!(
         r#"UPDATE mcp_tool_calls SET state = $3,
              decided_by = COALESCE($4, decided_by),
              decided_at = CASE WHEN $4::uuid IS NULL THEN decided_at ELSE $5 END
            WHERE id = $1 AND state = $2"#,
         id,
-        from,
-        to,
+        from.as_str(),
+        to.as_str(),
         by,
         now
     )
@@ -458,7 +468,7 @@ pub async fn transition(
 pub async fn finish_call(
     conn: &mut PgConnection,
     id: Uuid,
-    state: &str,
+    state: CallState,
     result_sealed: Option<&[u8]>,
     error: Option<&str>,
     latency_ms: i32,
@@ -468,7 +478,7 @@ pub async fn finish_call(
         r#"UPDATE mcp_tool_calls SET state = $2, result_sealed = $3, error = $4, latency_ms = $5, executed_at = $6
            WHERE id = $1 AND state = 'running'"#,
         id,
-        state,
+        state.as_str(),
         result_sealed,
         error,
         latency_ms,

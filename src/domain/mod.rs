@@ -6,6 +6,7 @@ pub mod events;
 pub mod knowledge;
 pub mod knowledge_import;
 pub mod labels;
+pub mod mcp;
 pub mod message;
 pub mod phone;
 pub mod plans;

@@ -16,6 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::domain::mcp::CallState;
+
 use super::{
     guard::{Guard, GuardError, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT},
     transport::GuardedHttp,
@@ -77,11 +79,11 @@ pub enum McpError {
 
 impl McpError {
     /// The outcome recorded on a call.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> CallState {
         match self {
-            McpError::Timeout => "timeout",
-            McpError::Guard(_) => "refused",
-            McpError::Failed(_) | McpError::Tool(_) => "error",
+            McpError::Timeout => CallState::Timeout,
+            McpError::Guard(_) => CallState::Refused,
+            McpError::Failed(_) | McpError::Tool(_) => CallState::Error,
         }
     }
 

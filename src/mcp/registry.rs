@@ -13,6 +13,7 @@ use super::{
     client::{MAX_RESULT_CHARS, header_name_ok},
     guard::REQUEST_TIMEOUT,
 };
+use crate::domain::mcp::CallState;
 use crate::{
     crypto::Aad,
     db::{
@@ -312,7 +313,16 @@ async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::R
     let Some(call) = db_mcp::call(&mut tx, call_id).await? else {
         return Ok(());
     };
-    if !db_mcp::transition(&mut tx, call.id, "approved", "running", None, now).await? {
+    if !db_mcp::transition(
+        &mut tx,
+        call.id,
+        CallState::Approved,
+        CallState::Running,
+        None,
+        now,
+    )
+    .await?
+    {
         return Ok(()); // ran already (or was never approved)
     }
     let server = match call.server_id {
@@ -355,13 +365,13 @@ async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::R
     let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let now = state.now();
     let (state_name, text, error) = match &outcome {
-        Ok(text) => ("done", text.clone(), None),
+        Ok(text) => (CallState::Done, text.clone(), None),
         Err(McpError::Tool(text)) => (
-            "failed",
+            CallState::Failed,
             text.clone(),
             Some(McpError::Tool(String::new()).describe()),
         ),
-        Err(e) => ("failed", String::new(), Some(e.describe())),
+        Err(e) => (CallState::Failed, String::new(), Some(e.describe())),
     };
     let result_sealed = if text.is_empty() {
         None
@@ -407,7 +417,7 @@ async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::R
         &Actor::system(),
         "mcp.call_executed",
         &call.conversation_id.to_string(),
-        json!({ "call": call.id, "tool": call.tool, "outcome": state_name }),
+        json!({ "call": call.id, "tool": call.tool, "outcome": state_name.as_str() }),
         now,
     )
     .await?;

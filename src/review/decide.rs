@@ -5,6 +5,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::conversation::Ownership;
+use crate::domain::mcp::CallState;
 use crate::domain::review::{Decision, DraftState};
 use crate::{
     crypto::Aad,
@@ -395,7 +396,16 @@ pub async fn approve_call(
     let c = db::mcp::call(&mut tx, call_id)
         .await?
         .ok_or(DecideError::NotFound)?;
-    if !db::mcp::transition(&mut tx, c.id, "pending", "approved", Some(user), now).await? {
+    if !db::mcp::transition(
+        &mut tx,
+        c.id,
+        CallState::Pending,
+        CallState::Approved,
+        Some(user),
+        now,
+    )
+    .await?
+    {
         return Err(DecideError::AlreadyDecided);
     }
     crate::mcp::registry::enqueue_call(&mut tx, tenant_id, c.id, now).await?;
@@ -425,7 +435,16 @@ pub async fn reject_call(
     let c = db::mcp::call(&mut tx, call_id)
         .await?
         .ok_or(DecideError::NotFound)?;
-    if !db::mcp::transition(&mut tx, c.id, "pending", "rejected", actor.id, now).await? {
+    if !db::mcp::transition(
+        &mut tx,
+        c.id,
+        CallState::Pending,
+        CallState::Rejected,
+        actor.id,
+        now,
+    )
+    .await?
+    {
         return Err(DecideError::AlreadyDecided);
     }
     audit::record(

@@ -887,7 +887,7 @@ async fn tool_loop(
                             format!("Error from the tool: {text}"),
                         ),
                         Err(e) => (
-                            e.outcome(),
+                            e.outcome().as_str(),
                             None,
                             Some(e.describe()),
                             format!(
