@@ -469,7 +469,12 @@ async fn load_conversation(
         .filter(|m| m.author == "ai" && m.author_user_id.is_some())
         .map(|m| m.id)
         .collect();
-    let edited = db::ai::edited_by_message(&mut tx, &ai_ids).await?;
+    // Most pages show no reviewed AI message: no need to ask which drafts were edited.
+    let edited = if ai_ids.is_empty() {
+        Vec::new()
+    } else {
+        db::ai::edited_by_message(&mut tx, &ai_ids).await?
+    };
     if before.is_none() {
         conversations::mark_read(&mut tx, id).await?;
     }
