@@ -9,3 +9,6 @@
 CREATE INDEX drafts_conversation ON drafts (tenant_id, conversation_id, created_at DESC);
 CREATE INDEX drafts_sent_message ON drafts (tenant_id, sent_message_id)
     WHERE sent_message_id IS NOT NULL;
+-- The reply box's canned replies: the tenant's own, in title order (the table had only its
+-- primary key, so every page read every tenant's canned replies).
+CREATE INDEX canned_replies_tenant ON canned_replies (tenant_id, title);
