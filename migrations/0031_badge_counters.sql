@@ -27,12 +27,19 @@ CREATE INDEX portal_counter_deltas_tenant ON portal_counter_deltas (tenant_id)
 -- Small and churned: vacuum it often so its index-only sums stay index-only.
 ALTER TABLE portal_counter_deltas SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
                                        autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 1000);
--- The application reads its tenant's rows; only the triggers below (as the owner) write.
--- Not FORCEd: the triggers run as the owner and may fire where no tenant is set (a
--- migration, a cascade from a tenant's deletion).
+-- The application reads its tenant's rows (FORCEd row-level security like every tenant
+-- table); only the triggers below write, as the owner (SECURITY DEFINER), who may write any
+-- tenant's rows: a trigger can fire where no tenant is set (a migration, the cascade of a
+-- tenant's deletion, a sweep across tenants).
 ALTER TABLE portal_counter_deltas ENABLE ROW LEVEL SECURITY;
+ALTER TABLE portal_counter_deltas FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON portal_counter_deltas
-    USING (tenant_id = app_current_tenant());
+    USING (tenant_id = app_current_tenant())
+    WITH CHECK (tenant_id = app_current_tenant());
+DO $$ BEGIN
+    EXECUTE format('CREATE POLICY counters_writer ON portal_counter_deltas TO %I USING (true) WITH CHECK (true)',
+                   current_user);
+END $$;
 REVOKE ALL ON portal_counter_deltas FROM sigmaai_app;
 GRANT SELECT ON portal_counter_deltas TO sigmaai_app;
 
