@@ -244,15 +244,14 @@ async fn the_badges_follow_ingest_reading_approval_resolving_and_deletion() {
     .fetch_one(&gw.w.t.owner)
     .await
     .unwrap();
-    let r = gw
-        .w
-        .owner
-        .submit(
-            "/t/clinic-a/review",
-            &format!("/t/clinic-a/drafts/{draft}/approve"),
-            &[],
-        )
-        .await;
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{draft}/approve"),
+                &[],
+            )
+            .await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(badges(&gw).await.1, 3);
     assert_eq!(badges(&gw).await, counted(&gw).await);
