@@ -295,15 +295,18 @@ pub async fn latest_for_conversation(
     conn: &mut PgConnection,
     conversation_id: Uuid,
 ) -> sqlx::Result<Option<Draft>> {
-    sqlx::query_as!(
-        Draft,
-        r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
-                  escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
-                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
-                  source_changed
-           FROM drafts WHERE conversation_id = $1 ORDER BY created_at DESC LIMIT 1"#,
-        conversation_id
+    // Newest by creation time, then by id (time-ordered v7): a regenerated draft can carry the
+    // same `created_at` as the one it replaced (one clock reading per turn), and an index scan
+    // returns ties in no useful order. `drafts_conversation` answers it.
+    sqlx::query_as::<_, Draft>(
+        "SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
+                escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
+                latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
+                source_changed
+         FROM drafts WHERE tenant_id = app_current_tenant() AND conversation_id = $1
+         ORDER BY created_at DESC, id DESC LIMIT 1",
     )
+    .bind(conversation_id)
     .fetch_optional(conn)
     .await
 }
