@@ -94,6 +94,24 @@ async fn main() -> anyhow::Result<()> {
         config.ingest.max_wait = std::time::Duration::from_millis(v.parse()?);
     }
     db::migrate(&config).await?;
+    // `BENCH_NO_BADGE_TRIGGERS=1`: without the triggers that maintain the badge counters
+    // (migration 0031), to measure what they cost ingest. The badges are then wrong.
+    if std::env::var("BENCH_NO_BADGE_TRIGGERS").is_ok_and(|v| v == "1") {
+        let mut owner = sqlx::PgConnection::connect(u.as_str()).await?;
+        for (table, trigger) in [
+            ("conversations", "conversations_unread_ins"),
+            ("conversations", "conversations_unread_upd"),
+            ("conversations", "conversations_unread_del"),
+            ("drafts", "drafts_waiting_ins"),
+            ("drafts", "drafts_waiting_upd"),
+            ("drafts", "drafts_waiting_del"),
+        ] {
+            sqlx::query(&format!("DROP TRIGGER {trigger} ON {table}"))
+                .execute(&mut owner)
+                .await?;
+        }
+        println!("badge counter triggers dropped (BENCH_NO_BADGE_TRIGGERS=1)");
+    }
     let state = sigmaai::connect(config, Arc::new(SystemClock)).await?;
 
     let created = accounts::sign_up(

@@ -295,15 +295,18 @@ pub async fn latest_for_conversation(
     conn: &mut PgConnection,
     conversation_id: Uuid,
 ) -> sqlx::Result<Option<Draft>> {
-    sqlx::query_as!(
-        Draft,
-        r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
-                  escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
-                  latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
-                  source_changed
-           FROM drafts WHERE conversation_id = $1 ORDER BY created_at DESC LIMIT 1"#,
-        conversation_id
+    // Newest by creation time, then by id (time-ordered v7): a regenerated draft can carry the
+    // same `created_at` as the one it replaced (one clock reading per turn), and an index scan
+    // returns ties in no useful order. `drafts_conversation` answers it.
+    sqlx::query_as::<_, Draft>(
+        "SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
+                escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
+                latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
+                source_changed
+         FROM drafts WHERE tenant_id = app_current_tenant() AND conversation_id = $1
+         ORDER BY created_at DESC, id DESC LIMIT 1",
     )
+    .bind(conversation_id)
     .fetch_optional(conn)
     .await
 }
@@ -695,20 +698,40 @@ pub async fn queue_page(
     conn: &mut PgConnection,
     f: &QueueFilter,
 ) -> sqlx::Result<(Vec<Draft>, i64)> {
-    const WHERE: &str = "d.state IN ('pending', 'escalated')
+    let rows = queue_rows(conn, f).await?;
+    let total = queue_total(conn, f).await?;
+    Ok((rows, total))
+}
+
+impl QueueFilter {
+    /// No filter but the page: the whole queue, which the page frame's waiting badge
+    /// (maintained, see migration 0031) already counts.
+    pub fn is_whole_queue(&self) -> bool {
+        self.state.is_none()
+            && self.assigned_to.is_none()
+            && !self.unassigned
+            && self.channel.is_none()
+            && self.created_before.is_none()
+    }
+}
+
+const QUEUE_WHERE: &str = "d.state IN ('pending', 'escalated')
              AND ($1::text IS NULL OR d.state = $1)
              AND ($2::uuid IS NULL OR c.assigned_to = $2)
              AND (NOT $3 OR c.assigned_to IS NULL)
              AND ($4::uuid IS NULL OR c.channel_id = $4)
              AND ($5::timestamptz IS NULL OR d.created_at < $5)";
-    let rows = sqlx::query_as::<_, Draft>(&format!(
+
+/// One page of the queue (`queue_page` without its count).
+pub async fn queue_rows(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Result<Vec<Draft>> {
+    sqlx::query_as::<_, Draft>(&format!(
         "SELECT d.id, d.conversation_id, d.contact_id, d.reply_to_message_id, d.state,
                 d.original_sealed, d.final_sealed, d.escalation_reason, d.provider, d.model,
                 d.prompt_version, d.knowledge_ids, d.input_tokens, d.output_tokens, d.latency_ms,
                 d.auto_sent, d.decided_by, d.decided_at, d.reject_reason, d.edited,
                 d.sent_message_id, d.created_at, d.source_changed
          FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id
-         WHERE d.tenant_id = app_current_tenant() AND {WHERE}
+         WHERE d.tenant_id = app_current_tenant() AND {QUEUE_WHERE}
          ORDER BY d.urgent DESC, d.created_at, d.id LIMIT $6 OFFSET $7"
     ))
     .bind(f.state)
@@ -718,8 +741,12 @@ pub async fn queue_page(
     .bind(f.created_before)
     .bind(f.limit)
     .bind(f.offset)
-    .fetch_all(&mut *conn)
-    .await?;
+    .fetch_all(conn)
+    .await
+}
+
+/// How many drafts the queue holds under this filter (the page and offset aside).
+pub async fn queue_total(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Result<i64> {
     // Without a filter on the conversation, the count needs no join: every draft has its
     // conversation (a foreign key), and `drafts_queue_order` alone answers it.
     let join = if f.assigned_to.is_some() || f.unassigned || f.channel.is_some() {
@@ -727,16 +754,15 @@ pub async fn queue_page(
     } else {
         "CROSS JOIN (SELECT NULL::uuid AS assigned_to, NULL::uuid AS channel_id) c"
     };
-    let total: i64 = sqlx::query_scalar(&format!(
+    sqlx::query_scalar(&format!(
         "SELECT count(*) FROM drafts d {join}
-         WHERE d.tenant_id = app_current_tenant() AND {WHERE}"
+         WHERE d.tenant_id = app_current_tenant() AND {QUEUE_WHERE}"
     ))
     .bind(f.state)
     .bind(f.assigned_to)
     .bind(f.unassigned)
     .bind(f.channel)
     .bind(f.created_before)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok((rows, total))
+    .fetch_one(conn)
+    .await
 }

@@ -19,7 +19,7 @@
 
 use crate::{
     harness::statements_of,
-    review::{clinic_knowledge, now},
+    review::{clinic_knowledge, mock_send_ok, now},
     wa::{Gw, evo_text},
 };
 
@@ -211,4 +211,121 @@ async fn a_live_fragment_costs_fewer_statements_than_its_page() {
             );
         }
     }
+}
+
+/// The badges as the database would count them (the owner, every row).
+async fn counted(gw: &Gw) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT COALESCE(sum(unread_count), 0)::bigint FROM conversations
+                  WHERE status = 'open' AND unread_count > 0),
+                (SELECT count(*) FROM drafts WHERE state IN ('pending', 'escalated'))",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap()
+}
+
+/// What the page frame shows: (unread, waiting for review).
+async fn badges(gw: &Gw) -> (i64, i64) {
+    let page = gw.w.owner.get("/t/clinic-a").await;
+    assert_eq!(page.status, 200);
+    (
+        badge(&page.body, "unread-count").parse().unwrap(),
+        badge(&page.body, "review-count").parse().unwrap(),
+    )
+}
+
+async fn conversation_of(gw: &Gw, external_id: &str) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = $1")
+        .bind(external_id)
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap()
+}
+
+/// The badges are maintained counters (migration 0031), not counts: they must follow every
+/// change of what they count — ingest, reading, approving, marking resolved, deleting.
+#[tokio::test]
+async fn the_badges_follow_ingest_reading_approval_resolving_and_deletion() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    mock_send_ok(&gw).await;
+    patients(&gw, 0, 4).await;
+    assert_eq!(badges(&gw).await, (4, 4));
+    assert_eq!(counted(&gw).await, (4, 4));
+    // Ingest into a known conversation: one more unread.
+    let (status, body) = gw
+        .evo(&evo_text(
+            "Q0b",
+            &format!("55119{:08}", 20_000_000),
+            "Paciente 0",
+            now(&gw),
+            "Ainda estão aí?",
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(badges(&gw).await.0, 5);
+    assert_eq!(badges(&gw).await, counted(&gw).await);
+    // Reading a conversation clears its unread.
+    let read = conversation_of(&gw, "Q1").await;
+    assert_eq!(
+        gw.w.owner
+            .get(&format!("/t/clinic-a/conversations/{read}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(badges(&gw).await, (4, 4));
+    // Approving a draft takes it off the review badge.
+    let draft: uuid::Uuid = sqlx::query_scalar(
+        "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.reply_to_message_id
+         WHERE m.external_id = 'Q2' AND d.state = 'pending'",
+    )
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("/t/clinic-a/drafts/{draft}/approve"),
+                &[],
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(badges(&gw).await.1, 3);
+    assert_eq!(badges(&gw).await, counted(&gw).await);
+    // A resolved conversation's unread messages leave the badge.
+    let resolved = conversation_of(&gw, "Q3").await;
+    let thread = format!("/t/clinic-a/conversations/{resolved}");
+    sqlx::query("UPDATE conversations SET unread_count = 2 WHERE id = $1")
+        .bind(resolved)
+        .execute(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let before = badges(&gw).await.0;
+    let r =
+        gw.w.owner
+            .submit(
+                "/t/clinic-a/review",
+                &format!("{thread}/status"),
+                &[("status", "resolved")],
+            )
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(badges(&gw).await.0, before - 2);
+    assert_eq!(badges(&gw).await, counted(&gw).await);
+    // Deleting a conversation (and erasing its only contact) takes its unread and its
+    // waiting draft away.
+    let gone = conversation_of(&gw, "Q0").await;
+    let thread = format!("/t/clinic-a/conversations/{gone}");
+    let r =
+        gw.w.owner
+            .submit("/t/clinic-a/review", &format!("{thread}/delete"), &[])
+            .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (unread, waiting) = badges(&gw).await;
+    assert_eq!((unread, waiting), counted(&gw).await);
+    assert!(unread <= before - 4, "Q0's two unread messages are gone");
+    assert_eq!(waiting, 2, "Q0's draft is gone");
 }

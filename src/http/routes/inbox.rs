@@ -628,6 +628,10 @@ async fn edited_of(
         .filter(|m| m.author == "ai" && m.author_user_id.is_some())
         .map(|m| m.id)
         .collect();
+    // Most pages show no reviewed AI message: no need to ask which drafts were edited.
+    if ai_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(db::ai::edited_by_message(tx, &ai_ids).await?)
 }
 

@@ -200,7 +200,14 @@ async fn queue(
         limit: QUEUE_LIMIT,
         offset: page * QUEUE_LIMIT,
     };
-    let (drafts, total) = db_ai::queue_page(&mut tx, &filter).await?;
+    let drafts = db_ai::queue_rows(&mut tx, &filter).await?;
+    // The whole queue's size is the waiting badge the page frame already read (a maintained
+    // counter); only a filtered queue is counted here. Never fewer than the page shows.
+    let total = if filter.is_whole_queue() {
+        t.chrome.waiting.max(filter.offset + drafts.len() as i64)
+    } else {
+        db_ai::queue_total(&mut tx, &filter).await?
+    };
     let shown = drafts.len() as i64;
     let channel_q = channel.map(|c| c.to_string()).unwrap_or_default();
     let age_q = age.map(|a| a.to_string()).unwrap_or_default();
