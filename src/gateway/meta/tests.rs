@@ -1,4 +1,6 @@
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use super::*;
 use crate::gateway::{DeliveryStatus, MediaKind, MediaSource, MessageKind};
