@@ -322,12 +322,12 @@ async fn main() -> anyhow::Result<()> {
         let mut lat = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t0 = Instant::now();
-            let t = db::accounts::tenant_by_slug(&state.db, "bench").await?;
+            let t = db::tenants::tenant_by_slug(&state.db, "bench").await?;
             anyhow::ensure!(t.is_some());
             let mut tx = db::begin_tenant(&state.db, tenant).await?;
-            db::accounts::role_in_tenant(&mut tx, user).await?;
+            db::memberships::role_in_tenant(&mut tx, user).await?;
             tx.commit().await?;
-            db::accounts::tenants_of_user(&state.db, user).await?;
+            db::tenants::tenants_of_user(&state.db, user).await?;
             for step in 0..3 {
                 let mut tx = db::begin_tenant(&state.db, tenant).await?;
                 match step {
@@ -345,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
         let mut lat = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t0 = Instant::now();
-            let c = db::accounts::portal_chrome(&state.db, "bench", user, month).await?;
+            let c = db::tenants::portal_chrome(&state.db, "bench", user, month).await?;
             anyhow::ensure!(c.is_some(), "the bench owner sees the bench tenant");
             lat.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
@@ -1119,7 +1119,7 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
     let secs = env("BENCH_PAGE_SECS", 15.0);
     let cookie = sigmaai::http::session::start_session(state, user, "bench", "127.0.0.1").await?;
     let cookie = format!("{}={}", cookie.name(), cookie.value());
-    let tenant = db::accounts::tenant_by_slug(&state.db, "bench")
+    let tenant = db::tenants::tenant_by_slug(&state.db, "bench")
         .await?
         .ok_or_else(|| anyhow::anyhow!("bench tenant"))?;
     let mut tx = db::begin_tenant(&state.db, tenant.id).await?;

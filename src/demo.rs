@@ -3,7 +3,7 @@
 
 use crate::{
     accounts::{self, FormError, Signup},
-    db::accounts as db_accounts,
+    db,
     state::AppState,
 };
 
@@ -128,11 +128,11 @@ pub async fn seed(state: &AppState) -> anyhow::Result<bool> {
         !state.config.is_production(),
         "refusing to create a demo tenant with a published password in production"
     );
-    if db_accounts::user_by_email(&state.db, DEMO_EMAIL)
+    if db::users::user_by_email(&state.db, DEMO_EMAIL)
         .await?
         .is_some()
     {
-        if let Some(t) = db_accounts::tenant_by_slug(&state.db, DEMO_SLUG).await? {
+        if let Some(t) = db::tenants::tenant_by_slug(&state.db, DEMO_SLUG).await? {
             seed_content(state, t.id).await?;
         }
         return Ok(false);

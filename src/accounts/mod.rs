@@ -9,7 +9,9 @@ use crate::{
     auth::{INVITATION_LIFETIME, RESET_LIFETIME, password, tokens},
     db::{
         self,
-        accounts::{self, NewInvitation, NewUser, is_unique_violation},
+        invitations::NewInvitation,
+        is_unique_violation,
+        users::NewUser,
         audit::{self, Actor},
     },
     domain::{
@@ -84,7 +86,7 @@ pub async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormErr
     let (user_id, tenant_id) = (Uuid::now_v7(), Uuid::now_v7());
 
     let mut tx = state.db.begin().await?;
-    accounts::insert_user(
+    db::users::insert_user(
         &mut tx,
         NewUser {
             id: user_id,
@@ -104,7 +106,7 @@ pub async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormErr
             e.into()
         }
     })?;
-    accounts::insert_tenant(&mut tx, tenant_id, slug.as_str(), &business, plan, now)
+    db::tenants::insert_tenant(&mut tx, tenant_id, slug.as_str(), &business, plan, now)
         .await
         .map_err(|e| {
             if is_unique_violation(&e, "tenants_slug_key") {
@@ -117,9 +119,9 @@ pub async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormErr
         .bind(tenant_id.to_string())
         .execute(&mut *tx)
         .await?;
-    accounts::add_member(&mut tx, tenant_id, user_id, Role::Owner, now).await?;
+    db::memberships::add_member(&mut tx, tenant_id, user_id, Role::Owner, now).await?;
     let lang = if s.language == "en" { "en" } else { "pt-BR" };
-    accounts::insert_tenant_settings(&mut tx, tenant_id, lang, now).await?;
+    db::tenants::insert_tenant_settings(&mut tx, tenant_id, lang, now).await?;
     audit::record(
         &mut tx,
         tenant_id,
@@ -146,8 +148,8 @@ pub async fn audit_login(
     method: &str,
 ) -> anyhow::Result<()> {
     let now = state.now();
-    for t in accounts::tenants_of_user(&state.db, user_id).await? {
-        if let Some(tenant) = accounts::tenant_by_slug(&state.db, &t.slug).await? {
+    for t in db::tenants::tenants_of_user(&state.db, user_id).await? {
+        if let Some(tenant) = db::tenants::tenant_by_slug(&state.db, &t.slug).await? {
             let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
             audit::record(
                 &mut tx,
@@ -173,8 +175,8 @@ pub async fn audit_user_event(
     action: &str,
 ) -> anyhow::Result<()> {
     let now = state.now();
-    for t in accounts::tenants_of_user(&state.db, user_id).await? {
-        if let Some(tenant) = accounts::tenant_by_slug(&state.db, &t.slug).await? {
+    for t in db::tenants::tenants_of_user(&state.db, user_id).await? {
+        if let Some(tenant) = db::tenants::tenant_by_slug(&state.db, &t.slug).await? {
             let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
             audit::record(
                 &mut tx,
@@ -212,21 +214,21 @@ pub async fn invite(
         return Err(FormError::Field("members.only_owner_owner"));
     }
     let now = state.now();
-    let tenant = accounts::tenant_by_id(&state.db, tenant_id)
+    let tenant = db::tenants::tenant_by_id(&state.db, tenant_id)
         .await?
         .ok_or(FormError::Field("error.not_found"))?;
     let plan = plans::by_id(&tenant.plan).unwrap_or(&plans::PLANS[0]);
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let members = accounts::members(&mut tx).await?;
+    let members = db::memberships::members(&mut tx).await?;
     if members.iter().any(|m| m.email == email.as_str()) {
         return Err(FormError::Field("members.already_member"));
     }
-    let pending = accounts::pending_invitation_count(&state.db, tenant_id, now).await?;
+    let pending = db::invitations::pending_invitation_count(&state.db, tenant_id, now).await?;
     if members.len() as i64 + pending >= i64::from(plan.seats) {
         return Err(FormError::Field("members.seats_full"));
     }
     let (token, hash) = tokens::new_link_token();
-    let invitation_id = accounts::create_invitation(
+    let invitation_id = db::invitations::create_invitation(
         &state.db,
         NewInvitation {
             tenant_id,
@@ -290,7 +292,7 @@ pub async fn revoke_invitation(
 ) -> Result<bool, FormError> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    if !accounts::revoke_invitation(&mut tx, tenant_id, id, now).await? {
+    if !db::invitations::revoke_invitation(&mut tx, tenant_id, id, now).await? {
         return Ok(false);
     }
     audit::record(
@@ -312,7 +314,7 @@ pub async fn revoke_invitation(
 /// few minutes share one e-mail (its idempotency key names the window).
 pub async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Result<()> {
     let email = email.trim().to_lowercase();
-    let Some(user) = accounts::user_by_email(&state.db, &email).await? else {
+    let Some(user) = db::users::user_by_email(&state.db, &email).await? else {
         return Ok(());
     };
     let now = state.now();
@@ -349,7 +351,7 @@ pub async fn accept_invitation(
     user_email: &str,
 ) -> Result<String, FormError> {
     let now = state.now();
-    let inv = accounts::invitation_by_token(&state.db, &tokens::hash_link_token(token))
+    let inv = db::invitations::invitation_by_token(&state.db, &tokens::hash_link_token(token))
         .await?
         .filter(|i| i.usable(now))
         .ok_or(FormError::Field("invite.invalid"))?;
@@ -357,15 +359,15 @@ pub async fn accept_invitation(
         return Err(FormError::Field("invite.wrong_account"));
     }
     let role = Role::try_from(inv.role.as_str()).map_err(FormError::Field)?;
-    let tenant = accounts::tenant_by_id(&state.db, inv.tenant_id)
+    let tenant = db::tenants::tenant_by_id(&state.db, inv.tenant_id)
         .await?
         .ok_or(FormError::Field("invite.invalid"))?;
     let mut tx = db::begin_tenant(&state.db, inv.tenant_id).await?;
-    if !accounts::consume_invitation(&mut tx, inv.id, now).await? {
+    if !db::invitations::consume_invitation(&mut tx, inv.id, now).await? {
         return Err(FormError::Field("invite.invalid"));
     }
-    if accounts::role_in_tenant(&mut tx, user_id).await?.is_none() {
-        accounts::add_member(&mut tx, inv.tenant_id, user_id, role, now).await?;
+    if db::memberships::role_in_tenant(&mut tx, user_id).await?.is_none() {
+        db::memberships::add_member(&mut tx, inv.tenant_id, user_id, role, now).await?;
     }
     audit::record(
         &mut tx,
@@ -394,12 +396,12 @@ pub async fn accept_invitation_new_account(
         return Err(FormError::Field("form.policy.required"));
     }
     let now = state.now();
-    let inv = accounts::invitation_by_token(&state.db, &tokens::hash_link_token(token))
+    let inv = db::invitations::invitation_by_token(&state.db, &tokens::hash_link_token(token))
         .await?
         .filter(|i| i.usable(now))
         .ok_or(FormError::Field("invite.invalid"))?;
     let email = Email::try_from(inv.email.as_str()).map_err(FormError::Field)?;
-    if accounts::user_by_email(&state.db, email.as_str())
+    if db::users::user_by_email(&state.db, email.as_str())
         .await?
         .is_some()
     {
@@ -410,7 +412,7 @@ pub async fn accept_invitation_new_account(
     let hash = password::hash(pw.expose()).await?;
     let user_id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    accounts::insert_user(
+    db::users::insert_user(
         &mut tx,
         NewUser {
             id: user_id,
@@ -447,8 +449,8 @@ pub async fn change_role(
     let new_role = Role::try_from(new_role).map_err(FormError::Field)?;
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let owners = accounts::lock_owner_count(&mut tx).await?;
-    let current = accounts::role_in_tenant(&mut tx, target)
+    let owners = db::memberships::lock_owner_count(&mut tx).await?;
+    let current = db::memberships::role_in_tenant(&mut tx, target)
         .await?
         .ok_or(FormError::Field("error.not_found"))?;
     if !may_manage(actor_role, current) || !may_manage(actor_role, new_role) {
@@ -457,7 +459,7 @@ pub async fn change_role(
     if current == Role::Owner && new_role != Role::Owner && owners <= 1 {
         return Err(FormError::Field("members.last_owner"));
     }
-    accounts::set_member_role(&mut tx, target, new_role).await?;
+    db::memberships::set_member_role(&mut tx, target, new_role).await?;
     audit::record(
         &mut tx,
         tenant_id,
@@ -482,8 +484,8 @@ pub async fn remove_member(
 ) -> Result<(), FormError> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let owners = accounts::lock_owner_count(&mut tx).await?;
-    let current = accounts::role_in_tenant(&mut tx, target)
+    let owners = db::memberships::lock_owner_count(&mut tx).await?;
+    let current = db::memberships::role_in_tenant(&mut tx, target)
         .await?
         .ok_or(FormError::Field("error.not_found"))?;
     if !may_manage(actor_role, current) {
@@ -492,9 +494,9 @@ pub async fn remove_member(
     if current == Role::Owner && owners <= 1 {
         return Err(FormError::Field("members.last_owner"));
     }
-    accounts::remove_member(&mut tx, target).await?;
-    accounts::revoke_all_sessions(&mut tx, target, None, now).await?;
-    accounts::revoke_resets(&mut tx, target, now).await?;
+    db::memberships::remove_member(&mut tx, target).await?;
+    db::sessions::revoke_all_sessions(&mut tx, target, None, now).await?;
+    db::resets::revoke_resets(&mut tx, target, now).await?;
     audit::record(
         &mut tx,
         tenant_id,
@@ -524,7 +526,7 @@ pub async fn issue_reset(
 ) -> Result<String, FormError> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let role = accounts::role_in_tenant(&mut tx, target)
+    let role = db::memberships::role_in_tenant(&mut tx, target)
         .await?
         .ok_or(FormError::Field("error.not_found"))?;
     if !may_manage(actor_role, role) {
@@ -534,7 +536,7 @@ pub async fn issue_reset(
         return Err(FormError::Field("members.reset_other_tenants"));
     }
     let (token, hash) = tokens::new_link_token();
-    accounts::create_reset(
+    db::resets::create_reset(
         &state.db,
         target,
         tenant_id,
@@ -564,7 +566,7 @@ async fn belongs_only_to(
     user_id: Uuid,
     tenant_id: Uuid,
 ) -> sqlx::Result<bool> {
-    Ok(accounts::membership_tenants(conn, user_id).await? == [tenant_id])
+    Ok(db::memberships::membership_tenants(conn, user_id).await? == [tenant_id])
 }
 
 /// Sets a new password from a reset link (once), ending every session of that user.
@@ -579,18 +581,18 @@ pub async fn complete_reset(
 ) -> Result<Uuid, FormError> {
     let now = state.now();
     let hash_tok = tokens::hash_link_token(token);
-    let user_id = accounts::reset_user(&state.db, &hash_tok, now)
+    let user_id = db::resets::reset_user(&state.db, &hash_tok, now)
         .await?
         .ok_or(FormError::Field("reset.invalid"))?;
-    let user = accounts::user_by_id(&state.db, user_id)
+    let user = db::users::user_by_id(&state.db, user_id)
         .await?
         .ok_or(FormError::Field("reset.invalid"))?;
     let email = Email::try_from(user.email.as_str()).map_err(FormError::Field)?;
     let pw = NewPassword::parse(password_raw, Some(&email)).map_err(FormError::Field)?;
     let hash = password::hash(pw.expose()).await?;
     let mut tx = state.db.begin().await?;
-    accounts::lock_user(&mut tx, user_id).await?;
-    let grant = accounts::consume_reset(&mut tx, &hash_tok, now)
+    db::users::lock_user(&mut tx, user_id).await?;
+    let grant = db::resets::consume_reset(&mut tx, &hash_tok, now)
         .await?
         .ok_or(FormError::Field("reset.invalid"))?;
     let Some(tenant_id) = grant.tenant_id else {
@@ -603,8 +605,8 @@ pub async fn complete_reset(
         if !self_service {
             return Err(FormError::Field("reset.invalid"));
         }
-        accounts::set_password_in(&mut tx, grant.user_id, &hash, now).await?;
-        accounts::revoke_all_sessions(&mut tx, grant.user_id, None, now).await?;
+        db::users::set_password_in(&mut tx, grant.user_id, &hash, now).await?;
+        db::sessions::revoke_all_sessions(&mut tx, grant.user_id, None, now).await?;
         tx.commit().await?;
         audit_user_event(state, grant.user_id, &user.email, "member.password_reset").await?;
         return Ok(grant.user_id);
@@ -631,8 +633,8 @@ pub async fn complete_reset(
         tx.commit().await?;
         return Err(FormError::Field("reset.invalid"));
     }
-    accounts::set_password_in(&mut tx, grant.user_id, &hash, now).await?;
-    accounts::revoke_all_sessions(&mut tx, grant.user_id, None, now).await?;
+    db::users::set_password_in(&mut tx, grant.user_id, &hash, now).await?;
+    db::sessions::revoke_all_sessions(&mut tx, grant.user_id, None, now).await?;
     audit::record(
         &mut tx,
         tenant_id,
@@ -655,7 +657,7 @@ pub async fn change_password(
     current: &str,
     new: &str,
 ) -> Result<(), FormError> {
-    let user = accounts::user_by_id(&state.db, user_id)
+    let user = db::users::user_by_id(&state.db, user_id)
         .await?
         .ok_or(FormError::Field("error.not_found"))?;
     if !password::verify(current, Some(&user.password_hash)).await? {
@@ -665,9 +667,9 @@ pub async fn change_password(
     let pw = NewPassword::parse(new, Some(&email)).map_err(FormError::Field)?;
     let hash = password::hash(pw.expose()).await?;
     let now = state.now();
-    accounts::set_password(&state.db, user_id, &hash, now).await?;
+    db::users::set_password(&state.db, user_id, &hash, now).await?;
     let mut conn = state.db.acquire().await?;
-    accounts::revoke_all_sessions(&mut conn, user_id, Some(keep_session), now).await?;
+    db::sessions::revoke_all_sessions(&mut conn, user_id, Some(keep_session), now).await?;
     Ok(())
 }
 
@@ -701,7 +703,7 @@ pub async fn note_device(
         .fetch_one(&mut *tx)
         .await?;
         if others > 0
-            && let Some(user) = accounts::user_by_id(&state.db, user_id).await?
+            && let Some(user) = db::users::user_by_id(&state.db, user_id).await?
         {
             let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
             let shown: String = user_agent.chars().take(160).collect();

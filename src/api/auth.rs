@@ -19,7 +19,7 @@ use crate::{
         tokens,
     },
     auth::throttle::Limit,
-    db::{self, accounts, api_tokens, audit::Actor},
+    db::{self, api_tokens, audit::Actor},
     state::AppState,
 };
 
@@ -100,7 +100,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> ApiResult<ApiC
     }
     api_tokens::touch(&mut tx, id, now).await?;
     tx.commit().await?;
-    let tenant = accounts::tenant_by_id(&state.db, tenant_id).await?;
+    let tenant = db::tenants::tenant_by_id(&state.db, tenant_id).await?;
     if tenant.is_none_or(|t| t.status == "terminated") {
         return Err(ApiError::unauthorized());
     }

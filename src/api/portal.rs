@@ -67,7 +67,7 @@ pub struct TokensPage {
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<TokensPage> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let settings = db::accounts::settings(&mut tx).await?;
+    let settings = db::tenants::settings(&mut tx).await?;
     let rows = api_tokens::list(&mut tx).await?;
     tx.commit().await?;
     let clock = Clock::new(&settings.time_zone, now);

@@ -8,10 +8,7 @@ pub mod totp;
 
 use time::Duration;
 
-/// A session ends after this long without a request.
-pub const IDLE_TIMEOUT: Duration = Duration::minutes(30);
-/// …and after this long in any case.
-pub const ABSOLUTE_TIMEOUT: Duration = Duration::hours(12);
+// A session's idle and absolute timeouts are `domain::account::{IDLE_TIMEOUT, ABSOLUTE_TIMEOUT}`.
 /// The JWT in the cookie lives this long and is re-issued while the session row is valid.
 pub const JWT_LIFETIME: Duration = Duration::minutes(15);
 /// Invitation links expire after a week; reset links after an hour.

@@ -6,7 +6,6 @@
 //! for that transaction alone (`set_config(…, true)`), so a pooled connection never carries
 //! one tenant's setting into another's work.
 
-pub mod accounts;
 pub mod ai;
 pub mod api_tokens;
 pub mod audit;
@@ -15,15 +14,23 @@ pub mod canned;
 pub mod channels;
 pub mod contacts;
 pub mod conversations;
+pub mod invitations;
 pub mod jobs;
 pub mod keystore;
 pub mod mcp;
+pub mod memberships;
 pub mod messages;
 pub mod outgoing;
 pub mod overview;
 pub mod presence;
 pub mod privacy;
+pub mod resets;
+pub mod sessions;
 pub mod templates;
+pub mod tenants;
+pub mod two_factor;
+pub mod users;
+
 mod tenant_tx;
 
 pub use tenant_tx::TenantTx;
@@ -182,4 +189,22 @@ pub async fn set_tenant(conn: &mut sqlx::PgConnection, tenant_id: Uuid) -> Resul
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// A transaction that sees one user's own memberships (and nothing tenant-scoped).
+pub async fn begin_user(
+    pool: &PgPool,
+    user_id: Uuid,
+) -> sqlx::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.user_id', $1, true)")
+        .bind(user_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Whether `e` is a unique violation of the named constraint.
+pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation() && d.constraint() == Some(constraint))
 }

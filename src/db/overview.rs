@@ -109,3 +109,34 @@ pub async fn weeks(
     .fetch_all(conn)
     .await
 }
+
+/// What a new tenant has done of its set-up (the overview's checklist), in one query.
+pub struct FirstSteps {
+    pub connected_number: bool,
+    pub added_knowledge: bool,
+    pub tried_simulator: bool,
+    pub invited_staff: bool,
+}
+
+impl FirstSteps {
+    pub fn all_done(&self) -> bool {
+        self.connected_number && self.added_knowledge && self.tried_simulator && self.invited_staff
+    }
+}
+
+pub async fn first_steps(conn: &mut PgConnection) -> sqlx::Result<FirstSteps> {
+    sqlx::query_as!(
+        FirstSteps,
+        r#"SELECT
+             EXISTS (SELECT 1 FROM channels WHERE tenant_id = app_current_tenant()
+                     AND kind <> 'simulator' AND deleted_at IS NULL) AS "connected_number!",
+             EXISTS (SELECT 1 FROM knowledge_entries WHERE tenant_id = app_current_tenant()) AS "added_knowledge!",
+             EXISTS (SELECT 1 FROM messages m JOIN channels c ON c.id = m.channel_id
+                     WHERE m.tenant_id = app_current_tenant() AND c.tenant_id = app_current_tenant()
+                       AND c.kind = 'simulator') AS "tried_simulator!",
+             (EXISTS (SELECT 1 FROM invitations WHERE tenant_id = app_current_tenant())
+              OR (SELECT count(*) FROM memberships WHERE tenant_id = app_current_tenant()) > 1) AS "invited_staff!""#
+    )
+    .fetch_one(conn)
+    .await
+}

@@ -2,6 +2,13 @@
 
 use std::fmt;
 
+use time::Duration;
+
+/// A session ends after this long without a request.
+pub const IDLE_TIMEOUT: Duration = Duration::minutes(30);
+/// …and after this long in any case.
+pub const ABSOLUTE_TIMEOUT: Duration = Duration::hours(12);
+
 /// A normalized (trimmed, lowercased) e-mail address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Email(String);

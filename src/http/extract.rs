@@ -12,7 +12,8 @@ use crate::{
     config::Config,
     db::{
         self,
-        accounts::{self, Chrome, Tenant, User},
+        tenants::{Chrome, Tenant},
+        users::User,
     },
     domain::account::Role,
     error::AppError,
@@ -244,7 +245,7 @@ where
             .await
             .map_err(|_| AppError::NotFound)?;
         let slug = params.get("slug").ok_or(AppError::NotFound)?;
-        let chrome = accounts::portal_chrome(
+        let chrome = db::tenants::portal_chrome(
             &state.db,
             slug,
             me.user.id,

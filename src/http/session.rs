@@ -19,9 +19,10 @@ use time::Duration;
 use uuid::Uuid;
 
 use crate::{
-    auth::{ABSOLUTE_TIMEOUT, tokens},
+    auth::tokens,
     config::Config,
-    db::accounts::{self, User},
+    db::{self, users::User},
+    domain::account::ABSOLUTE_TIMEOUT,
     state::AppState,
 };
 
@@ -70,7 +71,7 @@ pub async fn start_session(
     ip: &str,
 ) -> anyhow::Result<Cookie<'static>> {
     let now = state.now();
-    let sid = accounts::create_session(&state.db, user_id, user_agent, ip, now).await?;
+    let sid = db::sessions::create_session(&state.db, user_id, user_agent, ip, now).await?;
     crate::accounts::note_device(state, user_id, user_agent, ip).await?;
     let jwt = tokens::issue_session_jwt(&state.config.session_secret, sid, user_id, now)?;
     Ok(session_cookie(&state.config, jwt))
@@ -99,7 +100,7 @@ async fn resolve(state: &AppState, token: &str) -> Resolved {
     };
     let now = state.now();
     // The session and its user in one round trip.
-    let (row, user) = match accounts::valid_session_with_user(&state.db, claims.sid, now).await {
+    let (row, user) = match db::sessions::valid_session_with_user(&state.db, claims.sid, now).await {
         Ok(Some((row, user))) if row.user_id == claims.uid => (row, user),
         Ok(_) => return Resolved::Invalid,
         Err(e) => {
@@ -108,7 +109,7 @@ async fn resolve(state: &AppState, token: &str) -> Resolved {
         }
     };
     if row.last_seen_at + TOUCH_EVERY < now
-        && let Err(e) = accounts::touch_session(&state.db, row.id, now).await
+        && let Err(e) = db::sessions::touch_session(&state.db, row.id, now).await
     {
         tracing::warn!(error = %e, "could not record session activity");
     }

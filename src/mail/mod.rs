@@ -311,7 +311,7 @@ async fn build(
             let user = row.user_id.context("reset mail without a user")?;
             // Minted as it is sent, so no usable token waits in the outbox.
             let (token, hash) = tokens::new_link_token();
-            let made = crate::db::accounts::insert_self_service_reset(
+            let made = crate::db::resets::insert_self_service_reset(
                 &state.db,
                 user,
                 &hash,

@@ -162,7 +162,7 @@ pub async fn contact_bundle(
             continue;
         };
         let decided_by = match d.decided_by {
-            Some(u) => db::accounts::user_by_id(&state.db, u)
+            Some(u) => db::users::user_by_id(&state.db, u)
                 .await?
                 .map(|u| u.email),
             None => None,

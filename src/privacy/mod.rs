@@ -92,7 +92,7 @@ pub async fn stored_settings(
 }
 
 pub async fn plan_of(state: &AppState, tenant_id: Uuid) -> sqlx::Result<&'static plans::Plan> {
-    let t = db::accounts::tenant_by_id(&state.db, tenant_id).await?;
+    let t = db::tenants::tenant_by_id(&state.db, tenant_id).await?;
     Ok(t.as_ref()
         .and_then(|t| plans::by_id(&t.plan))
         .unwrap_or(&plans::PLANS[0]))

@@ -188,10 +188,10 @@ async fn run(
     {
         anyhow::bail!("media of this turn is still being fetched");
     }
-    let tenant_settings = db::accounts::settings(&mut tx).await?;
+    let tenant_settings = db::tenants::settings(&mut tx).await?;
     let knowledge = db_ai::knowledge(&mut tx).await?;
     let synonyms = ai::text::Synonyms::parse(&db_ai::synonyms(&mut tx).await?);
-    let tenant = db::accounts::tenant_by_id(&state.db, tenant_id).await?;
+    let tenant = db::tenants::tenant_by_id(&state.db, tenant_id).await?;
     let plan = tenant
         .as_ref()
         .and_then(|t| plans::by_id(&t.plan))

@@ -20,7 +20,7 @@ use crate::wiring::App;
 use crate::{
     accounts::{self, FormError},
     auth::{CHALLENGE_LIFETIME, tokens, totp},
-    db::accounts::{self as db_accounts, SessionRow, User},
+    db::{self, sessions::SessionRow, users::User},
     error::AppResult,
     http::{
         extract::{CurrentUser, PageCtx},
@@ -88,7 +88,7 @@ async fn load_page(
     me: &CurrentUser,
     error: Option<&'static str>,
 ) -> AppResult<AccountPage> {
-    let rows = db_accounts::active_sessions(&state.db, me.user.id, state.now()).await?;
+    let rows = db::sessions::active_sessions(&state.db, me.user.id, state.now()).await?;
     Ok(AccountPage {
         ctx,
         sessions: rows
@@ -96,7 +96,7 @@ async fn load_page(
             .map(|r| SessionView::from(r, me.session_id))
             .collect(),
         totp_enabled: me.user.has_totp(),
-        recovery_left: db_accounts::unused_recovery_codes(&state.db, me.user.id).await?,
+        recovery_left: db::two_factor::unused_recovery_codes(&state.db, me.user.id).await?,
         error,
     })
 }
@@ -144,7 +144,7 @@ async fn change_language(
     Form(f): Form<LanguageForm>,
 ) -> AppResult<Response> {
     let lang = Lang::parse(&f.language).unwrap_or_default();
-    db_accounts::set_user_language(&state.db, me.user.id, lang.code(), state.now()).await?;
+    db::users::set_user_language(&state.db, me.user.id, lang.code(), state.now()).await?;
     // The cookie wins over the account setting; drop it so the new choice shows.
     let cookie = Cookie::build((crate::http::extract::LANG_COOKIE, lang.code()))
         .path("/")
@@ -161,7 +161,7 @@ async fn revoke_session(
     jar: CookieJar,
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
-    db_accounts::revoke_session(&state.db, me.user.id, id, state.now()).await?;
+    db::sessions::revoke_session(&state.db, me.user.id, id, state.now()).await?;
     if id == me.session_id {
         return Ok((
             jar.add(session::removal_cookie(&state.config)),
@@ -183,7 +183,7 @@ async fn revoke_all(
     jar: CookieJar,
 ) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
-    db_accounts::revoke_all_sessions(&mut conn, me.user.id, None, state.now()).await?;
+    db::sessions::revoke_all_sessions(&mut conn, me.user.id, None, state.now()).await?;
     Ok((
         jar.add(session::removal_cookie(&state.config)),
         Redirect::to("/login"),
@@ -202,7 +202,7 @@ pub async fn start_second_factor(
     jar: CookieJar,
 ) -> AppResult<Response> {
     let (token, hash) = tokens::new_link_token();
-    db_accounts::create_challenge(&state.db, user.id, &hash, state.now() + CHALLENGE_LIFETIME)
+    db::two_factor::create_challenge(&state.db, user.id, &hash, state.now() + CHALLENGE_LIFETIME)
         .await?;
     let cookie = Cookie::build((CHALLENGE_COOKIE, token))
         .path("/login")
@@ -239,7 +239,7 @@ async fn totp_setup_view(
     me: &CurrentUser,
     error: Option<&'static str>,
 ) -> AppResult<Response> {
-    let user = db_accounts::user_by_id(&state.db, me.user.id)
+    let user = db::users::user_by_id(&state.db, me.user.id)
         .await?
         .ok_or(crate::error::AppError::NotFound)?;
     let sealed = user
@@ -273,7 +273,7 @@ async fn totp_start(
         .keys
         .seal_platform(totp_aad(me.user.id), &secret)
         .await?;
-    db_accounts::set_totp_pending(&state.db, me.user.id, &sealed, state.now()).await?;
+    db::two_factor::set_totp_pending(&state.db, me.user.id, &sealed, state.now()).await?;
     totp_setup_view(&state, ctx, &me, None).await
 }
 
@@ -298,7 +298,7 @@ async fn totp_confirm(
     me: CurrentUser,
     Form(f): Form<CodeForm>,
 ) -> AppResult<Response> {
-    let user = db_accounts::user_by_id(&state.db, me.user.id)
+    let user = db::users::user_by_id(&state.db, me.user.id)
         .await?
         .ok_or(crate::error::AppError::NotFound)?;
     if user.has_totp() {
@@ -312,10 +312,10 @@ async fn totp_confirm(
     let Some(step) = totp::verify(&secret, &f.code, now.unix_timestamp() as u64, None) else {
         return totp_setup_view(&state, ctx, &me, Some("totp.wrong_code")).await;
     };
-    db_accounts::enable_totp(&state.db, user.id, step, now).await?;
+    db::two_factor::enable_totp(&state.db, user.id, step, now).await?;
     let codes = recovery::generate();
     let hashes: Vec<String> = codes.iter().map(|c| recovery::hash(c)).collect();
-    db_accounts::replace_recovery_codes(&state.db, user.id, &hashes).await?;
+    db::two_factor::replace_recovery_codes(&state.db, user.id, &hashes).await?;
     accounts::audit_user_event(&state, user.id, &user.email, "auth.2fa_enabled").await?;
     Ok(RecoveryCodesPage { ctx, codes }.into_response())
 }
@@ -340,7 +340,7 @@ async fn totp_disable(
             load_page(&state, ctx, &me, Some("account.password.wrong")).await?,
         ));
     }
-    let user = db_accounts::user_by_id(&state.db, me.user.id)
+    let user = db::users::user_by_id(&state.db, me.user.id)
         .await?
         .ok_or(crate::error::AppError::NotFound)?;
     let now = state.now();
@@ -350,12 +350,12 @@ async fn totp_disable(
         ));
     }
     if !second_factor_ok(&state, &user, &f.code, now).await? {
-        db_accounts::record_totp_failure(&state.db, user.id, now).await?;
+        db::two_factor::record_totp_failure(&state.db, user.id, now).await?;
         return Ok(form_error(
             load_page(&state, ctx, &me, Some("totp.wrong_code")).await?,
         ));
     }
-    db_accounts::disable_totp(&state.db, me.user.id, state.now()).await?;
+    db::two_factor::disable_totp(&state.db, me.user.id, state.now()).await?;
     accounts::audit_user_event(&state, me.user.id, &me.user.email, "auth.2fa_disabled").await?;
     Ok(redirect_with_flash("/account", true, "totp.disabled"))
 }
@@ -433,13 +433,13 @@ async fn second_factor_page(
 /// recovery code (spent by this).
 async fn second_factor_ok(
     state: &AppState,
-    user: &db_accounts::User,
+    user: &db::users::User,
     code: &str,
     now: time::OffsetDateTime,
 ) -> AppResult<bool> {
     if recovery::looks_like(code) {
         return Ok(
-            db_accounts::use_recovery_code(&state.db, user.id, &recovery::hash(code), now).await?,
+            db::two_factor::use_recovery_code(&state.db, user.id, &recovery::hash(code), now).await?,
         );
     }
     let Some(sealed) = user.totp_secret.as_deref() else {
@@ -454,7 +454,7 @@ async fn second_factor_ok(
             user.totp_last_step,
         ) {
             // Recorded atomically: the same code can't be accepted twice, even concurrently.
-            Some(step) => db_accounts::record_totp_step(&state.db, user.id, step).await?,
+            Some(step) => db::two_factor::record_totp_step(&state.db, user.id, step).await?,
             None => false,
         },
     )
@@ -485,20 +485,20 @@ async fn second_factor(
     let hash = tokens::hash_link_token(&token);
     let now = state.now();
     // Each attempt counts; after five the challenge is spent and the password is needed again.
-    let Some(user_id) = db_accounts::challenge_user(&state.db, &hash, now).await? else {
+    let Some(user_id) = db::two_factor::challenge_user(&state.db, &hash, now).await? else {
         return Ok(redirect_with_flash("/login", false, "totp.expired"));
     };
-    let user = db_accounts::user_by_id(&state.db, user_id)
+    let user = db::users::user_by_id(&state.db, user_id)
         .await?
         .ok_or(crate::error::AppError::NotFound)?;
     if user.totp_locked_until.is_some_and(|t| t > now) {
         return Ok(retry("totp.locked"));
     }
     if !second_factor_ok(&state, &user, &f.code, now).await? {
-        db_accounts::record_totp_failure(&state.db, user.id, now).await?;
+        db::two_factor::record_totp_failure(&state.db, user.id, now).await?;
         return Ok(retry("totp.wrong_code"));
     }
-    db_accounts::delete_challenge(&state.db, &hash).await?;
+    db::two_factor::delete_challenge(&state.db, &hash).await?;
     let mut removal = Cookie::build((CHALLENGE_COOKIE, "")).path("/login").build();
     removal.make_removal();
     crate::http::routes::auth::finish_login(

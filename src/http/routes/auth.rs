@@ -17,7 +17,7 @@ use crate::wiring::App;
 use crate::{
     accounts::{self, FormError, Signup},
     auth::{password, throttle},
-    db::accounts as db_accounts,
+    db,
     domain::{
         plans::{self, Plan},
         policy::POLICY_VERSION,
@@ -249,7 +249,7 @@ async fn login(
     let user = if f.password.len() > crate::domain::account::MAX_PASSWORD_BYTES {
         None
     } else {
-        db_accounts::user_by_email(&state.db, &email).await?
+        db::users::user_by_email(&state.db, &email).await?
     };
     let ok = password::verify(&f.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
     let Some(user) = user.filter(|_| ok) else {
@@ -273,7 +273,7 @@ async fn login(
 /// Starts the session and sends the user on (via the policy page if the policy changed).
 pub async fn finish_login(
     state: &AppState,
-    user: &db_accounts::User,
+    user: &db::users::User,
     method: &str,
     client: &ClientInfo,
     next: &str,
@@ -298,7 +298,7 @@ async fn logout(
     jar: CookieJar,
 ) -> AppResult<Response> {
     if let Some(me) = me {
-        db_accounts::revoke_session(&state.db, me.user.id, me.session_id, state.now()).await?;
+        db::sessions::revoke_session(&state.db, me.user.id, me.session_id, state.now()).await?;
     }
     Ok((
         jar.add(session::removal_cookie(&state.config)),
@@ -313,7 +313,7 @@ async fn logout(
 #[template(path = "auth/choose.html")]
 pub struct ChoosePage {
     pub ctx: PageCtx,
-    pub tenants: Vec<db_accounts::MyTenant>,
+    pub tenants: Vec<db::tenants::MyTenant>,
 }
 
 /// After login: straight to the only tenant, or a chooser.
@@ -322,7 +322,7 @@ async fn app_home(
     ctx: PageCtx,
     me: CurrentUser,
 ) -> AppResult<Response> {
-    let tenants = db_accounts::tenants_of_user(&state.db, me.user.id).await?;
+    let tenants = db::tenants::tenants_of_user(&state.db, me.user.id).await?;
     if tenants.len() == 1 {
         return Ok(Redirect::to(&format!("/t/{}", tenants[0].slug)).into_response());
     }
@@ -345,7 +345,7 @@ async fn reset_page(
     ctx: PageCtx,
     Path(token): Path<String>,
 ) -> AppResult<ResetPage> {
-    let valid = db_accounts::reset_user(
+    let valid = db::resets::reset_user(
         &state.db,
         &crate::auth::tokens::hash_link_token(&token),
         state.now(),
@@ -478,7 +478,7 @@ pub struct InvitePage {
 async fn invite_view(state: &AppState, ctx: PageCtx, token: String) -> AppResult<InvitePage> {
     let now = state.now();
     let inv =
-        db_accounts::invitation_by_token(&state.db, &crate::auth::tokens::hash_link_token(&token))
+        db::invitations::invitation_by_token(&state.db, &crate::auth::tokens::hash_link_token(&token))
             .await?
             .filter(|i| i.usable(now));
     let Some(inv) = inv else {
@@ -495,10 +495,10 @@ async fn invite_view(state: &AppState, ctx: PageCtx, token: String) -> AppResult
             policy_version: POLICY_VERSION,
         });
     };
-    let tenant = db_accounts::tenant_by_id(&state.db, inv.tenant_id)
+    let tenant = db::tenants::tenant_by_id(&state.db, inv.tenant_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let has_account = db_accounts::user_by_email(&state.db, &inv.email)
+    let has_account = db::users::user_by_email(&state.db, &inv.email)
         .await?
         .is_some();
     Ok(InvitePage {
@@ -615,10 +615,10 @@ async fn policy_accept(
     me: CurrentUser,
     Form(f): Form<PolicyForm>,
 ) -> AppResult<Redirect> {
-    db_accounts::accept_policy(&state.db, me.user.id, POLICY_VERSION, state.now()).await?;
+    db::users::accept_policy(&state.db, me.user.id, POLICY_VERSION, state.now()).await?;
     let now = state.now();
-    for t in db_accounts::tenants_of_user(&state.db, me.user.id).await? {
-        if let Some(tenant) = db_accounts::tenant_by_slug(&state.db, &t.slug).await? {
+    for t in db::tenants::tenants_of_user(&state.db, me.user.id).await? {
+        if let Some(tenant) = db::tenants::tenant_by_slug(&state.db, &t.slug).await? {
             let mut tx = crate::db::begin_tenant(&state.db, tenant.id).await?;
             crate::db::audit::record(
                 &mut tx,

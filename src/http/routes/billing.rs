@@ -121,7 +121,7 @@ async fn page(
 pub async fn usage(state: &AppState, t: &TenantCtx, plan: &Plan) -> AppResult<billing::Usage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let drafts = db_ai::drafts_since(&mut tx, billing::month_start(state.now())).await?;
-    let members = db::accounts::member_count(&mut tx).await?;
+    let members = db::memberships::member_count(&mut tx).await?;
     let channels = db::channels::count(&mut tx).await?;
     tx.commit().await?;
     Ok(billing::Usage {

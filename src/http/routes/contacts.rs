@@ -96,7 +96,7 @@ async fn directory(
         limit: PAGE_SIZE,
     };
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let time_zone = db::accounts::settings(&mut tx).await?.time_zone;
+    let time_zone = db::tenants::settings(&mut tx).await?.time_zone;
     let found = contacts::directory(&mut tx, &filter).await?;
     tx.commit().await?;
     let clock = Clock::new(&time_zone, state.now());

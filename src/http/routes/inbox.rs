@@ -22,7 +22,7 @@ use crate::wiring::App;
 use crate::{
     crypto::Aad,
     db::{
-        self, accounts as db_accounts, audit,
+        self, audit,
         conversations::{self, ListFilter},
         messages,
     },
@@ -75,7 +75,7 @@ async fn tenant_clock(state: &AppState, t: &TenantCtx) -> AppResult<Clock> {
         return Ok(Clock::new(tz, state.now()));
     }
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let s = db_accounts::settings(&mut tx).await?;
+    let s = db::tenants::settings(&mut tx).await?;
     tx.commit().await?;
     Ok(Clock::new(&s.time_zone, state.now()))
 }
@@ -492,7 +492,7 @@ async fn load_conversation(
         .ok_or(AppError::NotFound)?;
     let channel = db::channels::get(&mut tx, conv.channel_id).await?;
     let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
-    let members = db_accounts::members(&mut tx).await?;
+    let members = db::memberships::members(&mut tx).await?;
     let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
     let canned = db::canned::list(&mut tx).await?;
     let templates = db::templates::for_channel(&mut tx, conv.channel_id).await?;
@@ -655,7 +655,7 @@ async fn thread_view(
     tenant: Uuid,
     clock: &Clock,
     rows: &[messages::Message],
-    members: &[db_accounts::Member],
+    members: &[db::memberships::Member],
     edited: &[(Uuid, bool)],
 ) -> Vec<ThreadMessage> {
     let mut thread = Vec::with_capacity(rows.len());
@@ -786,7 +786,7 @@ async fn conversation_fragment(
         .ok_or(AppError::NotFound)?;
     if wants("thread") {
         let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
-        let members = db_accounts::members(&mut tx).await?;
+        let members = db::memberships::members(&mut tx).await?;
         let edited = edited_of(&mut tx, &rows).await?;
         if before.is_none() {
             conversations::mark_read(&mut tx, id).await?;
@@ -1023,7 +1023,7 @@ async fn assign(
     } else {
         let u = Uuid::parse_str(&f.user).map_err(|_| AppError::BadRequest("error.bad_request"))?;
         // Only members of this tenant can be assigned.
-        db_accounts::role_in_tenant(&mut tx, u)
+        db::memberships::role_in_tenant(&mut tx, u)
             .await?
             .ok_or(AppError::BadRequest("error.bad_request"))?;
         Some(u)

@@ -96,7 +96,7 @@ fn display_url(raw: &str) -> String {
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<IntegrationsPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let settings = db::accounts::settings(&mut tx).await?;
+    let settings = db::tenants::settings(&mut tx).await?;
     let clock = Clock::new(&settings.time_zone, state.now());
     let servers = db_mcp::servers(&mut tx).await?;
     let tools = db_mcp::tools(&mut tx, None).await?;

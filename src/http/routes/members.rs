@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::wiring::App;
 use crate::{
     accounts::{self, FormError},
-    db::{self, accounts as db_accounts},
+    db,
     domain::account::Role,
     error::AppResult,
     http::{
@@ -72,10 +72,10 @@ async fn load(
     t: &crate::http::extract::TenantCtx,
 ) -> AppResult<MembersPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let rows = db_accounts::members(&mut tx).await?;
+    let rows = db::memberships::members(&mut tx).await?;
     tx.commit().await?;
     let invitations = if t.can(Role::Admin) {
-        db_accounts::pending_invitations(&state.db, t.id(), state.now()).await?
+        db::invitations::pending_invitations(&state.db, t.id(), state.now()).await?
     } else {
         Vec::new()
     };

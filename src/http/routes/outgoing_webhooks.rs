@@ -111,7 +111,7 @@ fn back_to(t: &TenantCtx, id: Uuid) -> String {
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<WebhooksPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let tz = db::accounts::settings(&mut tx).await?.time_zone;
+    let tz = db::tenants::settings(&mut tx).await?.time_zone;
     let clock = Clock::new(&tz, state.now());
     let endpoints: Vec<EndpointView> = db_out::endpoints(&mut tx)
         .await?
@@ -229,7 +229,7 @@ async fn endpoint_page(
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<EndpointPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let tz = db::accounts::settings(&mut tx).await?.time_zone;
+    let tz = db::tenants::settings(&mut tx).await?.time_zone;
     let clock = Clock::new(&tz, state.now());
     let e = db_out::endpoint(&mut tx, id)
         .await?

@@ -15,7 +15,7 @@ use crate::wiring::App;
 use crate::{
     db::{
         self,
-        accounts::{self as db_accounts, MyTenant, TenantSettings},
+        tenants::{MyTenant, TenantSettings},
         audit,
     },
     domain::{account::Role, plans},
@@ -213,7 +213,7 @@ pub struct NextStep {
     pub path: &'static str,
 }
 
-fn next_steps(s: &db_accounts::FirstSteps) -> Vec<NextStep> {
+fn next_steps(s: &db::overview::FirstSteps) -> Vec<NextStep> {
     if s.all_done() {
         return Vec::new();
     }
@@ -234,9 +234,9 @@ async fn dashboard(
     t: RequireRole<Viewer>,
 ) -> AppResult<DashboardPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let members = db_accounts::member_count(&mut tx).await?;
+    let members = db::memberships::member_count(&mut tx).await?;
     let next_steps = if t.role.at_least(Role::Admin) {
-        next_steps(&db_accounts::first_steps(&mut tx).await?)
+        next_steps(&db::overview::first_steps(&mut tx).await?)
     } else {
         Vec::new()
     };
@@ -245,7 +245,7 @@ async fn dashboard(
         let week_ago = now - time::Duration::days(7);
         let o = db::overview::load(&mut tx, week_ago, now).await?;
         let reasons = db::overview::reject_reasons(&mut tx, week_ago).await?;
-        let tz = db_accounts::settings(&mut tx).await?.time_zone;
+        let tz = db::tenants::settings(&mut tx).await?.time_zone;
         let offset = jiff::tz::TimeZone::get(&tz)
             .map(|z| z.to_offset(jiff::Timestamp::now()).seconds())
             .unwrap_or(0);
@@ -352,7 +352,7 @@ async fn settings_page(
     t: RequireRole<Admin>,
 ) -> AppResult<SettingsPage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    let s = db_accounts::settings(&mut tx).await?;
+    let s = db::tenants::settings(&mut tx).await?;
     let alert: i32 = sqlx::query_scalar(
         "SELECT review_alert_minutes FROM tenant_settings WHERE tenant_id = app_current_tenant()",
     )
@@ -461,8 +461,8 @@ async fn save_settings(
         Ok(((name, s), alert)) => {
             let now = state.now();
             let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-            db_accounts::rename_tenant(&mut tx, t.id(), &name).await?;
-            db_accounts::save_settings(&mut tx, &s, now).await?;
+            db::tenants::rename_tenant(&mut tx, t.id(), &name).await?;
+            db::tenants::save_settings(&mut tx, &s, now).await?;
             let assign_on_open = f.rest.contains_key("assign_on_open");
             db::presence::set_assign_on_open(&mut tx, assign_on_open).await?;
             if let Some(minutes) = alert {

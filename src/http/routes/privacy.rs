@@ -121,7 +121,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
     let now = state.now();
     let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let tz = db::accounts::settings(&mut tx).await?.time_zone;
+    let tz = db::tenants::settings(&mut tx).await?.time_zone;
     let clock = Clock::new(&tz, now);
     let stored = privacy::stored_settings(&mut tx, plan).await?;
     let s = privacy::settings(&mut tx, plan).await?;
@@ -484,7 +484,7 @@ async fn request_page(
     let r = dbp::get_request(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let tz = db::accounts::settings(&mut tx).await?.time_zone;
+    let tz = db::tenants::settings(&mut tx).await?.time_zone;
     let clock = Clock::new(&tz, now);
     let events = dbp::events(&mut tx, id).await?;
     let contact = db::contacts::get(&mut tx, r.contact_id).await?;
@@ -759,7 +759,7 @@ async fn tenant_export(
         .fetch_all(&mut *tx)
         .await?;
     let knowledge = db_ai::knowledge(&mut tx).await?;
-    let settings = db::accounts::settings(&mut tx).await?;
+    let settings = db::tenants::settings(&mut tx).await?;
     let audit_entries = audit::list(&mut tx, None, None, 100_000).await?;
     tx.commit().await?;
     let mut bundles = Vec::with_capacity(contacts.len());

@@ -161,7 +161,7 @@ async fn queue(
     };
     let clock = match (&fragment, &t.chrome.time_zone) {
         (Some(_), Some(tz)) => Clock::new(tz, now),
-        _ => Clock::new(&db::accounts::settings(&mut tx).await?.time_zone, now),
+        _ => Clock::new(&db::tenants::settings(&mut tx).await?.time_zone, now),
     };
     let show = match q.show.as_str() {
         s @ ("drafts" | "escalations") => s,

@@ -85,7 +85,7 @@ async fn page(
         .await?
         .into_iter()
         .next();
-    let settings = db::accounts::settings(&mut tx).await?;
+    let settings = db::tenants::settings(&mut tx).await?;
     let mut thread = Vec::new();
     let mut conversation = None;
     if let Some(c) = contact {
