@@ -9,10 +9,10 @@ use crate::{
     auth::{INVITATION_LIFETIME, RESET_LIFETIME, password, tokens},
     db::{
         self,
+        audit::{self, Actor},
         invitations::NewInvitation,
         is_unique_violation,
         users::NewUser,
-        audit::{self, Actor},
     },
     domain::{
         account::{Email, NewPassword, Role, TenantSlug},
@@ -366,7 +366,10 @@ pub async fn accept_invitation(
     if !db::invitations::consume_invitation(&mut tx, inv.id, now).await? {
         return Err(FormError::Field("invite.invalid"));
     }
-    if db::memberships::role_in_tenant(&mut tx, user_id).await?.is_none() {
+    if db::memberships::role_in_tenant(&mut tx, user_id)
+        .await?
+        .is_none()
+    {
         db::memberships::add_member(&mut tx, inv.tenant_id, user_id, role, now).await?;
     }
     audit::record(

@@ -4,6 +4,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::{resets::revoke_resets, users::lock_user};
 use crate::domain::account::Role;
 
 /// In a tenant-scoped transaction: the user's role there, if a member.

@@ -4,6 +4,8 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::resets::revoke_resets;
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct User {
     pub id: Uuid,

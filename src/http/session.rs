@@ -100,7 +100,8 @@ async fn resolve(state: &AppState, token: &str) -> Resolved {
     };
     let now = state.now();
     // The session and its user in one round trip.
-    let (row, user) = match db::sessions::valid_session_with_user(&state.db, claims.sid, now).await {
+    let (row, user) = match db::sessions::valid_session_with_user(&state.db, claims.sid, now).await
+    {
         Ok(Some((row, user))) if row.user_id == claims.uid => (row, user),
         Ok(_) => return Resolved::Invalid,
         Err(e) => {

@@ -162,9 +162,7 @@ pub async fn contact_bundle(
             continue;
         };
         let decided_by = match d.decided_by {
-            Some(u) => db::users::user_by_id(&state.db, u)
-                .await?
-                .map(|u| u.email),
+            Some(u) => db::users::user_by_id(&state.db, u).await?.map(|u| u.email),
             None => None,
         };
         drafts.push(ExportDraft {

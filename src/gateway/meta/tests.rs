@@ -3,7 +3,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::*;
-use crate::gateway::{DeliveryStatus, MediaKind, MediaSource, MessageKind};
+use crate::gateway::{
+    DeliveryStatus, InboundEvent, InboundMessage, MediaKind, MediaSource, MessageKind,
+};
 
 macro_rules! fixture {
     ($name:literal) => {

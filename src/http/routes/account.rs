@@ -438,9 +438,13 @@ async fn second_factor_ok(
     now: time::OffsetDateTime,
 ) -> AppResult<bool> {
     if recovery::looks_like(code) {
-        return Ok(
-            db::two_factor::use_recovery_code(&state.db, user.id, &recovery::hash(code), now).await?,
-        );
+        return Ok(db::two_factor::use_recovery_code(
+            &state.db,
+            user.id,
+            &recovery::hash(code),
+            now,
+        )
+        .await?);
     }
     let Some(sealed) = user.totp_secret.as_deref() else {
         return Ok(false);

@@ -477,10 +477,12 @@ pub struct InvitePage {
 
 async fn invite_view(state: &AppState, ctx: PageCtx, token: String) -> AppResult<InvitePage> {
     let now = state.now();
-    let inv =
-        db::invitations::invitation_by_token(&state.db, &crate::auth::tokens::hash_link_token(&token))
-            .await?
-            .filter(|i| i.usable(now));
+    let inv = db::invitations::invitation_by_token(
+        &state.db,
+        &crate::auth::tokens::hash_link_token(&token),
+    )
+    .await?
+    .filter(|i| i.usable(now));
     let Some(inv) = inv else {
         return Ok(InvitePage {
             ctx,

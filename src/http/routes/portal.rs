@@ -14,9 +14,8 @@ use serde_json::{Map, Value, json};
 use crate::wiring::App;
 use crate::{
     db::{
-        self,
+        self, audit,
         tenants::{MyTenant, TenantSettings},
-        audit,
     },
     domain::{account::Role, plans},
     error::{AppError, AppResult},

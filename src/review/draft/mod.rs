@@ -26,14 +26,9 @@ use uuid::Uuid;
 
 use self::tools::RecordedCall;
 use crate::{
-    ai::{
-        AiError, ProviderKind,
-        context::Escalation,
-        text::Synonyms,
-    },
+    ai::{AiError, ProviderKind, context::Escalation, text::Synonyms},
     db::{
-        self,
-        ai as db_ai, conversations,
+        self, ai as db_ai, conversations,
         jobs::{self, BackgroundJob, JobMeta, Outcome},
         messages,
     },
@@ -197,8 +192,15 @@ async fn run(
     let knowledge = db_ai::knowledge(&mut tx).await?;
     let synonyms = Synonyms::parse(&db_ai::synonyms(&mut tx).await?);
     let tenant = db::tenants::tenant_by_id(&state.db, tenant_id).await?;
-    let over_limit =
-        gate::over_limit(state, &mut tx, tenant_id, tenant.as_ref(), &ai_settings, now).await?;
+    let over_limit = gate::over_limit(
+        state,
+        &mut tx,
+        tenant_id,
+        tenant.as_ref(),
+        &ai_settings,
+        now,
+    )
+    .await?;
     tx.commit().await?;
 
     let lang = Lang::parse(&tenant_settings.language).unwrap_or(Lang::PtBr);

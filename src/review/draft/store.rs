@@ -287,7 +287,11 @@ async fn store_calls(
 /// escalation) under the `auto_send` policy. A draft that prepared an action waits for a
 /// person even under auto_send; a partly answered message waits for a person too (the rest
 /// needs an answer).
-fn auto_send_text<'a>(policy: &str, produced: &'a Produced, pending_writes: bool) -> Option<&'a str> {
+fn auto_send_text<'a>(
+    policy: &str,
+    produced: &'a Produced,
+    pending_writes: bool,
+) -> Option<&'a str> {
     match produced {
         Produced::Draft(d) if policy == "auto_send" && !pending_writes && d.note.is_none() => {
             Some(&d.text)
@@ -377,7 +381,11 @@ mod tests {
             Some("Abrimos às 8h.")
         );
         assert_eq!(auto_send_text("review_all", &draft(None), false), None);
-        assert_eq!(auto_send_text("auto_send", &draft(None), true), None, "a prepared write");
+        assert_eq!(
+            auto_send_text("auto_send", &draft(None), true),
+            None,
+            "a prepared write"
+        );
         assert_eq!(
             auto_send_text("auto_send", &draft(Some("partly_answered")), false),
             None
