@@ -2,7 +2,7 @@
 //! answerer), and store a draft with provenance — or an escalation with the reason. It never
 //! sends anything itself: a pending draft waits for staff; only `auto_send` approves it.
 //!
-//! [`run`] reads top to bottom; the steps live beside it:
+//! `run` reads top to bottom; the steps live beside it:
 //! - `gate`: may this turn be drafted at all (policy, ownership, restriction), and is the
 //!   tenant over a limit (monthly drafts, daily calls, billing paused);
 //! - `context`: the turn's messages, opened and described for the prompt, and the
