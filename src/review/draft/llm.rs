@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// The tenant's provider (their own key, else the platform's), with the optional fallback.
-pub async fn provider_for(
+pub(super) async fn provider_for(
     state: &AppState,
     tenant_id: Uuid,
     s: &AiSettings,

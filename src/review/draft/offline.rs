@@ -15,7 +15,7 @@ use crate::{
 
 /// The customer's language, guessed from common words (the tenant's language when unsure):
 /// a reply should be in the language the customer wrote.
-pub fn guess_lang(text: &str, fallback: Lang) -> Lang {
+pub(super) fn guess_lang(text: &str, fallback: Lang) -> Lang {
     const PT: &[&str] = &[
         "você", "voce", "vocês", "voces", "olá", "ola", "obrigado", "obrigada", "quanto", "qual",
         "quais", "horário", "horario", "não", "nao", "sim", "tudo", "bem", "dia", "boa", "bom",

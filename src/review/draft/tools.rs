@@ -21,7 +21,7 @@ const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// One tool call made (read) or prepared (write) while drafting, in clear until `store`
 /// seals it under the contact's key.
-pub struct RecordedCall {
+pub(super) struct RecordedCall {
     pub id: Uuid,
     pub server_id: Uuid,
     pub server_name: String,
