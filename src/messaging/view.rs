@@ -408,20 +408,14 @@ pub async fn original_text(
     tenant_id: Uuid,
     d: &Draft,
 ) -> anyhow::Result<Option<String>> {
-    match d.original_sealed.as_deref() {
-        Some(s) => Ok(Some(
-            state
-                .keys
-                .open_str(
-                    tenant_id,
-                    d.contact_id,
-                    Aad::new("drafts", "original", d.id),
-                    s,
-                )
-                .await?,
-        )),
-        None => Ok(None),
-    }
+    draft_text(
+        state,
+        tenant_id,
+        d,
+        "original",
+        d.original_sealed.as_deref(),
+    )
+    .await
 }
 
 /// A draft's text as approved (edited or not), once it was.
@@ -430,18 +424,22 @@ pub async fn final_text(
     tenant_id: Uuid,
     d: &Draft,
 ) -> anyhow::Result<Option<String>> {
-    match d.final_sealed.as_deref() {
-        Some(s) => Ok(Some(
-            state
-                .keys
-                .open_str(
-                    tenant_id,
-                    d.contact_id,
-                    Aad::new("drafts", "final", d.id),
-                    s,
-                )
-                .await?,
-        )),
-        None => Ok(None),
-    }
+    draft_text(state, tenant_id, d, "final", d.final_sealed.as_deref()).await
+}
+
+/// Opens one of a draft's sealed text columns, bound to its row and column.
+async fn draft_text(
+    state: &AppState,
+    tenant_id: Uuid,
+    d: &Draft,
+    column: &'static str,
+    sealed: Option<&[u8]>,
+) -> anyhow::Result<Option<String>> {
+    let Some(s) = sealed else {
+        return Ok(None);
+    };
+    let aad = Aad::new("drafts", column, d.id);
+    Ok(Some(
+        state.keys.open_str(tenant_id, d.contact_id, aad, s).await?,
+    ))
 }
