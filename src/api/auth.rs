@@ -55,6 +55,20 @@ impl ApiCtx {
             label: format!("api token \"{}\"", self.name),
         }
     }
+
+    /// A transaction in the token's tenant, by the token, stamped with the clock's now.
+    pub async fn begin(&self, state: &AppState) -> sqlx::Result<crate::db::TenantTx> {
+        self.begin_at(state, state.now()).await
+    }
+
+    /// The same, stamped with a `now` the request already read.
+    pub async fn begin_at(
+        &self,
+        state: &AppState,
+        now: time::OffsetDateTime,
+    ) -> sqlx::Result<crate::db::TenantTx> {
+        crate::db::TenantTx::begin(&state.db, self.tenant_id, self.actor(), now).await
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ApiCtx {

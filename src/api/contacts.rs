@@ -18,7 +18,7 @@ use crate::{
         scopes::Scope,
     },
     crypto::Aad,
-    db::{self, audit},
+    db::{self},
     domain::labels::parse_labels,
     messaging::view::{self, ContactView},
     state::AppState,
@@ -127,7 +127,7 @@ pub async fn update(
         None => None,
     };
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = api.begin_at(&state, now).await?;
     let c = db::contacts::get(&mut tx, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -153,14 +153,10 @@ pub async fn update(
         let tokens = state.keys.blind_words(tenant, name).await?;
         db::contacts::set_name(&mut tx, id, &sealed, &tokens, true, now).await?;
     }
-    audit::record(
-        &mut tx,
-        tenant,
-        &api.actor(),
+    tx.audit(
         "contact.profile_edited",
         &id.to_string(),
         json!({ "via": "api" }),
-        now,
     )
     .await?;
     tx.commit().await?;

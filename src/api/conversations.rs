@@ -27,7 +27,7 @@ use crate::{
         ts,
     },
     db::{
-        self, api_tokens, audit,
+        self, api_tokens,
         conversations::{self as db_conv, ListFilter},
         messages,
     },
@@ -235,7 +235,7 @@ pub async fn show(
     let tenant = api.tenant_id;
     let before = q.before.as_deref().map(parse_cursor).transpose()?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = api.begin_at(&state, now).await?;
     let conv = db_conv::get(&mut tx, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -245,14 +245,10 @@ pub async fn show(
     let channel = db::channels::get(&mut tx, conv.channel_id).await?;
     let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
     // The same access record the portal's conversation page writes.
-    audit::record(
-        &mut tx,
-        tenant,
-        &api.actor(),
+    tx.audit(
         "conversation.viewed",
         &id.to_string(),
         json!({ "via": "api", "token": api.token_id }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -354,7 +350,7 @@ pub async fn send(
         .created_by
         .ok_or_else(|| ApiError::conflict("api.problem.creator_gone"))?;
     let tenant = api.tenant_id;
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = api.begin(&state).await?;
     if let Some(k) = &key {
         let mut h = Sha256::new();
         h.update(id.as_bytes());
@@ -404,10 +400,7 @@ pub async fn send(
     if let Some(k) = &key {
         api_tokens::finish_key(&mut tx, k, StatusCode::ACCEPTED.as_u16(), &value).await?;
     }
-    audit::record(
-        &mut tx,
-        tenant,
-        &api.actor(),
+    tx.audit(
         if req.template_id.is_some() {
             "message.template_sent"
         } else {
@@ -415,7 +408,6 @@ pub async fn send(
         },
         &id.to_string(),
         send::audit_detail(message_id),
-        state.now(),
     )
     .await?;
     tx.commit().await?;

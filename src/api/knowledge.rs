@@ -18,7 +18,7 @@ use crate::{
         problem::{ApiError, ApiResult},
         scopes::Scope,
     },
-    db::{self, ai as db_ai, audit},
+    db::{self, ai as db_ai},
     domain::{
         knowledge::{KnowledgeEntry, KnowledgeKind},
         knowledge_import::{MAX_BODY, MAX_TITLE},
@@ -129,18 +129,10 @@ pub async fn create(
     api.require(Scope::KnowledgeManage)?;
     let e = check(Uuid::now_v7(), &body)?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, api.tenant_id).await?;
+    let mut tx = api.begin_at(&state, now).await?;
     db_ai::insert_knowledge(&mut tx, api.tenant_id, &e, now).await?;
-    audit::record(
-        &mut tx,
-        api.tenant_id,
-        &api.actor(),
-        "knowledge.added",
-        &e.title,
-        json!({ "id": e.id }),
-        now,
-    )
-    .await?;
+    tx.audit("knowledge.added", &e.title, json!({ "id": e.id }))
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(e.into())))
 }
@@ -190,20 +182,12 @@ pub async fn update(
     api.require(Scope::KnowledgeManage)?;
     let e = check(id, &body)?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, api.tenant_id).await?;
+    let mut tx = api.begin_at(&state, now).await?;
     if !db_ai::update_knowledge(&mut tx, &e, now).await? {
         return Err(ApiError::not_found());
     }
-    audit::record(
-        &mut tx,
-        api.tenant_id,
-        &api.actor(),
-        "knowledge.edited",
-        &e.title,
-        json!({ "id": e.id }),
-        now,
-    )
-    .await?;
+    tx.audit("knowledge.edited", &e.title, json!({ "id": e.id }))
+        .await?;
     tx.commit().await?;
     Ok(Json(e.into()))
 }
@@ -225,20 +209,12 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     api.require(Scope::KnowledgeManage)?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, api.tenant_id).await?;
+    let mut tx = api.begin_at(&state, now).await?;
     if !db_ai::delete_knowledge(&mut tx, id).await? {
         return Err(ApiError::not_found());
     }
-    audit::record(
-        &mut tx,
-        api.tenant_id,
-        &api.actor(),
-        "knowledge.deleted",
-        &id.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("knowledge.deleted", &id.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,7 +20,7 @@ use crate::{
         scopes::Scope,
         ts,
     },
-    db::{self, audit, privacy as dbp},
+    db::{self, privacy as dbp},
     privacy::{self, export},
     state::AppState,
 };
@@ -165,15 +165,11 @@ pub async fn export(
     let bundle = export::contact_bundle(&state, tenant, r.contact_id, Some(id))
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    audit::record(
-        &mut tx,
-        tenant,
-        &api.actor(),
+    let mut tx = api.begin(&state).await?;
+    tx.audit(
         "dsr.exported",
         &id.to_string(),
         json!({ "contact": r.contact_id, "via": "api" }),
-        state.now(),
     )
     .await?;
     tx.commit().await?;

@@ -224,7 +224,16 @@ impl TenantCtx {
 
     /// A transaction in this tenant, by this member, stamped with the clock's now.
     pub async fn begin(&self, state: &AppState) -> sqlx::Result<db::TenantTx> {
-        db::TenantTx::begin(&state.db, self.id(), self.actor(), state.now()).await
+        self.begin_at(state, state.now()).await
+    }
+
+    /// The same, stamped with a `now` the request already read (its writes use it too).
+    pub async fn begin_at(
+        &self,
+        state: &AppState,
+        now: time::OffsetDateTime,
+    ) -> sqlx::Result<db::TenantTx> {
+        db::TenantTx::begin(&state.db, self.id(), self.actor(), now).await
     }
 }
 

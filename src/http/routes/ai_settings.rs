@@ -18,7 +18,7 @@ use crate::wiring::App;
 use crate::{
     ai::ProviderKind,
     crypto::Aad,
-    db::{self, ai as db_ai, audit},
+    db::{self, ai as db_ai},
     domain::knowledge::{KnowledgeEntry, KnowledgeKind},
     error::{AppError, AppResult},
     http::{
@@ -246,17 +246,13 @@ async fn save(
         daily_call_limit: f.daily_call_limit.trim().parse().ok(),
         undo_seconds: f.undo_seconds().unwrap_or(db_ai::DEFAULT_UNDO_SECONDS),
     };
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     db_ai::save_settings(&mut tx, tenant, &s, f.clear_key.is_some(), now).await?;
     // Which provider and policy — never the key.
-    audit::record(
-        &mut tx,
-        tenant,
-        &t.actor(),
+    tx.audit(
         "ai.settings_changed",
         &s.provider,
         json!({ "model": s.model, "policy": s.policy, "own_key": f.api_key.trim() != "" }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -482,18 +478,14 @@ async fn import_save(
         return refuse(&state, ctx, &t, "knowledge.import_empty").await;
     }
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     for e in &entries {
         db_ai::insert_knowledge(&mut tx, t.id(), e, now).await?;
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         "knowledge.imported",
         "",
         json!({ "entries": entries.len() }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -522,16 +514,12 @@ async fn save_synonyms(
         return refuse(&state, ctx, &t, "knowledge.synonyms_invalid").await;
     }
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     db_ai::set_synonyms(&mut tx, t.id(), &body, now).await?;
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         "knowledge.synonyms_saved",
         "",
         json!({ "lines": body.lines().count() }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -706,18 +694,10 @@ async fn add_entry(
         Err(errors) => return refuse_entry(&state, ctx, &t, None, &f, errors).await,
     };
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     db_ai::insert_knowledge(&mut tx, t.id(), &e, now).await?;
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "knowledge.added",
-        &e.title,
-        json!({ "id": e.id }),
-        now,
-    )
-    .await?;
+    tx.audit("knowledge.added", &e.title, json!({ "id": e.id }))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/knowledge", t.tenant.slug),
@@ -738,20 +718,12 @@ async fn edit_entry(
         Err(errors) => return refuse_entry(&state, ctx, &t, Some(id), &f, errors).await,
     };
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db_ai::update_knowledge(&mut tx, &e, now).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "knowledge.edited",
-        &e.title,
-        json!({ "id": e.id }),
-        now,
-    )
-    .await?;
+    tx.audit("knowledge.edited", &e.title, json!({ "id": e.id }))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/knowledge", t.tenant.slug),
@@ -766,20 +738,12 @@ async fn delete_entry(
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db_ai::delete_knowledge(&mut tx, id).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "knowledge.deleted",
-        &id.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("knowledge.deleted", &id.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/knowledge", t.tenant.slug),
@@ -854,18 +818,9 @@ async fn add_canned(
         return Ok(form_error(page));
     }
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     let id = db::canned::insert(&mut tx, t.id(), title, body, now).await?;
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "canned.added",
-        title,
-        json!({ "id": id }),
-        now,
-    )
-    .await?;
+    tx.audit("canned.added", title, json!({ "id": id })).await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/canned", t.tenant.slug),
@@ -880,20 +835,12 @@ async fn delete_canned(
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db::canned::delete(&mut tx, id).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "canned.deleted",
-        &id.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("canned.deleted", &id.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/canned", t.tenant.slug),

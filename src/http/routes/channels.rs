@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::wiring::App;
 use crate::{
-    db::{self, audit},
+    db::{self},
     domain::plans,
     error::{AppError, AppResult},
     gateway::{SendError, evolution::ConnectOutcome},
@@ -307,17 +307,9 @@ async fn configure_webhook(
         .await
     {
         Ok(()) => {
-            let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-            audit::record(
-                &mut tx,
-                t.id(),
-                &t.actor(),
-                "channel.webhook_set",
-                &id.to_string(),
-                json!({}),
-                state.now(),
-            )
-            .await?;
+            let mut tx = t.begin(&state).await?;
+            tx.audit("channel.webhook_set", &id.to_string(), json!({}))
+                .await?;
             tx.commit().await?;
             Ok(redirect_with_flash(&back, true, "channels.webhook_set"))
         }
@@ -426,16 +418,12 @@ async fn sync_templates(
         })
         .collect();
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     db::templates::replace(&mut tx, t.id(), id, &approved, now).await?;
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         "channel.templates_synced",
         &id.to_string(),
         json!({ "approved": approved.len() }),
-        now,
     )
     .await?;
     tx.commit().await?;

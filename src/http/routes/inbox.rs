@@ -905,7 +905,7 @@ async fn reply(
     Form(f): Form<ReplyForm>,
 ) -> AppResult<Response> {
     let tenant = t.id();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin(&state).await?;
     let mut text = f.text.clone();
     if text.trim().is_empty()
         && let Ok(canned_id) = Uuid::parse_str(f.canned.trim())
@@ -926,14 +926,10 @@ async fn reply(
         Ok(message_id) => {
             // A person answered: the AI stops drafting here until handed back.
             conversations::set_ownership(&mut tx, id, Ownership::AFTER_STAFF_WROTE).await?;
-            audit::record(
-                &mut tx,
-                tenant,
-                &t.actor(),
+            tx.audit(
                 "message.sent",
                 &id.to_string(),
                 send::audit_detail(message_id),
-                state.now(),
             )
             .await?;
             tx.commit().await?;
@@ -1017,7 +1013,7 @@ async fn assign(
     Form(f): Form<AssignForm>,
 ) -> AppResult<Response> {
     let tenant = t.id();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin(&state).await?;
     let user = if f.user.is_empty() {
         None
     } else {
@@ -1031,14 +1027,10 @@ async fn assign(
     if !conversations::assign(&mut tx, id, user).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        tenant,
-        &t.actor(),
+    tx.audit(
         "conversation.assigned",
         &id.to_string(),
         json!({ "user": user }),
-        state.now(),
     )
     .await?;
     let assigned = json!({ "conversation_id": id, "assigned_to": user });
@@ -1104,7 +1096,7 @@ async fn notes(
     let tags = parse_labels(&f.tags).map_err(AppError::BadRequest)?;
     let tenant = t.id();
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     let conv = conversations::get(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -1124,16 +1116,8 @@ async fn notes(
         let tokens = state.keys.blind_words(tenant, name).await?;
         db::contacts::set_name(&mut tx, cid, &sealed, &tokens, true, now).await?;
     }
-    audit::record(
-        &mut tx,
-        tenant,
-        &t.actor(),
-        "contact.profile_edited",
-        &cid.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("contact.profile_edited", &cid.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/conversations/{id}", t.tenant.slug),
@@ -1148,20 +1132,16 @@ async fn retry(
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let tenant = t.id();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin(&state).await?;
     let m = messages::get(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
     match send::retry(&state, &mut tx, tenant, id).await {
         Ok(true) => {
-            audit::record(
-                &mut tx,
-                tenant,
-                &t.actor(),
+            tx.audit(
                 "message.retried",
                 &m.conversation_id.to_string(),
                 send::audit_detail(id),
-                state.now(),
             )
             .await?;
             tx.commit().await?;
@@ -1285,15 +1265,11 @@ async fn media(
         "content-security-policy",
         HeaderValue::from_static("sandbox; default-src 'none'"),
     );
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    audit::record(
-        &mut tx,
-        tenant,
-        &t.actor(),
+    let mut tx = t.begin(&state).await?;
+    tx.audit(
         "media.viewed",
         &m.conversation_id.to_string(),
         json!({ "message": m.id }),
-        state.now(),
     )
     .await?;
     tx.commit().await?;
@@ -1323,7 +1299,7 @@ async fn send_template(
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect();
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let mut tx = t.begin(&state).await?;
     match send::queue_template(
         &state,
         &mut tx,
@@ -1336,14 +1312,10 @@ async fn send_template(
     .await
     {
         Ok(message_id) => {
-            audit::record(
-                &mut tx,
-                tenant,
-                &t.actor(),
+            tx.audit(
                 "message.template_sent",
                 &id.to_string(),
                 send::audit_detail(message_id),
-                state.now(),
             )
             .await?;
             tx.commit().await?;
@@ -1381,17 +1353,9 @@ async fn media_handled(
         .ok_or(AppError::NotFound)?;
     tx.commit().await?;
     let n = crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    audit::record(
-        &mut tx,
-        tenant,
-        &t.actor(),
-        "media.handled",
-        &id.to_string(),
-        json!({ "deleted": n }),
-        state.now(),
-    )
-    .await?;
+    let mut tx = t.begin(&state).await?;
+    tx.audit("media.handled", &id.to_string(), json!({ "deleted": n }))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/conversations/{id}", t.tenant.slug),

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::wiring::App;
 use crate::{
-    db::{self, audit, mcp as db_mcp},
+    db::{self, mcp as db_mcp},
     error::{AppError, AppResult},
     http::{
         extract::{Admin, PageCtx, RequireRole, TenantCtx},
@@ -239,14 +239,11 @@ async fn set_enabled(
 ) -> AppResult<Response> {
     let enabled = f.enabled == "1";
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db_mcp::set_enabled(&mut tx, id, enabled, now).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         if enabled {
             "mcp.server_enabled"
         } else {
@@ -254,7 +251,6 @@ async fn set_enabled(
         },
         &id.to_string(),
         json!({}),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -267,20 +263,12 @@ async fn delete(
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db_mcp::delete_server(&mut tx, id).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "mcp.server_deleted",
-        &id.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("mcp.server_deleted", &id.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(&back(&t), true, "mcp.deleted"))
 }
@@ -308,7 +296,7 @@ async fn tool_policy(
     let allowed = f.allowed == "1";
     let user = t.actor().id.ok_or(AppError::NotFound)?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db_mcp::set_policy(
         &mut tx,
         id,
@@ -336,14 +324,10 @@ async fn tool_policy(
             "mcp.tool.changed_meanwhile",
         ));
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         "mcp.tool_policy",
         &f.tool,
         json!({ "server": id, "allowed": allowed, "risk": f.risk }),
-        now,
     )
     .await?;
     tx.commit().await?;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::wiring::App;
 use crate::{
-    db::{self, audit, outgoing as db_out},
+    db::{self, outgoing as db_out},
     domain::events,
     error::{AppError, AppResult},
     http::{
@@ -289,27 +289,20 @@ async fn settings(
     };
     let include_text = f.get("include_text") == "1";
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     let before = db_out::endpoint(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
     db_out::set_subscription(&mut tx, id, &events, include_text, now).await?;
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         "webhook.endpoint_changed",
         &id.to_string(),
         json!({ "events": events, "include_text": include_text }),
-        now,
     )
     .await?;
     if include_text != before.include_text {
         // The processing record: from now on this endpoint receives message text.
-        audit::record(
-            &mut tx,
-            t.id(),
-            &t.actor(),
+        tx.audit(
             if include_text {
                 "webhook.text_opt_in"
             } else {
@@ -317,7 +310,6 @@ async fn settings(
             },
             &id.to_string(),
             json!({ "host": outgoing::recipient_name(&before.url) }),
-            now,
         )
         .await?;
     }
@@ -337,14 +329,11 @@ async fn set_enabled(
 ) -> AppResult<Response> {
     let enabled = Fields(f).get("enabled") == "1";
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db_out::set_enabled(&mut tx, id, enabled, Some("manual"), now).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         if enabled {
             "webhook.endpoint_enabled"
         } else {
@@ -352,7 +341,6 @@ async fn set_enabled(
         },
         &id.to_string(),
         json!({}),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -397,20 +385,12 @@ async fn delete(
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !db_out::delete_endpoint(&mut tx, id).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
-        "webhook.endpoint_deleted",
-        &id.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("webhook.endpoint_deleted", &id.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(redirect_with_flash(&back(&t), true, "webhooks.deleted"))
 }
@@ -421,7 +401,7 @@ async fn replay(
     Path((_s, id, delivery)): Path<(String, Uuid, Uuid)>,
 ) -> AppResult<Response> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     let d = db_out::delivery(&mut tx, delivery)
         .await?
         .filter(|d| d.endpoint_id == id)
@@ -443,14 +423,10 @@ async fn replay(
             "webhooks.replay.pending",
         ));
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         "webhook.delivery_replayed",
         &d.id.to_string(),
         json!({ "endpoint": id, "event": d.event_type }),
-        now,
     )
     .await?;
     db::jobs::notify_workers(&mut tx).await?;

@@ -459,7 +459,7 @@ async fn save_settings(
     match parse_settings(&f).and_then(|p| alert.map(|a| (p, a))) {
         Ok(((name, s), alert)) => {
             let now = state.now();
-            let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+            let mut tx = t.begin_at(&state, now).await?;
             db::tenants::rename_tenant(&mut tx, t.id(), &name).await?;
             db::tenants::save_settings(&mut tx, &s, now).await?;
             let assign_on_open = f.rest.contains_key("assign_on_open");
@@ -472,15 +472,7 @@ async fn save_settings(
                 .execute(&mut *tx)
                 .await?;
             }
-            audit::record(
-                &mut tx,
-                t.id(),
-                &t.actor(),
-                "settings.changed",
-                "tenant",
-                json!({ "time_zone": s.time_zone, "language": s.language, "review_alert_minutes": alert, "assign_on_open": assign_on_open }),
-                now,
-            )
+            tx.audit("settings.changed", "tenant", json!({ "time_zone": s.time_zone, "language": s.language, "review_alert_minutes": alert, "assign_on_open": assign_on_open }))
             .await?;
             tx.commit().await?;
             Ok(redirect_with_flash(

@@ -302,9 +302,9 @@ async fn save_settings(
         return Ok(form_error(page));
     }
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     dbp::save_settings(&mut tx, t.id(), &s, now).await?;
-    audit::record(&mut tx, t.id(), &t.actor(), "privacy.settings_changed", "", json!({ "message_days": s.message_days, "media_days": s.media_days, "ai_trace_days": s.ai_trace_days, "audit_days": s.audit_days }), now).await?;
+    tx.audit("privacy.settings_changed", "", json!({ "message_days": s.message_days, "media_days": s.media_days, "ai_trace_days": s.ai_trace_days, "audit_days": s.audit_days })).await?;
     tx.commit().await?;
     Ok(redirect_with_flash(
         &format!("/t/{}/privacy", t.tenant.slug),
@@ -618,14 +618,11 @@ async fn restrict(
     let r = request_of(&state, &t, id).await?;
     let lift = f.lift.is_some();
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+    let mut tx = t.begin_at(&state, now).await?;
     if !dbp::set_restricted(&mut tx, r.contact_id, !lift, now).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    tx.audit(
         if lift {
             "contact.restriction_lifted"
         } else {
@@ -633,7 +630,6 @@ async fn restrict(
         },
         &r.contact_id.to_string(),
         json!({ "request": id }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -653,15 +649,11 @@ async fn bundle_for(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<expo
     let bundle = export::contact_bundle(state, t.id(), r.contact_id, Some(id))
         .await?
         .ok_or(AppError::NotFound)?;
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-    audit::record(
-        &mut tx,
-        t.id(),
-        &t.actor(),
+    let mut tx = t.begin(&state).await?;
+    tx.audit(
         "dsr.exported",
         &id.to_string(),
         json!({ "contact": r.contact_id }),
-        state.now(),
     )
     .await?;
     tx.commit().await?;
@@ -774,17 +766,8 @@ async fn tenant_export(
         "contacts": bundles,
         "audit_log": audit_entries.iter().map(|e| json!({ "seq": e.seq, "at": e.at.unix_timestamp(), "actor": e.actor_label, "action": e.action, "subject": e.subject, "detail": e.detail })).collect::<Vec<_>>(),
     });
-    let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    audit::record(
-        &mut tx,
-        tenant,
-        &t.actor(),
-        "tenant.exported",
-        "",
-        json!({}),
-        state.now(),
-    )
-    .await?;
+    let mut tx = t.begin(&state).await?;
+    tx.audit("tenant.exported", "", json!({})).await?;
     tx.commit().await?;
     Ok(download(
         serde_json::to_vec(&body).map_err(anyhow::Error::from)?,
@@ -815,17 +798,9 @@ async fn terminate(
     let now = state.now();
     if dbp::schedule_termination(&state.db, t.id(), now + retention::TERMINATION_GRACE, now).await?
     {
-        let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-        audit::record(
-            &mut tx,
-            t.id(),
-            &t.actor(),
-            "tenant.termination_scheduled",
-            &t.tenant.slug,
-            json!({}),
-            now,
-        )
-        .await?;
+        let mut tx = t.begin_at(&state, now).await?;
+        tx.audit("tenant.termination_scheduled", &t.tenant.slug, json!({}))
+            .await?;
         tx.commit().await?;
     }
     Ok(redirect_with_flash(
@@ -840,17 +815,9 @@ async fn cancel_termination(
     t: RequireRole<Owner>,
 ) -> AppResult<Response> {
     if dbp::cancel_termination(&state.db, t.id()).await? {
-        let mut tx = db::begin_tenant(&state.db, t.id()).await?;
-        audit::record(
-            &mut tx,
-            t.id(),
-            &t.actor(),
-            "tenant.termination_cancelled",
-            &t.tenant.slug,
-            json!({}),
-            state.now(),
-        )
-        .await?;
+        let mut tx = t.begin(&state).await?;
+        tx.audit("tenant.termination_cancelled", &t.tenant.slug, json!({}))
+            .await?;
         tx.commit().await?;
     }
     Ok(redirect_with_flash(
