@@ -649,7 +649,7 @@ async fn bundle_for(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<expo
     let bundle = export::contact_bundle(state, t.id(), r.contact_id, Some(id))
         .await?
         .ok_or(AppError::NotFound)?;
-    let mut tx = t.begin(&state).await?;
+    let mut tx = t.begin(state).await?;
     tx.audit(
         "dsr.exported",
         &id.to_string(),
