@@ -150,17 +150,10 @@ pub async fn audit_login(
     let now = state.now();
     for t in db::tenants::tenants_of_user(&state.db, user_id).await? {
         if let Some(tenant) = db::tenants::tenant_by_slug(&state.db, &t.slug).await? {
-            let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
-            audit::record(
-                &mut tx,
-                tenant.id,
-                &Actor::user(user_id, email),
-                "auth.login",
-                email,
-                json!({ "method": method }),
-                now,
-            )
-            .await?;
+            let mut tx =
+                db::TenantTx::begin(&state.db, tenant.id, Actor::user(user_id, email), now).await?;
+            tx.audit("auth.login", email, json!({ "method": method }))
+                .await?;
             tx.commit().await?;
         }
     }
@@ -177,17 +170,9 @@ pub async fn audit_user_event(
     let now = state.now();
     for t in db::tenants::tenants_of_user(&state.db, user_id).await? {
         if let Some(tenant) = db::tenants::tenant_by_slug(&state.db, &t.slug).await? {
-            let mut tx = db::begin_tenant(&state.db, tenant.id).await?;
-            audit::record(
-                &mut tx,
-                tenant.id,
-                &Actor::user(user_id, email),
-                action,
-                email,
-                json!({}),
-                now,
-            )
-            .await?;
+            let mut tx =
+                db::TenantTx::begin(&state.db, tenant.id, Actor::user(user_id, email), now).await?;
+            tx.audit(action, email, json!({})).await?;
             tx.commit().await?;
         }
     }
@@ -218,7 +203,7 @@ pub async fn invite(
         .await?
         .ok_or(FormError::Field("error.not_found"))?;
     let plan = plans::by_id(&tenant.plan).unwrap_or(&plans::PLANS[0]);
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let members = db::memberships::members(&mut tx).await?;
     if members.iter().any(|m| m.email == email.as_str()) {
         return Err(FormError::Field("members.already_member"));
@@ -241,14 +226,10 @@ pub async fn invite(
         now,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "member.invited",
         email.as_str(),
         json!({ "role": role.as_str() }),
-        now,
     )
     .await?;
     if crate::mail::enabled(state) {
@@ -291,20 +272,12 @@ pub async fn revoke_invitation(
     id: Uuid,
 ) -> Result<bool, FormError> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     if !db::invitations::revoke_invitation(&mut tx, tenant_id, id, now).await? {
         return Ok(false);
     }
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
-        "member.invitation_revoked",
-        &id.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("member.invitation_revoked", &id.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -362,7 +335,13 @@ pub async fn accept_invitation(
     let tenant = db::tenants::tenant_by_id(&state.db, inv.tenant_id)
         .await?
         .ok_or(FormError::Field("invite.invalid"))?;
-    let mut tx = db::begin_tenant(&state.db, inv.tenant_id).await?;
+    let mut tx = db::TenantTx::begin(
+        &state.db,
+        inv.tenant_id,
+        Actor::user(user_id, user_email),
+        now,
+    )
+    .await?;
     if !db::invitations::consume_invitation(&mut tx, inv.id, now).await? {
         return Err(FormError::Field("invite.invalid"));
     }
@@ -372,14 +351,10 @@ pub async fn accept_invitation(
     {
         db::memberships::add_member(&mut tx, inv.tenant_id, user_id, role, now).await?;
     }
-    audit::record(
-        &mut tx,
-        inv.tenant_id,
-        &Actor::user(user_id, user_email),
+    tx.audit(
         "member.joined",
         user_email,
         json!({ "role": role.as_str() }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -451,7 +426,7 @@ pub async fn change_role(
 ) -> Result<(), FormError> {
     let new_role = Role::try_from(new_role).map_err(FormError::Field)?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let owners = db::memberships::lock_owner_count(&mut tx).await?;
     let current = db::memberships::role_in_tenant(&mut tx, target)
         .await?
@@ -463,14 +438,10 @@ pub async fn change_role(
         return Err(FormError::Field("members.last_owner"));
     }
     db::memberships::set_member_role(&mut tx, target, new_role).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "member.role_changed",
         &target.to_string(),
         json!({ "from": current.as_str(), "to": new_role.as_str() }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -486,7 +457,7 @@ pub async fn remove_member(
     target: Uuid,
 ) -> Result<(), FormError> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let owners = db::memberships::lock_owner_count(&mut tx).await?;
     let current = db::memberships::role_in_tenant(&mut tx, target)
         .await?
@@ -500,14 +471,10 @@ pub async fn remove_member(
     db::memberships::remove_member(&mut tx, target).await?;
     db::sessions::revoke_all_sessions(&mut tx, target, None, now).await?;
     db::resets::revoke_resets(&mut tx, target, now).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "member.removed",
         &target.to_string(),
         json!({ "role": current.as_str() }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -528,7 +495,7 @@ pub async fn issue_reset(
     target: Uuid,
 ) -> Result<String, FormError> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let role = db::memberships::role_in_tenant(&mut tx, target)
         .await?
         .ok_or(FormError::Field("error.not_found"))?;
@@ -549,16 +516,8 @@ pub async fn issue_reset(
         now + RESET_LIFETIME,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
-        "member.reset_link_issued",
-        &target.to_string(),
-        json!({}),
-        now,
-    )
-    .await?;
+    tx.audit("member.reset_link_issued", &target.to_string(), json!({}))
+        .await?;
     tx.commit().await?;
     Ok(token)
 }

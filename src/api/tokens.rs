@@ -83,7 +83,7 @@ pub async fn create(
     let now = state.now();
     let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
     let expires_at = (expires_in_days > 0).then(|| now + time::Duration::days(expires_in_days));
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     api_tokens::insert(
         &mut tx,
         &api_tokens::NewToken {
@@ -100,15 +100,7 @@ pub async fn create(
         now,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
-        "api_token.created",
-        name,
-        json!({ "token": id, "scopes": scopes, "expires_at": expires_at.map(|t| t.unix_timestamp()) }),
-        now,
-    )
+    tx.audit("api_token.created", name, json!({ "token": id, "scopes": scopes, "expires_at": expires_at.map(|t| t.unix_timestamp()) }))
     .await?;
     tx.commit().await?;
     Ok(token)
@@ -148,23 +140,15 @@ pub async fn revoke(
     id: Uuid,
 ) -> anyhow::Result<bool> {
     let now: OffsetDateTime = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let Some(t) = api_tokens::get(&mut tx, id).await? else {
         return Ok(false);
     };
     if !api_tokens::revoke(&mut tx, id, now).await? {
         return Ok(false);
     }
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
-        "api_token.revoked",
-        &t.name,
-        json!({ "token": id }),
-        now,
-    )
-    .await?;
+    tx.audit("api_token.revoked", &t.name, json!({ "token": id }))
+        .await?;
     tx.commit().await?;
     Ok(true)
 }

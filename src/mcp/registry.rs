@@ -18,7 +18,7 @@ use crate::{
     crypto::Aad,
     db::{
         self, ai as db_ai,
-        audit::{self, Actor},
+        audit::Actor,
         jobs::{self, BackgroundJob, JobMeta, Outcome},
         mcp::{self as db_mcp, NewServer, Server},
     },
@@ -117,7 +117,7 @@ pub async fn add_server(
     };
     let now = state.now();
     let inner = async {
-        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
         let inserted = db_mcp::insert_server(
             &mut tx,
             NewServer {
@@ -134,14 +134,10 @@ pub async fn add_server(
         .await?;
         if inserted {
             // The host only: never the path, query or secret.
-            audit::record(
-                &mut tx,
-                tenant_id,
-                actor,
+            tx.audit(
                 "mcp.server_added",
                 name,
                 json!({ "id": id, "host": url.host_str(), "auth": f.auth_kind }),
-                now,
             )
             .await?;
         }
@@ -218,7 +214,7 @@ pub async fn sync_tools(
 ) -> anyhow::Result<SyncReport> {
     let now = state.now();
     let mut report = SyncReport::default();
-    let mut tx = db::begin_tenant(&state.db, s.tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, s.tenant_id, Actor::system(), now).await?;
     let pinned = db_mcp::tools(&mut tx, Some(s.id)).await?;
     for t in listed {
         let fp = t.fingerprint();
@@ -268,14 +264,10 @@ pub async fn sync_tools(
     db_mcp::record_health(&mut tx, s.id, None, now).await?;
     if !report.changed.is_empty() {
         tracing::warn!(tenant = %s.tenant_id, server = %s.id, tools = ?report.changed, "MCP tools changed; disabled until re-approved");
-        audit::record(
-            &mut tx,
-            s.tenant_id,
-            &Actor::system(),
+        tx.audit(
             "mcp.tools_changed",
             &s.name,
             json!({ "tools": report.changed }),
-            now,
         )
         .await?;
     }
@@ -389,7 +381,7 @@ async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::R
                 .await?,
         )
     };
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, Actor::system(), now).await?;
     db_mcp::finish_call(
         &mut tx,
         call.id,
@@ -411,14 +403,10 @@ async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::R
         now,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        &Actor::system(),
+    tx.audit(
         "mcp.call_executed",
         &call.conversation_id.to_string(),
         json!({ "call": call.id, "tool": call.tool, "outcome": state_name.as_str() }),
-        now,
     )
     .await?;
     tx.commit().await?;
