@@ -21,7 +21,6 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::conversation::Ownership;
 use crate::{
     crypto::Aad,
     db::{
@@ -32,7 +31,12 @@ use crate::{
         jobs,
         messages::{self, NewMessage},
     },
-    domain::{events, phone::Phone},
+    domain::{
+        conversation::Ownership,
+        events,
+        message::{Direction, MessageStatus},
+        phone::Phone,
+    },
     gateway::{
         ConnectionState, ConnectionUpdate, InboundEvent, InboundMessage, MediaSource, MessageKind,
         MessageRevision, Revision, StatusUpdate,
@@ -816,7 +820,7 @@ pub async fn apply(
                 serde_json::json!({
                     "conversation_id": conversation,
                     "message_id": r.p.message_id,
-                    "status": "received",
+                    "status": MessageStatus::Received.as_str(),
                 }),
                 None,
             ));
@@ -1139,12 +1143,12 @@ async fn apply_revision(
 fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_> {
     let p = &r.p;
     let (direction, author, status) = if p.msg.from_me {
-        ("out", "phone", "sent")
+        (Direction::Out, "phone", MessageStatus::Sent)
     } else if matches!(p.msg.kind, MessageKind::System { .. }) {
         // A notice about the chat (number changed…): an event, not a customer's words.
-        ("in", "system", "received")
+        (Direction::In, "system", MessageStatus::Received)
     } else {
-        ("in", "contact", "received")
+        (Direction::In, "contact", MessageStatus::Received)
     };
     let media = match &p.msg.kind {
         MessageKind::Media { mime, .. } => Some(mime.as_deref()),
@@ -1157,7 +1161,7 @@ fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_
         channel_id: r.channel_id,
         contact_id: p.contact.contact_id,
         external_id: Some(&p.msg.external_id),
-        direction,
+        direction: direction.as_str(),
         author,
         author_user_id: None,
         kind: p.kind,
@@ -1169,7 +1173,7 @@ fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_
         quoted_external_id: p.msg.quoted_external_id.as_deref(),
         sender_sealed: p.sender_sealed.clone(),
         extra_sealed: p.extra_sealed.clone(),
-        status,
+        status: status.as_str(),
         sent_at: p.msg.timestamp,
     }
 }

@@ -189,7 +189,7 @@ pub async fn queue_text_after(
             channel_id: conv.channel_id,
             contact_id: conv.contact_id,
             external_id: None,
-            direction: "out",
+            direction: Direction::Out.as_str(),
             author: author_kind,
             author_user_id: user,
             kind: "text",
@@ -283,7 +283,7 @@ pub async fn queue_template(
             channel_id: conv.channel_id,
             contact_id: conv.contact_id,
             external_id: None,
-            direction: "out",
+            direction: Direction::Out.as_str(),
             author: "member",
             author_user_id: Some(author),
             kind: "template",
@@ -371,10 +371,11 @@ async fn emit_outcome(
     now: OffsetDateTime,
 ) -> sqlx::Result<u64> {
     let status = if event == events::MESSAGE_SENT {
-        "sent"
+        MessageStatus::Sent
     } else {
-        "failed"
-    };
+        MessageStatus::Failed
+    }
+    .as_str();
     let data = json!({
         "conversation_id": msg.conversation_id,
         "message_id": msg.id,

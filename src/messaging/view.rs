@@ -226,7 +226,7 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
         label,
         preview: truncate(&preview.ok().flatten().unwrap_or_default(), 90),
         preview_kind: r.last_kind.clone().unwrap_or_default(),
-        outbound: r.last_direction.as_deref() == Some("out"),
+        outbound: r.last_direction.as_deref().and_then(Direction::parse) == Some(Direction::Out),
         time: clock.short(r.last_message_at),
         time_full: clock.full(r.last_message_at),
         unread: r.unread_count,
@@ -369,14 +369,16 @@ pub async fn thread_message(
         }
         _ => (body, Vec::new()),
     };
-    let author = match (m.direction.as_str(), m.author.as_str()) {
+    let direction = Direction::parse(&m.direction);
+    let author = match (direction, m.author.as_str()) {
         (_, "system") => String::new(),
-        ("in", _) => sender.ok().flatten().unwrap_or_default(),
+        (Some(Direction::In), _) => sender.ok().flatten().unwrap_or_default(),
         (_, a) => a.to_owned(),
     };
+    let outbound = direction == Some(Direction::Out);
     ThreadMessage {
         id: m.id,
-        outbound: Direction::parse(&m.direction) == Some(Direction::Out),
+        outbound,
         author,
         kind: m.kind.clone(),
         text,
@@ -390,7 +392,7 @@ pub async fn thread_message(
         time: clock.short(m.sent_at),
         time_full: clock.full(m.sent_at),
         quoted: m.quoted_external_id.is_some(),
-        retryable: Direction::parse(&m.direction) == Some(Direction::Out)
+        retryable: outbound
             && MessageStatus::parse(&m.status).is_some_and(MessageStatus::retryable),
         deleted: m.deleted_at.is_some(),
         edited: m.edited_at.is_some(),

@@ -13,7 +13,7 @@ use crate::{
         messages::{self, Message},
         tenants::Tenant,
     },
-    domain::knowledge::WEEKDAYS,
+    domain::{knowledge::WEEKDAYS, message::Direction as Stored},
     i18n::Lang,
     state::AppState,
 };
@@ -36,18 +36,24 @@ pub(super) async fn recent_turn(
     let Some(latest) = recent.last().cloned() else {
         return Ok(None);
     };
-    if latest.direction != "in" {
+    if !inbound(&latest) {
         return Ok(None); // already answered
     }
     if recent
         .iter()
         .rev()
-        .take_while(|m| m.direction == "in")
+        .take_while(|m| inbound(m))
         .any(|m| m.media_state.as_deref() == Some("pending"))
     {
         anyhow::bail!("media of this turn is still being fetched");
     }
     Ok(Some((recent, latest)))
+}
+
+/// Whether the customer wrote it (an unknown stored direction counts as ours: nothing to
+/// answer).
+fn inbound(m: &Message) -> bool {
+    Stored::parse(&m.direction) == Some(Stored::In)
 }
 
 /// The conversation as the context builder sees it: text opened, media described.
@@ -133,7 +139,7 @@ pub(super) async fn conversation_messages(
             }],
             _ => Vec::new(),
         };
-        let direction = if m.direction == "in" {
+        let direction = if inbound(m) {
             Direction::Inbound
         } else {
             Direction::Outbound
