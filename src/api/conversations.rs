@@ -2,6 +2,8 @@
 //! conversation with its messages (recorded as access, like the portal's view), and sends
 //! (text or template, through the same outbox and 24-hour rule, idempotent by key).
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use axum::{
     Json,
     body::Bytes,
@@ -379,10 +381,27 @@ pub async fn send(
     }
     let queued = match (req.text.as_deref(), req.template_id) {
         (Some(text), None) => {
-            send::queue_text(&state, &mut tx, tenant, id, text, Author::Member(author)).await
+            send::queue_text(
+                &Messaging::from_ref(&state),
+                &mut tx,
+                tenant,
+                id,
+                text,
+                Author::Member(author),
+            )
+            .await
         }
         (None, Some(tpl)) => {
-            send::queue_template(&state, &mut tx, tenant, id, tpl, &req.params, author).await
+            send::queue_template(
+                &Messaging::from_ref(&state),
+                &mut tx,
+                tenant,
+                id,
+                tpl,
+                &req.params,
+                author,
+            )
+            .await
         }
         _ => return Err(ApiError::unprocessable("api.problem.text_or_template")),
     };

@@ -2,6 +2,9 @@
 //! the tenant's time zone. A contact whose key was destroyed shows as erased, never as an
 //! error.
 
+use axum::extract::FromRef;
+
+use crate::messaging::Messaging;
 use jiff::tz::TimeZone;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -201,7 +204,13 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
     };
     let erased = r.contact_erased || name.is_err() || phone.is_err();
     let group = if r.is_group {
-        crate::messaging::groups::subject(state, tenant, r.id, r.group_name_sealed.as_deref()).await
+        crate::messaging::groups::subject(
+            &Messaging::from_ref(state),
+            tenant,
+            r.id,
+            r.group_name_sealed.as_deref(),
+        )
+        .await
     } else {
         None
     };

@@ -1,6 +1,8 @@
 //! Staff decisions on drafts. Each moves a draft out of the queue at most once (a
 //! conditional update), so a double click — or two reviewers at once — sends one reply.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -153,7 +155,7 @@ pub async fn approve(
     // The reply waits out the tenant's undo window before its send job runs.
     let undo = db_ai::settings(&mut tx).await?.undo_seconds.clamp(0, 60);
     let message_id = match send::queue_text_after(
-        state,
+        &Messaging::from_ref(state),
         &mut tx,
         tenant_id,
         d.conversation_id,

@@ -1,8 +1,10 @@
 //! Channels: connect WhatsApp numbers through Evolution API or Meta's Cloud API, see their
 //! health, and (Evolution) configure the webhook and pair or reconnect the phone.
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::{Path, State},
@@ -97,7 +99,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Channe
                 name: c.name.clone(),
                 health: c.health.clone(),
                 health_detail: c.health_detail.clone(),
-                webhook_url: channel::webhook_url(state, c),
+                webhook_url: channel::webhook_url(&Messaging::from_ref(state), c),
                 detail: match c.kind.as_str() {
                     "evolution" => format!(
                         "{} · {}",
@@ -189,7 +191,7 @@ async fn add_evolution(
     if !load(&state, ctx.clone(), &t).await?.can_add {
         return refuse(&state, ctx, &t, "channels.limit").await;
     }
-    let base_url = channel::check_gateway_url(&state, &f.base_url).await;
+    let base_url = channel::check_gateway_url(&Messaging::from_ref(&state), &f.base_url).await;
     let parsed = (|| {
         Ok::<_, &'static str>((
             clean(&f.name, 80)?,
@@ -203,7 +205,7 @@ async fn add_evolution(
         Err(key) => return refuse(&state, ctx, &t, key).await,
     };
     let (id, secret) = channel::create(
-        &state,
+        &Messaging::from_ref(&state),
         t.id(),
         &t.actor(),
         &name,
@@ -256,7 +258,7 @@ async fn add_meta(
         Err(key) => return refuse(&state, ctx, &t, key).await,
     };
     let (id, token) = channel::create(
-        &state,
+        &Messaging::from_ref(&state),
         t.id(),
         &t.actor(),
         &name,
@@ -292,18 +294,19 @@ async fn configure_webhook(
 ) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
-    let Outbound::Evolution(client) = channel::outbound(&state, &c).await? else {
+    let messaging = Messaging::from_ref(&state);
+    let Outbound::Evolution(client) = channel::outbound(&messaging, &c).await? else {
         return Err(AppError::NotFound);
     };
     let secret = SecretString::from(
-        channel::secrets(&state, &c)
+        channel::secrets(&messaging, &c)
             .await?
             .webhook_secret
             .unwrap_or_default(),
     );
     let events = crate::gateway::evolution::DEFAULT_WEBHOOK_EVENTS;
     match client
-        .set_webhook(&channel::webhook_url(&state, &c), &secret, events)
+        .set_webhook(&channel::webhook_url(&messaging, &c), &secret, events)
         .await
     {
         Ok(()) => {
@@ -337,7 +340,8 @@ async fn connect(
 ) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
-    let Outbound::Evolution(client) = channel::outbound(&state, &c).await? else {
+    let Outbound::Evolution(client) = channel::outbound(&Messaging::from_ref(&state), &c).await?
+    else {
         return Err(AppError::NotFound);
     };
     let outcome = client.connect(None).await;
@@ -394,7 +398,7 @@ async fn sync_templates(
 ) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
-    let Outbound::Meta(client) = channel::outbound(&state, &c).await? else {
+    let Outbound::Meta(client) = channel::outbound(&Messaging::from_ref(&state), &c).await? else {
         return Err(AppError::NotFound);
     };
     let waba = c

@@ -2,8 +2,10 @@
 //! keyset pagination) and the conversation page (thread, reply, assignment, labels,
 //! status, contact profile and notes).
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
@@ -596,8 +598,13 @@ async fn load_conversation(
         channel_kind,
         is_group: conv.is_group,
         group_name: if conv.is_group {
-            crate::messaging::groups::subject(state, tenant, id, conv.group_name_sealed.as_deref())
-                .await
+            crate::messaging::groups::subject(
+                &Messaging::from_ref(state),
+                tenant,
+                id,
+                conv.group_name_sealed.as_deref(),
+            )
+            .await
         } else {
             None
         },
@@ -914,7 +921,7 @@ async fn reply(
         text = c.body;
     }
     match send::queue_text(
-        &state,
+        &Messaging::from_ref(&state),
         &mut tx,
         tenant,
         id,
@@ -1152,7 +1159,7 @@ async fn retry(
     let m = messages::get(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    match send::retry(&state, &mut tx, tenant, id).await {
+    match send::retry(&Messaging::from_ref(&state), &mut tx, tenant, id).await {
         Ok(true) => {
             audit::record(
                 &mut tx,
@@ -1325,7 +1332,7 @@ async fn send_template(
         .collect();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     match send::queue_template(
-        &state,
+        &Messaging::from_ref(&state),
         &mut tx,
         tenant,
         id,

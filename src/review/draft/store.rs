@@ -2,6 +2,8 @@
 //! turn), the recipients the contact's data went to, the tool calls sealed on the draft, the
 //! auto-send when the policy allows it, and the `draft.created` event.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use serde_json::json;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -313,7 +315,7 @@ async fn auto_send(
 ) -> anyhow::Result<()> {
     let (tenant_id, conv, draft_id) = (turn.tenant_id, turn.conv, turn.draft_id);
     match send::queue_text(
-        state,
+        &Messaging::from_ref(state),
         &mut *tx,
         tenant_id,
         conv.id,
