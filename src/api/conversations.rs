@@ -151,7 +151,7 @@ pub async fn list(
     let clock = Clock::new("UTC", state.now());
     let mut data = Vec::with_capacity(rows.len());
     for r in &rows {
-        let v = view::inbox_row(&state, tenant, &clock, r).await;
+        let v = view::inbox_row(&Messaging::from_ref(&state), tenant, &clock, r).await;
         data.push(ConversationSummary {
             id: r.id,
             contact_id: r.contact_id,
@@ -265,7 +265,7 @@ pub async fn show(
     let clock = Clock::new("UTC", now);
     let mut out = Vec::with_capacity(rows.len());
     for m in &rows {
-        let tm = view::thread_message(&state, tenant, &clock, m).await;
+        let tm = view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await;
         out.push(MessageOut {
             id: m.id,
             direction: m.direction.clone(),
@@ -289,7 +289,9 @@ pub async fn show(
         assigned_to: conv.assigned_to,
         labels: conv.labels,
         channel_id: conv.channel_id,
-        contact: ContactOut::from_view(view::contact(&state, tenant, &contact).await),
+        contact: ContactOut::from_view(
+            view::contact(&Messaging::from_ref(&state), tenant, &contact).await,
+        ),
         messages: out,
         older_cursor,
     }))

@@ -4,8 +4,6 @@
 //! body is a 4xx (retrying won't help; nothing is stored); a failure on our side is a 5xx,
 //! which both gateways retry, and since nothing was committed the retry stores it once.
 
-use crate::messaging::Messaging;
-use axum::extract::FromRef;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -118,7 +116,7 @@ async fn evolution_inner(
     body: &[u8],
 ) -> AppResult<Response> {
     let channel = channel_for(state, route, "evolution").await?;
-    let secret = channel::secrets(&Messaging::from_ref(state), &channel)
+    let secret = channel::secrets(&state.messaging, &channel)
         .await?
         .webhook_secret
         .unwrap_or_default();
@@ -168,7 +166,7 @@ async fn meta_handshake(
     Query(q): Query<Handshake>,
 ) -> AppResult<Response> {
     let channel = channel_for(&state, &route, "meta").await?;
-    let expected = channel::secrets(&Messaging::from_ref(&state), &channel)
+    let expected = channel::secrets(&state.messaging, &channel)
         .await?
         .webhook_secret
         .unwrap_or_default();
@@ -190,7 +188,7 @@ async fn meta_hook(
     body: Bytes,
 ) -> AppResult<Response> {
     let channel = channel_for(&state, &route, "meta").await?;
-    let app_secret = channel::meta_app_secret(&Messaging::from_ref(&state), &channel).await?;
+    let app_secret = channel::meta_app_secret(&state.messaging, &channel).await?;
     let signature = headers
         .get(meta::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());

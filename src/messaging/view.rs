@@ -2,8 +2,6 @@
 //! the tenant's time zone. A contact whose key was destroyed shows as erased, never as an
 //! error.
 
-use axum::extract::FromRef;
-
 use crate::messaging::Messaging;
 use jiff::tz::TimeZone;
 use time::OffsetDateTime;
@@ -16,7 +14,6 @@ use crate::{
         message::{Direction, MessageStatus},
         phone::Phone,
     },
-    state::AppState,
 };
 
 /// Formats times for one tenant.
@@ -62,7 +59,7 @@ impl Clock {
 
 /// Opens a sealed field: `Ok(None)` when absent, `Err(())` when the key is destroyed.
 async fn open_opt(
-    state: &AppState,
+    state: &Messaging,
     tenant: Uuid,
     contact: Uuid,
     aad: Aad<'_>,
@@ -102,7 +99,7 @@ impl ContactView {
     }
 }
 
-pub async fn contact(state: &AppState, tenant: Uuid, c: &Contact) -> ContactView {
+pub async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactView {
     let name = open_opt(
         state,
         tenant,
@@ -171,7 +168,7 @@ fn truncate(s: &str, n: usize) -> String {
     out
 }
 
-pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
+pub async fn inbox_row(state: &Messaging, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
     let cid = r.contact_id;
     let name = open_opt(
         state,
@@ -204,13 +201,7 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
     };
     let erased = r.contact_erased || name.is_err() || phone.is_err();
     let group = if r.is_group {
-        crate::messaging::groups::subject(
-            &Messaging::from_ref(state),
-            tenant,
-            r.id,
-            r.group_name_sealed.as_deref(),
-        )
-        .await
+        crate::messaging::groups::subject(state, tenant, r.id, r.group_name_sealed.as_deref()).await
     } else {
         None
     };
@@ -287,7 +278,7 @@ pub struct ReviewNote {
 }
 
 pub async fn thread_message(
-    state: &AppState,
+    state: &Messaging,
     tenant: Uuid,
     clock: &Clock,
     m: &Message,
@@ -415,7 +406,7 @@ pub async fn thread_message(
 
 /// A draft's text as the AI wrote it.
 pub async fn original_text(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
 ) -> anyhow::Result<Option<String>> {
@@ -431,7 +422,7 @@ pub async fn original_text(
 
 /// A draft's text as approved (edited or not), once it was.
 pub async fn final_text(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
 ) -> anyhow::Result<Option<String>> {
@@ -440,7 +431,7 @@ pub async fn final_text(
 
 /// Opens one of a draft's sealed text columns, bound to its row and column.
 async fn draft_text(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
     column: &'static str,

@@ -112,7 +112,7 @@ pub async fn approve(
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let (d, next) = draft_for(&mut tx, draft_id, Decision::Approve, actor, now).await?;
-    let original = view::original_text(state, tenant_id, &d)
+    let original = view::original_text(&Messaging::from_ref(state), tenant_id, &d)
         .await?
         .unwrap_or_default();
     let text = match edited.map(str::trim) {

@@ -356,7 +356,7 @@ async fn list(
         .flatten();
     let mut views_rows = Vec::with_capacity(rows.len());
     for r in &rows {
-        let mut v = view::inbox_row(&state, tenant, &clock, r).await;
+        let mut v = view::inbox_row(&Messaging::from_ref(&state), tenant, &clock, r).await;
         v.urgent = urgent.contains(&r.id);
         views_rows.push(v);
     }
@@ -562,7 +562,7 @@ async fn load_conversation(
         .flatten();
     let mut pane = Vec::with_capacity(pane_rows.len());
     for r in &pane_rows {
-        pane.push(view::inbox_row(state, tenant, &clock, r).await);
+        pane.push(view::inbox_row(&Messaging::from_ref(state), tenant, &clock, r).await);
     }
     rows.reverse();
     let thread = thread_view(state, tenant, &clock, &rows, &members, &edited).await;
@@ -577,7 +577,7 @@ async fn load_conversation(
         ctx,
         shell,
         id,
-        contact: view::contact(state, tenant, &contact).await,
+        contact: view::contact(&Messaging::from_ref(state), tenant, &contact).await,
         messages: thread,
         status: conv.status,
         ownership: conv.ownership,
@@ -667,7 +667,7 @@ async fn thread_view(
 ) -> Vec<ThreadMessage> {
     let mut thread = Vec::with_capacity(rows.len());
     for m in rows {
-        let mut tm = view::thread_message(state, tenant, clock, m).await;
+        let mut tm = view::thread_message(&Messaging::from_ref(state), tenant, clock, m).await;
         if let Some(user) = m.author_user_id.filter(|_| m.author == "ai") {
             tm.review = Some(view::ReviewNote {
                 by: members
@@ -694,7 +694,7 @@ async fn reply_draft(
     let d = latest.filter(|d| d.state == DraftState::Pending.as_str())?;
     Some(ReplyDraft {
         id: d.id,
-        text: view::original_text(state, tenant, &d)
+        text: view::original_text(&Messaging::from_ref(state), tenant, &d)
             .await
             .ok()
             .flatten()
@@ -837,7 +837,8 @@ async fn conversation_fragment(
         )
         .await?;
         for r in &rows {
-            f.pane.push(view::inbox_row(state, tenant, &clock, r).await);
+            f.pane
+                .push(view::inbox_row(&Messaging::from_ref(state), tenant, &clock, r).await);
         }
     }
     tx.commit().await?;

@@ -109,7 +109,9 @@ async fn page(
             msgs.reverse();
             let clock = Clock::new(&settings.time_zone, state.now());
             for m in &msgs {
-                thread.push(view::thread_message(&state, tenant, &clock, m).await);
+                thread.push(
+                    view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await,
+                );
             }
         }
     }

@@ -1,6 +1,8 @@
 //! What the prompt is built from: the turn's recent messages (text opened, extras noted,
 //! media loaded or described), the customer's profile and the tenant's settings.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -173,7 +175,7 @@ pub(super) async fn customer_profile(
     tenant_id: Uuid,
     c: &db::contacts::Contact,
 ) -> CustomerProfile {
-    let v = crate::messaging::view::contact(state, tenant_id, c).await;
+    let v = crate::messaging::view::contact(&Messaging::from_ref(state), tenant_id, c).await;
     CustomerProfile {
         name: v.name,
         notes: (!v.notes.is_empty()).then_some(v.notes),
