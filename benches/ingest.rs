@@ -11,6 +11,8 @@
 //!    the list query never decrypts in SQL), then the inbox query's latency percentiles as
 //!    the application role inside a tenant transaction, first page and keyset pages.
 
+use axum::extract::FromRef;
+use sigmaai::messaging::Messaging;
 use std::{sync::Arc, time::Instant};
 
 use serde_json::json;
@@ -172,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
         let (channel_id, _) = channel::create(
-            &state,
+            &Messaging::from_ref(&state),
             tenant,
             &actor,
             "Inbox bench",
@@ -478,7 +480,7 @@ async fn ingest(
 ) -> anyhow::Result<()> {
     let base = url::Url::parse("http://127.0.0.1:9")?;
     let (channel_id, secret) = channel::create(
-        state,
+        &Messaging::from_ref(state),
         tenant,
         actor,
         "Bench",
@@ -717,7 +719,7 @@ async fn approve(
     }
     let actor = Actor::user(user, "bench@bench.test");
     let (channel_id, secret) = channel::create(
-        state,
+        &Messaging::from_ref(state),
         tenant,
         &actor,
         "Approve bench",

@@ -1,11 +1,13 @@
 //! The demo tenant `scripts/run` starts with, so the product can be tried at once.
 //! Development only: it has a published password.
 
+use crate::messaging::Messaging;
 use crate::{
     accounts::{self, FormError, Signup},
     db,
     state::AppState,
 };
+use axum::extract::FromRef;
 
 pub const DEMO_EMAIL: &str = "demo@sigmaai.local";
 pub const DEMO_PASSWORD: &str = "sigmaai-demo-2026";
@@ -92,7 +94,12 @@ async fn seed_content(state: &AppState, tenant_id: uuid::Uuid) -> anyhow::Result
         }
     }
     tx.commit().await?;
-    let sim = crate::messaging::channel::simulator(state, tenant_id, &Actor::system()).await?;
+    let sim = crate::messaging::channel::simulator(
+        &Messaging::from_ref(state),
+        tenant_id,
+        &Actor::system(),
+    )
+    .await?;
     // The demo's messages arrive through the real ingest path, on a queue of its own.
     let ingest = crate::wiring::App::new(state.clone()).ingest;
     for (i, (id, phone, name, text)) in CONVERSATIONS.iter().enumerate() {

@@ -2,7 +2,8 @@
 //!
 //! - [`App`] is the router's state: the shared infrastructure ([`AppState`], what every
 //!   subsystem takes) and `messaging`'s own machinery, the ingest queue and the webhook
-//!   route cache. Handlers take the part they use (`State<AppState>`,
+//!   route cache; and each subsystem's own context, built once (`messaging::Messaging`).
+//!   Handlers take the part they use (`State<AppState>`, `State<Messaging>`,
 //!   `State<Arc<GroupCommit>>`, `State<Arc<RouteCache>>`) through `FromRef`.
 //! - [`IngestEffects`] is what a stored inbound message sets off outside `messaging`: the
 //!   AI turn (`review`) and a data-subject request keyword (`privacy`). `messaging` knows
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    messaging::{channel::RouteCache, group_commit::GroupCommit, ingest::Effects},
+    messaging::{Messaging, channel::RouteCache, group_commit::GroupCommit, ingest::Effects},
     state::AppState,
 };
 
@@ -24,6 +25,8 @@ use crate::{
 #[derive(Clone)]
 pub struct App {
     pub state: AppState,
+    /// `messaging`'s handles (sending, media, channels), built once.
+    pub messaging: Messaging,
     /// Shares transactions between webhook deliveries arriving together.
     pub ingest: Arc<GroupCommit>,
     /// Webhook URL → channel, briefly (see `RouteCache`).
@@ -34,6 +37,7 @@ impl App {
     /// The process's ingest queue and route cache around `state`.
     pub fn new(state: AppState) -> App {
         App {
+            messaging: Messaging::from_ref(&state),
             state,
             ingest: GroupCommit::new(Arc::new(IngestEffects)),
             routes: Default::default(),
@@ -53,6 +57,12 @@ impl std::ops::Deref for App {
 impl FromRef<App> for AppState {
     fn from_ref(app: &App) -> AppState {
         app.state.clone()
+    }
+}
+
+impl FromRef<App> for Messaging {
+    fn from_ref(app: &App) -> Messaging {
+        app.messaging.clone()
     }
 }
 

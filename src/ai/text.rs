@@ -1235,5 +1235,12 @@ mod tests {
         assert_eq!(guess_lang("oi vcs abrem sabado", Lang::En), Lang::PtBr);
         assert_eq!(guess_lang("r u open on sat", Lang::PtBr), Lang::En);
         assert_eq!(guess_lang("limpeza", Lang::PtBr), Lang::PtBr);
+        // The drafting turn's cases (it had its own copy of this list).
+        assert_eq!(guess_lang("Quanto custa a limpeza?", Lang::En), Lang::PtBr);
+        assert_eq!(guess_lang("Vocês abrem no sábado?", Lang::En), Lang::PtBr);
+        assert_eq!(guess_lang("Não, obrigado", Lang::En), Lang::PtBr);
+        assert_eq!(guess_lang("How much is a cleaning?", Lang::PtBr), Lang::En);
+        assert_eq!(guess_lang("ok", Lang::PtBr), Lang::PtBr);
+        assert_eq!(guess_lang("ok", Lang::En), Lang::En);
     }
 }

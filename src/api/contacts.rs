@@ -1,6 +1,8 @@
 //! Contacts: read (`conversations:read`) and update the profile staff keep — name, notes,
 //! tags (`contacts:write`), with the portal's limits.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use axum::{
     Json,
     extract::{Path, State},
@@ -59,7 +61,7 @@ async fn load(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<ContactOut>
         .ok_or_else(ApiError::not_found)?;
     tx.commit().await?;
     Ok(ContactOut::from_view(
-        view::contact(state, tenant, &c).await,
+        view::contact(&Messaging::from_ref(state), tenant, &c).await,
     ))
 }
 
@@ -135,7 +137,7 @@ pub async fn update(
         return Err(ApiError::conflict("reply.erased"));
     }
     if p.notes.is_some() || tags.is_some() {
-        let current = view::contact(&state, tenant, &c).await;
+        let current = view::contact(&Messaging::from_ref(&state), tenant, &c).await;
         let notes = p.notes.as_deref().map(str::trim).unwrap_or(&current.notes);
         let profile = json!({ "notes": notes }).to_string();
         let sealed = state

@@ -2,6 +2,8 @@
 //! conversation with its messages (recorded as access, like the portal's view), and sends
 //! (text or template, through the same outbox and 24-hour rule, idempotent by key).
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use axum::{
     Json,
     body::Bytes,
@@ -149,7 +151,7 @@ pub async fn list(
     let clock = Clock::new("UTC", state.now());
     let mut data = Vec::with_capacity(rows.len());
     for r in &rows {
-        let v = view::inbox_row(&state, tenant, &clock, r).await;
+        let v = view::inbox_row(&Messaging::from_ref(&state), tenant, &clock, r).await;
         data.push(ConversationSummary {
             id: r.id,
             contact_id: r.contact_id,
@@ -259,7 +261,7 @@ pub async fn show(
     let clock = Clock::new("UTC", now);
     let mut out = Vec::with_capacity(rows.len());
     for m in &rows {
-        let tm = view::thread_message(&state, tenant, &clock, m).await;
+        let tm = view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await;
         out.push(MessageOut {
             id: m.id,
             direction: m.direction.clone(),
@@ -283,7 +285,9 @@ pub async fn show(
         assigned_to: conv.assigned_to,
         labels: conv.labels,
         channel_id: conv.channel_id,
-        contact: ContactOut::from_view(view::contact(&state, tenant, &contact).await),
+        contact: ContactOut::from_view(
+            view::contact(&Messaging::from_ref(&state), tenant, &contact).await,
+        ),
         messages: out,
         older_cursor,
     }))
@@ -375,10 +379,27 @@ pub async fn send(
     }
     let queued = match (req.text.as_deref(), req.template_id) {
         (Some(text), None) => {
-            send::queue_text(&state, &mut tx, tenant, id, text, Author::Member(author)).await
+            send::queue_text(
+                &Messaging::from_ref(&state),
+                &mut tx,
+                tenant,
+                id,
+                text,
+                Author::Member(author),
+            )
+            .await
         }
         (None, Some(tpl)) => {
-            send::queue_template(&state, &mut tx, tenant, id, tpl, &req.params, author).await
+            send::queue_template(
+                &Messaging::from_ref(&state),
+                &mut tx,
+                tenant,
+                id,
+                tpl,
+                &req.params,
+                author,
+            )
+            .await
         }
         _ => return Err(ApiError::unprocessable("api.problem.text_or_template")),
     };

@@ -2,6 +2,8 @@
 //! `review::decide` — the same rules as the portal's review queue (a draft is decided at
 //! most once; an approved reply waits out the undo window, then goes through the outbox).
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use axum::{
     Json,
     extract::{Path, Query, State},
@@ -99,7 +101,7 @@ pub async fn list(
     tx.commit().await?;
     let mut data = Vec::with_capacity(rows.len());
     for d in rows {
-        let text = crate::messaging::view::original_text(&state, tenant, &d)
+        let text = crate::messaging::view::original_text(&Messaging::from_ref(&state), tenant, &d)
             .await
             .ok()
             .flatten();

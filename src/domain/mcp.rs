@@ -74,6 +74,13 @@ impl CallState {
     pub fn awaits_review(self) -> bool {
         self == CallState::Pending
     }
+
+    /// Whether the call reached its server with the contact's data (the server is then one
+    /// of the data's recipients): every call but a write still waiting for a reviewer and
+    /// one the SSRF guard refused before connecting.
+    pub fn reached_server(self) -> bool {
+        !matches!(self, CallState::Pending | CallState::Refused)
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +117,14 @@ mod tests {
         );
         for s in CallState::ALL {
             assert_eq!(CallState::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn a_waiting_or_refused_call_sent_nothing_to_its_server() {
+        use CallState::*;
+        for s in CallState::ALL {
+            assert_eq!(s.reached_server(), !matches!(s, Pending | Refused), "{s:?}");
         }
     }
 }

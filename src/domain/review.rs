@@ -5,6 +5,8 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::conversation::Ownership;
+
 /// Where a draft is in its life (`drafts.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DraftState {
@@ -169,9 +171,36 @@ impl Policy {
     }
 }
 
+/// Whether the AI may draft a reply in a conversation now: its policy drafts at all, the AI
+/// owns it (not a person, not paused; an unknown stored word counts as not the AI's), and
+/// the contact's data may be processed (neither restricted nor erased).
+pub fn ai_may_draft(policy: Policy, ownership: Option<Ownership>, may_process: bool) -> bool {
+    policy.drafts() && ownership.is_some_and(Ownership::ai_answers) && may_process
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Decision as D, DraftState as S, *};
+
+    #[test]
+    fn the_ai_drafts_only_when_the_policy_drafts_it_owns_the_chat_and_may_process() {
+        use Policy::*;
+        for p in Policy::ALL {
+            for o in Ownership::ALL {
+                for may in [true, false] {
+                    assert_eq!(
+                        ai_may_draft(p, Some(o), may),
+                        p != Off && o == Ownership::Ai && may,
+                        "{p:?} {o:?} {may}"
+                    );
+                }
+            }
+        }
+        assert!(
+            !ai_may_draft(AutoSend, None, true),
+            "an unknown owner: not the AI"
+        );
+    }
 
     #[test]
     fn every_state_round_trips_through_its_stored_word() {

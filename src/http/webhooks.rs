@@ -116,7 +116,7 @@ async fn evolution_inner(
     body: &[u8],
 ) -> AppResult<Response> {
     let channel = channel_for(state, route, "evolution").await?;
-    let secret = channel::secrets(state, &channel)
+    let secret = channel::secrets(&state.messaging, &channel)
         .await?
         .webhook_secret
         .unwrap_or_default();
@@ -166,7 +166,7 @@ async fn meta_handshake(
     Query(q): Query<Handshake>,
 ) -> AppResult<Response> {
     let channel = channel_for(&state, &route, "meta").await?;
-    let expected = channel::secrets(&state, &channel)
+    let expected = channel::secrets(&state.messaging, &channel)
         .await?
         .webhook_secret
         .unwrap_or_default();
@@ -188,7 +188,7 @@ async fn meta_hook(
     body: Bytes,
 ) -> AppResult<Response> {
     let channel = channel_for(&state, &route, "meta").await?;
-    let app_secret = channel::meta_app_secret(&state, &channel).await?;
+    let app_secret = channel::meta_app_secret(&state.messaging, &channel).await?;
     let signature = headers
         .get(meta::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());

@@ -5,6 +5,7 @@
 
 use std::{future::Future, pin::Pin};
 
+use axum::extract::FromRef;
 use serde_json::Value;
 
 use crate::{
@@ -29,19 +30,30 @@ impl Entry {
     }
 }
 
-fn run_typed<'a, J: BackgroundJob<Context = AppState>>(
+/// Reads the payload, builds the job's own context from the process's state (its
+/// subsystem's handles, cheap clones: see `J::Context`'s `FromRef`) and runs it.
+fn run_typed<'a, J: BackgroundJob>(
     state: &'a AppState,
     payload: Value,
     meta: &'a JobMeta,
-) -> RunFuture<'a> {
+) -> RunFuture<'a>
+where
+    J::Context: FromRef<AppState>,
+{
     Box::pin(async move {
         let job: J = serde_json::from_value(payload)
             .map_err(|e| anyhow::anyhow!("{} payload does not read: {e}", J::KIND))?;
-        job.run(state, meta).await
+        let ctx = J::Context::from_ref(state);
+        job.run(&ctx, meta).await
     })
 }
 
-pub const fn register<J: BackgroundJob<Context = AppState>>() -> Entry {
+/// The entry for `J`: it runs with `J::Context`, whatever of the state its subsystem takes
+/// (the whole `AppState` for a job that needs most of it).
+pub const fn register<J: BackgroundJob>() -> Entry
+where
+    J::Context: FromRef<AppState>,
+{
     Entry {
         kind: J::KIND,
         max_attempts: J::MAX_ATTEMPTS,

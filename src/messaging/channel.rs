@@ -22,8 +22,8 @@ use crate::{
         channels::{Channel, NewChannel},
     },
     gateway::{self, SendError},
-    mcp::guard::{Guard, GuardError, Vetted, check_operator_host, pinned},
-    state::AppState,
+    mcp::guard::{GuardError, Vetted, check_operator_host, pinned},
+    messaging::Messaging,
 };
 
 /// The secrets of a channel, sealed together.
@@ -77,7 +77,7 @@ fn secrets_aad(channel_id: Uuid) -> Aad<'static> {
     Aad::new("channels", "secrets", channel_id)
 }
 
-pub async fn secrets(state: &AppState, channel: &Channel) -> anyhow::Result<Secrets> {
+pub async fn secrets(state: &Messaging, channel: &Channel) -> anyhow::Result<Secrets> {
     match &channel.secrets_sealed {
         Some(s) => {
             let json = state
@@ -91,25 +91,25 @@ pub async fn secrets(state: &AppState, channel: &Channel) -> anyhow::Result<Secr
 }
 
 /// The URL a gateway must call for this channel.
-pub fn webhook_url(state: &AppState, channel: &Channel) -> String {
-    let base = state.config.public_url.as_str().trim_end_matches('/');
+pub fn webhook_url(state: &Messaging, channel: &Channel) -> String {
+    let base = state.config.public_url().as_str().trim_end_matches('/');
     format!("{base}/webhooks/{}/{}", channel.kind, channel.route_id)
 }
 
 /// The SSRF guard for a tenant-supplied gateway or AI server URL (https in production, http
 /// only in development), except that hosts the operator listed in
 /// `SIGMAAI_PRIVATE_GATEWAY_HOSTS` may be on its private network (see `check_operator_host`).
-pub async fn vet_gateway(state: &AppState, raw: &str) -> Result<Vetted, GuardError> {
-    match check_operator_host(raw, &state.config.private_gateway_hosts).await {
+pub async fn vet_gateway(state: &Messaging, raw: &str) -> Result<Vetted, GuardError> {
+    match check_operator_host(raw, state.config.private_gateway_hosts()).await {
         Some(checked) => checked,
-        None => Guard::for_config(&state.config).check(raw).await,
+        None => state.config.guard().check(raw).await,
     }
 }
 
 /// The platform connects to them from inside our network, so they pass the same SSRF guard
 /// as MCP servers (public addresses only, https on the usual ports; loopback in development),
 /// here when saved and again before every connection (`outbound`).
-pub async fn check_gateway_url(state: &AppState, raw: &str) -> Result<Url, &'static str> {
+pub async fn check_gateway_url(state: &Messaging, raw: &str) -> Result<Url, &'static str> {
     match vet_gateway(state, raw).await {
         Ok(v) => Ok(v.url),
         Err(e) => {
@@ -137,7 +137,7 @@ pub enum NewChannelInput {
 /// Creates a channel. Returns its id and the webhook secret to show once (Evolution header
 /// secret, or Meta verify token; none for the simulator).
 pub async fn create(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     actor: &Actor,
     name: &str,
@@ -225,7 +225,7 @@ pub async fn create(
 
 /// The simulator channel of a tenant, created on first use.
 pub async fn simulator(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     actor: &Actor,
 ) -> anyhow::Result<Channel> {
@@ -275,7 +275,7 @@ fn cfg<'a>(channel: &'a Channel, key: &str) -> anyhow::Result<&'a str> {
         .ok_or_else(|| anyhow::anyhow!("channel config lacks {key}"))
 }
 
-pub async fn outbound(state: &AppState, channel: &Channel) -> anyhow::Result<Outbound> {
+pub async fn outbound(state: &Messaging, channel: &Channel) -> anyhow::Result<Outbound> {
     match channel.kind.as_str() {
         "evolution" => {
             let s = secrets(state, channel).await?;
@@ -299,7 +299,7 @@ pub async fn outbound(state: &AppState, channel: &Channel) -> anyhow::Result<Out
                 .config
                 .get("graph_base_url")
                 .and_then(|v| v.as_str())
-                .unwrap_or(state.config.meta_graph_url.as_str());
+                .unwrap_or(state.config.meta_graph_url());
             Ok(Outbound::Meta(gateway::meta::MetaClient::new(
                 graph,
                 cfg(channel, "phone_number_id")?,
@@ -311,7 +311,7 @@ pub async fn outbound(state: &AppState, channel: &Channel) -> anyhow::Result<Out
 }
 
 /// The Meta app secret, for verifying X-Hub-Signature-256.
-pub async fn meta_app_secret(state: &AppState, channel: &Channel) -> anyhow::Result<SecretString> {
+pub async fn meta_app_secret(state: &Messaging, channel: &Channel) -> anyhow::Result<SecretString> {
     let s = secrets(state, channel).await?;
     Ok(SecretString::from(s.app_secret.unwrap_or_default()))
 }

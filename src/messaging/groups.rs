@@ -10,10 +10,9 @@ use crate::{
     },
     live,
     messaging::{
-        GROUP_SUBJECT,
+        GROUP_SUBJECT, Messaging,
         channel::{self, Outbound},
     },
-    state::AppState,
 };
 use uuid::Uuid;
 
@@ -27,20 +26,20 @@ pub struct GroupSubject {
 
 impl BackgroundJob for GroupSubject {
     const KIND: &'static str = GROUP_SUBJECT;
-    type Context = AppState;
+    type Context = Messaging;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("group_subject:{}", self.conversation_id))
     }
 
-    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Messaging, _: &JobMeta) -> anyhow::Result<Outcome> {
         run(state, self.tenant_id, self.conversation_id)
             .await
             .map(|()| Outcome::Done)
     }
 }
 
-async fn run(state: &AppState, tenant_id: Uuid, conversation_id: Uuid) -> anyhow::Result<()> {
+async fn run(state: &Messaging, tenant_id: Uuid, conversation_id: Uuid) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(conv) = conversations::get(&mut tx, conversation_id).await? else {
         return Ok(());
@@ -93,7 +92,7 @@ async fn run(state: &AppState, tenant_id: Uuid, conversation_id: Uuid) -> anyhow
 
 /// Opens a group's subject for display (`None` if unknown or unreadable).
 pub async fn subject(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: uuid::Uuid,
     conversation_id: uuid::Uuid,
     sealed: Option<&[u8]>,

@@ -14,10 +14,9 @@ use crate::{
     gateway::{DownloadedMedia, SendError},
     live,
     messaging::{
-        FETCH_MEDIA,
+        FETCH_MEDIA, Messaging,
         channel::{self, Outbound},
     },
-    state::AppState,
 };
 
 /// The largest media object we keep (WhatsApp documents go up to 100 MB; we cap lower).
@@ -33,9 +32,9 @@ pub struct FetchMedia {
 
 impl BackgroundJob for FetchMedia {
     const KIND: &'static str = FETCH_MEDIA;
-    type Context = AppState;
+    type Context = Messaging;
 
-    async fn run(self, state: &AppState, meta: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Messaging, meta: &JobMeta) -> anyhow::Result<Outcome> {
         run(state, self.tenant_id, self.message_id, meta)
             .await
             .map(|()| Outcome::Done)
@@ -47,7 +46,7 @@ pub fn object_key(tenant_id: Uuid, message_id: Uuid) -> String {
 }
 
 async fn run(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     message_id: Uuid,
     job: &JobMeta,
@@ -136,7 +135,7 @@ fn is_final(e: &anyhow::Error) -> bool {
 }
 
 async fn give_up(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     message_id: Uuid,
     conversation_id: Uuid,
@@ -158,7 +157,7 @@ async fn give_up(
 }
 
 async fn fetch(
-    state: &AppState,
+    state: &Messaging,
     channel: Option<&db::channels::Channel>,
     source: &serde_json::Value,
 ) -> anyhow::Result<DownloadedMedia> {

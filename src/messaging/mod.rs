@@ -14,3 +14,76 @@ pub mod webhook_delivery;
 pub const SEND_MESSAGE: &str = "send_message";
 pub const FETCH_MEDIA: &str = "fetch_media";
 pub const GROUP_SUBJECT: &str = "group_subject";
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use sqlx::PgPool;
+use url::Url;
+
+use crate::{
+    clock::SharedClock, config::Config, crypto::Keyring, live::Live, mcp::guard::Guard,
+    state::AppState, storage::ObjectStore,
+};
+
+/// What messaging's sending, media and group jobs and its channel calls use, and nothing
+/// else: the pool, the keyring, the clock, live events, the media store and the few settings
+/// they read. Built from the process's state with `FromRef` (clones of pools and `Arc`s):
+/// a job's `Context` (`jobs::registry`), `State<Messaging>` in a handler, or
+/// `Messaging::from_ref(&state)` where a caller holds the whole state.
+#[derive(Clone)]
+pub struct Messaging {
+    /// Connected as the non-owner application role: row-level security applies.
+    pub db: PgPool,
+    pub keys: Keyring,
+    pub clock: SharedClock,
+    pub live: Live,
+    pub media: Arc<dyn ObjectStore>,
+    pub config: MessagingConfig,
+}
+
+impl Messaging {
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+impl FromRef<AppState> for Messaging {
+    fn from_ref(state: &AppState) -> Messaging {
+        Messaging {
+            db: state.db.clone(),
+            keys: state.keys.clone(),
+            clock: state.clock.clone(),
+            live: state.live.clone(),
+            media: state.media.clone(),
+            config: MessagingConfig(state.config.clone()),
+        }
+    }
+}
+
+/// The settings messaging reads (a view of the process's configuration, shared, not
+/// copied): where gateways are allowed to be, and our own public address.
+#[derive(Clone)]
+pub struct MessagingConfig(Arc<Config>);
+
+impl MessagingConfig {
+    /// The URL gateways post webhooks to (a channel's webhook address starts with it).
+    pub fn public_url(&self) -> &Url {
+        &self.0.public_url
+    }
+
+    /// Operator-trusted gateway hosts that may be on a private network.
+    pub fn private_gateway_hosts(&self) -> &[String] {
+        &self.0.private_gateway_hosts
+    }
+
+    /// Meta's Graph API base.
+    pub fn meta_graph_url(&self) -> &str {
+        &self.0.meta_graph_url
+    }
+
+    /// The SSRF guard for gateway URLs (loopback allowed outside production).
+    pub fn guard(&self) -> Guard {
+        Guard::for_config(&self.0)
+    }
+}

@@ -23,8 +23,7 @@ use crate::{
     domain::events,
     gateway::SendError,
     live,
-    messaging::{SEND_MESSAGE, channel},
-    state::AppState,
+    messaging::{Messaging, SEND_MESSAGE, channel},
 };
 
 /// The `send_message` job: sends one queued outbound message, once.
@@ -38,13 +37,13 @@ pub struct SendMessage {
 impl BackgroundJob for SendMessage {
     const KIND: &'static str = SEND_MESSAGE;
     const MAX_ATTEMPTS: i32 = 8;
-    type Context = AppState;
+    type Context = Messaging;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("send:{}", self.message_id))
     }
 
-    async fn run(self, state: &AppState, meta: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Messaging, meta: &JobMeta) -> anyhow::Result<Outcome> {
         run(state, self.tenant_id, self.message_id, meta)
             .await
             .map(|()| Outcome::Done)
@@ -121,7 +120,7 @@ async fn sendable(
 
 /// Queues a text reply in the caller's tenant-scoped transaction. Returns the message id.
 pub async fn queue_text(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     conversation_id: Uuid,
@@ -142,7 +141,7 @@ pub async fn queue_text(
 
 /// Queues a text reply whose send job runs only after `delay` (the undo window).
 pub async fn queue_text_after(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     conversation_id: Uuid,
@@ -189,7 +188,7 @@ pub async fn queue_text_after(
             channel_id: conv.channel_id,
             contact_id: conv.contact_id,
             external_id: None,
-            direction: "out",
+            direction: Direction::Out.as_str(),
             author: author_kind,
             author_user_id: user,
             kind: "text",
@@ -231,7 +230,7 @@ pub fn render_template(body: &str, params: &[String]) -> String {
 /// Queues an approved template (allowed outside the 24-hour window) in the caller's
 /// tenant-scoped transaction. Returns the message id.
 pub async fn queue_template(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     conversation_id: Uuid,
@@ -283,7 +282,7 @@ pub async fn queue_template(
             channel_id: conv.channel_id,
             contact_id: conv.contact_id,
             external_id: None,
-            direction: "out",
+            direction: Direction::Out.as_str(),
             author: "member",
             author_user_id: Some(author),
             kind: "template",
@@ -345,7 +344,7 @@ impl From<sqlx::Error> for QueueError {
 
 /// Staff retry of a failed or unknown send: back to queued with a new job.
 pub async fn retry(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     message_id: Uuid,
@@ -371,10 +370,11 @@ async fn emit_outcome(
     now: OffsetDateTime,
 ) -> sqlx::Result<u64> {
     let status = if event == events::MESSAGE_SENT {
-        "sent"
+        MessageStatus::Sent
     } else {
-        "failed"
-    };
+        MessageStatus::Failed
+    }
+    .as_str();
     let data = json!({
         "conversation_id": msg.conversation_id,
         "message_id": msg.id,
@@ -384,7 +384,7 @@ async fn emit_outcome(
 }
 
 async fn run(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     message_id: Uuid,
     job: &JobMeta,
@@ -634,7 +634,7 @@ async fn run(
 
 /// One send through the channel's gateway. Returns the gateway's message id.
 async fn send_via(
-    state: &AppState,
+    state: &Messaging,
     channel: &Channel,
     to: &str,
     text: &str,
@@ -650,7 +650,7 @@ async fn send_via(
 }
 
 async fn send_template_via(
-    state: &AppState,
+    state: &Messaging,
     channel: &Channel,
     to: &str,
     t: &serde_json::Value,

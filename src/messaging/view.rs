@@ -2,6 +2,7 @@
 //! the tenant's time zone. A contact whose key was destroyed shows as erased, never as an
 //! error.
 
+use crate::messaging::Messaging;
 use jiff::tz::TimeZone;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -13,7 +14,6 @@ use crate::{
         message::{Direction, MessageStatus},
         phone::Phone,
     },
-    state::AppState,
 };
 
 /// Formats times for one tenant.
@@ -59,7 +59,7 @@ impl Clock {
 
 /// Opens a sealed field: `Ok(None)` when absent, `Err(())` when the key is destroyed.
 async fn open_opt(
-    state: &AppState,
+    state: &Messaging,
     tenant: Uuid,
     contact: Uuid,
     aad: Aad<'_>,
@@ -99,7 +99,7 @@ impl ContactView {
     }
 }
 
-pub async fn contact(state: &AppState, tenant: Uuid, c: &Contact) -> ContactView {
+pub async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactView {
     let name = open_opt(
         state,
         tenant,
@@ -168,7 +168,7 @@ fn truncate(s: &str, n: usize) -> String {
     out
 }
 
-pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
+pub async fn inbox_row(state: &Messaging, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
     let cid = r.contact_id;
     let name = open_opt(
         state,
@@ -226,7 +226,7 @@ pub async fn inbox_row(state: &AppState, tenant: Uuid, clock: &Clock, r: &ListRo
         label,
         preview: truncate(&preview.ok().flatten().unwrap_or_default(), 90),
         preview_kind: r.last_kind.clone().unwrap_or_default(),
-        outbound: r.last_direction.as_deref() == Some("out"),
+        outbound: r.last_direction.as_deref().and_then(Direction::parse) == Some(Direction::Out),
         time: clock.short(r.last_message_at),
         time_full: clock.full(r.last_message_at),
         unread: r.unread_count,
@@ -278,7 +278,7 @@ pub struct ReviewNote {
 }
 
 pub async fn thread_message(
-    state: &AppState,
+    state: &Messaging,
     tenant: Uuid,
     clock: &Clock,
     m: &Message,
@@ -369,14 +369,16 @@ pub async fn thread_message(
         }
         _ => (body, Vec::new()),
     };
-    let author = match (m.direction.as_str(), m.author.as_str()) {
+    let direction = Direction::parse(&m.direction);
+    let author = match (direction, m.author.as_str()) {
         (_, "system") => String::new(),
-        ("in", _) => sender.ok().flatten().unwrap_or_default(),
+        (Some(Direction::In), _) => sender.ok().flatten().unwrap_or_default(),
         (_, a) => a.to_owned(),
     };
+    let outbound = direction == Some(Direction::Out);
     ThreadMessage {
         id: m.id,
-        outbound: Direction::parse(&m.direction) == Some(Direction::Out),
+        outbound,
         author,
         kind: m.kind.clone(),
         text,
@@ -390,7 +392,7 @@ pub async fn thread_message(
         time: clock.short(m.sent_at),
         time_full: clock.full(m.sent_at),
         quoted: m.quoted_external_id.is_some(),
-        retryable: Direction::parse(&m.direction) == Some(Direction::Out)
+        retryable: outbound
             && MessageStatus::parse(&m.status).is_some_and(MessageStatus::retryable),
         deleted: m.deleted_at.is_some(),
         edited: m.edited_at.is_some(),
@@ -404,7 +406,7 @@ pub async fn thread_message(
 
 /// A draft's text as the AI wrote it.
 pub async fn original_text(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
 ) -> anyhow::Result<Option<String>> {
@@ -420,7 +422,7 @@ pub async fn original_text(
 
 /// A draft's text as approved (edited or not), once it was.
 pub async fn final_text(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
 ) -> anyhow::Result<Option<String>> {
@@ -429,7 +431,7 @@ pub async fn final_text(
 
 /// Opens one of a draft's sealed text columns, bound to its row and column.
 async fn draft_text(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
     column: &'static str,

@@ -3,6 +3,8 @@
 //! manifest (record counts and a SHA-256 per section) and as readable HTML. Nothing about
 //! other contacts; staff are named only as the approvers of drafts.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -172,8 +174,8 @@ pub async fn contact_bundle(
             provider: d.provider.clone(),
             model: d.model.clone(),
             prompt_version: d.prompt_version.clone(),
-            ai_text: view::original_text(state, tenant_id, &d).await?,
-            approved_text: view::final_text(state, tenant_id, &d).await?,
+            ai_text: view::original_text(&Messaging::from_ref(state), tenant_id, &d).await?,
+            approved_text: view::final_text(&Messaging::from_ref(state), tenant_id, &d).await?,
             edited: d.edited,
             decided_by,
             decided_at: d.decided_at.map(ts),
@@ -234,7 +236,7 @@ pub async fn contact_bundle(
     .collect();
     tx.commit().await?;
 
-    let v = view::contact(state, tenant_id, &contact).await;
+    let v = view::contact(&Messaging::from_ref(state), tenant_id, &contact).await;
     let subject = json!({
         "id": contact.id, "name": v.name, "phone": v.phone, "notes": v.notes, "tags": v.tags,
         "created_at": ts(contact.created_at), "processing_restricted": contact.restricted_at.map(ts),

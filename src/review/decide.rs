@@ -1,6 +1,8 @@
 //! Staff decisions on drafts. Each moves a draft out of the queue at most once (a
 //! conditional update), so a double click — or two reviewers at once — sends one reply.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -110,7 +112,7 @@ pub async fn approve(
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let (d, next) = draft_for(&mut tx, draft_id, Decision::Approve, actor, now).await?;
-    let original = view::original_text(state, tenant_id, &d)
+    let original = view::original_text(&Messaging::from_ref(state), tenant_id, &d)
         .await?
         .unwrap_or_default();
     let text = match edited.map(str::trim) {
@@ -153,7 +155,7 @@ pub async fn approve(
     // The reply waits out the tenant's undo window before its send job runs.
     let undo = db_ai::settings(&mut tx).await?.undo_seconds.clamp(0, 60);
     let message_id = match send::queue_text_after(
-        state,
+        &Messaging::from_ref(state),
         &mut tx,
         tenant_id,
         d.conversation_id,

@@ -1,8 +1,10 @@
 //! WhatsApp traffic (issue 5): durable ingestion through both gateways' webhooks, the
 //! inbox, sending through the gateways' REST APIs, statuses, and the simulator.
 
+use axum::extract::FromRef;
 use serde_json::json;
 use sigmaai::clock::Clock;
+use sigmaai::messaging::Messaging;
 use time::Duration;
 use wiremock::{
     Mock, ResponseTemplate,
@@ -1346,7 +1348,7 @@ async fn concurrent_deliveries_share_a_commit_and_a_bad_one_fails_alone() {
         .await
         .unwrap();
     let ch_b = sigmaai::messaging::channel::simulator(
-        state,
+        &Messaging::from_ref(state),
         tenant_b,
         &sigmaai::db::audit::Actor::system(),
     )

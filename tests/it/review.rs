@@ -1,8 +1,10 @@
 //! AI drafting and review before delivery (issue 6).
 
+use axum::extract::FromRef;
 use serde_json::json;
 use sigmaai::clock::Clock;
 use sigmaai::domain::account::Role;
+use sigmaai::messaging::Messaging;
 use time::Duration;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
@@ -291,11 +293,12 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
             .unwrap()
     };
     let tenant = gw.tenant;
-    let original = sigmaai::messaging::view::original_text(&gw.w.t.state, tenant, &d)
-        .await
-        .unwrap()
-        .unwrap();
-    let fin = sigmaai::messaging::view::final_text(&gw.w.t.state, tenant, &d)
+    let original =
+        sigmaai::messaging::view::original_text(&Messaging::from_ref(&gw.w.t.state), tenant, &d)
+            .await
+            .unwrap()
+            .unwrap();
+    let fin = sigmaai::messaging::view::final_text(&Messaging::from_ref(&gw.w.t.state), tenant, &d)
         .await
         .unwrap()
         .unwrap();

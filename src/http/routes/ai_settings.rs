@@ -1,8 +1,10 @@
 //! AI settings (provider, model, own key, fallback, instructions, tone, review policy) and
 //! usage per day; and the knowledge the AI answers from.
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
@@ -185,7 +187,8 @@ async fn validate(state: &AppState, f: &AiForm) -> Result<(), &'static str> {
         return Err("ai.base_url.required");
     }
     if !f.base_url.trim().is_empty() {
-        crate::messaging::channel::check_gateway_url(state, &f.base_url).await?;
+        crate::messaging::channel::check_gateway_url(&Messaging::from_ref(state), &f.base_url)
+            .await?;
     }
     if f.instructions.chars().count() > 4000
         || f.tone.chars().count() > 200

@@ -1,8 +1,10 @@
 //! Channels: connect WhatsApp numbers through Evolution API or Meta's Cloud API, see their
 //! health, and (Evolution) configure the webhook and pair or reconnect the phone.
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::{Path, State},
@@ -85,6 +87,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Channe
     tx.commit().await?;
     let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
     let real = rows.iter().filter(|c| c.kind != "simulator").count() as u32;
+    let messaging = Messaging::from_ref(state);
     Ok(ChannelsPage {
         ctx,
         shell: Shell::load(state, t, "channels").await?,
@@ -97,7 +100,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Channe
                 name: c.name.clone(),
                 health: c.health.clone(),
                 health_detail: c.health_detail.clone(),
-                webhook_url: channel::webhook_url(state, c),
+                webhook_url: channel::webhook_url(&messaging, c),
                 detail: match c.kind.as_str() {
                     "evolution" => format!(
                         "{} · {}",
@@ -182,6 +185,7 @@ pub struct EvolutionForm {
 
 async fn add_evolution(
     State(state): State<AppState>,
+    State(messaging): State<Messaging>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Form(f): Form<EvolutionForm>,
@@ -189,7 +193,7 @@ async fn add_evolution(
     if !load(&state, ctx.clone(), &t).await?.can_add {
         return refuse(&state, ctx, &t, "channels.limit").await;
     }
-    let base_url = channel::check_gateway_url(&state, &f.base_url).await;
+    let base_url = channel::check_gateway_url(&messaging, &f.base_url).await;
     let parsed = (|| {
         Ok::<_, &'static str>((
             clean(&f.name, 80)?,
@@ -203,7 +207,7 @@ async fn add_evolution(
         Err(key) => return refuse(&state, ctx, &t, key).await,
     };
     let (id, secret) = channel::create(
-        &state,
+        &messaging,
         t.id(),
         &t.actor(),
         &name,
@@ -228,6 +232,7 @@ pub struct MetaForm {
 
 async fn add_meta(
     State(state): State<AppState>,
+    State(messaging): State<Messaging>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Form(f): Form<MetaForm>,
@@ -256,7 +261,7 @@ async fn add_meta(
         Err(key) => return refuse(&state, ctx, &t, key).await,
     };
     let (id, token) = channel::create(
-        &state,
+        &messaging,
         t.id(),
         &t.actor(),
         &name,
@@ -287,23 +292,24 @@ async fn get_channel(
 /// Calls Evolution's webhook/set with our URL and secret, so nobody has to paste them.
 async fn configure_webhook(
     State(state): State<AppState>,
+    State(messaging): State<Messaging>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
-    let Outbound::Evolution(client) = channel::outbound(&state, &c).await? else {
+    let Outbound::Evolution(client) = channel::outbound(&messaging, &c).await? else {
         return Err(AppError::NotFound);
     };
     let secret = SecretString::from(
-        channel::secrets(&state, &c)
+        channel::secrets(&messaging, &c)
             .await?
             .webhook_secret
             .unwrap_or_default(),
     );
     let events = crate::gateway::evolution::DEFAULT_WEBHOOK_EVENTS;
     match client
-        .set_webhook(&channel::webhook_url(&state, &c), &secret, events)
+        .set_webhook(&channel::webhook_url(&messaging, &c), &secret, events)
         .await
     {
         Ok(()) => {
@@ -323,13 +329,14 @@ async fn configure_webhook(
 /// Pairs (QR or pairing code) or reconnects an Evolution instance, and records its state.
 async fn connect(
     State(state): State<AppState>,
+    State(messaging): State<Messaging>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
-    let Outbound::Evolution(client) = channel::outbound(&state, &c).await? else {
+    let Outbound::Evolution(client) = channel::outbound(&messaging, &c).await? else {
         return Err(AppError::NotFound);
     };
     let outcome = client.connect(None).await;
@@ -381,12 +388,13 @@ async fn delete(
 /// Syncs a Meta channel's approved message templates (for use outside the 24-hour window).
 async fn sync_templates(
     State(state): State<AppState>,
+    State(messaging): State<Messaging>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let c = get_channel(&state, &t, id).await?;
     let back = format!("/t/{}/channels", t.tenant.slug);
-    let Outbound::Meta(client) = channel::outbound(&state, &c).await? else {
+    let Outbound::Meta(client) = channel::outbound(&messaging, &c).await? else {
         return Err(AppError::NotFound);
     };
     let waba = c

@@ -2,8 +2,10 @@
 //! blind index), with their conversations, privacy state and open requests, and the way to
 //! their conversation and privacy actions.
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Router,
     extract::{Query, State},
@@ -113,7 +115,7 @@ async fn directory(
         .flatten();
     let mut rows = Vec::with_capacity(found.len());
     for r in &found {
-        let c = view::contact(&state, tenant, &r.contact).await;
+        let c = view::contact(&Messaging::from_ref(&state), tenant, &r.contact).await;
         rows.push(ContactRow {
             label: c.label(),
             phone: if c.erased {

@@ -2,8 +2,10 @@
 //! keyset pagination) and the conversation page (thread, reply, assignment, labels,
 //! status, contact profile and notes).
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
@@ -354,7 +356,7 @@ async fn list(
         .flatten();
     let mut views_rows = Vec::with_capacity(rows.len());
     for r in &rows {
-        let mut v = view::inbox_row(&state, tenant, &clock, r).await;
+        let mut v = view::inbox_row(&Messaging::from_ref(&state), tenant, &clock, r).await;
         v.urgent = urgent.contains(&r.id);
         views_rows.push(v);
     }
@@ -560,7 +562,7 @@ async fn load_conversation(
         .flatten();
     let mut pane = Vec::with_capacity(pane_rows.len());
     for r in &pane_rows {
-        pane.push(view::inbox_row(state, tenant, &clock, r).await);
+        pane.push(view::inbox_row(&Messaging::from_ref(state), tenant, &clock, r).await);
     }
     rows.reverse();
     let thread = thread_view(state, tenant, &clock, &rows, &members, &edited).await;
@@ -575,7 +577,7 @@ async fn load_conversation(
         ctx,
         shell,
         id,
-        contact: view::contact(state, tenant, &contact).await,
+        contact: view::contact(&Messaging::from_ref(state), tenant, &contact).await,
         messages: thread,
         status: conv.status,
         ownership: conv.ownership,
@@ -596,8 +598,13 @@ async fn load_conversation(
         channel_kind,
         is_group: conv.is_group,
         group_name: if conv.is_group {
-            crate::messaging::groups::subject(state, tenant, id, conv.group_name_sealed.as_deref())
-                .await
+            crate::messaging::groups::subject(
+                &Messaging::from_ref(state),
+                tenant,
+                id,
+                conv.group_name_sealed.as_deref(),
+            )
+            .await
         } else {
             None
         },
@@ -660,7 +667,7 @@ async fn thread_view(
 ) -> Vec<ThreadMessage> {
     let mut thread = Vec::with_capacity(rows.len());
     for m in rows {
-        let mut tm = view::thread_message(state, tenant, clock, m).await;
+        let mut tm = view::thread_message(&Messaging::from_ref(state), tenant, clock, m).await;
         if let Some(user) = m.author_user_id.filter(|_| m.author == "ai") {
             tm.review = Some(view::ReviewNote {
                 by: members
@@ -687,7 +694,7 @@ async fn reply_draft(
     let d = latest.filter(|d| d.state == DraftState::Pending.as_str())?;
     Some(ReplyDraft {
         id: d.id,
-        text: view::original_text(state, tenant, &d)
+        text: view::original_text(&Messaging::from_ref(state), tenant, &d)
             .await
             .ok()
             .flatten()
@@ -830,7 +837,8 @@ async fn conversation_fragment(
         )
         .await?;
         for r in &rows {
-            f.pane.push(view::inbox_row(state, tenant, &clock, r).await);
+            f.pane
+                .push(view::inbox_row(&Messaging::from_ref(state), tenant, &clock, r).await);
         }
     }
     tx.commit().await?;
@@ -914,7 +922,7 @@ async fn reply(
         text = c.body;
     }
     match send::queue_text(
-        &state,
+        &Messaging::from_ref(&state),
         &mut tx,
         tenant,
         id,
@@ -1136,7 +1144,7 @@ async fn retry(
     let m = messages::get(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    match send::retry(&state, &mut tx, tenant, id).await {
+    match send::retry(&Messaging::from_ref(&state), &mut tx, tenant, id).await {
         Ok(true) => {
             tx.audit(
                 "message.retried",
@@ -1301,7 +1309,7 @@ async fn send_template(
         .collect();
     let mut tx = t.begin(&state).await?;
     match send::queue_template(
-        &state,
+        &Messaging::from_ref(&state),
         &mut tx,
         tenant,
         id,

@@ -2,8 +2,10 @@
 //! overdue), exports, erasure and restriction, direct deletion, the processing record,
 //! and tenant export and termination.
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
@@ -146,7 +148,12 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
     let term = dbp::termination(&state.db, tenant).await?;
     let mut who = std::collections::HashMap::with_capacity(contacts.len());
     for c in &contacts {
-        who.insert(c.id, view::contact(state, tenant, c).await.label());
+        who.insert(
+            c.id,
+            view::contact(&Messaging::from_ref(state), tenant, c)
+                .await
+                .label(),
+        );
     }
     let rows: Vec<RequestRow> = requests
         .into_iter()
@@ -498,7 +505,9 @@ async fn request_page(
     tx.commit().await?;
     let (label, restricted) = match &contact {
         Some(c) => (
-            view::contact(&state, tenant, c).await.label(),
+            view::contact(&Messaging::from_ref(&state), tenant, c)
+                .await
+                .label(),
             c.restricted_at.is_some(),
         ),
         None => (String::new(), false),

@@ -1,6 +1,8 @@
 //! The review queue: pending drafts oldest first, each beside its conversation, to approve
 //! (optionally edited), reject with a reason, or take over; escalations to take or dismiss.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use std::collections::HashMap;
 
 use askama::Template;
@@ -251,9 +253,10 @@ async fn queue(
         let mut context = Vec::new();
         // Newest first from the query; the card reads oldest first.
         for m in threads.get(&conv.id).into_iter().flatten().rev() {
-            context.push(view::thread_message(&state, tenant, &clock, m).await);
+            context
+                .push(view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await);
         }
-        let text = crate::messaging::view::original_text(&state, tenant, &d)
+        let text = crate::messaging::view::original_text(&Messaging::from_ref(&state), tenant, &d)
             .await
             .ok()
             .flatten()
@@ -270,7 +273,9 @@ async fn queue(
             urgent: false,
             reason: d.escalation_reason.clone().unwrap_or_default(),
             source_changed: d.source_changed.clone(),
-            contact: view::contact(&state, tenant, contact).await.label(),
+            contact: view::contact(&Messaging::from_ref(&state), tenant, contact)
+                .await
+                .label(),
             text,
             context,
             age_minutes: (now - d.created_at).whole_minutes().max(0),
@@ -388,7 +393,9 @@ pub(crate) async fn undo_offer(
         return Ok(None);
     }
     let contact = match db::contacts::get(tx, d.contact_id).await? {
-        Some(c) => view::contact(state, tenant, &c).await.label(),
+        Some(c) => view::contact(&Messaging::from_ref(state), tenant, &c)
+            .await
+            .label(),
         None => String::new(),
     };
     Ok(Some(UndoOffer {

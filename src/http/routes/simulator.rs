@@ -1,8 +1,10 @@
 //! The bot simulator: an admin chats as an end user through the real ingestion path (a
 //! built-in channel), so the whole flow can be tried without a WhatsApp number.
 
+use crate::messaging::Messaging;
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::State,
@@ -78,7 +80,7 @@ async fn page(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| DEFAULT_PHONE.into());
     let tenant = t.id();
-    let sim = channel::simulator(&state, tenant, &t.actor()).await?;
+    let sim = channel::simulator(&Messaging::from_ref(&state), tenant, &t.actor()).await?;
     let idx = state.keys.blind_phone(tenant, &phone).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let contact = db::contacts::find(&mut tx, Some(&idx), None)
@@ -107,7 +109,9 @@ async fn page(
             msgs.reverse();
             let clock = Clock::new(&settings.time_zone, state.now());
             for m in &msgs {
-                thread.push(view::thread_message(&state, tenant, &clock, m).await);
+                thread.push(
+                    view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await,
+                );
             }
         }
     }
@@ -152,7 +156,7 @@ async fn send(
     if text.is_empty() || text.chars().count() > 4096 {
         return Err(AppError::BadRequest("reply.empty"));
     }
-    let sim = channel::simulator(&state, t.id(), &t.actor()).await?;
+    let sim = channel::simulator(&Messaging::from_ref(&state), t.id(), &t.actor()).await?;
     let msg = InboundMessage {
         account: "simulator".into(),
         external_id: format!("sim-in-{}", Uuid::now_v7().simple()),

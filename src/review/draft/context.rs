@@ -1,6 +1,8 @@
 //! What the prompt is built from: the turn's recent messages (text opened, extras noted,
 //! media loaded or described), the customer's profile and the tenant's settings.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -13,7 +15,7 @@ use crate::{
         messages::{self, Message},
         tenants::Tenant,
     },
-    domain::knowledge::WEEKDAYS,
+    domain::{knowledge::WEEKDAYS, message::Direction as Stored},
     i18n::Lang,
     state::AppState,
 };
@@ -36,18 +38,24 @@ pub(super) async fn recent_turn(
     let Some(latest) = recent.last().cloned() else {
         return Ok(None);
     };
-    if latest.direction != "in" {
+    if !inbound(&latest) {
         return Ok(None); // already answered
     }
     if recent
         .iter()
         .rev()
-        .take_while(|m| m.direction == "in")
+        .take_while(|m| inbound(m))
         .any(|m| m.media_state.as_deref() == Some("pending"))
     {
         anyhow::bail!("media of this turn is still being fetched");
     }
     Ok(Some((recent, latest)))
+}
+
+/// Whether the customer wrote it (an unknown stored direction counts as ours: nothing to
+/// answer).
+fn inbound(m: &Message) -> bool {
+    Stored::parse(&m.direction) == Some(Stored::In)
 }
 
 /// The conversation as the context builder sees it: text opened, media described.
@@ -133,7 +141,7 @@ pub(super) async fn conversation_messages(
             }],
             _ => Vec::new(),
         };
-        let direction = if m.direction == "in" {
+        let direction = if inbound(m) {
             Direction::Inbound
         } else {
             Direction::Outbound
@@ -167,7 +175,7 @@ pub(super) async fn customer_profile(
     tenant_id: Uuid,
     c: &db::contacts::Contact,
 ) -> CustomerProfile {
-    let v = crate::messaging::view::contact(state, tenant_id, c).await;
+    let v = crate::messaging::view::contact(&Messaging::from_ref(state), tenant_id, c).await;
     CustomerProfile {
         name: v.name,
         notes: (!v.notes.is_empty()).then_some(v.notes),

@@ -14,24 +14,29 @@ use crate::{
         conversations::Conversation,
         tenants::Tenant,
     },
-    domain::plans,
+    domain::{
+        conversation::Ownership,
+        plans,
+        review::{self, Policy},
+    },
     state::AppState,
 };
 
-/// The conversation's review policy: its own override, else the tenant's.
-pub(super) fn policy(conv: &Conversation, ai_settings: &AiSettings) -> String {
-    conv.policy_override
-        .clone()
-        .unwrap_or_else(|| ai_settings.policy.clone())
+/// The conversation's review policy: its own override, else the tenant's (an unknown word
+/// reads as review everything).
+pub(super) fn policy(conv: &Conversation, ai_settings: &AiSettings) -> Policy {
+    Policy::effective(&ai_settings.policy, conv.policy_override.as_deref())
 }
 
 /// Nothing is drafted for a human-owned or paused conversation, with the policy off, or
-/// for a contact whose processing is restricted or whose data was erased.
-pub(super) fn may_draft(policy: &str, conv: &Conversation, contact: &Contact) -> bool {
-    !(policy == "off"
-        || conv.ownership != "ai"
-        || contact.restricted_at.is_some()
-        || contact.erased_at.is_some())
+/// for a contact whose processing is restricted or whose data was erased (the rule is
+/// `domain::review::ai_may_draft`; this reads the rows).
+pub(super) fn may_draft(policy: Policy, conv: &Conversation, contact: &Contact) -> bool {
+    review::ai_may_draft(
+        policy,
+        Ownership::parse(&conv.ownership),
+        contact.restricted_at.is_none() && contact.erased_at.is_none(),
+    )
 }
 
 /// The limit this turn is over, if any (the escalation reason): the plan's drafts this

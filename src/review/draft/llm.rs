@@ -1,6 +1,8 @@
 //! Drafting with an LLM provider: the tenant's provider (own key or the platform's, own
 //! endpoint vetted), voice notes transcribed, the prompt built, the tool loop run.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use std::time::Instant;
 
 use secrecy::SecretString;
@@ -42,7 +44,7 @@ pub(super) async fn provider_for(
     // it was saved) and the client pinned to what was vetted.
     let vetted = match s.base_url.as_deref().filter(|u| !u.is_empty()) {
         Some(raw) => Some(
-            crate::messaging::channel::vet_gateway(state, raw)
+            crate::messaging::channel::vet_gateway(&Messaging::from_ref(state), raw)
                 .await
                 .map_err(|e| {
                     tracing::info!(tenant = %tenant_id, reason = %e, "AI base URL refused");

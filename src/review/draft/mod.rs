@@ -182,7 +182,7 @@ async fn run(
     };
     let ai_settings = db_ai::settings(&mut tx).await?;
     let policy = gate::policy(&conv, &ai_settings);
-    if !gate::may_draft(&policy, &conv, &contact) {
+    if !gate::may_draft(policy, &conv, &contact) {
         return Ok(());
     }
     let Some((recent, latest)) = context::recent_turn(&mut tx, conversation_id).await? else {
@@ -261,7 +261,7 @@ async fn run(
         }
     };
     store::store(
-        state, tenant_id, &conv, &latest, &policy, produced, calls, now,
+        state, tenant_id, &conv, &latest, policy, produced, calls, now,
     )
     .await
 }

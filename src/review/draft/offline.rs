@@ -1,5 +1,5 @@
 //! The offline answerer's turn: the pending question, the customer's earlier messages for
-//! follow-ups, and a guess at the language the customer wrote in.
+//! follow-ups, and the language the customer wrote in (`ai::text::guess_lang`).
 
 use super::{Drafted, Produced, escalation_code};
 use crate::{
@@ -7,68 +7,11 @@ use crate::{
         Capabilities,
         context::{self, ConversationMessage, Direction},
         offline::{self, OfflineOutcome},
-        text::Synonyms,
+        text::{self, Synonyms},
     },
     domain::knowledge::KnowledgeEntry,
     i18n::Lang,
 };
-
-/// The customer's language, guessed from common words (the tenant's language when unsure):
-/// a reply should be in the language the customer wrote.
-pub(super) fn guess_lang(text: &str, fallback: Lang) -> Lang {
-    const PT: &[&str] = &[
-        "você", "voce", "vocês", "voces", "olá", "ola", "obrigado", "obrigada", "quanto", "qual",
-        "quais", "horário", "horario", "não", "nao", "sim", "tudo", "bem", "dia", "boa", "bom",
-        "tarde", "noite", "queria", "quero", "gostaria", "consulta", "preço", "preco", "aceitam",
-        "vocês", "tem", "para", "com", "é", "meu", "minha", "amanhã", "hoje", "sábado", "sabado",
-    ];
-    const EN: &[&str] = &[
-        "you",
-        "hello",
-        "hi",
-        "thanks",
-        "thank",
-        "how",
-        "much",
-        "what",
-        "which",
-        "when",
-        "do",
-        "does",
-        "is",
-        "are",
-        "open",
-        "price",
-        "appointment",
-        "want",
-        "would",
-        "like",
-        "the",
-        "my",
-        "today",
-        "tomorrow",
-        "saturday",
-        "please",
-    ];
-    let words: Vec<String> = text
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let pt = words.iter().filter(|w| PT.contains(&w.as_str())).count()
-        + text
-            .chars()
-            .filter(|c| "ãõçáéíóúâêô".contains(*c))
-            .count()
-            .min(3);
-    let en = words.iter().filter(|w| EN.contains(&w.as_str())).count();
-    match pt.cmp(&en) {
-        std::cmp::Ordering::Greater => Lang::PtBr,
-        std::cmp::Ordering::Less => Lang::En,
-        std::cmp::Ordering::Equal => fallback,
-    }
-}
 
 /// The customer's messages before the pending ones (at most `n`, oldest first), for
 /// follow-ups like "e no domingo?".
@@ -110,7 +53,9 @@ pub(super) fn draft(
         pending: &question,
         earlier: &earlier,
     };
-    match offline::answer_turn(turn, knowledge, guess_lang(&question, lang), synonyms) {
+    // A reply should be in the language the customer wrote (the tenant's when unsure).
+    let lang = text::guess_lang(&question, lang);
+    match offline::answer_turn(turn, knowledge, lang, synonyms) {
         OfflineOutcome::Answer {
             text,
             entry_ids,
@@ -141,18 +86,5 @@ pub(super) fn draft(
             note: None,
         }),
         OfflineOutcome::Escalate { reason } => offline(reason.code().to_owned()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_follow_the_customers_language() {
-        assert_eq!(guess_lang("Quanto custa a limpeza?", Lang::En), Lang::PtBr);
-        assert_eq!(guess_lang("Vocês abrem no sábado?", Lang::En), Lang::PtBr);
-        assert_eq!(guess_lang("How much is a cleaning?", Lang::PtBr), Lang::En);
-        assert_eq!(guess_lang("ok", Lang::PtBr), Lang::PtBr);
     }
 }

@@ -2,6 +2,8 @@
 //! turn), the recipients the contact's data went to, the tool calls sealed on the draft, the
 //! auto-send when the policy allows it, and the `draft.created` event.
 
+use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use serde_json::json;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -18,7 +20,10 @@ use crate::{
         mcp as db_mcp,
         messages::Message,
     },
-    domain::events,
+    domain::{
+        events,
+        review::{DraftState, Policy},
+    },
     live,
     messaging::send::{self, Author},
     state::AppState,
@@ -38,7 +43,7 @@ pub(super) async fn store(
     tenant_id: Uuid,
     conv: &Conversation,
     latest: &Message,
-    policy: &str,
+    policy: Policy,
     produced: Produced,
     calls: Vec<RecordedCall>,
     now: OffsetDateTime,
@@ -83,7 +88,7 @@ pub(super) async fn store(
     let created = json!({
         "conversation_id": conv.id,
         "draft_id": turn.draft_id,
-        "state": if escalated { "escalated" } else { "pending" },
+        "state": if escalated { DraftState::Escalated } else { DraftState::Pending }.as_str(),
     });
     db::outgoing::emit(
         &mut tx,
@@ -135,7 +140,7 @@ async fn insert_draft(
             conversation_id: turn.conv.id,
             contact_id: turn.conv.contact_id,
             reply_to_message_id: turn.latest.id,
-            state: "pending",
+            state: DraftState::Pending.as_str(),
             original_sealed: Some(sealed),
             escalation_reason: d.note.as_deref(),
             provider,
@@ -186,7 +191,7 @@ async fn insert_escalation(
             conversation_id: turn.conv.id,
             contact_id: turn.conv.contact_id,
             reply_to_message_id: turn.latest.id,
-            state: "escalated",
+            state: DraftState::Escalated.as_str(),
             original_sealed: None,
             escalation_reason: Some(reason),
             provider,
@@ -257,7 +262,7 @@ async fn store_calls(
                 tool: &c.tool,
                 risk: &c.risk,
                 seq: seq as i32,
-                state: c.state,
+                state: c.state.as_str(),
                 arguments_sealed,
                 result_sealed,
                 error: c.error.as_deref(),
@@ -266,8 +271,8 @@ async fn store_calls(
             now,
         )
         .await?;
-        pending_writes |= c.state == "pending";
-        if c.state != "pending" && c.state != "refused" {
+        pending_writes |= c.state.awaits_review();
+        if c.state.reached_server() {
             db_ai::record_recipient(
                 &mut *tx,
                 tenant_id,
@@ -283,20 +288,18 @@ async fn store_calls(
     Ok(pending_writes)
 }
 
-/// The text to send right away, if this outcome may go without a person: a draft (not an
-/// escalation) under the `auto_send` policy. A draft that prepared an action waits for a
-/// person even under auto_send; a partly answered message waits for a person too (the rest
-/// needs an answer).
-fn auto_send_text<'a>(
-    policy: &str,
-    produced: &'a Produced,
-    pending_writes: bool,
-) -> Option<&'a str> {
+/// The text to send right away, if this outcome may go without a person
+/// ([`Policy::sends_without_review`]): a draft (an escalation has no text) under
+/// `auto_send`. A draft that prepared an action waits for a person even under auto_send; a
+/// partly answered message waits for a person too (the rest needs an answer).
+fn auto_send_text(policy: Policy, produced: &Produced, pending_writes: bool) -> Option<&str> {
     match produced {
-        Produced::Draft(d) if policy == "auto_send" && !pending_writes && d.note.is_none() => {
+        Produced::Draft(d)
+            if policy.sends_without_review(false, pending_writes, d.note.is_some()) =>
+        {
             Some(&d.text)
         }
-        _ => None,
+        Produced::Draft(_) | Produced::Escalate { .. } => None,
     }
 }
 
@@ -312,7 +315,7 @@ async fn auto_send(
 ) -> anyhow::Result<()> {
     let (tenant_id, conv, draft_id) = (turn.tenant_id, turn.conv, turn.draft_id);
     match send::queue_text(
-        state,
+        &Messaging::from_ref(state),
         &mut *tx,
         tenant_id,
         conv.id,
@@ -322,7 +325,17 @@ async fn auto_send(
     .await
     {
         Ok(message_id) => {
-            db_ai::decide(&mut *tx, draft_id, "approved", None, None, false, None, now).await?;
+            db_ai::decide(
+                &mut *tx,
+                draft_id,
+                DraftState::Approved.as_str(),
+                None,
+                None,
+                false,
+                None,
+                now,
+            )
+            .await?;
             db_ai::set_sent(&mut *tx, draft_id, message_id, true).await?;
             audit::record(
                 &mut *tx,
@@ -376,19 +389,30 @@ mod tests {
 
     #[test]
     fn only_a_plain_draft_under_auto_send_goes_without_a_person() {
+        use Policy::*;
         assert_eq!(
-            auto_send_text("auto_send", &draft(None), false),
+            auto_send_text(AutoSend, &draft(None), false),
             Some("Abrimos às 8h.")
         );
-        assert_eq!(auto_send_text("review_all", &draft(None), false), None);
+        assert_eq!(auto_send_text(ReviewAll, &draft(None), false), None);
+        assert_eq!(auto_send_text(Off, &draft(None), false), None);
         assert_eq!(
-            auto_send_text("auto_send", &draft(None), true),
+            auto_send_text(AutoSend, &draft(None), true),
             None,
             "a prepared write"
         );
         assert_eq!(
-            auto_send_text("auto_send", &draft(Some("partly_answered")), false),
+            auto_send_text(AutoSend, &draft(Some("partly_answered")), false),
             None
+        );
+        assert_eq!(
+            auto_send_text(
+                Policy::effective("review_all", Some("auto_send")),
+                &draft(None),
+                false
+            ),
+            Some("Abrimos às 8h."),
+            "the conversation's override wins"
         );
         let escalation = Produced::Escalate {
             reason: "emergency".into(),
@@ -396,6 +420,6 @@ mod tests {
             model: String::new(),
             external: false,
         };
-        assert_eq!(auto_send_text("auto_send", &escalation, false), None);
+        assert_eq!(auto_send_text(AutoSend, &escalation, false), None);
     }
 }

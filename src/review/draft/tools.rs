@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::{
     ai::{self, AiError, ChatMessage, Part, Role, ToolSpec},
     db::{self, mcp as db_mcp},
+    domain::mcp::CallState,
     mcp::{McpError, Session, registry},
     state::AppState,
 };
@@ -27,8 +28,8 @@ pub(super) struct RecordedCall {
     pub server_name: String,
     pub tool: String,
     pub risk: String,
-    /// ok | error | timeout | refused (read), pending (write).
-    pub state: &'static str,
+    /// Ok, Error, Timeout or Refused (a read), Pending (a write).
+    pub state: CallState,
     pub arguments: serde_json::Value,
     pub result: Option<String>,
     pub error: Option<String>,
@@ -178,15 +179,15 @@ pub(super) async fn tool_loop(
                         .await;
                     let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
                     let (state, result, error, content) = match r {
-                        Ok(text) => ("ok", Some(text.clone()), None, text),
+                        Ok(text) => (CallState::Ok, Some(text.clone()), None, text),
                         Err(McpError::Tool(text)) => (
-                            "error",
+                            CallState::Error,
                             Some(text.clone()),
                             Some(McpError::Tool(String::new()).describe()),
                             format!("Error from the tool: {text}"),
                         ),
                         Err(e) => (
-                            e.outcome().as_str(),
+                            e.outcome(),
                             None,
                             Some(e.describe()),
                             format!(
@@ -216,7 +217,7 @@ pub(super) async fn tool_loop(
                         server_name: o.server_name.clone(),
                         tool: o.tool.clone(),
                         risk: o.risk.clone(),
-                        state: "pending",
+                        state: CallState::Pending,
                         arguments: tc.arguments.clone(),
                         result: None,
                         error: None,
