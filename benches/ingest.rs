@@ -265,6 +265,13 @@ async fn main() -> anyhow::Result<()> {
             "inbox: seeded {count} messages in {conversations} conversations in {:.1} s",
             t0.elapsed().as_secs_f64()
         );
+        // What the seed occupies against the cluster's buffer cache.
+        let (size, buffers): (String, String) = sqlx::query_as(
+            "SELECT pg_size_pretty(pg_database_size(current_database())), current_setting('shared_buffers')",
+        )
+        .fetch_one(&mut owner)
+        .await?;
+        println!("database size {size}, shared_buffers {buffers}");
         if which == "pages" {
             pages(&state, created.user_id).await?;
         }
@@ -692,7 +699,7 @@ async fn bench_channel(
         name,
         NewChannelInput::Evolution {
             base_url: url::Url::parse("http://127.0.0.1:9")?,
-            instance: name.into(),
+            instance: "bench".into(),
             api_key: "k".into(),
         },
     )
@@ -845,8 +852,8 @@ async fn fairness(
         http.clone(),
         noisy_hook.clone(),
         noisy_secret.clone(),
-        1_000.0,
-        noisy_senders as f64 / 1_000.0,
+        500.0,
+        noisy_senders as f64 / 500.0,
         "WARM-N".into(),
         noisy_senders,
         NOISY_PHONES,
@@ -863,9 +870,11 @@ async fn fairness(
         QUIET_PHONES,
     )
     .await;
-    anyhow::ensure!(
-        w.acked.len() == noisy_senders && q.acked.len() == quiet_senders,
-        "warm-up not all acknowledged"
+    println!(
+        "warm-up (new senders): noisy {} of {noisy_senders} acknowledged ({} refused), quiet {} of {quiet_senders}",
+        w.acked.len(),
+        w.refused,
+        q.acked.len()
     );
     println!(
         "fairness: quiet tenant at {quiet_rate:.0}/s ({quiet_senders} senders), noisy tenant at {noisy_rate:.0}/s offered ({noisy_senders} senders), {secs:.0} s each, open loop"
