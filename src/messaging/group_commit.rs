@@ -151,8 +151,8 @@ impl GroupCommit {
                 .get(&delivery.tenant_id())
                 .copied()
                 .unwrap_or(0);
-            let quiet = mine < QUIET_SHARE && (q.pending.len() - mine) * 2 > q.pending.len();
-            if (q.pending.len() >= limits.max_queued || waited >= limits.max_wait) && !quiet {
+            let past_bound = q.pending.len() >= limits.max_queued || waited >= limits.max_wait;
+            if past_bound && !quiet_tenant(q.pending.len(), mine) {
                 let refused = Overloaded {
                     queued: q.pending.len(),
                     waited_ms: waited.as_millis() as u64,
@@ -300,6 +300,12 @@ impl GroupCommit {
         }
         due
     }
+}
+
+/// Whether a tenant with `mine` of the `queued` deliveries is accepted past the queue's
+/// bound: it holds fewer than [`QUIET_SHARE`] and the other tenants hold more than half.
+fn quiet_tenant(queued: usize, mine: usize) -> bool {
+    mine < QUIET_SHARE && (queued - mine) * 2 > queued
 }
 
 /// Takes up to `max` items from `queue` for one batch, fairly between the keys (tenants):
@@ -538,6 +544,19 @@ mod tests {
         // Taken items appear in the order they were queued.
         let pos = |x: &(char, u32)| items.iter().position(|y| y == x).unwrap();
         assert!(b.windows(2).all(|w| pos(&w[0]) < pos(&w[1])));
+    }
+
+    #[test]
+    fn past_the_bound_only_a_quiet_tenant_behind_others_is_accepted() {
+        // A lone tenant (the overload case): refused, however little it has queued.
+        assert!(!quiet_tenant(2, 2));
+        assert!(!quiet_tenant(1024, 1024));
+        // Behind another tenant's flood, with little of its own: accepted.
+        assert!(quiet_tenant(1024, 0));
+        assert!(quiet_tenant(1024, QUIET_SHARE - 1));
+        // Its own share grown to the limit, or half the queue its own: refused.
+        assert!(!quiet_tenant(1024, QUIET_SHARE));
+        assert!(!quiet_tenant(20, 10));
     }
 
     #[test]
