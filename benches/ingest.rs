@@ -152,6 +152,10 @@ async fn main() -> anyhow::Result<()> {
         ingest(&state, tenant, &actor, mode, n, concurrency).await?;
     }
 
+    if which == "fairness" {
+        fairness(&state, tenant, &actor).await?;
+    }
+
     if which == "sse" {
         let n: usize = std::env::args()
             .nth(2)
@@ -263,6 +267,13 @@ async fn main() -> anyhow::Result<()> {
             "inbox: seeded {count} messages in {conversations} conversations in {:.1} s",
             t0.elapsed().as_secs_f64()
         );
+        // What the seed occupies against the cluster's buffer cache.
+        let (size, buffers): (String, String) = sqlx::query_as(
+            "SELECT pg_size_pretty(pg_database_size(current_database())), current_setting('shared_buffers')",
+        )
+        .fetch_one(&mut owner)
+        .await?;
+        println!("database size {size}, shared_buffers {buffers}");
         if which == "pages" {
             pages(&state, created.user_id).await?;
         }
@@ -670,6 +681,278 @@ async fn ingest(
     if !open {
         anyhow::ensure!(stored.len() == acked_ids.len(), "stored ≠ acknowledged");
     }
+    trigger.trigger();
+    let _ = server.await;
+    Ok(())
+}
+
+/// An Evolution channel of `tenant` on a server at `addr`: (webhook URL, secret).
+async fn bench_channel(
+    state: &sigmaai::state::AppState,
+    tenant: uuid::Uuid,
+    actor: &Actor,
+    addr: std::net::SocketAddr,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let (channel_id, secret) = channel::create(
+        state,
+        tenant,
+        actor,
+        name,
+        NewChannelInput::Evolution {
+            base_url: url::Url::parse("http://127.0.0.1:9")?,
+            instance: "bench".into(),
+            api_key: "k".into(),
+        },
+    )
+    .await?;
+    let mut tx = db::begin_tenant(&state.db, tenant).await?;
+    let ch = db::channels::get(&mut tx, channel_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("channel"))?;
+    tx.commit().await?;
+    Ok((
+        format!("http://{addr}/webhooks/evolution/{}", ch.route_id),
+        secret.unwrap_or_default(),
+    ))
+}
+
+/// What an open-loop sender saw: latencies of acknowledged deliveries (ms, from when each
+/// was due), refusals (503 + Retry-After), errors.
+#[derive(Default)]
+struct Offered {
+    acked: Vec<f64>,
+    refused: usize,
+    failed: usize,
+    late: usize,
+}
+
+/// Offers `rate` deliveries a second for `secs` seconds on a fixed schedule (open loop),
+/// from `senders` senders whose first messages were sent before (warm-up).
+#[allow(clippy::too_many_arguments)]
+async fn offer(
+    http: reqwest::Client,
+    hook: String,
+    secret: String,
+    rate: f64,
+    secs: f64,
+    tag: String,
+    senders: usize,
+    phone_base: u64,
+) -> Offered {
+    let count = (rate * secs) as usize;
+    let started = Instant::now();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let in_flight = Arc::new(Semaphore::new(8_192));
+    let mut handles = Vec::with_capacity(count);
+    let mut late = 0;
+    for i in 0..count {
+        let due = started + std::time::Duration::from_secs_f64(i as f64 / rate);
+        if Instant::now() > due + std::time::Duration::from_millis(5) {
+            late += 1;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let phone = phone_base + (i % senders) as u64;
+        let id = format!("{tag}-{i}");
+        let body = json!({
+            "event": "messages.upsert", "instance": "bench",
+            "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id },
+                      "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
+                      "messageType": "conversation", "messageTimestamp": ts + i as i64 }
+        });
+        let (http, hook, secret) = (http.clone(), hook.clone(), secret.clone());
+        handles.push(tokio::spawn(async move {
+            let r = http
+                .post(&hook)
+                .header("x-webhook-token", secret)
+                .json(&body)
+                .send()
+                .await;
+            drop(permit);
+            let ms = due.elapsed().as_secs_f64() * 1000.0;
+            match r {
+                Ok(resp) if resp.status().is_success() => (Outcome::Acked, ms),
+                Ok(resp)
+                    if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                        && resp.headers().contains_key("retry-after") =>
+                {
+                    (Outcome::Refused, ms)
+                }
+                _ => (Outcome::Failed, ms),
+            }
+        }));
+    }
+    let mut out = Offered {
+        late,
+        ..Offered::default()
+    };
+    for h in handles {
+        match h.await {
+            Ok((Outcome::Acked, ms)) => out.acked.push(ms),
+            Ok((Outcome::Refused, _)) => out.refused += 1,
+            _ => out.failed += 1,
+        }
+    }
+    out
+}
+
+/// `scripts/bench fairness`: a quiet tenant at a low rate (`BENCH_QUIET_RATE`, 50/s) alone,
+/// then while a noisy tenant offers `BENCH_NOISY_RATE` (default 20,000/s, the figure;
+/// past this machine's capacity, so much of it is refused) — both open loop, both
+/// `BENCH_SECONDS` (10) long. Prints the quiet tenant's latency in both runs.
+async fn fairness(
+    state: &sigmaai::state::AppState,
+    noisy: uuid::Uuid,
+    actor: &Actor,
+) -> anyhow::Result<()> {
+    let env_f = |k: &str, d: f64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(d)
+    };
+    let quiet_rate = env_f("BENCH_QUIET_RATE", 50.0);
+    let noisy_rate = env_f("BENCH_NOISY_RATE", 20_000.0);
+    let secs = env_f("BENCH_SECONDS", 10.0);
+    let quiet = accounts::sign_up(
+        state,
+        Signup {
+            name: "Quiet",
+            email: "quiet@bench.test",
+            password: "bench password 123",
+            business: "Quiet Clinic",
+            slug: "quiet",
+            plan: "enterprise",
+            accept_policy: true,
+            language: "pt-BR",
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .tenant_id;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let wiring = sigmaai::wiring::App::new(state.clone());
+    let server_state = wiring.clone();
+    let server =
+        tokio::spawn(async move { sigmaai::serve_on(listener, server_state, shutdown).await });
+    let (noisy_hook, noisy_secret) = bench_channel(state, noisy, actor, addr, "noisy").await?;
+    let (quiet_hook, quiet_secret) = bench_channel(state, quiet, actor, addr, "quiet").await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let (noisy_senders, quiet_senders) = (2_000usize, 50usize);
+    const NOISY_PHONES: u64 = 5511_9000_0000;
+    const QUIET_PHONES: u64 = 5521_9000_0000;
+    // Warm-up: every sender's contact and conversation exist.
+    let w = offer(
+        http.clone(),
+        noisy_hook.clone(),
+        noisy_secret.clone(),
+        500.0,
+        noisy_senders as f64 / 500.0,
+        "WARM-N".into(),
+        noisy_senders,
+        NOISY_PHONES,
+    )
+    .await;
+    let q = offer(
+        http.clone(),
+        quiet_hook.clone(),
+        quiet_secret.clone(),
+        100.0,
+        quiet_senders as f64 / 100.0,
+        "WARM-Q".into(),
+        quiet_senders,
+        QUIET_PHONES,
+    )
+    .await;
+    println!(
+        "warm-up (new senders): noisy {} of {noisy_senders} acknowledged ({} refused), quiet {} of {quiet_senders}",
+        w.acked.len(),
+        w.refused,
+        q.acked.len()
+    );
+    println!(
+        "fairness: quiet tenant at {quiet_rate:.0}/s ({quiet_senders} senders), noisy tenant at {noisy_rate:.0}/s offered ({noisy_senders} senders), {secs:.0} s each, open loop"
+    );
+    let alone = offer(
+        http.clone(),
+        quiet_hook.clone(),
+        quiet_secret.clone(),
+        quiet_rate,
+        secs,
+        "ALONE".into(),
+        quiet_senders,
+        QUIET_PHONES,
+    )
+    .await;
+    println!(
+        "quiet alone: {} acknowledged, {} refused, {} errors",
+        alone.acked.len(),
+        alone.refused,
+        alone.failed
+    );
+    let before = wiring.ingest.stats();
+    let noisy_run = tokio::spawn(offer(
+        http.clone(),
+        noisy_hook,
+        noisy_secret,
+        noisy_rate,
+        secs,
+        "NOISY".into(),
+        noisy_senders,
+        NOISY_PHONES,
+    ));
+    // The noisy tenant's flood is under way before the quiet one is measured.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let with = offer(
+        http.clone(),
+        quiet_hook,
+        quiet_secret,
+        quiet_rate,
+        secs,
+        "WITH".into(),
+        quiet_senders,
+        QUIET_PHONES,
+    )
+    .await;
+    let n = noisy_run.await?;
+    let after = wiring.ingest.stats();
+    println!(
+        "quiet with the noisy one: {} acknowledged, {} refused, {} errors",
+        with.acked.len(),
+        with.refused,
+        with.failed
+    );
+    println!(
+        "noisy: {} acknowledged ({:.0}/s), {} refused with 503, {} errors, {} sent > 5 ms late by the load generator; {:.1} deliveries per commit",
+        n.acked.len(),
+        n.acked.len() as f64 / secs,
+        n.refused,
+        n.failed,
+        n.late,
+        (after.deliveries - before.deliveries) as f64
+            / (after.transactions - before.transactions).max(1) as f64
+    );
+    let p99 = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        pct(&v, 0.99)
+    };
+    let (p_alone, p_with) = (p99(&alone.acked), p99(&with.acked));
+    summary("quiet tenant alone", alone.acked);
+    summary("quiet tenant, noisy flooding", with.acked);
+    summary("noisy tenant (acknowledged)", n.acked);
+    println!(
+        "quiet p99 with the noisy tenant / alone: {:.2}× (target ≤ 2×)",
+        p_with / p_alone.max(0.001)
+    );
     trigger.trigger();
     let _ = server.await;
     Ok(())

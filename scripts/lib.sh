@@ -53,6 +53,11 @@ ensure_postgres() {
     log "starting private PostgreSQL on 127.0.0.1:$port"
     local opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$sock -c max_connections=300"
     if [ "$fsync" = off ]; then opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
+    # The bench cluster only: shared_buffers sized for the 1M-message seed (its tables and
+    # indexes are ~0.5 GB; the default 128 MB made the conversation page read its heap pages
+    # from the OS cache). SIGMAAI_BENCH_SHARED_BUFFERS overrides (e.g. 128MB to compare); it
+    # applies when the cluster starts.
+    if [ "$name" = pg-bench ]; then opts="$opts -c shared_buffers=${SIGMAAI_BENCH_SHARED_BUFFERS:-1GB}"; fi
     run_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null
   fi
   local pw; pw=$(cat "$pwfile")

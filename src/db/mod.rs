@@ -13,6 +13,7 @@ pub mod billing;
 pub mod canned;
 pub mod channels;
 pub mod contacts;
+pub mod conversation_page;
 pub mod conversations;
 pub mod invitations;
 pub mod jobs;

@@ -18,6 +18,17 @@
 //! queued is still written and answered after its commit. Without the bound a burst past
 //! the writers' capacity grew the queue until every client timed out waiting and retried,
 //! which fed the queue more (the collapse measured in issue #22).
+//!
+//! **One tenant cannot fill every batch.** When the queue holds several tenants'
+//! deliveries, a batch takes at most a fair share of each ([`pick_fair`]: round-robin over
+//! the tenants in the order they first appear, a tenant with fewer than its share leaving the
+//! rest to the others), so a quiet tenant's delivery goes out in the next batch however many
+//! a noisy one has queued ahead of it; a lone tenant still gets whole batches. Each tenant's
+//! deliveries keep their queue order (nothing is dropped or reordered within a channel). The
+//! bound is per tenant in the same spirit: past it, a tenant holding fewer than
+//! [`QUIET_SHARE`] of the queued deliveries while the others hold most of it is still
+//! accepted (its delivery will be in the next batch), so a noisy tenant's flood earns the
+//! noisy tenant the 503s, not everyone.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -45,6 +56,10 @@ use crate::{
 const WRITERS: usize = 2;
 /// Deliveries per transaction at most (bounds one transaction's locks and latency).
 const MAX_BATCH: usize = 128;
+/// Past the queue's bound, a tenant with fewer deliveries than this queued, while the other
+/// tenants hold more than half of the queue, is still accepted: the flood is theirs. With the
+/// writers stalled (the database down) this admits at most this many per quiet tenant.
+const QUIET_SHARE: usize = MAX_BATCH / 4;
 /// A channel's "last heard from" time is written at most this often per instance: every
 /// batch writing the same channel row would otherwise serialize all writers on its lock.
 const TOUCH_EVERY: Duration = Duration::from_secs(5);
@@ -60,6 +75,8 @@ struct Pending {
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Pending>,
+    /// How many of `pending` each tenant has (for the per-tenant bound; no zero entries).
+    per_tenant: HashMap<Uuid, usize>,
     writers: usize,
 }
 
@@ -129,7 +146,13 @@ impl GroupCommit {
                 .pending
                 .front()
                 .map_or(Duration::ZERO, |p| now.duration_since(p.queued_at));
-            if q.pending.len() >= limits.max_queued || waited >= limits.max_wait {
+            let mine = q
+                .per_tenant
+                .get(&delivery.tenant_id())
+                .copied()
+                .unwrap_or(0);
+            let past_bound = q.pending.len() >= limits.max_queued || waited >= limits.max_wait;
+            if past_bound && !quiet_tenant(q.pending.len(), mine) {
                 let refused = Overloaded {
                     queued: q.pending.len(),
                     waited_ms: waited.as_millis() as u64,
@@ -141,6 +164,7 @@ impl GroupCommit {
                 return Err(refused.into());
             }
             self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+            *q.per_tenant.entry(delivery.tenant_id()).or_default() += 1;
             q.pending.push_back(Pending {
                 delivery,
                 reply,
@@ -242,8 +266,22 @@ impl GroupCommit {
             q.writers -= 1;
             return None;
         }
-        let n = q.pending.len().min(MAX_BATCH);
-        Some(q.pending.drain(..n).collect())
+        let batch = if q.per_tenant.len() <= 1 {
+            let n = q.pending.len().min(MAX_BATCH);
+            q.pending.drain(..n).collect()
+        } else {
+            pick_fair(&mut q.pending, MAX_BATCH, |p| p.delivery.tenant_id())
+        };
+        for p in &batch {
+            let t = p.delivery.tenant_id();
+            if let Some(n) = q.per_tenant.get_mut(&t) {
+                *n -= 1;
+                if *n == 0 {
+                    q.per_tenant.remove(&t);
+                }
+            }
+        }
+        Some(batch)
     }
 
     /// The channels of this batch whose "last heard from" time is due for a write.
@@ -262,6 +300,72 @@ impl GroupCommit {
         }
         due
     }
+}
+
+/// Whether a tenant with `mine` of the `queued` deliveries is accepted past the queue's
+/// bound: it holds fewer than [`QUIET_SHARE`] and the other tenants hold more than half.
+fn quiet_tenant(queued: usize, mine: usize) -> bool {
+    mine < QUIET_SHARE && (queued - mine) * 2 > queued
+}
+
+/// Takes up to `max` items from `queue` for one batch, fairly between the keys (tenants):
+/// round-robin over the keys in the order they first appear, so each key gets an equal
+/// share and a key with fewer than its share leaves the rest to the others. What is taken
+/// and what stays each keep their queue order, so one key's items never change order.
+fn pick_fair<T, K: Eq + std::hash::Hash + Copy>(
+    queue: &mut VecDeque<T>,
+    max: usize,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
+    if queue.len() <= max {
+        return queue.drain(..).collect();
+    }
+    // Per key in order of first appearance: how many it has.
+    let mut order: Vec<(K, usize)> = Vec::new();
+    let mut index: HashMap<K, usize> = HashMap::new();
+    for item in queue.iter() {
+        let k = key(item);
+        match index.get(&k) {
+            Some(&i) => order[i].1 += 1,
+            None => {
+                index.insert(k, order.len());
+                order.push((k, 1));
+            }
+        }
+    }
+    // Round-robin, one at a time, as water-filling: every key's quota rises by one per round
+    // until the batch is full or the key has nothing left.
+    let mut quota = vec![0usize; order.len()];
+    let mut left = max;
+    while left > 0 {
+        let mut gave = false;
+        for (i, (_, have)) in order.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            if quota[i] < *have {
+                quota[i] += 1;
+                left -= 1;
+                gave = true;
+            }
+        }
+        if !gave {
+            break;
+        }
+    }
+    let mut taken = Vec::with_capacity(max);
+    let mut kept = VecDeque::with_capacity(queue.len() - max);
+    for item in queue.drain(..) {
+        let i = index[&key(&item)];
+        if quota[i] > 0 {
+            quota[i] -= 1;
+            taken.push(item);
+        } else {
+            kept.push_back(item);
+        }
+    }
+    *queue = kept;
+    taken
 }
 
 async fn writer(state: AppState, gc: Arc<GroupCommit>) {
@@ -375,4 +479,93 @@ async fn write(
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(items: &[(char, u32)]) -> VecDeque<(char, u32)> {
+        items.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_lone_tenant_gets_whole_batches_in_order() {
+        let mut q: VecDeque<(char, u32)> = (0..300).map(|i| ('a', i)).collect();
+        let b = pick_fair(&mut q, 128, |x| x.0);
+        assert_eq!(b, (0..128).map(|i| ('a', i)).collect::<Vec<_>>());
+        assert_eq!(q.front(), Some(&('a', 128)));
+        assert_eq!(q.len(), 172);
+    }
+
+    #[test]
+    fn a_quiet_tenant_behind_a_flood_is_in_the_next_batch() {
+        // The noisy tenant queued 200 before the quiet one's 2.
+        let mut q: VecDeque<(char, u32)> = (0..200).map(|i| ('n', i)).collect();
+        q.push_back(('q', 0));
+        q.push_back(('q', 1));
+        let b = pick_fair(&mut q, 128, |x| x.0);
+        assert_eq!(
+            b.len(),
+            128,
+            "the quiet tenant's unused share goes to the noisy one"
+        );
+        let quiet: Vec<_> = b.iter().filter(|x| x.0 == 'q').collect();
+        assert_eq!(quiet, vec![&('q', 0), &('q', 1)]);
+        // The noisy tenant's first 126, in order; the rest stays queued, in order.
+        let noisy: Vec<u32> = b.iter().filter(|x| x.0 == 'n').map(|x| x.1).collect();
+        assert_eq!(noisy, (0..126).collect::<Vec<_>>());
+        assert_eq!(q, (126..200).map(|i| ('n', i)).collect::<VecDeque<_>>());
+    }
+
+    #[test]
+    fn busy_tenants_share_a_batch_equally_and_keep_their_order() {
+        let mut items = Vec::new();
+        for i in 0..10 {
+            items.push(('a', i));
+            items.push(('b', i));
+            if i < 2 {
+                items.push(('c', i));
+            }
+        }
+        let mut q = queue(&items);
+        let b = pick_fair(&mut q, 8, |x| x.0);
+        let of = |k: char, v: &[(char, u32)]| -> Vec<u32> {
+            v.iter().filter(|x| x.0 == k).map(|x| x.1).collect()
+        };
+        assert_eq!(of('a', &b), vec![0, 1, 2]);
+        assert_eq!(of('b', &b), vec![0, 1, 2]);
+        assert_eq!(of('c', &b), vec![0, 1]);
+        // Taken and kept, each in queue order; nothing lost.
+        let kept: Vec<_> = q.iter().copied().collect();
+        assert_eq!(of('a', &kept), (3..10).collect::<Vec<_>>());
+        assert_eq!(of('b', &kept), (3..10).collect::<Vec<_>>());
+        assert_eq!(b.len() + kept.len(), items.len());
+        // Taken items appear in the order they were queued.
+        let pos = |x: &(char, u32)| items.iter().position(|y| y == x).unwrap();
+        assert!(b.windows(2).all(|w| pos(&w[0]) < pos(&w[1])));
+    }
+
+    #[test]
+    fn past_the_bound_only_a_quiet_tenant_behind_others_is_accepted() {
+        // A lone tenant (the overload case): refused, however little it has queued.
+        assert!(!quiet_tenant(2, 2));
+        assert!(!quiet_tenant(1024, 1024));
+        // Behind another tenant's flood, with little of its own: accepted.
+        assert!(quiet_tenant(1024, 0));
+        assert!(quiet_tenant(1024, QUIET_SHARE - 1));
+        // Its own share grown to the limit, or half the queue its own: refused.
+        assert!(!quiet_tenant(1024, QUIET_SHARE));
+        assert!(!quiet_tenant(20, 10));
+    }
+
+    #[test]
+    fn a_short_queue_is_taken_whole() {
+        let mut q = queue(&[('a', 0), ('b', 0), ('a', 1)]);
+        assert_eq!(
+            pick_fair(&mut q, 128, |x| x.0),
+            vec![('a', 0), ('b', 0), ('a', 1)]
+        );
+        assert!(q.is_empty());
+    }
 }

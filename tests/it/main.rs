@@ -8,6 +8,7 @@ mod browser;
 mod channels;
 mod client;
 mod contacts;
+mod fairness;
 mod fragments;
 mod harness;
 mod instances;

@@ -329,3 +329,92 @@ async fn the_badges_follow_ingest_reading_approval_resolving_and_deletion() {
     assert!(unread <= before - 4, "Q0's two unread messages are gone");
     assert_eq!(waiting, 2, "Q0's draft is gone");
 }
+
+/// The conversation page (issue 22): a fixed budget of statements, its opening reads in one,
+/// and its `conversation.viewed` entry in a short transaction of its own at the end, so the
+/// tenant's audit-chain lock is never held across the page's work (every view still audited,
+/// the chain intact).
+#[tokio::test]
+async fn the_conversation_page_has_a_budget_and_audits_each_view_in_its_own_short_transaction() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    patients(&gw, 0, 3).await;
+    let conv = conversation_of(&gw, "Q1").await;
+    let path = format!("/t/clinic-a/conversations/{conv}");
+    let viewed = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM audit_log WHERE action = 'conversation.viewed' AND subject = $1",
+        )
+        .bind(conv.to_string())
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap()
+    };
+    let views_before = viewed().await;
+    let (page, stmts) = cost(&gw, &path).await;
+    assert!(page.contains("Quanto custa a limpeza?"), "{page}");
+    assert_frame(&path, &stmts);
+    let budget = 2 + CONVERSATION_PAGE;
+    assert_eq!(
+        stmts.len(),
+        budget,
+        "GET {path} ran {} statements (budget {budget}):\n{}",
+        stmts.len(),
+        stmts.join("\n")
+    );
+    // The conversation, its contact and its channel: one statement, not three.
+    for one_by_one in [
+        "SELECT id, phone_index, lid_index",
+        "SELECT id, tenant_id, route_id",
+    ] {
+        assert!(
+            !stmts.iter().any(|s| s.starts_with(one_by_one)),
+            "{}",
+            stmts.join("\n")
+        );
+    }
+    // The chain lock's transaction holds the audit entry and nothing else, and it is the
+    // request's last.
+    let (_, rest) = frame_and_rest(&stmts);
+    let last_begin = rest.iter().rposition(|s| s.starts_with("BEGIN")).unwrap();
+    let audit_tx = &rest[last_begin..];
+    assert!(
+        audit_tx[1].contains("pg_advisory_xact_lock"),
+        "{}",
+        stmts.join("\n")
+    );
+    assert_eq!(
+        audit_tx.len(),
+        5,
+        "BEGIN, lock, last entry, insert, COMMIT:\n{}",
+        audit_tx.join("\n")
+    );
+    assert_eq!(
+        rest.iter()
+            .filter(|s| s.contains("pg_advisory_xact_lock"))
+            .count(),
+        1,
+        "the page's own transaction takes no chain lock:\n{}",
+        stmts.join("\n")
+    );
+    // Both views (the warm-up and the measured one) are in the log, and the chain verifies.
+    assert_eq!(viewed().await, views_before + 2);
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let key = gw.w.t.keys.audit_checkpoint_key(tenant).await.unwrap();
+    let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, tenant)
+        .await
+        .unwrap();
+    let verified = sigmaai::db::audit::verify_chain(&mut tx, tenant, &*key)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(verified.is_ok(), "the audit chain verifies");
+}
+
+/// The conversation page's own statements after its frame, BEGIN … COMMIT of both of its
+/// transactions included: the page's 14 reads and writes (it was 16 with the conversation,
+/// contact and channel read one by one) and the audit entry's 3.
+const CONVERSATION_PAGE: usize = 19;

@@ -486,13 +486,9 @@ async fn load_conversation(
     let tenant = t.id();
     let clock = tenant_clock(state, t).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let conv = conversations::get(&mut tx, id)
+    let (conv, contact, channel) = db::conversation_page::open(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let contact = db::contacts::get(&mut tx, conv.contact_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let channel = db::channels::get(&mut tx, conv.channel_id).await?;
     let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
     let members = db::memberships::members(&mut tx).await?;
     let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
@@ -536,8 +532,15 @@ async fn load_conversation(
         }
         _ => None,
     };
+    tx.commit().await?;
+    // The view is audited in a short transaction of its own, after the page's: the tenant's
+    // audit-chain lock is then held for the entry's three statements and its commit only,
+    // while the page's transaction (which holds the conversation row it marked read, a row
+    // ingest also writes) never waits in line for it. The page is shown only once its entry
+    // committed; should the entry fail, the request fails and nothing is shown unaudited.
+    let mut audit_tx = db::begin_tenant(&state.db, tenant).await?;
     audit::record(
-        &mut tx,
+        &mut audit_tx,
         tenant,
         &t.actor(),
         "conversation.viewed",
@@ -546,7 +549,7 @@ async fn load_conversation(
         state.now(),
     )
     .await?;
-    tx.commit().await?;
+    audit_tx.commit().await?;
     if arrived {
         presence::arrived(state, tenant, id).await;
     }
