@@ -695,7 +695,7 @@ async fn bench_channel(
     name: &str,
 ) -> anyhow::Result<(String, String)> {
     let (channel_id, secret) = channel::create(
-        state,
+        &Messaging::from_ref(state),
         tenant,
         actor,
         name,
