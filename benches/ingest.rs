@@ -571,12 +571,7 @@ async fn ingest(
             let (http, hook, secret) = (http.clone(), hook.clone(), secret.clone());
             let id = format!("BENCH{phase}-{i}");
             let phone = format!("55119{:08}", i % senders);
-            let body = json!({
-                "event": "messages.upsert", "instance": "bench",
-                "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id },
-                          "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
-                          "messageType": "conversation", "messageTimestamp": ts + i as i64 }
-            });
+            let body = evolution_text(&phone, &id, ts + i as i64);
             handles.push(tokio::spawn(async move {
                 let t0 = due.unwrap_or_else(Instant::now);
                 let r = http
@@ -757,12 +752,7 @@ async fn offer(
         };
         let phone = phone_base + (i % senders) as u64;
         let id = format!("{tag}-{i}");
-        let body = json!({
-            "event": "messages.upsert", "instance": "bench",
-            "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id },
-                      "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
-                      "messageType": "conversation", "messageTimestamp": ts + i as i64 }
-        });
+        let body = evolution_text(&phone.to_string(), &id, ts + i as i64);
         let (http, hook, secret) = (http.clone(), hook.clone(), secret.clone());
         handles.push(tokio::spawn(async move {
             let r = http
@@ -1550,4 +1540,14 @@ async fn pages(state: &sigmaai::state::AppState, user: uuid::Uuid) -> anyhow::Re
     let _ = server.await;
     anyhow::ensure!(failed == 0, "{failed} page(s) failed");
     Ok(())
+}
+
+/// One signed-webhook body as Evolution sends a text from a contact (`messages.upsert`).
+fn evolution_text(phone: &str, id: &str, timestamp: i64) -> serde_json::Value {
+    json!({
+        "event": "messages.upsert", "instance": "bench",
+        "data": { "key": { "remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id },
+                  "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
+                  "messageType": "conversation", "messageTimestamp": timestamp }
+    })
 }

@@ -14,6 +14,7 @@ use sqlx::Connection;
 use crate::{
     client::Client,
     harness::{self, eventually},
+    overload::app_queries_waiting,
     wa::{Gw, evo_text},
 };
 
@@ -57,17 +58,6 @@ async fn post(http: &reqwest::Client, url: &str, secret: &str, body: &serde_json
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// How many of the application's queries wait on a lock right now.
-async fn app_queries_waiting(gw: &Gw) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND usename = 'sigmaai_app' AND wait_event_type = 'Lock'",
-    )
-    .fetch_one(&gw.w.t.owner)
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ async fn lock_conversations(gw: &Gw) -> sqlx::PgConnection {
 }
 
 /// How many of the application's queries wait on a lock right now.
-async fn app_queries_waiting(gw: &Gw) -> i64 {
+pub(crate) async fn app_queries_waiting(gw: &Gw) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
          WHERE datname = current_database() AND usename = 'sigmaai_app' AND wait_event_type = 'Lock'",
