@@ -1127,13 +1127,24 @@ async fn approve(
     }
     let mut lat = Vec::with_capacity(drafts.len());
     let mut calls = Vec::with_capacity(drafts.len());
+    let mut windows = Vec::with_capacity(drafts.len());
+    // `BENCH_TRACE=1`: every statement's round trip, on the approval's side and the worker's,
+    // for the step breakdown printed at the end (the figures above then include the tracing).
+    let steps = std::env::var("BENCH_TRACE")
+        .is_ok_and(|v| v == "1")
+        .then(steps::install)
+        .flatten();
     for (draft, phone) in &drafts {
         // Idle first, as a reviewer's clicks are: the worker is asleep when the click comes.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let t = Instant::now();
-        sigmaai::review::decide::approve(state, tenant, &actor, *draft, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;
+        {
+            use tracing::Instrument;
+            sigmaai::review::decide::approve(state, tenant, &actor, *draft, None)
+                .instrument(tracing::info_span!("approve"))
+                .await
+                .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;
+        }
         calls.push(t.elapsed().as_secs_f64() * 1000.0);
         let arrived_at = loop {
             if let Some(at) = arrived
@@ -1148,6 +1159,9 @@ async fn approve(
             }
             tokio::time::sleep(std::time::Duration::from_micros(200)).await;
         };
+        if let Some(at) = arrived_at {
+            windows.push((t, at));
+        }
         match arrived_at {
             Some(at) => lat.push(at.duration_since(t).as_secs_f64() * 1000.0),
             None => println!("approve: a send never reached the gateway"),
@@ -1162,6 +1176,9 @@ async fn approve(
     // The part spent in the approval's own call (its transaction and commit, then the live
     // event and media triage after the commit, while the worker already runs).
     summary("  of which decide::approve returns", calls);
+    if let Some(steps) = steps {
+        steps::report(&steps, &windows);
+    }
     trigger.trigger();
     let _ = server.await;
     let _ = worker.await;
@@ -1550,4 +1567,165 @@ fn evolution_text(phone: &str, id: &str, timestamp: i64) -> serde_json::Value {
                   "pushName": "Paciente", "message": { "conversation": "Olá, gostaria de marcar uma consulta para amanhã." },
                   "messageType": "conversation", "messageTimestamp": timestamp }
     })
+}
+
+/// The approve bench's step breakdown (`BENCH_TRACE=1`): a tracing layer that keeps each
+/// statement sqlx runs (its summary, its round trip, when it ended, and whether it ran in the
+/// approval's call or in the worker), then for every approval the statements between its call
+/// and the gateway's receipt, as medians in the order they ran.
+mod steps {
+    use std::{
+        collections::BTreeMap,
+        sync::{Arc, Mutex},
+        time::Instant,
+    };
+    use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan};
+
+    #[derive(Clone)]
+    pub struct Step {
+        at: Instant,
+        side: &'static str,
+        what: String,
+        secs: f64,
+    }
+
+    pub type Steps = Arc<Mutex<Vec<Step>>>;
+
+    struct Layer(Steps);
+
+    #[derive(Default)]
+    struct Fields {
+        summary: String,
+        secs: f64,
+    }
+
+    impl tracing::field::Visit for Fields {
+        fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+            if f.name() == "summary" {
+                self.summary = v.chars().take(70).collect();
+            }
+        }
+        fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
+            if f.name() == "elapsed_secs" {
+                self.secs = v;
+            }
+        }
+        fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+            if f.name() == "summary" {
+                self.summary = format!("{v:?}").chars().take(70).collect();
+            }
+        }
+    }
+
+    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Layer {
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            let target = event.metadata().target();
+            if target != "sqlx::query" && target != "sigmaai::db::tx" {
+                return;
+            }
+            let mut f = Fields::default();
+            event.record(&mut f);
+            let side = match ctx.event_scope(event).and_then(|s| s.from_root().next()) {
+                Some(root) if root.name() == "approve" => "approve",
+                _ => "worker",
+            };
+            let what = if target == "sigmaai::db::tx" {
+                "BEGIN (+ tenant)".to_owned()
+            } else {
+                f.summary
+            };
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Step {
+                    at: Instant::now(),
+                    side,
+                    what,
+                    secs: f.secs,
+                });
+        }
+    }
+
+    pub fn install() -> Option<Steps> {
+        let steps: Steps = Arc::default();
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_target("sqlx::query", tracing::Level::DEBUG)
+            .with_target("sigmaai::db::tx", tracing::Level::TRACE)
+            .with_target("sigmaai", tracing::Level::INFO)
+            .with_target("ingest", tracing::Level::INFO);
+        tracing_subscriber::registry()
+            .with(Layer(steps.clone()).with_filter(filter))
+            .try_init()
+            .ok()?;
+        Some(steps)
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// Per approval, its statements in the order they ran (`side` and the n-th occurrence of
+    /// the same summary name a step); printed with the median end time after the approval's
+    /// call and the median round trip.
+    pub fn report(steps: &Steps, windows: &[(Instant, Instant)]) {
+        let all = steps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        // step key → (first position, end offsets ms, round trips ms)
+        let mut table: BTreeMap<(&'static str, String, usize), (f64, Vec<f64>, Vec<f64>)> =
+            BTreeMap::new();
+        let mut counts: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+        for (t, arrived) in windows {
+            let mut seen: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
+            let mut n: BTreeMap<&'static str, f64> = BTreeMap::new();
+            for (pos, s) in all
+                .iter()
+                .filter(|s| s.at >= *t && s.at <= *arrived)
+                .enumerate()
+            {
+                let k = seen.entry((s.side, s.what.clone())).or_default();
+                *k += 1;
+                *n.entry(s.side).or_default() += 1.0;
+                let e = table.entry((s.side, s.what.clone(), *k)).or_insert((
+                    pos as f64,
+                    Vec::new(),
+                    Vec::new(),
+                ));
+                e.1.push(s.at.duration_since(*t).as_secs_f64() * 1000.0);
+                e.2.push(s.secs * 1000.0);
+            }
+            for (side, c) in n {
+                counts.entry(side).or_default().push(c);
+            }
+        }
+        let mut rows: Vec<_> = table.into_iter().collect();
+        rows.sort_by(|a, b| median(a.1.1.clone()).total_cmp(&median(b.1.1.clone())));
+        println!("step breakdown (median over approvals; ends = ms after the approval's call):");
+        for ((side, what, k), (_, ends, rts)) in rows {
+            if ends.len() * 2 < windows.len() {
+                continue; // a statement in fewer than half the approvals (the periodic jobs)
+            }
+            println!(
+                "  {side:<7} ends {:>6.2} ms  round trip {:>5.2} ms  ×{:<4} {what}{}",
+                median(ends.clone()),
+                median(rts),
+                ends.len(),
+                if k > 1 {
+                    format!(" (#{k})")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        for (side, c) in counts {
+            println!("  {side}: {} statements per approval (median)", median(c));
+        }
+        let arrive: Vec<f64> = windows
+            .iter()
+            .map(|(t, a)| a.duration_since(*t).as_secs_f64() * 1000.0)
+            .collect();
+        println!("  gateway receives at {:.2} ms (median)", median(arrive));
+    }
 }

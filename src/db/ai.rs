@@ -1,5 +1,6 @@
 //! AI settings, knowledge entries, drafts, data recipients and usage.
 
+use serde_json::Value;
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -765,4 +766,184 @@ pub async fn queue_total(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Resu
     .bind(f.created_before)
     .fetch_one(conn)
     .await
+}
+
+/// Everything an approval checks before it writes, read in one statement: the draft, who
+/// else is editing it, the undo window, whether its conversation may be sent to, and the
+/// tenant's newest audit entry (read after the chain lock, see `begin_tenant_chain_locked`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct ApprovalContext {
+    #[sqlx(flatten)]
+    pub draft: Draft,
+    /// Another member editing the draft now (heartbeat at or after `since`).
+    pub editor: Option<String>,
+    /// `None`: the tenant never saved AI settings (the default window applies).
+    pub undo_seconds: Option<i32>,
+    pub conv_exists: bool,
+    pub channel_id: Option<Uuid>,
+    /// The conversation's contact (the reply is sealed for it).
+    pub conv_contact_id: Option<Uuid>,
+    pub last_inbound_at: Option<OffsetDateTime>,
+    pub contact_exists: bool,
+    pub erased_at: Option<OffsetDateTime>,
+    pub restricted_at: Option<OffsetDateTime>,
+    /// The conversation's channel unless deleted.
+    pub channel_kind: Option<String>,
+    pub audit_seq: Option<i64>,
+    pub audit_hash: Option<Vec<u8>>,
+}
+
+pub async fn approval_context(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    draft_id: Uuid,
+    me: Uuid,
+    since: OffsetDateTime,
+) -> sqlx::Result<Option<ApprovalContext>> {
+    sqlx::query_as::<_, ApprovalContext>(
+        r#"SELECT d.id, d.conversation_id, d.contact_id, d.reply_to_message_id, d.state, d.original_sealed,
+                  d.final_sealed, d.escalation_reason, d.provider, d.model, d.prompt_version, d.knowledge_ids,
+                  d.input_tokens, d.output_tokens, d.latency_ms, d.auto_sent, d.decided_by, d.decided_at,
+                  d.reject_reason, d.edited, d.sent_message_id, d.created_at, d.source_changed,
+                  (SELECT u.name FROM review_presence p JOIN users u ON u.id = p.user_id
+                   WHERE p.tenant_id = app_current_tenant() AND p.draft_id = d.id AND p.editing
+                     AND p.user_id <> $3 AND p.seen_at >= $4
+                   ORDER BY p.seen_at DESC LIMIT 1) AS editor,
+                  (SELECT s.undo_seconds FROM ai_settings s WHERE s.tenant_id = app_current_tenant()) AS undo_seconds,
+                  c.id IS NOT NULL AS conv_exists, c.channel_id, c.contact_id AS conv_contact_id, c.last_inbound_at,
+                  ct.id IS NOT NULL AS contact_exists, ct.erased_at, ct.restricted_at,
+                  ch.kind AS channel_kind,
+                  a.seq AS audit_seq, a.hash AS audit_hash
+           FROM drafts d
+           LEFT JOIN conversations c ON c.id = d.conversation_id
+           LEFT JOIN contacts ct ON ct.id = c.contact_id
+           LEFT JOIN channels ch ON ch.id = c.channel_id AND ch.deleted_at IS NULL
+           LEFT JOIN LATERAL (SELECT seq, hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1) a ON true
+           WHERE d.id = $2"#,
+    )
+    .bind(tenant_id)
+    .bind(draft_id)
+    .bind(me)
+    .bind(since)
+    .fetch_optional(conn)
+    .await
+}
+
+/// An approval's writes, all in one statement (see [`approve`]).
+pub struct ApprovalWrite<'a> {
+    pub tenant_id: Uuid,
+    pub draft_id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub contact_id: Uuid,
+    pub state: &'a str,
+    pub by: Uuid,
+    pub final_sealed: &'a [u8],
+    pub edited: bool,
+    pub edit_words: i32,
+    /// The reply: a queued outbound message from the AI, approved by `by`.
+    pub message_id: Uuid,
+    pub body_sealed: &'a [u8],
+    /// Its send job (built by `NewJob::of`), woken with `notify_one_worker`'s payload.
+    pub job: super::jobs::NewJob,
+    pub audit: &'a super::audit::Entry,
+    /// The outgoing-webhook event (`draft.approved`) and its data.
+    pub event_type: &'a str,
+    pub event: &'a Value,
+    pub now: OffsetDateTime,
+}
+
+/// Approves a draft and queues its reply in one statement: the draft's decision (only from
+/// `pending`/`escalated`: `false` when someone decided first, and then nothing is written),
+/// the queued message, the conversation's last message time and attention cleared, the send
+/// job and the workers' wake-up at commit, the audit entry, and the outgoing-webhook
+/// deliveries. The same writes as `decide`, `set_edit_words`, `send::queue_text_after`,
+/// `set_sent`, `set_attention`, `audit::record` and `outgoing::emit`, one after another.
+pub async fn approve(conn: &mut PgConnection, w: ApprovalWrite<'_>) -> sqlx::Result<bool> {
+    use sqlx::Row;
+    let a = w.audit;
+    let row = sqlx::query(
+        r#"WITH d AS (
+               UPDATE drafts SET state = $3, decided_by = $4, decided_at = $5, final_sealed = $6, edited = $7,
+                                 reject_reason = NULL, edit_words = $8, sent_message_id = $9, auto_sent = false
+               WHERE id = $2 AND state IN ('pending', 'escalated')
+               RETURNING id),
+           m AS (
+               INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, direction, author,
+                                     author_user_id, kind, body_sealed, status, status_rank, sent_at, created_at)
+               SELECT $9, $1, $10, $11, $12, 'out', 'ai', $4, 'text', $13, 'queued', $14, $5, $5 FROM d
+               RETURNING id),
+           c AS (
+               UPDATE conversations SET last_message_at = GREATEST(last_message_at, $5), attention = NULL,
+                                        attention_at = NULL
+               WHERE id = $10 AND EXISTS (SELECT 1 FROM m)
+               RETURNING id),
+           j AS (
+               INSERT INTO jobs (id, kind, tenant_id, subject_id, payload, dedupe_key, run_at, max_attempts,
+                                 created_at, updated_at)
+               SELECT $15, $16, $1, m.id, $17, $18, $19, $20, $5, $5 FROM m
+               ON CONFLICT (dedupe_key) WHERE state = 'pending' AND dedupe_key IS NOT NULL
+               DO UPDATE SET run_at = GREATEST(jobs.run_at, EXCLUDED.run_at), updated_at = EXCLUDED.updated_at
+               RETURNING id),
+           l AS (
+               INSERT INTO audit_log (tenant_id, seq, id, at, actor_id, actor_label, action, subject, detail,
+                                      prev_hash, hash)
+               SELECT $1, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30 FROM d
+               RETURNING id),
+           wd AS (
+               INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_type, data, occurred_at,
+                                               next_attempt_at, created_at)
+               SELECT gen_random_uuid(), e.tenant_id, e.id, $31, $32, $5, $5, $5
+               FROM webhook_endpoints e CROSS JOIN d
+               WHERE e.tenant_id = $1 AND e.enabled AND $31 = ANY (e.events)
+               RETURNING id, tenant_id),
+           wj AS (
+               INSERT INTO jobs (id, kind, tenant_id, subject_id, dedupe_key, run_at, max_attempts, created_at,
+                                 updated_at)
+               SELECT gen_random_uuid(), $33, wd.tenant_id, wd.id, 'webhook:' || wd.id, $5, 8, $5, $5 FROM wd
+               RETURNING id),
+           n AS (
+               -- One claimer for the send alone; every claimer when webhook deliveries wait too.
+               SELECT pg_notify($34, CASE WHEN EXISTS (SELECT 1 FROM wd) THEN '' ELSE $35 END) FROM j)
+           SELECT (SELECT count(*) FROM d) AS decided, (SELECT count(*) FROM n) AS woken,
+                  (SELECT count(*) FROM c) + (SELECT count(*) FROM l) + (SELECT count(*) FROM wj) AS written"#,
+    )
+    .bind(w.tenant_id) // $1
+    .bind(w.draft_id)
+    .bind(w.state)
+    .bind(w.by)
+    .bind(w.now) // $5
+    .bind(w.final_sealed)
+    .bind(w.edited)
+    .bind(w.edit_words)
+    .bind(w.message_id)
+    .bind(w.conversation_id) // $10
+    .bind(w.channel_id)
+    .bind(w.contact_id)
+    .bind(w.body_sealed)
+    .bind(super::messages::status_rank("queued"))
+    .bind(Uuid::now_v7()) // $15
+    .bind(w.job.kind)
+    .bind(w.job.payload)
+    .bind(w.job.dedupe_key)
+    .bind(w.job.run_at)
+    .bind(w.job.max_attempts) // $20
+    .bind(a.seq)
+    .bind(a.id)
+    .bind(a.at)
+    .bind(a.actor_id)
+    .bind(&a.actor_label) // $25
+    .bind(&a.action)
+    .bind(&a.subject)
+    .bind(&a.detail)
+    .bind(&a.prev_hash)
+    .bind(&a.hash) // $30
+    .bind(w.event_type)
+    .bind(w.event)
+    .bind(super::outgoing::WEBHOOK_DELIVER)
+    .bind(super::jobs::WAKE_CHANNEL)
+    .bind(super::jobs::WAKE_ONE) // $35
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get::<i64, _>("decided")? == 1)
 }

@@ -89,6 +89,46 @@ pub async fn lock_chain(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Resul
     Ok(())
 }
 
+/// The entry that follows `last` (the chain's newest `(seq, hash)`, `None` for an empty
+/// chain), hashed. Its caller holds the chain lock from before it read `last` until its
+/// insert commits ([`record`], or a statement that inserts it with other writes).
+pub fn next_entry(
+    last: Option<(i64, Vec<u8>)>,
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+    detail: Value,
+    now: OffsetDateTime,
+) -> Entry {
+    let (seq, prev) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, vec![0u8; 32]),
+    };
+    let mut entry = Entry {
+        seq,
+        id: Uuid::now_v7(),
+        at: to_micros(now),
+        actor_id: actor.id,
+        actor_label: actor.label.clone(),
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        detail,
+        prev_hash: prev,
+        hash: Vec::new(),
+    };
+    entry.hash = entry_hash(&entry.prev_hash, &entry);
+    entry
+}
+
+/// The SQL of [`lock_chain`] for `tenant_id`, to run in the same round trip as `BEGIN`
+/// (the tenant id is a formatted UUID: hex digits and dashes only).
+pub fn lock_chain_sql(tenant_id: Uuid) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('{}', 7302))",
+        tenant_id.hyphenated()
+    )
+}
+
 /// Appends an entry in the caller's tenant-scoped transaction (so it commits or rolls back
 /// with the action it records). `detail` must hold no message text or phone numbers.
 pub async fn record(
@@ -107,23 +147,14 @@ pub async fn record(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    let (seq, prev) = match last {
-        Some(r) => (r.seq + 1, r.hash),
-        None => (1, vec![0u8; 32]),
-    };
-    let mut entry = Entry {
-        seq,
-        id: Uuid::now_v7(),
-        at: to_micros(now),
-        actor_id: actor.id,
-        actor_label: actor.label.clone(),
-        action: action.to_owned(),
-        subject: subject.to_owned(),
+    let entry = next_entry(
+        last.map(|r| (r.seq, r.hash)),
+        actor,
+        action,
+        subject,
         detail,
-        prev_hash: prev,
-        hash: Vec::new(),
-    };
-    entry.hash = entry_hash(&entry.prev_hash, &entry);
+        now,
+    );
     sqlx::query!(
         r#"INSERT INTO audit_log (tenant_id, seq, id, at, actor_id, actor_label, action, subject, detail, prev_hash, hash)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,

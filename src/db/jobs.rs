@@ -271,6 +271,20 @@ pub async fn notify_workers(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// The wake-up payload that asks for one claimer rather than all (see [`notify_one_worker`]).
+pub const WAKE_ONE: &str = "1";
+
+/// Wakes one idle worker when the caller's transaction commits: for a single job due now
+/// (a send), where waking every claimer only has them race for the one row.
+pub async fn notify_one_worker(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(WAKE_CHANNEL)
+        .bind(WAKE_ONE)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// When the next pending job not yet due comes due (one probe of `jobs_due`).
 pub async fn next_run_at(
     pool: &PgPool,
@@ -287,20 +301,18 @@ pub async fn next_run_at(
 /// Claims one due job under a lease and commits the claim before returning it, so no row lock
 /// is held while the job talks to the outside world.
 ///
-/// The claim's commit does not wait for its WAL flush (`synchronous_commit = off`): it is on
-/// the approve → send path, and losing it in a database crash only loses the lease and the
-/// attempt count (the job runs again, as after any crash). Whatever the job then commits
-/// with a flush (a send's `sending` mark) makes the claim durable too: WAL is flushed in order.
+/// One round trip: the statement commits on its own, and its commit does not wait for its
+/// WAL flush (`synchronous_commit` off for this statement's transaction only, set as the claimed
+/// row is returned, so only a commit that claimed something is affected). It is on the approve →
+/// send path, and losing it in a database crash only loses the lease and the attempt count (the
+/// job runs again, as after any crash). Whatever the job then commits with a flush (a send's
+/// `sending` mark) makes the claim durable too: WAL is flushed in order.
 pub async fn claim(
     pool: &PgPool,
     now: OffsetDateTime,
     lease: Duration,
 ) -> sqlx::Result<Option<Job>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    let job = sqlx::query_as::<_, Job>(
+    sqlx::query_as::<_, Job>(
         r#"UPDATE jobs SET locked_until = $2, attempts = attempts + 1, updated_at = $1
            WHERE id = (
                SELECT id FROM jobs
@@ -308,14 +320,13 @@ pub async fn claim(
                ORDER BY run_at
                LIMIT 1
                FOR UPDATE SKIP LOCKED)
-           RETURNING id, kind, tenant_id, subject_id, payload, attempts, max_attempts"#,
+           RETURNING id, kind, tenant_id, subject_id, payload, attempts, max_attempts,
+                     set_config('synchronous_commit', 'off', true) AS commit_mode"#,
     )
     .bind(now)
     .bind(now + lease)
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(job)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Marks a claimed job dead for good (its attempts are used up, or no attempt can succeed).

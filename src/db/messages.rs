@@ -418,3 +418,82 @@ pub async fn media_source(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Opt
             .flatten(),
     )
 }
+
+/// What a send needs once its message is marked `sending`: the message, its channel (unless
+/// deleted), the conversation's sealed chat address and whether it is a group, and a
+/// template's sealed payload.
+pub struct SendStart {
+    pub message: Message,
+    pub channel: Option<super::channels::Channel>,
+    /// `(conversation id, contact id, is_group, sealed chat)` when the conversation has a chat.
+    pub chat: Option<(Uuid, Uuid, bool, Vec<u8>)>,
+    pub template_sealed: Option<Vec<u8>>,
+}
+
+/// Marks a queued outbound message `sending` and reads what its send needs, in one round trip
+/// (the send's first transaction: committed before the gateway is called). `None` when the
+/// message is not `queued` (gone, undone, or a previous attempt got further): the caller then
+/// reads it to tell which.
+pub async fn start_send(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<SendStart>> {
+    use sqlx::{FromRow, Row};
+    let row = sqlx::query(
+        r#"WITH m AS (
+               UPDATE messages SET status = 'sending', status_rank = $2, error = NULL
+               WHERE id = $1 AND status = 'queued' AND status_rank < $2
+               RETURNING id, conversation_id, channel_id, contact_id, external_id, direction, author, author_user_id,
+                         kind, body_sealed, media_kind, media_mime, media_size, media_key, media_state,
+                         media_deleted_at, quoted_external_id, sender_sealed, status, error, sent_at, extra_sealed,
+                         edited_at, deleted_at, created_at, template_sealed)
+           SELECT m.*,
+                  ch.id AS ch_id, ch.tenant_id AS ch_tenant_id, ch.route_id AS ch_route_id, ch.kind AS ch_kind,
+                  ch.name AS ch_name, ch.config AS ch_config, ch.secrets_sealed AS ch_secrets_sealed,
+                  ch.health AS ch_health, ch.health_detail AS ch_health_detail,
+                  ch.last_event_at AS ch_last_event_at, ch.created_at AS ch_created_at,
+                  c.id AS conv_id, c.contact_id AS conv_contact_id, c.is_group AS conv_is_group,
+                  c.chat_sealed AS conv_chat
+           FROM m
+           LEFT JOIN channels ch ON ch.id = m.channel_id AND ch.deleted_at IS NULL
+           LEFT JOIN conversations c ON c.id = m.conversation_id"#,
+    )
+    .bind(id)
+    .bind(MessageStatus::Sending.rank())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let channel = match row.try_get::<Option<Uuid>, _>("ch_id")? {
+        Some(ch_id) => Some(super::channels::Channel {
+            id: ch_id,
+            tenant_id: row.try_get("ch_tenant_id")?,
+            route_id: row.try_get("ch_route_id")?,
+            kind: row.try_get("ch_kind")?,
+            name: row.try_get("ch_name")?,
+            config: row.try_get("ch_config")?,
+            secrets_sealed: row.try_get("ch_secrets_sealed")?,
+            health: row.try_get("ch_health")?,
+            health_detail: row.try_get("ch_health_detail")?,
+            last_event_at: row.try_get("ch_last_event_at")?,
+            created_at: row.try_get("ch_created_at")?,
+        }),
+        None => None,
+    };
+    let chat = match (
+        row.try_get::<Option<Uuid>, _>("conv_id")?,
+        row.try_get::<Option<Vec<u8>>, _>("conv_chat")?,
+    ) {
+        (Some(conv), Some(chat)) => Some((
+            conv,
+            row.try_get("conv_contact_id")?,
+            row.try_get("conv_is_group")?,
+            chat,
+        )),
+        _ => None,
+    };
+    Ok(Some(SendStart {
+        message: Message::from_row(&row)?,
+        channel,
+        chat,
+        template_sealed: row.try_get("template_sealed")?,
+    }))
+}

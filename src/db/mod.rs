@@ -182,6 +182,24 @@ pub async fn begin_tenant(
     Ok(tx)
 }
 
+/// [`begin_tenant`] that also takes the tenant's audit-chain lock ([`audit::lock_chain`]), in
+/// the same round trip: for a short transaction that writes its audit entry with its other
+/// writes in one statement (an approval), which holds the lock until its commit anyway.
+pub async fn begin_tenant_chain_locked(
+    pool: &PgPool,
+    tenant_id: Uuid,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let tx = pool
+        .begin_with(format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true); {}",
+            tenant_id.hyphenated(),
+            audit::lock_chain_sql(tenant_id)
+        ))
+        .await?;
+    tracing::trace!(target: "sigmaai::db::tx", "BEGIN");
+    Ok(tx)
+}
+
 /// Switches the tenant row-level security sees, for the rest of this transaction (group
 /// commit writes several tenants' deliveries in one transaction, one after another).
 pub async fn set_tenant(conn: &mut sqlx::PgConnection, tenant_id: Uuid) -> Result<(), sqlx::Error> {

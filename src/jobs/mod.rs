@@ -149,6 +149,9 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
 #[derive(Default)]
 pub struct Wake {
     notify: tokio::sync::Notify,
+    /// One idle claimer (a permit if none is idle, taken by the next to go idle), for the
+    /// wake-ups that carry [`jobs::WAKE_ONE`]: a claimer busy with a long job never holds it.
+    one: tokio::sync::Notify,
     listening: std::sync::atomic::AtomicBool,
 }
 
@@ -172,6 +175,9 @@ async fn listen(state: AppState, wake: std::sync::Arc<Wake>, shutdown: Shutdown)
                     loop {
                         tokio::select! {
                             n = listener.recv() => match n {
+                                // One job due now (a send): one claimer, so the others do
+                                // not race it for the row on the same cores.
+                                Ok(n) if n.payload() == jobs::WAKE_ONE => wake.one.notify_one(),
                                 Ok(_) => wake.notify.notify_waiters(),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "job wake-up listener lost; polling until it is back");
@@ -266,6 +272,7 @@ pub async fn run_worker_with(
                 let idle = idle_for(&state, &wake).await;
                 tokio::select! {
                     _ = &mut woken => {}
+                    _ = wake.one.notified() => {}
                     _ = tokio::time::sleep(idle) => {}
                     _ = shutdown.wait() => {}
                 }

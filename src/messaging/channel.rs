@@ -283,7 +283,7 @@ pub async fn outbound(state: &Messaging, channel: &Channel) -> anyhow::Result<Ou
             let vetted = vet_gateway(state, cfg(channel, "base_url")?)
                 .await
                 .map_err(|e| anyhow::anyhow!("the Evolution URL is not allowed: {e}"))?;
-            let http = gateway::http_client_from(pinned(&vetted), gateway::Timeouts::default())?;
+            let http = pinned_client(&vetted)?;
             Ok(Outbound::Evolution(
                 gateway::evolution::EvolutionClient::with_http(
                     http,
@@ -308,6 +308,35 @@ pub async fn outbound(state: &Messaging, channel: &Channel) -> anyhow::Result<Ou
         }
         _ => Ok(Outbound::Simulator),
     }
+}
+
+/// Gateway HTTP clients by vetted destination (the host and the addresses the guard vetted for
+/// it). A send vets the URL again every time (DNS may have changed) and reuses the client — and
+/// its kept-alive connection — only while the answer is the same; a new answer gets a new
+/// client pinned to it. Building a client (its TLS set-up) and a new connection per send were
+/// most of the worker's time between the `sending` commit and the gateway's receipt. Shared by
+/// tenants: a client holds no credentials (the API key is a header of each request).
+static CLIENTS: std::sync::LazyLock<
+    Mutex<HashMap<(String, Vec<std::net::SocketAddr>), reqwest::Client>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// More destinations than this and the map starts again (clients are cheap to rebuild).
+const MAX_CLIENTS: usize = 1024;
+
+fn pinned_client(v: &Vetted) -> anyhow::Result<reqwest::Client> {
+    let key = (v.host.to_ascii_lowercase(), v.addrs.clone());
+    let mut clients = CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(c) = clients.get(&key) {
+        return Ok(c.clone());
+    }
+    let c = gateway::http_client_from(pinned(v), gateway::Timeouts::default())?;
+    if clients.len() >= MAX_CLIENTS {
+        clients.clear();
+    }
+    clients.insert(key, c.clone());
+    Ok(c)
 }
 
 /// The Meta app secret, for verifying X-Hub-Signature-256.

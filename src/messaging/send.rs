@@ -118,6 +118,50 @@ async fn sendable(
     Ok(conv)
 }
 
+/// What a caller that read a conversation in one statement knows of it, for
+/// [`sendable_text`].
+pub struct Target<'a> {
+    pub conversation: bool,
+    pub contact: bool,
+    pub erased: bool,
+    pub restricted: bool,
+    /// The conversation's channel's kind (`None`: deleted).
+    pub channel_kind: Option<&'a str>,
+    pub last_inbound_at: Option<OffsetDateTime>,
+}
+
+/// The text to send, trimmed, or why it can't be sent: the refusals of
+/// [`queue_text_after`], in its order.
+pub fn sendable_text<'t>(
+    text: &'t str,
+    to: &Target<'_>,
+    now: OffsetDateTime,
+) -> Result<&'t str, Refusal> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Refusal::Empty);
+    }
+    if text.chars().count() > MAX_TEXT {
+        return Err(Refusal::TooLong);
+    }
+    if !to.conversation || !to.contact {
+        return Err(Refusal::NotFound);
+    }
+    if to.erased {
+        return Err(Refusal::Erased);
+    }
+    if to.restricted {
+        return Err(Refusal::Restricted);
+    }
+    let Some(kind) = to.channel_kind else {
+        return Err(Refusal::NotFound);
+    };
+    if !window_open(kind, to.last_inbound_at, now) {
+        return Err(Refusal::OutsideWindow);
+    }
+    Ok(text)
+}
+
 /// Queues a text reply in the caller's tenant-scoped transaction. Returns the message id.
 pub async fn queue_text(
     state: &Messaging,
@@ -390,14 +434,14 @@ async fn run(
     job: &JobMeta,
 ) -> anyhow::Result<()> {
     // Claim the message: only a queued message is sent; anything else means a previous
-    // attempt got further (or staff cancelled), and sending again could duplicate it.
+    // attempt got further (or staff cancelled), and sending again could duplicate it. The
+    // `sending` mark and everything the send needs come in one statement.
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let Some(msg) = messages::get(&mut tx, message_id).await? else {
-        return Ok(());
-    };
-    match MessageStatus::parse(&msg.status) {
-        Some(MessageStatus::Queued) => {}
-        Some(MessageStatus::Sending) => {
+    let Some(start) = messages::start_send(&mut tx, message_id).await? else {
+        let Some(msg) = messages::get(&mut tx, message_id).await? else {
+            return Ok(());
+        };
+        if MessageStatus::parse(&msg.status) == Some(MessageStatus::Sending) {
             // A worker died mid-send: we can't know whether the gateway got it.
             messages::set_status(
                 &mut tx,
@@ -418,52 +462,37 @@ async fn run(
                     },
                 )
                 .await;
-            return Ok(());
         }
-        _ => return Ok(()),
-    }
-    if !messages::set_status(
-        &mut tx,
-        message_id,
-        MessageStatus::Sending,
-        None,
-        None,
-        false,
-    )
-    .await?
-    {
-        // Undone (deleted) or moved on since we read it: nothing to send.
+        // Otherwise undone (deleted) or moved on since it was queued: nothing to send.
         return Ok(());
-    }
-    let channel = db::channels::get(&mut tx, msg.channel_id).await?;
-    let chat = conversations::chat(&mut tx, msg.conversation_id).await?;
-    let conv = conversations::get(&mut tx, msg.conversation_id).await?;
-    let template_payload = db::templates::template_payload(&mut tx, message_id).await?;
+    };
     tx.commit().await?;
+    let msg = start.message;
 
-    let gateway = channel
+    let gateway = start
+        .channel
         .as_ref()
         .map(|c| c.kind.clone())
         .unwrap_or_else(|| "none".into());
-    let outcome = match (channel, chat, conv) {
-        (Some(channel), Some(chat), Some(conv)) => {
-            let to = if conv.is_group {
+    let outcome = match (start.channel, start.chat) {
+        (Some(channel), Some((conv_id, conv_contact, is_group, chat))) => {
+            let to = if is_group {
                 state
                     .keys
-                    .open_tenant_str(tenant_id, Aad::new("conversations", "chat", conv.id), &chat)
+                    .open_tenant_str(tenant_id, Aad::new("conversations", "chat", conv_id), &chat)
                     .await?
             } else {
                 state
                     .keys
                     .open_str(
                         tenant_id,
-                        conv.contact_id,
-                        Aad::new("conversations", "chat", conv.id),
+                        conv_contact,
+                        Aad::new("conversations", "chat", conv_id),
                         &chat,
                     )
                     .await?
             };
-            let template = match (msg.kind.as_str(), template_payload) {
+            let template = match (msg.kind.as_str(), start.template_sealed) {
                 ("template", Some(sealed)) => {
                     let v: serde_json::Value = serde_json::from_str(
                         &state

@@ -19,7 +19,7 @@ use crate::{
     domain::events,
     live,
     messaging::{
-        send::{self, Author, QueueError, Refusal},
+        send::{self, Refusal},
         view,
     },
     state::AppState,
@@ -101,6 +101,12 @@ async fn refuse_if_locked(
 
 /// Approves a draft, optionally with the reviewer's edited text; queues the send. Returns
 /// the outbound message id.
+///
+/// Four round trips on the approve → send path: `BEGIN` with the tenant scope and the
+/// tenant's audit-chain lock; one read of everything checked (the draft, an editor holding it,
+/// the undo window, whether the conversation may be sent to, the newest audit entry); one
+/// statement with every write (`db::ai::approve`); the commit. The checks and their order are
+/// `draft_for`'s and `send::queue_text_after`'s.
 pub async fn approve(
     state: &AppState,
     tenant_id: Uuid,
@@ -110,9 +116,24 @@ pub async fn approve(
 ) -> Result<Uuid, DecideError> {
     let user = actor.id.ok_or(DecideError::NotFound)?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
-    let (d, next) = draft_for(&mut tx, draft_id, Decision::Approve, actor, now).await?;
-    let original = view::original_text(&Messaging::from_ref(state), tenant_id, &d)
+    let messaging = Messaging::from_ref(state);
+    let mut tx = db::begin_tenant_chain_locked(&state.db, tenant_id).await?;
+    let cx = db_ai::approval_context(
+        &mut tx,
+        tenant_id,
+        draft_id,
+        user,
+        crate::review::presence::since(now),
+    )
+    .await?
+    .ok_or(DecideError::NotFound)?;
+    let d = &cx.draft;
+    let next = DraftState::decide_stored(&d.state, Decision::Approve)
+        .map_err(|_| DecideError::AlreadyDecided)?;
+    if let Some(name) = cx.editor.clone() {
+        return Err(DecideError::Locked(name));
+    }
+    let original = view::original_text(&messaging, tenant_id, d)
         .await?
         .unwrap_or_default();
     let text = match edited.map(str::trim) {
@@ -121,6 +142,22 @@ pub async fn approve(
         None => original.clone(),
     };
     let was_edited = text != original.trim();
+    // What `send::queue_text_after` refuses, in its order.
+    let reply = send::sendable_text(
+        &text,
+        &send::Target {
+            conversation: cx.conv_exists,
+            contact: cx.contact_exists,
+            erased: cx.erased_at.is_some(),
+            restricted: cx.restricted_at.is_some(),
+            channel_kind: cx.channel_kind.as_deref(),
+            last_inbound_at: cx.last_inbound_at,
+        },
+        now,
+    )?;
+    let (Some(channel_id), Some(contact_id)) = (cx.channel_id, cx.conv_contact_id) else {
+        return Err(Refusal::NotFound.into());
+    };
     let final_sealed = state
         .keys
         .seal_str(
@@ -131,70 +168,68 @@ pub async fn approve(
         )
         .await
         .map_err(anyhow::Error::from)?;
-    if !db_ai::decide(
-        &mut tx,
-        d.id,
-        next.as_str(),
-        Some(user),
-        Some(&final_sealed),
-        was_edited,
-        None,
-        now,
-    )
-    .await?
-    {
-        return Err(DecideError::AlreadyDecided);
-    }
-    // How much the reviewer changed (the overview's weekly draft quality).
-    db_ai::set_edit_words(
-        &mut tx,
-        d.id,
-        crate::review::diff::changed_words(&original, &text),
-    )
-    .await?;
     // The reply waits out the tenant's undo window before its send job runs.
-    let undo = db_ai::settings(&mut tx).await?.undo_seconds.clamp(0, 60);
-    let message_id = match send::queue_text_after(
-        &Messaging::from_ref(state),
-        &mut tx,
-        tenant_id,
-        d.conversation_id,
-        &text,
-        Author::Ai {
-            approved_by: Some(user),
+    let undo = cx
+        .undo_seconds
+        .unwrap_or(db_ai::DEFAULT_UNDO_SECONDS)
+        .clamp(0, 60);
+    let message_id = Uuid::now_v7();
+    let body_sealed = state
+        .keys
+        .seal_str(
+            tenant_id,
+            contact_id,
+            Aad::new("messages", "body", message_id),
+            reply,
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+    let job = db::jobs::NewJob::of(
+        &send::SendMessage {
+            tenant_id,
+            message_id,
         },
-        time::Duration::seconds(i64::from(undo)),
-    )
-    .await
-    {
-        Ok(id) => id,
-        Err(QueueError::Refused(r)) => return Err(r.into()),
-        Err(QueueError::Internal(e)) => return Err(e.into()),
-    };
-    db_ai::set_sent(&mut tx, d.id, message_id, false).await?;
-    db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
+        now + time::Duration::seconds(i64::from(undo)),
+    )?;
+    let entry = audit::next_entry(
+        cx.audit_seq.zip(cx.audit_hash.clone()),
         actor,
         "draft.approved",
         &d.conversation_id.to_string(),
         json!({ "draft": d.id, "edited": was_edited, "message": message_id }),
         now,
-    )
-    .await?;
+    );
     let approved = json!({
         "conversation_id": d.conversation_id, "draft_id": d.id, "message_id": message_id,
         "edited": was_edited, "auto_sent": false,
     });
-    db::outgoing::emit(
+    let decided = db_ai::approve(
         &mut tx,
-        tenant_id,
-        events::DRAFT_APPROVED,
-        &[(approved, None)],
-        now,
+        db_ai::ApprovalWrite {
+            tenant_id,
+            draft_id: d.id,
+            conversation_id: d.conversation_id,
+            channel_id,
+            contact_id,
+            state: next.as_str(),
+            by: user,
+            final_sealed: &final_sealed,
+            edited: was_edited,
+            // How much the reviewer changed (the overview's weekly draft quality).
+            edit_words: crate::review::diff::changed_words(&original, &text),
+            message_id,
+            body_sealed: &body_sealed,
+            job,
+            audit: &entry,
+            event_type: events::DRAFT_APPROVED,
+            event: &approved,
+            now,
+        },
     )
     .await?;
+    if !decided {
+        return Err(DecideError::AlreadyDecided);
+    }
     tx.commit().await?;
     publish_decision(state, tenant_id, d.conversation_id).await;
     crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
