@@ -1673,37 +1673,29 @@ mod steps {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        // step key → (first position, end offsets ms, round trips ms)
-        let mut table: BTreeMap<(&'static str, String, usize), (f64, Vec<f64>, Vec<f64>)> =
-            BTreeMap::new();
+        // (side, statement, n-th of its kind) → (end offsets ms, round trips ms)
+        type Key = (&'static str, String, usize);
+        let mut table: BTreeMap<Key, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
         let mut counts: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
         for (t, arrived) in windows {
             let mut seen: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
             let mut n: BTreeMap<&'static str, f64> = BTreeMap::new();
-            for (pos, s) in all
-                .iter()
-                .filter(|s| s.at >= *t && s.at <= *arrived)
-                .enumerate()
-            {
+            for s in all.iter().filter(|s| s.at >= *t && s.at <= *arrived) {
                 let k = seen.entry((s.side, s.what.clone())).or_default();
                 *k += 1;
                 *n.entry(s.side).or_default() += 1.0;
-                let e = table.entry((s.side, s.what.clone(), *k)).or_insert((
-                    pos as f64,
-                    Vec::new(),
-                    Vec::new(),
-                ));
-                e.1.push(s.at.duration_since(*t).as_secs_f64() * 1000.0);
-                e.2.push(s.secs * 1000.0);
+                let e = table.entry((s.side, s.what.clone(), *k)).or_default();
+                e.0.push(s.at.duration_since(*t).as_secs_f64() * 1000.0);
+                e.1.push(s.secs * 1000.0);
             }
             for (side, c) in n {
                 counts.entry(side).or_default().push(c);
             }
         }
         let mut rows: Vec<_> = table.into_iter().collect();
-        rows.sort_by(|a, b| median(a.1.1.clone()).total_cmp(&median(b.1.1.clone())));
+        rows.sort_by(|a, b| median(a.1.0.clone()).total_cmp(&median(b.1.0.clone())));
         println!("step breakdown (median over approvals; ends = ms after the approval's call):");
-        for ((side, what, k), (_, ends, rts)) in rows {
+        for ((side, what, k), (ends, rts)) in rows {
             if ends.len() * 2 < windows.len() {
                 continue; // a statement in fewer than half the approvals (the periodic jobs)
             }

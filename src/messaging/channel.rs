@@ -316,9 +316,11 @@ pub async fn outbound(state: &Messaging, channel: &Channel) -> anyhow::Result<Ou
 /// client pinned to it. Building a client (its TLS set-up) and a new connection per send were
 /// most of the worker's time between the `sending` commit and the gateway's receipt. Shared by
 /// tenants: a client holds no credentials (the API key is a header of each request).
-static CLIENTS: std::sync::LazyLock<
-    Mutex<HashMap<(String, Vec<std::net::SocketAddr>), reqwest::Client>>,
-> = std::sync::LazyLock::new(Default::default);
+static CLIENTS: std::sync::LazyLock<Mutex<HashMap<Destination, reqwest::Client>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A vetted host (lower case) and the addresses vetted for it.
+type Destination = (String, Vec<std::net::SocketAddr>);
 
 /// More destinations than this and the map starts again (clients are cheap to rebuild).
 const MAX_CLIENTS: usize = 1024;
