@@ -16,7 +16,10 @@ pub mod accounts;
 pub mod ai;
 pub mod api;
 pub mod auth;
+#[doc(hidden)]
+pub mod bench;
 pub mod billing;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -43,6 +46,10 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod wiring;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
 
 use std::sync::Arc;
 
