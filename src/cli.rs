@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
 use crate::{
     clock::SystemClock, config::Config, crypto::Keyring, db, redis::Redis, shutdown::Shutdown,
 };
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -223,8 +223,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 concurrency,
                 shutdown.clone(),
             ));
-            let served =
-                crate::serve_on(listener, crate::wiring::App::new(state), shutdown).await;
+            let served = crate::serve_on(listener, crate::wiring::App::new(state), shutdown).await;
             // Only a clean shutdown waits for the worker to finish its jobs; a server error
             // ends the process with that error (the worker's jobs are durable and retried).
             if served.is_ok() {

@@ -156,7 +156,7 @@ pub enum ConfigError {
 }
 
 /// Meta's Graph API, the version the gateway client speaks.
-pub const DEFAULT_META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
+pub(crate) const DEFAULT_META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
 
 /// Variables we know; anything else starting with `SIGMAAI_` is warned about (typos).
 const KNOWN: &[&str] = &[
@@ -623,7 +623,7 @@ impl Config {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MasterKeyError {
+pub(crate) enum MasterKeyError {
     #[error("must be 32 random bytes, base64- or hex-encoded (`sigmaai keys generate-master-key`)")]
     Malformed,
     #[error(
@@ -636,7 +636,7 @@ pub enum MasterKeyError {
 /// ~30 distinct byte values; fewer than 16 means a hand-made key ("0000…", a repeated word),
 /// which we refuse. Lives here, not in `crypto`, so reading the configuration needs no
 /// cryptography (`crypto::master::parse_master_key` turns the bytes into a key).
-pub fn master_key_bytes(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+pub(crate) fn master_key_bytes(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
     let bytes = decode_master_key(text)?;
     let mut seen = [false; 256];
     for b in bytes.iter() {
@@ -649,7 +649,9 @@ pub fn master_key_bytes(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, Mast
 }
 
 /// The 32 bytes of a master key written as text, weak or not.
-pub fn decode_master_key(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+pub(crate) fn decode_master_key(
+    text: &str,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
     let decoded =
         zeroize::Zeroizing::new(decode_key(text.trim()).ok_or(MasterKeyError::Malformed)?);
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
@@ -710,7 +712,7 @@ fn secret_opt_url(v: Option<String>) -> Option<SecretString> {
 }
 
 /// A URL-safe random token of `bytes` random bytes.
-pub fn random_token(bytes: usize) -> String {
+pub(crate) fn random_token(bytes: usize) -> String {
     use base64::Engine;
     use rand::RngCore;
     let mut buf = vec![0u8; bytes];

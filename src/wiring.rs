@@ -79,7 +79,7 @@ impl FromRef<App> for Arc<RouteCache> {
 }
 
 /// What a stored message sets off: see [`Effects`].
-pub struct IngestEffects;
+pub(crate) struct IngestEffects;
 
 #[async_trait::async_trait]
 impl Effects for IngestEffects {

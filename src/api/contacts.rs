@@ -27,7 +27,7 @@ use crate::{
 };
 
 #[derive(Serialize, ToSchema)]
-pub struct ContactOut {
+pub(crate) struct ContactOut {
     pub id: Uuid,
     pub name: Option<String>,
     /// Digits only, with the country code (E.164 without `+`).
@@ -41,7 +41,7 @@ pub struct ContactOut {
 }
 
 impl ContactOut {
-    pub fn from_view(v: ContactView) -> ContactOut {
+    pub(crate) fn from_view(v: ContactView) -> ContactOut {
         ContactOut {
             id: v.id,
             name: if v.erased { None } else { v.name },
@@ -75,7 +75,7 @@ async fn load(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<ContactOut>
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["conversations:read"])))]
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -87,7 +87,7 @@ pub async fn show(
 /// Fields to change; absent ones stay as they are.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ContactPatch {
+pub(crate) struct ContactPatch {
     /// At most 120 characters (empty: keep the current name).
     pub name: Option<String>,
     /// At most 4,000 characters.
@@ -108,7 +108,7 @@ pub struct ContactPatch {
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:write"])))]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

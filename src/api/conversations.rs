@@ -42,11 +42,11 @@ use crate::{
     state::AppState,
 };
 
-pub const MAX_PAGE: i64 = 100;
+pub(crate) const MAX_PAGE: i64 = 100;
 
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// `open` or `resolved`; all when absent.
     pub status: Option<String>,
     /// Only conversations with unread messages.
@@ -62,7 +62,7 @@ pub struct ListQuery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ConversationSummary {
+pub(crate) struct ConversationSummary {
     pub id: Uuid,
     pub contact_id: Uuid,
     pub channel_id: Uuid,
@@ -84,7 +84,7 @@ pub struct ConversationSummary {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ConversationList {
+pub(crate) struct ConversationList {
     pub data: Vec<ConversationSummary>,
     /// Pass as `before` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
@@ -101,7 +101,7 @@ pub struct ConversationList {
         (status = 429, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["conversations:read"])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     api: ApiCtx,
     Query(q): Query<ListQuery>,
@@ -172,7 +172,7 @@ pub async fn list(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MessageOut {
+pub(crate) struct MessageOut {
     pub id: Uuid,
     /// `in` or `out`.
     pub direction: String,
@@ -190,7 +190,7 @@ pub struct MessageOut {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ConversationOut {
+pub(crate) struct ConversationOut {
     pub id: Uuid,
     pub status: String,
     pub ownership: String,
@@ -210,7 +210,7 @@ pub struct ConversationOut {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ThreadQuery {
+pub(crate) struct ThreadQuery {
     /// The `older_cursor` of the previous response.
     pub before: Option<String>,
 }
@@ -227,7 +227,7 @@ const THREAD_PAGE: i64 = 100;
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["conversations:read"])))]
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -296,7 +296,7 @@ pub async fn show(
 /// A text, or an approved template with its parameters (allowed outside the 24-hour window).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SendRequest {
+pub(crate) struct SendRequest {
     /// Free text (at most 4,096 characters).
     pub text: Option<String>,
     /// An approved template of the conversation's channel (instead of `text`).
@@ -307,7 +307,7 @@ pub struct SendRequest {
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct SendResponse {
+pub(crate) struct SendResponse {
     pub message_id: Uuid,
     pub conversation_id: Uuid,
     /// `queued`: the outbox sends it; follow it on the conversation.
@@ -329,7 +329,7 @@ pub struct SendResponse {
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["messages:send"])))]
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

@@ -28,7 +28,7 @@ use crate::{
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct DraftQuery {
+pub(crate) struct DraftQuery {
     /// `pending` (replies to approve) or `escalated` (for a person); both when absent.
     pub state: Option<String>,
     /// 1–100 (default 50).
@@ -37,7 +37,7 @@ pub struct DraftQuery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DraftOut {
+pub(crate) struct DraftOut {
     pub id: Uuid,
     pub conversation_id: Uuid,
     pub contact_id: Uuid,
@@ -53,7 +53,7 @@ pub struct DraftOut {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DraftList {
+pub(crate) struct DraftList {
     pub data: Vec<DraftOut>,
     /// How many wait under this filter in all.
     pub total: i64,
@@ -69,7 +69,7 @@ pub struct DraftList {
         (status = 403, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["review"])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     api: ApiCtx,
     Query(q): Query<DraftQuery>,
@@ -122,20 +122,20 @@ pub async fn list(
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ApproveRequest {
+pub(crate) struct ApproveRequest {
     /// The reply to send instead of the AI's text (edit-and-approve).
     pub text: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ApproveResponse {
+pub(crate) struct ApproveResponse {
     /// The queued outbound message.
     pub message_id: Uuid,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RejectRequest {
+pub(crate) struct RejectRequest {
     /// Why (at most 500 characters are kept).
     #[serde(default)]
     pub reason: String,
@@ -166,7 +166,7 @@ fn decide_error(e: DecideError) -> ApiError {
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["review"])))]
-pub async fn approve(
+pub(crate) async fn approve(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -200,7 +200,7 @@ pub async fn approve(
         (status = 409, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["review"])))]
-pub async fn reject(
+pub(crate) async fn reject(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

@@ -32,14 +32,14 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/api", get(page).post(create))
         .route("/t/{slug}/api/{id}/revoke", post(revoke))
         .route("/api/v1/docs", get(docs))
 }
 
-pub struct TokenView {
+pub(crate) struct TokenView {
     pub id: Uuid,
     pub name: String,
     pub scopes: Vec<String>,
@@ -52,7 +52,7 @@ pub struct TokenView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "api/tokens.html")]
-pub struct TokensPage {
+pub(crate) struct TokensPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub tokens: Vec<TokenView>,
@@ -163,7 +163,7 @@ async fn revoke(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "api/docs.html")]
-pub struct DocsPage {
+pub(crate) struct DocsPage {
     pub ctx: PageCtx,
     pub operations: Vec<Operation>,
 }

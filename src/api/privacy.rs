@@ -27,7 +27,7 @@ use crate::{
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DsrIn {
+pub(crate) struct DsrIn {
     pub contact_id: Uuid,
     /// `access`, `portability`, `rectification`, `erasure`, `restriction` or `objection`.
     pub kind: String,
@@ -36,7 +36,7 @@ pub struct DsrIn {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DsrOut {
+pub(crate) struct DsrOut {
     pub id: Uuid,
     pub contact_id: Uuid,
     pub kind: String,
@@ -91,7 +91,7 @@ async fn request(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<dbp::Req
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["privacy:manage"])))]
-pub async fn open(
+pub(crate) async fn open(
     State(state): State<AppState>,
     api: ApiCtx,
     ApiJson(body): ApiJson<DsrIn>,
@@ -135,7 +135,7 @@ pub async fn open(
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["privacy:manage"])))]
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -154,7 +154,7 @@ pub async fn show(
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["privacy:manage"])))]
-pub async fn export(
+pub(crate) async fn export(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

@@ -25,25 +25,25 @@ pub struct Limit {
 
 /// Wrong passwords for one account from one client IP: the lock an attacker trips first,
 /// and one that doesn't lock the real owner out from their own network.
-pub const PER_ACCOUNT_AND_IP: Limit = Limit {
+pub(crate) const PER_ACCOUNT_AND_IP: Limit = Limit {
     max_attempts: 5,
     window: Duration::minutes(15),
 };
 /// Wrong passwords for one account from anywhere: slower, so a botnet guessing from many
 /// addresses still gets few tries, while the owner is only locked out by a sustained attack.
-pub const PER_ACCOUNT: Limit = Limit {
+pub(crate) const PER_ACCOUNT: Limit = Limit {
     max_attempts: 30,
     window: Duration::hours(1),
 };
 /// Failed attempts from one client IP, whatever the account.
-pub const PER_IP: Limit = Limit {
+pub(crate) const PER_IP: Limit = Limit {
     max_attempts: 20,
     window: Duration::minutes(15),
 };
 
 /// "Forgot password" requests for one address, whoever asks: each may send an e-mail, so
 /// an address can't be flooded with reset mails.
-pub const FORGOT_PER_ACCOUNT: Limit = Limit {
+pub(crate) const FORGOT_PER_ACCOUNT: Limit = Limit {
     max_attempts: 5,
     window: Duration::hours(1),
 };

@@ -11,11 +11,10 @@
 //!    the list query never decrypts in SQL), then the inbox query's latency percentiles as
 //!    the application role inside a tenant transaction, first page and keyset pages.
 
-use axum::extract::FromRef;
 use crate::messaging::Messaging;
+use axum::extract::FromRef;
 use std::{sync::Arc, time::Instant};
 
-use serde_json::json;
 use crate::{
     accounts::{self, Signup},
     clock::SystemClock,
@@ -24,6 +23,7 @@ use crate::{
     messaging::channel::{self, NewChannelInput},
     shutdown::Shutdown,
 };
+use serde_json::json;
 use sqlx::Connection;
 use tokio::sync::Semaphore;
 
@@ -1583,14 +1583,14 @@ mod steps {
     use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan};
 
     #[derive(Clone)]
-    pub struct Step {
+    pub(super) struct Step {
         at: Instant,
         side: &'static str,
         what: String,
         secs: f64,
     }
 
-    pub type Steps = Arc<Mutex<Vec<Step>>>;
+    pub(super) type Steps = Arc<Mutex<Vec<Step>>>;
 
     struct Layer(Steps);
 
@@ -1647,7 +1647,7 @@ mod steps {
         }
     }
 
-    pub fn install() -> Option<Steps> {
+    pub(super) fn install() -> Option<Steps> {
         let steps: Steps = Arc::default();
         let filter = tracing_subscriber::filter::Targets::new()
             .with_target("sqlx::query", tracing::Level::DEBUG)
@@ -1669,7 +1669,7 @@ mod steps {
     /// Per approval, its statements in the order they ran (`side` and the n-th occurrence of
     /// the same summary name a step); printed with the median end time after the approval's
     /// call and the median round trip.
-    pub fn report(steps: &Steps, windows: &[(Instant, Instant)]) {
+    pub(super) fn report(steps: &Steps, windows: &[(Instant, Instant)]) {
         let all = steps
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -2,7 +2,7 @@
 //! them. Webhook events are verified, deduplicated by id and applied idempotently; without
 //! Stripe keys (the demo) billing only shows the plan and usage.
 
-pub mod stripe;
+pub(crate) mod stripe;
 
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -19,19 +19,19 @@ use crate::{
 };
 
 /// After a failed payment, the tenant keeps working this long (a banner shows the date).
-pub const GRACE: Duration = Duration::days(7);
+pub(crate) const GRACE: Duration = Duration::days(7);
 
-pub fn configured(state: &AppState) -> bool {
+pub(crate) fn configured(state: &AppState) -> bool {
     state.config.stripe_secret_key.is_some()
 }
 
-pub fn client(state: &AppState) -> Option<stripe::Client> {
+pub(crate) fn client(state: &AppState) -> Option<stripe::Client> {
     let key = state.config.stripe_secret_key.clone()?;
     stripe::Client::new(&state.config.stripe_api_url, key).ok()
 }
 
 /// The plan a Stripe price id stands for.
-pub fn plan_for_price(state: &AppState, price: &str) -> Option<&'static plans::Plan> {
+pub(crate) fn plan_for_price(state: &AppState, price: &str) -> Option<&'static plans::Plan> {
     let id = state
         .config
         .stripe_prices
@@ -42,7 +42,7 @@ pub fn plan_for_price(state: &AppState, price: &str) -> Option<&'static plans::P
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     Handled,
     Duplicate,
     Ignored,
@@ -119,7 +119,7 @@ fn tenant_ref(obj: &Value) -> Option<Uuid> {
 /// (by `created`) than the newest applied for the same subscription changes nothing, an
 /// ended subscription is never revived by its own late events, and invoice events for a
 /// customer not linked yet are kept until it is.
-pub async fn apply_event(state: &AppState, event: &Value) -> anyhow::Result<Applied> {
+pub(crate) async fn apply_event(state: &AppState, event: &Value) -> anyhow::Result<Applied> {
     let id = event["id"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("event without id"))?;
@@ -345,22 +345,18 @@ async fn apply_to(
 
 /// Whether the tenant's subscription leaves drafting paused (paused or incomplete: limited
 /// access until Stripe says it is active again; messages are stored all the same).
-pub fn drafting_paused(billing_status: &str) -> bool {
+pub(crate) fn drafting_paused(billing_status: &str) -> bool {
     matches!(billing_status, "paused" | "incomplete")
 }
 
 /// What the plan's limits look like this period (the billing page and banners).
-pub struct Usage {
+pub(crate) struct Usage {
     pub drafts: i64,
     pub draft_limit: u32,
     pub members: i64,
     pub channels: i64,
 }
 
-pub fn over(usage: &Usage) -> bool {
-    usage.drafts >= i64::from(usage.draft_limit)
-}
-
-pub fn month_start(now: OffsetDateTime) -> time::Date {
+pub(crate) fn month_start(now: OffsetDateTime) -> time::Date {
     now.date().replace_day(1).unwrap_or(now.date())
 }

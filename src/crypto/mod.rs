@@ -10,12 +10,12 @@
 //! backups included (the key store's backups are kept ≤ 7 days). Destroying a tenant key does
 //! the same for the whole tenant.
 
-pub mod aead;
-pub mod blind;
-pub mod cache;
-pub mod checkpoint;
-pub mod ledger;
-pub mod master;
+pub(crate) mod aead;
+pub(crate) mod blind;
+pub(crate) mod cache;
+pub(crate) mod checkpoint;
+pub(crate) mod ledger;
+pub(crate) mod master;
 
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ pub enum CryptoError {
 }
 
 /// The pseudo-tenant whose key seals platform-level secrets (never a real tenant's id).
-pub const PLATFORM_TENANT: Uuid = Uuid::nil();
+pub(crate) const PLATFORM_TENANT: Uuid = Uuid::nil();
 
 /// Where a sealed value lives. The tenant (and contact) are bound too, by [`Keyring`] itself:
 /// a ciphertext copied to another row, column, table, contact or tenant does not open.

@@ -3,7 +3,7 @@
 
 /// The AI providers a plan may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProviderAccess {
+pub(crate) enum ProviderAccess {
     /// The offline knowledge-base answerer and the tenant's own API keys.
     OfflineAndOwnKeys,
     /// Also the platform's provider keys.
@@ -11,7 +11,7 @@ pub enum ProviderAccess {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub id: &'static str,
     /// Monthly price in US cents.
     pub monthly_price_cents: u32,
@@ -26,20 +26,20 @@ pub struct Plan {
 }
 
 /// The shortest message retention a tenant may choose.
-pub const MIN_RETENTION_DAYS: u32 = 30;
+pub(crate) const MIN_RETENTION_DAYS: u32 = 30;
 
 impl Plan {
-    pub fn retention_days(&self) -> u32 {
+    pub(crate) fn retention_days(&self) -> u32 {
         u32::from(self.retention_years) * 365
     }
 
     /// The translation key of the plan's name.
-    pub fn name_key(&self) -> String {
+    pub(crate) fn name_key(&self) -> String {
         format!("plan.{}.name", self.id)
     }
 }
 
-pub const PLANS: &[Plan] = &[
+pub(crate) const PLANS: &[Plan] = &[
     Plan {
         id: "starter",
         monthly_price_cents: 4_900,
@@ -73,9 +73,9 @@ pub const PLANS: &[Plan] = &[
 ];
 
 /// The plan a new tenant starts on.
-pub const DEFAULT_PLAN: &str = "starter";
+pub(crate) const DEFAULT_PLAN: &str = "starter";
 
-pub fn by_id(id: &str) -> Option<&'static Plan> {
+pub(crate) fn by_id(id: &str) -> Option<&'static Plan> {
     PLANS.iter().find(|p| p.id == id)
 }
 

@@ -17,11 +17,11 @@ use crate::{
     state::AppState,
 };
 
-pub const MAIL_ALERTS: &str = "mail_alerts";
+pub(crate) const MAIL_ALERTS: &str = "mail_alerts";
 
 /// The periodic alerts job (no payload).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MailAlerts {}
+pub(crate) struct MailAlerts {}
 
 impl BackgroundJob for MailAlerts {
     const KIND: &'static str = MAIL_ALERTS;
@@ -37,9 +37,9 @@ impl BackgroundJob for MailAlerts {
 }
 
 /// How far ahead of its deadline an open request alerts the tenant's admins.
-pub const DSR_WARNING: Duration = Duration::days(3);
+pub(crate) const DSR_WARNING: Duration = Duration::days(3);
 
-pub async fn run(state: &AppState) -> anyhow::Result<()> {
+pub(crate) async fn run(state: &AppState) -> anyhow::Result<()> {
     // Runs without mail too: a request coming due is also an outgoing-webhook event.
     let mail = super::enabled(state);
     let now = state.now();

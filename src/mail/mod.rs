@@ -15,8 +15,8 @@
 //! Without `SIGMAAI_SMTP_URL` e-mail is off: nothing is enqueued and the portal shows links
 //! to the admin as before.
 
-pub mod alerts;
-pub mod templates;
+pub(crate) mod alerts;
+pub(crate) mod templates;
 
 use anyhow::Context;
 use lettre::{
@@ -37,11 +37,11 @@ use crate::{
 };
 
 /// The job kind that sends one outbox row.
-pub const SEND_MAIL: &str = "send_mail";
+pub(crate) const SEND_MAIL: &str = "send_mail";
 
 /// What a message is; each has its template in [`templates`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Invitation,
     PasswordReset,
     NewDevice,
@@ -52,7 +52,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Invitation => "invitation",
             Kind::PasswordReset => "password_reset",
@@ -64,7 +64,7 @@ impl Kind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "invitation" => Kind::Invitation,
             "password_reset" => Kind::PasswordReset,
@@ -79,12 +79,12 @@ impl Kind {
 }
 
 /// Whether e-mail is on for this instance.
-pub fn enabled(state: &AppState) -> bool {
+pub(crate) fn enabled(state: &AppState) -> bool {
     state.mailer.is_some()
 }
 
 /// One message to enqueue.
-pub struct NewMail {
+pub(crate) struct NewMail {
     /// One message per key, ever (e.g. `invitation:<id>`).
     pub key: String,
     pub kind: Kind,
@@ -98,7 +98,7 @@ pub struct NewMail {
 
 /// Enqueues a message and its send job in the caller's transaction. `false` when a message
 /// with the same key was enqueued before (nothing new is sent).
-pub async fn enqueue(
+pub(crate) async fn enqueue(
     conn: &mut PgConnection,
     mail: NewMail,
     now: OffsetDateTime,
@@ -143,7 +143,7 @@ struct OutboxRow {
 }
 
 /// What the job renders: subject, paragraphs, an optional button (label, URL).
-pub struct Content {
+pub(crate) struct Content {
     pub subject: String,
     pub paragraphs: Vec<String>,
     pub action: Option<(String, String)>,
@@ -151,7 +151,7 @@ pub struct Content {
 
 /// The `send_mail` job: renders and sends one outbox row, once.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SendMail {
+pub(crate) struct SendMail {
     /// The tenant it is about, if any (for the tenant's job list; the row does not say).
     #[serde(default)]
     pub tenant_id: Option<Uuid>,
@@ -410,10 +410,10 @@ async fn build(
 }
 
 /// How long an outbox row (it holds an address) is kept after it was enqueued.
-pub const OUTBOX_DAYS: i64 = 30;
+pub(crate) const OUTBOX_DAYS: i64 = 30;
 
 /// Deletes outbox rows past [`OUTBOX_DAYS`] (run by the hourly session sweep).
-pub async fn prune(state: &AppState) -> sqlx::Result<u64> {
+pub(crate) async fn prune(state: &AppState) -> sqlx::Result<u64> {
     Ok(sqlx::query("DELETE FROM mail_outbox WHERE created_at < $1")
         .bind(state.now() - time::Duration::days(OUTBOX_DAYS))
         .execute(&state.db)
@@ -423,7 +423,7 @@ pub async fn prune(state: &AppState) -> sqlx::Result<u64> {
 
 /// Members of a tenant with one of `roles`: (user id, e-mail, language), inside the caller's
 /// tenant transaction.
-pub async fn recipients(
+pub(crate) async fn recipients(
     conn: &mut PgConnection,
     roles: &[&str],
 ) -> sqlx::Result<Vec<(Uuid, String, Lang)>> {
@@ -452,13 +452,13 @@ pub async fn recipients(
 }
 
 /// A user's language for e-mail: their own, else Brazilian Portuguese (the product's home).
-pub fn user_lang(language: Option<&str>) -> Lang {
+pub(crate) fn user_lang(language: Option<&str>) -> Lang {
     language.and_then(Lang::parse).unwrap_or(Lang::PtBr)
 }
 
 /// Tells the owners and admins of a tenant that billing needs them (inside the caller's
 /// tenant transaction); one message per Stripe event and person.
-pub async fn notify_billing_problem(
+pub(crate) async fn notify_billing_problem(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     event_id: &str,

@@ -39,10 +39,10 @@ use std::{
 use url::{Host, Url};
 
 /// Per-response byte cap for tenant destinations.
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Whole-request time cap (connect, send, wait, read).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a destination was refused. Tenants see a generic message (`message_key`); the variant
 /// is for logs (with the tenant id, never the URL's query or credentials) and tests.
@@ -199,7 +199,7 @@ async fn resolve(url: &Url) -> Result<(String, Vec<SocketAddr>), GuardError> {
 
 /// Private LAN ranges an operator may open for its own gateway hosts: 10/8, 172.16/12,
 /// 192.168/16, fc00::/7 and loopback (never link-local, metadata or anything else).
-pub fn is_private_lan(ip: IpAddr) -> bool {
+pub(crate) fn is_private_lan(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
@@ -221,7 +221,7 @@ pub fn is_private_lan(ip: IpAddr) -> bool {
 /// For a host the operator listed as its own private gateway (`private_hosts`): resolves it
 /// and accepts private LAN addresses and plain http. `None` when the host is not listed (the
 /// normal guard applies).
-pub async fn check_operator_host(
+pub(crate) async fn check_operator_host(
     raw: &str,
     private_hosts: &[String],
 ) -> Option<Result<Vetted, GuardError>> {
@@ -264,7 +264,7 @@ pub async fn check_operator_host(
 
 /// A client builder that can reach only `v`'s vetted addresses (pinned resolver), follows no
 /// redirects and uses no proxy; callers add their own time limits.
-pub fn pinned(v: &Vetted) -> reqwest::ClientBuilder {
+pub(crate) fn pinned(v: &Vetted) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(Pinned {
             host: v.host.to_ascii_lowercase(),
@@ -296,7 +296,7 @@ impl reqwest::dns::Resolve for Pinned {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     Public,
     Loopback,
     /// Private, link-local, metadata, CGNAT, multicast, reserved, documentation, unspecified.
@@ -304,7 +304,7 @@ pub enum Class {
 }
 
 /// Where an address leads.
-pub fn classify(ip: IpAddr) -> Class {
+pub(crate) fn classify(ip: IpAddr) -> Class {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),

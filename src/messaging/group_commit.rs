@@ -42,7 +42,7 @@ use std::{
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub use crate::error::Overloaded;
+pub(crate) use crate::error::Overloaded;
 use crate::{
     db,
     messaging::ingest::{self, Batch, Delivery, Effects, IngestOutcome},

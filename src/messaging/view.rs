@@ -18,13 +18,13 @@ use crate::{
 
 /// Formats times for one tenant.
 #[derive(Clone)]
-pub struct Clock {
+pub(crate) struct Clock {
     tz: TimeZone,
     now: OffsetDateTime,
 }
 
 impl Clock {
-    pub fn new(time_zone: &str, now: OffsetDateTime) -> Clock {
+    pub(crate) fn new(time_zone: &str, now: OffsetDateTime) -> Clock {
         Clock {
             tz: TimeZone::get(time_zone).unwrap_or(TimeZone::UTC),
             now,
@@ -38,7 +38,7 @@ impl Clock {
     }
 
     /// "14:05" today, "12/03 14:05" otherwise.
-    pub fn short(&self, t: OffsetDateTime) -> String {
+    pub(crate) fn short(&self, t: OffsetDateTime) -> String {
         let (Some(z), Some(now)) = (self.zoned(t), self.zoned(self.now)) else {
             return String::new();
         };
@@ -50,7 +50,7 @@ impl Clock {
     }
 
     /// "2026-03-12 14:05 -03" for tooltips and exports.
-    pub fn full(&self, t: OffsetDateTime) -> String {
+    pub(crate) fn full(&self, t: OffsetDateTime) -> String {
         self.zoned(t)
             .map(|z| z.strftime("%Y-%m-%d %H:%M %Z").to_string())
             .unwrap_or_default()
@@ -76,7 +76,7 @@ async fn open_opt(
     }
 }
 
-pub struct ContactView {
+pub(crate) struct ContactView {
     pub id: Uuid,
     pub name: Option<String>,
     pub phone: Option<String>,
@@ -88,7 +88,7 @@ pub struct ContactView {
 
 impl ContactView {
     /// Name, else the formatted phone, else a neutral label.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         if self.erased {
             return "—".into();
         }
@@ -99,7 +99,7 @@ impl ContactView {
     }
 }
 
-pub async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactView {
+pub(crate) async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactView {
     let name = open_opt(
         state,
         tenant,
@@ -142,7 +142,7 @@ pub async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactVie
     }
 }
 
-pub struct InboxRow {
+pub(crate) struct InboxRow {
     pub id: Uuid,
     pub label: String,
     pub preview: String,
@@ -168,7 +168,12 @@ fn truncate(s: &str, n: usize) -> String {
     out
 }
 
-pub async fn inbox_row(state: &Messaging, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
+pub(crate) async fn inbox_row(
+    state: &Messaging,
+    tenant: Uuid,
+    clock: &Clock,
+    r: &ListRow,
+) -> InboxRow {
     let cid = r.contact_id;
     let name = open_opt(
         state,
@@ -239,7 +244,7 @@ pub async fn inbox_row(state: &Messaging, tenant: Uuid, clock: &Clock, r: &ListR
     }
 }
 
-pub struct ThreadMessage {
+pub(crate) struct ThreadMessage {
     pub id: Uuid,
     pub outbound: bool,
     pub author: String,
@@ -272,12 +277,12 @@ pub struct ThreadMessage {
     pub review: Option<ReviewNote>,
 }
 
-pub struct ReviewNote {
+pub(crate) struct ReviewNote {
     pub by: String,
     pub edited: bool,
 }
 
-pub async fn thread_message(
+pub(crate) async fn thread_message(
     state: &Messaging,
     tenant: Uuid,
     clock: &Clock,
@@ -405,7 +410,7 @@ pub async fn thread_message(
 }
 
 /// A draft's text as the AI wrote it.
-pub async fn original_text(
+pub(crate) async fn original_text(
     state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
@@ -421,7 +426,7 @@ pub async fn original_text(
 }
 
 /// A draft's text as approved (edited or not), once it was.
-pub async fn final_text(
+pub(crate) async fn final_text(
     state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,

@@ -20,11 +20,11 @@ use crate::{
 };
 
 /// Media larger than this is listed but not embedded in the JSON export.
-pub const EMBED_MEDIA_MAX: i64 = 8 * 1024 * 1024;
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const EMBED_MEDIA_MAX: i64 = 8 * 1024 * 1024;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize)]
-pub struct ExportMessage {
+pub(crate) struct ExportMessage {
     pub id: Uuid,
     pub direction: String,
     pub author: String,
@@ -36,7 +36,7 @@ pub struct ExportMessage {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct ExportDraft {
+pub(crate) struct ExportDraft {
     pub id: Uuid,
     pub state: String,
     pub created_at: String,
@@ -53,7 +53,7 @@ pub struct ExportDraft {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Bundle {
+pub(crate) struct Bundle {
     pub manifest: Value,
     pub subject: Value,
     pub messages: Vec<ExportMessage>,
@@ -91,7 +91,7 @@ fn section<T: Serialize>(name: &str, v: &T, count: usize) -> (String, Value) {
 }
 
 /// Builds the contact's bundle. `None` if the contact doesn't exist (or was erased).
-pub async fn contact_bundle(
+pub(crate) async fn contact_bundle(
     state: &AppState,
     tenant_id: Uuid,
     contact_id: Uuid,
@@ -282,7 +282,7 @@ pub async fn contact_bundle(
 
 impl Bundle {
     /// A subject field as text (for the HTML copy).
-    pub fn subject_field(&self, key: &str) -> String {
+    pub(crate) fn subject_field(&self, key: &str) -> String {
         match self.subject.get(key) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) | None => String::new(),
@@ -295,7 +295,7 @@ impl Bundle {
         }
     }
 
-    pub fn recipient_lines(&self) -> Vec<String> {
+    pub(crate) fn recipient_lines(&self) -> Vec<String> {
         self.recipients
             .iter()
             .map(|r| {
@@ -311,7 +311,7 @@ impl Bundle {
 }
 
 impl ExportMessage {
-    pub fn media_line(&self) -> String {
+    pub(crate) fn media_line(&self) -> String {
         match &self.media {
             Some(m) => format!(
                 "{} {} {}",

@@ -1,9 +1,9 @@
 //! Privacy controls: data-subject requests (with legal deadlines and history), erasure by
 //! key destruction, exports, retention and media-after-triage sweeps, termination.
 
-pub mod erase;
-pub mod export;
-pub mod retention;
+pub(crate) mod erase;
+pub(crate) mod export;
+pub(crate) mod retention;
 
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -22,7 +22,7 @@ use crate::{
     state::AppState,
 };
 
-pub const KINDS: [&str; 6] = [
+pub(crate) const KINDS: [&str; 6] = [
     "access",
     "portability",
     "rectification",
@@ -30,14 +30,15 @@ pub const KINDS: [&str; 6] = [
     "restriction",
     "objection",
 ];
-pub const STATUSES: [&str; 5] = ["received", "verified", "in_progress", "completed", "denied"];
+pub(crate) const STATUSES: [&str; 5] =
+    ["received", "verified", "in_progress", "completed", "denied"];
 
 /// Our policy deletes contact information within 7 days of a request.
-pub const ERASURE_DAYS: i64 = 7;
+pub(crate) const ERASURE_DAYS: i64 = 7;
 
 /// The legal deadline: GDPR one calendar month after receipt (Art. 12(3)); LGPD 15 days
 /// (Art. 19 II). Erasure is further bounded by our 7-day promise.
-pub fn due_date(kind: &str, legal_basis: &str, received: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn due_date(kind: &str, legal_basis: &str, received: OffsetDateTime) -> OffsetDateTime {
     let legal = match legal_basis {
         "gdpr" => add_month(received),
         _ => received + Duration::days(15),
@@ -65,7 +66,7 @@ fn add_month(t: OffsetDateTime) -> OffsetDateTime {
 
 /// The tenant's privacy settings, with the plan's defaults when never saved.
 /// Message retention never exceeds the plan's (a lowered plan lowers it at the next sweep).
-pub async fn settings(
+pub(crate) async fn settings(
     conn: &mut sqlx::PgConnection,
     plan: &plans::Plan,
 ) -> sqlx::Result<PrivacySettings> {
@@ -75,7 +76,7 @@ pub async fn settings(
 }
 
 /// The settings as the tenant saved them (possibly above a lowered plan's retention).
-pub async fn stored_settings(
+pub(crate) async fn stored_settings(
     conn: &mut sqlx::PgConnection,
     plan: &plans::Plan,
 ) -> sqlx::Result<PrivacySettings> {
@@ -91,7 +92,10 @@ pub async fn stored_settings(
         }))
 }
 
-pub async fn plan_of(state: &AppState, tenant_id: Uuid) -> sqlx::Result<&'static plans::Plan> {
+pub(crate) async fn plan_of(
+    state: &AppState,
+    tenant_id: Uuid,
+) -> sqlx::Result<&'static plans::Plan> {
     let t = db::tenants::tenant_by_id(&state.db, tenant_id).await?;
     Ok(t.as_ref()
         .and_then(|t| plans::by_id(&t.plan))
@@ -100,7 +104,7 @@ pub async fn plan_of(state: &AppState, tenant_id: Uuid) -> sqlx::Result<&'static
 
 /// Opens a data-subject request. Returns its id.
 #[allow(clippy::too_many_arguments)]
-pub async fn open_request(
+pub(crate) async fn open_request(
     conn: &mut sqlx::PgConnection,
     tenant_id: Uuid,
     actor: &Actor,
@@ -182,7 +186,7 @@ pub async fn open_request(
 
 /// Checks an inbound message for a request keyword and opens an erasure request for staff
 /// (ingest calls this through `wiring`, in the transaction storing the message).
-pub async fn keyword_request(
+pub(crate) async fn keyword_request(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     tenant_id: Uuid,
@@ -219,7 +223,7 @@ pub async fn keyword_request(
 
 /// Moves a request along its status history (received → verified → in progress →
 /// completed | denied, a reason required to deny).
-pub async fn advance(
+pub(crate) async fn advance(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,

@@ -17,11 +17,11 @@ use crate::{
 };
 
 /// The sweep's job kind (periodic, daily).
-pub const PRIVACY_SWEEP: &str = "privacy_sweep";
+pub(crate) const PRIVACY_SWEEP: &str = "privacy_sweep";
 
 /// The periodic sweep job (no payload).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PrivacySweep {}
+pub(crate) struct PrivacySweep {}
 
 impl BackgroundJob for PrivacySweep {
     const KIND: &'static str = PRIVACY_SWEEP;
@@ -37,10 +37,10 @@ impl BackgroundJob for PrivacySweep {
 }
 
 /// Termination: the export window before everything is deleted.
-pub const TERMINATION_GRACE: Duration = Duration::days(30);
+pub(crate) const TERMINATION_GRACE: Duration = Duration::days(30);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
+pub(crate) struct SweepReport {
     pub messages: i64,
     pub media: i64,
     pub drafts: i64,
@@ -50,7 +50,7 @@ pub struct SweepReport {
     pub terminated: i64,
 }
 
-pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
+pub(crate) async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
     let mut total = SweepReport::default();
     let now = state.now();
     if let Some(dir) = state.config.log_dir.as_deref()
@@ -190,7 +190,7 @@ async fn sweep_tenant(
 /// newest entry), leaving a signed checkpoint and an `audit.pruned` entry, all in one
 /// transaction. A chain that fails verification is left whole: a checkpoint vouches for
 /// what it replaces, so pruning must never launder tampering. Returns how many were dropped.
-pub async fn prune_audit_log(
+pub(crate) async fn prune_audit_log(
     state: &AppState,
     tenant_id: Uuid,
     days: i32,
@@ -224,7 +224,7 @@ pub async fn prune_audit_log(
 /// After a turn is handled (draft approved, rejected or dismissed, a staff reply, a
 /// takeover, or staff marking it), its media is deleted from storage — unless the tenant
 /// chose to keep media for some days. Returns how many objects were deleted.
-pub async fn media_after_triage(
+pub(crate) async fn media_after_triage(
     state: &AppState,
     tenant_id: Uuid,
     conversation_id: Uuid,
@@ -253,7 +253,7 @@ pub async fn media_after_triage(
 /// Permanently deletes a tenant whose termination date has come: its key is destroyed
 /// (every copy of its data, backups included, becomes unreadable), its media deleted and its
 /// rows removed.
-pub async fn terminate(state: &AppState, tenant_id: Uuid) -> anyhow::Result<()> {
+pub(crate) async fn terminate(state: &AppState, tenant_id: Uuid) -> anyhow::Result<()> {
     state
         .keys
         .destroy_tenant_key(tenant_id, "termination")

@@ -1,7 +1,7 @@
 //! Accounts, sessions, CSRF, tenancy and roles (issue 3).
 
-use axum::{body::Body, http::Request};
 use crate::domain::policy::POLICY_VERSION;
+use axum::{body::Body, http::Request};
 use time::Duration;
 
 use crate::tests::{
@@ -1159,10 +1159,7 @@ async fn current_code(t: &TestApp, email: &str) -> String {
     let secret = t
         .state
         .keys
-        .open_platform(
-            crate::crypto::Aad::new("users", "totp_secret", id),
-            &sealed,
-        )
+        .open_platform(crate::crypto::Aad::new("users", "totp_secret", id), &sealed)
         .await
         .unwrap();
     crate::auth::totp::code_at(&secret, t.clock.now().unix_timestamp() as u64)

@@ -2,10 +2,10 @@
 //! problem details, audit, rate limits and the OpenAPI document — all over HTTP, with the
 //! gateway a local server that counts what it is asked to send.
 
+use crate::clock::Clock;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use crate::clock::Clock;
 use time::Duration;
 use wiremock::{
     Mock, ResponseTemplate,

@@ -2,7 +2,6 @@
 //! signed checkpoint, and verification that still holds after pruning and still catches
 //! tampering — including a forged checkpoint.
 
-use serde_json::json;
 use crate::{
     clock::Clock,
     db::{
@@ -11,6 +10,7 @@ use crate::{
     },
     privacy::retention::run_sweep,
 };
+use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 

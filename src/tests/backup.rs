@@ -5,8 +5,8 @@
 
 use std::{path::Path, process::Command, sync::Arc};
 
-use secrecy::ExposeSecret;
 use crate::crypto::{Aad, CryptoError, Keyring};
+use secrecy::ExposeSecret;
 use sqlx::Connection;
 use uuid::Uuid;
 

@@ -1,7 +1,7 @@
 //! Plans and billing with Stripe (issue 9).
 
-use serde_json::{Value, json};
 use crate::clock::Clock;
+use serde_json::{Value, json};
 use time::Duration;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,

@@ -13,7 +13,7 @@ use tokio::{
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-pub struct Browser {
+pub(super) struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempdir::TempDir,
@@ -22,9 +22,9 @@ pub struct Browser {
 
 mod tempdir {
     /// A directory removed on drop.
-    pub struct TempDir(pub std::path::PathBuf);
+    pub(super) struct TempDir(pub std::path::PathBuf);
     impl TempDir {
-        pub fn new() -> TempDir {
+        pub(super) fn new() -> TempDir {
             let p = std::env::temp_dir().join(format!("sigmaai-chrome-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -49,12 +49,12 @@ fn find(cmd: &str) -> Option<String> {
 impl Browser {
     /// Starts a browser. A missing browser fails the test with what to install: a browser
     /// test that quietly returns would count as a pass while testing nothing.
-    pub async fn start() -> Browser {
+    pub(super) async fn start() -> Browser {
         Self::start_with(&[]).await
     }
 
     /// A browser whose pages prefer the dark colour scheme (`prefers-color-scheme: dark`).
-    pub async fn start_dark() -> Browser {
+    pub(super) async fn start_dark() -> Browser {
         Self::start_with(&[
             "--force-dark-mode",
             "--blink-settings=preferredColorScheme=0",
@@ -63,7 +63,7 @@ impl Browser {
     }
 
     /// A browser with extra Chromium switches.
-    pub async fn start_with(extra: &[&str]) -> Browser {
+    pub(super) async fn start_with(extra: &[&str]) -> Browser {
         let (Some(driver_bin), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
             panic!(
                 "chromium and chromedriver are needed for browser tests: \
@@ -134,11 +134,11 @@ impl Browser {
         panic!("chromedriver did not accept a session: {last_err:?}");
     }
 
-    pub async fn goto(&self, url: &str) {
+    pub(super) async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }
 
-    pub async fn text(&self, css: &str) -> String {
+    pub(super) async fn text(&self, css: &str) -> String {
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -151,7 +151,7 @@ impl Browser {
     }
 
     /// The element matching `css`, waiting up to 10 s for it to appear.
-    pub async fn el(&self, css: &str) -> fantoccini::elements::Element {
+    pub(super) async fn el(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -162,7 +162,7 @@ impl Browser {
 
     /// Waits until the element's text contains `expected` (e.g. after a form submission
     /// navigates) and returns it; after 20 s fails the test with the text it saw.
-    pub async fn wait_text(&self, css: &str, expected: &str) -> String {
+    pub(super) async fn wait_text(&self, css: &str, expected: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let text = match self.client.find(Locator::Css(css)).await {
@@ -185,7 +185,7 @@ impl Browser {
 
     /// Logs `email` in (the harness's [`PASSWORD`](crate::tests::client::PASSWORD)) through the
     /// login form of `server`, and waits for the page it lands on.
-    pub async fn log_in(&self, server: &crate::tests::harness::Server, email: &str) {
+    pub(super) async fn log_in(&self, server: &crate::tests::harness::Server, email: &str) {
         self.goto(&server.url("/login")).await;
         self.el("#email").await.send_keys(email).await.unwrap();
         self.el("#password")
@@ -202,12 +202,12 @@ impl Browser {
     }
 
     /// Runs a script in the page and returns what it returns.
-    pub async fn js(&self, script: &str) -> serde_json::Value {
+    pub(super) async fn js(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
     /// Polls a script until it returns `true` (10 s at most); returns whether it did.
-    pub async fn until(&self, script: &str) -> bool {
+    pub(super) async fn until(&self, script: &str) -> bool {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if self.js(script).await == serde_json::json!(true) {
@@ -221,14 +221,14 @@ impl Browser {
     }
 
     /// Saves a PNG screenshot (for a human to look at) under target/screenshots/.
-    pub async fn screenshot(&self, name: &str) {
+    pub(super) async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    pub async fn close(mut self) {
+    pub(super) async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
     }

@@ -5,12 +5,12 @@ use reqwest::{Response, redirect::Policy};
 
 use crate::tests::harness::{Server, TestApp};
 
-pub struct Client {
+pub(super) struct Client {
     pub http: reqwest::Client,
     pub base: String,
 }
 
-pub struct Page {
+pub(super) struct Page {
     pub status: u16,
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
@@ -43,7 +43,7 @@ impl Page {
     }
 
     /// The CSRF token of the first form on the page.
-    pub fn csrf(&self) -> String {
+    pub(super) fn csrf(&self) -> String {
         let doc = scraper::Html::parse_document(&self.body);
         let sel = scraper::Selector::parse(r#"input[name="csrf"]"#).unwrap();
         doc.select(&sel)
@@ -54,7 +54,7 @@ impl Page {
     }
 
     /// The value of the (read-only) input with this id.
-    pub fn input_value(&self, id: &str) -> Option<String> {
+    pub(super) fn input_value(&self, id: &str) -> Option<String> {
         let doc = scraper::Html::parse_document(&self.body);
         let sel = scraper::Selector::parse(&format!("#{id}")).unwrap();
         doc.select(&sel)
@@ -63,11 +63,11 @@ impl Page {
             .map(str::to_owned)
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn is_login_redirect(&self) -> bool {
+    pub(super) fn is_login_redirect(&self) -> bool {
         self.status == 303
             && self
                 .location
@@ -77,7 +77,7 @@ impl Page {
 }
 
 impl Client {
-    pub fn new(server: &Server) -> Client {
+    pub(super) fn new(server: &Server) -> Client {
         Client {
             http: reqwest::Client::builder()
                 .cookie_store(true)
@@ -89,7 +89,7 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, path: &str) -> Page {
+    pub(super) async fn get(&self, path: &str) -> Page {
         Page::from(
             self.http
                 .get(format!("{}{path}", self.base))
@@ -101,7 +101,7 @@ impl Client {
     }
 
     /// Follows redirects (GET) until a non-redirect page.
-    pub async fn get_follow(&self, path: &str) -> Page {
+    pub(super) async fn get_follow(&self, path: &str) -> Page {
         let mut p = self.get(path).await;
         let mut n = 0;
         while p.status == 303 || p.status == 302 || p.status == 307 {
@@ -113,7 +113,7 @@ impl Client {
         p
     }
 
-    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(super) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         Page::from(
             self.http
                 .post(format!("{}{path}", self.base))
@@ -126,14 +126,20 @@ impl Client {
     }
 
     /// Loads `page`, then posts `fields` plus that page's CSRF token to `action`.
-    pub async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+    pub(super) async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
         let csrf = self.get_follow(page).await.csrf();
         let mut all: Vec<(&str, &str)> = vec![("csrf", &csrf)];
         all.extend_from_slice(fields);
         self.post(action, &all).await
     }
 
-    pub async fn sign_up(&self, name: &str, email: &str, business: &str, slug: &str) -> Page {
+    pub(super) async fn sign_up(
+        &self,
+        name: &str,
+        email: &str,
+        business: &str,
+        slug: &str,
+    ) -> Page {
         self.submit(
             "/signup",
             "/signup",
@@ -150,7 +156,7 @@ impl Client {
         .await
     }
 
-    pub async fn log_in(&self, email: &str, password: &str) -> Page {
+    pub(super) async fn log_in(&self, email: &str, password: &str) -> Page {
         self.submit(
             "/login",
             "/login",
@@ -160,22 +166,22 @@ impl Client {
     }
 }
 
-pub const PASSWORD: &str = "correct horse battery";
+pub(super) const PASSWORD: &str = "correct horse battery";
 
 /// A running app with one signed-up owner (`owner@a.test`, tenant `clinic-a`).
-pub struct World {
+pub(super) struct World {
     pub t: TestApp,
     pub server: Server,
     pub owner: Client,
 }
 
 impl World {
-    pub async fn new() -> World {
+    pub(super) async fn new() -> World {
         Self::with_config(|_| {}).await
     }
 
     /// A world whose config the caller adjusts first.
-    pub async fn with_config(adjust: impl FnOnce(&mut crate::config::Config)) -> World {
+    pub(super) async fn with_config(adjust: impl FnOnce(&mut crate::config::Config)) -> World {
         let t = TestApp::with_config(adjust).await;
         let server = t.spawn().await;
         let owner = Client::new(&server);
@@ -186,12 +192,12 @@ impl World {
         World { t, server, owner }
     }
 
-    pub fn client(&self) -> Client {
+    pub(super) fn client(&self) -> Client {
         Client::new(&self.server)
     }
 
     /// Invites `email` with `role` into clinic-a and has them accept with a new account.
-    pub async fn add_member(&self, email: &str, role: &str) -> Client {
+    pub(super) async fn add_member(&self, email: &str, role: &str) -> Client {
         let r = self
             .owner
             .submit(

@@ -12,9 +12,6 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use axum::{Router, body::Body, http::Request};
-use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
 use crate::{
     clock::ManualClock,
     config::Config,
@@ -26,6 +23,9 @@ use crate::{
     state::AppState,
     wiring::App,
 };
+use axum::{Router, body::Body, http::Request};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
 use time::OffsetDateTime;
 use tower::ServiceExt;
@@ -40,7 +40,7 @@ use crate::tests::{
 /// The `sigmaai` binary beside this test binary (`target/<profile>/deps/sigmaai-<hash>` →
 /// `target/<profile>/sigmaai`): `scripts/test` builds it before the suite, since a library's
 /// own tests get no `CARGO_BIN_EXE_*`.
-pub fn sigmaai_bin() -> std::path::PathBuf {
+pub(super) fn sigmaai_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let bin = exe
         .parent()
@@ -55,16 +55,16 @@ pub fn sigmaai_bin() -> std::path::PathBuf {
     bin
 }
 
-pub fn database_url() -> String {
+pub(super) fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must point at a PostgreSQL owner role (scripts/test sets it)")
 }
 
-pub fn redis_url() -> Option<String> {
+pub(super) fn redis_url() -> Option<String> {
     std::env::var("REDIS_URL").ok()
 }
 
-pub fn with_db(url: &str, db: &str) -> String {
+pub(super) fn with_db(url: &str, db: &str) -> String {
     let mut u = Url::parse(url).expect("DATABASE_URL is a URL");
     u.set_path(&format!("/{db}"));
     u.to_string()
@@ -86,7 +86,7 @@ fn migrations_hash() -> String {
 }
 
 /// The key store beside a database (what `Config::keystore_owner_url` derives).
-pub fn keystore_name(db: &str) -> String {
+pub(super) fn keystore_name(db: &str) -> String {
     format!("{db}_keys")
 }
 
@@ -199,7 +199,7 @@ fn run_id() -> u32 {
 /// Drops the databases of test runs that have ended, whatever the migrations: each run's
 /// databases go with the next run's start, so the hundredth run uses the disk of the first.
 /// Databases of a run still going (another `cargo test` on this cluster) are kept.
-pub async fn sweep_ended_runs(admin: &mut PgConnection) -> Vec<String> {
+pub(super) async fn sweep_ended_runs(admin: &mut PgConnection) -> Vec<String> {
     let own = run_id();
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'sigmaai\\_t\\_%'")
@@ -264,7 +264,7 @@ fn older_format_is_stale(name: &str) -> bool {
 
 /// A fresh migrated database, and its key store `<name>_keys`, cloned from the templates.
 /// Returns the main database's name.
-pub async fn fresh_database() -> String {
+pub(super) async fn fresh_database() -> String {
     let template = template_name().await;
     let name = format!("sigmaai_t_r{}_{}", run_id(), Uuid::new_v4().simple());
     let mut admin = admin_conn().await;
@@ -283,7 +283,7 @@ async fn clone_database(admin: &mut PgConnection, template: &str, name: &str) {
 }
 
 /// One test's world: its own database, Redis prefix, clock and application state.
-pub struct TestApp {
+pub(super) struct TestApp {
     pub state: AppState,
     /// The router's state around `state`: its ingest queue and route cache.
     pub wiring: App,
@@ -300,17 +300,17 @@ pub struct TestApp {
 }
 
 /// The moment every test starts at (a Monday, 09:00 UTC).
-pub fn start_time() -> OffsetDateTime {
+pub(super) fn start_time() -> OffsetDateTime {
     time::macros::datetime!(2026-03-16 09:00 UTC)
 }
 
 impl TestApp {
-    pub async fn new() -> TestApp {
+    pub(super) async fn new() -> TestApp {
         Self::with_config(|_| {}).await
     }
 
     /// A test app whose config the caller may adjust first.
-    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    pub(super) async fn with_config(adjust: impl FnOnce(&mut Config)) -> TestApp {
         init_tracing();
         let db_name = fresh_database().await;
         let url = with_db(&database_url(), &db_name);
@@ -373,7 +373,7 @@ impl TestApp {
     }
 
     /// Another application instance on the same database, key store and Redis.
-    pub async fn second_instance(&self) -> AppState {
+    pub(super) async fn second_instance(&self) -> AppState {
         let pool = PgPoolOptions::new()
             .max_connections(3)
             .connect(secrecy::ExposeSecret::expose_secret(
@@ -398,7 +398,7 @@ impl TestApp {
 
     /// Another application instance's keyring: same key store, master key, Redis prefix and
     /// ledger, its own cache and clock.
-    pub async fn second_keyring(&self, clock: ManualClock) -> Keyring {
+    pub(super) async fn second_keyring(&self, clock: ManualClock) -> Keyring {
         let redis = Redis::new(
             self.config
                 .redis_url
@@ -413,18 +413,18 @@ impl TestApp {
     }
 
     /// Sends one request through the whole middleware stack, in process.
-    pub async fn request(&self, req: Request<Body>) -> TestResponse {
+    pub(super) async fn request(&self, req: Request<Body>) -> TestResponse {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         TestResponse::from(resp).await
     }
 
-    pub async fn get(&self, path: &str) -> TestResponse {
+    pub(super) async fn get(&self, path: &str) -> TestResponse {
         self.request(Request::get(path).body(Body::empty()).unwrap())
             .await
     }
 
     /// Serves the app on a real listener on port 0 (for cookie, redirect and browser flows).
-    pub async fn spawn(&self) -> Server {
+    pub(super) async fn spawn(&self) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = Shutdown::new();
@@ -439,13 +439,13 @@ impl TestApp {
     }
 }
 
-pub struct Server {
+pub(super) struct Server {
     pub base: String,
     _trigger: ShutdownTrigger,
 }
 
 impl Server {
-    pub fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 }
@@ -456,7 +456,7 @@ impl Drop for Server {
     }
 }
 
-pub struct TestResponse {
+pub(super) struct TestResponse {
     pub status: u16,
     pub headers: axum::http::HeaderMap,
     pub body: String,
@@ -474,11 +474,11 @@ impl TestResponse {
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(super) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
@@ -612,7 +612,7 @@ where
 
 /// Runs `f` and returns what it returned with the statements the app executed for the
 /// requests it made (each as one line, in order).
-pub async fn statements_of<F: std::future::Future>(f: F) -> (F::Output, Vec<String>) {
+pub(super) async fn statements_of<F: std::future::Future>(f: F) -> (F::Output, Vec<String>) {
     init_tracing();
     STATEMENTS.with(|s| *s.borrow_mut() = Some(Vec::new()));
     let out = f.await;
@@ -675,13 +675,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RouteLog {
 }
 
 /// How many ERROR lines this test's thread has logged so far.
-pub fn errors_logged() -> usize {
+pub(super) fn errors_logged() -> usize {
     ERRORS.with(|e| e.get())
 }
 
 /// Polls `cond` until it holds. Not a time limit on the product: the 60 s are only a guard
 /// against a hung test, so a loaded CI machine can't fail it by being slow.
-pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+pub(super) async fn eventually<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -709,7 +709,7 @@ where
 type Adjust = Box<dyn FnOnce(&mut Config) + Send>;
 
 #[must_use]
-pub struct Setup {
+pub(super) struct Setup {
     config: Option<Adjust>,
     knowledge: bool,
     sends_ok: bool,
@@ -720,7 +720,7 @@ pub struct Setup {
 
 impl TestApp {
     /// Starts stating a test's situation ([`Setup`]).
-    pub fn init() -> Setup {
+    pub(super) fn init() -> Setup {
         Setup {
             config: None,
             knowledge: false,
@@ -734,43 +734,46 @@ impl TestApp {
 
 impl Setup {
     /// Adjusts the config first.
-    pub fn with_config(mut self, adjust: impl FnOnce(&mut Config) + Send + 'static) -> Setup {
+    pub(super) fn with_config(
+        mut self,
+        adjust: impl FnOnce(&mut Config) + Send + 'static,
+    ) -> Setup {
         self.config = Some(Box::new(adjust));
         self
     }
 
     /// The clinic's knowledge: opening hours (Saturdays too) and the cleaning's price (R$ 180).
-    pub fn with_knowledge(mut self) -> Setup {
+    pub(super) fn with_knowledge(mut self) -> Setup {
         self.knowledge = true;
         self
     }
 
     /// The gateway accepts every text sent (`201` with a fresh message id).
-    pub fn with_sends_ok(mut self) -> Setup {
+    pub(super) fn with_sends_ok(mut self) -> Setup {
         self.sends_ok = true;
         self
     }
 
     /// A customer writes once (webhook `id`), and the jobs it queues run.
-    pub fn with_customer(mut self, id: &str, phone: &str, name: &str, text: &str) -> Setup {
+    pub(super) fn with_customer(mut self, id: &str, phone: &str, name: &str, text: &str) -> Setup {
         self.customers
             .push([id, phone, name, text].map(str::to_owned));
         self
     }
 
     /// A member of clinic-a (named "Colleague"), invited by the owner and logged in.
-    pub fn with_member(mut self, email: &str, role: Role) -> Setup {
+    pub(super) fn with_member(mut self, email: &str, role: Role) -> Setup {
         self.members.push((email.to_owned(), role));
         self
     }
 
     /// Another tenant (`clinic-b`, owner `bea@b.test`) on the same server.
-    pub fn with_other_tenant(mut self) -> Setup {
+    pub(super) fn with_other_tenant(mut self) -> Setup {
         self.other_tenant = true;
         self
     }
 
-    pub async fn build(self) -> Scene {
+    pub(super) async fn build(self) -> Scene {
         let w = match self.config {
             Some(adjust) => World::with_config(adjust).await,
             None => World::new().await,
@@ -811,7 +814,7 @@ impl Setup {
 /// What [`Setup::build`] made: the gateway world (every [`Gw`] method, through `Deref`),
 /// clinic-a's id, the members' logged-in clients in the order asked, and the other
 /// tenant's owner.
-pub struct Scene {
+pub(super) struct Scene {
     pub gw: Gw,
     pub tenant: Uuid,
     pub members: Vec<Client>,
@@ -828,12 +831,12 @@ impl std::ops::Deref for Scene {
 
 impl Scene {
     /// The owner's logged-in client.
-    pub fn owner(&self) -> &Client {
+    pub(super) fn owner(&self) -> &Client {
         &self.gw.w.owner
     }
 
     /// The other tenant's owner ([`Setup::with_other_tenant`]).
-    pub fn other(&self) -> &Client {
+    pub(super) fn other(&self) -> &Client {
         self.other.as_ref().expect("built with_other_tenant()")
     }
 }
@@ -842,7 +845,7 @@ impl Scene {
 /// every tenant's rows).
 impl Gw {
     /// A customer's message (an Evolution text, sent now) arrives; its jobs wait.
-    pub async fn customer_sends(&self, id: &str, phone: &str, name: &str, text: &str) {
+    pub(super) async fn customer_sends(&self, id: &str, phone: &str, name: &str, text: &str) {
         let ts = crate::clock::Clock::now(&self.w.t.clock).unix_timestamp();
         let (status, body) = self
             .evo(&crate::tests::wa::evo_text(id, phone, name, ts, text))
@@ -851,12 +854,12 @@ impl Gw {
     }
 
     /// A customer writes (as [`Gw::customer_sends`]), and the jobs it queues run.
-    pub async fn customer_writes(&self, id: &str, phone: &str, name: &str, text: &str) {
+    pub(super) async fn customer_writes(&self, id: &str, phone: &str, name: &str, text: &str) {
         self.customer_sends(id, phone, name, text).await;
         self.run_jobs().await;
     }
 
-    pub async fn tenant_id(&self, slug: &str) -> Uuid {
+    pub(super) async fn tenant_id(&self, slug: &str) -> Uuid {
         sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
             .bind(slug)
             .fetch_one(&self.w.t.owner)
@@ -865,7 +868,7 @@ impl Gw {
     }
 
     /// The conversation the message with this webhook id went to.
-    pub async fn conversation_of(&self, external_id: &str) -> Uuid {
+    pub(super) async fn conversation_of(&self, external_id: &str) -> Uuid {
         sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = $1")
             .bind(external_id)
             .fetch_one(&self.w.t.owner)
@@ -874,7 +877,7 @@ impl Gw {
     }
 
     /// The drafts waiting for review, oldest first.
-    pub async fn pending_drafts(&self) -> Vec<Uuid> {
+    pub(super) async fn pending_drafts(&self) -> Vec<Uuid> {
         sqlx::query_scalar("SELECT id FROM drafts WHERE state = 'pending' ORDER BY created_at")
             .fetch_all(&self.w.t.owner)
             .await
@@ -882,21 +885,21 @@ impl Gw {
     }
 
     /// The only draft waiting for review (panics unless there is exactly one).
-    pub async fn pending_draft(&self) -> Uuid {
+    pub(super) async fn pending_draft(&self) -> Uuid {
         let ids = self.pending_drafts().await;
         assert_eq!(ids.len(), 1, "pending drafts: {ids:?}");
         ids[0]
     }
 
     /// Every draft's (state, escalation reason), oldest first.
-    pub async fn drafts(&self) -> Vec<(String, Option<String>)> {
+    pub(super) async fn drafts(&self) -> Vec<(String, Option<String>)> {
         sqlx::query_as("SELECT state, escalation_reason FROM drafts ORDER BY created_at")
             .fetch_all(&self.w.t.owner)
             .await
             .unwrap()
     }
 
-    pub async fn draft_state(&self, id: Uuid) -> String {
+    pub(super) async fn draft_state(&self, id: Uuid) -> String {
         sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1")
             .bind(id)
             .fetch_one(&self.w.t.owner)
@@ -905,7 +908,7 @@ impl Gw {
     }
 
     /// The email of the member a conversation is assigned to.
-    pub async fn assignee(&self, conv: Uuid) -> Option<String> {
+    pub(super) async fn assignee(&self, conv: Uuid) -> Option<String> {
         sqlx::query_scalar(
             "SELECT u.email FROM conversations c LEFT JOIN users u ON u.id = c.assigned_to WHERE c.id = $1",
         )
@@ -916,7 +919,7 @@ impl Gw {
     }
 
     /// Whether a member's presence row says they are editing (None: no presence row).
-    pub async fn presence_of(&self, email: &str) -> Option<bool> {
+    pub(super) async fn presence_of(&self, email: &str) -> Option<bool> {
         sqlx::query_scalar(
             "SELECT p.editing FROM review_presence p JOIN users u ON u.id = p.user_id WHERE u.email = $1",
         )
@@ -927,7 +930,7 @@ impl Gw {
     }
 
     /// The texts sent through the gateway's sendText, in order.
-    pub async fn sent_texts(&self) -> Vec<String> {
+    pub(super) async fn sent_texts(&self) -> Vec<String> {
         crate::tests::review::gateway_sends(self)
             .await
             .iter()

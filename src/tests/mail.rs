@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
 use crate::clock::Clock;
+use serde_json::json;
 use time::Duration;
 
 use crate::tests::{
@@ -15,7 +15,7 @@ use crate::tests::{
 };
 
 /// One delivered message, parsed with `mail-parser`.
-pub struct Delivered {
+pub(super) struct Delivered {
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -25,13 +25,13 @@ pub struct Delivered {
 
 /// What this test's app sends carries a unique sender address, so tests sharing the sink
 /// (and earlier runs' messages in it) never read each other's mail.
-pub struct Mailbox {
+pub(super) struct Mailbox {
     tag: String,
     dir: PathBuf,
 }
 
 impl Mailbox {
-    pub fn new() -> Mailbox {
+    pub(super) fn new() -> Mailbox {
         let dir = std::env::var_os("SIGMAAI_TEST_MAILDIR")
             .map(PathBuf::from)
             .expect("SIGMAAI_TEST_MAILDIR is unset: run the tests with scripts/test, which starts the SMTP sink");
@@ -42,7 +42,7 @@ impl Mailbox {
     }
 
     /// Turns e-mail on in a test config, pointed at the sink.
-    pub fn configure(&self, c: &mut crate::config::Config) {
+    pub(super) fn configure(&self, c: &mut crate::config::Config) {
         let url = std::env::var("SIGMAAI_TEST_SMTP_URL")
             .expect("SIGMAAI_TEST_SMTP_URL is unset: run the tests with scripts/test");
         c.smtp_url = Some(secrecy::SecretString::from(url));
@@ -50,7 +50,7 @@ impl Mailbox {
     }
 
     /// Every message this test's app delivered to `to`, oldest first.
-    pub fn to(&self, to: &str) -> Vec<Delivered> {
+    pub(super) fn to(&self, to: &str) -> Vec<Delivered> {
         let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use crate::clock::Clock;
 use axum::{
     extract::Request,
     http::StatusCode,
@@ -24,7 +25,6 @@ use rmcp::{
     },
 };
 use serde_json::{Value, json};
-use crate::clock::Clock;
 use wiremock::{Mock, MockServer, Respond, ResponseTemplate, matchers::method};
 
 use crate::tests::{
@@ -34,12 +34,12 @@ use crate::tests::{
     wa::{Gw, evo_text},
 };
 
-pub const TOKEN: &str = "sched-secret-token-4711";
+pub(super) const TOKEN: &str = "sched-secret-token-4711";
 
 // ---------- the scheduling server ----------
 
 #[derive(Default)]
-pub struct Sched {
+pub(super) struct Sched {
     pub tools: Mutex<Vec<Tool>>,
     pub bookings: Mutex<Vec<Value>>,
     pub calls: Mutex<Vec<String>>,
@@ -54,7 +54,7 @@ fn schema(v: Value) -> Arc<JsonObject> {
     }
 }
 
-pub fn list_slots_schema() -> Value {
+pub(super) fn list_slots_schema() -> Value {
     json!({ "type": "object", "properties": { "day": { "type": "string", "description": "YYYY-MM-DD" } }, "required": ["day"] })
 }
 
@@ -119,7 +119,7 @@ impl ServerHandler for Handler {
 }
 
 /// Serves the scheduling tools on 127.0.0.1 at `/mcp`, requiring the bearer token.
-pub async fn sched_server() -> (Arc<Sched>, String) {
+pub(super) async fn sched_server() -> (Arc<Sched>, String) {
     let st = Arc::new(Sched::default());
     *st.tools.lock().unwrap() = default_tools();
     let handler = Handler(st.clone());

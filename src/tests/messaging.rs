@@ -1,10 +1,10 @@
 //! WhatsApp traffic (issue 5): durable ingestion through both gateways' webhooks, the
 //! inbox, sending through the gateways' REST APIs, statuses, and the simulator.
 
-use axum::extract::FromRef;
-use serde_json::json;
 use crate::clock::Clock;
 use crate::messaging::Messaging;
+use axum::extract::FromRef;
+use serde_json::json;
 use time::Duration;
 use wiremock::{
     Mock, ResponseTemplate,
@@ -684,11 +684,10 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_be_retried() {
         )
         .await;
     // A worker claims the send job… and dies before doing anything.
-    let claimed =
-        crate::db::jobs::claim(&gw.w.t.state.db, gw.w.t.clock.now(), crate::jobs::LEASE)
-            .await
-            .unwrap()
-            .unwrap();
+    let claimed = crate::db::jobs::claim(&gw.w.t.state.db, gw.w.t.clock.now(), crate::jobs::LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.kind, "send_message");
     assert_eq!(gw.run_jobs().await, 0, "leased: nobody else takes it");
     Mock::given(method("POST"))
@@ -718,11 +717,10 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_be_retried() {
             &[("text", "segunda")],
         )
         .await;
-    let claimed =
-        crate::db::jobs::claim(&gw.w.t.state.db, gw.w.t.clock.now(), crate::jobs::LEASE)
-            .await
-            .unwrap()
-            .unwrap();
+    let claimed = crate::db::jobs::claim(&gw.w.t.state.db, gw.w.t.clock.now(), crate::jobs::LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     sqlx::query("UPDATE messages SET status = 'sending', status_rank = 2 WHERE id = $1")
         .bind(claimed.subject_id)
         .execute(&gw.w.t.owner)
@@ -1242,8 +1240,7 @@ async fn submit_batch(
     let mut prepared = Vec::new();
     for (n, (channel, id, phone)) in deliveries.iter().enumerate() {
         let msg = evo_text(id, phone, "Paciente", now(gw) + n as i64, "olá");
-        let events =
-            crate::gateway::evolution::parse_webhook(msg.to_string().as_bytes()).unwrap();
+        let events = crate::gateway::evolution::parse_webhook(msg.to_string().as_bytes()).unwrap();
         let d = crate::messaging::ingest::prepare_delivery(state, channel, events)
             .await
             .unwrap();
@@ -1478,9 +1475,7 @@ async fn the_sender_lookup_sees_only_its_transactions_tenant() {
             .await
             .unwrap();
     let tokens = [phone_index];
-    let mut tx = crate::db::begin_tenant(&state.db, tenant_a)
-        .await
-        .unwrap();
+    let mut tx = crate::db::begin_tenant(&state.db, tenant_a).await.unwrap();
     let found = crate::db::contacts::find_many(&mut tx, &tokens, &[])
         .await
         .unwrap();

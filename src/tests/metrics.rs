@@ -2,8 +2,8 @@
 //! Prometheus text-format parser; counters must move after real requests. The recorder is
 //! process-wide and tests run side by side, so each check is "moved by at least".
 
-use prometheus_parse::{Scrape, Value};
 use crate::clock::Clock;
+use prometheus_parse::{Scrape, Value};
 
 use crate::tests::{
     harness::{Server, eventually},

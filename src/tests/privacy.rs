@@ -1,8 +1,8 @@
 //! Privacy controls (issue 8): erasure by key destruction, requests and deadlines,
 //! restriction, exports, retention, media after triage, termination.
 
-use serde_json::json;
 use crate::{clock::Clock, crypto::Aad};
+use serde_json::json;
 use time::Duration;
 use wiremock::{
     Mock, ResponseTemplate,

@@ -1,7 +1,7 @@
 //! Skeleton: health, public pages in both languages, security headers, error pages.
 
-use axum::{Router, body::Body, http::Request, routing::get};
 use crate::{error::AppError, i18n::Lang};
+use axum::{Router, body::Body, http::Request, routing::get};
 
 use crate::tests::{browser::Browser, harness::TestApp};
 

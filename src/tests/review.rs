@@ -1,10 +1,10 @@
 //! AI drafting and review before delivery (issue 6).
 
-use axum::extract::FromRef;
-use serde_json::json;
 use crate::clock::Clock;
 use crate::domain::account::Role;
 use crate::messaging::Messaging;
+use axum::extract::FromRef;
+use serde_json::json;
 use time::Duration;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,

@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-pub const OPENAI: &str = "openai-chat-completions-request.json";
-pub const ANTHROPIC: &str = "anthropic-messages-request.json";
+pub(super) const OPENAI: &str = "openai-chat-completions-request.json";
+pub(super) const ANTHROPIC: &str = "anthropic-messages-request.json";
 
 /// The schema's complaints about `body` (empty when it validates).
-pub fn errors(schema_file: &str, body: &Value) -> Vec<String> {
+pub(super) fn errors(schema_file: &str, body: &Value) -> Vec<String> {
     let path = format!(
         "{}/tests/fixtures/schemas/{schema_file}",
         env!("CARGO_MANIFEST_DIR")

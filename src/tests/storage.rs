@@ -2,8 +2,8 @@
 //! by scripts/test), reached through `object_store` with path-style requests. What the store
 //! holds is sealed; another instance reads it; deletion removes the object.
 
-use serde_json::json;
 use crate::clock::Clock;
+use serde_json::json;
 
 use crate::tests::{
     client::{Client, World},

@@ -85,7 +85,7 @@ async fn sigmaai_all_on_a_busy_port_exits_at_once_with_the_bind_error() {
 }
 
 /// Every `.route("…", get(..).post(..))` in `src/http` and `src/api`: (METHOD, pattern).
-pub fn routes_in_source() -> Vec<(String, String)> {
+pub(super) fn routes_in_source() -> Vec<(String, String)> {
     let mut all = routes_under("src/http");
     all.extend(routes_under("src/api"));
     all.sort();
@@ -94,7 +94,7 @@ pub fn routes_in_source() -> Vec<(String, String)> {
 }
 
 /// The routes declared in the `.rs` files under `dir` (relative to the crate).
-pub fn routes_under(dir: &str) -> Vec<(String, String)> {
+pub(super) fn routes_under(dir: &str) -> Vec<(String, String)> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();

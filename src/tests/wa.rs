@@ -8,11 +8,11 @@ use wiremock::MockServer;
 
 use crate::tests::client::World;
 
-pub const META_APP_SECRET: &str = "meta-app-secret-for-tests";
-pub const META_PHONE_ID: &str = "106540352242922";
+pub(super) const META_APP_SECRET: &str = "meta-app-secret-for-tests";
+pub(super) const META_PHONE_ID: &str = "106540352242922";
 
 /// A tenant (clinic-a) with a gateway channel pointing at a local mock server.
-pub struct Gw {
+pub(super) struct Gw {
     pub w: World,
     pub gateway: MockServer,
     /// The webhook path (`/webhooks/<kind>/<route>`).
@@ -33,16 +33,16 @@ fn created_field(body: &str, id: &str) -> String {
 }
 
 impl Gw {
-    pub async fn evolution() -> Gw {
+    pub(super) async fn evolution() -> Gw {
         Self::evolution_in(World::new().await).await
     }
 
     /// An Evolution channel in a world whose config the caller adjusts first.
-    pub async fn evolution_with(adjust: impl FnOnce(&mut crate::config::Config)) -> Gw {
+    pub(super) async fn evolution_with(adjust: impl FnOnce(&mut crate::config::Config)) -> Gw {
         Self::evolution_in(World::with_config(adjust).await).await
     }
 
-    pub async fn evolution_in(w: World) -> Gw {
+    pub(super) async fn evolution_in(w: World) -> Gw {
         let gateway = MockServer::start().await;
         let r = w
             .owner
@@ -61,7 +61,7 @@ impl Gw {
         Self::finish(w, gateway, &r.body).await
     }
 
-    pub async fn meta() -> Gw {
+    pub(super) async fn meta() -> Gw {
         let w = World::new().await;
         let gateway = MockServer::start().await;
         // The Meta client talks to the Graph API base from config: point it at the mock.
@@ -110,12 +110,12 @@ impl Gw {
     }
 
     /// Posts an Evolution webhook with our secret header.
-    pub async fn evo(&self, body: &Value) -> (u16, String) {
+    pub(super) async fn evo(&self, body: &Value) -> (u16, String) {
         self.evo_raw(body.to_string().into_bytes(), Some(&self.secret))
             .await
     }
 
-    pub async fn evo_raw(&self, body: Vec<u8>, secret: Option<&str>) -> (u16, String) {
+    pub(super) async fn evo_raw(&self, body: Vec<u8>, secret: Option<&str>) -> (u16, String) {
         let mut req = reqwest::Client::new()
             .post(self.w.server.url(&self.hook))
             .header("content-type", "application/json")
@@ -128,13 +128,13 @@ impl Gw {
     }
 
     /// Posts a Meta webhook signed with the app secret (or a given signature).
-    pub async fn meta_post(&self, body: &Value) -> (u16, String) {
+    pub(super) async fn meta_post(&self, body: &Value) -> (u16, String) {
         let raw = body.to_string().into_bytes();
         let sig = meta_signature(&raw);
         self.meta_raw(raw, Some(&sig)).await
     }
 
-    pub async fn meta_raw(&self, body: Vec<u8>, signature: Option<&str>) -> (u16, String) {
+    pub(super) async fn meta_raw(&self, body: Vec<u8>, signature: Option<&str>) -> (u16, String) {
         let mut req = reqwest::Client::new()
             .post(self.w.server.url(&self.hook))
             .header("content-type", "application/json")
@@ -146,19 +146,19 @@ impl Gw {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
-    pub async fn count(&self, table: &str) -> i64 {
+    pub(super) async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&self.w.t.owner)
             .await
             .unwrap()
     }
 
-    pub async fn run_jobs(&self) -> usize {
+    pub(super) async fn run_jobs(&self) -> usize {
         crate::jobs::run_due(&self.w.t.state).await.unwrap()
     }
 
     /// The single conversation's id (panics if there isn't exactly one).
-    pub async fn only_conversation(&self) -> uuid::Uuid {
+    pub(super) async fn only_conversation(&self) -> uuid::Uuid {
         sqlx::query_scalar("SELECT id FROM conversations WHERE channel_id = $1")
             .bind(self.channel_id)
             .fetch_one(&self.w.t.owner)
@@ -167,14 +167,14 @@ impl Gw {
     }
 }
 
-pub fn meta_signature(raw: &[u8]) -> String {
+pub(super) fn meta_signature(raw: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(META_APP_SECRET.as_bytes()).unwrap();
     mac.update(raw);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// An Evolution `messages.upsert` around a `message` node.
-pub fn evo_upsert(
+pub(super) fn evo_upsert(
     id: &str,
     phone: &str,
     name: &str,
@@ -199,7 +199,7 @@ pub fn evo_upsert(
     })
 }
 
-pub fn evo_text(id: &str, phone: &str, name: &str, ts: i64, text: &str) -> Value {
+pub(super) fn evo_text(id: &str, phone: &str, name: &str, ts: i64, text: &str) -> Value {
     evo_upsert(
         id,
         phone,
@@ -210,7 +210,7 @@ pub fn evo_text(id: &str, phone: &str, name: &str, ts: i64, text: &str) -> Value
     )
 }
 
-pub fn evo_status(key_id: &str, status: &str) -> Value {
+pub(super) fn evo_status(key_id: &str, status: &str) -> Value {
     json!({
         "event": "messages.update",
         "instance": "clinic",
@@ -218,11 +218,11 @@ pub fn evo_status(key_id: &str, status: &str) -> Value {
     })
 }
 
-pub fn meta_envelope(value: Value) -> Value {
+pub(super) fn meta_envelope(value: Value) -> Value {
     json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": value }] }] })
 }
 
-pub fn meta_text(wamid: &str, from: &str, name: &str, ts: i64, text: &str) -> Value {
+pub(super) fn meta_text(wamid: &str, from: &str, name: &str, ts: i64, text: &str) -> Value {
     meta_envelope(json!({
         "messaging_product": "whatsapp",
         "metadata": { "display_phone_number": "15550783881", "phone_number_id": META_PHONE_ID },
@@ -231,7 +231,7 @@ pub fn meta_text(wamid: &str, from: &str, name: &str, ts: i64, text: &str) -> Va
     }))
 }
 
-pub fn meta_status(wamid: &str, status: &str, ts: i64) -> Value {
+pub(super) fn meta_status(wamid: &str, status: &str, ts: i64) -> Value {
     meta_envelope(json!({
         "messaging_product": "whatsapp",
         "metadata": { "display_phone_number": "15550783881", "phone_number_id": META_PHONE_ID },

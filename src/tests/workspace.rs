@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use crate::domain::account::Role;
 use fantoccini::key::Key;
 use serde_json::json;
-use crate::domain::account::Role;
 
 use crate::tests::{browser::Browser, harness::TestApp, wa::Gw};
 

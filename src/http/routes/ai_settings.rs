@@ -33,7 +33,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/ai", get(page).post(save))
         .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))
@@ -51,7 +51,7 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/canned/{id}/delete", post(delete_canned))
 }
 
-pub const PROVIDERS: [&str; 6] = [
+pub(crate) const PROVIDERS: [&str; 6] = [
     "offline",
     "openai",
     "anthropic",
@@ -60,7 +60,7 @@ pub const PROVIDERS: [&str; 6] = [
     "openai_compatible",
 ];
 
-pub struct UsageView {
+pub(crate) struct UsageView {
     pub day: String,
     pub provider: String,
     pub calls: i32,
@@ -71,7 +71,7 @@ pub struct UsageView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "ai/settings.html")]
-pub struct AiPage {
+pub(crate) struct AiPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub provider: String,
@@ -140,7 +140,7 @@ async fn page(
 }
 
 #[derive(Deserialize)]
-pub struct AiForm {
+pub(crate) struct AiForm {
     provider: String,
     #[serde(default)]
     model: String,
@@ -270,7 +270,7 @@ async fn save(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "ai/knowledge.html")]
-pub struct KnowledgePage {
+pub(crate) struct KnowledgePage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub entries: Vec<KnowledgeEntry>,
@@ -295,13 +295,13 @@ pub struct KnowledgePage {
 
 impl KnowledgePage {
     /// Whether this entry's edit was just refused (its form shows the errors).
-    pub fn is_editing(&self, id: &Uuid) -> bool {
+    pub(crate) fn is_editing(&self, id: &Uuid) -> bool {
         self.editing.as_ref() == Some(id)
     }
 }
 
 /// What the offline answerer would do with a question, and why.
-pub struct TestView {
+pub(crate) struct TestView {
     pub question: String,
     /// The entries that would answer (titles), empty when it would not answer.
     pub answers: Vec<String>,
@@ -311,7 +311,7 @@ pub struct TestView {
     pub rows: Vec<TestRow>,
 }
 
-pub struct TestRow {
+pub(crate) struct TestRow {
     pub title: String,
     pub score: String,
     pub coverage: String,
@@ -353,7 +353,7 @@ async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppRes
 }
 
 #[derive(Deserialize)]
-pub struct TestQuery {
+pub(crate) struct TestQuery {
     #[serde(default)]
     q: String,
 }
@@ -412,7 +412,7 @@ async fn test_question(
 }
 
 #[derive(Deserialize)]
-pub struct ImportForm {
+pub(crate) struct ImportForm {
     format: String,
     #[serde(default)]
     text: String,
@@ -500,7 +500,7 @@ async fn import_save(
 }
 
 #[derive(Deserialize)]
-pub struct SynonymsForm {
+pub(crate) struct SynonymsForm {
     #[serde(default)]
     synonyms: String,
 }
@@ -542,7 +542,7 @@ async fn knowledge_page(
 }
 
 #[derive(Deserialize)]
-pub struct EntryForm {
+pub(crate) struct EntryForm {
     kind: String,
     title: String,
     body: String,
@@ -759,7 +759,7 @@ async fn delete_entry(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "ai/canned.html")]
-pub struct CannedPage {
+pub(crate) struct CannedPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub replies: Vec<db::canned::Canned>,
@@ -792,7 +792,7 @@ async fn canned_page(
 }
 
 #[derive(Deserialize)]
-pub struct CannedForm {
+pub(crate) struct CannedForm {
     title: String,
     body: String,
 }

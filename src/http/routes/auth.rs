@@ -31,7 +31,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/signup", get(signup_page).post(signup))
         .route("/login", get(login_page).post(login))
@@ -44,7 +44,7 @@ pub fn router() -> Router<App> {
 }
 
 /// Renders a form page again with a 422 and its message (the input is kept).
-pub fn form_error<T: Template>(page: T) -> Response {
+pub(crate) fn form_error<T: Template>(page: T) -> Response {
     match page.render() {
         Ok(html) => (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -66,7 +66,7 @@ fn safe_next(next: Option<&str>) -> String {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/signup.html")]
-pub struct SignupPage {
+pub(crate) struct SignupPage {
     pub ctx: PageCtx,
     pub plans: &'static [Plan],
     pub plan: String,
@@ -79,7 +79,7 @@ pub struct SignupPage {
 }
 
 #[derive(Deserialize, Default)]
-pub struct PlanQuery {
+pub(crate) struct PlanQuery {
     plan: Option<String>,
 }
 
@@ -105,7 +105,7 @@ async fn signup_page(ctx: PageCtx, Query(q): Query<PlanQuery>) -> Response {
 }
 
 #[derive(Deserialize)]
-pub struct SignupForm {
+pub(crate) struct SignupForm {
     name: String,
     email: String,
     password: String,
@@ -179,7 +179,7 @@ async fn signup(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/login.html")]
-pub struct LoginPage {
+pub(crate) struct LoginPage {
     pub ctx: PageCtx,
     pub email: String,
     pub next: String,
@@ -187,7 +187,7 @@ pub struct LoginPage {
 }
 
 #[derive(Deserialize, Default)]
-pub struct NextQuery {
+pub(crate) struct NextQuery {
     next: Option<String>,
 }
 
@@ -206,7 +206,7 @@ async fn login_page(ctx: PageCtx, Query(q): Query<NextQuery>) -> Response {
 }
 
 #[derive(Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     email: String,
     password: String,
     #[serde(default)]
@@ -271,7 +271,7 @@ async fn login(
 }
 
 /// Starts the session and sends the user on (via the policy page if the policy changed).
-pub async fn finish_login(
+pub(crate) async fn finish_login(
     state: &AppState,
     user: &db::users::User,
     method: &str,
@@ -311,7 +311,7 @@ async fn logout(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/choose.html")]
-pub struct ChoosePage {
+pub(crate) struct ChoosePage {
     pub ctx: PageCtx,
     pub tenants: Vec<db::tenants::MyTenant>,
 }
@@ -333,7 +333,7 @@ async fn app_home(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/reset.html")]
-pub struct ResetPage {
+pub(crate) struct ResetPage {
     pub ctx: PageCtx,
     pub token: String,
     pub valid: bool,
@@ -361,7 +361,7 @@ async fn reset_page(
 }
 
 #[derive(Deserialize)]
-pub struct ResetForm {
+pub(crate) struct ResetForm {
     password: String,
 }
 
@@ -391,7 +391,7 @@ async fn reset(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/forgot.html")]
-pub struct ForgotPage {
+pub(crate) struct ForgotPage {
     pub ctx: PageCtx,
     /// Whether this server sends e-mail at all (otherwise the page says whom to ask).
     pub mail: bool,
@@ -409,7 +409,7 @@ async fn forgot_page(State(state): State<AppState>, ctx: PageCtx) -> ForgotPage 
 }
 
 #[derive(Deserialize)]
-pub struct ForgotForm {
+pub(crate) struct ForgotForm {
     email: String,
 }
 
@@ -462,7 +462,7 @@ async fn forgot(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/invite.html")]
-pub struct InvitePage {
+pub(crate) struct InvitePage {
     pub ctx: PageCtx,
     pub token: String,
     pub tenant_name: String,
@@ -526,7 +526,7 @@ async fn invite_page(
 }
 
 #[derive(Deserialize)]
-pub struct InviteForm {
+pub(crate) struct InviteForm {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -585,7 +585,7 @@ async fn invite_accept(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/policy.html")]
-pub struct PolicyPage {
+pub(crate) struct PolicyPage {
     pub ctx: PageCtx,
     pub next: String,
     pub accepted: String,
@@ -607,7 +607,7 @@ async fn policy_page(ctx: PageCtx, me: CurrentUser, Query(q): Query<NextQuery>) 
 }
 
 #[derive(Deserialize)]
-pub struct PolicyForm {
+pub(crate) struct PolicyForm {
     #[serde(default)]
     next: String,
 }

@@ -29,7 +29,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/billing", get(page))
         .route("/t/{slug}/billing/checkout", post(checkout))
@@ -38,14 +38,14 @@ pub fn router() -> Router<App> {
 
 /// Stripe's webhook: authenticated by its signature, so it sits with the gateway webhooks,
 /// outside the portal's session and CSRF layers.
-pub fn webhook_router() -> Router<App> {
+pub(crate) fn webhook_router() -> Router<App> {
     Router::new().route(
         "/webhooks/stripe",
         post(webhook).layer(DefaultBodyLimit::max(512 * 1024)),
     )
 }
 
-pub struct InvoiceRow {
+pub(crate) struct InvoiceRow {
     pub number: String,
     pub amount: String,
     pub status: String,
@@ -54,7 +54,7 @@ pub struct InvoiceRow {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "billing/index.html")]
-pub struct BillingPage {
+pub(crate) struct BillingPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub plan: &'static Plan,
@@ -118,7 +118,11 @@ async fn page(
     })
 }
 
-pub async fn usage(state: &AppState, t: &TenantCtx, plan: &Plan) -> AppResult<billing::Usage> {
+pub(crate) async fn usage(
+    state: &AppState,
+    t: &TenantCtx,
+    plan: &Plan,
+) -> AppResult<billing::Usage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let drafts = db_ai::drafts_since(&mut tx, billing::month_start(state.now())).await?;
     let members = db::memberships::member_count(&mut tx).await?;
@@ -133,7 +137,7 @@ pub async fn usage(state: &AppState, t: &TenantCtx, plan: &Plan) -> AppResult<bi
 }
 
 #[derive(Deserialize)]
-pub struct CheckoutForm {
+pub(crate) struct CheckoutForm {
     plan: String,
     /// From the page; absent (an old page): this submission is its own action.
     #[serde(default)]

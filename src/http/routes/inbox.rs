@@ -45,7 +45,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/conversations", get(list))
         .route("/t/{slug}/conversations/views", post(save_view))
@@ -69,7 +69,7 @@ pub fn router() -> Router<App> {
         )
 }
 
-pub const PAGE_SIZE: i64 = 50;
+pub(crate) const PAGE_SIZE: i64 = 50;
 
 /// The tenant's clock, from the time zone the tenant extractor loaded with the page frame.
 async fn tenant_clock(state: &AppState, t: &TenantCtx) -> AppResult<Clock> {
@@ -84,7 +84,7 @@ async fn tenant_clock(state: &AppState, t: &TenantCtx) -> AppResult<Clock> {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/list.html")]
-pub struct ListPage {
+pub(crate) struct ListPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub rows: Vec<InboxRow>,
@@ -100,7 +100,7 @@ pub struct ListPage {
 /// The conversation list alone (`?fragment=inbox`), for live updates.
 #[derive(Template)]
 #[template(path = "inbox/list_fragment.html")]
-pub struct ListFragment {
+pub(crate) struct ListFragment {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub rows: Vec<InboxRow>,
@@ -108,7 +108,7 @@ pub struct ListFragment {
 }
 
 #[derive(Deserialize, Default)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
@@ -132,7 +132,7 @@ pub struct ListQuery {
 }
 
 /// The inbox's built-in views ("" is everything).
-pub const VIEWS: [&str; 7] = [
+pub(crate) const VIEWS: [&str; 7] = [
     "",
     "mine",
     "unassigned",
@@ -151,7 +151,7 @@ const CLOSING_SOON: time::Duration = time::Duration::hours(4);
 /// The inbox's filters, parsed and normalised: the only source of the query strings the
 /// page links to and that saved views store (never the search text: it may be a name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filters {
+pub(crate) struct Filters {
     pub status: &'static str,
     pub unread: bool,
     pub mine: bool,
@@ -185,7 +185,7 @@ impl Filters {
     }
 
     /// The canonical query string (without search or cursor), "" for no filter.
-    pub fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         let mut parts = Vec::new();
         if !self.view.is_empty() {
             parts.push(format!("view={}", self.view));
@@ -241,7 +241,7 @@ impl Filters {
 }
 
 #[derive(Deserialize)]
-pub struct SaveViewForm {
+pub(crate) struct SaveViewForm {
     #[serde(default)]
     name: String,
     /// The inbox's query string when "save" was pressed; only its filters are kept.
@@ -389,14 +389,14 @@ async fn list(
     .into_response())
 }
 
-pub struct MemberOption {
+pub(crate) struct MemberOption {
     pub id: Uuid,
     pub name: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/conversation.html")]
-pub struct ConversationPage {
+pub(crate) struct ConversationPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub id: Uuid,
@@ -441,7 +441,7 @@ pub struct ConversationPage {
 }
 
 /// The pending draft as the reply box shows it.
-pub struct ReplyDraft {
+pub(crate) struct ReplyDraft {
     pub id: Uuid,
     pub text: String,
     pub provider: String,
@@ -456,18 +456,18 @@ pub struct ReplyDraft {
 
 impl ConversationPage {
     /// A URL under this conversation.
-    pub fn url(&self, rest: &str) -> String {
+    pub(crate) fn url(&self, rest: &str) -> String {
         format!("/t/{}/conversations/{}{}", self.shell.slug, self.id, rest)
     }
 
-    pub fn contact_url(&self, rest: &str) -> String {
+    pub(crate) fn contact_url(&self, rest: &str) -> String {
         format!(
             "/t/{}/contacts/{}{}",
             self.shell.slug, self.contact.id, rest
         )
     }
 
-    pub fn is_assigned(&self, user: &Uuid) -> bool {
+    pub(crate) fn is_assigned(&self, user: &Uuid) -> bool {
         self.assigned_to.as_ref() == Some(user)
     }
 }
@@ -725,7 +725,7 @@ const CONVERSATION_REGIONS: &[&str] = &["pane", "presence", "thread", "reply"];
 /// live updates: the fields of the regions not asked for stay empty.
 #[derive(Template)]
 #[template(path = "inbox/conversation_fragment.html")]
-pub struct ConversationFragment {
+pub(crate) struct ConversationFragment {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub id: Uuid,
@@ -745,12 +745,12 @@ pub struct ConversationFragment {
 }
 
 impl ConversationFragment {
-    pub fn wants(&self, region: &str) -> bool {
+    pub(crate) fn wants(&self, region: &str) -> bool {
         self.regions.contains(&region)
     }
 
     /// A URL under this conversation (as [`ConversationPage::url`]).
-    pub fn url(&self, rest: &str) -> String {
+    pub(crate) fn url(&self, rest: &str) -> String {
         format!("/t/{}/conversations/{}{}", self.shell.slug, self.id, rest)
     }
 }
@@ -849,7 +849,7 @@ async fn conversation_fragment(
 }
 
 #[derive(Deserialize, Default)]
-pub struct ThreadQuery {
+pub(crate) struct ThreadQuery {
     before: Option<String>,
     /// A draft just approved from the reply box: offer to undo it.
     undo: Option<Uuid>,
@@ -900,7 +900,7 @@ async fn show(
 }
 
 #[derive(Deserialize)]
-pub struct ReplyForm {
+pub(crate) struct ReplyForm {
     #[serde(default)]
     text: String,
     /// A canned reply to send when no text was typed (works without JavaScript).
@@ -968,7 +968,7 @@ async fn reply(
 }
 
 #[derive(Deserialize)]
-pub struct StatusForm {
+pub(crate) struct StatusForm {
     status: Option<String>,
     ownership: Option<String>,
 }
@@ -1012,7 +1012,7 @@ async fn set_status(
 }
 
 #[derive(Deserialize)]
-pub struct AssignForm {
+pub(crate) struct AssignForm {
     #[serde(default)]
     user: String,
 }
@@ -1061,12 +1061,12 @@ async fn assign(
 }
 
 #[derive(Deserialize)]
-pub struct LabelsForm {
+pub(crate) struct LabelsForm {
     #[serde(default)]
     labels: String,
 }
 
-pub use crate::domain::labels::parse_labels;
+pub(crate) use crate::domain::labels::parse_labels;
 
 async fn labels(
     State(state): State<AppState>,
@@ -1085,7 +1085,7 @@ async fn labels(
 }
 
 #[derive(Deserialize)]
-pub struct NotesForm {
+pub(crate) struct NotesForm {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -1177,7 +1177,7 @@ async fn retry(
 }
 
 #[derive(Deserialize)]
-pub struct PolicyForm {
+pub(crate) struct PolicyForm {
     #[serde(default)]
     policy: String,
 }
@@ -1288,7 +1288,7 @@ async fn media(
 }
 
 #[derive(Deserialize)]
-pub struct TemplateForm {
+pub(crate) struct TemplateForm {
     template: Uuid,
     #[serde(default)]
     params: String,

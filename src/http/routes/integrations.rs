@@ -28,7 +28,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/integrations", get(page).post(add))
         .route("/t/{slug}/integrations/{id}/test", post(test))
@@ -37,7 +37,7 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/integrations/{id}/tools", post(tool_policy))
 }
 
-pub struct ToolView {
+pub(crate) struct ToolView {
     pub name: String,
     pub description: String,
     pub schema: String,
@@ -52,7 +52,7 @@ pub struct ToolView {
     pub fingerprint: String,
 }
 
-pub struct ServerView {
+pub(crate) struct ServerView {
     pub id: Uuid,
     pub name: String,
     /// Scheme, host and path only: a query string may carry a token.
@@ -69,7 +69,7 @@ pub struct ServerView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "integrations/index.html")]
-pub struct IntegrationsPage {
+pub(crate) struct IntegrationsPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub servers: Vec<ServerView>,
@@ -160,7 +160,7 @@ fn back(t: &TenantCtx) -> String {
 }
 
 #[derive(Deserialize)]
-pub struct AddForm {
+pub(crate) struct AddForm {
     name: String,
     url: String,
     #[serde(default)]
@@ -226,7 +226,7 @@ async fn test(
 }
 
 #[derive(Deserialize)]
-pub struct EnabledForm {
+pub(crate) struct EnabledForm {
     #[serde(default)]
     enabled: String,
 }
@@ -274,7 +274,7 @@ async fn delete(
 }
 
 #[derive(Deserialize)]
-pub struct ToolForm {
+pub(crate) struct ToolForm {
     tool: String,
     #[serde(default)]
     allowed: String,

@@ -25,7 +25,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/members", get(members_page))
         .route("/t/{slug}/members/invite", post(invite))
@@ -35,7 +35,7 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/invitations/{id}/revoke", post(revoke_invitation))
 }
 
-pub struct MemberView {
+pub(crate) struct MemberView {
     pub user_id: Uuid,
     pub name: String,
     pub email: String,
@@ -43,7 +43,7 @@ pub struct MemberView {
     pub is_me: bool,
 }
 
-pub struct InvitationView {
+pub(crate) struct InvitationView {
     pub id: Uuid,
     pub email: String,
     pub role: String,
@@ -52,7 +52,7 @@ pub struct InvitationView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/members.html")]
-pub struct MembersPage {
+pub(crate) struct MembersPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub members: Vec<MemberView>,
@@ -124,7 +124,7 @@ fn public_link(state: &AppState, path: &str) -> String {
 }
 
 #[derive(Deserialize)]
-pub struct InviteForm {
+pub(crate) struct InviteForm {
     email: String,
     role: String,
 }
@@ -160,7 +160,7 @@ async fn invite(
 }
 
 #[derive(Deserialize)]
-pub struct RoleForm {
+pub(crate) struct RoleForm {
     role: String,
 }
 

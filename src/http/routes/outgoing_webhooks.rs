@@ -31,7 +31,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/webhooks", get(page).post(add))
         .route("/t/{slug}/webhooks/{id}", get(endpoint_page))
@@ -46,9 +46,9 @@ pub fn router() -> Router<App> {
 }
 
 /// How many deliveries the log shows.
-pub const LOG_LIMIT: i64 = 50;
+pub(crate) const LOG_LIMIT: i64 = 50;
 
-pub struct EndpointView {
+pub(crate) struct EndpointView {
     pub id: Uuid,
     pub url: String,
     pub description: String,
@@ -63,11 +63,11 @@ pub struct EndpointView {
 
 impl EndpointView {
     /// `/webhooks/{id}/{rest}`, for the page's forms (`Shell::href` adds the tenant).
-    pub fn action(&self, rest: &str) -> String {
+    pub(crate) fn action(&self, rest: &str) -> String {
         format!("/webhooks/{}/{rest}", self.id)
     }
 
-    pub fn listens(&self, event: &&str) -> bool {
+    pub(crate) fn listens(&self, event: &&str) -> bool {
         self.events.iter().any(|e| e == event)
     }
 }
@@ -88,7 +88,7 @@ fn view(e: db_out::Endpoint, clock: &Clock) -> EndpointView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "webhooks/index.html")]
-pub struct WebhooksPage {
+pub(crate) struct WebhooksPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub endpoints: Vec<EndpointView>,
@@ -193,14 +193,14 @@ async fn add(
     }
 }
 
-pub struct AttemptView {
+pub(crate) struct AttemptView {
     pub at: String,
     pub status: String,
     pub ok: bool,
     pub duration_ms: i32,
 }
 
-pub struct DeliveryView {
+pub(crate) struct DeliveryView {
     pub id: Uuid,
     pub msg_id: String,
     /// `deliveries/{id}/replay`, under the endpoint's path.
@@ -214,7 +214,7 @@ pub struct DeliveryView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "webhooks/endpoint.html")]
-pub struct EndpointPage {
+pub(crate) struct EndpointPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub e: EndpointView,

@@ -27,7 +27,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}", get(dashboard))
         .route("/t/{slug}/settings", get(settings_page).post(save_settings))
@@ -35,7 +35,7 @@ pub fn router() -> Router<App> {
 }
 
 /// What the portal layout needs: the tenant, the user's role, and where else they can go.
-pub struct Shell {
+pub(crate) struct Shell {
     pub slug: String,
     pub tenant_name: String,
     pub role: Role,
@@ -55,11 +55,15 @@ pub struct Shell {
 impl Shell {
     /// The frame for `section`, from the figures the tenant extractor loaded with the
     /// tenant ([`TenantCtx::chrome`]): no query of its own.
-    pub async fn load(_state: &AppState, t: &TenantCtx, section: &'static str) -> AppResult<Shell> {
+    pub(crate) async fn load(
+        _state: &AppState,
+        t: &TenantCtx,
+        section: &'static str,
+    ) -> AppResult<Shell> {
         Ok(Shell::from_ctx(t, section))
     }
 
-    pub fn from_ctx(t: &TenantCtx, section: &'static str) -> Shell {
+    pub(crate) fn from_ctx(t: &TenantCtx, section: &'static str) -> Shell {
         let c = &t.chrome;
         let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
         Shell {
@@ -78,26 +82,26 @@ impl Shell {
         }
     }
 
-    pub fn can_admin(&self) -> bool {
+    pub(crate) fn can_admin(&self) -> bool {
         self.role.at_least(Role::Admin)
     }
 
-    pub fn can_review(&self) -> bool {
+    pub(crate) fn can_review(&self) -> bool {
         self.role.at_least(Role::Reviewer)
     }
 
-    pub fn is_owner(&self) -> bool {
+    pub(crate) fn is_owner(&self) -> bool {
         self.role == Role::Owner
     }
 
-    pub fn href(&self, rest: &str) -> String {
+    pub(crate) fn href(&self, rest: &str) -> String {
         format!("/t/{}{}", self.slug, rest)
     }
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/dashboard.html")]
-pub struct DashboardPage {
+pub(crate) struct DashboardPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub members: i64,
@@ -109,7 +113,7 @@ pub struct DashboardPage {
 }
 
 /// The overview's figures, worded for the page.
-pub struct OverviewView {
+pub(crate) struct OverviewView {
     pub pending: i64,
     /// How long the oldest draft has waited ("12 min"), when one waits.
     pub oldest_wait: Option<String>,
@@ -128,7 +132,7 @@ pub struct OverviewView {
 }
 
 /// One row of the weekly draft-quality table.
-pub struct WeekView {
+pub(crate) struct WeekView {
     /// The week's Monday, as the viewer writes dates.
     pub starts: String,
     pub reviewed: i64,
@@ -206,7 +210,7 @@ fn overview_view(
     }
 }
 
-pub struct NextStep {
+pub(crate) struct NextStep {
     pub done: bool,
     pub key: &'static str,
     pub path: &'static str,
@@ -271,7 +275,7 @@ async fn dashboard(
 use crate::domain::knowledge::WEEKDAYS as DAYS;
 
 /// Time zones offered in the picker (any IANA name is accepted if typed).
-pub const COMMON_ZONES: &[&str] = &[
+pub(crate) const COMMON_ZONES: &[&str] = &[
     "America/Sao_Paulo",
     "America/Manaus",
     "America/Recife",
@@ -302,7 +306,7 @@ pub const COMMON_ZONES: &[&str] = &[
     "UTC",
 ];
 
-pub struct DayHours {
+pub(crate) struct DayHours {
     pub day: &'static str,
     pub open: String,
     pub close: String,
@@ -310,7 +314,7 @@ pub struct DayHours {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/settings.html")]
-pub struct SettingsPage {
+pub(crate) struct SettingsPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub name: String,
@@ -374,7 +378,7 @@ async fn settings_page(
 }
 
 #[derive(Deserialize)]
-pub struct SettingsForm {
+pub(crate) struct SettingsForm {
     name: String,
     time_zone: String,
     language: String,
@@ -390,7 +394,7 @@ fn parse_hhmm(s: &str) -> Option<(u8, u8)> {
 }
 
 /// Validates the settings form into the stored shape.
-pub fn parse_settings(f: &SettingsForm) -> Result<(String, TenantSettings), &'static str> {
+pub(crate) fn parse_settings(f: &SettingsForm) -> Result<(String, TenantSettings), &'static str> {
     let name = f.name.trim();
     if name.is_empty() || name.chars().count() > 120 {
         return Err("form.business.invalid");
@@ -520,7 +524,7 @@ async fn save_settings(
 
 // ---- audit log ----
 
-pub struct AuditRow {
+pub(crate) struct AuditRow {
     pub seq: i64,
     pub at: String,
     pub actor: String,
@@ -531,7 +535,7 @@ pub struct AuditRow {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/audit.html")]
-pub struct AuditPage {
+pub(crate) struct AuditPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub rows: Vec<AuditRow>,
@@ -546,7 +550,7 @@ pub struct AuditPage {
 }
 
 #[derive(Deserialize, Default)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     action: Option<String>,
     before: Option<i64>,
 }

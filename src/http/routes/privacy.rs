@@ -37,7 +37,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/privacy", get(page))
         .route("/t/{slug}/privacy/settings", post(save_settings))
@@ -64,7 +64,7 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/terminate/cancel", post(cancel_termination))
 }
 
-pub struct RequestRow {
+pub(crate) struct RequestRow {
     pub id: Uuid,
     /// Whose request: the contact's name or number ("—" once erased).
     pub who: String,
@@ -78,7 +78,7 @@ pub struct RequestRow {
     pub days_left: i64,
 }
 
-pub struct RecipientRow {
+pub(crate) struct RecipientRow {
     pub kind: String,
     pub name: String,
     pub contacts: i64,
@@ -87,7 +87,7 @@ pub struct RecipientRow {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "privacy/index.html")]
-pub struct PrivacyPage {
+pub(crate) struct PrivacyPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub requests: Vec<RequestRow>,
@@ -246,7 +246,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
 }
 
 #[derive(Deserialize, Default)]
-pub struct RequestFilter {
+pub(crate) struct RequestFilter {
     /// `open`, `overdue` or `closed`; anything else shows every request.
     #[serde(default)]
     show: String,
@@ -274,7 +274,7 @@ async fn page(
 }
 
 #[derive(Deserialize)]
-pub struct SettingsForm {
+pub(crate) struct SettingsForm {
     message_days: String,
     #[serde(default)]
     media_days: String,
@@ -382,7 +382,7 @@ fn parse_settings(f: &SettingsForm, plan: &plans::Plan) -> (dbp::PrivacySettings
 }
 
 #[derive(Deserialize)]
-pub struct OpenForm {
+pub(crate) struct OpenForm {
     #[serde(default)]
     phone: String,
     #[serde(default)]
@@ -450,7 +450,7 @@ async fn open_request(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "privacy/request.html")]
-pub struct RequestPage {
+pub(crate) struct RequestPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub id: Uuid,
@@ -471,7 +471,7 @@ pub struct RequestPage {
 }
 
 impl RequestPage {
-    pub fn req_url(&self, rest: &str) -> String {
+    pub(crate) fn req_url(&self, rest: &str) -> String {
         format!(
             "/t/{}/privacy/requests/{}{}",
             self.shell.slug, self.id, rest
@@ -541,7 +541,7 @@ async fn request_page(
 }
 
 #[derive(Deserialize)]
-pub struct StatusForm {
+pub(crate) struct StatusForm {
     status: String,
     #[serde(default)]
     note: String,
@@ -612,7 +612,7 @@ async fn erase_now(
 }
 
 #[derive(Deserialize)]
-pub struct RestrictForm {
+pub(crate) struct RestrictForm {
     #[serde(default)]
     lift: Option<String>,
 }
@@ -698,7 +698,7 @@ async fn export_json(
 
 #[derive(Template)]
 #[template(path = "privacy/export.html")]
-pub struct ExportHtml {
+pub(crate) struct ExportHtml {
     pub b: export::Bundle,
 }
 
@@ -786,7 +786,7 @@ async fn tenant_export(
 }
 
 #[derive(Deserialize)]
-pub struct TerminateForm {
+pub(crate) struct TerminateForm {
     confirm: String,
 }
 

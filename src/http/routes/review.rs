@@ -36,7 +36,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/review", get(queue))
         .route("/t/{slug}/drafts/{id}/approve", post(approve))
@@ -50,7 +50,7 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/tool-calls/{id}/reject", post(reject_call))
 }
 
-pub struct DraftCard {
+pub(crate) struct DraftCard {
     pub id: Uuid,
     pub conversation_id: Uuid,
     pub escalated: bool,
@@ -81,7 +81,7 @@ pub struct DraftCard {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "review/queue.html")]
-pub struct QueuePage {
+pub(crate) struct QueuePage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub cards: Vec<DraftCard>,
@@ -108,14 +108,14 @@ pub struct QueuePage {
 /// The review list alone (`?fragment=review`), for live updates.
 #[derive(Template)]
 #[template(path = "review/fragment.html")]
-pub struct QueueFragment {
+pub(crate) struct QueueFragment {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub cards: Vec<DraftCard>,
     pub pending_calls: Vec<decide::CallView>,
 }
 
-pub struct UndoOffer {
+pub(crate) struct UndoOffer {
     pub draft_id: Uuid,
     pub contact: String,
     /// Seconds left before the send job runs.
@@ -123,7 +123,7 @@ pub struct UndoOffer {
 }
 
 #[derive(Deserialize)]
-pub struct QueueQuery {
+pub(crate) struct QueueQuery {
     undo: Option<Uuid>,
     #[serde(default)]
     show: String,
@@ -435,7 +435,7 @@ fn outcome_at(
 }
 
 #[derive(Deserialize)]
-pub struct ApproveForm {
+pub(crate) struct ApproveForm {
     text: Option<String>,
     /// Set when the decision came from the conversation's reply box: go back there.
     #[serde(default)]
@@ -478,7 +478,7 @@ async fn undo(
 }
 
 #[derive(Deserialize)]
-pub struct RejectForm {
+pub(crate) struct RejectForm {
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -496,7 +496,7 @@ async fn reject(
 }
 
 #[derive(Deserialize)]
-pub struct BackForm {
+pub(crate) struct BackForm {
     #[serde(default)]
     back: String,
 }
@@ -518,7 +518,7 @@ async fn regenerate(
 }
 
 #[derive(Deserialize)]
-pub struct PresenceForm {
+pub(crate) struct PresenceForm {
     /// The draft the page offers for editing, if any.
     #[serde(default)]
     draft: String,

@@ -33,16 +33,16 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new().route("/t/{slug}/simulator", get(page).post(send))
 }
 
 /// The simulated end user's number (a reserved-looking Brazilian test number).
-pub const DEFAULT_PHONE: &str = "5511900000001";
+pub(crate) const DEFAULT_PHONE: &str = "5511900000001";
 
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/simulator.html")]
-pub struct SimulatorPage {
+pub(crate) struct SimulatorPage {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub phone: String,
@@ -54,14 +54,14 @@ pub struct SimulatorPage {
 /// The thread alone (`?fragment=thread`), for live updates.
 #[derive(Template)]
 #[template(path = "inbox/simulator_fragment.html")]
-pub struct SimulatorFragment {
+pub(crate) struct SimulatorFragment {
     pub ctx: PageCtx,
     pub shell: Shell,
     pub messages: Vec<ThreadMessage>,
 }
 
 #[derive(Deserialize, Default)]
-pub struct SimQuery {
+pub(crate) struct SimQuery {
     phone: Option<String>,
     /// `thread`: the thread alone, for live updates ([`fragment`]).
     fragment: Option<String>,
@@ -136,7 +136,7 @@ async fn page(
 }
 
 #[derive(Deserialize)]
-pub struct SimForm {
+pub(crate) struct SimForm {
     phone: String,
     #[serde(default)]
     name: String,

@@ -61,7 +61,7 @@ pub struct IngestOutcome {
 
 /// Stores everything a webhook delivered. The caller answers 2xx only after this returns
 /// Ok, which is after the transaction holding it committed.
-pub async fn ingest(
+pub(crate) async fn ingest(
     state: &AppState,
     commit: &Arc<GroupCommit>,
     channel: &Channel,
@@ -73,7 +73,7 @@ pub async fn ingest(
 
 /// Outside any transaction: what each message needs before its batch can look up all
 /// the senders at once (their blind indexes).
-pub async fn prepare_delivery(
+pub(crate) async fn prepare_delivery(
     state: &AppState,
     channel: &Channel,
     events: Vec<InboundEvent>,
@@ -221,14 +221,14 @@ pub trait Effects: Send + Sync + 'static {
 }
 
 /// What the deliveries of one transaction share.
-pub struct Batch<'e> {
+pub(crate) struct Batch<'e> {
     effects: &'e dyn Effects,
     /// Each tenant's request keywords, read once per transaction.
     keywords: HashMap<Uuid, Vec<String>>,
 }
 
 impl<'e> Batch<'e> {
-    pub fn new(effects: &'e dyn Effects) -> Batch<'e> {
+    pub(crate) fn new(effects: &'e dyn Effects) -> Batch<'e> {
         Batch {
             effects,
             keywords: HashMap::new(),
@@ -245,7 +245,7 @@ impl<'e> Batch<'e> {
 /// only when new or newly complete), one locking read finds all the conversations, one
 /// insert stores all the messages (marking each conversation once), and last come what
 /// the stored messages cause.
-pub async fn apply(
+pub(crate) async fn apply(
     state: &AppState,
     tx: &mut PgConnection,
     batch: &mut Batch<'_>,

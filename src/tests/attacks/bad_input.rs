@@ -1,8 +1,8 @@
 //! Malformed input gets a clear 4xx and no ERROR line: NUL bytes (which PostgreSQL can't
 //! store), signed-but-malformed Stripe events, and WhatsApp text beyond WhatsApp's limits.
 
-use serde_json::json;
 use crate::clock::Clock;
+use serde_json::json;
 
 use crate::tests::{
     client::World,
@@ -100,8 +100,7 @@ async fn a_nul_byte_in_any_form_or_in_the_slug_is_a_400() {
 const WHSEC: &str = "whsec_attack";
 
 async fn post_signed(server: &crate::tests::harness::Server, t: &TestApp, body: &str) -> u16 {
-    let sig =
-        crate::billing::stripe::sign(WHSEC, body.as_bytes(), t.clock.now().unix_timestamp());
+    let sig = crate::billing::stripe::sign(WHSEC, body.as_bytes(), t.clock.now().unix_timestamp());
     reqwest::Client::new()
         .post(server.url("/webhooks/stripe"))
         .header("stripe-signature", sig)
