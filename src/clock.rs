@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use time::{Duration, OffsetDateTime};
 
-pub trait Clock: Send + Sync + 'static {
+pub(crate) trait Clock: Send + Sync + 'static {
     fn now(&self) -> OffsetDateTime;
 }
 

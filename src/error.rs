@@ -45,9 +45,9 @@ impl From<crate::crypto::CryptoError> for AppError {
 #[derive(Debug, thiserror::Error)]
 #[error("ingest queue full ({queued} deliveries waiting, the oldest for {waited_ms} ms)")]
 pub(crate) struct Overloaded {
-    pub queued: usize,
-    pub waited_ms: u64,
-    pub retry_after_secs: u64,
+    pub(crate) queued: usize,
+    pub(crate) waited_ms: u64,
+    pub(crate) retry_after_secs: u64,
 }
 
 impl From<sqlx::Error> for AppError {
@@ -107,8 +107,8 @@ fn retry_after(err: &anyhow::Error) -> Option<(u64, bool)> {
 /// What the error renderer needs: the status and a message key for the visitor.
 #[derive(Clone, Debug)]
 pub(crate) struct ErrorInfo {
-    pub status: StatusCode,
-    pub message_key: &'static str,
+    pub(crate) status: StatusCode,
+    pub(crate) message_key: &'static str,
 }
 
 impl ErrorInfo {

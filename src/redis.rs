@@ -18,7 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
-pub struct Redis {
+pub(crate) struct Redis {
     inner: Arc<Inner>,
 }
 
@@ -32,14 +32,14 @@ struct Inner {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RedisStatus {
+pub(crate) enum RedisStatus {
     Ok,
     Down,
     NotConfigured,
 }
 
 impl RedisStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RedisStatus::Ok => "ok",
             RedisStatus::Down => "down",
@@ -50,7 +50,7 @@ impl RedisStatus {
 
 impl Redis {
     /// Never fails on an unreachable server: the connection is made on first use.
-    pub fn new(url: Option<&str>, prefix: &str) -> anyhow::Result<Redis> {
+    pub(crate) fn new(url: Option<&str>, prefix: &str) -> anyhow::Result<Redis> {
         let client = url.map(redis::Client::open).transpose()?;
         Ok(Redis {
             inner: Arc::new(Inner {
@@ -63,7 +63,8 @@ impl Redis {
         })
     }
 
-    pub fn disabled() -> Redis {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn disabled() -> Redis {
         Redis {
             inner: Arc::new(Inner {
                 client: None,
@@ -76,11 +77,11 @@ impl Redis {
     }
 
     /// `prefix` + `key`.
-    pub fn key(&self, key: &str) -> String {
+    pub(crate) fn key(&self, key: &str) -> String {
         format!("{}{}", self.inner.prefix, key)
     }
 
-    pub fn client(&self) -> Option<&redis::Client> {
+    pub(crate) fn client(&self) -> Option<&redis::Client> {
         self.inner.client.as_ref()
     }
 
@@ -88,7 +89,7 @@ impl Redis {
     /// unreachable, answers `None` at once (a circuit breaker): after a failure, a
     /// background task retries every [`RETRY_AFTER`], so no request waits on a dead Redis
     /// (only the very first connection of the process is made inline).
-    pub async fn conn(&self) -> Option<ConnectionManager> {
+    pub(crate) async fn conn(&self) -> Option<ConnectionManager> {
         let client = self.inner.client.as_ref()?;
         if let Some(c) = lock(&self.inner.conn).as_ref() {
             return Some(c.clone());
@@ -116,7 +117,7 @@ impl Redis {
 
     /// A command failed: open the breaker (callers degrade at once for [`RETRY_AFTER`], then
     /// a background reconnect is tried) instead of letting each request wait on Redis.
-    pub fn failed(&self) {
+    pub(crate) fn failed(&self) {
         if lock(&self.inner.conn).take().is_some() {
             tracing::warn!("redis command failed; degraded mode until it answers again");
         }
@@ -147,7 +148,7 @@ impl Redis {
         }
     }
 
-    pub async fn status(&self) -> RedisStatus {
+    pub(crate) async fn status(&self) -> RedisStatus {
         if self.inner.client.is_none() {
             return RedisStatus::NotConfigured;
         }

@@ -20,7 +20,7 @@ use url::Url;
 use crate::config::Config;
 
 #[async_trait]
-pub trait ObjectStore: Send + Sync {
+pub(crate) trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()>;
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Deleting a missing object is not an error (deletion is idempotent).
@@ -45,7 +45,7 @@ fn key(raw: &str) -> anyhow::Result<Key> {
 pub(crate) struct Store {
     inner: Arc<dyn object_store::ObjectStore>,
     /// What it is, for logs (`file` or `s3`); never the credentials.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
 }
 
 impl Store {

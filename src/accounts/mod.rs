@@ -38,20 +38,20 @@ impl From<sqlx::Error> for FormError {
 }
 
 pub(crate) struct Signup<'a> {
-    pub name: &'a str,
-    pub email: &'a str,
-    pub password: &'a str,
-    pub business: &'a str,
-    pub slug: &'a str,
-    pub plan: &'a str,
-    pub accept_policy: bool,
-    pub language: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) email: &'a str,
+    pub(crate) password: &'a str,
+    pub(crate) business: &'a str,
+    pub(crate) slug: &'a str,
+    pub(crate) plan: &'a str,
+    pub(crate) accept_policy: bool,
+    pub(crate) language: &'a str,
 }
 
 pub(crate) struct Created {
-    pub user_id: Uuid,
-    pub tenant_id: Uuid,
-    pub slug: String,
+    pub(crate) user_id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) slug: String,
 }
 
 fn clean_name(raw: &str, key: &'static str) -> Result<String, FormError> {

@@ -36,23 +36,23 @@ const TEMPERATURE: f64 = 0.3;
 /// The tenant's AI settings.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TenantSettings {
-    pub business_name: String,
+    pub(crate) business_name: String,
     /// Free-form instructions from the tenant ("always offer the evaluation first", …).
-    pub instructions: String,
+    pub(crate) instructions: String,
     /// e.g. "warm and professional".
-    pub tone: String,
+    pub(crate) tone: String,
     /// The tenant's language: replies default to it when the customer's is unclear.
-    pub language: Lang,
+    pub(crate) language: Lang,
     /// Opening hours as the tenant wrote them.
-    pub business_hours: String,
+    pub(crate) business_hours: String,
 }
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CustomerProfile {
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Staff notes about the customer.
-    pub notes: Option<String>,
-    pub tags: Vec<String>,
+    pub(crate) notes: Option<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,11 +82,11 @@ pub(crate) enum Media {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ConversationMessage {
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// For outbound messages written by staff, their display name (None for AI drafts).
-    pub staff_author: Option<String>,
-    pub text: String,
-    pub media: Vec<Media>,
+    pub(crate) staff_author: Option<String>,
+    pub(crate) text: String,
+    pub(crate) media: Vec<Media>,
 }
 
 impl ConversationMessage {
@@ -117,9 +117,9 @@ impl ConversationMessage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Budget {
     /// Everything we send: system prompt, tools and messages.
-    pub max_input_tokens: usize,
-    pub max_output_tokens: u32,
-    pub max_knowledge_entries: usize,
+    pub(crate) max_input_tokens: usize,
+    pub(crate) max_output_tokens: u32,
+    pub(crate) max_knowledge_entries: usize,
 }
 
 impl Default for Budget {
@@ -133,35 +133,35 @@ impl Default for Budget {
 }
 
 pub(crate) struct ContextInput<'a> {
-    pub settings: &'a TenantSettings,
-    pub customer: &'a CustomerProfile,
-    pub knowledge: &'a [KnowledgeEntry],
+    pub(crate) settings: &'a TenantSettings,
+    pub(crate) customer: &'a CustomerProfile,
+    pub(crate) knowledge: &'a [KnowledgeEntry],
     /// Oldest first.
-    pub messages: &'a [ConversationMessage],
+    pub(crate) messages: &'a [ConversationMessage],
     /// Tools the model may call (dropped when the model has no tool support).
-    pub tools: &'a [ToolSpec],
+    pub(crate) tools: &'a [ToolSpec],
     /// What the chosen provider/model can read.
-    pub capabilities: Capabilities,
-    pub budget: Budget,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) budget: Budget,
 }
 
 /// A provider request ready to send, with its provenance.
 #[derive(Clone, Debug)]
 pub(crate) struct BuiltContext {
-    pub request: ChatRequest,
-    pub prompt_version: &'static str,
+    pub(crate) request: ChatRequest,
+    pub(crate) prompt_version: &'static str,
     /// The knowledge entries in the prompt, most relevant first.
-    pub knowledge_ids: Vec<Uuid>,
+    pub(crate) knowledge_ids: Vec<Uuid>,
     #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
-    pub messages_included: usize,
+    pub(crate) messages_included: usize,
     /// Older messages left out to fit the budget.
     #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
-    pub messages_dropped: usize,
+    pub(crate) messages_dropped: usize,
     #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
-    pub estimated_input_tokens: usize,
+    pub(crate) estimated_input_tokens: usize,
     /// Even the latest message and the bare prompt exceed the budget.
     #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
-    pub over_budget: bool,
+    pub(crate) over_budget: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,8 +32,8 @@ pub(crate) fn client(
 
 /// What must never appear in an error we return: the request's texts and the API key.
 pub(crate) struct Scrub<'a> {
-    pub texts: Vec<&'a str>,
-    pub key: Option<&'a str>,
+    pub(crate) texts: Vec<&'a str>,
+    pub(crate) key: Option<&'a str>,
 }
 
 /// The largest AI response body we read. A draft's answer is a few KiB; this leaves room

@@ -27,48 +27,48 @@ use crate::{
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct EvalSet {
-    pub kbs: BTreeMap<String, EvalKb>,
-    pub cases: Vec<EvalCase>,
+    pub(crate) kbs: BTreeMap<String, EvalKb>,
+    pub(crate) cases: Vec<EvalCase>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct EvalKb {
-    pub lang: String,
-    pub entries: Vec<EvalEntry>,
+    pub(crate) lang: String,
+    pub(crate) entries: Vec<EvalEntry>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct EvalEntry {
-    pub key: String,
-    pub title: String,
-    pub body: String,
+    pub(crate) key: String,
+    pub(crate) title: String,
+    pub(crate) body: String,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct EvalCase {
-    pub kb: String,
-    pub split: String,
-    pub text: String,
-    pub expect: String,
+    pub(crate) kb: String,
+    pub(crate) split: String,
+    pub(crate) text: String,
+    pub(crate) expect: String,
     #[serde(default)]
-    pub earlier: Vec<String>,
+    pub(crate) earlier: Vec<String>,
 }
 
 /// Counts for one group of cases.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Tally {
-    pub cases: usize,
+    pub(crate) cases: usize,
     /// Cases an entry should answer.
-    pub answerable: usize,
-    pub correct: usize,
-    pub partial: usize,
-    pub wrong: usize,
+    pub(crate) answerable: usize,
+    pub(crate) correct: usize,
+    pub(crate) partial: usize,
+    pub(crate) wrong: usize,
     /// Answerable cases that escalated.
-    pub missed: usize,
+    pub(crate) missed: usize,
     /// Must-escalate cases that escalated.
-    pub escalated_ok: usize,
+    pub(crate) escalated_ok: usize,
     /// Must-escalate cases with a named reason that escalated with another one.
-    pub wrong_reason: usize,
+    pub(crate) wrong_reason: usize,
 }
 
 impl Tally {
@@ -106,19 +106,19 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// One case's result (for the listing of failures).
 #[derive(Clone, Debug)]
 pub(crate) struct CaseResult {
-    pub kb: String,
-    pub text: String,
-    pub expect: String,
-    pub got: String,
-    pub verdict: &'static str,
+    pub(crate) kb: String,
+    pub(crate) text: String,
+    pub(crate) expect: String,
+    pub(crate) got: String,
+    pub(crate) verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Report {
-    pub total: Tally,
+    pub(crate) total: Tally,
     /// Per knowledge-base size (number of entries).
-    pub by_size: BTreeMap<usize, Tally>,
-    pub failures: Vec<CaseResult>,
+    pub(crate) by_size: BTreeMap<usize, Tally>,
+    pub(crate) failures: Vec<CaseResult>,
 }
 
 pub(crate) fn parse(json: &str) -> Result<EvalSet, String> {

@@ -116,8 +116,8 @@ impl fmt::Debug for Part {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ChatMessage {
-    pub role: Role,
-    pub parts: Vec<Part>,
+    pub(crate) role: Role,
+    pub(crate) parts: Vec<Part>,
 }
 
 impl ChatMessage {
@@ -169,22 +169,22 @@ impl ChatMessage {
 /// A tool the model may call (MCP tools are mapped onto this).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ToolSpec {
-    pub name: String,
-    pub description: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
     /// A JSON Schema object describing the arguments.
-    pub input_schema: Value,
+    pub(crate) input_schema: Value,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ToolCall {
     /// The provider's call id (generated for providers that have none), echoed in the result.
-    pub id: String,
-    pub name: String,
-    pub arguments: Value,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) arguments: Value,
     /// Opaque fields the provider attached to the call and wants back, verbatim, when the
     /// history is replayed: Gemini's `thoughtSignature` (a part-level field; Gemini 3 refuses
     /// the next step of a tool loop without it). `None` for providers that attach nothing.
-    pub provider_data: Option<Value>,
+    pub(crate) provider_data: Option<Value>,
 }
 
 /// Whether the model may call the offered tools.
@@ -201,15 +201,15 @@ pub(crate) enum ToolChoice {
 
 #[derive(Clone, PartialEq)]
 pub(crate) struct ChatRequest {
-    pub system: String,
+    pub(crate) system: String,
     /// Oldest first.
-    pub messages: Vec<ChatMessage>,
-    pub tools: Vec<ToolSpec>,
-    pub max_output_tokens: u32,
+    pub(crate) messages: Vec<ChatMessage>,
+    pub(crate) tools: Vec<ToolSpec>,
+    pub(crate) max_output_tokens: u32,
     /// The temperature we would like; each client sends it only to models that accept it
     /// ([`models::ModelCaps::accepts_temperature`]). `f64`, so `0.3` goes out as `0.3`.
-    pub temperature: Option<f64>,
-    pub tool_choice: ToolChoice,
+    pub(crate) temperature: Option<f64>,
+    pub(crate) tool_choice: ToolChoice,
 }
 
 impl fmt::Debug for ChatRequest {
@@ -247,8 +247,8 @@ impl ChatRequest {
 /// Tokens a call consumed, as the provider reported them (the hook for per-tenant limits).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Usage {
-    pub input_tokens: u32,
-    pub output_tokens: u32,
+    pub(crate) input_tokens: u32,
+    pub(crate) output_tokens: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,14 +262,14 @@ pub(crate) enum FinishReason {
 
 #[derive(Clone, PartialEq)]
 pub(crate) struct ChatResponse {
-    pub text: Option<String>,
-    pub tool_calls: Vec<ToolCall>,
-    pub usage: Usage,
+    pub(crate) text: Option<String>,
+    pub(crate) tool_calls: Vec<ToolCall>,
+    pub(crate) usage: Usage,
     /// The model that answered, as the provider reports it.
-    pub model: String,
+    pub(crate) model: String,
     /// The provider that answered (differs from the configured one after a fallback).
-    pub provider: String,
-    pub finish_reason: FinishReason,
+    pub(crate) provider: String,
+    pub(crate) finish_reason: FinishReason,
 }
 
 impl fmt::Debug for ChatResponse {
@@ -294,9 +294,9 @@ impl fmt::Debug for ChatResponse {
 /// What a provider/model can read. Media it can't read is escalated to a human.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Capabilities {
-    pub supports_vision: bool,
-    pub supports_audio_transcription: bool,
-    pub supports_tools: bool,
+    pub(crate) supports_vision: bool,
+    pub(crate) supports_audio_transcription: bool,
+    pub(crate) supports_tools: bool,
 }
 
 impl Capabilities {
@@ -453,23 +453,23 @@ impl FromStr for ProviderKind {
 /// One provider as a tenant (or the platform) configured it.
 #[derive(Clone, Debug)]
 pub(crate) struct ProviderConfig {
-    pub kind: ProviderKind,
-    pub model: String,
+    pub(crate) kind: ProviderKind,
+    pub(crate) model: String,
     /// Overrides [`ProviderKind::default_base_url`]; required for `OpenAiCompatible`.
-    pub base_url: Option<Url>,
+    pub(crate) base_url: Option<Url>,
     /// A tenant-supplied `base_url` as the SSRF guard vetted it: the client connects only
     /// to these addresses.
-    pub vetted: Option<crate::mcp::guard::Vetted>,
+    pub(crate) vetted: Option<crate::mcp::guard::Vetted>,
     /// The tenant's own key, else the platform's (see [`platform_key`]).
-    pub api_key: Option<SecretString>,
+    pub(crate) api_key: Option<SecretString>,
     /// The speech-to-text model for `transcribe` (OpenAI-format providers only). Defaults:
     /// `whisper-1` (OpenAI), `whisper-large-v3-turbo` (Groq), none for compatible servers.
-    pub transcription_model: Option<String>,
+    pub(crate) transcription_model: Option<String>,
     /// Overrides the capabilities guessed from the model name (for local models).
-    pub capabilities: Option<Capabilities>,
+    pub(crate) capabilities: Option<Capabilities>,
     /// Whole-request timeout (connect, send, wait, read).
-    pub timeout: Duration,
-    pub retry: RetryPolicy,
+    pub(crate) timeout: Duration,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl ProviderConfig {

@@ -22,18 +22,18 @@ pub(crate) enum MaxTokensField {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ModelCaps {
     /// Whether `temperature` may be sent (otherwise the provider's default applies).
-    pub accepts_temperature: bool,
+    pub(crate) accepts_temperature: bool,
     /// OpenAI format only; Anthropic always uses `max_tokens`, Gemini `maxOutputTokens`.
-    pub max_tokens_field: MaxTokensField,
+    pub(crate) max_tokens_field: MaxTokensField,
     /// A reasoning model: its output limit also pays for hidden reasoning tokens, and it takes
     /// `reasoning_effort` (OpenAI format).
-    pub reasoning: bool,
-    pub tools: bool,
-    pub vision: bool,
+    pub(crate) reasoning: bool,
+    pub(crate) tools: bool,
+    pub(crate) vision: bool,
     /// Voice notes can be transcribed through this provider (OpenAI and Groq's whisper).
-    pub audio: bool,
+    pub(crate) audio: bool,
     /// Input + output tokens the model can take.
-    pub context_window: u32,
+    pub(crate) context_window: u32,
 }
 
 impl ModelCaps {

@@ -76,11 +76,11 @@ const FOLLOW_UP_WORDS: usize = 3;
 /// The decision's two constants, as one value so `sigmaai kb-eval --sweep` can try others.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Params {
-    pub min_coverage: f32,
-    pub margin: f32,
-    pub concept_weight: f32,
-    pub absent_weight: f32,
-    pub common_weight: f32,
+    pub(crate) min_coverage: f32,
+    pub(crate) margin: f32,
+    pub(crate) concept_weight: f32,
+    pub(crate) absent_weight: f32,
+    pub(crate) common_weight: f32,
 }
 
 impl Default for Params {
@@ -162,8 +162,8 @@ impl std::fmt::Display for NoAnswer {
 /// A customer's turn: what is pending, and what they wrote before (oldest first).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Turn<'a> {
-    pub pending: &'a str,
-    pub earlier: &'a [String],
+    pub(crate) pending: &'a str,
+    pub(crate) earlier: &'a [String],
 }
 
 /// Answers `question` alone from `entries`, in `lang`.
@@ -364,14 +364,14 @@ fn split_run_on(message: &str) -> Vec<String> {
 /// An entry with its relevance to a question.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Ranked<'a> {
-    pub entry: &'a KnowledgeEntry,
+    pub(crate) entry: &'a KnowledgeEntry,
     /// Coverage with title words above body words, plus normalised BM25 (0 = nothing in
     /// common; about 1.15 at most).
-    pub score: f32,
+    pub(crate) score: f32,
     /// The share of the question's content words this entry contains (0..=1).
-    pub coverage: f32,
+    pub(crate) coverage: f32,
     /// The customer's words that matched (folded), in question order.
-    pub matched: Vec<String>,
+    pub(crate) matched: Vec<String>,
 }
 
 /// The entries that share anything with `question`, best first (ties keep the given order).
@@ -403,11 +403,11 @@ pub(crate) fn rank_with<'a>(
 /// page's "test a question" box.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Explanation<'a> {
-    pub outcome: OfflineOutcome,
+    pub(crate) outcome: OfflineOutcome,
     /// The best entries (at most 3) with score, coverage and matched words.
-    pub ranked: Vec<Ranked<'a>>,
+    pub(crate) ranked: Vec<Ranked<'a>>,
     /// The question's content terms as the index sees them.
-    pub terms: Vec<String>,
+    pub(crate) terms: Vec<String>,
 }
 
 pub(crate) fn explain<'a>(

@@ -14,11 +14,11 @@ use super::{AiError, Capabilities, ChatRequest, ChatResponse, Provider};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RetryPolicy {
     /// Total attempts, the first included (1 = no retries).
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// The first backoff; doubled after each failed attempt.
-    pub base_delay: Duration,
+    pub(crate) base_delay: Duration,
     /// No single wait is longer than this.
-    pub max_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 impl Default for RetryPolicy {

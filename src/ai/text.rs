@@ -33,16 +33,16 @@ use crate::i18n::Lang;
 /// One index term with the word it came from (folded, abbreviations expanded).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Token {
-    pub term: String,
-    pub word: String,
+    pub(crate) term: String,
+    pub(crate) word: String,
 }
 
 /// The result of analysing a text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Analysis {
-    pub tokens: Vec<Token>,
+    pub(crate) tokens: Vec<Token>,
     /// Whether a greeting or sign-off was found (and stripped).
-    pub greeted: bool,
+    pub(crate) greeted: bool,
 }
 
 impl Analysis {

@@ -26,13 +26,13 @@ use crate::{
 /// The authenticated caller: a token of one tenant, with its scopes.
 #[derive(Clone, Debug)]
 pub(crate) struct ApiCtx {
-    pub tenant_id: Uuid,
-    pub token_id: Uuid,
-    pub name: String,
-    pub scopes: Vec<Scope>,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) token_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) scopes: Vec<Scope>,
     /// The member who created the token (drafts it approves are approved on their behalf).
-    pub created_by: Option<Uuid>,
-    pub rate_per_minute: i32,
+    pub(crate) created_by: Option<Uuid>,
+    pub(crate) rate_per_minute: i32,
 }
 
 impl ApiCtx {

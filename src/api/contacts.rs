@@ -28,16 +28,16 @@ use crate::{
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ContactOut {
-    pub id: Uuid,
-    pub name: Option<String>,
+    pub(crate) id: Uuid,
+    pub(crate) name: Option<String>,
     /// Digits only, with the country code (E.164 without `+`).
-    pub phone: Option<String>,
-    pub notes: String,
-    pub tags: Vec<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) notes: String,
+    pub(crate) tags: Vec<String>,
     /// Erased on request: nothing of it is readable any more.
-    pub erased: bool,
+    pub(crate) erased: bool,
     /// Processing restricted on request: nothing may be sent to it.
-    pub restricted: bool,
+    pub(crate) restricted: bool,
 }
 
 impl ContactOut {
@@ -89,11 +89,11 @@ pub(crate) async fn show(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ContactPatch {
     /// At most 120 characters (empty: keep the current name).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// At most 4,000 characters.
-    pub notes: Option<String>,
+    pub(crate) notes: Option<String>,
     /// At most 10 tags of 30 characters, lowercased.
-    pub tags: Option<Vec<String>>,
+    pub(crate) tags: Option<Vec<String>>,
 }
 
 /// Update a contact's profile.

@@ -28,11 +28,11 @@ use crate::{
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct EntryOut {
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// `faq`, `hours`, `service`, `price` or `other`.
-    pub kind: String,
-    pub title: String,
-    pub body: String,
+    pub(crate) kind: String,
+    pub(crate) title: String,
+    pub(crate) body: String,
 }
 
 impl From<KnowledgeEntry> for EntryOut {
@@ -48,18 +48,18 @@ impl From<KnowledgeEntry> for EntryOut {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct EntryList {
-    pub data: Vec<EntryOut>,
+    pub(crate) data: Vec<EntryOut>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EntryIn {
     /// `faq`, `hours`, `service`, `price` or `other`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// 1–200 characters.
-    pub title: String,
+    pub(crate) title: String,
     /// 1–8,000 characters.
-    pub body: String,
+    pub(crate) body: String,
 }
 
 fn check(id: Uuid, e: &EntryIn) -> ApiResult<KnowledgeEntry> {

@@ -22,12 +22,12 @@ use crate::api::{contacts, conversations, drafts, knowledge, privacy};
 pub(crate) struct Problem {
     /// A URI naming the kind of problem (`urn:sigmaai:problem:<code>`).
     #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
+    pub(crate) kind: String,
+    pub(crate) title: String,
+    pub(crate) status: u16,
+    pub(crate) detail: String,
     /// Quote it when asking for help.
-    pub request_id: String,
+    pub(crate) request_id: String,
 }
 
 struct BearerAuth;
@@ -81,11 +81,11 @@ pub(crate) fn document() -> &'static str {
 
 /// One operation, for the docs page.
 pub(crate) struct Operation {
-    pub method: String,
-    pub path: String,
-    pub summary: String,
-    pub scopes: String,
-    pub tag: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) summary: String,
+    pub(crate) scopes: String,
+    pub(crate) tag: String,
 }
 
 /// Every operation in the document, in path order.

@@ -31,12 +31,12 @@ const SESSION_TYPE: &str = "session";
 /// source of truth (revocation, idle and absolute timeouts).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct SessionClaims {
-    pub sid: Uuid,
-    pub uid: Uuid,
-    pub iat: i64,
-    pub exp: i64,
-    pub iss: String,
-    pub typ: String,
+    pub(crate) sid: Uuid,
+    pub(crate) uid: Uuid,
+    pub(crate) iat: i64,
+    pub(crate) exp: i64,
+    pub(crate) iss: String,
+    pub(crate) typ: String,
 }
 
 pub(crate) fn issue_session_jwt(

@@ -28,17 +28,17 @@ pub(crate) const HEADER_LEN: usize = BOUND_HEADER_LEN + NONCE_LEN;
 pub(crate) const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 
 /// 256 bits of key material, zeroized on drop and never printed.
-pub struct SecretKey(Zeroizing<[u8; 32]>);
+pub(crate) struct SecretKey(Zeroizing<[u8; 32]>);
 
 impl SecretKey {
     /// A fresh key from the operating system's CSPRNG.
-    pub fn random() -> SecretKey {
+    pub(crate) fn random() -> SecretKey {
         let mut key = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(&mut *key);
         SecretKey(key)
     }
 
-    pub fn from_slice(bytes: &[u8]) -> Option<SecretKey> {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<SecretKey> {
         let mut key = Zeroizing::new([0u8; 32]);
         if bytes.len() != key.len() {
             return None;
@@ -65,8 +65,8 @@ impl std::fmt::Debug for SecretKey {
 /// The parsed header of a sealed value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
-    pub key_id: Uuid,
-    pub key_version: u32,
+    pub(crate) key_id: Uuid,
+    pub(crate) key_version: u32,
 }
 
 impl Header {

@@ -28,7 +28,7 @@ use crate::config::{Config, decode_master_key, master_key_bytes};
 /// hands out its own key. `context` is bound to the wrapped key (a KMS "encryption context");
 /// it holds ids only, never personal data.
 #[async_trait]
-pub trait MasterKeyProvider: Send + Sync + 'static {
+pub(crate) trait MasterKeyProvider: Send + Sync + 'static {
     /// The id of the key new wraps use (stored beside each wrapped tenant key).
     fn current_key_id(&self) -> &str;
     /// Ids of every key that can still unwrap (the current one first).

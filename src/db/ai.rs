@@ -9,18 +9,18 @@ use crate::domain::knowledge::{KnowledgeEntry, KnowledgeKind};
 
 #[derive(Clone, Debug)]
 pub(crate) struct AiSettings {
-    pub provider: String,
-    pub model: String,
-    pub base_url: Option<String>,
-    pub api_key_sealed: Option<Vec<u8>>,
-    pub fallback_provider: Option<String>,
-    pub fallback_model: Option<String>,
-    pub instructions: String,
-    pub tone: String,
-    pub policy: String,
-    pub daily_call_limit: Option<i32>,
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    pub(crate) base_url: Option<String>,
+    pub(crate) api_key_sealed: Option<Vec<u8>>,
+    pub(crate) fallback_provider: Option<String>,
+    pub(crate) fallback_model: Option<String>,
+    pub(crate) instructions: String,
+    pub(crate) tone: String,
+    pub(crate) policy: String,
+    pub(crate) daily_call_limit: Option<i32>,
     /// Seconds an approved reply waits (and can be undone) before it is sent.
-    pub undo_seconds: i32,
+    pub(crate) undo_seconds: i32,
 }
 
 impl Default for AiSettings {
@@ -172,50 +172,50 @@ pub(crate) async fn delete_knowledge(conn: &mut PgConnection, id: Uuid) -> sqlx:
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Draft {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
+    pub(crate) id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub reply_to_message_id: Uuid,
-    pub state: String,
-    pub original_sealed: Option<Vec<u8>>,
-    pub final_sealed: Option<Vec<u8>>,
-    pub escalation_reason: Option<String>,
-    pub provider: String,
-    pub model: String,
-    pub prompt_version: String,
-    pub knowledge_ids: Vec<Uuid>,
-    pub input_tokens: i32,
-    pub output_tokens: i32,
-    pub latency_ms: i32,
+    pub(crate) reply_to_message_id: Uuid,
+    pub(crate) state: String,
+    pub(crate) original_sealed: Option<Vec<u8>>,
+    pub(crate) final_sealed: Option<Vec<u8>>,
+    pub(crate) escalation_reason: Option<String>,
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    pub(crate) prompt_version: String,
+    pub(crate) knowledge_ids: Vec<Uuid>,
+    pub(crate) input_tokens: i32,
+    pub(crate) output_tokens: i32,
+    pub(crate) latency_ms: i32,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub auto_sent: bool,
-    pub decided_by: Option<Uuid>,
-    pub decided_at: Option<OffsetDateTime>,
-    pub reject_reason: Option<String>,
-    pub edited: bool,
-    pub sent_message_id: Option<Uuid>,
-    pub created_at: OffsetDateTime,
+    pub(crate) auto_sent: bool,
+    pub(crate) decided_by: Option<Uuid>,
+    pub(crate) decided_at: Option<OffsetDateTime>,
+    pub(crate) reject_reason: Option<String>,
+    pub(crate) edited: bool,
+    pub(crate) sent_message_id: Option<Uuid>,
+    pub(crate) created_at: OffsetDateTime,
     /// A message its context held was later edited or deleted (`edited` / `deleted`).
-    pub source_changed: Option<String>,
+    pub(crate) source_changed: Option<String>,
 }
 
 pub(crate) struct NewDraft<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
-    pub reply_to_message_id: Uuid,
-    pub state: &'a str,
-    pub original_sealed: Option<Vec<u8>>,
-    pub escalation_reason: Option<&'a str>,
-    pub provider: &'a str,
-    pub model: &'a str,
-    pub prompt_version: &'a str,
-    pub knowledge_ids: Vec<Uuid>,
-    pub input_tokens: i32,
-    pub output_tokens: i32,
-    pub latency_ms: i32,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) reply_to_message_id: Uuid,
+    pub(crate) state: &'a str,
+    pub(crate) original_sealed: Option<Vec<u8>>,
+    pub(crate) escalation_reason: Option<&'a str>,
+    pub(crate) provider: &'a str,
+    pub(crate) model: &'a str,
+    pub(crate) prompt_version: &'a str,
+    pub(crate) knowledge_ids: Vec<Uuid>,
+    pub(crate) input_tokens: i32,
+    pub(crate) output_tokens: i32,
+    pub(crate) latency_ms: i32,
 }
 
 /// Stores a draft, superseding the conversation's older pending one. `false` when this
@@ -472,12 +472,12 @@ pub(crate) async fn record_recipient(
 
 #[derive(Clone, Debug)]
 pub(crate) struct Recipient {
-    pub kind: String,
-    pub name: String,
-    pub detail: String,
-    pub first_at: OffsetDateTime,
-    pub last_at: OffsetDateTime,
-    pub times: i32,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) detail: String,
+    pub(crate) first_at: OffsetDateTime,
+    pub(crate) last_at: OffsetDateTime,
+    pub(crate) times: i32,
 }
 
 pub(crate) async fn recipients(
@@ -494,12 +494,12 @@ pub(crate) async fn recipients(
 }
 
 pub(crate) struct UsageDelta<'a> {
-    pub provider: &'a str,
-    pub calls: i32,
-    pub failures: i32,
-    pub drafts: i32,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+    pub(crate) provider: &'a str,
+    pub(crate) calls: i32,
+    pub(crate) failures: i32,
+    pub(crate) drafts: i32,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
 }
 
 pub(crate) async fn add_usage(
@@ -532,13 +532,13 @@ pub(crate) async fn add_usage(
 
 #[derive(Clone, Debug)]
 pub(crate) struct UsageRow {
-    pub day: Date,
-    pub provider: String,
-    pub calls: i32,
-    pub failures: i32,
-    pub drafts: i32,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+    pub(crate) day: Date,
+    pub(crate) provider: String,
+    pub(crate) calls: i32,
+    pub(crate) failures: i32,
+    pub(crate) drafts: i32,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
 }
 
 pub(crate) async fn usage_since(
@@ -681,17 +681,17 @@ pub(crate) async fn question_of_reply(
 #[derive(Debug, Default)]
 pub(crate) struct QueueFilter {
     /// `pending` (drafts to approve) or `escalated`; `None`: both.
-    pub state: Option<&'static str>,
+    pub(crate) state: Option<&'static str>,
     /// Only conversations assigned to this member.
-    pub assigned_to: Option<Uuid>,
+    pub(crate) assigned_to: Option<Uuid>,
     /// Only conversations nobody is assigned to.
-    pub unassigned: bool,
+    pub(crate) unassigned: bool,
     /// Only conversations on this channel (number).
-    pub channel: Option<Uuid>,
+    pub(crate) channel: Option<Uuid>,
     /// Only drafts written before this instant (waiting longer than some minutes).
-    pub created_before: Option<OffsetDateTime>,
-    pub limit: i64,
-    pub offset: i64,
+    pub(crate) created_before: Option<OffsetDateTime>,
+    pub(crate) limit: i64,
+    pub(crate) offset: i64,
 }
 
 /// One page of the review queue: emergencies first, then oldest first; and how many wait
@@ -778,23 +778,23 @@ pub(crate) async fn queue_total(conn: &mut PgConnection, f: &QueueFilter) -> sql
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ApprovalContext {
     #[sqlx(flatten)]
-    pub draft: Draft,
+    pub(crate) draft: Draft,
     /// Another member editing the draft now (heartbeat at or after `since`).
-    pub editor: Option<String>,
+    pub(crate) editor: Option<String>,
     /// `None`: the tenant never saved AI settings (the default window applies).
-    pub undo_seconds: Option<i32>,
-    pub conv_exists: bool,
-    pub channel_id: Option<Uuid>,
+    pub(crate) undo_seconds: Option<i32>,
+    pub(crate) conv_exists: bool,
+    pub(crate) channel_id: Option<Uuid>,
     /// The conversation's contact (the reply is sealed for it).
-    pub conv_contact_id: Option<Uuid>,
-    pub last_inbound_at: Option<OffsetDateTime>,
-    pub contact_exists: bool,
-    pub erased_at: Option<OffsetDateTime>,
-    pub restricted_at: Option<OffsetDateTime>,
+    pub(crate) conv_contact_id: Option<Uuid>,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) contact_exists: bool,
+    pub(crate) erased_at: Option<OffsetDateTime>,
+    pub(crate) restricted_at: Option<OffsetDateTime>,
     /// The conversation's channel unless deleted.
-    pub channel_kind: Option<String>,
-    pub audit_seq: Option<i64>,
-    pub audit_hash: Option<Vec<u8>>,
+    pub(crate) channel_kind: Option<String>,
+    pub(crate) audit_seq: Option<i64>,
+    pub(crate) audit_hash: Option<Vec<u8>>,
 }
 
 pub(crate) async fn approval_context(
@@ -835,26 +835,26 @@ pub(crate) async fn approval_context(
 
 /// An approval's writes, all in one statement (see [`approve`]).
 pub(crate) struct ApprovalWrite<'a> {
-    pub tenant_id: Uuid,
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub state: &'a str,
-    pub by: Uuid,
-    pub final_sealed: &'a [u8],
-    pub edited: bool,
-    pub edit_words: i32,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) state: &'a str,
+    pub(crate) by: Uuid,
+    pub(crate) final_sealed: &'a [u8],
+    pub(crate) edited: bool,
+    pub(crate) edit_words: i32,
     /// The reply: a queued outbound message from the AI, approved by `by`.
-    pub message_id: Uuid,
-    pub body_sealed: &'a [u8],
+    pub(crate) message_id: Uuid,
+    pub(crate) body_sealed: &'a [u8],
     /// Its send job (built by `NewJob::of`), woken with `notify_one_worker`'s payload.
-    pub job: super::jobs::NewJob,
-    pub audit: &'a super::audit::Entry,
+    pub(crate) job: super::jobs::NewJob,
+    pub(crate) audit: &'a super::audit::Entry,
     /// The outgoing-webhook event (`draft.approved`) and its data.
-    pub event_type: &'a str,
-    pub event: &'a Value,
-    pub now: OffsetDateTime,
+    pub(crate) event_type: &'a str,
+    pub(crate) event: &'a Value,
+    pub(crate) now: OffsetDateTime,
 }
 
 /// Approves a draft and queues its reply in one statement: the draft's decision (only from

@@ -6,18 +6,18 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct ApiToken {
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub tenant_id: Uuid,
-    pub name: String,
-    pub secret_hash: Vec<u8>,
-    pub scopes: Vec<String>,
-    pub created_by: Option<Uuid>,
-    pub created_at: OffsetDateTime,
-    pub expires_at: Option<OffsetDateTime>,
-    pub last_used_at: Option<OffsetDateTime>,
-    pub revoked_at: Option<OffsetDateTime>,
-    pub rate_per_minute: i32,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) secret_hash: Vec<u8>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) created_by: Option<Uuid>,
+    pub(crate) created_at: OffsetDateTime,
+    pub(crate) expires_at: Option<OffsetDateTime>,
+    pub(crate) last_used_at: Option<OffsetDateTime>,
+    pub(crate) revoked_at: Option<OffsetDateTime>,
+    pub(crate) rate_per_minute: i32,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, secret_hash, scopes, created_by, created_at, \
@@ -32,13 +32,13 @@ pub(crate) async fn tenant_of(conn: &mut PgConnection, id: Uuid) -> sqlx::Result
 }
 
 pub(crate) struct NewToken<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub name: &'a str,
-    pub secret_hash: &'a [u8],
-    pub scopes: &'a [String],
-    pub created_by: Uuid,
-    pub expires_at: Option<OffsetDateTime>,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) name: &'a str,
+    pub(crate) secret_hash: &'a [u8],
+    pub(crate) scopes: &'a [String],
+    pub(crate) created_by: Uuid,
+    pub(crate) expires_at: Option<OffsetDateTime>,
 }
 
 pub(crate) async fn insert(
@@ -114,9 +114,9 @@ pub(crate) async fn touch(
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct StoredResponse {
-    pub request_hash: Vec<u8>,
-    pub status: i16,
-    pub response: serde_json::Value,
+    pub(crate) request_hash: Vec<u8>,
+    pub(crate) status: i16,
+    pub(crate) response: serde_json::Value,
 }
 
 /// Claims an idempotency key in the caller's transaction. `None`: claimed now (the caller

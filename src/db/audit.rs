@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Actor {
-    pub id: Option<Uuid>,
+    pub(crate) id: Option<Uuid>,
     /// Shown in the log: the member's e-mail, or "system", or "end user".
-    pub label: String,
+    pub(crate) label: String,
 }
 
 impl Actor {
@@ -41,16 +41,16 @@ impl Actor {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
-    pub seq: i64,
-    pub id: Uuid,
-    pub at: OffsetDateTime,
-    pub actor_id: Option<Uuid>,
-    pub actor_label: String,
-    pub action: String,
-    pub subject: String,
-    pub detail: Value,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
+    pub(crate) seq: i64,
+    pub(crate) id: Uuid,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) actor_id: Option<Uuid>,
+    pub(crate) actor_label: String,
+    pub(crate) action: String,
+    pub(crate) subject: String,
+    pub(crate) detail: Value,
+    pub(crate) prev_hash: Vec<u8>,
+    pub(crate) hash: Vec<u8>,
 }
 
 /// The hash of an entry: the previous entry's hash and every field, length-prefixed.
@@ -202,17 +202,17 @@ pub(crate) async fn list(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Verified {
     /// Entries present, each checked.
-    pub entries: usize,
+    pub(crate) entries: usize,
     /// What retention pruned, from the latest checkpoint.
-    pub pruned: Option<Pruned>,
+    pub(crate) pruned: Option<Pruned>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Pruned {
     /// Entries 1..=through_seq are gone (so this is also how many).
-    pub through_seq: i64,
+    pub(crate) through_seq: i64,
     /// When the last of them was written.
-    pub through_at: OffsetDateTime,
+    pub(crate) through_at: OffsetDateTime,
 }
 
 /// Evidence that the log was altered outside the application.
@@ -282,13 +282,13 @@ pub(crate) async fn verify_chain(
 /// `head_hash`. Signed with the tenant's checkpoint key (see `crypto::checkpoint`).
 #[derive(Clone, Debug)]
 pub(crate) struct Checkpoint {
-    pub through_seq: i64,
-    pub through_at: OffsetDateTime,
-    pub head_hash: Vec<u8>,
+    pub(crate) through_seq: i64,
+    pub(crate) through_at: OffsetDateTime,
+    pub(crate) head_hash: Vec<u8>,
     /// How many entries this prune dropped.
-    pub dropped: i64,
-    pub at: OffsetDateTime,
-    pub signature: Vec<u8>,
+    pub(crate) dropped: i64,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) signature: Vec<u8>,
 }
 
 impl Checkpoint {
@@ -337,12 +337,12 @@ pub(crate) async fn checkpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Che
 /// What a prune would drop: entries `first_seq..=through_seq`.
 #[derive(Clone, Debug)]
 pub(crate) struct PrunePlan {
-    pub first_seq: i64,
-    pub through_seq: i64,
-    pub through_at: OffsetDateTime,
-    pub head_hash: Vec<u8>,
+    pub(crate) first_seq: i64,
+    pub(crate) through_seq: i64,
+    pub(crate) through_at: OffsetDateTime,
+    pub(crate) head_hash: Vec<u8>,
     /// The moment the window is measured from (to the microsecond, as stored).
-    pub now: OffsetDateTime,
+    pub(crate) now: OffsetDateTime,
 }
 
 /// The longest prefix of the chain written more than `days` before `now`, without the

@@ -6,13 +6,13 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Billing {
-    pub plan: String,
-    pub stripe_customer_id: Option<String>,
-    pub stripe_subscription_id: Option<String>,
-    pub billing_status: String,
-    pub grace_until: Option<OffsetDateTime>,
+    pub(crate) plan: String,
+    pub(crate) stripe_customer_id: Option<String>,
+    pub(crate) stripe_subscription_id: Option<String>,
+    pub(crate) billing_status: String,
+    pub(crate) grace_until: Option<OffsetDateTime>,
     /// `created` (Unix seconds) of the newest subscription-state event applied.
-    pub stripe_event_at: Option<i64>,
+    pub(crate) stripe_event_at: Option<i64>,
 }
 
 pub(crate) async fn get(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<Option<Billing>> {
@@ -126,11 +126,11 @@ pub(crate) async fn set_event_at(
 
 /// An invoice event whose customer no tenant has yet.
 pub(crate) struct PendingEvent {
-    pub id: String,
-    pub kind: String,
-    pub customer: String,
-    pub subscription: Option<String>,
-    pub created: i64,
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) customer: String,
+    pub(crate) subscription: Option<String>,
+    pub(crate) created: i64,
 }
 
 pub(crate) async fn keep_pending(

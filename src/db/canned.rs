@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Canned {
-    pub id: Uuid,
-    pub title: String,
-    pub body: String,
+    pub(crate) id: Uuid,
+    pub(crate) title: String,
+    pub(crate) body: String,
 }
 
 pub(crate) async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Canned>> {

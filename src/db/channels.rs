@@ -6,36 +6,38 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
-pub struct Channel {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub route_id: Uuid,
-    pub kind: String,
-    pub name: String,
-    pub config: Value,
-    pub secrets_sealed: Option<Vec<u8>>,
-    pub health: String,
-    pub health_detail: String,
-    pub last_event_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+pub(crate) struct Channel {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) route_id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) config: Value,
+    pub(crate) secrets_sealed: Option<Vec<u8>>,
+    pub(crate) health: String,
+    pub(crate) health_detail: String,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) last_event_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) created_at: OffsetDateTime,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct Route {
-    pub tenant_id: Uuid,
-    pub channel_id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) channel_id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 pub(crate) struct NewChannel<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub route_id: Uuid,
-    pub kind: &'a str,
-    pub name: &'a str,
-    pub config: Value,
-    pub secrets_sealed: Option<Vec<u8>>,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) route_id: Uuid,
+    pub(crate) kind: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) config: Value,
+    pub(crate) secrets_sealed: Option<Vec<u8>>,
 }
 
 /// In a tenant-scoped transaction: the route (global) and the channel.

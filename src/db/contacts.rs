@@ -7,26 +7,26 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Contact {
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub phone_index: Option<String>,
+    pub(crate) phone_index: Option<String>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub lid_index: Option<String>,
-    pub phone_sealed: Option<Vec<u8>>,
-    pub name_sealed: Option<Vec<u8>>,
-    pub profile_sealed: Option<Vec<u8>>,
-    pub tags: Vec<String>,
-    pub restricted_at: Option<OffsetDateTime>,
-    pub erased_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+    pub(crate) lid_index: Option<String>,
+    pub(crate) phone_sealed: Option<Vec<u8>>,
+    pub(crate) name_sealed: Option<Vec<u8>>,
+    pub(crate) profile_sealed: Option<Vec<u8>>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) restricted_at: Option<OffsetDateTime>,
+    pub(crate) erased_at: Option<OffsetDateTime>,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct ContactKeys {
-    pub id: Uuid,
-    pub phone_index: Option<String>,
-    pub lid_index: Option<String>,
-    pub has_name: bool,
+    pub(crate) id: Uuid,
+    pub(crate) phone_index: Option<String>,
+    pub(crate) lid_index: Option<String>,
+    pub(crate) has_name: bool,
 }
 
 /// Contacts matching a phone or a LID token (at most two: one per identity).
@@ -74,14 +74,14 @@ pub(crate) async fn find_many(
 }
 
 pub(crate) struct NewContact<'a> {
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub tenant_id: Uuid,
-    pub phone_index: Option<&'a str>,
-    pub lid_index: Option<&'a str>,
-    pub phone_sealed: Option<Vec<u8>>,
-    pub name_sealed: Option<Vec<u8>>,
-    pub name_tokens: Vec<String>,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) phone_index: Option<&'a str>,
+    pub(crate) lid_index: Option<&'a str>,
+    pub(crate) phone_sealed: Option<Vec<u8>>,
+    pub(crate) name_sealed: Option<Vec<u8>>,
+    pub(crate) name_tokens: Vec<String>,
 }
 
 /// Inserts new contacts in one statement (ingestion's new people of a batch, in the
@@ -258,21 +258,21 @@ pub(crate) async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Res
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct DirectoryRow {
     #[sqlx(flatten)]
-    pub contact: Contact,
-    pub conversations: i64,
-    pub last_message_at: Option<OffsetDateTime>,
-    pub latest_conversation: Option<Uuid>,
-    pub open_requests: i64,
+    pub(crate) contact: Contact,
+    pub(crate) conversations: i64,
+    pub(crate) last_message_at: Option<OffsetDateTime>,
+    pub(crate) latest_conversation: Option<Uuid>,
+    pub(crate) open_requests: i64,
 }
 
 pub(crate) struct DirectoryFilter {
     /// Blind-index tokens of every name word searched for.
-    pub name_tokens: Option<Vec<String>>,
+    pub(crate) name_tokens: Option<Vec<String>>,
     /// Blind index of the phone number searched for.
-    pub phone_index: Option<String>,
+    pub(crate) phone_index: Option<String>,
     /// Keyset cursor: rows created before this (created_at, id).
-    pub before: Option<(OffsetDateTime, Uuid)>,
-    pub limit: i64,
+    pub(crate) before: Option<(OffsetDateTime, Uuid)>,
+    pub(crate) limit: i64,
 }
 
 /// The contact directory, newest first; a search narrows it by name words or phone through

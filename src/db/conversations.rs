@@ -8,48 +8,48 @@ use crate::domain::conversation::Ownership;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Conversation {
-    pub id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub is_group: bool,
-    pub group_name_sealed: Option<Vec<u8>>,
-    pub status: String,
-    pub ownership: String,
-    pub policy_override: Option<String>,
-    pub assigned_to: Option<Uuid>,
-    pub labels: Vec<String>,
-    pub unread_count: i32,
+    pub(crate) id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) is_group: bool,
+    pub(crate) group_name_sealed: Option<Vec<u8>>,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) policy_override: Option<String>,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) unread_count: i32,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub last_message_at: OffsetDateTime,
-    pub last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) last_message_at: OffsetDateTime,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
     /// Why a person must look at it (an escalation), if so.
-    pub attention: Option<String>,
+    pub(crate) attention: Option<String>,
 }
 
 pub(crate) struct NewConversation<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub chat_index: &'a str,
-    pub is_group: bool,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) chat_index: &'a str,
+    pub(crate) is_group: bool,
 }
 
 /// The conversation a message belongs to, and whether its reply address is still unset.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Upserted {
-    pub id: Uuid,
-    pub needs_chat: bool,
+    pub(crate) id: Uuid,
+    pub(crate) needs_chat: bool,
 }
 
 /// A conversation ingestion creates, with its reply address already sealed (under its
 /// new id).
 pub(crate) struct NewConversationWithChat<'a> {
-    pub conversation: NewConversation<'a>,
-    pub chat_sealed: &'a [u8],
-    pub at: OffsetDateTime,
+    pub(crate) conversation: NewConversation<'a>,
+    pub(crate) chat_sealed: &'a [u8],
+    pub(crate) at: OffsetDateTime,
 }
 
 /// The conversations of a batch's new chats, created in one statement (in the caller's
@@ -244,49 +244,49 @@ pub(crate) async fn get_many(
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ListFilter {
-    pub status: Option<String>,
-    pub unread_only: bool,
-    pub assigned_to: Option<Uuid>,
+    pub(crate) status: Option<String>,
+    pub(crate) unread_only: bool,
+    pub(crate) assigned_to: Option<Uuid>,
     /// Only conversations nobody is assigned to.
-    pub unassigned: bool,
+    pub(crate) unassigned: bool,
     /// Only conversations waiting for a person (an escalation or a rejected draft).
-    pub escalated: bool,
+    pub(crate) escalated: bool,
     /// Only emergencies still waiting for a person.
-    pub urgent: bool,
+    pub(crate) urgent: bool,
     /// Only conversations whose customer wrote last, before this instant (unanswered).
-    pub waiting_before: Option<OffsetDateTime>,
+    pub(crate) waiting_before: Option<OffsetDateTime>,
     /// Only Meta conversations whose last customer message falls in this span: WhatsApp's
     /// 24-hour window closes soon.
-    pub window_between: Option<(OffsetDateTime, OffsetDateTime)>,
+    pub(crate) window_between: Option<(OffsetDateTime, OffsetDateTime)>,
     /// All of these name tokens (blind index), or this phone token.
-    pub name_tokens: Option<Vec<String>>,
-    pub phone_index: Option<String>,
+    pub(crate) name_tokens: Option<Vec<String>>,
+    pub(crate) phone_index: Option<String>,
     /// Keyset cursor: rows strictly older than (last_message_at, id).
-    pub before: Option<(OffsetDateTime, Uuid)>,
-    pub limit: i64,
+    pub(crate) before: Option<(OffsetDateTime, Uuid)>,
+    pub(crate) limit: i64,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct ListRow {
-    pub id: Uuid,
-    pub contact_id: Uuid,
-    pub channel_id: Uuid,
-    pub is_group: bool,
-    pub status: String,
-    pub ownership: String,
-    pub assigned_to: Option<Uuid>,
-    pub labels: Vec<String>,
-    pub unread_count: i32,
-    pub last_message_at: OffsetDateTime,
-    pub last_inbound_at: Option<OffsetDateTime>,
-    pub group_name_sealed: Option<Vec<u8>>,
-    pub contact_name_sealed: Option<Vec<u8>>,
-    pub contact_phone_sealed: Option<Vec<u8>>,
-    pub contact_erased: bool,
-    pub last_body_sealed: Option<Vec<u8>>,
-    pub last_message_id: Option<Uuid>,
-    pub last_kind: Option<String>,
-    pub last_direction: Option<String>,
+    pub(crate) id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) is_group: bool,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) unread_count: i32,
+    pub(crate) last_message_at: OffsetDateTime,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) group_name_sealed: Option<Vec<u8>>,
+    pub(crate) contact_name_sealed: Option<Vec<u8>>,
+    pub(crate) contact_phone_sealed: Option<Vec<u8>>,
+    pub(crate) contact_erased: bool,
+    pub(crate) last_body_sealed: Option<Vec<u8>>,
+    pub(crate) last_message_id: Option<Uuid>,
+    pub(crate) last_kind: Option<String>,
+    pub(crate) last_direction: Option<String>,
 }
 
 /// The columns of a `ListRow`, over `cv` (conversations), `ct` (its contact) and `lm` (its
@@ -516,9 +516,9 @@ pub(crate) async fn set_labels(
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct SavedView {
-    pub id: Uuid,
-    pub name: String,
-    pub query: String,
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) query: String,
 }
 
 /// A member's saved views, by name.

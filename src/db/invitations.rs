@@ -8,15 +8,15 @@ use crate::domain::account::Role;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Invitation {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub email: String,
-    pub role: String,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) email: String,
+    pub(crate) role: String,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub accepted_at: Option<OffsetDateTime>,
-    pub revoked_at: Option<OffsetDateTime>,
+    pub(crate) created_at: OffsetDateTime,
+    pub(crate) expires_at: OffsetDateTime,
+    pub(crate) accepted_at: Option<OffsetDateTime>,
+    pub(crate) revoked_at: Option<OffsetDateTime>,
 }
 
 impl Invitation {
@@ -26,12 +26,12 @@ impl Invitation {
 }
 
 pub(crate) struct NewInvitation<'a> {
-    pub tenant_id: Uuid,
-    pub email: &'a str,
-    pub role: Role,
-    pub token_hash: &'a str,
-    pub invited_by: Uuid,
-    pub expires_at: OffsetDateTime,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) email: &'a str,
+    pub(crate) role: Role,
+    pub(crate) token_hash: &'a str,
+    pub(crate) invited_by: Uuid,
+    pub(crate) expires_at: OffsetDateTime,
 }
 
 pub(crate) async fn create_invitation(

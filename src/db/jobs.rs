@@ -18,10 +18,10 @@ pub(crate) enum Outcome {
 #[derive(Clone, Debug)]
 pub(crate) struct JobMeta {
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// This attempt's number, from 1.
-    pub attempts: i32,
-    pub max_attempts: i32,
+    pub(crate) attempts: i32,
+    pub(crate) max_attempts: i32,
 }
 
 impl JobMeta {}
@@ -61,15 +61,15 @@ pub(crate) trait BackgroundJob:
 /// A job row to insert, built from a [`BackgroundJob`] by [`NewJob::of`].
 #[derive(Clone, Debug)]
 pub(crate) struct NewJob {
-    pub kind: &'static str,
-    pub tenant_id: Option<Uuid>,
-    pub subject_id: Option<Uuid>,
+    pub(crate) kind: &'static str,
+    pub(crate) tenant_id: Option<Uuid>,
+    pub(crate) subject_id: Option<Uuid>,
     /// The payload's fields other than `tenant_id` and `subject_id` (`None` when there are none).
-    pub payload: Option<Value>,
+    pub(crate) payload: Option<Value>,
     /// At most one pending job per key; a second enqueue with the same key moves its run time.
-    pub dedupe_key: Option<String>,
-    pub run_at: OffsetDateTime,
-    pub max_attempts: i32,
+    pub(crate) dedupe_key: Option<String>,
+    pub(crate) run_at: OffsetDateTime,
+    pub(crate) max_attempts: i32,
 }
 
 impl NewJob {
@@ -112,13 +112,13 @@ fn split_payload(value: Value) -> Result<Columns, String> {
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Job {
-    pub id: Uuid,
-    pub kind: String,
-    pub tenant_id: Option<Uuid>,
-    pub subject_id: Option<Uuid>,
-    pub payload: Option<Value>,
-    pub attempts: i32,
-    pub max_attempts: i32,
+    pub(crate) id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) tenant_id: Option<Uuid>,
+    pub(crate) subject_id: Option<Uuid>,
+    pub(crate) payload: Option<Value>,
+    pub(crate) attempts: i32,
+    pub(crate) max_attempts: i32,
 }
 
 impl Job {

@@ -101,18 +101,18 @@ pub(crate) async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct TenantKeyRow {
-    pub version: i32,
-    pub master_key_id: String,
-    pub wrapped: Vec<u8>,
+    pub(crate) version: i32,
+    pub(crate) master_key_id: String,
+    pub(crate) wrapped: Vec<u8>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct DataKeyRow {
-    pub subject_id: Uuid,
-    pub key_id: Uuid,
-    pub key_version: i32,
-    pub tenant_key_version: i32,
-    pub wrapped: Vec<u8>,
+    pub(crate) subject_id: Uuid,
+    pub(crate) key_id: Uuid,
+    pub(crate) key_version: i32,
+    pub(crate) tenant_key_version: i32,
+    pub(crate) wrapped: Vec<u8>,
 }
 
 /// Serializes key creation, rotation and destruction for one subject (or a whole tenant,

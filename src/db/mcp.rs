@@ -9,29 +9,29 @@ use crate::domain::mcp::CallState;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Server {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub name: String,
-    pub url: String,
-    pub auth_kind: String,
-    pub auth_header: Option<String>,
-    pub secret_sealed: Option<Vec<u8>>,
-    pub enabled: bool,
-    pub last_success_at: Option<OffsetDateTime>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<OffsetDateTime>,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) auth_kind: String,
+    pub(crate) auth_header: Option<String>,
+    pub(crate) secret_sealed: Option<Vec<u8>>,
+    pub(crate) enabled: bool,
+    pub(crate) last_success_at: Option<OffsetDateTime>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<OffsetDateTime>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 pub(crate) struct NewServer<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub name: &'a str,
-    pub url: &'a str,
-    pub auth_kind: &'a str,
-    pub auth_header: Option<&'a str>,
-    pub secret_sealed: Option<Vec<u8>>,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) name: &'a str,
+    pub(crate) url: &'a str,
+    pub(crate) auth_kind: &'a str,
+    pub(crate) auth_header: Option<&'a str>,
+    pub(crate) secret_sealed: Option<Vec<u8>>,
 }
 
 /// `false` when the tenant already has a server with this name.
@@ -139,21 +139,21 @@ pub(crate) async fn record_health(
 
 #[derive(Clone, Debug)]
 pub(crate) struct Tool {
-    pub server_id: Uuid,
-    pub name: String,
-    pub description: String,
-    pub input_schema: Value,
-    pub fingerprint: String,
-    pub allowed: bool,
-    pub risk: String,
-    pub changed_description: Option<String>,
-    pub changed_schema: Option<Value>,
-    pub changed_fingerprint: Option<String>,
+    pub(crate) server_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) input_schema: Value,
+    pub(crate) fingerprint: String,
+    pub(crate) allowed: bool,
+    pub(crate) risk: String,
+    pub(crate) changed_description: Option<String>,
+    pub(crate) changed_schema: Option<Value>,
+    pub(crate) changed_fingerprint: Option<String>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub changed_at: Option<OffsetDateTime>,
-    pub removed_at: Option<OffsetDateTime>,
+    pub(crate) changed_at: Option<OffsetDateTime>,
+    pub(crate) removed_at: Option<OffsetDateTime>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub approved_at: Option<OffsetDateTime>,
+    pub(crate) approved_at: Option<OffsetDateTime>,
 }
 
 impl Tool {
@@ -313,47 +313,47 @@ pub(crate) async fn set_policy(
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Call {
-    pub id: Uuid,
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
-    pub server_id: Option<Uuid>,
-    pub server_name: String,
-    pub tool: String,
-    pub risk: String,
+    pub(crate) id: Uuid,
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) server_id: Option<Uuid>,
+    pub(crate) server_name: String,
+    pub(crate) tool: String,
+    pub(crate) risk: String,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub seq: i32,
-    pub state: String,
-    pub arguments_sealed: Vec<u8>,
-    pub result_sealed: Option<Vec<u8>>,
-    pub error: Option<String>,
-    pub latency_ms: i32,
+    pub(crate) seq: i32,
+    pub(crate) state: String,
+    pub(crate) arguments_sealed: Vec<u8>,
+    pub(crate) result_sealed: Option<Vec<u8>>,
+    pub(crate) error: Option<String>,
+    pub(crate) latency_ms: i32,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub decided_by: Option<Uuid>,
+    pub(crate) decided_by: Option<Uuid>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub decided_at: Option<OffsetDateTime>,
+    pub(crate) decided_at: Option<OffsetDateTime>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub executed_at: Option<OffsetDateTime>,
+    pub(crate) executed_at: Option<OffsetDateTime>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 pub(crate) struct NewCall<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
-    pub server_id: Uuid,
-    pub server_name: &'a str,
-    pub tool: &'a str,
-    pub risk: &'a str,
-    pub seq: i32,
-    pub state: &'a str,
-    pub arguments_sealed: Vec<u8>,
-    pub result_sealed: Option<Vec<u8>>,
-    pub error: Option<&'a str>,
-    pub latency_ms: i32,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) server_id: Uuid,
+    pub(crate) server_name: &'a str,
+    pub(crate) tool: &'a str,
+    pub(crate) risk: &'a str,
+    pub(crate) seq: i32,
+    pub(crate) state: &'a str,
+    pub(crate) arguments_sealed: Vec<u8>,
+    pub(crate) result_sealed: Option<Vec<u8>>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) latency_ms: i32,
 }
 
 pub(crate) async fn insert_call(

@@ -44,12 +44,12 @@ pub(crate) async fn add_member(
 
 #[derive(Clone, Debug)]
 pub(crate) struct Member {
-    pub user_id: Uuid,
-    pub name: String,
-    pub email: String,
-    pub role: String,
+    pub(crate) user_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) email: String,
+    pub(crate) role: String,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 pub(crate) async fn members(conn: &mut PgConnection) -> sqlx::Result<Vec<Member>> {

@@ -14,42 +14,42 @@ pub(crate) const WEBHOOK_DELIVER: &str = "webhook_deliver";
 /// in SQL, in this shape: `webhook:{id}` dedupe key, 8 attempts).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct WebhookDeliver {
-    pub tenant_id: Uuid,
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub delivery_id: Uuid,
+    pub(crate) delivery_id: Uuid,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Endpoint {
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub tenant_id: Uuid,
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub include_text: bool,
-    pub secret_sealed: Vec<u8>,
-    pub enabled: bool,
-    pub disabled_reason: Option<String>,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) url: String,
+    pub(crate) description: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) include_text: bool,
+    pub(crate) secret_sealed: Vec<u8>,
+    pub(crate) enabled: bool,
+    pub(crate) disabled_reason: Option<String>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub disabled_at: Option<OffsetDateTime>,
-    pub last_success_at: Option<OffsetDateTime>,
-    pub last_failure_at: Option<OffsetDateTime>,
+    pub(crate) disabled_at: Option<OffsetDateTime>,
+    pub(crate) last_success_at: Option<OffsetDateTime>,
+    pub(crate) last_failure_at: Option<OffsetDateTime>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, description, events, include_text, secret_sealed, enabled, \
      disabled_reason, disabled_at, last_success_at, last_failure_at, created_at";
 
 pub(crate) struct NewEndpoint<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub url: &'a str,
-    pub description: &'a str,
-    pub events: &'a [String],
-    pub include_text: bool,
-    pub secret_sealed: Vec<u8>,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) url: &'a str,
+    pub(crate) description: &'a str,
+    pub(crate) events: &'a [String],
+    pub(crate) include_text: bool,
+    pub(crate) secret_sealed: Vec<u8>,
 }
 
 pub(crate) async fn insert_endpoint(
@@ -253,21 +253,21 @@ async fn enqueue(
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Delivery {
-    pub id: Uuid,
-    pub endpoint_id: Uuid,
-    pub event_type: String,
-    pub data: Value,
-    pub occurred_at: OffsetDateTime,
-    pub state: String,
-    pub attempts: i32,
-    pub next_attempt_at: Option<OffsetDateTime>,
+    pub(crate) id: Uuid,
+    pub(crate) endpoint_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) data: Value,
+    pub(crate) occurred_at: OffsetDateTime,
+    pub(crate) state: String,
+    pub(crate) attempts: i32,
+    pub(crate) next_attempt_at: Option<OffsetDateTime>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub last_status: Option<i32>,
+    pub(crate) last_status: Option<i32>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub last_error: Option<String>,
-    pub created_at: OffsetDateTime,
+    pub(crate) last_error: Option<String>,
+    pub(crate) created_at: OffsetDateTime,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub finished_at: Option<OffsetDateTime>,
+    pub(crate) finished_at: Option<OffsetDateTime>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_type, data, occurred_at, state, attempts, \
@@ -300,11 +300,11 @@ pub(crate) async fn deliveries(
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Attempt {
-    pub delivery_id: Uuid,
-    pub attempted_at: OffsetDateTime,
-    pub status: Option<i32>,
-    pub error: Option<String>,
-    pub duration_ms: i32,
+    pub(crate) delivery_id: Uuid,
+    pub(crate) attempted_at: OffsetDateTime,
+    pub(crate) status: Option<i32>,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: i32,
 }
 
 pub(crate) async fn attempts(
@@ -322,9 +322,9 @@ pub(crate) async fn attempts(
 
 /// What one attempt came to.
 pub(crate) struct AttemptResult<'a> {
-    pub status: Option<i32>,
-    pub error: Option<&'a str>,
-    pub duration_ms: i32,
+    pub(crate) status: Option<i32>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) duration_ms: i32,
 }
 
 /// Records an attempt and moves the delivery on: `delivered` on success; otherwise `pending`

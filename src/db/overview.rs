@@ -7,18 +7,18 @@ use time::OffsetDateTime;
 #[derive(Debug, Default, sqlx::FromRow)]
 pub(crate) struct Overview {
     /// Drafts waiting for review, and when the oldest arrived.
-    pub pending: i64,
-    pub oldest_pending: Option<OffsetDateTime>,
+    pub(crate) pending: i64,
+    pub(crate) oldest_pending: Option<OffsetDateTime>,
     /// Escalations waiting for a person.
-    pub escalated: i64,
+    pub(crate) escalated: i64,
     /// Reviewed since `since` (auto-sent drafts are not reviews).
-    pub approved: i64,
-    pub edited: i64,
-    pub rejected: i64,
+    pub(crate) approved: i64,
+    pub(crate) edited: i64,
+    pub(crate) rejected: i64,
     /// Median seconds from draft to decision, over the reviews since `since`.
-    pub median_review_secs: Option<f64>,
-    pub dsr_overdue: i64,
-    pub channels_down: i64,
+    pub(crate) median_review_secs: Option<f64>,
+    pub(crate) dsr_overdue: i64,
+    pub(crate) channels_down: i64,
 }
 
 pub(crate) async fn load(
@@ -74,14 +74,14 @@ pub(crate) async fn reject_reasons(
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct Week {
     /// The Monday the week starts, in the tenant's time zone.
-    pub week: time::Date,
-    pub approved: i64,
-    pub edited: i64,
-    pub rejected: i64,
+    pub(crate) week: time::Date,
+    pub(crate) approved: i64,
+    pub(crate) edited: i64,
+    pub(crate) rejected: i64,
     /// Mean words changed per approved draft.
-    pub edit_words: Option<f64>,
+    pub(crate) edit_words: Option<f64>,
     /// Median seconds from draft to approval.
-    pub median_approve_secs: Option<f64>,
+    pub(crate) median_approve_secs: Option<f64>,
 }
 
 /// Review by week since `since` (newest first). Weeks start on Monday at midnight local time:
@@ -112,10 +112,10 @@ pub(crate) async fn weeks(
 
 /// What a new tenant has done of its set-up (the overview's checklist), in one query.
 pub(crate) struct FirstSteps {
-    pub connected_number: bool,
-    pub added_knowledge: bool,
-    pub tried_simulator: bool,
-    pub invited_staff: bool,
+    pub(crate) connected_number: bool,
+    pub(crate) added_knowledge: bool,
+    pub(crate) tried_simulator: bool,
+    pub(crate) invited_staff: bool,
 }
 
 impl FirstSteps {

@@ -8,10 +8,10 @@ use uuid::Uuid;
 /// Someone on a conversation.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Here {
-    pub user_id: Uuid,
-    pub name: String,
-    pub editing: bool,
-    pub draft_id: Option<Uuid>,
+    pub(crate) user_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) editing: bool,
+    pub(crate) draft_id: Option<Uuid>,
 }
 
 /// Records a heartbeat: `edit` is `Some((draft, editing))` from the page's script, `None`

@@ -8,13 +8,13 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub(crate) struct PrivacySettings {
-    pub message_days: i32,
-    pub media_days: Option<i32>,
-    pub ai_trace_days: i32,
+    pub(crate) message_days: i32,
+    pub(crate) media_days: Option<i32>,
+    pub(crate) ai_trace_days: i32,
     /// `None`: the audit log is kept for the life of the account.
-    pub audit_days: Option<i32>,
-    pub dsr_keywords: Vec<String>,
-    pub default_legal_basis: String,
+    pub(crate) audit_days: Option<i32>,
+    pub(crate) dsr_keywords: Vec<String>,
+    pub(crate) default_legal_basis: String,
 }
 
 /// Only the request keywords (checked on every inbound text), `None` when never saved.
@@ -66,29 +66,29 @@ pub(crate) async fn save_settings(
 
 #[derive(Clone, Debug)]
 pub(crate) struct Request {
-    pub id: Uuid,
-    pub contact_id: Uuid,
-    pub kind: String,
-    pub legal_basis: String,
-    pub status: String,
-    pub source: String,
-    pub received_at: OffsetDateTime,
-    pub due_at: OffsetDateTime,
-    pub completed_at: Option<OffsetDateTime>,
-    pub denial_reason: Option<String>,
+    pub(crate) id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) legal_basis: String,
+    pub(crate) status: String,
+    pub(crate) source: String,
+    pub(crate) received_at: OffsetDateTime,
+    pub(crate) due_at: OffsetDateTime,
+    pub(crate) completed_at: Option<OffsetDateTime>,
+    pub(crate) denial_reason: Option<String>,
 }
 
 pub(crate) struct NewRequest<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub contact_id: Uuid,
-    pub kind: &'a str,
-    pub legal_basis: &'a str,
-    pub status: &'a str,
-    pub source: &'a str,
-    pub received_at: OffsetDateTime,
-    pub due_at: OffsetDateTime,
-    pub created_by: Option<Uuid>,
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) kind: &'a str,
+    pub(crate) legal_basis: &'a str,
+    pub(crate) status: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) received_at: OffsetDateTime,
+    pub(crate) due_at: OffsetDateTime,
+    pub(crate) created_by: Option<Uuid>,
 }
 
 pub(crate) async fn insert_request(conn: &mut PgConnection, r: NewRequest<'_>) -> sqlx::Result<()> {
@@ -198,10 +198,10 @@ pub(crate) async fn set_status(
 
 #[derive(Clone, Debug)]
 pub(crate) struct Event {
-    pub at: OffsetDateTime,
-    pub actor_label: String,
-    pub status: String,
-    pub note: String,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) actor_label: String,
+    pub(crate) status: String,
+    pub(crate) note: String,
 }
 
 pub(crate) async fn events(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<Vec<Event>> {
@@ -228,13 +228,13 @@ pub(crate) async fn open_request_for(
 // ---- erasure ----
 
 pub(crate) struct Tombstone<'a> {
-    pub tenant_id: Uuid,
-    pub contact_id: Uuid,
-    pub request_id: Option<Uuid>,
-    pub reason: &'a str,
-    pub erased_by: &'a str,
-    pub recipients: Value,
-    pub removed: Value,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) request_id: Option<Uuid>,
+    pub(crate) reason: &'a str,
+    pub(crate) erased_by: &'a str,
+    pub(crate) recipients: Value,
+    pub(crate) removed: Value,
 }
 
 pub(crate) async fn insert_tombstone(
@@ -264,13 +264,13 @@ pub(crate) async fn insert_tombstone(
 #[derive(Clone, Debug)]
 pub(crate) struct TombstoneRow {
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub contact_id: Uuid,
+    pub(crate) contact_id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub request_id: Option<Uuid>,
-    pub reason: String,
-    pub erased_at: OffsetDateTime,
-    pub erased_by: String,
-    pub recipients: Value,
+    pub(crate) request_id: Option<Uuid>,
+    pub(crate) reason: String,
+    pub(crate) erased_at: OffsetDateTime,
+    pub(crate) erased_by: String,
+    pub(crate) recipients: Value,
 }
 
 pub(crate) async fn tombstones(
@@ -475,11 +475,11 @@ pub(crate) async fn idle_contacts(
 /// What one sweep removed from one tenant (counts, never content).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RunCounts {
-    pub messages: i64,
-    pub media: i64,
-    pub drafts: i64,
-    pub contacts: i64,
-    pub audit_entries: i64,
+    pub(crate) messages: i64,
+    pub(crate) media: i64,
+    pub(crate) drafts: i64,
+    pub(crate) contacts: i64,
+    pub(crate) audit_entries: i64,
 }
 
 pub(crate) async fn record_run(
@@ -506,12 +506,12 @@ pub(crate) async fn record_run(
 
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
-    pub at: OffsetDateTime,
-    pub messages: i32,
-    pub media: i32,
-    pub drafts: i32,
-    pub contacts: i32,
-    pub audit_entries: i32,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) messages: i32,
+    pub(crate) media: i32,
+    pub(crate) drafts: i32,
+    pub(crate) contacts: i32,
+    pub(crate) audit_entries: i32,
 }
 
 pub(crate) async fn runs(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Run>> {
@@ -569,8 +569,8 @@ pub(crate) async fn cancel_termination(pool: &sqlx::PgPool, tenant_id: Uuid) -> 
 #[derive(Clone, Debug)]
 pub(crate) struct Termination {
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub status: String,
-    pub terminate_at: Option<OffsetDateTime>,
+    pub(crate) status: String,
+    pub(crate) terminate_at: Option<OffsetDateTime>,
 }
 
 pub(crate) async fn termination(pool: &sqlx::PgPool, tenant_id: Uuid) -> sqlx::Result<Termination> {

@@ -46,8 +46,8 @@ pub(crate) async fn reset_user(
 
 /// A reset link being used: the user it is for and the tenant whose admin issued it.
 pub(crate) struct ResetGrant {
-    pub user_id: Uuid,
-    pub tenant_id: Option<Uuid>,
+    pub(crate) user_id: Uuid,
+    pub(crate) tenant_id: Option<Uuid>,
 }
 
 /// Uses a reset token once (the row stays locked until the caller's transaction ends).

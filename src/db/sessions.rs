@@ -9,12 +9,12 @@ use crate::domain::account::{ABSOLUTE_TIMEOUT, IDLE_TIMEOUT};
 
 #[derive(Clone, Debug)]
 pub(crate) struct SessionRow {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub created_at: OffsetDateTime,
-    pub last_seen_at: OffsetDateTime,
-    pub user_agent: String,
-    pub ip: String,
+    pub(crate) id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) created_at: OffsetDateTime,
+    pub(crate) last_seen_at: OffsetDateTime,
+    pub(crate) user_agent: String,
+    pub(crate) ip: String,
 }
 
 pub(crate) async fn create_session(

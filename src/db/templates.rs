@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Template {
-    pub id: Uuid,
-    pub name: String,
-    pub language: String,
-    pub body: String,
-    pub param_count: i32,
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) language: String,
+    pub(crate) body: String,
+    pub(crate) param_count: i32,
 }
 
 /// Replaces the channel's approved templates with the listed ones.

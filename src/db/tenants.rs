@@ -8,11 +8,11 @@ use super::begin_user;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Tenant {
-    pub id: Uuid,
-    pub slug: String,
-    pub name: String,
-    pub status: String,
-    pub plan: String,
+    pub(crate) id: Uuid,
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) status: String,
+    pub(crate) plan: String,
 }
 
 pub(crate) async fn insert_tenant(
@@ -87,9 +87,9 @@ pub(crate) async fn rename_tenant(
 
 #[derive(Clone, Debug, serde::Deserialize)]
 pub(crate) struct MyTenant {
-    pub slug: String,
-    pub name: String,
-    pub role: String,
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
 }
 
 /// The tenants a user belongs to (user-scoped RLS).
@@ -110,23 +110,23 @@ pub(crate) async fn tenants_of_user(pool: &PgPool, user_id: Uuid) -> sqlx::Resul
 /// Everything a portal page's frame shows, as `portal_chrome` (migration 0029) answers it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Chrome {
-    pub tenant_id: Uuid,
-    pub slug: String,
-    pub name: String,
-    pub status: String,
-    pub plan: String,
-    pub role: String,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) status: String,
+    pub(crate) plan: String,
+    pub(crate) role: String,
     /// Unread messages in open conversations.
-    pub unread: i64,
+    pub(crate) unread: i64,
     /// Drafts and escalations waiting for review.
-    pub waiting: i64,
-    pub billing_status: String,
-    pub grace_until: Option<OffsetDateTime>,
+    pub(crate) waiting: i64,
+    pub(crate) billing_status: String,
+    pub(crate) grace_until: Option<OffsetDateTime>,
     /// AI drafts made since the month start passed in.
-    pub drafts_this_month: i64,
-    pub time_zone: Option<String>,
+    pub(crate) drafts_this_month: i64,
+    pub(crate) time_zone: Option<String>,
     /// The tenants the user belongs to (not terminated), by name.
-    pub my_tenants: sqlx::types::Json<Vec<MyTenant>>,
+    pub(crate) my_tenants: sqlx::types::Json<Vec<MyTenant>>,
 }
 
 impl Chrome {
@@ -162,9 +162,9 @@ pub(crate) async fn portal_chrome(
 
 #[derive(Clone, Debug)]
 pub(crate) struct TenantSettings {
-    pub time_zone: String,
-    pub language: String,
-    pub business_hours: serde_json::Value,
+    pub(crate) time_zone: String,
+    pub(crate) language: String,
+    pub(crate) business_hours: serde_json::Value,
 }
 
 pub(crate) async fn settings(conn: &mut PgConnection) -> sqlx::Result<TenantSettings> {

@@ -8,18 +8,18 @@ use super::resets::revoke_resets;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct User {
-    pub id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub password_hash: String,
-    pub totp_secret: Option<Vec<u8>>,
-    pub totp_enabled_at: Option<OffsetDateTime>,
-    pub totp_last_step: Option<i64>,
+    pub(crate) id: Uuid,
+    pub(crate) email: String,
+    pub(crate) name: String,
+    pub(crate) password_hash: String,
+    pub(crate) totp_secret: Option<Vec<u8>>,
+    pub(crate) totp_enabled_at: Option<OffsetDateTime>,
+    pub(crate) totp_last_step: Option<i64>,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub totp_failures: i32,
-    pub totp_locked_until: Option<OffsetDateTime>,
-    pub language: Option<String>,
-    pub accepted_policy_version: String,
+    pub(crate) totp_failures: i32,
+    pub(crate) totp_locked_until: Option<OffsetDateTime>,
+    pub(crate) language: Option<String>,
+    pub(crate) accepted_policy_version: String,
 }
 
 impl User {
@@ -29,12 +29,12 @@ impl User {
 }
 
 pub(crate) struct NewUser<'a> {
-    pub id: Uuid,
-    pub email: &'a str,
-    pub name: &'a str,
-    pub password_hash: &'a str,
-    pub policy_version: &'a str,
-    pub language: Option<&'a str>,
+    pub(crate) id: Uuid,
+    pub(crate) email: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) password_hash: &'a str,
+    pub(crate) policy_version: &'a str,
+    pub(crate) language: Option<&'a str>,
 }
 
 pub(crate) async fn insert_user(

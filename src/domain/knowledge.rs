@@ -38,10 +38,10 @@ impl KnowledgeKind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KnowledgeEntry {
-    pub id: Uuid,
-    pub title: String,
-    pub body: String,
-    pub kind: KnowledgeKind,
+    pub(crate) id: Uuid,
+    pub(crate) title: String,
+    pub(crate) body: String,
+    pub(crate) kind: KnowledgeKind,
 }
 
 /// The keys of a tenant's opening hours (its settings' `hours` object), Monday first: the

@@ -39,9 +39,9 @@ impl Format {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Draft {
-    pub title: String,
-    pub body: String,
-    pub kind: KnowledgeKind,
+    pub(crate) title: String,
+    pub(crate) body: String,
+    pub(crate) kind: KnowledgeKind,
 }
 
 /// The entries in `input`, at most [`MAX_ENTRIES`].

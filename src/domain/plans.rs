@@ -12,17 +12,17 @@ pub(crate) enum ProviderAccess {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
-    pub id: &'static str,
+    pub(crate) id: &'static str,
     /// Monthly price in US cents.
-    pub monthly_price_cents: u32,
-    pub seats: u32,
-    pub channels: u32,
-    pub ai_messages_per_month: u32,
+    pub(crate) monthly_price_cents: u32,
+    pub(crate) seats: u32,
+    pub(crate) channels: u32,
+    pub(crate) ai_messages_per_month: u32,
     /// Default (and maximum) message retention, in years. Tenants may choose less.
-    pub retention_years: u16,
-    pub providers: ProviderAccess,
+    pub(crate) retention_years: u16,
+    pub(crate) providers: ProviderAccess,
     /// The environment variable naming this plan's Stripe price id.
-    pub stripe_price_env: &'static str,
+    pub(crate) stripe_price_env: &'static str,
 }
 
 /// The shortest message retention a tenant may choose.

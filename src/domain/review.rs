@@ -35,8 +35,8 @@ pub(crate) enum Decision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("a {from:?} draft cannot be given {decision:?}")]
 pub(crate) struct Refused {
-    pub from: DraftState,
-    pub decision: Decision,
+    pub(crate) from: DraftState,
+    pub(crate) decision: Decision,
 }
 
 impl DraftState {

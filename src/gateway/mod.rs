@@ -62,67 +62,67 @@ impl InboundEvent {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct InboundMessage {
     /// Evolution instance name or Meta `phone_number_id`.
-    pub account: String,
+    pub(crate) account: String,
     /// The gateway's message id (WhatsApp `key.id` / Meta `wamid.…`); with `account` and
     /// `from_me` it is the dedupe key.
-    pub external_id: String,
+    pub(crate) external_id: String,
     /// The conversation key, also what the clients accept as a recipient: the phone digits
     /// for a 1:1 chat with a known number, else the full JID (`…@g.us` for a group,
     /// `…@lid` for a contact WhatsApp only shows by privacy id).
-    pub chat_id: String,
-    pub is_group: bool,
+    pub(crate) chat_id: String,
+    pub(crate) is_group: bool,
     /// The author's number when the payload carries it (never for `from_me`).
-    pub sender_phone: Option<Phone>,
+    pub(crate) sender_phone: Option<Phone>,
     /// The author's WhatsApp privacy id (`…@lid`) when the payload carries it, alongside the
     /// phone when both are known, so contacts first seen by one can be merged with the other.
-    pub sender_lid: Option<String>,
+    pub(crate) sender_lid: Option<String>,
     /// Meta's business-scoped user id (`user_id`, e.g. `BR.1502576394655843`), rolling out
     /// in 2026; for users with a username it may be the only identity (then `chat_id` too).
-    pub sender_user_id: Option<String>,
+    pub(crate) sender_user_id: Option<String>,
     /// The author's profile name (pushName / Meta profile name); untrusted, user-chosen.
-    pub sender_name: Option<String>,
+    pub(crate) sender_name: Option<String>,
     /// Sent by the business: typed on the linked phone, or an echo of our own send.
-    pub from_me: bool,
+    pub(crate) from_me: bool,
     /// True for Evolution `send.message`: the echo of a send made through the REST API
     /// (ours), which may arrive before the send call returns. A `from_me` message that is
     /// not an echo was typed on the phone, i.e. staff replied by hand.
-    pub echo: bool,
-    pub timestamp: OffsetDateTime,
-    pub kind: MessageKind,
+    pub(crate) echo: bool,
+    pub(crate) timestamp: OffsetDateTime,
+    pub(crate) kind: MessageKind,
     /// The message this one replies to (Evolution `contextInfo.stanzaId`, Meta `context.id`).
-    pub quoted_external_id: Option<String>,
+    pub(crate) quoted_external_id: Option<String>,
     /// The ad or post that brought the customer here (Meta `referral`, Evolution
     /// `contextInfo.externalAdReply`): click-to-WhatsApp ads.
-    pub referral: Option<Referral>,
+    pub(crate) referral: Option<Referral>,
 }
 
 /// Where a click-to-WhatsApp conversation came from. Advertiser text, not the customer's.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Referral {
-    pub headline: Option<String>,
-    pub body: Option<String>,
+    pub(crate) headline: Option<String>,
+    pub(crate) body: Option<String>,
     /// `ad` or `post` (Meta `source_type`).
-    pub source_type: Option<String>,
-    pub source_url: Option<String>,
-    pub source_id: Option<String>,
+    pub(crate) source_type: Option<String>,
+    pub(crate) source_url: Option<String>,
+    pub(crate) source_id: Option<String>,
 }
 
 /// One line of a catalog order (Meta `order.product_items[]`).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct OrderItem {
-    pub product_retailer_id: String,
-    pub quantity: Option<f64>,
-    pub item_price: Option<f64>,
-    pub currency: Option<String>,
+    pub(crate) product_retailer_id: String,
+    pub(crate) quantity: Option<f64>,
+    pub(crate) item_price: Option<f64>,
+    pub(crate) currency: Option<String>,
 }
 
 /// An edit or a "delete for everyone" of the message `target_external_id`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MessageRevision {
-    pub account: String,
-    pub target_external_id: String,
-    pub change: Revision,
-    pub timestamp: Option<OffsetDateTime>,
+    pub(crate) account: String,
+    pub(crate) target_external_id: String,
+    pub(crate) change: Revision,
+    pub(crate) timestamp: Option<OffsetDateTime>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -245,36 +245,36 @@ impl std::fmt::Debug for MediaSource {
 /// A Baileys message key, as Evolution wants it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct EvolutionKey {
-    pub id: String,
-    pub remote_jid: String,
-    pub from_me: bool,
-    pub participant: Option<String>,
+    pub(crate) id: String,
+    pub(crate) remote_jid: String,
+    pub(crate) from_me: bool,
+    pub(crate) participant: Option<String>,
 }
 
 /// One contact card shared in a chat.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SharedContact {
-    pub name: Option<String>,
-    pub phones: Vec<Phone>,
+    pub(crate) name: Option<String>,
+    pub(crate) phones: Vec<Phone>,
 }
 
 /// A delivery receipt for a message the business sent.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct StatusUpdate {
-    pub account: String,
+    pub(crate) account: String,
     /// The id the send returned (Evolution `keyId`, Meta `wamid.…`).
-    pub external_id: String,
-    pub status: DeliveryStatus,
+    pub(crate) external_id: String,
+    pub(crate) status: DeliveryStatus,
     /// When the gateway says it happened. Evolution receipts carry no time: `None`.
-    pub timestamp: Option<OffsetDateTime>,
-    pub error: Option<StatusError>,
+    pub(crate) timestamp: Option<OffsetDateTime>,
+    pub(crate) error: Option<StatusError>,
 }
 
 /// Why a send failed after it was accepted (Meta `statuses[].errors[0]`).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct StatusError {
-    pub code: Option<i64>,
-    pub message: String,
+    pub(crate) code: Option<i64>,
+    pub(crate) message: String,
 }
 
 impl StatusError {
@@ -327,12 +327,12 @@ impl DeliveryStatus {
 /// The linked WhatsApp session's state (Evolution only; Meta numbers are always connected).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ConnectionUpdate {
-    pub account: String,
-    pub state: ConnectionState,
+    pub(crate) account: String,
+    pub(crate) state: ConnectionState,
     /// Why it changed, e.g. `logged out (401)`; no user data.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// A fresh QR code to show the tenant admin while pairing (`qrcode.updated`).
-    pub qr: Option<PairingPrompt>,
+    pub(crate) qr: Option<PairingPrompt>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,11 +346,11 @@ pub(crate) enum ConnectionState {
 #[derive(Clone, Default, PartialEq)]
 pub(crate) struct PairingPrompt {
     /// The QR payload (`2@…`), to render ourselves.
-    pub qr_code: Option<String>,
+    pub(crate) qr_code: Option<String>,
     /// The QR as a PNG data URL (`data:image/png;base64,…`), as Evolution renders it.
-    pub qr_png_data_url: Option<String>,
+    pub(crate) qr_png_data_url: Option<String>,
     /// The code to type on the phone ("link with phone number").
-    pub pairing_code: Option<String>,
+    pub(crate) pairing_code: Option<String>,
 }
 
 impl std::fmt::Debug for PairingPrompt {
@@ -452,9 +452,9 @@ impl SendError {
 /// A media file fetched from a gateway.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct DownloadedMedia {
-    pub bytes: Vec<u8>,
-    pub mime: Option<String>,
-    pub filename: Option<String>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) mime: Option<String>,
+    pub(crate) filename: Option<String>,
 }
 
 impl std::fmt::Debug for DownloadedMedia {
@@ -470,8 +470,8 @@ impl std::fmt::Debug for DownloadedMedia {
 /// WhatsApp accepted the message, after any typing delay), so the request timeout is long.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timeouts {
-    pub connect: Duration,
-    pub request: Duration,
+    pub(crate) connect: Duration,
+    pub(crate) request: Duration,
 }
 
 impl Default for Timeouts {

@@ -53,21 +53,21 @@ pub(crate) fn detect_lang_for(headers: &HeaderMap, user: Option<&User>) -> Lang 
 /// switcher) and the request id.
 #[derive(Clone, Debug)]
 pub(crate) struct PageCtx {
-    pub tr: Tr,
-    pub path: String,
-    pub request_id: String,
+    pub(crate) tr: Tr,
+    pub(crate) path: String,
+    pub(crate) request_id: String,
     /// The anti-forgery token every form on the page carries.
-    pub csrf: String,
+    pub(crate) csrf: String,
     /// The logged-in user, for the header.
-    pub user: Option<Arc<User>>,
+    pub(crate) user: Option<Arc<User>>,
     /// A one-shot message from the previous request (after a redirect).
-    pub flash: Option<Flash>,
+    pub(crate) flash: Option<Flash>,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct Flash {
-    pub ok: bool,
-    pub key: String,
+    pub(crate) ok: bool,
+    pub(crate) key: String,
 }
 
 /// The cookie carrying a flash message key across a 303 redirect.
@@ -173,8 +173,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PageCtx {
 /// The logged-in user, or a redirect to the login page.
 #[derive(Clone, Debug)]
 pub(crate) struct CurrentUser {
-    pub session_id: uuid::Uuid,
-    pub user: Arc<User>,
+    pub(crate) session_id: uuid::Uuid,
+    pub(crate) user: Arc<User>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
@@ -202,11 +202,11 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
 /// needs no query of its own.
 #[derive(Clone, Debug)]
 pub(crate) struct TenantCtx {
-    pub tenant: Tenant,
-    pub role: Role,
-    pub me: CurrentUser,
+    pub(crate) tenant: Tenant,
+    pub(crate) role: Role,
+    pub(crate) me: CurrentUser,
     /// The page frame's figures, as of the start of the request.
-    pub chrome: Arc<Chrome>,
+    pub(crate) chrome: Arc<Chrome>,
 }
 
 impl TenantCtx {
@@ -353,8 +353,8 @@ pub(crate) fn client_ip(
 /// Who is calling: IP (as above) and user agent, for throttling and the sessions list.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientInfo {
-    pub ip: String,
-    pub user_agent: String,
+    pub(crate) ip: String,
+    pub(crate) user_agent: String,
 }
 
 impl<S> FromRequestParts<S> for ClientInfo

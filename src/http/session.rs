@@ -29,8 +29,8 @@ use crate::{
 /// The logged-in user of this request (put in request extensions by [`load_session`]).
 #[derive(Clone, Debug)]
 pub(crate) struct AuthSession {
-    pub session_id: Uuid,
-    pub user: Arc<User>,
+    pub(crate) session_id: Uuid,
+    pub(crate) user: Arc<User>,
 }
 
 /// `__Host-` prefixed (Secure, no Domain, Path=/) when users reach us over https.

@@ -41,7 +41,7 @@ impl BackgroundJob for SessionSweep {
 
     async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
         let n = crate::db::sessions::delete_dead_sessions(&state.db, state.now()).await?;
-        let mails = crate::mail::prune(state).await?;
+        let mails = crate::mail::prune(&state.db, state.now()).await?;
         tracing::info!(removed = n, mails, "session sweep");
         Ok(Outcome::Done)
     }

@@ -17,9 +17,9 @@ type RunFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send
 
 /// One registered kind.
 pub(crate) struct Entry {
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
-    pub max_attempts: i32,
+    pub(crate) max_attempts: i32,
     run: for<'a> fn(&'a AppState, Value, &'a JobMeta) -> RunFuture<'a>,
 }
 

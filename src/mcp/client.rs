@@ -109,8 +109,8 @@ pub(crate) const NO_LONGER_ENABLED: &str = "the server or tool is no longer enab
 /// failure we have no words for, the technical detail as recorded (shown as code, untranslated).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ErrorText {
-    pub key: &'static str,
-    pub detail: String,
+    pub(crate) key: &'static str,
+    pub(crate) detail: String,
 }
 
 impl ErrorText {
@@ -137,9 +137,9 @@ impl ErrorText {
 /// A tool as the server lists it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RemoteTool {
-    pub name: String,
-    pub description: String,
-    pub input_schema: Value,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) input_schema: Value,
 }
 
 impl RemoteTool {

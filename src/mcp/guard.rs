@@ -47,7 +47,7 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a destination was refused. Tenants see a generic message (`message_key`); the variant
 /// is for logs (with the tenant id, never the URL's query or credentials) and tests.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum GuardError {
+pub(crate) enum GuardError {
     #[error("not a valid URL")]
     Invalid,
     #[error("scheme not allowed")]
@@ -65,7 +65,7 @@ pub enum GuardError {
 }
 
 impl GuardError {
-    pub fn message_key(&self) -> &'static str {
+    pub(crate) fn message_key(&self) -> &'static str {
         match self {
             GuardError::Invalid | GuardError::Userinfo => "mcp.url.invalid",
             GuardError::Scheme => "mcp.url.https",
@@ -79,35 +79,36 @@ impl GuardError {
 
 /// The rules in force: production refuses loopback and plain http altogether.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// Development only: loopback destinations (and http to them) are accepted.
-    pub allow_loopback: bool,
+    pub(crate) allow_loopback: bool,
 }
 
 /// A URL that passed the guard, with the addresses it may be reached at.
 #[derive(Clone, Debug)]
-pub struct Vetted {
-    pub url: Url,
+pub(crate) struct Vetted {
+    pub(crate) url: Url,
     /// The host as written (a name or an IP literal, without brackets).
-    pub host: String,
-    pub addrs: Vec<SocketAddr>,
+    pub(crate) host: String,
+    pub(crate) addrs: Vec<SocketAddr>,
 }
 
 impl Guard {
-    pub fn for_config(config: &crate::config::Config) -> Guard {
+    pub(crate) fn for_config(config: &crate::config::Config) -> Guard {
         Guard {
             allow_loopback: !config.is_production(),
         }
     }
 
-    pub fn production() -> Guard {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn production() -> Guard {
         Guard {
             allow_loopback: false,
         }
     }
 
     /// Checks what can be checked without DNS: syntax, scheme, credentials, host names.
-    pub fn parse(&self, raw: &str) -> Result<Url, GuardError> {
+    pub(crate) fn parse(&self, raw: &str) -> Result<Url, GuardError> {
         let url = Url::parse(raw.trim()).map_err(|_| GuardError::Invalid)?;
         if !matches!(url.scheme(), "https" | "http") {
             return Err(GuardError::Scheme);
@@ -136,7 +137,7 @@ impl Guard {
     }
 
     /// Parses, resolves and checks every address. The result is what a client may connect to.
-    pub async fn check(&self, raw: &str) -> Result<Vetted, GuardError> {
+    pub(crate) async fn check(&self, raw: &str) -> Result<Vetted, GuardError> {
         let url = self.parse(raw)?;
         let (host, addrs) = resolve(&url).await?;
         self.check_addrs(&url, &addrs)?;
@@ -144,7 +145,7 @@ impl Guard {
     }
 
     /// The address rules, given the resolved addresses (unit-testable without DNS).
-    pub fn check_addrs(&self, url: &Url, addrs: &[SocketAddr]) -> Result<(), GuardError> {
+    pub(crate) fn check_addrs(&self, url: &Url, addrs: &[SocketAddr]) -> Result<(), GuardError> {
         if addrs.is_empty() {
             return Err(GuardError::Unresolvable);
         }
@@ -169,7 +170,7 @@ impl Guard {
 
     /// An HTTP client that can reach only `v`'s vetted addresses: pinned resolver, no
     /// redirects, no proxies, time-capped.
-    pub fn client(&self, v: &Vetted) -> reqwest::Client {
+    pub(crate) fn client(&self, v: &Vetted) -> reqwest::Client {
         pinned(v)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)

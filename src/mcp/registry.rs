@@ -33,9 +33,9 @@ pub(crate) const MCP_CALL: &str = "mcp_call";
 /// call is for a person to look at, never retried blind).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct McpCall {
-    pub tenant_id: Uuid,
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub call_id: Uuid,
+    pub(crate) call_id: Uuid,
 }
 
 impl BackgroundJob for McpCall {
@@ -64,12 +64,12 @@ fn secret_aad(server_id: Uuid) -> Aad<'static> {
 
 /// What an admin typed into the "add server" form.
 pub(crate) struct NewServerInput {
-    pub name: String,
-    pub url: String,
+    pub(crate) name: String,
+    pub(crate) url: String,
     /// `none`, `bearer` or `header`.
-    pub auth_kind: String,
-    pub auth_header: String,
-    pub secret: String,
+    pub(crate) auth_kind: String,
+    pub(crate) auth_header: String,
+    pub(crate) secret: String,
 }
 
 /// Validates and stores a server (checked by the guard now, and again at every connection).
@@ -199,9 +199,9 @@ async fn record_health(state: &AppState, s: &Server, error: Option<&str>) -> any
 /// What a listing changed against the pins.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct SyncReport {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
+    pub(crate) added: Vec<String>,
+    pub(crate) changed: Vec<String>,
+    pub(crate) removed: Vec<String>,
 }
 
 /// Compares the server's listing with the pinned tools: new tools are stored disallowed;

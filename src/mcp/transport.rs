@@ -50,9 +50,9 @@ pub(crate) enum TransportError {
 /// description of the latest failure, since rmcp wraps transport errors in its own types.
 #[derive(Clone)]
 pub(crate) struct GuardedHttp {
-    pub client: reqwest::Client,
-    pub max_bytes: usize,
-    pub last_error: Arc<std::sync::Mutex<Option<String>>>,
+    pub(crate) client: reqwest::Client,
+    pub(crate) max_bytes: usize,
+    pub(crate) last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 type Result<T> = std::result::Result<T, StreamableHttpError<TransportError>>;

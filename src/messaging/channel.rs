@@ -30,14 +30,14 @@ use crate::{
 #[derive(Default, Serialize, Deserialize)]
 pub(crate) struct Secrets {
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
     #[serde(default)]
-    pub access_token: Option<String>,
+    pub(crate) access_token: Option<String>,
     #[serde(default)]
-    pub app_secret: Option<String>,
+    pub(crate) app_secret: Option<String>,
     /// Evolution: the secret our webhook expects (header or JWT key). Meta: the verify token.
     #[serde(default)]
-    pub webhook_secret: Option<String>,
+    pub(crate) webhook_secret: Option<String>,
 }
 
 /// Webhook URL → channel, for a moment: every delivery would otherwise spend a lookup and
@@ -45,7 +45,7 @@ pub(crate) struct Secrets {
 /// instance (`forget`) and within `ROUTE_TTL` on the others. Only channels that exist are
 /// cached, so unknown URLs can't grow it.
 #[derive(Default)]
-pub struct RouteCache {
+pub(crate) struct RouteCache {
     entries: Mutex<HashMap<Uuid, (Channel, Instant)>>,
 }
 
@@ -56,19 +56,19 @@ impl RouteCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, route_id: Uuid) -> Option<Channel> {
+    pub(crate) fn get(&self, route_id: Uuid) -> Option<Channel> {
         let entries = self.lock();
         let (c, at) = entries.get(&route_id)?;
         (at.elapsed() < ROUTE_TTL).then(|| c.clone())
     }
 
-    pub fn put(&self, channel: Channel) {
+    pub(crate) fn put(&self, channel: Channel) {
         let mut entries = self.lock();
         entries.retain(|_, (_, at)| at.elapsed() < ROUTE_TTL);
         entries.insert(channel.route_id, (channel, Instant::now()));
     }
 
-    pub fn forget(&self, channel_id: Uuid) {
+    pub(crate) fn forget(&self, channel_id: Uuid) {
         self.lock().retain(|_, (c, _)| c.id != channel_id);
     }
 }

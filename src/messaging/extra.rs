@@ -137,9 +137,9 @@ fn order_lines(extra: &Value) -> Vec<String> {
 /// the reactions, and how many people voted (for a poll).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Shown {
-    pub lines: Vec<(&'static str, String)>,
-    pub reactions: Vec<String>,
-    pub poll_votes: usize,
+    pub(crate) lines: Vec<(&'static str, String)>,
+    pub(crate) reactions: Vec<String>,
+    pub(crate) poll_votes: usize,
 }
 
 pub(crate) fn shown(extra: &Value) -> Shown {

@@ -19,9 +19,9 @@ use uuid::Uuid;
 /// The `group_subject` job: asks the gateway for a group conversation's subject.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct GroupSubject {
-    pub tenant_id: Uuid,
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub conversation_id: Uuid,
+    pub(crate) conversation_id: Uuid,
 }
 
 impl BackgroundJob for GroupSubject {

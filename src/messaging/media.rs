@@ -25,9 +25,9 @@ pub(crate) const MAX_MEDIA_BYTES: usize = 64 * 1024 * 1024;
 /// The `fetch_media` job: one inbound message's media, fetched once.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FetchMedia {
-    pub tenant_id: Uuid,
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub message_id: Uuid,
+    pub(crate) message_id: Uuid,
 }
 
 impl BackgroundJob for FetchMedia {

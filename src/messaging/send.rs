@@ -29,9 +29,9 @@ use crate::{
 /// The `send_message` job: sends one queued outbound message, once.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SendMessage {
-    pub tenant_id: Uuid,
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub message_id: Uuid,
+    pub(crate) message_id: Uuid,
 }
 
 impl BackgroundJob for SendMessage {
@@ -121,13 +121,13 @@ async fn sendable(
 /// What a caller that read a conversation in one statement knows of it, for
 /// [`sendable_text`].
 pub(crate) struct Target<'a> {
-    pub conversation: bool,
-    pub contact: bool,
-    pub erased: bool,
-    pub restricted: bool,
+    pub(crate) conversation: bool,
+    pub(crate) contact: bool,
+    pub(crate) erased: bool,
+    pub(crate) restricted: bool,
     /// The conversation's channel's kind (`None`: deleted).
-    pub channel_kind: Option<&'a str>,
-    pub last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) channel_kind: Option<&'a str>,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
 }
 
 /// The text to send, trimmed, or why it can't be sent: the refusals of

@@ -77,13 +77,13 @@ async fn open_opt(
 }
 
 pub(crate) struct ContactView {
-    pub id: Uuid,
-    pub name: Option<String>,
-    pub phone: Option<String>,
-    pub erased: bool,
-    pub restricted: bool,
-    pub notes: String,
-    pub tags: Vec<String>,
+    pub(crate) id: Uuid,
+    pub(crate) name: Option<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) erased: bool,
+    pub(crate) restricted: bool,
+    pub(crate) notes: String,
+    pub(crate) tags: Vec<String>,
 }
 
 impl ContactView {
@@ -143,21 +143,21 @@ pub(crate) async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> Con
 }
 
 pub(crate) struct InboxRow {
-    pub id: Uuid,
-    pub label: String,
-    pub preview: String,
-    pub preview_kind: String,
-    pub outbound: bool,
-    pub time: String,
-    pub time_full: String,
-    pub unread: i32,
-    pub status: String,
-    pub ownership: String,
-    pub is_group: bool,
-    pub labels: Vec<String>,
-    pub erased: bool,
+    pub(crate) id: Uuid,
+    pub(crate) label: String,
+    pub(crate) preview: String,
+    pub(crate) preview_kind: String,
+    pub(crate) outbound: bool,
+    pub(crate) time: String,
+    pub(crate) time_full: String,
+    pub(crate) unread: i32,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) is_group: bool,
+    pub(crate) labels: Vec<String>,
+    pub(crate) erased: bool,
     /// An emergency still waiting for a person.
-    pub urgent: bool,
+    pub(crate) urgent: bool,
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -245,41 +245,41 @@ pub(crate) async fn inbox_row(
 }
 
 pub(crate) struct ThreadMessage {
-    pub id: Uuid,
-    pub outbound: bool,
-    pub author: String,
-    pub kind: String,
-    pub text: Option<String>,
+    pub(crate) id: Uuid,
+    pub(crate) outbound: bool,
+    pub(crate) author: String,
+    pub(crate) kind: String,
+    pub(crate) text: Option<String>,
     /// Structured content (location, contacts, reaction) as key/value lines.
-    pub extra: Vec<(String, String)>,
-    pub erased: bool,
-    pub media_state: Option<String>,
-    pub media_mime: Option<String>,
-    pub media_deleted: Option<String>,
-    pub status: String,
-    pub error: Option<String>,
-    pub time: String,
-    pub time_full: String,
-    pub quoted: bool,
-    pub retryable: bool,
+    pub(crate) extra: Vec<(String, String)>,
+    pub(crate) erased: bool,
+    pub(crate) media_state: Option<String>,
+    pub(crate) media_mime: Option<String>,
+    pub(crate) media_deleted: Option<String>,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) time: String,
+    pub(crate) time_full: String,
+    pub(crate) quoted: bool,
+    pub(crate) retryable: bool,
     /// Deleted for everyone by its sender: a tombstone, nothing left to show.
-    pub deleted: bool,
+    pub(crate) deleted: bool,
     /// Edited by its sender after it arrived (the text shown is the newest).
-    pub edited: bool,
+    pub(crate) edited: bool,
     /// A notice about the chat (number changed…), not someone's words.
-    pub system: bool,
+    pub(crate) system: bool,
     /// Reactions on this message (emoji), and how many people voted on this poll.
-    pub reactions: Vec<String>,
-    pub poll_votes: usize,
+    pub(crate) reactions: Vec<String>,
+    pub(crate) poll_votes: usize,
     /// Structured lines from the extra: (translation key under `extra.`, value).
-    pub notes: Vec<(&'static str, String)>,
+    pub(crate) notes: Vec<(&'static str, String)>,
     /// For an approved AI reply: who approved it, and whether they edited it first.
-    pub review: Option<ReviewNote>,
+    pub(crate) review: Option<ReviewNote>,
 }
 
 pub(crate) struct ReviewNote {
-    pub by: String,
-    pub edited: bool,
+    pub(crate) by: String,
+    pub(crate) edited: bool,
 }
 
 pub(crate) async fn thread_message(

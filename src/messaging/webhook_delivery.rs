@@ -69,10 +69,10 @@ pub(crate) async fn check_url(
 }
 
 pub(crate) struct NewEndpointInput {
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub include_text: bool,
+    pub(crate) url: String,
+    pub(crate) description: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) include_text: bool,
 }
 
 /// Validates and stores an endpoint. Returns its id and the signing secret, to show once.

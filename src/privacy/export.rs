@@ -3,8 +3,6 @@
 //! manifest (record counts and a SHA-256 per section) and as readable HTML. Nothing about
 //! other contacts; staff are named only as the approvers of drafts.
 
-use crate::messaging::Messaging;
-use axum::extract::FromRef;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -16,7 +14,7 @@ use crate::{
     crypto::Aad,
     db::{self, ai as db_ai},
     messaging::view,
-    state::AppState,
+    privacy::Privacy,
 };
 
 /// Media larger than this is listed but not embedded in the JSON export.
@@ -25,43 +23,43 @@ pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct ExportMessage {
-    pub id: Uuid,
-    pub direction: String,
-    pub author: String,
-    pub kind: String,
-    pub text: Option<String>,
-    pub sent_at: String,
-    pub status: String,
-    pub media: Option<Value>,
+    pub(crate) id: Uuid,
+    pub(crate) direction: String,
+    pub(crate) author: String,
+    pub(crate) kind: String,
+    pub(crate) text: Option<String>,
+    pub(crate) sent_at: String,
+    pub(crate) status: String,
+    pub(crate) media: Option<Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct ExportDraft {
-    pub id: Uuid,
-    pub state: String,
-    pub created_at: String,
-    pub provider: String,
-    pub model: String,
-    pub prompt_version: String,
-    pub ai_text: Option<String>,
-    pub approved_text: Option<String>,
-    pub edited: bool,
-    pub decided_by: Option<String>,
-    pub decided_at: Option<String>,
-    pub reject_reason: Option<String>,
-    pub escalation_reason: Option<String>,
+    pub(crate) id: Uuid,
+    pub(crate) state: String,
+    pub(crate) created_at: String,
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    pub(crate) prompt_version: String,
+    pub(crate) ai_text: Option<String>,
+    pub(crate) approved_text: Option<String>,
+    pub(crate) edited: bool,
+    pub(crate) decided_by: Option<String>,
+    pub(crate) decided_at: Option<String>,
+    pub(crate) reject_reason: Option<String>,
+    pub(crate) escalation_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Bundle {
-    pub manifest: Value,
-    pub subject: Value,
-    pub messages: Vec<ExportMessage>,
-    pub drafts: Vec<ExportDraft>,
-    pub tool_calls: Vec<Value>,
-    pub recipients: Vec<Value>,
-    pub requests: Vec<Value>,
-    pub processing: Value,
+    pub(crate) manifest: Value,
+    pub(crate) subject: Value,
+    pub(crate) messages: Vec<ExportMessage>,
+    pub(crate) drafts: Vec<ExportDraft>,
+    pub(crate) tool_calls: Vec<Value>,
+    pub(crate) recipients: Vec<Value>,
+    pub(crate) requests: Vec<Value>,
+    pub(crate) processing: Value,
 }
 
 /// A tool call made while drafting for the contact (arguments and result sealed).
@@ -92,7 +90,7 @@ fn section<T: Serialize>(name: &str, v: &T, count: usize) -> (String, Value) {
 
 /// Builds the contact's bundle. `None` if the contact doesn't exist (or was erased).
 pub(crate) async fn contact_bundle(
-    state: &AppState,
+    state: &Privacy,
     tenant_id: Uuid,
     contact_id: Uuid,
     request_id: Option<Uuid>,
@@ -174,8 +172,8 @@ pub(crate) async fn contact_bundle(
             provider: d.provider.clone(),
             model: d.model.clone(),
             prompt_version: d.prompt_version.clone(),
-            ai_text: view::original_text(&Messaging::from_ref(state), tenant_id, &d).await?,
-            approved_text: view::final_text(&Messaging::from_ref(state), tenant_id, &d).await?,
+            ai_text: view::original_text(&state.messaging, tenant_id, &d).await?,
+            approved_text: view::final_text(&state.messaging, tenant_id, &d).await?,
             edited: d.edited,
             decided_by,
             decided_at: d.decided_at.map(ts),
@@ -236,7 +234,7 @@ pub(crate) async fn contact_bundle(
     .collect();
     tx.commit().await?;
 
-    let v = view::contact(&Messaging::from_ref(state), tenant_id, &contact).await;
+    let v = view::contact(&state.messaging, tenant_id, &contact).await;
     let subject = json!({
         "id": contact.id, "name": v.name, "phone": v.phone, "notes": v.notes, "tags": v.tags,
         "created_at": ts(contact.created_at), "processing_restricted": contact.restricted_at.map(ts),

@@ -5,11 +5,17 @@ pub(crate) mod erase;
 pub(crate) mod export;
 pub(crate) mod retention;
 
+use std::{path::PathBuf, sync::Arc};
+
+use axum::extract::FromRef;
 use serde_json::json;
+use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
+    clock::SharedClock,
+    crypto::Keyring,
     db::{
         self,
         audit::{self, Actor},
@@ -19,8 +25,50 @@ use crate::{
         plans,
         privacy::{default_keywords, is_keyword},
     },
+    live::Live,
+    messaging::Messaging,
     state::AppState,
+    storage::ObjectStore,
 };
+
+/// What privacy work uses, and nothing else: the pool, the keyring (erasure destroys keys,
+/// audit pruning signs a checkpoint), the media store, live events, the clock, the log
+/// directory the retention sweep prunes, and `messaging`'s context (an export opens messages
+/// and drafts through `messaging::view`). Built from the process's state with `FromRef`:
+/// `State<Privacy>` in a handler, the `privacy_sweep` job's `Context`, or
+/// `Privacy::from_ref(&state)` where a caller holds the whole state.
+#[derive(Clone)]
+pub(crate) struct Privacy {
+    /// Connected as the non-owner application role: row-level security applies.
+    pub(crate) db: PgPool,
+    pub(crate) keys: Keyring,
+    pub(crate) media: Arc<dyn ObjectStore>,
+    pub(crate) live: Live,
+    pub(crate) clock: SharedClock,
+    pub(crate) messaging: Messaging,
+    /// `SIGMAAI_LOG_DIR`: log files older than the retention limit are deleted.
+    pub(crate) log_dir: Option<PathBuf>,
+}
+
+impl Privacy {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+impl FromRef<AppState> for Privacy {
+    fn from_ref(state: &AppState) -> Privacy {
+        Privacy {
+            db: state.db.clone(),
+            keys: state.keys.clone(),
+            media: state.media.clone(),
+            live: state.live.clone(),
+            clock: state.clock.clone(),
+            messaging: Messaging::from_ref(state),
+            log_dir: state.config.log_dir.clone(),
+        }
+    }
+}
 
 pub(crate) const KINDS: [&str; 6] = [
     "access",
@@ -92,11 +140,8 @@ pub(crate) async fn stored_settings(
         }))
 }
 
-pub(crate) async fn plan_of(
-    state: &AppState,
-    tenant_id: Uuid,
-) -> sqlx::Result<&'static plans::Plan> {
-    let t = db::tenants::tenant_by_id(&state.db, tenant_id).await?;
+pub(crate) async fn plan_of(db: &PgPool, tenant_id: Uuid) -> sqlx::Result<&'static plans::Plan> {
+    let t = db::tenants::tenant_by_id(db, tenant_id).await?;
     Ok(t.as_ref()
         .and_then(|t| plans::by_id(&t.plan))
         .unwrap_or(&plans::PLANS[0]))
@@ -187,14 +232,14 @@ pub(crate) async fn open_request(
 /// Checks an inbound message for a request keyword and opens an erasure request for staff
 /// (ingest calls this through `wiring`, in the transaction storing the message).
 pub(crate) async fn keyword_request(
-    state: &AppState,
+    db: &PgPool,
     conn: &mut sqlx::PgConnection,
     tenant_id: Uuid,
     contact_id: Uuid,
     text: &str,
     now: OffsetDateTime,
 ) -> anyhow::Result<bool> {
-    let plan = plan_of(state, tenant_id).await?;
+    let plan = plan_of(db, tenant_id).await?;
     let s = settings(conn, plan).await?;
     if !is_keyword(text, &s.dsr_keywords)
         || dbp::open_request_for(conn, contact_id, "erasure")
@@ -224,7 +269,7 @@ pub(crate) async fn keyword_request(
 /// Moves a request along its status history (received → verified → in progress →
 /// completed | denied, a reason required to deny).
 pub(crate) async fn advance(
-    state: &AppState,
+    state: &Privacy,
     tenant_id: Uuid,
     actor: &Actor,
     request_id: Uuid,

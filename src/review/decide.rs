@@ -22,6 +22,7 @@ use crate::{
         send::{self, Refusal},
         view,
     },
+    privacy::{Privacy, retention},
     state::AppState,
 };
 
@@ -232,7 +233,7 @@ pub(crate) async fn approve(
     }
     tx.commit().await?;
     publish_decision(state, tenant_id, d.conversation_id).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
     Ok(message_id)
 }
 
@@ -306,7 +307,7 @@ pub(crate) async fn reject(
     .await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
@@ -384,7 +385,7 @@ pub(crate) async fn dismiss(
     db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
@@ -414,7 +415,7 @@ pub(crate) async fn take_over(
     .await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, conversation_id).await?;
     Ok(())
 }
 
@@ -501,19 +502,19 @@ pub(crate) async fn reject_call(
 
 /// A tool call as a reviewer sees it: arguments and result opened from the contact's key.
 pub(crate) struct CallView {
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub server: String,
-    pub tool: String,
-    pub risk: String,
-    pub state: String,
-    pub arguments: String,
-    pub result: String,
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) server: String,
+    pub(crate) tool: String,
+    pub(crate) risk: String,
+    pub(crate) state: String,
+    pub(crate) arguments: String,
+    pub(crate) result: String,
     /// Why the call failed, in the reviewer's language (see `ErrorText`).
-    pub error: Option<crate::mcp::client::ErrorText>,
-    pub latency_ms: i32,
+    pub(crate) error: Option<crate::mcp::client::ErrorText>,
+    pub(crate) latency_ms: i32,
 }
 
 pub(crate) async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> CallView {

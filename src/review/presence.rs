@@ -34,15 +34,15 @@ pub(crate) fn since(now: OffsetDateTime) -> OffsetDateTime {
 /// What a heartbeat learns: who else is here, and who holds the draft if not the caller.
 #[derive(Debug, Default, serde::Serialize)]
 pub(crate) struct Beat {
-    pub others: Vec<Other>,
+    pub(crate) others: Vec<Other>,
     /// Someone else is editing the draft the caller asked to edit; the caller does not hold it.
-    pub locked_by: Option<String>,
+    pub(crate) locked_by: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct Other {
-    pub name: String,
-    pub editing: bool,
+    pub(crate) name: String,
+    pub(crate) editing: bool,
 }
 
 /// Records that `user` is on `conversation`, editing `draft` when `editing` (and nobody else

@@ -115,7 +115,7 @@ async fn the_sweep_prunes_exactly_the_audit_entries_older_than_the_window() {
     assert!(old >= 3, "sign-up, the settings change and the old entry");
 
     w.t.clock.set(t0 + Duration::days(500));
-    let report = run_sweep(&w.t.state).await.unwrap();
+    let report = run_sweep(&w.t.privacy()).await.unwrap();
     assert_eq!(report.audit_entries, old);
     let left = seqs(&w, a).await;
     assert_eq!(left[0], at_cutoff, "the entry at the cutoff is kept");
@@ -174,11 +174,11 @@ async fn the_sweep_prunes_exactly_the_audit_entries_older_than_the_window() {
     assert!(p.body.contains("Audit entries"));
 
     // Running again drops nothing more: the entry at the old cutoff is still in the window.
-    let again = run_sweep(&w.t.state).await.unwrap();
+    let again = run_sweep(&w.t.privacy()).await.unwrap();
     assert_eq!(again.audit_entries, 0);
     // Ten days later it is not: a second checkpoint, and the chain still verifies.
     w.t.clock.advance(Duration::days(10));
-    let later = run_sweep(&w.t.state).await.unwrap();
+    let later = run_sweep(&w.t.privacy()).await.unwrap();
     assert_eq!(later.audit_entries, 1);
     assert_eq!(seqs(&w, a).await[0], at_cutoff + 1);
     let v = verify(&w, a).await.unwrap();
@@ -193,7 +193,7 @@ async fn the_newest_entry_survives_when_every_entry_is_old() {
     assert_eq!(r.status, 303, "{}", r.body);
     let newest = log_now(&w, a, "test.newest").await;
     w.t.clock.advance(Duration::days(4000));
-    let report = run_sweep(&w.t.state).await.unwrap();
+    let report = run_sweep(&w.t.privacy()).await.unwrap();
     assert_eq!(report.audit_entries, newest - 1);
     let left = seqs(&w, a).await;
     assert_eq!(left[0], newest, "the chain's head is never dropped");
@@ -213,7 +213,7 @@ async fn with_audit_retention_unset_nothing_is_pruned() {
     log_now(&w, a, "test.old").await;
     let before = seqs(&w, a).await;
     w.t.clock.advance(Duration::days(5000));
-    let report = run_sweep(&w.t.state).await.unwrap();
+    let report = run_sweep(&w.t.privacy()).await.unwrap();
     assert_eq!(report.audit_entries, 0);
     let after = seqs(&w, a).await;
     assert_eq!(&after[..before.len()], &before[..]);
@@ -253,7 +253,7 @@ async fn one_tenants_pruning_never_touches_another_tenants_log() {
             .fetch_all(&w.t.owner)
             .await
             .unwrap();
-    let report = run_sweep(&w.t.state).await.unwrap();
+    let report = run_sweep(&w.t.privacy()).await.unwrap();
     assert!(report.audit_entries > 0);
     assert_eq!(
         seqs(&w, a).await.len(),
@@ -290,7 +290,7 @@ async fn one_tenants_pruning_never_touches_another_tenants_log() {
 #[tokio::test]
 async fn tampering_with_what_remains_after_pruning_is_detected() {
     let (w, a, _, _) = pruned_world().await;
-    run_sweep(&w.t.state).await.unwrap();
+    run_sweep(&w.t.privacy()).await.unwrap();
     let first = seqs(&w, a).await[0];
     assert!(verify(&w, a).await.is_ok());
     // Someone with database access edits a kept entry (the app role itself can't).
@@ -311,7 +311,7 @@ async fn tampering_with_what_remains_after_pruning_is_detected() {
     // Once the altered entry is past the window, the sweep still leaves the chain whole: a
     // checkpoint over it would vouch for the altered entry and hide the change.
     w.t.clock.advance(Duration::days(400));
-    let report = run_sweep(&w.t.state).await.unwrap();
+    let report = run_sweep(&w.t.privacy()).await.unwrap();
     assert_eq!(report.audit_entries, 0);
     assert_eq!(seqs(&w, a).await[0], first);
     assert_eq!(verify(&w, a).await, Err(Tampering::Entry(first + 1)));
@@ -342,7 +342,7 @@ async fn tampering_with_what_remains_after_pruning_is_detected() {
 #[tokio::test]
 async fn an_altered_checkpoint_is_detected() {
     let (w, a, _, _) = pruned_world().await;
-    run_sweep(&w.t.state).await.unwrap();
+    run_sweep(&w.t.privacy()).await.unwrap();
     let through: i64 =
         sqlx::query_scalar("SELECT through_seq FROM audit_checkpoints WHERE tenant_id = $1")
             .bind(a)

@@ -508,7 +508,7 @@ async fn lowering_the_plan_says_what_the_sweep_will_remove_before_it_does() {
         2,
         "nothing removed before the sweep"
     );
-    crate::privacy::retention::run_sweep(&gw.w.t.state)
+    crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     assert_eq!(gw.count("messages").await, 1);

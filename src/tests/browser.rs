@@ -14,7 +14,7 @@ use tokio::{
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 pub(super) struct Browser {
-    pub client: Client,
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempdir::TempDir,
     _serial: MutexGuard<'static, ()>,

@@ -6,16 +6,16 @@ use reqwest::{Response, redirect::Policy};
 use crate::tests::harness::{Server, TestApp};
 
 pub(super) struct Client {
-    pub http: reqwest::Client,
-    pub base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
 }
 
 pub(super) struct Page {
-    pub status: u16,
-    pub location: Option<String>,
-    pub set_cookies: Vec<String>,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: String,
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) set_cookies: Vec<String>,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
@@ -170,9 +170,9 @@ pub(super) const PASSWORD: &str = "correct horse battery";
 
 /// A running app with one signed-up owner (`owner@a.test`, tenant `clinic-a`).
 pub(super) struct World {
-    pub t: TestApp,
-    pub server: Server,
-    pub owner: Client,
+    pub(crate) t: TestApp,
+    pub(crate) server: Server,
+    pub(crate) owner: Client,
 }
 
 impl World {

@@ -284,19 +284,19 @@ async fn clone_database(admin: &mut PgConnection, template: &str, name: &str) {
 
 /// One test's world: its own database, Redis prefix, clock and application state.
 pub(super) struct TestApp {
-    pub state: AppState,
+    pub(crate) state: AppState,
     /// The router's state around `state`: its ingest queue and route cache.
-    pub wiring: App,
-    pub app: Router,
-    pub clock: ManualClock,
+    pub(crate) wiring: App,
+    pub(crate) app: Router,
+    pub(crate) clock: ManualClock,
     /// Owner pool on the test's database (bypasses nothing: use it to inspect raw rows).
-    pub owner: PgPool,
+    pub(crate) owner: PgPool,
     /// Owner pool on the test's key store (to copy, inspect or restore raw key rows).
-    pub keystore_owner: PgPool,
+    pub(crate) keystore_owner: PgPool,
     /// The same keyring as `state.keys`.
-    pub keys: Keyring,
-    pub db_name: String,
-    pub config: Config,
+    pub(crate) keys: Keyring,
+    pub(crate) db_name: String,
+    pub(crate) config: Config,
 }
 
 /// The moment every test starts at (a Monday, 09:00 UTC).
@@ -305,6 +305,16 @@ pub(super) fn start_time() -> OffsetDateTime {
 }
 
 impl TestApp {
+    /// `mail`'s context, as the worker hands it to the mail jobs.
+    pub(crate) fn mail(&self) -> crate::mail::Mail {
+        axum::extract::FromRef::from_ref(&self.state)
+    }
+
+    /// `privacy`'s context, as the router hands it to handlers and the sweep job.
+    pub(crate) fn privacy(&self) -> crate::privacy::Privacy {
+        axum::extract::FromRef::from_ref(&self.state)
+    }
+
     pub(super) async fn new() -> TestApp {
         Self::with_config(|_| {}).await
     }
@@ -440,7 +450,7 @@ impl TestApp {
 }
 
 pub(super) struct Server {
-    pub base: String,
+    pub(crate) base: String,
     _trigger: ShutdownTrigger,
 }
 
@@ -457,9 +467,9 @@ impl Drop for Server {
 }
 
 pub(super) struct TestResponse {
-    pub status: u16,
-    pub headers: axum::http::HeaderMap,
-    pub body: String,
+    pub(crate) status: u16,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl TestResponse {
@@ -815,10 +825,10 @@ impl Setup {
 /// clinic-a's id, the members' logged-in clients in the order asked, and the other
 /// tenant's owner.
 pub(super) struct Scene {
-    pub gw: Gw,
-    pub tenant: Uuid,
-    pub members: Vec<Client>,
-    pub other: Option<Client>,
+    pub(crate) gw: Gw,
+    pub(crate) tenant: Uuid,
+    pub(crate) members: Vec<Client>,
+    pub(crate) other: Option<Client>,
 }
 
 impl std::ops::Deref for Scene {

@@ -16,11 +16,11 @@ use crate::tests::{
 
 /// One delivered message, parsed with `mail-parser`.
 pub(super) struct Delivered {
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    pub message_id: String,
-    pub from: String,
+    pub(crate) subject: String,
+    pub(crate) text: String,
+    pub(crate) html: String,
+    pub(crate) message_id: String,
+    pub(crate) from: String,
 }
 
 /// What this test's app sends carries a unique sender address, so tests sharing the sink
@@ -431,12 +431,12 @@ async fn waiting_reviews_and_due_requests_alert_by_mail_once() {
     let waiting: i64 = gw.count("drafts").await;
     assert_eq!(waiting, 1, "the turn waits for review");
     // Not long enough yet.
-    crate::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    crate::mail::alerts::run(&gw.w.t.mail()).await.unwrap();
     gw.run_jobs().await;
     assert!(mb.to("owner@a.test").is_empty());
     gw.w.t.clock.advance(Duration::minutes(61));
     for _ in 0..2 {
-        crate::mail::alerts::run(&gw.w.t.state).await.unwrap();
+        crate::mail::alerts::run(&gw.w.t.mail()).await.unwrap();
         gw.run_jobs().await;
     }
     let mails = mb.to("owner@a.test");
@@ -473,13 +473,13 @@ async fn waiting_reviews_and_due_requests_alert_by_mail_once() {
         .fetch_one(&gw.w.t.owner)
         .await
         .unwrap();
-    crate::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    crate::mail::alerts::run(&gw.w.t.mail()).await.unwrap();
     gw.run_jobs().await;
     let before = mb.to("owner@a.test").len();
     let to_wait = due - Duration::days(2) - gw.w.t.clock.now();
     gw.w.t.clock.advance(to_wait);
     for _ in 0..2 {
-        crate::mail::alerts::run(&gw.w.t.state).await.unwrap();
+        crate::mail::alerts::run(&gw.w.t.mail()).await.unwrap();
         gw.run_jobs().await;
     }
     let mails = mb.to("owner@a.test");
@@ -614,14 +614,14 @@ async fn the_review_alert_threshold_is_the_tenants_setting() {
         .await;
     gw.run_jobs().await;
     gw.w.t.clock.advance(Duration::minutes(14));
-    crate::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    crate::mail::alerts::run(&gw.w.t.mail()).await.unwrap();
     gw.run_jobs().await;
     assert!(
         mb.to("owner@a.test").is_empty(),
         "not yet: 14 of 15 minutes"
     );
     gw.w.t.clock.advance(Duration::minutes(2));
-    crate::mail::alerts::run(&gw.w.t.state).await.unwrap();
+    crate::mail::alerts::run(&gw.w.t.mail()).await.unwrap();
     gw.run_jobs().await;
     let mails = mb.to("owner@a.test");
     assert_eq!(mails.len(), 1);

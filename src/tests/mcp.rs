@@ -40,11 +40,11 @@ pub(super) const TOKEN: &str = "sched-secret-token-4711";
 
 #[derive(Default)]
 pub(super) struct Sched {
-    pub tools: Mutex<Vec<Tool>>,
-    pub bookings: Mutex<Vec<Value>>,
-    pub calls: Mutex<Vec<String>>,
-    pub auth_seen: Mutex<Vec<String>>,
-    pub slow: Mutex<Option<Duration>>,
+    pub(crate) tools: Mutex<Vec<Tool>>,
+    pub(crate) bookings: Mutex<Vec<Value>>,
+    pub(crate) calls: Mutex<Vec<String>>,
+    pub(crate) auth_seen: Mutex<Vec<String>>,
+    pub(crate) slow: Mutex<Option<Duration>>,
 }
 
 fn schema(v: Value) -> Arc<JsonObject> {
@@ -524,7 +524,7 @@ async fn a_read_tool_result_appears_in_the_draft_and_the_server_is_a_recipient()
         .fetch_one(&gw.w.t.owner)
         .await
         .unwrap();
-    let bundle = crate::privacy::export::contact_bundle(&gw.w.t.state, t, contact, None)
+    let bundle = crate::privacy::export::contact_bundle(&gw.w.t.privacy(), t, contact, None)
         .await
         .unwrap()
         .unwrap();
@@ -539,7 +539,7 @@ async fn a_read_tool_result_appears_in_the_draft_and_the_server_is_a_recipient()
     assert!(bundle.recipients.iter().any(|r| r["kind"] == "mcp_server"));
     // Tool-call logs are AI traces: the sweep removes them after the AI-trace retention.
     gw.w.t.clock.advance(time::Duration::days(366));
-    crate::privacy::retention::run_sweep(&gw.w.t.state)
+    crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM mcp_tool_calls")

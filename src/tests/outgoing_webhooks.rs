@@ -283,8 +283,8 @@ async fn an_endpoint_failing_for_a_day_is_disabled_with_an_alert_then_enabled_an
         page.body
     );
     // The owner is e-mailed once, however often the alerts run.
-    crate::mail::alerts::run(&w.t.state).await.unwrap();
-    crate::mail::alerts::run(&w.t.state).await.unwrap();
+    crate::mail::alerts::run(&w.t.mail()).await.unwrap();
+    crate::mail::alerts::run(&w.t.mail()).await.unwrap();
     run_jobs(&w, &rx).await;
     let mails = mb.to("owner@a.test");
     let alerts: Vec<_> = mails
@@ -637,8 +637,8 @@ async fn every_event_is_emitted_where_it_happens() {
     run_jobs(w, &rx).await; // the send: message.sent
     // LGPD: due in 15 days; the alert looks 3 days ahead, and says so once.
     w.t.clock.advance(Duration::days(13));
-    crate::mail::alerts::run(&w.t.state).await.unwrap();
-    crate::mail::alerts::run(&w.t.state).await.unwrap();
+    crate::mail::alerts::run(&w.t.mail()).await.unwrap();
+    crate::mail::alerts::run(&w.t.mail()).await.unwrap();
     run_jobs(w, &rx).await;
     let got = rx.received().await;
     let mut types: Vec<String> = got

@@ -189,14 +189,14 @@ async fn an_end_user_keyword_opens_a_request_that_the_sweep_completes_within_7_d
     assert!(privacy.body.contains("WhatsApp"));
     // Day 6: nothing yet. Day 7: the sweep erases.
     gw.w.t.clock.advance(Duration::days(6));
-    crate::privacy::retention::run_sweep(&gw.w.t.state)
+    crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     assert_eq!(gw.count("contacts").await, 1);
     gw.w.t
         .clock
         .advance(Duration::days(1) + Duration::minutes(1));
-    let report = crate::privacy::retention::run_sweep(&gw.w.t.state)
+    let report = crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     assert_eq!(report.erasures, 1);
@@ -448,7 +448,7 @@ async fn the_retention_sweep_removes_exactly_what_is_past_retention() {
     ))
     .await;
     gw.w.t.clock.advance(Duration::days(35));
-    let report = crate::privacy::retention::run_sweep(&gw.w.t.state)
+    let report = crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     assert_eq!(report.messages, 2);
@@ -466,7 +466,7 @@ async fn the_retention_sweep_removes_exactly_what_is_past_retention() {
         .unwrap();
     assert_eq!(run, (2, 1), "counts recorded, never content");
     // Running again removes nothing more.
-    let again = crate::privacy::retention::run_sweep(&gw.w.t.state)
+    let again = crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     assert_eq!((again.messages, again.contacts), (0, 0));
@@ -571,7 +571,7 @@ async fn termination_deletes_everything_after_30_days_and_can_be_cancelled() {
         .await;
     // The export stays available during the 30 days.
     gw.w.t.clock.advance(Duration::days(29));
-    crate::privacy::retention::run_sweep(&gw.w.t.state)
+    crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     assert_eq!(
@@ -590,7 +590,7 @@ async fn termination_deletes_everything_after_30_days_and_can_be_cancelled() {
     gw.w.t
         .clock
         .advance(Duration::days(1) + Duration::minutes(1));
-    let report = crate::privacy::retention::run_sweep(&gw.w.t.state)
+    let report = crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
         .unwrap();
     assert_eq!(report.terminated, 1);

@@ -13,13 +13,13 @@ pub(super) const META_PHONE_ID: &str = "106540352242922";
 
 /// A tenant (clinic-a) with a gateway channel pointing at a local mock server.
 pub(super) struct Gw {
-    pub w: World,
-    pub gateway: MockServer,
+    pub(crate) w: World,
+    pub(crate) gateway: MockServer,
     /// The webhook path (`/webhooks/<kind>/<route>`).
-    pub hook: String,
+    pub(crate) hook: String,
     /// Evolution header secret, or Meta verify token.
-    pub secret: String,
-    pub channel_id: uuid::Uuid,
+    pub(crate) secret: String,
+    pub(crate) channel_id: uuid::Uuid,
 }
 
 fn created_field(body: &str, id: &str) -> String {

@@ -54,12 +54,12 @@ impl fmt::Debug for EvolutionClient {
 /// A file to send. `Bytes` travel base64-encoded in the JSON body.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct OutboundMedia {
-    pub kind: OutboundMediaKind,
-    pub content: MediaContent,
-    pub mimetype: Option<String>,
-    pub caption: Option<String>,
+    pub(crate) kind: OutboundMediaKind,
+    pub(crate) content: MediaContent,
+    pub(crate) mimetype: Option<String>,
+    pub(crate) caption: Option<String>,
     /// Required by Evolution for documents sent as bytes.
-    pub file_name: Option<String>,
+    pub(crate) file_name: Option<String>,
 }
 
 impl fmt::Debug for OutboundMedia {

@@ -53,14 +53,14 @@ impl fmt::Debug for MetaClient {
 /// A message template as Meta lists it, for template sync.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MessageTemplate {
-    pub id: Option<String>,
-    pub name: String,
-    pub language: String,
+    pub(crate) id: Option<String>,
+    pub(crate) name: String,
+    pub(crate) language: String,
     /// `APPROVED`, `PENDING`, `REJECTED`, `PAUSED`, …
-    pub status: String,
-    pub category: Option<String>,
+    pub(crate) status: String,
+    pub(crate) category: Option<String>,
     /// Header/body/footer/buttons as Meta describes them.
-    pub components: Value,
+    pub(crate) components: Value,
 }
 
 impl MessageTemplate {

@@ -46,12 +46,12 @@ pub(crate) fn router() -> Router<App> {
 }
 
 pub(crate) struct SessionView {
-    pub id: Uuid,
-    pub current: bool,
-    pub created: String,
-    pub last_seen: String,
-    pub user_agent: String,
-    pub ip: String,
+    pub(crate) id: Uuid,
+    pub(crate) current: bool,
+    pub(crate) created: String,
+    pub(crate) last_seen: String,
+    pub(crate) user_agent: String,
+    pub(crate) ip: String,
 }
 
 fn fmt_time(t: OffsetDateTime) -> String {
@@ -75,11 +75,11 @@ impl SessionView {
 #[derive(Template, WebTemplate)]
 #[template(path = "account/index.html")]
 pub(crate) struct AccountPage {
-    pub ctx: PageCtx,
-    pub sessions: Vec<SessionView>,
-    pub totp_enabled: bool,
-    pub recovery_left: i64,
-    pub error: Option<&'static str>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) sessions: Vec<SessionView>,
+    pub(crate) totp_enabled: bool,
+    pub(crate) recovery_left: i64,
+    pub(crate) error: Option<&'static str>,
 }
 
 async fn load_page(
@@ -227,10 +227,10 @@ fn totp_aad(user_id: Uuid) -> crate::crypto::Aad<'static> {
 #[derive(Template, WebTemplate)]
 #[template(path = "account/totp_setup.html")]
 pub(crate) struct TotpSetupPage {
-    pub ctx: PageCtx,
-    pub qr_svg: String,
-    pub secret: String,
-    pub error: Option<&'static str>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) qr_svg: String,
+    pub(crate) secret: String,
+    pub(crate) error: Option<&'static str>,
 }
 
 async fn totp_setup_view(
@@ -280,8 +280,8 @@ async fn totp_start(
 #[derive(Template, WebTemplate)]
 #[template(path = "account/recovery_codes.html")]
 pub(crate) struct RecoveryCodesPage {
-    pub ctx: PageCtx,
-    pub codes: Vec<String>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) codes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -403,9 +403,9 @@ pub(crate) mod recovery {
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/second_factor.html")]
 pub(crate) struct SecondFactorPage {
-    pub ctx: PageCtx,
-    pub next: String,
-    pub error: Option<&'static str>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) next: String,
+    pub(crate) error: Option<&'static str>,
 }
 
 #[derive(Deserialize, Default)]

@@ -67,15 +67,15 @@ fn safe_next(next: Option<&str>) -> String {
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/signup.html")]
 pub(crate) struct SignupPage {
-    pub ctx: PageCtx,
-    pub plans: &'static [Plan],
-    pub plan: String,
-    pub name: String,
-    pub email: String,
-    pub business: String,
-    pub slug: String,
-    pub error: Option<&'static str>,
-    pub policy_version: &'static str,
+    pub(crate) ctx: PageCtx,
+    pub(crate) plans: &'static [Plan],
+    pub(crate) plan: String,
+    pub(crate) name: String,
+    pub(crate) email: String,
+    pub(crate) business: String,
+    pub(crate) slug: String,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) policy_version: &'static str,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,10 +180,10 @@ async fn signup(
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/login.html")]
 pub(crate) struct LoginPage {
-    pub ctx: PageCtx,
-    pub email: String,
-    pub next: String,
-    pub error: Option<&'static str>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) email: String,
+    pub(crate) next: String,
+    pub(crate) error: Option<&'static str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -312,8 +312,8 @@ async fn logout(
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/choose.html")]
 pub(crate) struct ChoosePage {
-    pub ctx: PageCtx,
-    pub tenants: Vec<db::tenants::MyTenant>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) tenants: Vec<db::tenants::MyTenant>,
 }
 
 /// After login: straight to the only tenant, or a chooser.
@@ -334,10 +334,10 @@ async fn app_home(
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/reset.html")]
 pub(crate) struct ResetPage {
-    pub ctx: PageCtx,
-    pub token: String,
-    pub valid: bool,
-    pub error: Option<&'static str>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) token: String,
+    pub(crate) valid: bool,
+    pub(crate) error: Option<&'static str>,
 }
 
 async fn reset_page(
@@ -392,11 +392,11 @@ async fn reset(
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/forgot.html")]
 pub(crate) struct ForgotPage {
-    pub ctx: PageCtx,
+    pub(crate) ctx: PageCtx,
     /// Whether this server sends e-mail at all (otherwise the page says whom to ask).
-    pub mail: bool,
-    pub sent: bool,
-    pub email: String,
+    pub(crate) mail: bool,
+    pub(crate) sent: bool,
+    pub(crate) email: String,
 }
 
 async fn forgot_page(State(state): State<AppState>, ctx: PageCtx) -> ForgotPage {
@@ -463,16 +463,16 @@ async fn forgot(
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/invite.html")]
 pub(crate) struct InvitePage {
-    pub ctx: PageCtx,
-    pub token: String,
-    pub tenant_name: String,
-    pub email: String,
-    pub role: String,
-    pub has_account: bool,
-    pub valid: bool,
-    pub name: String,
-    pub error: Option<&'static str>,
-    pub policy_version: &'static str,
+    pub(crate) ctx: PageCtx,
+    pub(crate) token: String,
+    pub(crate) tenant_name: String,
+    pub(crate) email: String,
+    pub(crate) role: String,
+    pub(crate) has_account: bool,
+    pub(crate) valid: bool,
+    pub(crate) name: String,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) policy_version: &'static str,
 }
 
 async fn invite_view(state: &AppState, ctx: PageCtx, token: String) -> AppResult<InvitePage> {
@@ -586,10 +586,10 @@ async fn invite_accept(
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/policy.html")]
 pub(crate) struct PolicyPage {
-    pub ctx: PageCtx,
-    pub next: String,
-    pub accepted: String,
-    pub version: &'static str,
+    pub(crate) ctx: PageCtx,
+    pub(crate) next: String,
+    pub(crate) accepted: String,
+    pub(crate) version: &'static str,
 }
 
 async fn policy_page(ctx: PageCtx, me: CurrentUser, Query(q): Query<NextQuery>) -> Response {

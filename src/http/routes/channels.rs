@@ -58,27 +58,27 @@ pub(crate) fn gateway_error_key(e: &SendError) -> &'static str {
 }
 
 pub(crate) struct ChannelView {
-    pub id: Uuid,
-    pub kind: String,
-    pub name: String,
-    pub health: String,
-    pub health_detail: String,
-    pub webhook_url: String,
-    pub detail: String,
+    pub(crate) id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) health: String,
+    pub(crate) health_detail: String,
+    pub(crate) webhook_url: String,
+    pub(crate) detail: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "channels/index.html")]
 pub(crate) struct ChannelsPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub channels: Vec<ChannelView>,
-    pub error: Option<&'static str>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) channels: Vec<ChannelView>,
+    pub(crate) error: Option<&'static str>,
     /// Shown once after creating a channel: (channel name, webhook URL, secret).
-    pub created: Option<(String, String, String)>,
+    pub(crate) created: Option<(String, String, String)>,
     /// A QR code (rendered by us) or pairing code while linking a phone.
-    pub pairing: Option<(String, Option<String>, Option<String>)>,
-    pub can_add: bool,
+    pub(crate) pairing: Option<(String, Option<String>, Option<String>)>,
+    pub(crate) can_add: bool,
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<ChannelsPage> {

@@ -38,27 +38,27 @@ pub(crate) fn router() -> Router<App> {
 pub(crate) const PAGE_SIZE: i64 = 50;
 
 pub(crate) struct ContactRow {
-    pub label: String,
-    pub phone: String,
-    pub tags: Vec<String>,
-    pub erased: bool,
-    pub restricted: bool,
-    pub open_requests: i64,
-    pub conversations: i64,
-    pub latest_conversation: Option<Uuid>,
-    pub last_message: String,
+    pub(crate) label: String,
+    pub(crate) phone: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) erased: bool,
+    pub(crate) restricted: bool,
+    pub(crate) open_requests: i64,
+    pub(crate) conversations: i64,
+    pub(crate) latest_conversation: Option<Uuid>,
+    pub(crate) last_message: String,
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
-    pub since: String,
+    pub(crate) since: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "contacts/index.html")]
 pub(crate) struct DirectoryPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub rows: Vec<ContactRow>,
-    pub q: String,
-    pub next: Option<String>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) rows: Vec<ContactRow>,
+    pub(crate) q: String,
+    pub(crate) next: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -41,6 +41,7 @@ use crate::{
         send::{self, Author, QueueError},
         view::{self, Clock, ContactView, InboxRow, ThreadMessage},
     },
+    privacy::{Privacy, retention},
     review::presence,
     state::AppState,
 };
@@ -85,26 +86,26 @@ async fn tenant_clock(state: &AppState, t: &TenantCtx) -> AppResult<Clock> {
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/list.html")]
 pub(crate) struct ListPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub rows: Vec<InboxRow>,
-    pub q: String,
-    pub filters: Filters,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) rows: Vec<InboxRow>,
+    pub(crate) q: String,
+    pub(crate) filters: Filters,
     /// The built-in views, as (view, name for ids and labels, link) in display order.
-    pub views: Vec<(&'static str, &'static str, String)>,
+    pub(crate) views: Vec<(&'static str, &'static str, String)>,
     /// The member's own saved views.
-    pub saved: Vec<conversations::SavedView>,
-    pub next: Option<String>,
+    pub(crate) saved: Vec<conversations::SavedView>,
+    pub(crate) next: Option<String>,
 }
 
 /// The conversation list alone (`?fragment=inbox`), for live updates.
 #[derive(Template)]
 #[template(path = "inbox/list_fragment.html")]
 pub(crate) struct ListFragment {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub rows: Vec<InboxRow>,
-    pub filters: Filters,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) rows: Vec<InboxRow>,
+    pub(crate) filters: Filters,
 }
 
 #[derive(Deserialize, Default)]
@@ -152,11 +153,11 @@ const CLOSING_SOON: time::Duration = time::Duration::hours(4);
 /// page links to and that saved views store (never the search text: it may be a name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Filters {
-    pub status: &'static str,
-    pub unread: bool,
-    pub mine: bool,
-    pub view: &'static str,
-    pub wait: u32,
+    pub(crate) status: &'static str,
+    pub(crate) unread: bool,
+    pub(crate) mine: bool,
+    pub(crate) view: &'static str,
+    pub(crate) wait: u32,
 }
 
 impl Filters {
@@ -390,68 +391,68 @@ async fn list(
 }
 
 pub(crate) struct MemberOption {
-    pub id: Uuid,
-    pub name: String,
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/conversation.html")]
 pub(crate) struct ConversationPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub id: Uuid,
-    pub contact: ContactView,
-    pub messages: Vec<ThreadMessage>,
-    pub status: String,
-    pub ownership: String,
-    pub labels: String,
-    pub assigned_to: Option<Uuid>,
-    pub members: Vec<MemberOption>,
-    pub channel_kind: String,
-    pub channel_name: String,
-    pub window_open: bool,
-    pub window_closes: Option<String>,
-    pub is_group: bool,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) id: Uuid,
+    pub(crate) contact: ContactView,
+    pub(crate) messages: Vec<ThreadMessage>,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) labels: String,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) members: Vec<MemberOption>,
+    pub(crate) channel_kind: String,
+    pub(crate) channel_name: String,
+    pub(crate) window_open: bool,
+    pub(crate) window_closes: Option<String>,
+    pub(crate) is_group: bool,
     /// The group's subject, when the gateway told us.
-    pub group_name: Option<String>,
-    pub error: Option<&'static str>,
-    pub draft: String,
-    pub older: Option<String>,
+    pub(crate) group_name: Option<String>,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) draft: String,
+    pub(crate) older: Option<String>,
     /// Why a person must look at this conversation (an escalation), if so.
-    pub attention: Option<String>,
+    pub(crate) attention: Option<String>,
     /// The conversation's own review policy (None: the tenant's).
-    pub policy_override: Option<String>,
+    pub(crate) policy_override: Option<String>,
     /// A draft awaiting review for this conversation.
-    pub pending_draft: bool,
-    pub canned: Vec<db::canned::Canned>,
+    pub(crate) pending_draft: bool,
+    pub(crate) canned: Vec<db::canned::Canned>,
     /// Approved templates to offer when the 24-hour window is closed (Meta channels).
-    pub templates: Vec<db::templates::Template>,
+    pub(crate) templates: Vec<db::templates::Template>,
     /// The AI's draft waiting for review, offered in the reply box.
-    pub reply_draft: Option<ReplyDraft>,
+    pub(crate) reply_draft: Option<ReplyDraft>,
     /// Other members on this conversation now (presence), editing or reading.
-    pub others: Vec<presence::Here>,
+    pub(crate) others: Vec<presence::Here>,
     /// A just-approved draft whose reply still waits out the undo window.
-    pub undo: Option<crate::http::routes::review::UndoOffer>,
+    pub(crate) undo: Option<crate::http::routes::review::UndoOffer>,
     /// Seconds between this page's presence heartbeats.
-    pub heartbeat: u32,
+    pub(crate) heartbeat: u32,
     /// The conversation list beside the thread (wide screens): the view the reviewer came
     /// from, newest first, and that view's query string (kept in the pane's links).
-    pub pane: Vec<InboxRow>,
-    pub pane_query: String,
+    pub(crate) pane: Vec<InboxRow>,
+    pub(crate) pane_query: String,
 }
 
 /// The pending draft as the reply box shows it.
 pub(crate) struct ReplyDraft {
-    pub id: Uuid,
-    pub text: String,
-    pub provider: String,
-    pub model: String,
+    pub(crate) id: Uuid,
+    pub(crate) text: String,
+    pub(crate) provider: String,
+    pub(crate) model: String,
     /// Why the reviewer must look closely (e.g. `partly_answered`), if anything.
-    pub note: String,
+    pub(crate) note: String,
     /// Knowledge entries it drew on: (id, title).
-    pub knowledge: Vec<(Uuid, String)>,
+    pub(crate) knowledge: Vec<(Uuid, String)>,
     /// Someone else is editing it right now.
-    pub editor: Option<String>,
+    pub(crate) editor: Option<String>,
 }
 
 impl ConversationPage {
@@ -726,22 +727,22 @@ const CONVERSATION_REGIONS: &[&str] = &["pane", "presence", "thread", "reply"];
 #[derive(Template)]
 #[template(path = "inbox/conversation_fragment.html")]
 pub(crate) struct ConversationFragment {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub id: Uuid,
-    pub regions: Vec<&'static str>,
-    pub pane: Vec<InboxRow>,
-    pub pane_query: String,
-    pub others: Vec<presence::Here>,
-    pub messages: Vec<ThreadMessage>,
-    pub error: Option<&'static str>,
-    pub draft: String,
-    pub reply_draft: Option<ReplyDraft>,
-    pub window_open: bool,
-    pub window_closes: Option<String>,
-    pub channel_kind: String,
-    pub canned: Vec<db::canned::Canned>,
-    pub templates: Vec<db::templates::Template>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) id: Uuid,
+    pub(crate) regions: Vec<&'static str>,
+    pub(crate) pane: Vec<InboxRow>,
+    pub(crate) pane_query: String,
+    pub(crate) others: Vec<presence::Here>,
+    pub(crate) messages: Vec<ThreadMessage>,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) draft: String,
+    pub(crate) reply_draft: Option<ReplyDraft>,
+    pub(crate) window_open: bool,
+    pub(crate) window_closes: Option<String>,
+    pub(crate) channel_kind: String,
+    pub(crate) canned: Vec<db::canned::Canned>,
+    pub(crate) templates: Vec<db::templates::Template>,
 }
 
 impl ConversationFragment {
@@ -910,6 +911,7 @@ pub(crate) struct ReplyForm {
 
 async fn reply(
     State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     ctx: PageCtx,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
@@ -948,7 +950,7 @@ async fn reply(
                 .live
                 .publish(tenant, &live::Event::Conversation { id })
                 .await;
-            crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
+            retention::media_after_triage(&privacy, tenant, id).await?;
             Ok(redirect_with_flash(
                 &format!("/t/{}/conversations/{id}#reply", t.tenant.slug),
                 true,
@@ -1354,6 +1356,7 @@ async fn send_template(
 /// Staff mark a conversation's media as handled: it is deleted (after-triage policy).
 async fn media_handled(
     State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
@@ -1363,7 +1366,7 @@ async fn media_handled(
         .await?
         .ok_or(AppError::NotFound)?;
     tx.commit().await?;
-    let n = crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
+    let n = retention::media_after_triage(&privacy, tenant, id).await?;
     let mut tx = t.begin(&state).await?;
     tx.audit("media.handled", &id.to_string(), json!({ "deleted": n }))
         .await?;

@@ -37,7 +37,7 @@ pub(crate) fn router() -> Router<App> {
 #[derive(Template, WebTemplate)]
 #[template(path = "public/landing.html")]
 pub(crate) struct LandingPage {
-    pub ctx: PageCtx,
+    pub(crate) ctx: PageCtx,
 }
 
 async fn landing(ctx: PageCtx) -> LandingPage {
@@ -47,8 +47,8 @@ async fn landing(ctx: PageCtx) -> LandingPage {
 #[derive(Template, WebTemplate)]
 #[template(path = "public/pricing.html")]
 pub(crate) struct PricingPage {
-    pub ctx: PageCtx,
-    pub plans: &'static [Plan],
+    pub(crate) ctx: PageCtx,
+    pub(crate) plans: &'static [Plan],
 }
 
 async fn pricing(ctx: PageCtx) -> PricingPage {
@@ -69,9 +69,9 @@ pub(crate) enum LegalDoc {
 #[derive(Template, WebTemplate)]
 #[template(path = "public/legal.html")]
 pub(crate) struct LegalPage {
-    pub ctx: PageCtx,
-    pub doc: LegalDoc,
-    pub version: &'static str,
+    pub(crate) ctx: PageCtx,
+    pub(crate) doc: LegalDoc,
+    pub(crate) version: &'static str,
 }
 
 async fn privacy(ctx: PageCtx) -> LegalPage {

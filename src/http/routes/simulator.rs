@@ -43,21 +43,21 @@ pub(crate) const DEFAULT_PHONE: &str = "5511900000001";
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/simulator.html")]
 pub(crate) struct SimulatorPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub phone: String,
-    pub name: String,
-    pub messages: Vec<ThreadMessage>,
-    pub conversation: Option<Uuid>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) phone: String,
+    pub(crate) name: String,
+    pub(crate) messages: Vec<ThreadMessage>,
+    pub(crate) conversation: Option<Uuid>,
 }
 
 /// The thread alone (`?fragment=thread`), for live updates.
 #[derive(Template)]
 #[template(path = "inbox/simulator_fragment.html")]
 pub(crate) struct SimulatorFragment {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub messages: Vec<ThreadMessage>,
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) messages: Vec<ThreadMessage>,
 }
 
 #[derive(Deserialize, Default)]

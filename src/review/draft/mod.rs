@@ -66,9 +66,9 @@ pub(crate) async fn schedule_many(
 /// The `ai_reply` job: one conversation's AI turn (see [`schedule_many`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AiReply {
-    pub tenant_id: Uuid,
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub conversation_id: Uuid,
+    pub(crate) conversation_id: Uuid,
 }
 
 impl BackgroundJob for AiReply {
