@@ -145,7 +145,7 @@ pub(crate) async fn seed(state: &AppState) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let created = accounts::sign_up(
-        state,
+        &crate::accounts::Accounts::from_ref(state),
         Signup {
             name: "Demo Owner",
             email: DEMO_EMAIL,

@@ -3,8 +3,9 @@
 //! - [`App`] is the router's state: the shared infrastructure ([`AppState`], from which each
 //!   subsystem builds its narrow context) and `messaging`'s own machinery, the ingest queue
 //!   and the webhook route cache; and the subsystems' own contexts, built once
-//!   (`messaging::Messaging`, `privacy::Privacy`, `billing::Billing`). Handlers take the part
+//!   (`messaging::Messaging`, `privacy::Privacy`, `billing::Billing`, `accounts::Accounts`). Handlers take the part
 //!   they use (`State<AppState>`, `State<Messaging>`, `State<Privacy>`, `State<Billing>`,
+//!   `State<Accounts>`,
 //!   `State<Arc<GroupCommit>>`, `State<Arc<RouteCache>>`) through `FromRef`.
 //! - [`IngestEffects`] is what a stored inbound message sets off outside `messaging`: the
 //!   AI turn (`review`) and a data-subject request keyword (`privacy`). `messaging` knows
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
+    accounts::Accounts,
     billing::Billing,
     messaging::{Messaging, channel::RouteCache, group_commit::GroupCommit, ingest::Effects},
     privacy::Privacy,
@@ -34,6 +36,8 @@ pub(crate) struct App {
     pub(crate) privacy: Privacy,
     /// `billing`'s handles (Stripe settings, events), built once.
     pub(crate) billing: Billing,
+    /// `accounts`' handles (sign-up, invitations, resets), built once.
+    pub(crate) accounts: Accounts,
     /// Shares transactions between webhook deliveries arriving together.
     pub(crate) ingest: Arc<GroupCommit>,
     /// Webhook URL → channel, briefly (see `RouteCache`).
@@ -47,6 +51,7 @@ impl App {
             messaging: Messaging::from_ref(&state),
             privacy: Privacy::from_ref(&state),
             billing: Billing::from_ref(&state),
+            accounts: Accounts::from_ref(&state),
             state,
             ingest: GroupCommit::new(Arc::new(IngestEffects)),
             routes: Default::default(),
@@ -72,6 +77,12 @@ impl FromRef<App> for AppState {
 impl FromRef<App> for Messaging {
     fn from_ref(app: &App) -> Messaging {
         app.messaging.clone()
+    }
+}
+
+impl FromRef<App> for Accounts {
+    fn from_ref(app: &App) -> Accounts {
+        app.accounts.clone()
     }
 }
 

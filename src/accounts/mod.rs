@@ -2,11 +2,15 @@
 //! the HTTP handlers and usable from tests without HTTP. Every one that changes a tenant
 //! records an audit entry in the same transaction.
 
+use axum::extract::FromRef;
 use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
     auth::{INVITATION_LIFETIME, RESET_LIFETIME, password, tokens},
+    clock::SharedClock,
     db::{
         self,
         audit::{self, Actor},
@@ -21,6 +25,34 @@ use crate::{
     },
     state::AppState,
 };
+
+/// What account work uses, and nothing else: the pool, the clock, and whether e-mail is on
+/// (invitations, resets and new-device notices are mailed then). Built from the process's
+/// state with `FromRef`: `State<Accounts>` in a handler, `Accounts::from_ref(&state)`
+/// elsewhere.
+#[derive(Clone)]
+pub(crate) struct Accounts {
+    /// Connected as the non-owner application role: row-level security applies.
+    pub(crate) db: PgPool,
+    pub(crate) clock: SharedClock,
+    mail_on: bool,
+}
+
+impl Accounts {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+impl FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Accounts {
+        Accounts {
+            db: state.db.clone(),
+            clock: state.clock.clone(),
+            mail_on: crate::mail::enabled(state),
+        }
+    }
+}
 
 /// A user-facing failure: a translation key for the form, or an internal error.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +96,7 @@ fn clean_name(raw: &str, key: &'static str) -> Result<String, FormError> {
 
 /// Creates a user, their tenant and the owner membership, recording the policy version
 /// they accepted.
-pub(crate) async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormError> {
+pub(crate) async fn sign_up(state: &Accounts, s: Signup<'_>) -> Result<Created, FormError> {
     if !s.accept_policy {
         return Err(FormError::Field("form.policy.required"));
     }
@@ -142,7 +174,7 @@ pub(crate) async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, 
 
 /// Records the login in the audit log of every tenant the user belongs to.
 pub(crate) async fn audit_login(
-    state: &AppState,
+    state: &Accounts,
     user_id: Uuid,
     email: &str,
     method: &str,
@@ -162,7 +194,7 @@ pub(crate) async fn audit_login(
 
 /// Records an account-level event (two-factor on/off) in every tenant the user belongs to.
 pub(crate) async fn audit_user_event(
-    state: &AppState,
+    state: &Accounts,
     user_id: Uuid,
     email: &str,
     action: &str,
@@ -186,7 +218,7 @@ fn may_manage(actor: Role, target_role: Role) -> bool {
 
 /// An invitation link for `email` with `role`. Returns the one-time token (shown once).
 pub(crate) async fn invite(
-    state: &AppState,
+    state: &Accounts,
     tenant_id: Uuid,
     actor_role: Role,
     actor: &Actor,
@@ -232,7 +264,7 @@ pub(crate) async fn invite(
         json!({ "role": role.as_str() }),
     )
     .await?;
-    if crate::mail::enabled(state) {
+    if state.mail_on {
         // The e-mail carries its own link, minted when it is sent; this token is shown to
         // nobody.
         let lang: Option<String> =
@@ -266,7 +298,7 @@ pub(crate) async fn invite(
 
 /// Withdraws an invitation not yet accepted; false when it was already used or withdrawn.
 pub(crate) async fn revoke_invitation(
-    state: &AppState,
+    state: &Accounts,
     tenant_id: Uuid,
     actor: &Actor,
     id: Uuid,
@@ -285,7 +317,7 @@ pub(crate) async fn revoke_invitation(
 /// "Forgot password": enqueues a reset e-mail for the account with this address, if there
 /// is one. The caller answers the same either way. Requests for one account within the same
 /// few minutes share one e-mail (its idempotency key names the window).
-pub(crate) async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Result<()> {
+pub(crate) async fn request_reset_email(state: &Accounts, email: &str) -> anyhow::Result<()> {
     let email = email.trim().to_lowercase();
     let Some(user) = db::users::user_by_email(&state.db, &email).await? else {
         return Ok(());
@@ -318,7 +350,7 @@ pub(crate) const FORGOT_WINDOW: time::Duration = time::Duration::minutes(5);
 
 /// Joins the invitation's tenant as `user_id` (whose e-mail must be the invited one).
 pub(crate) async fn accept_invitation(
-    state: &AppState,
+    state: &Accounts,
     token: &str,
     user_id: Uuid,
     user_email: &str,
@@ -363,7 +395,7 @@ pub(crate) async fn accept_invitation(
 
 /// Creates the account for an invitation and joins; returns (user id, tenant slug).
 pub(crate) async fn accept_invitation_new_account(
-    state: &AppState,
+    state: &Accounts,
     token: &str,
     name: &str,
     password_raw: &str,
@@ -417,7 +449,7 @@ pub(crate) async fn accept_invitation_new_account(
 
 /// Changes a member's role. Owners alone manage owners, and the last owner stays an owner.
 pub(crate) async fn change_role(
-    state: &AppState,
+    state: &Accounts,
     tenant_id: Uuid,
     actor_role: Role,
     actor: &Actor,
@@ -450,7 +482,7 @@ pub(crate) async fn change_role(
 
 /// Removes a member and ends all their sessions at once.
 pub(crate) async fn remove_member(
-    state: &AppState,
+    state: &Accounts,
     tenant_id: Uuid,
     actor_role: Role,
     actor: &Actor,
@@ -488,7 +520,7 @@ pub(crate) async fn remove_member(
 /// account that has power elsewhere — and owners only by owners. Because memberships change,
 /// the same is checked again when the link is used ([`complete_reset`]).
 pub(crate) async fn issue_reset(
-    state: &AppState,
+    state: &Accounts,
     tenant_id: Uuid,
     actor_role: Role,
     actor: &Actor,
@@ -537,7 +569,7 @@ async fn belongs_only_to(
 /// tenant and to no other (the user row is locked, so joining a tenant can't race this).
 /// A link that fails the check is spent and the refusal audited in the issuing tenant.
 pub(crate) async fn complete_reset(
-    state: &AppState,
+    state: &Accounts,
     token: &str,
     password_raw: &str,
 ) -> Result<Uuid, FormError> {
@@ -613,7 +645,7 @@ pub(crate) async fn complete_reset(
 
 /// Changes one's own password (the current one must be right) and ends other sessions.
 pub(crate) async fn change_password(
-    state: &AppState,
+    state: &Accounts,
     user_id: Uuid,
     keep_session: Uuid,
     current: &str,
@@ -638,7 +670,7 @@ pub(crate) async fn change_password(
 /// Records the device (browser user agent) a session starts from; the first sign-in from a
 /// device not seen before — for a user who has signed in from another one — e-mails them.
 pub(crate) async fn note_device(
-    state: &AppState,
+    state: &Accounts,
     user_id: Uuid,
     user_agent: &str,
     ip: &str,
@@ -656,7 +688,7 @@ pub(crate) async fn note_device(
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
-    if new.is_some() && crate::mail::enabled(state) {
+    if new.is_some() && state.mail_on {
         let others: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM user_devices WHERE user_id = $1 AND device_hash <> $2",
         )

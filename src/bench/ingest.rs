@@ -118,7 +118,7 @@ pub async fn main() -> anyhow::Result<()> {
     let state = crate::connect(config, Arc::new(SystemClock)).await?;
 
     let created = accounts::sign_up(
-        &state,
+        &crate::accounts::Accounts::from_ref(&state),
         Signup {
             name: "Bench",
             email: "bench@bench.test",
@@ -809,7 +809,7 @@ async fn fairness(
     let noisy_rate = env_f("BENCH_NOISY_RATE", 20_000.0);
     let secs = env_f("BENCH_SECONDS", 10.0);
     let quiet = accounts::sign_up(
-        state,
+        &crate::accounts::Accounts::from_ref(state),
         Signup {
             name: "Quiet",
             email: "quiet@bench.test",

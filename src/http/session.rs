@@ -3,6 +3,7 @@
 //! removal and password changes take effect at once. The row enforces the idle (30 min) and
 //! absolute (12 h) timeouts; the JWT is re-issued while the row is valid.
 
+use axum::extract::FromRef;
 use std::sync::Arc;
 
 use axum::{
@@ -72,7 +73,13 @@ pub(crate) async fn start_session(
 ) -> anyhow::Result<Cookie<'static>> {
     let now = state.now();
     let sid = db::sessions::create_session(&state.db, user_id, user_agent, ip, now).await?;
-    crate::accounts::note_device(state, user_id, user_agent, ip).await?;
+    crate::accounts::note_device(
+        &crate::accounts::Accounts::from_ref(state),
+        user_id,
+        user_agent,
+        ip,
+    )
+    .await?;
     let jwt = tokens::issue_session_jwt(&state.config.session_secret, sid, user_id, now)?;
     Ok(session_cookie(&state.config, jwt))
 }

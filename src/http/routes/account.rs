@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::wiring::App;
 use crate::{
-    accounts::{self, FormError},
+    accounts::{self, Accounts, FormError},
     auth::{CHALLENGE_LIFETIME, tokens, totp},
     db::{self, sessions::SessionRow, users::User},
     error::AppResult,
@@ -117,11 +117,12 @@ pub(crate) struct PasswordForm {
 
 async fn change_password(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     me: CurrentUser,
     Form(f): Form<PasswordForm>,
 ) -> AppResult<Response> {
-    match accounts::change_password(&state, me.user.id, me.session_id, &f.current, &f.new).await {
+    match accounts::change_password(&acct, me.user.id, me.session_id, &f.current, &f.new).await {
         Ok(()) => Ok(redirect_with_flash(
             "/account",
             true,
@@ -294,6 +295,7 @@ pub(crate) struct CodeForm {
 /// Step 2: a correct code turns two-factor on; recovery codes are shown once.
 async fn totp_confirm(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     me: CurrentUser,
     Form(f): Form<CodeForm>,
@@ -316,7 +318,7 @@ async fn totp_confirm(
     let codes = recovery::generate();
     let hashes: Vec<String> = codes.iter().map(|c| recovery::hash(c)).collect();
     db::two_factor::replace_recovery_codes(&state.db, user.id, &hashes).await?;
-    accounts::audit_user_event(&state, user.id, &user.email, "auth.2fa_enabled").await?;
+    accounts::audit_user_event(&acct, user.id, &user.email, "auth.2fa_enabled").await?;
     Ok(RecoveryCodesPage { ctx, codes }.into_response())
 }
 
@@ -331,6 +333,7 @@ pub(crate) struct DisableForm {
 /// must not be enough to remove the second one.
 async fn totp_disable(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     me: CurrentUser,
     Form(f): Form<DisableForm>,
@@ -356,7 +359,7 @@ async fn totp_disable(
         ));
     }
     db::two_factor::disable_totp(&state.db, me.user.id, state.now()).await?;
-    accounts::audit_user_event(&state, me.user.id, &me.user.email, "auth.2fa_disabled").await?;
+    accounts::audit_user_event(&acct, me.user.id, &me.user.email, "auth.2fa_disabled").await?;
     Ok(redirect_with_flash("/account", true, "totp.disabled"))
 }
 

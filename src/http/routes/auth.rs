@@ -2,6 +2,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
@@ -15,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::wiring::App;
 use crate::{
-    accounts::{self, FormError, Signup},
+    accounts::{self, Accounts, FormError, Signup},
     auth::{password, throttle},
     db,
     domain::{
@@ -119,6 +120,7 @@ pub(crate) struct SignupForm {
 
 async fn signup(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     client: ClientInfo,
     jar: CookieJar,
@@ -133,7 +135,7 @@ async fn signup(
         });
     }
     let result = accounts::sign_up(
-        &state,
+        &acct,
         Signup {
             name: &f.name,
             email: &f.email,
@@ -280,7 +282,7 @@ pub(crate) async fn finish_login(
     jar: CookieJar,
 ) -> AppResult<Response> {
     let cookie = session::start_session(state, user.id, &client.user_agent, &client.ip).await?;
-    accounts::audit_login(state, user.id, &user.email, method).await?;
+    accounts::audit_login(&Accounts::from_ref(state), user.id, &user.email, method).await?;
     let to = if user.accepted_policy_version != POLICY_VERSION {
         format!(
             "/policy?next={}",
@@ -366,12 +368,12 @@ pub(crate) struct ResetForm {
 }
 
 async fn reset(
-    State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     Path(token): Path<String>,
     Form(f): Form<ResetForm>,
 ) -> AppResult<Response> {
-    match accounts::complete_reset(&state, &token, &f.password).await {
+    match accounts::complete_reset(&acct, &token, &f.password).await {
         Ok(_) => Ok(crate::http::middleware::redirect_with_flash(
             "/login",
             true,
@@ -417,6 +419,7 @@ pub(crate) struct ForgotForm {
 /// sent by a job); counted per client IP and per address before anything is looked up.
 async fn forgot(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     client: ClientInfo,
     Form(f): Form<ForgotForm>,
@@ -447,7 +450,7 @@ async fn forgot(
         });
     }
     if f.email.len() <= 254 {
-        accounts::request_reset_email(&state, &f.email).await?;
+        accounts::request_reset_email(&acct, &f.email).await?;
     }
     Ok(ForgotPage {
         ctx,
@@ -536,6 +539,7 @@ pub(crate) struct InviteForm {
 
 async fn invite_accept(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     client: ClientInfo,
     session: Option<axum::Extension<AuthSession>>,
@@ -545,11 +549,11 @@ async fn invite_accept(
 ) -> AppResult<Response> {
     let lang = ctx.lang_code();
     let result = match &session {
-        Some(s) => accounts::accept_invitation(&state, &token, s.user.id, &s.user.email)
+        Some(s) => accounts::accept_invitation(&acct, &token, s.user.id, &s.user.email)
             .await
             .map(|slug| (None, slug)),
         None => accounts::accept_invitation_new_account(
-            &state,
+            &acct,
             &token,
             &f.name,
             &f.password,

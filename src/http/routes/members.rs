@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::wiring::App;
 use crate::{
-    accounts::{self, FormError},
+    accounts::{self, Accounts, FormError},
     db,
     domain::account::Role,
     error::AppResult,
@@ -131,11 +131,12 @@ pub(crate) struct InviteForm {
 
 async fn invite(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Form(f): Form<InviteForm>,
 ) -> AppResult<Response> {
-    let result = accounts::invite(&state, t.id(), t.role, &t.actor(), &f.email, &f.role).await;
+    let result = accounts::invite(&acct, t.id(), t.role, &t.actor(), &f.email, &f.role).await;
     let mut page = load(&state, ctx, &t).await?;
     match result {
         Ok(token) => {
@@ -166,6 +167,7 @@ pub(crate) struct RoleForm {
 
 async fn change_role(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Path((_slug, user)): Path<(String, Uuid)>,
@@ -175,7 +177,7 @@ async fn change_role(
         &state,
         ctx,
         &t,
-        accounts::change_role(&state, t.id(), t.role, &t.actor(), user, &f.role).await,
+        accounts::change_role(&acct, t.id(), t.role, &t.actor(), user, &f.role).await,
         "members.role_changed",
     )
     .await
@@ -183,6 +185,7 @@ async fn change_role(
 
 async fn remove(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Path((_slug, user)): Path<(String, Uuid)>,
@@ -191,7 +194,7 @@ async fn remove(
         &state,
         ctx,
         &t,
-        accounts::remove_member(&state, t.id(), t.role, &t.actor(), user).await,
+        accounts::remove_member(&acct, t.id(), t.role, &t.actor(), user).await,
         "members.removed",
     )
     .await
@@ -221,11 +224,12 @@ async fn outcome(
 
 async fn reset_link(
     State(state): State<AppState>,
+    State(acct): State<Accounts>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Path((_slug, user)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    match accounts::issue_reset(&state, t.id(), t.role, &t.actor(), user).await {
+    match accounts::issue_reset(&acct, t.id(), t.role, &t.actor(), user).await {
         Ok(token) => {
             let mut page = load(&state, ctx, &t).await?;
             page.new_link = Some((
@@ -239,11 +243,11 @@ async fn reset_link(
 }
 
 async fn revoke_invitation(
-    State(state): State<AppState>,
+    State(acct): State<Accounts>,
     t: RequireRole<Admin>,
     Path((_slug, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    let revoked = accounts::revoke_invitation(&state, t.id(), &t.actor(), id)
+    let revoked = accounts::revoke_invitation(&acct, t.id(), &t.actor(), id)
         .await
         .map_err(|e| match e {
             FormError::Internal(e) => e.into(),
