@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod extract;
 pub mod form;
 pub mod fragment;
+mod live_conn;
 pub mod middleware;
 pub mod routes;
 pub mod server;

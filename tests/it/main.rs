@@ -14,6 +14,7 @@ mod harness;
 mod instances;
 mod jobs;
 mod knowledge;
+mod live_stream;
 
 mod accessibility;
 mod accounts;
