@@ -239,7 +239,7 @@ async fn run_subscriber(
                     tracing::info!("redis subscriber reconnected");
                     warned = false;
                 }
-                each_subscriber(&subs, 0, |s| s.subscribed());
+                each_subscriber(&subs, 0..upto, |s| s.subscribed());
                 loop {
                     tokio::select! {
                         msg = stream.next() => match msg {
@@ -258,7 +258,7 @@ async fn run_subscriber(
                             }
                             match subscribe_new(&mut sink, &subs, upto).await {
                                 Ok(now) => {
-                                    each_subscriber(&subs, upto, |s| s.subscribed());
+                                    each_subscriber(&subs, upto..now, |s| s.subscribed());
                                     upto = now;
                                 }
                                 Err(_) => break,
@@ -266,7 +266,7 @@ async fn run_subscriber(
                         }
                     }
                 }
-                each_subscriber(&subs, 0, |s| s.unsubscribed());
+                each_subscriber(&subs, 0..upto, |s| s.unsubscribed());
             }
             Ok(Err(e)) if !warned => {
                 tracing::warn!(error = %e, "redis subscriber down (live updates via Postgres, cached keys expire by TTL)");
@@ -314,11 +314,16 @@ fn live_subscribers(
         .collect()
 }
 
-/// Calls `f` on each live subscriber registered from index `from` on (outside the lock).
-fn each_subscriber(subs: &Mutex<Vec<Registration>>, from: usize, f: impl Fn(&dyn Subscriber)) {
+/// Calls `f` on each live subscriber among the registrations `which` (outside the lock).
+fn each_subscriber(
+    subs: &Mutex<Vec<Registration>>,
+    which: std::ops::Range<usize>,
+    f: impl Fn(&dyn Subscriber),
+) {
     let live: Vec<Arc<dyn Subscriber>> = lock(subs)
+        .get(which)
+        .unwrap_or_default()
         .iter()
-        .skip(from)
         .filter_map(|r| r.subscriber.upgrade())
         .collect();
     for s in live {
