@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use time::{Duration, OffsetDateTime};
 
-pub trait Clock: Send + Sync + 'static {
+pub(crate) trait Clock: Send + Sync + 'static {
     fn now(&self) -> OffsetDateTime;
 }
 
 /// The real wall clock.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
@@ -21,19 +21,22 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to; shared by clones.
 #[derive(Clone, Debug)]
-pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
+pub(crate) struct ManualClock(Arc<Mutex<OffsetDateTime>>);
 
 impl ManualClock {
-    pub fn new(start: OffsetDateTime) -> Self {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn new(start: OffsetDateTime) -> Self {
         Self(Arc::new(Mutex::new(start)))
     }
 
-    pub fn advance(&self, by: Duration) {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn advance(&self, by: Duration) {
         let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *now += by;
     }
 
-    pub fn set(&self, to: OffsetDateTime) {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn set(&self, to: OffsetDateTime) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = to;
     }
 }
@@ -44,4 +47,4 @@ impl Clock for ManualClock {
     }
 }
 
-pub type SharedClock = Arc<dyn Clock>;
+pub(crate) type SharedClock = Arc<dyn Clock>;

@@ -11,96 +11,96 @@ use url::Url;
 
 /// Whether we run for real users or on a developer machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Environment {
+pub(crate) enum Environment {
     Development,
     Production,
 }
 
 #[derive(Clone, Debug)]
-pub struct Config {
-    pub env: Environment,
+pub(crate) struct Config {
+    pub(crate) env: Environment,
     /// The URL users reach us at; its scheme decides `Secure` cookies and HSTS.
-    pub public_url: Url,
-    pub bind: SocketAddr,
+    pub(crate) public_url: Url,
+    pub(crate) bind: SocketAddr,
     /// Owner connection (migrations). The server itself connects as [`Config::app_db_user`].
-    pub database_url: SecretString,
-    pub app_db_user: String,
-    pub app_db_password: SecretString,
-    pub redis_url: Option<SecretString>,
+    pub(crate) database_url: SecretString,
+    pub(crate) app_db_user: String,
+    pub(crate) app_db_password: SecretString,
+    pub(crate) redis_url: Option<SecretString>,
     /// Prefix for every Redis key and pub/sub channel (tests use one per test).
-    pub redis_prefix: String,
-    pub data_dir: PathBuf,
+    pub(crate) redis_prefix: String,
+    pub(crate) data_dir: PathBuf,
     /// Signs session JWTs and CSRF tokens.
-    pub session_secret: SecretString,
+    pub(crate) session_secret: SecretString,
     /// Number of proxy hops in front of us whose `X-Forwarded-For` we believe.
-    pub trusted_proxies: usize,
-    pub log_dir: Option<PathBuf>,
-    pub db_max_connections: u32,
+    pub(crate) trusted_proxies: usize,
+    pub(crate) log_dir: Option<PathBuf>,
+    pub(crate) db_max_connections: u32,
     /// The current master key (base64 or hex, 32 bytes). `None` only in development, where
     /// a key file is generated in the data dir (see [`crate::crypto::master`]).
-    pub master_key: Option<SecretString>,
+    pub(crate) master_key: Option<SecretString>,
     /// Earlier master keys that still unwrap tenant keys until `keys rotate --master` has
     /// re-wrapped everything under the current one.
-    pub master_key_previous: Vec<SecretString>,
+    pub(crate) master_key_previous: Vec<SecretString>,
     /// The key store as its owner (migrations); `None`: `DATABASE_URL` with database `<db>_keys`.
-    pub keystore_url: Option<SecretString>,
+    pub(crate) keystore_url: Option<SecretString>,
     /// The append-only, hash-chained record of destroyed keys (outside both databases).
-    pub deletion_ledger: PathBuf,
+    pub(crate) deletion_ledger: PathBuf,
     /// How long an unwrapped key may stay cached without being re-read from the key store
     /// (the safety net when Redis invalidation is down).
-    pub key_cache_ttl: Duration,
+    pub(crate) key_cache_ttl: Duration,
     /// Stripe: API key, webhook signing secret, API base (tests point it at a local server),
     /// and each plan's price id (plan id → price id). Billing is off without a key.
-    pub stripe_secret_key: Option<SecretString>,
-    pub stripe_webhook_secret: Option<SecretString>,
-    pub stripe_api_url: String,
-    pub stripe_prices: HashMap<String, String>,
+    pub(crate) stripe_secret_key: Option<SecretString>,
+    pub(crate) stripe_webhook_secret: Option<SecretString>,
+    pub(crate) stripe_api_url: String,
+    pub(crate) stripe_prices: HashMap<String, String>,
     /// How long after a customer's last message the AI drafts (a burst becomes one turn).
-    pub ai_debounce: time::Duration,
+    pub(crate) ai_debounce: time::Duration,
     /// Meta's Graph API base (tests point it at a local server).
-    pub meta_graph_url: String,
+    pub(crate) meta_graph_url: String,
     /// Platform AI provider keys, used for tenants that bring no key of their own.
-    pub openai_api_key: Option<SecretString>,
-    pub anthropic_api_key: Option<SecretString>,
-    pub gemini_api_key: Option<SecretString>,
-    pub groq_api_key: Option<SecretString>,
+    pub(crate) openai_api_key: Option<SecretString>,
+    pub(crate) anthropic_api_key: Option<SecretString>,
+    pub(crate) gemini_api_key: Option<SecretString>,
+    pub(crate) groq_api_key: Option<SecretString>,
     /// Host names (as tenants type them) of gateways or AI servers the operator runs on its
     /// own private network, e.g. `evolution` in a docker network: for these, private LAN
     /// addresses and plain http pass the SSRF guard (metadata and link-local never do).
-    pub private_gateway_hosts: Vec<String>,
+    pub(crate) private_gateway_hosts: Vec<String>,
     /// Timeouts and the connection cap of the listener (see [`crate::http::server`]).
-    pub limits: ServerLimits,
+    pub(crate) limits: ServerLimits,
     /// `smtp://user:pass@host:port` or `smtps://…`; `None`: e-mail off (see [`crate::mail`]).
-    pub smtp_url: Option<SecretString>,
+    pub(crate) smtp_url: Option<SecretString>,
     /// The sender of every e-mail, e.g. `SigmaAI <no-reply@example.com>`.
-    pub mail_from: String,
+    pub(crate) mail_from: String,
     /// Where `/metrics` listens (its own port, never the public one); `None`: no listener.
-    pub metrics_bind: Option<SocketAddr>,
+    pub(crate) metrics_bind: Option<SocketAddr>,
     /// `file:///path` or `s3://bucket/prefix`; `None`: `<data dir>/media` (see
     /// [`crate::storage`]).
-    pub object_store_url: Option<String>,
-    pub s3_endpoint: Option<String>,
-    pub s3_region: Option<String>,
-    pub aws_access_key_id: Option<SecretString>,
-    pub aws_secret_access_key: Option<SecretString>,
+    pub(crate) object_store_url: Option<String>,
+    pub(crate) s3_endpoint: Option<String>,
+    pub(crate) s3_region: Option<String>,
+    pub(crate) aws_access_key_id: Option<SecretString>,
+    pub(crate) aws_secret_access_key: Option<SecretString>,
     /// When webhook deliveries are refused with 503 + `Retry-After` rather than queued.
-    pub ingest: IngestLimits,
+    pub(crate) ingest: IngestLimits,
     /// How often an idle worker looks for due jobs when nothing woke it (LISTEN/NOTIFY and
     /// the next job's due time wake it otherwise; while its listener is down it polls
     /// every 500 ms).
-    pub worker_poll: Duration,
+    pub(crate) worker_poll: Duration,
 }
 
 /// How much the group commit may fall behind before webhooks are refused (503 +
 /// `Retry-After`, which both gateways retry) instead of queued: past it, waiting clients
 /// would only time out, retry and pile up more work (see `messaging::group_commit`).
 #[derive(Clone, Debug)]
-pub struct IngestLimits {
+pub(crate) struct IngestLimits {
     /// Deliveries waiting for a writer at most.
-    pub max_queued: usize,
+    pub(crate) max_queued: usize,
     /// A new delivery is refused while the oldest waiting one has waited this long (the
     /// writers are stalled: a slow or restarting database).
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
 }
 
 impl Default for IngestLimits {
@@ -114,15 +114,15 @@ impl Default for IngestLimits {
 
 /// What bounds one client's hold on the server.
 #[derive(Clone, Debug)]
-pub struct ServerLimits {
+pub(crate) struct ServerLimits {
     /// Request headers must arrive within this; also the keep-alive idle timeout.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// The longest pause while a request body is sent.
-    pub body_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
     /// A whole portal request (live-update streams excepted).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Open connections at once; clamped under the file-descriptor limit at start.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for ServerLimits {
@@ -137,7 +137,7 @@ impl Default for ServerLimits {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("{name} is not valid: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("{name} is required in production")]
@@ -156,7 +156,7 @@ pub enum ConfigError {
 }
 
 /// Meta's Graph API, the version the gateway client speaks.
-pub const DEFAULT_META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
+pub(crate) const DEFAULT_META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
 
 /// Variables we know; anything else starting with `SIGMAAI_` is warned about (typos).
 const KNOWN: &[&str] = &[
@@ -208,13 +208,13 @@ const KNOWN: &[&str] = &[
 ];
 
 impl Config {
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub(crate) fn from_env() -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = std::env::vars().collect();
         Self::from_vars(&vars)
     }
 
     /// Builds the config from a map of variables (the environment, or a test's map).
-    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    pub(crate) fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let get = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
         let secret = |name: &'static str| -> Result<Option<SecretString>, ConfigError> {
             if let Some(v) = get(name) {
@@ -509,7 +509,11 @@ impl Config {
     }
 
     /// A development config pointing at the given databases, for tests.
-    pub fn for_tests(database_url: &str, redis_url: Option<&str>, redis_prefix: &str) -> Config {
+    pub(crate) fn for_tests(
+        database_url: &str,
+        redis_url: Option<&str>,
+        redis_prefix: &str,
+    ) -> Config {
         let data_dir = std::env::temp_dir().join("sigmaai-test-data");
         Config {
             env: Environment::Development,
@@ -556,17 +560,17 @@ impl Config {
         }
     }
 
-    pub fn is_production(&self) -> bool {
+    pub(crate) fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
 
     /// Whether users reach us over TLS (decides `Secure`, `__Host-` and HSTS).
-    pub fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
 
     /// The connection URL for the non-owner application role, derived from `DATABASE_URL`.
-    pub fn app_database_url(&self) -> Result<SecretString, ConfigError> {
+    pub(crate) fn app_database_url(&self) -> Result<SecretString, ConfigError> {
         let mut url =
             Url::parse(self.database_url.expose_secret()).map_err(|e| ConfigError::Invalid {
                 name: "DATABASE_URL",
@@ -584,7 +588,7 @@ impl Config {
 
     /// The key store as its owner: `SIGMAAI_KEYSTORE_URL`, else `DATABASE_URL` with the
     /// database `<db>_keys`.
-    pub fn keystore_owner_url(&self) -> Result<SecretString, ConfigError> {
+    pub(crate) fn keystore_owner_url(&self) -> Result<SecretString, ConfigError> {
         if let Some(u) = &self.keystore_url {
             return Ok(u.clone());
         }
@@ -605,7 +609,7 @@ impl Config {
     }
 
     /// The key store as the application role.
-    pub fn keystore_app_url(&self) -> Result<SecretString, ConfigError> {
+    pub(crate) fn keystore_app_url(&self) -> Result<SecretString, ConfigError> {
         let owner = self.keystore_owner_url()?;
         let mut url = Url::parse(owner.expose_secret()).map_err(|e| ConfigError::Invalid {
             name: "SIGMAAI_KEYSTORE_URL",
@@ -623,7 +627,7 @@ impl Config {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MasterKeyError {
+pub(crate) enum MasterKeyError {
     #[error("must be 32 random bytes, base64- or hex-encoded (`sigmaai keys generate-master-key`)")]
     Malformed,
     #[error(
@@ -636,7 +640,7 @@ pub enum MasterKeyError {
 /// ~30 distinct byte values; fewer than 16 means a hand-made key ("0000…", a repeated word),
 /// which we refuse. Lives here, not in `crypto`, so reading the configuration needs no
 /// cryptography (`crypto::master::parse_master_key` turns the bytes into a key).
-pub fn master_key_bytes(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+pub(crate) fn master_key_bytes(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
     let bytes = decode_master_key(text)?;
     let mut seen = [false; 256];
     for b in bytes.iter() {
@@ -649,7 +653,9 @@ pub fn master_key_bytes(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, Mast
 }
 
 /// The 32 bytes of a master key written as text, weak or not.
-pub fn decode_master_key(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+pub(crate) fn decode_master_key(
+    text: &str,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
     let decoded =
         zeroize::Zeroizing::new(decode_key(text.trim()).ok_or(MasterKeyError::Malformed)?);
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
@@ -710,7 +716,7 @@ fn secret_opt_url(v: Option<String>) -> Option<SecretString> {
 }
 
 /// A URL-safe random token of `bytes` random bytes.
-pub fn random_token(bytes: usize) -> String {
+pub(crate) fn random_token(bytes: usize) -> String {
     use base64::Engine;
     use rand::RngCore;
     let mut buf = vec![0u8; bytes];

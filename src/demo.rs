@@ -9,9 +9,9 @@ use crate::{
 };
 use axum::extract::FromRef;
 
-pub const DEMO_EMAIL: &str = "demo@sigmaai.local";
-pub const DEMO_PASSWORD: &str = "sigmaai-demo-2026";
-pub const DEMO_SLUG: &str = "demo-clinic";
+pub(crate) const DEMO_EMAIL: &str = "demo@sigmaai.local";
+pub(crate) const DEMO_PASSWORD: &str = "sigmaai-demo-2026";
+pub(crate) const DEMO_SLUG: &str = "demo-clinic";
 
 /// The demo clinic's knowledge (what the offline answerer answers from).
 const KNOWLEDGE: &[(&str, &str, &str)] = &[
@@ -130,7 +130,7 @@ async fn seed_content(state: &AppState, tenant_id: uuid::Uuid) -> anyhow::Result
 
 /// Creates the demo tenant and owner unless they exist, and its sample content. Returns
 /// whether it created the tenant.
-pub async fn seed(state: &AppState) -> anyhow::Result<bool> {
+pub(crate) async fn seed(state: &AppState) -> anyhow::Result<bool> {
     anyhow::ensure!(
         !state.config.is_production(),
         "refusing to create a demo tenant with a published password in production"

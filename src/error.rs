@@ -12,7 +12,7 @@ use axum::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub(crate) enum AppError {
     #[error("not found")]
     NotFound,
     #[error("forbidden")]
@@ -23,10 +23,6 @@ pub enum AppError {
     /// The request is malformed; the message key is shown to the user.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
-    #[error("conflict: {0}")]
-    Conflict(&'static str),
-    #[error("payload too large")]
-    PayloadTooLarge,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     /// Retryable: the database is down or restarting, or ingestion is overloaded. Sent as
@@ -48,10 +44,10 @@ impl From<crate::crypto::CryptoError> for AppError {
 /// `retry_after_secs`. Defined here so the error renderer knows it without knowing messaging.
 #[derive(Debug, thiserror::Error)]
 #[error("ingest queue full ({queued} deliveries waiting, the oldest for {waited_ms} ms)")]
-pub struct Overloaded {
-    pub queued: usize,
-    pub waited_ms: u64,
-    pub retry_after_secs: u64,
+pub(crate) struct Overloaded {
+    pub(crate) queued: usize,
+    pub(crate) waited_ms: u64,
+    pub(crate) retry_after_secs: u64,
 }
 
 impl From<sqlx::Error> for AppError {
@@ -70,7 +66,7 @@ const DB_RETRY_AFTER_SECS: u64 = 2;
 /// Whether a database error is worth retrying as is: the connection or the server went
 /// away (a restart, a failover), the pool had no connection in time, or the server asked
 /// us to retry (serialization failure, deadlock, lock or statement timeout).
-pub fn is_transient_db(e: &sqlx::Error) -> bool {
+pub(crate) fn is_transient_db(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -110,13 +106,13 @@ fn retry_after(err: &anyhow::Error) -> Option<(u64, bool)> {
 
 /// What the error renderer needs: the status and a message key for the visitor.
 #[derive(Clone, Debug)]
-pub struct ErrorInfo {
-    pub status: StatusCode,
-    pub message_key: &'static str,
+pub(crate) struct ErrorInfo {
+    pub(crate) status: StatusCode,
+    pub(crate) message_key: &'static str,
 }
 
 impl ErrorInfo {
-    pub fn for_status(status: StatusCode) -> ErrorInfo {
+    pub(crate) fn for_status(status: StatusCode) -> ErrorInfo {
         let message_key = match status.as_u16() {
             400 => "error.bad_request",
             401 => "error.unauthorized",
@@ -162,8 +158,6 @@ impl IntoResponse for AppError {
             AppError::Forbidden => (StatusCode::FORBIDDEN, "error.forbidden"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "error.unauthorized"),
             AppError::BadRequest(key) => (StatusCode::BAD_REQUEST, *key),
-            AppError::Conflict(key) => (StatusCode::CONFLICT, *key),
-            AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error.too_large"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "error.too_many"),
             AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "error.unavailable"),
             AppError::Internal(err) => {
@@ -187,4 +181,4 @@ impl IntoResponse for AppError {
     }
 }
 
-pub type AppResult<T> = Result<T, AppError>;
+pub(crate) type AppResult<T> = Result<T, AppError>;

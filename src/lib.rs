@@ -13,10 +13,10 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Turns transparent huge pages off for this process (Linux; elsewhere nothing). With them
-/// on, the kernel backed partly used heap and stack regions with 2 MiB pages: several MiB of
-/// an idle server's resident memory that nothing used (issue #22). Call it first thing in
-/// `main`, before threads start; children inherit it.
-pub fn disable_transparent_huge_pages() {
+/// on, the kernel backed partly used heap regions with 2 MiB pages: several MiB of an idle
+/// server's resident memory that nothing used (issue #22). Called first thing in `cli::main`,
+/// before threads start; children inherit it.
+pub(crate) fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
     unsafe {
@@ -24,37 +24,44 @@ pub fn disable_transparent_huge_pages() {
     }
 }
 
-pub mod accounts;
-pub mod ai;
-pub mod api;
-pub mod auth;
-pub mod billing;
-pub mod clock;
-pub mod config;
-pub mod crypto;
-pub mod db;
-pub mod demo;
-pub mod domain;
-pub mod error;
-pub mod gateway;
-pub mod http;
-pub mod i18n;
-pub mod jobs;
-pub mod live;
-pub mod mail;
-pub mod mcp;
-pub mod messaging;
-pub mod metrics;
-pub mod outgoing;
-pub mod privacy;
-pub mod redis;
-pub mod review;
-pub mod shutdown;
-pub mod smtp;
-pub mod state;
-pub mod storage;
-pub mod telemetry;
-pub mod wiring;
+pub(crate) mod accounts;
+pub(crate) mod ai;
+pub(crate) mod api;
+pub(crate) mod auth;
+#[doc(hidden)]
+pub mod bench;
+pub(crate) mod billing;
+pub mod cli;
+pub(crate) mod clock;
+pub(crate) mod config;
+pub(crate) mod crypto;
+pub(crate) mod db;
+pub(crate) mod demo;
+pub(crate) mod domain;
+pub(crate) mod error;
+pub(crate) mod gateway;
+pub(crate) mod http;
+pub(crate) mod i18n;
+pub(crate) mod jobs;
+pub(crate) mod live;
+pub(crate) mod mail;
+pub(crate) mod mcp;
+pub(crate) mod messaging;
+pub(crate) mod metrics;
+pub(crate) mod outgoing;
+pub(crate) mod privacy;
+pub(crate) mod redis;
+pub(crate) mod review;
+pub(crate) mod shutdown;
+pub(crate) mod smtp;
+pub(crate) mod state;
+pub(crate) mod storage;
+pub(crate) mod telemetry;
+pub(crate) mod wiring;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -62,13 +69,13 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 /// The whole application: the portal, webhooks and the tenant API.
-pub fn build_app(app: wiring::App) -> axum::Router {
+pub(crate) fn build_app(app: wiring::App) -> axum::Router {
     build_app_with(app, axum::Router::new())
 }
 
 /// The application with extra page routes under the same middleware (tests use it to force
 /// errors).
-pub fn build_app_with(app: wiring::App, extra: axum::Router<wiring::App>) -> axum::Router {
+pub(crate) fn build_app_with(app: wiring::App, extra: axum::Router<wiring::App>) -> axum::Router {
     let api = api::router(&app.state);
     http::build_app_with(app, api::portal::router().merge(extra), api)
 }
@@ -82,7 +89,7 @@ use crate::{
 
 /// Connects to PostgreSQL and the key store (as the application role) and Redis, loads the
 /// master key, and builds the shared state.
-pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
+pub(crate) async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
     let db = db::connect_app(&config).await?;
     let redis = redis::Redis::new(
         config.redis_url.as_ref().map(|u| u.expose_secret()),
@@ -99,18 +106,18 @@ pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<AppSt
     Ok(AppState::new(config, db, redis, clock, keys))
 }
 
-pub async fn connect_system(config: Config) -> anyhow::Result<AppState> {
+pub(crate) async fn connect_system(config: Config) -> anyhow::Result<AppState> {
     connect(config, Arc::new(SystemClock)).await
 }
 
 /// Serves HTTP until `shutdown` fires, then finishes in-flight requests.
-pub async fn serve(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
+pub(crate) async fn serve(state: AppState, shutdown: Shutdown) -> anyhow::Result<()> {
     let listener = bind(&state.config).await?;
     serve_on(listener, wiring::App::new(state), shutdown).await
 }
 
 /// Takes the configured port, or says why not and how to pick another.
-pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
     let addr = config.bind;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("could not listen on {addr} (is something else using it? set SIGMAAI_BIND to another address)")
@@ -121,7 +128,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Serves `app` on `listener`; starts this instance's live-update listeners first (the
 /// open pages' streams hear every instance's events through them).
-pub async fn serve_on(
+pub(crate) async fn serve_on(
     listener: tokio::net::TcpListener,
     app: wiring::App,
     shutdown: Shutdown,

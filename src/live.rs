@@ -23,7 +23,7 @@ use crate::redis::Redis;
 /// What changed. Pages refresh the part they show.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// The conversation list changed (new message, status).
     Inbox,
     /// A conversation's thread changed.
@@ -41,7 +41,7 @@ struct Envelope {
 const PG_CHANNEL: &str = "sigmaai_live";
 
 #[derive(Clone)]
-pub struct Live {
+pub(crate) struct Live {
     /// Where events go out (Redis pub/sub; Postgres notify while Redis is down).
     redis: Redis,
     db: sqlx::PgPool,
@@ -62,7 +62,7 @@ pub struct Live {
 impl Live {
     /// Publishes through `redis` (or `db` while Redis is down); listens only once
     /// [`Live::start`] is called (by `serve` and `worker`, not here).
-    pub fn new(redis: Redis, db: sqlx::PgPool) -> Live {
+    pub(crate) fn new(redis: Redis, db: sqlx::PgPool) -> Live {
         let (tx, _) = broadcast::channel(1024);
         Live {
             redis,
@@ -79,33 +79,35 @@ impl Live {
     }
 
     /// Ends every open stream of this instance, and any opened from now on.
-    pub fn end_streams(&self) {
+    pub(crate) fn end_streams(&self) {
         self.ending.send_replace(true);
     }
 
     /// Resolves once [`Live::end_streams`] was called (at once if it already was).
-    pub async fn ending(&self) {
+    pub(crate) async fn ending(&self) {
         let mut rx = self.ending.subscribe();
         let _ = rx.wait_for(|ending| *ending).await;
     }
 
     /// Subscribed to the Redis channel at this moment.
-    pub fn redis_listening(&self) -> bool {
+    pub(crate) fn redis_listening(&self) -> bool {
         self.redis_side.listening.load(Ordering::Acquire)
     }
 
     /// Listening on the Postgres channel at this moment.
-    pub fn pg_listening(&self) -> bool {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn pg_listening(&self) -> bool {
         self.pg_listening.load(Ordering::Acquire)
     }
 
     /// Live-update streams open on this instance right now (each holds one subscription).
-    pub fn open_streams(&self) -> usize {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn open_streams(&self) -> usize {
         self.tx.receiver_count()
     }
 
     /// Events for one tenant, as they arrive at this instance.
-    pub fn subscribe(&self) -> broadcast::Receiver<(Uuid, Event)> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<(Uuid, Event)> {
         self.tx.subscribe()
     }
 
@@ -114,7 +116,7 @@ impl Live {
     }
 
     /// Tells every instance (and so every open page) that something changed.
-    pub async fn publish(&self, tenant: Uuid, event: &Event) {
+    pub(crate) async fn publish(&self, tenant: Uuid, event: &Event) {
         let payload = match serde_json::to_string(&Envelope {
             tenant,
             event: event.clone(),
@@ -145,7 +147,7 @@ impl Live {
 
     /// Starts this instance's listeners (Redis and Postgres), reconnecting as needed. A
     /// second call does nothing (each event would otherwise arrive twice).
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }

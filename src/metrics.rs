@@ -30,7 +30,7 @@ const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// Installs the process-wide recorder once (later calls return the same handle). Until it
 /// is installed every `metrics::` call is a no-op.
-pub fn install() -> &'static PrometheusHandle {
+pub(crate) fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
@@ -51,14 +51,14 @@ pub fn install() -> &'static PrometheusHandle {
 }
 
 /// The metrics listener's router: `GET /metrics`.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .with_state(state)
 }
 
 /// Serves `/metrics` on `listener` until shutdown.
-pub async fn serve_on(
+pub(crate) async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: Shutdown,
@@ -83,7 +83,10 @@ pub async fn serve_on(
 }
 
 /// Starts the metrics listener when `SIGMAAI_METRICS_BIND` is set.
-pub async fn spawn_if_configured(state: &AppState, shutdown: Shutdown) -> anyhow::Result<()> {
+pub(crate) async fn spawn_if_configured(
+    state: &AppState,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let Some(addr) = state.config.metrics_bind else {
         return Ok(());
     };
@@ -160,10 +163,10 @@ async fn refresh_gauges(state: &AppState) -> sqlx::Result<()> {
 }
 
 /// Counts an open live-update stream while it lives.
-pub struct SseGuard;
+pub(crate) struct SseGuard;
 
 impl SseGuard {
-    pub fn open() -> SseGuard {
+    pub(crate) fn open() -> SseGuard {
         metrics::gauge!("sigmaai_sse_connections").increment(1.0);
         SseGuard
     }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
-pub struct Redis {
+pub(crate) struct Redis {
     inner: Arc<Inner>,
 }
 
@@ -39,7 +39,7 @@ struct Inner {
 }
 
 /// A listener on one pub/sub channel. Its methods run on the subscriber task: keep them short.
-pub trait Subscriber: Send + Sync + 'static {
+pub(crate) trait Subscriber: Send + Sync + 'static {
     /// Subscribed, first or again: whatever was published meanwhile was missed.
     fn subscribed(&self);
     /// A message on the channel.
@@ -60,14 +60,14 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RedisStatus {
+pub(crate) enum RedisStatus {
     Ok,
     Down,
     NotConfigured,
 }
 
 impl RedisStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RedisStatus::Ok => "ok",
             RedisStatus::Down => "down",
@@ -78,12 +78,13 @@ impl RedisStatus {
 
 impl Redis {
     /// Never fails on an unreachable server: the connection is made on first use.
-    pub fn new(url: Option<&str>, prefix: &str) -> anyhow::Result<Redis> {
+    pub(crate) fn new(url: Option<&str>, prefix: &str) -> anyhow::Result<Redis> {
         let client = url.map(redis::Client::open).transpose()?;
         Ok(Redis::with_client(client, prefix))
     }
 
-    pub fn disabled() -> Redis {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn disabled() -> Redis {
         Redis::with_client(None, "")
     }
 
@@ -102,11 +103,11 @@ impl Redis {
     }
 
     /// `prefix` + `key`.
-    pub fn key(&self, key: &str) -> String {
+    pub(crate) fn key(&self, key: &str) -> String {
         format!("{}{}", self.inner.prefix, key)
     }
 
-    pub fn client(&self) -> Option<&redis::Client> {
+    pub(crate) fn client(&self) -> Option<&redis::Client> {
         self.inner.client.as_ref()
     }
 
@@ -114,7 +115,7 @@ impl Redis {
     /// unreachable, answers `None` at once (a circuit breaker): after a failure, a
     /// background task retries every [`RETRY_AFTER`], so no request waits on a dead Redis
     /// (only the very first connection of the process is made inline).
-    pub async fn conn(&self) -> Option<ConnectionManager> {
+    pub(crate) async fn conn(&self) -> Option<ConnectionManager> {
         let client = self.inner.client.as_ref()?;
         if let Some(c) = lock(&self.inner.conn).as_ref() {
             return Some(c.clone());
@@ -142,7 +143,7 @@ impl Redis {
 
     /// A command failed: open the breaker (callers degrade at once for [`RETRY_AFTER`], then
     /// a background reconnect is tried) instead of letting each request wait on Redis.
-    pub fn failed(&self) {
+    pub(crate) fn failed(&self) {
         if lock(&self.inner.conn).take().is_some() {
             tracing::warn!("redis command failed; degraded mode until it answers again");
         }
@@ -173,7 +174,7 @@ impl Redis {
         }
     }
 
-    pub async fn status(&self) -> RedisStatus {
+    pub(crate) async fn status(&self) -> RedisStatus {
         if self.inner.client.is_none() {
             return RedisStatus::NotConfigured;
         }
@@ -196,7 +197,7 @@ impl Redis {
     /// by the first call and reconnected after a pause when it drops; each subscriber hears
     /// `subscribed` whenever it is (re)subscribed and `unsubscribed` when the connection is
     /// lost. Nothing happens when Redis is not configured. Must run inside a Tokio runtime.
-    pub fn subscribe(&self, channel: String, subscriber: std::sync::Weak<dyn Subscriber>) {
+    pub(crate) fn subscribe(&self, channel: String, subscriber: std::sync::Weak<dyn Subscriber>) {
         let Some(client) = self.inner.client.clone() else {
             return;
         };

@@ -3,35 +3,35 @@
 use tokio::sync::watch;
 
 #[derive(Clone)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     rx: watch::Receiver<bool>,
 }
 
-pub struct ShutdownTrigger(watch::Sender<bool>);
+pub(crate) struct ShutdownTrigger(watch::Sender<bool>);
 
 impl ShutdownTrigger {
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         let _ = self.0.send(true);
     }
 }
 
 impl Shutdown {
-    pub fn new() -> (ShutdownTrigger, Shutdown) {
+    pub(crate) fn new() -> (ShutdownTrigger, Shutdown) {
         let (tx, rx) = watch::channel(false);
         (ShutdownTrigger(tx), Shutdown { rx })
     }
 
-    pub fn is_triggered(&self) -> bool {
+    pub(crate) fn is_triggered(&self) -> bool {
         *self.rx.borrow()
     }
 
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         let mut rx = self.rx.clone();
         let _ = rx.wait_for(|v| *v).await;
     }
 
     /// A signal that fires on Ctrl-C or SIGTERM.
-    pub fn from_os_signals() -> Shutdown {
+    pub(crate) fn from_os_signals() -> Shutdown {
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(async move {
             let ctrl_c = tokio::signal::ctrl_c();

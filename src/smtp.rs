@@ -14,14 +14,14 @@ use crate::config::Config;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The SMTP client and our sender address.
-pub struct Mailer {
+pub(crate) struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
 }
 
 impl Mailer {
     /// `None` when e-mail is off (no `SIGMAAI_SMTP_URL`).
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<Mailer>> {
+    pub(crate) fn from_config(config: &Config) -> anyhow::Result<Option<Mailer>> {
         let Some(url) = &config.smtp_url else {
             return Ok(None);
         };
@@ -39,12 +39,12 @@ impl Mailer {
     }
 
     /// Our sender address (`SIGMAAI_MAIL_FROM`).
-    pub fn from(&self) -> &Mailbox {
+    pub(crate) fn from(&self) -> &Mailbox {
         &self.from
     }
 
     /// Hands one message to the SMTP server.
-    pub async fn send(&self, msg: Message) -> anyhow::Result<()> {
+    pub(crate) async fn send(&self, msg: Message) -> anyhow::Result<()> {
         self.transport
             .send(msg)
             .await

@@ -23,29 +23,29 @@ use crate::{
 };
 
 #[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
+pub(crate) struct AppState {
+    pub(crate) config: Arc<Config>,
     /// Connected as the non-owner application role: row-level security applies.
-    pub db: PgPool,
-    pub redis: Redis,
-    pub clock: SharedClock,
+    pub(crate) db: PgPool,
+    pub(crate) redis: Redis,
+    pub(crate) clock: SharedClock,
     /// Login and sign-up attempt counters (Redis; local and stricter while it is down).
-    pub throttle: Throttle,
+    pub(crate) throttle: Throttle,
     /// Seals and opens personal data; destroys keys (see `crypto`).
-    pub keys: Keyring,
+    pub(crate) keys: Keyring,
     /// Media objects (sealed), in the data directory by default.
-    pub media: Arc<dyn ObjectStore>,
+    pub(crate) media: Arc<dyn ObjectStore>,
     /// Live-update events: published to every instance, fanned out to this one's open
     /// pages once `serve` started its listeners (`Live::start`).
-    pub live: Live,
+    pub(crate) live: Live,
     /// The SMTP client; `None` when e-mail is off (see [`crate::mail`]).
-    pub mailer: Option<Arc<Mailer>>,
+    pub(crate) mailer: Option<Arc<Mailer>>,
 }
 
 impl AppState {
     /// The state for these connections. Starts nothing: `serve` starts the live-update
     /// listeners (`Live::start`), `worker` the job loop.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         db: PgPool,
         redis: Redis,
@@ -86,7 +86,7 @@ impl AppState {
         }
     }
 
-    pub fn now(&self) -> time::OffsetDateTime {
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
     }
 }

@@ -20,7 +20,7 @@ use url::Url;
 use crate::config::Config;
 
 #[async_trait]
-pub trait ObjectStore: Send + Sync {
+pub(crate) trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()>;
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Deleting a missing object is not an error (deletion is idempotent).
@@ -42,15 +42,15 @@ fn key(raw: &str) -> anyhow::Result<Key> {
 }
 
 /// Any `object_store` backend behind our small trait.
-pub struct Store {
+pub(crate) struct Store {
     inner: Arc<dyn object_store::ObjectStore>,
     /// What it is, for logs (`file` or `s3`); never the credentials.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
 }
 
 impl Store {
     /// A directory on this machine (created if missing).
-    pub fn local(root: &Path) -> anyhow::Result<Store> {
+    pub(crate) fn local(root: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("could not create the media directory {}", root.display()))?;
         let fs = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
@@ -61,7 +61,7 @@ impl Store {
     }
 
     /// The store the configuration names (`SIGMAAI_OBJECT_STORE_URL`, else the data dir).
-    pub fn from_config(config: &Config) -> anyhow::Result<Store> {
+    pub(crate) fn from_config(config: &Config) -> anyhow::Result<Store> {
         let Some(raw) = config.object_store_url.as_deref() else {
             return Store::local(&media_root(&config.data_dir));
         };
@@ -158,7 +158,7 @@ impl ObjectStore for Store {
 }
 
 /// A store whose settings failed: every call fails with the reason.
-pub struct Unavailable(pub String);
+pub(crate) struct Unavailable(pub String);
 
 #[async_trait]
 impl ObjectStore for Unavailable {
@@ -176,7 +176,7 @@ impl ObjectStore for Unavailable {
     }
 }
 
-pub fn media_root(data_dir: &Path) -> std::path::PathBuf {
+pub(crate) fn media_root(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("media")
 }
 

@@ -12,11 +12,11 @@ use tracing_appender::{
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// How many daily log files are kept.
-pub const LOG_FILES_KEPT: usize = 90;
+pub(crate) const LOG_FILES_KEPT: usize = 90;
 
 /// Daily files `sigmaai.YYYY-MM-DD.log`; older ones beyond [`LOG_FILES_KEPT`] are removed
 /// when the appender starts and at each daily rotation.
-pub fn daily_appender(dir: &Path) -> anyhow::Result<RollingFileAppender> {
+pub(crate) fn daily_appender(dir: &Path) -> anyhow::Result<RollingFileAppender> {
     std::fs::create_dir_all(dir)?;
     Ok(RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
@@ -30,14 +30,14 @@ pub fn daily_appender(dir: &Path) -> anyhow::Result<RollingFileAppender> {
 /// channel allocated whole at start-up, ~4 MiB of an idle server's memory. As before, lines
 /// past the bound are dropped (the appender is lossy) rather than blocking a request; 16k
 /// lines is still minutes of a busy server's logging waiting for a slow disk.
-pub const LOG_QUEUE_LINES: usize = 16 * 1024;
+pub(crate) const LOG_QUEUE_LINES: usize = 16 * 1024;
 
 /// The MCP library logs a failed connection at ERROR with the server's URL, an address a
 /// tenant typed: it is silenced, and `mcp::registry` logs the failure itself at warn.
-pub const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=warn,rmcp=off";
+pub(crate) const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=warn,rmcp=off";
 
 /// Installs the global subscriber. Keep the guard alive for the life of the process.
-pub fn init(log_dir: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
+pub(crate) fn init(log_dir: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let stdout = fmt::layer()
@@ -75,7 +75,7 @@ pub fn init(log_dir: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
 /// Removes daily log files dated more than [`LOG_FILES_KEPT`] days before `today` (our policy:
 /// server logs are kept 90 days). Returns how many were removed. Runs at start-up and with
 /// the daily privacy sweep, so it holds however long a process lives.
-pub fn prune_logs(dir: &Path, today: time::Date) -> std::io::Result<usize> {
+pub(crate) fn prune_logs(dir: &Path, today: time::Date) -> std::io::Result<usize> {
     let cutoff = today - time::Duration::days(LOG_FILES_KEPT as i64);
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let mut removed = 0;

@@ -1,9 +1,10 @@
 //! How the subsystems are put together in one process, above all of them.
 //!
-//! - [`App`] is the router's state: the shared infrastructure ([`AppState`], what every
-//!   subsystem takes) and `messaging`'s own machinery, the ingest queue and the webhook
-//!   route cache; and each subsystem's own context, built once (`messaging::Messaging`).
-//!   Handlers take the part they use (`State<AppState>`, `State<Messaging>`,
+//! - [`App`] is the router's state: the shared infrastructure ([`AppState`], from which each
+//!   subsystem builds its narrow context) and `messaging`'s own machinery, the ingest queue
+//!   and the webhook route cache; and the subsystems' own contexts, built once
+//!   (`messaging::Messaging`, `privacy::Privacy`, `billing::Billing`). Handlers take the part
+//!   they use (`State<AppState>`, `State<Messaging>`, `State<Privacy>`, `State<Billing>`,
 //!   `State<Arc<GroupCommit>>`, `State<Arc<RouteCache>>`) through `FromRef`.
 //! - [`IngestEffects`] is what a stored inbound message sets off outside `messaging`: the
 //!   AI turn (`review`) and a data-subject request keyword (`privacy`). `messaging` knows
@@ -17,27 +18,35 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
+    billing::Billing,
     messaging::{Messaging, channel::RouteCache, group_commit::GroupCommit, ingest::Effects},
+    privacy::Privacy,
     state::AppState,
 };
 
 /// The router's state: see the module documentation.
 #[derive(Clone)]
-pub struct App {
-    pub state: AppState,
+pub(crate) struct App {
+    pub(crate) state: AppState,
     /// `messaging`'s handles (sending, media, channels), built once.
-    pub messaging: Messaging,
+    pub(crate) messaging: Messaging,
+    /// `privacy`'s handles (erasure, exports, requests), built once.
+    pub(crate) privacy: Privacy,
+    /// `billing`'s handles (Stripe settings, events), built once.
+    pub(crate) billing: Billing,
     /// Shares transactions between webhook deliveries arriving together.
-    pub ingest: Arc<GroupCommit>,
+    pub(crate) ingest: Arc<GroupCommit>,
     /// Webhook URL → channel, briefly (see `RouteCache`).
-    pub routes: Arc<RouteCache>,
+    pub(crate) routes: Arc<RouteCache>,
 }
 
 impl App {
     /// The process's ingest queue and route cache around `state`.
-    pub fn new(state: AppState) -> App {
+    pub(crate) fn new(state: AppState) -> App {
         App {
             messaging: Messaging::from_ref(&state),
+            privacy: Privacy::from_ref(&state),
+            billing: Billing::from_ref(&state),
             state,
             ingest: GroupCommit::new(Arc::new(IngestEffects)),
             routes: Default::default(),
@@ -66,6 +75,18 @@ impl FromRef<App> for Messaging {
     }
 }
 
+impl FromRef<App> for Billing {
+    fn from_ref(app: &App) -> Billing {
+        app.billing.clone()
+    }
+}
+
+impl FromRef<App> for Privacy {
+    fn from_ref(app: &App) -> Privacy {
+        app.privacy.clone()
+    }
+}
+
 impl FromRef<App> for Arc<GroupCommit> {
     fn from_ref(app: &App) -> Arc<GroupCommit> {
         app.ingest.clone()
@@ -79,7 +100,7 @@ impl FromRef<App> for Arc<RouteCache> {
 }
 
 /// What a stored message sets off: see [`Effects`].
-pub struct IngestEffects;
+pub(crate) struct IngestEffects;
 
 #[async_trait::async_trait]
 impl Effects for IngestEffects {
@@ -102,7 +123,7 @@ impl Effects for IngestEffects {
         text: &str,
         now: OffsetDateTime,
     ) -> anyhow::Result<()> {
-        crate::privacy::keyword_request(state, tx, tenant_id, contact_id, text, now).await?;
+        crate::privacy::keyword_request(&state.db, tx, tenant_id, contact_id, text, now).await?;
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ use crate::{
 
 /// A user-facing failure: a translation key for the form, or an internal error.
 #[derive(Debug, thiserror::Error)]
-pub enum FormError {
+pub(crate) enum FormError {
     #[error("{0}")]
     Field(&'static str),
     #[error(transparent)]
@@ -37,21 +37,21 @@ impl From<sqlx::Error> for FormError {
     }
 }
 
-pub struct Signup<'a> {
-    pub name: &'a str,
-    pub email: &'a str,
-    pub password: &'a str,
-    pub business: &'a str,
-    pub slug: &'a str,
-    pub plan: &'a str,
-    pub accept_policy: bool,
-    pub language: &'a str,
+pub(crate) struct Signup<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) email: &'a str,
+    pub(crate) password: &'a str,
+    pub(crate) business: &'a str,
+    pub(crate) slug: &'a str,
+    pub(crate) plan: &'a str,
+    pub(crate) accept_policy: bool,
+    pub(crate) language: &'a str,
 }
 
-pub struct Created {
-    pub user_id: Uuid,
-    pub tenant_id: Uuid,
-    pub slug: String,
+pub(crate) struct Created {
+    pub(crate) user_id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) slug: String,
 }
 
 fn clean_name(raw: &str, key: &'static str) -> Result<String, FormError> {
@@ -64,7 +64,7 @@ fn clean_name(raw: &str, key: &'static str) -> Result<String, FormError> {
 
 /// Creates a user, their tenant and the owner membership, recording the policy version
 /// they accepted.
-pub async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormError> {
+pub(crate) async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormError> {
     if !s.accept_policy {
         return Err(FormError::Field("form.policy.required"));
     }
@@ -141,7 +141,7 @@ pub async fn sign_up(state: &AppState, s: Signup<'_>) -> Result<Created, FormErr
 }
 
 /// Records the login in the audit log of every tenant the user belongs to.
-pub async fn audit_login(
+pub(crate) async fn audit_login(
     state: &AppState,
     user_id: Uuid,
     email: &str,
@@ -161,7 +161,7 @@ pub async fn audit_login(
 }
 
 /// Records an account-level event (two-factor on/off) in every tenant the user belongs to.
-pub async fn audit_user_event(
+pub(crate) async fn audit_user_event(
     state: &AppState,
     user_id: Uuid,
     email: &str,
@@ -185,7 +185,7 @@ fn may_manage(actor: Role, target_role: Role) -> bool {
 }
 
 /// An invitation link for `email` with `role`. Returns the one-time token (shown once).
-pub async fn invite(
+pub(crate) async fn invite(
     state: &AppState,
     tenant_id: Uuid,
     actor_role: Role,
@@ -265,7 +265,7 @@ pub async fn invite(
 }
 
 /// Withdraws an invitation not yet accepted; false when it was already used or withdrawn.
-pub async fn revoke_invitation(
+pub(crate) async fn revoke_invitation(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -285,7 +285,7 @@ pub async fn revoke_invitation(
 /// "Forgot password": enqueues a reset e-mail for the account with this address, if there
 /// is one. The caller answers the same either way. Requests for one account within the same
 /// few minutes share one e-mail (its idempotency key names the window).
-pub async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Result<()> {
+pub(crate) async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Result<()> {
     let email = email.trim().to_lowercase();
     let Some(user) = db::users::user_by_email(&state.db, &email).await? else {
         return Ok(());
@@ -314,10 +314,10 @@ pub async fn request_reset_email(state: &AppState, email: &str) -> anyhow::Resul
 }
 
 /// Repeated "forgot password" requests within this window send one e-mail.
-pub const FORGOT_WINDOW: time::Duration = time::Duration::minutes(5);
+pub(crate) const FORGOT_WINDOW: time::Duration = time::Duration::minutes(5);
 
 /// Joins the invitation's tenant as `user_id` (whose e-mail must be the invited one).
-pub async fn accept_invitation(
+pub(crate) async fn accept_invitation(
     state: &AppState,
     token: &str,
     user_id: Uuid,
@@ -362,7 +362,7 @@ pub async fn accept_invitation(
 }
 
 /// Creates the account for an invitation and joins; returns (user id, tenant slug).
-pub async fn accept_invitation_new_account(
+pub(crate) async fn accept_invitation_new_account(
     state: &AppState,
     token: &str,
     name: &str,
@@ -416,7 +416,7 @@ pub async fn accept_invitation_new_account(
 }
 
 /// Changes a member's role. Owners alone manage owners, and the last owner stays an owner.
-pub async fn change_role(
+pub(crate) async fn change_role(
     state: &AppState,
     tenant_id: Uuid,
     actor_role: Role,
@@ -449,7 +449,7 @@ pub async fn change_role(
 }
 
 /// Removes a member and ends all their sessions at once.
-pub async fn remove_member(
+pub(crate) async fn remove_member(
     state: &AppState,
     tenant_id: Uuid,
     actor_role: Role,
@@ -487,7 +487,7 @@ pub async fn remove_member(
 /// members who belong to this tenant alone — an admin here must not be able to take over an
 /// account that has power elsewhere — and owners only by owners. Because memberships change,
 /// the same is checked again when the link is used ([`complete_reset`]).
-pub async fn issue_reset(
+pub(crate) async fn issue_reset(
     state: &AppState,
     tenant_id: Uuid,
     actor_role: Role,
@@ -536,7 +536,7 @@ async fn belongs_only_to(
 /// The link is re-authorised as it is used: the user must still belong to the issuing
 /// tenant and to no other (the user row is locked, so joining a tenant can't race this).
 /// A link that fails the check is spent and the refusal audited in the issuing tenant.
-pub async fn complete_reset(
+pub(crate) async fn complete_reset(
     state: &AppState,
     token: &str,
     password_raw: &str,
@@ -612,7 +612,7 @@ pub async fn complete_reset(
 }
 
 /// Changes one's own password (the current one must be right) and ends other sessions.
-pub async fn change_password(
+pub(crate) async fn change_password(
     state: &AppState,
     user_id: Uuid,
     keep_session: Uuid,
@@ -637,7 +637,7 @@ pub async fn change_password(
 
 /// Records the device (browser user agent) a session starts from; the first sign-in from a
 /// device not seen before — for a user who has signed in from another one — e-mails them.
-pub async fn note_device(
+pub(crate) async fn note_device(
     state: &AppState,
     user_id: Uuid,
     user_agent: &str,

@@ -15,10 +15,10 @@ use super::{
     models::{self, ModelCaps},
 };
 
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 #[derive(Debug)]
-pub struct AnthropicClient {
+pub(crate) struct AnthropicClient {
     model: String,
     base: Url,
     api_key: SecretString,
@@ -28,7 +28,7 @@ pub struct AnthropicClient {
 }
 
 impl AnthropicClient {
-    pub fn new(cfg: &ProviderConfig) -> Result<AnthropicClient, AiError> {
+    pub(crate) fn new(cfg: &ProviderConfig) -> Result<AnthropicClient, AiError> {
         let mut capabilities = cfg
             .capabilities
             .unwrap_or_else(|| cfg.kind.capabilities(&cfg.model));
@@ -60,7 +60,7 @@ impl AnthropicClient {
     }
 
     /// The JSON body for `req` in the messages format.
-    pub fn request_body(&self, req: &ChatRequest) -> Value {
+    pub(crate) fn request_body(&self, req: &ChatRequest) -> Value {
         let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
         for m in &req.messages {
             let role = match m.role {
@@ -159,7 +159,7 @@ fn block(part: &Part) -> Value {
 }
 
 /// Parses a messages API response.
-pub fn parse_response(body: &Value) -> Result<ChatResponse, AiError> {
+pub(crate) fn parse_response(body: &Value) -> Result<ChatResponse, AiError> {
     let content = body
         .get("content")
         .and_then(Value::as_array)

@@ -24,10 +24,10 @@ use super::{Capabilities, ChatMessage, ChatRequest, Part, Role, ToolSpec, offlin
 use crate::{domain::knowledge::KnowledgeEntry, i18n::Lang};
 
 /// Changes whenever the prompt's wording or layout changes; stored with every draft.
-pub const PROMPT_VERSION: &str = "draft-2026-11-v1";
+pub(crate) const PROMPT_VERSION: &str = "draft-2026-11-v1";
 
 /// The rough token cost of one image (providers charge ~85–1,100 depending on size).
-pub const IMAGE_TOKENS: usize = 1_000;
+pub(crate) const IMAGE_TOKENS: usize = 1_000;
 /// Per-message framing overhead.
 const MESSAGE_OVERHEAD_TOKENS: usize = 4;
 /// Drafts should be factual rather than creative.
@@ -35,28 +35,28 @@ const TEMPERATURE: f64 = 0.3;
 
 /// The tenant's AI settings.
 #[derive(Clone, Debug, Default)]
-pub struct TenantSettings {
-    pub business_name: String,
+pub(crate) struct TenantSettings {
+    pub(crate) business_name: String,
     /// Free-form instructions from the tenant ("always offer the evaluation first", …).
-    pub instructions: String,
+    pub(crate) instructions: String,
     /// e.g. "warm and professional".
-    pub tone: String,
+    pub(crate) tone: String,
     /// The tenant's language: replies default to it when the customer's is unclear.
-    pub language: Lang,
+    pub(crate) language: Lang,
     /// Opening hours as the tenant wrote them.
-    pub business_hours: String,
+    pub(crate) business_hours: String,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct CustomerProfile {
-    pub name: Option<String>,
+pub(crate) struct CustomerProfile {
+    pub(crate) name: Option<String>,
     /// Staff notes about the customer.
-    pub notes: Option<String>,
-    pub tags: Vec<String>,
+    pub(crate) notes: Option<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// From the customer.
     Inbound,
     /// From us: a sent draft or a staff reply.
@@ -64,7 +64,7 @@ pub enum Direction {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Media {
+pub(crate) enum Media {
     Image {
         mime: String,
         bytes: Vec<u8>,
@@ -81,16 +81,17 @@ pub enum Media {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ConversationMessage {
-    pub direction: Direction,
+pub(crate) struct ConversationMessage {
+    pub(crate) direction: Direction,
     /// For outbound messages written by staff, their display name (None for AI drafts).
-    pub staff_author: Option<String>,
-    pub text: String,
-    pub media: Vec<Media>,
+    pub(crate) staff_author: Option<String>,
+    pub(crate) text: String,
+    pub(crate) media: Vec<Media>,
 }
 
 impl ConversationMessage {
-    pub fn inbound(text: impl Into<String>) -> ConversationMessage {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn inbound(text: impl Into<String>) -> ConversationMessage {
         ConversationMessage {
             direction: Direction::Inbound,
             staff_author: None,
@@ -99,7 +100,11 @@ impl ConversationMessage {
         }
     }
 
-    pub fn outbound(text: impl Into<String>, staff_author: Option<&str>) -> ConversationMessage {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn outbound(
+        text: impl Into<String>,
+        staff_author: Option<&str>,
+    ) -> ConversationMessage {
         ConversationMessage {
             direction: Direction::Outbound,
             staff_author: staff_author.map(str::to_owned),
@@ -110,11 +115,11 @@ impl ConversationMessage {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// Everything we send: system prompt, tools and messages.
-    pub max_input_tokens: usize,
-    pub max_output_tokens: u32,
-    pub max_knowledge_entries: usize,
+    pub(crate) max_input_tokens: usize,
+    pub(crate) max_output_tokens: u32,
+    pub(crate) max_knowledge_entries: usize,
 }
 
 impl Default for Budget {
@@ -127,36 +132,40 @@ impl Default for Budget {
     }
 }
 
-pub struct ContextInput<'a> {
-    pub settings: &'a TenantSettings,
-    pub customer: &'a CustomerProfile,
-    pub knowledge: &'a [KnowledgeEntry],
+pub(crate) struct ContextInput<'a> {
+    pub(crate) settings: &'a TenantSettings,
+    pub(crate) customer: &'a CustomerProfile,
+    pub(crate) knowledge: &'a [KnowledgeEntry],
     /// Oldest first.
-    pub messages: &'a [ConversationMessage],
+    pub(crate) messages: &'a [ConversationMessage],
     /// Tools the model may call (dropped when the model has no tool support).
-    pub tools: &'a [ToolSpec],
+    pub(crate) tools: &'a [ToolSpec],
     /// What the chosen provider/model can read.
-    pub capabilities: Capabilities,
-    pub budget: Budget,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) budget: Budget,
 }
 
 /// A provider request ready to send, with its provenance.
 #[derive(Clone, Debug)]
-pub struct BuiltContext {
-    pub request: ChatRequest,
-    pub prompt_version: &'static str,
+pub(crate) struct BuiltContext {
+    pub(crate) request: ChatRequest,
+    pub(crate) prompt_version: &'static str,
     /// The knowledge entries in the prompt, most relevant first.
-    pub knowledge_ids: Vec<Uuid>,
-    pub messages_included: usize,
+    pub(crate) knowledge_ids: Vec<Uuid>,
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) messages_included: usize,
     /// Older messages left out to fit the budget.
-    pub messages_dropped: usize,
-    pub estimated_input_tokens: usize,
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) messages_dropped: usize,
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) estimated_input_tokens: usize,
     /// Even the latest message and the bare prompt exceed the budget.
-    pub over_budget: bool,
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) over_budget: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaKind {
+pub(crate) enum MediaKind {
     Image,
     Audio,
     Other,
@@ -164,7 +173,7 @@ pub enum MediaKind {
 
 /// Why no draft can be made and a human must take the conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Escalation {
+pub(crate) enum Escalation {
     /// There is no customer message to answer.
     NothingToAnswer,
     /// The customer sent media the model can't read.
@@ -173,7 +182,7 @@ pub enum Escalation {
 
 impl Escalation {
     /// A stable code to store with the escalation.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Escalation::NothingToAnswer => "nothing_to_answer",
             Escalation::UnreadableMedia(MediaKind::Image) => "unreadable_media_image",
@@ -201,12 +210,12 @@ impl fmt::Display for Escalation {
 }
 
 /// Approximate tokens of a text: characters / 4, rounded up.
-pub fn estimate_tokens(text: &str) -> usize {
+pub(crate) fn estimate_tokens(text: &str) -> usize {
     text.chars().count().div_ceil(4)
 }
 
 /// The customer's messages since our last reply (the ones a draft must answer).
-pub fn pending_inbound(messages: &[ConversationMessage]) -> &[ConversationMessage] {
+pub(crate) fn pending_inbound(messages: &[ConversationMessage]) -> &[ConversationMessage] {
     let start = messages
         .iter()
         .rposition(|m| m.direction == Direction::Outbound)
@@ -215,7 +224,7 @@ pub fn pending_inbound(messages: &[ConversationMessage]) -> &[ConversationMessag
 }
 
 /// The text a question-answerer should look up: the pending messages' text and transcripts.
-pub fn pending_text(messages: &[ConversationMessage]) -> String {
+pub(crate) fn pending_text(messages: &[ConversationMessage]) -> String {
     let mut out: Vec<&str> = Vec::new();
     for m in pending_inbound(messages) {
         if !m.text.trim().is_empty() {
@@ -236,7 +245,7 @@ pub fn pending_text(messages: &[ConversationMessage]) -> String {
 
 /// The first pending media item `capabilities` can't read, if any. The offline answerer
 /// reads nothing but text (`Capabilities::default()`).
-pub fn unreadable_media(
+pub(crate) fn unreadable_media(
     capabilities: Capabilities,
     messages: &[ConversationMessage],
 ) -> Option<Escalation> {
@@ -256,7 +265,7 @@ pub fn unreadable_media(
 }
 
 /// Builds the request for a draft reply, or says why a human must take it.
-pub fn build_context(input: &ContextInput<'_>) -> Result<BuiltContext, Escalation> {
+pub(crate) fn build_context(input: &ContextInput<'_>) -> Result<BuiltContext, Escalation> {
     let messages = input.messages;
     let latest = messages
         .iter()
@@ -409,7 +418,7 @@ fn language_name(lang: Lang) -> &'static str {
 
 /// The system prompt. The fixed rules come first and say the tenant's text can't override
 /// them; everything tenant- or customer-provided is labelled as such.
-pub fn system_prompt(
+pub(crate) fn system_prompt(
     settings: &TenantSettings,
     customer: &CustomerProfile,
     knowledge: &[&KnowledgeEntry],

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use super::{AiError, Capabilities, ChatRequest, ChatResponse, Provider};
 
-pub struct Fallback {
+pub(crate) struct Fallback {
     providers: Vec<Arc<dyn Provider>>,
 }
 
 impl Fallback {
     /// `providers` in order of preference; the first is the tenant's choice.
-    pub fn new(providers: Vec<Arc<dyn Provider>>) -> Fallback {
+    pub(crate) fn new(providers: Vec<Arc<dyn Provider>>) -> Fallback {
         Fallback { providers }
     }
 

@@ -19,7 +19,7 @@ use super::{
 };
 
 #[derive(Debug)]
-pub struct GeminiClient {
+pub(crate) struct GeminiClient {
     model: String,
     base: Url,
     api_key: SecretString,
@@ -29,7 +29,7 @@ pub struct GeminiClient {
 }
 
 impl GeminiClient {
-    pub fn new(cfg: &ProviderConfig) -> Result<GeminiClient, AiError> {
+    pub(crate) fn new(cfg: &ProviderConfig) -> Result<GeminiClient, AiError> {
         let mut capabilities = cfg
             .capabilities
             .unwrap_or_else(|| cfg.kind.capabilities(&cfg.model));
@@ -52,7 +52,7 @@ impl GeminiClient {
     }
 
     /// The JSON body for `req` in the generateContent format.
-    pub fn request_body(&self, req: &ChatRequest) -> Value {
+    pub(crate) fn request_body(&self, req: &ChatRequest) -> Value {
         let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
         for m in &req.messages {
             let role = match m.role {
@@ -157,7 +157,7 @@ fn replayed_fields(part: &Value) -> Option<Value> {
 }
 
 /// Parses a generateContent response.
-pub fn parse_response(body: &Value) -> Result<ChatResponse, AiError> {
+pub(crate) fn parse_response(body: &Value) -> Result<ChatResponse, AiError> {
     if body.pointer("/promptFeedback/blockReason").is_some() {
         return Err(AiError::ContentFiltered);
     }

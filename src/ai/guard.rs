@@ -11,7 +11,7 @@ use super::text;
 
 /// Why a message must go to a human before anything is looked up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Concern {
+pub(crate) enum Concern {
     Emergency,
     PersonalData,
     Complaint,
@@ -19,7 +19,7 @@ pub enum Concern {
 }
 
 impl Concern {
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Concern::Emergency => "emergency",
             Concern::PersonalData => "personal_data",
@@ -300,7 +300,7 @@ const MEDICAL: &[&str] = &[
 ];
 
 /// The first concern `text` raises, if any.
-pub fn check(text: &str) -> Option<Concern> {
+pub(crate) fn check(text: &str) -> Option<Concern> {
     let words = text::guard_words(text);
     [
         (Concern::Emergency, EMERGENCY),

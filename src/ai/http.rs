@@ -32,14 +32,14 @@ pub(crate) fn client(
 
 /// What must never appear in an error we return: the request's texts and the API key.
 pub(crate) struct Scrub<'a> {
-    pub texts: Vec<&'a str>,
-    pub key: Option<&'a str>,
+    pub(crate) texts: Vec<&'a str>,
+    pub(crate) key: Option<&'a str>,
 }
 
 /// The largest AI response body we read. A draft's answer is a few KiB; this leaves room
 /// for long tool-call arguments and usage metadata, and stops a tenant's custom
 /// OpenAI-compatible URL from making the worker buffer anything it likes.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Error bodies are only read for their message.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 

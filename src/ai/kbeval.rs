@@ -26,65 +26,65 @@ use crate::{
 };
 
 #[derive(Debug, Deserialize)]
-pub struct EvalSet {
-    pub kbs: BTreeMap<String, EvalKb>,
-    pub cases: Vec<EvalCase>,
+pub(crate) struct EvalSet {
+    pub(crate) kbs: BTreeMap<String, EvalKb>,
+    pub(crate) cases: Vec<EvalCase>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct EvalKb {
-    pub lang: String,
-    pub entries: Vec<EvalEntry>,
+pub(crate) struct EvalKb {
+    pub(crate) lang: String,
+    pub(crate) entries: Vec<EvalEntry>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct EvalEntry {
-    pub key: String,
-    pub title: String,
-    pub body: String,
+pub(crate) struct EvalEntry {
+    pub(crate) key: String,
+    pub(crate) title: String,
+    pub(crate) body: String,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct EvalCase {
-    pub kb: String,
-    pub split: String,
-    pub text: String,
-    pub expect: String,
+pub(crate) struct EvalCase {
+    pub(crate) kb: String,
+    pub(crate) split: String,
+    pub(crate) text: String,
+    pub(crate) expect: String,
     #[serde(default)]
-    pub earlier: Vec<String>,
+    pub(crate) earlier: Vec<String>,
 }
 
 /// Counts for one group of cases.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub cases: usize,
+pub(crate) struct Tally {
+    pub(crate) cases: usize,
     /// Cases an entry should answer.
-    pub answerable: usize,
-    pub correct: usize,
-    pub partial: usize,
-    pub wrong: usize,
+    pub(crate) answerable: usize,
+    pub(crate) correct: usize,
+    pub(crate) partial: usize,
+    pub(crate) wrong: usize,
     /// Answerable cases that escalated.
-    pub missed: usize,
+    pub(crate) missed: usize,
     /// Must-escalate cases that escalated.
-    pub escalated_ok: usize,
+    pub(crate) escalated_ok: usize,
     /// Must-escalate cases with a named reason that escalated with another one.
-    pub wrong_reason: usize,
+    pub(crate) wrong_reason: usize,
 }
 
 impl Tally {
-    pub fn must_escalate(&self) -> usize {
+    pub(crate) fn must_escalate(&self) -> usize {
         self.cases - self.answerable
     }
     /// Answered-correct share of the answerable cases.
-    pub fn correct_rate(&self) -> f64 {
+    pub(crate) fn correct_rate(&self) -> f64 {
         ratio(self.correct, self.answerable)
     }
     /// Wrong answers over all cases.
-    pub fn wrong_rate(&self) -> f64 {
+    pub(crate) fn wrong_rate(&self) -> f64 {
         ratio(self.wrong, self.cases)
     }
     /// Escalations over all cases.
-    pub fn escalated_rate(&self) -> f64 {
+    pub(crate) fn escalated_rate(&self) -> f64 {
         ratio(self.missed + self.escalated_ok, self.cases)
     }
     fn add(&mut self, o: &Tally) {
@@ -105,23 +105,23 @@ fn ratio(a: usize, b: usize) -> f64 {
 
 /// One case's result (for the listing of failures).
 #[derive(Clone, Debug)]
-pub struct CaseResult {
-    pub kb: String,
-    pub text: String,
-    pub expect: String,
-    pub got: String,
-    pub verdict: &'static str,
+pub(crate) struct CaseResult {
+    pub(crate) kb: String,
+    pub(crate) text: String,
+    pub(crate) expect: String,
+    pub(crate) got: String,
+    pub(crate) verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Report {
-    pub total: Tally,
+pub(crate) struct Report {
+    pub(crate) total: Tally,
     /// Per knowledge-base size (number of entries).
-    pub by_size: BTreeMap<usize, Tally>,
-    pub failures: Vec<CaseResult>,
+    pub(crate) by_size: BTreeMap<usize, Tally>,
+    pub(crate) failures: Vec<CaseResult>,
 }
 
-pub fn parse(json: &str) -> Result<EvalSet, String> {
+pub(crate) fn parse(json: &str) -> Result<EvalSet, String> {
     let set: EvalSet = serde_json::from_str(json).map_err(|e| e.to_string())?;
     for c in &set.cases {
         let kb = set
@@ -140,13 +140,13 @@ pub fn parse(json: &str) -> Result<EvalSet, String> {
 }
 
 /// Runs the cases of `split` (all cases when `None`).
-pub fn run(set: &EvalSet, split: Option<&str>) -> Report {
+pub(crate) fn run(set: &EvalSet, split: Option<&str>) -> Report {
     run_with(set, split, Params::default())
 }
 
 /// Tries a grid of decision constants on `split` (the development set: never tune on the
 /// held-out one) and prints answered-correct and wrong rates for each.
-pub fn sweep(set: &EvalSet, split: Option<&str>) -> String {
+pub(crate) fn sweep(set: &EvalSet, split: Option<&str>) -> String {
     let mut s =
         String::from("min_coverage margin concept_w absent_w common_w answered-correct  wrong\n");
     for concept_weight in [0.5, 0.75, 1.0] {
@@ -178,7 +178,7 @@ pub fn sweep(set: &EvalSet, split: Option<&str>) -> String {
 }
 
 /// [`run`] with other decision constants.
-pub fn run_with(set: &EvalSet, split: Option<&str>, params: Params) -> Report {
+pub(crate) fn run_with(set: &EvalSet, split: Option<&str>, params: Params) -> Report {
     let kbs: BTreeMap<&str, (Lang, Vec<KnowledgeEntry>, Vec<&str>)> = set
         .kbs
         .iter()
@@ -290,7 +290,7 @@ pub fn run_with(set: &EvalSet, split: Option<&str>, params: Params) -> Report {
 }
 
 /// The report as a table, then the cases that were not right.
-pub fn render(report: &Report, with_failures: bool) -> String {
+pub(crate) fn render(report: &Report, with_failures: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

@@ -42,18 +42,18 @@
 //!   the request's text and of the key before they are kept (see [`http::sanitize`]).
 //! - `Debug` of requests and messages prints sizes, not content.
 
-pub mod anthropic;
-pub mod context;
-pub mod fallback;
-pub mod gemini;
-pub mod guard;
-pub mod http;
-pub mod kbeval;
-pub mod models;
-pub mod offline;
-pub mod openai;
-pub mod retry;
-pub mod text;
+pub(crate) mod anthropic;
+pub(crate) mod context;
+pub(crate) mod fallback;
+pub(crate) mod gemini;
+pub(crate) mod guard;
+pub(crate) mod http;
+pub(crate) mod kbeval;
+pub(crate) mod models;
+pub(crate) mod offline;
+pub(crate) mod openai;
+pub(crate) mod retry;
+pub(crate) mod text;
 
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
@@ -61,12 +61,12 @@ use secrecy::SecretString;
 use serde_json::Value;
 use url::Url;
 
-pub use fallback::Fallback;
-pub use retry::{RetryPolicy, Retrying};
+pub(crate) use fallback::Fallback;
+pub(crate) use retry::{RetryPolicy, Retrying};
 
 /// Who wrote a message in a provider conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// The customer (and tool results, for providers that carry them in user turns).
     User,
     /// Us: earlier drafts sent, staff replies, and the model's own tool calls.
@@ -77,7 +77,7 @@ pub enum Role {
 
 /// One piece of a message.
 #[derive(Clone, PartialEq)]
-pub enum Part {
+pub(crate) enum Part {
     Text(String),
     /// An image the model should look at (only for providers with `supports_vision`).
     Image {
@@ -115,27 +115,29 @@ impl fmt::Debug for Part {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ChatMessage {
-    pub role: Role,
-    pub parts: Vec<Part>,
+pub(crate) struct ChatMessage {
+    pub(crate) role: Role,
+    pub(crate) parts: Vec<Part>,
 }
 
 impl ChatMessage {
-    pub fn user(text: impl Into<String>) -> ChatMessage {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn user(text: impl Into<String>) -> ChatMessage {
         ChatMessage {
             role: Role::User,
             parts: vec![Part::Text(text.into())],
         }
     }
 
-    pub fn assistant(text: impl Into<String>) -> ChatMessage {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn assistant(text: impl Into<String>) -> ChatMessage {
         ChatMessage {
             role: Role::Assistant,
             parts: vec![Part::Text(text.into())],
         }
     }
 
-    pub fn tool_result(
+    pub(crate) fn tool_result(
         call_id: impl Into<String>,
         name: impl Into<String>,
         content: impl Into<String>,
@@ -151,7 +153,7 @@ impl ChatMessage {
     }
 
     /// The text parts joined with blank lines.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let texts: Vec<&str> = self
             .parts
             .iter()
@@ -166,28 +168,28 @@ impl ChatMessage {
 
 /// A tool the model may call (MCP tools are mapped onto this).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
+pub(crate) struct ToolSpec {
+    pub(crate) name: String,
+    pub(crate) description: String,
     /// A JSON Schema object describing the arguments.
-    pub input_schema: Value,
+    pub(crate) input_schema: Value,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ToolCall {
+pub(crate) struct ToolCall {
     /// The provider's call id (generated for providers that have none), echoed in the result.
-    pub id: String,
-    pub name: String,
-    pub arguments: Value,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) arguments: Value,
     /// Opaque fields the provider attached to the call and wants back, verbatim, when the
     /// history is replayed: Gemini's `thoughtSignature` (a part-level field; Gemini 3 refuses
     /// the next step of a tool loop without it). `None` for providers that attach nothing.
-    pub provider_data: Option<Value>,
+    pub(crate) provider_data: Option<Value>,
 }
 
 /// Whether the model may call the offered tools.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ToolChoice {
+pub(crate) enum ToolChoice {
     /// The model decides (the providers' default when tools are offered).
     #[default]
     Auto,
@@ -198,16 +200,16 @@ pub enum ToolChoice {
 }
 
 #[derive(Clone, PartialEq)]
-pub struct ChatRequest {
-    pub system: String,
+pub(crate) struct ChatRequest {
+    pub(crate) system: String,
     /// Oldest first.
-    pub messages: Vec<ChatMessage>,
-    pub tools: Vec<ToolSpec>,
-    pub max_output_tokens: u32,
+    pub(crate) messages: Vec<ChatMessage>,
+    pub(crate) tools: Vec<ToolSpec>,
+    pub(crate) max_output_tokens: u32,
     /// The temperature we would like; each client sends it only to models that accept it
     /// ([`models::ModelCaps::accepts_temperature`]). `f64`, so `0.3` goes out as `0.3`.
-    pub temperature: Option<f64>,
-    pub tool_choice: ToolChoice,
+    pub(crate) temperature: Option<f64>,
+    pub(crate) tool_choice: ToolChoice,
 }
 
 impl fmt::Debug for ChatRequest {
@@ -244,13 +246,13 @@ impl ChatRequest {
 
 /// Tokens a call consumed, as the provider reported them (the hook for per-tenant limits).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u32,
-    pub output_tokens: u32,
+pub(crate) struct Usage {
+    pub(crate) input_tokens: u32,
+    pub(crate) output_tokens: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FinishReason {
+pub(crate) enum FinishReason {
     Stop,
     /// Hit `max_output_tokens`: the text may be cut short.
     Length,
@@ -259,15 +261,15 @@ pub enum FinishReason {
 }
 
 #[derive(Clone, PartialEq)]
-pub struct ChatResponse {
-    pub text: Option<String>,
-    pub tool_calls: Vec<ToolCall>,
-    pub usage: Usage,
+pub(crate) struct ChatResponse {
+    pub(crate) text: Option<String>,
+    pub(crate) tool_calls: Vec<ToolCall>,
+    pub(crate) usage: Usage,
     /// The model that answered, as the provider reports it.
-    pub model: String,
+    pub(crate) model: String,
     /// The provider that answered (differs from the configured one after a fallback).
-    pub provider: String,
-    pub finish_reason: FinishReason,
+    pub(crate) provider: String,
+    pub(crate) finish_reason: FinishReason,
 }
 
 impl fmt::Debug for ChatResponse {
@@ -291,15 +293,15 @@ impl fmt::Debug for ChatResponse {
 
 /// What a provider/model can read. Media it can't read is escalated to a human.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    pub supports_vision: bool,
-    pub supports_audio_transcription: bool,
-    pub supports_tools: bool,
+pub(crate) struct Capabilities {
+    pub(crate) supports_vision: bool,
+    pub(crate) supports_audio_transcription: bool,
+    pub(crate) supports_tools: bool,
 }
 
 impl Capabilities {
     /// What both can do (a fallback chain promises only what every member can do).
-    pub fn intersect(self, other: Capabilities) -> Capabilities {
+    pub(crate) fn intersect(self, other: Capabilities) -> Capabilities {
         Capabilities {
             supports_vision: self.supports_vision && other.supports_vision,
             supports_audio_transcription: self.supports_audio_transcription
@@ -312,7 +314,7 @@ impl Capabilities {
 /// Why a provider call failed, classified so the caller can decide what to do next.
 /// Messages never contain prompt text or keys.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AiError {
+pub(crate) enum AiError {
     /// 429: slow down. `retry_after` is the provider's hint, when it gave one.
     #[error("rate limited by the provider (retry after {retry_after:?})")]
     RateLimited { retry_after: Option<Duration> },
@@ -342,7 +344,7 @@ pub enum AiError {
 
 impl AiError {
     /// Whether trying again (after a pause) may succeed.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         matches!(
             self,
             AiError::RateLimited { .. } | AiError::Unavailable { .. }
@@ -351,7 +353,7 @@ impl AiError {
 }
 
 #[async_trait::async_trait]
-pub trait Provider: Send + Sync {
+pub(crate) trait Provider: Send + Sync {
     /// A short stable name for provenance and metrics: `openai`, `anthropic`, …
     fn name(&self) -> &str;
     fn model(&self) -> &str;
@@ -364,7 +366,7 @@ pub trait Provider: Send + Sync {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
+pub(crate) enum ProviderKind {
     /// The offline knowledge-base answerer: no key, nothing leaves the platform.
     #[default]
     Offline,
@@ -377,7 +379,7 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 6] = [
+    pub(crate) const ALL: [ProviderKind; 6] = [
         ProviderKind::Offline,
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
@@ -386,7 +388,7 @@ impl ProviderKind {
         ProviderKind::OpenAiCompatible,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Offline => "offline",
             ProviderKind::OpenAi => "openai",
@@ -398,7 +400,7 @@ impl ProviderKind {
     }
 
     /// Where requests go unless the tenant configures another base URL.
-    pub fn default_base_url(self) -> Option<&'static str> {
+    pub(crate) fn default_base_url(self) -> Option<&'static str> {
         match self {
             ProviderKind::OpenAi => Some("https://api.openai.com/v1/"),
             ProviderKind::Groq => Some("https://api.groq.com/openai/v1/"),
@@ -409,14 +411,14 @@ impl ProviderKind {
     }
 
     /// Whether a request needs an API key (tenant's own or the platform's).
-    pub fn requires_api_key(self) -> bool {
+    pub(crate) fn requires_api_key(self) -> bool {
         !matches!(self, ProviderKind::Offline | ProviderKind::OpenAiCompatible)
     }
 
     /// What a model of this provider can read, from the model table ([`models`]).
     /// Conservative: when unsure, say no, so media is escalated to a human rather than
     /// silently skipped.
-    pub fn capabilities(self, model: &str) -> Capabilities {
+    pub(crate) fn capabilities(self, model: &str) -> Capabilities {
         models::lookup(self, model).capabilities()
     }
 }
@@ -429,7 +431,7 @@ impl fmt::Display for ProviderKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown AI provider {0:?}")]
-pub struct UnknownProvider(pub String);
+pub(crate) struct UnknownProvider(pub String);
 
 impl FromStr for ProviderKind {
     type Err = UnknownProvider;
@@ -450,28 +452,28 @@ impl FromStr for ProviderKind {
 
 /// One provider as a tenant (or the platform) configured it.
 #[derive(Clone, Debug)]
-pub struct ProviderConfig {
-    pub kind: ProviderKind,
-    pub model: String,
+pub(crate) struct ProviderConfig {
+    pub(crate) kind: ProviderKind,
+    pub(crate) model: String,
     /// Overrides [`ProviderKind::default_base_url`]; required for `OpenAiCompatible`.
-    pub base_url: Option<Url>,
+    pub(crate) base_url: Option<Url>,
     /// A tenant-supplied `base_url` as the SSRF guard vetted it: the client connects only
     /// to these addresses.
-    pub vetted: Option<crate::mcp::guard::Vetted>,
+    pub(crate) vetted: Option<crate::mcp::guard::Vetted>,
     /// The tenant's own key, else the platform's (see [`platform_key`]).
-    pub api_key: Option<SecretString>,
+    pub(crate) api_key: Option<SecretString>,
     /// The speech-to-text model for `transcribe` (OpenAI-format providers only). Defaults:
     /// `whisper-1` (OpenAI), `whisper-large-v3-turbo` (Groq), none for compatible servers.
-    pub transcription_model: Option<String>,
+    pub(crate) transcription_model: Option<String>,
     /// Overrides the capabilities guessed from the model name (for local models).
-    pub capabilities: Option<Capabilities>,
+    pub(crate) capabilities: Option<Capabilities>,
     /// Whole-request timeout (connect, send, wait, read).
-    pub timeout: Duration,
-    pub retry: RetryPolicy,
+    pub(crate) timeout: Duration,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl ProviderConfig {
-    pub fn new(kind: ProviderKind, model: impl Into<String>) -> ProviderConfig {
+    pub(crate) fn new(kind: ProviderKind, model: impl Into<String>) -> ProviderConfig {
         ProviderConfig {
             kind,
             model: model.into(),
@@ -510,7 +512,7 @@ impl ProviderConfig {
 ///
 /// Only for the provider's official endpoint: with a custom `base_url` this returns `None`,
 /// so a tenant can never have the platform's key sent to a server of their choosing.
-pub fn platform_key(
+pub(crate) fn platform_key(
     config: &crate::config::Config,
     kind: ProviderKind,
     base_url: Option<&Url>,
@@ -531,7 +533,7 @@ pub fn platform_key(
 ///
 /// `Offline` is not a chat provider: use [`offline::answer`]. It returns
 /// `AiError::NotConfigured` here so a caller can't mistake it for a model.
-pub fn build(cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, AiError> {
+pub(crate) fn build(cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, AiError> {
     if cfg.model.trim().is_empty() && cfg.kind != ProviderKind::Offline {
         return Err(AiError::NotConfigured("model"));
     }
@@ -555,7 +557,7 @@ pub fn build(cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, AiError> {
 
 /// Builds `primary`, falling back to `fallback` when the primary is rate limited or
 /// unavailable (after its own retries).
-pub fn build_with_fallback(
+pub(crate) fn build_with_fallback(
     primary: &ProviderConfig,
     fallback: Option<&ProviderConfig>,
 ) -> Result<Arc<dyn Provider>, AiError> {

@@ -11,7 +11,7 @@ use super::{Capabilities, ProviderKind};
 
 /// Which field carries the output limit in the OpenAI chat-completions format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MaxTokensField {
+pub(crate) enum MaxTokensField {
     /// `max_tokens`: deprecated at OpenAI and refused by its reasoning models; still the only
     /// one many OpenAI-compatible servers know.
     MaxTokens,
@@ -20,25 +20,25 @@ pub enum MaxTokensField {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ModelCaps {
+pub(crate) struct ModelCaps {
     /// Whether `temperature` may be sent (otherwise the provider's default applies).
-    pub accepts_temperature: bool,
+    pub(crate) accepts_temperature: bool,
     /// OpenAI format only; Anthropic always uses `max_tokens`, Gemini `maxOutputTokens`.
-    pub max_tokens_field: MaxTokensField,
+    pub(crate) max_tokens_field: MaxTokensField,
     /// A reasoning model: its output limit also pays for hidden reasoning tokens, and it takes
     /// `reasoning_effort` (OpenAI format).
-    pub reasoning: bool,
-    pub tools: bool,
-    pub vision: bool,
+    pub(crate) reasoning: bool,
+    pub(crate) tools: bool,
+    pub(crate) vision: bool,
     /// Voice notes can be transcribed through this provider (OpenAI and Groq's whisper).
-    pub audio: bool,
+    pub(crate) audio: bool,
     /// Input + output tokens the model can take.
-    pub context_window: u32,
+    pub(crate) context_window: u32,
 }
 
 impl ModelCaps {
     /// A model the table does not know: nothing optional is sent.
-    pub const fn unknown(kind: ProviderKind) -> ModelCaps {
+    pub(crate) const fn unknown(kind: ProviderKind) -> ModelCaps {
         ModelCaps {
             accepts_temperature: false,
             max_tokens_field: match kind {
@@ -53,7 +53,7 @@ impl ModelCaps {
         }
     }
 
-    pub fn capabilities(self) -> Capabilities {
+    pub(crate) fn capabilities(self) -> Capabilities {
         Capabilities {
             supports_vision: self.vision,
             supports_audio_transcription: self.audio,
@@ -190,7 +190,7 @@ static MODELS: &[Row] = &[
 
 /// What `model` of `kind` accepts: the row with the longest matching prefix, else
 /// [`ModelCaps::unknown`].
-pub fn lookup(kind: ProviderKind, model: &str) -> ModelCaps {
+pub(crate) fn lookup(kind: ProviderKind, model: &str) -> ModelCaps {
     if kind == ProviderKind::Offline {
         return ModelCaps {
             tools: false,

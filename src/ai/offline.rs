@@ -49,23 +49,23 @@ use crate::{domain::knowledge::KnowledgeEntry, i18n::Lang};
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 /// The least share of a question's content words the answering entry must contain.
-pub const MIN_COVERAGE: f32 = 0.66;
+pub(crate) const MIN_COVERAGE: f32 = 0.66;
 /// The least lead of the best entry's score over another entry that covers enough too.
-pub const MARGIN: f32 = 0.2;
+pub(crate) const MARGIN: f32 = 0.2;
 /// The weight of a word naming what kind of thing is asked (price, hours, booking…:
 /// [`text::CONCEPTS`]) next to a word naming what it is about, which weighs 1: in
 /// "quanto custa um tratamento de canal?" the entry with a price and "tratamento" but no
 /// "canal" must not cover two thirds of the question.
-pub const CONCEPT_WEIGHT: f32 = 0.5;
+pub(crate) const CONCEPT_WEIGHT: f32 = 0.5;
 /// The weight of a content word no entry contains (even with a typo or shared prefix).
-pub const ABSENT_WEIGHT: f32 = 1.0;
+pub(crate) const ABSENT_WEIGHT: f32 = 1.0;
 /// The weight of a word more than a third of the entries contain (in a knowledge base of
 /// at least 4): "consulta" in a clinic's says little about which entry is meant.
-pub const COMMON_WEIGHT: f32 = 0.5;
+pub(crate) const COMMON_WEIGHT: f32 = 0.5;
 /// A content word found only in an entry's body counts this much of a title word.
-pub const BODY_CREDIT: f32 = 0.8;
+pub(crate) const BODY_CREDIT: f32 = 0.8;
 /// The share of the score that comes from BM25 (normalised by the best entry's).
-pub const BM25_MIX: f32 = 0.15;
+pub(crate) const BM25_MIX: f32 = 0.15;
 /// Credit for a word matched at edit distance 1.
 const TYPO_CREDIT: f32 = 0.9;
 /// Credit for a word matched only by a long shared prefix.
@@ -75,12 +75,12 @@ const FOLLOW_UP_WORDS: usize = 3;
 
 /// The decision's two constants, as one value so `sigmaai kb-eval --sweep` can try others.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Params {
-    pub min_coverage: f32,
-    pub margin: f32,
-    pub concept_weight: f32,
-    pub absent_weight: f32,
-    pub common_weight: f32,
+pub(crate) struct Params {
+    pub(crate) min_coverage: f32,
+    pub(crate) margin: f32,
+    pub(crate) concept_weight: f32,
+    pub(crate) absent_weight: f32,
+    pub(crate) common_weight: f32,
 }
 
 impl Default for Params {
@@ -97,7 +97,7 @@ impl Default for Params {
 
 /// What the offline answerer decided.
 #[derive(Clone, Debug, PartialEq)]
-pub enum OfflineOutcome {
+pub(crate) enum OfflineOutcome {
     /// A draft answer from one or more knowledge entries (one per answered question).
     Answer {
         text: String,
@@ -116,7 +116,7 @@ pub enum OfflineOutcome {
 
 /// Why the offline answerer did not answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoAnswer {
+pub(crate) enum NoAnswer {
     /// The tenant has no knowledge entries yet.
     NoKnowledge,
     /// Nothing to look up (an emoji, a sticker caption, an empty message).
@@ -129,7 +129,7 @@ pub enum NoAnswer {
 
 impl NoAnswer {
     /// A stable code to store with the escalation.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             NoAnswer::NoKnowledge => "no_knowledge",
             NoAnswer::NoQuestion => "no_question",
@@ -139,7 +139,8 @@ impl NoAnswer {
     }
 
     /// Whether staff should see this first (an emergency).
-    pub fn urgent(self) -> bool {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn urgent(self) -> bool {
         self == NoAnswer::Concern(Concern::Emergency)
     }
 }
@@ -160,13 +161,14 @@ impl std::fmt::Display for NoAnswer {
 
 /// A customer's turn: what is pending, and what they wrote before (oldest first).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Turn<'a> {
-    pub pending: &'a str,
-    pub earlier: &'a [String],
+pub(crate) struct Turn<'a> {
+    pub(crate) pending: &'a str,
+    pub(crate) earlier: &'a [String],
 }
 
 /// Answers `question` alone from `entries`, in `lang`.
-pub fn answer(question: &str, entries: &[KnowledgeEntry], lang: Lang) -> OfflineOutcome {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) fn answer(question: &str, entries: &[KnowledgeEntry], lang: Lang) -> OfflineOutcome {
     answer_turn(
         Turn {
             pending: question,
@@ -179,7 +181,7 @@ pub fn answer(question: &str, entries: &[KnowledgeEntry], lang: Lang) -> Offline
 }
 
 /// Answers a customer's turn from `entries`, replying in `lang`.
-pub fn answer_turn(
+pub(crate) fn answer_turn(
     turn: Turn<'_>,
     entries: &[KnowledgeEntry],
     lang: Lang,
@@ -189,7 +191,7 @@ pub fn answer_turn(
 }
 
 /// [`answer_turn`] with other decision constants (for tuning on the development set).
-pub fn answer_turn_with(
+pub(crate) fn answer_turn_with(
     turn: Turn<'_>,
     entries: &[KnowledgeEntry],
     lang: Lang,
@@ -317,7 +319,7 @@ pub fn answer_turn_with(
 
 /// Splits a message into its questions: at "?", "!", ".", ";" and new lines (a "." between
 /// digits, as in "1.500", does not split).
-pub fn split_questions(message: &str) -> Vec<String> {
+pub(crate) fn split_questions(message: &str) -> Vec<String> {
     let chars: Vec<char> = message.chars().collect();
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -361,24 +363,24 @@ fn split_run_on(message: &str) -> Vec<String> {
 
 /// An entry with its relevance to a question.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Ranked<'a> {
-    pub entry: &'a KnowledgeEntry,
+pub(crate) struct Ranked<'a> {
+    pub(crate) entry: &'a KnowledgeEntry,
     /// Coverage with title words above body words, plus normalised BM25 (0 = nothing in
     /// common; about 1.15 at most).
-    pub score: f32,
+    pub(crate) score: f32,
     /// The share of the question's content words this entry contains (0..=1).
-    pub coverage: f32,
+    pub(crate) coverage: f32,
     /// The customer's words that matched (folded), in question order.
-    pub matched: Vec<String>,
+    pub(crate) matched: Vec<String>,
 }
 
 /// The entries that share anything with `question`, best first (ties keep the given order).
-pub fn rank<'a>(question: &str, entries: &'a [KnowledgeEntry]) -> Vec<Ranked<'a>> {
+pub(crate) fn rank<'a>(question: &str, entries: &'a [KnowledgeEntry]) -> Vec<Ranked<'a>> {
     rank_with(question, entries, &Synonyms::default())
 }
 
 /// [`rank`] with a tenant's synonyms.
-pub fn rank_with<'a>(
+pub(crate) fn rank_with<'a>(
     question: &str,
     entries: &'a [KnowledgeEntry],
     synonyms: &Synonyms,
@@ -400,15 +402,15 @@ pub fn rank_with<'a>(
 /// Why the offline answerer would (or would not) answer `question`: for the knowledge
 /// page's "test a question" box.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Explanation<'a> {
-    pub outcome: OfflineOutcome,
+pub(crate) struct Explanation<'a> {
+    pub(crate) outcome: OfflineOutcome,
     /// The best entries (at most 3) with score, coverage and matched words.
-    pub ranked: Vec<Ranked<'a>>,
+    pub(crate) ranked: Vec<Ranked<'a>>,
     /// The question's content terms as the index sees them.
-    pub terms: Vec<String>,
+    pub(crate) terms: Vec<String>,
 }
 
-pub fn explain<'a>(
+pub(crate) fn explain<'a>(
     question: &str,
     entries: &'a [KnowledgeEntry],
     lang: Lang,
@@ -722,12 +724,14 @@ fn shares_long_prefix(a: &str, b: &str) -> bool {
 }
 
 /// Lowercases and removes accents (and other combining marks).
-pub fn fold(text: &str) -> String {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) fn fold(text: &str) -> String {
     text::fold(text)
 }
 
 /// The index terms of a text (in the language it seems to be in).
-pub fn terms(text: &str) -> Vec<String> {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) fn terms(text: &str) -> Vec<String> {
     text::analyze(
         text,
         text::guess_lang(text, Lang::PtBr),

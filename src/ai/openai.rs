@@ -22,10 +22,10 @@ use super::{
 /// Output tokens added for a reasoning model, whose limit also pays for its hidden reasoning:
 /// without them a short draft's whole budget can go to reasoning and the reply comes back
 /// empty.
-pub const REASONING_HEADROOM_TOKENS: u32 = 2_048;
+pub(crate) const REASONING_HEADROOM_TOKENS: u32 = 2_048;
 
 #[derive(Debug)]
-pub struct OpenAiClient {
+pub(crate) struct OpenAiClient {
     kind: ProviderKind,
     model: String,
     base: Url,
@@ -37,7 +37,7 @@ pub struct OpenAiClient {
 }
 
 impl OpenAiClient {
-    pub fn new(cfg: &ProviderConfig) -> Result<OpenAiClient, AiError> {
+    pub(crate) fn new(cfg: &ProviderConfig) -> Result<OpenAiClient, AiError> {
         let transcription_model = cfg.transcription_model.clone().or(match cfg.kind {
             ProviderKind::OpenAi => Some("whisper-1".to_owned()),
             ProviderKind::Groq => Some("whisper-large-v3-turbo".to_owned()),
@@ -88,7 +88,7 @@ impl OpenAiClient {
     }
 
     /// The JSON body for `req` in the chat completions format.
-    pub fn request_body(&self, req: &ChatRequest) -> Value {
+    pub(crate) fn request_body(&self, req: &ChatRequest) -> Value {
         let mut messages = Vec::new();
         if !req.system.is_empty() {
             messages.push(json!({"role": "system", "content": req.system}));
@@ -219,7 +219,7 @@ fn data_url(mime: &str, bytes: &[u8]) -> String {
 }
 
 /// Parses a chat completions response.
-pub fn parse_response(body: &Value, provider: &str) -> Result<ChatResponse, AiError> {
+pub(crate) fn parse_response(body: &Value, provider: &str) -> Result<ChatResponse, AiError> {
     let choice = body
         .pointer("/choices/0")
         .ok_or_else(|| AiError::InvalidResponse("no choices".into()))?;

@@ -12,13 +12,13 @@ use rand::Rng;
 use super::{AiError, Capabilities, ChatRequest, ChatResponse, Provider};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Total attempts, the first included (1 = no retries).
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// The first backoff; doubled after each failed attempt.
-    pub base_delay: Duration,
+    pub(crate) base_delay: Duration,
     /// No single wait is longer than this.
-    pub max_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -32,7 +32,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn no_retries() -> RetryPolicy {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn no_retries() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 1,
             ..RetryPolicy::default()
@@ -41,7 +42,7 @@ impl RetryPolicy {
 
     /// The wait before attempt `attempt + 1` (after `attempt` failures, counting from 1), or
     /// `None` when we should give up and return the error.
-    pub fn delay_after(&self, attempt: u32, err: &AiError) -> Option<Duration> {
+    pub(crate) fn delay_after(&self, attempt: u32, err: &AiError) -> Option<Duration> {
         if attempt >= self.max_attempts || !err.is_retryable() {
             return None;
         }
@@ -84,13 +85,13 @@ impl RetryPolicy {
 }
 
 /// A provider whose calls are retried by a [`RetryPolicy`].
-pub struct Retrying {
+pub(crate) struct Retrying {
     inner: Arc<dyn Provider>,
     policy: RetryPolicy,
 }
 
 impl Retrying {
-    pub fn new(inner: Arc<dyn Provider>, policy: RetryPolicy) -> Retrying {
+    pub(crate) fn new(inner: Arc<dyn Provider>, policy: RetryPolicy) -> Retrying {
         Retrying { inner, policy }
     }
 }

@@ -32,28 +32,28 @@ use crate::i18n::Lang;
 
 /// One index term with the word it came from (folded, abbreviations expanded).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Token {
-    pub term: String,
-    pub word: String,
+pub(crate) struct Token {
+    pub(crate) term: String,
+    pub(crate) word: String,
 }
 
 /// The result of analysing a text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Analysis {
-    pub tokens: Vec<Token>,
+pub(crate) struct Analysis {
+    pub(crate) tokens: Vec<Token>,
     /// Whether a greeting or sign-off was found (and stripped).
-    pub greeted: bool,
+    pub(crate) greeted: bool,
 }
 
 impl Analysis {
-    pub fn terms(&self) -> Vec<String> {
+    pub(crate) fn terms(&self) -> Vec<String> {
         self.tokens.iter().map(|t| t.term.clone()).collect()
     }
 }
 
 /// A tenant's synonym groups: each group's phrases are equal; the first one is kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Synonyms {
+pub(crate) struct Synonyms {
     groups: Vec<Vec<Vec<String>>>,
 }
 
@@ -61,7 +61,7 @@ impl Synonyms {
     /// Parses one group per line, phrases separated by `=` or `,`
     /// ("convênio = plano de saúde = plano"). Blank lines and lines with one phrase are
     /// ignored; at most 200 groups of at most 20 phrases of at most 6 words each are kept.
-    pub fn parse(text: &str) -> Synonyms {
+    pub(crate) fn parse(text: &str) -> Synonyms {
         let mut groups = Vec::new();
         for line in text.lines().take(200) {
             let phrases: Vec<Vec<String>> = line
@@ -83,7 +83,8 @@ impl Synonyms {
         Synonyms { groups }
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
 
@@ -116,7 +117,7 @@ impl Synonyms {
 }
 
 /// Lowercases and removes accents and other combining marks.
-pub fn fold(text: &str) -> String {
+pub(crate) fn fold(text: &str) -> String {
     text.chars()
         .flat_map(char::to_lowercase)
         .collect::<String>()
@@ -126,7 +127,7 @@ pub fn fold(text: &str) -> String {
 }
 
 /// The language a text is most likely in (`fallback` when the words don't say).
-pub fn guess_lang(text: &str, fallback: Lang) -> Lang {
+pub(crate) fn guess_lang(text: &str, fallback: Lang) -> Lang {
     const PT: &[&str] = &[
         "voce", "voces", "vc", "vcs", "ola", "oi", "obrigado", "obrigada", "quanto", "qto", "qual",
         "quais", "horario", "nao", "sim", "tudo", "bem", "dia", "boa", "bom", "tarde", "noite",
@@ -191,7 +192,7 @@ pub fn guess_lang(text: &str, fallback: Lang) -> Lang {
 }
 
 /// Analyses `text` written in `lang` (which picks the stemmer) with the tenant's synonyms.
-pub fn analyze(text: &str, lang: Lang, synonyms: &Synonyms) -> Analysis {
+pub(crate) fn analyze(text: &str, lang: Lang, synonyms: &Synonyms) -> Analysis {
     let words: Vec<String> = squeeze_words(&fold(text))
         .into_iter()
         .flat_map(expand)
@@ -271,7 +272,7 @@ pub fn analyze(text: &str, lang: Lang, synonyms: &Synonyms) -> Analysis {
 }
 
 /// The folded, shorthand-expanded words of a text, nothing removed (for [`super::guard`]).
-pub fn guard_words(text: &str) -> Vec<String> {
+pub(crate) fn guard_words(text: &str) -> Vec<String> {
     squeeze_words(&fold(text))
         .into_iter()
         .flat_map(expand)
@@ -695,7 +696,7 @@ fn concept_pair(w: &str, next: Option<&str>) -> Option<(Option<&'static str>, us
 
 /// The terms [`concept`] maps onto: what kind of thing is asked (a price, the hours…), as
 /// opposed to what it is asked about (a cleaning, Saturday).
-pub const CONCEPTS: &[&str] = &[
+pub(crate) const CONCEPTS: &[&str] = &[
     "preco",
     "horario",
     "agendar",
@@ -735,7 +736,7 @@ fn concept(w: &str) -> Option<&'static str> {
 
 /// Portuguese and English stop words (folded), chat fillers and words that only place a
 /// question in time ("hoje", "tomorrow"): a question about today's hours is about hours.
-pub const STOP_WORDS: &[&str] = &[
+pub(crate) const STOP_WORDS: &[&str] = &[
     // Portuguese
     "a",
     "o",

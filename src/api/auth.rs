@@ -25,19 +25,19 @@ use crate::{
 
 /// The authenticated caller: a token of one tenant, with its scopes.
 #[derive(Clone, Debug)]
-pub struct ApiCtx {
-    pub tenant_id: Uuid,
-    pub token_id: Uuid,
-    pub name: String,
-    pub scopes: Vec<Scope>,
+pub(crate) struct ApiCtx {
+    pub(crate) tenant_id: Uuid,
+    pub(crate) token_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) scopes: Vec<Scope>,
     /// The member who created the token (drafts it approves are approved on their behalf).
-    pub created_by: Option<Uuid>,
-    pub rate_per_minute: i32,
+    pub(crate) created_by: Option<Uuid>,
+    pub(crate) rate_per_minute: i32,
 }
 
 impl ApiCtx {
     /// 403 unless the token carries `scope`.
-    pub fn require(&self, scope: Scope) -> ApiResult<()> {
+    pub(crate) fn require(&self, scope: Scope) -> ApiResult<()> {
         if self.scopes.contains(&scope) {
             Ok(())
         } else {
@@ -49,7 +49,7 @@ impl ApiCtx {
     }
 
     /// Who the audit log names: the token (by name), on behalf of its creator.
-    pub fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         Actor {
             id: self.created_by,
             label: format!("api token \"{}\"", self.name),
@@ -57,12 +57,12 @@ impl ApiCtx {
     }
 
     /// A transaction in the token's tenant, by the token, stamped with the clock's now.
-    pub async fn begin(&self, state: &AppState) -> sqlx::Result<crate::db::TenantTx> {
+    pub(crate) async fn begin(&self, state: &AppState) -> sqlx::Result<crate::db::TenantTx> {
         self.begin_at(state, state.now()).await
     }
 
     /// The same, stamped with a `now` the request already read.
-    pub async fn begin_at(
+    pub(crate) async fn begin_at(
         &self,
         state: &AppState,
         now: time::OffsetDateTime,
@@ -94,7 +94,7 @@ fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
 
 /// Finds and checks the token: it exists, the secret matches, it is neither revoked nor
 /// expired, and its tenant is live. Records its use (at most once a minute).
-pub async fn authenticate_token(state: &AppState, token: &str) -> ApiResult<ApiCtx> {
+pub(crate) async fn authenticate_token(state: &AppState, token: &str) -> ApiResult<ApiCtx> {
     let (id, secret) = tokens::parse(token).ok_or_else(ApiError::unauthorized)?;
     let mut conn = state.db.acquire().await?;
     let tenant_id = api_tokens::tenant_of(&mut conn, id)
@@ -129,7 +129,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> ApiResult<ApiC
 }
 
 /// Route middleware of the token-authenticated API.
-pub async fn require_token(
+pub(crate) async fn require_token(
     State(state): State<AppState>,
     mut req: Request,
     next: Next,

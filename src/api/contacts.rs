@@ -27,21 +27,21 @@ use crate::{
 };
 
 #[derive(Serialize, ToSchema)]
-pub struct ContactOut {
-    pub id: Uuid,
-    pub name: Option<String>,
+pub(crate) struct ContactOut {
+    pub(crate) id: Uuid,
+    pub(crate) name: Option<String>,
     /// Digits only, with the country code (E.164 without `+`).
-    pub phone: Option<String>,
-    pub notes: String,
-    pub tags: Vec<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) notes: String,
+    pub(crate) tags: Vec<String>,
     /// Erased on request: nothing of it is readable any more.
-    pub erased: bool,
+    pub(crate) erased: bool,
     /// Processing restricted on request: nothing may be sent to it.
-    pub restricted: bool,
+    pub(crate) restricted: bool,
 }
 
 impl ContactOut {
-    pub fn from_view(v: ContactView) -> ContactOut {
+    pub(crate) fn from_view(v: ContactView) -> ContactOut {
         ContactOut {
             id: v.id,
             name: if v.erased { None } else { v.name },
@@ -75,7 +75,7 @@ async fn load(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<ContactOut>
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["conversations:read"])))]
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -87,13 +87,13 @@ pub async fn show(
 /// Fields to change; absent ones stay as they are.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ContactPatch {
+pub(crate) struct ContactPatch {
     /// At most 120 characters (empty: keep the current name).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// At most 4,000 characters.
-    pub notes: Option<String>,
+    pub(crate) notes: Option<String>,
     /// At most 10 tags of 30 characters, lowercased.
-    pub tags: Option<Vec<String>>,
+    pub(crate) tags: Option<Vec<String>>,
 }
 
 /// Update a contact's profile.
@@ -108,7 +108,7 @@ pub struct ContactPatch {
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:write"])))]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

@@ -42,52 +42,52 @@ use crate::{
     state::AppState,
 };
 
-pub const MAX_PAGE: i64 = 100;
+pub(crate) const MAX_PAGE: i64 = 100;
 
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// `open` or `resolved`; all when absent.
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only conversations with unread messages.
-    pub unread: Option<bool>,
+    pub(crate) unread: Option<bool>,
     /// Only conversations assigned to this member.
-    pub assigned_to: Option<Uuid>,
+    pub(crate) assigned_to: Option<Uuid>,
     /// A name (all words must match) or a phone number (exact).
-    pub q: Option<String>,
+    pub(crate) q: Option<String>,
     /// The `next_cursor` of the previous page.
-    pub before: Option<String>,
+    pub(crate) before: Option<String>,
     /// Page size, 1–100 (default 50).
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ConversationSummary {
-    pub id: Uuid,
-    pub contact_id: Uuid,
-    pub channel_id: Uuid,
+pub(crate) struct ConversationSummary {
+    pub(crate) id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) channel_id: Uuid,
     /// The contact's name, else phone, else "?" ("—" once erased).
-    pub contact_label: String,
+    pub(crate) contact_label: String,
     /// The start of the latest message's text.
-    pub preview: String,
-    pub status: String,
+    pub(crate) preview: String,
+    pub(crate) status: String,
     /// `ai`, `human` or `paused`.
-    pub ownership: String,
-    pub assigned_to: Option<Uuid>,
-    pub labels: Vec<String>,
-    pub unread: i32,
-    pub is_group: bool,
+    pub(crate) ownership: String,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) unread: i32,
+    pub(crate) is_group: bool,
     #[schema(format = DateTime)]
-    pub last_message_at: String,
+    pub(crate) last_message_at: String,
     #[schema(format = DateTime)]
-    pub last_inbound_at: Option<String>,
+    pub(crate) last_inbound_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ConversationList {
-    pub data: Vec<ConversationSummary>,
+pub(crate) struct ConversationList {
+    pub(crate) data: Vec<ConversationSummary>,
     /// Pass as `before` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// List conversations, newest first.
@@ -101,7 +101,7 @@ pub struct ConversationList {
         (status = 429, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["conversations:read"])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     api: ApiCtx,
     Query(q): Query<ListQuery>,
@@ -172,47 +172,47 @@ pub async fn list(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MessageOut {
-    pub id: Uuid,
+pub(crate) struct MessageOut {
+    pub(crate) id: Uuid,
     /// `in` or `out`.
-    pub direction: String,
+    pub(crate) direction: String,
     /// `contact`, `member`, `ai` or `system`.
-    pub author: String,
-    pub kind: String,
+    pub(crate) author: String,
+    pub(crate) kind: String,
     /// The text; absent for media without a caption, erased or deleted messages.
-    pub text: Option<String>,
-    pub status: String,
-    pub error: Option<String>,
-    pub deleted: bool,
-    pub edited: bool,
+    pub(crate) text: Option<String>,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) deleted: bool,
+    pub(crate) edited: bool,
     #[schema(format = DateTime)]
-    pub sent_at: String,
+    pub(crate) sent_at: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ConversationOut {
-    pub id: Uuid,
-    pub status: String,
-    pub ownership: String,
-    pub assigned_to: Option<Uuid>,
-    pub labels: Vec<String>,
-    pub channel_id: Uuid,
+pub(crate) struct ConversationOut {
+    pub(crate) id: Uuid,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) channel_id: Uuid,
     /// `evolution`, `meta` or `simulator`.
-    pub channel_kind: String,
+    pub(crate) channel_kind: String,
     /// Whether free text may be sent now (WhatsApp's 24-hour window on Meta channels).
-    pub window_open: bool,
-    pub contact: ContactOut,
+    pub(crate) window_open: bool,
+    pub(crate) contact: ContactOut,
     /// Oldest first.
-    pub messages: Vec<MessageOut>,
+    pub(crate) messages: Vec<MessageOut>,
     /// Pass as `before` for older messages; absent when there are none.
-    pub older_cursor: Option<String>,
+    pub(crate) older_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ThreadQuery {
+pub(crate) struct ThreadQuery {
     /// The `older_cursor` of the previous response.
-    pub before: Option<String>,
+    pub(crate) before: Option<String>,
 }
 
 const THREAD_PAGE: i64 = 100;
@@ -227,7 +227,7 @@ const THREAD_PAGE: i64 = 100;
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["conversations:read"])))]
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -296,22 +296,22 @@ pub async fn show(
 /// A text, or an approved template with its parameters (allowed outside the 24-hour window).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SendRequest {
+pub(crate) struct SendRequest {
     /// Free text (at most 4,096 characters).
-    pub text: Option<String>,
+    pub(crate) text: Option<String>,
     /// An approved template of the conversation's channel (instead of `text`).
-    pub template_id: Option<Uuid>,
+    pub(crate) template_id: Option<Uuid>,
     /// The template's parameters, in order.
     #[serde(default)]
-    pub params: Vec<String>,
+    pub(crate) params: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct SendResponse {
-    pub message_id: Uuid,
-    pub conversation_id: Uuid,
+pub(crate) struct SendResponse {
+    pub(crate) message_id: Uuid,
+    pub(crate) conversation_id: Uuid,
     /// `queued`: the outbox sends it; follow it on the conversation.
-    pub status: String,
+    pub(crate) status: String,
 }
 
 /// Queue a message. With an `Idempotency-Key`, a repeated request returns the first
@@ -329,7 +329,7 @@ pub struct SendResponse {
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["messages:send"])))]
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

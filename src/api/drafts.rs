@@ -28,35 +28,35 @@ use crate::{
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct DraftQuery {
+pub(crate) struct DraftQuery {
     /// `pending` (replies to approve) or `escalated` (for a person); both when absent.
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
     /// 1–100 (default 50).
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) offset: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DraftOut {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
+pub(crate) struct DraftOut {
+    pub(crate) id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
     /// `pending` or `escalated`.
-    pub state: String,
+    pub(crate) state: String,
     /// The reply the AI wrote (absent for an escalation).
-    pub text: Option<String>,
-    pub escalation_reason: Option<String>,
-    pub provider: String,
-    pub model: String,
+    pub(crate) text: Option<String>,
+    pub(crate) escalation_reason: Option<String>,
+    pub(crate) provider: String,
+    pub(crate) model: String,
     #[schema(format = DateTime)]
-    pub created_at: String,
+    pub(crate) created_at: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DraftList {
-    pub data: Vec<DraftOut>,
+pub(crate) struct DraftList {
+    pub(crate) data: Vec<DraftOut>,
     /// How many wait under this filter in all.
-    pub total: i64,
+    pub(crate) total: i64,
 }
 
 /// Drafts waiting for review: emergencies first, then oldest first.
@@ -69,7 +69,7 @@ pub struct DraftList {
         (status = 403, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["review"])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     api: ApiCtx,
     Query(q): Query<DraftQuery>,
@@ -122,23 +122,23 @@ pub async fn list(
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ApproveRequest {
+pub(crate) struct ApproveRequest {
     /// The reply to send instead of the AI's text (edit-and-approve).
-    pub text: Option<String>,
+    pub(crate) text: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ApproveResponse {
+pub(crate) struct ApproveResponse {
     /// The queued outbound message.
-    pub message_id: Uuid,
+    pub(crate) message_id: Uuid,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RejectRequest {
+pub(crate) struct RejectRequest {
     /// Why (at most 500 characters are kept).
     #[serde(default)]
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 fn decide_error(e: DecideError) -> ApiError {
@@ -166,7 +166,7 @@ fn decide_error(e: DecideError) -> ApiError {
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["review"])))]
-pub async fn approve(
+pub(crate) async fn approve(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -200,7 +200,7 @@ pub async fn approve(
         (status = 409, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["review"])))]
-pub async fn reject(
+pub(crate) async fn reject(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

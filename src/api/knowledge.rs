@@ -27,12 +27,12 @@ use crate::{
 };
 
 #[derive(Serialize, ToSchema)]
-pub struct EntryOut {
-    pub id: Uuid,
+pub(crate) struct EntryOut {
+    pub(crate) id: Uuid,
     /// `faq`, `hours`, `service`, `price` or `other`.
-    pub kind: String,
-    pub title: String,
-    pub body: String,
+    pub(crate) kind: String,
+    pub(crate) title: String,
+    pub(crate) body: String,
 }
 
 impl From<KnowledgeEntry> for EntryOut {
@@ -47,19 +47,19 @@ impl From<KnowledgeEntry> for EntryOut {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EntryList {
-    pub data: Vec<EntryOut>,
+pub(crate) struct EntryList {
+    pub(crate) data: Vec<EntryOut>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EntryIn {
+pub(crate) struct EntryIn {
     /// `faq`, `hours`, `service`, `price` or `other`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// 1–200 characters.
-    pub title: String,
+    pub(crate) title: String,
     /// 1–8,000 characters.
-    pub body: String,
+    pub(crate) body: String,
 }
 
 fn check(id: Uuid, e: &EntryIn) -> ApiResult<KnowledgeEntry> {
@@ -101,7 +101,7 @@ async fn entries(state: &AppState, tenant: Uuid) -> ApiResult<Vec<KnowledgeEntry
         (status = 403, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["knowledge:manage"])))]
-pub async fn list(State(state): State<AppState>, api: ApiCtx) -> ApiResult<Json<EntryList>> {
+pub(crate) async fn list(State(state): State<AppState>, api: ApiCtx) -> ApiResult<Json<EntryList>> {
     api.require(Scope::KnowledgeManage)?;
     let data = entries(&state, api.tenant_id)
         .await?
@@ -121,7 +121,7 @@ pub async fn list(State(state): State<AppState>, api: ApiCtx) -> ApiResult<Json<
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["knowledge:manage"])))]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     api: ApiCtx,
     ApiJson(body): ApiJson<EntryIn>,
@@ -147,7 +147,7 @@ pub async fn create(
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["knowledge:manage"])))]
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -173,7 +173,7 @@ pub async fn show(
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["knowledge:manage"])))]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -202,7 +202,7 @@ pub async fn update(
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["knowledge:manage"])))]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,

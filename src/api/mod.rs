@@ -16,17 +16,17 @@
 //! them (`crate::build_app` → `http::build_app_with`). Nothing in `http` depends on this
 //! module, so it stays out of the module cycle.
 
-pub mod auth;
-pub mod contacts;
-pub mod conversations;
-pub mod drafts;
-pub mod knowledge;
-pub mod openapi;
-pub mod portal;
-pub mod privacy;
-pub mod problem;
-pub mod scopes;
-pub mod tokens;
+pub(crate) mod auth;
+pub(crate) mod contacts;
+pub(crate) mod conversations;
+pub(crate) mod drafts;
+pub(crate) mod knowledge;
+pub(crate) mod openapi;
+pub(crate) mod portal;
+pub(crate) mod privacy;
+pub(crate) mod problem;
+pub(crate) mod scopes;
+pub(crate) mod tokens;
 
 use axum::response::IntoResponse;
 use axum::{
@@ -45,9 +45,9 @@ use crate::wiring::App;
 use crate::{api::problem::ApiError, state::AppState};
 
 /// JSON bodies: knowledge entries are the largest (8,000 characters of body).
-pub const BODY_LIMIT: usize = 256 * 1024;
+pub(crate) const BODY_LIMIT: usize = 256 * 1024;
 
-pub fn router(state: &AppState) -> Router<App> {
+pub(crate) fn router(state: &AppState) -> Router<App> {
     let authed = Router::new()
         .route("/api/v1/conversations", get(conversations::list))
         .route("/api/v1/conversations/{id}", get(conversations::show))
@@ -89,7 +89,7 @@ pub fn router(state: &AppState) -> Router<App> {
 
 /// A JSON body. Unreadable, malformed or mistyped JSON is a 4xx problem (warned about,
 /// never echoed), and a NUL character anywhere is refused (PostgreSQL text can't hold one).
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -106,7 +106,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request("api.problem.invalid_json"))?;
     if text.contains('\0') || text.to_ascii_lowercase().contains("\\u0000") {
@@ -122,13 +122,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// RFC 3339 timestamps in every response.
-pub fn ts(t: OffsetDateTime) -> String {
+pub(crate) fn ts(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
 /// Keyset cursor "<unix nanos>_<uuid>" (the inbox's own format).
-pub fn parse_cursor(c: &str) -> Result<(OffsetDateTime, uuid::Uuid), ApiError> {
+pub(crate) fn parse_cursor(c: &str) -> Result<(OffsetDateTime, uuid::Uuid), ApiError> {
     let bad = || ApiError::bad_request("api.problem.invalid_cursor");
     let (t, id) = c.split_once('_').ok_or_else(bad)?;
     let t = OffsetDateTime::from_unix_timestamp_nanos(t.parse().map_err(|_| bad())?)
@@ -136,7 +136,7 @@ pub fn parse_cursor(c: &str) -> Result<(OffsetDateTime, uuid::Uuid), ApiError> {
     Ok((t, uuid::Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
-pub fn cursor(t: OffsetDateTime, id: uuid::Uuid) -> String {
+pub(crate) fn cursor(t: OffsetDateTime, id: uuid::Uuid) -> String {
     format!("{}_{id}", t.unix_timestamp_nanos())
 }
 

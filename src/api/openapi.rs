@@ -19,15 +19,15 @@ use crate::api::{contacts, conversations, drafts, knowledge, privacy};
 
 /// An RFC 9457 problem document (`application/problem+json`).
 #[derive(Serialize, ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI naming the kind of problem (`urn:sigmaai:problem:<code>`).
     #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
+    pub(crate) kind: String,
+    pub(crate) title: String,
+    pub(crate) status: u16,
+    pub(crate) detail: String,
     /// Quote it when asking for help.
-    pub request_id: String,
+    pub(crate) request_id: String,
 }
 
 struct BearerAuth;
@@ -71,25 +71,25 @@ impl Modify for BearerAuth {
         (name = "privacy", description = "Data-subject requests (GDPR, LGPD)"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The document as JSON (built once).
-pub fn document() -> &'static str {
+pub(crate) fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".into()))
 }
 
 /// One operation, for the docs page.
-pub struct Operation {
-    pub method: String,
-    pub path: String,
-    pub summary: String,
-    pub scopes: String,
-    pub tag: String,
+pub(crate) struct Operation {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) summary: String,
+    pub(crate) scopes: String,
+    pub(crate) tag: String,
 }
 
 /// Every operation in the document, in path order.
-pub fn operations() -> Vec<Operation> {
+pub(crate) fn operations() -> Vec<Operation> {
     let doc = ApiDoc::openapi();
     let mut out = Vec::new();
     for (path, item) in doc.paths.paths.iter() {
@@ -129,7 +129,7 @@ pub fn operations() -> Vec<Operation> {
     out
 }
 
-pub async fn spec() -> Response {
+pub(crate) async fn spec() -> Response {
     let mut resp = document().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

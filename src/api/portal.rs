@@ -32,36 +32,36 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/api", get(page).post(create))
         .route("/t/{slug}/api/{id}/revoke", post(revoke))
         .route("/api/v1/docs", get(docs))
 }
 
-pub struct TokenView {
-    pub id: Uuid,
-    pub name: String,
-    pub scopes: Vec<String>,
-    pub created: String,
-    pub expires: String,
-    pub last_used: String,
+pub(crate) struct TokenView {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) created: String,
+    pub(crate) expires: String,
+    pub(crate) last_used: String,
     /// `active`, `expired` or `revoked`.
-    pub state: &'static str,
+    pub(crate) state: &'static str,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "api/tokens.html")]
-pub struct TokensPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub tokens: Vec<TokenView>,
-    pub scopes: Vec<(&'static str, &'static str)>,
-    pub expiry_days: Vec<i64>,
+pub(crate) struct TokensPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) tokens: Vec<TokenView>,
+    pub(crate) scopes: Vec<(&'static str, &'static str)>,
+    pub(crate) expiry_days: Vec<i64>,
     /// The token just created: shown this once, never again.
-    pub new_token: Option<String>,
-    pub error: Option<&'static str>,
-    pub form_name: String,
+    pub(crate) new_token: Option<String>,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) form_name: String,
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<TokensPage> {
@@ -163,9 +163,9 @@ async fn revoke(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "api/docs.html")]
-pub struct DocsPage {
-    pub ctx: PageCtx,
-    pub operations: Vec<Operation>,
+pub(crate) struct DocsPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) operations: Vec<Operation>,
 }
 
 /// The API reference: every operation of the OpenAPI document, rendered here.

@@ -21,37 +21,37 @@ use crate::{
         ts,
     },
     db::{self, privacy as dbp},
-    privacy::{self, export},
+    privacy::{self, Privacy, export},
     state::AppState,
 };
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DsrIn {
-    pub contact_id: Uuid,
+pub(crate) struct DsrIn {
+    pub(crate) contact_id: Uuid,
     /// `access`, `portability`, `rectification`, `erasure`, `restriction` or `objection`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// `gdpr` (one month) or `lgpd` (15 days): sets the due date.
-    pub legal_basis: String,
+    pub(crate) legal_basis: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DsrOut {
-    pub id: Uuid,
-    pub contact_id: Uuid,
-    pub kind: String,
-    pub legal_basis: String,
+pub(crate) struct DsrOut {
+    pub(crate) id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) legal_basis: String,
     /// `received`, `verified`, `in_progress`, `completed` or `denied`.
-    pub status: String,
+    pub(crate) status: String,
     /// `staff`, `keyword` (the end user on WhatsApp) or `api`.
-    pub source: String,
+    pub(crate) source: String,
     #[schema(format = DateTime)]
-    pub received_at: String,
+    pub(crate) received_at: String,
     #[schema(format = DateTime)]
-    pub due_at: String,
+    pub(crate) due_at: String,
     #[schema(format = DateTime)]
-    pub completed_at: Option<String>,
-    pub denial_reason: Option<String>,
+    pub(crate) completed_at: Option<String>,
+    pub(crate) denial_reason: Option<String>,
 }
 
 impl From<dbp::Request> for DsrOut {
@@ -91,7 +91,7 @@ async fn request(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<dbp::Req
         (status = 422, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["privacy:manage"])))]
-pub async fn open(
+pub(crate) async fn open(
     State(state): State<AppState>,
     api: ApiCtx,
     ApiJson(body): ApiJson<DsrIn>,
@@ -135,7 +135,7 @@ pub async fn open(
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["privacy:manage"])))]
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
@@ -154,15 +154,16 @@ pub async fn show(
         (status = 404, body = crate::api::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["privacy:manage"])))]
-pub async fn export(
+pub(crate) async fn export(
     State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
     api.require(Scope::PrivacyManage)?;
     let tenant = api.tenant_id;
     let r = request(&state, tenant, id).await?;
-    let bundle = export::contact_bundle(&state, tenant, r.contact_id, Some(id))
+    let bundle = export::contact_bundle(&privacy, tenant, r.contact_id, Some(id))
         .await?
         .ok_or_else(ApiError::not_found)?;
     let mut tx = api.begin(&state).await?;

@@ -13,10 +13,8 @@ use axum::{
 
 use crate::error::{AppError, ErrorInfo};
 
-pub use crate::http::middleware::PROBLEM_JSON as CONTENT_TYPE;
-
 #[derive(Debug)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// A refusal we decided: status and a translation key for `detail`.
     Problem {
         status: StatusCode,
@@ -27,29 +25,29 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, key: &'static str) -> ApiError {
+    pub(crate) fn new(status: StatusCode, key: &'static str) -> ApiError {
         ApiError::Problem {
             status,
             key,
             retry_after: None,
         }
     }
-    pub fn bad_request(key: &'static str) -> ApiError {
+    pub(crate) fn bad_request(key: &'static str) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, key)
     }
-    pub fn unprocessable(key: &'static str) -> ApiError {
+    pub(crate) fn unprocessable(key: &'static str) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, key)
     }
-    pub fn not_found() -> ApiError {
+    pub(crate) fn not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "api.problem.not_found")
     }
-    pub fn conflict(key: &'static str) -> ApiError {
+    pub(crate) fn conflict(key: &'static str) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, key)
     }
-    pub fn unauthorized() -> ApiError {
+    pub(crate) fn unauthorized() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "api.problem.unauthorized")
     }
-    pub fn too_many(retry_after: u64) -> ApiError {
+    pub(crate) fn too_many(retry_after: u64) -> ApiError {
         ApiError::Problem {
             status: StatusCode::TOO_MANY_REQUESTS,
             key: "api.problem.rate_limited",
@@ -116,4 +114,4 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// List and read conversations with their messages, and read contacts.
     ConversationsRead,
     /// Send text and template messages.
@@ -19,7 +19,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub(crate) const ALL: [Scope; 6] = [
         Scope::ConversationsRead,
         Scope::MessagesSend,
         Scope::ContactsWrite,
@@ -28,7 +28,7 @@ impl Scope {
         Scope::PrivacyManage,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scope::ConversationsRead => "conversations:read",
             Scope::MessagesSend => "messages:send",
@@ -39,12 +39,12 @@ impl Scope {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Scope> {
+    pub(crate) fn parse(s: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
     /// The translation key describing the scope on the tokens page.
-    pub fn label_key(self) -> &'static str {
+    pub(crate) fn label_key(self) -> &'static str {
         match self {
             Scope::ConversationsRead => "api.scope.conversations_read",
             Scope::MessagesSend => "api.scope.messages_send",

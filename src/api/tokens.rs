@@ -16,10 +16,10 @@ use crate::{
     state::AppState,
 };
 
-pub const PREFIX: &str = "sgm_";
+pub(crate) const PREFIX: &str = "sgm_";
 
 /// A new token's id and the full token string (to show once).
-pub fn mint() -> (Uuid, String, [u8; 32]) {
+pub(crate) fn mint() -> (Uuid, String, [u8; 32]) {
     let id = Uuid::now_v7();
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -28,12 +28,12 @@ pub fn mint() -> (Uuid, String, [u8; 32]) {
     (id, token, hash(&secret))
 }
 
-pub fn hash(secret: &str) -> [u8; 32] {
+pub(crate) fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
 /// The id and secret of a well-formed token.
-pub fn parse(token: &str) -> Option<(Uuid, &str)> {
+pub(crate) fn parse(token: &str) -> Option<(Uuid, &str)> {
     let rest = token.strip_prefix(PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
     if id.len() != 32 || secret.len() != 43 {
@@ -43,12 +43,12 @@ pub fn parse(token: &str) -> Option<(Uuid, &str)> {
 }
 
 /// Whether `secret` is the one whose hash is `stored`.
-pub fn secret_matches(secret: &str, stored: &[u8]) -> bool {
+pub(crate) fn secret_matches(secret: &str, stored: &[u8]) -> bool {
     bool::from(hash(secret).as_slice().ct_eq(stored))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CreateError {
+pub(crate) enum CreateError {
     #[error("name")]
     Name,
     #[error("scopes")]
@@ -58,7 +58,7 @@ pub enum CreateError {
 }
 
 impl CreateError {
-    pub fn message_key(&self) -> &'static str {
+    pub(crate) fn message_key(&self) -> &'static str {
         match self {
             CreateError::Name => "api.tokens.name_invalid",
             CreateError::Scopes => "api.tokens.scopes_required",
@@ -68,10 +68,10 @@ impl CreateError {
 }
 
 /// Expiry choices offered on the page, in days (0: never).
-pub const EXPIRY_DAYS: [i64; 5] = [7, 30, 90, 365, 0];
+pub(crate) const EXPIRY_DAYS: [i64; 5] = [7, 30, 90, 365, 0];
 
 /// Creates a token for `tenant_id`, audited; returns the token string (shown once).
-pub async fn create(
+pub(crate) async fn create(
     state: &AppState,
     tenant_id: Uuid,
     actor: &audit::Actor,
@@ -107,7 +107,7 @@ pub async fn create(
 }
 
 /// Checks a form's fields; the scopes and expiry in days.
-pub fn check(
+pub(crate) fn check(
     name: &str,
     scopes: &[String],
     expiry_days: i64,
@@ -133,7 +133,7 @@ pub fn check(
 }
 
 /// Revokes a token at once (the next request with it gets 401), audited.
-pub async fn revoke(
+pub(crate) async fn revoke(
     state: &AppState,
     tenant_id: Uuid,
     actor: &audit::Actor,

@@ -18,7 +18,7 @@ fn permits() -> &'static Semaphore {
     S.get_or_init(|| Semaphore::new(CONCURRENT_HASHES))
 }
 
-pub async fn hash(password: &str) -> anyhow::Result<String> {
+pub(crate) async fn hash(password: &str) -> anyhow::Result<String> {
     let password = password.to_owned();
     let _permit = permits().acquire().await?;
     tokio::task::spawn_blocking(move || {
@@ -33,7 +33,7 @@ pub async fn hash(password: &str) -> anyhow::Result<String> {
 
 /// Constant-time verification. `None` for the hash (unknown user) still spends the same
 /// work on a dummy hash, so response time doesn't reveal which accounts exist.
-pub async fn verify(password: &str, stored: Option<&str>) -> anyhow::Result<bool> {
+pub(crate) async fn verify(password: &str, stored: Option<&str>) -> anyhow::Result<bool> {
     let password = password.to_owned();
     let known = stored.is_some();
     let stored = stored

@@ -18,32 +18,32 @@ use time::{Duration, OffsetDateTime};
 use crate::{clock::SharedClock, redis::Redis};
 
 #[derive(Clone, Copy, Debug)]
-pub struct Limit {
-    pub max_attempts: u32,
-    pub window: Duration,
+pub(crate) struct Limit {
+    pub(crate) max_attempts: u32,
+    pub(crate) window: Duration,
 }
 
 /// Wrong passwords for one account from one client IP: the lock an attacker trips first,
 /// and one that doesn't lock the real owner out from their own network.
-pub const PER_ACCOUNT_AND_IP: Limit = Limit {
+pub(crate) const PER_ACCOUNT_AND_IP: Limit = Limit {
     max_attempts: 5,
     window: Duration::minutes(15),
 };
 /// Wrong passwords for one account from anywhere: slower, so a botnet guessing from many
 /// addresses still gets few tries, while the owner is only locked out by a sustained attack.
-pub const PER_ACCOUNT: Limit = Limit {
+pub(crate) const PER_ACCOUNT: Limit = Limit {
     max_attempts: 30,
     window: Duration::hours(1),
 };
 /// Failed attempts from one client IP, whatever the account.
-pub const PER_IP: Limit = Limit {
+pub(crate) const PER_IP: Limit = Limit {
     max_attempts: 20,
     window: Duration::minutes(15),
 };
 
 /// "Forgot password" requests for one address, whoever asks: each may send an e-mail, so
 /// an address can't be flooded with reset mails.
-pub const FORGOT_PER_ACCOUNT: Limit = Limit {
+pub(crate) const FORGOT_PER_ACCOUNT: Limit = Limit {
     max_attempts: 5,
     window: Duration::hours(1),
 };
@@ -71,14 +71,14 @@ impl LocalCounters {
 
 /// The attempt counters: Redis, with this process's stricter counters while it is down.
 #[derive(Clone)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     redis: Redis,
     clock: SharedClock,
     local: std::sync::Arc<LocalCounters>,
 }
 
 impl Throttle {
-    pub fn new(redis: Redis, clock: SharedClock) -> Throttle {
+    pub(crate) fn new(redis: Redis, clock: SharedClock) -> Throttle {
         Throttle {
             redis,
             clock,
@@ -88,7 +88,7 @@ impl Throttle {
 
     /// Counts one attempt for `key`, then judges it: `Err(seconds to wait)` when this attempt is
     /// over the limit. The attempt stays counted either way.
-    pub async fn attempt(&self, key: &str, limit: Limit) -> Result<(), u64> {
+    pub(crate) async fn attempt(&self, key: &str, limit: Limit) -> Result<(), u64> {
         let rkey = self.redis.key(&format!("throttle:{key}"));
         if let Some(mut c) = self.redis.conn().await {
             // MULTI/EXEC: the increment, the window's expiry (set once) and its remaining time
@@ -131,7 +131,7 @@ impl Throttle {
 
     /// Counts attempts against several limits at once; the first refusal wins. Every key is
     /// counted even after a refusal, so no limit can be dodged by tripping another first.
-    pub async fn attempt_all(&self, keys: &[(&str, Limit)]) -> Result<(), u64> {
+    pub(crate) async fn attempt_all(&self, keys: &[(&str, Limit)]) -> Result<(), u64> {
         let mut verdict = Ok(());
         for (key, limit) in keys {
             if let (Err(secs), Ok(())) = (self.attempt(key, *limit).await, verdict) {
@@ -142,7 +142,7 @@ impl Throttle {
     }
 
     /// Gives back one counted attempt (it succeeded, so it should not count as a failure).
-    pub async fn refund(&self, key: &str) {
+    pub(crate) async fn refund(&self, key: &str) {
         let rkey = self.redis.key(&format!("throttle:{key}"));
         if let Some(mut c) = self.redis.conn().await {
             // Only while the window lives: a DECR on an expired key would create one without
@@ -166,7 +166,7 @@ impl Throttle {
     }
 
     /// Forgets every attempt for `key` (after a successful login).
-    pub async fn clear(&self, key: &str) {
+    pub(crate) async fn clear(&self, key: &str) {
         let rkey = self.redis.key(&format!("throttle:{key}"));
         if let Some(mut c) = self.redis.conn().await {
             let deleted: redis::RedisResult<()> =

@@ -30,16 +30,16 @@ const SESSION_TYPE: &str = "session";
 /// What the session cookie carries: a signed pointer to a sessions row. The row is the
 /// source of truth (revocation, idle and absolute timeouts).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionClaims {
-    pub sid: Uuid,
-    pub uid: Uuid,
-    pub iat: i64,
-    pub exp: i64,
-    pub iss: String,
-    pub typ: String,
+pub(crate) struct SessionClaims {
+    pub(crate) sid: Uuid,
+    pub(crate) uid: Uuid,
+    pub(crate) iat: i64,
+    pub(crate) exp: i64,
+    pub(crate) iss: String,
+    pub(crate) typ: String,
 }
 
-pub fn issue_session_jwt(
+pub(crate) fn issue_session_jwt(
     secret: &SecretString,
     sid: Uuid,
     uid: Uuid,
@@ -63,7 +63,7 @@ pub fn issue_session_jwt(
 /// Verifies signature, algorithm (HS256 only), issuer and type. Expiry is returned, not
 /// enforced here: an expired token still names its session, which is re-issued if the row
 /// is valid (the idle timeout is longer than the token's life).
-pub fn decode_session_jwt(secret: &SecretString, token: &str) -> Option<SessionClaims> {
+pub(crate) fn decode_session_jwt(secret: &SecretString, token: &str) -> Option<SessionClaims> {
     let mut v = Validation::new(Algorithm::HS256);
     v.validate_exp = false;
     v.required_spec_claims = ["exp", "iss"].iter().map(|s| s.to_string()).collect();
@@ -78,26 +78,26 @@ pub fn decode_session_jwt(secret: &SecretString, token: &str) -> Option<SessionC
 }
 
 /// The CSRF token for a binding (a session id, or a pre-session nonce).
-pub fn csrf_token(secret: &SecretString, binding: &str) -> String {
+pub(crate) fn csrf_token(secret: &SecretString, binding: &str) -> String {
     let key = derive(secret, "csrf");
     let mut mac = <HmacSha256 as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
     mac.update(binding.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
-pub fn csrf_valid(secret: &SecretString, binding: &str, presented: &str) -> bool {
+pub(crate) fn csrf_valid(secret: &SecretString, binding: &str, presented: &str) -> bool {
     let expected = csrf_token(secret, binding);
     expected.as_bytes().ct_eq(presented.as_bytes()).into()
 }
 
 /// A fresh one-time token for a link, and the hash we store (never the token itself).
-pub fn new_link_token() -> (String, String) {
+pub(crate) fn new_link_token() -> (String, String) {
     let token = crate::config::random_token(32);
     let hash = hash_link_token(&token);
     (token, hash)
 }
 
-pub fn hash_link_token(token: &str) -> String {
+pub(crate) fn hash_link_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -3,9 +3,9 @@
 
 use totp_rs::{Algorithm, Secret, TOTP};
 
-pub const ISSUER: &str = "SigmaAI";
+pub(crate) const ISSUER: &str = "SigmaAI";
 
-pub fn new_secret() -> Vec<u8> {
+pub(crate) fn new_secret() -> Vec<u8> {
     use rand::RngCore;
     // 160 bits, as RFC 4226 recommends.
     let mut s = vec![0u8; 20];
@@ -27,17 +27,17 @@ fn totp(secret: &[u8], account: &str) -> anyhow::Result<TOTP> {
 }
 
 /// The secret as base32, for typing into an authenticator app by hand.
-pub fn secret_base32(secret: &[u8]) -> String {
+pub(crate) fn secret_base32(secret: &[u8]) -> String {
     Secret::Raw(secret.to_vec()).to_encoded().to_string()
 }
 
 /// The `otpauth://` URI an authenticator app scans.
-pub fn otpauth_uri(secret: &[u8], account: &str) -> anyhow::Result<String> {
+pub(crate) fn otpauth_uri(secret: &[u8], account: &str) -> anyhow::Result<String> {
     Ok(totp(secret, account)?.get_url())
 }
 
 /// An SVG QR code of the URI (rendered by us: no third-party QR service sees the secret).
-pub fn qr_svg(uri: &str) -> anyhow::Result<String> {
+pub(crate) fn qr_svg(uri: &str) -> anyhow::Result<String> {
     let code = qrcode::QrCode::new(uri.as_bytes())?;
     Ok(code
         .render::<qrcode::render::svg::Color<'_>>()
@@ -48,7 +48,12 @@ pub fn qr_svg(uri: &str) -> anyhow::Result<String> {
 
 /// Checks `code` at `unix_time`. Returns the matched time step if valid and newer than
 /// `last_step` (so a code can't be replayed), else `None`.
-pub fn verify(secret: &[u8], code: &str, unix_time: u64, last_step: Option<i64>) -> Option<i64> {
+pub(crate) fn verify(
+    secret: &[u8],
+    code: &str,
+    unix_time: u64,
+    last_step: Option<i64>,
+) -> Option<i64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -70,7 +75,8 @@ pub fn verify(secret: &[u8], code: &str, unix_time: u64, last_step: Option<i64>)
 }
 
 /// The current code (tests and the enrolment check use it).
-pub fn code_at(secret: &[u8], unix_time: u64) -> String {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) fn code_at(secret: &[u8], unix_time: u64) -> String {
     totp(secret, "x")
         .map(|t| t.generate(unix_time))
         .unwrap_or_default()

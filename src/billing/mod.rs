@@ -2,13 +2,19 @@
 //! them. Webhook events are verified, deduplicated by id and applied idempotently; without
 //! Stripe keys (the demo) billing only shows the plan and usage.
 
-pub mod stripe;
+pub(crate) mod stripe;
 
+use std::sync::Arc;
+
+use axum::extract::FromRef;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
+    clock::SharedClock,
+    config::Config,
     db::{
         audit::{self, Actor},
         billing as dbb, privacy as dbp,
@@ -19,19 +25,48 @@ use crate::{
 };
 
 /// After a failed payment, the tenant keeps working this long (a banner shows the date).
-pub const GRACE: Duration = Duration::days(7);
+pub(crate) const GRACE: Duration = Duration::days(7);
 
-pub fn configured(state: &AppState) -> bool {
+/// What billing uses, and nothing else: the pool, the clock, the Stripe settings (a view of
+/// the process's configuration) and whether e-mail is on (a payment problem mails the
+/// owners). Built from the process's state with `FromRef`: `State<Billing>` in a handler.
+#[derive(Clone)]
+pub(crate) struct Billing {
+    /// Connected as the non-owner application role: row-level security applies.
+    pub(crate) db: PgPool,
+    pub(crate) clock: SharedClock,
+    config: Arc<Config>,
+    mail_on: bool,
+}
+
+impl Billing {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+impl FromRef<AppState> for Billing {
+    fn from_ref(state: &AppState) -> Billing {
+        Billing {
+            db: state.db.clone(),
+            clock: state.clock.clone(),
+            config: state.config.clone(),
+            mail_on: crate::mail::enabled(state),
+        }
+    }
+}
+
+pub(crate) fn configured(state: &Billing) -> bool {
     state.config.stripe_secret_key.is_some()
 }
 
-pub fn client(state: &AppState) -> Option<stripe::Client> {
+pub(crate) fn client(state: &Billing) -> Option<stripe::Client> {
     let key = state.config.stripe_secret_key.clone()?;
     stripe::Client::new(&state.config.stripe_api_url, key).ok()
 }
 
 /// The plan a Stripe price id stands for.
-pub fn plan_for_price(state: &AppState, price: &str) -> Option<&'static plans::Plan> {
+pub(crate) fn plan_for_price(state: &Billing, price: &str) -> Option<&'static plans::Plan> {
     let id = state
         .config
         .stripe_prices
@@ -42,7 +77,7 @@ pub fn plan_for_price(state: &AppState, price: &str) -> Option<&'static plans::P
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     Handled,
     Duplicate,
     Ignored,
@@ -119,7 +154,7 @@ fn tenant_ref(obj: &Value) -> Option<Uuid> {
 /// (by `created`) than the newest applied for the same subscription changes nothing, an
 /// ended subscription is never revived by its own late events, and invoice events for a
 /// customer not linked yet are kept until it is.
-pub async fn apply_event(state: &AppState, event: &Value) -> anyhow::Result<Applied> {
+pub(crate) async fn apply_event(state: &Billing, event: &Value) -> anyhow::Result<Applied> {
     let id = event["id"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("event without id"))?;
@@ -211,7 +246,7 @@ fn status_for(
 }
 
 async fn apply_to(
-    state: &AppState,
+    state: &Billing,
     tx: &mut sqlx::PgConnection,
     tenant: Uuid,
     inc: &Incoming,
@@ -336,7 +371,7 @@ async fn apply_to(
     )
     .await?;
     if let Some(status) = problem
-        && crate::mail::enabled(state)
+        && state.mail_on
     {
         crate::mail::notify_billing_problem(tx, tenant, &inc.id, &status, now).await?;
     }
@@ -345,22 +380,18 @@ async fn apply_to(
 
 /// Whether the tenant's subscription leaves drafting paused (paused or incomplete: limited
 /// access until Stripe says it is active again; messages are stored all the same).
-pub fn drafting_paused(billing_status: &str) -> bool {
+pub(crate) fn drafting_paused(billing_status: &str) -> bool {
     matches!(billing_status, "paused" | "incomplete")
 }
 
 /// What the plan's limits look like this period (the billing page and banners).
-pub struct Usage {
-    pub drafts: i64,
-    pub draft_limit: u32,
-    pub members: i64,
-    pub channels: i64,
+pub(crate) struct Usage {
+    pub(crate) drafts: i64,
+    pub(crate) draft_limit: u32,
+    pub(crate) members: i64,
+    pub(crate) channels: i64,
 }
 
-pub fn over(usage: &Usage) -> bool {
-    usage.drafts >= i64::from(usage.draft_limit)
-}
-
-pub fn month_start(now: OffsetDateTime) -> time::Date {
+pub(crate) fn month_start(now: OffsetDateTime) -> time::Date {
     now.date().replace_day(1).unwrap_or(now.date())
 }

@@ -12,27 +12,27 @@ use subtle::ConstantTimeEq;
 /// The API version every request pins (`Stripe-Version`), so an account upgrade in Stripe's
 /// dashboard cannot change the shapes we parse. The tests' fixtures are this version's
 /// (stripe/openapi `fixtures3.json`). Webhook endpoints must be created with it too.
-pub const STRIPE_VERSION: &str = "2026-07-29.dahlia";
+pub(crate) const STRIPE_VERSION: &str = "2026-07-29.dahlia";
 
 /// Stripe signs webhooks with a timestamp; older than this (either way) is refused.
-pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+pub(crate) const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StripeError {
+pub(crate) enum StripeError {
     #[error("Stripe is unreachable: {0}")]
     Unavailable(String),
     #[error("Stripe refused the request ({status}): {message}")]
     Rejected { status: u16, message: String },
 }
 
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     key: SecretString,
 }
 
 impl Client {
-    pub fn new(base: &str, key: SecretString) -> Result<Client, StripeError> {
+    pub(crate) fn new(base: &str, key: SecretString) -> Result<Client, StripeError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())
@@ -95,7 +95,7 @@ impl Client {
     /// A Checkout session for a subscription to `price`; returns the URL to send the owner to.
     /// `idempotency_key` names the owner's action: a double-submitted form sends the same key
     /// and gets the same session.
-    pub async fn checkout(
+    pub(crate) async fn checkout(
         &self,
         price: &str,
         tenant_id: &str,
@@ -135,7 +135,11 @@ impl Client {
     }
 
     /// The customer portal (change plan, payment method, cancel).
-    pub async fn portal(&self, customer: &str, return_url: &str) -> Result<String, StripeError> {
+    pub(crate) async fn portal(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, StripeError> {
         let v = self
             .call(
                 reqwest::Method::POST,
@@ -155,7 +159,7 @@ impl Client {
             .ok_or_else(|| StripeError::Unavailable("no portal URL in the response".into()))
     }
 
-    pub async fn invoices(&self, customer: &str) -> Result<Vec<Value>, StripeError> {
+    pub(crate) async fn invoices(&self, customer: &str) -> Result<Vec<Value>, StripeError> {
         let v = self
             .call(
                 reqwest::Method::GET,
@@ -173,7 +177,7 @@ impl Client {
 
 /// Verifies `Stripe-Signature: t=…,v1=…` over `"{t}.{raw body}"` (HMAC-SHA256 with the
 /// endpoint secret), with the 5-minute timestamp tolerance against `now`.
-pub fn verify_signature(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> bool {
+pub(crate) fn verify_signature(secret: &str, header: Option<&str>, body: &[u8], now: i64) -> bool {
     let Some(header) = header else { return false };
     let mut t: Option<i64> = None;
     let mut sigs: Vec<Vec<u8>> = Vec::new();
@@ -204,7 +208,8 @@ pub fn verify_signature(secret: &str, header: Option<&str>, body: &[u8], now: i6
 }
 
 /// Signs a payload as Stripe does (tests and local tools).
-pub fn sign(secret: &str, body: &[u8], t: i64) -> String {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) fn sign(secret: &str, body: &[u8], t: i64) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
     mac.update(t.to_string().as_bytes());
@@ -215,7 +220,7 @@ pub fn sign(secret: &str, body: &[u8], t: i64) -> String {
 
 /// The idempotency key of one checkout action: the tenant, the plan and the id of the page
 /// the owner submitted from (a double submission of that page repeats all three).
-pub fn checkout_key(tenant_id: &str, plan: &str, action_id: &str) -> String {
+pub(crate) fn checkout_key(tenant_id: &str, plan: &str, action_id: &str) -> String {
     use sha2::Digest;
     let mut h = Sha256::new();
     for part in [tenant_id, plan, action_id] {

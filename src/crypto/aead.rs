@@ -17,28 +17,28 @@ use zeroize::Zeroizing;
 use super::CryptoError;
 
 /// The only record format so far; a new one gets a new byte.
-pub const FORMAT_V1: u8 = 1;
+pub(crate) const FORMAT_V1: u8 = 1;
 const KEY_ID_LEN: usize = 16;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// Bytes of the header bound as associated data (format, key id, key version).
 const BOUND_HEADER_LEN: usize = 1 + KEY_ID_LEN + 4;
-pub const HEADER_LEN: usize = BOUND_HEADER_LEN + NONCE_LEN;
+pub(crate) const HEADER_LEN: usize = BOUND_HEADER_LEN + NONCE_LEN;
 /// What sealing adds to a plaintext.
-pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+pub(crate) const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 
 /// 256 bits of key material, zeroized on drop and never printed.
-pub struct SecretKey(Zeroizing<[u8; 32]>);
+pub(crate) struct SecretKey(Zeroizing<[u8; 32]>);
 
 impl SecretKey {
     /// A fresh key from the operating system's CSPRNG.
-    pub fn random() -> SecretKey {
+    pub(crate) fn random() -> SecretKey {
         let mut key = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(&mut *key);
         SecretKey(key)
     }
 
-    pub fn from_slice(bytes: &[u8]) -> Option<SecretKey> {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<SecretKey> {
         let mut key = Zeroizing::new([0u8; 32]);
         if bytes.len() != key.len() {
             return None;
@@ -64,14 +64,14 @@ impl std::fmt::Debug for SecretKey {
 
 /// The parsed header of a sealed value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub key_id: Uuid,
-    pub key_version: u32,
+pub(crate) struct Header {
+    pub(crate) key_id: Uuid,
+    pub(crate) key_version: u32,
 }
 
 impl Header {
     /// Reads the header of a sealed value without opening it.
-    pub fn parse(sealed: &[u8]) -> Result<Header, CryptoError> {
+    pub(crate) fn parse(sealed: &[u8]) -> Result<Header, CryptoError> {
         if sealed.len() < OVERHEAD || sealed[0] != FORMAT_V1 {
             return Err(CryptoError::Malformed);
         }
@@ -88,14 +88,14 @@ impl Header {
 
 /// An unwrapped data key, ready to seal and open. The cipher's key schedule is zeroized on
 /// drop (the `zeroize` feature of `aes-gcm`).
-pub struct DataKey {
+pub(crate) struct DataKey {
     key_id: Uuid,
     key_version: u32,
     cipher: Aes256Gcm,
 }
 
 impl DataKey {
-    pub fn new(key_id: Uuid, key_version: u32, key: &SecretKey) -> DataKey {
+    pub(crate) fn new(key_id: Uuid, key_version: u32, key: &SecretKey) -> DataKey {
         DataKey {
             key_id,
             key_version,
@@ -103,16 +103,13 @@ impl DataKey {
         }
     }
 
-    pub fn key_id(&self) -> Uuid {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn key_id(&self) -> Uuid {
         self.key_id
     }
 
-    pub fn key_version(&self) -> u32 {
-        self.key_version
-    }
-
     /// Seals `plaintext` bound to `context` (see [`super::Aad::context`]).
-    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub(crate) fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
         out.push(FORMAT_V1);
         out.extend_from_slice(self.key_id.as_bytes());
@@ -136,7 +133,7 @@ impl DataKey {
     }
 
     /// Opens a value sealed by [`DataKey::seal`] with the same context.
-    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub(crate) fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let header = Header::parse(sealed)?;
         if header.key_id != self.key_id || header.key_version != self.key_version {
             // Sealed under another key: another subject's, or moved from elsewhere.
@@ -163,7 +160,7 @@ fn bound_aad(context: &[u8], header: &[u8]) -> Vec<u8> {
 }
 
 /// Wraps `key` under `wrapping`, bound to `context`: `format(1) | nonce(12) | ct(32) | tag(16)`.
-pub fn wrap_key(
+pub(crate) fn wrap_key(
     wrapping: &Aes256Gcm,
     key: &SecretKey,
     context: &[u8],
@@ -187,7 +184,7 @@ pub fn wrap_key(
 }
 
 /// Unwraps a key wrapped by [`wrap_key`] with the same context.
-pub fn unwrap_key(
+pub(crate) fn unwrap_key(
     wrapping: &Aes256Gcm,
     wrapped: &[u8],
     context: &[u8],
@@ -211,28 +208,28 @@ pub fn unwrap_key(
 
 /// Length-prefixed canonical encoding for associated data, so `("ab","c")` ≠ `("a","bc")`.
 #[derive(Default)]
-pub struct ContextBuilder(Vec<u8>);
+pub(crate) struct ContextBuilder(Vec<u8>);
 
 impl ContextBuilder {
-    pub fn new(label: &str) -> ContextBuilder {
+    pub(crate) fn new(label: &str) -> ContextBuilder {
         ContextBuilder::default().bytes(label.as_bytes())
     }
 
-    pub fn bytes(mut self, b: &[u8]) -> ContextBuilder {
+    pub(crate) fn bytes(mut self, b: &[u8]) -> ContextBuilder {
         self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
         self.0.extend_from_slice(b);
         self
     }
 
-    pub fn uuid(self, id: Uuid) -> ContextBuilder {
+    pub(crate) fn uuid(self, id: Uuid) -> ContextBuilder {
         self.bytes(id.as_bytes())
     }
 
-    pub fn u32(self, n: u32) -> ContextBuilder {
+    pub(crate) fn u32(self, n: u32) -> ContextBuilder {
         self.bytes(&n.to_be_bytes())
     }
 
-    pub fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(self) -> Vec<u8> {
         self.0
     }
 }

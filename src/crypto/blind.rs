@@ -37,10 +37,10 @@ pub(crate) fn derive_key(ikm: &[u8], info: &str) -> Zeroizing<[u8; 32]> {
 }
 
 /// One tenant's blind-index key.
-pub struct BlindIndexKey(Zeroizing<[u8; 32]>);
+pub(crate) struct BlindIndexKey(Zeroizing<[u8; 32]>);
 
 impl BlindIndexKey {
-    pub fn new(key: Zeroizing<[u8; 32]>) -> BlindIndexKey {
+    pub(crate) fn new(key: Zeroizing<[u8; 32]>) -> BlindIndexKey {
         BlindIndexKey(key)
     }
 
@@ -49,12 +49,12 @@ impl BlindIndexKey {
     }
 
     /// The token of an already normalized phone number (E.164 digits).
-    pub fn phone(&self, normalized_phone: &str) -> String {
+    pub(crate) fn phone(&self, normalized_phone: &str) -> String {
         self.token(b"phone", normalized_phone.trim())
     }
 
     /// One token per distinct word of `text` (lowercased, accents folded), in order.
-    pub fn words(&self, text: &str) -> Vec<String> {
+    pub(crate) fn words(&self, text: &str) -> Vec<String> {
         normalize_words(text)
             .iter()
             .map(|w| self.token(b"word", w))
@@ -70,7 +70,7 @@ impl std::fmt::Debug for BlindIndexKey {
 
 /// Splits `text` into distinct search words: compatibility-decomposed, combining marks
 /// dropped ("José" → "jose"), lowercased, split on anything not a letter or digit.
-pub fn normalize_words(text: &str) -> Vec<String> {
+pub(crate) fn normalize_words(text: &str) -> Vec<String> {
     let folded: String = text
         .nfkd()
         .filter(|c| !is_combining_mark(*c))

@@ -20,9 +20,9 @@ use uuid::Uuid;
 use crate::{clock::SharedClock, redis::Redis};
 
 /// Channel (after the Redis prefix) carrying invalidations.
-pub const CHANNEL: &str = "keys:invalidate";
+pub(crate) const CHANNEL: &str = "keys:invalidate";
 
-pub struct Cache<T, S> {
+pub(crate) struct Cache<T, S> {
     ttl: Duration,
     clock: SharedClock,
     /// Bumped by every invalidation; a load started under an older epoch is not cached.
@@ -54,14 +54,14 @@ impl<T, S> Default for TenantEntry<T, S> {
 
 /// What an invalidation message names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Invalidation {
+pub(crate) enum Invalidation {
     Subject(Uuid, Uuid),
     Tenant(Uuid),
     All,
 }
 
 impl Invalidation {
-    pub fn encode(self) -> String {
+    pub(crate) fn encode(self) -> String {
         match self {
             Invalidation::Subject(t, s) => format!("s:{t}:{s}"),
             Invalidation::Tenant(t) => format!("t:{t}"),
@@ -70,7 +70,7 @@ impl Invalidation {
     }
 
     /// Anything unreadable means "evict everything": the safe direction.
-    pub fn decode(msg: &str) -> Invalidation {
+    pub(crate) fn decode(msg: &str) -> Invalidation {
         let mut parts = msg.split(':');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("s"), Some(t), Some(s)) => match (t.parse(), s.parse()) {
@@ -87,7 +87,7 @@ impl Invalidation {
 }
 
 impl<T, S> Cache<T, S> {
-    pub fn new(ttl: Duration, clock: SharedClock) -> Cache<T, S> {
+    pub(crate) fn new(ttl: Duration, clock: SharedClock) -> Cache<T, S> {
         Cache {
             ttl,
             clock,
@@ -97,11 +97,11 @@ impl<T, S> Cache<T, S> {
         }
     }
 
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    pub fn is_listening(&self) -> bool {
+    pub(crate) fn is_listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
     }
 
@@ -114,26 +114,26 @@ impl<T, S> Cache<T, S> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn tenant(&self, tenant_id: Uuid) -> Option<Arc<T>> {
+    pub(crate) fn tenant(&self, tenant_id: Uuid) -> Option<Arc<T>> {
         let map = self.lock();
         let (v, at) = map.get(&tenant_id)?.tenant.as_ref()?;
         self.fresh(*at).then(|| v.clone())
     }
 
-    pub fn subject(&self, tenant_id: Uuid, subject_id: Uuid) -> Option<Arc<S>> {
+    pub(crate) fn subject(&self, tenant_id: Uuid, subject_id: Uuid) -> Option<Arc<S>> {
         let map = self.lock();
         let (v, at) = map.get(&tenant_id)?.subjects.get(&subject_id)?;
         self.fresh(*at).then(|| v.clone())
     }
 
-    pub fn put_tenant(&self, epoch: u64, tenant_id: Uuid, value: Arc<T>) {
+    pub(crate) fn put_tenant(&self, epoch: u64, tenant_id: Uuid, value: Arc<T>) {
         let mut map = self.lock();
         if self.epoch() == epoch {
             map.entry(tenant_id).or_default().tenant = Some((value, self.clock.now()));
         }
     }
 
-    pub fn put_subject(&self, epoch: u64, tenant_id: Uuid, subject_id: Uuid, value: Arc<S>) {
+    pub(crate) fn put_subject(&self, epoch: u64, tenant_id: Uuid, subject_id: Uuid, value: Arc<S>) {
         let mut map = self.lock();
         if self.epoch() == epoch {
             let now = self.clock.now();
@@ -152,7 +152,7 @@ impl<T, S> Cache<T, S> {
         self.lock().get(&tenant_id).map_or(0, |e| e.subjects.len())
     }
 
-    pub fn invalidate(&self, what: Invalidation) {
+    pub(crate) fn invalidate(&self, what: Invalidation) {
         let mut map = self.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         match what {
@@ -170,7 +170,7 @@ impl<T, S> Cache<T, S> {
 }
 
 /// Publishes an invalidation; `false` when Redis is unavailable (others wait for the TTL).
-pub async fn publish(redis: &Redis, what: Invalidation) -> bool {
+pub(crate) async fn publish(redis: &Redis, what: Invalidation) -> bool {
     let Some(mut conn) = redis.conn().await else {
         return false;
     };

@@ -12,20 +12,20 @@ use zeroize::Zeroizing;
 use super::blind::hmac_sha256;
 
 /// One tenant's checkpoint-signing key.
-pub struct CheckpointKey(Zeroizing<[u8; 32]>);
+pub(crate) struct CheckpointKey(Zeroizing<[u8; 32]>);
 
 impl CheckpointKey {
-    pub fn new(key: Zeroizing<[u8; 32]>) -> CheckpointKey {
+    pub(crate) fn new(key: Zeroizing<[u8; 32]>) -> CheckpointKey {
         CheckpointKey(key)
     }
 
     /// The signature of a checkpoint, given as length-prefixed parts.
-    pub fn sign(&self, parts: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn sign(&self, parts: &[&[u8]]) -> Vec<u8> {
         hmac_sha256(self.0.as_ref(), parts).to_vec()
     }
 
     /// Whether `signature` is this key's signature of `parts` (constant time).
-    pub fn verify(&self, parts: &[&[u8]], signature: &[u8]) -> bool {
+    pub(crate) fn verify(&self, parts: &[&[u8]], signature: &[u8]) -> bool {
         self.sign(parts).ct_eq(signature).into()
     }
 }

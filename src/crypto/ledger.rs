@@ -24,7 +24,7 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DestroyedKind {
+pub(crate) enum DestroyedKind {
     /// One contact's data key.
     Contact,
     /// A tenant key and every data key under it.
@@ -33,18 +33,18 @@ pub enum DestroyedKind {
 
 /// One destroyed key (or tenant), as recorded. Ids only: never names, phones or text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    pub seq: u64,
+pub(crate) struct LedgerEntry {
+    pub(crate) seq: u64,
     /// RFC 3339.
-    pub at: String,
-    pub kind: DestroyedKind,
-    pub tenant_id: Uuid,
-    pub contact_id: Option<Uuid>,
-    pub key_ids: Vec<Uuid>,
-    pub reason: String,
-    pub prev: String,
+    pub(crate) at: String,
+    pub(crate) kind: DestroyedKind,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) contact_id: Option<Uuid>,
+    pub(crate) key_ids: Vec<Uuid>,
+    pub(crate) reason: String,
+    pub(crate) prev: String,
     #[serde(default)]
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl LedgerEntry {
@@ -64,40 +64,40 @@ impl LedgerEntry {
 
 /// What a destroy asks the ledger to record.
 #[derive(Clone, Debug)]
-pub struct NewEntry {
-    pub kind: DestroyedKind,
-    pub tenant_id: Uuid,
-    pub contact_id: Option<Uuid>,
-    pub key_ids: Vec<Uuid>,
-    pub reason: String,
-    pub at: time::OffsetDateTime,
+pub(crate) struct NewEntry {
+    pub(crate) kind: DestroyedKind,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) contact_id: Option<Uuid>,
+    pub(crate) key_ids: Vec<Uuid>,
+    pub(crate) reason: String,
+    pub(crate) at: time::OffsetDateTime,
 }
 
 /// The ledger's entries and any problems found in its chain.
 #[derive(Debug, Default)]
-pub struct LedgerContents {
-    pub entries: Vec<LedgerEntry>,
+pub(crate) struct LedgerContents {
+    pub(crate) entries: Vec<LedgerEntry>,
     /// Broken links, bad hashes, unparsable lines (by line number). A torn last line (a crash
     /// before its `fsync`, so never reported done) is listed too.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     path: PathBuf,
 }
 
 impl Ledger {
-    pub fn new(path: impl Into<PathBuf>) -> Ledger {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Ledger {
         Ledger { path: path.into() }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Appends one entry durably (written and fsynced when this returns).
-    pub async fn append(&self, entry: NewEntry) -> Result<LedgerEntry, CryptoError> {
+    pub(crate) async fn append(&self, entry: NewEntry) -> Result<LedgerEntry, CryptoError> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || append_blocking(&path, entry))
             .await
@@ -105,7 +105,7 @@ impl Ledger {
     }
 
     /// Reads and verifies the whole ledger. A missing file is an empty ledger.
-    pub async fn read(&self) -> Result<LedgerContents, CryptoError> {
+    pub(crate) async fn read(&self) -> Result<LedgerContents, CryptoError> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || read_blocking(&path))
             .await

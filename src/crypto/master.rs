@@ -21,14 +21,14 @@ use super::{
     CryptoError,
     aead::{SecretKey, unwrap_key, wrap_key},
 };
-pub use crate::config::MasterKeyError;
+pub(crate) use crate::config::MasterKeyError;
 use crate::config::{Config, decode_master_key, master_key_bytes};
 
 /// Where a KMS (AWS KMS, Vault transit) plugs in: it wraps and unwraps tenant keys and never
 /// hands out its own key. `context` is bound to the wrapped key (a KMS "encryption context");
 /// it holds ids only, never personal data.
 #[async_trait]
-pub trait MasterKeyProvider: Send + Sync + 'static {
+pub(crate) trait MasterKeyProvider: Send + Sync + 'static {
     /// The id of the key new wraps use (stored beside each wrapped tenant key).
     fn current_key_id(&self) -> &str;
     /// Ids of every key that can still unwrap (the current one first).
@@ -45,30 +45,30 @@ pub trait MasterKeyProvider: Send + Sync + 'static {
 
 /// Decodes and checks a master key (the text rules are `config::master_key_bytes`, which
 /// start-up uses to refuse a bad key before anything connects).
-pub fn parse_master_key(text: &str) -> Result<SecretKey, MasterKeyError> {
+pub(crate) fn parse_master_key(text: &str) -> Result<SecretKey, MasterKeyError> {
     let bytes = master_key_bytes(text)?;
     SecretKey::from_slice(bytes.as_ref()).ok_or(MasterKeyError::Malformed)
 }
 
 /// A new random master key, base64-encoded.
-pub fn generate_master_key() -> String {
+pub(crate) fn generate_master_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(SecretKey::random().expose())
 }
 
 /// The fingerprint naming a master key: not secret, but reveals nothing about the key.
-pub fn fingerprint(key: &SecretKey) -> String {
+pub(crate) fn fingerprint(key: &SecretKey) -> String {
     let mac = super::blind::hmac_sha256(key.expose(), &[b"sigmaai master key id v1"]);
     format!("local-{}", hex::encode(&mac[..8]))
 }
 
 /// Master keys held in process memory (from the environment or a file).
-pub struct LocalMasterKeys {
+pub(crate) struct LocalMasterKeys {
     /// (id, cipher); the first is current.
     keys: Vec<(String, Aes256Gcm)>,
 }
 
 impl LocalMasterKeys {
-    pub fn new(current: &SecretKey, previous: &[SecretKey]) -> LocalMasterKeys {
+    pub(crate) fn new(current: &SecretKey, previous: &[SecretKey]) -> LocalMasterKeys {
         let mut keys = vec![(fingerprint(current), current.cipher())];
         for k in previous {
             let id = fingerprint(k);
@@ -80,7 +80,7 @@ impl LocalMasterKeys {
     }
 
     /// The keys the configuration names; in development, generates the key file if missing.
-    pub fn from_config(config: &Config) -> anyhow::Result<LocalMasterKeys> {
+    pub(crate) fn from_config(config: &Config) -> anyhow::Result<LocalMasterKeys> {
         let current = match &config.master_key {
             Some(k) => parse_master_key(k.expose_secret())
                 .or_else(|e| match e {
@@ -153,7 +153,7 @@ fn master_context(id: &str, context: &[u8]) -> Vec<u8> {
         .finish()
 }
 
-pub fn dev_key_path(config: &Config) -> PathBuf {
+pub(crate) fn dev_key_path(config: &Config) -> PathBuf {
     config.data_dir.join("master.key")
 }
 

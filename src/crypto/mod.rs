@@ -10,12 +10,12 @@
 //! backups included (the key store's backups are kept ≤ 7 days). Destroying a tenant key does
 //! the same for the whole tenant.
 
-pub mod aead;
-pub mod blind;
-pub mod cache;
-pub mod checkpoint;
-pub mod ledger;
-pub mod master;
+pub(crate) mod aead;
+pub(crate) mod blind;
+pub(crate) mod cache;
+pub(crate) mod checkpoint;
+pub(crate) mod ledger;
+pub(crate) mod master;
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ use self::{
 use crate::{clock::SharedClock, config::Config, db::keystore, redis::Redis};
 
 #[derive(Debug, thiserror::Error)]
-pub enum CryptoError {
+pub(crate) enum CryptoError {
     /// The key was destroyed (erasure, tenant termination) or is gone from the key store:
     /// the data is unreadable for good. Show it as "erased", never as a server error.
     #[error("the key for this data was destroyed")]
@@ -58,19 +58,19 @@ pub enum CryptoError {
 }
 
 /// The pseudo-tenant whose key seals platform-level secrets (never a real tenant's id).
-pub const PLATFORM_TENANT: Uuid = Uuid::nil();
+pub(crate) const PLATFORM_TENANT: Uuid = Uuid::nil();
 
 /// Where a sealed value lives. The tenant (and contact) are bound too, by [`Keyring`] itself:
 /// a ciphertext copied to another row, column, table, contact or tenant does not open.
 #[derive(Clone, Copy, Debug)]
-pub struct Aad<'a> {
-    pub table: &'a str,
-    pub column: &'a str,
-    pub row_id: Uuid,
+pub(crate) struct Aad<'a> {
+    pub(crate) table: &'a str,
+    pub(crate) column: &'a str,
+    pub(crate) row_id: Uuid,
 }
 
 impl<'a> Aad<'a> {
-    pub fn new(table: &'a str, column: &'a str, row_id: Uuid) -> Aad<'a> {
+    pub(crate) fn new(table: &'a str, column: &'a str, row_id: Uuid) -> Aad<'a> {
         Aad {
             table,
             column,
@@ -118,33 +118,33 @@ struct SubjectKey {
 
 /// Outcome of [`Keyring::rotate_master`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MasterRotation {
-    pub rewrapped: usize,
-    pub current_master_key_id: String,
+pub(crate) struct MasterRotation {
+    pub(crate) rewrapped: usize,
+    pub(crate) current_master_key_id: String,
     /// Tenant keys per master key id after the rotation.
-    pub per_master_key: Vec<(String, i64)>,
+    pub(crate) per_master_key: Vec<(String, i64)>,
 }
 
 /// Outcome of [`Keyring::rotate_tenant`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantRotation {
-    pub new_version: i32,
-    pub rewrapped_data_keys: usize,
+pub(crate) struct TenantRotation {
+    pub(crate) new_version: i32,
+    pub(crate) rewrapped_data_keys: usize,
 }
 
 /// Outcome of [`Keyring::replay_ledger`].
 #[derive(Debug, Default)]
-pub struct ReplayReport {
-    pub entries: usize,
+pub(crate) struct ReplayReport {
+    pub(crate) entries: usize,
     /// Key rows a restore had brought back and that were destroyed again.
-    pub keys_destroyed_again: u64,
+    pub(crate) keys_destroyed_again: u64,
     /// Problems in the ledger's hash chain (every parsable entry was still applied).
-    pub chain_problems: Vec<String>,
+    pub(crate) chain_problems: Vec<String>,
 }
 
 /// Seals, opens and destroys keys. Cheap to clone; one per process (in `AppState`).
 #[derive(Clone)]
-pub struct Keyring {
+pub(crate) struct Keyring {
     inner: Arc<Inner>,
 }
 
@@ -164,7 +164,7 @@ const CHECKPOINT_INFO: &str = "sigmaai/audit-checkpoint/v1";
 
 impl Keyring {
     /// Connects to the key store as the application role and loads the master key(s).
-    pub async fn connect(
+    pub(crate) async fn connect(
         config: &Config,
         redis: Redis,
         clock: SharedClock,
@@ -184,7 +184,7 @@ impl Keyring {
     /// Builds a keyring on an existing key-store pool. Registers the cache's invalidation
     /// listener on `redis`'s shared subscriber connection when Redis is configured (must be
     /// called inside a Tokio runtime); it stops being called when the keyring is dropped.
-    pub fn new(
+    pub(crate) fn new(
         store: PgPool,
         master: Arc<dyn MasterKeyProvider>,
         redis: Redis,
@@ -208,22 +208,23 @@ impl Keyring {
     }
 
     /// Whether cross-instance invalidation is live (subscribed to Redis).
-    pub fn invalidation_live(&self) -> bool {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn invalidation_live(&self) -> bool {
         self.inner.cache.is_listening()
     }
 
-    pub fn ledger(&self) -> &Ledger {
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.inner.ledger
     }
 
-    pub fn master(&self) -> &dyn MasterKeyProvider {
+    pub(crate) fn master(&self) -> &dyn MasterKeyProvider {
         self.inner.master.as_ref()
     }
 
     // ---- sealing ---------------------------------------------------------------------
 
     /// Seals a contact's data under the contact's key (created if missing).
-    pub async fn seal(
+    pub(crate) async fn seal(
         &self,
         tenant_id: Uuid,
         contact_id: Uuid,
@@ -236,7 +237,7 @@ impl Keyring {
     }
 
     /// Opens a contact's data. [`CryptoError::KeyDestroyed`] when the contact was erased.
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         tenant_id: Uuid,
         contact_id: Uuid,
@@ -248,7 +249,7 @@ impl Keyring {
         key.data.open(&aad.context(tenant_id, contact_id), sealed)
     }
 
-    pub async fn seal_str(
+    pub(crate) async fn seal_str(
         &self,
         tenant_id: Uuid,
         contact_id: Uuid,
@@ -259,7 +260,7 @@ impl Keyring {
             .await
     }
 
-    pub async fn open_str(
+    pub(crate) async fn open_str(
         &self,
         tenant_id: Uuid,
         contact_id: Uuid,
@@ -272,7 +273,7 @@ impl Keyring {
 
     /// Seals a tenant-level secret (API keys, MCP tokens, TOTP secrets) under the tenant's
     /// own data key (created with the tenant key if missing).
-    pub async fn seal_tenant(
+    pub(crate) async fn seal_tenant(
         &self,
         tenant_id: Uuid,
         aad: Aad<'_>,
@@ -283,7 +284,7 @@ impl Keyring {
             .seal(&aad.context(tenant_id, TENANT_SUBJECT), plaintext)
     }
 
-    pub async fn open_tenant(
+    pub(crate) async fn open_tenant(
         &self,
         tenant_id: Uuid,
         aad: Aad<'_>,
@@ -297,7 +298,7 @@ impl Keyring {
 
     /// Seals a platform-level secret that belongs to no tenant (a user's TOTP secret) under
     /// the platform's own key, kept in the key store like a tenant's (the nil tenant id).
-    pub async fn seal_platform(
+    pub(crate) async fn seal_platform(
         &self,
         aad: Aad<'_>,
         plaintext: &[u8],
@@ -305,11 +306,15 @@ impl Keyring {
         self.seal_tenant(PLATFORM_TENANT, aad, plaintext).await
     }
 
-    pub async fn open_platform(&self, aad: Aad<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub(crate) async fn open_platform(
+        &self,
+        aad: Aad<'_>,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         self.open_tenant(PLATFORM_TENANT, aad, sealed).await
     }
 
-    pub async fn seal_tenant_str(
+    pub(crate) async fn seal_tenant_str(
         &self,
         tenant_id: Uuid,
         aad: Aad<'_>,
@@ -318,7 +323,7 @@ impl Keyring {
         self.seal_tenant(tenant_id, aad, plaintext.as_bytes()).await
     }
 
-    pub async fn open_tenant_str(
+    pub(crate) async fn open_tenant_str(
         &self,
         tenant_id: Uuid,
         aad: Aad<'_>,
@@ -331,7 +336,7 @@ impl Keyring {
     // ---- blind index -----------------------------------------------------------------
 
     /// The tenant's token for an exact phone match (pass the normalized number).
-    pub async fn blind_phone(
+    pub(crate) async fn blind_phone(
         &self,
         tenant_id: Uuid,
         normalized_phone: &str,
@@ -340,7 +345,7 @@ impl Keyring {
     }
 
     /// The tenant's tokens for each distinct word of `text` (lowercased, accents folded).
-    pub async fn blind_words(
+    pub(crate) async fn blind_words(
         &self,
         tenant_id: Uuid,
         text: &str,
@@ -370,7 +375,7 @@ impl Keyring {
     /// The tenant's key for signing audit-log checkpoints (created with the tenant key if
     /// missing). Derived from the tenant data key, so it survives `keys rotate --tenant` and
     /// dies with the tenant key.
-    pub async fn audit_checkpoint_key(
+    pub(crate) async fn audit_checkpoint_key(
         &self,
         tenant_id: Uuid,
     ) -> Result<Arc<CheckpointKey>, CryptoError> {
@@ -387,13 +392,14 @@ impl Keyring {
 
     /// Creates the tenant key (and the tenant's data key) unless present. Idempotent and
     /// safe to call concurrently; [`CryptoError::KeyDestroyed`] for a destroyed tenant.
-    pub async fn ensure_tenant_key(&self, tenant_id: Uuid) -> Result<(), CryptoError> {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) async fn ensure_tenant_key(&self, tenant_id: Uuid) -> Result<(), CryptoError> {
         self.tenant_data_key(tenant_id, true).await.map(|_| ())
     }
 
     /// Creates the contact's key unless present (call before the ingest transaction).
     /// Idempotent and safe concurrently; [`CryptoError::KeyDestroyed`] for an erased contact.
-    pub async fn ensure_contact_key(
+    pub(crate) async fn ensure_contact_key(
         &self,
         tenant_id: Uuid,
         contact_id: Uuid,
@@ -407,7 +413,7 @@ impl Keyring {
     /// key-store statement, one commit, and caches them. Call before the ingest transaction
     /// that inserts the contacts commits: no row may refer to a key that does not exist.
     /// A key whose contact row never commits is an orphan the sweep removes.
-    pub async fn create_contact_keys(
+    pub(crate) async fn create_contact_keys(
         &self,
         tenant_id: Uuid,
         contact_ids: &[Uuid],
@@ -651,7 +657,7 @@ impl Keyring {
     /// key, then tells every instance to drop its cached copy. Everything sealed for the
     /// contact, in every copy and backup, is unreadable from then on. `reason` is stored in
     /// the ledger: ids only (e.g. the request id), never personal data.
-    pub async fn destroy_contact_key(
+    pub(crate) async fn destroy_contact_key(
         &self,
         tenant_id: Uuid,
         contact_id: Uuid,
@@ -664,7 +670,7 @@ impl Keyring {
     }
 
     /// Destroys a tenant key with every key under it (tenant termination).
-    pub async fn destroy_tenant_key(
+    pub(crate) async fn destroy_tenant_key(
         &self,
         tenant_id: Uuid,
         reason: &str,
@@ -729,7 +735,7 @@ impl Keyring {
 
     /// Re-applies the deletion ledger after a restore of the key store (or of the main
     /// database): every key it lists is destroyed again and its tombstone written back.
-    pub async fn replay_ledger(&self) -> Result<ReplayReport, CryptoError> {
+    pub(crate) async fn replay_ledger(&self) -> Result<ReplayReport, CryptoError> {
         let LedgerContents { entries, problems } = self.inner.ledger.read().await?;
         let mut report = ReplayReport {
             entries: entries.len(),
@@ -764,7 +770,7 @@ impl Keyring {
     /// Re-wraps every tenant key under the current master key. Data is not re-encrypted.
     /// Once it reports none left under an old master key, that key may be removed from
     /// `SIGMAAI_MASTER_KEY_PREVIOUS`.
-    pub async fn rotate_master(&self) -> Result<MasterRotation, CryptoError> {
+    pub(crate) async fn rotate_master(&self) -> Result<MasterRotation, CryptoError> {
         let master = &self.inner.master;
         let current = master.current_key_id().to_owned();
         let mut rewrapped = 0;
@@ -789,13 +795,16 @@ impl Keyring {
     }
 
     /// How many tenant keys each master key wraps.
-    pub async fn master_key_usage(&self) -> Result<Vec<(String, i64)>, CryptoError> {
+    pub(crate) async fn master_key_usage(&self) -> Result<Vec<(String, i64)>, CryptoError> {
         Ok(keystore::tenant_keys_per_master(&self.inner.store).await?)
     }
 
     /// Adds a tenant-key version and re-wraps the tenant's data keys under it. Old versions
     /// keep unwrapping until [`Keyring::retire_tenant_versions`]. Data is not re-encrypted.
-    pub async fn rotate_tenant(&self, tenant_id: Uuid) -> Result<TenantRotation, CryptoError> {
+    pub(crate) async fn rotate_tenant(
+        &self,
+        tenant_id: Uuid,
+    ) -> Result<TenantRotation, CryptoError> {
         let mut tx = self.inner.store.begin().await?;
         keystore::lock_subject(&mut tx, tenant_id, TENANT_SUBJECT).await?;
         let rows = keystore::tenant_keys(&mut *tx, tenant_id).await?;
@@ -867,7 +876,7 @@ impl Keyring {
     }
 
     /// Deletes the tenant's older key versions that no longer wrap any data key.
-    pub async fn retire_tenant_versions(&self, tenant_id: Uuid) -> Result<u64, CryptoError> {
+    pub(crate) async fn retire_tenant_versions(&self, tenant_id: Uuid) -> Result<u64, CryptoError> {
         let mut tx = self.inner.store.begin().await?;
         keystore::lock_subject(&mut tx, tenant_id, TENANT_SUBJECT).await?;
         let n = keystore::retire_tenant_versions(&mut *tx, tenant_id).await?;

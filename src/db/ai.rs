@@ -8,19 +8,19 @@ use uuid::Uuid;
 use crate::domain::knowledge::{KnowledgeEntry, KnowledgeKind};
 
 #[derive(Clone, Debug)]
-pub struct AiSettings {
-    pub provider: String,
-    pub model: String,
-    pub base_url: Option<String>,
-    pub api_key_sealed: Option<Vec<u8>>,
-    pub fallback_provider: Option<String>,
-    pub fallback_model: Option<String>,
-    pub instructions: String,
-    pub tone: String,
-    pub policy: String,
-    pub daily_call_limit: Option<i32>,
+pub(crate) struct AiSettings {
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    pub(crate) base_url: Option<String>,
+    pub(crate) api_key_sealed: Option<Vec<u8>>,
+    pub(crate) fallback_provider: Option<String>,
+    pub(crate) fallback_model: Option<String>,
+    pub(crate) instructions: String,
+    pub(crate) tone: String,
+    pub(crate) policy: String,
+    pub(crate) daily_call_limit: Option<i32>,
     /// Seconds an approved reply waits (and can be undone) before it is sent.
-    pub undo_seconds: i32,
+    pub(crate) undo_seconds: i32,
 }
 
 impl Default for AiSettings {
@@ -43,9 +43,9 @@ impl Default for AiSettings {
 
 /// The tenant's AI settings (defaults when never saved: offline answerer, review all).
 /// The undo window for tenants that never saved AI settings (the column's default).
-pub const DEFAULT_UNDO_SECONDS: i32 = 10;
+pub(crate) const DEFAULT_UNDO_SECONDS: i32 = 10;
 
-pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<AiSettings> {
+pub(crate) async fn settings(conn: &mut PgConnection) -> sqlx::Result<AiSettings> {
     let row = sqlx::query_as!(
         AiSettings,
         r#"SELECT provider, model, base_url, api_key_sealed, fallback_provider, fallback_model,
@@ -58,7 +58,7 @@ pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<AiSettings> {
 }
 
 /// Saves settings. `api_key_sealed: None` keeps the stored key (`clear_key` removes it).
-pub async fn save_settings(
+pub(crate) async fn save_settings(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     s: &AiSettings,
@@ -105,7 +105,7 @@ struct KnowledgeRow {
     body: String,
 }
 
-pub async fn knowledge(conn: &mut PgConnection) -> sqlx::Result<Vec<KnowledgeEntry>> {
+pub(crate) async fn knowledge(conn: &mut PgConnection) -> sqlx::Result<Vec<KnowledgeEntry>> {
     let rows = sqlx::query_as!(
         KnowledgeRow,
         "SELECT id, kind, title, body FROM knowledge_entries ORDER BY created_at, id"
@@ -123,7 +123,7 @@ pub async fn knowledge(conn: &mut PgConnection) -> sqlx::Result<Vec<KnowledgeEnt
         .collect())
 }
 
-pub async fn insert_knowledge(
+pub(crate) async fn insert_knowledge(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     e: &KnowledgeEntry,
@@ -143,7 +143,7 @@ pub async fn insert_knowledge(
     Ok(())
 }
 
-pub async fn update_knowledge(
+pub(crate) async fn update_knowledge(
     conn: &mut PgConnection,
     e: &KnowledgeEntry,
     now: OffsetDateTime,
@@ -161,7 +161,7 @@ pub async fn update_knowledge(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn delete_knowledge(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+pub(crate) async fn delete_knowledge(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     let r = sqlx::query!("DELETE FROM knowledge_entries WHERE id = $1", id)
         .execute(conn)
         .await?;
@@ -171,54 +171,56 @@ pub async fn delete_knowledge(conn: &mut PgConnection, id: Uuid) -> sqlx::Result
 // ---- drafts ----
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Draft {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
-    pub reply_to_message_id: Uuid,
-    pub state: String,
-    pub original_sealed: Option<Vec<u8>>,
-    pub final_sealed: Option<Vec<u8>>,
-    pub escalation_reason: Option<String>,
-    pub provider: String,
-    pub model: String,
-    pub prompt_version: String,
-    pub knowledge_ids: Vec<Uuid>,
-    pub input_tokens: i32,
-    pub output_tokens: i32,
-    pub latency_ms: i32,
-    pub auto_sent: bool,
-    pub decided_by: Option<Uuid>,
-    pub decided_at: Option<OffsetDateTime>,
-    pub reject_reason: Option<String>,
-    pub edited: bool,
-    pub sent_message_id: Option<Uuid>,
-    pub created_at: OffsetDateTime,
+pub(crate) struct Draft {
+    pub(crate) id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) reply_to_message_id: Uuid,
+    pub(crate) state: String,
+    pub(crate) original_sealed: Option<Vec<u8>>,
+    pub(crate) final_sealed: Option<Vec<u8>>,
+    pub(crate) escalation_reason: Option<String>,
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    pub(crate) prompt_version: String,
+    pub(crate) knowledge_ids: Vec<Uuid>,
+    pub(crate) input_tokens: i32,
+    pub(crate) output_tokens: i32,
+    pub(crate) latency_ms: i32,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) auto_sent: bool,
+    pub(crate) decided_by: Option<Uuid>,
+    pub(crate) decided_at: Option<OffsetDateTime>,
+    pub(crate) reject_reason: Option<String>,
+    pub(crate) edited: bool,
+    pub(crate) sent_message_id: Option<Uuid>,
+    pub(crate) created_at: OffsetDateTime,
     /// A message its context held was later edited or deleted (`edited` / `deleted`).
-    pub source_changed: Option<String>,
+    pub(crate) source_changed: Option<String>,
 }
 
-pub struct NewDraft<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
-    pub reply_to_message_id: Uuid,
-    pub state: &'a str,
-    pub original_sealed: Option<Vec<u8>>,
-    pub escalation_reason: Option<&'a str>,
-    pub provider: &'a str,
-    pub model: &'a str,
-    pub prompt_version: &'a str,
-    pub knowledge_ids: Vec<Uuid>,
-    pub input_tokens: i32,
-    pub output_tokens: i32,
-    pub latency_ms: i32,
+pub(crate) struct NewDraft<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) reply_to_message_id: Uuid,
+    pub(crate) state: &'a str,
+    pub(crate) original_sealed: Option<Vec<u8>>,
+    pub(crate) escalation_reason: Option<&'a str>,
+    pub(crate) provider: &'a str,
+    pub(crate) model: &'a str,
+    pub(crate) prompt_version: &'a str,
+    pub(crate) knowledge_ids: Vec<Uuid>,
+    pub(crate) input_tokens: i32,
+    pub(crate) output_tokens: i32,
+    pub(crate) latency_ms: i32,
 }
 
 /// Stores a draft, superseding the conversation's older pending one. `false` when this
 /// inbound turn already has a draft (the job ran twice).
-pub async fn insert_draft(
+pub(crate) async fn insert_draft(
     conn: &mut PgConnection,
     d: NewDraft<'_>,
     now: OffsetDateTime,
@@ -267,7 +269,7 @@ pub async fn insert_draft(
     Ok(true)
 }
 
-pub async fn get_draft(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Draft>> {
+pub(crate) async fn get_draft(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Draft>> {
     sqlx::query_as!(
         Draft,
         r#"SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
@@ -282,7 +284,7 @@ pub async fn get_draft(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option
 }
 
 /// The review queue: pending and escalated drafts, oldest first.
-pub async fn queue_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
+pub(crate) async fn queue_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
     // Through `drafts_waiting` (partial: waiting drafts only).
     sqlx::query_scalar(
         "SELECT count(*) FROM drafts
@@ -292,7 +294,7 @@ pub async fn queue_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
     .await
 }
 
-pub async fn latest_for_conversation(
+pub(crate) async fn latest_for_conversation(
     conn: &mut PgConnection,
     conversation_id: Uuid,
 ) -> sqlx::Result<Option<Draft>> {
@@ -315,7 +317,7 @@ pub async fn latest_for_conversation(
 /// Decides a draft once: only a pending (or escalated) draft moves. `false` when someone
 /// else decided first — so a double click or two reviewers send once.
 #[allow(clippy::too_many_arguments)]
-pub async fn decide(
+pub(crate) async fn decide(
     conn: &mut PgConnection,
     id: Uuid,
     state: &str,
@@ -341,20 +343,10 @@ pub async fn decide(
     Ok(r.rows_affected() == 1)
 }
 
-/// Records how many words the reviewer changed before approving.
-pub async fn set_edit_words(conn: &mut PgConnection, id: Uuid, words: i32) -> sqlx::Result<()> {
-    sqlx::query("UPDATE drafts SET edit_words = $2 WHERE id = $1")
-        .bind(id)
-        .bind(words)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Takes back an approval whose reply has not left: the queued message is deleted (so its
 /// send job finds nothing) and the draft waits for review again. False when the send has
 /// started (the job claimed the message first) or the draft is no longer approved.
-pub async fn undo_approval(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+pub(crate) async fn undo_approval(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     let gone = sqlx::query!(
         r#"DELETE FROM messages m USING drafts d
            WHERE d.id = $1 AND d.state = 'approved' AND m.id = d.sent_message_id
@@ -382,7 +374,7 @@ pub async fn undo_approval(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bo
 }
 
 /// Which of these outbound messages were approved drafts, and whether staff edited them.
-pub async fn edited_by_message(
+pub(crate) async fn edited_by_message(
     conn: &mut PgConnection,
     message_ids: &[Uuid],
 ) -> sqlx::Result<Vec<(Uuid, bool)>> {
@@ -396,7 +388,7 @@ pub async fn edited_by_message(
     Ok(rows.into_iter().map(|r| (r.id, r.edited)).collect())
 }
 
-pub async fn set_sent(
+pub(crate) async fn set_sent(
     conn: &mut PgConnection,
     id: Uuid,
     message_id: Uuid,
@@ -415,7 +407,7 @@ pub async fn set_sent(
 
 /// Drafts awaiting review (or escalated) that were written after `since` (so their context held a message
 /// that has now been edited or deleted) are flagged for the reviewer.
-pub async fn flag_source_changed(
+pub(crate) async fn flag_source_changed(
     conn: &mut PgConnection,
     conversation_id: Uuid,
     since: OffsetDateTime,
@@ -434,7 +426,7 @@ pub async fn flag_source_changed(
 }
 
 /// Pending drafts of a conversation stop being offered (staff took over).
-pub async fn supersede_pending(
+pub(crate) async fn supersede_pending(
     conn: &mut PgConnection,
     conversation_id: Uuid,
     now: OffsetDateTime,
@@ -452,7 +444,7 @@ pub async fn supersede_pending(
 // ---- recipients and usage ----
 
 /// Records that `name` (an AI provider or MCP server) received this contact's data.
-pub async fn record_recipient(
+pub(crate) async fn record_recipient(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     contact_id: Uuid,
@@ -479,16 +471,19 @@ pub async fn record_recipient(
 }
 
 #[derive(Clone, Debug)]
-pub struct Recipient {
-    pub kind: String,
-    pub name: String,
-    pub detail: String,
-    pub first_at: OffsetDateTime,
-    pub last_at: OffsetDateTime,
-    pub times: i32,
+pub(crate) struct Recipient {
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) detail: String,
+    pub(crate) first_at: OffsetDateTime,
+    pub(crate) last_at: OffsetDateTime,
+    pub(crate) times: i32,
 }
 
-pub async fn recipients(conn: &mut PgConnection, contact_id: Uuid) -> sqlx::Result<Vec<Recipient>> {
+pub(crate) async fn recipients(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+) -> sqlx::Result<Vec<Recipient>> {
     sqlx::query_as!(
         Recipient,
         "SELECT kind, name, detail, first_at, last_at, times FROM data_recipients WHERE contact_id = $1 ORDER BY kind, name",
@@ -498,16 +493,16 @@ pub async fn recipients(conn: &mut PgConnection, contact_id: Uuid) -> sqlx::Resu
     .await
 }
 
-pub struct UsageDelta<'a> {
-    pub provider: &'a str,
-    pub calls: i32,
-    pub failures: i32,
-    pub drafts: i32,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+pub(crate) struct UsageDelta<'a> {
+    pub(crate) provider: &'a str,
+    pub(crate) calls: i32,
+    pub(crate) failures: i32,
+    pub(crate) drafts: i32,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
 }
 
-pub async fn add_usage(
+pub(crate) async fn add_usage(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     day: Date,
@@ -536,17 +531,20 @@ pub async fn add_usage(
 }
 
 #[derive(Clone, Debug)]
-pub struct UsageRow {
-    pub day: Date,
-    pub provider: String,
-    pub calls: i32,
-    pub failures: i32,
-    pub drafts: i32,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+pub(crate) struct UsageRow {
+    pub(crate) day: Date,
+    pub(crate) provider: String,
+    pub(crate) calls: i32,
+    pub(crate) failures: i32,
+    pub(crate) drafts: i32,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
 }
 
-pub async fn usage_since(conn: &mut PgConnection, since: Date) -> sqlx::Result<Vec<UsageRow>> {
+pub(crate) async fn usage_since(
+    conn: &mut PgConnection,
+    since: Date,
+) -> sqlx::Result<Vec<UsageRow>> {
     sqlx::query_as!(
         UsageRow,
         "SELECT day, provider, calls, failures, drafts, input_tokens, output_tokens FROM ai_usage WHERE day >= $1 ORDER BY day DESC, provider",
@@ -557,7 +555,7 @@ pub async fn usage_since(conn: &mut PgConnection, since: Date) -> sqlx::Result<V
 }
 
 /// Drafts made since `since` (the plan's monthly AI message limit counts these).
-pub async fn drafts_since(conn: &mut PgConnection, since: Date) -> sqlx::Result<i64> {
+pub(crate) async fn drafts_since(conn: &mut PgConnection, since: Date) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT COALESCE(sum(drafts), 0)::bigint AS "n!" FROM ai_usage WHERE day >= $1"#,
         since
@@ -566,7 +564,7 @@ pub async fn drafts_since(conn: &mut PgConnection, since: Date) -> sqlx::Result<
     .await
 }
 
-pub async fn calls_on(conn: &mut PgConnection, day: Date) -> sqlx::Result<i64> {
+pub(crate) async fn calls_on(conn: &mut PgConnection, day: Date) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT COALESCE(sum(calls), 0)::bigint AS "n!" FROM ai_usage WHERE day = $1"#,
         day
@@ -577,7 +575,7 @@ pub async fn calls_on(conn: &mut PgConnection, day: Date) -> sqlx::Result<i64> {
 
 /// Flags a stored escalation (and its conversation) urgent, or clears the conversation's
 /// flag for a non-urgent one.
-pub async fn set_urgent(
+pub(crate) async fn set_urgent(
     conn: &mut PgConnection,
     draft_id: Uuid,
     conversation_id: Uuid,
@@ -597,7 +595,10 @@ pub async fn set_urgent(
 }
 
 /// The urgent drafts among `ids`.
-pub async fn urgent_drafts(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+pub(crate) async fn urgent_drafts(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar("SELECT id FROM drafts WHERE id = ANY($1) AND urgent")
         .bind(ids)
         .fetch_all(conn)
@@ -605,7 +606,7 @@ pub async fn urgent_drafts(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Resul
 }
 
 /// The conversations among `ids` flagged urgent that still need a person.
-pub async fn urgent_conversations(
+pub(crate) async fn urgent_conversations(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> sqlx::Result<Vec<Uuid>> {
@@ -618,7 +619,7 @@ pub async fn urgent_conversations(
 }
 
 /// The tenant's synonym list for knowledge retrieval (one group per line), "" when none.
-pub async fn synonyms(conn: &mut PgConnection) -> sqlx::Result<String> {
+pub(crate) async fn synonyms(conn: &mut PgConnection) -> sqlx::Result<String> {
     Ok(
         sqlx::query_scalar::<_, String>("SELECT body FROM knowledge_synonyms LIMIT 1")
             .fetch_optional(conn)
@@ -628,7 +629,7 @@ pub async fn synonyms(conn: &mut PgConnection) -> sqlx::Result<String> {
 }
 
 /// Replaces the tenant's synonym list.
-pub async fn set_synonyms(
+pub(crate) async fn set_synonyms(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     body: &str,
@@ -646,7 +647,7 @@ pub async fn set_synonyms(
     Ok(())
 }
 
-pub async fn set_attention(
+pub(crate) async fn set_attention(
     conn: &mut PgConnection,
     conversation_id: Uuid,
     reason: Option<&str>,
@@ -664,7 +665,7 @@ pub async fn set_attention(
 }
 
 /// The inbound message an approved reply answered (the draft that became `sent_message_id`).
-pub async fn question_of_reply(
+pub(crate) async fn question_of_reply(
     conn: &mut PgConnection,
     sent_message_id: Uuid,
 ) -> sqlx::Result<Option<Uuid>> {
@@ -678,24 +679,24 @@ pub async fn question_of_reply(
 
 /// Which waiting drafts the review queue shows.
 #[derive(Debug, Default)]
-pub struct QueueFilter {
+pub(crate) struct QueueFilter {
     /// `pending` (drafts to approve) or `escalated`; `None`: both.
-    pub state: Option<&'static str>,
+    pub(crate) state: Option<&'static str>,
     /// Only conversations assigned to this member.
-    pub assigned_to: Option<Uuid>,
+    pub(crate) assigned_to: Option<Uuid>,
     /// Only conversations nobody is assigned to.
-    pub unassigned: bool,
+    pub(crate) unassigned: bool,
     /// Only conversations on this channel (number).
-    pub channel: Option<Uuid>,
+    pub(crate) channel: Option<Uuid>,
     /// Only drafts written before this instant (waiting longer than some minutes).
-    pub created_before: Option<OffsetDateTime>,
-    pub limit: i64,
-    pub offset: i64,
+    pub(crate) created_before: Option<OffsetDateTime>,
+    pub(crate) limit: i64,
+    pub(crate) offset: i64,
 }
 
 /// One page of the review queue: emergencies first, then oldest first; and how many wait
 /// under the same filter.
-pub async fn queue_page(
+pub(crate) async fn queue_page(
     conn: &mut PgConnection,
     f: &QueueFilter,
 ) -> sqlx::Result<(Vec<Draft>, i64)> {
@@ -707,7 +708,7 @@ pub async fn queue_page(
 impl QueueFilter {
     /// No filter but the page: the whole queue, which the page frame's waiting badge
     /// (maintained, see migration 0031) already counts.
-    pub fn is_whole_queue(&self) -> bool {
+    pub(crate) fn is_whole_queue(&self) -> bool {
         self.state.is_none()
             && self.assigned_to.is_none()
             && !self.unassigned
@@ -724,7 +725,10 @@ const QUEUE_WHERE: &str = "d.state IN ('pending', 'escalated')
              AND ($5::timestamptz IS NULL OR d.created_at < $5)";
 
 /// One page of the queue (`queue_page` without its count).
-pub async fn queue_rows(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Result<Vec<Draft>> {
+pub(crate) async fn queue_rows(
+    conn: &mut PgConnection,
+    f: &QueueFilter,
+) -> sqlx::Result<Vec<Draft>> {
     sqlx::query_as::<_, Draft>(&format!(
         "SELECT d.id, d.conversation_id, d.contact_id, d.reply_to_message_id, d.state,
                 d.original_sealed, d.final_sealed, d.escalation_reason, d.provider, d.model,
@@ -747,7 +751,7 @@ pub async fn queue_rows(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Resul
 }
 
 /// How many drafts the queue holds under this filter (the page and offset aside).
-pub async fn queue_total(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Result<i64> {
+pub(crate) async fn queue_total(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Result<i64> {
     // Without a filter on the conversation, the count needs no join: every draft has its
     // conversation (a foreign key), and `drafts_queue_order` alone answers it.
     let join = if f.assigned_to.is_some() || f.unassigned || f.channel.is_some() {
@@ -772,28 +776,28 @@ pub async fn queue_total(conn: &mut PgConnection, f: &QueueFilter) -> sqlx::Resu
 /// else is editing it, the undo window, whether its conversation may be sent to, and the
 /// tenant's newest audit entry (read after the chain lock, see `begin_tenant_chain_locked`).
 #[derive(Debug, sqlx::FromRow)]
-pub struct ApprovalContext {
+pub(crate) struct ApprovalContext {
     #[sqlx(flatten)]
-    pub draft: Draft,
+    pub(crate) draft: Draft,
     /// Another member editing the draft now (heartbeat at or after `since`).
-    pub editor: Option<String>,
+    pub(crate) editor: Option<String>,
     /// `None`: the tenant never saved AI settings (the default window applies).
-    pub undo_seconds: Option<i32>,
-    pub conv_exists: bool,
-    pub channel_id: Option<Uuid>,
+    pub(crate) undo_seconds: Option<i32>,
+    pub(crate) conv_exists: bool,
+    pub(crate) channel_id: Option<Uuid>,
     /// The conversation's contact (the reply is sealed for it).
-    pub conv_contact_id: Option<Uuid>,
-    pub last_inbound_at: Option<OffsetDateTime>,
-    pub contact_exists: bool,
-    pub erased_at: Option<OffsetDateTime>,
-    pub restricted_at: Option<OffsetDateTime>,
+    pub(crate) conv_contact_id: Option<Uuid>,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) contact_exists: bool,
+    pub(crate) erased_at: Option<OffsetDateTime>,
+    pub(crate) restricted_at: Option<OffsetDateTime>,
     /// The conversation's channel unless deleted.
-    pub channel_kind: Option<String>,
-    pub audit_seq: Option<i64>,
-    pub audit_hash: Option<Vec<u8>>,
+    pub(crate) channel_kind: Option<String>,
+    pub(crate) audit_seq: Option<i64>,
+    pub(crate) audit_hash: Option<Vec<u8>>,
 }
 
-pub async fn approval_context(
+pub(crate) async fn approval_context(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     draft_id: Uuid,
@@ -830,27 +834,27 @@ pub async fn approval_context(
 }
 
 /// An approval's writes, all in one statement (see [`approve`]).
-pub struct ApprovalWrite<'a> {
-    pub tenant_id: Uuid,
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub state: &'a str,
-    pub by: Uuid,
-    pub final_sealed: &'a [u8],
-    pub edited: bool,
-    pub edit_words: i32,
+pub(crate) struct ApprovalWrite<'a> {
+    pub(crate) tenant_id: Uuid,
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) state: &'a str,
+    pub(crate) by: Uuid,
+    pub(crate) final_sealed: &'a [u8],
+    pub(crate) edited: bool,
+    pub(crate) edit_words: i32,
     /// The reply: a queued outbound message from the AI, approved by `by`.
-    pub message_id: Uuid,
-    pub body_sealed: &'a [u8],
+    pub(crate) message_id: Uuid,
+    pub(crate) body_sealed: &'a [u8],
     /// Its send job (built by `NewJob::of`), woken with `notify_one_worker`'s payload.
-    pub job: super::jobs::NewJob,
-    pub audit: &'a super::audit::Entry,
+    pub(crate) job: super::jobs::NewJob,
+    pub(crate) audit: &'a super::audit::Entry,
     /// The outgoing-webhook event (`draft.approved`) and its data.
-    pub event_type: &'a str,
-    pub event: &'a Value,
-    pub now: OffsetDateTime,
+    pub(crate) event_type: &'a str,
+    pub(crate) event: &'a Value,
+    pub(crate) now: OffsetDateTime,
 }
 
 /// Approves a draft and queues its reply in one statement: the draft's decision (only from
@@ -859,7 +863,7 @@ pub struct ApprovalWrite<'a> {
 /// job and the workers' wake-up at commit, the audit entry, and the outgoing-webhook
 /// deliveries. The same writes as `decide`, `set_edit_words`, `send::queue_text_after`,
 /// `set_sent`, `set_attention`, `audit::record` and `outgoing::emit`, one after another.
-pub async fn approve(conn: &mut PgConnection, w: ApprovalWrite<'_>) -> sqlx::Result<bool> {
+pub(crate) async fn approve(conn: &mut PgConnection, w: ApprovalWrite<'_>) -> sqlx::Result<bool> {
     use sqlx::Row;
     let a = w.audit;
     let row = sqlx::query(

@@ -17,21 +17,21 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
-pub struct Actor {
-    pub id: Option<Uuid>,
+pub(crate) struct Actor {
+    pub(crate) id: Option<Uuid>,
     /// Shown in the log: the member's e-mail, or "system", or "end user".
-    pub label: String,
+    pub(crate) label: String,
 }
 
 impl Actor {
-    pub fn user(id: Uuid, email: &str) -> Actor {
+    pub(crate) fn user(id: Uuid, email: &str) -> Actor {
         Actor {
             id: Some(id),
             label: email.to_owned(),
         }
     }
 
-    pub fn system() -> Actor {
+    pub(crate) fn system() -> Actor {
         Actor {
             id: None,
             label: "system".into(),
@@ -40,17 +40,17 @@ impl Actor {
 }
 
 #[derive(Clone, Debug)]
-pub struct Entry {
-    pub seq: i64,
-    pub id: Uuid,
-    pub at: OffsetDateTime,
-    pub actor_id: Option<Uuid>,
-    pub actor_label: String,
-    pub action: String,
-    pub subject: String,
-    pub detail: Value,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
+pub(crate) struct Entry {
+    pub(crate) seq: i64,
+    pub(crate) id: Uuid,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) actor_id: Option<Uuid>,
+    pub(crate) actor_label: String,
+    pub(crate) action: String,
+    pub(crate) subject: String,
+    pub(crate) detail: Value,
+    pub(crate) prev_hash: Vec<u8>,
+    pub(crate) hash: Vec<u8>,
 }
 
 /// The hash of an entry: the previous entry's hash and every field, length-prefixed.
@@ -79,7 +79,7 @@ fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
 
 /// Takes the tenant's chain lock until the transaction ends: one writer per chain
 /// (`audit_prune()` in the database takes the same lock).
-pub async fn lock_chain(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<()> {
+pub(crate) async fn lock_chain(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<()> {
     sqlx::query!(
         "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7302))",
         tenant_id.to_string()
@@ -92,7 +92,7 @@ pub async fn lock_chain(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Resul
 /// The entry that follows `last` (the chain's newest `(seq, hash)`, `None` for an empty
 /// chain), hashed. Its caller holds the chain lock from before it read `last` until its
 /// insert commits ([`record`], or a statement that inserts it with other writes).
-pub fn next_entry(
+pub(crate) fn next_entry(
     last: Option<(i64, Vec<u8>)>,
     actor: &Actor,
     action: &str,
@@ -122,7 +122,7 @@ pub fn next_entry(
 
 /// The SQL of [`lock_chain`] for `tenant_id`, to run in the same round trip as `BEGIN`
 /// (the tenant id is a formatted UUID: hex digits and dashes only).
-pub fn lock_chain_sql(tenant_id: Uuid) -> String {
+pub(crate) fn lock_chain_sql(tenant_id: Uuid) -> String {
     format!(
         "SELECT pg_advisory_xact_lock(hashtextextended('{}', 7302))",
         tenant_id.hyphenated()
@@ -131,7 +131,7 @@ pub fn lock_chain_sql(tenant_id: Uuid) -> String {
 
 /// Appends an entry in the caller's tenant-scoped transaction (so it commits or rolls back
 /// with the action it records). `detail` must hold no message text or phone numbers.
-pub async fn record(
+pub(crate) async fn record(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     actor: &Actor,
@@ -176,7 +176,7 @@ pub async fn record(
 }
 
 /// Newest first, optionally filtered by action prefix.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     action_prefix: Option<&str>,
     before_seq: Option<i64>,
@@ -200,24 +200,24 @@ pub async fn list(
 
 /// What verification found when nothing was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     /// Entries present, each checked.
-    pub entries: usize,
+    pub(crate) entries: usize,
     /// What retention pruned, from the latest checkpoint.
-    pub pruned: Option<Pruned>,
+    pub(crate) pruned: Option<Pruned>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     /// Entries 1..=through_seq are gone (so this is also how many).
-    pub through_seq: i64,
+    pub(crate) through_seq: i64,
     /// When the last of them was written.
-    pub through_at: OffsetDateTime,
+    pub(crate) through_at: OffsetDateTime,
 }
 
 /// Evidence that the log was altered outside the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Tampering {
+pub(crate) enum Tampering {
     /// This entry does not match its own hash or its predecessor's.
     Entry(i64),
     /// These entries are gone and no genuine checkpoint accounts for them.
@@ -229,7 +229,7 @@ pub enum Tampering {
 /// Walks the chain from the latest checkpoint (or from entry 1 with a zero hash when nothing
 /// was ever pruned). Every checkpoint's signature is checked first: a forged or altered one
 /// is tampering even if a genuine one follows it.
-pub async fn verify_chain(
+pub(crate) async fn verify_chain(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     key: &dyn CheckpointSigner,
@@ -281,14 +281,14 @@ pub async fn verify_chain(
 /// Left by a prune: entries 1..=through_seq are gone; the first kept entry's `prev_hash` is
 /// `head_hash`. Signed with the tenant's checkpoint key (see `crypto::checkpoint`).
 #[derive(Clone, Debug)]
-pub struct Checkpoint {
-    pub through_seq: i64,
-    pub through_at: OffsetDateTime,
-    pub head_hash: Vec<u8>,
+pub(crate) struct Checkpoint {
+    pub(crate) through_seq: i64,
+    pub(crate) through_at: OffsetDateTime,
+    pub(crate) head_hash: Vec<u8>,
     /// How many entries this prune dropped.
-    pub dropped: i64,
-    pub at: OffsetDateTime,
-    pub signature: Vec<u8>,
+    pub(crate) dropped: i64,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) signature: Vec<u8>,
 }
 
 impl Checkpoint {
@@ -309,14 +309,14 @@ impl Checkpoint {
         ])
     }
 
-    pub fn is_genuine(&self, tenant_id: Uuid, key: &dyn CheckpointSigner) -> bool {
+    pub(crate) fn is_genuine(&self, tenant_id: Uuid, key: &dyn CheckpointSigner) -> bool {
         self.with_signed_parts(tenant_id, |parts| key.verify(parts, &self.signature))
     }
 }
 
 /// Signs and checks checkpoints: the tenant's checkpoint key (`crypto::checkpoint`), kept
 /// behind a trait so this SQL layer needs no cryptography.
-pub trait CheckpointSigner: Send + Sync {
+pub(crate) trait CheckpointSigner: Send + Sync {
     /// The signature of length-prefixed `parts`.
     fn sign(&self, parts: &[&[u8]]) -> Vec<u8>;
     /// Whether `signature` is this key's signature of `parts` (constant time).
@@ -324,7 +324,7 @@ pub trait CheckpointSigner: Send + Sync {
 }
 
 /// The tenant's checkpoints, oldest first.
-pub async fn checkpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Checkpoint>> {
+pub(crate) async fn checkpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Checkpoint>> {
     sqlx::query_as!(
         Checkpoint,
         r#"SELECT through_seq, through_at, head_hash, dropped, at, signature
@@ -336,19 +336,19 @@ pub async fn checkpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Checkpoint
 
 /// What a prune would drop: entries `first_seq..=through_seq`.
 #[derive(Clone, Debug)]
-pub struct PrunePlan {
-    pub first_seq: i64,
-    pub through_seq: i64,
-    pub through_at: OffsetDateTime,
-    pub head_hash: Vec<u8>,
+pub(crate) struct PrunePlan {
+    pub(crate) first_seq: i64,
+    pub(crate) through_seq: i64,
+    pub(crate) through_at: OffsetDateTime,
+    pub(crate) head_hash: Vec<u8>,
     /// The moment the window is measured from (to the microsecond, as stored).
-    pub now: OffsetDateTime,
+    pub(crate) now: OffsetDateTime,
 }
 
 /// The longest prefix of the chain written more than `days` before `now`, without the
 /// newest entry (the chain's head always survives). `None` when there is nothing to drop.
 /// Call with the chain locked ([`lock_chain`]).
-pub async fn prune_plan(
+pub(crate) async fn prune_plan(
     conn: &mut PgConnection,
     now: OffsetDateTime,
     days: i32,
@@ -382,7 +382,7 @@ pub async fn prune_plan(
 /// Drops the planned entries and stores the signed checkpoint, in the caller's transaction
 /// (through `audit_prune()`, which re-checks the plan against the rows: the app role cannot
 /// delete audit rows itself). Returns the checkpoint.
-pub async fn prune(
+pub(crate) async fn prune(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     plan: &PrunePlan,

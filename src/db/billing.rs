@@ -5,17 +5,17 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
-pub struct Billing {
-    pub plan: String,
-    pub stripe_customer_id: Option<String>,
-    pub stripe_subscription_id: Option<String>,
-    pub billing_status: String,
-    pub grace_until: Option<OffsetDateTime>,
+pub(crate) struct Billing {
+    pub(crate) plan: String,
+    pub(crate) stripe_customer_id: Option<String>,
+    pub(crate) stripe_subscription_id: Option<String>,
+    pub(crate) billing_status: String,
+    pub(crate) grace_until: Option<OffsetDateTime>,
     /// `created` (Unix seconds) of the newest subscription-state event applied.
-    pub stripe_event_at: Option<i64>,
+    pub(crate) stripe_event_at: Option<i64>,
 }
 
-pub async fn get(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<Option<Billing>> {
+pub(crate) async fn get(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<Option<Billing>> {
     sqlx::query_as!(
         Billing,
         "SELECT plan, stripe_customer_id, stripe_subscription_id, billing_status, grace_until, stripe_event_at FROM tenants WHERE id = $1",
@@ -25,7 +25,7 @@ pub async fn get(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<Optio
     .await
 }
 
-pub async fn tenant_by_customer(
+pub(crate) async fn tenant_by_customer(
     conn: &mut PgConnection,
     customer: &str,
 ) -> sqlx::Result<Option<Uuid>> {
@@ -38,7 +38,7 @@ pub async fn tenant_by_customer(
 }
 
 /// Records an event id; `false` if it was seen before (a replay changes nothing).
-pub async fn record_event(
+pub(crate) async fn record_event(
     conn: &mut PgConnection,
     id: &str,
     kind: &str,
@@ -57,7 +57,7 @@ pub async fn record_event(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn link_customer(
+pub(crate) async fn link_customer(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     customer: &str,
@@ -74,7 +74,7 @@ pub async fn link_customer(
     Ok(())
 }
 
-pub async fn set_status(
+pub(crate) async fn set_status(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     status: &str,
@@ -91,7 +91,7 @@ pub async fn set_status(
     Ok(())
 }
 
-pub async fn set_plan(
+pub(crate) async fn set_plan(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     plan: &str,
@@ -109,7 +109,11 @@ pub async fn set_plan(
 }
 
 /// Remembers the newest applied event's `created` (never moves back).
-pub async fn set_event_at(conn: &mut PgConnection, tenant_id: Uuid, at: i64) -> sqlx::Result<()> {
+pub(crate) async fn set_event_at(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    at: i64,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE tenants SET stripe_event_at = GREATEST(COALESCE(stripe_event_at, $2), $2) WHERE id = $1",
         tenant_id,
@@ -121,15 +125,15 @@ pub async fn set_event_at(conn: &mut PgConnection, tenant_id: Uuid, at: i64) -> 
 }
 
 /// An invoice event whose customer no tenant has yet.
-pub struct PendingEvent {
-    pub id: String,
-    pub kind: String,
-    pub customer: String,
-    pub subscription: Option<String>,
-    pub created: i64,
+pub(crate) struct PendingEvent {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) customer: String,
+    pub(crate) subscription: Option<String>,
+    pub(crate) created: i64,
 }
 
-pub async fn keep_pending(
+pub(crate) async fn keep_pending(
     conn: &mut PgConnection,
     e: &PendingEvent,
     now: OffsetDateTime,
@@ -150,7 +154,7 @@ pub async fn keep_pending(
 }
 
 /// Takes (deletes and returns) the customer's kept events, oldest first.
-pub async fn take_pending(
+pub(crate) async fn take_pending(
     conn: &mut PgConnection,
     customer: &str,
 ) -> sqlx::Result<Vec<PendingEvent>> {

@@ -5,13 +5,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
-pub struct Canned {
-    pub id: Uuid,
-    pub title: String,
-    pub body: String,
+pub(crate) struct Canned {
+    pub(crate) id: Uuid,
+    pub(crate) title: String,
+    pub(crate) body: String,
 }
 
-pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Canned>> {
+pub(crate) async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Canned>> {
     sqlx::query_as!(
         Canned,
         "SELECT id, title, body FROM canned_replies ORDER BY title"
@@ -20,7 +20,7 @@ pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Canned>> {
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Canned>> {
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Canned>> {
     sqlx::query_as!(
         Canned,
         "SELECT id, title, body FROM canned_replies WHERE id = $1",
@@ -30,7 +30,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Canne
     .await
 }
 
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     title: &str,
@@ -51,7 +51,7 @@ pub async fn insert(
     Ok(id)
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+pub(crate) async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     let r = sqlx::query!("DELETE FROM canned_replies WHERE id = $1", id)
         .execute(conn)
         .await?;

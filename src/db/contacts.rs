@@ -6,29 +6,31 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Contact {
-    pub id: Uuid,
-    pub phone_index: Option<String>,
-    pub lid_index: Option<String>,
-    pub phone_sealed: Option<Vec<u8>>,
-    pub name_sealed: Option<Vec<u8>>,
-    pub profile_sealed: Option<Vec<u8>>,
-    pub tags: Vec<String>,
-    pub restricted_at: Option<OffsetDateTime>,
-    pub erased_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+pub(crate) struct Contact {
+    pub(crate) id: Uuid,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) phone_index: Option<String>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) lid_index: Option<String>,
+    pub(crate) phone_sealed: Option<Vec<u8>>,
+    pub(crate) name_sealed: Option<Vec<u8>>,
+    pub(crate) profile_sealed: Option<Vec<u8>>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) restricted_at: Option<OffsetDateTime>,
+    pub(crate) erased_at: Option<OffsetDateTime>,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 #[derive(Clone, Debug)]
-pub struct ContactKeys {
-    pub id: Uuid,
-    pub phone_index: Option<String>,
-    pub lid_index: Option<String>,
-    pub has_name: bool,
+pub(crate) struct ContactKeys {
+    pub(crate) id: Uuid,
+    pub(crate) phone_index: Option<String>,
+    pub(crate) lid_index: Option<String>,
+    pub(crate) has_name: bool,
 }
 
 /// Contacts matching a phone or a LID token (at most two: one per identity).
-pub async fn find(
+pub(crate) async fn find(
     conn: &mut PgConnection,
     phone_index: Option<&str>,
     lid_index: Option<&str>,
@@ -42,7 +44,7 @@ pub async fn find(
 /// senders at once): one unique-index probe per token, whatever the planner thinks of the
 /// tenant's size (`LIMIT 1`, which the unique index makes true anyway, keeps the probe from
 /// being flattened into a join that scans the tenant), oldest contact first.
-pub async fn find_many(
+pub(crate) async fn find_many(
     conn: &mut PgConnection,
     phone_indexes: &[String],
     lid_indexes: &[String],
@@ -71,44 +73,21 @@ pub async fn find_many(
     .await
 }
 
-pub struct NewContact<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub phone_index: Option<&'a str>,
-    pub lid_index: Option<&'a str>,
-    pub phone_sealed: Option<Vec<u8>>,
-    pub name_sealed: Option<Vec<u8>>,
-    pub name_tokens: Vec<String>,
-}
-
-/// Inserts unless a contact with the same phone or LID appeared meanwhile (then `false`).
-pub async fn insert(
-    conn: &mut PgConnection,
-    c: NewContact<'_>,
-    now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let r = sqlx::query!(
-        r#"INSERT INTO contacts (id, tenant_id, phone_index, lid_index, phone_sealed, name_sealed, name_tokens, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-           ON CONFLICT DO NOTHING"#,
-        c.id,
-        c.tenant_id,
-        c.phone_index,
-        c.lid_index,
-        c.phone_sealed,
-        c.name_sealed,
-        &c.name_tokens,
-        now
-    )
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+pub(crate) struct NewContact<'a> {
+    pub(crate) id: Uuid,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) tenant_id: Uuid,
+    pub(crate) phone_index: Option<&'a str>,
+    pub(crate) lid_index: Option<&'a str>,
+    pub(crate) phone_sealed: Option<Vec<u8>>,
+    pub(crate) name_sealed: Option<Vec<u8>>,
+    pub(crate) name_tokens: Vec<String>,
 }
 
 /// Inserts new contacts in one statement (ingestion's new people of a batch, in the
 /// caller's lock order); returns the ids inserted. One missing from the answer conflicted
 /// with a contact another transaction created meanwhile (same phone or LID).
-pub async fn insert_many(
+pub(crate) async fn insert_many(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     rows: &[(NewContact<'_>, OffsetDateTime)],
@@ -151,7 +130,7 @@ pub async fn insert_many(
 }
 
 /// A LID-only contact whose phone number became known.
-pub async fn set_phone(
+pub(crate) async fn set_phone(
     conn: &mut PgConnection,
     id: Uuid,
     phone_index: &str,
@@ -172,7 +151,7 @@ pub async fn set_phone(
 
 /// The customer moved to another number (Meta `user_changed_number`): the contact, its
 /// conversations and its history follow. `false` if another contact already has it.
-pub async fn move_phone(
+pub(crate) async fn move_phone(
     conn: &mut PgConnection,
     id: Uuid,
     phone_index: &str,
@@ -192,7 +171,7 @@ pub async fn move_phone(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn set_lid(
+pub(crate) async fn set_lid(
     conn: &mut PgConnection,
     id: Uuid,
     lid_index: &str,
@@ -210,7 +189,7 @@ pub async fn set_lid(
 }
 
 /// Sets the display name only if staff haven't named the contact yet (`force` overrides).
-pub async fn set_name(
+pub(crate) async fn set_name(
     conn: &mut PgConnection,
     id: Uuid,
     name_sealed: &[u8],
@@ -232,7 +211,7 @@ pub async fn set_name(
     Ok(())
 }
 
-pub async fn set_profile(
+pub(crate) async fn set_profile(
     conn: &mut PgConnection,
     id: Uuid,
     profile_sealed: &[u8],
@@ -251,7 +230,7 @@ pub async fn set_profile(
     Ok(())
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Contact>> {
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Contact>> {
     sqlx::query_as!(
         Contact,
         r#"SELECT id, phone_index, lid_index, phone_sealed, name_sealed, profile_sealed, tags,
@@ -264,7 +243,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conta
 }
 
 /// Several contacts in one round trip (list pages label their rows with these).
-pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Contact>> {
+pub(crate) async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Contact>> {
     sqlx::query_as::<_, Contact>(
         r#"SELECT id, phone_index, lid_index, phone_sealed, name_sealed, profile_sealed, tags,
                   restricted_at, erased_at, created_at
@@ -277,28 +256,28 @@ pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec
 
 /// One row of the contact directory: the contact, its conversations and open requests.
 #[derive(Debug, sqlx::FromRow)]
-pub struct DirectoryRow {
+pub(crate) struct DirectoryRow {
     #[sqlx(flatten)]
-    pub contact: Contact,
-    pub conversations: i64,
-    pub last_message_at: Option<OffsetDateTime>,
-    pub latest_conversation: Option<Uuid>,
-    pub open_requests: i64,
+    pub(crate) contact: Contact,
+    pub(crate) conversations: i64,
+    pub(crate) last_message_at: Option<OffsetDateTime>,
+    pub(crate) latest_conversation: Option<Uuid>,
+    pub(crate) open_requests: i64,
 }
 
-pub struct DirectoryFilter {
+pub(crate) struct DirectoryFilter {
     /// Blind-index tokens of every name word searched for.
-    pub name_tokens: Option<Vec<String>>,
+    pub(crate) name_tokens: Option<Vec<String>>,
     /// Blind index of the phone number searched for.
-    pub phone_index: Option<String>,
+    pub(crate) phone_index: Option<String>,
     /// Keyset cursor: rows created before this (created_at, id).
-    pub before: Option<(OffsetDateTime, Uuid)>,
-    pub limit: i64,
+    pub(crate) before: Option<(OffsetDateTime, Uuid)>,
+    pub(crate) limit: i64,
 }
 
 /// The contact directory, newest first; a search narrows it by name words or phone through
 /// the blind indexes (the database never sees a name or number).
-pub async fn directory(
+pub(crate) async fn directory(
     conn: &mut PgConnection,
     f: &DirectoryFilter,
 ) -> sqlx::Result<Vec<DirectoryRow>> {

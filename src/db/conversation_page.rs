@@ -9,7 +9,7 @@ use super::{channels::Channel, contacts::Contact, conversations::Conversation};
 /// The conversation with its contact and (unless deleted) its channel; `None` when the
 /// conversation or its contact is not this tenant's (row-level security), as the three
 /// separate reads answered.
-pub async fn open(
+pub(crate) async fn open(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> sqlx::Result<Option<(Conversation, Contact, Option<Channel>)>> {

@@ -7,80 +7,56 @@ use uuid::Uuid;
 use crate::domain::conversation::Ownership;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Conversation {
-    pub id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub is_group: bool,
-    pub group_name_sealed: Option<Vec<u8>>,
-    pub status: String,
-    pub ownership: String,
-    pub policy_override: Option<String>,
-    pub assigned_to: Option<Uuid>,
-    pub labels: Vec<String>,
-    pub unread_count: i32,
-    pub last_message_at: OffsetDateTime,
-    pub last_inbound_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+pub(crate) struct Conversation {
+    pub(crate) id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) is_group: bool,
+    pub(crate) group_name_sealed: Option<Vec<u8>>,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) policy_override: Option<String>,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) unread_count: i32,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) last_message_at: OffsetDateTime,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) created_at: OffsetDateTime,
     /// Why a person must look at it (an escalation), if so.
-    pub attention: Option<String>,
+    pub(crate) attention: Option<String>,
 }
 
-pub struct NewConversation<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub chat_index: &'a str,
-    pub is_group: bool,
+pub(crate) struct NewConversation<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) chat_index: &'a str,
+    pub(crate) is_group: bool,
 }
 
 /// The conversation a message belongs to, and whether its reply address is still unset.
 #[derive(Clone, Copy, Debug)]
-pub struct Upserted {
-    pub id: Uuid,
-    pub needs_chat: bool,
-}
-
-/// The conversation for this chat, created if new (ingestion calls it for the chats its
-/// batch read did not find; one created meanwhile by a concurrent delivery is waited for
-/// and returned).
-pub async fn upsert(
-    conn: &mut PgConnection,
-    c: NewConversation<'_>,
-    at: OffsetDateTime,
-) -> sqlx::Result<Upserted> {
-    sqlx::query_as!(
-        Upserted,
-        r#"INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, is_group, last_message_at, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-           ON CONFLICT (tenant_id, channel_id, chat_index) DO UPDATE SET chat_index = EXCLUDED.chat_index
-           RETURNING id, chat_sealed IS NULL AS "needs_chat!""#,
-        c.id,
-        c.tenant_id,
-        c.channel_id,
-        c.contact_id,
-        c.chat_index,
-        c.is_group,
-        at
-    )
-    .fetch_one(conn)
-    .await
+pub(crate) struct Upserted {
+    pub(crate) id: Uuid,
+    pub(crate) needs_chat: bool,
 }
 
 /// A conversation ingestion creates, with its reply address already sealed (under its
 /// new id).
-pub struct NewConversationWithChat<'a> {
-    pub conversation: NewConversation<'a>,
-    pub chat_sealed: &'a [u8],
-    pub at: OffsetDateTime,
+pub(crate) struct NewConversationWithChat<'a> {
+    pub(crate) conversation: NewConversation<'a>,
+    pub(crate) chat_sealed: &'a [u8],
+    pub(crate) at: OffsetDateTime,
 }
 
 /// The conversations of a batch's new chats, created in one statement (in the caller's
 /// key order, the order every writer locks in). A chat created meanwhile by a concurrent
 /// delivery is waited for and returned as it is (its id, and whether its reply address is
 /// still unset); one created here already has its address. In the order given.
-pub async fn upsert_many(
+pub(crate) async fn upsert_many(
     conn: &mut PgConnection,
     rows: &[NewConversationWithChat<'_>],
 ) -> sqlx::Result<Vec<Upserted>> {
@@ -136,7 +112,7 @@ pub async fn upsert_many(
 /// the keys' order: sorted by the caller, so group commit's concurrent transactions take
 /// these locks in one order and cannot deadlock on each other's conversations. One
 /// unique-index probe per key, whatever the planner thinks of the tenant's size.
-pub async fn find_many_for_update(
+pub(crate) async fn find_many_for_update(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     keys: &[(Uuid, String)],
@@ -172,7 +148,7 @@ pub async fn find_many_for_update(
 }
 
 /// Records where replies go, the first time it is known (`upsert` says when that is).
-pub async fn set_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
+pub(crate) async fn set_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE conversations SET chat_sealed = $2 WHERE id = $1 AND chat_sealed IS NULL",
         id,
@@ -184,7 +160,11 @@ pub async fn set_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx:
 }
 
 /// Replaces where replies go (the customer changed number).
-pub async fn replace_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
+pub(crate) async fn replace_chat(
+    conn: &mut PgConnection,
+    id: Uuid,
+    sealed: &[u8],
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE conversations SET chat_sealed = $2 WHERE id = $1",
         id,
@@ -196,7 +176,11 @@ pub async fn replace_chat(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> s
 }
 
 /// A group's subject, sealed under the tenant key (AAD conversations/group_name/<id>).
-pub async fn set_group_name(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) -> sqlx::Result<()> {
+pub(crate) async fn set_group_name(
+    conn: &mut PgConnection,
+    id: Uuid,
+    sealed: &[u8],
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE conversations SET group_name_sealed = $2 WHERE id = $1 AND is_group",
         id,
@@ -207,7 +191,7 @@ pub async fn set_group_name(conn: &mut PgConnection, id: Uuid, sealed: &[u8]) ->
     Ok(())
 }
 
-pub async fn chat(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
+pub(crate) async fn chat(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
     Ok(
         sqlx::query_scalar!("SELECT chat_sealed FROM conversations WHERE id = $1", id)
             .fetch_optional(conn)
@@ -216,7 +200,7 @@ pub async fn chat(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<
     )
 }
 
-pub async fn note_outbound(
+pub(crate) async fn note_outbound(
     conn: &mut PgConnection,
     id: Uuid,
     at: OffsetDateTime,
@@ -231,7 +215,7 @@ pub async fn note_outbound(
     Ok(())
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conversation>> {
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conversation>> {
     sqlx::query_as!(
         Conversation,
         r#"SELECT id, channel_id, contact_id, is_group, group_name_sealed, status, ownership, policy_override,
@@ -244,7 +228,10 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conve
 }
 
 /// Several conversations in one round trip (the review queue's cards).
-pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Conversation>> {
+pub(crate) async fn get_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Conversation>> {
     sqlx::query_as::<_, Conversation>(
         r#"SELECT id, channel_id, contact_id, is_group, group_name_sealed, status, ownership, policy_override,
                   assigned_to, labels, unread_count, last_message_at, last_inbound_at, created_at, attention
@@ -256,50 +243,50 @@ pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct ListFilter {
-    pub status: Option<String>,
-    pub unread_only: bool,
-    pub assigned_to: Option<Uuid>,
+pub(crate) struct ListFilter {
+    pub(crate) status: Option<String>,
+    pub(crate) unread_only: bool,
+    pub(crate) assigned_to: Option<Uuid>,
     /// Only conversations nobody is assigned to.
-    pub unassigned: bool,
+    pub(crate) unassigned: bool,
     /// Only conversations waiting for a person (an escalation or a rejected draft).
-    pub escalated: bool,
+    pub(crate) escalated: bool,
     /// Only emergencies still waiting for a person.
-    pub urgent: bool,
+    pub(crate) urgent: bool,
     /// Only conversations whose customer wrote last, before this instant (unanswered).
-    pub waiting_before: Option<OffsetDateTime>,
+    pub(crate) waiting_before: Option<OffsetDateTime>,
     /// Only Meta conversations whose last customer message falls in this span: WhatsApp's
     /// 24-hour window closes soon.
-    pub window_between: Option<(OffsetDateTime, OffsetDateTime)>,
+    pub(crate) window_between: Option<(OffsetDateTime, OffsetDateTime)>,
     /// All of these name tokens (blind index), or this phone token.
-    pub name_tokens: Option<Vec<String>>,
-    pub phone_index: Option<String>,
+    pub(crate) name_tokens: Option<Vec<String>>,
+    pub(crate) phone_index: Option<String>,
     /// Keyset cursor: rows strictly older than (last_message_at, id).
-    pub before: Option<(OffsetDateTime, Uuid)>,
-    pub limit: i64,
+    pub(crate) before: Option<(OffsetDateTime, Uuid)>,
+    pub(crate) limit: i64,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct ListRow {
-    pub id: Uuid,
-    pub contact_id: Uuid,
-    pub channel_id: Uuid,
-    pub is_group: bool,
-    pub status: String,
-    pub ownership: String,
-    pub assigned_to: Option<Uuid>,
-    pub labels: Vec<String>,
-    pub unread_count: i32,
-    pub last_message_at: OffsetDateTime,
-    pub last_inbound_at: Option<OffsetDateTime>,
-    pub group_name_sealed: Option<Vec<u8>>,
-    pub contact_name_sealed: Option<Vec<u8>>,
-    pub contact_phone_sealed: Option<Vec<u8>>,
-    pub contact_erased: bool,
-    pub last_body_sealed: Option<Vec<u8>>,
-    pub last_message_id: Option<Uuid>,
-    pub last_kind: Option<String>,
-    pub last_direction: Option<String>,
+pub(crate) struct ListRow {
+    pub(crate) id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) is_group: bool,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) labels: Vec<String>,
+    pub(crate) unread_count: i32,
+    pub(crate) last_message_at: OffsetDateTime,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) group_name_sealed: Option<Vec<u8>>,
+    pub(crate) contact_name_sealed: Option<Vec<u8>>,
+    pub(crate) contact_phone_sealed: Option<Vec<u8>>,
+    pub(crate) contact_erased: bool,
+    pub(crate) last_body_sealed: Option<Vec<u8>>,
+    pub(crate) last_message_id: Option<Uuid>,
+    pub(crate) last_kind: Option<String>,
+    pub(crate) last_direction: Option<String>,
 }
 
 /// The columns of a `ListRow`, over `cv` (conversations), `ct` (its contact) and `lm` (its
@@ -361,7 +348,7 @@ fn bind_filters<'q>(q: ListQuery<'q>, f: &'q ListFilter) -> ListQuery<'q> {
 /// the inbox index and stops after `limit` rows; with one it starts from the few matching
 /// contacts instead (a rare name would otherwise mean walking most of the inbox to fill a
 /// page).
-pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
+pub(crate) async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<ListRow>> {
     if f.name_tokens.is_some() || f.phone_index.is_some() {
         return search(conn, f).await;
     }
@@ -413,7 +400,7 @@ async fn search(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<Lis
         .await
 }
 
-pub async fn unread_total(conn: &mut PgConnection) -> sqlx::Result<i64> {
+pub(crate) async fn unread_total(conn: &mut PgConnection) -> sqlx::Result<i64> {
     // Through `conversations_unread` (partial: open and unread only).
     sqlx::query_scalar(
         "SELECT COALESCE(sum(unread_count), 0)::bigint FROM conversations
@@ -423,7 +410,7 @@ pub async fn unread_total(conn: &mut PgConnection) -> sqlx::Result<i64> {
     .await
 }
 
-pub async fn mark_read(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+pub(crate) async fn mark_read(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0",
         id
@@ -433,7 +420,11 @@ pub async fn mark_read(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-pub async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> sqlx::Result<bool> {
+pub(crate) async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+) -> sqlx::Result<bool> {
     let r = sqlx::query!(
         "UPDATE conversations SET status = $2 WHERE id = $1",
         id,
@@ -444,7 +435,7 @@ pub async fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> sqlx
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn set_ownership(
+pub(crate) async fn set_ownership(
     conn: &mut PgConnection,
     id: Uuid,
     ownership: Ownership,
@@ -459,7 +450,7 @@ pub async fn set_ownership(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn set_policy(
+pub(crate) async fn set_policy(
     conn: &mut PgConnection,
     id: Uuid,
     policy: Option<&str>,
@@ -474,7 +465,11 @@ pub async fn set_policy(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn assign(conn: &mut PgConnection, id: Uuid, user: Option<Uuid>) -> sqlx::Result<bool> {
+pub(crate) async fn assign(
+    conn: &mut PgConnection,
+    id: Uuid,
+    user: Option<Uuid>,
+) -> sqlx::Result<bool> {
     let r = sqlx::query!(
         "UPDATE conversations SET assigned_to = $2 WHERE id = $1",
         id,
@@ -486,7 +481,7 @@ pub async fn assign(conn: &mut PgConnection, id: Uuid, user: Option<Uuid>) -> sq
 }
 
 /// Assigns an open, unassigned conversation; `false` when it is assigned or resolved already.
-pub async fn assign_if_unassigned(
+pub(crate) async fn assign_if_unassigned(
     conn: &mut PgConnection,
     id: Uuid,
     user: Uuid,
@@ -502,7 +497,7 @@ pub async fn assign_if_unassigned(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn set_labels(
+pub(crate) async fn set_labels(
     conn: &mut PgConnection,
     id: Uuid,
     labels: &[String],
@@ -520,14 +515,17 @@ pub async fn set_labels(
 // ---- saved inbox views ----
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct SavedView {
-    pub id: Uuid,
-    pub name: String,
-    pub query: String,
+pub(crate) struct SavedView {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) query: String,
 }
 
 /// A member's saved views, by name.
-pub async fn saved_views(conn: &mut PgConnection, user: Uuid) -> sqlx::Result<Vec<SavedView>> {
+pub(crate) async fn saved_views(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> sqlx::Result<Vec<SavedView>> {
     sqlx::query_as(
         "SELECT id, name, query FROM saved_views
          WHERE tenant_id = app_current_tenant() AND user_id = $1 ORDER BY name LIMIT 50",
@@ -538,7 +536,7 @@ pub async fn saved_views(conn: &mut PgConnection, user: Uuid) -> sqlx::Result<Ve
 }
 
 /// Saves (or replaces, by name) a member's view; at most 20 per member.
-pub async fn save_view(
+pub(crate) async fn save_view(
     conn: &mut PgConnection,
     user: Uuid,
     name: &str,
@@ -571,7 +569,11 @@ pub async fn save_view(
 }
 
 /// Deletes one of the member's own views; `false` when it is not theirs.
-pub async fn delete_view(conn: &mut PgConnection, user: Uuid, id: Uuid) -> sqlx::Result<bool> {
+pub(crate) async fn delete_view(
+    conn: &mut PgConnection,
+    user: Uuid,
+    id: Uuid,
+) -> sqlx::Result<bool> {
     Ok(sqlx::query(
         "DELETE FROM saved_views WHERE tenant_id = app_current_tenant() AND user_id = $1 AND id = $2",
     )

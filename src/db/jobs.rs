@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 /// What running a job came to (errors are retried with backoff).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Done,
     /// Not time yet: run again then, without counting an attempt.
     Later(OffsetDateTime),
@@ -16,19 +16,15 @@ pub enum Outcome {
 
 /// What a running job knows about its row.
 #[derive(Clone, Debug)]
-pub struct JobMeta {
-    pub id: Uuid,
+pub(crate) struct JobMeta {
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) id: Uuid,
     /// This attempt's number, from 1.
-    pub attempts: i32,
-    pub max_attempts: i32,
+    pub(crate) attempts: i32,
+    pub(crate) max_attempts: i32,
 }
 
-impl JobMeta {
-    /// Whether a failure now makes the job dead (no retry follows).
-    pub fn last_attempt(&self) -> bool {
-        self.attempts >= self.max_attempts
-    }
-}
+impl JobMeta {}
 
 /// One kind of background job, in the shape crates.io's worker uses: the struct is the
 /// payload (serde, stored as `tenant_id` / `subject_id` columns plus a `payload` jsonb for
@@ -38,7 +34,9 @@ impl JobMeta {
 /// renamed (`#[serde(rename)]` keeps the stored name) and a new field is `Option` or has
 /// `#[serde(default)]`. Rows queued before the `payload` column existed read as
 /// `{"tenant_id": .., "subject_id": ..}` (the columns that are not NULL).
-pub trait BackgroundJob: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {
+pub(crate) trait BackgroundJob:
+    serde::Serialize + serde::de::DeserializeOwned + Send + 'static
+{
     /// The `jobs.kind` value: never changed once rows carry it.
     const KIND: &'static str;
     /// Attempts before the job is dead (a failure on the last one is not retried).
@@ -62,20 +60,20 @@ pub trait BackgroundJob: serde::Serialize + serde::de::DeserializeOwned + Send +
 
 /// A job row to insert, built from a [`BackgroundJob`] by [`NewJob::of`].
 #[derive(Clone, Debug)]
-pub struct NewJob {
-    pub kind: &'static str,
-    pub tenant_id: Option<Uuid>,
-    pub subject_id: Option<Uuid>,
+pub(crate) struct NewJob {
+    pub(crate) kind: &'static str,
+    pub(crate) tenant_id: Option<Uuid>,
+    pub(crate) subject_id: Option<Uuid>,
     /// The payload's fields other than `tenant_id` and `subject_id` (`None` when there are none).
-    pub payload: Option<Value>,
+    pub(crate) payload: Option<Value>,
     /// At most one pending job per key; a second enqueue with the same key moves its run time.
-    pub dedupe_key: Option<String>,
-    pub run_at: OffsetDateTime,
-    pub max_attempts: i32,
+    pub(crate) dedupe_key: Option<String>,
+    pub(crate) run_at: OffsetDateTime,
+    pub(crate) max_attempts: i32,
 }
 
 impl NewJob {
-    pub fn of<J: BackgroundJob>(job: &J, run_at: OffsetDateTime) -> sqlx::Result<Self> {
+    pub(crate) fn of<J: BackgroundJob>(job: &J, run_at: OffsetDateTime) -> sqlx::Result<Self> {
         let value = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let (tenant_id, subject_id, payload) = split_payload(value)
             .map_err(|e| sqlx::Error::Encode(format!("{} payload: {e}", J::KIND).into()))?;
@@ -113,20 +111,20 @@ fn split_payload(value: Value) -> Result<Columns, String> {
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Job {
-    pub id: Uuid,
-    pub kind: String,
-    pub tenant_id: Option<Uuid>,
-    pub subject_id: Option<Uuid>,
-    pub payload: Option<Value>,
-    pub attempts: i32,
-    pub max_attempts: i32,
+pub(crate) struct Job {
+    pub(crate) id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) tenant_id: Option<Uuid>,
+    pub(crate) subject_id: Option<Uuid>,
+    pub(crate) payload: Option<Value>,
+    pub(crate) attempts: i32,
+    pub(crate) max_attempts: i32,
 }
 
 impl Job {
     /// The payload as the job struct reads it: the `payload` column's fields plus the
     /// columns `tenant_id` / `subject_id` when they are not NULL.
-    pub fn payload_value(&self) -> Value {
+    pub(crate) fn payload_value(&self) -> Value {
         let mut map = match &self.payload {
             Some(Value::Object(m)) => m.clone(),
             _ => serde_json::Map::new(),
@@ -140,7 +138,7 @@ impl Job {
         Value::Object(map)
     }
 
-    pub fn meta(&self) -> JobMeta {
+    pub(crate) fn meta(&self) -> JobMeta {
         JobMeta {
             id: self.id,
             attempts: self.attempts,
@@ -153,7 +151,7 @@ impl Job {
 /// pending, the pending job's run time moves to the later of the two (a burst coalesces
 /// into the last message's debounce). Does not wake the workers: a caller whose job is due
 /// now calls [`notify_workers`] in the same transaction (or after its commit).
-pub async fn enqueue<J: BackgroundJob>(
+pub(crate) async fn enqueue<J: BackgroundJob>(
     conn: &mut PgConnection,
     job: &J,
     run_at: OffsetDateTime,
@@ -163,7 +161,7 @@ pub async fn enqueue<J: BackgroundJob>(
 }
 
 /// [`enqueue`] of a row already built (kinds whose rows are written by SQL elsewhere).
-pub async fn enqueue_row(
+pub(crate) async fn enqueue_row(
     conn: &mut PgConnection,
     job: NewJob,
     now: OffsetDateTime,
@@ -190,7 +188,7 @@ pub async fn enqueue_row(
 
 /// Enqueues unless a job with the same dedupe key is already pending (periodic jobs:
 /// scheduling again must not postpone the pending one).
-pub async fn enqueue_if_absent<J: BackgroundJob>(
+pub(crate) async fn enqueue_if_absent<J: BackgroundJob>(
     conn: &mut PgConnection,
     job: &J,
     run_at: OffsetDateTime,
@@ -218,7 +216,7 @@ pub async fn enqueue_if_absent<J: BackgroundJob>(
 
 /// `enqueue_if_absent` for many jobs of one kind in one statement, `(job, run_at)` each;
 /// those whose key is already pending are skipped.
-pub async fn enqueue_many_if_absent<J: BackgroundJob>(
+pub(crate) async fn enqueue_many_if_absent<J: BackgroundJob>(
     conn: &mut PgConnection,
     jobs: &[(J, OffsetDateTime)],
     now: OffsetDateTime,
@@ -258,12 +256,12 @@ pub async fn enqueue_many_if_absent<J: BackgroundJob>(
 }
 
 /// The PostgreSQL channel that wakes the workers (see `jobs::run_worker`).
-pub const WAKE_CHANNEL: &str = "sigmaai_jobs";
+pub(crate) const WAKE_CHANNEL: &str = "sigmaai_jobs";
 
 /// Wakes every worker when the caller's transaction commits (a job it enqueued is due now
 /// or soon). NOTIFY serialises committing transactions briefly, so the hot ingest path
 /// does not call this inside its transaction (it wakes the workers after its commit).
-pub async fn notify_workers(conn: &mut PgConnection) -> sqlx::Result<()> {
+pub(crate) async fn notify_workers(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WAKE_CHANNEL)
         .execute(conn)
@@ -272,21 +270,10 @@ pub async fn notify_workers(conn: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// The wake-up payload that asks for one claimer rather than all (see [`notify_one_worker`]).
-pub const WAKE_ONE: &str = "1";
-
-/// Wakes one idle worker when the caller's transaction commits: for a single job due now
-/// (a send), where waking every claimer only has them race for the one row.
-pub async fn notify_one_worker(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(WAKE_CHANNEL)
-        .bind(WAKE_ONE)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
+pub(crate) const WAKE_ONE: &str = "1";
 
 /// When the next pending job not yet due comes due (one probe of `jobs_due`).
-pub async fn next_run_at(
+pub(crate) async fn next_run_at(
     pool: &PgPool,
     after: OffsetDateTime,
 ) -> sqlx::Result<Option<OffsetDateTime>> {
@@ -307,7 +294,7 @@ pub async fn next_run_at(
 /// send path, and losing it in a database crash only loses the lease and the attempt count (the
 /// job runs again, as after any crash). Whatever the job then commits with a flush (a send's
 /// `sending` mark) makes the claim durable too: WAL is flushed in order.
-pub async fn claim(
+pub(crate) async fn claim(
     pool: &PgPool,
     now: OffsetDateTime,
     lease: Duration,
@@ -331,7 +318,12 @@ pub async fn claim(
 
 /// Marks a claimed job dead for good (its attempts are used up, or no attempt can succeed).
 /// The row stays, with `error`, for an operator to read or requeue.
-pub async fn kill(pool: &PgPool, id: Uuid, error: &str, now: OffsetDateTime) -> sqlx::Result<()> {
+pub(crate) async fn kill(
+    pool: &PgPool,
+    id: Uuid,
+    error: &str,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     sqlx::query(
         r#"UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = left($2, 500),
                   updated_at = $3, finished_at = $3
@@ -345,7 +337,7 @@ pub async fn kill(pool: &PgPool, id: Uuid, error: &str, now: OffsetDateTime) -> 
     Ok(())
 }
 
-pub async fn complete(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
+pub(crate) async fn complete(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE jobs SET state = 'done', finished_at = $2, updated_at = $2, locked_until = NULL WHERE id = $1",
         id,
@@ -358,7 +350,7 @@ pub async fn complete(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Res
 
 /// Puts a claimed job back to run at `run_at`, not counting the attempt (the job found
 /// it is not time yet; nothing failed).
-pub async fn defer(
+pub(crate) async fn defer(
     pool: &PgPool,
     id: Uuid,
     run_at: OffsetDateTime,
@@ -379,7 +371,7 @@ pub async fn defer(
 
 /// Records a failure: retried after `retry_at`, or dead once attempts are used up.
 /// `error` must never carry personal data (callers pass a short reason).
-pub async fn fail(
+pub(crate) async fn fail(
     pool: &PgPool,
     job: &Job,
     error: &str,

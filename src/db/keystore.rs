@@ -17,11 +17,11 @@ use uuid::Uuid;
 
 use crate::config::Config;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_keystore");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_keystore");
 
 /// Creates the key-store database if missing, ensures the application role there, and
 /// applies the key store's migrations, all as the owner.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+pub(crate) async fn migrate(config: &Config) -> anyhow::Result<()> {
     let url = config.keystore_owner_url()?;
     create_database_if_missing(url.expose_secret()).await?;
     let opts: PgConnectOptions = url
@@ -83,7 +83,7 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
 }
 
 /// The key store as the application role (refuses a superuser, like the main pool).
-pub async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
     let url = config.keystore_app_url()?;
     let opts: PgConnectOptions = url
         .expose_secret()
@@ -100,24 +100,24 @@ pub async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct TenantKeyRow {
-    pub version: i32,
-    pub master_key_id: String,
-    pub wrapped: Vec<u8>,
+pub(crate) struct TenantKeyRow {
+    pub(crate) version: i32,
+    pub(crate) master_key_id: String,
+    pub(crate) wrapped: Vec<u8>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct DataKeyRow {
-    pub subject_id: Uuid,
-    pub key_id: Uuid,
-    pub key_version: i32,
-    pub tenant_key_version: i32,
-    pub wrapped: Vec<u8>,
+pub(crate) struct DataKeyRow {
+    pub(crate) subject_id: Uuid,
+    pub(crate) key_id: Uuid,
+    pub(crate) key_version: i32,
+    pub(crate) tenant_key_version: i32,
+    pub(crate) wrapped: Vec<u8>,
 }
 
 /// Serializes key creation, rotation and destruction for one subject (or a whole tenant,
 /// with the nil subject) until the transaction ends.
-pub async fn lock_subject(
+pub(crate) async fn lock_subject(
     tx: &mut Transaction<'_, Postgres>,
     tenant_id: Uuid,
     subject_id: Uuid,
@@ -129,7 +129,7 @@ pub async fn lock_subject(
     Ok(())
 }
 
-pub async fn tenant_keys<'e>(
+pub(crate) async fn tenant_keys<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
 ) -> sqlx::Result<Vec<TenantKeyRow>> {
@@ -141,7 +141,7 @@ pub async fn tenant_keys<'e>(
     .await
 }
 
-pub async fn insert_tenant_key<'e>(
+pub(crate) async fn insert_tenant_key<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
     row: &TenantKeyRow,
@@ -157,7 +157,7 @@ pub async fn insert_tenant_key<'e>(
 }
 
 /// Every tenant key not wrapped by `master_key_id`.
-pub async fn tenant_keys_not_under<'e>(
+pub(crate) async fn tenant_keys_not_under<'e>(
     db: impl sqlx::PgExecutor<'e>,
     master_key_id: &str,
 ) -> sqlx::Result<Vec<(Uuid, TenantKeyRow)>> {
@@ -183,7 +183,7 @@ pub async fn tenant_keys_not_under<'e>(
 }
 
 /// Replaces a tenant key's wrapping, if it is still wrapped the way it was read.
-pub async fn rewrap_tenant_key<'e>(
+pub(crate) async fn rewrap_tenant_key<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
     old: &TenantKeyRow,
@@ -205,7 +205,7 @@ pub async fn rewrap_tenant_key<'e>(
 }
 
 /// How many tenant keys each master key wraps.
-pub async fn tenant_keys_per_master<'e>(
+pub(crate) async fn tenant_keys_per_master<'e>(
     db: impl sqlx::PgExecutor<'e>,
 ) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as("SELECT master_key_id, count(*) FROM tenant_keys GROUP BY 1 ORDER BY 1")
@@ -213,7 +213,7 @@ pub async fn tenant_keys_per_master<'e>(
         .await
 }
 
-pub async fn data_key<'e>(
+pub(crate) async fn data_key<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
     subject_id: Uuid,
@@ -228,7 +228,7 @@ pub async fn data_key<'e>(
     .await
 }
 
-pub async fn data_keys_of_tenant<'e>(
+pub(crate) async fn data_keys_of_tenant<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
 ) -> sqlx::Result<Vec<DataKeyRow>> {
@@ -241,7 +241,7 @@ pub async fn data_keys_of_tenant<'e>(
     .await
 }
 
-pub async fn insert_data_key<'e>(
+pub(crate) async fn insert_data_key<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
     row: &DataKeyRow,
@@ -262,7 +262,7 @@ pub async fn insert_data_key<'e>(
 }
 
 /// Inserts many data keys in one statement (one commit when not in a transaction).
-pub async fn insert_data_keys<'e>(
+pub(crate) async fn insert_data_keys<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
     rows: &[DataKeyRow],
@@ -287,7 +287,7 @@ pub async fn insert_data_keys<'e>(
     Ok(())
 }
 
-pub async fn rewrap_data_key<'e>(
+pub(crate) async fn rewrap_data_key<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
     subject_id: Uuid,
@@ -307,7 +307,7 @@ pub async fn rewrap_data_key<'e>(
 }
 
 /// Whether the subject, or its whole tenant, was destroyed.
-pub async fn is_destroyed<'e>(
+pub(crate) async fn is_destroyed<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
     subject_id: Uuid,
@@ -324,7 +324,7 @@ pub async fn is_destroyed<'e>(
 
 /// Records a destroyed subject (nil: the tenant) and deletes its keys. Returns how many key
 /// rows were deleted (0 when already gone).
-pub async fn destroy(
+pub(crate) async fn destroy(
     tx: &mut Transaction<'_, Postgres>,
     tenant_id: Uuid,
     subject_id: Option<Uuid>,
@@ -360,7 +360,7 @@ pub async fn destroy(
 }
 
 /// Deletes tenant-key versions older than the newest that wrap no data key any more.
-pub async fn retire_tenant_versions<'e>(
+pub(crate) async fn retire_tenant_versions<'e>(
     db: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
 ) -> sqlx::Result<u64> {
@@ -377,7 +377,7 @@ pub async fn retire_tenant_versions<'e>(
 }
 
 /// The main database's tenant id for a slug (operator commands).
-pub async fn tenant_id_by_slug(main_db: &PgPool, slug: &str) -> sqlx::Result<Option<Uuid>> {
+pub(crate) async fn tenant_id_by_slug(main_db: &PgPool, slug: &str) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
         .bind(slug)
         .fetch_optional(main_db)

@@ -8,33 +8,34 @@ use uuid::Uuid;
 use crate::domain::mcp::CallState;
 
 #[derive(Clone, Debug)]
-pub struct Server {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub name: String,
-    pub url: String,
-    pub auth_kind: String,
-    pub auth_header: Option<String>,
-    pub secret_sealed: Option<Vec<u8>>,
-    pub enabled: bool,
-    pub last_success_at: Option<OffsetDateTime>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+pub(crate) struct Server {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) auth_kind: String,
+    pub(crate) auth_header: Option<String>,
+    pub(crate) secret_sealed: Option<Vec<u8>>,
+    pub(crate) enabled: bool,
+    pub(crate) last_success_at: Option<OffsetDateTime>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) created_at: OffsetDateTime,
 }
 
-pub struct NewServer<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub name: &'a str,
-    pub url: &'a str,
-    pub auth_kind: &'a str,
-    pub auth_header: Option<&'a str>,
-    pub secret_sealed: Option<Vec<u8>>,
+pub(crate) struct NewServer<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) name: &'a str,
+    pub(crate) url: &'a str,
+    pub(crate) auth_kind: &'a str,
+    pub(crate) auth_header: Option<&'a str>,
+    pub(crate) secret_sealed: Option<Vec<u8>>,
 }
 
 /// `false` when the tenant already has a server with this name.
-pub async fn insert_server(
+pub(crate) async fn insert_server(
     conn: &mut PgConnection,
     s: NewServer<'_>,
     now: OffsetDateTime,
@@ -56,7 +57,7 @@ pub async fn insert_server(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn servers(conn: &mut PgConnection) -> sqlx::Result<Vec<Server>> {
+pub(crate) async fn servers(conn: &mut PgConnection) -> sqlx::Result<Vec<Server>> {
     sqlx::query_as!(
         Server,
         r#"SELECT id, tenant_id, name, url, auth_kind, auth_header, secret_sealed, enabled, last_success_at,
@@ -67,7 +68,7 @@ pub async fn servers(conn: &mut PgConnection) -> sqlx::Result<Vec<Server>> {
     .await
 }
 
-pub async fn server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Server>> {
+pub(crate) async fn server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Server>> {
     sqlx::query_as!(
         Server,
         r#"SELECT id, tenant_id, name, url, auth_kind, auth_header, secret_sealed, enabled, last_success_at,
@@ -79,7 +80,7 @@ pub async fn server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Se
     .await
 }
 
-pub async fn set_enabled(
+pub(crate) async fn set_enabled(
     conn: &mut PgConnection,
     id: Uuid,
     enabled: bool,
@@ -96,7 +97,7 @@ pub async fn set_enabled(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn delete_server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+pub(crate) async fn delete_server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     let r = sqlx::query!("DELETE FROM mcp_servers WHERE id = $1", id)
         .execute(conn)
         .await?;
@@ -104,7 +105,7 @@ pub async fn delete_server(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bo
 }
 
 /// Health: a success clears nothing but stamps `last_success_at`; an error keeps its text.
-pub async fn record_health(
+pub(crate) async fn record_health(
     conn: &mut PgConnection,
     id: Uuid,
     error: Option<&str>,
@@ -137,31 +138,36 @@ pub async fn record_health(
 // ---- tools ----
 
 #[derive(Clone, Debug)]
-pub struct Tool {
-    pub server_id: Uuid,
-    pub name: String,
-    pub description: String,
-    pub input_schema: Value,
-    pub fingerprint: String,
-    pub allowed: bool,
-    pub risk: String,
-    pub changed_description: Option<String>,
-    pub changed_schema: Option<Value>,
-    pub changed_fingerprint: Option<String>,
-    pub changed_at: Option<OffsetDateTime>,
-    pub removed_at: Option<OffsetDateTime>,
-    pub approved_at: Option<OffsetDateTime>,
+pub(crate) struct Tool {
+    pub(crate) server_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) input_schema: Value,
+    pub(crate) fingerprint: String,
+    pub(crate) allowed: bool,
+    pub(crate) risk: String,
+    pub(crate) changed_description: Option<String>,
+    pub(crate) changed_schema: Option<Value>,
+    pub(crate) changed_fingerprint: Option<String>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) changed_at: Option<OffsetDateTime>,
+    pub(crate) removed_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) approved_at: Option<OffsetDateTime>,
 }
 
 impl Tool {
     /// Offered to the model: allowed, unchanged since approval, still listed by the server.
-    pub fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         self.allowed && self.changed_fingerprint.is_none() && self.removed_at.is_none()
     }
 }
 
 /// All tools of the tenant (optionally of one server), by server then name.
-pub async fn tools(conn: &mut PgConnection, server_id: Option<Uuid>) -> sqlx::Result<Vec<Tool>> {
+pub(crate) async fn tools(
+    conn: &mut PgConnection,
+    server_id: Option<Uuid>,
+) -> sqlx::Result<Vec<Tool>> {
     sqlx::query_as!(
         Tool,
         r#"SELECT server_id, name, description, input_schema, fingerprint, allowed, risk, changed_description,
@@ -174,7 +180,7 @@ pub async fn tools(conn: &mut PgConnection, server_id: Option<Uuid>) -> sqlx::Re
 }
 
 #[allow(clippy::too_many_arguments)]
-pub async fn insert_tool(
+pub(crate) async fn insert_tool(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     server_id: Uuid,
@@ -202,7 +208,7 @@ pub async fn insert_tool(
 
 /// The server now lists something else under this name: keep the pin, remember the new
 /// listing, and disable the tool until an admin re-approves.
-pub async fn mark_changed(
+pub(crate) async fn mark_changed(
     conn: &mut PgConnection,
     server_id: Uuid,
     name: &str,
@@ -229,7 +235,7 @@ pub async fn mark_changed(
 
 /// The listing matches the pin again (or the tool is back): forget the pending change.
 /// The tool stays disabled if the change had disabled it.
-pub async fn clear_changed(
+pub(crate) async fn clear_changed(
     conn: &mut PgConnection,
     server_id: Uuid,
     name: &str,
@@ -246,7 +252,7 @@ pub async fn clear_changed(
     Ok(())
 }
 
-pub async fn mark_removed(
+pub(crate) async fn mark_removed(
     conn: &mut PgConnection,
     server_id: Uuid,
     name: &str,
@@ -268,7 +274,7 @@ pub async fn mark_removed(
 /// was shown: if the stored listing differs (it changed again since), nothing is updated
 /// and `false` comes back. Disallowing is always accepted.
 #[allow(clippy::too_many_arguments)]
-pub async fn set_policy(
+pub(crate) async fn set_policy(
     conn: &mut PgConnection,
     server_id: Uuid,
     name: &str,
@@ -306,46 +312,51 @@ pub async fn set_policy(
 // ---- calls ----
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Call {
-    pub id: Uuid,
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
-    pub server_id: Option<Uuid>,
-    pub server_name: String,
-    pub tool: String,
-    pub risk: String,
-    pub seq: i32,
-    pub state: String,
-    pub arguments_sealed: Vec<u8>,
-    pub result_sealed: Option<Vec<u8>>,
-    pub error: Option<String>,
-    pub latency_ms: i32,
-    pub decided_by: Option<Uuid>,
-    pub decided_at: Option<OffsetDateTime>,
-    pub executed_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+pub(crate) struct Call {
+    pub(crate) id: Uuid,
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) server_id: Option<Uuid>,
+    pub(crate) server_name: String,
+    pub(crate) tool: String,
+    pub(crate) risk: String,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) seq: i32,
+    pub(crate) state: String,
+    pub(crate) arguments_sealed: Vec<u8>,
+    pub(crate) result_sealed: Option<Vec<u8>>,
+    pub(crate) error: Option<String>,
+    pub(crate) latency_ms: i32,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) decided_by: Option<Uuid>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) decided_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) executed_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) created_at: OffsetDateTime,
 }
 
-pub struct NewCall<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub contact_id: Uuid,
-    pub server_id: Uuid,
-    pub server_name: &'a str,
-    pub tool: &'a str,
-    pub risk: &'a str,
-    pub seq: i32,
-    pub state: &'a str,
-    pub arguments_sealed: Vec<u8>,
-    pub result_sealed: Option<Vec<u8>>,
-    pub error: Option<&'a str>,
-    pub latency_ms: i32,
+pub(crate) struct NewCall<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) server_id: Uuid,
+    pub(crate) server_name: &'a str,
+    pub(crate) tool: &'a str,
+    pub(crate) risk: &'a str,
+    pub(crate) seq: i32,
+    pub(crate) state: &'a str,
+    pub(crate) arguments_sealed: Vec<u8>,
+    pub(crate) result_sealed: Option<Vec<u8>>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) latency_ms: i32,
 }
 
-pub async fn insert_call(
+pub(crate) async fn insert_call(
     conn: &mut PgConnection,
     c: NewCall<'_>,
     now: OffsetDateTime,
@@ -377,20 +388,8 @@ pub async fn insert_call(
     Ok(())
 }
 
-pub async fn calls_for_draft(conn: &mut PgConnection, draft_id: Uuid) -> sqlx::Result<Vec<Call>> {
-    sqlx::query_as!(
-        Call,
-        r#"SELECT id, draft_id, conversation_id, contact_id, server_id, server_name, tool, risk, seq, state,
-                  arguments_sealed, result_sealed, error, latency_ms, decided_by, decided_at, executed_at, created_at
-           FROM mcp_tool_calls WHERE draft_id = $1 ORDER BY seq"#,
-        draft_id
-    )
-    .fetch_all(conn)
-    .await
-}
-
 /// The calls of several drafts in one round trip, by draft then in order (the review queue).
-pub async fn calls_for_drafts(
+pub(crate) async fn calls_for_drafts(
     conn: &mut PgConnection,
     draft_ids: &[Uuid],
 ) -> sqlx::Result<Vec<Call>> {
@@ -407,7 +406,7 @@ pub async fn calls_for_drafts(
 }
 
 /// Write calls waiting for staff, oldest first.
-pub async fn pending_calls(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Call>> {
+pub(crate) async fn pending_calls(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Call>> {
     sqlx::query_as!(
         Call,
         r#"SELECT id, draft_id, conversation_id, contact_id, server_id, server_name, tool, risk, seq, state,
@@ -419,7 +418,7 @@ pub async fn pending_calls(conn: &mut PgConnection, limit: i64) -> sqlx::Result<
     .await
 }
 
-pub async fn call(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Call>> {
+pub(crate) async fn call(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Call>> {
     sqlx::query_as!(
         Call,
         r#"SELECT id, draft_id, conversation_id, contact_id, server_id, server_name, tool, risk, seq, state,
@@ -433,7 +432,7 @@ pub async fn call(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Call
 
 /// Moves a call from `from` to `to` at most once (a conditional update): `false` when it was
 /// not in `from` any more — a double click, a second reviewer, a job run twice.
-pub async fn transition(
+pub(crate) async fn transition(
     conn: &mut PgConnection,
     id: Uuid,
     from: CallState,
@@ -465,7 +464,7 @@ pub async fn transition(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn finish_call(
+pub(crate) async fn finish_call(
     conn: &mut PgConnection,
     id: Uuid,
     state: CallState,

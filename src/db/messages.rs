@@ -9,68 +9,69 @@ use crate::domain::message::MessageStatus;
 
 /// The stored rank of a status word (`messages.status_rank`): see
 /// [`MessageStatus::rank`], the one order statuses move in. An unknown word ranks lowest.
-pub fn status_rank(status: &str) -> i16 {
+pub(crate) fn status_rank(status: &str) -> i16 {
     MessageStatus::parse(status).map_or(0, MessageStatus::rank)
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Message {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub external_id: Option<String>,
-    pub direction: String,
-    pub author: String,
-    pub author_user_id: Option<Uuid>,
-    pub kind: String,
-    pub body_sealed: Option<Vec<u8>>,
-    pub media_kind: Option<String>,
-    pub media_mime: Option<String>,
-    pub media_size: Option<i64>,
-    pub media_key: Option<String>,
-    pub media_state: Option<String>,
-    pub media_deleted_at: Option<OffsetDateTime>,
-    pub quoted_external_id: Option<String>,
-    pub sender_sealed: Option<Vec<u8>>,
-    pub status: String,
-    pub error: Option<String>,
-    pub sent_at: OffsetDateTime,
+pub(crate) struct Message {
+    pub(crate) id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) external_id: Option<String>,
+    pub(crate) direction: String,
+    pub(crate) author: String,
+    pub(crate) author_user_id: Option<Uuid>,
+    pub(crate) kind: String,
+    pub(crate) body_sealed: Option<Vec<u8>>,
+    pub(crate) media_kind: Option<String>,
+    pub(crate) media_mime: Option<String>,
+    pub(crate) media_size: Option<i64>,
+    pub(crate) media_key: Option<String>,
+    pub(crate) media_state: Option<String>,
+    pub(crate) media_deleted_at: Option<OffsetDateTime>,
+    pub(crate) quoted_external_id: Option<String>,
+    pub(crate) sender_sealed: Option<Vec<u8>>,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) sent_at: OffsetDateTime,
     /// Sealed JSON beside the body: reactions, poll votes, a reply's id, order, referral.
-    pub extra_sealed: Option<Vec<u8>>,
-    pub edited_at: Option<OffsetDateTime>,
+    pub(crate) extra_sealed: Option<Vec<u8>>,
+    pub(crate) edited_at: Option<OffsetDateTime>,
     /// Deleted for everyone: a tombstone, its content gone.
-    pub deleted_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+    pub(crate) deleted_at: Option<OffsetDateTime>,
+    pub(crate) created_at: OffsetDateTime,
 }
 
-pub struct NewMessage<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub conversation_id: Uuid,
-    pub channel_id: Uuid,
-    pub contact_id: Uuid,
-    pub external_id: Option<&'a str>,
-    pub direction: &'a str,
-    pub author: &'a str,
-    pub author_user_id: Option<Uuid>,
-    pub kind: &'a str,
-    pub body_sealed: Option<Vec<u8>>,
-    pub media_kind: Option<&'a str>,
-    pub media_mime: Option<&'a str>,
-    pub media_source_sealed: Option<Vec<u8>>,
-    pub media_state: Option<&'a str>,
-    pub quoted_external_id: Option<&'a str>,
-    pub sender_sealed: Option<Vec<u8>>,
-    pub extra_sealed: Option<Vec<u8>>,
-    pub status: &'a str,
-    pub sent_at: OffsetDateTime,
+pub(crate) struct NewMessage<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) channel_id: Uuid,
+    pub(crate) contact_id: Uuid,
+    pub(crate) external_id: Option<&'a str>,
+    pub(crate) direction: &'a str,
+    pub(crate) author: &'a str,
+    pub(crate) author_user_id: Option<Uuid>,
+    pub(crate) kind: &'a str,
+    pub(crate) body_sealed: Option<Vec<u8>>,
+    pub(crate) media_kind: Option<&'a str>,
+    pub(crate) media_mime: Option<&'a str>,
+    pub(crate) media_source_sealed: Option<Vec<u8>>,
+    pub(crate) media_state: Option<&'a str>,
+    pub(crate) quoted_external_id: Option<&'a str>,
+    pub(crate) sender_sealed: Option<Vec<u8>>,
+    pub(crate) extra_sealed: Option<Vec<u8>>,
+    pub(crate) status: &'a str,
+    pub(crate) sent_at: OffsetDateTime,
 }
 
 /// Inserts; `false` when this gateway message was already stored (a duplicate delivery).
 /// A stored inbound message also marks its conversation, in the same statement: unread,
 /// open again, and the 24-hour window restarts (a duplicate changes nothing).
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     m: NewMessage<'_>,
     now: OffsetDateTime,
@@ -83,7 +84,7 @@ pub async fn insert(
 /// between rows of the same call). Like `insert`, stored inbound messages mark their
 /// conversations, once per conversation: unread by how many arrived, open again, and the
 /// 24-hour window restarted from the newest.
-pub async fn insert_many(
+pub(crate) async fn insert_many(
     conn: &mut PgConnection,
     rows: &[(NewMessage<'_>, OffsetDateTime)],
 ) -> sqlx::Result<Vec<Uuid>> {
@@ -165,7 +166,7 @@ pub async fn insert_many(
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Message>> {
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Message>> {
     sqlx::query_as!(
         Message,
         r#"SELECT id, conversation_id, channel_id, contact_id, external_id, direction, author, author_user_id, kind,
@@ -180,7 +181,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Messa
 }
 
 /// The message a reaction, vote, edit or delete points at, locked for the change.
-pub async fn for_change(
+pub(crate) async fn for_change(
     conn: &mut PgConnection,
     channel_id: Uuid,
     external_id: &str,
@@ -200,7 +201,7 @@ pub async fn for_change(
 }
 
 /// The sealed original text of an edited message.
-pub async fn original(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
+pub(crate) async fn original(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
     Ok(
         sqlx::query_scalar!("SELECT original_sealed FROM messages WHERE id = $1", id)
             .fetch_optional(conn)
@@ -210,7 +211,7 @@ pub async fn original(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<
 }
 
 /// Replaces a message's sealed extra (reactions, poll votes…).
-pub async fn set_extra(
+pub(crate) async fn set_extra(
     conn: &mut PgConnection,
     id: Uuid,
     extra: Option<&[u8]>,
@@ -226,7 +227,7 @@ pub async fn set_extra(
 }
 
 /// An edit: the new text is shown; the first original is kept (sealed) once.
-pub async fn set_edited(
+pub(crate) async fn set_edited(
     conn: &mut PgConnection,
     id: Uuid,
     body: &[u8],
@@ -249,7 +250,7 @@ pub async fn set_edited(
 
 /// "Delete for everyone": the sealed body, original, extra and media reference are
 /// dropped and the row stays as a tombstone. Returns the media object to delete, if any.
-pub async fn tombstone(
+pub(crate) async fn tombstone(
     conn: &mut PgConnection,
     id: Uuid,
     now: OffsetDateTime,
@@ -271,7 +272,7 @@ pub async fn tombstone(
 }
 
 /// When the conversation's newest inbound message was stored (our clock).
-pub async fn newest_inbound_at(
+pub(crate) async fn newest_inbound_at(
     conn: &mut PgConnection,
     conversation_id: Uuid,
 ) -> sqlx::Result<Option<OffsetDateTime>> {
@@ -285,7 +286,7 @@ pub async fn newest_inbound_at(
 }
 
 /// The newest `limit` messages of a conversation older than the cursor, newest first.
-pub async fn thread(
+pub(crate) async fn thread(
     conn: &mut PgConnection,
     conversation_id: Uuid,
     before: Option<(OffsetDateTime, Uuid)>,
@@ -315,7 +316,7 @@ pub async fn thread(
 /// The newest `per` messages of each of several conversations, in one round trip (the review
 /// queue's context): one index probe of `messages_thread` per conversation (LATERAL).
 /// Newest first within each conversation, as [`thread`] answers them.
-pub async fn latest_of_many(
+pub(crate) async fn latest_of_many(
     conn: &mut PgConnection,
     conversation_ids: &[Uuid],
     per: i64,
@@ -340,7 +341,7 @@ pub async fn latest_of_many(
 }
 
 /// Applies a gateway status report, only forwards. Returns whether anything changed.
-pub async fn advance_status_by_external(
+pub(crate) async fn advance_status_by_external(
     conn: &mut PgConnection,
     channel_id: Uuid,
     external_id: &str,
@@ -363,7 +364,7 @@ pub async fn advance_status_by_external(
 
 /// Moves one outbound message to `status` (send job transitions), only forwards unless
 /// `force` (a staff retry of a failed or unknown send).
-pub async fn set_status(
+pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: MessageStatus,
@@ -387,7 +388,7 @@ pub async fn set_status(
 }
 
 /// Records where a media object is stored (or that fetching it failed).
-pub async fn set_media(
+pub(crate) async fn set_media(
     conn: &mut PgConnection,
     id: Uuid,
     state: &str,
@@ -410,7 +411,10 @@ pub async fn set_media(
     Ok(())
 }
 
-pub async fn media_source(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
+pub(crate) async fn media_source(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<Vec<u8>>> {
     Ok(
         sqlx::query_scalar!("SELECT media_source_sealed FROM messages WHERE id = $1", id)
             .fetch_optional(conn)
@@ -422,19 +426,22 @@ pub async fn media_source(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Opt
 /// What a send needs once its message is marked `sending`: the message, its channel (unless
 /// deleted), the conversation's sealed chat address and whether it is a group, and a
 /// template's sealed payload.
-pub struct SendStart {
-    pub message: Message,
-    pub channel: Option<super::channels::Channel>,
+pub(crate) struct SendStart {
+    pub(crate) message: Message,
+    pub(crate) channel: Option<super::channels::Channel>,
     /// `(conversation id, contact id, is_group, sealed chat)` when the conversation has a chat.
-    pub chat: Option<(Uuid, Uuid, bool, Vec<u8>)>,
-    pub template_sealed: Option<Vec<u8>>,
+    pub(crate) chat: Option<(Uuid, Uuid, bool, Vec<u8>)>,
+    pub(crate) template_sealed: Option<Vec<u8>>,
 }
 
 /// Marks a queued outbound message `sending` and reads what its send needs, in one round trip
 /// (the send's first transaction: committed before the gateway is called). `None` when the
 /// message is not `queued` (gone, undone, or a previous attempt got further): the caller then
 /// reads it to tell which.
-pub async fn start_send(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<SendStart>> {
+pub(crate) async fn start_send(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<SendStart>> {
     use sqlx::{FromRow, Row};
     let row = sqlx::query(
         r#"WITH m AS (

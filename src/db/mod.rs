@@ -6,35 +6,35 @@
 //! for that transaction alone (`set_config(…, true)`), so a pooled connection never carries
 //! one tenant's setting into another's work.
 
-pub mod ai;
-pub mod api_tokens;
-pub mod audit;
-pub mod billing;
-pub mod canned;
-pub mod channels;
-pub mod contacts;
-pub mod conversation_page;
-pub mod conversations;
-pub mod invitations;
-pub mod jobs;
-pub mod keystore;
-pub mod mcp;
-pub mod memberships;
-pub mod messages;
-pub mod outgoing;
-pub mod overview;
-pub mod presence;
-pub mod privacy;
-pub mod resets;
-pub mod sessions;
-pub mod templates;
-pub mod tenants;
-pub mod two_factor;
-pub mod users;
+pub(crate) mod ai;
+pub(crate) mod api_tokens;
+pub(crate) mod audit;
+pub(crate) mod billing;
+pub(crate) mod canned;
+pub(crate) mod channels;
+pub(crate) mod contacts;
+pub(crate) mod conversation_page;
+pub(crate) mod conversations;
+pub(crate) mod invitations;
+pub(crate) mod jobs;
+pub(crate) mod keystore;
+pub(crate) mod mcp;
+pub(crate) mod memberships;
+pub(crate) mod messages;
+pub(crate) mod outgoing;
+pub(crate) mod overview;
+pub(crate) mod presence;
+pub(crate) mod privacy;
+pub(crate) mod resets;
+pub(crate) mod sessions;
+pub(crate) mod templates;
+pub(crate) mod tenants;
+pub(crate) mod two_factor;
+pub(crate) mod users;
 
 mod tenant_tx;
 
-pub use tenant_tx::TenantTx;
+pub(crate) use tenant_tx::TenantTx;
 
 use std::time::Duration;
 
@@ -49,12 +49,12 @@ use uuid::Uuid;
 use crate::config::Config;
 
 /// The login role the server uses: no superuser, no BYPASSRLS. Migrations GRANT to it.
-pub const APP_ROLE: &str = "sigmaai_app";
+pub(crate) const APP_ROLE: &str = "sigmaai_app";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A connection pool as the owner, for migrations and operator commands.
-pub async fn connect_owner(config: &Config) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_owner(config: &Config) -> anyhow::Result<PgPool> {
     let opts: PgConnectOptions = config
         .database_url
         .expose_secret()
@@ -70,7 +70,7 @@ pub async fn connect_owner(config: &Config) -> anyhow::Result<PgPool> {
 
 /// Creates the application role (cluster-wide, so outside migrations) or resets its password.
 /// Safe to run concurrently from several processes.
-pub async fn ensure_app_role(owner: &PgPool, password: &str) -> anyhow::Result<()> {
+pub(crate) async fn ensure_app_role(owner: &PgPool, password: &str) -> anyhow::Result<()> {
     // Role creation races between databases of one cluster; the loser just retries.
     for attempt in 0..5 {
         let exists: bool =
@@ -107,7 +107,7 @@ fn quote_literal(s: &str) -> String {
 
 /// Ensures the role, then applies pending migrations as the owner, to the main database and
 /// to the key store (created if missing).
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+pub(crate) async fn migrate(config: &Config) -> anyhow::Result<()> {
     let owner = connect_owner(config).await?;
     ensure_app_role(&owner, config.app_db_password.expose_secret()).await?;
     MIGRATOR
@@ -119,7 +119,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 /// The server's pool, as the application role. Refuses a role that would bypass RLS.
-pub async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
     let url = config.app_database_url()?;
     let opts: PgConnectOptions = url
         .expose_secret()
@@ -150,7 +150,7 @@ pub async fn connect_app(config: &Config) -> anyhow::Result<PgPool> {
 }
 
 /// Row-level security means nothing to a superuser or a BYPASSRLS role: refuse to run as one.
-pub async fn refuse_privileged_role(pool: &PgPool) -> anyhow::Result<()> {
+pub(crate) async fn refuse_privileged_role(pool: &PgPool) -> anyhow::Result<()> {
     let (user, privileged): (String, bool) = sqlx::query_as(
         "SELECT rolname::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
     )
@@ -168,7 +168,7 @@ pub async fn refuse_privileged_role(pool: &PgPool) -> anyhow::Result<()> {
 ///
 /// sqlx logs every statement (`sqlx::query` events) but not the BEGIN it sends itself; this
 /// logs it (target `sigmaai::db::tx`, TRACE), so a request's round trips can be counted.
-pub async fn begin_tenant(
+pub(crate) async fn begin_tenant(
     pool: &PgPool,
     tenant_id: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
@@ -185,7 +185,7 @@ pub async fn begin_tenant(
 /// [`begin_tenant`] that also takes the tenant's audit-chain lock ([`audit::lock_chain`]), in
 /// the same round trip: for a short transaction that writes its audit entry with its other
 /// writes in one statement (an approval), which holds the lock until its commit anyway.
-pub async fn begin_tenant_chain_locked(
+pub(crate) async fn begin_tenant_chain_locked(
     pool: &PgPool,
     tenant_id: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
@@ -202,7 +202,10 @@ pub async fn begin_tenant_chain_locked(
 
 /// Switches the tenant row-level security sees, for the rest of this transaction (group
 /// commit writes several tenants' deliveries in one transaction, one after another).
-pub async fn set_tenant(conn: &mut sqlx::PgConnection, tenant_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn set_tenant(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant_id.to_string())
         .execute(conn)
@@ -211,7 +214,7 @@ pub async fn set_tenant(conn: &mut sqlx::PgConnection, tenant_id: Uuid) -> Resul
 }
 
 /// A transaction that sees one user's own memberships (and nothing tenant-scoped).
-pub async fn begin_user(
+pub(crate) async fn begin_user(
     pool: &PgPool,
     user_id: Uuid,
 ) -> sqlx::Result<Transaction<'static, Postgres>> {
@@ -224,6 +227,6 @@ pub async fn begin_user(
 }
 
 /// Whether `e` is a unique violation of the named constraint.
-pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation() && d.constraint() == Some(constraint))
 }

@@ -7,49 +7,52 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The job kind that delivers one `webhook_deliveries` row.
-pub const WEBHOOK_DELIVER: &str = "webhook_deliver";
+pub(crate) const WEBHOOK_DELIVER: &str = "webhook_deliver";
 
 /// The `webhook_deliver` job: one attempt at one delivery (its `BackgroundJob` impl, which
 /// needs the application state, is in `messaging::webhook_delivery`; `emit` writes its rows
 /// in SQL, in this shape: `webhook:{id}` dedupe key, 8 attempts).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WebhookDeliver {
-    pub tenant_id: Uuid,
+pub(crate) struct WebhookDeliver {
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub delivery_id: Uuid,
+    pub(crate) delivery_id: Uuid,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Endpoint {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub include_text: bool,
-    pub secret_sealed: Vec<u8>,
-    pub enabled: bool,
-    pub disabled_reason: Option<String>,
-    pub disabled_at: Option<OffsetDateTime>,
-    pub last_success_at: Option<OffsetDateTime>,
-    pub last_failure_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
+pub(crate) struct Endpoint {
+    pub(crate) id: Uuid,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) tenant_id: Uuid,
+    pub(crate) url: String,
+    pub(crate) description: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) include_text: bool,
+    pub(crate) secret_sealed: Vec<u8>,
+    pub(crate) enabled: bool,
+    pub(crate) disabled_reason: Option<String>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) disabled_at: Option<OffsetDateTime>,
+    pub(crate) last_success_at: Option<OffsetDateTime>,
+    pub(crate) last_failure_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) created_at: OffsetDateTime,
 }
 
 const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, description, events, include_text, secret_sealed, enabled, \
      disabled_reason, disabled_at, last_success_at, last_failure_at, created_at";
 
-pub struct NewEndpoint<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub url: &'a str,
-    pub description: &'a str,
-    pub events: &'a [String],
-    pub include_text: bool,
-    pub secret_sealed: Vec<u8>,
+pub(crate) struct NewEndpoint<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) url: &'a str,
+    pub(crate) description: &'a str,
+    pub(crate) events: &'a [String],
+    pub(crate) include_text: bool,
+    pub(crate) secret_sealed: Vec<u8>,
 }
 
-pub async fn insert_endpoint(
+pub(crate) async fn insert_endpoint(
     conn: &mut PgConnection,
     e: NewEndpoint<'_>,
     now: OffsetDateTime,
@@ -71,7 +74,7 @@ pub async fn insert_endpoint(
     Ok(())
 }
 
-pub async fn endpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Endpoint>> {
+pub(crate) async fn endpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Endpoint>> {
     sqlx::query_as::<_, Endpoint>(&format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at"
     ))
@@ -79,7 +82,7 @@ pub async fn endpoints(conn: &mut PgConnection) -> sqlx::Result<Vec<Endpoint>> {
     .await
 }
 
-pub async fn endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Endpoint>> {
+pub(crate) async fn endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Endpoint>> {
     sqlx::query_as::<_, Endpoint>(&format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
     ))
@@ -89,7 +92,7 @@ pub async fn endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<
 }
 
 /// Events and the text opt-in; `false` when there is no such endpoint.
-pub async fn set_subscription(
+pub(crate) async fn set_subscription(
     conn: &mut PgConnection,
     id: Uuid,
     events: &[String],
@@ -110,7 +113,7 @@ pub async fn set_subscription(
 
 /// Enables (clearing any alert) or disables (`reason`: `manual` or `failing`) an endpoint.
 /// Disabling gives up its pending deliveries.
-pub async fn set_enabled(
+pub(crate) async fn set_enabled(
     conn: &mut PgConnection,
     id: Uuid,
     enabled: bool,
@@ -143,7 +146,7 @@ pub async fn set_enabled(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn delete_endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+pub(crate) async fn delete_endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     let r = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
         .bind(id)
         .execute(conn)
@@ -152,7 +155,7 @@ pub async fn delete_endpoint(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<
 }
 
 /// Endpoints disabled because they kept failing, with when: `(id, url, disabled_at)`.
-pub async fn disabled_failing(
+pub(crate) async fn disabled_failing(
     conn: &mut PgConnection,
 ) -> sqlx::Result<Vec<(Uuid, String, OffsetDateTime)>> {
     sqlx::query_as(
@@ -167,7 +170,7 @@ pub async fn disabled_failing(
 /// subscribed to `event_type`, for each `(data, dedupe key)`, and a delivery job for each
 /// row, in one statement. Costs one index probe when the tenant has no endpoint. Returns how
 /// many deliveries were queued (the caller may wake the workers when it is not zero).
-pub async fn emit(
+pub(crate) async fn emit(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     event_type: &str,
@@ -204,7 +207,7 @@ pub async fn emit(
 }
 
 /// One delivery to one endpoint whatever it subscribes to (the "send test event" button).
-pub async fn emit_to(
+pub(crate) async fn emit_to(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     endpoint_id: Uuid,
@@ -249,25 +252,28 @@ async fn enqueue(
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Delivery {
-    pub id: Uuid,
-    pub endpoint_id: Uuid,
-    pub event_type: String,
-    pub data: Value,
-    pub occurred_at: OffsetDateTime,
-    pub state: String,
-    pub attempts: i32,
-    pub next_attempt_at: Option<OffsetDateTime>,
-    pub last_status: Option<i32>,
-    pub last_error: Option<String>,
-    pub created_at: OffsetDateTime,
-    pub finished_at: Option<OffsetDateTime>,
+pub(crate) struct Delivery {
+    pub(crate) id: Uuid,
+    pub(crate) endpoint_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) data: Value,
+    pub(crate) occurred_at: OffsetDateTime,
+    pub(crate) state: String,
+    pub(crate) attempts: i32,
+    pub(crate) next_attempt_at: Option<OffsetDateTime>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) last_status: Option<i32>,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) last_error: Option<String>,
+    pub(crate) created_at: OffsetDateTime,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) finished_at: Option<OffsetDateTime>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_type, data, occurred_at, state, attempts, \
      next_attempt_at, last_status, last_error, created_at, finished_at";
 
-pub async fn delivery(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Delivery>> {
+pub(crate) async fn delivery(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Delivery>> {
     sqlx::query_as::<_, Delivery>(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
     ))
@@ -277,7 +283,7 @@ pub async fn delivery(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<
 }
 
 /// An endpoint's newest deliveries (the delivery log).
-pub async fn deliveries(
+pub(crate) async fn deliveries(
     conn: &mut PgConnection,
     endpoint_id: Uuid,
     limit: i64,
@@ -293,15 +299,18 @@ pub async fn deliveries(
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Attempt {
-    pub delivery_id: Uuid,
-    pub attempted_at: OffsetDateTime,
-    pub status: Option<i32>,
-    pub error: Option<String>,
-    pub duration_ms: i32,
+pub(crate) struct Attempt {
+    pub(crate) delivery_id: Uuid,
+    pub(crate) attempted_at: OffsetDateTime,
+    pub(crate) status: Option<i32>,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: i32,
 }
 
-pub async fn attempts(conn: &mut PgConnection, deliveries: &[Uuid]) -> sqlx::Result<Vec<Attempt>> {
+pub(crate) async fn attempts(
+    conn: &mut PgConnection,
+    deliveries: &[Uuid],
+) -> sqlx::Result<Vec<Attempt>> {
     sqlx::query_as::<_, Attempt>(
         r#"SELECT delivery_id, attempted_at, status, error, duration_ms FROM webhook_attempts
            WHERE delivery_id = ANY($1) ORDER BY attempted_at, id"#,
@@ -312,15 +321,15 @@ pub async fn attempts(conn: &mut PgConnection, deliveries: &[Uuid]) -> sqlx::Res
 }
 
 /// What one attempt came to.
-pub struct AttemptResult<'a> {
-    pub status: Option<i32>,
-    pub error: Option<&'a str>,
-    pub duration_ms: i32,
+pub(crate) struct AttemptResult<'a> {
+    pub(crate) status: Option<i32>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) duration_ms: i32,
 }
 
 /// Records an attempt and moves the delivery on: `delivered` on success; otherwise `pending`
 /// until `retry_at`, or `failed` when there is none (the schedule is used up).
-pub async fn record_attempt(
+pub(crate) async fn record_attempt(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     d: &Delivery,
@@ -378,7 +387,7 @@ pub async fn record_attempt(
 }
 
 /// Gives up a delivery without an attempt (its endpoint is disabled or gone).
-pub async fn give_up(
+pub(crate) async fn give_up(
     conn: &mut PgConnection,
     id: Uuid,
     reason: &str,
@@ -398,7 +407,7 @@ pub async fn give_up(
 
 /// Sends a delivery again with the same `webhook-id` and a fresh retry schedule; `false`
 /// when there is no such delivery (or it is still pending, so already on its way).
-pub async fn replay(
+pub(crate) async fn replay(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     id: Uuid,
@@ -420,7 +429,7 @@ pub async fn replay(
 }
 
 /// The tenant's slug, for payloads (`tenants` is a global table).
-pub async fn tenant_slug(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<String> {
+pub(crate) async fn tenant_slug(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<String> {
     sqlx::query_scalar("SELECT slug FROM tenants WHERE id = $1")
         .bind(tenant_id)
         .fetch_one(conn)

@@ -5,23 +5,23 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 #[derive(Debug, Default, sqlx::FromRow)]
-pub struct Overview {
+pub(crate) struct Overview {
     /// Drafts waiting for review, and when the oldest arrived.
-    pub pending: i64,
-    pub oldest_pending: Option<OffsetDateTime>,
+    pub(crate) pending: i64,
+    pub(crate) oldest_pending: Option<OffsetDateTime>,
     /// Escalations waiting for a person.
-    pub escalated: i64,
+    pub(crate) escalated: i64,
     /// Reviewed since `since` (auto-sent drafts are not reviews).
-    pub approved: i64,
-    pub edited: i64,
-    pub rejected: i64,
+    pub(crate) approved: i64,
+    pub(crate) edited: i64,
+    pub(crate) rejected: i64,
     /// Median seconds from draft to decision, over the reviews since `since`.
-    pub median_review_secs: Option<f64>,
-    pub dsr_overdue: i64,
-    pub channels_down: i64,
+    pub(crate) median_review_secs: Option<f64>,
+    pub(crate) dsr_overdue: i64,
+    pub(crate) channels_down: i64,
 }
 
-pub async fn load(
+pub(crate) async fn load(
     conn: &mut PgConnection,
     since: OffsetDateTime,
     now: OffsetDateTime,
@@ -54,7 +54,7 @@ pub async fn load(
 }
 
 /// The most frequent rejection reasons since `since` (as typed, case and spaces folded).
-pub async fn reject_reasons(
+pub(crate) async fn reject_reasons(
     conn: &mut PgConnection,
     since: OffsetDateTime,
 ) -> sqlx::Result<Vec<(String, i64)>> {
@@ -72,22 +72,22 @@ pub async fn reject_reasons(
 
 /// One week of review, for the draft-quality trend.
 #[derive(Debug, sqlx::FromRow)]
-pub struct Week {
+pub(crate) struct Week {
     /// The Monday the week starts, in the tenant's time zone.
-    pub week: time::Date,
-    pub approved: i64,
-    pub edited: i64,
-    pub rejected: i64,
+    pub(crate) week: time::Date,
+    pub(crate) approved: i64,
+    pub(crate) edited: i64,
+    pub(crate) rejected: i64,
     /// Mean words changed per approved draft.
-    pub edit_words: Option<f64>,
+    pub(crate) edit_words: Option<f64>,
     /// Median seconds from draft to approval.
-    pub median_approve_secs: Option<f64>,
+    pub(crate) median_approve_secs: Option<f64>,
 }
 
 /// Review by week since `since` (newest first). Weeks start on Monday at midnight local time:
 /// `utc_offset_secs` is the tenant's offset from UTC now (a DST shift moves a boundary by an
 /// hour at most, which the trend does not notice).
-pub async fn weeks(
+pub(crate) async fn weeks(
     conn: &mut PgConnection,
     since: OffsetDateTime,
     utc_offset_secs: i32,
@@ -111,20 +111,20 @@ pub async fn weeks(
 }
 
 /// What a new tenant has done of its set-up (the overview's checklist), in one query.
-pub struct FirstSteps {
-    pub connected_number: bool,
-    pub added_knowledge: bool,
-    pub tried_simulator: bool,
-    pub invited_staff: bool,
+pub(crate) struct FirstSteps {
+    pub(crate) connected_number: bool,
+    pub(crate) added_knowledge: bool,
+    pub(crate) tried_simulator: bool,
+    pub(crate) invited_staff: bool,
 }
 
 impl FirstSteps {
-    pub fn all_done(&self) -> bool {
+    pub(crate) fn all_done(&self) -> bool {
         self.connected_number && self.added_knowledge && self.tried_simulator && self.invited_staff
     }
 }
 
-pub async fn first_steps(conn: &mut PgConnection) -> sqlx::Result<FirstSteps> {
+pub(crate) async fn first_steps(conn: &mut PgConnection) -> sqlx::Result<FirstSteps> {
     sqlx::query_as!(
         FirstSteps,
         r#"SELECT

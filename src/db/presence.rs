@@ -7,18 +7,18 @@ use uuid::Uuid;
 
 /// Someone on a conversation.
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Here {
-    pub user_id: Uuid,
-    pub name: String,
-    pub editing: bool,
-    pub draft_id: Option<Uuid>,
+pub(crate) struct Here {
+    pub(crate) user_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) editing: bool,
+    pub(crate) draft_id: Option<Uuid>,
 }
 
 /// Records a heartbeat: `edit` is `Some((draft, editing))` from the page's script, `None`
 /// when the page is drawn (which keeps whatever editing state the script last sent). Returns
 /// what was recorded before (`None`: the user was not here), so the caller can tell others
 /// only when something they see changed.
-pub async fn touch(
+pub(crate) async fn touch(
     conn: &mut PgConnection,
     conversation: Uuid,
     user: Uuid,
@@ -57,7 +57,11 @@ pub async fn touch(
 }
 
 /// The user left the conversation (closed the page or went elsewhere).
-pub async fn leave(conn: &mut PgConnection, conversation: Uuid, user: Uuid) -> sqlx::Result<bool> {
+pub(crate) async fn leave(
+    conn: &mut PgConnection,
+    conversation: Uuid,
+    user: Uuid,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "DELETE FROM review_presence
          WHERE tenant_id = app_current_tenant() AND conversation_id = $1 AND user_id = $2",
@@ -70,7 +74,7 @@ pub async fn leave(conn: &mut PgConnection, conversation: Uuid, user: Uuid) -> s
 }
 
 /// Everyone but `me` on these conversations since `since`, by conversation.
-pub async fn others(
+pub(crate) async fn others(
     conn: &mut PgConnection,
     conversations: &[Uuid],
     me: Uuid,
@@ -101,7 +105,7 @@ pub async fn others(
 }
 
 /// The name of someone other than `me` editing this draft since `since`.
-pub async fn editor(
+pub(crate) async fn editor(
     conn: &mut PgConnection,
     draft: Uuid,
     me: Uuid,
@@ -121,7 +125,7 @@ pub async fn editor(
 }
 
 /// Drops heartbeats older than `before` (the session sweep calls it).
-pub async fn prune(conn: &mut PgConnection, before: OffsetDateTime) -> sqlx::Result<u64> {
+pub(crate) async fn prune(conn: &mut PgConnection, before: OffsetDateTime) -> sqlx::Result<u64> {
     Ok(
         sqlx::query("DELETE FROM review_presence WHERE seen_at < $1")
             .bind(before)
@@ -132,7 +136,7 @@ pub async fn prune(conn: &mut PgConnection, before: OffsetDateTime) -> sqlx::Res
 }
 
 /// Whether opening an unassigned conversation assigns it to the reviewer.
-pub async fn assign_on_open(conn: &mut PgConnection) -> sqlx::Result<bool> {
+pub(crate) async fn assign_on_open(conn: &mut PgConnection) -> sqlx::Result<bool> {
     Ok(sqlx::query_scalar(
         "SELECT assign_on_open FROM tenant_settings WHERE tenant_id = app_current_tenant()",
     )
@@ -141,7 +145,7 @@ pub async fn assign_on_open(conn: &mut PgConnection) -> sqlx::Result<bool> {
     .unwrap_or(true))
 }
 
-pub async fn set_assign_on_open(conn: &mut PgConnection, on: bool) -> sqlx::Result<()> {
+pub(crate) async fn set_assign_on_open(conn: &mut PgConnection, on: bool) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE tenant_settings SET assign_on_open = $1 WHERE tenant_id = app_current_tenant()",
     )

@@ -4,7 +4,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub async fn create_reset(
+pub(crate) async fn create_reset(
     pool: &PgPool,
     user_id: Uuid,
     tenant_id: Uuid,
@@ -30,7 +30,7 @@ pub async fn create_reset(
 }
 
 /// The user a usable reset token belongs to.
-pub async fn reset_user(
+pub(crate) async fn reset_user(
     pool: &PgPool,
     token_hash: &str,
     now: OffsetDateTime,
@@ -45,13 +45,13 @@ pub async fn reset_user(
 }
 
 /// A reset link being used: the user it is for and the tenant whose admin issued it.
-pub struct ResetGrant {
-    pub user_id: Uuid,
-    pub tenant_id: Option<Uuid>,
+pub(crate) struct ResetGrant {
+    pub(crate) user_id: Uuid,
+    pub(crate) tenant_id: Option<Uuid>,
 }
 
 /// Uses a reset token once (the row stays locked until the caller's transaction ends).
-pub async fn consume_reset(
+pub(crate) async fn consume_reset(
     conn: &mut PgConnection,
     token_hash: &str,
     now: OffsetDateTime,
@@ -70,7 +70,7 @@ pub async fn consume_reset(
 
 /// Ends every unused reset link of a user: on any password change and any membership
 /// change, since the membership that justified a link may be the one that changed.
-pub async fn revoke_resets(
+pub(crate) async fn revoke_resets(
     conn: &mut PgConnection,
     user_id: Uuid,
     now: OffsetDateTime,
@@ -93,7 +93,7 @@ pub async fn revoke_resets(
 /// admin-issued links (the member must belong to the issuing tenant alone) do not apply;
 /// the rest of `accounts::complete_reset` does (once, an hour, dies with a password change,
 /// ends every session).
-pub async fn insert_self_service_reset(
+pub(crate) async fn insert_self_service_reset(
     db: &PgPool,
     user_id: Uuid,
     token_hash: &str,

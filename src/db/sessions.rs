@@ -8,16 +8,16 @@ use super::users::User;
 use crate::domain::account::{ABSOLUTE_TIMEOUT, IDLE_TIMEOUT};
 
 #[derive(Clone, Debug)]
-pub struct SessionRow {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub created_at: OffsetDateTime,
-    pub last_seen_at: OffsetDateTime,
-    pub user_agent: String,
-    pub ip: String,
+pub(crate) struct SessionRow {
+    pub(crate) id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) created_at: OffsetDateTime,
+    pub(crate) last_seen_at: OffsetDateTime,
+    pub(crate) user_agent: String,
+    pub(crate) ip: String,
 }
 
-pub async fn create_session(
+pub(crate) async fn create_session(
     pool: &PgPool,
     user_id: Uuid,
     user_agent: &str,
@@ -55,7 +55,7 @@ struct SessionUser {
 
 /// A session still valid at `now` (not revoked, not expired, not idle) and its user, in one
 /// round trip; every request with a session cookie asks this.
-pub async fn valid_session_with_user(
+pub(crate) async fn valid_session_with_user(
     pool: &PgPool,
     id: Uuid,
     now: OffsetDateTime,
@@ -89,7 +89,11 @@ pub async fn valid_session_with_user(
     }))
 }
 
-pub async fn touch_session(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
+pub(crate) async fn touch_session(
+    pool: &PgPool,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
         id,
@@ -100,7 +104,7 @@ pub async fn touch_session(pool: &PgPool, id: Uuid, now: OffsetDateTime) -> sqlx
     Ok(())
 }
 
-pub async fn revoke_session(
+pub(crate) async fn revoke_session(
     pool: &PgPool,
     user_id: Uuid,
     id: Uuid,
@@ -118,7 +122,7 @@ pub async fn revoke_session(
 }
 
 /// Revokes every session of a user, optionally keeping one (the current).
-pub async fn revoke_all_sessions(
+pub(crate) async fn revoke_all_sessions(
     conn: &mut PgConnection,
     user_id: Uuid,
     keep: Option<Uuid>,
@@ -136,7 +140,7 @@ pub async fn revoke_all_sessions(
     Ok(r.rows_affected())
 }
 
-pub async fn active_sessions(
+pub(crate) async fn active_sessions(
     pool: &PgPool,
     user_id: Uuid,
     now: OffsetDateTime,
@@ -155,7 +159,7 @@ pub async fn active_sessions(
 }
 
 /// Deletes sessions that can no longer be used (the session sweep job).
-pub async fn delete_dead_sessions(pool: &PgPool, now: OffsetDateTime) -> sqlx::Result<u64> {
+pub(crate) async fn delete_dead_sessions(pool: &PgPool, now: OffsetDateTime) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1 - interval '1 day' OR last_seen_at < $1 - interval '1 day'",
         now

@@ -5,16 +5,16 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
-pub struct Template {
-    pub id: Uuid,
-    pub name: String,
-    pub language: String,
-    pub body: String,
-    pub param_count: i32,
+pub(crate) struct Template {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) language: String,
+    pub(crate) body: String,
+    pub(crate) param_count: i32,
 }
 
 /// Replaces the channel's approved templates with the listed ones.
-pub async fn replace(
+pub(crate) async fn replace(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     channel_id: Uuid,
@@ -47,7 +47,10 @@ pub async fn replace(
     Ok(())
 }
 
-pub async fn for_channel(conn: &mut PgConnection, channel_id: Uuid) -> sqlx::Result<Vec<Template>> {
+pub(crate) async fn for_channel(
+    conn: &mut PgConnection,
+    channel_id: Uuid,
+) -> sqlx::Result<Vec<Template>> {
     sqlx::query_as!(
         Template,
         "SELECT id, name, language, body, param_count FROM message_templates WHERE channel_id = $1 ORDER BY name, language",
@@ -57,7 +60,7 @@ pub async fn for_channel(conn: &mut PgConnection, channel_id: Uuid) -> sqlx::Res
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Template>> {
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Template>> {
     sqlx::query_as!(
         Template,
         "SELECT id, name, language, body, param_count FROM message_templates WHERE id = $1",
@@ -67,7 +70,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Templ
     .await
 }
 
-pub async fn set_template_payload(
+pub(crate) async fn set_template_payload(
     conn: &mut PgConnection,
     message_id: Uuid,
     sealed: &[u8],
@@ -80,17 +83,4 @@ pub async fn set_template_payload(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-pub async fn template_payload(
-    conn: &mut PgConnection,
-    message_id: Uuid,
-) -> sqlx::Result<Option<Vec<u8>>> {
-    Ok(sqlx::query_scalar!(
-        "SELECT template_sealed FROM messages WHERE id = $1",
-        message_id
-    )
-    .fetch_optional(conn)
-    .await?
-    .flatten())
 }

@@ -16,7 +16,7 @@ use super::audit::{self, Actor};
 ///
 /// It dereferences to the connection, so `db::` functions taking `&mut PgConnection` take
 /// `&mut tx` unchanged.
-pub struct TenantTx {
+pub(crate) struct TenantTx {
     tx: Transaction<'static, Postgres>,
     tenant_id: Uuid,
     actor: Actor,
@@ -25,7 +25,7 @@ pub struct TenantTx {
 
 impl TenantTx {
     /// Begins a transaction scoped to `tenant_id` (see [`super::begin_tenant`]).
-    pub async fn begin(
+    pub(crate) async fn begin(
         pool: &PgPool,
         tenant_id: Uuid,
         actor: Actor,
@@ -39,21 +39,18 @@ impl TenantTx {
         })
     }
 
-    pub fn tenant_id(&self) -> Uuid {
-        self.tenant_id
-    }
-
-    pub fn actor(&self) -> &Actor {
-        &self.actor
-    }
-
     /// The time this transaction's writes are stamped with.
-    pub fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.now
     }
 
     /// Appends one audit entry in this transaction, by this actor, at this time.
-    pub async fn audit(&mut self, action: &str, subject: &str, detail: Value) -> sqlx::Result<()> {
+    pub(crate) async fn audit(
+        &mut self,
+        action: &str,
+        subject: &str,
+        detail: Value,
+    ) -> sqlx::Result<()> {
         audit::record(
             &mut self.tx,
             self.tenant_id,
@@ -66,7 +63,7 @@ impl TenantTx {
         .await
     }
 
-    pub async fn commit(self) -> sqlx::Result<()> {
+    pub(crate) async fn commit(self) -> sqlx::Result<()> {
         self.tx.commit().await
     }
 }

@@ -7,15 +7,15 @@ use uuid::Uuid;
 use super::begin_user;
 
 #[derive(Clone, Debug)]
-pub struct Tenant {
-    pub id: Uuid,
-    pub slug: String,
-    pub name: String,
-    pub status: String,
-    pub plan: String,
+pub(crate) struct Tenant {
+    pub(crate) id: Uuid,
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) status: String,
+    pub(crate) plan: String,
 }
 
-pub async fn insert_tenant(
+pub(crate) async fn insert_tenant(
     conn: &mut PgConnection,
     id: Uuid,
     slug: &str,
@@ -37,7 +37,7 @@ pub async fn insert_tenant(
 }
 
 /// In a tenant-scoped transaction: the default settings row.
-pub async fn insert_tenant_settings(
+pub(crate) async fn insert_tenant_settings(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     language: &str,
@@ -54,7 +54,7 @@ pub async fn insert_tenant_settings(
     Ok(())
 }
 
-pub async fn tenant_by_slug(pool: &PgPool, slug: &str) -> sqlx::Result<Option<Tenant>> {
+pub(crate) async fn tenant_by_slug(pool: &PgPool, slug: &str) -> sqlx::Result<Option<Tenant>> {
     sqlx::query_as!(
         Tenant,
         "SELECT id, slug, name, status, plan FROM tenants WHERE slug = $1",
@@ -64,7 +64,7 @@ pub async fn tenant_by_slug(pool: &PgPool, slug: &str) -> sqlx::Result<Option<Te
     .await
 }
 
-pub async fn tenant_by_id(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Tenant>> {
+pub(crate) async fn tenant_by_id(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Tenant>> {
     sqlx::query_as!(
         Tenant,
         "SELECT id, slug, name, status, plan FROM tenants WHERE id = $1",
@@ -74,7 +74,11 @@ pub async fn tenant_by_id(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Tenant
     .await
 }
 
-pub async fn rename_tenant(conn: &mut PgConnection, id: Uuid, name: &str) -> sqlx::Result<()> {
+pub(crate) async fn rename_tenant(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+) -> sqlx::Result<()> {
     sqlx::query!("UPDATE tenants SET name = $2 WHERE id = $1", id, name)
         .execute(conn)
         .await?;
@@ -82,14 +86,14 @@ pub async fn rename_tenant(conn: &mut PgConnection, id: Uuid, name: &str) -> sql
 }
 
 #[derive(Clone, Debug, serde::Deserialize)]
-pub struct MyTenant {
-    pub slug: String,
-    pub name: String,
-    pub role: String,
+pub(crate) struct MyTenant {
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
 }
 
 /// The tenants a user belongs to (user-scoped RLS).
-pub async fn tenants_of_user(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Vec<MyTenant>> {
+pub(crate) async fn tenants_of_user(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Vec<MyTenant>> {
     let mut tx = begin_user(pool, user_id).await?;
     let rows = sqlx::query_as!(
         MyTenant,
@@ -105,28 +109,28 @@ pub async fn tenants_of_user(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Vec<M
 
 /// Everything a portal page's frame shows, as `portal_chrome` (migration 0029) answers it.
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Chrome {
-    pub tenant_id: Uuid,
-    pub slug: String,
-    pub name: String,
-    pub status: String,
-    pub plan: String,
-    pub role: String,
+pub(crate) struct Chrome {
+    pub(crate) tenant_id: Uuid,
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) status: String,
+    pub(crate) plan: String,
+    pub(crate) role: String,
     /// Unread messages in open conversations.
-    pub unread: i64,
+    pub(crate) unread: i64,
     /// Drafts and escalations waiting for review.
-    pub waiting: i64,
-    pub billing_status: String,
-    pub grace_until: Option<OffsetDateTime>,
+    pub(crate) waiting: i64,
+    pub(crate) billing_status: String,
+    pub(crate) grace_until: Option<OffsetDateTime>,
     /// AI drafts made since the month start passed in.
-    pub drafts_this_month: i64,
-    pub time_zone: Option<String>,
+    pub(crate) drafts_this_month: i64,
+    pub(crate) time_zone: Option<String>,
     /// The tenants the user belongs to (not terminated), by name.
-    pub my_tenants: sqlx::types::Json<Vec<MyTenant>>,
+    pub(crate) my_tenants: sqlx::types::Json<Vec<MyTenant>>,
 }
 
 impl Chrome {
-    pub fn tenant(&self) -> Tenant {
+    pub(crate) fn tenant(&self) -> Tenant {
         Tenant {
             id: self.tenant_id,
             slug: self.slug.clone(),
@@ -142,7 +146,7 @@ impl Chrome {
 /// the user's tenants. `None` for an unknown or terminated tenant, or one the user is not a
 /// member of. Call it on the pool, not in a transaction: the function scopes the tenant
 /// and user settings to itself.
-pub async fn portal_chrome(
+pub(crate) async fn portal_chrome(
     pool: &PgPool,
     slug: &str,
     user_id: Uuid,
@@ -157,13 +161,13 @@ pub async fn portal_chrome(
 }
 
 #[derive(Clone, Debug)]
-pub struct TenantSettings {
-    pub time_zone: String,
-    pub language: String,
-    pub business_hours: serde_json::Value,
+pub(crate) struct TenantSettings {
+    pub(crate) time_zone: String,
+    pub(crate) language: String,
+    pub(crate) business_hours: serde_json::Value,
 }
 
-pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<TenantSettings> {
+pub(crate) async fn settings(conn: &mut PgConnection) -> sqlx::Result<TenantSettings> {
     sqlx::query_as!(
         TenantSettings,
         "SELECT time_zone, language, business_hours FROM tenant_settings WHERE tenant_id = app_current_tenant()"
@@ -172,7 +176,7 @@ pub async fn settings(conn: &mut PgConnection) -> sqlx::Result<TenantSettings> {
     .await
 }
 
-pub async fn save_settings(
+pub(crate) async fn save_settings(
     conn: &mut PgConnection,
     s: &TenantSettings,
     now: OffsetDateTime,

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Stores a pending (not yet confirmed) TOTP secret, sealed.
-pub async fn set_totp_pending(
+pub(crate) async fn set_totp_pending(
     pool: &PgPool,
     user_id: Uuid,
     sealed: &[u8],
@@ -25,7 +25,7 @@ pub async fn set_totp_pending(
     Ok(())
 }
 
-pub async fn enable_totp(
+pub(crate) async fn enable_totp(
     pool: &PgPool,
     user_id: Uuid,
     step: i64,
@@ -42,7 +42,11 @@ pub async fn enable_totp(
     Ok(())
 }
 
-pub async fn disable_totp(pool: &PgPool, user_id: Uuid, now: OffsetDateTime) -> sqlx::Result<()> {
+pub(crate) async fn disable_totp(
+    pool: &PgPool,
+    user_id: Uuid,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query!(
         r#"UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL,
@@ -60,7 +64,11 @@ pub async fn disable_totp(pool: &PgPool, user_id: Uuid, now: OffsetDateTime) -> 
 
 /// Records a used step only if it is newer than the last (a code is accepted once, even
 /// under concurrent submissions).
-pub async fn record_totp_step(pool: &PgPool, user_id: Uuid, step: i64) -> sqlx::Result<bool> {
+pub(crate) async fn record_totp_step(
+    pool: &PgPool,
+    user_id: Uuid,
+    step: i64,
+) -> sqlx::Result<bool> {
     let r = sqlx::query!(
         r#"UPDATE users SET totp_last_step = $2, totp_failures = 0, totp_locked_until = NULL
            WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)"#,
@@ -73,7 +81,7 @@ pub async fn record_totp_step(pool: &PgPool, user_id: Uuid, step: i64) -> sqlx::
 }
 
 /// Counts a wrong code; five in a row lock the factor for 15 minutes.
-pub async fn record_totp_failure(
+pub(crate) async fn record_totp_failure(
     pool: &PgPool,
     user_id: Uuid,
     now: OffsetDateTime,
@@ -91,7 +99,7 @@ pub async fn record_totp_failure(
     Ok(())
 }
 
-pub async fn replace_recovery_codes(
+pub(crate) async fn replace_recovery_codes(
     pool: &PgPool,
     user_id: Uuid,
     hashes: &[String],
@@ -114,7 +122,7 @@ pub async fn replace_recovery_codes(
 }
 
 /// Uses a recovery code once. `true` if it was valid and unused.
-pub async fn use_recovery_code(
+pub(crate) async fn use_recovery_code(
     pool: &PgPool,
     user_id: Uuid,
     hash: &str,
@@ -131,7 +139,7 @@ pub async fn use_recovery_code(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn unused_recovery_codes(pool: &PgPool, user_id: Uuid) -> sqlx::Result<i64> {
+pub(crate) async fn unused_recovery_codes(pool: &PgPool, user_id: Uuid) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL"#,
         user_id
@@ -142,7 +150,7 @@ pub async fn unused_recovery_codes(pool: &PgPool, user_id: Uuid) -> sqlx::Result
 
 // Login challenges (between the password and the second factor).
 
-pub async fn create_challenge(
+pub(crate) async fn create_challenge(
     pool: &PgPool,
     user_id: Uuid,
     token_hash: &str,
@@ -161,7 +169,7 @@ pub async fn create_challenge(
 }
 
 /// The challenge's user, counting this attempt; `None` if unknown, expired or overused.
-pub async fn challenge_user(
+pub(crate) async fn challenge_user(
     pool: &PgPool,
     token_hash: &str,
     now: OffsetDateTime,
@@ -177,7 +185,7 @@ pub async fn challenge_user(
     .await
 }
 
-pub async fn delete_challenge(pool: &PgPool, token_hash: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete_challenge(pool: &PgPool, token_hash: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "DELETE FROM login_challenges WHERE token_hash = $1",
         token_hash

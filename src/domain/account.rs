@@ -5,16 +5,16 @@ use std::fmt;
 use time::Duration;
 
 /// A session ends after this long without a request.
-pub const IDLE_TIMEOUT: Duration = Duration::minutes(30);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::minutes(30);
 /// …and after this long in any case.
-pub const ABSOLUTE_TIMEOUT: Duration = Duration::hours(12);
+pub(crate) const ABSOLUTE_TIMEOUT: Duration = Duration::hours(12);
 
 /// A normalized (trimmed, lowercased) e-mail address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Email(String);
+pub(crate) struct Email(String);
 
 impl Email {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -48,7 +48,7 @@ impl fmt::Display for Email {
 
 /// A tenant's URL name: 3–40 of `a-z0-9-`, not starting or ending with `-`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TenantSlug(String);
+pub(crate) struct TenantSlug(String);
 
 /// Slugs that would collide with our own routes or mislead.
 const RESERVED_SLUGS: &[&str] = &[
@@ -57,12 +57,12 @@ const RESERVED_SLUGS: &[&str] = &[
 ];
 
 impl TenantSlug {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// A slug suggested from a business name ("Clínica São José" → "clinica-sao-jose").
-    pub fn suggest(name: &str) -> String {
+    pub(crate) fn suggest(name: &str) -> String {
         let mut out = String::new();
         for c in fold_accents(&name.to_lowercase()).chars() {
             if c.is_ascii_alphanumeric() {
@@ -103,7 +103,7 @@ impl fmt::Display for TenantSlug {
 }
 
 /// Folds the accents Portuguese and Spanish use (for slugs; the blind index has its own).
-pub fn fold_accents(s: &str) -> String {
+pub(crate) fn fold_accents(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             'á' | 'à' | 'â' | 'ã' | 'ä' => 'a',
@@ -119,14 +119,14 @@ pub fn fold_accents(s: &str) -> String {
 }
 
 /// A new password that meets our policy. Never printed.
-pub struct NewPassword(String);
+pub(crate) struct NewPassword(String);
 
-pub const MIN_PASSWORD_CHARS: usize = 10;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 10;
 /// Argon2 cost grows with input: cap it so a huge password can't be used to burn CPU.
-pub const MAX_PASSWORD_BYTES: usize = 256;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 256;
 
 impl NewPassword {
-    pub fn parse(raw: &str, email: Option<&Email>) -> Result<NewPassword, &'static str> {
+    pub(crate) fn parse(raw: &str, email: Option<&Email>) -> Result<NewPassword, &'static str> {
         if raw.chars().count() < MIN_PASSWORD_CHARS {
             return Err("form.password.short");
         }
@@ -142,7 +142,7 @@ impl NewPassword {
         Ok(NewPassword(raw.to_owned()))
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -157,7 +157,7 @@ impl fmt::Debug for NewPassword {
 /// reviewer approves, replies, takes over, assigns; admin manages channels, knowledge, MCP,
 /// privacy requests, members and settings; owner also billing and termination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
+pub(crate) enum Role {
     Viewer,
     Reviewer,
     Admin,
@@ -165,9 +165,9 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Reviewer, Role::Viewer];
+    pub(crate) const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Reviewer, Role::Viewer];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
             Role::Reviewer => "reviewer",
@@ -176,7 +176,7 @@ impl Role {
         }
     }
 
-    pub fn label_key(self) -> &'static str {
+    pub(crate) fn label_key(self) -> &'static str {
         match self {
             Role::Viewer => "role.viewer",
             Role::Reviewer => "role.reviewer",
@@ -185,7 +185,7 @@ impl Role {
         }
     }
 
-    pub fn at_least(self, needed: Role) -> bool {
+    pub(crate) fn at_least(self, needed: Role) -> bool {
         self >= needed
     }
 }

@@ -3,7 +3,7 @@
 /// Who answers a conversation (`conversations.ownership`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum Ownership {
+pub(crate) enum Ownership {
     /// The AI drafts replies (sent after review, or at once under auto-send).
     Ai,
     /// A person took it over: the AI stays quiet.
@@ -13,9 +13,9 @@ pub enum Ownership {
 }
 
 impl Ownership {
-    pub const ALL: [Ownership; 3] = [Ownership::Ai, Ownership::Human, Ownership::Paused];
+    pub(crate) const ALL: [Ownership; 3] = [Ownership::Ai, Ownership::Human, Ownership::Paused];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Ownership::Ai => "ai",
             Ownership::Human => "human",
@@ -24,12 +24,12 @@ impl Ownership {
     }
 
     /// The ownership a stored or submitted word names; `None` for any other word.
-    pub fn parse(word: &str) -> Option<Ownership> {
+    pub(crate) fn parse(word: &str) -> Option<Ownership> {
         Ownership::ALL.into_iter().find(|o| o.as_str() == word)
     }
 
     /// Whether the AI may draft a reply in a conversation owned this way.
-    pub fn ai_answers(self) -> bool {
+    pub(crate) fn ai_answers(self) -> bool {
         self == Ownership::Ai
     }
 
@@ -37,7 +37,7 @@ impl Ownership {
     /// (a `fromMe` message), the reply box or the API, whoever owned it before: people,
     /// until someone hands it back to the AI. The AI must never answer over a person's
     /// shoulder.
-    pub const AFTER_STAFF_WROTE: Ownership = Ownership::Human;
+    pub(crate) const AFTER_STAFF_WROTE: Ownership = Ownership::Human;
 }
 
 #[cfg(test)]

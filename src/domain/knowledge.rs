@@ -5,7 +5,7 @@ use uuid::Uuid;
 /// What an entry is about. Ranking treats all kinds alike; the kind helps staff organise
 /// entries and lets prompts label them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KnowledgeKind {
+pub(crate) enum KnowledgeKind {
     Faq,
     Hours,
     Service,
@@ -14,7 +14,7 @@ pub enum KnowledgeKind {
 }
 
 impl KnowledgeKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             KnowledgeKind::Faq => "faq",
             KnowledgeKind::Hours => "hours",
@@ -24,7 +24,7 @@ impl KnowledgeKind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<KnowledgeKind> {
+    pub(crate) fn parse(s: &str) -> Option<KnowledgeKind> {
         Some(match s {
             "faq" => KnowledgeKind::Faq,
             "hours" => KnowledgeKind::Hours,
@@ -37,13 +37,13 @@ impl KnowledgeKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KnowledgeEntry {
-    pub id: Uuid,
-    pub title: String,
-    pub body: String,
-    pub kind: KnowledgeKind,
+pub(crate) struct KnowledgeEntry {
+    pub(crate) id: Uuid,
+    pub(crate) title: String,
+    pub(crate) body: String,
+    pub(crate) kind: KnowledgeKind,
 }
 
 /// The keys of a tenant's opening hours (its settings' `hours` object), Monday first: the
 /// settings form writes them and the prompt reads them as the clinic's hours.
-pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+pub(crate) const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];

@@ -13,21 +13,21 @@
 
 use super::knowledge::KnowledgeKind;
 
-pub const MAX_TITLE: usize = 200;
-pub const MAX_BODY: usize = 8000;
+pub(crate) const MAX_TITLE: usize = 200;
+pub(crate) const MAX_BODY: usize = 8000;
 /// A chunk aims at this size (a long document becomes several entries).
 const CHUNK: usize = 1200;
-pub const MAX_ENTRIES: usize = 200;
+pub(crate) const MAX_ENTRIES: usize = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Csv,
     Markdown,
     Text,
 }
 
 impl Format {
-    pub fn parse(s: &str) -> Option<Format> {
+    pub(crate) fn parse(s: &str) -> Option<Format> {
         Some(match s {
             "csv" => Format::Csv,
             "markdown" => Format::Markdown,
@@ -38,14 +38,14 @@ impl Format {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Draft {
-    pub title: String,
-    pub body: String,
-    pub kind: KnowledgeKind,
+pub(crate) struct Draft {
+    pub(crate) title: String,
+    pub(crate) body: String,
+    pub(crate) kind: KnowledgeKind,
 }
 
 /// The entries in `input`, at most [`MAX_ENTRIES`].
-pub fn parse(input: &str, format: Format) -> Vec<Draft> {
+pub(crate) fn parse(input: &str, format: Format) -> Vec<Draft> {
     let input = input.replace("\r\n", "\n");
     let raw: Vec<(String, String, KnowledgeKind)> = match format {
         Format::Csv => csv(&input),

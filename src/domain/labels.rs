@@ -1,7 +1,7 @@
 //! Conversation labels and contact tags.
 
 /// Labels: comma-separated, trimmed, at most 10 of 30 characters.
-pub fn parse_labels(raw: &str) -> Result<Vec<String>, &'static str> {
+pub(crate) fn parse_labels(raw: &str) -> Result<Vec<String>, &'static str> {
     let mut out: Vec<String> = Vec::new();
     for l in raw.split(',').map(str::trim).filter(|l| !l.is_empty()) {
         if l.chars().count() > 30 || l.chars().any(char::is_control) {

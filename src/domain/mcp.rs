@@ -7,7 +7,7 @@
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum CallState {
+pub(crate) enum CallState {
     Ok,
     Error,
     Timeout,
@@ -22,7 +22,7 @@ pub enum CallState {
 
 impl CallState {
     /// The ten the table's CHECK constraint lists (migration 0005).
-    pub const ALL: [CallState; 10] = [
+    pub(crate) const ALL: [CallState; 10] = [
         CallState::Ok,
         CallState::Error,
         CallState::Timeout,
@@ -35,7 +35,7 @@ impl CallState {
         CallState::Rejected,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CallState::Ok => "ok",
             CallState::Error => "error",
@@ -50,14 +50,15 @@ impl CallState {
         }
     }
 
-    pub fn parse(stored: &str) -> Option<CallState> {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn parse(stored: &str) -> Option<CallState> {
         CallState::ALL.into_iter().find(|s| s.as_str() == stored)
     }
 
     /// Whether a call in this state may move to `to`: a reviewer decides a pending write
     /// once, the job claims an approved one once, and a running one ends once. Nothing else
     /// moves (a read call is recorded in its final state).
-    pub fn may_become(self, to: CallState) -> bool {
+    pub(crate) fn may_become(self, to: CallState) -> bool {
         use CallState::*;
         matches!(
             (self, to),
@@ -71,14 +72,14 @@ impl CallState {
 
     /// A write waiting for a reviewer: its draft cannot go out on its own (not even under
     /// auto-send).
-    pub fn awaits_review(self) -> bool {
+    pub(crate) fn awaits_review(self) -> bool {
         self == CallState::Pending
     }
 
     /// Whether the call reached its server with the contact's data (the server is then one
     /// of the data's recipients): every call but a write still waiting for a reviewer and
     /// one the SSRF guard refused before connecting.
-    pub fn reached_server(self) -> bool {
+    pub(crate) fn reached_server(self) -> bool {
         !matches!(self, CallState::Pending | CallState::Refused)
     }
 }

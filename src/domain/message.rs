@@ -3,7 +3,7 @@
 /// Which way a message went (`messages.direction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum Direction {
+pub(crate) enum Direction {
     /// From the end user to the tenant.
     In,
     /// From the tenant (a person, the AI, the API) to the end user.
@@ -11,14 +11,14 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Direction::In => "in",
             Direction::Out => "out",
         }
     }
 
-    pub fn parse(stored: &str) -> Option<Direction> {
+    pub(crate) fn parse(stored: &str) -> Option<Direction> {
         [Direction::In, Direction::Out]
             .into_iter()
             .find(|d| d.as_str() == stored)
@@ -28,7 +28,7 @@ impl Direction {
 /// Where a message is on its way (`messages.status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum MessageStatus {
+pub(crate) enum MessageStatus {
     /// An inbound message, stored.
     Received,
     /// Outbound, waiting for the sender job (or for its undo window to pass).
@@ -44,7 +44,7 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 8] = [
+    pub(crate) const ALL: [MessageStatus; 8] = [
         MessageStatus::Received,
         MessageStatus::Queued,
         MessageStatus::Sending,
@@ -55,7 +55,7 @@ impl MessageStatus {
         MessageStatus::Failed,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MessageStatus::Received => "received",
             MessageStatus::Queued => "queued",
@@ -68,7 +68,7 @@ impl MessageStatus {
         }
     }
 
-    pub fn parse(stored: &str) -> Option<MessageStatus> {
+    pub(crate) fn parse(stored: &str) -> Option<MessageStatus> {
         MessageStatus::ALL
             .into_iter()
             .find(|s| s.as_str() == stored)
@@ -78,7 +78,7 @@ impl MessageStatus {
     /// (`messages.status_rank`). Receipts arrive out of order and more than once, so a late
     /// `delivered` never downgrades `read`; `failed` is terminal; `unknown` (timed out
     /// mid-send) ranks with `sending`, so a later `sent` from the gateway still resolves it.
-    pub fn rank(self) -> i16 {
+    pub(crate) fn rank(self) -> i16 {
         match self {
             MessageStatus::Received => 0,
             MessageStatus::Queued => 1,
@@ -92,7 +92,7 @@ impl MessageStatus {
 
     /// An outbound message a person may send again: it failed, or we cannot know whether
     /// it went out.
-    pub fn retryable(self) -> bool {
+    pub(crate) fn retryable(self) -> bool {
         matches!(self, MessageStatus::Failed | MessageStatus::Unknown)
     }
 }

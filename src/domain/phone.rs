@@ -8,28 +8,29 @@ use std::fmt;
 /// It has no `Display`: logs use [`Phone::masked`], code that needs the digits says so
 /// with [`Phone::as_str`]. `Debug` is masked too, so `{:?}` on an event never prints a number.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Phone(String);
+pub(crate) struct Phone(String);
 
-pub const MIN_PHONE_DIGITS: usize = 8;
-pub const MAX_PHONE_DIGITS: usize = 15;
+pub(crate) const MIN_PHONE_DIGITS: usize = 8;
+pub(crate) const MAX_PHONE_DIGITS: usize = 15;
 
 /// JID servers that carry a phone number (`c.us` is the older web-client spelling).
 const PHONE_JID_SERVERS: &[&str] = &["s.whatsapp.net", "c.us"];
 
 impl Phone {
     /// The digits, e.g. `5511999999999`.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The last four digits behind a mask (`…9999`), safe for logs.
-    pub fn masked(&self) -> String {
+    pub(crate) fn masked(&self) -> String {
         let tail = &self.0[self.0.len().saturating_sub(4)..];
         format!("…{tail}")
     }
 
     /// The user JID WhatsApp uses for this number (`5511999999999@s.whatsapp.net`).
-    pub fn jid(&self) -> String {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn jid(&self) -> String {
         format!("{}@s.whatsapp.net", self.0)
     }
 }

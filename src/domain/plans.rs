@@ -3,7 +3,7 @@
 
 /// The AI providers a plan may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProviderAccess {
+pub(crate) enum ProviderAccess {
     /// The offline knowledge-base answerer and the tenant's own API keys.
     OfflineAndOwnKeys,
     /// Also the platform's provider keys.
@@ -11,35 +11,35 @@ pub enum ProviderAccess {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
-    pub id: &'static str,
+pub(crate) struct Plan {
+    pub(crate) id: &'static str,
     /// Monthly price in US cents.
-    pub monthly_price_cents: u32,
-    pub seats: u32,
-    pub channels: u32,
-    pub ai_messages_per_month: u32,
+    pub(crate) monthly_price_cents: u32,
+    pub(crate) seats: u32,
+    pub(crate) channels: u32,
+    pub(crate) ai_messages_per_month: u32,
     /// Default (and maximum) message retention, in years. Tenants may choose less.
-    pub retention_years: u16,
-    pub providers: ProviderAccess,
+    pub(crate) retention_years: u16,
+    pub(crate) providers: ProviderAccess,
     /// The environment variable naming this plan's Stripe price id.
-    pub stripe_price_env: &'static str,
+    pub(crate) stripe_price_env: &'static str,
 }
 
 /// The shortest message retention a tenant may choose.
-pub const MIN_RETENTION_DAYS: u32 = 30;
+pub(crate) const MIN_RETENTION_DAYS: u32 = 30;
 
 impl Plan {
-    pub fn retention_days(&self) -> u32 {
+    pub(crate) fn retention_days(&self) -> u32 {
         u32::from(self.retention_years) * 365
     }
 
     /// The translation key of the plan's name.
-    pub fn name_key(&self) -> String {
+    pub(crate) fn name_key(&self) -> String {
         format!("plan.{}.name", self.id)
     }
 }
 
-pub const PLANS: &[Plan] = &[
+pub(crate) const PLANS: &[Plan] = &[
     Plan {
         id: "starter",
         monthly_price_cents: 4_900,
@@ -73,9 +73,9 @@ pub const PLANS: &[Plan] = &[
 ];
 
 /// The plan a new tenant starts on.
-pub const DEFAULT_PLAN: &str = "starter";
+pub(crate) const DEFAULT_PLAN: &str = "starter";
 
-pub fn by_id(id: &str) -> Option<&'static Plan> {
+pub(crate) fn by_id(id: &str) -> Option<&'static Plan> {
     PLANS.iter().find(|p| p.id == id)
 }
 

@@ -5,7 +5,4 @@
 //! on their next login.
 
 /// The version of the privacy policy (its effective date).
-pub const POLICY_VERSION: &str = "2026-11-26";
-
-/// The version it replaces.
-pub const PREVIOUS_POLICY_VERSION: &str = "2026-03-10";
+pub(crate) const POLICY_VERSION: &str = "2026-11-26";

@@ -3,15 +3,15 @@
 use crate::domain::account::fold_accents;
 
 /// The keywords that open an erasure request when a tenant set none.
-pub const DEFAULT_DSR_KEYWORDS: [&str; 2] = ["APAGAR MEUS DADOS", "DELETE MY DATA"];
+pub(crate) const DEFAULT_DSR_KEYWORDS: [&str; 2] = ["APAGAR MEUS DADOS", "DELETE MY DATA"];
 
-pub fn default_keywords() -> Vec<String> {
+pub(crate) fn default_keywords() -> Vec<String> {
     DEFAULT_DSR_KEYWORDS.map(String::from).to_vec()
 }
 
 /// Whether `text` is one of `keywords`: the whole message, ignoring case, accents,
 /// punctuation and spacing ("Apagar meus dados!" matches "APAGAR MEUS DADOS").
-pub fn is_keyword(text: &str, keywords: &[String]) -> bool {
+pub(crate) fn is_keyword(text: &str, keywords: &[String]) -> bool {
     let norm = |s: &str| -> String {
         fold_accents(&s.to_lowercase())
             .split(|c: char| !c.is_alphanumeric())

@@ -3,16 +3,16 @@
 /// How long a tenant keeps its audit log: for the life of the account (the default), or a
 /// number of days bounded so that a security record is never prunable to days.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuditRetention(Option<i32>);
+pub(crate) struct AuditRetention(Option<i32>);
 
-pub const MIN_AUDIT_DAYS: i32 = 365;
-pub const MAX_AUDIT_DAYS: i32 = 3650;
+pub(crate) const MIN_AUDIT_DAYS: i32 = 365;
+pub(crate) const MAX_AUDIT_DAYS: i32 = 3650;
 
 impl AuditRetention {
-    pub const FOR_LIFE: AuditRetention = AuditRetention(None);
+    pub(crate) const FOR_LIFE: AuditRetention = AuditRetention(None);
 
     /// `None`: kept for the life of the account.
-    pub fn days(self) -> Option<i32> {
+    pub(crate) fn days(self) -> Option<i32> {
         self.0
     }
 }

@@ -9,7 +9,7 @@ use super::conversation::Ownership;
 
 /// Where a draft is in its life (`drafts.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DraftState {
+pub(crate) enum DraftState {
     /// Waiting for a reviewer.
     Pending,
     /// The AI handed the turn to a person (emergency, complaint, own-data request, …).
@@ -24,7 +24,7 @@ pub enum DraftState {
 
 /// What a reviewer does to a draft.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Approve,
     Reject,
     Regenerate,
@@ -34,13 +34,13 @@ pub enum Decision {
 /// The decision is not open to this draft: someone decided it first, or it never could be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("a {from:?} draft cannot be given {decision:?}")]
-pub struct Refused {
-    pub from: DraftState,
-    pub decision: Decision,
+pub(crate) struct Refused {
+    pub(crate) from: DraftState,
+    pub(crate) decision: Decision,
 }
 
 impl DraftState {
-    pub const ALL: [DraftState; 6] = [
+    pub(crate) const ALL: [DraftState; 6] = [
         DraftState::Pending,
         DraftState::Escalated,
         DraftState::Approved,
@@ -50,7 +50,7 @@ impl DraftState {
     ];
 
     /// The stored word (the `drafts.state` CHECK constraint lists the same six).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DraftState::Pending => "pending",
             DraftState::Escalated => "escalated",
@@ -63,12 +63,13 @@ impl DraftState {
 
     /// The state a stored word names; `None` for a word we don't know (treated as decided:
     /// nothing may move it).
-    pub fn parse(stored: &str) -> Option<DraftState> {
+    pub(crate) fn parse(stored: &str) -> Option<DraftState> {
         DraftState::ALL.into_iter().find(|s| s.as_str() == stored)
     }
 
     /// Waiting for a person: counted in the review badge and shown in the queue.
-    pub fn is_waiting(self) -> bool {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn is_waiting(self) -> bool {
         matches!(self, DraftState::Pending | DraftState::Escalated)
     }
 
@@ -78,7 +79,7 @@ impl DraftState {
     /// - Rejecting and dismissing close whatever waits (an escalation has no text to send,
     ///   but a reviewer may still reject or dismiss it).
     /// - A decided draft stays decided.
-    pub fn decide(self, decision: Decision) -> Result<DraftState, Refused> {
+    pub(crate) fn decide(self, decision: Decision) -> Result<DraftState, Refused> {
         use {Decision as D, DraftState as S};
         match (self, decision) {
             (S::Pending, D::Approve) => Ok(S::Approved),
@@ -90,7 +91,7 @@ impl DraftState {
     }
 
     /// [`DraftState::decide`] on a stored word (an unknown word is refused).
-    pub fn decide_stored(stored: &str, decision: Decision) -> Result<DraftState, Refused> {
+    pub(crate) fn decide_stored(stored: &str, decision: Decision) -> Result<DraftState, Refused> {
         match DraftState::parse(stored) {
             Some(s) => s.decide(decision),
             None => Err(Refused {
@@ -103,11 +104,11 @@ impl DraftState {
 
 /// WhatsApp's customer-service window: free-form replies only within 24 h of the last
 /// message from the customer (Meta enforces it; we show and respect it for every gateway).
-pub const SERVICE_WINDOW: Duration = Duration::hours(24);
+pub(crate) const SERVICE_WINDOW: Duration = Duration::hours(24);
 
 /// Whether free text may be sent now: Meta channels close it [`SERVICE_WINDOW`] after the
 /// customer's last message (a template is needed after that); other gateways don't enforce it.
-pub fn window_open(
+pub(crate) fn window_open(
     channel_kind: &str,
     last_inbound_at: Option<OffsetDateTime>,
     now: OffsetDateTime,
@@ -116,7 +117,8 @@ pub fn window_open(
 }
 
 /// When the window closes (`None` before the customer ever wrote).
-pub fn window_closes_at(last_inbound_at: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) fn window_closes_at(last_inbound_at: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
     last_inbound_at.map(|t| t + SERVICE_WINDOW)
 }
 
@@ -124,7 +126,7 @@ pub fn window_closes_at(last_inbound_at: Option<OffsetDateTime>) -> Option<Offse
 /// conversation (`conversations.policy_override`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum Policy {
+pub(crate) enum Policy {
     /// A person approves every draft.
     ReviewAll,
     /// Drafts go out at once unless something needs a person (see
@@ -135,9 +137,9 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 3] = [Policy::ReviewAll, Policy::AutoSend, Policy::Off];
+    pub(crate) const ALL: [Policy; 3] = [Policy::ReviewAll, Policy::AutoSend, Policy::Off];
 
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Policy::ReviewAll => "review_all",
             Policy::AutoSend => "auto_send",
@@ -145,13 +147,13 @@ impl Policy {
         }
     }
 
-    pub fn parse(word: &str) -> Option<Policy> {
+    pub(crate) fn parse(word: &str) -> Option<Policy> {
         Policy::ALL.into_iter().find(|p| p.as_str() == word)
     }
 
     /// One conversation's policy: its own override, else the tenant's. An unknown stored
     /// word counts as "review everything", the safe reading.
-    pub fn effective(tenant: &str, conversation_override: Option<&str>) -> Policy {
+    pub(crate) fn effective(tenant: &str, conversation_override: Option<&str>) -> Policy {
         conversation_override
             .or(Some(tenant))
             .and_then(Policy::parse)
@@ -159,14 +161,19 @@ impl Policy {
     }
 
     /// Whether the AI drafts at all.
-    pub fn drafts(self) -> bool {
+    pub(crate) fn drafts(self) -> bool {
         self != Policy::Off
     }
 
     /// Whether a draft goes to the customer without a reviewer: only under auto-send, and
     /// never when the guard escalated the turn, when the draft waits on tool calls that
     /// write (a person approves those first), or when it carries a note for staff.
-    pub fn sends_without_review(self, escalated: bool, pending_writes: bool, noted: bool) -> bool {
+    pub(crate) fn sends_without_review(
+        self,
+        escalated: bool,
+        pending_writes: bool,
+        noted: bool,
+    ) -> bool {
         self == Policy::AutoSend && !escalated && !pending_writes && !noted
     }
 }
@@ -174,7 +181,11 @@ impl Policy {
 /// Whether the AI may draft a reply in a conversation now: its policy drafts at all, the AI
 /// owns it (not a person, not paused; an unknown stored word counts as not the AI's), and
 /// the contact's data may be processed (neither restricted nor erased).
-pub fn ai_may_draft(policy: Policy, ownership: Option<Ownership>, may_process: bool) -> bool {
+pub(crate) fn ai_may_draft(
+    policy: Policy,
+    ownership: Option<Ownership>,
+    may_process: bool,
+) -> bool {
     policy.drafts() && ownership.is_some_and(Ownership::ai_answers) && may_process
 }
 

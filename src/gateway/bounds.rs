@@ -9,17 +9,17 @@
 use super::{InboundMessage, MessageKind};
 
 /// WhatsApp's limit for a text message.
-pub const MAX_TEXT_CHARS: usize = 4096;
+pub(crate) const MAX_TEXT_CHARS: usize = 4096;
 /// WhatsApp's limit for a media caption.
-pub const MAX_CAPTION_CHARS: usize = 1024;
+pub(crate) const MAX_CAPTION_CHARS: usize = 1024;
 /// Profile names are at most 25 characters in WhatsApp; a little room for other clients.
-pub const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
 /// File names, MIME types, location names and addresses.
 const MAX_SHORT_CHARS: usize = 255;
 
 impl InboundMessage {
     /// The message within WhatsApp's own limits (see the module docs).
-    pub fn bounded(mut self) -> InboundMessage {
+    pub(crate) fn bounded(mut self) -> InboundMessage {
         self.sender_name = self.sender_name.as_deref().and_then(clean_name);
         match &mut self.kind {
             MessageKind::Text { body } => cut_long(body, MAX_TEXT_CHARS),
@@ -73,7 +73,7 @@ fn is_bidi_control(c: char) -> bool {
 
 /// A display name: no control or bidi characters, spaces collapsed, at most
 /// [`MAX_NAME_CHARS`]; `None` when nothing is left.
-pub fn clean_name(name: &str) -> Option<String> {
+pub(crate) fn clean_name(name: &str) -> Option<String> {
     clean(name, MAX_NAME_CHARS)
 }
 

@@ -10,9 +10,9 @@ mod client;
 mod parse;
 mod verify;
 
-pub use client::*;
-pub use parse::*;
-pub use verify::*;
+pub(crate) use client::*;
+pub(crate) use parse::*;
+pub(crate) use verify::*;
 
 #[cfg(test)]
 mod tests;

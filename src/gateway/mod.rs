@@ -10,9 +10,9 @@
 //! error message carries them; [`Phone`]'s `Debug` is masked. The model's own `Debug`
 //! does show message text, so never log an event with `{:?}`.
 
-pub mod bounds;
-pub mod evolution;
-pub mod meta;
+pub(crate) mod bounds;
+pub(crate) mod evolution;
+pub(crate) mod meta;
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use crate::domain::{message::MessageStatus, phone::Phone};
 // Events are short-lived and few per request: boxing the message buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
-pub enum InboundEvent {
+pub(crate) enum InboundEvent {
     Message(InboundMessage),
     Status(StatusUpdate),
     Connection(ConnectionUpdate),
@@ -47,7 +47,7 @@ impl InboundEvent {
     /// The gateway account the event belongs to (Evolution instance name, Meta
     /// `phone_number_id`): route on it, and check it matches the channel that the URL or
     /// secret identified.
-    pub fn account(&self) -> Option<&str> {
+    pub(crate) fn account(&self) -> Option<&str> {
         match self {
             InboundEvent::Message(m) => Some(&m.account),
             InboundEvent::Status(s) => Some(&s.account),
@@ -60,73 +60,73 @@ impl InboundEvent {
 
 /// A message in a chat: from a contact, or sent by the business (`from_me`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct InboundMessage {
+pub(crate) struct InboundMessage {
     /// Evolution instance name or Meta `phone_number_id`.
-    pub account: String,
+    pub(crate) account: String,
     /// The gateway's message id (WhatsApp `key.id` / Meta `wamid.…`); with `account` and
     /// `from_me` it is the dedupe key.
-    pub external_id: String,
+    pub(crate) external_id: String,
     /// The conversation key, also what the clients accept as a recipient: the phone digits
     /// for a 1:1 chat with a known number, else the full JID (`…@g.us` for a group,
     /// `…@lid` for a contact WhatsApp only shows by privacy id).
-    pub chat_id: String,
-    pub is_group: bool,
+    pub(crate) chat_id: String,
+    pub(crate) is_group: bool,
     /// The author's number when the payload carries it (never for `from_me`).
-    pub sender_phone: Option<Phone>,
+    pub(crate) sender_phone: Option<Phone>,
     /// The author's WhatsApp privacy id (`…@lid`) when the payload carries it, alongside the
     /// phone when both are known, so contacts first seen by one can be merged with the other.
-    pub sender_lid: Option<String>,
+    pub(crate) sender_lid: Option<String>,
     /// Meta's business-scoped user id (`user_id`, e.g. `BR.1502576394655843`), rolling out
     /// in 2026; for users with a username it may be the only identity (then `chat_id` too).
-    pub sender_user_id: Option<String>,
+    pub(crate) sender_user_id: Option<String>,
     /// The author's profile name (pushName / Meta profile name); untrusted, user-chosen.
-    pub sender_name: Option<String>,
+    pub(crate) sender_name: Option<String>,
     /// Sent by the business: typed on the linked phone, or an echo of our own send.
-    pub from_me: bool,
+    pub(crate) from_me: bool,
     /// True for Evolution `send.message`: the echo of a send made through the REST API
     /// (ours), which may arrive before the send call returns. A `from_me` message that is
     /// not an echo was typed on the phone, i.e. staff replied by hand.
-    pub echo: bool,
-    pub timestamp: OffsetDateTime,
-    pub kind: MessageKind,
+    pub(crate) echo: bool,
+    pub(crate) timestamp: OffsetDateTime,
+    pub(crate) kind: MessageKind,
     /// The message this one replies to (Evolution `contextInfo.stanzaId`, Meta `context.id`).
-    pub quoted_external_id: Option<String>,
+    pub(crate) quoted_external_id: Option<String>,
     /// The ad or post that brought the customer here (Meta `referral`, Evolution
     /// `contextInfo.externalAdReply`): click-to-WhatsApp ads.
-    pub referral: Option<Referral>,
+    pub(crate) referral: Option<Referral>,
 }
 
 /// Where a click-to-WhatsApp conversation came from. Advertiser text, not the customer's.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Referral {
-    pub headline: Option<String>,
-    pub body: Option<String>,
+pub(crate) struct Referral {
+    pub(crate) headline: Option<String>,
+    pub(crate) body: Option<String>,
     /// `ad` or `post` (Meta `source_type`).
-    pub source_type: Option<String>,
-    pub source_url: Option<String>,
-    pub source_id: Option<String>,
+    pub(crate) source_type: Option<String>,
+    pub(crate) source_url: Option<String>,
+    pub(crate) source_id: Option<String>,
 }
 
 /// One line of a catalog order (Meta `order.product_items[]`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct OrderItem {
-    pub product_retailer_id: String,
-    pub quantity: Option<f64>,
-    pub item_price: Option<f64>,
-    pub currency: Option<String>,
+pub(crate) struct OrderItem {
+    pub(crate) product_retailer_id: String,
+    pub(crate) quantity: Option<f64>,
+    pub(crate) item_price: Option<f64>,
+    pub(crate) currency: Option<String>,
 }
 
 /// An edit or a "delete for everyone" of the message `target_external_id`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MessageRevision {
-    pub account: String,
-    pub target_external_id: String,
-    pub change: Revision,
-    pub timestamp: Option<OffsetDateTime>,
+pub(crate) struct MessageRevision {
+    pub(crate) account: String,
+    pub(crate) target_external_id: String,
+    pub(crate) change: Revision,
+    pub(crate) timestamp: Option<OffsetDateTime>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Revision {
+pub(crate) enum Revision {
     /// The new text (or caption) that replaces the shown one.
     Edited {
         text: String,
@@ -135,7 +135,7 @@ pub enum Revision {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum MessageKind {
+pub(crate) enum MessageKind {
     Text {
         body: String,
     },
@@ -202,7 +202,7 @@ pub enum MessageKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaKind {
+pub(crate) enum MediaKind {
     Image,
     /// `voice` is a push-to-talk voice note, as opposed to an audio file.
     Audio {
@@ -215,7 +215,7 @@ pub enum MediaKind {
 
 /// How to get a media file's bytes later (in a job, never in the webhook).
 #[derive(Clone, PartialEq)]
-pub enum MediaSource {
+pub(crate) enum MediaSource {
     /// Evolution with `webhookBase64` on: the decrypted file, base64, in the webhook itself.
     Inline { base64: String },
     /// Evolution with S3/MinIO storage: a plain URL to the decrypted file.
@@ -244,49 +244,50 @@ impl std::fmt::Debug for MediaSource {
 
 /// A Baileys message key, as Evolution wants it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EvolutionKey {
-    pub id: String,
-    pub remote_jid: String,
-    pub from_me: bool,
-    pub participant: Option<String>,
+pub(crate) struct EvolutionKey {
+    pub(crate) id: String,
+    pub(crate) remote_jid: String,
+    pub(crate) from_me: bool,
+    pub(crate) participant: Option<String>,
 }
 
 /// One contact card shared in a chat.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SharedContact {
-    pub name: Option<String>,
-    pub phones: Vec<Phone>,
+pub(crate) struct SharedContact {
+    pub(crate) name: Option<String>,
+    pub(crate) phones: Vec<Phone>,
 }
 
 /// A delivery receipt for a message the business sent.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StatusUpdate {
-    pub account: String,
+pub(crate) struct StatusUpdate {
+    pub(crate) account: String,
     /// The id the send returned (Evolution `keyId`, Meta `wamid.…`).
-    pub external_id: String,
-    pub status: DeliveryStatus,
+    pub(crate) external_id: String,
+    pub(crate) status: DeliveryStatus,
     /// When the gateway says it happened. Evolution receipts carry no time: `None`.
-    pub timestamp: Option<OffsetDateTime>,
-    pub error: Option<StatusError>,
+    pub(crate) timestamp: Option<OffsetDateTime>,
+    pub(crate) error: Option<StatusError>,
 }
 
 /// Why a send failed after it was accepted (Meta `statuses[].errors[0]`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct StatusError {
-    pub code: Option<i64>,
-    pub message: String,
+pub(crate) struct StatusError {
+    pub(crate) code: Option<i64>,
+    pub(crate) message: String,
 }
 
 impl StatusError {
     /// The send fell outside WhatsApp's 24-hour customer-service window (Meta 131047):
     /// only a template may be sent now.
-    pub fn is_outside_window(&self) -> bool {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn is_outside_window(&self) -> bool {
         self.code == Some(meta::OUTSIDE_WINDOW_CODE)
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DeliveryStatus {
+pub(crate) enum DeliveryStatus {
     Sent,
     Delivered,
     Read,
@@ -295,7 +296,7 @@ pub enum DeliveryStatus {
 
 impl DeliveryStatus {
     /// The stored status this receipt reports.
-    pub fn status(self) -> MessageStatus {
+    pub(crate) fn status(self) -> MessageStatus {
         match self {
             DeliveryStatus::Sent => MessageStatus::Sent,
             DeliveryStatus::Delivered => MessageStatus::Delivered,
@@ -306,35 +307,36 @@ impl DeliveryStatus {
 
     /// Statuses only move forward: sent < delivered < read; failed is terminal (the one
     /// order is [`MessageStatus::rank`], which also places our own `queued` below these).
-    pub fn rank(self) -> i16 {
+    pub(crate) fn rank(self) -> i16 {
         self.status().rank()
     }
 
     /// Whether a message at `current` (None: not yet acknowledged) should move to `self`.
     /// Receipts arrive out of order and more than once; a late `delivered` never
     /// downgrades `read`, and nothing leaves `failed`.
-    pub fn advances(self, current: Option<DeliveryStatus>) -> bool {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn advances(self, current: Option<DeliveryStatus>) -> bool {
         current.is_none_or(|c| self.rank() > c.rank())
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.status().as_str()
     }
 }
 
 /// The linked WhatsApp session's state (Evolution only; Meta numbers are always connected).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ConnectionUpdate {
-    pub account: String,
-    pub state: ConnectionState,
+pub(crate) struct ConnectionUpdate {
+    pub(crate) account: String,
+    pub(crate) state: ConnectionState,
     /// Why it changed, e.g. `logged out (401)`; no user data.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// A fresh QR code to show the tenant admin while pairing (`qrcode.updated`).
-    pub qr: Option<PairingPrompt>,
+    pub(crate) qr: Option<PairingPrompt>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectionState {
+pub(crate) enum ConnectionState {
     Open,
     Connecting,
     Closed,
@@ -342,13 +344,13 @@ pub enum ConnectionState {
 
 /// What the tenant admin needs to link a phone: a QR code or an 8-character pairing code.
 #[derive(Clone, Default, PartialEq)]
-pub struct PairingPrompt {
+pub(crate) struct PairingPrompt {
     /// The QR payload (`2@…`), to render ourselves.
-    pub qr_code: Option<String>,
+    pub(crate) qr_code: Option<String>,
     /// The QR as a PNG data URL (`data:image/png;base64,…`), as Evolution renders it.
-    pub qr_png_data_url: Option<String>,
+    pub(crate) qr_png_data_url: Option<String>,
     /// The code to type on the phone ("link with phone number").
-    pub pairing_code: Option<String>,
+    pub(crate) pairing_code: Option<String>,
 }
 
 impl std::fmt::Debug for PairingPrompt {
@@ -368,7 +370,7 @@ impl std::fmt::Debug for PairingPrompt {
 /// A webhook body we can't understand. The message names the field, never its value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ParseError(String);
+pub(crate) struct ParseError(String);
 
 impl ParseError {
     pub(crate) fn new(msg: impl Into<String>) -> Self {
@@ -392,7 +394,7 @@ impl ParseError {
 
 /// The outcome of a failed gateway call, classified for the send job (DESIGN.md "Sends").
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// Not accepted and safe to try again later: 5xx, 429, a rate-limit code, or a
     /// connection that failed before the request was sent.
     #[error("gateway unavailable, retry later: {reason}")]
@@ -416,7 +418,7 @@ pub enum SendError {
 }
 
 impl SendError {
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         matches!(self, SendError::Retryable { .. })
     }
 
@@ -449,10 +451,10 @@ impl SendError {
 
 /// A media file fetched from a gateway.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DownloadedMedia {
-    pub bytes: Vec<u8>,
-    pub mime: Option<String>,
-    pub filename: Option<String>,
+pub(crate) struct DownloadedMedia {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) mime: Option<String>,
+    pub(crate) filename: Option<String>,
 }
 
 impl std::fmt::Debug for DownloadedMedia {
@@ -467,9 +469,9 @@ impl std::fmt::Debug for DownloadedMedia {
 /// Timeouts for a gateway client. Sends are synchronous on Evolution (they return after
 /// WhatsApp accepted the message, after any typing delay), so the request timeout is long.
 #[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub request: Duration,
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) request: Duration,
 }
 
 impl Default for Timeouts {
@@ -482,7 +484,7 @@ impl Default for Timeouts {
 }
 
 /// The largest media file we download (WhatsApp documents go up to 100 MB).
-pub const MAX_MEDIA_BYTES: usize = 100 * 1024 * 1024;
+pub(crate) const MAX_MEDIA_BYTES: usize = 100 * 1024 * 1024;
 
 /// An HTTP client for one gateway. Redirects are not followed: Evolution's `apikey`
 /// header would follow a redirect to another host.
@@ -491,7 +493,7 @@ pub(crate) fn http_client(timeouts: Timeouts) -> Result<reqwest::Client, reqwest
 }
 
 /// `http_client` on top of a builder that already restricts where it may connect.
-pub fn http_client_from(
+pub(crate) fn http_client_from(
     builder: reqwest::ClientBuilder,
     timeouts: Timeouts,
 ) -> Result<reqwest::Client, reqwest::Error> {
@@ -532,7 +534,7 @@ pub(crate) async fn read_limited(
 /// A client was configured with something unusable (the message names what, not its value).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid gateway client configuration: {0}")]
-pub struct ClientConfigError(&'static str);
+pub(crate) struct ClientConfigError(&'static str);
 
 /// An http(s) base URL that paths can be appended to.
 pub(crate) fn parse_base_url(raw: &str) -> Result<Url, ClientConfigError> {
@@ -633,7 +635,7 @@ pub(crate) fn unix_seconds(v: &Value) -> Option<OffsetDateTime> {
 /// A display name as we keep it: see [`bounds::clean_name`] (bidi overrides, isolates and
 /// control characters removed, so a push name cannot reverse the text around it in the
 /// portal; spaces collapsed; capped). `None` when nothing visible is left.
-pub fn clean_name(raw: &str) -> Option<String> {
+pub(crate) fn clean_name(raw: &str) -> Option<String> {
     bounds::clean_name(raw)
 }
 

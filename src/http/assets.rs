@@ -68,14 +68,14 @@ static TABLE: LazyLock<Vec<Hashed>> = LazyLock::new(|| {
 });
 
 /// The URL pages link a static file by: its content-hashed name.
-pub fn url(name: &str) -> String {
+pub(crate) fn url(name: &str) -> String {
     match TABLE.iter().find(|h| h.asset.name == name) {
         Some(h) => format!("/static/{}", h.hashed_name),
         None => format!("/static/{name}"),
     }
 }
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new().route("/static/{file}", get(serve))
 }
 

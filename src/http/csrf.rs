@@ -29,7 +29,7 @@ use crate::{
 
 /// The token to put in this request's forms.
 #[derive(Clone, Debug)]
-pub struct CsrfToken(pub String);
+pub(crate) struct CsrfToken(pub String);
 
 fn nonce_cookie_name(config: &Config) -> &'static str {
     if config.is_https() {
@@ -64,7 +64,11 @@ fn same_origin(headers: &HeaderMap, config: &Config) -> bool {
     origin == ours || host_origin.as_deref() == Some(origin)
 }
 
-pub async fn protect(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn protect(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let config = &state.config;
     let jar = CookieJar::from_headers(req.headers());
     let mut new_nonce: Option<String> = None;

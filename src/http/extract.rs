@@ -23,15 +23,15 @@ use crate::{
 };
 
 /// The name of the language-preference cookie (not a tracking cookie: it holds "en" or "pt-BR").
-pub const LANG_COOKIE: &str = "lang";
+pub(crate) const LANG_COOKIE: &str = "lang";
 
 /// The visitor's language: the `lang` cookie if set, else the account's choice, else
 /// `Accept-Language`, else English.
-pub fn detect_lang(headers: &HeaderMap) -> Lang {
+pub(crate) fn detect_lang(headers: &HeaderMap) -> Lang {
     detect_lang_for(headers, None)
 }
 
-pub fn detect_lang_for(headers: &HeaderMap, user: Option<&User>) -> Lang {
+pub(crate) fn detect_lang_for(headers: &HeaderMap, user: Option<&User>) -> Lang {
     let jar = CookieJar::from_headers(headers);
     if let Some(lang) = jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value())) {
         return lang;
@@ -52,29 +52,29 @@ pub fn detect_lang_for(headers: &HeaderMap, user: Option<&User>) -> Lang {
 /// What every page template needs: the translator, the current path (for the language
 /// switcher) and the request id.
 #[derive(Clone, Debug)]
-pub struct PageCtx {
-    pub tr: Tr,
-    pub path: String,
-    pub request_id: String,
+pub(crate) struct PageCtx {
+    pub(crate) tr: Tr,
+    pub(crate) path: String,
+    pub(crate) request_id: String,
     /// The anti-forgery token every form on the page carries.
-    pub csrf: String,
+    pub(crate) csrf: String,
     /// The logged-in user, for the header.
-    pub user: Option<Arc<User>>,
+    pub(crate) user: Option<Arc<User>>,
     /// A one-shot message from the previous request (after a redirect).
-    pub flash: Option<Flash>,
+    pub(crate) flash: Option<Flash>,
 }
 
 #[derive(Clone, Debug)]
-pub struct Flash {
-    pub ok: bool,
-    pub key: String,
+pub(crate) struct Flash {
+    pub(crate) ok: bool,
+    pub(crate) key: String,
 }
 
 /// The cookie carrying a flash message key across a 303 redirect.
-pub const FLASH_COOKIE: &str = "flash";
+pub(crate) const FLASH_COOKIE: &str = "flash";
 
 impl PageCtx {
-    pub fn new(lang: Lang, path: &str, request_id: &str) -> PageCtx {
+    pub(crate) fn new(lang: Lang, path: &str, request_id: &str) -> PageCtx {
         PageCtx {
             tr: Tr(lang),
             path: path.to_owned(),
@@ -85,41 +85,41 @@ impl PageCtx {
         }
     }
 
-    pub fn t(&self, key: &str) -> &'static str {
+    pub(crate) fn t(&self, key: &str) -> &'static str {
         self.tr.t(key)
     }
 
-    pub fn f(&self, key: &str, args: &[&dyn std::fmt::Display]) -> String {
+    pub(crate) fn f(&self, key: &str, args: &[&dyn std::fmt::Display]) -> String {
         self.tr.f(key, args)
     }
 
     /// The message for `key` with its one `{}` filled (templates call this).
-    pub fn f1<T: std::fmt::Display + ?Sized>(&self, key: &str, arg: &T) -> String {
+    pub(crate) fn f1<T: std::fmt::Display + ?Sized>(&self, key: &str, arg: &T) -> String {
         self.tr.f(key, &[&arg as &dyn std::fmt::Display])
     }
 
     /// The message for `prefix` + `value` (e.g. a status or kind), for keys chosen by data.
-    pub fn tk(&self, prefix: &str, value: &str) -> &'static str {
+    pub(crate) fn tk(&self, prefix: &str, value: &str) -> &'static str {
         self.tr.t(&format!("{prefix}{value}"))
     }
 
-    pub fn lang_code(&self) -> &'static str {
+    pub(crate) fn lang_code(&self) -> &'static str {
         self.tr.lang().code()
     }
 
     /// A count with the viewer's digit grouping (templates call this).
-    pub fn num<T: Copy + Into<i64>>(&self, n: &T) -> String {
+    pub(crate) fn num<T: Copy + Into<i64>>(&self, n: &T) -> String {
         self.tr.num((*n).into())
     }
 
     /// A US-dollar price in cents as the viewer's language writes it.
-    pub fn usd<T: Copy + Into<i64>>(&self, cents: &T) -> String {
+    pub(crate) fn usd<T: Copy + Into<i64>>(&self, cents: &T) -> String {
         self.tr.usd((*cents).into())
     }
 
     /// An AI provider's display name (`offline` is our knowledge-base answerer); an id we
     /// have no name for is shown as it is.
-    pub fn provider(&self, id: &str) -> String {
+    pub(crate) fn provider(&self, id: &str) -> String {
         let key = format!("provider.{id}");
         if crate::i18n::Tr::has(&key) {
             self.tr.t(&key).to_owned()
@@ -129,7 +129,7 @@ impl PageCtx {
     }
 
     /// The language the switcher offers (the other one).
-    pub fn other_lang(&self) -> Lang {
+    pub(crate) fn other_lang(&self) -> Lang {
         match self.tr.lang() {
             Lang::En => Lang::PtBr,
             Lang::PtBr => Lang::En,
@@ -172,9 +172,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PageCtx {
 
 /// The logged-in user, or a redirect to the login page.
 #[derive(Clone, Debug)]
-pub struct CurrentUser {
-    pub session_id: uuid::Uuid,
-    pub user: Arc<User>,
+pub(crate) struct CurrentUser {
+    pub(crate) session_id: uuid::Uuid,
+    pub(crate) user: Arc<User>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
@@ -201,34 +201,34 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
 /// tenant switcher, the time zone), so a page's [`Shell`](crate::http::routes::portal::Shell)
 /// needs no query of its own.
 #[derive(Clone, Debug)]
-pub struct TenantCtx {
-    pub tenant: Tenant,
-    pub role: Role,
-    pub me: CurrentUser,
+pub(crate) struct TenantCtx {
+    pub(crate) tenant: Tenant,
+    pub(crate) role: Role,
+    pub(crate) me: CurrentUser,
     /// The page frame's figures, as of the start of the request.
-    pub chrome: Arc<Chrome>,
+    pub(crate) chrome: Arc<Chrome>,
 }
 
 impl TenantCtx {
-    pub fn id(&self) -> uuid::Uuid {
+    pub(crate) fn id(&self) -> uuid::Uuid {
         self.tenant.id
     }
 
-    pub fn can(&self, needed: Role) -> bool {
+    pub(crate) fn can(&self, needed: Role) -> bool {
         self.role.at_least(needed)
     }
 
-    pub fn actor(&self) -> db::audit::Actor {
+    pub(crate) fn actor(&self) -> db::audit::Actor {
         db::audit::Actor::user(self.me.user.id, &self.me.user.email)
     }
 
     /// A transaction in this tenant, by this member, stamped with the clock's now.
-    pub async fn begin(&self, state: &AppState) -> sqlx::Result<db::TenantTx> {
+    pub(crate) async fn begin(&self, state: &AppState) -> sqlx::Result<db::TenantTx> {
         self.begin_at(state, state.now()).await
     }
 
     /// The same, stamped with a `now` the request already read (its writes use it too).
-    pub async fn begin_at(
+    pub(crate) async fn begin_at(
         &self,
         state: &AppState,
         now: time::OffsetDateTime,
@@ -275,13 +275,13 @@ where
 }
 
 /// Marker types for [`RequireRole`].
-pub trait MinRole: Send + Sync {
+pub(crate) trait MinRole: Send + Sync {
     const ROLE: Role;
 }
-pub struct Viewer;
-pub struct Reviewer;
-pub struct Admin;
-pub struct Owner;
+pub(crate) struct Viewer;
+pub(crate) struct Reviewer;
+pub(crate) struct Admin;
+pub(crate) struct Owner;
 impl MinRole for Viewer {
     const ROLE: Role = Role::Viewer;
 }
@@ -296,7 +296,7 @@ impl MinRole for Owner {
 }
 
 /// A tenant request by a member with at least role `R` (403 otherwise).
-pub struct RequireRole<R: MinRole>(pub TenantCtx, PhantomData<R>);
+pub(crate) struct RequireRole<R: MinRole>(pub TenantCtx, PhantomData<R>);
 
 impl<R: MinRole> Deref for RequireRole<R> {
     type Target = TenantCtx;
@@ -323,7 +323,11 @@ where
 
 /// The client's address: the socket peer, or — behind `trusted_proxies` hops — the address
 /// that many hops back in `X-Forwarded-For`. Never a raw client-supplied header otherwise.
-pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, config: &Config) -> String {
+pub(crate) fn client_ip(
+    parts_headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    config: &Config,
+) -> String {
     let peer_ip = peer
         .map(|p| p.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
@@ -348,9 +352,9 @@ pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, config: &C
 
 /// Who is calling: IP (as above) and user agent, for throttling and the sessions list.
 #[derive(Clone, Debug)]
-pub struct ClientInfo {
-    pub ip: String,
-    pub user_agent: String,
+pub(crate) struct ClientInfo {
+    pub(crate) ip: String,
+    pub(crate) user_agent: String,
 }
 
 impl<S> FromRequestParts<S> for ClientInfo

@@ -4,36 +4,36 @@
 
 /// (field name, message key) in the order the form lists its fields.
 #[derive(Debug, Default)]
-pub struct FieldErrors(Vec<(&'static str, &'static str)>);
+pub(crate) struct FieldErrors(Vec<(&'static str, &'static str)>);
 
 impl FieldErrors {
-    pub fn add(&mut self, field: &'static str, key: &'static str) {
+    pub(crate) fn add(&mut self, field: &'static str, key: &'static str) {
         if !self.has(field) {
             self.0.push((field, key));
         }
     }
 
     /// Adds the error of a check that failed.
-    pub fn check(&mut self, field: &'static str, r: Result<(), &'static str>) {
+    pub(crate) fn check(&mut self, field: &'static str, r: Result<(), &'static str>) {
         if let Err(key) = r {
             self.add(field, key);
         }
     }
 
-    pub fn has(&self, field: &str) -> bool {
+    pub(crate) fn has(&self, field: &str) -> bool {
         self.0.iter().any(|(f, _)| *f == field)
     }
 
     /// The message key for a field, if it has an error.
-    pub fn get(&self, field: &str) -> Option<&'static str> {
+    pub(crate) fn get(&self, field: &str) -> Option<&'static str> {
         self.0.iter().find(|(f, _)| *f == field).map(|(_, k)| *k)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &(&'static str, &'static str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(&'static str, &'static str)> {
         self.0.iter()
     }
 }

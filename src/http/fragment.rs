@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 
 /// The regions a `?fragment=` query asks for, each one of `known` (an unknown name is a 404:
 /// the page has no such region). `None` when the query asks for the whole page.
-pub fn regions(
+pub(crate) fn regions(
     query: Option<&str>,
     known: &[&'static str],
 ) -> AppResult<Option<Vec<&'static str>>> {
@@ -41,7 +41,7 @@ pub fn regions(
 }
 
 /// The fragment as a response: HTML, never stored by a cache (it is one member's view).
-pub fn render<T: Template>(fragment: &T) -> AppResult<Response> {
+pub(crate) fn render<T: Template>(fragment: &T) -> AppResult<Response> {
     let body = fragment
         .render()
         .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;

@@ -27,7 +27,7 @@ use crate::{
 /// `X-Request-Id` header and every error page. A client-supplied `X-Request-Id` is dropped
 /// before (`drop_client_request_id`): it would let anyone write into our logs.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct MakeRequestIdV7;
+pub(crate) struct MakeRequestIdV7;
 
 impl MakeRequestId for MakeRequestIdV7 {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
@@ -38,15 +38,15 @@ impl MakeRequestId for MakeRequestIdV7 {
 }
 
 /// Removes a request id the client sent, so `SetRequestIdLayer` always makes our own.
-pub async fn drop_client_request_id(mut req: Request) -> Request {
+pub(crate) async fn drop_client_request_id(mut req: Request) -> Request {
     req.headers_mut().remove(REQUEST_ID_HEADER);
     req
 }
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// This request's id ("" outside the request-id layer).
-pub fn request_id_of(extensions: &Extensions) -> String {
+pub(crate) fn request_id_of(extensions: &Extensions) -> String {
     extensions
         .get::<RequestId>()
         .and_then(|r| r.header_value().to_str().ok())
@@ -67,7 +67,7 @@ fn matched_route(extensions: &Extensions) -> String {
 /// request id, method and route template. Never headers, cookies, bodies, query strings or
 /// raw paths.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RequestSpan;
+pub(crate) struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, req: &axum::http::Request<B>) -> tracing::Span {
@@ -83,7 +83,7 @@ impl<B> MakeSpan<B> for RequestSpan {
 /// The response line: status and latency, at ERROR only for a 5xx that is not the retryable
 /// 503 (overload, a database restart: its cause was warned about where it happened).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ResponseLog;
+pub(crate) struct ResponseLog;
 
 impl<B> OnResponse<B> for ResponseLog {
     fn on_response(
@@ -105,7 +105,7 @@ impl<B> OnResponse<B> for ResponseLog {
 }
 
 /// Request counts and latencies by method, route template and status (Prometheus).
-pub async fn record_metrics(req: Request, next: Next) -> Response {
+pub(crate) async fn record_metrics(req: Request, next: Next) -> Response {
     let matched = route_label(&matched_route(req.extensions()));
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
@@ -136,7 +136,7 @@ fn route_label(template: &str) -> String {
 /// store U+0000 in text, so such input used to surface as a 500 from deep inside a query;
 /// no legitimate form, slug or e-mail holds one. JSON bodies (webhooks) are left to their
 /// parsers, which clean the text they keep.
-pub async fn refuse_nul(req: Request, next: Next) -> Response {
+pub(crate) async fn refuse_nul(req: Request, next: Next) -> Response {
     let refuse = || {
         tracing::warn!("request with a NUL byte refused");
         let mut resp = StatusCode::BAD_REQUEST.into_response();
@@ -193,14 +193,14 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// Content-Security-Policy allowing only our own origin: no third-party script, style,
 /// font, image, frame or connection can load, which also makes "no third-party analytics"
 /// something the browser enforces.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 font-src 'self'; connect-src 'self'; media-src 'self'; object-src 'none'; base-uri 'none'; \
 form-action 'self'; frame-ancestors 'none'";
 
 /// The security headers on every response, as tower-http `SetResponseHeaderLayer`s: a
 /// handler may set a stricter CSP (media downloads are sandboxed) or its own caching (static
 /// files are immutable); HSTS only when we are served over https.
-pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
+pub(crate) fn with_security_headers<S: Clone + Send + Sync + 'static>(
     router: axum::Router<S>,
     https: bool,
 ) -> axum::Router<S> {
@@ -257,7 +257,11 @@ struct ErrorPage {
 
 /// Turns error markers (and bare error statuses from the framework, like 404 and 413) into a
 /// page in the visitor's language, or JSON on machine routes. Never shows internals.
-pub async fn render_errors(State(_state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn render_errors(
+    State(_state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let lang = detect_lang(req.headers());
     let request_id = request_id_of(req.extensions());
     let path = req.uri().path().to_owned();
@@ -353,11 +357,11 @@ pub async fn render_errors(State(_state): State<AppState>, req: Request, next: N
 }
 
 /// The media type of RFC 9457 problem details (the tenant API's errors).
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The problem document for a status and a detail key, in `tr`'s language: `type` names
 /// the problem (`urn:sigmaai:problem:<last part of the key>`), `title` the status.
-pub fn problem_document(
+pub(crate) fn problem_document(
     tr: crate::i18n::Tr,
     status: StatusCode,
     key: &str,
@@ -394,7 +398,7 @@ fn has_body_of_our_own(headers: &HeaderMap) -> bool {
 }
 
 /// A panic is logged (without its payload, which might hold data) and becomes a 500 page.
-pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
     let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
     resp.extensions_mut()
@@ -403,7 +407,7 @@ pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Resp
 }
 
 /// A 303 to `to` that shows a one-line message (a translation key) on the next page.
-pub fn redirect_with_flash(to: &str, ok: bool, key: &str) -> Response {
+pub(crate) fn redirect_with_flash(to: &str, ok: bool, key: &str) -> Response {
     let mut resp = axum::response::Redirect::to(to).into_response();
     let value = format!(
         "{FLASH_COOKIE}={}:{key}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60",

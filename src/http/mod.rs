@@ -1,16 +1,16 @@
 //! The HTTP surface: router, middleware, extractors and one module per area.
 
-pub mod assets;
-pub mod csrf;
-pub mod extract;
-pub mod form;
-pub mod fragment;
+pub(crate) mod assets;
+pub(crate) mod csrf;
+pub(crate) mod extract;
+pub(crate) mod form;
+pub(crate) mod fragment;
 mod live_conn;
-pub mod middleware;
-pub mod routes;
-pub mod server;
-pub mod session;
-pub mod webhooks;
+pub(crate) mod middleware;
+pub(crate) mod routes;
+pub(crate) mod server;
+pub(crate) mod session;
+pub(crate) mod webhooks;
 
 use axum::http::StatusCode;
 use axum::{
@@ -29,14 +29,14 @@ use tower_http::{
 use crate::wiring::App;
 
 /// Forms and ordinary requests; webhook routes set their own, larger limits.
-pub const FORM_BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const FORM_BODY_LIMIT: usize = 64 * 1024;
 
 /// The application: `pages` go under the session, CSRF and timeout layers like every portal
 /// page; `machine` routes are authenticated by their own credentials (the tenant API's
 /// bearer tokens) and are merged outside the session and CSRF layers, inside the request
 /// id, tracing, security headers and error rendering. `crate::build_app` passes the tenant
 /// API's routers (`crate::api`), which this module does not depend on.
-pub fn build_app_with(shared: App, pages: Router<App>, machine: Router<App>) -> Router {
+pub(crate) fn build_app_with(shared: App, pages: Router<App>, machine: Router<App>) -> Router {
     let state = shared.state.clone();
     let limits = state.config.limits.clone();
     // Everything but the live-update stream answers within the request timeout.

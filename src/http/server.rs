@@ -26,7 +26,7 @@ use crate::{config::ServerLimits, shutdown::Shutdown};
 const DRAIN: Duration = Duration::from_secs(20);
 
 /// Serves `app` on `listener` until `shutdown` fires, then drains open connections.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &ServerLimits,

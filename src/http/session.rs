@@ -28,13 +28,13 @@ use crate::{
 
 /// The logged-in user of this request (put in request extensions by [`load_session`]).
 #[derive(Clone, Debug)]
-pub struct AuthSession {
-    pub session_id: Uuid,
-    pub user: Arc<User>,
+pub(crate) struct AuthSession {
+    pub(crate) session_id: Uuid,
+    pub(crate) user: Arc<User>,
 }
 
 /// `__Host-` prefixed (Secure, no Domain, Path=/) when users reach us over https.
-pub fn session_cookie_name(config: &Config) -> &'static str {
+pub(crate) fn session_cookie_name(config: &Config) -> &'static str {
     if config.is_https() {
         "__Host-sid"
     } else {
@@ -42,7 +42,7 @@ pub fn session_cookie_name(config: &Config) -> &'static str {
     }
 }
 
-pub fn session_cookie(config: &Config, jwt: String) -> Cookie<'static> {
+pub(crate) fn session_cookie(config: &Config, jwt: String) -> Cookie<'static> {
     Cookie::build((session_cookie_name(config), jwt))
         .path("/")
         .http_only(true)
@@ -52,7 +52,7 @@ pub fn session_cookie(config: &Config, jwt: String) -> Cookie<'static> {
         .build()
 }
 
-pub fn removal_cookie(config: &Config) -> Cookie<'static> {
+pub(crate) fn removal_cookie(config: &Config) -> Cookie<'static> {
     let mut c = Cookie::build((session_cookie_name(config), ""))
         .path("/")
         .http_only(true)
@@ -64,7 +64,7 @@ pub fn removal_cookie(config: &Config) -> Cookie<'static> {
 }
 
 /// Starts a session for `user_id` and returns the cookie to set.
-pub async fn start_session(
+pub(crate) async fn start_session(
     state: &AppState,
     user_id: Uuid,
     user_agent: &str,
@@ -130,7 +130,11 @@ async fn resolve(state: &AppState, token: &str) -> Resolved {
     }
 }
 
-pub async fn load_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn load_session(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let name = session_cookie_name(&state.config);
     let token = CookieJar::from_headers(req.headers())
         .get(name)

@@ -25,11 +25,11 @@ use crate::{
 };
 
 /// Evolution can post media inline as base64 (videos included).
-pub const EVOLUTION_BODY_LIMIT: usize = 64 * 1024 * 1024;
+pub(crate) const EVOLUTION_BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// Meta payloads are at most a few megabytes.
-pub const META_BODY_LIMIT: usize = 3 * 1024 * 1024;
+pub(crate) const META_BODY_LIMIT: usize = 3 * 1024 * 1024;
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route(
             "/webhooks/evolution/{route}",

@@ -1,7 +1,7 @@
 //! Every visible string, in English and Brazilian Portuguese: `(key, en, pt-BR)`.
 //! `{}` placeholders are filled in order by `Tr::f`.
 
-pub static MESSAGES: &[(&str, &str, &str)] = &[
+pub(crate) static MESSAGES: &[(&str, &str, &str)] = &[
     // Meta and navigation
     (
         "meta.description",

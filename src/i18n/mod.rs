@@ -8,45 +8,46 @@ mod messages;
 
 use std::{collections::HashMap, sync::OnceLock};
 
-pub use messages::MESSAGES;
+pub(crate) use messages::MESSAGES;
 
 mod api;
 mod webhooks;
 
 /// Every table of strings. Areas that grow many strings keep their own table in their own
 /// file, so work on two areas does not edit the same lines.
-pub static TABLES: &[&[(&str, &str, &str)]] = &[MESSAGES, api::MESSAGES, webhooks::MESSAGES];
+pub(crate) static TABLES: &[&[(&str, &str, &str)]] = &[MESSAGES, api::MESSAGES, webhooks::MESSAGES];
 
 fn all_messages() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
     TABLES.iter().flat_map(|t| t.iter())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Lang {
+pub(crate) enum Lang {
     #[default]
     En,
     PtBr,
 }
 
 impl Lang {
-    pub const ALL: [Lang; 2] = [Lang::En, Lang::PtBr];
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) const ALL: [Lang; 2] = [Lang::En, Lang::PtBr];
 
     /// The BCP 47 tag, as used in `<html lang>` and the `lang` cookie.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Lang::En => "en",
             Lang::PtBr => "pt-BR",
         }
     }
 
-    pub fn native_name(self) -> &'static str {
+    pub(crate) fn native_name(self) -> &'static str {
         match self {
             Lang::En => "English",
             Lang::PtBr => "Português (Brasil)",
         }
     }
 
-    pub fn parse(code: &str) -> Option<Lang> {
+    pub(crate) fn parse(code: &str) -> Option<Lang> {
         let code = code.trim().to_ascii_lowercase();
         if code == "en" || code.starts_with("en-") {
             Some(Lang::En)
@@ -58,7 +59,7 @@ impl Lang {
     }
 
     /// Picks the best language from an `Accept-Language` header (by q-value, first wins ties).
-    pub fn from_accept_language(header: &str) -> Option<Lang> {
+    pub(crate) fn from_accept_language(header: &str) -> Option<Lang> {
         let mut best: Option<(f32, Lang)> = None;
         for part in header.split(',') {
             let mut pieces = part.split(';');
@@ -77,7 +78,7 @@ impl Lang {
         best.map(|(_, l)| l)
     }
 
-    pub fn tr(self) -> Tr {
+    pub(crate) fn tr(self) -> Tr {
         Tr(self)
     }
 }
@@ -89,15 +90,15 @@ fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
 
 /// The translator handed to every template.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Tr(pub Lang);
+pub(crate) struct Tr(pub Lang);
 
 impl Tr {
-    pub fn lang(&self) -> Lang {
+    pub(crate) fn lang(&self) -> Lang {
         self.0
     }
 
     /// The message for `key`; a missing key shows the key itself (and a test catches it).
-    pub fn t(&self, key: &str) -> &'static str {
+    pub(crate) fn t(&self, key: &str) -> &'static str {
         match table().get(key) {
             Some((en, pt)) => match self.0 {
                 Lang::En => en,
@@ -111,7 +112,7 @@ impl Tr {
     }
 
     /// The message for `key` with `{}` placeholders filled in order.
-    pub fn f(&self, key: &str, args: &[&dyn std::fmt::Display]) -> String {
+    pub(crate) fn f(&self, key: &str, args: &[&dyn std::fmt::Display]) -> String {
         let mut out = String::new();
         let mut args = args.iter();
         let mut rest = self.t(key);
@@ -126,12 +127,12 @@ impl Tr {
         out
     }
 
-    pub fn has(key: &str) -> bool {
+    pub(crate) fn has(key: &str) -> bool {
         table().contains_key(key)
     }
 
     /// A whole number with the language's digit grouping: 10,000 / 10.000.
-    pub fn num(&self, n: i64) -> String {
+    pub(crate) fn num(&self, n: i64) -> String {
         let sep = match self.0 {
             Lang::En => ',',
             Lang::PtBr => '.',
@@ -152,7 +153,7 @@ impl Tr {
 
     /// A price in US dollars as the language writes it: $1,490.50 / US$ 1.490,50 (whole
     /// dollars without cents).
-    pub fn usd(&self, cents: i64) -> String {
+    pub(crate) fn usd(&self, cents: i64) -> String {
         let whole = self.num(cents / 100);
         let frac = (cents % 100).unsigned_abs();
         match (self.0, frac) {

@@ -17,19 +17,19 @@ use crate::{
     state::AppState,
 };
 
-pub mod registry;
+pub(crate) mod registry;
 
-pub use crate::db::jobs::{BackgroundJob, JobMeta, Outcome};
+pub(crate) use crate::db::jobs::{BackgroundJob, JobMeta, Outcome};
 
 /// How long a claimed job is ours before another worker may take it.
-pub const LEASE: Duration = Duration::minutes(5);
+pub(crate) const LEASE: Duration = Duration::minutes(5);
 
 /// Deletes sessions and login challenges that can no longer be used.
-pub const SESSION_SWEEP: &str = "session_sweep";
+pub(crate) const SESSION_SWEEP: &str = "session_sweep";
 
 /// The periodic session sweep (no payload).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SessionSweep {}
+pub(crate) struct SessionSweep {}
 
 impl BackgroundJob for SessionSweep {
     const KIND: &'static str = SESSION_SWEEP;
@@ -41,7 +41,7 @@ impl BackgroundJob for SessionSweep {
 
     async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
         let n = crate::db::sessions::delete_dead_sessions(&state.db, state.now()).await?;
-        let mails = crate::mail::prune(state).await?;
+        let mails = crate::mail::prune(&state.db, state.now()).await?;
         tracing::info!(removed = n, mails, "session sweep");
         Ok(Outcome::Done)
     }
@@ -58,7 +58,7 @@ fn backoff(attempts: i32) -> Duration {
 /// then the job is dead: kept, with its last error, never retried. A kind this binary does
 /// not know (a row from a newer or older version) fails the same way, with a warning: the
 /// row is never deleted, and a worker that knows the kind may still take it meanwhile.
-pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
+pub(crate) async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     let now = state.now();
     let Some(job) = jobs::claim(&state.db, now, LEASE).await? else {
         return Ok(false);
@@ -127,7 +127,7 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
 }
 
 /// Makes sure each periodic job has a pending run (a no-op when one is already queued).
-pub async fn schedule_periodic(state: &AppState) -> anyhow::Result<()> {
+pub(crate) async fn schedule_periodic(state: &AppState) -> anyhow::Result<()> {
     let now = state.now();
     let mut conn = state.db.acquire().await?;
     jobs::enqueue_if_absent(&mut conn, &SessionSweep {}, now + Duration::hours(1), now).await?;
@@ -137,7 +137,7 @@ pub async fn schedule_periodic(state: &AppState) -> anyhow::Result<()> {
 }
 
 /// Runs every job that is due now, one after another (tests and `sigmaai worker --once`).
-pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
+pub(crate) async fn run_due(state: &AppState) -> anyhow::Result<usize> {
     let mut n = 0;
     while run_one(state).await? {
         n += 1;
@@ -147,7 +147,7 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
 
 /// What wakes this process's idle claimers: a NOTIFY on [`jobs::WAKE_CHANNEL`].
 #[derive(Default)]
-pub struct Wake {
+pub(crate) struct Wake {
     notify: tokio::sync::Notify,
     /// One idle claimer (a permit if none is idle, taken by the next to go idle), for the
     /// wake-ups that carry [`jobs::WAKE_ONE`]: a claimer busy with a long job never holds it.
@@ -157,7 +157,7 @@ pub struct Wake {
 
 impl Wake {
     /// Whether the LISTEN connection is up (tests wait for it; without it claimers poll).
-    pub fn listening(&self) -> bool {
+    pub(crate) fn listening(&self) -> bool {
         self.listening.load(std::sync::atomic::Ordering::Acquire)
     }
 }
@@ -223,12 +223,12 @@ async fn idle_for(state: &AppState, wake: &Wake) -> StdDuration {
 /// The worker loop: `concurrency` claimers until shutdown. An idle claimer sleeps until the
 /// next job's due time or a NOTIFY (a job enqueued due now: approve → send has no polling
 /// interval on its path), with `Config::worker_poll` as the fallback.
-pub async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown) {
+pub(crate) async fn run_worker(state: AppState, concurrency: usize, shutdown: Shutdown) {
     run_worker_with(state, concurrency, shutdown, Default::default()).await
 }
 
 /// [`run_worker`] with a given [`Wake`] (tests watch its listener).
-pub async fn run_worker_with(
+pub(crate) async fn run_worker_with(
     state: AppState,
     concurrency: usize,
     shutdown: Shutdown,

@@ -16,16 +16,22 @@ use crate::{
 type RunFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send + 'a>>;
 
 /// One registered kind.
-pub struct Entry {
-    pub kind: &'static str,
-    pub max_attempts: i32,
+pub(crate) struct Entry {
+    pub(crate) kind: &'static str,
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) max_attempts: i32,
     run: for<'a> fn(&'a AppState, Value, &'a JobMeta) -> RunFuture<'a>,
 }
 
 impl Entry {
     /// Reads `payload` as this kind's struct and runs it (a payload that does not read is
     /// an error, retried like any failure: a newer binary may read it).
-    pub fn run<'a>(&self, state: &'a AppState, payload: Value, meta: &'a JobMeta) -> RunFuture<'a> {
+    pub(crate) fn run<'a>(
+        &self,
+        state: &'a AppState,
+        payload: Value,
+        meta: &'a JobMeta,
+    ) -> RunFuture<'a> {
         (self.run)(state, payload, meta)
     }
 }
@@ -50,7 +56,7 @@ where
 
 /// The entry for `J`: it runs with `J::Context`, whatever of the state its subsystem takes
 /// (the whole `AppState` for a job that needs most of it).
-pub const fn register<J: BackgroundJob>() -> Entry
+pub(crate) const fn register<J: BackgroundJob>() -> Entry
 where
     J::Context: FromRef<AppState>,
 {
@@ -62,7 +68,7 @@ where
 }
 
 /// Every job kind.
-pub static JOBS: &[Entry] = &[
+pub(crate) static JOBS: &[Entry] = &[
     register::<super::SessionSweep>(),
     register::<crate::review::draft::AiReply>(),
     register::<crate::messaging::send::SendMessage>(),
@@ -76,7 +82,7 @@ pub static JOBS: &[Entry] = &[
 ];
 
 /// The entry for `kind`, if this binary knows it.
-pub fn find(kind: &str) -> Option<&'static Entry> {
+pub(crate) fn find(kind: &str) -> Option<&'static Entry> {
     JOBS.iter().find(|e| e.kind == kind)
 }
 

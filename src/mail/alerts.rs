@@ -9,39 +9,36 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{Kind, NewMail, enqueue, recipients};
-use crate::{
-    db::{
-        self,
-        jobs::{BackgroundJob, JobMeta, Outcome},
-    },
-    state::AppState,
+use crate::db::{
+    self,
+    jobs::{BackgroundJob, JobMeta, Outcome},
 };
 
-pub const MAIL_ALERTS: &str = "mail_alerts";
+pub(crate) const MAIL_ALERTS: &str = "mail_alerts";
 
 /// The periodic alerts job (no payload).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MailAlerts {}
+pub(crate) struct MailAlerts {}
 
 impl BackgroundJob for MailAlerts {
     const KIND: &'static str = MAIL_ALERTS;
-    type Context = AppState;
+    type Context = super::Mail;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("periodic:{}", Self::KIND))
     }
 
-    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &super::Mail, _: &JobMeta) -> anyhow::Result<Outcome> {
         run(state).await.map(|()| Outcome::Done)
     }
 }
 
 /// How far ahead of its deadline an open request alerts the tenant's admins.
-pub const DSR_WARNING: Duration = Duration::days(3);
+pub(crate) const DSR_WARNING: Duration = Duration::days(3);
 
-pub async fn run(state: &AppState) -> anyhow::Result<()> {
+pub(crate) async fn run(state: &super::Mail) -> anyhow::Result<()> {
     // Runs without mail too: a request coming due is also an outgoing-webhook event.
-    let mail = super::enabled(state);
+    let mail = state.mailer.is_some();
     let now = state.now();
     let mut sent = 0usize;
     for tenant_id in db::privacy::live_tenants(&state.db).await? {
@@ -52,7 +49,7 @@ pub async fn run(state: &AppState) -> anyhow::Result<()> {
 }
 
 async fn tenant(
-    state: &AppState,
+    state: &super::Mail,
     tenant_id: Uuid,
     now: OffsetDateTime,
     mail: bool,

@@ -15,33 +15,69 @@
 //! Without `SIGMAAI_SMTP_URL` e-mail is off: nothing is enqueued and the portal shows links
 //! to the admin as before.
 
-pub mod alerts;
-pub mod templates;
+pub(crate) mod alerts;
+pub(crate) mod templates;
+
+use std::sync::Arc;
 
 use anyhow::Context;
+use axum::extract::FromRef;
 use lettre::{
     Message,
     message::{Mailbox, MultiPart},
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
+use url::Url;
 use uuid::Uuid;
 
 use crate::{
     auth::{INVITATION_LIFETIME, RESET_LIFETIME, tokens},
+    clock::SharedClock,
     db::jobs::{self, BackgroundJob, JobMeta, Outcome},
     i18n::Lang,
+    smtp::Mailer,
     state::AppState,
 };
 
+/// What e-mail uses, and nothing else: the pool (the outbox, and the one-time links minted at
+/// send time), the clock, the SMTP transport (`None`: e-mail is off) and our public address
+/// (links, Message-IDs). Built from the process's state with `FromRef`: the `send_mail` and
+/// `mail_alerts` jobs' `Context`, or `Mail::from_ref(&state)`.
+#[derive(Clone)]
+pub(crate) struct Mail {
+    /// Connected as the non-owner application role: row-level security applies.
+    pub(crate) db: PgPool,
+    pub(crate) clock: SharedClock,
+    pub(crate) mailer: Option<Arc<Mailer>>,
+    pub(crate) public_url: Url,
+}
+
+impl Mail {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+impl FromRef<AppState> for Mail {
+    fn from_ref(state: &AppState) -> Mail {
+        Mail {
+            db: state.db.clone(),
+            clock: state.clock.clone(),
+            mailer: state.mailer.clone(),
+            public_url: state.config.public_url.clone(),
+        }
+    }
+}
+
 /// The job kind that sends one outbox row.
-pub const SEND_MAIL: &str = "send_mail";
+pub(crate) const SEND_MAIL: &str = "send_mail";
 
 /// What a message is; each has its template in [`templates`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Invitation,
     PasswordReset,
     NewDevice,
@@ -52,7 +88,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Invitation => "invitation",
             Kind::PasswordReset => "password_reset",
@@ -64,7 +100,7 @@ impl Kind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "invitation" => Kind::Invitation,
             "password_reset" => Kind::PasswordReset,
@@ -78,27 +114,27 @@ impl Kind {
     }
 }
 
-/// Whether e-mail is on for this instance.
-pub fn enabled(state: &AppState) -> bool {
+/// Whether e-mail is on for this instance (`SIGMAAI_SMTP_URL` set and valid).
+pub(crate) fn enabled(state: &AppState) -> bool {
     state.mailer.is_some()
 }
 
 /// One message to enqueue.
-pub struct NewMail {
+pub(crate) struct NewMail {
     /// One message per key, ever (e.g. `invitation:<id>`).
-    pub key: String,
-    pub kind: Kind,
+    pub(crate) key: String,
+    pub(crate) kind: Kind,
     /// The tenant it is about (its send job carries it; the outbox row does not).
-    pub tenant_id: Option<Uuid>,
-    pub user_id: Option<Uuid>,
-    pub to: String,
-    pub lang: Lang,
-    pub params: Value,
+    pub(crate) tenant_id: Option<Uuid>,
+    pub(crate) user_id: Option<Uuid>,
+    pub(crate) to: String,
+    pub(crate) lang: Lang,
+    pub(crate) params: Value,
 }
 
 /// Enqueues a message and its send job in the caller's transaction. `false` when a message
 /// with the same key was enqueued before (nothing new is sent).
-pub async fn enqueue(
+pub(crate) async fn enqueue(
     conn: &mut PgConnection,
     mail: NewMail,
     now: OffsetDateTime,
@@ -143,37 +179,37 @@ struct OutboxRow {
 }
 
 /// What the job renders: subject, paragraphs, an optional button (label, URL).
-pub struct Content {
-    pub subject: String,
-    pub paragraphs: Vec<String>,
-    pub action: Option<(String, String)>,
+pub(crate) struct Content {
+    pub(crate) subject: String,
+    pub(crate) paragraphs: Vec<String>,
+    pub(crate) action: Option<(String, String)>,
 }
 
 /// The `send_mail` job: renders and sends one outbox row, once.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SendMail {
+pub(crate) struct SendMail {
     /// The tenant it is about, if any (for the tenant's job list; the row does not say).
     #[serde(default)]
-    pub tenant_id: Option<Uuid>,
+    pub(crate) tenant_id: Option<Uuid>,
     #[serde(rename = "subject_id")]
-    pub outbox_id: Uuid,
+    pub(crate) outbox_id: Uuid,
 }
 
 impl BackgroundJob for SendMail {
     const KIND: &'static str = SEND_MAIL;
     const MAX_ATTEMPTS: i32 = 12;
-    type Context = AppState;
+    type Context = Mail;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("mail:{}", self.outbox_id))
     }
 
-    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Mail, _: &JobMeta) -> anyhow::Result<Outcome> {
         run(state, self.outbox_id).await.map(|()| Outcome::Done)
     }
 }
 
-async fn run(state: &AppState, id: Uuid) -> anyhow::Result<()> {
+async fn run(state: &Mail, id: Uuid) -> anyhow::Result<()> {
     let Some(row) = sqlx::query_as::<_, OutboxRow>(
         r#"SELECT id, idempotency_key, user_id, kind, to_address, language, params, sent_at
            FROM mail_outbox WHERE id = $1"#,
@@ -223,7 +259,7 @@ async fn run(state: &AppState, id: Uuid) -> anyhow::Result<()> {
 }
 
 async fn mark(
-    state: &AppState,
+    state: &Mail,
     id: Uuid,
     message_id: Option<&str>,
     now: OffsetDateTime,
@@ -240,14 +276,14 @@ async fn mark(
 }
 
 /// `<hash of the idempotency key@our host>`: the same message always has the same id.
-fn message_id(key: &str, state: &AppState) -> String {
+fn message_id(key: &str, state: &Mail) -> String {
     let h = Sha256::digest(key.as_bytes());
-    let host = state.config.public_url.host_str().unwrap_or("sigmaai");
+    let host = state.public_url.host_str().unwrap_or("sigmaai");
     format!("<{}@{host}>", hex::encode(&h[..16]))
 }
 
-fn link(state: &AppState, path: &str) -> String {
-    let base = state.config.public_url.as_str().trim_end_matches('/');
+fn link(state: &Mail, path: &str) -> String {
+    let base = state.public_url.as_str().trim_end_matches('/');
     format!("{base}{path}")
 }
 
@@ -257,7 +293,7 @@ fn s<'a>(params: &'a Value, name: &str) -> &'a str {
 
 /// The message for a row, minting one-time links now. `None`: it no longer applies.
 async fn build(
-    state: &AppState,
+    state: &Mail,
     row: &OutboxRow,
     kind: Kind,
     lang: Lang,
@@ -410,20 +446,20 @@ async fn build(
 }
 
 /// How long an outbox row (it holds an address) is kept after it was enqueued.
-pub const OUTBOX_DAYS: i64 = 30;
+pub(crate) const OUTBOX_DAYS: i64 = 30;
 
 /// Deletes outbox rows past [`OUTBOX_DAYS`] (run by the hourly session sweep).
-pub async fn prune(state: &AppState) -> sqlx::Result<u64> {
+pub(crate) async fn prune(db: &PgPool, now: OffsetDateTime) -> sqlx::Result<u64> {
     Ok(sqlx::query("DELETE FROM mail_outbox WHERE created_at < $1")
-        .bind(state.now() - time::Duration::days(OUTBOX_DAYS))
-        .execute(&state.db)
+        .bind(now - time::Duration::days(OUTBOX_DAYS))
+        .execute(db)
         .await?
         .rows_affected())
 }
 
 /// Members of a tenant with one of `roles`: (user id, e-mail, language), inside the caller's
 /// tenant transaction.
-pub async fn recipients(
+pub(crate) async fn recipients(
     conn: &mut PgConnection,
     roles: &[&str],
 ) -> sqlx::Result<Vec<(Uuid, String, Lang)>> {
@@ -452,13 +488,13 @@ pub async fn recipients(
 }
 
 /// A user's language for e-mail: their own, else Brazilian Portuguese (the product's home).
-pub fn user_lang(language: Option<&str>) -> Lang {
+pub(crate) fn user_lang(language: Option<&str>) -> Lang {
     language.and_then(Lang::parse).unwrap_or(Lang::PtBr)
 }
 
 /// Tells the owners and admins of a tenant that billing needs them (inside the caller's
 /// tenant transaction); one message per Stripe event and person.
-pub async fn notify_billing_problem(
+pub(crate) async fn notify_billing_problem(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     event_id: &str,

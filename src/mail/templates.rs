@@ -22,7 +22,7 @@ struct Text<'a> {
     c: &'a Content,
 }
 
-pub fn html(lang: Lang, c: &Content) -> anyhow::Result<String> {
+pub(crate) fn html(lang: Lang, c: &Content) -> anyhow::Result<String> {
     Ok(Html {
         tr: lang.tr(),
         lang: lang.code(),
@@ -31,7 +31,7 @@ pub fn html(lang: Lang, c: &Content) -> anyhow::Result<String> {
     .render()?)
 }
 
-pub fn text(lang: Lang, c: &Content) -> anyhow::Result<String> {
+pub(crate) fn text(lang: Lang, c: &Content) -> anyhow::Result<String> {
     Ok(Text { tr: lang.tr(), c }.render()?)
 }
 

@@ -26,7 +26,7 @@ use super::{
 /// How we authenticate to a tenant's server. Secrets stay [`SecretString`]s until the header
 /// is built, and are sent only to the URL they were configured with.
 #[derive(Clone)]
-pub enum Auth {
+pub(crate) enum Auth {
     None,
     Bearer(SecretString),
     Header { name: String, value: SecretString },
@@ -44,7 +44,7 @@ impl std::fmt::Debug for Auth {
 
 /// Header names a tenant may not use for their secret (they'd break the protocol or smuggle
 /// something else).
-pub fn header_name_ok(name: &str) -> bool {
+pub(crate) fn header_name_ok(name: &str) -> bool {
     let lower = name.trim().to_ascii_lowercase();
     HeaderName::from_bytes(lower.as_bytes()).is_ok()
         && !lower.is_empty()
@@ -64,7 +64,7 @@ pub fn header_name_ok(name: &str) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum McpError {
+pub(crate) enum McpError {
     #[error("destination refused: {0}")]
     Guard(#[from] GuardError),
     #[error("timed out")]
@@ -79,7 +79,7 @@ pub enum McpError {
 
 impl McpError {
     /// The outcome recorded on a call.
-    pub fn outcome(&self) -> CallState {
+    pub(crate) fn outcome(&self) -> CallState {
         match self {
             McpError::Timeout => CallState::Timeout,
             McpError::Guard(_) => CallState::Refused,
@@ -89,7 +89,7 @@ impl McpError {
 
     /// A short English description, stored on the call and the server's health column (logs
     /// read it as it is; staff read it through [`ErrorText::of`], in their language).
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             McpError::Guard(g) => format!("{REFUSED_PREFIX}{g}"),
             McpError::Timeout => TIMED_OUT.into(),
@@ -103,18 +103,18 @@ const TIMED_OUT: &str = "timed out";
 const TOOL_ERROR: &str = "the tool reported an error";
 const REFUSED_PREFIX: &str = "destination refused: ";
 /// A write call whose server or tool was switched off between approval and running.
-pub const NO_LONGER_ENABLED: &str = "the server or tool is no longer enabled";
+pub(crate) const NO_LONGER_ENABLED: &str = "the server or tool is no longer enabled";
 
 /// A stored MCP error as staff read it: a message key (their language) and, for a transport
 /// failure we have no words for, the technical detail as recorded (shown as code, untranslated).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ErrorText {
-    pub key: &'static str,
-    pub detail: String,
+pub(crate) struct ErrorText {
+    pub(crate) key: &'static str,
+    pub(crate) detail: String,
 }
 
 impl ErrorText {
-    pub fn of(stored: &str) -> ErrorText {
+    pub(crate) fn of(stored: &str) -> ErrorText {
         let key = match stored {
             TIMED_OUT => "mcp.error.timeout",
             TOOL_ERROR => "mcp.error.tool",
@@ -136,21 +136,21 @@ impl ErrorText {
 
 /// A tool as the server lists it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RemoteTool {
-    pub name: String,
-    pub description: String,
-    pub input_schema: Value,
+pub(crate) struct RemoteTool {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) input_schema: Value,
 }
 
 impl RemoteTool {
     /// What pinning compares: name, description and schema (canonical JSON: serde_json
     /// sorts object keys).
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         fingerprint(&self.name, &self.description, &self.input_schema)
     }
 }
 
-pub fn fingerprint(name: &str, description: &str, schema: &Value) -> String {
+pub(crate) fn fingerprint(name: &str, description: &str, schema: &Value) -> String {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update([0]);
@@ -161,14 +161,18 @@ pub fn fingerprint(name: &str, description: &str, schema: &Value) -> String {
 }
 
 /// A live connection (an initialized MCP session) to one server.
-pub struct Session {
+pub(crate) struct Session {
     service: RunningService<RoleClient, ()>,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Session {
     /// Checks the URL with the guard, then initializes a session over the guarded client.
-    pub async fn connect(guard: &Guard, url: &str, auth: &Auth) -> Result<Session, McpError> {
+    pub(crate) async fn connect(
+        guard: &Guard,
+        url: &str,
+        auth: &Auth,
+    ) -> Result<Session, McpError> {
         let vetted = guard.check(url).await?;
         let last_error = Arc::new(std::sync::Mutex::new(None));
         let http = GuardedHttp {
@@ -204,7 +208,7 @@ impl Session {
         })
     }
 
-    pub async fn list_tools(&self) -> Result<Vec<RemoteTool>, McpError> {
+    pub(crate) async fn list_tools(&self) -> Result<Vec<RemoteTool>, McpError> {
         let tools = match tokio::time::timeout(REQUEST_TIMEOUT, self.service.list_all_tools()).await
         {
             Ok(Ok(t)) => t,
@@ -223,7 +227,7 @@ impl Session {
 
     /// Calls a tool; the result is its text content (structured content as JSON when there
     /// is no text), capped in size.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         name: &str,
         arguments: &Value,
@@ -265,13 +269,13 @@ impl Session {
         Ok(out)
     }
 
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.service.cancel()).await;
     }
 }
 
 /// Tool results fed to the model and stored are capped (the model's context is finite).
-pub const MAX_RESULT_CHARS: usize = 16 * 1024;
+pub(crate) const MAX_RESULT_CHARS: usize = 16 * 1024;
 
 fn failed(last: &std::sync::Mutex<Option<String>>, default: &str) -> McpError {
     let d = last.lock().ok().and_then(|l| l.clone());

@@ -39,15 +39,15 @@ use std::{
 use url::{Host, Url};
 
 /// Per-response byte cap for tenant destinations.
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Whole-request time cap (connect, send, wait, read).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a destination was refused. Tenants see a generic message (`message_key`); the variant
 /// is for logs (with the tenant id, never the URL's query or credentials) and tests.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum GuardError {
+pub(crate) enum GuardError {
     #[error("not a valid URL")]
     Invalid,
     #[error("scheme not allowed")]
@@ -65,7 +65,7 @@ pub enum GuardError {
 }
 
 impl GuardError {
-    pub fn message_key(&self) -> &'static str {
+    pub(crate) fn message_key(&self) -> &'static str {
         match self {
             GuardError::Invalid | GuardError::Userinfo => "mcp.url.invalid",
             GuardError::Scheme => "mcp.url.https",
@@ -79,35 +79,36 @@ impl GuardError {
 
 /// The rules in force: production refuses loopback and plain http altogether.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// Development only: loopback destinations (and http to them) are accepted.
-    pub allow_loopback: bool,
+    pub(crate) allow_loopback: bool,
 }
 
 /// A URL that passed the guard, with the addresses it may be reached at.
 #[derive(Clone, Debug)]
-pub struct Vetted {
-    pub url: Url,
+pub(crate) struct Vetted {
+    pub(crate) url: Url,
     /// The host as written (a name or an IP literal, without brackets).
-    pub host: String,
-    pub addrs: Vec<SocketAddr>,
+    pub(crate) host: String,
+    pub(crate) addrs: Vec<SocketAddr>,
 }
 
 impl Guard {
-    pub fn for_config(config: &crate::config::Config) -> Guard {
+    pub(crate) fn for_config(config: &crate::config::Config) -> Guard {
         Guard {
             allow_loopback: !config.is_production(),
         }
     }
 
-    pub fn production() -> Guard {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn production() -> Guard {
         Guard {
             allow_loopback: false,
         }
     }
 
     /// Checks what can be checked without DNS: syntax, scheme, credentials, host names.
-    pub fn parse(&self, raw: &str) -> Result<Url, GuardError> {
+    pub(crate) fn parse(&self, raw: &str) -> Result<Url, GuardError> {
         let url = Url::parse(raw.trim()).map_err(|_| GuardError::Invalid)?;
         if !matches!(url.scheme(), "https" | "http") {
             return Err(GuardError::Scheme);
@@ -136,7 +137,7 @@ impl Guard {
     }
 
     /// Parses, resolves and checks every address. The result is what a client may connect to.
-    pub async fn check(&self, raw: &str) -> Result<Vetted, GuardError> {
+    pub(crate) async fn check(&self, raw: &str) -> Result<Vetted, GuardError> {
         let url = self.parse(raw)?;
         let (host, addrs) = resolve(&url).await?;
         self.check_addrs(&url, &addrs)?;
@@ -144,7 +145,7 @@ impl Guard {
     }
 
     /// The address rules, given the resolved addresses (unit-testable without DNS).
-    pub fn check_addrs(&self, url: &Url, addrs: &[SocketAddr]) -> Result<(), GuardError> {
+    pub(crate) fn check_addrs(&self, url: &Url, addrs: &[SocketAddr]) -> Result<(), GuardError> {
         if addrs.is_empty() {
             return Err(GuardError::Unresolvable);
         }
@@ -169,7 +170,7 @@ impl Guard {
 
     /// An HTTP client that can reach only `v`'s vetted addresses: pinned resolver, no
     /// redirects, no proxies, time-capped.
-    pub fn client(&self, v: &Vetted) -> reqwest::Client {
+    pub(crate) fn client(&self, v: &Vetted) -> reqwest::Client {
         pinned(v)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -199,7 +200,7 @@ async fn resolve(url: &Url) -> Result<(String, Vec<SocketAddr>), GuardError> {
 
 /// Private LAN ranges an operator may open for its own gateway hosts: 10/8, 172.16/12,
 /// 192.168/16, fc00::/7 and loopback (never link-local, metadata or anything else).
-pub fn is_private_lan(ip: IpAddr) -> bool {
+pub(crate) fn is_private_lan(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
@@ -221,7 +222,7 @@ pub fn is_private_lan(ip: IpAddr) -> bool {
 /// For a host the operator listed as its own private gateway (`private_hosts`): resolves it
 /// and accepts private LAN addresses and plain http. `None` when the host is not listed (the
 /// normal guard applies).
-pub async fn check_operator_host(
+pub(crate) async fn check_operator_host(
     raw: &str,
     private_hosts: &[String],
 ) -> Option<Result<Vetted, GuardError>> {
@@ -264,7 +265,7 @@ pub async fn check_operator_host(
 
 /// A client builder that can reach only `v`'s vetted addresses (pinned resolver), follows no
 /// redirects and uses no proxy; callers add their own time limits.
-pub fn pinned(v: &Vetted) -> reqwest::ClientBuilder {
+pub(crate) fn pinned(v: &Vetted) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(Pinned {
             host: v.host.to_ascii_lowercase(),
@@ -296,7 +297,7 @@ impl reqwest::dns::Resolve for Pinned {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     Public,
     Loopback,
     /// Private, link-local, metadata, CGNAT, multicast, reserved, documentation, unspecified.
@@ -304,7 +305,7 @@ pub enum Class {
 }
 
 /// Where an address leads.
-pub fn classify(ip: IpAddr) -> Class {
+pub(crate) fn classify(ip: IpAddr) -> Class {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),

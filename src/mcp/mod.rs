@@ -7,10 +7,10 @@
 //! - [`registry`]: servers and their pinned tools (policy, risk, change detection), the tools
 //!   offered while drafting, and the execution of approved write calls.
 
-pub mod client;
-pub mod guard;
-pub mod registry;
-pub mod transport;
+pub(crate) mod client;
+pub(crate) mod guard;
+pub(crate) mod registry;
+pub(crate) mod transport;
 
-pub use client::{Auth, McpError, RemoteTool, Session};
-pub use guard::{Guard, GuardError};
+pub(crate) use client::{Auth, McpError, RemoteTool, Session};
+pub(crate) use guard::Guard;

@@ -27,15 +27,15 @@ use crate::{
 };
 
 /// The job that runs one approved write call.
-pub const MCP_CALL: &str = "mcp_call";
+pub(crate) const MCP_CALL: &str = "mcp_call";
 
 /// The `mcp_call` job: one approved write call, run at most once (one attempt: a failed
 /// call is for a person to look at, never retried blind).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct McpCall {
-    pub tenant_id: Uuid,
+pub(crate) struct McpCall {
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub call_id: Uuid,
+    pub(crate) call_id: Uuid,
 }
 
 impl BackgroundJob for McpCall {
@@ -54,7 +54,7 @@ impl BackgroundJob for McpCall {
     }
 }
 
-pub fn guard(state: &AppState) -> Guard {
+pub(crate) fn guard(state: &AppState) -> Guard {
     Guard::for_config(&state.config)
 }
 
@@ -63,18 +63,18 @@ fn secret_aad(server_id: Uuid) -> Aad<'static> {
 }
 
 /// What an admin typed into the "add server" form.
-pub struct NewServerInput {
-    pub name: String,
-    pub url: String,
+pub(crate) struct NewServerInput {
+    pub(crate) name: String,
+    pub(crate) url: String,
     /// `none`, `bearer` or `header`.
-    pub auth_kind: String,
-    pub auth_header: String,
-    pub secret: String,
+    pub(crate) auth_kind: String,
+    pub(crate) auth_header: String,
+    pub(crate) secret: String,
 }
 
 /// Validates and stores a server (checked by the guard now, and again at every connection).
 /// Returns the new server's id, or the message key to show.
-pub async fn add_server(
+pub(crate) async fn add_server(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -155,7 +155,7 @@ pub async fn add_server(
 }
 
 /// The server's credentials, opened from the tenant key.
-pub async fn auth(state: &AppState, s: &Server) -> anyhow::Result<Auth> {
+pub(crate) async fn auth(state: &AppState, s: &Server) -> anyhow::Result<Auth> {
     let secret = match &s.secret_sealed {
         Some(sealed) => Some(SecretString::from(
             state
@@ -176,7 +176,7 @@ pub async fn auth(state: &AppState, s: &Server) -> anyhow::Result<Auth> {
 }
 
 /// Connects to a server (guard, initialize), recording health on failure.
-pub async fn connect(state: &AppState, s: &Server) -> Result<Session, McpError> {
+pub(crate) async fn connect(state: &AppState, s: &Server) -> Result<Session, McpError> {
     let auth = auth(state, s)
         .await
         .map_err(|_| McpError::Failed("stored credentials unreadable".into()))?;
@@ -198,16 +198,16 @@ async fn record_health(state: &AppState, s: &Server, error: Option<&str>) -> any
 
 /// What a listing changed against the pins.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct SyncReport {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
+pub(crate) struct SyncReport {
+    pub(crate) added: Vec<String>,
+    pub(crate) changed: Vec<String>,
+    pub(crate) removed: Vec<String>,
 }
 
 /// Compares the server's listing with the pinned tools: new tools are stored disallowed;
 /// a tool whose name, description or schema differs from its pin is disabled until an admin
 /// re-approves it; a tool no longer listed is never offered.
-pub async fn sync_tools(
+pub(crate) async fn sync_tools(
     state: &AppState,
     s: &Server,
     listed: &[RemoteTool],
@@ -276,7 +276,7 @@ pub async fn sync_tools(
 }
 
 /// "Test connection": initialize, list the tools, pin them; records health either way.
-pub async fn test_connection(
+pub(crate) async fn test_connection(
     state: &AppState,
     s: &Server,
 ) -> Result<(Vec<RemoteTool>, SyncReport), McpError> {
@@ -415,7 +415,7 @@ async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::R
 }
 
 /// Enqueues the execution of an approved call (same transaction as the approval).
-pub async fn enqueue_call(
+pub(crate) async fn enqueue_call(
     conn: &mut sqlx::PgConnection,
     tenant_id: Uuid,
     call_id: Uuid,

@@ -35,7 +35,7 @@ use sse_stream::{Sse, SseStream};
 const SESSION_HEADER: &str = "Mcp-Session-Id";
 
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     #[error("HTTP error: {0}")]
     Http(#[source] reqwest::Error),
     #[error("the server answered with a redirect ({0}); redirects are not followed")]
@@ -49,10 +49,10 @@ pub enum TransportError {
 /// The guarded client plus the per-response byte cap. `last_error` keeps a secret-free
 /// description of the latest failure, since rmcp wraps transport errors in its own types.
 #[derive(Clone)]
-pub struct GuardedHttp {
-    pub client: reqwest::Client,
-    pub max_bytes: usize,
-    pub last_error: Arc<std::sync::Mutex<Option<String>>>,
+pub(crate) struct GuardedHttp {
+    pub(crate) client: reqwest::Client,
+    pub(crate) max_bytes: usize,
+    pub(crate) last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 type Result<T> = std::result::Result<T, StreamableHttpError<TransportError>>;
@@ -286,7 +286,7 @@ impl GuardedHttp {
 }
 
 /// A short, secret-free description of a transport failure for the health column.
-pub fn describe(e: &StreamableHttpError<TransportError>) -> Cow<'static, str> {
+pub(crate) fn describe(e: &StreamableHttpError<TransportError>) -> Cow<'static, str> {
     match e {
         StreamableHttpError::Client(TransportError::Redirect(s)) => {
             format!("redirect refused (HTTP {s})").into()

@@ -28,16 +28,16 @@ use crate::{
 
 /// The secrets of a channel, sealed together.
 #[derive(Default, Serialize, Deserialize)]
-pub struct Secrets {
+pub(crate) struct Secrets {
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
     #[serde(default)]
-    pub access_token: Option<String>,
+    pub(crate) access_token: Option<String>,
     #[serde(default)]
-    pub app_secret: Option<String>,
+    pub(crate) app_secret: Option<String>,
     /// Evolution: the secret our webhook expects (header or JWT key). Meta: the verify token.
     #[serde(default)]
-    pub webhook_secret: Option<String>,
+    pub(crate) webhook_secret: Option<String>,
 }
 
 /// Webhook URL → channel, for a moment: every delivery would otherwise spend a lookup and
@@ -45,30 +45,30 @@ pub struct Secrets {
 /// instance (`forget`) and within `ROUTE_TTL` on the others. Only channels that exist are
 /// cached, so unknown URLs can't grow it.
 #[derive(Default)]
-pub struct RouteCache {
+pub(crate) struct RouteCache {
     entries: Mutex<HashMap<Uuid, (Channel, Instant)>>,
 }
 
-pub const ROUTE_TTL: Duration = Duration::from_secs(2);
+pub(crate) const ROUTE_TTL: Duration = Duration::from_secs(2);
 
 impl RouteCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Channel, Instant)>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, route_id: Uuid) -> Option<Channel> {
+    pub(crate) fn get(&self, route_id: Uuid) -> Option<Channel> {
         let entries = self.lock();
         let (c, at) = entries.get(&route_id)?;
         (at.elapsed() < ROUTE_TTL).then(|| c.clone())
     }
 
-    pub fn put(&self, channel: Channel) {
+    pub(crate) fn put(&self, channel: Channel) {
         let mut entries = self.lock();
         entries.retain(|_, (_, at)| at.elapsed() < ROUTE_TTL);
         entries.insert(channel.route_id, (channel, Instant::now()));
     }
 
-    pub fn forget(&self, channel_id: Uuid) {
+    pub(crate) fn forget(&self, channel_id: Uuid) {
         self.lock().retain(|_, (c, _)| c.id != channel_id);
     }
 }
@@ -77,7 +77,7 @@ fn secrets_aad(channel_id: Uuid) -> Aad<'static> {
     Aad::new("channels", "secrets", channel_id)
 }
 
-pub async fn secrets(state: &Messaging, channel: &Channel) -> anyhow::Result<Secrets> {
+pub(crate) async fn secrets(state: &Messaging, channel: &Channel) -> anyhow::Result<Secrets> {
     match &channel.secrets_sealed {
         Some(s) => {
             let json = state
@@ -91,7 +91,7 @@ pub async fn secrets(state: &Messaging, channel: &Channel) -> anyhow::Result<Sec
 }
 
 /// The URL a gateway must call for this channel.
-pub fn webhook_url(state: &Messaging, channel: &Channel) -> String {
+pub(crate) fn webhook_url(state: &Messaging, channel: &Channel) -> String {
     let base = state.config.public_url().as_str().trim_end_matches('/');
     format!("{base}/webhooks/{}/{}", channel.kind, channel.route_id)
 }
@@ -99,7 +99,7 @@ pub fn webhook_url(state: &Messaging, channel: &Channel) -> String {
 /// The SSRF guard for a tenant-supplied gateway or AI server URL (https in production, http
 /// only in development), except that hosts the operator listed in
 /// `SIGMAAI_PRIVATE_GATEWAY_HOSTS` may be on its private network (see `check_operator_host`).
-pub async fn vet_gateway(state: &Messaging, raw: &str) -> Result<Vetted, GuardError> {
+pub(crate) async fn vet_gateway(state: &Messaging, raw: &str) -> Result<Vetted, GuardError> {
     match check_operator_host(raw, state.config.private_gateway_hosts()).await {
         Some(checked) => checked,
         None => state.config.guard().check(raw).await,
@@ -109,7 +109,7 @@ pub async fn vet_gateway(state: &Messaging, raw: &str) -> Result<Vetted, GuardEr
 /// The platform connects to them from inside our network, so they pass the same SSRF guard
 /// as MCP servers (public addresses only, https on the usual ports; loopback in development),
 /// here when saved and again before every connection (`outbound`).
-pub async fn check_gateway_url(state: &Messaging, raw: &str) -> Result<Url, &'static str> {
+pub(crate) async fn check_gateway_url(state: &Messaging, raw: &str) -> Result<Url, &'static str> {
     match vet_gateway(state, raw).await {
         Ok(v) => Ok(v.url),
         Err(e) => {
@@ -119,7 +119,7 @@ pub async fn check_gateway_url(state: &Messaging, raw: &str) -> Result<Url, &'st
     }
 }
 
-pub enum NewChannelInput {
+pub(crate) enum NewChannelInput {
     Evolution {
         base_url: Url,
         instance: String,
@@ -136,7 +136,7 @@ pub enum NewChannelInput {
 
 /// Creates a channel. Returns its id and the webhook secret to show once (Evolution header
 /// secret, or Meta verify token; none for the simulator).
-pub async fn create(
+pub(crate) async fn create(
     state: &Messaging,
     tenant_id: Uuid,
     actor: &Actor,
@@ -224,7 +224,7 @@ pub async fn create(
 }
 
 /// The simulator channel of a tenant, created on first use.
-pub async fn simulator(
+pub(crate) async fn simulator(
     state: &Messaging,
     tenant_id: Uuid,
     actor: &Actor,
@@ -250,7 +250,7 @@ pub async fn simulator(
 }
 
 /// Where a channel's outbound messages go.
-pub enum Outbound {
+pub(crate) enum Outbound {
     Evolution(gateway::evolution::EvolutionClient),
     Meta(gateway::meta::MetaClient),
     /// The built-in simulator: the "end user" reads replies in the portal.
@@ -258,7 +258,7 @@ pub enum Outbound {
 }
 
 impl Outbound {
-    pub async fn send_text(&self, to: &str, text: &str) -> Result<String, SendError> {
+    pub(crate) async fn send_text(&self, to: &str, text: &str) -> Result<String, SendError> {
         match self {
             Outbound::Evolution(c) => c.send_text(to, text, None).await,
             Outbound::Meta(c) => c.send_text(to, text, None).await,
@@ -275,7 +275,7 @@ fn cfg<'a>(channel: &'a Channel, key: &str) -> anyhow::Result<&'a str> {
         .ok_or_else(|| anyhow::anyhow!("channel config lacks {key}"))
 }
 
-pub async fn outbound(state: &Messaging, channel: &Channel) -> anyhow::Result<Outbound> {
+pub(crate) async fn outbound(state: &Messaging, channel: &Channel) -> anyhow::Result<Outbound> {
     match channel.kind.as_str() {
         "evolution" => {
             let s = secrets(state, channel).await?;
@@ -342,11 +342,14 @@ fn pinned_client(v: &Vetted) -> anyhow::Result<reqwest::Client> {
 }
 
 /// The Meta app secret, for verifying X-Hub-Signature-256.
-pub async fn meta_app_secret(state: &Messaging, channel: &Channel) -> anyhow::Result<SecretString> {
+pub(crate) async fn meta_app_secret(
+    state: &Messaging,
+    channel: &Channel,
+) -> anyhow::Result<SecretString> {
     let s = secrets(state, channel).await?;
     Ok(SecretString::from(s.app_secret.unwrap_or_default()))
 }
 
-pub fn expose(s: &SecretString) -> &str {
+pub(crate) fn expose(s: &SecretString) -> &str {
     s.expose_secret()
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::gateway::{InboundMessage, MessageKind};
 
 /// The extra a newly received message starts with, if any.
-pub fn for_message(msg: &InboundMessage) -> Option<Value> {
+pub(crate) fn for_message(msg: &InboundMessage) -> Option<Value> {
     let mut out = Map::new();
     match &msg.kind {
         MessageKind::ButtonReply {
@@ -65,7 +65,7 @@ fn list<'a>(extra: &'a mut Value, key: &str) -> Option<&'a mut Vec<Value>> {
 }
 
 /// Sets (or with `None` removes) `by`'s reaction. Returns whether anything changed.
-pub fn react(extra: &mut Value, by: &str, name: Option<&str>, emoji: Option<&str>) -> bool {
+pub(crate) fn react(extra: &mut Value, by: &str, name: Option<&str>, emoji: Option<&str>) -> bool {
     let Some(reactions) = list(extra, "reactions") else {
         return false;
     };
@@ -78,7 +78,7 @@ pub fn react(extra: &mut Value, by: &str, name: Option<&str>, emoji: Option<&str
 }
 
 /// Records that `by` voted in this poll (the vote itself is encrypted by WhatsApp).
-pub fn vote(extra: &mut Value, by: &str, name: Option<&str>) -> bool {
+pub(crate) fn vote(extra: &mut Value, by: &str, name: Option<&str>) -> bool {
     let Some(votes) = list(extra, "poll_votes") else {
         return false;
     };
@@ -136,13 +136,13 @@ fn order_lines(extra: &Value) -> Vec<String> {
 /// What staff see beside a message: (translation key under `extra.`, value) lines,
 /// the reactions, and how many people voted (for a poll).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Shown {
-    pub lines: Vec<(&'static str, String)>,
-    pub reactions: Vec<String>,
-    pub poll_votes: usize,
+pub(crate) struct Shown {
+    pub(crate) lines: Vec<(&'static str, String)>,
+    pub(crate) reactions: Vec<String>,
+    pub(crate) poll_votes: usize,
 }
 
-pub fn shown(extra: &Value) -> Shown {
+pub(crate) fn shown(extra: &Value) -> Shown {
     let mut lines = Vec::new();
     if let Some(id) = s(extra, &["reply", "id"]) {
         lines.push(("reply_id", id.to_owned()));
@@ -187,7 +187,7 @@ pub fn shown(extra: &Value) -> Shown {
 
 /// What the AI reads after the message's text: the chosen option's id (for tools), a
 /// form's answers, an order's items and the ad the customer came from.
-pub fn ai_note(extra: &Value) -> String {
+pub(crate) fn ai_note(extra: &Value) -> String {
     let mut out = Vec::new();
     if let Some(id) = s(extra, &["reply", "id"]) {
         out.push(format!("[chosen option id: {id}]"));

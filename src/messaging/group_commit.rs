@@ -42,7 +42,7 @@ use std::{
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub use crate::error::Overloaded;
+pub(crate) use crate::error::Overloaded;
 use crate::{
     db,
     messaging::ingest::{self, Batch, Delivery, Effects, IngestOutcome},
@@ -80,7 +80,7 @@ struct Queue {
     writers: usize,
 }
 
-pub struct GroupCommit {
+pub(crate) struct GroupCommit {
     /// What stored messages set off beyond messaging (AI turns, request keywords).
     effects: Arc<dyn Effects>,
     queue: Mutex<Queue>,
@@ -106,21 +106,21 @@ struct Counters {
 
 /// How deliveries were written so far (for operators and tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Transactions attempted (a failed batch and its one-by-one retries each count).
-    pub transactions: u64,
+    pub(crate) transactions: u64,
     /// Deliveries submitted.
-    pub deliveries: u64,
+    pub(crate) deliveries: u64,
     /// Batches that failed and were retried one delivery per transaction.
-    pub failed_batches: u64,
+    pub(crate) failed_batches: u64,
     /// Deliveries refused (503) because the queue was past its bound; not in `deliveries`.
-    pub refused: u64,
+    pub(crate) refused: u64,
 }
 
 impl GroupCommit {
     /// This process's ingest queue; `effects` runs in each batch's transaction (see
     /// [`Effects`]).
-    pub fn new(effects: Arc<dyn Effects>) -> Arc<GroupCommit> {
+    pub(crate) fn new(effects: Arc<dyn Effects>) -> Arc<GroupCommit> {
         Arc::new(GroupCommit {
             effects,
             queue: Default::default(),
@@ -132,7 +132,7 @@ impl GroupCommit {
     }
 
     /// Queues a delivery and waits until the transaction holding it committed (or failed).
-    pub async fn submit(
+    pub(crate) async fn submit(
         self: &Arc<Self>,
         state: &AppState,
         delivery: Delivery,
@@ -184,7 +184,7 @@ impl GroupCommit {
             .map_err(|_| anyhow::anyhow!("the ingest writer stopped before committing"))?
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         Stats {
             transactions: self.stats.transactions.load(Ordering::Relaxed),
             deliveries: self.stats.deliveries.load(Ordering::Relaxed),
@@ -233,7 +233,8 @@ impl GroupCommit {
     }
 
     /// Deliveries waiting for a writer now (not counting the batches being written).
-    pub fn queued(&self) -> usize {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn queued(&self) -> usize {
         self.lock_queue().pending.len()
     }
 

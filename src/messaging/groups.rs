@@ -18,10 +18,10 @@ use uuid::Uuid;
 
 /// The `group_subject` job: asks the gateway for a group conversation's subject.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct GroupSubject {
-    pub tenant_id: Uuid,
+pub(crate) struct GroupSubject {
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub conversation_id: Uuid,
+    pub(crate) conversation_id: Uuid,
 }
 
 impl BackgroundJob for GroupSubject {
@@ -91,7 +91,7 @@ async fn run(state: &Messaging, tenant_id: Uuid, conversation_id: Uuid) -> anyho
 }
 
 /// Opens a group's subject for display (`None` if unknown or unreadable).
-pub async fn subject(
+pub(crate) async fn subject(
     state: &Messaging,
     tenant_id: uuid::Uuid,
     conversation_id: uuid::Uuid,

@@ -20,14 +20,14 @@ use crate::{
 };
 
 /// The largest media object we keep (WhatsApp documents go up to 100 MB; we cap lower).
-pub const MAX_MEDIA_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MEDIA_BYTES: usize = 64 * 1024 * 1024;
 
 /// The `fetch_media` job: one inbound message's media, fetched once.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FetchMedia {
-    pub tenant_id: Uuid,
+pub(crate) struct FetchMedia {
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub message_id: Uuid,
+    pub(crate) message_id: Uuid,
 }
 
 impl BackgroundJob for FetchMedia {
@@ -41,7 +41,7 @@ impl BackgroundJob for FetchMedia {
     }
 }
 
-pub fn object_key(tenant_id: Uuid, message_id: Uuid) -> String {
+pub(crate) fn object_key(tenant_id: Uuid, message_id: Uuid) -> String {
     format!("tenants/{tenant_id}/media/{message_id}")
 }
 

@@ -1,19 +1,19 @@
 //! WhatsApp traffic: durable ingestion of gateway events, media, and sending.
 
-pub mod channel;
-pub mod extra;
-pub mod group_commit;
-pub mod groups;
-pub mod ingest;
-pub mod media;
-pub mod send;
-pub mod view;
-pub mod webhook_delivery;
+pub(crate) mod channel;
+pub(crate) mod extra;
+pub(crate) mod group_commit;
+pub(crate) mod groups;
+pub(crate) mod ingest;
+pub(crate) mod media;
+pub(crate) mod send;
+pub(crate) mod view;
+pub(crate) mod webhook_delivery;
 
 /// Job kinds of this area.
-pub const SEND_MESSAGE: &str = "send_message";
-pub const FETCH_MEDIA: &str = "fetch_media";
-pub const GROUP_SUBJECT: &str = "group_subject";
+pub(crate) const SEND_MESSAGE: &str = "send_message";
+pub(crate) const FETCH_MEDIA: &str = "fetch_media";
+pub(crate) const GROUP_SUBJECT: &str = "group_subject";
 
 use std::sync::Arc;
 
@@ -32,18 +32,18 @@ use crate::{
 /// a job's `Context` (`jobs::registry`), `State<Messaging>` in a handler, or
 /// `Messaging::from_ref(&state)` where a caller holds the whole state.
 #[derive(Clone)]
-pub struct Messaging {
+pub(crate) struct Messaging {
     /// Connected as the non-owner application role: row-level security applies.
-    pub db: PgPool,
-    pub keys: Keyring,
-    pub clock: SharedClock,
-    pub live: Live,
-    pub media: Arc<dyn ObjectStore>,
-    pub config: MessagingConfig,
+    pub(crate) db: PgPool,
+    pub(crate) keys: Keyring,
+    pub(crate) clock: SharedClock,
+    pub(crate) live: Live,
+    pub(crate) media: Arc<dyn ObjectStore>,
+    pub(crate) config: MessagingConfig,
 }
 
 impl Messaging {
-    pub fn now(&self) -> time::OffsetDateTime {
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
     }
 }
@@ -64,26 +64,26 @@ impl FromRef<AppState> for Messaging {
 /// The settings messaging reads (a view of the process's configuration, shared, not
 /// copied): where gateways are allowed to be, and our own public address.
 #[derive(Clone)]
-pub struct MessagingConfig(Arc<Config>);
+pub(crate) struct MessagingConfig(Arc<Config>);
 
 impl MessagingConfig {
     /// The URL gateways post webhooks to (a channel's webhook address starts with it).
-    pub fn public_url(&self) -> &Url {
+    pub(crate) fn public_url(&self) -> &Url {
         &self.0.public_url
     }
 
     /// Operator-trusted gateway hosts that may be on a private network.
-    pub fn private_gateway_hosts(&self) -> &[String] {
+    pub(crate) fn private_gateway_hosts(&self) -> &[String] {
         &self.0.private_gateway_hosts
     }
 
     /// Meta's Graph API base.
-    pub fn meta_graph_url(&self) -> &str {
+    pub(crate) fn meta_graph_url(&self) -> &str {
         &self.0.meta_graph_url
     }
 
     /// The SSRF guard for gateway URLs (loopback allowed outside production).
-    pub fn guard(&self) -> Guard {
+    pub(crate) fn guard(&self) -> Guard {
         Guard::for_config(&self.0)
     }
 }

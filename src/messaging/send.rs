@@ -28,10 +28,10 @@ use crate::{
 
 /// The `send_message` job: sends one queued outbound message, once.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SendMessage {
-    pub tenant_id: Uuid,
+pub(crate) struct SendMessage {
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub message_id: Uuid,
+    pub(crate) message_id: Uuid,
 }
 
 impl BackgroundJob for SendMessage {
@@ -51,12 +51,12 @@ impl BackgroundJob for SendMessage {
 }
 
 /// WhatsApp's limit for one text message.
-pub const MAX_TEXT: usize = 4096;
+pub(crate) const MAX_TEXT: usize = 4096;
 use crate::domain::review::window_open;
 
 /// Why a reply can't be queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("empty")]
     Empty,
     #[error("too long")]
@@ -74,7 +74,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn message_key(&self) -> &'static str {
+    pub(crate) fn message_key(&self) -> &'static str {
         match self {
             Refusal::Empty => "reply.empty",
             Refusal::TooLong => "reply.too_long",
@@ -89,7 +89,7 @@ impl Refusal {
 
 /// Who wrote an outbound message.
 #[derive(Clone, Copy, Debug)]
-pub enum Author {
+pub(crate) enum Author {
     Member(Uuid),
     /// An AI draft: approved by a member, or sent by the `auto_send` policy (`None`).
     Ai {
@@ -120,19 +120,19 @@ async fn sendable(
 
 /// What a caller that read a conversation in one statement knows of it, for
 /// [`sendable_text`].
-pub struct Target<'a> {
-    pub conversation: bool,
-    pub contact: bool,
-    pub erased: bool,
-    pub restricted: bool,
+pub(crate) struct Target<'a> {
+    pub(crate) conversation: bool,
+    pub(crate) contact: bool,
+    pub(crate) erased: bool,
+    pub(crate) restricted: bool,
     /// The conversation's channel's kind (`None`: deleted).
-    pub channel_kind: Option<&'a str>,
-    pub last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) channel_kind: Option<&'a str>,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
 }
 
 /// The text to send, trimmed, or why it can't be sent: the refusals of
 /// [`queue_text_after`], in its order.
-pub fn sendable_text<'t>(
+pub(crate) fn sendable_text<'t>(
     text: &'t str,
     to: &Target<'_>,
     now: OffsetDateTime,
@@ -163,7 +163,7 @@ pub fn sendable_text<'t>(
 }
 
 /// Queues a text reply in the caller's tenant-scoped transaction. Returns the message id.
-pub async fn queue_text(
+pub(crate) async fn queue_text(
     state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
@@ -184,7 +184,7 @@ pub async fn queue_text(
 }
 
 /// Queues a text reply whose send job runs only after `delay` (the undo window).
-pub async fn queue_text_after(
+pub(crate) async fn queue_text_after(
     state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
@@ -256,14 +256,14 @@ pub async fn queue_text_after(
 }
 
 /// Counts `{{n}}` placeholders in a template body.
-pub fn template_params(body: &str) -> i32 {
+pub(crate) fn template_params(body: &str) -> i32 {
     (1..=20)
         .filter(|n| body.contains(&format!("{{{{{n}}}}}")))
         .count() as i32
 }
 
 /// The template's text with its parameters filled in (what the conversation shows).
-pub fn render_template(body: &str, params: &[String]) -> String {
+pub(crate) fn render_template(body: &str, params: &[String]) -> String {
     let mut out = body.to_owned();
     for (i, p) in params.iter().enumerate() {
         out = out.replace(&format!("{{{{{}}}}}", i + 1), p);
@@ -273,7 +273,7 @@ pub fn render_template(body: &str, params: &[String]) -> String {
 
 /// Queues an approved template (allowed outside the 24-hour window) in the caller's
 /// tenant-scoped transaction. Returns the message id.
-pub async fn queue_template(
+pub(crate) async fn queue_template(
     state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
@@ -373,7 +373,7 @@ async fn enqueue_send(
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum QueueError {
+pub(crate) enum QueueError {
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
@@ -387,7 +387,7 @@ impl From<sqlx::Error> for QueueError {
 }
 
 /// Staff retry of a failed or unknown send: back to queued with a new job.
-pub async fn retry(
+pub(crate) async fn retry(
     state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
@@ -712,6 +712,6 @@ async fn send_template_via(
 }
 
 /// Audit detail for a send (ids only).
-pub fn audit_detail(message_id: Uuid) -> serde_json::Value {
+pub(crate) fn audit_detail(message_id: Uuid) -> serde_json::Value {
     json!({ "message_id": message_id })
 }

@@ -18,13 +18,13 @@ use crate::{
 
 /// Formats times for one tenant.
 #[derive(Clone)]
-pub struct Clock {
+pub(crate) struct Clock {
     tz: TimeZone,
     now: OffsetDateTime,
 }
 
 impl Clock {
-    pub fn new(time_zone: &str, now: OffsetDateTime) -> Clock {
+    pub(crate) fn new(time_zone: &str, now: OffsetDateTime) -> Clock {
         Clock {
             tz: TimeZone::get(time_zone).unwrap_or(TimeZone::UTC),
             now,
@@ -38,7 +38,7 @@ impl Clock {
     }
 
     /// "14:05" today, "12/03 14:05" otherwise.
-    pub fn short(&self, t: OffsetDateTime) -> String {
+    pub(crate) fn short(&self, t: OffsetDateTime) -> String {
         let (Some(z), Some(now)) = (self.zoned(t), self.zoned(self.now)) else {
             return String::new();
         };
@@ -50,7 +50,7 @@ impl Clock {
     }
 
     /// "2026-03-12 14:05 -03" for tooltips and exports.
-    pub fn full(&self, t: OffsetDateTime) -> String {
+    pub(crate) fn full(&self, t: OffsetDateTime) -> String {
         self.zoned(t)
             .map(|z| z.strftime("%Y-%m-%d %H:%M %Z").to_string())
             .unwrap_or_default()
@@ -76,19 +76,19 @@ async fn open_opt(
     }
 }
 
-pub struct ContactView {
-    pub id: Uuid,
-    pub name: Option<String>,
-    pub phone: Option<String>,
-    pub erased: bool,
-    pub restricted: bool,
-    pub notes: String,
-    pub tags: Vec<String>,
+pub(crate) struct ContactView {
+    pub(crate) id: Uuid,
+    pub(crate) name: Option<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) erased: bool,
+    pub(crate) restricted: bool,
+    pub(crate) notes: String,
+    pub(crate) tags: Vec<String>,
 }
 
 impl ContactView {
     /// Name, else the formatted phone, else a neutral label.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         if self.erased {
             return "—".into();
         }
@@ -99,7 +99,7 @@ impl ContactView {
     }
 }
 
-pub async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactView {
+pub(crate) async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactView {
     let name = open_opt(
         state,
         tenant,
@@ -142,22 +142,22 @@ pub async fn contact(state: &Messaging, tenant: Uuid, c: &Contact) -> ContactVie
     }
 }
 
-pub struct InboxRow {
-    pub id: Uuid,
-    pub label: String,
-    pub preview: String,
-    pub preview_kind: String,
-    pub outbound: bool,
-    pub time: String,
-    pub time_full: String,
-    pub unread: i32,
-    pub status: String,
-    pub ownership: String,
-    pub is_group: bool,
-    pub labels: Vec<String>,
-    pub erased: bool,
+pub(crate) struct InboxRow {
+    pub(crate) id: Uuid,
+    pub(crate) label: String,
+    pub(crate) preview: String,
+    pub(crate) preview_kind: String,
+    pub(crate) outbound: bool,
+    pub(crate) time: String,
+    pub(crate) time_full: String,
+    pub(crate) unread: i32,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) is_group: bool,
+    pub(crate) labels: Vec<String>,
+    pub(crate) erased: bool,
     /// An emergency still waiting for a person.
-    pub urgent: bool,
+    pub(crate) urgent: bool,
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -168,7 +168,12 @@ fn truncate(s: &str, n: usize) -> String {
     out
 }
 
-pub async fn inbox_row(state: &Messaging, tenant: Uuid, clock: &Clock, r: &ListRow) -> InboxRow {
+pub(crate) async fn inbox_row(
+    state: &Messaging,
+    tenant: Uuid,
+    clock: &Clock,
+    r: &ListRow,
+) -> InboxRow {
     let cid = r.contact_id;
     let name = open_opt(
         state,
@@ -239,45 +244,45 @@ pub async fn inbox_row(state: &Messaging, tenant: Uuid, clock: &Clock, r: &ListR
     }
 }
 
-pub struct ThreadMessage {
-    pub id: Uuid,
-    pub outbound: bool,
-    pub author: String,
-    pub kind: String,
-    pub text: Option<String>,
+pub(crate) struct ThreadMessage {
+    pub(crate) id: Uuid,
+    pub(crate) outbound: bool,
+    pub(crate) author: String,
+    pub(crate) kind: String,
+    pub(crate) text: Option<String>,
     /// Structured content (location, contacts, reaction) as key/value lines.
-    pub extra: Vec<(String, String)>,
-    pub erased: bool,
-    pub media_state: Option<String>,
-    pub media_mime: Option<String>,
-    pub media_deleted: Option<String>,
-    pub status: String,
-    pub error: Option<String>,
-    pub time: String,
-    pub time_full: String,
-    pub quoted: bool,
-    pub retryable: bool,
+    pub(crate) extra: Vec<(String, String)>,
+    pub(crate) erased: bool,
+    pub(crate) media_state: Option<String>,
+    pub(crate) media_mime: Option<String>,
+    pub(crate) media_deleted: Option<String>,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) time: String,
+    pub(crate) time_full: String,
+    pub(crate) quoted: bool,
+    pub(crate) retryable: bool,
     /// Deleted for everyone by its sender: a tombstone, nothing left to show.
-    pub deleted: bool,
+    pub(crate) deleted: bool,
     /// Edited by its sender after it arrived (the text shown is the newest).
-    pub edited: bool,
+    pub(crate) edited: bool,
     /// A notice about the chat (number changed…), not someone's words.
-    pub system: bool,
+    pub(crate) system: bool,
     /// Reactions on this message (emoji), and how many people voted on this poll.
-    pub reactions: Vec<String>,
-    pub poll_votes: usize,
+    pub(crate) reactions: Vec<String>,
+    pub(crate) poll_votes: usize,
     /// Structured lines from the extra: (translation key under `extra.`, value).
-    pub notes: Vec<(&'static str, String)>,
+    pub(crate) notes: Vec<(&'static str, String)>,
     /// For an approved AI reply: who approved it, and whether they edited it first.
-    pub review: Option<ReviewNote>,
+    pub(crate) review: Option<ReviewNote>,
 }
 
-pub struct ReviewNote {
-    pub by: String,
-    pub edited: bool,
+pub(crate) struct ReviewNote {
+    pub(crate) by: String,
+    pub(crate) edited: bool,
 }
 
-pub async fn thread_message(
+pub(crate) async fn thread_message(
     state: &Messaging,
     tenant: Uuid,
     clock: &Clock,
@@ -405,7 +410,7 @@ pub async fn thread_message(
 }
 
 /// A draft's text as the AI wrote it.
-pub async fn original_text(
+pub(crate) async fn original_text(
     state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,
@@ -421,7 +426,7 @@ pub async fn original_text(
 }
 
 /// A draft's text as approved (edited or not), once it was.
-pub async fn final_text(
+pub(crate) async fn final_text(
     state: &Messaging,
     tenant_id: Uuid,
     d: &Draft,

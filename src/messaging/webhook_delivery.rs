@@ -40,18 +40,22 @@ impl BackgroundJob for WebhookDeliver {
     }
 }
 
-pub fn secret_aad(endpoint_id: Uuid) -> Aad<'static> {
+pub(crate) fn secret_aad(endpoint_id: Uuid) -> Aad<'static> {
     Aad::new("webhook_endpoints", "secret", endpoint_id)
 }
 
 /// The SSRF guard for endpoints: https on the usual ports to public addresses only in
 /// production; plain http to loopback in development and tests (the same switch as MCP).
-pub fn guard(state: &AppState) -> Guard {
+pub(crate) fn guard(state: &AppState) -> Guard {
     Guard::for_config(&state.config)
 }
 
 /// Checks an endpoint URL as typed (at save time; delivery checks again).
-pub async fn check_url(state: &AppState, tenant_id: Uuid, raw: &str) -> Result<Url, &'static str> {
+pub(crate) async fn check_url(
+    state: &AppState,
+    tenant_id: Uuid,
+    raw: &str,
+) -> Result<Url, &'static str> {
     if raw.trim().is_empty() || raw.trim().len() > 2000 {
         return Err("mcp.url.invalid");
     }
@@ -64,15 +68,15 @@ pub async fn check_url(state: &AppState, tenant_id: Uuid, raw: &str) -> Result<U
     }
 }
 
-pub struct NewEndpointInput {
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub include_text: bool,
+pub(crate) struct NewEndpointInput {
+    pub(crate) url: String,
+    pub(crate) description: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) include_text: bool,
 }
 
 /// Validates and stores an endpoint. Returns its id and the signing secret, to show once.
-pub async fn add_endpoint(
+pub(crate) async fn add_endpoint(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,

@@ -24,7 +24,7 @@
 //! depends on nothing of the application's; the I/O lives in `messaging::webhook_delivery`
 //! and `db::outgoing`, so the module graph gains no cycle.
 
-pub mod signing;
+pub(crate) mod signing;
 
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
@@ -35,7 +35,7 @@ use crate::domain::events;
 /// When to try again after the n-th failed attempt (the Standard Webhooks recommendation:
 /// immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). After the eighth failure,
 /// about 28 hours after the event, the delivery fails and its endpoint is disabled.
-pub const RETRY_SCHEDULE: [Duration; 7] = [
+pub(crate) const RETRY_SCHEDULE: [Duration; 7] = [
     Duration::seconds(5),
     Duration::minutes(5),
     Duration::minutes(30),
@@ -47,7 +47,7 @@ pub const RETRY_SCHEDULE: [Duration; 7] = [
 
 /// When to retry after a failed attempt, given how many attempts were made before it;
 /// `None` once the schedule is used up.
-pub fn retry_at(previous_attempts: i32, now: OffsetDateTime) -> Option<OffsetDateTime> {
+pub(crate) fn retry_at(previous_attempts: i32, now: OffsetDateTime) -> Option<OffsetDateTime> {
     usize::try_from(previous_attempts)
         .ok()
         .and_then(|n| RETRY_SCHEDULE.get(n))
@@ -55,7 +55,7 @@ pub fn retry_at(previous_attempts: i32, now: OffsetDateTime) -> Option<OffsetDat
 }
 
 /// The body as sent (and signed): `{"type", "timestamp", "data"}`.
-pub fn body(event_type: &str, occurred_at: OffsetDateTime, data: &Value) -> Vec<u8> {
+pub(crate) fn body(event_type: &str, occurred_at: OffsetDateTime, data: &Value) -> Vec<u8> {
     let body = json!({
         "type": event_type,
         "timestamp": occurred_at.format(&Rfc3339).unwrap_or_default(),
@@ -65,7 +65,7 @@ pub fn body(event_type: &str, occurred_at: OffsetDateTime, data: &Value) -> Vec<
 }
 
 /// The events picked on the form: known names only, each once, in the portal's order.
-pub fn parse_events(picked: &[String]) -> Result<Vec<String>, &'static str> {
+pub(crate) fn parse_events(picked: &[String]) -> Result<Vec<String>, &'static str> {
     if let Some(bad) = picked.iter().find(|e| !events::is_event(e)) {
         tracing::warn!(event = %bad.chars().take(60).collect::<String>(), "unknown webhook event refused");
         return Err("webhooks.events.invalid");
@@ -82,7 +82,7 @@ pub fn parse_events(picked: &[String]) -> Result<Vec<String>, &'static str> {
 }
 
 /// Scheme, host and path of an endpoint URL: a query string may carry a token.
-pub fn display_url(raw: &str) -> String {
+pub(crate) fn display_url(raw: &str) -> String {
     match Url::parse(raw) {
         Ok(mut u) => {
             u.set_query(None);
@@ -94,7 +94,7 @@ pub fn display_url(raw: &str) -> String {
 }
 
 /// The name an endpoint goes by as a recipient of personal data: its host.
-pub fn recipient_name(raw: &str) -> String {
+pub(crate) fn recipient_name(raw: &str) -> String {
     Url::parse(raw)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))

@@ -8,26 +8,26 @@ use rand::RngCore;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-pub const SECRET_PREFIX: &str = "whsec_";
+pub(crate) const SECRET_PREFIX: &str = "whsec_";
 /// 24 random bytes (the spec asks for 24–64).
 const SECRET_BYTES: usize = 24;
 
 /// A new signing secret as shown to the tenant: `whsec_` + base64 of the key bytes.
-pub fn new_secret() -> Zeroizing<String> {
+pub(crate) fn new_secret() -> Zeroizing<String> {
     let mut key = Zeroizing::new([0u8; SECRET_BYTES]);
     rand::rngs::OsRng.fill_bytes(key.as_mut());
     Zeroizing::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key.as_ref())))
 }
 
 /// The key bytes of a `whsec_…` secret.
-pub fn key_of(secret: &str) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn key_of(secret: &str) -> Option<Zeroizing<Vec<u8>>> {
     let b64 = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
     let key = STANDARD.decode(b64).ok()?;
     (!key.is_empty()).then(|| Zeroizing::new(key))
 }
 
 /// The `webhook-signature` header value for one message.
-pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes a key of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(msg_id.as_bytes());
@@ -39,7 +39,7 @@ pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// The `webhook-id` of a delivery: the same on every retry and replay of it.
-pub fn message_id(delivery_id: uuid::Uuid) -> String {
+pub(crate) fn message_id(delivery_id: uuid::Uuid) -> String {
     format!("msg_{}", delivery_id.simple())
 }
 

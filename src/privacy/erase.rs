@@ -13,29 +13,23 @@ use crate::{
         audit::{self, Actor},
         privacy::{self as dbp, Tombstone},
     },
-    state::AppState,
+    privacy::Privacy,
 };
 
-pub struct Erased {
-    pub messages: i64,
-    pub conversations: i64,
-    pub media: usize,
-    pub recipients: Vec<String>,
-}
-
-/// Erases a contact. Idempotent: erasing an already-erased contact does nothing more.
-pub async fn erase_contact(
-    state: &AppState,
+/// Erases a contact; `false` when there is no such contact. Idempotent: erasing an
+/// already-erased contact does nothing more.
+pub(crate) async fn erase_contact(
+    state: &Privacy,
     tenant_id: Uuid,
     actor: &Actor,
     contact_id: Uuid,
     reason: &str,
     request_id: Option<Uuid>,
-) -> anyhow::Result<Option<Erased>> {
+) -> anyhow::Result<bool> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(_contact) = db::contacts::get(&mut tx, contact_id).await? else {
-        return Ok(None);
+        return Ok(false);
     };
     let recipients = db::ai::recipients(&mut tx, contact_id).await?;
     let media_keys = dbp::contact_media_keys(&mut tx, contact_id).await?;
@@ -74,7 +68,7 @@ pub async fn erase_contact(
 
 #[allow(clippy::too_many_arguments)]
 async fn finish(
-    state: &AppState,
+    state: &Privacy,
     tenant_id: Uuid,
     actor: &Actor,
     contact_id: Uuid,
@@ -83,13 +77,9 @@ async fn finish(
     recipients: &[db::ai::Recipient],
     media: usize,
     now: OffsetDateTime,
-) -> anyhow::Result<Option<Erased>> {
+) -> anyhow::Result<bool> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let (messages, conversations) = dbp::delete_contact(&mut tx, contact_id).await?;
-    let names: Vec<String> = recipients
-        .iter()
-        .map(|r| format!("{}: {}", r.kind, r.name))
-        .collect();
     dbp::insert_tombstone(
         &mut tx,
         Tombstone {
@@ -119,18 +109,13 @@ async fn finish(
         .live
         .publish(tenant_id, &crate::live::Event::Inbox)
         .await;
-    Ok(Some(Erased {
-        messages,
-        conversations,
-        media,
-        recipients: names,
-    }))
+    Ok(true)
 }
 
 /// Deletes one conversation outright. If it was the contact's only conversation the whole
 /// contact is erased (key destroyed); otherwise its rows and media are deleted.
-pub async fn delete_conversation(
-    state: &AppState,
+pub(crate) async fn delete_conversation(
+    state: &Privacy,
     tenant_id: Uuid,
     actor: &Actor,
     conversation_id: Uuid,

@@ -3,8 +3,6 @@
 //! manifest (record counts and a SHA-256 per section) and as readable HTML. Nothing about
 //! other contacts; staff are named only as the approvers of drafts.
 
-use crate::messaging::Messaging;
-use axum::extract::FromRef;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -16,52 +14,52 @@ use crate::{
     crypto::Aad,
     db::{self, ai as db_ai},
     messaging::view,
-    state::AppState,
+    privacy::Privacy,
 };
 
 /// Media larger than this is listed but not embedded in the JSON export.
-pub const EMBED_MEDIA_MAX: i64 = 8 * 1024 * 1024;
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const EMBED_MEDIA_MAX: i64 = 8 * 1024 * 1024;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize)]
-pub struct ExportMessage {
-    pub id: Uuid,
-    pub direction: String,
-    pub author: String,
-    pub kind: String,
-    pub text: Option<String>,
-    pub sent_at: String,
-    pub status: String,
-    pub media: Option<Value>,
+pub(crate) struct ExportMessage {
+    pub(crate) id: Uuid,
+    pub(crate) direction: String,
+    pub(crate) author: String,
+    pub(crate) kind: String,
+    pub(crate) text: Option<String>,
+    pub(crate) sent_at: String,
+    pub(crate) status: String,
+    pub(crate) media: Option<Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct ExportDraft {
-    pub id: Uuid,
-    pub state: String,
-    pub created_at: String,
-    pub provider: String,
-    pub model: String,
-    pub prompt_version: String,
-    pub ai_text: Option<String>,
-    pub approved_text: Option<String>,
-    pub edited: bool,
-    pub decided_by: Option<String>,
-    pub decided_at: Option<String>,
-    pub reject_reason: Option<String>,
-    pub escalation_reason: Option<String>,
+pub(crate) struct ExportDraft {
+    pub(crate) id: Uuid,
+    pub(crate) state: String,
+    pub(crate) created_at: String,
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    pub(crate) prompt_version: String,
+    pub(crate) ai_text: Option<String>,
+    pub(crate) approved_text: Option<String>,
+    pub(crate) edited: bool,
+    pub(crate) decided_by: Option<String>,
+    pub(crate) decided_at: Option<String>,
+    pub(crate) reject_reason: Option<String>,
+    pub(crate) escalation_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Bundle {
-    pub manifest: Value,
-    pub subject: Value,
-    pub messages: Vec<ExportMessage>,
-    pub drafts: Vec<ExportDraft>,
-    pub tool_calls: Vec<Value>,
-    pub recipients: Vec<Value>,
-    pub requests: Vec<Value>,
-    pub processing: Value,
+pub(crate) struct Bundle {
+    pub(crate) manifest: Value,
+    pub(crate) subject: Value,
+    pub(crate) messages: Vec<ExportMessage>,
+    pub(crate) drafts: Vec<ExportDraft>,
+    pub(crate) tool_calls: Vec<Value>,
+    pub(crate) recipients: Vec<Value>,
+    pub(crate) requests: Vec<Value>,
+    pub(crate) processing: Value,
 }
 
 /// A tool call made while drafting for the contact (arguments and result sealed).
@@ -91,8 +89,8 @@ fn section<T: Serialize>(name: &str, v: &T, count: usize) -> (String, Value) {
 }
 
 /// Builds the contact's bundle. `None` if the contact doesn't exist (or was erased).
-pub async fn contact_bundle(
-    state: &AppState,
+pub(crate) async fn contact_bundle(
+    state: &Privacy,
     tenant_id: Uuid,
     contact_id: Uuid,
     request_id: Option<Uuid>,
@@ -174,8 +172,8 @@ pub async fn contact_bundle(
             provider: d.provider.clone(),
             model: d.model.clone(),
             prompt_version: d.prompt_version.clone(),
-            ai_text: view::original_text(&Messaging::from_ref(state), tenant_id, &d).await?,
-            approved_text: view::final_text(&Messaging::from_ref(state), tenant_id, &d).await?,
+            ai_text: view::original_text(&state.messaging, tenant_id, &d).await?,
+            approved_text: view::final_text(&state.messaging, tenant_id, &d).await?,
             edited: d.edited,
             decided_by,
             decided_at: d.decided_at.map(ts),
@@ -236,7 +234,7 @@ pub async fn contact_bundle(
     .collect();
     tx.commit().await?;
 
-    let v = view::contact(&Messaging::from_ref(state), tenant_id, &contact).await;
+    let v = view::contact(&state.messaging, tenant_id, &contact).await;
     let subject = json!({
         "id": contact.id, "name": v.name, "phone": v.phone, "notes": v.notes, "tags": v.tags,
         "created_at": ts(contact.created_at), "processing_restricted": contact.restricted_at.map(ts),
@@ -282,7 +280,7 @@ pub async fn contact_bundle(
 
 impl Bundle {
     /// A subject field as text (for the HTML copy).
-    pub fn subject_field(&self, key: &str) -> String {
+    pub(crate) fn subject_field(&self, key: &str) -> String {
         match self.subject.get(key) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) | None => String::new(),
@@ -295,7 +293,7 @@ impl Bundle {
         }
     }
 
-    pub fn recipient_lines(&self) -> Vec<String> {
+    pub(crate) fn recipient_lines(&self) -> Vec<String> {
         self.recipients
             .iter()
             .map(|r| {
@@ -311,7 +309,7 @@ impl Bundle {
 }
 
 impl ExportMessage {
-    pub fn media_line(&self) -> String {
+    pub(crate) fn media_line(&self) -> String {
         match &self.media {
             Some(m) => format!(
                 "{} {} {}",

@@ -1,15 +1,21 @@
 //! Privacy controls: data-subject requests (with legal deadlines and history), erasure by
 //! key destruction, exports, retention and media-after-triage sweeps, termination.
 
-pub mod erase;
-pub mod export;
-pub mod retention;
+pub(crate) mod erase;
+pub(crate) mod export;
+pub(crate) mod retention;
 
+use std::{path::PathBuf, sync::Arc};
+
+use axum::extract::FromRef;
 use serde_json::json;
+use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
+    clock::SharedClock,
+    crypto::Keyring,
     db::{
         self,
         audit::{self, Actor},
@@ -19,10 +25,52 @@ use crate::{
         plans,
         privacy::{default_keywords, is_keyword},
     },
+    live::Live,
+    messaging::Messaging,
     state::AppState,
+    storage::ObjectStore,
 };
 
-pub const KINDS: [&str; 6] = [
+/// What privacy work uses, and nothing else: the pool, the keyring (erasure destroys keys,
+/// audit pruning signs a checkpoint), the media store, live events, the clock, the log
+/// directory the retention sweep prunes, and `messaging`'s context (an export opens messages
+/// and drafts through `messaging::view`). Built from the process's state with `FromRef`:
+/// `State<Privacy>` in a handler, the `privacy_sweep` job's `Context`, or
+/// `Privacy::from_ref(&state)` where a caller holds the whole state.
+#[derive(Clone)]
+pub(crate) struct Privacy {
+    /// Connected as the non-owner application role: row-level security applies.
+    pub(crate) db: PgPool,
+    pub(crate) keys: Keyring,
+    pub(crate) media: Arc<dyn ObjectStore>,
+    pub(crate) live: Live,
+    pub(crate) clock: SharedClock,
+    pub(crate) messaging: Messaging,
+    /// `SIGMAAI_LOG_DIR`: log files older than the retention limit are deleted.
+    pub(crate) log_dir: Option<PathBuf>,
+}
+
+impl Privacy {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+impl FromRef<AppState> for Privacy {
+    fn from_ref(state: &AppState) -> Privacy {
+        Privacy {
+            db: state.db.clone(),
+            keys: state.keys.clone(),
+            media: state.media.clone(),
+            live: state.live.clone(),
+            clock: state.clock.clone(),
+            messaging: Messaging::from_ref(state),
+            log_dir: state.config.log_dir.clone(),
+        }
+    }
+}
+
+pub(crate) const KINDS: [&str; 6] = [
     "access",
     "portability",
     "rectification",
@@ -30,14 +78,15 @@ pub const KINDS: [&str; 6] = [
     "restriction",
     "objection",
 ];
-pub const STATUSES: [&str; 5] = ["received", "verified", "in_progress", "completed", "denied"];
+pub(crate) const STATUSES: [&str; 5] =
+    ["received", "verified", "in_progress", "completed", "denied"];
 
 /// Our policy deletes contact information within 7 days of a request.
-pub const ERASURE_DAYS: i64 = 7;
+pub(crate) const ERASURE_DAYS: i64 = 7;
 
 /// The legal deadline: GDPR one calendar month after receipt (Art. 12(3)); LGPD 15 days
 /// (Art. 19 II). Erasure is further bounded by our 7-day promise.
-pub fn due_date(kind: &str, legal_basis: &str, received: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn due_date(kind: &str, legal_basis: &str, received: OffsetDateTime) -> OffsetDateTime {
     let legal = match legal_basis {
         "gdpr" => add_month(received),
         _ => received + Duration::days(15),
@@ -65,7 +114,7 @@ fn add_month(t: OffsetDateTime) -> OffsetDateTime {
 
 /// The tenant's privacy settings, with the plan's defaults when never saved.
 /// Message retention never exceeds the plan's (a lowered plan lowers it at the next sweep).
-pub async fn settings(
+pub(crate) async fn settings(
     conn: &mut sqlx::PgConnection,
     plan: &plans::Plan,
 ) -> sqlx::Result<PrivacySettings> {
@@ -75,7 +124,7 @@ pub async fn settings(
 }
 
 /// The settings as the tenant saved them (possibly above a lowered plan's retention).
-pub async fn stored_settings(
+pub(crate) async fn stored_settings(
     conn: &mut sqlx::PgConnection,
     plan: &plans::Plan,
 ) -> sqlx::Result<PrivacySettings> {
@@ -91,8 +140,8 @@ pub async fn stored_settings(
         }))
 }
 
-pub async fn plan_of(state: &AppState, tenant_id: Uuid) -> sqlx::Result<&'static plans::Plan> {
-    let t = db::tenants::tenant_by_id(&state.db, tenant_id).await?;
+pub(crate) async fn plan_of(db: &PgPool, tenant_id: Uuid) -> sqlx::Result<&'static plans::Plan> {
+    let t = db::tenants::tenant_by_id(db, tenant_id).await?;
     Ok(t.as_ref()
         .and_then(|t| plans::by_id(&t.plan))
         .unwrap_or(&plans::PLANS[0]))
@@ -100,7 +149,7 @@ pub async fn plan_of(state: &AppState, tenant_id: Uuid) -> sqlx::Result<&'static
 
 /// Opens a data-subject request. Returns its id.
 #[allow(clippy::too_many_arguments)]
-pub async fn open_request(
+pub(crate) async fn open_request(
     conn: &mut sqlx::PgConnection,
     tenant_id: Uuid,
     actor: &Actor,
@@ -182,15 +231,15 @@ pub async fn open_request(
 
 /// Checks an inbound message for a request keyword and opens an erasure request for staff
 /// (ingest calls this through `wiring`, in the transaction storing the message).
-pub async fn keyword_request(
-    state: &AppState,
+pub(crate) async fn keyword_request(
+    db: &PgPool,
     conn: &mut sqlx::PgConnection,
     tenant_id: Uuid,
     contact_id: Uuid,
     text: &str,
     now: OffsetDateTime,
 ) -> anyhow::Result<bool> {
-    let plan = plan_of(state, tenant_id).await?;
+    let plan = plan_of(db, tenant_id).await?;
     let s = settings(conn, plan).await?;
     if !is_keyword(text, &s.dsr_keywords)
         || dbp::open_request_for(conn, contact_id, "erasure")
@@ -219,8 +268,8 @@ pub async fn keyword_request(
 
 /// Moves a request along its status history (received → verified → in progress →
 /// completed | denied, a reason required to deny).
-pub async fn advance(
-    state: &AppState,
+pub(crate) async fn advance(
+    state: &Privacy,
     tenant_id: Uuid,
     actor: &Actor,
     request_id: Uuid,

@@ -12,48 +12,48 @@ use crate::{
         jobs::{BackgroundJob, JobMeta, Outcome},
         privacy as dbp,
     },
+    privacy::Privacy,
     privacy::{erase, plan_of, settings},
-    state::AppState,
 };
 
 /// The sweep's job kind (periodic, daily).
-pub const PRIVACY_SWEEP: &str = "privacy_sweep";
+pub(crate) const PRIVACY_SWEEP: &str = "privacy_sweep";
 
 /// The periodic sweep job (no payload).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PrivacySweep {}
+pub(crate) struct PrivacySweep {}
 
 impl BackgroundJob for PrivacySweep {
     const KIND: &'static str = PRIVACY_SWEEP;
-    type Context = AppState;
+    type Context = Privacy;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("periodic:{}", Self::KIND))
     }
 
-    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Privacy, _: &JobMeta) -> anyhow::Result<Outcome> {
         run_sweep(state).await.map(|_| Outcome::Done)
     }
 }
 
 /// Termination: the export window before everything is deleted.
-pub const TERMINATION_GRACE: Duration = Duration::days(30);
+pub(crate) const TERMINATION_GRACE: Duration = Duration::days(30);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    pub messages: i64,
-    pub media: i64,
-    pub drafts: i64,
-    pub contacts: i64,
-    pub audit_entries: i64,
-    pub erasures: i64,
-    pub terminated: i64,
+pub(crate) struct SweepReport {
+    pub(crate) messages: i64,
+    pub(crate) media: i64,
+    pub(crate) drafts: i64,
+    pub(crate) contacts: i64,
+    pub(crate) audit_entries: i64,
+    pub(crate) erasures: i64,
+    pub(crate) terminated: i64,
 }
 
-pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
+pub(crate) async fn run_sweep(state: &Privacy) -> anyhow::Result<SweepReport> {
     let mut total = SweepReport::default();
     let now = state.now();
-    if let Some(dir) = state.config.log_dir.as_deref()
+    if let Some(dir) = state.log_dir.as_deref()
         && dir.exists()
     {
         crate::telemetry::prune_logs(dir, now.date())?;
@@ -89,7 +89,7 @@ pub async fn run_sweep(state: &AppState) -> anyhow::Result<SweepReport> {
 }
 
 async fn sweep_tenant(
-    state: &AppState,
+    state: &Privacy,
     tenant_id: Uuid,
     now: OffsetDateTime,
 ) -> anyhow::Result<SweepReport> {
@@ -126,7 +126,7 @@ async fn sweep_tenant(
         r.erasures += 1;
     }
 
-    let plan = plan_of(state, tenant_id).await?;
+    let plan = plan_of(&state.db, tenant_id).await?;
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let s = settings(&mut tx, plan).await?;
     let message_cutoff = now - Duration::days(i64::from(s.message_days));
@@ -190,8 +190,8 @@ async fn sweep_tenant(
 /// newest entry), leaving a signed checkpoint and an `audit.pruned` entry, all in one
 /// transaction. A chain that fails verification is left whole: a checkpoint vouches for
 /// what it replaces, so pruning must never launder tampering. Returns how many were dropped.
-pub async fn prune_audit_log(
-    state: &AppState,
+pub(crate) async fn prune_audit_log(
+    state: &Privacy,
     tenant_id: Uuid,
     days: i32,
     now: OffsetDateTime,
@@ -224,13 +224,13 @@ pub async fn prune_audit_log(
 /// After a turn is handled (draft approved, rejected or dismissed, a staff reply, a
 /// takeover, or staff marking it), its media is deleted from storage — unless the tenant
 /// chose to keep media for some days. Returns how many objects were deleted.
-pub async fn media_after_triage(
-    state: &AppState,
+pub(crate) async fn media_after_triage(
+    state: &Privacy,
     tenant_id: Uuid,
     conversation_id: Uuid,
 ) -> anyhow::Result<usize> {
     let now = state.now();
-    let plan = plan_of(state, tenant_id).await?;
+    let plan = plan_of(&state.db, tenant_id).await?;
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     if settings(&mut tx, plan).await?.media_days.is_some() {
         return Ok(0);
@@ -253,7 +253,7 @@ pub async fn media_after_triage(
 /// Permanently deletes a tenant whose termination date has come: its key is destroyed
 /// (every copy of its data, backups included, becomes unreadable), its media deleted and its
 /// rows removed.
-pub async fn terminate(state: &AppState, tenant_id: Uuid) -> anyhow::Result<()> {
+pub(crate) async fn terminate(state: &Privacy, tenant_id: Uuid) -> anyhow::Result<()> {
     state
         .keys
         .destroy_tenant_key(tenant_id, "termination")

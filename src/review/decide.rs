@@ -22,11 +22,12 @@ use crate::{
         send::{self, Refusal},
         view,
     },
+    privacy::{Privacy, retention},
     state::AppState,
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum DecideError {
+pub(crate) enum DecideError {
     #[error("not found")]
     NotFound,
     /// Someone decided it first (or a newer draft replaced it).
@@ -53,7 +54,7 @@ impl From<sqlx::Error> for DecideError {
 }
 
 impl DecideError {
-    pub fn message_key(&self) -> &'static str {
+    pub(crate) fn message_key(&self) -> &'static str {
         match self {
             DecideError::NotFound => "error.not_found",
             DecideError::AlreadyDecided => "review.already_decided",
@@ -107,7 +108,7 @@ async fn refuse_if_locked(
 /// the undo window, whether the conversation may be sent to, the newest audit entry); one
 /// statement with every write (`db::ai::approve`); the commit. The checks and their order are
 /// `draft_for`'s and `send::queue_text_after`'s.
-pub async fn approve(
+pub(crate) async fn approve(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -232,13 +233,13 @@ pub async fn approve(
     }
     tx.commit().await?;
     publish_decision(state, tenant_id, d.conversation_id).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
     Ok(message_id)
 }
 
 /// Takes back an approval while its reply is still waiting out the undo window: nothing is
 /// sent and the draft is back in the queue. `AlreadyDecided` once the send has started.
-pub async fn undo(
+pub(crate) async fn undo(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -267,7 +268,7 @@ pub async fn undo(
     Ok(())
 }
 
-pub async fn reject(
+pub(crate) async fn reject(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -306,13 +307,13 @@ pub async fn reject(
     .await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
 /// Sets a pending draft aside and has the AI write the same turn again (the reply box's
 /// "regenerate"). An escalation is a person's turn: it cannot be regenerated.
-pub async fn regenerate(
+pub(crate) async fn regenerate(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -354,7 +355,7 @@ pub async fn regenerate(
 }
 
 /// Clears an escalation once a person has dealt with it.
-pub async fn dismiss(
+pub(crate) async fn dismiss(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -384,12 +385,12 @@ pub async fn dismiss(
     db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
 /// Staff take the conversation: the AI stops drafting and pending drafts are withdrawn.
-pub async fn take_over(
+pub(crate) async fn take_over(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -414,14 +415,14 @@ pub async fn take_over(
     .await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    crate::privacy::retention::media_after_triage(state, tenant_id, conversation_id).await?;
+    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, conversation_id).await?;
     Ok(())
 }
 
 /// Approves a prepared write call (book, update, cancel): `pending → approved` at most once,
 /// with its execution queued in the same transaction. A double click or a second reviewer
 /// finds it decided; the `mcp_call` job runs it exactly once.
-pub async fn approve_call(
+pub(crate) async fn approve_call(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -461,7 +462,7 @@ pub async fn approve_call(
     Ok(())
 }
 
-pub async fn reject_call(
+pub(crate) async fn reject_call(
     state: &AppState,
     tenant_id: Uuid,
     actor: &Actor,
@@ -500,22 +501,23 @@ pub async fn reject_call(
 }
 
 /// A tool call as a reviewer sees it: arguments and result opened from the contact's key.
-pub struct CallView {
-    pub id: Uuid,
-    pub draft_id: Uuid,
-    pub conversation_id: Uuid,
-    pub server: String,
-    pub tool: String,
-    pub risk: String,
-    pub state: String,
-    pub arguments: String,
-    pub result: String,
+pub(crate) struct CallView {
+    pub(crate) id: Uuid,
+    #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
+    pub(crate) draft_id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) server: String,
+    pub(crate) tool: String,
+    pub(crate) risk: String,
+    pub(crate) state: String,
+    pub(crate) arguments: String,
+    pub(crate) result: String,
     /// Why the call failed, in the reviewer's language (see `ErrorText`).
-    pub error: Option<crate::mcp::client::ErrorText>,
-    pub latency_ms: i32,
+    pub(crate) error: Option<crate::mcp::client::ErrorText>,
+    pub(crate) latency_ms: i32,
 }
 
-pub async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> CallView {
+pub(crate) async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> CallView {
     let open = |column: &'static str, sealed: Option<Vec<u8>>| async move {
         match sealed {
             Some(s) => state

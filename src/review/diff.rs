@@ -1,14 +1,14 @@
 //! A word-level diff between the AI's draft and what staff approved, kept for provenance.
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Same(String),
     Removed(String),
     Added(String),
 }
 
 /// How many words an edit added plus removed (0: unchanged).
-pub fn changed_words(before: &str, after: &str) -> i32 {
+pub(crate) fn changed_words(before: &str, after: &str) -> i32 {
     words(before, after)
         .iter()
         .map(|op| match op {
@@ -21,7 +21,7 @@ pub fn changed_words(before: &str, after: &str) -> i32 {
 }
 
 /// Longest-common-subsequence diff over whitespace-separated words (drafts are short).
-pub fn words(before: &str, after: &str) -> Vec<Op> {
+pub(crate) fn words(before: &str, after: &str) -> Vec<Op> {
     let a: Vec<&str> = before.split_whitespace().collect();
     let b: Vec<&str> = after.split_whitespace().collect();
     // Bound the work for pathological inputs; drafts are a few hundred words at most.

@@ -18,37 +18,37 @@ use crate::{
     state::AppState,
 };
 
-pub use dbp::Here;
+pub(crate) use dbp::Here;
 
 /// How long a heartbeat counts.
-pub const FRESH: Duration = Duration::seconds(45);
+pub(crate) const FRESH: Duration = Duration::seconds(45);
 
 /// How often pages renew theirs (well inside [`FRESH`], so one lost beat changes nothing).
-pub const HEARTBEAT_SECONDS: u32 = 20;
+pub(crate) const HEARTBEAT_SECONDS: u32 = 20;
 
 /// The oldest heartbeat that still counts at `now`.
-pub fn since(now: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn since(now: OffsetDateTime) -> OffsetDateTime {
     now - FRESH
 }
 
 /// What a heartbeat learns: who else is here, and who holds the draft if not the caller.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct Beat {
-    pub others: Vec<Other>,
+pub(crate) struct Beat {
+    pub(crate) others: Vec<Other>,
     /// Someone else is editing the draft the caller asked to edit; the caller does not hold it.
-    pub locked_by: Option<String>,
+    pub(crate) locked_by: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct Other {
-    pub name: String,
-    pub editing: bool,
+pub(crate) struct Other {
+    pub(crate) name: String,
+    pub(crate) editing: bool,
 }
 
 /// Records that `user` is on `conversation`, editing `draft` when `editing` (and nobody else
 /// is). Other open pages hear of it when what they show changes. `None`: no such
 /// conversation in this tenant.
-pub async fn touch(
+pub(crate) async fn touch(
     state: &AppState,
     tenant: Uuid,
     user: Uuid,
@@ -100,7 +100,7 @@ pub async fn touch(
 }
 
 /// The user closed the page: others stop seeing them at once.
-pub async fn leave(
+pub(crate) async fn leave(
     state: &AppState,
     tenant: Uuid,
     user: Uuid,
@@ -126,7 +126,7 @@ async fn announce(state: &AppState, tenant: Uuid, conversation: Uuid) {
 /// The conversation page is being drawn for `user`: they are here (keeping any editing
 /// state their script reported). Returns whether they just arrived; the caller announces it
 /// with [`arrived`] once its transaction has committed.
-pub async fn on_page(
+pub(crate) async fn on_page(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     user: Uuid,
@@ -139,12 +139,12 @@ pub async fn on_page(
 }
 
 /// Tells the other open pages that someone arrived.
-pub async fn arrived(state: &AppState, tenant: Uuid, conversation: Uuid) {
+pub(crate) async fn arrived(state: &AppState, tenant: Uuid, conversation: Uuid) {
     announce(state, tenant, conversation).await;
 }
 
 /// Everyone but `me` on these conversations now, by conversation (for pages being drawn).
-pub async fn others_on(
+pub(crate) async fn others_on(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     conversations: &[Uuid],
@@ -156,7 +156,7 @@ pub async fn others_on(
 /// Opening an unassigned, open conversation assigns it to the reviewer who opened it, when
 /// the tenant wants that (the default). Returns whether it did. Two reviewers opening it at
 /// once: one wins, the other sees the first as the assignee.
-pub async fn assign_on_open(
+pub(crate) async fn assign_on_open(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     tenant: Uuid,

@@ -22,7 +22,7 @@ use crate::gateway::{
 
 /// The events we subscribe an instance to (names from Evolution's `EventController.events`):
 /// edits and deletes come as their own events.
-pub const DEFAULT_WEBHOOK_EVENTS: &[&str] = &[
+pub(crate) const DEFAULT_WEBHOOK_EVENTS: &[&str] = &[
     "MESSAGES_UPSERT",
     "MESSAGES_UPDATE",
     "MESSAGES_EDITED",
@@ -34,7 +34,7 @@ pub const DEFAULT_WEBHOOK_EVENTS: &[&str] = &[
 
 /// One Evolution instance (one linked WhatsApp number), authenticated by `apikey`.
 #[derive(Clone)]
-pub struct EvolutionClient {
+pub(crate) struct EvolutionClient {
     http: reqwest::Client,
     base_url: Url,
     instance: String,
@@ -53,13 +53,13 @@ impl fmt::Debug for EvolutionClient {
 
 /// A file to send. `Bytes` travel base64-encoded in the JSON body.
 #[derive(Clone, PartialEq, Eq)]
-pub struct OutboundMedia {
-    pub kind: OutboundMediaKind,
-    pub content: MediaContent,
-    pub mimetype: Option<String>,
-    pub caption: Option<String>,
+pub(crate) struct OutboundMedia {
+    pub(crate) kind: OutboundMediaKind,
+    pub(crate) content: MediaContent,
+    pub(crate) mimetype: Option<String>,
+    pub(crate) caption: Option<String>,
     /// Required by Evolution for documents sent as bytes.
-    pub file_name: Option<String>,
+    pub(crate) file_name: Option<String>,
 }
 
 impl fmt::Debug for OutboundMedia {
@@ -72,10 +72,13 @@ impl fmt::Debug for OutboundMedia {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutboundMediaKind {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) enum OutboundMediaKind {
     Image,
+    #[cfg_attr(test, expect(dead_code, reason = "no test sends a video yet"))]
     Video,
     /// An audio file; voice notes have their own endpoint (`sendWhatsAppAudio`).
+    #[cfg_attr(test, expect(dead_code, reason = "no test sends an audio file yet"))]
     Audio,
     Document,
 }
@@ -92,7 +95,8 @@ impl OutboundMediaKind {
 }
 
 #[derive(Clone, PartialEq, Eq)]
-pub enum MediaContent {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) enum MediaContent {
     Bytes(Vec<u8>),
     /// An http(s) URL Evolution downloads itself.
     Url(String),
@@ -100,7 +104,7 @@ pub enum MediaContent {
 
 /// What `connect` answered.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ConnectOutcome {
+pub(crate) enum ConnectOutcome {
     /// Already linked: nothing to scan.
     Open,
     /// Show this to the tenant admin.
@@ -108,7 +112,8 @@ pub enum ConnectOutcome {
 }
 
 impl EvolutionClient {
-    pub fn new(
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn new(
         base_url: &str,
         instance: &str,
         api_key: SecretString,
@@ -116,7 +121,7 @@ impl EvolutionClient {
         Self::with_timeouts(base_url, instance, api_key, Timeouts::default())
     }
 
-    pub fn with_timeouts(
+    pub(crate) fn with_timeouts(
         base_url: &str,
         instance: &str,
         api_key: SecretString,
@@ -129,7 +134,7 @@ impl EvolutionClient {
 
     /// With a client the caller built (the platform pins tenant-supplied gateways to the
     /// addresses its SSRF guard vetted).
-    pub fn with_http(
+    pub(crate) fn with_http(
         http: reqwest::Client,
         base_url: &str,
         instance: &str,
@@ -148,17 +153,13 @@ impl EvolutionClient {
         })
     }
 
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     /// Sends a text to `number` (phone digits, a group `…@g.us` or a `…@lid` JID, as in
     /// [`InboundMessage::chat_id`]), optionally as a reply to `quoted_id`. Returns the
     /// WhatsApp message id (`key.id`), which later receipts carry as `keyId`.
     ///
     /// Quoting by id needs Evolution to keep messages in its database; without it the text
     /// is still sent, unquoted.
-    pub async fn send_text(
+    pub(crate) async fn send_text(
         &self,
         number: &str,
         text: &str,
@@ -175,7 +176,8 @@ impl EvolutionClient {
     }
 
     /// Sends an image, video, audio file or document, from bytes or a URL.
-    pub async fn send_media(
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) async fn send_media(
         &self,
         number: &str,
         media: &OutboundMedia,
@@ -206,7 +208,7 @@ impl EvolutionClient {
 
     /// Points the instance webhook at `url` with our secret header, base64 media on.
     /// Evolution applies the base64 setting only after the instance reconnects (§1.1).
-    pub async fn set_webhook(
+    pub(crate) async fn set_webhook(
         &self,
         url: &str,
         secret: &SecretString,
@@ -227,7 +229,7 @@ impl EvolutionClient {
 
     /// A group's subject (`GET /group/findGroupInfos?groupJid=`), to label its
     /// conversation: webhooks only carry the sender's push name.
-    pub async fn group_subject(&self, group_jid: &str) -> Result<Option<String>, SendError> {
+    pub(crate) async fn group_subject(&self, group_jid: &str) -> Result<Option<String>, SendError> {
         let resp = self
             .call(
                 Method::GET,
@@ -240,7 +242,8 @@ impl EvolutionClient {
     }
 
     /// The linked session's state (`GET /instance/connectionState`).
-    pub async fn connection_state(&self) -> Result<ConnectionState, SendError> {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) async fn connection_state(&self) -> Result<ConnectionState, SendError> {
         let resp = self
             .call(Method::GET, &["instance", "connectionState"], None, &[])
             .await?;
@@ -258,7 +261,7 @@ impl EvolutionClient {
 
     /// Starts pairing (or reconnecting): a QR code, plus an 8-character pairing code when
     /// `phone` is given ("link with phone number").
-    pub async fn connect(&self, phone: Option<&Phone>) -> Result<ConnectOutcome, SendError> {
+    pub(crate) async fn connect(&self, phone: Option<&Phone>) -> Result<ConnectOutcome, SendError> {
         let query: Vec<(&str, &str)> = phone.map(|p| ("number", p.as_str())).into_iter().collect();
         let resp = self
             .call(Method::GET, &["instance", "connect"], None, &query)
@@ -275,7 +278,7 @@ impl EvolutionClient {
 
     /// Downloads a media message's decrypted bytes (`getBase64FromMediaMessage`). With
     /// `message` (the content node the webhook carried) Evolution needs no stored copy.
-    pub async fn fetch_media_base64(
+    pub(crate) async fn fetch_media_base64(
         &self,
         key: &EvolutionKey,
         message: Option<&Value>,
@@ -308,7 +311,11 @@ impl EvolutionClient {
     }
 
     /// The bytes behind a [`MediaSource`] from an Evolution webhook.
-    pub async fn download(&self, source: &MediaSource) -> Result<DownloadedMedia, SendError> {
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) async fn download(
+        &self,
+        source: &MediaSource,
+    ) -> Result<DownloadedMedia, SendError> {
         match source {
             MediaSource::Inline { base64 } => Ok(DownloadedMedia {
                 bytes: decode_base64(base64)?,

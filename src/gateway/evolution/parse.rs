@@ -19,7 +19,7 @@ use crate::gateway::{
 /// Unknown events and message types come back as `Ignored` / `Unsupported`; only a body
 /// that is not JSON, or lacks what identifies a message (key id, chat, direction, time),
 /// is an error.
-pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+pub(crate) fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
     let root: Value =
         serde_json::from_slice(body).map_err(|e| ParseError::json("evolution", &e))?;
     if !root.is_object() {

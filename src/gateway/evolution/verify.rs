@@ -10,11 +10,11 @@ use time::OffsetDateTime;
 // ---------------------------------------------------------------------------------------
 
 /// The header carrying our per-channel secret ([`super::EvolutionClient::set_webhook`] sets it).
-pub const SECRET_HEADER: &str = "x-webhook-token";
+pub(crate) const SECRET_HEADER: &str = "x-webhook-token";
 
 /// How a webhook proved it came from the channel's Evolution instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookAuth {
+pub(crate) enum WebhookAuth {
     /// `x-webhook-token` equals the channel secret.
     Header,
     /// `Authorization: Bearer <JWT>` signed with the channel secret as `jwt_key`.
@@ -32,12 +32,13 @@ const JWT_LEEWAY_SECS: i64 = 60;
 const JWT_MAX_LIFETIME_SECS: i64 = 600;
 
 /// Whether a webhook request carries the channel secret, by header or JWT.
-pub fn verify(headers: &HeaderMap, expected_secret: &str) -> bool {
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) fn verify(headers: &HeaderMap, expected_secret: &str) -> bool {
     verify_at(headers, expected_secret, OffsetDateTime::now_utc()).is_some()
 }
 
 /// [`verify`] at a given time (the clock is injected elsewhere in the app).
-pub fn verify_at(
+pub(crate) fn verify_at(
     headers: &HeaderMap,
     expected_secret: &str,
     now: OffsetDateTime,

@@ -18,10 +18,11 @@ use crate::gateway::{
 // ---------------------------------------------------------------------------------------
 
 /// Graph error code for a free-form send outside the 24-hour customer-service window.
-pub const OUTSIDE_WINDOW_CODE: i64 = 131047;
+pub(crate) const OUTSIDE_WINDOW_CODE: i64 = 131047;
 
 /// The Graph API version we call unless configured otherwise.
-pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com/v21.0";
+#[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+pub(crate) const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com/v21.0";
 
 /// Graph error codes that mean "not now" rather than "never": rate limits (4, 80007,
 /// 130429 throughput, 131048 spam limit, 131056 same user too often) and Meta-side
@@ -32,7 +33,7 @@ const RETRYABLE_CODES: &[i64] = &[
 
 /// One Cloud API business number, authenticated by a bearer access token.
 #[derive(Clone)]
-pub struct MetaClient {
+pub(crate) struct MetaClient {
     http: reqwest::Client,
     graph_base_url: Url,
     phone_number_id: String,
@@ -51,20 +52,20 @@ impl fmt::Debug for MetaClient {
 
 /// A message template as Meta lists it, for template sync.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MessageTemplate {
-    pub id: Option<String>,
-    pub name: String,
-    pub language: String,
+pub(crate) struct MessageTemplate {
+    pub(crate) id: Option<String>,
+    pub(crate) name: String,
+    pub(crate) language: String,
     /// `APPROVED`, `PENDING`, `REJECTED`, `PAUSED`, …
-    pub status: String,
-    pub category: Option<String>,
+    pub(crate) status: String,
+    pub(crate) category: Option<String>,
     /// Header/body/footer/buttons as Meta describes them.
-    pub components: Value,
+    pub(crate) components: Value,
 }
 
 impl MessageTemplate {
     /// The body text with its `{{1}}` placeholders.
-    pub fn body_text(&self) -> Option<&str> {
+    pub(crate) fn body_text(&self) -> Option<&str> {
         self.components
             .as_array()?
             .iter()
@@ -75,7 +76,7 @@ impl MessageTemplate {
 
 impl MetaClient {
     /// `graph_base_url` includes the version, e.g. [`DEFAULT_GRAPH_BASE_URL`].
-    pub fn new(
+    pub(crate) fn new(
         graph_base_url: &str,
         phone_number_id: &str,
         access_token: SecretString,
@@ -88,7 +89,7 @@ impl MetaClient {
         )
     }
 
-    pub fn with_timeouts(
+    pub(crate) fn with_timeouts(
         graph_base_url: &str,
         phone_number_id: &str,
         access_token: SecretString,
@@ -112,13 +113,9 @@ impl MetaClient {
         })
     }
 
-    pub fn phone_number_id(&self) -> &str {
-        &self.phone_number_id
-    }
-
     /// Sends a free-form text (inside the 24-hour window), optionally replying to
     /// `reply_to` (a `wamid.…`). Returns the new message's `wamid.…`.
-    pub async fn send_text(
+    pub(crate) async fn send_text(
         &self,
         to: &str,
         body: &str,
@@ -139,7 +136,7 @@ impl MetaClient {
 
     /// Sends an approved template (the only thing allowed outside the 24-hour window),
     /// filling the body's `{{1}}…` with `body_params` in order.
-    pub async fn send_template(
+    pub(crate) async fn send_template(
         &self,
         to: &str,
         name: &str,
@@ -166,7 +163,7 @@ impl MetaClient {
 
     /// Downloads a media file by the id a webhook carried: resolve the id to a short-lived
     /// URL, then fetch that URL with the same bearer token.
-    pub async fn get_media(&self, media_id: &str) -> Result<DownloadedMedia, SendError> {
+    pub(crate) async fn get_media(&self, media_id: &str) -> Result<DownloadedMedia, SendError> {
         let meta = self.get_json(&[media_id], &[]).await?;
         let url = str_at(&meta, "url").ok_or_else(|| unreadable("no media url"))?;
         let url = Url::parse(url).map_err(|_| unreadable("media url is not a URL"))?;
@@ -190,7 +187,10 @@ impl MetaClient {
     }
 
     /// Every message template of a WhatsApp Business Account, following the pages.
-    pub async fn list_templates(&self, waba_id: &str) -> Result<Vec<MessageTemplate>, SendError> {
+    pub(crate) async fn list_templates(
+        &self,
+        waba_id: &str,
+    ) -> Result<Vec<MessageTemplate>, SendError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..MAX_TEMPLATE_PAGES {

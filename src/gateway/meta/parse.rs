@@ -15,7 +15,7 @@ use crate::gateway::{
 
 /// Parses one Cloud API webhook body: every entry, change, message and status in it
 /// (Meta batches), in order.
-pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+pub(crate) fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
     let root: Value = serde_json::from_slice(body).map_err(|e| ParseError::json("meta", &e))?;
     let object = str_at(&root, "object").ok_or_else(|| missing("object"))?;
     if object != "whatsapp_business_account" {

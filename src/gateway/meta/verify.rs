@@ -9,11 +9,15 @@ use subtle::ConstantTimeEq;
 // ---------------------------------------------------------------------------------------
 
 /// The header Meta signs every notification with.
-pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+pub(crate) const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
 /// Checks `X-Hub-Signature-256: sha256=<hex>` = HMAC-SHA256(app secret, raw body), in
 /// constant time, over the bytes exactly as received (before any JSON parsing).
-pub fn verify_signature(app_secret: &[u8], raw_body: &[u8], header_value: Option<&str>) -> bool {
+pub(crate) fn verify_signature(
+    app_secret: &[u8],
+    raw_body: &[u8],
+    header_value: Option<&str>,
+) -> bool {
     if app_secret.is_empty() {
         return false;
     }
@@ -34,7 +38,7 @@ pub fn verify_signature(app_secret: &[u8], raw_body: &[u8], header_value: Option
 /// The GET handshake Meta makes when the callback URL is saved: the challenge to echo back
 /// (as a text/plain 200) when `hub.mode` is `subscribe` and `hub.verify_token` matches;
 /// otherwise `None` (answer 403).
-pub fn verify_handshake(
+pub(crate) fn verify_handshake(
     mode: Option<&str>,
     token: Option<&str>,
     challenge: Option<&str>,

@@ -32,7 +32,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/account", get(account_page))
         .route("/account/password", post(change_password))
@@ -45,13 +45,13 @@ pub fn router() -> Router<App> {
         .route("/login/2fa", get(second_factor_page).post(second_factor))
 }
 
-pub struct SessionView {
-    pub id: Uuid,
-    pub current: bool,
-    pub created: String,
-    pub last_seen: String,
-    pub user_agent: String,
-    pub ip: String,
+pub(crate) struct SessionView {
+    pub(crate) id: Uuid,
+    pub(crate) current: bool,
+    pub(crate) created: String,
+    pub(crate) last_seen: String,
+    pub(crate) user_agent: String,
+    pub(crate) ip: String,
 }
 
 fn fmt_time(t: OffsetDateTime) -> String {
@@ -74,12 +74,12 @@ impl SessionView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "account/index.html")]
-pub struct AccountPage {
-    pub ctx: PageCtx,
-    pub sessions: Vec<SessionView>,
-    pub totp_enabled: bool,
-    pub recovery_left: i64,
-    pub error: Option<&'static str>,
+pub(crate) struct AccountPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) sessions: Vec<SessionView>,
+    pub(crate) totp_enabled: bool,
+    pub(crate) recovery_left: i64,
+    pub(crate) error: Option<&'static str>,
 }
 
 async fn load_page(
@@ -110,7 +110,7 @@ async fn account_page(
 }
 
 #[derive(Deserialize)]
-pub struct PasswordForm {
+pub(crate) struct PasswordForm {
     current: String,
     new: String,
 }
@@ -133,7 +133,7 @@ async fn change_password(
 }
 
 #[derive(Deserialize)]
-pub struct LanguageForm {
+pub(crate) struct LanguageForm {
     language: String,
 }
 
@@ -192,10 +192,10 @@ async fn revoke_all(
 }
 
 /// The cookie that carries a pending second-factor challenge between the two login steps.
-pub const CHALLENGE_COOKIE: &str = "login_challenge";
+pub(crate) const CHALLENGE_COOKIE: &str = "login_challenge";
 
 /// After a correct password for an account with two-factor on: a short-lived challenge.
-pub async fn start_second_factor(
+pub(crate) async fn start_second_factor(
     state: &AppState,
     user: &User,
     next: &str,
@@ -226,11 +226,11 @@ fn totp_aad(user_id: Uuid) -> crate::crypto::Aad<'static> {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "account/totp_setup.html")]
-pub struct TotpSetupPage {
-    pub ctx: PageCtx,
-    pub qr_svg: String,
-    pub secret: String,
-    pub error: Option<&'static str>,
+pub(crate) struct TotpSetupPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) qr_svg: String,
+    pub(crate) secret: String,
+    pub(crate) error: Option<&'static str>,
 }
 
 async fn totp_setup_view(
@@ -279,13 +279,13 @@ async fn totp_start(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "account/recovery_codes.html")]
-pub struct RecoveryCodesPage {
-    pub ctx: PageCtx,
-    pub codes: Vec<String>,
+pub(crate) struct RecoveryCodesPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) codes: Vec<String>,
 }
 
 #[derive(Deserialize)]
-pub struct CodeForm {
+pub(crate) struct CodeForm {
     code: String,
     #[serde(default)]
     next: String,
@@ -321,7 +321,7 @@ async fn totp_confirm(
 }
 
 #[derive(Deserialize)]
-pub struct DisableForm {
+pub(crate) struct DisableForm {
     password: String,
     #[serde(default)]
     code: String,
@@ -362,14 +362,14 @@ async fn totp_disable(
 
 /// Recovery codes: 60 random bits each, shown once, stored as SHA-256 hashes. (A fast hash
 /// suffices for random codes of this entropy; argon2 protects low-entropy passwords.)
-pub mod recovery {
+pub(crate) mod recovery {
     use rand::Rng;
     use sha2::{Digest, Sha256};
 
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-    pub const COUNT: usize = 10;
+    pub(crate) const COUNT: usize = 10;
 
-    pub fn generate() -> Vec<String> {
+    pub(crate) fn generate() -> Vec<String> {
         let mut rng = rand::rngs::OsRng;
         (0..COUNT)
             .map(|_| {
@@ -382,18 +382,18 @@ pub mod recovery {
     }
 
     /// Dashes, spaces and case don't matter when typing a code back.
-    pub fn normalize(code: &str) -> String {
+    pub(crate) fn normalize(code: &str) -> String {
         code.chars()
             .filter(|c| c.is_ascii_alphanumeric())
             .collect::<String>()
             .to_lowercase()
     }
 
-    pub fn hash(code: &str) -> String {
+    pub(crate) fn hash(code: &str) -> String {
         hex::encode(Sha256::digest(normalize(code).as_bytes()))
     }
 
-    pub fn looks_like(code: &str) -> bool {
+    pub(crate) fn looks_like(code: &str) -> bool {
         normalize(code).len() == 12
     }
 }
@@ -402,14 +402,14 @@ pub mod recovery {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/second_factor.html")]
-pub struct SecondFactorPage {
-    pub ctx: PageCtx,
-    pub next: String,
-    pub error: Option<&'static str>,
+pub(crate) struct SecondFactorPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) next: String,
+    pub(crate) error: Option<&'static str>,
 }
 
 #[derive(Deserialize, Default)]
-pub struct NextQuery {
+pub(crate) struct NextQuery {
     next: Option<String>,
 }
 

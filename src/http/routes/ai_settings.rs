@@ -33,7 +33,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/ai", get(page).post(save))
         .route("/t/{slug}/knowledge", get(knowledge_page).post(add_entry))
@@ -51,7 +51,7 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/canned/{id}/delete", post(delete_canned))
 }
 
-pub const PROVIDERS: [&str; 6] = [
+pub(crate) const PROVIDERS: [&str; 6] = [
     "offline",
     "openai",
     "anthropic",
@@ -60,35 +60,35 @@ pub const PROVIDERS: [&str; 6] = [
     "openai_compatible",
 ];
 
-pub struct UsageView {
-    pub day: String,
-    pub provider: String,
-    pub calls: i32,
-    pub failures: i32,
-    pub drafts: i32,
-    pub tokens: String,
+pub(crate) struct UsageView {
+    pub(crate) day: String,
+    pub(crate) provider: String,
+    pub(crate) calls: i32,
+    pub(crate) failures: i32,
+    pub(crate) drafts: i32,
+    pub(crate) tokens: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "ai/settings.html")]
-pub struct AiPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub provider: String,
-    pub model: String,
-    pub base_url: String,
-    pub has_key: bool,
-    pub fallback_provider: String,
-    pub fallback_model: String,
-    pub instructions: String,
-    pub tone: String,
-    pub policy: String,
-    pub daily_call_limit: String,
-    pub undo_seconds: i32,
-    pub providers: [&'static str; 6],
-    pub policies: [&'static str; 3],
-    pub usage: Vec<UsageView>,
-    pub error: Option<&'static str>,
+pub(crate) struct AiPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    pub(crate) base_url: String,
+    pub(crate) has_key: bool,
+    pub(crate) fallback_provider: String,
+    pub(crate) fallback_model: String,
+    pub(crate) instructions: String,
+    pub(crate) tone: String,
+    pub(crate) policy: String,
+    pub(crate) daily_call_limit: String,
+    pub(crate) undo_seconds: i32,
+    pub(crate) providers: [&'static str; 6],
+    pub(crate) policies: [&'static str; 3],
+    pub(crate) usage: Vec<UsageView>,
+    pub(crate) error: Option<&'static str>,
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<AiPage> {
@@ -140,7 +140,7 @@ async fn page(
 }
 
 #[derive(Deserialize)]
-pub struct AiForm {
+pub(crate) struct AiForm {
     provider: String,
     #[serde(default)]
     model: String,
@@ -270,52 +270,52 @@ async fn save(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "ai/knowledge.html")]
-pub struct KnowledgePage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub entries: Vec<KnowledgeEntry>,
-    pub kinds: [KnowledgeKind; 5],
-    pub error: Option<&'static str>,
+pub(crate) struct KnowledgePage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) entries: Vec<KnowledgeEntry>,
+    pub(crate) kinds: [KnowledgeKind; 5],
+    pub(crate) error: Option<&'static str>,
     /// The tenant's synonym groups, one per line.
-    pub synonyms: String,
+    pub(crate) synonyms: String,
     /// The result of "test a question", when one was asked.
-    pub test: Option<TestView>,
+    pub(crate) test: Option<TestView>,
     /// Entries read from an import, waiting for the admin's review.
-    pub import: Vec<crate::domain::knowledge_import::Draft>,
+    pub(crate) import: Vec<crate::domain::knowledge_import::Draft>,
     /// A refused add or edit: its errors, each beside its field, and which entry it was
     /// (`None`: the new-entry form, which then shows what was typed).
-    pub errors: FieldErrors,
-    pub editing: Option<Uuid>,
+    pub(crate) errors: FieldErrors,
+    pub(crate) editing: Option<Uuid>,
     /// A note about the page's state (e.g. the form was filled in from a reply).
-    pub notice: Option<&'static str>,
-    pub new_kind: String,
-    pub new_title: String,
-    pub new_body: String,
+    pub(crate) notice: Option<&'static str>,
+    pub(crate) new_kind: String,
+    pub(crate) new_title: String,
+    pub(crate) new_body: String,
 }
 
 impl KnowledgePage {
     /// Whether this entry's edit was just refused (its form shows the errors).
-    pub fn is_editing(&self, id: &Uuid) -> bool {
+    pub(crate) fn is_editing(&self, id: &Uuid) -> bool {
         self.editing.as_ref() == Some(id)
     }
 }
 
 /// What the offline answerer would do with a question, and why.
-pub struct TestView {
-    pub question: String,
+pub(crate) struct TestView {
+    pub(crate) question: String,
     /// The entries that would answer (titles), empty when it would not answer.
-    pub answers: Vec<String>,
+    pub(crate) answers: Vec<String>,
     /// Why it would not answer (an escalation code), or "greeting".
-    pub reason: String,
-    pub terms: String,
-    pub rows: Vec<TestRow>,
+    pub(crate) reason: String,
+    pub(crate) terms: String,
+    pub(crate) rows: Vec<TestRow>,
 }
 
-pub struct TestRow {
-    pub title: String,
-    pub score: String,
-    pub coverage: String,
-    pub matched: String,
+pub(crate) struct TestRow {
+    pub(crate) title: String,
+    pub(crate) score: String,
+    pub(crate) coverage: String,
+    pub(crate) matched: String,
 }
 
 /// The longest question the test box takes.
@@ -353,7 +353,7 @@ async fn load_knowledge(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppRes
 }
 
 #[derive(Deserialize)]
-pub struct TestQuery {
+pub(crate) struct TestQuery {
     #[serde(default)]
     q: String,
 }
@@ -412,7 +412,7 @@ async fn test_question(
 }
 
 #[derive(Deserialize)]
-pub struct ImportForm {
+pub(crate) struct ImportForm {
     format: String,
     #[serde(default)]
     text: String,
@@ -500,7 +500,7 @@ async fn import_save(
 }
 
 #[derive(Deserialize)]
-pub struct SynonymsForm {
+pub(crate) struct SynonymsForm {
     #[serde(default)]
     synonyms: String,
 }
@@ -542,7 +542,7 @@ async fn knowledge_page(
 }
 
 #[derive(Deserialize)]
-pub struct EntryForm {
+pub(crate) struct EntryForm {
     kind: String,
     title: String,
     body: String,
@@ -759,14 +759,14 @@ async fn delete_entry(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "ai/canned.html")]
-pub struct CannedPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub replies: Vec<db::canned::Canned>,
-    pub errors: FieldErrors,
+pub(crate) struct CannedPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) replies: Vec<db::canned::Canned>,
+    pub(crate) errors: FieldErrors,
     /// What was typed into the new-reply form, kept when it is refused.
-    pub title: String,
-    pub body: String,
+    pub(crate) title: String,
+    pub(crate) body: String,
 }
 
 async fn load_canned(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<CannedPage> {
@@ -792,7 +792,7 @@ async fn canned_page(
 }
 
 #[derive(Deserialize)]
-pub struct CannedForm {
+pub(crate) struct CannedForm {
     title: String,
     body: String,
 }

@@ -31,7 +31,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/signup", get(signup_page).post(signup))
         .route("/login", get(login_page).post(login))
@@ -44,7 +44,7 @@ pub fn router() -> Router<App> {
 }
 
 /// Renders a form page again with a 422 and its message (the input is kept).
-pub fn form_error<T: Template>(page: T) -> Response {
+pub(crate) fn form_error<T: Template>(page: T) -> Response {
     match page.render() {
         Ok(html) => (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -66,20 +66,20 @@ fn safe_next(next: Option<&str>) -> String {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/signup.html")]
-pub struct SignupPage {
-    pub ctx: PageCtx,
-    pub plans: &'static [Plan],
-    pub plan: String,
-    pub name: String,
-    pub email: String,
-    pub business: String,
-    pub slug: String,
-    pub error: Option<&'static str>,
-    pub policy_version: &'static str,
+pub(crate) struct SignupPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) plans: &'static [Plan],
+    pub(crate) plan: String,
+    pub(crate) name: String,
+    pub(crate) email: String,
+    pub(crate) business: String,
+    pub(crate) slug: String,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) policy_version: &'static str,
 }
 
 #[derive(Deserialize, Default)]
-pub struct PlanQuery {
+pub(crate) struct PlanQuery {
     plan: Option<String>,
 }
 
@@ -105,7 +105,7 @@ async fn signup_page(ctx: PageCtx, Query(q): Query<PlanQuery>) -> Response {
 }
 
 #[derive(Deserialize)]
-pub struct SignupForm {
+pub(crate) struct SignupForm {
     name: String,
     email: String,
     password: String,
@@ -179,15 +179,15 @@ async fn signup(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/login.html")]
-pub struct LoginPage {
-    pub ctx: PageCtx,
-    pub email: String,
-    pub next: String,
-    pub error: Option<&'static str>,
+pub(crate) struct LoginPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) email: String,
+    pub(crate) next: String,
+    pub(crate) error: Option<&'static str>,
 }
 
 #[derive(Deserialize, Default)]
-pub struct NextQuery {
+pub(crate) struct NextQuery {
     next: Option<String>,
 }
 
@@ -206,7 +206,7 @@ async fn login_page(ctx: PageCtx, Query(q): Query<NextQuery>) -> Response {
 }
 
 #[derive(Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     email: String,
     password: String,
     #[serde(default)]
@@ -271,7 +271,7 @@ async fn login(
 }
 
 /// Starts the session and sends the user on (via the policy page if the policy changed).
-pub async fn finish_login(
+pub(crate) async fn finish_login(
     state: &AppState,
     user: &db::users::User,
     method: &str,
@@ -311,9 +311,9 @@ async fn logout(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/choose.html")]
-pub struct ChoosePage {
-    pub ctx: PageCtx,
-    pub tenants: Vec<db::tenants::MyTenant>,
+pub(crate) struct ChoosePage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) tenants: Vec<db::tenants::MyTenant>,
 }
 
 /// After login: straight to the only tenant, or a chooser.
@@ -333,11 +333,11 @@ async fn app_home(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/reset.html")]
-pub struct ResetPage {
-    pub ctx: PageCtx,
-    pub token: String,
-    pub valid: bool,
-    pub error: Option<&'static str>,
+pub(crate) struct ResetPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) token: String,
+    pub(crate) valid: bool,
+    pub(crate) error: Option<&'static str>,
 }
 
 async fn reset_page(
@@ -361,7 +361,7 @@ async fn reset_page(
 }
 
 #[derive(Deserialize)]
-pub struct ResetForm {
+pub(crate) struct ResetForm {
     password: String,
 }
 
@@ -391,12 +391,12 @@ async fn reset(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/forgot.html")]
-pub struct ForgotPage {
-    pub ctx: PageCtx,
+pub(crate) struct ForgotPage {
+    pub(crate) ctx: PageCtx,
     /// Whether this server sends e-mail at all (otherwise the page says whom to ask).
-    pub mail: bool,
-    pub sent: bool,
-    pub email: String,
+    pub(crate) mail: bool,
+    pub(crate) sent: bool,
+    pub(crate) email: String,
 }
 
 async fn forgot_page(State(state): State<AppState>, ctx: PageCtx) -> ForgotPage {
@@ -409,7 +409,7 @@ async fn forgot_page(State(state): State<AppState>, ctx: PageCtx) -> ForgotPage 
 }
 
 #[derive(Deserialize)]
-pub struct ForgotForm {
+pub(crate) struct ForgotForm {
     email: String,
 }
 
@@ -462,17 +462,17 @@ async fn forgot(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/invite.html")]
-pub struct InvitePage {
-    pub ctx: PageCtx,
-    pub token: String,
-    pub tenant_name: String,
-    pub email: String,
-    pub role: String,
-    pub has_account: bool,
-    pub valid: bool,
-    pub name: String,
-    pub error: Option<&'static str>,
-    pub policy_version: &'static str,
+pub(crate) struct InvitePage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) token: String,
+    pub(crate) tenant_name: String,
+    pub(crate) email: String,
+    pub(crate) role: String,
+    pub(crate) has_account: bool,
+    pub(crate) valid: bool,
+    pub(crate) name: String,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) policy_version: &'static str,
 }
 
 async fn invite_view(state: &AppState, ctx: PageCtx, token: String) -> AppResult<InvitePage> {
@@ -526,7 +526,7 @@ async fn invite_page(
 }
 
 #[derive(Deserialize)]
-pub struct InviteForm {
+pub(crate) struct InviteForm {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -585,11 +585,11 @@ async fn invite_accept(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/policy.html")]
-pub struct PolicyPage {
-    pub ctx: PageCtx,
-    pub next: String,
-    pub accepted: String,
-    pub version: &'static str,
+pub(crate) struct PolicyPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) next: String,
+    pub(crate) accepted: String,
+    pub(crate) version: &'static str,
 }
 
 async fn policy_page(ctx: PageCtx, me: CurrentUser, Query(q): Query<NextQuery>) -> Response {
@@ -607,7 +607,7 @@ async fn policy_page(ctx: PageCtx, me: CurrentUser, Query(q): Query<NextQuery>) 
 }
 
 #[derive(Deserialize)]
-pub struct PolicyForm {
+pub(crate) struct PolicyForm {
     #[serde(default)]
     next: String,
 }

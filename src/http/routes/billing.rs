@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::wiring::App;
 use crate::{
-    billing::{self, stripe},
+    billing::{self, Billing, stripe},
     db::{self, ai as db_ai, billing as dbb},
     domain::plans::{self, Plan},
     error::{AppError, AppResult},
@@ -29,7 +29,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/billing", get(page))
         .route("/t/{slug}/billing/checkout", post(checkout))
@@ -38,38 +38,39 @@ pub fn router() -> Router<App> {
 
 /// Stripe's webhook: authenticated by its signature, so it sits with the gateway webhooks,
 /// outside the portal's session and CSRF layers.
-pub fn webhook_router() -> Router<App> {
+pub(crate) fn webhook_router() -> Router<App> {
     Router::new().route(
         "/webhooks/stripe",
         post(webhook).layer(DefaultBodyLimit::max(512 * 1024)),
     )
 }
 
-pub struct InvoiceRow {
-    pub number: String,
-    pub amount: String,
-    pub status: String,
-    pub url: String,
+pub(crate) struct InvoiceRow {
+    pub(crate) number: String,
+    pub(crate) amount: String,
+    pub(crate) status: String,
+    pub(crate) url: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "billing/index.html")]
-pub struct BillingPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub plan: &'static Plan,
-    pub plans: &'static [Plan],
-    pub status: String,
-    pub configured: bool,
-    pub has_customer: bool,
-    pub usage: billing::Usage,
-    pub invoices: Vec<InvoiceRow>,
+pub(crate) struct BillingPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) plan: &'static Plan,
+    pub(crate) plans: &'static [Plan],
+    pub(crate) status: String,
+    pub(crate) configured: bool,
+    pub(crate) has_customer: bool,
+    pub(crate) usage: billing::Usage,
+    pub(crate) invoices: Vec<InvoiceRow>,
     /// Names this page's checkout action (its Stripe idempotency key is derived from it).
-    pub action_id: String,
+    pub(crate) action_id: String,
 }
 
 async fn page(
     State(state): State<AppState>,
+    State(bill): State<Billing>,
     ctx: PageCtx,
     t: RequireRole<Owner>,
 ) -> AppResult<BillingPage> {
@@ -81,7 +82,7 @@ async fn page(
     drop(conn);
     let plan = plans::by_id(&b.plan).unwrap_or(&plans::PLANS[0]);
     let usage = usage(&state, &t, plan).await?;
-    let invoices = match (billing::client(&state), b.stripe_customer_id.as_deref()) {
+    let invoices = match (billing::client(&bill), b.stripe_customer_id.as_deref()) {
         (Some(c), Some(customer)) => c
             .invoices(customer)
             .await
@@ -110,7 +111,7 @@ async fn page(
         plan,
         plans: plans::PLANS,
         status: b.billing_status,
-        configured: billing::configured(&state),
+        configured: billing::configured(&bill),
         has_customer: b.stripe_customer_id.is_some(),
         usage,
         invoices,
@@ -118,7 +119,11 @@ async fn page(
     })
 }
 
-pub async fn usage(state: &AppState, t: &TenantCtx, plan: &Plan) -> AppResult<billing::Usage> {
+pub(crate) async fn usage(
+    state: &AppState,
+    t: &TenantCtx,
+    plan: &Plan,
+) -> AppResult<billing::Usage> {
     let mut tx = db::begin_tenant(&state.db, t.id()).await?;
     let drafts = db_ai::drafts_since(&mut tx, billing::month_start(state.now())).await?;
     let members = db::memberships::member_count(&mut tx).await?;
@@ -133,7 +138,7 @@ pub async fn usage(state: &AppState, t: &TenantCtx, plan: &Plan) -> AppResult<bi
 }
 
 #[derive(Deserialize)]
-pub struct CheckoutForm {
+pub(crate) struct CheckoutForm {
     plan: String,
     /// From the page; absent (an old page): this submission is its own action.
     #[serde(default)]
@@ -143,11 +148,12 @@ pub struct CheckoutForm {
 /// Sends the owner to Stripe Checkout for the chosen plan.
 async fn checkout(
     State(state): State<AppState>,
+    State(bill): State<Billing>,
     t: RequireRole<Owner>,
     Form(f): Form<CheckoutForm>,
 ) -> AppResult<Response> {
     let back = format!("/t/{}/billing", t.tenant.slug);
-    let Some(client) = billing::client(&state) else {
+    let Some(client) = billing::client(&bill) else {
         return Ok(redirect_with_flash(&back, false, "billing.not_configured"));
     };
     let plan = plans::by_id(&f.plan).ok_or(AppError::BadRequest("error.bad_request"))?;
@@ -188,9 +194,13 @@ async fn checkout(
     }
 }
 
-async fn portal(State(state): State<AppState>, t: RequireRole<Owner>) -> AppResult<Response> {
+async fn portal(
+    State(state): State<AppState>,
+    State(bill): State<Billing>,
+    t: RequireRole<Owner>,
+) -> AppResult<Response> {
     let back = format!("/t/{}/billing", t.tenant.slug);
-    let (Some(client), Some(customer)) = (billing::client(&state), {
+    let (Some(client), Some(customer)) = (billing::client(&bill), {
         let mut conn = state.db.acquire().await?;
         dbb::get(&mut conn, t.id())
             .await?
@@ -211,6 +221,7 @@ async fn portal(State(state): State<AppState>, t: RequireRole<Owner>) -> AppResu
 /// Stripe's webhook: signature over the raw body (5-minute tolerance), events applied once.
 async fn webhook(
     State(state): State<AppState>,
+    State(bill): State<Billing>,
     headers: HeaderMap,
     body: Bytes,
 ) -> AppResult<Response> {
@@ -250,7 +261,7 @@ async fn webhook(
         )
             .into_response());
     };
-    let applied = billing::apply_event(&state, &event)
+    let applied = billing::apply_event(&bill, &event)
         .await
         .map_err(AppError::Internal)?;
     Ok((

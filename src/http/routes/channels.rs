@@ -31,7 +31,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/channels", get(page))
         .route("/t/{slug}/channels/evolution", post(add_evolution))
@@ -44,7 +44,7 @@ pub fn router() -> Router<App> {
 
 /// What to tell the admin when a gateway call failed: whether we could not reach it at all,
 /// it didn't answer, it refused our key, it doesn't know the instance, or it refused.
-pub fn gateway_error_key(e: &SendError) -> &'static str {
+pub(crate) fn gateway_error_key(e: &SendError) -> &'static str {
     match e {
         SendError::Retryable { status: None, .. } => "channels.gateway_unreachable",
         SendError::Unknown { .. } => "channels.gateway_timeout",
@@ -57,28 +57,28 @@ pub fn gateway_error_key(e: &SendError) -> &'static str {
     }
 }
 
-pub struct ChannelView {
-    pub id: Uuid,
-    pub kind: String,
-    pub name: String,
-    pub health: String,
-    pub health_detail: String,
-    pub webhook_url: String,
-    pub detail: String,
+pub(crate) struct ChannelView {
+    pub(crate) id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) health: String,
+    pub(crate) health_detail: String,
+    pub(crate) webhook_url: String,
+    pub(crate) detail: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "channels/index.html")]
-pub struct ChannelsPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub channels: Vec<ChannelView>,
-    pub error: Option<&'static str>,
+pub(crate) struct ChannelsPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) channels: Vec<ChannelView>,
+    pub(crate) error: Option<&'static str>,
     /// Shown once after creating a channel: (channel name, webhook URL, secret).
-    pub created: Option<(String, String, String)>,
+    pub(crate) created: Option<(String, String, String)>,
     /// A QR code (rendered by us) or pairing code while linking a phone.
-    pub pairing: Option<(String, Option<String>, Option<String>)>,
-    pub can_add: bool,
+    pub(crate) pairing: Option<(String, Option<String>, Option<String>)>,
+    pub(crate) can_add: bool,
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<ChannelsPage> {
@@ -176,7 +176,7 @@ async fn refuse(
 }
 
 #[derive(Deserialize)]
-pub struct EvolutionForm {
+pub(crate) struct EvolutionForm {
     name: String,
     base_url: String,
     instance: String,
@@ -222,7 +222,7 @@ async fn add_evolution(
 }
 
 #[derive(Deserialize)]
-pub struct MetaForm {
+pub(crate) struct MetaForm {
     name: String,
     phone_number_id: String,
     waba_id: String,

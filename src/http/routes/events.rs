@@ -18,7 +18,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new().route("/t/{slug}/events", get(events))
 }
 

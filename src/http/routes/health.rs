@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::state::AppState;
 use crate::wiring::App;
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -41,11 +41,12 @@ use crate::{
         send::{self, Author, QueueError},
         view::{self, Clock, ContactView, InboxRow, ThreadMessage},
     },
+    privacy::{Privacy, retention},
     review::presence,
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/conversations", get(list))
         .route("/t/{slug}/conversations/views", post(save_view))
@@ -69,7 +70,7 @@ pub fn router() -> Router<App> {
         )
 }
 
-pub const PAGE_SIZE: i64 = 50;
+pub(crate) const PAGE_SIZE: i64 = 50;
 
 /// The tenant's clock, from the time zone the tenant extractor loaded with the page frame.
 async fn tenant_clock(state: &AppState, t: &TenantCtx) -> AppResult<Clock> {
@@ -84,31 +85,31 @@ async fn tenant_clock(state: &AppState, t: &TenantCtx) -> AppResult<Clock> {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/list.html")]
-pub struct ListPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub rows: Vec<InboxRow>,
-    pub q: String,
-    pub filters: Filters,
+pub(crate) struct ListPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) rows: Vec<InboxRow>,
+    pub(crate) q: String,
+    pub(crate) filters: Filters,
     /// The built-in views, as (view, name for ids and labels, link) in display order.
-    pub views: Vec<(&'static str, &'static str, String)>,
+    pub(crate) views: Vec<(&'static str, &'static str, String)>,
     /// The member's own saved views.
-    pub saved: Vec<conversations::SavedView>,
-    pub next: Option<String>,
+    pub(crate) saved: Vec<conversations::SavedView>,
+    pub(crate) next: Option<String>,
 }
 
 /// The conversation list alone (`?fragment=inbox`), for live updates.
 #[derive(Template)]
 #[template(path = "inbox/list_fragment.html")]
-pub struct ListFragment {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub rows: Vec<InboxRow>,
-    pub filters: Filters,
+pub(crate) struct ListFragment {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) rows: Vec<InboxRow>,
+    pub(crate) filters: Filters,
 }
 
 #[derive(Deserialize, Default)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
@@ -132,7 +133,7 @@ pub struct ListQuery {
 }
 
 /// The inbox's built-in views ("" is everything).
-pub const VIEWS: [&str; 7] = [
+pub(crate) const VIEWS: [&str; 7] = [
     "",
     "mine",
     "unassigned",
@@ -151,12 +152,12 @@ const CLOSING_SOON: time::Duration = time::Duration::hours(4);
 /// The inbox's filters, parsed and normalised: the only source of the query strings the
 /// page links to and that saved views store (never the search text: it may be a name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filters {
-    pub status: &'static str,
-    pub unread: bool,
-    pub mine: bool,
-    pub view: &'static str,
-    pub wait: u32,
+pub(crate) struct Filters {
+    pub(crate) status: &'static str,
+    pub(crate) unread: bool,
+    pub(crate) mine: bool,
+    pub(crate) view: &'static str,
+    pub(crate) wait: u32,
 }
 
 impl Filters {
@@ -185,7 +186,7 @@ impl Filters {
     }
 
     /// The canonical query string (without search or cursor), "" for no filter.
-    pub fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         let mut parts = Vec::new();
         if !self.view.is_empty() {
             parts.push(format!("view={}", self.view));
@@ -241,7 +242,7 @@ impl Filters {
 }
 
 #[derive(Deserialize)]
-pub struct SaveViewForm {
+pub(crate) struct SaveViewForm {
     #[serde(default)]
     name: String,
     /// The inbox's query string when "save" was pressed; only its filters are kept.
@@ -389,85 +390,85 @@ async fn list(
     .into_response())
 }
 
-pub struct MemberOption {
-    pub id: Uuid,
-    pub name: String,
+pub(crate) struct MemberOption {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/conversation.html")]
-pub struct ConversationPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub id: Uuid,
-    pub contact: ContactView,
-    pub messages: Vec<ThreadMessage>,
-    pub status: String,
-    pub ownership: String,
-    pub labels: String,
-    pub assigned_to: Option<Uuid>,
-    pub members: Vec<MemberOption>,
-    pub channel_kind: String,
-    pub channel_name: String,
-    pub window_open: bool,
-    pub window_closes: Option<String>,
-    pub is_group: bool,
+pub(crate) struct ConversationPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) id: Uuid,
+    pub(crate) contact: ContactView,
+    pub(crate) messages: Vec<ThreadMessage>,
+    pub(crate) status: String,
+    pub(crate) ownership: String,
+    pub(crate) labels: String,
+    pub(crate) assigned_to: Option<Uuid>,
+    pub(crate) members: Vec<MemberOption>,
+    pub(crate) channel_kind: String,
+    pub(crate) channel_name: String,
+    pub(crate) window_open: bool,
+    pub(crate) window_closes: Option<String>,
+    pub(crate) is_group: bool,
     /// The group's subject, when the gateway told us.
-    pub group_name: Option<String>,
-    pub error: Option<&'static str>,
-    pub draft: String,
-    pub older: Option<String>,
+    pub(crate) group_name: Option<String>,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) draft: String,
+    pub(crate) older: Option<String>,
     /// Why a person must look at this conversation (an escalation), if so.
-    pub attention: Option<String>,
+    pub(crate) attention: Option<String>,
     /// The conversation's own review policy (None: the tenant's).
-    pub policy_override: Option<String>,
+    pub(crate) policy_override: Option<String>,
     /// A draft awaiting review for this conversation.
-    pub pending_draft: bool,
-    pub canned: Vec<db::canned::Canned>,
+    pub(crate) pending_draft: bool,
+    pub(crate) canned: Vec<db::canned::Canned>,
     /// Approved templates to offer when the 24-hour window is closed (Meta channels).
-    pub templates: Vec<db::templates::Template>,
+    pub(crate) templates: Vec<db::templates::Template>,
     /// The AI's draft waiting for review, offered in the reply box.
-    pub reply_draft: Option<ReplyDraft>,
+    pub(crate) reply_draft: Option<ReplyDraft>,
     /// Other members on this conversation now (presence), editing or reading.
-    pub others: Vec<presence::Here>,
+    pub(crate) others: Vec<presence::Here>,
     /// A just-approved draft whose reply still waits out the undo window.
-    pub undo: Option<crate::http::routes::review::UndoOffer>,
+    pub(crate) undo: Option<crate::http::routes::review::UndoOffer>,
     /// Seconds between this page's presence heartbeats.
-    pub heartbeat: u32,
+    pub(crate) heartbeat: u32,
     /// The conversation list beside the thread (wide screens): the view the reviewer came
     /// from, newest first, and that view's query string (kept in the pane's links).
-    pub pane: Vec<InboxRow>,
-    pub pane_query: String,
+    pub(crate) pane: Vec<InboxRow>,
+    pub(crate) pane_query: String,
 }
 
 /// The pending draft as the reply box shows it.
-pub struct ReplyDraft {
-    pub id: Uuid,
-    pub text: String,
-    pub provider: String,
-    pub model: String,
+pub(crate) struct ReplyDraft {
+    pub(crate) id: Uuid,
+    pub(crate) text: String,
+    pub(crate) provider: String,
+    pub(crate) model: String,
     /// Why the reviewer must look closely (e.g. `partly_answered`), if anything.
-    pub note: String,
+    pub(crate) note: String,
     /// Knowledge entries it drew on: (id, title).
-    pub knowledge: Vec<(Uuid, String)>,
+    pub(crate) knowledge: Vec<(Uuid, String)>,
     /// Someone else is editing it right now.
-    pub editor: Option<String>,
+    pub(crate) editor: Option<String>,
 }
 
 impl ConversationPage {
     /// A URL under this conversation.
-    pub fn url(&self, rest: &str) -> String {
+    pub(crate) fn url(&self, rest: &str) -> String {
         format!("/t/{}/conversations/{}{}", self.shell.slug, self.id, rest)
     }
 
-    pub fn contact_url(&self, rest: &str) -> String {
+    pub(crate) fn contact_url(&self, rest: &str) -> String {
         format!(
             "/t/{}/contacts/{}{}",
             self.shell.slug, self.contact.id, rest
         )
     }
 
-    pub fn is_assigned(&self, user: &Uuid) -> bool {
+    pub(crate) fn is_assigned(&self, user: &Uuid) -> bool {
         self.assigned_to.as_ref() == Some(user)
     }
 }
@@ -725,32 +726,32 @@ const CONVERSATION_REGIONS: &[&str] = &["pane", "presence", "thread", "reply"];
 /// live updates: the fields of the regions not asked for stay empty.
 #[derive(Template)]
 #[template(path = "inbox/conversation_fragment.html")]
-pub struct ConversationFragment {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub id: Uuid,
-    pub regions: Vec<&'static str>,
-    pub pane: Vec<InboxRow>,
-    pub pane_query: String,
-    pub others: Vec<presence::Here>,
-    pub messages: Vec<ThreadMessage>,
-    pub error: Option<&'static str>,
-    pub draft: String,
-    pub reply_draft: Option<ReplyDraft>,
-    pub window_open: bool,
-    pub window_closes: Option<String>,
-    pub channel_kind: String,
-    pub canned: Vec<db::canned::Canned>,
-    pub templates: Vec<db::templates::Template>,
+pub(crate) struct ConversationFragment {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) id: Uuid,
+    pub(crate) regions: Vec<&'static str>,
+    pub(crate) pane: Vec<InboxRow>,
+    pub(crate) pane_query: String,
+    pub(crate) others: Vec<presence::Here>,
+    pub(crate) messages: Vec<ThreadMessage>,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) draft: String,
+    pub(crate) reply_draft: Option<ReplyDraft>,
+    pub(crate) window_open: bool,
+    pub(crate) window_closes: Option<String>,
+    pub(crate) channel_kind: String,
+    pub(crate) canned: Vec<db::canned::Canned>,
+    pub(crate) templates: Vec<db::templates::Template>,
 }
 
 impl ConversationFragment {
-    pub fn wants(&self, region: &str) -> bool {
+    pub(crate) fn wants(&self, region: &str) -> bool {
         self.regions.contains(&region)
     }
 
     /// A URL under this conversation (as [`ConversationPage::url`]).
-    pub fn url(&self, rest: &str) -> String {
+    pub(crate) fn url(&self, rest: &str) -> String {
         format!("/t/{}/conversations/{}{}", self.shell.slug, self.id, rest)
     }
 }
@@ -849,7 +850,7 @@ async fn conversation_fragment(
 }
 
 #[derive(Deserialize, Default)]
-pub struct ThreadQuery {
+pub(crate) struct ThreadQuery {
     before: Option<String>,
     /// A draft just approved from the reply box: offer to undo it.
     undo: Option<Uuid>,
@@ -900,7 +901,7 @@ async fn show(
 }
 
 #[derive(Deserialize)]
-pub struct ReplyForm {
+pub(crate) struct ReplyForm {
     #[serde(default)]
     text: String,
     /// A canned reply to send when no text was typed (works without JavaScript).
@@ -910,6 +911,7 @@ pub struct ReplyForm {
 
 async fn reply(
     State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     ctx: PageCtx,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
@@ -948,7 +950,7 @@ async fn reply(
                 .live
                 .publish(tenant, &live::Event::Conversation { id })
                 .await;
-            crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
+            retention::media_after_triage(&privacy, tenant, id).await?;
             Ok(redirect_with_flash(
                 &format!("/t/{}/conversations/{id}#reply", t.tenant.slug),
                 true,
@@ -968,7 +970,7 @@ async fn reply(
 }
 
 #[derive(Deserialize)]
-pub struct StatusForm {
+pub(crate) struct StatusForm {
     status: Option<String>,
     ownership: Option<String>,
 }
@@ -1012,7 +1014,7 @@ async fn set_status(
 }
 
 #[derive(Deserialize)]
-pub struct AssignForm {
+pub(crate) struct AssignForm {
     #[serde(default)]
     user: String,
 }
@@ -1061,12 +1063,12 @@ async fn assign(
 }
 
 #[derive(Deserialize)]
-pub struct LabelsForm {
+pub(crate) struct LabelsForm {
     #[serde(default)]
     labels: String,
 }
 
-pub use crate::domain::labels::parse_labels;
+pub(crate) use crate::domain::labels::parse_labels;
 
 async fn labels(
     State(state): State<AppState>,
@@ -1085,7 +1087,7 @@ async fn labels(
 }
 
 #[derive(Deserialize)]
-pub struct NotesForm {
+pub(crate) struct NotesForm {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -1177,7 +1179,7 @@ async fn retry(
 }
 
 #[derive(Deserialize)]
-pub struct PolicyForm {
+pub(crate) struct PolicyForm {
     #[serde(default)]
     policy: String,
 }
@@ -1288,7 +1290,7 @@ async fn media(
 }
 
 #[derive(Deserialize)]
-pub struct TemplateForm {
+pub(crate) struct TemplateForm {
     template: Uuid,
     #[serde(default)]
     params: String,
@@ -1354,6 +1356,7 @@ async fn send_template(
 /// Staff mark a conversation's media as handled: it is deleted (after-triage policy).
 async fn media_handled(
     State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
@@ -1363,7 +1366,7 @@ async fn media_handled(
         .await?
         .ok_or(AppError::NotFound)?;
     tx.commit().await?;
-    let n = crate::privacy::retention::media_after_triage(&state, tenant, id).await?;
+    let n = retention::media_after_triage(&privacy, tenant, id).await?;
     let mut tx = t.begin(&state).await?;
     tx.audit("media.handled", &id.to_string(), json!({ "deleted": n }))
         .await?;

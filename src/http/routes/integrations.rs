@@ -28,7 +28,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/integrations", get(page).post(add))
         .route("/t/{slug}/integrations/{id}/test", post(test))
@@ -37,46 +37,46 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/integrations/{id}/tools", post(tool_policy))
 }
 
-pub struct ToolView {
-    pub name: String,
-    pub description: String,
-    pub schema: String,
-    pub allowed: bool,
-    pub risk: String,
-    pub changed: bool,
-    pub changed_description: String,
-    pub changed_schema: String,
-    pub removed: bool,
+pub(crate) struct ToolView {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) schema: String,
+    pub(crate) allowed: bool,
+    pub(crate) risk: String,
+    pub(crate) changed: bool,
+    pub(crate) changed_description: String,
+    pub(crate) changed_schema: String,
+    pub(crate) removed: bool,
     /// The version the admin is looking at (the changed listing when there is one): the
     /// form carries it, and approval is refused if the tool changed again meanwhile.
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
 }
 
-pub struct ServerView {
-    pub id: Uuid,
-    pub name: String,
+pub(crate) struct ServerView {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
     /// Scheme, host and path only: a query string may carry a token.
-    pub url: String,
-    pub auth_kind: String,
-    pub auth_header: String,
-    pub enabled: bool,
-    pub last_success: String,
+    pub(crate) url: String,
+    pub(crate) auth_kind: String,
+    pub(crate) auth_header: String,
+    pub(crate) enabled: bool,
+    pub(crate) last_success: String,
     /// The last health failure, in the viewer's language (see `ErrorText`).
-    pub last_error: Option<crate::mcp::client::ErrorText>,
-    pub last_error_at: String,
-    pub tools: Vec<ToolView>,
+    pub(crate) last_error: Option<crate::mcp::client::ErrorText>,
+    pub(crate) last_error_at: String,
+    pub(crate) tools: Vec<ToolView>,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "integrations/index.html")]
-pub struct IntegrationsPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub servers: Vec<ServerView>,
-    pub error: Option<&'static str>,
+pub(crate) struct IntegrationsPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) servers: Vec<ServerView>,
+    pub(crate) error: Option<&'static str>,
     /// The add form's values, kept when it is refused (never the secret).
-    pub form_name: String,
-    pub form_url: String,
+    pub(crate) form_name: String,
+    pub(crate) form_url: String,
 }
 
 fn pretty(v: &serde_json::Value) -> String {
@@ -160,7 +160,7 @@ fn back(t: &TenantCtx) -> String {
 }
 
 #[derive(Deserialize)]
-pub struct AddForm {
+pub(crate) struct AddForm {
     name: String,
     url: String,
     #[serde(default)]
@@ -226,7 +226,7 @@ async fn test(
 }
 
 #[derive(Deserialize)]
-pub struct EnabledForm {
+pub(crate) struct EnabledForm {
     #[serde(default)]
     enabled: String,
 }
@@ -274,7 +274,7 @@ async fn delete(
 }
 
 #[derive(Deserialize)]
-pub struct ToolForm {
+pub(crate) struct ToolForm {
     tool: String,
     #[serde(default)]
     allowed: String,

@@ -25,7 +25,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/members", get(members_page))
         .route("/t/{slug}/members/invite", post(invite))
@@ -35,35 +35,35 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/invitations/{id}/revoke", post(revoke_invitation))
 }
 
-pub struct MemberView {
-    pub user_id: Uuid,
-    pub name: String,
-    pub email: String,
-    pub role: Role,
-    pub is_me: bool,
+pub(crate) struct MemberView {
+    pub(crate) user_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) email: String,
+    pub(crate) role: Role,
+    pub(crate) is_me: bool,
 }
 
-pub struct InvitationView {
-    pub id: Uuid,
-    pub email: String,
-    pub role: String,
-    pub expires: String,
+pub(crate) struct InvitationView {
+    pub(crate) id: Uuid,
+    pub(crate) email: String,
+    pub(crate) role: String,
+    pub(crate) expires: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/members.html")]
-pub struct MembersPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub members: Vec<MemberView>,
-    pub invitations: Vec<InvitationView>,
-    pub roles: [Role; 4],
-    pub error: Option<&'static str>,
+pub(crate) struct MembersPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) members: Vec<MemberView>,
+    pub(crate) invitations: Vec<InvitationView>,
+    pub(crate) roles: [Role; 4],
+    pub(crate) error: Option<&'static str>,
     /// A link to show once (invitation or reset), with what it is for.
-    pub new_link: Option<(String, &'static str)>,
+    pub(crate) new_link: Option<(String, &'static str)>,
     /// Where an invitation was e-mailed (instead of showing its link), when e-mail is on.
-    pub mailed_to: Option<String>,
-    pub invite_email: String,
+    pub(crate) mailed_to: Option<String>,
+    pub(crate) invite_email: String,
 }
 
 async fn load(
@@ -124,7 +124,7 @@ fn public_link(state: &AppState, path: &str) -> String {
 }
 
 #[derive(Deserialize)]
-pub struct InviteForm {
+pub(crate) struct InviteForm {
     email: String,
     role: String,
 }
@@ -160,7 +160,7 @@ async fn invite(
 }
 
 #[derive(Deserialize)]
-pub struct RoleForm {
+pub(crate) struct RoleForm {
     role: String,
 }
 

@@ -1,26 +1,26 @@
 //! One module per area of the site.
 
-pub mod account;
-pub mod ai_settings;
-pub mod auth;
-pub mod billing;
-pub mod channels;
-pub mod contacts;
-pub mod events;
-pub mod health;
-pub mod inbox;
-pub mod integrations;
-pub mod members;
-pub mod outgoing_webhooks;
-pub mod portal;
-pub mod privacy;
-pub mod public;
-pub mod review;
-pub mod simulator;
+pub(crate) mod account;
+pub(crate) mod ai_settings;
+pub(crate) mod auth;
+pub(crate) mod billing;
+pub(crate) mod channels;
+pub(crate) mod contacts;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod inbox;
+pub(crate) mod integrations;
+pub(crate) mod members;
+pub(crate) mod outgoing_webhooks;
+pub(crate) mod portal;
+pub(crate) mod privacy;
+pub(crate) mod public;
+pub(crate) mod review;
+pub(crate) mod simulator;
 
 use crate::error::AppError;
 
 /// Anything we don't serve.
-pub async fn not_found() -> AppError {
+pub(crate) async fn not_found() -> AppError {
     AppError::NotFound
 }

@@ -31,7 +31,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/webhooks", get(page).post(add))
         .route("/t/{slug}/webhooks/{id}", get(endpoint_page))
@@ -46,28 +46,28 @@ pub fn router() -> Router<App> {
 }
 
 /// How many deliveries the log shows.
-pub const LOG_LIMIT: i64 = 50;
+pub(crate) const LOG_LIMIT: i64 = 50;
 
-pub struct EndpointView {
-    pub id: Uuid,
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub include_text: bool,
-    pub enabled: bool,
+pub(crate) struct EndpointView {
+    pub(crate) id: Uuid,
+    pub(crate) url: String,
+    pub(crate) description: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) include_text: bool,
+    pub(crate) enabled: bool,
     /// Disabled by the platform after a day of failures (the alert).
-    pub failing: bool,
-    pub last_success: String,
-    pub last_failure: String,
+    pub(crate) failing: bool,
+    pub(crate) last_success: String,
+    pub(crate) last_failure: String,
 }
 
 impl EndpointView {
     /// `/webhooks/{id}/{rest}`, for the page's forms (`Shell::href` adds the tenant).
-    pub fn action(&self, rest: &str) -> String {
+    pub(crate) fn action(&self, rest: &str) -> String {
         format!("/webhooks/{}/{rest}", self.id)
     }
 
-    pub fn listens(&self, event: &&str) -> bool {
+    pub(crate) fn listens(&self, event: &&str) -> bool {
         self.events.iter().any(|e| e == event)
     }
 }
@@ -88,17 +88,17 @@ fn view(e: db_out::Endpoint, clock: &Clock) -> EndpointView {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "webhooks/index.html")]
-pub struct WebhooksPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub endpoints: Vec<EndpointView>,
-    pub all_events: &'static [&'static str],
-    pub failing: usize,
-    pub error: Option<&'static str>,
-    pub form_url: String,
-    pub form_description: String,
+pub(crate) struct WebhooksPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) endpoints: Vec<EndpointView>,
+    pub(crate) all_events: &'static [&'static str],
+    pub(crate) failing: usize,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) form_url: String,
+    pub(crate) form_description: String,
     /// The endpoint just created and its signing secret, shown this once.
-    pub created: Option<(Uuid, String)>,
+    pub(crate) created: Option<(Uuid, String)>,
 }
 
 fn back(t: &TenantCtx) -> String {
@@ -193,33 +193,33 @@ async fn add(
     }
 }
 
-pub struct AttemptView {
-    pub at: String,
-    pub status: String,
-    pub ok: bool,
-    pub duration_ms: i32,
+pub(crate) struct AttemptView {
+    pub(crate) at: String,
+    pub(crate) status: String,
+    pub(crate) ok: bool,
+    pub(crate) duration_ms: i32,
 }
 
-pub struct DeliveryView {
-    pub id: Uuid,
-    pub msg_id: String,
+pub(crate) struct DeliveryView {
+    pub(crate) id: Uuid,
+    pub(crate) msg_id: String,
     /// `deliveries/{id}/replay`, under the endpoint's path.
-    pub replay_path: String,
-    pub event_type: String,
-    pub state: String,
-    pub created: String,
-    pub next_attempt: String,
-    pub attempts: Vec<AttemptView>,
+    pub(crate) replay_path: String,
+    pub(crate) event_type: String,
+    pub(crate) state: String,
+    pub(crate) created: String,
+    pub(crate) next_attempt: String,
+    pub(crate) attempts: Vec<AttemptView>,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "webhooks/endpoint.html")]
-pub struct EndpointPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub e: EndpointView,
-    pub all_events: &'static [&'static str],
-    pub deliveries: Vec<DeliveryView>,
+pub(crate) struct EndpointPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) e: EndpointView,
+    pub(crate) all_events: &'static [&'static str],
+    pub(crate) deliveries: Vec<DeliveryView>,
 }
 
 async fn endpoint_page(

@@ -27,7 +27,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}", get(dashboard))
         .route("/t/{slug}/settings", get(settings_page).post(save_settings))
@@ -35,31 +35,35 @@ pub fn router() -> Router<App> {
 }
 
 /// What the portal layout needs: the tenant, the user's role, and where else they can go.
-pub struct Shell {
-    pub slug: String,
-    pub tenant_name: String,
-    pub role: Role,
-    pub tenants: Vec<MyTenant>,
+pub(crate) struct Shell {
+    pub(crate) slug: String,
+    pub(crate) tenant_name: String,
+    pub(crate) role: Role,
+    pub(crate) tenants: Vec<MyTenant>,
     /// Which navigation entry is current.
-    pub section: &'static str,
+    pub(crate) section: &'static str,
     /// Unread messages in open conversations (the navigation badge).
-    pub unread: i64,
+    pub(crate) unread: i64,
     /// Drafts and escalations waiting for review (the navigation badge).
-    pub waiting: i64,
+    pub(crate) waiting: i64,
     /// A failed payment: the grace period's end (a banner).
-    pub past_due_until: Option<String>,
+    pub(crate) past_due_until: Option<String>,
     /// The plan's AI drafts for this month are used up (a banner: drafting paused).
-    pub ai_paused: bool,
+    pub(crate) ai_paused: bool,
 }
 
 impl Shell {
     /// The frame for `section`, from the figures the tenant extractor loaded with the
     /// tenant ([`TenantCtx::chrome`]): no query of its own.
-    pub async fn load(_state: &AppState, t: &TenantCtx, section: &'static str) -> AppResult<Shell> {
+    pub(crate) async fn load(
+        _state: &AppState,
+        t: &TenantCtx,
+        section: &'static str,
+    ) -> AppResult<Shell> {
         Ok(Shell::from_ctx(t, section))
     }
 
-    pub fn from_ctx(t: &TenantCtx, section: &'static str) -> Shell {
+    pub(crate) fn from_ctx(t: &TenantCtx, section: &'static str) -> Shell {
         let c = &t.chrome;
         let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
         Shell {
@@ -78,65 +82,65 @@ impl Shell {
         }
     }
 
-    pub fn can_admin(&self) -> bool {
+    pub(crate) fn can_admin(&self) -> bool {
         self.role.at_least(Role::Admin)
     }
 
-    pub fn can_review(&self) -> bool {
+    pub(crate) fn can_review(&self) -> bool {
         self.role.at_least(Role::Reviewer)
     }
 
-    pub fn is_owner(&self) -> bool {
+    pub(crate) fn is_owner(&self) -> bool {
         self.role == Role::Owner
     }
 
-    pub fn href(&self, rest: &str) -> String {
+    pub(crate) fn href(&self, rest: &str) -> String {
         format!("/t/{}{}", self.slug, rest)
     }
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/dashboard.html")]
-pub struct DashboardPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub members: i64,
-    pub plan: &'static plans::Plan,
+pub(crate) struct DashboardPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) members: i64,
+    pub(crate) plan: &'static plans::Plan,
     /// The set-up checklist, for admins of a tenant that hasn't finished it (else empty).
-    pub next_steps: Vec<NextStep>,
+    pub(crate) next_steps: Vec<NextStep>,
     /// What waits for people and how review went this week (reviewers and up).
-    pub overview: Option<OverviewView>,
+    pub(crate) overview: Option<OverviewView>,
 }
 
 /// The overview's figures, worded for the page.
-pub struct OverviewView {
-    pub pending: i64,
+pub(crate) struct OverviewView {
+    pub(crate) pending: i64,
     /// How long the oldest draft has waited ("12 min"), when one waits.
-    pub oldest_wait: Option<String>,
-    pub escalated: i64,
-    pub approved: i64,
+    pub(crate) oldest_wait: Option<String>,
+    pub(crate) escalated: i64,
+    pub(crate) approved: i64,
     /// Share of approvals that were edited first, in whole percent.
-    pub edited_pct: i64,
-    pub rejected: i64,
-    pub approval_pct: Option<i64>,
-    pub median_review: Option<String>,
-    pub dsr_overdue: i64,
-    pub channels_down: i64,
-    pub reject_reasons: Vec<(String, i64)>,
+    pub(crate) edited_pct: i64,
+    pub(crate) rejected: i64,
+    pub(crate) approval_pct: Option<i64>,
+    pub(crate) median_review: Option<String>,
+    pub(crate) dsr_overdue: i64,
+    pub(crate) channels_down: i64,
+    pub(crate) reject_reasons: Vec<(String, i64)>,
     /// Draft quality by week, newest first (the last 8 weeks with reviews).
-    pub weeks: Vec<WeekView>,
+    pub(crate) weeks: Vec<WeekView>,
 }
 
 /// One row of the weekly draft-quality table.
-pub struct WeekView {
+pub(crate) struct WeekView {
     /// The week's Monday, as the viewer writes dates.
-    pub starts: String,
-    pub reviewed: i64,
-    pub approval_pct: Option<i64>,
-    pub edited_pct: Option<i64>,
+    pub(crate) starts: String,
+    pub(crate) reviewed: i64,
+    pub(crate) approval_pct: Option<i64>,
+    pub(crate) edited_pct: Option<i64>,
     /// Mean words changed per approval, one decimal ("2.5" / "2,5").
-    pub edit_words: Option<String>,
-    pub median_approve: Option<String>,
+    pub(crate) edit_words: Option<String>,
+    pub(crate) median_approve: Option<String>,
 }
 
 /// `part` of `whole` in whole percent, rounded.
@@ -206,10 +210,10 @@ fn overview_view(
     }
 }
 
-pub struct NextStep {
-    pub done: bool,
-    pub key: &'static str,
-    pub path: &'static str,
+pub(crate) struct NextStep {
+    pub(crate) done: bool,
+    pub(crate) key: &'static str,
+    pub(crate) path: &'static str,
 }
 
 fn next_steps(s: &db::overview::FirstSteps) -> Vec<NextStep> {
@@ -271,7 +275,7 @@ async fn dashboard(
 use crate::domain::knowledge::WEEKDAYS as DAYS;
 
 /// Time zones offered in the picker (any IANA name is accepted if typed).
-pub const COMMON_ZONES: &[&str] = &[
+pub(crate) const COMMON_ZONES: &[&str] = &[
     "America/Sao_Paulo",
     "America/Manaus",
     "America/Recife",
@@ -302,27 +306,27 @@ pub const COMMON_ZONES: &[&str] = &[
     "UTC",
 ];
 
-pub struct DayHours {
-    pub day: &'static str,
-    pub open: String,
-    pub close: String,
+pub(crate) struct DayHours {
+    pub(crate) day: &'static str,
+    pub(crate) open: String,
+    pub(crate) close: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/settings.html")]
-pub struct SettingsPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub name: String,
-    pub time_zone: String,
-    pub language: String,
-    pub hours: Vec<DayHours>,
-    pub zones: &'static [&'static str],
+pub(crate) struct SettingsPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) name: String,
+    pub(crate) time_zone: String,
+    pub(crate) language: String,
+    pub(crate) hours: Vec<DayHours>,
+    pub(crate) zones: &'static [&'static str],
     /// Minutes a draft may wait for review before reviewers are e-mailed.
-    pub review_alert_minutes: String,
+    pub(crate) review_alert_minutes: String,
     /// Opening an unassigned conversation assigns it to the reviewer (see `review::presence`).
-    pub assign_on_open: bool,
-    pub error: Option<&'static str>,
+    pub(crate) assign_on_open: bool,
+    pub(crate) error: Option<&'static str>,
 }
 
 fn hours_from_json(v: &Value) -> Vec<DayHours> {
@@ -374,7 +378,7 @@ async fn settings_page(
 }
 
 #[derive(Deserialize)]
-pub struct SettingsForm {
+pub(crate) struct SettingsForm {
     name: String,
     time_zone: String,
     language: String,
@@ -390,7 +394,7 @@ fn parse_hhmm(s: &str) -> Option<(u8, u8)> {
 }
 
 /// Validates the settings form into the stored shape.
-pub fn parse_settings(f: &SettingsForm) -> Result<(String, TenantSettings), &'static str> {
+pub(crate) fn parse_settings(f: &SettingsForm) -> Result<(String, TenantSettings), &'static str> {
     let name = f.name.trim();
     if name.is_empty() || name.chars().count() > 120 {
         return Err("form.business.invalid");
@@ -520,33 +524,33 @@ async fn save_settings(
 
 // ---- audit log ----
 
-pub struct AuditRow {
-    pub seq: i64,
-    pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub subject: String,
-    pub detail: String,
+pub(crate) struct AuditRow {
+    pub(crate) seq: i64,
+    pub(crate) at: String,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) subject: String,
+    pub(crate) detail: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/audit.html")]
-pub struct AuditPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub rows: Vec<AuditRow>,
-    pub filter: String,
-    pub chain_ok: bool,
+pub(crate) struct AuditPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) rows: Vec<AuditRow>,
+    pub(crate) filter: String,
+    pub(crate) chain_ok: bool,
     /// What verification found wrong (empty when the chain is intact).
-    pub problem: String,
-    pub total: usize,
+    pub(crate) problem: String,
+    pub(crate) total: usize,
     /// How many entries retention pruned, up to when.
-    pub pruned: Option<String>,
-    pub next_before: Option<i64>,
+    pub(crate) pruned: Option<String>,
+    pub(crate) next_before: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     action: Option<String>,
     before: Option<i64>,
 }

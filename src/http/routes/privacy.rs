@@ -15,6 +15,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::wiring::App;
@@ -33,11 +34,11 @@ use crate::{
         routes::{auth::form_error, portal::Shell},
     },
     messaging::view::{self, Clock},
-    privacy::{self, erase, export, retention},
+    privacy::{self, Privacy, erase, export, retention},
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/privacy", get(page))
         .route("/t/{slug}/privacy/settings", post(save_settings))
@@ -64,58 +65,58 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/terminate/cancel", post(cancel_termination))
 }
 
-pub struct RequestRow {
-    pub id: Uuid,
+pub(crate) struct RequestRow {
+    pub(crate) id: Uuid,
     /// Whose request: the contact's name or number ("—" once erased).
-    pub who: String,
-    pub kind: String,
-    pub legal_basis: String,
-    pub status: String,
-    pub source: String,
-    pub received: String,
-    pub due: String,
-    pub overdue: bool,
-    pub days_left: i64,
+    pub(crate) who: String,
+    pub(crate) kind: String,
+    pub(crate) legal_basis: String,
+    pub(crate) status: String,
+    pub(crate) source: String,
+    pub(crate) received: String,
+    pub(crate) due: String,
+    pub(crate) overdue: bool,
+    pub(crate) days_left: i64,
 }
 
-pub struct RecipientRow {
-    pub kind: String,
-    pub name: String,
-    pub contacts: i64,
-    pub last: String,
+pub(crate) struct RecipientRow {
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) contacts: i64,
+    pub(crate) last: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "privacy/index.html")]
-pub struct PrivacyPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub requests: Vec<RequestRow>,
-    pub overdue: usize,
-    pub tombstones: Vec<(String, String, String, String)>,
-    pub runs: Vec<(String, i32, i32, i32, i32, i32)>,
-    pub recipients: Vec<RecipientRow>,
-    pub ai_provider: String,
+pub(crate) struct PrivacyPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) requests: Vec<RequestRow>,
+    pub(crate) overdue: usize,
+    pub(crate) tombstones: Vec<(String, String, String, String)>,
+    pub(crate) runs: Vec<(String, i32, i32, i32, i32, i32)>,
+    pub(crate) recipients: Vec<RecipientRow>,
+    pub(crate) ai_provider: String,
     /// Retention fields as shown: the stored values, or what was typed when refused.
-    pub message_days: String,
-    pub max_message_days: u32,
-    pub media_days: String,
-    pub ai_trace_days: String,
+    pub(crate) message_days: String,
+    pub(crate) max_message_days: u32,
+    pub(crate) media_days: String,
+    pub(crate) ai_trace_days: String,
     /// Empty: the audit log is kept for the life of the account.
-    pub audit_days: String,
-    pub min_audit_days: i32,
-    pub max_audit_days: i32,
-    pub audit_days_hint: String,
-    pub keywords: String,
-    pub legal_basis: String,
-    pub terminate_at: Option<String>,
+    pub(crate) audit_days: String,
+    pub(crate) min_audit_days: i32,
+    pub(crate) max_audit_days: i32,
+    pub(crate) audit_days_hint: String,
+    pub(crate) keywords: String,
+    pub(crate) legal_basis: String,
+    pub(crate) terminate_at: Option<String>,
     /// The plan's retention is below what was set: (days kept now, messages the next sweep removes).
-    pub retention_notice: Option<(i32, i64)>,
-    pub error: Option<&'static str>,
+    pub(crate) retention_notice: Option<(i32, i64)>,
+    pub(crate) error: Option<&'static str>,
     /// The retention form's errors, each beside its field.
-    pub errors: FieldErrors,
+    pub(crate) errors: FieldErrors,
     /// The request list's filter (empty: all).
-    pub show: String,
+    pub(crate) show: String,
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<PrivacyPage> {
@@ -246,7 +247,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
 }
 
 #[derive(Deserialize, Default)]
-pub struct RequestFilter {
+pub(crate) struct RequestFilter {
     /// `open`, `overdue` or `closed`; anything else shows every request.
     #[serde(default)]
     show: String,
@@ -274,7 +275,7 @@ async fn page(
 }
 
 #[derive(Deserialize)]
-pub struct SettingsForm {
+pub(crate) struct SettingsForm {
     message_days: String,
     #[serde(default)]
     media_days: String,
@@ -382,7 +383,7 @@ fn parse_settings(f: &SettingsForm, plan: &plans::Plan) -> (dbp::PrivacySettings
 }
 
 #[derive(Deserialize)]
-pub struct OpenForm {
+pub(crate) struct OpenForm {
     #[serde(default)]
     phone: String,
     #[serde(default)]
@@ -450,28 +451,28 @@ async fn open_request(
 
 #[derive(Template, WebTemplate)]
 #[template(path = "privacy/request.html")]
-pub struct RequestPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub id: Uuid,
-    pub kind: String,
-    pub legal_basis: String,
-    pub status: String,
-    pub source: String,
-    pub received: String,
-    pub due: String,
-    pub overdue: bool,
-    pub denial_reason: Option<String>,
-    pub contact_label: String,
-    pub contact_exists: bool,
-    pub restricted: bool,
-    pub events: Vec<(String, String, String, String)>,
-    pub recipients: Vec<String>,
-    pub conversation: Option<Uuid>,
+pub(crate) struct RequestPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) id: Uuid,
+    pub(crate) kind: String,
+    pub(crate) legal_basis: String,
+    pub(crate) status: String,
+    pub(crate) source: String,
+    pub(crate) received: String,
+    pub(crate) due: String,
+    pub(crate) overdue: bool,
+    pub(crate) denial_reason: Option<String>,
+    pub(crate) contact_label: String,
+    pub(crate) contact_exists: bool,
+    pub(crate) restricted: bool,
+    pub(crate) events: Vec<(String, String, String, String)>,
+    pub(crate) recipients: Vec<String>,
+    pub(crate) conversation: Option<Uuid>,
 }
 
 impl RequestPage {
-    pub fn req_url(&self, rest: &str) -> String {
+    pub(crate) fn req_url(&self, rest: &str) -> String {
         format!(
             "/t/{}/privacy/requests/{}{}",
             self.shell.slug, self.id, rest
@@ -541,14 +542,14 @@ async fn request_page(
 }
 
 #[derive(Deserialize)]
-pub struct StatusForm {
+pub(crate) struct StatusForm {
     status: String,
     #[serde(default)]
     note: String,
 }
 
 async fn set_status(
-    State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<StatusForm>,
@@ -561,14 +562,14 @@ async fn set_status(
         return Ok(redirect_with_flash(&back, false, "privacy.deny.reason"));
     }
     let note: String = f.note.trim().chars().take(1000).collect();
-    if !privacy::advance(&state, t.id(), &t.actor(), id, &f.status, &note).await? {
+    if !privacy::advance(&privacy, t.id(), &t.actor(), id, &f.status, &note).await? {
         return Ok(redirect_with_flash(&back, false, "privacy.request.closed"));
     }
     Ok(redirect_with_flash(&back, true, "privacy.request.updated"))
 }
 
-async fn request_of(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<dbp::Request> {
-    let mut tx = db::begin_tenant(&state.db, t.id()).await?;
+async fn request_of(db: &PgPool, t: &TenantCtx, id: Uuid) -> AppResult<dbp::Request> {
+    let mut tx = db::begin_tenant(db, t.id()).await?;
     let r = dbp::get_request(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -579,15 +580,16 @@ async fn request_of(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<dbp:
 /// Carries out an erasure request now: key destroyed, rows and media deleted, tombstone kept.
 async fn erase_now(
     State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    let r = request_of(&state, &t, id).await?;
+    let r = request_of(&state.db, &t, id).await?;
     if r.kind != "erasure" || matches!(r.status.as_str(), "completed" | "denied") {
         return Err(AppError::BadRequest("error.bad_request"));
     }
     erase::erase_contact(
-        &state,
+        &privacy,
         t.id(),
         &t.actor(),
         r.contact_id,
@@ -596,7 +598,7 @@ async fn erase_now(
     )
     .await?;
     privacy::advance(
-        &state,
+        &privacy,
         t.id(),
         &t.actor(),
         id,
@@ -612,7 +614,7 @@ async fn erase_now(
 }
 
 #[derive(Deserialize)]
-pub struct RestrictForm {
+pub(crate) struct RestrictForm {
     #[serde(default)]
     lift: Option<String>,
 }
@@ -624,7 +626,7 @@ async fn restrict(
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<RestrictForm>,
 ) -> AppResult<Response> {
-    let r = request_of(&state, &t, id).await?;
+    let r = request_of(&state.db, &t, id).await?;
     let lift = f.lift.is_some();
     let now = state.now();
     let mut tx = t.begin_at(&state, now).await?;
@@ -653,12 +655,12 @@ async fn restrict(
     ))
 }
 
-async fn bundle_for(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<export::Bundle> {
-    let r = request_of(state, t, id).await?;
-    let bundle = export::contact_bundle(state, t.id(), r.contact_id, Some(id))
+async fn bundle_for(privacy: &Privacy, t: &TenantCtx, id: Uuid) -> AppResult<export::Bundle> {
+    let r = request_of(&privacy.db, t, id).await?;
+    let bundle = export::contact_bundle(privacy, t.id(), r.contact_id, Some(id))
         .await?
         .ok_or(AppError::NotFound)?;
-    let mut tx = t.begin(state).await?;
+    let mut tx = db::TenantTx::begin(&privacy.db, t.id(), t.actor(), privacy.now()).await?;
     tx.audit(
         "dsr.exported",
         &id.to_string(),
@@ -684,11 +686,11 @@ fn download(body: Vec<u8>, content_type: &'static str, filename: &str) -> Respon
 }
 
 async fn export_json(
-    State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    let bundle = bundle_for(&state, &t, id).await?;
+    let bundle = bundle_for(&privacy, &t, id).await?;
     Ok(download(
         serde_json::to_vec_pretty(&bundle).map_err(anyhow::Error::from)?,
         "application/json",
@@ -698,16 +700,16 @@ async fn export_json(
 
 #[derive(Template)]
 #[template(path = "privacy/export.html")]
-pub struct ExportHtml {
-    pub b: export::Bundle,
+pub(crate) struct ExportHtml {
+    pub(crate) b: export::Bundle,
 }
 
 async fn export_html(
-    State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    let bundle = bundle_for(&state, &t, id).await?;
+    let bundle = bundle_for(&privacy, &t, id).await?;
     let html = ExportHtml { b: bundle }
         .render()
         .map_err(anyhow::Error::from)?;
@@ -720,26 +722,26 @@ async fn export_html(
 
 /// Direct deletion of a contact (policy: "until the tenant deletes the contact").
 async fn erase_contact_direct(
-    State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    match erase::erase_contact(&state, t.id(), &t.actor(), id, "direct", None).await? {
-        Some(_) => Ok(redirect_with_flash(
+    match erase::erase_contact(&privacy, t.id(), &t.actor(), id, "direct", None).await? {
+        true => Ok(redirect_with_flash(
             &format!("/t/{}/conversations", t.tenant.slug),
             true,
             "privacy.erased",
         )),
-        None => Err(AppError::NotFound),
+        false => Err(AppError::NotFound),
     }
 }
 
 async fn delete_conversation(
-    State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
-    if !erase::delete_conversation(&state, t.id(), &t.actor(), id).await? {
+    if !erase::delete_conversation(&privacy, t.id(), &t.actor(), id).await? {
         return Err(AppError::NotFound);
     }
     Ok(redirect_with_flash(
@@ -752,6 +754,7 @@ async fn delete_conversation(
 /// A full tenant export (every contact's bundle, settings, knowledge, audit log), for the owner.
 async fn tenant_export(
     State(state): State<AppState>,
+    State(privacy): State<Privacy>,
     t: RequireRole<Owner>,
 ) -> AppResult<Response> {
     let tenant = t.id();
@@ -765,7 +768,7 @@ async fn tenant_export(
     tx.commit().await?;
     let mut bundles = Vec::with_capacity(contacts.len());
     for c in contacts {
-        if let Some(b) = export::contact_bundle(&state, tenant, c, None).await? {
+        if let Some(b) = export::contact_bundle(&privacy, tenant, c, None).await? {
             bundles.push(b);
         }
     }
@@ -786,7 +789,7 @@ async fn tenant_export(
 }
 
 #[derive(Deserialize)]
-pub struct TerminateForm {
+pub(crate) struct TerminateForm {
     confirm: String,
 }
 

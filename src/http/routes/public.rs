@@ -24,7 +24,7 @@ use crate::{
     i18n::Lang,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/", get(landing))
         .route("/pricing", get(pricing))
@@ -36,8 +36,8 @@ pub fn router() -> Router<App> {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "public/landing.html")]
-pub struct LandingPage {
-    pub ctx: PageCtx,
+pub(crate) struct LandingPage {
+    pub(crate) ctx: PageCtx,
 }
 
 async fn landing(ctx: PageCtx) -> LandingPage {
@@ -46,9 +46,9 @@ async fn landing(ctx: PageCtx) -> LandingPage {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "public/pricing.html")]
-pub struct PricingPage {
-    pub ctx: PageCtx,
-    pub plans: &'static [Plan],
+pub(crate) struct PricingPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) plans: &'static [Plan],
 }
 
 async fn pricing(ctx: PageCtx) -> PricingPage {
@@ -60,7 +60,7 @@ async fn pricing(ctx: PageCtx) -> PricingPage {
 
 /// Which legal document a page shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LegalDoc {
+pub(crate) enum LegalDoc {
     Privacy,
     Terms,
     Dpa,
@@ -68,10 +68,10 @@ pub enum LegalDoc {
 
 #[derive(Template, WebTemplate)]
 #[template(path = "public/legal.html")]
-pub struct LegalPage {
-    pub ctx: PageCtx,
-    pub doc: LegalDoc,
-    pub version: &'static str,
+pub(crate) struct LegalPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) doc: LegalDoc,
+    pub(crate) version: &'static str,
 }
 
 async fn privacy(ctx: PageCtx) -> LegalPage {
@@ -122,7 +122,7 @@ async fn switch_lang(jar: CookieJar, Query(q): Query<SwitchLang>) -> impl IntoRe
 }
 
 /// Only same-site paths: never `//evil.example` or `https://…` (no open redirect).
-pub fn is_local_path(p: &str) -> bool {
+pub(crate) fn is_local_path(p: &str) -> bool {
     p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && !p.contains(['\r', '\n'])
 }
 

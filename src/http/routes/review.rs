@@ -36,7 +36,7 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/t/{slug}/review", get(queue))
         .route("/t/{slug}/drafts/{id}/approve", post(approve))
@@ -50,80 +50,80 @@ pub fn router() -> Router<App> {
         .route("/t/{slug}/tool-calls/{id}/reject", post(reject_call))
 }
 
-pub struct DraftCard {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
-    pub escalated: bool,
+pub(crate) struct DraftCard {
+    pub(crate) id: Uuid,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) escalated: bool,
     /// An emergency: shown first and marked.
-    pub urgent: bool,
-    pub reason: String,
+    pub(crate) urgent: bool,
+    pub(crate) reason: String,
     /// The customer edited or deleted a message after the draft was written.
-    pub source_changed: Option<String>,
-    pub contact: String,
-    pub text: String,
-    pub context: Vec<ThreadMessage>,
-    pub age_minutes: i64,
-    pub created: String,
-    pub provider: String,
-    pub model: String,
+    pub(crate) source_changed: Option<String>,
+    pub(crate) contact: String,
+    pub(crate) text: String,
+    pub(crate) context: Vec<ThreadMessage>,
+    pub(crate) age_minutes: i64,
+    pub(crate) created: String,
+    pub(crate) provider: String,
+    pub(crate) model: String,
     /// The knowledge entries the draft drew on: (id, title).
-    pub knowledge: Vec<(Uuid, String)>,
-    pub tokens: String,
-    pub latency_ms: i32,
+    pub(crate) knowledge: Vec<(Uuid, String)>,
+    pub(crate) tokens: String,
+    pub(crate) latency_ms: i32,
     /// Minutes left in WhatsApp's 24-hour window (Meta channels), if it applies.
-    pub window_minutes: Option<i64>,
+    pub(crate) window_minutes: Option<i64>,
     /// What the AI looked up (read calls) or prepared (write calls) for this draft.
-    pub calls: Vec<decide::CallView>,
+    pub(crate) calls: Vec<decide::CallView>,
     /// Other members on this conversation now; `editor` is the one editing this draft.
-    pub others: Vec<presence::Here>,
-    pub editor: Option<String>,
+    pub(crate) others: Vec<presence::Here>,
+    pub(crate) editor: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "review/queue.html")]
-pub struct QueuePage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub cards: Vec<DraftCard>,
+pub(crate) struct QueuePage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) cards: Vec<DraftCard>,
     /// Write calls (book, update, cancel) waiting for approval, from any draft.
-    pub pending_calls: Vec<decide::CallView>,
+    pub(crate) pending_calls: Vec<decide::CallView>,
     /// A just-approved draft whose reply still waits out the undo window.
-    pub undo: Option<UndoOffer>,
+    pub(crate) undo: Option<UndoOffer>,
     /// The filter shown (`show`: "" | drafts | escalations; `who`: "" | mine | unassigned).
-    pub show: String,
-    pub who: String,
+    pub(crate) show: String,
+    pub(crate) who: String,
     /// The channel filter ("" for all) and the tenant's channels to choose from: (id, name).
-    pub channel: String,
-    pub channels: Vec<(Uuid, String)>,
+    pub(crate) channel: String,
+    pub(crate) channels: Vec<(Uuid, String)>,
     /// "Waiting longer than" in minutes ("" for any age), and the choices.
-    pub age: String,
-    pub ages: [u32; 4],
+    pub(crate) age: String,
+    pub(crate) ages: [u32; 4],
     /// "51–100 of 240": the part of the waiting drafts shown (empty when none wait).
-    pub range: String,
+    pub(crate) range: String,
     /// Query strings of the previous and next pages, when there are any.
-    pub prev_page: Option<String>,
-    pub next_page: Option<String>,
+    pub(crate) prev_page: Option<String>,
+    pub(crate) next_page: Option<String>,
 }
 
 /// The review list alone (`?fragment=review`), for live updates.
 #[derive(Template)]
 #[template(path = "review/fragment.html")]
-pub struct QueueFragment {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub cards: Vec<DraftCard>,
-    pub pending_calls: Vec<decide::CallView>,
+pub(crate) struct QueueFragment {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) cards: Vec<DraftCard>,
+    pub(crate) pending_calls: Vec<decide::CallView>,
 }
 
-pub struct UndoOffer {
-    pub draft_id: Uuid,
-    pub contact: String,
+pub(crate) struct UndoOffer {
+    pub(crate) draft_id: Uuid,
+    pub(crate) contact: String,
     /// Seconds left before the send job runs.
-    pub seconds: i64,
+    pub(crate) seconds: i64,
 }
 
 #[derive(Deserialize)]
-pub struct QueueQuery {
+pub(crate) struct QueueQuery {
     undo: Option<Uuid>,
     #[serde(default)]
     show: String,
@@ -435,7 +435,7 @@ fn outcome_at(
 }
 
 #[derive(Deserialize)]
-pub struct ApproveForm {
+pub(crate) struct ApproveForm {
     text: Option<String>,
     /// Set when the decision came from the conversation's reply box: go back there.
     #[serde(default)]
@@ -478,7 +478,7 @@ async fn undo(
 }
 
 #[derive(Deserialize)]
-pub struct RejectForm {
+pub(crate) struct RejectForm {
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -496,7 +496,7 @@ async fn reject(
 }
 
 #[derive(Deserialize)]
-pub struct BackForm {
+pub(crate) struct BackForm {
     #[serde(default)]
     back: String,
 }
@@ -518,7 +518,7 @@ async fn regenerate(
 }
 
 #[derive(Deserialize)]
-pub struct PresenceForm {
+pub(crate) struct PresenceForm {
     /// The draft the page offers for editing, if any.
     #[serde(default)]
     draft: String,

@@ -33,35 +33,35 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<App> {
+pub(crate) fn router() -> Router<App> {
     Router::new().route("/t/{slug}/simulator", get(page).post(send))
 }
 
 /// The simulated end user's number (a reserved-looking Brazilian test number).
-pub const DEFAULT_PHONE: &str = "5511900000001";
+pub(crate) const DEFAULT_PHONE: &str = "5511900000001";
 
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox/simulator.html")]
-pub struct SimulatorPage {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub phone: String,
-    pub name: String,
-    pub messages: Vec<ThreadMessage>,
-    pub conversation: Option<Uuid>,
+pub(crate) struct SimulatorPage {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) phone: String,
+    pub(crate) name: String,
+    pub(crate) messages: Vec<ThreadMessage>,
+    pub(crate) conversation: Option<Uuid>,
 }
 
 /// The thread alone (`?fragment=thread`), for live updates.
 #[derive(Template)]
 #[template(path = "inbox/simulator_fragment.html")]
-pub struct SimulatorFragment {
-    pub ctx: PageCtx,
-    pub shell: Shell,
-    pub messages: Vec<ThreadMessage>,
+pub(crate) struct SimulatorFragment {
+    pub(crate) ctx: PageCtx,
+    pub(crate) shell: Shell,
+    pub(crate) messages: Vec<ThreadMessage>,
 }
 
 #[derive(Deserialize, Default)]
-pub struct SimQuery {
+pub(crate) struct SimQuery {
     phone: Option<String>,
     /// `thread`: the thread alone, for live updates ([`fragment`]).
     fragment: Option<String>,
@@ -136,7 +136,7 @@ async fn page(
 }
 
 #[derive(Deserialize)]
-pub struct SimForm {
+pub(crate) struct SimForm {
     phone: String,
     #[serde(default)]
     name: String,

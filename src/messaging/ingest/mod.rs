@@ -48,20 +48,20 @@ use crate::{
 
 /// What a webhook delivery did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IngestOutcome {
-    pub stored: usize,
-    pub duplicates: usize,
-    pub statuses: usize,
-    pub ignored: usize,
+pub(crate) struct IngestOutcome {
+    pub(crate) stored: usize,
+    pub(crate) duplicates: usize,
+    pub(crate) statuses: usize,
+    pub(crate) ignored: usize,
     /// Earlier messages changed: reactions, poll votes, edits, deletes.
-    pub changes: usize,
+    pub(crate) changes: usize,
     /// The conversations that received a new inbound message.
-    pub conversations: Vec<Uuid>,
+    pub(crate) conversations: Vec<Uuid>,
 }
 
 /// Stores everything a webhook delivered. The caller answers 2xx only after this returns
 /// Ok, which is after the transaction holding it committed.
-pub async fn ingest(
+pub(crate) async fn ingest(
     state: &AppState,
     commit: &Arc<GroupCommit>,
     channel: &Channel,
@@ -73,7 +73,7 @@ pub async fn ingest(
 
 /// Outside any transaction: what each message needs before its batch can look up all
 /// the senders at once (their blind indexes).
-pub async fn prepare_delivery(
+pub(crate) async fn prepare_delivery(
     state: &AppState,
     channel: &Channel,
     events: Vec<InboundEvent>,
@@ -157,7 +157,7 @@ pub async fn prepare_delivery(
 
 /// A webhook delivery, verified and parsed, ready for one transaction.
 #[derive(Clone)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     channel: Channel,
     messages: Vec<Incoming>,
     statuses: Vec<StatusUpdate>,
@@ -169,22 +169,22 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn tenant_id(&self) -> Uuid {
+    pub(crate) fn tenant_id(&self) -> Uuid {
         self.channel.tenant_id
     }
 
-    pub fn channel_id(&self) -> Uuid {
+    pub(crate) fn channel_id(&self) -> Uuid {
         self.channel.id
     }
 
-    pub fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.now
     }
 
     /// Batches are written in this order (tenant, then the first sender's token): one
     /// tenant's deliveries together, and concurrent batches creating the same new contacts
     /// create them in the same order rather than waiting on each other crosswise.
-    pub fn lock_order(&self) -> (Uuid, &str) {
+    pub(crate) fn lock_order(&self) -> (Uuid, &str) {
         let sender = self
             .messages
             .first()
@@ -199,7 +199,7 @@ impl Delivery {
 /// Both run in the batch's transaction, so they commit with the messages or not at all:
 /// an acknowledged message never lacks its turn or its request.
 #[async_trait::async_trait]
-pub trait Effects: Send + Sync + 'static {
+pub(crate) trait Effects: Send + Sync + 'static {
     /// Schedules each conversation's AI turn `(tenant, conversation, not before)`.
     async fn turns_due(
         &self,
@@ -221,14 +221,14 @@ pub trait Effects: Send + Sync + 'static {
 }
 
 /// What the deliveries of one transaction share.
-pub struct Batch<'e> {
+pub(crate) struct Batch<'e> {
     effects: &'e dyn Effects,
     /// Each tenant's request keywords, read once per transaction.
     keywords: HashMap<Uuid, Vec<String>>,
 }
 
 impl<'e> Batch<'e> {
-    pub fn new(effects: &'e dyn Effects) -> Batch<'e> {
+    pub(crate) fn new(effects: &'e dyn Effects) -> Batch<'e> {
         Batch {
             effects,
             keywords: HashMap::new(),
@@ -245,7 +245,7 @@ impl<'e> Batch<'e> {
 /// only when new or newly complete), one locking read finds all the conversations, one
 /// insert stores all the messages (marking each conversation once), and last come what
 /// the stored messages cause.
-pub async fn apply(
+pub(crate) async fn apply(
     state: &AppState,
     tx: &mut PgConnection,
     batch: &mut Batch<'_>,

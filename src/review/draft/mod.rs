@@ -42,7 +42,7 @@ use crate::{
 /// turn because the turn itself waits until `debounce` after the newest message (see
 /// `run_turn`): rescheduling the pending job on every message instead wrote a new job row
 /// version (and four index entries) per message, on the ingestion path.
-pub async fn schedule_many(
+pub(crate) async fn schedule_many(
     conn: &mut PgConnection,
     turns: &[(Uuid, Uuid, OffsetDateTime)],
     now: OffsetDateTime,
@@ -65,10 +65,10 @@ pub async fn schedule_many(
 
 /// The `ai_reply` job: one conversation's AI turn (see [`schedule_many`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AiReply {
-    pub tenant_id: Uuid,
+pub(crate) struct AiReply {
+    pub(crate) tenant_id: Uuid,
     #[serde(rename = "subject_id")]
-    pub conversation_id: Uuid,
+    pub(crate) conversation_id: Uuid,
 }
 
 impl BackgroundJob for AiReply {

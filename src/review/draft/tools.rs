@@ -23,17 +23,17 @@ const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 /// One tool call made (read) or prepared (write) while drafting, in clear until `store`
 /// seals it under the contact's key.
 pub(super) struct RecordedCall {
-    pub id: Uuid,
-    pub server_id: Uuid,
-    pub server_name: String,
-    pub tool: String,
-    pub risk: String,
+    pub(crate) id: Uuid,
+    pub(crate) server_id: Uuid,
+    pub(crate) server_name: String,
+    pub(crate) tool: String,
+    pub(crate) risk: String,
     /// Ok, Error, Timeout or Refused (a read), Pending (a write).
-    pub state: CallState,
-    pub arguments: serde_json::Value,
-    pub result: Option<String>,
-    pub error: Option<String>,
-    pub latency_ms: i32,
+    pub(crate) state: CallState,
+    pub(crate) arguments: serde_json::Value,
+    pub(crate) result: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) latency_ms: i32,
 }
 
 pub(super) struct Offered {
