@@ -95,8 +95,22 @@ struct RotateArgs {
 }
 
 /// Parses the command line, runs the command, and says how it ended.
-#[tokio::main]
-pub async fn main() -> std::process::ExitCode {
+pub fn main() -> std::process::ExitCode {
+    // Before the runtime's threads exist.
+    crate::disable_transparent_huge_pages();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async_main()),
+        Err(e) => {
+            eprintln!("could not start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::Keys {
         command: KeysCommand::GenerateMasterKey,

@@ -3,6 +3,8 @@
 //! Publishers send a small event (no personal data: ids and a kind) on Redis pub/sub, or —
 //! while Redis is unreachable — Postgres NOTIFY. Every instance runs one listener on both and
 //! fans events out to its own SSE clients through a broadcast channel, filtered by tenant.
+//! The Redis listener is a channel on the process's one subscriber connection
+//! (`Redis::subscribe`), shared with the key cache's invalidations.
 
 use std::{
     sync::{
@@ -12,7 +14,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
@@ -45,9 +46,10 @@ pub(crate) struct Live {
     redis: Redis,
     db: sqlx::PgPool,
     tx: broadcast::Sender<(Uuid, Event)>,
-    /// Whether this instance's listeners are subscribed right now (readiness, for tests
-    /// and for telling a missed event from one never sent).
-    redis_listening: Arc<AtomicBool>,
+    /// The Redis channel's listener (it also says whether it is subscribed right now).
+    redis_side: Arc<RedisSide>,
+    /// Whether the Postgres listener is listening right now (readiness, for tests and for
+    /// telling a missed event from one never sent).
     pg_listening: Arc<AtomicBool>,
     /// Whether [`Live::start`] ran (it starts the listeners once per process).
     started: Arc<AtomicBool>,
@@ -65,8 +67,11 @@ impl Live {
         Live {
             redis,
             db,
+            redis_side: Arc::new(RedisSide {
+                tx: tx.clone(),
+                listening: AtomicBool::new(false),
+            }),
             tx,
-            redis_listening: Arc::default(),
             pg_listening: Arc::default(),
             started: Arc::default(),
             ending: Arc::new(watch::channel(false).0),
@@ -86,13 +91,19 @@ impl Live {
 
     /// Subscribed to the Redis channel at this moment.
     pub(crate) fn redis_listening(&self) -> bool {
-        self.redis_listening.load(Ordering::Acquire)
+        self.redis_side.listening.load(Ordering::Acquire)
     }
 
     /// Listening on the Postgres channel at this moment.
     #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
     pub(crate) fn pg_listening(&self) -> bool {
         self.pg_listening.load(Ordering::Acquire)
+    }
+
+    /// Live-update streams open on this instance right now (each holds one subscription).
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn open_streams(&self) -> usize {
+        self.tx.receiver_count()
     }
 
     /// Events for one tenant, as they arrive at this instance.
@@ -140,31 +151,9 @@ impl Live {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
-        let s = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(client) = s.redis.client().cloned() {
-                    match client.get_async_pubsub().await {
-                        Ok(mut pubsub) => {
-                            if pubsub.subscribe(s.channel_name()).await.is_ok() {
-                                s.redis_listening.store(true, Ordering::Release);
-                                let mut stream = pubsub.on_message();
-                                while let Some(msg) = stream.next().await {
-                                    if let Ok(text) = msg.get_payload::<String>() {
-                                        s.deliver(&text);
-                                    }
-                                }
-                                s.redis_listening.store(false, Ordering::Release);
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "live: redis subscribe failed"),
-                    }
-                } else {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        });
+        let subscriber: Arc<dyn crate::redis::Subscriber> = self.redis_side.clone();
+        self.redis
+            .subscribe(self.channel_name(), Arc::downgrade(&subscriber));
         let s = self.clone();
         tokio::spawn(async move {
             loop {
@@ -186,9 +175,33 @@ impl Live {
     }
 
     fn deliver(&self, raw: &str) {
-        if let Ok(env) = serde_json::from_str::<Envelope>(raw) {
-            // No receivers is fine: nobody has a page open.
-            let _ = self.tx.send((env.tenant, env.event));
-        }
+        deliver(&self.tx, raw.as_bytes());
+    }
+}
+
+/// Events arriving on the Redis channel, on the shared subscriber connection.
+struct RedisSide {
+    tx: broadcast::Sender<(Uuid, Event)>,
+    listening: AtomicBool,
+}
+
+impl crate::redis::Subscriber for RedisSide {
+    fn subscribed(&self) {
+        self.listening.store(true, Ordering::Release);
+    }
+
+    fn message(&self, payload: &[u8]) {
+        deliver(&self.tx, payload);
+    }
+
+    fn unsubscribed(&self) {
+        self.listening.store(false, Ordering::Release);
+    }
+}
+
+fn deliver(tx: &broadcast::Sender<(Uuid, Event)>, raw: &[u8]) {
+    if let Ok(env) = serde_json::from_slice::<Envelope>(raw) {
+        // No receivers is fine: nobody has a page open.
+        let _ = tx.send((env.tenant, env.event));
     }
 }

@@ -11,7 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
 
 /// After a failed connect, how long callers go straight to degraded mode before one of
 /// them tries again. Without it every request paid the connect timeout, one after another.
@@ -29,7 +31,33 @@ struct Inner {
     /// One caller at a time tries to connect; the others don't wait for it.
     connecting: AtomicBool,
     down_until: Mutex<Option<Instant>>,
+    /// The listeners sharing this process's one pub/sub connection ([`Redis::subscribe`]).
+    subscribers: Arc<Mutex<Vec<Registration>>>,
+    /// Bumped on each new registration (the subscriber task subscribes its channel); dropped
+    /// with the last `Redis` handle, which ends the task.
+    registered: watch::Sender<usize>,
 }
+
+/// A listener on one pub/sub channel. Its methods run on the subscriber task: keep them short.
+pub(crate) trait Subscriber: Send + Sync + 'static {
+    /// Subscribed, first or again: whatever was published meanwhile was missed.
+    fn subscribed(&self);
+    /// A message on the channel.
+    fn message(&self, payload: &[u8]);
+    /// The connection was lost (a reconnect follows).
+    fn unsubscribed(&self);
+}
+
+struct Registration {
+    channel: String,
+    /// Weak: a dropped listener (a keyring, a `Live`) simply stops being called.
+    subscriber: std::sync::Weak<dyn Subscriber>,
+}
+
+/// Pause between reconnect attempts of the subscriber connection.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// Connecting and subscribing took longer than this: count it as a failure and retry.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RedisStatus {
@@ -52,26 +80,24 @@ impl Redis {
     /// Never fails on an unreachable server: the connection is made on first use.
     pub(crate) fn new(url: Option<&str>, prefix: &str) -> anyhow::Result<Redis> {
         let client = url.map(redis::Client::open).transpose()?;
-        Ok(Redis {
+        Ok(Redis::with_client(client, prefix))
+    }
+
+    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
+    pub(crate) fn disabled() -> Redis {
+        Redis::with_client(None, "")
+    }
+
+    fn with_client(client: Option<redis::Client>, prefix: &str) -> Redis {
+        Redis {
             inner: Arc::new(Inner {
                 client,
                 prefix: prefix.to_owned(),
                 conn: Mutex::new(None),
                 connecting: AtomicBool::new(false),
                 down_until: Mutex::new(None),
-            }),
-        })
-    }
-
-    #[cfg_attr(not(test), expect(dead_code, reason = "only the tests use it"))]
-    pub(crate) fn disabled() -> Redis {
-        Redis {
-            inner: Arc::new(Inner {
-                client: None,
-                prefix: String::new(),
-                conn: Mutex::new(None),
-                connecting: AtomicBool::new(false),
-                down_until: Mutex::new(None),
+                subscribers: Arc::default(),
+                registered: watch::channel(0).0,
             }),
         }
     }
@@ -162,6 +188,147 @@ impl Redis {
                 RedisStatus::Down
             }
         }
+    }
+}
+
+impl Redis {
+    /// Calls `subscriber` with every message on `channel` (already prefixed, see
+    /// [`Redis::key`]). Every subscriber of this handle shares ONE pub/sub connection, opened
+    /// by the first call and reconnected after a pause when it drops; each subscriber hears
+    /// `subscribed` whenever it is (re)subscribed and `unsubscribed` when the connection is
+    /// lost. Nothing happens when Redis is not configured. Must run inside a Tokio runtime.
+    pub(crate) fn subscribe(&self, channel: String, subscriber: std::sync::Weak<dyn Subscriber>) {
+        let Some(client) = self.inner.client.clone() else {
+            return;
+        };
+        let count = {
+            let mut subs = lock(&self.inner.subscribers);
+            subs.push(Registration {
+                channel,
+                subscriber,
+            });
+            subs.len()
+        };
+        let first = self.inner.registered.send_replace(count) == 0;
+        if first {
+            let subs = self.inner.subscribers.clone();
+            let registered = self.inner.registered.subscribe();
+            tokio::spawn(run_subscriber(client, subs, registered));
+        }
+    }
+}
+
+/// The subscriber connection's task: connect, subscribe every registered channel, dispatch
+/// messages by channel, and start over after [`RESUBSCRIBE_AFTER`] when the connection drops.
+/// Ends when the last `Redis` handle is dropped.
+async fn run_subscriber(
+    client: redis::Client,
+    subs: Arc<Mutex<Vec<Registration>>>,
+    mut registered: watch::Receiver<usize>,
+) {
+    let mut warned = false;
+    loop {
+        let connected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+            let (mut sink, stream) = client.get_async_pubsub().await?.split();
+            let upto = subscribe_new(&mut sink, &subs, 0).await?;
+            Ok::<_, redis::RedisError>((sink, stream, upto))
+        })
+        .await;
+        match connected {
+            Ok(Ok((mut sink, mut stream, mut upto))) => {
+                if warned {
+                    tracing::info!("redis subscriber reconnected");
+                    warned = false;
+                }
+                each_subscriber(&subs, 0..upto, |s| s.subscribed());
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(msg) => {
+                                let channel = msg.get_channel_name();
+                                let payload = msg.get_payload_bytes();
+                                for s in live_subscribers(&subs, |c| c == channel) {
+                                    s.message(payload);
+                                }
+                            }
+                            None => break,
+                        },
+                        changed = registered.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            match subscribe_new(&mut sink, &subs, upto).await {
+                                Ok(now) => {
+                                    each_subscriber(&subs, upto..now, |s| s.subscribed());
+                                    upto = now;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                each_subscriber(&subs, 0..upto, |s| s.unsubscribed());
+            }
+            Ok(Err(e)) if !warned => {
+                tracing::warn!(error = %e, "redis subscriber down (live updates via Postgres, cached keys expire by TTL)");
+                warned = true;
+            }
+            Err(_) if !warned => {
+                tracing::warn!(
+                    "redis subscriber timed out (live updates via Postgres, cached keys expire by TTL)"
+                );
+                warned = true;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
+            changed = registered.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Subscribes the channels registered from index `from` on; returns how many are registered.
+async fn subscribe_new(
+    sink: &mut redis::aio::PubSubSink,
+    subs: &Mutex<Vec<Registration>>,
+    from: usize,
+) -> redis::RedisResult<usize> {
+    let channels: Vec<String> = {
+        let subs = lock(subs);
+        subs.iter().skip(from).map(|r| r.channel.clone()).collect()
+    };
+    if !channels.is_empty() {
+        sink.subscribe(&channels).await?;
+    }
+    Ok(from + channels.len())
+}
+
+fn live_subscribers(
+    subs: &Mutex<Vec<Registration>>,
+    channel: impl Fn(&str) -> bool,
+) -> Vec<Arc<dyn Subscriber>> {
+    lock(subs)
+        .iter()
+        .filter(|r| channel(&r.channel))
+        .filter_map(|r| r.subscriber.upgrade())
+        .collect()
+}
+
+/// Calls `f` on each live subscriber among the registrations `which` (outside the lock).
+fn each_subscriber(
+    subs: &Mutex<Vec<Registration>>,
+    which: std::ops::Range<usize>,
+    f: impl Fn(&dyn Subscriber),
+) {
+    let live: Vec<Arc<dyn Subscriber>> = lock(subs)
+        .get(which)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.subscriber.upgrade())
+        .collect();
+    for s in live {
+        f(s.as_ref());
     }
 }
 

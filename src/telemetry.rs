@@ -26,6 +26,12 @@ pub(crate) fn daily_appender(dir: &Path) -> anyhow::Result<RollingFileAppender> 
         .build(dir)?)
 }
 
+/// Lines the log file's writer thread may have queued. The library's default (128,000) is a
+/// channel allocated whole at start-up, ~4 MiB of an idle server's memory. As before, lines
+/// past the bound are dropped (the appender is lossy) rather than blocking a request; 16k
+/// lines is still minutes of a busy server's logging waiting for a slow disk.
+pub(crate) const LOG_QUEUE_LINES: usize = 16 * 1024;
+
 /// The MCP library logs a failed connection at ERROR with the server's URL, an address a
 /// tenant typed: it is silenced, and `mcp::registry` logs the failure itself at warn.
 pub(crate) const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=warn,rmcp=off";
@@ -42,7 +48,9 @@ pub(crate) fn init(log_dir: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>
         Some(dir) => {
             let appender = daily_appender(dir)?;
             prune_logs(dir, time::OffsetDateTime::now_utc().date())?;
-            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(LOG_QUEUE_LINES)
+                .finish(appender);
             (
                 Some(
                     fmt::layer()

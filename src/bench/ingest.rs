@@ -115,6 +115,10 @@ pub async fn main() -> anyhow::Result<()> {
         }
         println!("badge counter triggers dropped (BENCH_NO_BADGE_TRIGGERS=1)");
     }
+    // Before this process connects (its own keyring would subscribe to the bench Redis).
+    if which == "idle" {
+        return idle(u.as_str(), redis.as_deref()).await;
+    }
     let state = crate::connect(config, Arc::new(SystemClock)).await?;
 
     let created = accounts::sign_up(
@@ -1212,10 +1216,8 @@ async fn sse(
     n: usize,
 ) -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    // `connect` started this instance's listeners.
-    while !state.live.redis_listening() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // As `sigmaai serve` does first thing (this process is the server measured).
+    crate::disable_transparent_huge_pages();
     let cookie = crate::http::session::start_session(state, user, "bench", "127.0.0.1").await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -1224,6 +1226,16 @@ async fn sse(
     let server = tokio::spawn(async move {
         crate::serve_on(listener, crate::wiring::App::new(server_state), shutdown).await
     });
+    // `serve_on` starts this instance's listeners (waiting for them before it ran is what
+    // hung this bench: nothing had started them yet).
+    let subscribing = Instant::now();
+    while !state.live.redis_listening() {
+        anyhow::ensure!(
+            subscribing.elapsed() < std::time::Duration::from_secs(30),
+            "the live-update listener never subscribed to Redis"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // Warm the path once (allocator arenas, templates, pools), then settle.
     let warm = reqwest::get(format!("http://{addr}/healthz")).await?;
     anyhow::ensure!(warm.status().is_success(), "healthz: {}", warm.status());
@@ -1242,7 +1254,10 @@ async fn sse(
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     let started = Instant::now();
     let ready = lines.next_line().await?.unwrap_or_default();
-    anyhow::ensure!(ready == format!("ready {n}"), "clients: {ready:?}");
+    if ready != format!("ready {n}") {
+        let _ = child.kill().await;
+        anyhow::bail!("not every stream opened ({ready:?} of {n})");
+    }
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let after = rss_kib();
@@ -1264,29 +1279,21 @@ async fn sse(
         .collect();
     let _ = child.wait().await;
     // Redis connections in SUBSCRIBE mode (this process is the bench Redis's only client).
-    let subscriptions = match state.redis.client() {
-        Some(client) => {
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            let list: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut conn)
-                .await?;
-            list.lines()
-                .filter(|l| {
-                    l.split_whitespace().any(|f| {
-                        (f.starts_with("sub=") || f.starts_with("psub=")) && !f.ends_with("=0")
-                    })
-                })
-                .count()
-        }
-        None => 0,
+    let subscriptions = match std::env::var("REDIS_URL") {
+        Ok(url) => redis_subscribers(&url).await?,
+        Err(_) => 0,
     };
     trigger.trigger();
     let _ = server.await;
 
     let extra_kib = after.saturating_sub(before);
+    let how = if std::env::var("BENCH_SSE_REUSE").is_ok_and(|v| v == "1") {
+        " (BENCH_SSE_REUSE=1: each the second request of its connection)"
+    } else {
+        ""
+    };
     println!(
-        "sse: {n} idle streams connected in {connect_secs:.1} s; server RSS {:.1} MiB → {:.1} MiB: +{:.1} MiB, {:.1} KiB per stream; {subscriptions} Redis subscriber connection(s)",
+        "sse{how}: {n} idle streams connected in {connect_secs:.1} s; server RSS {:.1} MiB → {:.1} MiB: +{:.1} MiB, {:.1} KiB per stream; {subscriptions} Redis subscriber connection(s)",
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         extra_kib as f64 / 1024.0,
@@ -1301,17 +1308,125 @@ async fn sse(
     Ok(())
 }
 
-/// The child process of [`sse`]: opens N streams, prints `ready N`, then waits for one
-/// `change` event on each and prints `times` with each arrival (Unix nanoseconds).
+/// `VmRSS`, `RssAnon` and `RssFile` of a process, in KiB (Linux).
+fn rss_of(pid: u32) -> [u64; 3] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    ["VmRSS:", "RssAnon:", "RssFile:"].map(|key| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// Redis connections in SUBSCRIBE mode (the bench Redis has no other clients).
+async fn redis_subscribers(url: &str) -> anyhow::Result<usize> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await?;
+    Ok(list
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .any(|f| (f.starts_with("sub=") || f.starts_with("psub=")) && !f.ends_with("=0"))
+        })
+        .count())
+}
+
+/// `scripts/bench idle`: the resident memory of a real `sigmaai serve` process
+/// (`BENCH_SIGMAAI_BIN`, the release build) on this database and Redis, once it is ready,
+/// and again after it served one page and settled; plus its Redis subscriber connections.
+async fn idle(database_url: &str, redis: Option<&str>) -> anyhow::Result<()> {
+    let bin = std::env::var("BENCH_SIGMAAI_BIN")
+        .map_err(|_| anyhow::anyhow!("BENCH_SIGMAAI_BIN (scripts/bench idle sets it)"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("sigmaai-idle-{}", std::process::id()));
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("SIGMAAI_BIND", format!("127.0.0.1:{port}"))
+        .env("SIGMAAI_DATA_DIR", &dir)
+        .env("SIGMAAI_REDIS_PREFIX", "idle:")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(r) = redis {
+        cmd.env("REDIS_URL", r);
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("serve exited at once"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "serve never became ready"
+        );
+        anyhow::ensure!(child.try_wait()?.is_none(), "serve exited");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let [ready, ready_anon, ready_file] = rss_of(pid);
+    let page = reqwest::get(format!("{base}/login")).await?;
+    anyhow::ensure!(page.status().is_success(), "/login: {}", page.status());
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let [served, served_anon, served_file] = rss_of(pid);
+    let subscribers = match redis {
+        Some(r) => redis_subscribers(r).await?,
+        None => 0,
+    };
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "idle: sigmaai serve RSS {:.1} MiB when ready (anon {:.1}, file {:.1}); {:.1} MiB after one page and 5 s (anon {:.1}, file {:.1}); {subscribers} Redis subscriber connection(s)",
+        mib(ready),
+        mib(ready_anon),
+        mib(ready_file),
+        mib(served),
+        mib(served_anon),
+        mib(served_file),
+    );
+    // SAFETY: signals our own child, which we still hold (not yet reaped).
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// The child process of [`sse`]: opens N streams, prints `ready K` (K of them open; a refused
+/// or stalled one counts as not open, so a bad run ends instead of waiting forever), then
+/// waits for one `change` event on each open one and prints `times` with each arrival (Unix
+/// nanoseconds). With `BENCH_SSE_REUSE=1` each stream is the second request on a kept-alive
+/// connection (after a `/healthz`), as when a page's stream reuses the page's connection:
+/// hyper serves those, not the listener's own stream path.
 async fn sse_clients() -> anyhow::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let mut args = std::env::args().skip(2);
     let n: usize = args.next().unwrap_or_default().parse()?;
     let addr = args.next().unwrap_or_default();
     let path = args.next().unwrap_or_default();
     let cookie = args.next().unwrap_or_default();
+    let reuse = std::env::var("BENCH_SSE_REUSE").is_ok_and(|v| v == "1");
     raise_fd_limit();
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n.max(1));
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<bool>(n.max(1));
     let (at_tx, mut at_rx) = tokio::sync::mpsc::channel::<u128>(n.max(1));
     let connecting = Arc::new(Semaphore::new(128));
     for _ in 0..n {
@@ -1319,32 +1434,62 @@ async fn sse_clients() -> anyhow::Result<()> {
         let (ready_tx, at_tx, connecting) = (ready_tx.clone(), at_tx.clone(), connecting.clone());
         tokio::spawn(async move {
             let permit = connecting.acquire_owned().await;
-            let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await else {
+            let opened = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                let mut stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
+                if reuse {
+                    let warm = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                    stream.write_all(warm.as_bytes()).await.ok()?;
+                }
+                let request = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+                );
+                stream.write_all(request.as_bytes()).await.ok()?;
+                let mut reader = BufReader::with_capacity(512, stream);
+                let mut line = String::new();
+                if reuse {
+                    // The /healthz answer: its head, then its body by length.
+                    let mut len = 0usize;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).await.ok()? == 0 {
+                            return None;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().ok()?;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    reader.read_exact(&mut body).await.ok()?;
+                }
+                // The stream's status line and headers.
+                line.clear();
+                if reader.read_line(&mut line).await.is_err() || !line.contains(" 200 ") {
+                    eprintln!("stream refused: {line:?}");
+                    return None;
+                }
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                Some((reader, line))
+            })
+            .await
+            .ok()
+            .flatten();
+            drop(permit);
+            let Some((mut reader, mut line)) = opened else {
+                let _ = ready_tx.send(false).await;
                 return;
             };
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
-            );
-            if stream.write_all(request.as_bytes()).await.is_err() {
-                return;
-            }
-            let mut reader = BufReader::with_capacity(512, stream);
-            let mut line = String::new();
-            // The status line and headers.
-            if reader.read_line(&mut line).await.is_err() || !line.contains(" 200 ") {
-                eprintln!("stream refused: {line:?}");
-                return;
-            }
-            loop {
-                line.clear();
-                match reader.read_line(&mut line).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) if line == "\r\n" => break,
-                    Ok(_) => {}
-                }
-            }
-            drop(permit);
-            let _ = ready_tx.send(()).await;
+            let _ = ready_tx.send(true).await;
+            drop(ready_tx);
             loop {
                 line.clear();
                 match reader.read_line(&mut line).await {
@@ -1363,14 +1508,17 @@ async fn sse_clients() -> anyhow::Result<()> {
         });
     }
     drop((ready_tx, at_tx));
+    let mut open = 0;
     for _ in 0..n {
-        if ready_rx.recv().await.is_none() {
-            break;
+        match ready_rx.recv().await {
+            Some(true) => open += 1,
+            Some(false) => {}
+            None => break,
         }
     }
-    println!("ready {n}");
-    let mut times = Vec::with_capacity(n);
-    while times.len() < n {
+    println!("ready {open}");
+    let mut times = Vec::with_capacity(open);
+    while times.len() < open {
         match tokio::time::timeout(std::time::Duration::from_secs(30), at_rx.recv()).await {
             Ok(Some(at)) => times.push(at.to_string()),
             _ => break,

@@ -1,7 +1,7 @@
 //! A short-lived in-memory cache of unwrapped keys, invalidated across instances over Redis.
 //!
-//! A destroy publishes on `<prefix>keys:invalidate`; every instance's listener evicts at
-//! once. Entries also expire after the configured TTL, the safety net when Redis is down. When
+//! A destroy publishes on `<prefix>keys:invalidate`; every instance's listener (on the
+//! process's one Redis subscriber connection, shared with live updates) evicts at once. Entries also expire after the configured TTL, the safety net when Redis is down. When
 //! the subscription (re)connects the whole cache is dropped, since messages may have been
 //! missed meanwhile. A load that raced an invalidation is not cached (the epoch check).
 
@@ -14,7 +14,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -190,53 +189,28 @@ pub(crate) async fn publish(redis: &Redis, what: Invalidation) -> bool {
     }
 }
 
-/// Listens for invalidations until aborted, reconnecting with a pause.
-pub(crate) async fn listen<T, S>(redis: Redis, cache: Arc<Cache<T, S>>)
+/// The cache hears invalidations on the process's shared Redis subscriber connection
+/// (`Redis::subscribe`, registered by `Keyring::new`).
+impl<T, S> crate::redis::Subscriber for Cache<T, S>
 where
     T: Send + Sync + 'static,
     S: Send + Sync + 'static,
 {
-    let Some(client) = redis.client().cloned() else {
-        return;
-    };
-    let channel = redis.key(CHANNEL);
-    let mut warned = false;
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
-            Ok(Ok(mut pubsub)) => {
-                // Whatever was published while we weren't listening is lost: start clean.
-                cache.invalidate(Invalidation::All);
-                cache.listening.store(true, Ordering::SeqCst);
-                if warned {
-                    tracing::info!("key invalidation listener reconnected");
-                    warned = false;
-                }
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    let what = msg
-                        .get_payload::<String>()
-                        .map(|m| Invalidation::decode(&m))
-                        .unwrap_or(Invalidation::All);
-                    cache.invalidate(what);
-                }
-                cache.listening.store(false, Ordering::SeqCst);
-            }
-            Ok(Err(e)) if !warned => {
-                tracing::warn!(error = %e, "key invalidation listener down; cached keys expire by TTL");
-                warned = true;
-            }
-            Err(_) if !warned => {
-                tracing::warn!("key invalidation listener timed out; cached keys expire by TTL");
-                warned = true;
-            }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    fn subscribed(&self) {
+        // Whatever was published while we weren't listening is lost: start clean.
+        self.invalidate(Invalidation::All);
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    fn message(&self, payload: &[u8]) {
+        let what = std::str::from_utf8(payload)
+            .map(Invalidation::decode)
+            .unwrap_or(Invalidation::All);
+        self.invalidate(what);
+    }
+
+    fn unsubscribed(&self) {
+        self.listening.store(false, Ordering::SeqCst);
     }
 }
 

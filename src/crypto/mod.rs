@@ -155,15 +155,6 @@ struct Inner {
     clock: SharedClock,
     cache: Arc<Cache<TenantKeys, SubjectKey>>,
     ledger: Ledger,
-    listener: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(l) = &self.listener {
-            l.abort();
-        }
-    }
 }
 
 const TENANT_SUBJECT: Uuid = Uuid::nil();
@@ -190,8 +181,9 @@ impl Keyring {
         ))
     }
 
-    /// Builds a keyring on an existing key-store pool. Starts the invalidation listener when
-    /// Redis is configured (must be called inside a Tokio runtime).
+    /// Builds a keyring on an existing key-store pool. Registers the cache's invalidation
+    /// listener on `redis`'s shared subscriber connection when Redis is configured (must be
+    /// called inside a Tokio runtime); it stops being called when the keyring is dropped.
     pub(crate) fn new(
         store: PgPool,
         master: Arc<dyn MasterKeyProvider>,
@@ -201,10 +193,8 @@ impl Keyring {
         ledger: Ledger,
     ) -> Keyring {
         let cache = Arc::new(Cache::new(cache_ttl, clock.clone()));
-        let listener = redis
-            .client()
-            .is_some()
-            .then(|| tokio::spawn(cache::listen(redis.clone(), cache.clone())));
+        let subscriber: Arc<dyn crate::redis::Subscriber> = cache.clone();
+        redis.subscribe(redis.key(cache::CHANNEL), Arc::downgrade(&subscriber));
         Keyring {
             inner: Arc::new(Inner {
                 store,
@@ -213,7 +203,6 @@ impl Keyring {
                 clock,
                 cache,
                 ledger,
-                listener,
             }),
         }
     }

@@ -5,6 +5,7 @@ pub(crate) mod csrf;
 pub(crate) mod extract;
 pub(crate) mod form;
 pub(crate) mod fragment;
+mod live_conn;
 pub(crate) mod middleware;
 pub(crate) mod routes;
 pub(crate) mod server;

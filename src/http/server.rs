@@ -9,19 +9,17 @@
 //! - **connection cap**: at most `max_connections` open at once; past it we stop accepting
 //!   and the kernel's backlog holds the rest until a slot frees (which the timeouts bound);
 //! - body-read and whole-request timeouts are tower-http layers (see `crate::build_app`).
+//!
+//! Each connection's first request is looked at first (`live_conn`): a live-update stream is
+//! written to the socket there, without hyper's per-connection buffers; the rest is hyper's.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use axum::{Router, extract::ConnectInfo};
-use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-    service::TowerToHyperService,
-};
+use axum::Router;
+use hyper_util::{rt::TokioTimer, server::graceful::GracefulShutdown};
 use tokio::{net::TcpListener, sync::Semaphore};
-use tower::ServiceExt;
 
+use super::live_conn;
 use crate::{config::ServerLimits, shutdown::Shutdown};
 
 /// How long shutdown waits for open requests (and live-update streams) before closing.
@@ -59,27 +57,26 @@ pub(crate) async fn serve(
             _ = shutdown.wait() => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = app
-            .clone()
-            .map_request(move |mut req: axum::http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                req
-            });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
+        let conn = live_conn::Conn {
+            app: app.clone(),
+            http: http.clone(),
+            graceful: graceful.watcher(),
+            header_read_timeout: limits.header_read_timeout,
+            shutdown: shutdown.clone(),
+        };
         tokio::spawn(async move {
-            // A timed-out or reset connection is the client's business, not an error of ours.
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended");
-            }
+            live_conn::serve(conn, stream, peer).await;
             drop(slot);
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Hyper's connections finish their request; streams end with `Live::end_streams`; then
+    // every connection's slot is back.
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = slots.acquire_many(max.try_into().unwrap_or(u32::MAX)).await;
+    };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
         tracing::warn!("connections still open after the drain period; closing them");
     }
     Ok(())

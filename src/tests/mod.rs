@@ -15,6 +15,7 @@ mod harness;
 mod instances;
 mod jobs;
 mod knowledge;
+mod live_stream;
 
 mod accessibility;
 mod accounts;
