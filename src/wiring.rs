@@ -3,9 +3,9 @@
 //! - [`App`] is the router's state: the shared infrastructure ([`AppState`], from which each
 //!   subsystem builds its narrow context) and `messaging`'s own machinery, the ingest queue
 //!   and the webhook route cache; and the subsystems' own contexts, built once
-//!   (`messaging::Messaging`, `privacy::Privacy`, `billing::Billing`, `accounts::Accounts`). Handlers take the part
+//!   (`messaging::Messaging`, `privacy::Privacy`, `billing::Billing`, `accounts::Accounts`, `mcp::registry::Mcp`). Handlers take the part
 //!   they use (`State<AppState>`, `State<Messaging>`, `State<Privacy>`, `State<Billing>`,
-//!   `State<Accounts>`,
+//!   `State<Accounts>`, `State<Mcp>`,
 //!   `State<Arc<GroupCommit>>`, `State<Arc<RouteCache>>`) through `FromRef`.
 //! - [`IngestEffects`] is what a stored inbound message sets off outside `messaging`: the
 //!   AI turn (`review`) and a data-subject request keyword (`privacy`). `messaging` knows
@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::{
     accounts::Accounts,
     billing::Billing,
+    mcp::registry::Mcp,
     messaging::{Messaging, channel::RouteCache, group_commit::GroupCommit, ingest::Effects},
     privacy::Privacy,
     state::AppState,
@@ -38,6 +39,8 @@ pub(crate) struct App {
     pub(crate) billing: Billing,
     /// `accounts`' handles (sign-up, invitations, resets), built once.
     pub(crate) accounts: Accounts,
+    /// The MCP registry's handles (servers, tool calls), built once.
+    pub(crate) mcp: Mcp,
     /// Shares transactions between webhook deliveries arriving together.
     pub(crate) ingest: Arc<GroupCommit>,
     /// Webhook URL → channel, briefly (see `RouteCache`).
@@ -52,6 +55,7 @@ impl App {
             privacy: Privacy::from_ref(&state),
             billing: Billing::from_ref(&state),
             accounts: Accounts::from_ref(&state),
+            mcp: Mcp::from_ref(&state),
             state,
             ingest: GroupCommit::new(Arc::new(IngestEffects)),
             routes: Default::default(),
@@ -77,6 +81,12 @@ impl FromRef<App> for AppState {
 impl FromRef<App> for Messaging {
     fn from_ref(app: &App) -> Messaging {
         app.messaging.clone()
+    }
+}
+
+impl FromRef<App> for Mcp {
+    fn from_ref(app: &App) -> Mcp {
+        app.mcp.clone()
     }
 }
 

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::message::MessageStatus;
+use crate::domain::message::{MediaState, MessageStatus};
 
 /// The stored rank of a status word (`messages.status_rank`): see
 /// [`MessageStatus::rank`], the one order statuses move in. An unknown word ranks lowest.
@@ -391,7 +391,7 @@ pub(crate) async fn set_status(
 pub(crate) async fn set_media(
     conn: &mut PgConnection,
     id: Uuid,
-    state: &str,
+    state: MediaState,
     key: Option<&str>,
     size: Option<i64>,
     mime: Option<&str>,
@@ -401,7 +401,7 @@ pub(crate) async fn set_media(
                   media_mime = COALESCE($5, media_mime)
            WHERE id = $1 AND deleted_at IS NULL"#,
         id,
-        state,
+        state.as_str(),
         key,
         size,
         mime

@@ -25,6 +25,53 @@ impl Direction {
     }
 }
 
+/// Where a message's attachment is (`messages.media_state`; `NULL`: no attachment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub(crate) enum MediaState {
+    /// Announced by the gateway, not fetched yet (the `fetch_media` job will).
+    Pending,
+    /// Fetched, sealed and in the media store.
+    Stored,
+    /// The fetch failed for good (too large, refused, retries used up).
+    Failed,
+    /// The gateway no longer has it (expired at the source).
+    Gone,
+    /// Deleted by us: retention, media after triage, erasure.
+    Deleted,
+}
+
+impl MediaState {
+    pub(crate) const ALL: [MediaState; 5] = [
+        MediaState::Pending,
+        MediaState::Stored,
+        MediaState::Failed,
+        MediaState::Gone,
+        MediaState::Deleted,
+    ];
+
+    /// The `messages.media_state` value (the table's CHECK constraint lists the same five).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            MediaState::Pending => "pending",
+            MediaState::Stored => "stored",
+            MediaState::Failed => "failed",
+            MediaState::Gone => "gone",
+            MediaState::Deleted => "deleted",
+        }
+    }
+
+    pub(crate) fn parse(stored: &str) -> Option<MediaState> {
+        MediaState::ALL.into_iter().find(|m| m.as_str() == stored)
+    }
+
+    /// The state of a row's `media_state` column (`None`: no attachment, or a value this
+    /// binary does not know).
+    pub(crate) fn of(stored: Option<&str>) -> Option<MediaState> {
+        stored.and_then(MediaState::parse)
+    }
+}
+
 /// Where a message is on its way (`messages.status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
@@ -100,6 +147,28 @@ impl MessageStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_states_are_the_ones_the_table_allows() {
+        // The latest CHECK constraint on messages.media_state, as the migrations wrote it.
+        let sql = include_str!("../../migrations/0013_message_events.sql");
+        let check = sql
+            .split("CHECK (media_state IN (")
+            .nth(1)
+            .and_then(|rest| rest.split("))").next())
+            .expect("0013 sets the media_state constraint");
+        let allowed: Vec<&str> = check
+            .split(',')
+            .map(|v| v.trim().trim_matches('\''))
+            .collect();
+        let ours: Vec<&str> = MediaState::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(ours, allowed);
+        for m in MediaState::ALL {
+            assert_eq!(MediaState::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(MediaState::of(None), None);
+        assert_eq!(MediaState::of(Some("sealed")), None);
+    }
 
     #[test]
     fn statuses_only_move_forward_and_failed_is_terminal() {

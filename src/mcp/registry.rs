@@ -1,10 +1,12 @@
 //! A tenant's MCP servers and the tool policy: adding a server (secret sealed), testing the
 //! connection, pinning tool listings, and executing approved write calls.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
+use axum::extract::FromRef;
 use secrecy::SecretString;
 use serde_json::json;
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -15,16 +17,51 @@ use super::{
 };
 use crate::domain::mcp::CallState;
 use crate::{
+    clock::SharedClock,
+    config::Config,
     crypto::Aad,
+    crypto::Keyring,
     db::{
         self, ai as db_ai,
         audit::Actor,
         jobs::{self, BackgroundJob, JobMeta, Outcome},
         mcp::{self as db_mcp, NewServer, Server},
     },
-    live,
+    live::{self, Live},
     state::AppState,
 };
+
+/// What the MCP registry uses, and nothing else: the pool, the keyring (server secrets, call
+/// arguments and results are sealed), the clock, live events, and the configuration the SSRF
+/// guard is built from. Built from the process's state with `FromRef`: the `mcp_call` job's
+/// `Context`, `State<Mcp>` in the integrations handlers, `Mcp::from_ref(&state)` in drafting.
+#[derive(Clone)]
+pub(crate) struct Mcp {
+    /// Connected as the non-owner application role: row-level security applies.
+    pub(crate) db: PgPool,
+    pub(crate) keys: Keyring,
+    pub(crate) clock: SharedClock,
+    pub(crate) live: Live,
+    config: Arc<Config>,
+}
+
+impl Mcp {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+impl FromRef<AppState> for Mcp {
+    fn from_ref(state: &AppState) -> Mcp {
+        Mcp {
+            db: state.db.clone(),
+            keys: state.keys.clone(),
+            clock: state.clock.clone(),
+            live: state.live.clone(),
+            config: state.config.clone(),
+        }
+    }
+}
 
 /// The job that runs one approved write call.
 pub(crate) const MCP_CALL: &str = "mcp_call";
@@ -41,20 +78,20 @@ pub(crate) struct McpCall {
 impl BackgroundJob for McpCall {
     const KIND: &'static str = MCP_CALL;
     const MAX_ATTEMPTS: i32 = 1;
-    type Context = AppState;
+    type Context = Mcp;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("mcp_call:{}", self.call_id))
     }
 
-    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Mcp, _: &JobMeta) -> anyhow::Result<Outcome> {
         run_call(state, self.tenant_id, self.call_id)
             .await
             .map(|()| Outcome::Done)
     }
 }
 
-pub(crate) fn guard(state: &AppState) -> Guard {
+pub(crate) fn guard(state: &Mcp) -> Guard {
     Guard::for_config(&state.config)
 }
 
@@ -75,7 +112,7 @@ pub(crate) struct NewServerInput {
 /// Validates and stores a server (checked by the guard now, and again at every connection).
 /// Returns the new server's id, or the message key to show.
 pub(crate) async fn add_server(
-    state: &AppState,
+    state: &Mcp,
     tenant_id: Uuid,
     actor: &Actor,
     f: &NewServerInput,
@@ -155,7 +192,7 @@ pub(crate) async fn add_server(
 }
 
 /// The server's credentials, opened from the tenant key.
-pub(crate) async fn auth(state: &AppState, s: &Server) -> anyhow::Result<Auth> {
+pub(crate) async fn auth(state: &Mcp, s: &Server) -> anyhow::Result<Auth> {
     let secret = match &s.secret_sealed {
         Some(sealed) => Some(SecretString::from(
             state
@@ -176,7 +213,7 @@ pub(crate) async fn auth(state: &AppState, s: &Server) -> anyhow::Result<Auth> {
 }
 
 /// Connects to a server (guard, initialize), recording health on failure.
-pub(crate) async fn connect(state: &AppState, s: &Server) -> Result<Session, McpError> {
+pub(crate) async fn connect(state: &Mcp, s: &Server) -> Result<Session, McpError> {
     let auth = auth(state, s)
         .await
         .map_err(|_| McpError::Failed("stored credentials unreadable".into()))?;
@@ -189,7 +226,7 @@ pub(crate) async fn connect(state: &AppState, s: &Server) -> Result<Session, Mcp
     r
 }
 
-async fn record_health(state: &AppState, s: &Server, error: Option<&str>) -> anyhow::Result<()> {
+async fn record_health(state: &Mcp, s: &Server, error: Option<&str>) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, s.tenant_id).await?;
     db_mcp::record_health(&mut tx, s.id, error, state.now()).await?;
     tx.commit().await?;
@@ -208,7 +245,7 @@ pub(crate) struct SyncReport {
 /// a tool whose name, description or schema differs from its pin is disabled until an admin
 /// re-approves it; a tool no longer listed is never offered.
 pub(crate) async fn sync_tools(
-    state: &AppState,
+    state: &Mcp,
     s: &Server,
     listed: &[RemoteTool],
 ) -> anyhow::Result<SyncReport> {
@@ -277,7 +314,7 @@ pub(crate) async fn sync_tools(
 
 /// "Test connection": initialize, list the tools, pin them; records health either way.
 pub(crate) async fn test_connection(
-    state: &AppState,
+    state: &Mcp,
     s: &Server,
 ) -> Result<(Vec<RemoteTool>, SyncReport), McpError> {
     let session = connect(state, s).await?;
@@ -299,7 +336,7 @@ pub(crate) async fn test_connection(
 /// Runs an approved write call once: `approved → running` is committed before the request,
 /// so a crash or a second run can never send it twice (it stays `running` for a person to
 /// check, like a send whose outcome is unknown).
-async fn run_call(state: &AppState, tenant_id: Uuid, call_id: Uuid) -> anyhow::Result<()> {
+async fn run_call(state: &Mcp, tenant_id: Uuid, call_id: Uuid) -> anyhow::Result<()> {
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let Some(call) = db_mcp::call(&mut tx, call_id).await? else {

@@ -4,6 +4,7 @@
 use base64::Engine;
 use uuid::Uuid;
 
+use crate::domain::message::MediaState;
 use crate::{
     crypto::Aad,
     db::{
@@ -55,7 +56,7 @@ async fn run(
     let Some(msg) = messages::get(&mut tx, message_id).await? else {
         return Ok(());
     };
-    if msg.media_state.as_deref() != Some("pending") {
+    if MediaState::of(msg.media_state.as_deref()) != Some(MediaState::Pending) {
         return Ok(()); // already stored, failed for good, or deleted after triage
     }
     let Some(source_sealed) = messages::media_source(&mut tx, message_id).await? else {
@@ -77,17 +78,38 @@ async fn run(
     let media = match fetched {
         Ok(m) if m.bytes.len() <= MAX_MEDIA_BYTES => m,
         Ok(_) => {
-            return give_up(state, tenant_id, message_id, msg.conversation_id, "failed").await;
+            return give_up(
+                state,
+                tenant_id,
+                message_id,
+                msg.conversation_id,
+                MediaState::Failed,
+            )
+            .await;
         }
         // The gateway says it will never have the file (expired media id, message gone):
         // retrying can't help; staff are told the media is gone.
         Err(e) if is_final(&e) => {
             tracing::warn!(error = format!("{e:#}"), "media is gone at the gateway");
-            return give_up(state, tenant_id, message_id, msg.conversation_id, "gone").await;
+            return give_up(
+                state,
+                tenant_id,
+                message_id,
+                msg.conversation_id,
+                MediaState::Gone,
+            )
+            .await;
         }
         Err(e) if job.attempts >= job.max_attempts => {
             tracing::warn!(error = format!("{e:#}"), "media fetch failed for good");
-            return give_up(state, tenant_id, message_id, msg.conversation_id, "failed").await;
+            return give_up(
+                state,
+                tenant_id,
+                message_id,
+                msg.conversation_id,
+                MediaState::Failed,
+            )
+            .await;
         }
         Err(e) => return Err(e),
     };
@@ -106,7 +128,7 @@ async fn run(
     messages::set_media(
         &mut tx,
         message_id,
-        "stored",
+        MediaState::Stored,
         Some(&key),
         Some(media.bytes.len() as i64),
         media.mime.as_deref(),
@@ -139,7 +161,7 @@ async fn give_up(
     tenant_id: Uuid,
     message_id: Uuid,
     conversation_id: Uuid,
-    media_state: &str,
+    media_state: MediaState,
 ) -> anyhow::Result<()> {
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     messages::set_media(&mut tx, message_id, media_state, None, None, None).await?;

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
+use super::Messaging;
 use crate::{
     crypto::Aad,
     db::{
@@ -21,18 +22,17 @@ use crate::{
     domain::events,
     mcp::guard::{CONNECT_TIMEOUT, Guard, REQUEST_TIMEOUT, pinned},
     outgoing::{self, signing},
-    state::AppState,
 };
 
 impl BackgroundJob for WebhookDeliver {
     const KIND: &'static str = db_out::WEBHOOK_DELIVER;
-    type Context = AppState;
+    type Context = Messaging;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("webhook:{}", self.delivery_id))
     }
 
-    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Messaging, _: &JobMeta) -> anyhow::Result<Outcome> {
         Ok(match run(state, self.tenant_id, self.delivery_id).await? {
             Some(at) => Outcome::Later(at),
             None => Outcome::Done,
@@ -46,13 +46,13 @@ pub(crate) fn secret_aad(endpoint_id: Uuid) -> Aad<'static> {
 
 /// The SSRF guard for endpoints: https on the usual ports to public addresses only in
 /// production; plain http to loopback in development and tests (the same switch as MCP).
-pub(crate) fn guard(state: &AppState) -> Guard {
-    Guard::for_config(&state.config)
+pub(crate) fn guard(state: &Messaging) -> Guard {
+    state.config.guard()
 }
 
 /// Checks an endpoint URL as typed (at save time; delivery checks again).
 pub(crate) async fn check_url(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     raw: &str,
 ) -> Result<Url, &'static str> {
@@ -77,7 +77,7 @@ pub(crate) struct NewEndpointInput {
 
 /// Validates and stores an endpoint. Returns its id and the signing secret, to show once.
 pub(crate) async fn add_endpoint(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     actor: &Actor,
     input: &NewEndpointInput,
@@ -136,7 +136,7 @@ pub(crate) async fn add_endpoint(
 
 /// One attempt. `Ok(Some(at))`: try again at `at` (the job defers itself); `Ok(None)`: done.
 async fn run(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     delivery_id: Uuid,
 ) -> anyhow::Result<Option<OffsetDateTime>> {
@@ -287,7 +287,7 @@ async fn run(
 /// endpoint was saved), pinned to the vetted addresses, no redirects, 10 s cap. The status
 /// code, or a short reason without the URL.
 async fn post(
-    state: &AppState,
+    state: &Messaging,
     url: &str,
     msg_id: &str,
     timestamp: i64,

@@ -537,7 +537,10 @@ pub(crate) struct InviteForm {
     accept_policy: Option<String>,
 }
 
-#[expect(clippy::too_many_arguments, reason = "an axum handler: each argument is an extractor")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "an axum handler: each argument is an extractor"
+)]
 async fn invite_accept(
     State(state): State<AppState>,
     State(acct): State<Accounts>,

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::conversation::Ownership;
+use crate::domain::message::MediaState;
 use crate::domain::review::Policy;
 use crate::domain::review::{self as review_rules, DraftState};
 use crate::wiring::App;
@@ -1230,7 +1231,7 @@ async fn media(
     let key = m
         .media_key
         .as_deref()
-        .filter(|_| m.media_state.as_deref() == Some("stored"))
+        .filter(|_| MediaState::of(m.media_state.as_deref()) == Some(MediaState::Stored))
         .ok_or(AppError::NotFound)?;
     let sealed = state.media.get(key).await?.ok_or(AppError::NotFound)?;
     let bytes = state

@@ -23,7 +23,7 @@ use crate::{
         middleware::redirect_with_flash,
         routes::{auth::form_error, portal::Shell},
     },
-    mcp::registry::{self, NewServerInput},
+    mcp::registry::{self, Mcp, NewServerInput},
     messaging::view::Clock,
     state::AppState,
 };
@@ -173,6 +173,7 @@ pub(crate) struct AddForm {
 
 async fn add(
     State(state): State<AppState>,
+    State(mcp): State<Mcp>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Form(f): Form<AddForm>,
@@ -188,7 +189,7 @@ async fn add(
         auth_header: f.auth_header,
         secret: f.secret,
     };
-    match registry::add_server(&state, t.id(), &t.actor(), &input).await {
+    match registry::add_server(&mcp, t.id(), &t.actor(), &input).await {
         Ok(_) => Ok(redirect_with_flash(&back(&t), true, "mcp.added")),
         Err("error.internal") => Err(AppError::Internal(anyhow::anyhow!(
             "storing an MCP server failed"
@@ -212,11 +213,12 @@ async fn server_or_404(state: &AppState, t: &TenantCtx, id: Uuid) -> AppResult<d
 
 async fn test(
     State(state): State<AppState>,
+    State(mcp): State<Mcp>,
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
     let s = server_or_404(&state, &t, id).await?;
-    Ok(match registry::test_connection(&state, &s).await {
+    Ok(match registry::test_connection(&mcp, &s).await {
         Ok((_, report)) if !report.changed.is_empty() => {
             redirect_with_flash(&back(&t), false, "mcp.test.changed")
         }

@@ -23,6 +23,7 @@ use crate::{
         middleware::redirect_with_flash,
         routes::{auth::form_error, portal::Shell},
     },
+    messaging::Messaging,
     messaging::{
         view::Clock,
         webhook_delivery::{self, NewEndpointInput},
@@ -161,6 +162,7 @@ impl Fields {
 
 async fn add(
     State(state): State<AppState>,
+    State(messaging): State<Messaging>,
     ctx: PageCtx,
     t: RequireRole<Admin>,
     Form(f): Form<Vec<(String, String)>>,
@@ -172,7 +174,7 @@ async fn add(
         events: f.all("event"),
         include_text: f.get("include_text") == "1",
     };
-    match webhook_delivery::add_endpoint(&state, t.id(), &t.actor(), &input).await {
+    match webhook_delivery::add_endpoint(&messaging, t.id(), &t.actor(), &input).await {
         Ok((id, secret)) => {
             let mut page = load(&state, ctx, &t).await?;
             page.created = Some((id, secret.to_string()));

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Batch, seal::Prepared};
+use crate::domain::message::MediaState;
 use crate::{
     crypto::Aad,
     db::{
@@ -62,7 +63,7 @@ pub(super) fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> Ne
         media_kind: media.is_some().then_some(p.kind),
         media_mime: media.flatten(),
         media_source_sealed: p.media_sealed.clone(),
-        media_state: media.is_some().then_some("pending"),
+        media_state: media.is_some().then_some(MediaState::Pending.as_str()),
         quoted_external_id: p.msg.quoted_external_id.as_deref(),
         sender_sealed: p.sender_sealed.clone(),
         extra_sealed: p.extra_sealed.clone(),

@@ -6,6 +6,7 @@ use axum::extract::FromRef;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::message::MediaState;
 use crate::{
     ai::context::{ConversationMessage, CustomerProfile, Direction, Media, TenantSettings},
     crypto::Aad,
@@ -45,7 +46,7 @@ pub(super) async fn recent_turn(
         .iter()
         .rev()
         .take_while(|m| inbound(m))
-        .any(|m| m.media_state.as_deref() == Some("pending"))
+        .any(|m| MediaState::of(m.media_state.as_deref()) == Some(MediaState::Pending))
     {
         anyhow::bail!("media of this turn is still being fetched");
     }

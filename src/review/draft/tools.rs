@@ -1,6 +1,7 @@
 //! The tenant's MCP tools while drafting: which are offered to the model (allowed, pinned,
 //! still listed), and the loop that runs the read calls and prepares the write calls.
 
+use axum::extract::FromRef;
 use std::time::Instant;
 
 use uuid::Uuid;
@@ -70,7 +71,7 @@ impl Toolbox {
             if !tools.iter().any(|t| t.server_id == s.id && t.usable()) {
                 continue; // nothing allowed here: don't even connect
             }
-            let Ok(session) = registry::connect(state, s).await else {
+            let Ok(session) = registry::connect(&registry::Mcp::from_ref(state), s).await else {
                 continue;
             };
             let listed = match session.list_tools().await {
@@ -81,7 +82,10 @@ impl Toolbox {
                 }
             };
             // A changed listing disables the changed tools before anything is offered.
-            if registry::sync_tools(state, s, &listed).await.is_err() {
+            if registry::sync_tools(&registry::Mcp::from_ref(state), s, &listed)
+                .await
+                .is_err()
+            {
                 session.close().await;
                 continue;
             }
