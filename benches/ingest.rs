@@ -1613,7 +1613,10 @@ async fn statement_table(owner: &mut sqlx::PgConnection, pages: usize) -> anyhow
         per(ms),
         rows.len()
     );
-    println!("  {:>6} {:>8} {:>8} {:>7} {:>6}  statement", "/page", "ms/page", "mean ms", "hit", "read");
+    println!(
+        "  {:>6} {:>8} {:>8} {:>7} {:>6}  statement",
+        "/page", "ms/page", "mean ms", "hit", "read"
+    );
     for (calls, total, mean, hit, read, query) in rows.iter().take(14) {
         let c = (*calls).max(1) as f64;
         println!(

@@ -141,6 +141,20 @@ pub async fn record(
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     lock_chain(conn, tenant_id).await?;
+    record_locked(conn, tenant_id, actor, action, subject, detail, now).await
+}
+
+/// [`record`] in a transaction that already holds the tenant's chain lock
+/// (`db::begin_tenant_chain_locked`): the entry's two statements without the lock's.
+pub async fn record_locked(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+    detail: Value,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
     let last = sqlx::query!(
         "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
         tenant_id

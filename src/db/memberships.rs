@@ -39,12 +39,13 @@ pub async fn add_member(
     Ok(())
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
 pub struct Member {
     pub user_id: Uuid,
     pub name: String,
     pub email: String,
     pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 

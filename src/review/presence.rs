@@ -138,6 +138,19 @@ pub async fn on_page(
         .is_none())
 }
 
+/// [`on_page`] and [`others_on`] for this one conversation, in one statement: whether the
+/// member just arrived, and everyone else on it now.
+pub async fn on_page_with_others(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user: Uuid,
+    conversation: Uuid,
+) -> sqlx::Result<(bool, Vec<Here>)> {
+    let now = state.now();
+    let (was_here, others) = dbp::on_page(conn, conversation, user, now, since(now)).await?;
+    Ok((!was_here, others))
+}
+
 /// Tells the other open pages that someone arrived.
 pub async fn arrived(state: &AppState, tenant: Uuid, conversation: Uuid) {
     announce(state, tenant, conversation).await;
