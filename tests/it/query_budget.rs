@@ -422,6 +422,71 @@ async fn the_conversation_page_has_a_budget_and_audits_each_view_in_its_own_shor
     assert!(verified.is_ok(), "the audit chain verifies");
 }
 
+/// Many views of one tenant at once (issue 22): their `conversation.viewed` entries are
+/// appended in batches (`db::audit::Batched`), and still each view is in the log exactly once,
+/// the sequence has no gap, and the chain verifies.
+#[tokio::test]
+async fn concurrent_views_are_each_audited_once_and_the_chain_verifies() {
+    let gw = Gw::evolution().await;
+    clinic_knowledge(&gw.w).await;
+    patients(&gw, 0, 3).await;
+    let mut convs = Vec::new();
+    for q in ["Q0", "Q1", "Q2"] {
+        convs.push(conversation_of(&gw, q).await);
+    }
+    let viewed = |conv: uuid::Uuid| {
+        let owner = gw.w.t.owner.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM audit_log WHERE action = 'conversation.viewed' AND subject = $1",
+            )
+            .bind(conv.to_string())
+            .fetch_one(&owner)
+            .await
+            .unwrap()
+        }
+    };
+    let mut before = Vec::new();
+    for c in &convs {
+        before.push(viewed(*c).await);
+    }
+    let paths: Vec<String> = (0..24)
+        .map(|i| format!("/t/clinic-a/conversations/{}", convs[i % 3]))
+        .collect();
+    let pages = futures::future::join_all(paths.iter().map(|p| gw.w.owner.get(p))).await;
+    for (page, path) in pages.iter().zip(&paths) {
+        assert_eq!(page.status, 200, "GET {path}: {}", page.body);
+    }
+    for (c, b) in convs.iter().zip(&before) {
+        assert_eq!(
+            viewed(*c).await,
+            b + 8,
+            "each of the 8 views of {c} is in the log once"
+        );
+    }
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
+        .fetch_one(&gw.w.t.owner)
+        .await
+        .unwrap();
+    let (count, span): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), max(seq) - min(seq) + 1 FROM audit_log WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(&gw.w.t.owner)
+    .await
+    .unwrap();
+    assert_eq!(count, span, "no gap in the chain's sequence");
+    let key = gw.w.t.keys.audit_checkpoint_key(tenant).await.unwrap();
+    let mut tx = sigmaai::db::begin_tenant(&gw.w.t.state.db, tenant)
+        .await
+        .unwrap();
+    let verified = sigmaai::db::audit::verify_chain(&mut tx, tenant, &*key)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(verified.is_ok(), "the audit chain verifies");
+}
+
 /// The conversation page's own statements after its frame, BEGIN … COMMIT of both of its
 /// transactions included. The page's transaction: the opening read with the read mark, the
 /// thread, the reply box's lists with the latest draft, the heartbeat with who else is here,

@@ -24,7 +24,7 @@ use crate::wiring::App;
 use crate::{
     crypto::Aad,
     db::{
-        self, audit,
+        self,
         conversations::{self, ListFilter},
         messages,
     },
@@ -536,23 +536,24 @@ async fn load_conversation(
         _ => None,
     };
     tx.commit().await?;
-    // The view is audited in a short transaction of its own, after the page's: the tenant's
-    // audit-chain lock is then held for the entry's three statements and its commit only,
-    // while the page's transaction (which holds the conversation row it marked read, a row
-    // ingest also writes) never waits in line for it. The page is shown only once its entry
-    // committed; should the entry fail, the request fails and nothing is shown unaudited.
-    let mut audit_tx = db::begin_tenant_chain_locked(&state.db, tenant).await?;
-    audit::record_locked(
-        &mut audit_tx,
-        tenant,
-        &t.actor(),
-        "conversation.viewed",
-        &id.to_string(),
-        json!({}),
-        state.now(),
-    )
-    .await?;
-    audit_tx.commit().await?;
+    // The view is audited after the page's transaction, in a short one of its own shared
+    // with the tenant's other views arriving meanwhile (`db::audit::Batched`): the tenant's
+    // audit-chain lock is held for one batch's BEGIN, last entry, insert and commit, and the
+    // page's transaction (which holds the conversation row it marked read, a row ingest also
+    // writes) never waits in line for it. The page is shown only once its entry committed;
+    // should the entry fail, the request fails and nothing is shown unaudited.
+    state
+        .audit_batched
+        .record(
+            &state.db,
+            tenant,
+            &t.actor(),
+            "conversation.viewed",
+            &id.to_string(),
+            json!({}),
+            state.now(),
+        )
+        .await?;
     if arrived {
         presence::arrived(state, tenant, id).await;
     }
