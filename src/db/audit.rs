@@ -476,43 +476,58 @@ impl Batched {
                 now,
                 done,
             });
-        let writing = queue.writer.lock().await;
-        // The batch written while this request waited may have held its entry: a writer
-        // answers all of its batch before it lets the next one in.
-        let committed = match outcome.try_recv() {
-            Ok(committed) => committed,
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => false,
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
-                let batch = std::mem::take(
-                    &mut *queue
-                        .pending
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                );
-                // Written by a task of its own, so a request cancelled meanwhile (its client
-                // gone) cannot leave the others' entries unwritten and unanswered.
-                let pool = pool.clone();
-                let write = tokio::spawn(
-                    async move {
-                        let committed = match append_batch(&pool, tenant_id, &batch).await {
-                            Ok(()) => true,
-                            Err(e) => {
-                                tracing::warn!(error = %e, entries = batch.len(),
-                                    "audit batch failed; its entries are written one by one");
-                                false
+        // Either a batch written meanwhile answers (this entry was in it), or this request
+        // gets to write the next batch. An answered request returns at once: it does not
+        // wait its turn on the writer lock, which its batch's other requests hand on.
+        let writing = tokio::select! {
+            biased;
+            answered = &mut outcome => Err(answered.unwrap_or(false)),
+            writing = queue.writer.lock() => Ok(writing),
+        };
+        let committed = match writing {
+            Err(committed) => committed,
+            Ok(writing) => {
+                // The batch written while this request waited may have held its entry: a
+                // writer answers all of its batch before it lets the next one in.
+                let committed = match outcome.try_recv() {
+                    Ok(committed) => committed,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => false,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                        let batch = std::mem::take(
+                            &mut *queue
+                                .pending
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        );
+                        // Written by a task of its own, so a request cancelled meanwhile (its
+                        // client gone) cannot leave the others' entries unwritten and
+                        // unanswered.
+                        let pool = pool.clone();
+                        let write = tokio::spawn(
+                            async move {
+                                let committed = match append_batch(&pool, tenant_id, &batch).await
+                                {
+                                    Ok(()) => true,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, entries = batch.len(),
+                                            "audit batch failed; its entries are written one by one");
+                                        false
+                                    }
+                                };
+                                for p in batch {
+                                    let _ = p.done.send(committed);
+                                }
                             }
-                        };
-                        for p in batch {
-                            let _ = p.done.send(committed);
-                        }
+                            .instrument(tracing::Span::current()),
+                        );
+                        let _ = write.await;
+                        outcome.await.unwrap_or(false)
                     }
-                    .instrument(tracing::Span::current()),
-                );
-                let _ = write.await;
-                outcome.await.unwrap_or(false)
+                };
+                drop(writing);
+                committed
             }
         };
-        drop(writing);
         if committed {
             return Ok(());
         }
