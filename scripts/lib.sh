@@ -58,6 +58,9 @@ ensure_postgres() {
     # from the OS cache). SIGMAAI_BENCH_SHARED_BUFFERS overrides (e.g. 128MB to compare); it
     # applies when the cluster starts.
     if [ "$name" = pg-bench ]; then opts="$opts -c shared_buffers=${SIGMAAI_BENCH_SHARED_BUFFERS:-1GB}"; fi
+    # The bench cluster only: pg_stat_statements, so `scripts/bench pages` can say which
+    # statements a page's time goes to (server-side, per call). Applies when the cluster starts.
+    if [ "$name" = pg-bench ]; then opts="$opts -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top"; fi
     run_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null
   fi
   local pw; pw=$(cat "$pwfile")

@@ -40,6 +40,9 @@ pub(crate) struct AppState {
     pub(crate) live: Live,
     /// The SMTP client; `None` when e-mail is off (see [`crate::mail`]).
     pub(crate) mailer: Option<Arc<Mailer>>,
+    /// Audit entries written by many requests at once (conversation views), appended per
+    /// tenant in batches (see `db::audit::Batched`).
+    pub(crate) audit_batched: Arc<crate::db::audit::Batched>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             keys,
             media,
             mailer,
+            audit_batched: Arc::default(),
         }
     }
 

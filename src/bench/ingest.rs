@@ -280,7 +280,7 @@ pub async fn main() -> anyhow::Result<()> {
         .await?;
         println!("database size {size}, shared_buffers {buffers}");
         if which == "pages" {
-            pages(&state, created.user_id).await?;
+            pages(&state, created.user_id, u.as_str()).await?;
         }
 
         let runs = 200;
@@ -459,6 +459,11 @@ pub async fn main() -> anyhow::Result<()> {
         tx.commit().await?;
     }
     state.db.close().await;
+    // `BENCH_KEEP_DB=1` keeps the seeded database (to EXPLAIN a page's statements on it).
+    if std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1") {
+        println!("kept databases {db_name} and {db_name}_keys (BENCH_KEEP_DB=1)");
+        return Ok(());
+    }
     let _ = sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
         .execute(&mut admin)
         .await;
@@ -1547,7 +1552,13 @@ fn raise_fd_limit() {
 /// left: the inbox, one conversation, the review queue. Closed loop (`BENCH_PAGE_CONCURRENCY`
 /// clients, `BENCH_PAGE_REQUESTS` each), then open loop at `BENCH_PAGE_RATE` pages/s for
 /// `BENCH_PAGE_SECS` s (latency from when each request was due). Any non-200 fails the run.
-async fn pages(state: &crate::state::AppState, user: uuid::Uuid) -> anyhow::Result<()> {
+/// After each closed loop, the statements the page's requests ran, from `pg_stat_statements`
+/// (the bench cluster preloads it): calls and execution time per page, buffers per call.
+async fn pages(
+    state: &crate::state::AppState,
+    user: uuid::Uuid,
+    owner_url: &str,
+) -> anyhow::Result<()> {
     let env = |k: &str, d: f64| -> f64 {
         std::env::var(k)
             .ok()
@@ -1653,8 +1664,25 @@ async fn pages(state: &crate::state::AppState, user: uuid::Uuid) -> anyhow::Resu
         }
         errors.len()
     };
+    let mut owner = sqlx::PgConnection::connect(owner_url).await?;
+    let stats = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut owner)
+        .await
+        .is_ok()
+        && sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&mut owner)
+            .await
+            .is_ok();
+    if !stats {
+        println!("pg_stat_statements not loaded (restart the bench cluster): no statement table");
+    }
     let mut failed = 0;
     for (name, urls) in &pages {
+        if stats {
+            sqlx::query("SELECT pg_stat_statements_reset()")
+                .execute(&mut owner)
+                .await?;
+        }
         // (1) Closed loop.
         let started = Instant::now();
         let mut handles = Vec::new();
@@ -1673,11 +1701,15 @@ async fn pages(state: &crate::state::AppState, user: uuid::Uuid) -> anyhow::Resu
         for h in handles {
             results.extend(h.await?);
         }
+        let served = results.len();
         failed += report(
             format!("page {name}, closed c={concurrency}"),
             results,
             started.elapsed().as_secs_f64(),
         );
+        if stats {
+            statement_table(&mut owner, served).await?;
+        }
         // (2) Open loop: on schedule, latency counted from when each request was due.
         let n = (rate * secs) as usize;
         let started = Instant::now();
@@ -1705,6 +1737,46 @@ async fn pages(state: &crate::state::AppState, user: uuid::Uuid) -> anyhow::Resu
     trigger.trigger();
     let _ = server.await;
     anyhow::ensure!(failed == 0, "{failed} page(s) failed");
+    Ok(())
+}
+
+/// What the database did for `pages` pages, from `pg_stat_statements` (reset before them):
+/// each statement's calls and execution time per page, its buffer hits and reads per call,
+/// and the totals. Execution time only: parse, bind and the round trips are not in it.
+async fn statement_table(owner: &mut sqlx::PgConnection, pages: usize) -> anyhow::Result<()> {
+    let rows: Vec<(i64, f64, f64, i64, i64, String)> = sqlx::query_as(
+        "SELECT calls, total_exec_time, mean_exec_time, shared_blks_hit, shared_blks_read,
+                left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
+         FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT LIKE '%pg_stat_statements%'
+         ORDER BY total_exec_time DESC",
+    )
+    .fetch_all(&mut *owner)
+    .await?;
+    let per = |x: f64| x / pages.max(1) as f64;
+    let (calls, ms): (i64, f64) = rows.iter().fold((0, 0.0), |(c, t), r| (c + r.0, t + r.1));
+    println!(
+        "  database: {:.1} statements and {:.2} ms of execution per page ({} distinct)",
+        per(calls as f64),
+        per(ms),
+        rows.len()
+    );
+    println!(
+        "  {:>6} {:>8} {:>8} {:>7} {:>6}  statement",
+        "/page", "ms/page", "mean ms", "hit", "read"
+    );
+    for (calls, total, mean, hit, read, query) in rows.iter().take(14) {
+        let c = (*calls).max(1) as f64;
+        println!(
+            "  {:>6.2} {:>8.3} {:>8.3} {:>7.1} {:>6.1}  {query}",
+            per(*calls as f64),
+            per(*total),
+            mean,
+            *hit as f64 / c,
+            *read as f64 / c
+        );
+    }
     Ok(())
 }
 

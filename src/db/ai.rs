@@ -294,26 +294,6 @@ pub(crate) async fn queue_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
     .await
 }
 
-pub(crate) async fn latest_for_conversation(
-    conn: &mut PgConnection,
-    conversation_id: Uuid,
-) -> sqlx::Result<Option<Draft>> {
-    // Newest by creation time, then by id (time-ordered v7): a regenerated draft can carry the
-    // same `created_at` as the one it replaced (one clock reading per turn), and an index scan
-    // returns ties in no useful order. `drafts_conversation` answers it.
-    sqlx::query_as::<_, Draft>(
-        "SELECT id, conversation_id, contact_id, reply_to_message_id, state, original_sealed, final_sealed,
-                escalation_reason, provider, model, prompt_version, knowledge_ids, input_tokens, output_tokens,
-                latency_ms, auto_sent, decided_by, decided_at, reject_reason, edited, sent_message_id, created_at,
-                source_changed
-         FROM drafts WHERE tenant_id = app_current_tenant() AND conversation_id = $1
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind(conversation_id)
-    .fetch_optional(conn)
-    .await
-}
-
 /// Decides a draft once: only a pending (or escalated) draft moves. `false` when someone
 /// else decided first — so a double click or two reviewers send once.
 #[allow(clippy::too_many_arguments)]
@@ -594,17 +574,6 @@ pub(crate) async fn set_urgent(
     Ok(())
 }
 
-/// The urgent drafts among `ids`.
-pub(crate) async fn urgent_drafts(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM drafts WHERE id = ANY($1) AND urgent")
-        .bind(ids)
-        .fetch_all(conn)
-        .await
-}
-
 /// The conversations among `ids` flagged urgent that still need a person.
 pub(crate) async fn urgent_conversations(
     conn: &mut PgConnection,
@@ -748,6 +717,104 @@ pub(crate) async fn queue_rows(
     .bind(f.offset)
     .fetch_all(conn)
     .await
+}
+
+/// One card of the review queue page: the draft, whether it is an emergency, its
+/// conversation, the kind of its channel (`None` once the channel is deleted) and the
+/// conversation's contact (`None` should row-level security hide it).
+pub(crate) struct QueueCard {
+    pub(crate) draft: Draft,
+    pub(crate) urgent: bool,
+    pub(crate) conversation: super::conversations::Conversation,
+    pub(crate) channel_kind: Option<String>,
+    pub(crate) contact: Option<super::contacts::Contact>,
+}
+
+/// One page of the queue as its cards show it, in one statement whatever the page holds:
+/// [`queue_rows`] with each draft's urgency, conversation, channel kind and contact
+/// (primary-key probes beside the `drafts_queue_order` walk; four round trips before, and
+/// the channel list).
+pub(crate) async fn queue_cards(
+    conn: &mut PgConnection,
+    f: &QueueFilter,
+) -> sqlx::Result<Vec<QueueCard>> {
+    use sqlx::{FromRow, Row};
+    let rows = sqlx::query(&format!(
+        "SELECT d.id, d.conversation_id, d.contact_id, d.reply_to_message_id, d.state,
+                d.original_sealed, d.final_sealed, d.escalation_reason, d.provider, d.model,
+                d.prompt_version, d.knowledge_ids, d.input_tokens, d.output_tokens, d.latency_ms,
+                d.auto_sent, d.decided_by, d.decided_at, d.reject_reason, d.edited,
+                d.sent_message_id, d.created_at, d.source_changed, d.urgent,
+                c.channel_id AS cv_channel_id, c.contact_id AS cv_contact_id, c.is_group AS cv_is_group,
+                c.group_name_sealed AS cv_group_name_sealed, c.status AS cv_status,
+                c.ownership AS cv_ownership, c.policy_override AS cv_policy_override,
+                c.assigned_to AS cv_assigned_to, c.labels AS cv_labels, c.unread_count AS cv_unread_count,
+                c.last_message_at AS cv_last_message_at, c.last_inbound_at AS cv_last_inbound_at,
+                c.created_at AS cv_created_at, c.attention AS cv_attention,
+                ct.id AS ct_id, ct.phone_index AS ct_phone_index, ct.lid_index AS ct_lid_index,
+                ct.phone_sealed AS ct_phone_sealed, ct.name_sealed AS ct_name_sealed,
+                ct.profile_sealed AS ct_profile_sealed, ct.tags AS ct_tags,
+                ct.restricted_at AS ct_restricted_at, ct.erased_at AS ct_erased_at,
+                ct.created_at AS ct_created_at, ch.kind AS ch_kind
+         FROM drafts d JOIN conversations c ON c.tenant_id = d.tenant_id AND c.id = d.conversation_id
+         LEFT JOIN contacts ct ON ct.id = c.contact_id
+         LEFT JOIN channels ch ON ch.id = c.channel_id AND ch.deleted_at IS NULL
+         WHERE d.tenant_id = app_current_tenant() AND {QUEUE_WHERE}
+         ORDER BY d.urgent DESC, d.created_at, d.id LIMIT $6 OFFSET $7"
+    ))
+    .bind(f.state)
+    .bind(f.assigned_to)
+    .bind(f.unassigned)
+    .bind(f.channel)
+    .bind(f.created_before)
+    .bind(f.limit)
+    .bind(f.offset)
+    .fetch_all(conn)
+    .await?;
+    let mut cards = Vec::with_capacity(rows.len());
+    for r in rows {
+        let draft = Draft::from_row(&r)?;
+        let conversation = super::conversations::Conversation {
+            id: draft.conversation_id,
+            channel_id: r.try_get("cv_channel_id")?,
+            contact_id: r.try_get("cv_contact_id")?,
+            is_group: r.try_get("cv_is_group")?,
+            group_name_sealed: r.try_get("cv_group_name_sealed")?,
+            status: r.try_get("cv_status")?,
+            ownership: r.try_get("cv_ownership")?,
+            policy_override: r.try_get("cv_policy_override")?,
+            assigned_to: r.try_get("cv_assigned_to")?,
+            labels: r.try_get("cv_labels")?,
+            unread_count: r.try_get("cv_unread_count")?,
+            last_message_at: r.try_get("cv_last_message_at")?,
+            last_inbound_at: r.try_get("cv_last_inbound_at")?,
+            created_at: r.try_get("cv_created_at")?,
+            attention: r.try_get("cv_attention")?,
+        };
+        let contact = match r.try_get::<Option<Uuid>, _>("ct_id")? {
+            None => None,
+            Some(id) => Some(super::contacts::Contact {
+                id,
+                phone_index: r.try_get("ct_phone_index")?,
+                lid_index: r.try_get("ct_lid_index")?,
+                phone_sealed: r.try_get("ct_phone_sealed")?,
+                name_sealed: r.try_get("ct_name_sealed")?,
+                profile_sealed: r.try_get("ct_profile_sealed")?,
+                tags: r.try_get("ct_tags")?,
+                restricted_at: r.try_get("ct_restricted_at")?,
+                erased_at: r.try_get("ct_erased_at")?,
+                created_at: r.try_get("ct_created_at")?,
+            }),
+        };
+        cards.push(QueueCard {
+            urgent: r.try_get("urgent")?,
+            channel_kind: r.try_get("ch_kind")?,
+            draft,
+            conversation,
+            contact,
+        });
+    }
+    Ok(cards)
 }
 
 /// How many drafts the queue holds under this filter (the page and offset aside).

@@ -410,16 +410,6 @@ pub(crate) async fn unread_total(conn: &mut PgConnection) -> sqlx::Result<i64> {
     .await
 }
 
-pub(crate) async fn mark_read(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0",
-        id
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,

@@ -42,12 +42,13 @@ pub(crate) async fn add_member(
     Ok(())
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
 pub(crate) struct Member {
     pub(crate) user_id: Uuid,
     pub(crate) name: String,
     pub(crate) email: String,
     pub(crate) role: String,
+    #[serde(with = "time::serde::rfc3339")]
     #[expect(dead_code, reason = "read by no caller yet; kept with its column")]
     pub(crate) created_at: OffsetDateTime,
 }

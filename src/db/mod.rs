@@ -196,7 +196,7 @@ pub(crate) async fn begin_tenant_chain_locked(
             audit::lock_chain_sql(tenant_id)
         ))
         .await?;
-    tracing::trace!(target: "sigmaai::db::tx", "BEGIN");
+    tracing::trace!(target: "sigmaai::db::tx", chain_lock = true, "BEGIN");
     Ok(tx)
 }
 

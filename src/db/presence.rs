@@ -56,6 +56,71 @@ pub(crate) async fn touch(
         .map(|(e, d, _)| (e, d)))
 }
 
+/// A page drawn by `user` on `conversation`: records the heartbeat as [`touch`] does with
+/// no edit (the editing state the script last sent is kept), and reads who else is here, as
+/// [`others`] does, in one statement (three round trips before). Returns whether the user
+/// was already here (a heartbeat at or after `since`), and the others.
+pub(crate) async fn on_page(
+    conn: &mut PgConnection,
+    conversation: Uuid,
+    user: Uuid,
+    now: OffsetDateTime,
+    since: OffsetDateTime,
+) -> sqlx::Result<(bool, Vec<Here>)> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        seen_before: Option<OffsetDateTime>,
+        user_id: Option<Uuid>,
+        name: Option<String>,
+        editing: Option<bool>,
+        draft_id: Option<Uuid>,
+    }
+    // `before` is read (and its row locked) before `up` writes: `up` reads from it.
+    let rows: Vec<Row> = sqlx::query_as(
+        "WITH before AS (
+             SELECT seen_at FROM review_presence
+             WHERE tenant_id = app_current_tenant() AND conversation_id = $1 AND user_id = $2
+             FOR UPDATE
+         ), up AS (
+             INSERT INTO review_presence (tenant_id, conversation_id, user_id, draft_id, editing, seen_at)
+             SELECT app_current_tenant(), $1, $2, NULL, false, $3 FROM (SELECT count(*) FROM before) b
+             ON CONFLICT (tenant_id, conversation_id, user_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+             RETURNING 1
+         )
+         SELECT (SELECT seen_at FROM before) AS seen_before, o.user_id, o.name, o.editing, o.draft_id
+         FROM (SELECT count(*) FROM up) w
+         LEFT JOIN LATERAL (
+             SELECT p.user_id, u.name, p.editing, p.draft_id
+             FROM review_presence p JOIN users u ON u.id = p.user_id
+             WHERE p.tenant_id = app_current_tenant() AND p.conversation_id = $1
+               AND p.user_id <> $2 AND p.seen_at >= $4
+         ) o ON true
+         ORDER BY o.editing DESC, o.name",
+    )
+    .bind(conversation)
+    .bind(user)
+    .bind(now)
+    .bind(since)
+    .fetch_all(conn)
+    .await?;
+    let was_here = rows
+        .first()
+        .and_then(|r| r.seen_before)
+        .is_some_and(|seen| seen >= since);
+    let others = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(Here {
+                user_id: r.user_id?,
+                name: r.name?,
+                editing: r.editing?,
+                draft_id: r.draft_id,
+            })
+        })
+        .collect();
+    Ok((was_here, others))
+}
+
 /// The user left the conversation (closed the page or went elsewhere).
 pub(crate) async fn leave(
     conn: &mut PgConnection,

@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Deserialize)]
 pub(crate) struct Template {
     pub(crate) id: Uuid,
     pub(crate) name: String,
@@ -45,19 +45,6 @@ pub(crate) async fn replace(
         .await?;
     }
     Ok(())
-}
-
-pub(crate) async fn for_channel(
-    conn: &mut PgConnection,
-    channel_id: Uuid,
-) -> sqlx::Result<Vec<Template>> {
-    sqlx::query_as!(
-        Template,
-        "SELECT id, name, language, body, param_count FROM message_templates WHERE channel_id = $1 ORDER BY name, language",
-        channel_id
-    )
-    .fetch_all(conn)
-    .await
 }
 
 pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Template>> {

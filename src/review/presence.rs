@@ -123,19 +123,17 @@ async fn announce(state: &AppState, tenant: Uuid, conversation: Uuid) {
     state.live.publish(tenant, &live::Event::Review).await;
 }
 
-/// The conversation page is being drawn for `user`: they are here (keeping any editing
-/// state their script reported). Returns whether they just arrived; the caller announces it
-/// with [`arrived`] once its transaction has committed.
-pub(crate) async fn on_page(
+/// [`on_page`] and [`others_on`] for this one conversation, in one statement: whether the
+/// member just arrived, and everyone else on it now.
+pub(crate) async fn on_page_with_others(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     user: Uuid,
     conversation: Uuid,
-) -> sqlx::Result<bool> {
+) -> sqlx::Result<(bool, Vec<Here>)> {
     let now = state.now();
-    Ok(dbp::touch(conn, conversation, user, None, now, since(now))
-        .await?
-        .is_none())
+    let (was_here, others) = dbp::on_page(conn, conversation, user, now, since(now)).await?;
+    Ok((!was_here, others))
 }
 
 /// Tells the other open pages that someone arrived.

@@ -555,6 +555,8 @@ struct StatementLog;
 struct Statement {
     summary: String,
     sql: String,
+    /// A BEGIN that took the audit-chain lock with it.
+    chain_lock: bool,
 }
 
 impl Statement {
@@ -571,6 +573,11 @@ impl Statement {
 }
 
 impl tracing::field::Visit for Statement {
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if field.name() == "chain_lock" {
+            self.chain_lock = value;
+        }
+    }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         match field.name() {
             "summary" => self.summary = value.to_owned(),
@@ -608,7 +615,14 @@ where
         }
         let mut statement = Statement::default();
         if target == "sigmaai::db::tx" {
-            statement.summary = "BEGIN (db::begin_tenant)".into();
+            // `db::begin_tenant_chain_locked` marks its BEGIN, which also takes the tenant's
+            // audit-chain lock in that round trip.
+            event.record(&mut statement);
+            statement.summary = if statement.chain_lock {
+                "BEGIN (db::begin_tenant_chain_locked: pg_advisory_xact_lock)".into()
+            } else {
+                "BEGIN (db::begin_tenant)".into()
+            };
         } else {
             event.record(&mut statement);
         }

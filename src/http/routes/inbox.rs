@@ -25,7 +25,7 @@ use crate::wiring::App;
 use crate::{
     crypto::Aad,
     db::{
-        self, audit,
+        self,
         conversations::{self, ListFilter},
         messages,
     },
@@ -488,37 +488,40 @@ async fn load_conversation(
     let tenant = t.id();
     let clock = tenant_clock(state, t).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    let (conv, contact, channel) = db::conversation_page::open(&mut tx, id)
+    // The first page of the thread marks the conversation read in the opening read.
+    let (conv, contact, channel) = db::conversation_page::open(&mut tx, id, before.is_none())
         .await?
         .ok_or(AppError::NotFound)?;
     let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
-    let members = db::memberships::members(&mut tx).await?;
-    let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
-    let canned = db::canned::list(&mut tx).await?;
-    let templates = db::templates::for_channel(&mut tx, conv.channel_id).await?;
+    let db::conversation_page::ReplyBox {
+        latest_draft,
+        members,
+        canned,
+        templates,
+    } = db::conversation_page::reply_box(&mut tx, id, conv.channel_id).await?;
     let edited = edited_of(&mut tx, &rows).await?;
-    if before.is_none() {
-        conversations::mark_read(&mut tx, id).await?;
-    }
     // A reviewer opening the conversation is "here" (others see it), and takes it when
     // nobody has it (assign on open).
     let me = t.me.user.id;
     let reviewing = t.can(crate::domain::account::Role::Reviewer) && before.is_none();
     let mut assigned_to = conv.assigned_to;
     let mut arrived = false;
-    if reviewing {
+    let others: Vec<presence::Here> = if reviewing {
         if assigned_to.is_none()
             && presence::assign_on_open(state, &mut tx, tenant, &t.actor(), id).await?
         {
             assigned_to = Some(me);
         }
-        arrived = presence::on_page(state, &mut tx, me, id).await?;
-    }
-    let others: Vec<presence::Here> = presence::others_on(state, &mut tx, &[id], me)
-        .await?
-        .into_iter()
-        .map(|(_, h)| h)
-        .collect();
+        let (came, others) = presence::on_page_with_others(state, &mut tx, me, id).await?;
+        arrived = came;
+        others
+    } else {
+        presence::others_on(state, &mut tx, &[id], me)
+            .await?
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect()
+    };
     let knowledge = draft_knowledge(&mut tx, latest_draft.as_ref()).await?;
     let pane_rows = conversations::list(
         &mut tx,
@@ -535,23 +538,24 @@ async fn load_conversation(
         _ => None,
     };
     tx.commit().await?;
-    // The view is audited in a short transaction of its own, after the page's: the tenant's
-    // audit-chain lock is then held for the entry's three statements and its commit only,
-    // while the page's transaction (which holds the conversation row it marked read, a row
-    // ingest also writes) never waits in line for it. The page is shown only once its entry
-    // committed; should the entry fail, the request fails and nothing is shown unaudited.
-    let mut audit_tx = db::begin_tenant(&state.db, tenant).await?;
-    audit::record(
-        &mut audit_tx,
-        tenant,
-        &t.actor(),
-        "conversation.viewed",
-        &id.to_string(),
-        json!({}),
-        state.now(),
-    )
-    .await?;
-    audit_tx.commit().await?;
+    // The view is audited after the page's transaction, in a short one of its own shared
+    // with the tenant's other views arriving meanwhile (`db::audit::Batched`): the tenant's
+    // audit-chain lock is held for one batch's BEGIN, last entry, insert and commit, and the
+    // page's transaction (which holds the conversation row it marked read, a row ingest also
+    // writes) never waits in line for it. The page is shown only once its entry committed;
+    // should the entry fail, the request fails and nothing is shown unaudited.
+    state
+        .audit_batched
+        .record(
+            &state.db,
+            tenant,
+            &t.actor(),
+            "conversation.viewed",
+            &id.to_string(),
+            json!({}),
+            state.now(),
+        )
+        .await?;
     if arrived {
         presence::arrived(state, tenant, id).await;
     }
@@ -792,25 +796,29 @@ async fn conversation_fragment(
         templates: Vec::new(),
     };
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    // Another tenant's conversation (or none) is a 404, as the page is.
-    let conv = conversations::get(&mut tx, id)
+    // Another tenant's conversation (or none) is a 404, as the page is. The thread's first
+    // page marks it read in the same statement, as the page does.
+    let mark_read = wants("thread") && before.is_none();
+    let (conv, _, channel) = db::conversation_page::open(&mut tx, id, mark_read)
         .await?
         .ok_or(AppError::NotFound)?;
-    if wants("thread") {
+    let reply = wants("reply") && t.can(crate::domain::account::Role::Reviewer);
+    // The thread's members and the reply box's lists in one read, when either is drawn.
+    let lists = if wants("thread") || reply {
+        Some(db::conversation_page::reply_box(&mut tx, id, conv.channel_id).await?)
+    } else {
+        None
+    };
+    if let (true, Some(lists)) = (wants("thread"), &lists) {
         let mut rows = messages::thread(&mut tx, id, before, THREAD_PAGE).await?;
-        let members = db::memberships::members(&mut tx).await?;
         let edited = edited_of(&mut tx, &rows).await?;
-        if before.is_none() {
-            conversations::mark_read(&mut tx, id).await?;
-            // The badge was counted before the conversation was marked read.
-            if conv.status == "open" {
-                f.shell.unread = (f.shell.unread - i64::from(conv.unread_count)).max(0);
-            }
+        // The badge was counted before the conversation was marked read.
+        if mark_read && conv.status == "open" {
+            f.shell.unread = (f.shell.unread - i64::from(conv.unread_count)).max(0);
         }
         rows.reverse();
-        f.messages = thread_view(state, tenant, &clock, &rows, &members, &edited).await;
+        f.messages = thread_view(state, tenant, &clock, &rows, &lists.members, &edited).await;
     }
-    let reply = wants("reply") && t.can(crate::domain::account::Role::Reviewer);
     if wants("presence") || reply {
         f.others = presence::others_on(state, &mut tx, &[id], me)
             .await?
@@ -818,12 +826,11 @@ async fn conversation_fragment(
             .map(|(_, h)| h)
             .collect();
     }
-    if reply {
-        let channel = db::channels::get(&mut tx, conv.channel_id).await?;
-        let latest_draft = db::ai::latest_for_conversation(&mut tx, id).await?;
+    if let (true, Some(lists)) = (reply, lists) {
+        let latest_draft = lists.latest_draft;
         let knowledge = draft_knowledge(&mut tx, latest_draft.as_ref()).await?;
-        f.canned = db::canned::list(&mut tx).await?;
-        f.templates = db::templates::for_channel(&mut tx, conv.channel_id).await?;
+        f.canned = lists.canned;
+        f.templates = lists.templates;
         f.channel_kind = channel.map(|c| c.kind).unwrap_or_default();
         f.window_open =
             review_rules::window_open(&f.channel_kind, conv.last_inbound_at, state.now());

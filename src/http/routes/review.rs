@@ -20,7 +20,7 @@ use crate::domain::message::MessageStatus;
 use crate::domain::review::{self as review_rules, DraftState};
 use crate::wiring::App;
 use crate::{
-    db::{self, ai as db_ai, conversations, messages},
+    db::{self, ai as db_ai, messages},
     error::{AppError, AppResult},
     http::{
         extract::{PageCtx, RequireRole, Reviewer, TenantCtx},
@@ -155,15 +155,15 @@ async fn queue(
     let tenant = t.id();
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
-    // The list alone skips what only the rest of the page shows (the undo offer) and takes
-    // the time zone the tenant extractor loaded.
+    // The list alone skips what only the rest of the page shows (the undo offer). Both take
+    // the time zone the tenant extractor loaded with the frame.
     let undo = match q.undo {
         Some(id) if fragment.is_none() => undo_offer(&state, &mut tx, tenant, id, now).await?,
         _ => None,
     };
-    let clock = match (&fragment, &t.chrome.time_zone) {
-        (Some(_), Some(tz)) => Clock::new(tz, now),
-        _ => Clock::new(&db::tenants::settings(&mut tx).await?.time_zone, now),
+    let clock = match &t.chrome.time_zone {
+        Some(tz) => Clock::new(tz, now),
+        None => Clock::new(&db::tenants::settings(&mut tx).await?.time_zone, now),
     };
     let show = match q.show.as_str() {
         s @ ("drafts" | "escalations") => s,
@@ -173,12 +173,13 @@ async fn queue(
         s @ ("mine" | "unassigned") => s,
         _ => "",
     };
-    let all_channels = db::channels::list(&mut tx).await?;
-    // Each card's channel kind (Meta's 24-hour window), from the list the filter offers.
-    let channel_kinds: HashMap<Uuid, &str> = all_channels
-        .iter()
-        .map(|c| (c.id, c.kind.as_str()))
-        .collect();
+    // The channel filter's choices: the list alone needs them only to check a channel
+    // filter. (Each card's channel kind, for Meta's 24-hour window, comes with its row.)
+    let all_channels = if fragment.is_none() || !q.channel.is_empty() {
+        db::channels::list(&mut tx).await?
+    } else {
+        Vec::new()
+    };
     let channels: Vec<(Uuid, String)> = all_channels
         .iter()
         .filter(|c| c.kind != "simulator")
@@ -202,7 +203,8 @@ async fn queue(
         limit: QUEUE_LIMIT,
         offset: page * QUEUE_LIMIT,
     };
-    let drafts = db_ai::queue_rows(&mut tx, &filter).await?;
+    // The cards' drafts with their conversations and contacts, in one statement.
+    let drafts = db_ai::queue_cards(&mut tx, &filter).await?;
     // The whole queue's size is the waiting badge the page frame already read (a maintained
     // counter); only a filtered queue is counted here. Never fewer than the page shows.
     let total = if filter.is_whole_queue() {
@@ -216,38 +218,29 @@ async fn queue(
     let page_query =
         |p: i64| format!("?show={show}&who={who}&channel={channel_q}&age={age_q}&page={p}");
     let knowledge = db_ai::knowledge(&mut tx).await?;
-    // The cards' rows in a constant number of round trips, whatever the page holds: the
-    // conversations, their contacts, each one's last messages (one LATERAL query) and the
-    // drafts' tool calls. The channels came with the filter above.
-    let conv_ids: Vec<Uuid> = drafts.iter().map(|d| d.conversation_id).collect();
-    let convs: HashMap<Uuid, conversations::Conversation> =
-        conversations::get_many(&mut tx, &conv_ids)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
-    let contact_ids: Vec<Uuid> = convs.values().map(|c| c.contact_id).collect();
-    let contacts: HashMap<Uuid, db::contacts::Contact> =
-        db::contacts::get_many(&mut tx, &contact_ids)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
+    // The rest of the cards' rows in a constant number of round trips, whatever the page
+    // holds: each conversation's last messages (one LATERAL query) and the drafts' tool
+    // calls. The channels came with the filter above.
+    let conv_ids: Vec<Uuid> = drafts.iter().map(|d| d.draft.conversation_id).collect();
     let mut threads: HashMap<Uuid, Vec<messages::Message>> = HashMap::new();
     for m in messages::latest_of_many(&mut tx, &conv_ids, CONTEXT_MESSAGES).await? {
         threads.entry(m.conversation_id).or_default().push(m);
     }
-    let draft_ids: Vec<Uuid> = drafts.iter().map(|d| d.id).collect();
+    let draft_ids: Vec<Uuid> = drafts.iter().map(|d| d.draft.id).collect();
     let mut calls_of: HashMap<Uuid, Vec<db::mcp::Call>> = HashMap::new();
     for c in db::mcp::calls_for_drafts(&mut tx, &draft_ids).await? {
         calls_of.entry(c.draft_id).or_default().push(c);
     }
     let mut cards = Vec::with_capacity(drafts.len());
-    for d in drafts {
-        let Some(conv) = convs.get(&d.conversation_id) else {
-            continue;
-        };
-        let Some(contact) = contacts.get(&conv.contact_id) else {
+    for db_ai::QueueCard {
+        draft: d,
+        urgent,
+        conversation: conv,
+        channel_kind,
+        contact,
+    } in drafts
+    {
+        let Some(contact) = contact.as_ref() else {
             continue;
         };
         let mut context = Vec::new();
@@ -261,7 +254,7 @@ async fn queue(
             .ok()
             .flatten()
             .unwrap_or_default();
-        let is_meta = channel_kinds.get(&conv.channel_id) == Some(&"meta");
+        let is_meta = channel_kind.as_deref() == Some("meta");
         let mut calls = Vec::new();
         for c in calls_of.get(&d.id).into_iter().flatten() {
             calls.push(decide::call_view(&state, tenant, c).await);
@@ -270,7 +263,7 @@ async fn queue(
             id: d.id,
             conversation_id: conv.id,
             escalated: DraftState::parse(&d.state) == Some(DraftState::Escalated),
-            urgent: false,
+            urgent,
             reason: d.escalation_reason.clone().unwrap_or_default(),
             source_changed: d.source_changed.clone(),
             contact: view::contact(&Messaging::from_ref(&state), tenant, contact)
@@ -313,12 +306,6 @@ async fn queue(
             }
             c.others.push(here.clone());
         }
-    }
-    // Emergencies first: the queue query orders them so, across pages too.
-    let ids: Vec<uuid::Uuid> = cards.iter().map(|c| c.id).collect();
-    let urgent = db_ai::urgent_drafts(&mut tx, &ids).await?;
-    for c in &mut cards {
-        c.urgent = urgent.contains(&c.id);
     }
     let mut pending_calls = Vec::new();
     for c in db::mcp::pending_calls(&mut tx, QUEUE_LIMIT).await? {
