@@ -114,6 +114,7 @@ pub(crate) async fn update(
     Path(id): Path<Uuid>,
     ApiJson(p): ApiJson<ContactPatch>,
 ) -> ApiResult<Json<ContactOut>> {
+    let messaging = Messaging::from_ref(&state);
     api.require(Scope::ContactsWrite)?;
     let tenant = api.tenant_id;
     if p.notes.as_deref().is_some_and(|n| n.chars().count() > 4000)
@@ -137,7 +138,7 @@ pub(crate) async fn update(
         return Err(ApiError::conflict("reply.erased"));
     }
     if p.notes.is_some() || tags.is_some() {
-        let current = view::contact(&Messaging::from_ref(&state), tenant, &c).await;
+        let current = view::contact(&messaging, tenant, &c).await;
         let notes = p.notes.as_deref().map(str::trim).unwrap_or(&current.notes);
         let profile = json!({ "notes": notes }).to_string();
         let sealed = state

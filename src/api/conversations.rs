@@ -106,6 +106,7 @@ pub(crate) async fn list(
     api: ApiCtx,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<ConversationList>> {
+    let messaging = Messaging::from_ref(&state);
     api.require(Scope::ConversationsRead)?;
     let tenant = api.tenant_id;
     let status = match q.status.as_deref() {
@@ -151,7 +152,7 @@ pub(crate) async fn list(
     let clock = Clock::new("UTC", state.now());
     let mut data = Vec::with_capacity(rows.len());
     for r in &rows {
-        let v = view::inbox_row(&Messaging::from_ref(&state), tenant, &clock, r).await;
+        let v = view::inbox_row(&messaging, tenant, &clock, r).await;
         data.push(ConversationSummary {
             id: r.id,
             contact_id: r.contact_id,
@@ -233,6 +234,7 @@ pub(crate) async fn show(
     Path(id): Path<Uuid>,
     Query(q): Query<ThreadQuery>,
 ) -> ApiResult<Json<ConversationOut>> {
+    let messaging = Messaging::from_ref(&state);
     api.require(Scope::ConversationsRead)?;
     let tenant = api.tenant_id;
     let before = q.before.as_deref().map(parse_cursor).transpose()?;
@@ -261,7 +263,7 @@ pub(crate) async fn show(
     let clock = Clock::new("UTC", now);
     let mut out = Vec::with_capacity(rows.len());
     for m in &rows {
-        let tm = view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await;
+        let tm = view::thread_message(&messaging, tenant, &clock, m).await;
         out.push(MessageOut {
             id: m.id,
             direction: m.direction.clone(),
@@ -285,9 +287,7 @@ pub(crate) async fn show(
         assigned_to: conv.assigned_to,
         labels: conv.labels,
         channel_id: conv.channel_id,
-        contact: ContactOut::from_view(
-            view::contact(&Messaging::from_ref(&state), tenant, &contact).await,
-        ),
+        contact: ContactOut::from_view(view::contact(&messaging, tenant, &contact).await),
         messages: out,
         older_cursor,
     }))
@@ -336,6 +336,7 @@ pub(crate) async fn send(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let messaging = Messaging::from_ref(&state);
     api.require(Scope::MessagesSend)?;
     let req: SendRequest = parse_json(&body)?;
     let key = match headers.get("idempotency-key") {
@@ -380,7 +381,7 @@ pub(crate) async fn send(
     let queued = match (req.text.as_deref(), req.template_id) {
         (Some(text), None) => {
             send::queue_text(
-                &Messaging::from_ref(&state),
+                &messaging,
                 &mut tx,
                 tenant,
                 id,
@@ -390,16 +391,7 @@ pub(crate) async fn send(
             .await
         }
         (None, Some(tpl)) => {
-            send::queue_template(
-                &Messaging::from_ref(&state),
-                &mut tx,
-                tenant,
-                id,
-                tpl,
-                &req.params,
-                author,
-            )
-            .await
+            send::queue_template(&messaging, &mut tx, tenant, id, tpl, &req.params, author).await
         }
         _ => return Err(ApiError::unprocessable("api.problem.text_or_template")),
     };

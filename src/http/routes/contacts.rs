@@ -80,6 +80,7 @@ async fn directory(
     t: RequireRole<Viewer>,
     Query(q): Query<DirectoryQuery>,
 ) -> AppResult<DirectoryPage> {
+    let messaging = Messaging::from_ref(&state);
     let tenant = t.id();
     let search = q.q.trim();
     let (name_tokens, phone_index) = if search.is_empty() {
@@ -116,7 +117,7 @@ async fn directory(
         .flatten();
     let mut rows = Vec::with_capacity(found.len());
     for r in &found {
-        let c = view::contact(&Messaging::from_ref(&state), tenant, &r.contact).await;
+        let c = view::contact(&messaging, tenant, &r.contact).await;
         rows.push(ContactRow {
             label: c.label(),
             phone: if c.erased {

@@ -317,6 +317,7 @@ async fn list(
     t: RequireRole<Viewer>,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Response> {
+    let messaging = Messaging::from_ref(&state);
     let fragment = fragment::regions(q.fragment.as_deref(), &["inbox"])?;
     let tenant = t.id();
     let clock = tenant_clock(&state, &t).await?;
@@ -358,7 +359,7 @@ async fn list(
         .flatten();
     let mut views_rows = Vec::with_capacity(rows.len());
     for r in &rows {
-        let mut v = view::inbox_row(&Messaging::from_ref(&state), tenant, &clock, r).await;
+        let mut v = view::inbox_row(&messaging, tenant, &clock, r).await;
         v.urgent = urgent.contains(&r.id);
         views_rows.push(v);
     }
@@ -485,6 +486,7 @@ async fn load_conversation(
     undo: Option<Uuid>,
     pane_filters: &Filters,
 ) -> AppResult<ConversationPage> {
+    let messaging = Messaging::from_ref(state);
     let tenant = t.id();
     let clock = tenant_clock(state, t).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
@@ -571,7 +573,7 @@ async fn load_conversation(
         .flatten();
     let mut pane = Vec::with_capacity(pane_rows.len());
     for r in &pane_rows {
-        pane.push(view::inbox_row(&Messaging::from_ref(state), tenant, &clock, r).await);
+        pane.push(view::inbox_row(&messaging, tenant, &clock, r).await);
     }
     rows.reverse();
     let thread = thread_view(state, tenant, &clock, &rows, &members, &edited).await;
@@ -586,7 +588,7 @@ async fn load_conversation(
         ctx,
         shell,
         id,
-        contact: view::contact(&Messaging::from_ref(state), tenant, &contact).await,
+        contact: view::contact(&messaging, tenant, &contact).await,
         messages: thread,
         status: conv.status,
         ownership: conv.ownership,
@@ -608,7 +610,7 @@ async fn load_conversation(
         is_group: conv.is_group,
         group_name: if conv.is_group {
             crate::messaging::groups::subject(
-                &Messaging::from_ref(state),
+                &messaging,
                 tenant,
                 id,
                 conv.group_name_sealed.as_deref(),
@@ -674,9 +676,10 @@ async fn thread_view(
     members: &[db::memberships::Member],
     edited: &[(Uuid, bool)],
 ) -> Vec<ThreadMessage> {
+    let messaging = Messaging::from_ref(state);
     let mut thread = Vec::with_capacity(rows.len());
     for m in rows {
-        let mut tm = view::thread_message(&Messaging::from_ref(state), tenant, clock, m).await;
+        let mut tm = view::thread_message(&messaging, tenant, clock, m).await;
         if let Some(user) = m.author_user_id.filter(|_| m.author == "ai") {
             tm.review = Some(view::ReviewNote {
                 by: members
@@ -700,10 +703,11 @@ async fn reply_draft(
     knowledge: &[crate::domain::knowledge::KnowledgeEntry],
     others: &[presence::Here],
 ) -> Option<ReplyDraft> {
+    let messaging = Messaging::from_ref(state);
     let d = latest.filter(|d| d.state == DraftState::Pending.as_str())?;
     Some(ReplyDraft {
         id: d.id,
-        text: view::original_text(&Messaging::from_ref(state), tenant, &d)
+        text: view::original_text(&messaging, tenant, &d)
             .await
             .ok()
             .flatten()
@@ -773,6 +777,7 @@ async fn conversation_fragment(
     pane_filters: &Filters,
     regions: Vec<&'static str>,
 ) -> AppResult<Response> {
+    let messaging = Messaging::from_ref(state);
     let tenant = t.id();
     let me = t.me.user.id;
     let wants = |r: &str| regions.contains(&r);
@@ -850,7 +855,7 @@ async fn conversation_fragment(
         .await?;
         for r in &rows {
             f.pane
-                .push(view::inbox_row(&Messaging::from_ref(state), tenant, &clock, r).await);
+                .push(view::inbox_row(&messaging, tenant, &clock, r).await);
         }
     }
     tx.commit().await?;
@@ -1312,6 +1317,7 @@ async fn send_template(
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<TemplateForm>,
 ) -> AppResult<Response> {
+    let messaging = Messaging::from_ref(&state);
     let tenant = t.id();
     let params: Vec<String> = f
         .params
@@ -1322,7 +1328,7 @@ async fn send_template(
         .collect();
     let mut tx = t.begin(&state).await?;
     match send::queue_template(
-        &Messaging::from_ref(&state),
+        &messaging,
         &mut tx,
         tenant,
         id,

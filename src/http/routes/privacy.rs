@@ -120,6 +120,7 @@ pub(crate) struct PrivacyPage {
 }
 
 async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<PrivacyPage> {
+    let messaging = Messaging::from_ref(state);
     let tenant = t.id();
     let now = state.now();
     let plan = plans::by_id(&t.tenant.plan).unwrap_or(&plans::PLANS[0]);
@@ -149,12 +150,7 @@ async fn load(state: &AppState, ctx: PageCtx, t: &TenantCtx) -> AppResult<Privac
     let term = dbp::termination(&state.db, tenant).await?;
     let mut who = std::collections::HashMap::with_capacity(contacts.len());
     for c in &contacts {
-        who.insert(
-            c.id,
-            view::contact(&Messaging::from_ref(state), tenant, c)
-                .await
-                .label(),
-        );
+        who.insert(c.id, view::contact(&messaging, tenant, c).await.label());
     }
     let rows: Vec<RequestRow> = requests
         .into_iter()
@@ -486,6 +482,7 @@ async fn request_page(
     t: RequireRole<Admin>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<RequestPage> {
+    let messaging = Messaging::from_ref(&state);
     let tenant = t.id();
     let now = state.now();
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
@@ -506,9 +503,7 @@ async fn request_page(
     tx.commit().await?;
     let (label, restricted) = match &contact {
         Some(c) => (
-            view::contact(&Messaging::from_ref(&state), tenant, c)
-                .await
-                .label(),
+            view::contact(&messaging, tenant, c).await.label(),
             c.restricted_at.is_some(),
         ),
         None => (String::new(), false),

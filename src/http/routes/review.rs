@@ -151,6 +151,7 @@ async fn queue(
     t: RequireRole<Reviewer>,
     Query(q): Query<QueueQuery>,
 ) -> AppResult<Response> {
+    let messaging = Messaging::from_ref(&state);
     let fragment = fragment::regions(q.fragment.as_deref(), &["review"])?;
     let tenant = t.id();
     let now = state.now();
@@ -246,10 +247,9 @@ async fn queue(
         let mut context = Vec::new();
         // Newest first from the query; the card reads oldest first.
         for m in threads.get(&conv.id).into_iter().flatten().rev() {
-            context
-                .push(view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await);
+            context.push(view::thread_message(&messaging, tenant, &clock, m).await);
         }
-        let text = crate::messaging::view::original_text(&Messaging::from_ref(&state), tenant, &d)
+        let text = crate::messaging::view::original_text(&messaging, tenant, &d)
             .await
             .ok()
             .flatten()
@@ -266,9 +266,7 @@ async fn queue(
             urgent,
             reason: d.escalation_reason.clone().unwrap_or_default(),
             source_changed: d.source_changed.clone(),
-            contact: view::contact(&Messaging::from_ref(&state), tenant, contact)
-                .await
-                .label(),
+            contact: view::contact(&messaging, tenant, contact).await.label(),
             text,
             context,
             age_minutes: (now - d.created_at).whole_minutes().max(0),

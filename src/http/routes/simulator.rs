@@ -73,6 +73,7 @@ async fn page(
     t: RequireRole<Admin>,
     axum::extract::Query(q): axum::extract::Query<SimQuery>,
 ) -> AppResult<Response> {
+    let messaging = Messaging::from_ref(&state);
     let fragment = fragment::regions(q.fragment.as_deref(), &["thread"])?;
     let phone = q
         .phone
@@ -80,7 +81,7 @@ async fn page(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| DEFAULT_PHONE.into());
     let tenant = t.id();
-    let sim = channel::simulator(&Messaging::from_ref(&state), tenant, &t.actor()).await?;
+    let sim = channel::simulator(&messaging, tenant, &t.actor()).await?;
     let idx = state.keys.blind_phone(tenant, &phone).await?;
     let mut tx = db::begin_tenant(&state.db, tenant).await?;
     let contact = db::contacts::find(&mut tx, Some(&idx), None)
@@ -109,9 +110,7 @@ async fn page(
             msgs.reverse();
             let clock = Clock::new(&settings.time_zone, state.now());
             for m in &msgs {
-                thread.push(
-                    view::thread_message(&Messaging::from_ref(&state), tenant, &clock, m).await,
-                );
+                thread.push(view::thread_message(&messaging, tenant, &clock, m).await);
             }
         }
     }
