@@ -6,6 +6,8 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::events::DeliveryState;
+
 /// The job kind that delivers one `webhook_deliveries` row.
 pub(crate) const WEBHOOK_DELIVER: &str = "webhook_deliver";
 
@@ -350,13 +352,7 @@ pub(crate) async fn record_attempt(
     .bind(a.duration_ms)
     .execute(&mut *conn)
     .await?;
-    let state = if success {
-        "delivered"
-    } else if retry_at.is_some() {
-        "pending"
-    } else {
-        "failed"
-    };
+    let state = DeliveryState::after_attempt(success, retry_at.is_some()).as_str();
     sqlx::query(
         r#"UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, last_status = $3,
                   last_error = left($4, 300), next_attempt_at = $5,

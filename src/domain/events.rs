@@ -32,3 +32,85 @@ pub(crate) fn carries_message(event_type: &str) -> bool {
 pub(crate) fn is_event(s: &str) -> bool {
     ALL.contains(&s)
 }
+
+/// Where one delivery of an event to an endpoint is (`webhook_deliveries.state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeliveryState {
+    /// Not yet delivered; `next_attempt_at` says when it is tried (again).
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// The retry schedule is used up.
+    Failed,
+}
+
+impl DeliveryState {
+    pub(crate) const ALL: [DeliveryState; 3] = [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Failed,
+    ];
+
+    /// The stored value (the table's CHECK constraint lists the same three).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(stored: &str) -> Option<DeliveryState> {
+        DeliveryState::ALL
+            .into_iter()
+            .find(|d| d.as_str() == stored)
+    }
+
+    /// After an attempt: delivered on success, pending while a retry is scheduled, else failed.
+    pub(crate) fn after_attempt(success: bool, retry_scheduled: bool) -> DeliveryState {
+        if success {
+            DeliveryState::Delivered
+        } else if retry_scheduled {
+            DeliveryState::Pending
+        } else {
+            DeliveryState::Failed
+        }
+    }
+}
+
+#[cfg(test)]
+mod delivery_state_tests {
+    use super::DeliveryState;
+
+    #[test]
+    fn delivery_states_are_the_ones_the_table_allows() {
+        // webhook_deliveries.state's CHECK constraint, as the migration wrote it.
+        let sql = include_str!("../../migrations/0024_outgoing_webhooks.sql");
+        let check = sql
+            .split("CHECK (state IN (")
+            .nth(1)
+            .and_then(|rest| rest.split("))").next())
+            .expect("0024 constrains webhook_deliveries.state");
+        let allowed: Vec<&str> = check
+            .split(',')
+            .map(|v| v.trim().trim_matches('\''))
+            .collect();
+        let ours: Vec<&str> = DeliveryState::ALL.iter().map(|d| d.as_str()).collect();
+        assert_eq!(ours, allowed);
+        for d in DeliveryState::ALL {
+            assert_eq!(DeliveryState::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(
+            DeliveryState::after_attempt(true, true),
+            DeliveryState::Delivered
+        );
+        assert_eq!(
+            DeliveryState::after_attempt(false, true),
+            DeliveryState::Pending
+        );
+        assert_eq!(
+            DeliveryState::after_attempt(false, false),
+            DeliveryState::Failed
+        );
+    }
+}

@@ -10,6 +10,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::Messaging;
+use crate::domain::events::DeliveryState;
 use crate::{
     crypto::Aad,
     db::{
@@ -145,7 +146,7 @@ async fn run(
     let Some(d) = db_out::delivery(&mut tx, delivery_id).await? else {
         return Ok(None); // its endpoint was deleted
     };
-    if d.state != "pending" {
+    if DeliveryState::parse(&d.state) != Some(DeliveryState::Pending) {
         return Ok(None);
     }
     if let Some(at) = d.next_attempt_at

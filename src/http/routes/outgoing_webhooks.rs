@@ -13,6 +13,7 @@ use axum::{
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::domain::events::DeliveryState;
 use crate::wiring::App;
 use crate::{
     db::{self, outgoing as db_out},
@@ -248,8 +249,8 @@ async fn endpoint_page(
             replay_path: format!("deliveries/{}/replay", d.id),
             event_type: d.event_type,
             created: clock.full(d.created_at),
-            next_attempt: match (d.state.as_str(), d.next_attempt_at) {
-                ("pending", Some(at)) => clock.full(at),
+            next_attempt: match (DeliveryState::parse(&d.state), d.next_attempt_at) {
+                (Some(DeliveryState::Pending), Some(at)) => clock.full(at),
                 _ => String::new(),
             },
             state: d.state,
