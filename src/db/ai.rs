@@ -774,37 +774,14 @@ pub(crate) async fn queue_cards(
     let mut cards = Vec::with_capacity(rows.len());
     for r in rows {
         let draft = Draft::from_row(&r)?;
-        let conversation = super::conversations::Conversation {
-            id: draft.conversation_id,
-            channel_id: r.try_get("cv_channel_id")?,
-            contact_id: r.try_get("cv_contact_id")?,
-            is_group: r.try_get("cv_is_group")?,
-            group_name_sealed: r.try_get("cv_group_name_sealed")?,
-            status: r.try_get("cv_status")?,
-            ownership: r.try_get("cv_ownership")?,
-            policy_override: r.try_get("cv_policy_override")?,
-            assigned_to: r.try_get("cv_assigned_to")?,
-            labels: r.try_get("cv_labels")?,
-            unread_count: r.try_get("cv_unread_count")?,
-            last_message_at: r.try_get("cv_last_message_at")?,
-            last_inbound_at: r.try_get("cv_last_inbound_at")?,
-            created_at: r.try_get("cv_created_at")?,
-            attention: r.try_get("cv_attention")?,
-        };
+        let conversation = super::conversations::Conversation::from_prefixed_row(
+            &r,
+            "cv_",
+            draft.conversation_id,
+        )?;
         let contact = match r.try_get::<Option<Uuid>, _>("ct_id")? {
             None => None,
-            Some(id) => Some(super::contacts::Contact {
-                id,
-                phone_index: r.try_get("ct_phone_index")?,
-                lid_index: r.try_get("ct_lid_index")?,
-                phone_sealed: r.try_get("ct_phone_sealed")?,
-                name_sealed: r.try_get("ct_name_sealed")?,
-                profile_sealed: r.try_get("ct_profile_sealed")?,
-                tags: r.try_get("ct_tags")?,
-                restricted_at: r.try_get("ct_restricted_at")?,
-                erased_at: r.try_get("ct_erased_at")?,
-                created_at: r.try_get("ct_created_at")?,
-            }),
+            Some(id) => Some(super::contacts::Contact::from_prefixed_row(&r, "ct_", id)?),
         };
         cards.push(QueueCard {
             urgent: r.try_get("urgent")?,

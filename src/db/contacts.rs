@@ -1,7 +1,7 @@
 //! Contacts (end users). Names and phone numbers are sealed; lookups go through keyed
 //! blind-index tokens.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row, postgres::PgRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,6 +19,26 @@ pub(crate) struct Contact {
     pub(crate) restricted_at: Option<OffsetDateTime>,
     pub(crate) erased_at: Option<OffsetDateTime>,
     pub(crate) created_at: OffsetDateTime,
+}
+
+impl Contact {
+    /// The contact's columns read from a wider row, each named `{prefix}column` (e.g. `ct_`
+    /// in a statement that joins contacts to what it lists); `id` comes from the caller.
+    pub(crate) fn from_prefixed_row(r: &PgRow, prefix: &str, id: Uuid) -> sqlx::Result<Contact> {
+        let col = |name: &str| format!("{prefix}{name}");
+        Ok(Contact {
+            id,
+            phone_index: r.try_get(col("phone_index").as_str())?,
+            lid_index: r.try_get(col("lid_index").as_str())?,
+            phone_sealed: r.try_get(col("phone_sealed").as_str())?,
+            name_sealed: r.try_get(col("name_sealed").as_str())?,
+            profile_sealed: r.try_get(col("profile_sealed").as_str())?,
+            tags: r.try_get(col("tags").as_str())?,
+            restricted_at: r.try_get(col("restricted_at").as_str())?,
+            erased_at: r.try_get(col("erased_at").as_str())?,
+            created_at: r.try_get(col("created_at").as_str())?,
+        })
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -49,35 +49,8 @@ pub(crate) async fn open(
     else {
         return Ok(None);
     };
-    let conversation = Conversation {
-        id: r.try_get("id")?,
-        channel_id: r.try_get("channel_id")?,
-        contact_id: r.try_get("contact_id")?,
-        is_group: r.try_get("is_group")?,
-        group_name_sealed: r.try_get("group_name_sealed")?,
-        status: r.try_get("status")?,
-        ownership: r.try_get("ownership")?,
-        policy_override: r.try_get("policy_override")?,
-        assigned_to: r.try_get("assigned_to")?,
-        labels: r.try_get("labels")?,
-        unread_count: r.try_get("unread_count")?,
-        last_message_at: r.try_get("last_message_at")?,
-        last_inbound_at: r.try_get("last_inbound_at")?,
-        created_at: r.try_get("created_at")?,
-        attention: r.try_get("attention")?,
-    };
-    let contact = Contact {
-        id: conversation.contact_id,
-        phone_index: r.try_get("ct_phone_index")?,
-        lid_index: r.try_get("ct_lid_index")?,
-        phone_sealed: r.try_get("ct_phone_sealed")?,
-        name_sealed: r.try_get("ct_name_sealed")?,
-        profile_sealed: r.try_get("ct_profile_sealed")?,
-        tags: r.try_get("ct_tags")?,
-        restricted_at: r.try_get("ct_restricted_at")?,
-        erased_at: r.try_get("ct_erased_at")?,
-        created_at: r.try_get("ct_created_at")?,
-    };
+    let conversation = Conversation::from_prefixed_row(&r, "", r.try_get("id")?)?;
+    let contact = Contact::from_prefixed_row(&r, "ct_", conversation.contact_id)?;
     let channel = match r.try_get::<Option<Uuid>, _>("ch_id")? {
         None => None,
         Some(ch_id) => Some(Channel {

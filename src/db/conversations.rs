@@ -1,6 +1,6 @@
 //! Conversations: one per chat per channel, listed newest first with keyset pagination.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row, postgres::PgRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -26,6 +26,36 @@ pub(crate) struct Conversation {
     pub(crate) created_at: OffsetDateTime,
     /// Why a person must look at it (an escalation), if so.
     pub(crate) attention: Option<String>,
+}
+
+impl Conversation {
+    /// The conversation's columns read from a wider row, each named `{prefix}column` (`""`
+    /// when the statement selects them as they are, `cv_` beside a draft's); `id` comes from
+    /// the caller.
+    pub(crate) fn from_prefixed_row(
+        r: &PgRow,
+        prefix: &str,
+        id: Uuid,
+    ) -> sqlx::Result<Conversation> {
+        let col = |name: &str| format!("{prefix}{name}");
+        Ok(Conversation {
+            id,
+            channel_id: r.try_get(col("channel_id").as_str())?,
+            contact_id: r.try_get(col("contact_id").as_str())?,
+            is_group: r.try_get(col("is_group").as_str())?,
+            group_name_sealed: r.try_get(col("group_name_sealed").as_str())?,
+            status: r.try_get(col("status").as_str())?,
+            ownership: r.try_get(col("ownership").as_str())?,
+            policy_override: r.try_get(col("policy_override").as_str())?,
+            assigned_to: r.try_get(col("assigned_to").as_str())?,
+            labels: r.try_get(col("labels").as_str())?,
+            unread_count: r.try_get(col("unread_count").as_str())?,
+            last_message_at: r.try_get(col("last_message_at").as_str())?,
+            last_inbound_at: r.try_get(col("last_inbound_at").as_str())?,
+            created_at: r.try_get(col("created_at").as_str())?,
+            attention: r.try_get(col("attention").as_str())?,
+        })
+    }
 }
 
 pub(crate) struct NewConversation<'a> {
