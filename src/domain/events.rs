@@ -86,15 +86,7 @@ mod delivery_state_tests {
     fn delivery_states_are_the_ones_the_table_allows() {
         // webhook_deliveries.state's CHECK constraint, as the migration wrote it.
         let sql = include_str!("../../migrations/0024_outgoing_webhooks.sql");
-        let check = sql
-            .split("CHECK (state IN (")
-            .nth(1)
-            .and_then(|rest| rest.split("))").next())
-            .expect("0024 constrains webhook_deliveries.state");
-        let allowed: Vec<&str> = check
-            .split(',')
-            .map(|v| v.trim().trim_matches('\''))
-            .collect();
+        let allowed = crate::domain::check_constraint_values(sql, "state");
         let ours: Vec<&str> = DeliveryState::ALL.iter().map(|d| d.as_str()).collect();
         assert_eq!(ours, allowed);
         for d in DeliveryState::ALL {

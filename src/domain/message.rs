@@ -152,15 +152,7 @@ mod tests {
     fn media_states_are_the_ones_the_table_allows() {
         // The latest CHECK constraint on messages.media_state, as the migrations wrote it.
         let sql = include_str!("../../migrations/0013_message_events.sql");
-        let check = sql
-            .split("CHECK (media_state IN (")
-            .nth(1)
-            .and_then(|rest| rest.split("))").next())
-            .expect("0013 sets the media_state constraint");
-        let allowed: Vec<&str> = check
-            .split(',')
-            .map(|v| v.trim().trim_matches('\''))
-            .collect();
+        let allowed = crate::domain::check_constraint_values(sql, "media_state");
         let ours: Vec<&str> = MediaState::ALL.iter().map(|m| m.as_str()).collect();
         assert_eq!(ours, allowed);
         for m in MediaState::ALL {

@@ -77,41 +77,31 @@ async fn run(
     let fetched = fetch(state, channel.as_ref(), &source).await;
     let media = match fetched {
         Ok(m) if m.bytes.len() <= MAX_MEDIA_BYTES => m,
-        Ok(_) => {
+        outcome => {
+            let final_state = match outcome {
+                // Too large to keep.
+                Ok(_) => MediaState::Failed,
+                // The gateway says it will never have the file (expired media id, message
+                // gone): retrying can't help; staff are told the media is gone.
+                Err(e) if is_final(&e) => {
+                    tracing::warn!(error = format!("{e:#}"), "media is gone at the gateway");
+                    MediaState::Gone
+                }
+                Err(e) if job.attempts >= job.max_attempts => {
+                    tracing::warn!(error = format!("{e:#}"), "media fetch failed for good");
+                    MediaState::Failed
+                }
+                Err(e) => return Err(e),
+            };
             return give_up(
                 state,
                 tenant_id,
                 message_id,
                 msg.conversation_id,
-                MediaState::Failed,
+                final_state,
             )
             .await;
         }
-        // The gateway says it will never have the file (expired media id, message gone):
-        // retrying can't help; staff are told the media is gone.
-        Err(e) if is_final(&e) => {
-            tracing::warn!(error = format!("{e:#}"), "media is gone at the gateway");
-            return give_up(
-                state,
-                tenant_id,
-                message_id,
-                msg.conversation_id,
-                MediaState::Gone,
-            )
-            .await;
-        }
-        Err(e) if job.attempts >= job.max_attempts => {
-            tracing::warn!(error = format!("{e:#}"), "media fetch failed for good");
-            return give_up(
-                state,
-                tenant_id,
-                message_id,
-                msg.conversation_id,
-                MediaState::Failed,
-            )
-            .await;
-        }
-        Err(e) => return Err(e),
     };
     let sealed = state
         .keys
