@@ -94,12 +94,8 @@ async fn seed_content(state: &AppState, tenant_id: uuid::Uuid) -> anyhow::Result
         }
     }
     tx.commit().await?;
-    let sim = crate::messaging::channel::simulator(
-        &Messaging::from_ref(state),
-        tenant_id,
-        &Actor::system(),
-    )
-    .await?;
+    let messaging = Messaging::from_ref(state);
+    let sim = crate::messaging::channel::simulator(&messaging, tenant_id, &Actor::system()).await?;
     // The demo's messages arrive through the real ingest path, on a queue of its own.
     let ingest = crate::wiring::App::new(state.clone()).ingest;
     for (i, (id, phone, name, text)) in CONVERSATIONS.iter().enumerate() {
@@ -122,8 +118,13 @@ async fn seed_content(state: &AppState, tenant_id: uuid::Uuid) -> anyhow::Result
             referral: None,
         };
         // A second `demo` skips them: the per-channel message id is already stored.
-        crate::messaging::ingest::ingest(state, &ingest, &sim, vec![InboundEvent::Message(msg)])
-            .await?;
+        crate::messaging::ingest::ingest(
+            &messaging,
+            &ingest,
+            &sim,
+            vec![InboundEvent::Message(msg)],
+        )
+        .await?;
     }
     Ok(())
 }

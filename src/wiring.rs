@@ -3,9 +3,10 @@
 //! - [`App`] is the router's state: the shared infrastructure ([`AppState`], from which each
 //!   subsystem builds its narrow context) and `messaging`'s own machinery, the ingest queue
 //!   and the webhook route cache; and the subsystems' own contexts, built once
-//!   (`messaging::Messaging`, `privacy::Privacy`, `billing::Billing`, `accounts::Accounts`, `mcp::registry::Mcp`). Handlers take the part
-//!   they use (`State<AppState>`, `State<Messaging>`, `State<Privacy>`, `State<Billing>`,
-//!   `State<Accounts>`, `State<Mcp>`,
+//!   (`messaging::Messaging`, `privacy::Privacy`, `billing::Billing`, `accounts::Accounts`,
+//!   `mcp::registry::Mcp`, `review::Review`). Handlers take the part they use
+//!   (`State<AppState>`, `State<Messaging>`, `State<Privacy>`, `State<Billing>`,
+//!   `State<Accounts>`, `State<Mcp>`, `State<Review>`,
 //!   `State<Arc<GroupCommit>>`, `State<Arc<RouteCache>>`) through `FromRef`.
 //! - [`IngestEffects`] is what a stored inbound message sets off outside `messaging`: the
 //!   AI turn (`review`) and a data-subject request keyword (`privacy`). `messaging` knows
@@ -24,6 +25,7 @@ use crate::{
     mcp::registry::Mcp,
     messaging::{Messaging, channel::RouteCache, group_commit::GroupCommit, ingest::Effects},
     privacy::Privacy,
+    review::Review,
     state::AppState,
 };
 
@@ -41,6 +43,8 @@ pub(crate) struct App {
     pub(crate) accounts: Accounts,
     /// The MCP registry's handles (servers, tool calls), built once.
     pub(crate) mcp: Mcp,
+    /// `review`'s handles (drafting, decisions, presence), built once.
+    pub(crate) review: Review,
     /// Shares transactions between webhook deliveries arriving together.
     pub(crate) ingest: Arc<GroupCommit>,
     /// Webhook URL → channel, briefly (see `RouteCache`).
@@ -56,9 +60,12 @@ impl App {
             billing: Billing::from_ref(&state),
             accounts: Accounts::from_ref(&state),
             mcp: Mcp::from_ref(&state),
-            state,
-            ingest: GroupCommit::new(Arc::new(IngestEffects)),
+            review: Review::from_ref(&state),
+            ingest: GroupCommit::new(Arc::new(IngestEffects {
+                db: state.db.clone(),
+            })),
             routes: Default::default(),
+            state,
         }
     }
 }
@@ -87,6 +94,12 @@ impl FromRef<App> for Messaging {
 impl FromRef<App> for Mcp {
     fn from_ref(app: &App) -> Mcp {
         app.mcp.clone()
+    }
+}
+
+impl FromRef<App> for Review {
+    fn from_ref(app: &App) -> Review {
+        app.review.clone()
     }
 }
 
@@ -121,7 +134,10 @@ impl FromRef<App> for Arc<RouteCache> {
 }
 
 /// What a stored message sets off: see [`Effects`].
-pub(crate) struct IngestEffects;
+pub(crate) struct IngestEffects {
+    /// For the tenant's plan, read outside the batch's transaction.
+    db: sqlx::PgPool,
+}
 
 #[async_trait::async_trait]
 impl Effects for IngestEffects {
@@ -137,14 +153,13 @@ impl Effects for IngestEffects {
 
     async fn request_keyword(
         &self,
-        state: &AppState,
         tx: &mut PgConnection,
         tenant_id: Uuid,
         contact_id: Uuid,
         text: &str,
         now: OffsetDateTime,
     ) -> anyhow::Result<()> {
-        crate::privacy::keyword_request(&state.db, tx, tenant_id, contact_id, text, now).await?;
+        crate::privacy::keyword_request(&self.db, tx, tenant_id, contact_id, text, now).await?;
         Ok(())
     }
 }

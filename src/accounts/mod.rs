@@ -724,3 +724,31 @@ pub(crate) async fn note_device(
     tx.commit().await?;
     Ok(())
 }
+
+/// Deletes sessions and login challenges that can no longer be used.
+pub(crate) const SESSION_SWEEP: &str = "session_sweep";
+
+/// The periodic session sweep (no payload): dead sessions and challenges, and sent mail
+/// past its keeping time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionSweep {}
+
+impl crate::db::jobs::BackgroundJob for SessionSweep {
+    const KIND: &'static str = SESSION_SWEEP;
+    type Context = Accounts;
+
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("periodic:{}", Self::KIND))
+    }
+
+    async fn run(
+        self,
+        state: &Accounts,
+        _: &crate::db::jobs::JobMeta,
+    ) -> anyhow::Result<crate::db::jobs::Outcome> {
+        let n = db::sessions::delete_dead_sessions(&state.db, state.now()).await?;
+        let mails = crate::mail::prune(&state.db, state.now()).await?;
+        tracing::info!(removed = n, mails, "session sweep");
+        Ok(crate::db::jobs::Outcome::Done)
+    }
+}

@@ -36,7 +36,7 @@ use crate::{
     domain::phone::Phone,
     live,
     messaging::{
-        send::{self, Author, QueueError},
+        send::{self, QueueError, Writer},
         view::{self, Clock},
     },
     state::AppState,
@@ -386,7 +386,7 @@ pub(crate) async fn send(
                 tenant,
                 id,
                 text,
-                Author::Member(author),
+                Writer::Member(author),
             )
             .await
         }

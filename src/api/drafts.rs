@@ -22,6 +22,7 @@ use crate::{
         ts,
     },
     db::{self, ai as db_ai},
+    review::Review,
     review::decide::{self, DecideError},
     state::AppState,
 };
@@ -167,7 +168,7 @@ fn decide_error(e: DecideError) -> ApiError {
     ),
     security(("bearer" = ["review"])))]
 pub(crate) async fn approve(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
     ApiJson(body): ApiJson<ApproveRequest>,
@@ -201,7 +202,7 @@ pub(crate) async fn approve(
     ),
     security(("bearer" = ["review"])))]
 pub(crate) async fn reject(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     api: ApiCtx,
     Path(id): Path<Uuid>,
     ApiJson(body): ApiJson<RejectRequest>,

@@ -1144,13 +1144,14 @@ async fn approve(
         .is_ok_and(|v| v == "1")
         .then(steps::install)
         .flatten();
+    let review = crate::review::Review::from_ref(state);
     for (draft, phone) in &drafts {
         // Idle first, as a reviewer's clicks are: the worker is asleep when the click comes.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let t = Instant::now();
         {
             use tracing::Instrument;
-            crate::review::decide::approve(state, tenant, &actor, *draft, None)
+            crate::review::decide::approve(&review, tenant, &actor, *draft, None)
                 .instrument(tracing::info_span!("approve"))
                 .await
                 .map_err(|e| anyhow::anyhow!("approve: {e:?}"))?;

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::message::{MediaState, MessageStatus};
+use crate::domain::message::{Author, MediaState, MessageStatus};
 
 /// The stored rank of a status word (`messages.status_rank`): see
 /// [`MessageStatus::rank`], the one order statuses move in. An unknown word ranks lowest.
@@ -43,6 +43,13 @@ pub(crate) struct Message {
     /// Deleted for everyone: a tombstone, its content gone.
     pub(crate) deleted_at: Option<OffsetDateTime>,
     pub(crate) created_at: OffsetDateTime,
+}
+
+impl Message {
+    /// Who wrote it (`None`: a value this binary does not know).
+    pub(crate) fn written_by(&self) -> Option<Author> {
+        Author::parse(&self.author)
+    }
 }
 
 pub(crate) struct NewMessage<'a> {

@@ -1,4 +1,5 @@
-//! A message's direction and delivery status, and the one order statuses move in.
+//! A message's direction, author, attachment and delivery status, and the one order
+//! statuses move in.
 
 /// Which way a message went (`messages.direction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
@@ -22,6 +23,54 @@ impl Direction {
         [Direction::In, Direction::Out]
             .into_iter()
             .find(|d| d.as_str() == stored)
+    }
+}
+
+/// Who wrote a message (`messages.author`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub(crate) enum Author {
+    /// The end user (inbound).
+    Contact,
+    /// A member of the tenant, in the portal or through the API.
+    Member,
+    /// An AI draft, approved by a member or sent by the `auto_send` policy.
+    Ai,
+    /// The business's own phone (WhatsApp on the phone or WhatsApp Web): a `fromMe` message
+    /// we did not send.
+    Phone,
+    /// A notice about the chat (number changed, security code…): an event, not anyone's
+    /// words. Never counted unread, never shown to a model.
+    System,
+}
+
+impl Author {
+    pub(crate) const ALL: [Author; 5] = [
+        Author::Contact,
+        Author::Member,
+        Author::Ai,
+        Author::Phone,
+        Author::System,
+    ];
+
+    /// The `messages.author` value (the table's CHECK constraint lists the same five).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Author::Contact => "contact",
+            Author::Member => "member",
+            Author::Ai => "ai",
+            Author::Phone => "phone",
+            Author::System => "system",
+        }
+    }
+
+    pub(crate) fn parse(stored: &str) -> Option<Author> {
+        Author::ALL.into_iter().find(|a| a.as_str() == stored)
+    }
+
+    /// Written by the business's staff: in the portal, the API or on the phone.
+    pub(crate) fn is_staff(self) -> bool {
+        matches!(self, Author::Member | Author::Phone)
     }
 }
 
@@ -147,6 +196,20 @@ impl MessageStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authors_are_the_ones_the_table_allows() {
+        let sql = include_str!("../../migrations/0003_messaging.sql");
+        let allowed = crate::domain::check_constraint_values(sql, "author");
+        let ours: Vec<&str> = Author::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(ours, allowed);
+        for a in Author::ALL {
+            assert_eq!(Author::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(Author::parse("staff"), None);
+        let staff: Vec<Author> = Author::ALL.into_iter().filter(|a| a.is_staff()).collect();
+        assert_eq!(staff, [Author::Member, Author::Phone]);
+    }
 
     #[test]
     fn media_states_are_the_ones_the_table_allows() {

@@ -81,7 +81,7 @@ async fn accept(
     channel: &Channel,
     events: Vec<crate::gateway::InboundEvent>,
 ) -> AppResult<Response> {
-    let out = ingest::ingest(state, &state.ingest, channel, events)
+    let out = ingest::ingest(&state.messaging, &state.ingest, channel, events)
         .await
         .map_err(AppError::Internal)?;
     Ok((

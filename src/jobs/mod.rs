@@ -19,33 +19,10 @@ use crate::{
 
 pub(crate) mod registry;
 
-pub(crate) use crate::db::jobs::{BackgroundJob, JobMeta, Outcome};
+pub(crate) use crate::db::jobs::Outcome;
 
 /// How long a claimed job is ours before another worker may take it.
 pub(crate) const LEASE: Duration = Duration::minutes(5);
-
-/// Deletes sessions and login challenges that can no longer be used.
-pub(crate) const SESSION_SWEEP: &str = "session_sweep";
-
-/// The periodic session sweep (no payload).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct SessionSweep {}
-
-impl BackgroundJob for SessionSweep {
-    const KIND: &'static str = SESSION_SWEEP;
-    type Context = AppState;
-
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("periodic:{}", Self::KIND))
-    }
-
-    async fn run(self, state: &AppState, _: &JobMeta) -> anyhow::Result<Outcome> {
-        let n = crate::db::sessions::delete_dead_sessions(&state.db, state.now()).await?;
-        let mails = crate::mail::prune(&state.db, state.now()).await?;
-        tracing::info!(removed = n, mails, "session sweep");
-        Ok(Outcome::Done)
-    }
-}
 
 fn backoff(attempts: i32) -> Duration {
     let base = 2i64.saturating_pow(attempts.clamp(0, 12) as u32).min(3600);
@@ -130,7 +107,13 @@ async fn run_job(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
 pub(crate) async fn schedule_periodic(state: &AppState) -> anyhow::Result<()> {
     let now = state.now();
     let mut conn = state.db.acquire().await?;
-    jobs::enqueue_if_absent(&mut conn, &SessionSweep {}, now + Duration::hours(1), now).await?;
+    jobs::enqueue_if_absent(
+        &mut conn,
+        &crate::accounts::SessionSweep {},
+        now + Duration::hours(1),
+        now,
+    )
+    .await?;
     jobs::enqueue_if_absent(&mut conn, &PrivacySweep {}, now + Duration::days(1), now).await?;
     jobs::enqueue_if_absent(&mut conn, &MailAlerts {}, now + Duration::minutes(5), now).await?;
     Ok(())

@@ -69,7 +69,7 @@ where
 
 /// Every job kind.
 pub(crate) static JOBS: &[Entry] = &[
-    register::<super::SessionSweep>(),
+    register::<crate::accounts::SessionSweep>(),
     register::<crate::review::draft::AiReply>(),
     register::<crate::messaging::send::SendMessage>(),
     register::<crate::messaging::media::FetchMedia>(),
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn every_kind_constant_is_registered() {
         for kind in [
-            super::super::SESSION_SWEEP,
+            crate::accounts::SESSION_SWEEP,
             crate::review::AI_REPLY,
             crate::messaging::SEND_MESSAGE,
             crate::messaging::FETCH_MEDIA,
@@ -187,7 +187,7 @@ mod tests {
         assert_eq!((mail.tenant_id, mail.outbox_id), (Some(t), s));
         let mail: crate::mail::SendMail = parses(&old_row("send_mail", None, Some(s)));
         assert_eq!((mail.tenant_id, mail.outbox_id), (None, s));
-        let _: super::super::SessionSweep = parses(&old_row("session_sweep", None, None));
+        let _: crate::accounts::SessionSweep = parses(&old_row("session_sweep", None, None));
         let _: crate::privacy::retention::PrivacySweep =
             parses(&old_row("privacy_sweep", None, None));
         let _: crate::mail::alerts::MailAlerts = parses(&old_row("mail_alerts", None, None));
@@ -219,7 +219,7 @@ mod tests {
             tenant_id: t,
             call_id: s,
         });
-        round_trips(super::super::SessionSweep {});
+        round_trips(crate::accounts::SessionSweep {});
     }
 
     /// A field beyond the two columns is kept in `payload` and merged back on reading.

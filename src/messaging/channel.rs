@@ -18,7 +18,7 @@ use crate::{
     crypto::Aad,
     db::{
         self,
-        audit::{self, Actor},
+        audit::Actor,
         channels::{Channel, NewChannel},
     },
     gateway::{self, SendError},
@@ -194,7 +194,7 @@ pub(crate) async fn create(
         ),
         None => None,
     };
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     db::channels::create(
         &mut tx,
         NewChannel {
@@ -209,16 +209,8 @@ pub(crate) async fn create(
         now,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
-        "channel.created",
-        &id.to_string(),
-        json!({ "kind": kind }),
-        now,
-    )
-    .await?;
+    tx.audit("channel.created", &id.to_string(), json!({ "kind": kind }))
+        .await?;
     tx.commit().await?;
     Ok((id, webhook_secret))
 }

@@ -45,8 +45,8 @@ use uuid::Uuid;
 pub(crate) use crate::error::Overloaded;
 use crate::{
     db,
+    messaging::Messaging,
     messaging::ingest::{self, Batch, Delivery, Effects, IngestOutcome},
-    state::AppState,
 };
 
 /// Transactions writing at once. More than one keeps the CPU busy while another batch waits
@@ -134,12 +134,12 @@ impl GroupCommit {
     /// Queues a delivery and waits until the transaction holding it committed (or failed).
     pub(crate) async fn submit(
         self: &Arc<Self>,
-        state: &AppState,
+        state: &Messaging,
         delivery: Delivery,
     ) -> anyhow::Result<IngestOutcome> {
         let (reply, answer) = oneshot::channel();
         let now = Instant::now();
-        let limits = &state.config.ingest;
+        let limits = &state.config.ingest();
         let start_writer = {
             let mut q = self.lock_queue();
             let waited = q
@@ -196,7 +196,7 @@ impl GroupCommit {
     /// Tells the workers (all instances) that new jobs exist, so an idle one sets its timer
     /// for the AI turn's debounce instead of finding it at its next poll. At most one NOTIFY
     /// per [`WAKE_EVERY`]; one asked for meanwhile goes out at the end of the window.
-    fn wake_workers(self: &Arc<Self>, state: &AppState) {
+    fn wake_workers(self: &Arc<Self>, state: &Messaging) {
         let now = Instant::now();
         let delay = {
             let mut w = self.woke_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -369,7 +369,7 @@ fn pick_fair<T, K: Eq + std::hash::Hash + Copy>(
     taken
 }
 
-async fn writer(state: AppState, gc: Arc<GroupCommit>) {
+async fn writer(state: Messaging, gc: Arc<GroupCommit>) {
     while let Some(batch) = gc.next_batch() {
         // Its own task: a panic fails this batch's requests, not the writer.
         let (s, g) = (state.clone(), gc.clone());
@@ -379,7 +379,7 @@ async fn writer(state: AppState, gc: Arc<GroupCommit>) {
     }
 }
 
-async fn commit(state: &AppState, gc: &Arc<GroupCommit>, mut batch: Vec<Pending>) {
+async fn commit(state: &Messaging, gc: &Arc<GroupCommit>, mut batch: Vec<Pending>) {
     metrics::histogram!("sigmaai_group_commit_batch_size").record(batch.len() as f64);
     metrics::counter!("sigmaai_ingest_deliveries_total").increment(batch.len() as u64);
     batch.sort_by(|a, b| a.delivery.lock_order().cmp(&b.delivery.lock_order()));
@@ -429,7 +429,7 @@ async fn commit(state: &AppState, gc: &Arc<GroupCommit>, mut batch: Vec<Pending>
 /// One transaction for these deliveries, one tenant's at a time (they are sorted by
 /// tenant), switching the tenant row-level security sees as it goes.
 async fn write(
-    state: &AppState,
+    state: &Messaging,
     gc: &GroupCommit,
     deliveries: Vec<Delivery>,
 ) -> anyhow::Result<Vec<IngestOutcome>> {
@@ -466,7 +466,7 @@ async fn write(
         for (out, now) in outs.iter().zip(times) {
             for conversation in &out.conversations {
                 if !turns.iter().any(|(_, c, _)| c == conversation) {
-                    turns.push((tenant, *conversation, now + state.config.ai_debounce));
+                    turns.push((tenant, *conversation, now + state.config.ai_debounce()));
                 }
             }
         }

@@ -77,6 +77,16 @@ impl MessagingConfig {
         &self.0.private_gateway_hosts
     }
 
+    /// How ingestion queues deliveries: its bound and longest wait before refusing.
+    pub(crate) fn ingest(&self) -> &crate::config::IngestLimits {
+        &self.0.ingest
+    }
+
+    /// How long an AI turn waits after the customer's newest message.
+    pub(crate) fn ai_debounce(&self) -> time::Duration {
+        self.0.ai_debounce
+    }
+
     /// Meta's Graph API base.
     pub(crate) fn meta_graph_url(&self) -> &str {
         &self.0.meta_graph_url

@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::domain::message::{Direction, MessageStatus};
+use crate::domain::message::{Author, Direction, MessageStatus};
 use crate::{
     crypto::Aad,
     db::{
@@ -89,7 +89,7 @@ impl Refusal {
 
 /// Who wrote an outbound message.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Author {
+pub(crate) enum Writer {
     Member(Uuid),
     /// An AI draft: approved by a member, or sent by the `auto_send` policy (`None`).
     Ai {
@@ -169,7 +169,7 @@ pub(crate) async fn queue_text(
     tenant_id: Uuid,
     conversation_id: Uuid,
     text: &str,
-    author: Author,
+    author: Writer,
 ) -> Result<Uuid, QueueError> {
     queue_text_after(
         state,
@@ -190,7 +190,7 @@ pub(crate) async fn queue_text_after(
     tenant_id: Uuid,
     conversation_id: Uuid,
     text: &str,
-    author: Author,
+    author: Writer,
     delay: Duration,
 ) -> Result<Uuid, QueueError> {
     let text = text.trim();
@@ -220,8 +220,8 @@ pub(crate) async fn queue_text_after(
         .await
         .map_err(|e| QueueError::Internal(e.into()))?;
     let (author_kind, user) = match author {
-        Author::Member(u) => ("member", Some(u)),
-        Author::Ai { approved_by } => ("ai", approved_by),
+        Writer::Member(u) => (Author::Member, Some(u)),
+        Writer::Ai { approved_by } => (Author::Ai, approved_by),
     };
     messages::insert(
         tx,
@@ -233,7 +233,7 @@ pub(crate) async fn queue_text_after(
             contact_id: conv.contact_id,
             external_id: None,
             direction: Direction::Out.as_str(),
-            author: author_kind,
+            author: author_kind.as_str(),
             author_user_id: user,
             kind: "text",
             body_sealed: Some(sealed),
@@ -327,7 +327,7 @@ pub(crate) async fn queue_template(
             contact_id: conv.contact_id,
             external_id: None,
             direction: Direction::Out.as_str(),
-            author: "member",
+            author: Author::Member.as_str(),
             author_user_id: Some(author),
             kind: "template",
             body_sealed: Some(body),

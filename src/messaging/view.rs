@@ -11,7 +11,7 @@ use crate::{
     crypto::{Aad, CryptoError},
     db::{ai::Draft, contacts::Contact, conversations::ListRow, messages::Message},
     domain::{
-        message::{Direction, MessageStatus},
+        message::{Author, Direction, MessageStatus},
         phone::Phone,
     },
 };
@@ -375,10 +375,11 @@ pub(crate) async fn thread_message(
         _ => (body, Vec::new()),
     };
     let direction = Direction::parse(&m.direction);
-    let author = match (direction, m.author.as_str()) {
-        (_, "system") => String::new(),
+    let author = match (direction, m.written_by()) {
+        (_, Some(Author::System)) => String::new(),
         (Some(Direction::In), _) => sender.ok().flatten().unwrap_or_default(),
-        (_, a) => a.to_owned(),
+        // Outbound: the template shows the author kind's label (`author.member`…).
+        (_, _) => m.author.clone(),
     };
     let outbound = direction == Some(Direction::Out);
     ThreadMessage {
@@ -401,7 +402,7 @@ pub(crate) async fn thread_message(
             && MessageStatus::parse(&m.status).is_some_and(MessageStatus::retryable),
         deleted: m.deleted_at.is_some(),
         edited: m.edited_at.is_some(),
-        system: m.author == "system",
+        system: m.written_by() == Some(Author::System),
         reactions: shown.reactions,
         poll_votes: shown.poll_votes,
         notes: shown.lines,

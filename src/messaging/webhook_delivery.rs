@@ -98,7 +98,7 @@ pub(crate) async fn add_endpoint(
         .map_err(|_| "error.internal")?;
     let now = state.now();
     let stored = async {
-        let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+        let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
         db_out::insert_endpoint(
             &mut tx,
             NewEndpoint {
@@ -114,14 +114,10 @@ pub(crate) async fn add_endpoint(
         )
         .await?;
         // The host only: a path or query may carry a token.
-        audit::record(
-            &mut tx,
-            tenant_id,
-            actor,
+        tx.audit(
             "webhook.endpoint_added",
             &id.to_string(),
             json!({ "host": url.host_str(), "events": events, "include_text": input.include_text }),
-            now,
         )
         .await?;
         tx.commit().await

@@ -78,7 +78,7 @@ async fn finish(
     media: usize,
     now: OffsetDateTime,
 ) -> anyhow::Result<bool> {
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let (messages, conversations) = dbp::delete_contact(&mut tx, contact_id).await?;
     dbp::insert_tombstone(
         &mut tx,
@@ -94,14 +94,10 @@ async fn finish(
         now,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "contact.erased",
         &contact_id.to_string(),
         json!({ "reason": reason, "request": request_id, "messages": messages }),
-        now,
     )
     .await?;
     tx.commit().await?;

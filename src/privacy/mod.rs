@@ -278,7 +278,7 @@ pub(crate) async fn advance(
 ) -> anyhow::Result<bool> {
     anyhow::ensure!(STATUSES.contains(&status), "invalid status");
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let denial = (status == "denied").then_some(note);
     if !dbp::set_status(&mut tx, request_id, status, denial, now).await? {
         return Ok(false);
@@ -293,14 +293,10 @@ pub(crate) async fn advance(
         now,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "dsr.status",
         &request_id.to_string(),
         json!({ "status": status }),
-        now,
     )
     .await?;
     tx.commit().await?;

@@ -197,7 +197,7 @@ pub(crate) async fn prune_audit_log(
     now: OffsetDateTime,
 ) -> anyhow::Result<i64> {
     let key = state.keys.audit_checkpoint_key(tenant_id).await?;
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, Actor::system(), now).await?;
     audit::lock_chain(&mut tx, tenant_id).await?;
     if let Err(problem) = audit::verify_chain(&mut tx, tenant_id, &*key).await? {
         tracing::error!(tenant = %tenant_id, ?problem, "audit log fails verification; not pruning it");
@@ -207,14 +207,10 @@ pub(crate) async fn prune_audit_log(
         return Ok(0);
     };
     let cp = audit::prune(&mut tx, tenant_id, &plan, &*key).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        &Actor::system(),
+    tx.audit(
         "audit.pruned",
         "",
         json!({ "count": cp.dropped, "through_seq": cp.through_seq }),
-        now,
     )
     .await?;
     tx.commit().await?;

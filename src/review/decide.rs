@@ -1,8 +1,6 @@
 //! Staff decisions on drafts. Each moves a draft out of the queue at most once (a
 //! conditional update), so a double click — or two reviewers at once — sends one reply.
 
-use crate::messaging::Messaging;
-use axum::extract::FromRef;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -10,7 +8,7 @@ use crate::domain::conversation::Ownership;
 use crate::domain::mcp::CallState;
 use crate::domain::review::{Decision, DraftState};
 use crate::{
-    crypto::Aad,
+    crypto::{Aad, Keyring},
     db::{
         self, ai as db_ai,
         audit::{self, Actor},
@@ -22,8 +20,8 @@ use crate::{
         send::{self, Refusal},
         view,
     },
-    privacy::{Privacy, retention},
-    state::AppState,
+    privacy::retention,
+    review::Review,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +107,7 @@ async fn refuse_if_locked(
 /// statement with every write (`db::ai::approve`); the commit. The checks and their order are
 /// `draft_for`'s and `send::queue_text_after`'s.
 pub(crate) async fn approve(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     draft_id: Uuid,
@@ -117,7 +115,7 @@ pub(crate) async fn approve(
 ) -> Result<Uuid, DecideError> {
     let user = actor.id.ok_or(DecideError::NotFound)?;
     let now = state.now();
-    let messaging = Messaging::from_ref(state);
+    let messaging = &state.messaging;
     let mut tx = db::begin_tenant_chain_locked(&state.db, tenant_id).await?;
     let cx = db_ai::approval_context(
         &mut tx,
@@ -134,7 +132,7 @@ pub(crate) async fn approve(
     if let Some(name) = cx.editor.clone() {
         return Err(DecideError::Locked(name));
     }
-    let original = view::original_text(&messaging, tenant_id, d)
+    let original = view::original_text(messaging, tenant_id, d)
         .await?
         .unwrap_or_default();
     let text = match edited.map(str::trim) {
@@ -233,34 +231,30 @@ pub(crate) async fn approve(
     }
     tx.commit().await?;
     publish_decision(state, tenant_id, d.conversation_id).await;
-    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&state.privacy, tenant_id, d.conversation_id).await?;
     Ok(message_id)
 }
 
 /// Takes back an approval while its reply is still waiting out the undo window: nothing is
 /// sent and the draft is back in the queue. `AlreadyDecided` once the send has started.
 pub(crate) async fn undo(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     draft_id: Uuid,
 ) -> Result<(), DecideError> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let d = db_ai::get_draft(&mut tx, draft_id)
         .await?
         .ok_or(DecideError::NotFound)?;
     if !db_ai::undo_approval(&mut tx, d.id).await? {
         return Err(DecideError::TooLate);
     }
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "draft.approval_undone",
         &d.conversation_id.to_string(),
         json!({ "draft": d.id }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -269,7 +263,7 @@ pub(crate) async fn undo(
 }
 
 pub(crate) async fn reject(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     draft_id: Uuid,
@@ -277,7 +271,7 @@ pub(crate) async fn reject(
 ) -> Result<(), DecideError> {
     let now = state.now();
     let reason: String = reason.trim().chars().take(500).collect();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let (d, next) = draft_for(&mut tx, draft_id, Decision::Reject, actor, now).await?;
     if !db_ai::decide(
         &mut tx,
@@ -295,32 +289,28 @@ pub(crate) async fn reject(
     }
     // A rejected draft leaves the turn to a person.
     db_ai::set_attention(&mut tx, d.conversation_id, Some("draft_rejected"), now).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "draft.rejected",
         &d.conversation_id.to_string(),
         json!({ "draft": d.id }),
-        now,
     )
     .await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&state.privacy, tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
 /// Sets a pending draft aside and has the AI write the same turn again (the reply box's
 /// "regenerate"). An escalation is a person's turn: it cannot be regenerated.
 pub(crate) async fn regenerate(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     draft_id: Uuid,
 ) -> Result<(), DecideError> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let (d, next) = draft_for(&mut tx, draft_id, Decision::Regenerate, actor, now).await?;
     if !db_ai::decide(
         &mut tx,
@@ -339,14 +329,10 @@ pub(crate) async fn regenerate(
     crate::review::draft::schedule_many(&mut tx, &[(tenant_id, d.conversation_id, now)], now)
         .await?;
     db::jobs::notify_workers(&mut tx).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "draft.regenerated",
         &d.conversation_id.to_string(),
         json!({ "draft": d.id }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -356,7 +342,7 @@ pub(crate) async fn regenerate(
 
 /// Clears an escalation once a person has dealt with it.
 pub(crate) async fn dismiss(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     draft_id: Uuid,
@@ -385,37 +371,33 @@ pub(crate) async fn dismiss(
     db_ai::set_attention(&mut tx, d.conversation_id, None, now).await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, d.conversation_id).await?;
+    retention::media_after_triage(&state.privacy, tenant_id, d.conversation_id).await?;
     Ok(())
 }
 
 /// Staff take the conversation: the AI stops drafting and pending drafts are withdrawn.
 pub(crate) async fn take_over(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     conversation_id: Uuid,
 ) -> Result<(), DecideError> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     if !conversations::set_ownership(&mut tx, conversation_id, Ownership::Human).await? {
         return Err(DecideError::NotFound);
     }
     db_ai::supersede_pending(&mut tx, conversation_id, now).await?;
     db_ai::set_attention(&mut tx, conversation_id, None, now).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "conversation.taken_over",
         &conversation_id.to_string(),
         json!({}),
-        now,
     )
     .await?;
     tx.commit().await?;
     state.live.publish(tenant_id, &live::Event::Review).await;
-    retention::media_after_triage(&Privacy::from_ref(state), tenant_id, conversation_id).await?;
+    retention::media_after_triage(&state.privacy, tenant_id, conversation_id).await?;
     Ok(())
 }
 
@@ -423,14 +405,14 @@ pub(crate) async fn take_over(
 /// with its execution queued in the same transaction. A double click or a second reviewer
 /// finds it decided; the `mcp_call` job runs it exactly once.
 pub(crate) async fn approve_call(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     call_id: Uuid,
 ) -> Result<(), DecideError> {
     let user = actor.id.ok_or(DecideError::NotFound)?;
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let c = db::mcp::call(&mut tx, call_id)
         .await?
         .ok_or(DecideError::NotFound)?;
@@ -447,14 +429,10 @@ pub(crate) async fn approve_call(
         return Err(DecideError::AlreadyDecided);
     }
     crate::mcp::registry::enqueue_call(&mut tx, tenant_id, c.id, now).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "mcp.call_approved",
         &c.conversation_id.to_string(),
         json!({ "call": c.id, "server": c.server_name, "tool": c.tool }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -463,13 +441,13 @@ pub(crate) async fn approve_call(
 }
 
 pub(crate) async fn reject_call(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     actor: &Actor,
     call_id: Uuid,
 ) -> Result<(), DecideError> {
     let now = state.now();
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let c = db::mcp::call(&mut tx, call_id)
         .await?
         .ok_or(DecideError::NotFound)?;
@@ -485,14 +463,10 @@ pub(crate) async fn reject_call(
     {
         return Err(DecideError::AlreadyDecided);
     }
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "mcp.call_rejected",
         &c.conversation_id.to_string(),
         json!({ "call": c.id, "tool": c.tool }),
-        now,
     )
     .await?;
     tx.commit().await?;
@@ -517,11 +491,10 @@ pub(crate) struct CallView {
     pub(crate) latency_ms: i32,
 }
 
-pub(crate) async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Call) -> CallView {
+pub(crate) async fn call_view(keys: &Keyring, tenant_id: Uuid, c: &db::mcp::Call) -> CallView {
     let open = |column: &'static str, sealed: Option<Vec<u8>>| async move {
         match sealed {
-            Some(s) => state
-                .keys
+            Some(s) => keys
                 .open_str(
                     tenant_id,
                     c.contact_id,
@@ -555,7 +528,7 @@ pub(crate) async fn call_view(state: &AppState, tenant_id: Uuid, c: &db::mcp::Ca
 }
 
 /// Tells open review queues and the conversation's thread that a draft's fate changed.
-async fn publish_decision(state: &AppState, tenant_id: Uuid, conversation_id: Uuid) {
+async fn publish_decision(state: &Review, tenant_id: Uuid, conversation_id: Uuid) {
     state.live.publish(tenant_id, &live::Event::Review).await;
     state
         .live

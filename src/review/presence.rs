@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, audit, audit::Actor, presence as dbp},
-    live,
-    state::AppState,
+    live::{self, Live},
+    review::Review,
 };
 
 pub(crate) use dbp::Here;
@@ -49,7 +49,7 @@ pub(crate) struct Other {
 /// is). Other open pages hear of it when what they show changes. `None`: no such
 /// conversation in this tenant.
 pub(crate) async fn touch(
-    state: &AppState,
+    state: &Review,
     tenant: Uuid,
     user: Uuid,
     conversation: Uuid,
@@ -85,7 +85,7 @@ pub(crate) async fn touch(
         Some((was_editing, _)) => was_editing != editing,
     };
     if changed {
-        announce(state, tenant, conversation).await;
+        announce(&state.live, tenant, conversation).await;
     }
     Ok(Some(Beat {
         others: others
@@ -101,7 +101,7 @@ pub(crate) async fn touch(
 
 /// The user closed the page: others stop seeing them at once.
 pub(crate) async fn leave(
-    state: &AppState,
+    state: &Review,
     tenant: Uuid,
     user: Uuid,
     conversation: Uuid,
@@ -110,56 +110,53 @@ pub(crate) async fn leave(
     let gone = dbp::leave(&mut tx, conversation, user).await?;
     tx.commit().await?;
     if gone {
-        announce(state, tenant, conversation).await;
+        announce(&state.live, tenant, conversation).await;
     }
     Ok(())
 }
 
-async fn announce(state: &AppState, tenant: Uuid, conversation: Uuid) {
-    state
-        .live
-        .publish(tenant, &live::Event::Conversation { id: conversation })
+async fn announce(live: &Live, tenant: Uuid, conversation: Uuid) {
+    live.publish(tenant, &live::Event::Conversation { id: conversation })
         .await;
-    state.live.publish(tenant, &live::Event::Review).await;
+    live.publish(tenant, &live::Event::Review).await;
 }
 
 /// [`on_page`] and [`others_on`] for this one conversation, in one statement: whether the
 /// member just arrived, and everyone else on it now.
 pub(crate) async fn on_page_with_others(
-    state: &AppState,
     conn: &mut sqlx::PgConnection,
     user: Uuid,
     conversation: Uuid,
+    now: OffsetDateTime,
 ) -> sqlx::Result<(bool, Vec<Here>)> {
-    let now = state.now();
     let (was_here, others) = dbp::on_page(conn, conversation, user, now, since(now)).await?;
     Ok((!was_here, others))
 }
 
 /// Tells the other open pages that someone arrived.
-pub(crate) async fn arrived(state: &AppState, tenant: Uuid, conversation: Uuid) {
-    announce(state, tenant, conversation).await;
+pub(crate) async fn arrived(live: &Live, tenant: Uuid, conversation: Uuid) {
+    announce(live, tenant, conversation).await;
 }
 
 /// Everyone but `me` on these conversations now, by conversation (for pages being drawn).
 pub(crate) async fn others_on(
-    state: &AppState,
     conn: &mut sqlx::PgConnection,
     conversations: &[Uuid],
     me: Uuid,
+    now: OffsetDateTime,
 ) -> sqlx::Result<Vec<(Uuid, Here)>> {
-    dbp::others(conn, conversations, me, since(state.now())).await
+    dbp::others(conn, conversations, me, since(now)).await
 }
 
 /// Opening an unassigned, open conversation assigns it to the reviewer who opened it, when
 /// the tenant wants that (the default). Returns whether it did. Two reviewers opening it at
 /// once: one wins, the other sees the first as the assignee.
 pub(crate) async fn assign_on_open(
-    state: &AppState,
     conn: &mut sqlx::PgConnection,
     tenant: Uuid,
     actor: &Actor,
     conversation: Uuid,
+    now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let Some(user) = actor.id else {
         return Ok(false);
@@ -176,7 +173,7 @@ pub(crate) async fn assign_on_open(
             "conversation.assigned",
             &conversation.to_string(),
             json!({ "user": user, "on_open": true }),
-            state.now(),
+            now,
         )
         .await?;
         // Subscribed systems hear of it as of any assignment (outgoing webhooks).
@@ -186,7 +183,7 @@ pub(crate) async fn assign_on_open(
             tenant,
             crate::domain::events::CONVERSATION_ASSIGNED,
             &[(assigned, None)],
-            state.now(),
+            now,
         )
         .await?
             > 0

@@ -1236,7 +1236,7 @@ async fn submit_batch(
     gw: &Gw,
     deliveries: &[(&crate::db::channels::Channel, String, String)],
 ) -> Vec<anyhow::Result<crate::messaging::ingest::IngestOutcome>> {
-    let state = &gw.w.t.state;
+    let state = &gw.w.t.wiring.messaging;
     let mut prepared = Vec::new();
     for (n, (channel, id, phone)) in deliveries.iter().enumerate() {
         let msg = evo_text(id, phone, "Paciente", now(gw) + n as i64, "olá");

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::conversation::Ownership;
-use crate::domain::message::MediaState;
+use crate::domain::message::{Author, MediaState};
 use crate::domain::review::Policy;
 use crate::domain::review::{self as review_rules, DraftState};
 use crate::wiring::App;
@@ -39,7 +39,7 @@ use crate::{
     },
     live,
     messaging::{
-        send::{self, Author, QueueError},
+        send::{self, QueueError, Writer},
         view::{self, Clock, ContactView, InboxRow, ThreadMessage},
     },
     privacy::{Privacy, retention},
@@ -510,15 +510,15 @@ async fn load_conversation(
     let mut arrived = false;
     let others: Vec<presence::Here> = if reviewing {
         if assigned_to.is_none()
-            && presence::assign_on_open(state, &mut tx, tenant, &t.actor(), id).await?
+            && presence::assign_on_open(&mut tx, tenant, &t.actor(), id, state.now()).await?
         {
             assigned_to = Some(me);
         }
-        let (came, others) = presence::on_page_with_others(state, &mut tx, me, id).await?;
+        let (came, others) = presence::on_page_with_others(&mut tx, me, id, state.now()).await?;
         arrived = came;
         others
     } else {
-        presence::others_on(state, &mut tx, &[id], me)
+        presence::others_on(&mut tx, &[id], me, state.now())
             .await?
             .into_iter()
             .map(|(_, h)| h)
@@ -559,7 +559,7 @@ async fn load_conversation(
         )
         .await?;
     if arrived {
-        presence::arrived(state, tenant, id).await;
+        presence::arrived(&state.live, tenant, id).await;
     }
     if assigned_to != conv.assigned_to {
         state.live.publish(tenant, &live::Event::Inbox).await;
@@ -643,7 +643,7 @@ async fn edited_of(
 ) -> AppResult<Vec<(Uuid, bool)>> {
     let ai_ids: Vec<Uuid> = rows
         .iter()
-        .filter(|m| m.author == "ai" && m.author_user_id.is_some())
+        .filter(|m| m.written_by() == Some(Author::Ai) && m.author_user_id.is_some())
         .map(|m| m.id)
         .collect();
     // Most pages show no reviewed AI message: no need to ask which drafts were edited.
@@ -680,7 +680,10 @@ async fn thread_view(
     let mut thread = Vec::with_capacity(rows.len());
     for m in rows {
         let mut tm = view::thread_message(&messaging, tenant, clock, m).await;
-        if let Some(user) = m.author_user_id.filter(|_| m.author == "ai") {
+        if let Some(user) = m
+            .author_user_id
+            .filter(|_| m.written_by() == Some(Author::Ai))
+        {
             tm.review = Some(view::ReviewNote {
                 by: members
                     .iter()
@@ -825,7 +828,7 @@ async fn conversation_fragment(
         f.messages = thread_view(state, tenant, &clock, &rows, &lists.members, &edited).await;
     }
     if wants("presence") || reply {
-        f.others = presence::others_on(state, &mut tx, &[id], me)
+        f.others = presence::others_on(&mut tx, &[id], me, state.now())
             .await?
             .into_iter()
             .map(|(_, h)| h)
@@ -945,7 +948,7 @@ async fn reply(
         tenant,
         id,
         &text,
-        Author::Member(t.me.user.id),
+        Writer::Member(t.me.user.id),
     )
     .await
     {

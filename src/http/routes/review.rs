@@ -29,6 +29,7 @@ use crate::{
         routes::portal::Shell,
     },
     messaging::view::{self, Clock, ThreadMessage},
+    review::Review,
     review::{
         decide::{self, DecideError},
         presence,
@@ -257,7 +258,7 @@ async fn queue(
         let is_meta = channel_kind.as_deref() == Some("meta");
         let mut calls = Vec::new();
         for c in calls_of.get(&d.id).into_iter().flatten() {
-            calls.push(decide::call_view(&state, tenant, c).await);
+            calls.push(decide::call_view(&state.keys, tenant, c).await);
         }
         cards.push(DraftCard {
             id: d.id,
@@ -297,7 +298,7 @@ async fn queue(
     }
     // Who else is on these conversations, and who is editing which draft.
     let conv_ids: Vec<Uuid> = cards.iter().map(|c| c.conversation_id).collect();
-    for (conv, here) in presence::others_on(&state, &mut tx, &conv_ids, t.me.user.id).await? {
+    for (conv, here) in presence::others_on(&mut tx, &conv_ids, t.me.user.id, state.now()).await? {
         for c in cards.iter_mut().filter(|c| c.conversation_id == conv) {
             if here.editing && here.draft_id == Some(c.id) {
                 c.editor = Some(here.name.clone());
@@ -307,7 +308,7 @@ async fn queue(
     }
     let mut pending_calls = Vec::new();
     for c in db::mcp::pending_calls(&mut tx, QUEUE_LIMIT).await? {
-        pending_calls.push(decide::call_view(&state, tenant, &c).await);
+        pending_calls.push(decide::call_view(&state.keys, tenant, &c).await);
     }
     tx.commit().await?;
     let shell = Shell::from_ctx(&t, "review");
@@ -436,7 +437,7 @@ fn back_to_conversation(t: &TenantCtx, back: &str) -> Option<String> {
 }
 
 async fn approve(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<ApproveForm>,
@@ -454,7 +455,7 @@ async fn approve(
 }
 
 async fn undo(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
@@ -471,7 +472,7 @@ pub(crate) struct RejectForm {
 }
 
 async fn reject(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<RejectForm>,
@@ -488,7 +489,7 @@ pub(crate) struct BackForm {
 
 /// "Regenerate": the AI writes this turn again; the page shows the new draft when it lands.
 async fn regenerate(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<BackForm>,
@@ -518,7 +519,7 @@ pub(crate) struct PresenceForm {
 /// A page's heartbeat: "I am on this conversation (and editing its draft)". Answers who else
 /// is there and whether someone else holds the draft.
 async fn presence(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
     Form(f): Form<PresenceForm>,
@@ -539,7 +540,7 @@ async fn presence(
 }
 
 async fn dismiss(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
@@ -548,7 +549,7 @@ async fn dismiss(
 }
 
 async fn take_over(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
@@ -564,7 +565,7 @@ async fn take_over(
 }
 
 async fn approve_call(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {
@@ -573,7 +574,7 @@ async fn approve_call(
 }
 
 async fn reject_call(
-    State(state): State<AppState>,
+    State(state): State<Review>,
     t: RequireRole<Reviewer>,
     Path((_s, id)): Path<(String, Uuid)>,
 ) -> AppResult<Response> {

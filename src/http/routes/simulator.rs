@@ -144,7 +144,7 @@ pub(crate) struct SimForm {
 
 /// Delivers a message "from WhatsApp" through the same ingestion as a gateway webhook.
 async fn send(
-    State(state): State<AppState>,
+    State(state): State<Messaging>,
     State(ingest): State<std::sync::Arc<crate::messaging::group_commit::GroupCommit>>,
     t: RequireRole<Admin>,
     Form(f): Form<SimForm>,
@@ -155,7 +155,7 @@ async fn send(
     if text.is_empty() || text.chars().count() > 4096 {
         return Err(AppError::BadRequest("reply.empty"));
     }
-    let sim = channel::simulator(&Messaging::from_ref(&state), t.id(), &t.actor()).await?;
+    let sim = channel::simulator(&state, t.id(), &t.actor()).await?;
     let msg = InboundMessage {
         account: "simulator".into(),
         external_id: format!("sim-in-{}", Uuid::now_v7().simple()),

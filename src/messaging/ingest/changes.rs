@@ -14,8 +14,8 @@ use crate::{
     crypto::Aad,
     db::{self, channels::Channel, messages},
     gateway::{ConnectionState, ConnectionUpdate, MessageRevision, Revision, StatusUpdate},
+    messaging::Messaging,
     messaging::extra,
-    state::AppState,
 };
 
 /// What a delivery carries besides new messages.
@@ -30,7 +30,7 @@ pub(super) struct Rest {
 
 /// Applies each delivery's [`Rest`], counting into its outcome.
 pub(super) async fn apply(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     rest: Vec<Rest>,
@@ -101,7 +101,7 @@ pub(super) async fn apply(
 
 /// Opens a message's extra (an empty object when it has none).
 async fn open_extra(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     m: &messages::Message,
 ) -> anyhow::Result<serde_json::Value> {
@@ -125,7 +125,7 @@ async fn open_extra(
 /// Puts a reaction or vote on its message. `false` when the message is unknown (it may
 /// predate the channel) or deleted, or nothing changed.
 async fn apply_mark(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     channel_id: Uuid,
@@ -168,7 +168,7 @@ const EDITABLE: &[&str] = &[
 /// Applies an edit or a "delete for everyone", and flags drafts written on the old text.
 /// `false` when the message is unknown, already deleted, or the edit changes nothing.
 async fn apply_revision(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     channel_id: Uuid,

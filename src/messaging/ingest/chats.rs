@@ -14,13 +14,13 @@ use crate::{
         conversations::{self, NewConversation, NewConversationWithChat, Upserted},
         jobs,
     },
+    messaging::Messaging,
     messaging::groups::GroupSubject,
-    state::AppState,
 };
 
 /// Each row's conversation id, in row order (found, or created).
 pub(super) async fn conversation_of(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     rows: &[Row],

@@ -11,14 +11,14 @@ use uuid::Uuid;
 use super::{Delivery, changes::Rest, incoming::Incoming, seal::prepare, stored::Row};
 use crate::{
     db::contacts::{self, ContactKeys, NewContact},
-    state::AppState,
+    messaging::Messaging,
 };
 
 /// Every message of these deliveries sealed under its sender's contact (created when new,
 /// completed when a phone, LID or name was missing), as the batch's rows in delivery
 /// order, and what else each delivery carries (applied after the messages).
 pub(super) async fn resolve(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     deliveries: Vec<Delivery>,
@@ -96,7 +96,7 @@ impl FreshIds {
     /// One id per new person of these messages (matched by phone or LID token), each new
     /// id's key created in one key-store statement and commit.
     async fn create<'m>(
-        state: &AppState,
+        state: &Messaging,
         tenant_id: Uuid,
         known: &[ContactKeys],
         messages: impl Iterator<Item = &'m Incoming>,
@@ -143,7 +143,7 @@ impl FreshIds {
 /// Which known contact a message is from, or a new one (its data key created first: taken
 /// from `fresh`, else created on its own).
 pub(super) async fn resolve_contact(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     known: &[ContactKeys],
     fresh: &mut FreshIds,
@@ -215,7 +215,7 @@ pub(super) fn remember(known: &mut Vec<ContactKeys>, c: &Resolved, named: bool) 
 /// a concurrent transaction created first is sealed again under that contact's key.
 /// `known` already holds every contact as the messages left it (`remember`).
 async fn settle_contacts(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     known: &mut Vec<ContactKeys>,
     tenant_id: Uuid,

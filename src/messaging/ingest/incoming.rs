@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::{domain::phone::Phone, gateway::InboundMessage, state::AppState};
+use crate::{domain::phone::Phone, gateway::InboundMessage, messaging::Messaging};
 
 /// Who a message is about: the end user (1:1), or the sender inside a group.
 pub(super) struct Identity {
@@ -30,7 +30,7 @@ pub(super) fn identity(m: &InboundMessage) -> Identity {
 
 /// The sender's blind indexes: keyed tokens of the phone and the LID (no database).
 pub(super) async fn sender_indexes(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     who: &Identity,
 ) -> anyhow::Result<(Option<String>, Option<String>)> {

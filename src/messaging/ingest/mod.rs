@@ -42,8 +42,8 @@ use crate::{
     db::{self, channels::Channel},
     domain::{events, message::MessageStatus},
     gateway::{ConnectionUpdate, InboundEvent, MessageKind, MessageRevision, StatusUpdate},
+    messaging::Messaging,
     messaging::group_commit::GroupCommit,
-    state::AppState,
 };
 
 /// What a webhook delivery did.
@@ -62,7 +62,7 @@ pub(crate) struct IngestOutcome {
 /// Stores everything a webhook delivered. The caller answers 2xx only after this returns
 /// Ok, which is after the transaction holding it committed.
 pub(crate) async fn ingest(
-    state: &AppState,
+    state: &Messaging,
     commit: &Arc<GroupCommit>,
     channel: &Channel,
     events: Vec<InboundEvent>,
@@ -74,7 +74,7 @@ pub(crate) async fn ingest(
 /// Outside any transaction: what each message needs before its batch can look up all
 /// the senders at once (their blind indexes).
 pub(crate) async fn prepare_delivery(
-    state: &AppState,
+    state: &Messaging,
     channel: &Channel,
     events: Vec<InboundEvent>,
 ) -> anyhow::Result<Delivery> {
@@ -211,7 +211,6 @@ pub(crate) trait Effects: Send + Sync + 'static {
     /// An end user wrote one of the tenant's data-subject request keywords (`text`).
     async fn request_keyword(
         &self,
-        state: &AppState,
         tx: &mut PgConnection,
         tenant_id: Uuid,
         contact_id: Uuid,
@@ -246,7 +245,7 @@ impl<'e> Batch<'e> {
 /// insert stores all the messages (marking each conversation once), and last come what
 /// the stored messages cause.
 pub(crate) async fn apply(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     batch: &mut Batch<'_>,
     deliveries: Vec<Delivery>,

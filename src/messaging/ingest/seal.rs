@@ -8,8 +8,8 @@ use super::{contacts::Resolved, incoming::identity};
 use crate::{
     crypto::Aad,
     gateway::{InboundMessage, MediaSource, MessageKind},
+    messaging::Messaging,
     messaging::extra,
-    state::AppState,
 };
 
 /// The kind as stored, and its text (body or caption) to seal.
@@ -94,7 +94,7 @@ pub(super) struct Prepared {
 }
 
 pub(super) async fn prepare(
-    state: &AppState,
+    state: &Messaging,
     tenant_id: Uuid,
     msg: InboundMessage,
     contact: Resolved,
@@ -190,7 +190,7 @@ pub(super) async fn prepare(
 /// The conversation's reply address, sealed: under the tenant's key for a group (its
 /// address is the tenant's, not one member's), else under the contact's.
 pub(super) async fn seal_chat(
-    state: &AppState,
+    state: &Messaging,
     p: &Prepared,
     tenant_id: Uuid,
     conversation: Uuid,

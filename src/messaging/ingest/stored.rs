@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Batch, seal::Prepared};
-use crate::domain::message::MediaState;
+use crate::domain::message::{Author, MediaState};
 use crate::{
     crypto::Aad,
     db::{
@@ -21,8 +21,8 @@ use crate::{
         message::{Direction, MessageStatus},
     },
     gateway::MessageKind,
+    messaging::Messaging,
     messaging::media::FetchMedia,
-    state::AppState,
 };
 
 /// A message on its way into the batch's one insert.
@@ -37,12 +37,12 @@ pub(super) struct Row {
 pub(super) fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> NewMessage<'_> {
     let p = &r.p;
     let (direction, author, status) = if p.msg.from_me {
-        (Direction::Out, "phone", MessageStatus::Sent)
+        (Direction::Out, Author::Phone, MessageStatus::Sent)
     } else if matches!(p.msg.kind, MessageKind::System { .. }) {
         // A notice about the chat (number changed…): an event, not a customer's words.
-        (Direction::In, "system", MessageStatus::Received)
+        (Direction::In, Author::System, MessageStatus::Received)
     } else {
-        (Direction::In, "contact", MessageStatus::Received)
+        (Direction::In, Author::Contact, MessageStatus::Received)
     };
     let media = match &p.msg.kind {
         MessageKind::Media { mime, .. } => Some(mime.as_deref()),
@@ -56,7 +56,7 @@ pub(super) fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> Ne
         contact_id: p.contact.contact_id,
         external_id: Some(&p.msg.external_id),
         direction: direction.as_str(),
-        author,
+        author: author.as_str(),
         author_user_id: None,
         kind: p.kind,
         body_sealed: p.body_sealed.clone(),
@@ -76,7 +76,7 @@ pub(super) fn new_message(tenant_id: Uuid, r: &Row, conversation_id: Uuid) -> Ne
 /// the phone, a data-subject request by keyword. Returns whether it came from the end user
 /// (`messages::insert_many` already marked its conversation unread and open).
 pub(super) async fn after_stored(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     batch: &mut Batch<'_>,
     tenant_id: Uuid,
@@ -131,7 +131,7 @@ pub(super) async fn after_stored(
         if crate::domain::privacy::is_keyword(body, keywords) {
             batch
                 .effects
-                .request_keyword(state, tx, tenant_id, p.contact.contact_id, body, r.now)
+                .request_keyword(tx, tenant_id, p.contact.contact_id, body, r.now)
                 .await?;
         }
     }
@@ -141,7 +141,7 @@ pub(super) async fn after_stored(
 /// The customer changed number (Meta `user_changed_number`): the contact keeps its history
 /// and conversation, and replies go to the new number.
 pub(super) async fn move_number(
-    state: &AppState,
+    state: &Messaging,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     contact_id: Uuid,

@@ -1,12 +1,10 @@
 //! What the prompt is built from: the turn's recent messages (text opened, extras noted,
 //! media loaded or described), the customer's profile and the tenant's settings.
 
-use crate::messaging::Messaging;
-use axum::extract::FromRef;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::message::MediaState;
+use crate::domain::message::{Author, MediaState};
 use crate::{
     ai::context::{ConversationMessage, CustomerProfile, Direction, Media, TenantSettings},
     crypto::Aad,
@@ -18,7 +16,7 @@ use crate::{
     },
     domain::{knowledge::WEEKDAYS, message::Direction as Stored},
     i18n::Lang,
-    state::AppState,
+    review::Review,
 };
 
 /// How many recent messages are loaded for the context (the budget trims further).
@@ -35,7 +33,7 @@ pub(super) async fn recent_turn(
     let mut recent = messages::thread(tx, conversation_id, None, RECENT).await?;
     recent.reverse();
     // Deleted messages and chat notices are not part of what the customer is saying.
-    recent.retain(|m| m.deleted_at.is_none() && m.author != "system");
+    recent.retain(|m| m.deleted_at.is_none() && m.written_by() != Some(Author::System));
     let Some(latest) = recent.last().cloned() else {
         return Ok(None);
     };
@@ -61,14 +59,14 @@ fn inbound(m: &Message) -> bool {
 
 /// The conversation as the context builder sees it: text opened, media described.
 pub(super) async fn conversation_messages(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     recent: &[Message],
 ) -> anyhow::Result<Vec<ConversationMessage>> {
     let mut out = Vec::with_capacity(recent.len());
     for m in recent {
         // A deleted message is gone for everyone; a chat notice is nobody's words.
-        if m.deleted_at.is_some() || m.author == "system" {
+        if m.deleted_at.is_some() || m.written_by() == Some(Author::System) {
             continue;
         }
         let mut text = match m.body_sealed.as_deref() {
@@ -149,7 +147,10 @@ pub(super) async fn conversation_messages(
         };
         out.push(ConversationMessage {
             direction,
-            staff_author: (m.author == "member" || m.author == "phone").then(|| "staff".to_owned()),
+            staff_author: m
+                .written_by()
+                .is_some_and(Author::is_staff)
+                .then(|| "staff".to_owned()),
             text,
             media,
         });
@@ -157,7 +158,7 @@ pub(super) async fn conversation_messages(
     Ok(out)
 }
 
-pub(super) async fn load_media(state: &AppState, tenant_id: Uuid, m: &Message) -> Option<Vec<u8>> {
+pub(super) async fn load_media(state: &Review, tenant_id: Uuid, m: &Message) -> Option<Vec<u8>> {
     let sealed = state.media.get(m.media_key.as_deref()?).await.ok()??;
     state
         .keys
@@ -172,11 +173,11 @@ pub(super) async fn load_media(state: &AppState, tenant_id: Uuid, m: &Message) -
 }
 
 pub(super) async fn customer_profile(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     c: &db::contacts::Contact,
 ) -> CustomerProfile {
-    let v = crate::messaging::view::contact(&Messaging::from_ref(state), tenant_id, c).await;
+    let v = crate::messaging::view::contact(&state.messaging, tenant_id, c).await;
     CustomerProfile {
         name: v.name,
         notes: (!v.notes.is_empty()).then_some(v.notes),

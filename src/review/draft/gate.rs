@@ -19,7 +19,7 @@ use crate::{
         plans,
         review::{self, Policy},
     },
-    state::AppState,
+    review::Review,
 };
 
 /// The conversation's review policy: its own override, else the tenant's (an unknown word
@@ -43,7 +43,7 @@ pub(super) fn may_draft(policy: Policy, conv: &Conversation, contact: &Contact) 
 /// month, a daily call limit of zero, a paused or incomplete subscription (limited access:
 /// drafting waits, nothing lost), then today's calls against the daily limit.
 pub(super) async fn over_limit(
-    state: &AppState,
+    state: &Review,
     tx: &mut PgConnection,
     tenant_id: Uuid,
     tenant: Option<&Tenant>,

@@ -1,8 +1,6 @@
 //! Drafting with an LLM provider: the tenant's provider (own key or the platform's, own
 //! endpoint vetted), voice notes transcribed, the prompt built, the tool loop run.
 
-use crate::messaging::Messaging;
-use axum::extract::FromRef;
 use std::time::Instant;
 
 use secrecy::SecretString;
@@ -30,12 +28,12 @@ use crate::{
         messages::Message,
     },
     domain::knowledge::KnowledgeEntry,
-    state::AppState,
+    review::Review,
 };
 
 /// The tenant's provider (their own key, else the platform's), with the optional fallback.
 pub(super) async fn provider_for(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     s: &AiSettings,
     kind: ProviderKind,
@@ -44,7 +42,7 @@ pub(super) async fn provider_for(
     // it was saved) and the client pinned to what was vetted.
     let vetted = match s.base_url.as_deref().filter(|u| !u.is_empty()) {
         Some(raw) => Some(
-            crate::messaging::channel::vet_gateway(&Messaging::from_ref(state), raw)
+            crate::messaging::channel::vet_gateway(&state.messaging, raw)
                 .await
                 .map_err(|e| {
                     tracing::info!(tenant = %tenant_id, reason = %e, "AI base URL refused");
@@ -69,14 +67,14 @@ pub(super) async fn provider_for(
         None => None,
     };
     let mut primary = ProviderConfig::new(kind, s.model.clone());
-    primary.api_key = own_key.or_else(|| ai::platform_key(&state.config, kind, base_url.as_ref()));
+    primary.api_key = own_key.or_else(|| state.config.platform_key(kind, base_url.as_ref()));
     primary.base_url = base_url;
     primary.vetted = vetted;
     let fallback = match (&s.fallback_provider, &s.fallback_model) {
         (Some(p), Some(m)) if !p.is_empty() && !m.is_empty() => match p.parse::<ProviderKind>() {
             Ok(k) if k != ProviderKind::Offline => {
                 let mut f = ProviderConfig::new(k, m.clone());
-                f.api_key = ai::platform_key(&state.config, k, None);
+                f.api_key = state.config.platform_key(k, None);
                 Some(f)
             }
             _ => None,
@@ -91,7 +89,7 @@ pub(super) async fn provider_for(
 /// can't be built or the reply is empty; an error when the provider failed.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn draft(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     s: &AiSettings,
     kind: ProviderKind,
@@ -183,7 +181,7 @@ pub(super) async fn draft(
 
 /// Counts a failed provider call in today's usage.
 pub(super) async fn record_failure(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     provider: &str,
     day: Date,

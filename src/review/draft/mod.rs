@@ -34,7 +34,7 @@ use crate::{
     },
     i18n::Lang,
     review::AI_REPLY,
-    state::AppState,
+    review::Review,
 };
 
 /// Enqueues each conversation's AI turn at its `run_at` unless one is pending already, in
@@ -74,13 +74,13 @@ pub(crate) struct AiReply {
 impl BackgroundJob for AiReply {
     const KIND: &'static str = AI_REPLY;
     const MAX_ATTEMPTS: i32 = 4;
-    type Context = AppState;
+    type Context = Review;
 
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("ai_reply:{}", self.conversation_id))
     }
 
-    async fn run(self, state: &AppState, meta: &JobMeta) -> anyhow::Result<Outcome> {
+    async fn run(self, state: &Review, meta: &JobMeta) -> anyhow::Result<Outcome> {
         run_turn(state, self.tenant_id, self.conversation_id, meta).await
     }
 }
@@ -146,7 +146,7 @@ impl Produced {
 /// `debounce` after the newest message arrived here — our clock, not the gateway's
 /// timestamps), then drafts.
 async fn run_turn(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     conversation_id: Uuid,
     job: &JobMeta,
@@ -154,7 +154,7 @@ async fn run_turn(
     let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
     let newest = messages::newest_inbound_at(&mut tx, conversation_id).await?;
     tx.commit().await?;
-    if let Some(due) = newest.map(|at| at + state.config.ai_debounce)
+    if let Some(due) = newest.map(|at| at + state.config.ai_debounce())
         && due > state.now()
     {
         return Ok(Outcome::Later(due));
@@ -167,7 +167,7 @@ async fn run_turn(
 /// One turn: read what it needs in one tenant transaction (stopping where the gate says
 /// no), draft — or escalate when over a limit or when drafting failed — and store.
 async fn run(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     conversation_id: Uuid,
     job: &JobMeta,

@@ -2,8 +2,6 @@
 //! turn), the recipients the contact's data went to, the tool calls sealed on the draft, the
 //! auto-send when the policy allows it, and the `draft.created` event.
 
-use crate::messaging::Messaging;
-use axum::extract::FromRef;
 use serde_json::json;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -25,8 +23,8 @@ use crate::{
         review::{DraftState, Policy},
     },
     live,
-    messaging::send::{self, Author},
-    state::AppState,
+    messaging::send::{self, Writer},
+    review::Review,
 };
 
 /// The turn a draft answers: what every row stored for it names.
@@ -39,7 +37,7 @@ struct Turn<'a> {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn store(
-    state: &AppState,
+    state: &Review,
     tenant_id: Uuid,
     conv: &Conversation,
     latest: &Message,
@@ -110,7 +108,7 @@ pub(super) async fn store(
 /// A pending draft, its text sealed under the contact's key, and its usage counted.
 /// `false` if this turn has a draft already (nothing written).
 async fn insert_draft(
-    state: &AppState,
+    state: &Review,
     tx: &mut PgConnection,
     turn: &Turn<'_>,
     d: &Drafted,
@@ -217,7 +215,7 @@ async fn insert_escalation(
 /// the contact's key. Servers that received the contact's data are recipients. `true` if
 /// any call is a write waiting for a person.
 async fn store_calls(
-    state: &AppState,
+    state: &Review,
     tx: &mut PgConnection,
     turn: &Turn<'_>,
     calls: &[RecordedCall],
@@ -307,7 +305,7 @@ fn auto_send_text(policy: Policy, produced: &Produced, pending_writes: bool) -> 
 /// `draft.approved`). When it can't be sent (window closed, restricted…) it is left for a
 /// person: not an error.
 async fn auto_send(
-    state: &AppState,
+    state: &Review,
     tx: &mut PgConnection,
     turn: &Turn<'_>,
     text: &str,
@@ -315,12 +313,12 @@ async fn auto_send(
 ) -> anyhow::Result<()> {
     let (tenant_id, conv, draft_id) = (turn.tenant_id, turn.conv, turn.draft_id);
     match send::queue_text(
-        &Messaging::from_ref(state),
+        &state.messaging,
         &mut *tx,
         tenant_id,
         conv.id,
         text,
-        Author::Ai { approved_by: None },
+        Writer::Ai { approved_by: None },
     )
     .await
     {

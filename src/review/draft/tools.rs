@@ -1,7 +1,6 @@
 //! The tenant's MCP tools while drafting: which are offered to the model (allowed, pinned,
 //! still listed), and the loop that runs the read calls and prepares the write calls.
 
-use axum::extract::FromRef;
 use std::time::Instant;
 
 use uuid::Uuid;
@@ -11,7 +10,7 @@ use crate::{
     db::{self, mcp as db_mcp},
     domain::mcp::CallState,
     mcp::{McpError, Session, registry},
-    state::AppState,
+    review::Review,
 };
 
 /// Model turns with tool calls before a final answer is forced (tools withdrawn).
@@ -55,7 +54,7 @@ pub(super) struct Toolbox {
 }
 
 impl Toolbox {
-    pub(super) async fn open(state: &AppState, tenant_id: Uuid) -> Toolbox {
+    pub(super) async fn open(state: &Review, tenant_id: Uuid) -> Toolbox {
         let mut tb = Toolbox::default();
         let servers = async {
             let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
@@ -71,7 +70,7 @@ impl Toolbox {
             if !tools.iter().any(|t| t.server_id == s.id && t.usable()) {
                 continue; // nothing allowed here: don't even connect
             }
-            let Ok(session) = registry::connect(&registry::Mcp::from_ref(state), s).await else {
+            let Ok(session) = registry::connect(&state.mcp, s).await else {
                 continue;
             };
             let listed = match session.list_tools().await {
@@ -82,10 +81,7 @@ impl Toolbox {
                 }
             };
             // A changed listing disables the changed tools before anything is offered.
-            if registry::sync_tools(&registry::Mcp::from_ref(state), s, &listed)
-                .await
-                .is_err()
-            {
+            if registry::sync_tools(&state.mcp, s, &listed).await.is_err() {
                 session.close().await;
                 continue;
             }
