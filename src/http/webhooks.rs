@@ -72,6 +72,17 @@ async fn channel_for(state: &App, route: &str, kind: &str) -> AppResult<Channel>
     Ok(c)
 }
 
+/// Past the ingest queue's bound, a flooding tenant's delivery is refused before anything
+/// reads it (503 + `Retry-After`: the gateway retries; see `GroupCommit::admit`).
+fn admit(state: &App, channel: &Channel) -> AppResult<()> {
+    state
+        .ingest
+        .admit(channel.tenant_id, state.messaging.config.ingest())
+        .map_err(|o| AppError::Unavailable {
+            retry_after_secs: o.retry_after_secs,
+        })
+}
+
 fn reject(status: StatusCode, error: &'static str) -> Response {
     (status, Json(json!({ "error": error }))).into_response()
 }
@@ -116,6 +127,7 @@ async fn evolution_inner(
     body: &[u8],
 ) -> AppResult<Response> {
     let channel = channel_for(state, route, "evolution").await?;
+    admit(state, &channel)?;
     let secret = channel::secrets(&state.messaging, &channel)
         .await?
         .webhook_secret
@@ -188,6 +200,7 @@ async fn meta_hook(
     body: Bytes,
 ) -> AppResult<Response> {
     let channel = channel_for(&state, &route, "meta").await?;
+    admit(&state, &channel)?;
     let app_secret = channel::meta_app_secret(&state.messaging, &channel).await?;
     let signature = headers
         .get(meta::SIGNATURE_HEADER)

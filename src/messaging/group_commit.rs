@@ -44,6 +44,7 @@ use uuid::Uuid;
 
 pub(crate) use crate::error::Overloaded;
 use crate::{
+    config::IngestLimits,
     db,
     messaging::Messaging,
     messaging::ingest::{self, Batch, Delivery, Effects, IngestOutcome},
@@ -139,26 +140,9 @@ impl GroupCommit {
     ) -> anyhow::Result<IngestOutcome> {
         let (reply, answer) = oneshot::channel();
         let now = Instant::now();
-        let limits = &state.config.ingest();
         let start_writer = {
             let mut q = self.lock_queue();
-            let waited = q
-                .pending
-                .front()
-                .map_or(Duration::ZERO, |p| now.duration_since(p.queued_at));
-            let mine = q
-                .per_tenant
-                .get(&delivery.tenant_id())
-                .copied()
-                .unwrap_or(0);
-            let past_bound = q.pending.len() >= limits.max_queued || waited >= limits.max_wait;
-            if past_bound && !quiet_tenant(q.pending.len(), mine) {
-                let refused = Overloaded {
-                    queued: q.pending.len(),
-                    waited_ms: waited.as_millis() as u64,
-                    // Roughly when the queue has drained: the wait so far, at least a second.
-                    retry_after_secs: waited.as_secs().clamp(1, 30),
-                };
+            if let Some(refused) = refusal(&q, delivery.tenant_id(), state.config.ingest(), now) {
                 drop(q);
                 self.refused(&refused, now);
                 return Err(refused.into());
@@ -182,6 +166,22 @@ impl GroupCommit {
         answer
             .await
             .map_err(|_| anyhow::anyhow!("the ingest writer stopped before committing"))?
+    }
+
+    /// Whether a delivery for `tenant` would be queued now: the webhook handlers ask before
+    /// reading the body, so a flood past the queue's bound is turned away (503 +
+    /// `Retry-After`) without the parsing, sealing and blind indexing that would only be
+    /// thrown away; what the other tenants send is still read. `submit` decides again.
+    pub(crate) fn admit(&self, tenant: Uuid, limits: &IngestLimits) -> Result<(), Overloaded> {
+        let now = Instant::now();
+        let refused = refusal(&self.lock_queue(), tenant, limits, now);
+        match refused {
+            Some(refused) => {
+                self.refused(&refused, now);
+                Err(refused)
+            }
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -301,6 +301,23 @@ impl GroupCommit {
         }
         due
     }
+}
+
+/// Why a delivery for `tenant` is refused now, if it is: the queue is past its bound (length
+/// or age of the oldest) and `tenant` is not a quiet one ([`quiet_tenant`]).
+fn refusal(q: &Queue, tenant: Uuid, limits: &IngestLimits, now: Instant) -> Option<Overloaded> {
+    let waited = q
+        .pending
+        .front()
+        .map_or(Duration::ZERO, |p| now.duration_since(p.queued_at));
+    let mine = q.per_tenant.get(&tenant).copied().unwrap_or(0);
+    let past_bound = q.pending.len() >= limits.max_queued || waited >= limits.max_wait;
+    (past_bound && !quiet_tenant(q.pending.len(), mine)).then(|| Overloaded {
+        queued: q.pending.len(),
+        waited_ms: waited.as_millis() as u64,
+        // Roughly when the queue has drained: the wait so far, at least a second.
+        retry_after_secs: waited.as_secs().clamp(1, 30),
+    })
 }
 
 /// Whether a tenant with `mine` of the `queued` deliveries is accepted past the queue's

@@ -358,3 +358,80 @@ async fn a_hung_redis_is_cut_off_after_one_failure_and_found_again() {
     })
     .await;
 }
+
+/// Past the queue's bound, a flooding tenant's delivery is turned away before anything reads
+/// it (no parsing, sealing or blind indexing spent on what is refused): even a body that is
+/// not JSON — a 400 once read — gets the 503 and its `Retry-After`. Once the queue drains,
+/// the same bytes are read again and refused for what they are.
+#[tokio::test]
+async fn past_the_bound_a_delivery_is_refused_before_it_is_read() {
+    let gw = Gw::evolution_with(|c| {
+        c.ingest.max_queued = 1;
+        c.ingest.max_wait = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let gw = std::sync::Arc::new(gw);
+    let ts = now(&gw);
+    assert_eq!(
+        gw.evo(&evo_text("FIRST", PHONE, "Ana", ts, "oi")).await.0,
+        200
+    );
+    let lock = lock_conversations(&gw).await;
+    let ingest = gw.w.t.wiring.ingest.clone();
+    // Both writers stall on a delivery each; a third waits in the queue: it is full.
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let gw2 = gw.clone();
+        queued.push(tokio::spawn(async move {
+            let id = format!("HELD-{i}");
+            gw2.evo(&evo_text(&id, PHONE, "Ana", ts + 1 + i, "espera"))
+                .await
+                .0
+        }));
+        if i < 2 {
+            eventually("the writer stalls on the locked conversation", || {
+                let gw = gw.clone();
+                async move { app_queries_waiting(&gw).await > i }
+            })
+            .await;
+        }
+    }
+    eventually("one delivery waits in the queue", || {
+        let ingest = ingest.clone();
+        async move { ingest.queued() == 1 }
+    })
+    .await;
+    let post = |body: &'static str| {
+        reqwest::Client::new()
+            .post(gw.w.server.url(&gw.hook))
+            .header("x-webhook-token", &gw.secret)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let refused_before = ingest.stats().refused;
+    let r = post("{not json").await.unwrap();
+    assert_eq!(r.status().as_u16(), 503, "refused before it was read");
+    let secs: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs >= 1);
+    assert_eq!(ingest.stats().refused, refused_before + 1);
+    assert_eq!(ingest.queued(), 1, "nothing of it was queued");
+
+    // The database lets go: the held deliveries are stored; the bad bytes are now read and
+    // refused as malformed (the gateway does not retry a 400).
+    lock.close().await.unwrap();
+    for q in queued {
+        assert_eq!(q.await.unwrap(), 200);
+    }
+    let r = post("{not json").await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(
+        stored_ids(&gw).await,
+        ["FIRST", "HELD-0", "HELD-1", "HELD-2"]
+    );
+    assert_eq!(harness::errors_logged(), 0, "an overload is not an error");
+}
