@@ -15,7 +15,7 @@ use crate::{
     crypto::Aad,
     db::{
         self, ai as db_ai,
-        audit::{self, Actor},
+        audit::Actor,
         jobs::{BackgroundJob, JobMeta, Outcome},
         messages,
         outgoing::{self as db_out, AttemptResult, NewEndpoint, WebhookDeliver},
@@ -234,7 +234,7 @@ async fn run(
     };
     tracing::info!(endpoint = %ep.id, delivery = %d.id, attempt = d.attempts + 1, result, duration_ms, "webhook attempt");
 
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, Actor::system(), now).await?;
     db_out::record_attempt(
         &mut tx,
         tenant_id,
@@ -264,14 +264,10 @@ async fn run(
     let give_up = !ok && retry_at.is_none();
     if give_up {
         db_out::set_enabled(&mut tx, ep.id, false, Some("failing"), now).await?;
-        audit::record(
-            &mut tx,
-            tenant_id,
-            &Actor::system(),
+        tx.audit(
             "webhook.endpoint_disabled",
             &ep.id.to_string(),
             json!({ "reason": "failing", "attempts": d.attempts + 1, "delivery": d.id }),
-            now,
         )
         .await?;
         tracing::warn!(tenant = %tenant_id, endpoint = %ep.id, "webhook endpoint disabled after a day of failed deliveries");

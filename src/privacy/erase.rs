@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     db::{
         self,
-        audit::{self, Actor},
+        audit::Actor,
         privacy::{self as dbp, Tombstone},
     },
     privacy::Privacy,
@@ -145,16 +145,12 @@ pub(crate) async fn delete_conversation(
     for key in &keys {
         state.media.delete(key).await?;
     }
-    let mut tx = db::begin_tenant(&state.db, tenant_id).await?;
+    let mut tx = db::TenantTx::begin(&state.db, tenant_id, actor.clone(), now).await?;
     let messages = dbp::delete_conversation(&mut tx, conversation_id).await?;
-    audit::record(
-        &mut tx,
-        tenant_id,
-        actor,
+    tx.audit(
         "conversation.deleted",
         &conversation_id.to_string(),
         json!({ "messages": messages }),
-        now,
     )
     .await?;
     tx.commit().await?;
