@@ -8,17 +8,13 @@ use wiremock::{
     matchers::{header, method, path},
 };
 
-use crate::tests::{
-    client::{Client, World},
-    harness::TestApp,
-    wa::{Gw, evo_text},
-};
+use crate::tests::{client::World, wa::Gw};
 
 const WHSEC: &str = "whsec_test_secret";
 
 async fn stripe_world(stripe: Option<&MockServer>) -> World {
     let base = stripe.map(|s| s.uri());
-    let t = TestApp::with_config(|c| {
+    World::with_config(|c| {
         c.stripe_secret_key = Some(secrecy::SecretString::from("sk_test_123"));
         c.stripe_webhook_secret = Some(secrecy::SecretString::from(WHSEC));
         if let Some(b) = base {
@@ -32,17 +28,7 @@ async fn stripe_world(stripe: Option<&MockServer>) -> World {
             c.stripe_prices.insert(plan.into(), price.into());
         }
     })
-    .await;
-    let server = t.spawn().await;
-    let owner = Client::new(&server);
-    assert_eq!(
-        owner
-            .sign_up("Ana Owner", "owner@a.test", "Clinic A", "clinic-a")
-            .await
-            .status,
-        303
-    );
-    World { t, server, owner }
+    .await
 }
 
 async fn tenant_id(w: &World) -> uuid::Uuid {
@@ -152,11 +138,7 @@ async fn signed_events_move_plan_and_status_and_replays_change_nothing() {
             .unwrap();
     assert_eq!(status, "terminating");
     assert_eq!(terminate_at.unwrap(), w.t.clock.now() + Duration::days(30));
-    let events: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'billing.event'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let events = w.t.audit_count("billing.event").await;
     assert_eq!(events, 6);
 }
 
@@ -399,15 +381,8 @@ async fn limits_pause_drafting_without_losing_a_message_and_cap_seats() {
     .execute(&gw.w.t.owner)
     .await
     .unwrap();
-    gw.evo(&evo_text(
-        "L1",
-        "5511988887777",
-        "Ana",
-        gw.w.t.clock.now().unix_timestamp(),
-        "Quanto custa?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.customer_writes("L1", "5511988887777", "Ana", "Quanto custa?")
+        .await;
     assert_eq!(
         gw.count("messages").await,
         1,
@@ -481,16 +456,10 @@ async fn lowering_the_plan_says_what_the_sweep_will_remove_before_it_does() {
     assert_eq!(r.status, 303, "{}", r.body);
     let gw = Gw::evolution_in(w).await;
     let old = gw.w.t.clock.now().unix_timestamp() - 500 * 86400;
-    gw.evo(&evo_text("OLD", "5511988887777", "Ana", old, "antiga"))
+    gw.customer_sends_at(old, "OLD", "5511988887777", "Ana", "antiga")
         .await;
-    gw.evo(&evo_text(
-        "NEW",
-        "5511988887777",
-        "Ana",
-        gw.w.t.clock.now().unix_timestamp(),
-        "nova",
-    ))
-    .await;
+    gw.customer_sends("NEW", "5511988887777", "Ana", "nova")
+        .await;
     // Downgrade to Starter (1 year).
     post_event(&gw.w, &event("evt_3", "customer.subscription.updated", json!({ "id": "sub_1", "customer": "cus_1", "status": "active", "items": { "data": [{ "price": { "id": "price_starter" } }] } })), None).await;
     let page = gw.w.owner.get("/t/clinic-a/privacy").await;
@@ -641,11 +610,7 @@ async fn out_of_order_deliveries_never_revive_a_canceled_subscription() {
         .await
         .unwrap();
     assert_eq!(seen, 6);
-    let audited: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'billing.event'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let audited = w.t.audit_count("billing.event").await;
     assert_eq!(audited, 3);
 }
 
@@ -729,15 +694,8 @@ async fn paused_and_incomplete_pause_drafting_and_lose_nothing() {
     )
     .await;
     assert_eq!(billing_row(&gw.w).await.1, "paused");
-    gw.evo(&evo_text(
-        "P1",
-        "5511988887777",
-        "Ana",
-        gw.w.t.clock.now().unix_timestamp(),
-        "Quanto custa?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.customer_writes("P1", "5511988887777", "Ana", "Quanto custa?")
+        .await;
     assert_eq!(gw.count("messages").await, 1, "the message is stored");
     let reason: Option<String> = sqlx::query_scalar("SELECT escalation_reason FROM drafts")
         .fetch_one(&gw.w.t.owner)

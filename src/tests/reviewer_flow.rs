@@ -286,8 +286,7 @@ async fn presence_is_for_reviewers_of_the_tenant_only() {
     );
     assert_eq!(gw.assignee(conv).await, None);
     // Another tenant's reviewer cannot mark itself on this conversation.
-    let b = gw.w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let b = gw.w.other_tenant().await;
     let csrf = b.get("/t/clinic-b").await.csrf();
     let r = b
         .post(
