@@ -223,6 +223,19 @@ impl World {
         b
     }
 
+    /// The owner adds a knowledge entry to clinic-a (`kind`: hours, price, …).
+    pub(super) async fn add_knowledge(&self, kind: &str, title: &str, body: &str) {
+        let r = self
+            .owner
+            .submit(
+                "/t/clinic-a/knowledge",
+                "/t/clinic-a/knowledge",
+                &[("kind", kind), ("title", title), ("body", body)],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+
     /// Invites `email` with `role` into clinic-a and has them accept with a new account.
     pub(super) async fn add_member(&self, email: &str, role: &str) -> Client {
         let r = self

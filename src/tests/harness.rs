@@ -739,7 +739,7 @@ where
 ///
 /// ```ignore
 /// let s = TestApp::init().with_knowledge().with_sends_ok()
-///     .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+///     .with_price_question()
 ///     .with_member("bruno@a.test", Role::Reviewer).build().await;
 /// ```
 ///
@@ -747,6 +747,9 @@ where
 /// (or a Meta one), then does the rest in this order: the clinic's knowledge (hours and the
 /// cleaning price), the AI settings, the gateway answering sends, each customer's message (jobs run after each one, so the
 /// offline answerer drafts), the members, and another tenant.
+/// The number most tests' customer, Ana, writes from.
+pub(super) const ANA_PHONE: &str = "5511988887777";
+
 /// A config adjustment for [`Setup::with_config`].
 type Adjust = Box<dyn FnOnce(&mut Config) + Send>;
 
@@ -814,6 +817,12 @@ impl Setup {
     pub(super) fn with_sends_ok(mut self) -> Setup {
         self.sends_ok = true;
         self
+    }
+
+    /// Ana ([`ANA_PHONE`]) asks what the cleaning costs (webhook `Q1`), and the jobs run: with
+    /// the knowledge, a pending draft quoting R$ 180.
+    pub(super) fn with_price_question(self) -> Setup {
+        self.with_customer("Q1", ANA_PHONE, "Ana", "Quanto custa a limpeza?")
     }
 
     /// A customer writes once (webhook `id`), and the jobs it queues run.
@@ -944,6 +953,27 @@ impl Gw {
     ) {
         self.customer_sends_at(ts, id, phone, name, text).await;
         self.run_jobs().await;
+    }
+
+    /// Ana ([`ANA_PHONE`]) sends a text now ([`Gw::customer_sends`]).
+    pub(super) async fn ana_sends(&self, id: &str, text: &str) {
+        self.customer_sends(id, ANA_PHONE, "Ana", text).await;
+    }
+
+    /// Ana sends a text now and its jobs run ([`Gw::customer_writes`]).
+    pub(super) async fn ana_writes(&self, id: &str, text: &str) {
+        self.customer_writes(id, ANA_PHONE, "Ana", text).await;
+    }
+
+    /// Ana sends a text stamped `ts` ([`Gw::customer_sends_at`]).
+    pub(super) async fn ana_sends_at(&self, ts: i64, id: &str, text: &str) {
+        self.customer_sends_at(ts, id, ANA_PHONE, "Ana", text).await;
+    }
+
+    /// Ana sends a text stamped `ts` and its jobs run ([`Gw::customer_writes_at`]).
+    pub(super) async fn ana_writes_at(&self, ts: i64, id: &str, text: &str) {
+        self.customer_writes_at(ts, id, ANA_PHONE, "Ana", text)
+            .await;
     }
 
     /// The test clock's now, in unix seconds (a webhook's timestamp).

@@ -18,28 +18,14 @@ use crate::tests::{
     wa::Gw,
 };
 
-async fn add_knowledge(w: &World, kind: &str, title: &str, body: &str) {
-    let r = w
-        .owner
-        .submit(
-            "/t/clinic-a/knowledge",
-            "/t/clinic-a/knowledge",
-            &[("kind", kind), ("title", title), ("body", body)],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-}
-
 pub(crate) async fn clinic_knowledge(w: &World) {
-    add_knowledge(
-        w,
+    w.add_knowledge(
         "hours",
         "Horário de funcionamento",
         "Atendemos de segunda a sexta das 8h às 18h e aos sábados das 8h às 12h.",
     )
     .await;
-    add_knowledge(
-        w,
+    w.add_knowledge(
         "price",
         "Preço da limpeza",
         "A limpeza dental custa R$ 180, com avaliação incluída.",
@@ -196,7 +182,7 @@ async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_on
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     gw.run_jobs().await;
@@ -236,7 +222,7 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let id = first_draft(&gw.w.owner).await;
@@ -303,7 +289,7 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
 async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .with_member("vi@a.test", Role::Viewer)
         .with_other_tenant()
         .build()
@@ -341,7 +327,7 @@ async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
 async fn a_human_takeover_stops_drafting_until_handed_back() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let conv = gw.only_conversation().await;
@@ -359,14 +345,8 @@ async fn a_human_takeover_stops_drafting_until_handed_back() {
         "superseded",
         "the pending draft is withdrawn"
     );
-    gw.customer_writes_at(
-        gw.now() + 5,
-        "Q2",
-        "5511988887777",
-        "Ana",
-        "E o horário de sábado?",
-    )
-    .await;
+    gw.ana_writes_at(gw.now() + 5, "Q2", "E o horário de sábado?")
+        .await;
     assert_eq!(
         gw.drafts().await.len(),
         1,
@@ -376,14 +356,8 @@ async fn a_human_takeover_stops_drafting_until_handed_back() {
     gw.w.owner
         .on_conversation(conv, "status", &[("ownership", "ai")])
         .await;
-    gw.customer_writes_at(
-        gw.now() + 10,
-        "Q3",
-        "5511988887777",
-        "Ana",
-        "Qual o horário de sábado?",
-    )
-    .await;
+    gw.ana_writes_at(gw.now() + 10, "Q3", "Qual o horário de sábado?")
+        .await;
     assert_eq!(gw.drafts().await.last().unwrap().0, "pending");
     // Staff replying from the phone takes the conversation too.
     let from_phone = json!({ "event": "messages.upsert", "instance": "clinic", "data": { "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": true, "id": "PHONE1" }, "message": { "conversation": "Respondi pelo celular" }, "messageType": "conversation", "messageTimestamp": now(&gw) + 20 } });
@@ -426,8 +400,7 @@ async fn an_llm_provider_drafts_with_provenance_and_is_recorded_as_a_recipient()
     // The key is sealed, never stored in clear or shown.
     let page = gw.w.owner.get("/t/clinic-a/ai").await;
     assert!(!page.body.contains("tenant-openai-key"));
-    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
-        .await;
+    gw.ana_writes("Q1", "Quanto custa a limpeza?").await;
     let (state, provider, model, input, output, knowledge): (
         String,
         String,
@@ -490,8 +463,7 @@ async fn a_provider_outage_ends_in_a_flagged_conversation_not_a_send() {
         .with_sends_ok()
         .build()
         .await;
-    gw.customer_sends("Q1", "5511988887777", "Ana", "Quanto custa?")
-        .await;
+    gw.ana_sends("Q1", "Quanto custa?").await;
     for _ in 0..6 {
         gw.run_jobs().await;
         gw.w.t.clock.advance(Duration::hours(1));
@@ -531,14 +503,8 @@ async fn a_burst_of_messages_becomes_one_ai_turn() {
         .iter()
         .enumerate()
     {
-        gw.customer_sends_at(
-            gw.now() + i as i64,
-            &format!("B{i}"),
-            "5511988887777",
-            "Ana",
-            text,
-        )
-        .await;
+        gw.ana_sends_at(gw.now() + i as i64, &format!("B{i}"), text)
+            .await;
         gw.w.t.clock.advance(Duration::seconds(1));
     }
     assert_eq!(
@@ -570,8 +536,7 @@ async fn auto_send_sends_without_review_and_off_drafts_nothing() {
         .with_sends_ok()
         .build()
         .await;
-    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
-        .await;
+    gw.ana_writes("Q1", "Quanto custa a limpeza?").await;
     gw.run_jobs().await;
     assert_eq!(gateway_sends(&gw).await.len(), 1);
     let (state, auto): (String, bool) = sqlx::query_as("SELECT state, auto_sent FROM drafts")
@@ -587,14 +552,8 @@ async fn auto_send_sends_without_review_and_off_drafts_nothing() {
             .on_conversation(conv, "policy", &[("policy", "off")])
             .await;
     assert_eq!(r.status, 303);
-    gw.customer_writes_at(
-        gw.now() + 2,
-        "Q1b",
-        "5511988887777",
-        "Ana",
-        "E quanto custa a limpeza?",
-    )
-    .await;
+    gw.ana_writes_at(gw.now() + 2, "Q1b", "E quanto custa a limpeza?")
+        .await;
     assert_eq!(
         gw.drafts().await.len(),
         1,
@@ -605,14 +564,8 @@ async fn auto_send_sends_without_review_and_off_drafts_nothing() {
         .await;
 
     set_ai(&gw.w, &[("policy", "off")]).await;
-    gw.customer_writes_at(
-        gw.now() + 5,
-        "Q2",
-        "5511988887777",
-        "Ana",
-        "E o horário de sábado?",
-    )
-    .await;
+    gw.ana_writes_at(gw.now() + 5, "Q2", "E o horário de sábado?")
+        .await;
     assert_eq!(gw.drafts().await.len(), 1, "policy off: no draft");
 }
 
@@ -621,7 +574,7 @@ async fn browser_approves_a_draft_with_the_keyboard() {
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let b = Browser::start().await;
@@ -637,13 +590,7 @@ async fn browser_approves_a_draft_with_the_keyboard() {
     );
     b.screenshot("review-queue").await;
     // "a" approves the focused draft (the first, focused on load).
-    b.client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("a")
-        .await
-        .unwrap();
+    b.press("a").await;
     assert!(
         b.wait_text("main", "Approved")
             .await
@@ -740,8 +687,7 @@ async fn an_endless_ai_response_is_cut_at_the_cap_and_escalated_with_the_reason(
         ])
         .build()
         .await;
-    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa?")
-        .await;
+    gw.ana_writes("Q1", "Quanto custa?").await;
     assert_eq!(
         gw.drafts().await,
         vec![(
@@ -830,8 +776,7 @@ async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
         async move { w.listening() }
     })
     .await;
-    gw.customer_sends("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
-        .await;
+    gw.ana_sends("Q1", "Quanto custa a limpeza?").await;
     // Ingestion wakes the worker for the turn: the draft appears without a poll.
     eventually("the turn is drafted", || async {
         gw.drafts().await.len() == 1
@@ -932,7 +877,7 @@ async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let id = first_draft(&gw.w.owner).await;

@@ -20,7 +20,7 @@ fn pending_draft() -> Setup {
     TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
 }
 
 /// The conversation and its pending draft.
