@@ -468,8 +468,7 @@ async fn one_tenants_webhook_cannot_write_into_another_tenants_channel() {
     assert_eq!(r.status(), 401);
     assert_eq!(a.count("messages").await, 0);
     // And A's deliveries land in A only.
-    a.customer_sends("Z2", "5511988887777", "Ana", "para A")
-        .await;
+    a.ana_sends("Z2", "para A").await;
     let tenants: Vec<String> =
         sqlx::query_scalar("SELECT t.slug FROM messages m JOIN tenants t ON t.id = m.tenant_id")
             .fetch_all(&a.w.t.owner)
@@ -522,7 +521,7 @@ async fn message_html_is_shown_escaped() {
 #[tokio::test]
 async fn a_send_retried_after_a_gateway_500_reaches_it_exactly_once() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("IN1", "5511988887777", "Ana", "oi").await;
+    gw.ana_sends("IN1", "oi").await;
     let conv = gw.only_conversation().await;
     let r =
         gw.w.owner
@@ -583,7 +582,7 @@ async fn a_send_retried_after_a_gateway_500_reaches_it_exactly_once() {
 #[tokio::test]
 async fn rejected_sends_fail_visibly_and_can_be_retried() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("IN1", "5511988887777", "Ana", "oi").await;
+    gw.ana_sends("IN1", "oi").await;
     let conv = gw.only_conversation().await;
     gw.w.owner.reply(conv, "teste").await;
     gw.mock_send_once(400, json!({ "status": 400, "error": "Bad Request", "response": { "message": [{ "exists": false, "number": "5511988887777" }] } }))
@@ -928,7 +927,7 @@ async fn browser_opens_a_conversation_and_sends_a_reply() {
 #[tokio::test]
 async fn canned_replies_are_managed_by_admins_and_sent_by_reviewers() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("C1", "5511988887777", "Ana", "oi").await;
+    gw.ana_sends("C1", "oi").await;
     let r =
         gw.w.owner
             .submit(
@@ -1327,7 +1326,7 @@ async fn evolution_urls_to_private_or_metadata_addresses_are_refused() {
 #[tokio::test]
 async fn the_sender_lookup_sees_only_its_transactions_tenant() {
     let a = TestApp::init().build().await;
-    a.customer_sends("L1", "5511988887777", "Ana", "oi").await;
+    a.ana_sends("L1", "oi").await;
     let state = &a.w.t.state;
     let (tenant_a, phone_index): (uuid::Uuid, String) =
         sqlx::query_as("SELECT tenant_id, phone_index FROM contacts")

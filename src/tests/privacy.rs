@@ -65,8 +65,7 @@ async fn open_request(gw: &Gw, contact: uuid::Uuid, kind: &str, basis: &str) -> 
 #[tokio::test]
 async fn erasure_destroys_the_key_so_even_a_backup_copy_is_unreadable() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("A1", "5511988887777", "Ana", "meu exame deu alterado")
-        .await;
+    gw.ana_sends("A1", "meu exame deu alterado").await;
     gw.customer_sends("B1", "5511977776666", "Bia", "quero marcar consulta")
         .await;
     let (ana, bia, t) = (
@@ -135,23 +134,11 @@ async fn erasure_destroys_the_key_so_even_a_backup_copy_is_unreadable() {
 #[tokio::test]
 async fn an_end_user_keyword_opens_a_request_that_the_sweep_completes_within_7_days() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("K0", "5511988887777", "Ana", "oi").await;
-    gw.customer_sends_at(
-        gw.now() + 1,
-        "K1",
-        "5511988887777",
-        "Ana",
-        "Apagar meus dados",
-    )
-    .await;
-    gw.customer_sends_at(
-        gw.now() + 2,
-        "K2",
-        "5511988887777",
-        "Ana",
-        "APAGAR MEUS DADOS",
-    )
-    .await;
+    gw.ana_sends("K0", "oi").await;
+    gw.ana_sends_at(gw.now() + 1, "K1", "Apagar meus dados")
+        .await;
+    gw.ana_sends_at(gw.now() + 2, "K2", "APAGAR MEUS DADOS")
+        .await;
     let reqs: Vec<(
         String,
         String,
@@ -192,7 +179,7 @@ async fn an_end_user_keyword_opens_a_request_that_the_sweep_completes_within_7_d
 #[tokio::test]
 async fn restriction_stops_drafting_and_sending() {
     let gw = TestApp::init().build().await;
-    gw.customer_writes("R1", "5511988887777", "Ana", "oi").await;
+    gw.ana_writes("R1", "oi").await;
     let ana = gw.contact_of("R1").await;
     let page = open_request(&gw, ana, "restriction", "lgpd").await;
     let id = page.rsplit('/').next().unwrap();
@@ -208,14 +195,8 @@ async fn restriction_stops_drafting_and_sending() {
         303
     );
     let drafts_before = gw.count("drafts").await;
-    gw.customer_writes_at(
-        gw.now() + 5,
-        "R2",
-        "5511988887777",
-        "Ana",
-        "qual o horário?",
-    )
-    .await;
+    gw.ana_writes_at(gw.now() + 5, "R2", "qual o horário?")
+        .await;
     let drafts_after = gw.count("drafts").await;
     assert_eq!(
         drafts_before, drafts_after,
@@ -246,19 +227,8 @@ async fn restriction_stops_drafting_and_sending() {
 #[tokio::test]
 async fn an_export_holds_everything_about_the_contact_and_nothing_about_others() {
     let gw = TestApp::init().build().await;
-    let knowledge =
-        gw.w.owner
-            .submit(
-                "/t/clinic-a/knowledge",
-                "/t/clinic-a/knowledge",
-                &[
-                    ("kind", "price"),
-                    ("title", "Preço da limpeza"),
-                    ("body", "A limpeza custa R$ 180."),
-                ],
-            )
-            .await;
-    assert_eq!(knowledge.status, 303);
+    gw.w.add_knowledge("price", "Preço da limpeza", "A limpeza custa R$ 180.")
+        .await;
     Mock::given(method("POST"))
         .and(path("/message/sendText/clinic"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "key": { "id": "OUT-1" } })))
@@ -390,12 +360,10 @@ async fn the_retention_sweep_removes_exactly_what_is_past_retention() {
             .await;
     assert_eq!(r.status, 422);
     let t0 = now(&gw);
-    gw.customer_sends_at(t0, "OLD", "5511988887777", "Ana", "antiga")
-        .await;
+    gw.ana_sends_at(t0, "OLD", "antiga").await;
     gw.customer_sends_at(t0, "GONE", "5511966665555", "Caio", "só antiga")
         .await;
-    gw.customer_sends_at(t0 + 20 * 86400, "NEW", "5511988887777", "Ana", "recente")
-        .await;
+    gw.ana_sends_at(t0 + 20 * 86400, "NEW", "recente").await;
     gw.w.t.clock.advance(Duration::days(35));
     let report = crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
@@ -462,7 +430,7 @@ async fn media_is_deleted_after_triage() {
 #[tokio::test]
 async fn termination_deletes_everything_after_30_days_and_can_be_cancelled() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("T1", "5511988887777", "Ana", "oi").await;
+    gw.ana_sends("T1", "oi").await;
     let t = gw.tenant;
     let wrong =
         gw.w.owner
@@ -606,8 +574,7 @@ async fn browser_runs_an_erasure_request_end_to_end() {
 #[tokio::test]
 async fn a_request_moves_through_its_statuses_and_a_denial_needs_its_reason() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("A1", "5511988887777", "Ana", "quero meus dados")
-        .await;
+    gw.ana_sends("A1", "quero meus dados").await;
     let ana = gw.contact_of("A1").await;
     let page = open_request(&gw, ana, "access", "lgpd").await;
     let id = page.rsplit('/').next().unwrap();
@@ -673,8 +640,7 @@ async fn a_request_moves_through_its_statuses_and_a_denial_needs_its_reason() {
 #[tokio::test]
 async fn erasing_a_contact_from_its_conversation_destroys_its_key_and_spares_others() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("A1", "5511988887777", "Ana", "apaga tudo meu")
-        .await;
+    gw.ana_sends("A1", "apaga tudo meu").await;
     gw.customer_sends("B1", "5511977776666", "Bia", "bom dia")
         .await;
     let (ana, bia, t) = (
@@ -818,7 +784,7 @@ async fn a_reviewer_marks_media_handled_and_it_leaves_storage() {
 #[tokio::test]
 async fn the_request_list_says_whose_each_is_and_filters_open_overdue_and_closed() {
     let gw = TestApp::init().build().await;
-    gw.customer_sends("A1", "5511988887777", "Ana", "oi").await;
+    gw.ana_sends("A1", "oi").await;
     gw.customer_sends("B1", "5511977776666", "Bia", "oi").await;
     let (ana, bia) = (gw.contact_of("A1").await, gw.contact_of("B1").await);
     let ana_req = open_request(&gw, ana, "access", "gdpr").await;
