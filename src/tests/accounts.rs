@@ -6,7 +6,7 @@ use time::Duration;
 
 use crate::tests::{
     browser::Browser,
-    client::{Client, PASSWORD, World},
+    client::{Client, PASSWORD, Page, World},
     harness::TestApp,
 };
 
@@ -296,10 +296,7 @@ async fn idle_and_absolute_timeouts_use_the_clock() {
 async fn reset_link_is_single_use_and_expires() {
     let w = World::new().await;
     let _viewer = w.add_member("vi@a.test", "viewer").await;
-    let uid: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'vi@a.test'")
-        .fetch_one(&w.t.owner)
-        .await
-        .unwrap();
+    let uid = w.t.user_id("vi@a.test").await;
     let issue = || async {
         let r = w
             .owner
@@ -366,17 +363,8 @@ async fn reset_link_is_single_use_and_expires() {
 #[tokio::test]
 async fn a_user_of_tenant_a_gets_404_on_tenant_b() {
     let w = World::new().await;
-    let b = w.client();
-    assert_eq!(
-        b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b")
-            .await
-            .status,
-        303
-    );
-    let b_uid: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'bea@b.test'")
-        .fetch_one(&w.t.owner)
-        .await
-        .unwrap();
+    w.other_tenant().await;
+    let b_uid = w.t.user_id("bea@b.test").await.to_string();
     let token = w.owner.get("/t/clinic-a").await.csrf();
     for path in [
         "/t/clinic-b",
@@ -465,8 +453,7 @@ async fn row_level_security_is_forced_and_fails_closed() {
 
     // Two tenants with data.
     let w = World::new().await;
-    let b = w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    w.other_tenant().await;
     let pool = &w.t.state.db;
     let tenant_tables: Vec<String> = sqlx::query_scalar(
         r#"SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -526,11 +513,7 @@ async fn viewer_and_reviewer_cannot_reach_admin_actions() {
     let w = World::new().await;
     let viewer = w.add_member("vi@a.test", "viewer").await;
     let reviewer = w.add_member("re@a.test", "reviewer").await;
-    let owner_id: String =
-        sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'owner@a.test'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let owner_id = w.t.user_id("owner@a.test").await.to_string();
     for c in [&viewer, &reviewer] {
         assert_eq!(c.get("/t/clinic-a").await.status, 200);
         assert_eq!(c.get("/t/clinic-a/members").await.status, 200);
@@ -684,8 +667,7 @@ async fn a_revoked_invitation_link_stops_working_at_once() {
     let reviewer = w.add_member("re@a.test", "reviewer").await;
     let r = reviewer.submit("/t/clinic-a/members", &action, &[]).await;
     assert_eq!(r.status, 403);
-    let b = w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let b = w.other_tenant().await;
     let r = b
         .submit(
             "/t/clinic-b/members",
@@ -754,8 +736,7 @@ async fn a_revoked_invitation_link_stops_working_at_once() {
 #[tokio::test]
 async fn a_user_in_two_tenants_can_switch() {
     let w = World::new().await;
-    let b = w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let b = w.other_tenant().await;
     // Bea invites Ana (who already has an account) into B.
     let r = b
         .submit(
@@ -773,11 +754,7 @@ async fn a_user_in_two_tenants_can_switch() {
     assert_eq!(w.owner.get("/t/clinic-b/settings").await.status, 200);
     // Admin in B can't issue a reset link for Bea... and B's admin can't reset Ana, who also
     // belongs to A (that would let one tenant take over an account with power elsewhere).
-    let ana_id: String =
-        sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'owner@a.test'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let ana_id = w.t.user_id("owner@a.test").await.to_string();
     let r = b
         .submit(
             "/t/clinic-b/members",
@@ -833,54 +810,36 @@ async fn throttling_kicks_in_and_survives_redis_down() {
     }
 }
 
+/// Posts clinic-a's settings form: name "Clínica Ana", `time_zone`, English, and `hours`
+/// (`("mon_open", "08:00")`, …).
+async fn save_settings(w: &World, time_zone: &str, hours: &[(&str, &str)]) -> Page {
+    let mut fields = vec![
+        ("name", "Clínica Ana"),
+        ("time_zone", time_zone),
+        ("language", "en"),
+    ];
+    fields.extend_from_slice(hours);
+    w.owner
+        .submit("/t/clinic-a/settings", "/t/clinic-a/settings", &fields)
+        .await
+}
+
 #[tokio::test]
 async fn settings_are_validated_and_saved() {
     let w = World::new().await;
-    let r = w
-        .owner
-        .submit(
-            "/t/clinic-a/settings",
-            "/t/clinic-a/settings",
-            &[
-                ("name", "Clínica Ana"),
-                ("time_zone", "Mars/Olympus"),
-                ("language", "en"),
-            ],
-        )
-        .await;
+    let r = save_settings(&w, "Mars/Olympus", &[]).await;
     assert_eq!(r.status, 422);
     assert!(r.body.contains("Unknown time zone"));
-    let r = w
-        .owner
-        .submit(
-            "/t/clinic-a/settings",
-            "/t/clinic-a/settings",
-            &[
-                ("name", "Clínica Ana"),
-                ("time_zone", "America/Recife"),
-                ("language", "en"),
-                ("mon_open", "08:00"),
-                ("mon_close", "18:00"),
-                ("sat_open", "09:00"),
-                ("sat_close", "08:00"),
-            ],
-        )
-        .await;
+    let monday = [("mon_open", "08:00"), ("mon_close", "18:00")];
+    let saturday_closing_first = [("sat_open", "09:00"), ("sat_close", "08:00")];
+    let r = save_settings(
+        &w,
+        "America/Recife",
+        &[&monday[..], &saturday_closing_first[..]].concat(),
+    )
+    .await;
     assert!(r.body.contains("Closing time must be after opening time"));
-    let r = w
-        .owner
-        .submit(
-            "/t/clinic-a/settings",
-            "/t/clinic-a/settings",
-            &[
-                ("name", "Clínica Ana"),
-                ("time_zone", "America/Recife"),
-                ("language", "en"),
-                ("mon_open", "08:00"),
-                ("mon_close", "18:00"),
-            ],
-        )
-        .await;
+    let r = save_settings(&w, "America/Recife", &monday).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let page = w.owner.get("/t/clinic-a/settings").await;
     assert!(page.body.contains("Settings saved."));
@@ -942,11 +901,7 @@ async fn changed_policy_is_shown_at_next_login_and_acceptance_recorded() {
     .await
     .unwrap();
     assert_eq!(v, POLICY_VERSION);
-    let n: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'policy.accepted'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let n = w.t.audit_count("policy.accepted").await;
     assert_eq!(n, 1);
 }
 

@@ -3,19 +3,15 @@
 //! gateway a local server that counts what it is asked to send.
 
 use crate::clock::Clock;
+use crate::tests::{
+    client::{Client, World},
+    review::mock_send_ok,
+    wa::Gw,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::Duration;
-use wiremock::{
-    Mock, ResponseTemplate,
-    matchers::{method, path},
-};
-
-use crate::tests::{
-    client::{Client, World},
-    wa::{Gw, evo_text},
-};
 
 const ALL: &[&str] = &[
     "conversations:read",
@@ -127,32 +123,13 @@ async fn tenant_b(w: &World) -> Client {
 }
 
 async fn one_inbound(gw: &Gw, text: &str) -> uuid::Uuid {
-    let ts = gw.w.t.clock.now().unix_timestamp();
-    let (s, b) = gw
-        .evo(&evo_text("IN-1", "5511988887777", "Maria Silva", ts, text))
+    gw.customer_sends("IN-1", "5511988887777", "Maria Silva", text)
         .await;
-    assert_eq!(s, 200, "{b}");
     gw.only_conversation().await
 }
 
-async fn mock_send_ok(gw: &Gw) {
-    Mock::given(method("POST"))
-        .and(path("/message/sendText/clinic"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(
-            json!({ "key": { "id": format!("OUT-{}", uuid::Uuid::new_v4().simple()) } }),
-        ))
-        .mount(&gw.gateway)
-        .await;
-}
-
 async fn gateway_sends(gw: &Gw) -> usize {
-    gw.gateway
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/message/sendText/clinic")
-        .count()
+    gw.send_requests().await.len()
 }
 
 #[tokio::test]
@@ -730,16 +707,13 @@ async fn drafts_are_approved_edited_and_rejected_by_the_review_rules() {
     assert_eq!(gateway_sends(&gw).await, 1);
 
     // A second question: this draft is rejected and the conversation left to a person.
-    let ts = w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text(
+    gw.customer_writes(
         "IN-2",
         "5511988887777",
         "Maria Silva",
-        ts,
         "E no sábado, qual o horário?",
-    ))
+    )
     .await;
-    gw.run_jobs().await;
     let list = get(w, "/api/v1/drafts", &token).await;
     let Some(second) = list.body["data"][0]["id"].as_str().map(str::to_owned) else {
         panic!("no second draft: {}", list.body);

@@ -8,17 +8,13 @@ use wiremock::{
     matchers::{header, method, path},
 };
 
-use crate::tests::{
-    client::{Client, World},
-    harness::TestApp,
-    wa::{Gw, evo_text},
-};
+use crate::tests::{client::World, wa::Gw};
 
 const WHSEC: &str = "whsec_test_secret";
 
 async fn stripe_world(stripe: Option<&MockServer>) -> World {
     let base = stripe.map(|s| s.uri());
-    let t = TestApp::with_config(|c| {
+    World::with_config(|c| {
         c.stripe_secret_key = Some(secrecy::SecretString::from("sk_test_123"));
         c.stripe_webhook_secret = Some(secrecy::SecretString::from(WHSEC));
         if let Some(b) = base {
@@ -32,17 +28,7 @@ async fn stripe_world(stripe: Option<&MockServer>) -> World {
             c.stripe_prices.insert(plan.into(), price.into());
         }
     })
-    .await;
-    let server = t.spawn().await;
-    let owner = Client::new(&server);
-    assert_eq!(
-        owner
-            .sign_up("Ana Owner", "owner@a.test", "Clinic A", "clinic-a")
-            .await
-            .status,
-        303
-    );
-    World { t, server, owner }
+    .await
 }
 
 async fn tenant_id(w: &World) -> uuid::Uuid {
@@ -152,11 +138,7 @@ async fn signed_events_move_plan_and_status_and_replays_change_nothing() {
             .unwrap();
     assert_eq!(status, "terminating");
     assert_eq!(terminate_at.unwrap(), w.t.clock.now() + Duration::days(30));
-    let events: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'billing.event'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let events = w.t.audit_count("billing.event").await;
     assert_eq!(events, 6);
 }
 
@@ -263,15 +245,12 @@ async fn the_customer_portal_opens_for_the_paying_customer_only() {
     assert!(stripe.received_requests().await.unwrap().is_empty());
 
     let t = tenant_id(&w).await;
-    let (s, _) = post_event(
+    let (s, _) = deliver(
         &w,
-        &stripe_event(
-            "evt_1",
-            "checkout.session.completed",
-            w.t.clock.now().unix_timestamp(),
-            checkout_completed(t, "cus_1"),
-        ),
-        None,
+        "evt_1",
+        "checkout.session.completed",
+        w.t.clock.now().unix_timestamp(),
+        checkout_completed(t, "cus_1"),
     )
     .await;
     assert_eq!(s, 200);
@@ -326,15 +305,12 @@ async fn a_stripe_outage_on_the_portal_is_a_message_not_a_500() {
         .await;
     let w = stripe_world(Some(&stripe)).await;
     let t = tenant_id(&w).await;
-    post_event(
+    deliver(
         &w,
-        &stripe_event(
-            "evt_1",
-            "checkout.session.completed",
-            w.t.clock.now().unix_timestamp(),
-            checkout_completed(t, "cus_1"),
-        ),
-        None,
+        "evt_1",
+        "checkout.session.completed",
+        w.t.clock.now().unix_timestamp(),
+        checkout_completed(t, "cus_1"),
     )
     .await;
     let r = w
@@ -399,15 +375,7 @@ async fn limits_pause_drafting_without_losing_a_message_and_cap_seats() {
     .execute(&gw.w.t.owner)
     .await
     .unwrap();
-    gw.evo(&evo_text(
-        "L1",
-        "5511988887777",
-        "Ana",
-        gw.w.t.clock.now().unix_timestamp(),
-        "Quanto custa?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.ana_writes("L1", "Quanto custa?").await;
     assert_eq!(
         gw.count("messages").await,
         1,
@@ -481,16 +449,8 @@ async fn lowering_the_plan_says_what_the_sweep_will_remove_before_it_does() {
     assert_eq!(r.status, 303, "{}", r.body);
     let gw = Gw::evolution_in(w).await;
     let old = gw.w.t.clock.now().unix_timestamp() - 500 * 86400;
-    gw.evo(&evo_text("OLD", "5511988887777", "Ana", old, "antiga"))
-        .await;
-    gw.evo(&evo_text(
-        "NEW",
-        "5511988887777",
-        "Ana",
-        gw.w.t.clock.now().unix_timestamp(),
-        "nova",
-    ))
-    .await;
+    gw.ana_sends_at(old, "OLD", "antiga").await;
+    gw.ana_sends("NEW", "nova").await;
     // Downgrade to Starter (1 year).
     post_event(&gw.w, &event("evt_3", "customer.subscription.updated", json!({ "id": "sub_1", "customer": "cus_1", "status": "active", "items": { "data": [{ "price": { "id": "price_starter" } }] } })), None).await;
     let page = gw.w.owner.get("/t/clinic-a/privacy").await;
@@ -525,6 +485,11 @@ fn fixture(name: &str) -> Value {
 }
 
 /// An event as Stripe sends it, around one of its fixture objects.
+/// Posts a correctly signed Stripe event built by [`stripe_event`].
+async fn deliver(w: &World, id: &str, kind: &str, created: i64, object: Value) -> (u16, Value) {
+    post_event(w, &stripe_event(id, kind, created, object), None).await
+}
+
 fn stripe_event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     let mut e = fixture_event();
     e["id"] = json!(id);
@@ -593,35 +558,36 @@ async fn out_of_order_deliveries_never_revive_a_canceled_subscription() {
             subscription(t, "canceled", "price_clinic"),
         ),
     ] {
-        let (s, v) = post_event(&w, &stripe_event(id, kind, at, obj), None).await;
+        let (s, v) = deliver(&w, id, kind, at, obj).await;
         assert_eq!((s, v["result"].as_str()), (200, Some("handled")), "{id}");
     }
     assert_eq!(billing_row(&w).await.1, "canceled");
     // Then an older update (still "active" when it was sent) and an older invoice.paid.
-    let (s, v) = post_event(
+    let (s, v) = deliver(
         &w,
-        &stripe_event(
-            "evt_old_upd",
-            "customer.subscription.updated",
-            t0 + 200,
-            subscription(t, "active", "price_enterprise"),
-        ),
-        None,
+        "evt_old_upd",
+        "customer.subscription.updated",
+        t0 + 200,
+        subscription(t, "active", "price_enterprise"),
     )
     .await;
     assert_eq!((s, v["result"].as_str()), (200, Some("stale")));
-    let (_, v) = post_event(
+    let (_, v) = deliver(
         &w,
-        &stripe_event("evt_old_paid", "invoice.paid", t0 + 100, invoice("cus_1")),
-        None,
+        "evt_old_paid",
+        "invoice.paid",
+        t0 + 100,
+        invoice("cus_1"),
     )
     .await;
     assert_eq!(v["result"].as_str(), Some("stale"));
     // Even a newer invoice.paid does not bring an ended subscription back.
-    let (_, v) = post_event(
+    let (_, v) = deliver(
         &w,
-        &stripe_event("evt_new_paid", "invoice.paid", t0 + 400, invoice("cus_1")),
-        None,
+        "evt_new_paid",
+        "invoice.paid",
+        t0 + 400,
+        invoice("cus_1"),
     )
     .await;
     assert_eq!(v["result"].as_str(), Some("stale"));
@@ -641,11 +607,7 @@ async fn out_of_order_deliveries_never_revive_a_canceled_subscription() {
         .await
         .unwrap();
     assert_eq!(seen, 6);
-    let audited: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'billing.event'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let audited = w.t.audit_count("billing.event").await;
     assert_eq!(audited, 3);
 }
 
@@ -654,37 +616,28 @@ async fn an_older_update_after_a_newer_one_changes_nothing() {
     let w = stripe_world(None).await;
     let t = tenant_id(&w).await;
     let t0 = w.t.clock.now().unix_timestamp() - 1_000;
-    post_event(
+    deliver(
         &w,
-        &stripe_event(
-            "evt_a",
-            "checkout.session.completed",
-            t0,
-            checkout_completed(t, "cus_1"),
-        ),
-        None,
+        "evt_a",
+        "checkout.session.completed",
+        t0,
+        checkout_completed(t, "cus_1"),
     )
     .await;
-    post_event(
+    deliver(
         &w,
-        &stripe_event(
-            "evt_new",
-            "customer.subscription.updated",
-            t0 + 60,
-            subscription(t, "past_due", "price_enterprise"),
-        ),
-        None,
+        "evt_new",
+        "customer.subscription.updated",
+        t0 + 60,
+        subscription(t, "past_due", "price_enterprise"),
     )
     .await;
-    let (_, v) = post_event(
+    let (_, v) = deliver(
         &w,
-        &stripe_event(
-            "evt_old",
-            "customer.subscription.updated",
-            t0 + 30,
-            subscription(t, "active", "price_starter"),
-        ),
-        None,
+        "evt_old",
+        "customer.subscription.updated",
+        t0 + 30,
+        subscription(t, "active", "price_starter"),
     )
     .await;
     assert_eq!(v["result"].as_str(), Some("stale"));
@@ -698,83 +651,53 @@ async fn paused_and_incomplete_pause_drafting_and_lose_nothing() {
     let gw = Gw::evolution_in(stripe_world(None).await).await;
     let t = tenant_id(&gw.w).await;
     let t0 = gw.w.t.clock.now().unix_timestamp() - 1_000;
-    post_event(
+    deliver(
         &gw.w,
-        &stripe_event(
-            "evt_a",
-            "checkout.session.completed",
-            t0,
-            checkout_completed(t, "cus_1"),
-        ),
-        None,
+        "evt_a",
+        "checkout.session.completed",
+        t0,
+        checkout_completed(t, "cus_1"),
     )
     .await;
-    post_event(
+    deliver(
         &gw.w,
-        &stripe_event(
-            "evt_p",
-            "customer.subscription.paused",
-            t0 + 10,
-            subscription(t, "paused", "price_clinic"),
-        ),
-        None,
+        "evt_p",
+        "customer.subscription.paused",
+        t0 + 10,
+        subscription(t, "paused", "price_clinic"),
     )
     .await;
     assert_eq!(billing_row(&gw.w).await.1, "paused");
     // A payment does not resume a paused subscription.
-    post_event(
-        &gw.w,
-        &stripe_event("evt_i", "invoice.paid", t0 + 20, invoice("cus_1")),
-        None,
-    )
-    .await;
+    deliver(&gw.w, "evt_i", "invoice.paid", t0 + 20, invoice("cus_1")).await;
     assert_eq!(billing_row(&gw.w).await.1, "paused");
-    gw.evo(&evo_text(
-        "P1",
-        "5511988887777",
-        "Ana",
-        gw.w.t.clock.now().unix_timestamp(),
-        "Quanto custa?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.ana_writes("P1", "Quanto custa?").await;
     assert_eq!(gw.count("messages").await, 1, "the message is stored");
     let reason: Option<String> = sqlx::query_scalar("SELECT escalation_reason FROM drafts")
         .fetch_one(&gw.w.t.owner)
         .await
         .unwrap();
     assert_eq!(reason.as_deref(), Some("billing_inactive"));
-    post_event(
+    deliver(
         &gw.w,
-        &stripe_event(
-            "evt_r",
-            "customer.subscription.resumed",
-            t0 + 30,
-            subscription(t, "active", "price_clinic"),
-        ),
-        None,
+        "evt_r",
+        "customer.subscription.resumed",
+        t0 + 30,
+        subscription(t, "active", "price_clinic"),
     )
     .await;
     assert_eq!(billing_row(&gw.w).await.1, "active");
-    post_event(
+    deliver(
         &gw.w,
-        &stripe_event(
-            "evt_inc",
-            "customer.subscription.updated",
-            t0 + 40,
-            subscription(t, "incomplete", "price_clinic"),
-        ),
-        None,
+        "evt_inc",
+        "customer.subscription.updated",
+        t0 + 40,
+        subscription(t, "incomplete", "price_clinic"),
     )
     .await;
     assert_eq!(billing_row(&gw.w).await.1, "incomplete");
     // The first invoice paid settles an incomplete subscription.
-    post_event(
-        &gw.w,
-        &stripe_event("evt_i2", "invoice.paid", t0 + 50, invoice("cus_1")),
-        None,
-    )
-    .await;
+    deliver(&gw.w, "evt_i2", "invoice.paid", t0 + 50, invoice("cus_1")).await;
     assert_eq!(billing_row(&gw.w).await.1, "active");
 }
 
@@ -784,28 +707,22 @@ async fn invoice_events_before_the_customer_is_linked_apply_once_it_is() {
     let t = tenant_id(&w).await;
     let t0 = w.t.clock.now().unix_timestamp() - 1_000;
     // The failed payment is delivered before the checkout's completion.
-    let (s, v) = post_event(
+    let (s, v) = deliver(
         &w,
-        &stripe_event(
-            "evt_fail",
-            "invoice.payment_failed",
-            t0 + 50,
-            invoice("cus_new"),
-        ),
-        None,
+        "evt_fail",
+        "invoice.payment_failed",
+        t0 + 50,
+        invoice("cus_new"),
     )
     .await;
     assert_eq!((s, v["result"].as_str()), (200, Some("kept")));
     assert_eq!(billing_row(&w).await.1, "none");
-    let (_, v) = post_event(
+    let (_, v) = deliver(
         &w,
-        &stripe_event(
-            "evt_done",
-            "checkout.session.completed",
-            t0,
-            checkout_completed(t, "cus_new"),
-        ),
-        None,
+        "evt_done",
+        "checkout.session.completed",
+        t0,
+        checkout_completed(t, "cus_new"),
     )
     .await;
     assert_eq!(v["result"].as_str(), Some("handled"));

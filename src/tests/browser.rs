@@ -134,6 +134,17 @@ impl Browser {
         panic!("chromedriver did not accept a session: {last_err:?}");
     }
 
+    /// Types `keys` into the element that has the focus (a keyboard shortcut).
+    pub(super) async fn press(&self, keys: &str) {
+        self.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(keys)
+            .await
+            .unwrap();
+    }
+
     pub(super) async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }

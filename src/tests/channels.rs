@@ -243,15 +243,10 @@ async fn a_new_tenant_sees_its_next_steps_until_done() {
 #[tokio::test]
 async fn staff_assign_label_and_annotate_a_conversation() {
     let gw = Gw::evolution().await;
-    gw.evo(&evo_text("N1", "5511988887777", "Ana", 1_773_651_600, "Oi"))
-        .await;
+    gw.ana_sends_at(1_773_651_600, "N1", "Oi").await;
     let conv = gw.only_conversation().await;
     let page = format!("/t/clinic-a/conversations/{conv}");
-    let owner_id: uuid::Uuid =
-        sqlx::query_scalar("SELECT id FROM users WHERE email = 'owner@a.test'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
+    let owner_id = gw.w.t.user_id("owner@a.test").await;
     let o = &gw.w.owner;
     let r = o
         .submit(

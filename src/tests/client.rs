@@ -133,6 +133,24 @@ impl Client {
         self.post(action, &all).await
     }
 
+    /// Loads clinic-a's conversation page and posts one of its forms to
+    /// `/t/clinic-a/conversations/{conv}/{action}` with that page's CSRF token.
+    pub(super) async fn on_conversation(
+        &self,
+        conv: uuid::Uuid,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
+        let page = format!("/t/clinic-a/conversations/{conv}");
+        self.submit(&page, &format!("{page}/{action}"), fields)
+            .await
+    }
+
+    /// Replies `text` from clinic-a's conversation page.
+    pub(super) async fn reply(&self, conv: uuid::Uuid, text: &str) -> Page {
+        self.on_conversation(conv, "reply", &[("text", text)]).await
+    }
+
     pub(super) async fn sign_up(
         &self,
         name: &str,
@@ -194,6 +212,28 @@ impl World {
 
     pub(super) fn client(&self) -> Client {
         Client::new(&self.server)
+    }
+
+    /// Another tenant on the same server: `clinic-b`, signed up by Bea (`bea@b.test`), whose
+    /// logged-in client this returns.
+    pub(super) async fn other_tenant(&self) -> Client {
+        let b = self.client();
+        let r = b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+        assert_eq!(r.status, 303, "sign-up of clinic-b failed: {}", r.body);
+        b
+    }
+
+    /// The owner adds a knowledge entry to clinic-a (`kind`: hours, price, …).
+    pub(super) async fn add_knowledge(&self, kind: &str, title: &str, body: &str) {
+        let r = self
+            .owner
+            .submit(
+                "/t/clinic-a/knowledge",
+                "/t/clinic-a/knowledge",
+                &[("kind", kind), ("title", title), ("body", body)],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
     }
 
     /// Invites `email` with `role` into clinic-a and has them accept with a new account.

@@ -1,13 +1,7 @@
 //! The contact directory (issue 23): who wrote in, found by name or number, with privacy
 //! state and the way to the conversation — and nothing of another tenant's.
 
-use crate::clock::Clock;
-
-use crate::tests::wa::{Gw, evo_text};
-
-fn now(gw: &Gw) -> i64 {
-    gw.w.t.clock.now().unix_timestamp()
-}
+use crate::tests::wa::Gw;
 
 /// (name cell, number cell, privacy cell, conversations link) of each listed contact.
 async fn listed(gw: &Gw, query: &str) -> Vec<(String, String, String, Option<String>)> {
@@ -36,38 +30,14 @@ async fn listed(gw: &Gw, query: &str) -> Vec<(String, String, String, Option<Str
 #[tokio::test]
 async fn the_directory_lists_searches_and_links_each_contact_with_its_privacy_state() {
     let gw = Gw::evolution().await;
-    gw.evo(&evo_text(
-        "A1",
-        "5511988887777",
-        "Ana Souza",
-        now(&gw),
-        "oi",
-    ))
-    .await;
-    gw.evo(&evo_text(
-        "A2",
-        "5511988887777",
-        "Ana Souza",
-        now(&gw),
-        "tudo bem?",
-    ))
-    .await;
-    gw.evo(&evo_text(
-        "B1",
-        "5511977776666",
-        "Bia Lima",
-        now(&gw),
-        "bom dia",
-    ))
-    .await;
-    gw.evo(&evo_text(
-        "C1",
-        "5511966665555",
-        "Caio",
-        now(&gw),
-        "apaguem meus dados",
-    ))
-    .await;
+    gw.customer_sends("A1", "5511988887777", "Ana Souza", "oi")
+        .await;
+    gw.customer_sends("A2", "5511988887777", "Ana Souza", "tudo bem?")
+        .await;
+    gw.customer_sends("B1", "5511977776666", "Bia Lima", "bom dia")
+        .await;
+    gw.customer_sends("C1", "5511966665555", "Caio", "apaguem meus dados")
+        .await;
     let db = &gw.w.t.owner;
     let contact = |ext: &'static str| async move {
         sqlx::query_scalar::<_, uuid::Uuid>(
@@ -153,8 +123,7 @@ async fn the_directory_lists_searches_and_links_each_contact_with_its_privacy_st
             .body
             .contains("Ana Souza")
     );
-    let b = gw.w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let b = gw.w.other_tenant().await;
     let other = b.get("/t/clinic-b/contacts").await;
     assert_eq!(other.status, 200);
     assert!(!other.body.contains("Ana Souza") && !other.body.contains("5511988887777"));

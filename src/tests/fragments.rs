@@ -40,7 +40,7 @@ fn fragment(path: &str, r: &Page) {
 async fn each_live_region_comes_alone_from_its_own_page() {
     let s = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let (conv, draft) = (s.only_conversation().await, s.pending_draft().await);
@@ -126,7 +126,7 @@ async fn each_live_region_comes_alone_from_its_own_page() {
 async fn a_fragment_is_checked_like_its_page_and_shows_only_the_tenants_own() {
     let s = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .with_member("vi@a.test", Role::Viewer)
         .with_other_tenant()
         .build()

@@ -305,6 +305,24 @@ pub(super) fn start_time() -> OffsetDateTime {
 }
 
 impl TestApp {
+    /// A user's id by email.
+    pub(crate) async fn user_id(&self, email: &str) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(&self.owner)
+            .await
+            .unwrap()
+    }
+
+    /// How many audit entries with this action there are, every tenant's.
+    pub(crate) async fn audit_count(&self, action: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1")
+            .bind(action)
+            .fetch_one(&self.owner)
+            .await
+            .unwrap()
+    }
+
     /// `mail`'s context, as the worker hands it to the mail jobs.
     pub(crate) fn mail(&self) -> crate::mail::Mail {
         axum::extract::FromRef::from_ref(&self.state)
@@ -721,21 +739,26 @@ where
 ///
 /// ```ignore
 /// let s = TestApp::init().with_knowledge().with_sends_ok()
-///     .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+///     .with_price_question()
 ///     .with_member("bruno@a.test", Role::Reviewer).build().await;
 /// ```
 ///
-/// `build` signs up the owner (`owner@a.test`, tenant `clinic-a`), adds an Evolution channel,
-/// then does the rest in this order: the clinic's knowledge (hours and the cleaning price),
-/// the gateway answering sends, each customer's message (jobs run after each one, so the
+/// `build` signs up the owner (`owner@a.test`, tenant `clinic-a`), adds an Evolution channel
+/// (or a Meta one), then does the rest in this order: the clinic's knowledge (hours and the
+/// cleaning price), the AI settings, the gateway answering sends, each customer's message (jobs run after each one, so the
 /// offline answerer drafts), the members, and another tenant.
+/// The number most tests' customer, Ana, writes from.
+pub(super) const ANA_PHONE: &str = "5511988887777";
+
 /// A config adjustment for [`Setup::with_config`].
 type Adjust = Box<dyn FnOnce(&mut Config) + Send>;
 
 #[must_use]
 pub(super) struct Setup {
     config: Option<Adjust>,
+    meta: bool,
     knowledge: bool,
+    ai: Vec<(String, String)>,
     sends_ok: bool,
     customers: Vec<[String; 4]>,
     members: Vec<(String, Role)>,
@@ -747,7 +770,9 @@ impl TestApp {
     pub(super) fn init() -> Setup {
         Setup {
             config: None,
+            meta: false,
             knowledge: false,
+            ai: Vec::new(),
             sends_ok: false,
             customers: Vec::new(),
             members: Vec::new(),
@@ -766,9 +791,25 @@ impl Setup {
         self
     }
 
+    /// A Meta (WhatsApp Cloud API) channel instead of Evolution ([`Gw::meta`]).
+    pub(super) fn meta(mut self) -> Setup {
+        self.meta = true;
+        self
+    }
+
     /// The clinic's knowledge: opening hours (Saturdays too) and the cleaning's price (R$ 180).
     pub(super) fn with_knowledge(mut self) -> Setup {
         self.knowledge = true;
+        self
+    }
+
+    /// The AI settings form posted with these fields over its defaults (`review_all`,
+    /// `offline`), e.g. `&[("policy", "auto_send")]`: after the knowledge, before customers.
+    pub(super) fn with_ai(mut self, fields: &[(&str, &str)]) -> Setup {
+        self.ai = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         self
     }
 
@@ -776,6 +817,12 @@ impl Setup {
     pub(super) fn with_sends_ok(mut self) -> Setup {
         self.sends_ok = true;
         self
+    }
+
+    /// Ana ([`ANA_PHONE`]) asks what the cleaning costs (webhook `Q1`), and the jobs run: with
+    /// the knowledge, a pending draft quoting R$ 180.
+    pub(super) fn with_price_question(self) -> Setup {
+        self.with_customer("Q1", ANA_PHONE, "Ana", "Quanto custa a limpeza?")
     }
 
     /// A customer writes once (webhook `id`), and the jobs it queues run.
@@ -802,9 +849,20 @@ impl Setup {
             Some(adjust) => World::with_config(adjust).await,
             None => World::new().await,
         };
-        let gw = Gw::evolution_in(w).await;
+        let gw = match self.meta {
+            true => Gw::meta_in(w).await,
+            false => Gw::evolution_in(w).await,
+        };
         if self.knowledge {
             crate::tests::review::clinic_knowledge(&gw.w).await;
+        }
+        if !self.ai.is_empty() {
+            let fields: Vec<(&str, &str)> = self
+                .ai
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            crate::tests::review::set_ai(&gw.w, &fields).await;
         }
         if self.sends_ok {
             crate::tests::review::mock_send_ok(&gw).await;
@@ -817,12 +875,7 @@ impl Setup {
             members.push(gw.w.add_member(email, role.as_str()).await);
         }
         let other = match self.other_tenant {
-            true => {
-                let b = gw.w.client();
-                let r = b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
-                assert_eq!(r.status, 303, "sign-up of clinic-b failed: {}", r.body);
-                Some(b)
-            }
+            true => Some(gw.w.other_tenant().await),
             false => None,
         };
         let tenant = gw.tenant_id("clinic-a").await;
@@ -870,11 +923,62 @@ impl Scene {
 impl Gw {
     /// A customer's message (an Evolution text, sent now) arrives; its jobs wait.
     pub(super) async fn customer_sends(&self, id: &str, phone: &str, name: &str, text: &str) {
-        let ts = crate::clock::Clock::now(&self.w.t.clock).unix_timestamp();
+        self.customer_sends_at(self.now(), id, phone, name, text)
+            .await;
+    }
+
+    /// A customer's Evolution text stamped `ts` (unix seconds) arrives; its jobs wait.
+    pub(super) async fn customer_sends_at(
+        &self,
+        ts: i64,
+        id: &str,
+        phone: &str,
+        name: &str,
+        text: &str,
+    ) {
         let (status, body) = self
             .evo(&crate::tests::wa::evo_text(id, phone, name, ts, text))
             .await;
         assert_eq!(status, 200, "{body}");
+    }
+
+    /// A customer writes at `ts` (as [`Gw::customer_sends_at`]), and the jobs it queues run.
+    pub(super) async fn customer_writes_at(
+        &self,
+        ts: i64,
+        id: &str,
+        phone: &str,
+        name: &str,
+        text: &str,
+    ) {
+        self.customer_sends_at(ts, id, phone, name, text).await;
+        self.run_jobs().await;
+    }
+
+    /// Ana ([`ANA_PHONE`]) sends a text now ([`Gw::customer_sends`]).
+    pub(super) async fn ana_sends(&self, id: &str, text: &str) {
+        self.customer_sends(id, ANA_PHONE, "Ana", text).await;
+    }
+
+    /// Ana sends a text now and its jobs run ([`Gw::customer_writes`]).
+    pub(super) async fn ana_writes(&self, id: &str, text: &str) {
+        self.customer_writes(id, ANA_PHONE, "Ana", text).await;
+    }
+
+    /// Ana sends a text stamped `ts` ([`Gw::customer_sends_at`]).
+    pub(super) async fn ana_sends_at(&self, ts: i64, id: &str, text: &str) {
+        self.customer_sends_at(ts, id, ANA_PHONE, "Ana", text).await;
+    }
+
+    /// Ana sends a text stamped `ts` and its jobs run ([`Gw::customer_writes_at`]).
+    pub(super) async fn ana_writes_at(&self, ts: i64, id: &str, text: &str) {
+        self.customer_writes_at(ts, id, ANA_PHONE, "Ana", text)
+            .await;
+    }
+
+    /// The test clock's now, in unix seconds (a webhook's timestamp).
+    pub(super) fn now(&self) -> i64 {
+        crate::clock::Clock::now(&self.w.t.clock).unix_timestamp()
     }
 
     /// A customer writes (as [`Gw::customer_sends`]), and the jobs it queues run.
@@ -886,6 +990,32 @@ impl Gw {
     pub(super) async fn tenant_id(&self, slug: &str) -> Uuid {
         sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
             .bind(slug)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// The contact whose message has this webhook id.
+    pub(super) async fn contact_of(&self, external_id: &str) -> Uuid {
+        sqlx::query_scalar("SELECT contact_id FROM messages WHERE external_id = $1")
+            .bind(external_id)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// A contact's conversation (panics unless it has one).
+    pub(super) async fn conversation_with(&self, contact: Uuid) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
+            .bind(contact)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// The status of the only privacy request (`received`, `verified`, `completed`, …).
+    pub(super) async fn dsr_status(&self) -> String {
+        sqlx::query_scalar("SELECT status FROM dsr_requests")
             .fetch_one(&self.w.t.owner)
             .await
             .unwrap()
@@ -913,6 +1043,17 @@ impl Gw {
         let ids = self.pending_drafts().await;
         assert_eq!(ids.len(), 1, "pending drafts: {ids:?}");
         ids[0]
+    }
+
+    /// The draft answering the message with this webhook id.
+    pub(super) async fn draft_replying_to(&self, external_id: &str) -> Uuid {
+        sqlx::query_scalar(
+            "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.reply_to_message_id WHERE m.external_id = $1",
+        )
+        .bind(external_id)
+        .fetch_one(&self.w.t.owner)
+        .await
+        .unwrap()
     }
 
     /// Every draft's (state, escalation reason), oldest first.
@@ -961,4 +1102,101 @@ impl Gw {
             .map(|v| v["text"].as_str().unwrap_or_default().to_owned())
             .collect()
     }
+
+    /// Every request to the gateway's sendText, accepted or not, as JSON bodies, in order.
+    pub(super) async fn send_requests(&self) -> Vec<serde_json::Value> {
+        crate::tests::review::gateway_sends(self).await
+    }
+
+    /// The gateway answers every sendText with `status` and `body` (after any mock mounted
+    /// before it is used up).
+    pub(super) async fn mock_send(&self, status: u16, body: serde_json::Value) {
+        self.mock_send_n(status, body, None).await;
+    }
+
+    /// The gateway answers the next sendText only with `status` and `body`.
+    pub(super) async fn mock_send_once(&self, status: u16, body: serde_json::Value) {
+        self.mock_send_n(status, body, Some(1)).await;
+    }
+
+    async fn mock_send_n(&self, status: u16, body: serde_json::Value, times: Option<u64>) {
+        let mut mock = wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/message/sendText/clinic"))
+            .respond_with(wiremock::ResponseTemplate::new(status).set_body_json(body));
+        if let Some(n) = times {
+            mock = mock.up_to_n_times(n);
+        }
+        mock.mount(&self.gateway).await;
+    }
+
+    /// The only outbound message, every tenant's (panics unless there is exactly one).
+    pub(super) async fn only_out_message(&self) -> OutMessage {
+        let all: Vec<OutMessage> = sqlx::query_as(
+            "SELECT id, status, error, external_id FROM messages WHERE direction = 'out'",
+        )
+        .fetch_all(&self.w.t.owner)
+        .await
+        .unwrap();
+        assert_eq!(all.len(), 1, "outbound messages: {:?}", all.len());
+        all.into_iter().next().unwrap()
+    }
+
+    /// The only outbound message's status (`queued`, `sent`, `read`, `failed`, …).
+    pub(super) async fn out_status(&self) -> String {
+        self.only_out_message().await.status
+    }
+
+    /// A message's status.
+    pub(super) async fn message_status(&self, id: Uuid) -> String {
+        sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// How many jobs of this kind there are, in any state.
+    pub(super) async fn jobs_of(&self, kind: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// How many jobs of this kind wait to run (state `pending`).
+    pub(super) async fn pending_jobs(&self, kind: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = $1 AND state = 'pending'")
+            .bind(kind)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// What a conversation is flagged for in the inbox (an escalation reason), if anything.
+    pub(super) async fn attention(&self, conv: Uuid) -> Option<String> {
+        sqlx::query_scalar("SELECT attention FROM conversations WHERE id = $1")
+            .bind(conv)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+
+    /// Who owns a conversation (`ai` or `human`).
+    pub(super) async fn ownership(&self, conv: Uuid) -> String {
+        sqlx::query_scalar("SELECT ownership FROM conversations WHERE id = $1")
+            .bind(conv)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap()
+    }
+}
+
+/// An outbound message's row, as [`Gw::only_out_message`] reads it.
+#[derive(sqlx::FromRow, Debug)]
+pub(super) struct OutMessage {
+    pub(crate) id: Uuid,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) external_id: Option<String>,
 }

@@ -3,18 +3,6 @@
 
 use crate::tests::{client::World, harness::errors_logged};
 
-async fn add_entry(w: &World, kind: &str, title: &str, body: &str) {
-    let r = w
-        .owner
-        .submit(
-            "/t/clinic-a/knowledge",
-            "/t/clinic-a/knowledge",
-            &[("kind", kind), ("title", title), ("body", body)],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-}
-
 /// A customer writes through the simulator; the worker drafts.
 async fn customer_says(w: &World, phone: &str, text: &str) {
     let r = w
@@ -45,8 +33,7 @@ fn draft(state: &str, reason: Option<&str>, entries: i32) -> (String, Option<Str
 }
 
 async fn saturday_only(w: &World) {
-    add_entry(
-        w,
+    w.add_knowledge(
         "hours",
         "Saturday opening hours",
         "On Saturdays we open from 8:00 to 12:30",
@@ -90,15 +77,13 @@ async fn a_near_miss_escalates_instead_of_answering_the_wrong_entry() {
 #[tokio::test]
 async fn two_questions_in_one_message_get_both_entries_and_a_third_is_left_to_a_person() {
     let w = World::new().await;
-    add_entry(
-        &w,
+    w.add_knowledge(
         "hours",
         "Horário de funcionamento",
         "Atendemos de segunda a sexta das 8h às 18h e aos sábados das 8h às 12h.",
     )
     .await;
-    add_entry(
-        &w,
+    w.add_knowledge(
         "price",
         "Preço da limpeza",
         "A limpeza dental custa R$ 180, com avaliação incluída.",
@@ -139,15 +124,13 @@ async fn two_questions_in_one_message_get_both_entries_and_a_third_is_left_to_a_
 #[tokio::test]
 async fn a_follow_up_is_read_with_the_question_before_it() {
     let w = World::new().await;
-    add_entry(
-        &w,
+    w.add_knowledge(
         "service",
         "Vacinação de cães e gatos",
         "Aplicamos a V10 em cães e a V4 em gatos. Não precisa agendar.",
     )
     .await;
-    add_entry(
-        &w,
+    w.add_knowledge(
         "price",
         "Castração",
         "Castração com agendamento prévio. Gata: R$ 450, gato: R$ 300.",
@@ -196,8 +179,7 @@ async fn a_follow_up_is_read_with_the_question_before_it() {
 #[tokio::test]
 async fn an_emergency_is_urgent_first_in_the_queue_and_marked_in_the_inbox_with_no_answer() {
     let w = World::new().await;
-    add_entry(
-        &w,
+    w.add_knowledge(
         "hours",
         "Horário de atendimento",
         "Atendemos de segunda a sábado das 8h às 19h; domingos só emergências.",
@@ -251,8 +233,7 @@ async fn an_emergency_is_urgent_first_in_the_queue_and_marked_in_the_inbox_with_
 #[tokio::test]
 async fn synonyms_and_the_test_box_on_the_knowledge_page() {
     let w = World::new().await;
-    add_entry(
-        &w,
+    w.add_knowledge(
         "faq",
         "Convênios aceitos",
         "Aceitamos Unimed Odonto e Amil Dental. Traga a carteirinha.",

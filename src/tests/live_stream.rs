@@ -176,10 +176,7 @@ impl Conn {
 
 /// The owner's session cookie (`name=value`), as the browser holds it after logging in.
 async fn owner_cookie(t: &TestApp) -> String {
-    let user: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'owner@a.test'")
-        .fetch_one(&t.owner)
-        .await
-        .unwrap();
+    let user = t.user_id("owner@a.test").await;
     let c = crate::http::session::start_session(&t.state, user, "test browser", "127.0.0.1")
         .await
         .unwrap();
@@ -236,9 +233,7 @@ async fn a_stream_has_the_headers_it_has_through_hyper_and_carries_its_tenants_e
 #[tokio::test]
 async fn refusals_are_what_hyper_answers_and_the_connection_carries_on() {
     let w = World::new().await;
-    let b = w.client();
-    let r = b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
-    assert_eq!(r.status, 303, "{}", r.body);
+    w.other_tenant().await;
     let cookie = owner_cookie(&w.t).await;
     for (path, cookie, expected) in [
         // No session: to the login page.

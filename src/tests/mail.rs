@@ -11,7 +11,7 @@ use time::Duration;
 use crate::tests::{
     client::{Client, PASSWORD, World},
     harness::{TestApp, errors_logged},
-    wa::{Gw, evo_text},
+    wa::Gw,
 };
 
 /// One delivered message, parsed with `mail-parser`.
@@ -195,11 +195,7 @@ async fn forgot_password_mails_a_link_that_sets_a_new_password() {
     assert!(!w.client().get(&path).await.body.contains(r#"name="csrf""#));
     // The owner's old session ended with the reset.
     assert!(w.owner.get("/t/clinic-a").await.is_login_redirect());
-    let audited: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'member.password_reset'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let audited = w.t.audit_count("member.password_reset").await;
     assert_eq!(audited, 1);
 }
 
@@ -419,15 +415,7 @@ async fn waiting_reviews_and_due_requests_alert_by_mail_once() {
     let mb = Mailbox::new();
     let gw = Gw::evolution_in(mail_world(&mb).await).await;
     let now = gw.w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text(
-        "M1",
-        "5511988887777",
-        "Ana",
-        now,
-        "qual o horário?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.ana_writes_at(now, "M1", "qual o horário?").await;
     let waiting: i64 = gw.count("drafts").await;
     assert_eq!(waiting, 1, "the turn waits for review");
     // Not long enough yet.
@@ -610,9 +598,7 @@ async fn the_review_alert_threshold_is_the_tenants_setting() {
     );
 
     let now = gw.w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text("R1", "5511988887777", "Ana", now, "oi"))
-        .await;
-    gw.run_jobs().await;
+    gw.ana_writes_at(now, "R1", "oi").await;
     gw.w.t.clock.advance(Duration::minutes(14));
     crate::mail::alerts::run(&gw.w.t.mail()).await.unwrap();
     gw.run_jobs().await;

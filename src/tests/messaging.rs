@@ -144,13 +144,11 @@ async fn evolution_payload_kinds_are_stored_and_shown() {
     assert_eq!(health, "disconnected");
 
     // Media is fetched by a job after the commit, stored sealed.
-    let media_jobs: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE kind = 'fetch_media' AND state = 'pending'",
-    )
-    .fetch_one(&gw.w.t.owner)
-    .await
-    .unwrap();
-    assert_eq!(media_jobs, 3, "image, voice note, document");
+    assert_eq!(
+        gw.pending_jobs("fetch_media").await,
+        3,
+        "image, voice note, document"
+    );
     Mock::given(method("POST"))
         .and(path("/chat/getBase64FromMediaMessage/clinic"))
         .and(header("apikey", "evo-api-key-123"))
@@ -229,8 +227,7 @@ async fn evolution_payload_kinds_are_stored_and_shown() {
         b"\x89PNG fake image bytes"
     );
     // Another tenant can't.
-    let b = gw.w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let b = gw.w.other_tenant().await;
     assert_eq!(
         b.get(&format!("/t/clinic-b/messages/{image_id}/media"))
             .await
@@ -435,16 +432,9 @@ async fn no_message_text_or_phone_number_in_the_database() {
 
 #[tokio::test]
 async fn one_tenants_webhook_cannot_write_into_another_tenants_channel() {
-    let a = Gw::evolution().await;
     // Tenant B with its own channel, on the same server.
-    let b_owner = a.w.client();
-    assert_eq!(
-        b_owner
-            .sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b")
-            .await
-            .status,
-        303
-    );
+    let a = TestApp::init().with_other_tenant().build().await;
+    let b_owner = a.other();
     let r = b_owner
         .submit(
             "/t/clinic-b/channels",
@@ -478,8 +468,7 @@ async fn one_tenants_webhook_cannot_write_into_another_tenants_channel() {
     assert_eq!(r.status(), 401);
     assert_eq!(a.count("messages").await, 0);
     // And A's deliveries land in A only.
-    a.evo(&evo_text("Z2", "5511988887777", "Ana", now(&a), "para A"))
-        .await;
+    a.ana_sends("Z2", "para A").await;
     let tenants: Vec<String> =
         sqlx::query_scalar("SELECT t.slug FROM messages m JOIN tenants t ON t.id = m.tenant_id")
             .fetch_all(&a.w.t.owner)
@@ -506,16 +495,10 @@ async fn one_tenants_webhook_cannot_write_into_another_tenants_channel() {
 
 #[tokio::test]
 async fn message_html_is_shown_escaped() {
-    let gw = Gw::evolution().await;
+    let gw = TestApp::init().build().await;
     let evil = r#"<script>alert('x')</script><img src=x onerror=alert(1)>"#;
-    gw.evo(&evo_text(
-        "H1",
-        "5511988887777",
-        "<b>Mallory</b>",
-        now(&gw),
-        evil,
-    ))
-    .await;
+    gw.customer_sends("H1", "5511988887777", "<b>Mallory</b>", evil)
+        .await;
     let conv = gw.only_conversation().await;
     for page in [
         gw.w.owner.get("/t/clinic-a/conversations").await,
@@ -537,17 +520,12 @@ async fn message_html_is_shown_escaped() {
 
 #[tokio::test]
 async fn a_send_retried_after_a_gateway_500_reaches_it_exactly_once() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("IN1", "5511988887777", "Ana", now(&gw), "oi"))
-        .await;
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("IN1", "oi").await;
     let conv = gw.only_conversation().await;
     let r =
         gw.w.owner
-            .submit(
-                &format!("/t/clinic-a/conversations/{conv}"),
-                &format!("/t/clinic-a/conversations/{conv}/reply"),
-                &[("text", "Abrimos sábado das 8h às 12h.")],
-            )
+            .reply(conv, "Abrimos sábado das 8h às 12h.")
             .await;
     assert_eq!(r.status, 303, "{}", r.body);
     // The gateway fails once, then accepts.
@@ -564,32 +542,27 @@ async fn a_send_retried_after_a_gateway_500_reaches_it_exactly_once() {
         .mount(&gw.gateway)
         .await;
     gw.run_jobs().await;
-    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE direction = 'out'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "queued", "a 5xx leaves it queued for a retry");
+    assert_eq!(
+        gw.out_status().await,
+        "queued",
+        "a 5xx leaves it queued for a retry"
+    );
     gw.w.t.clock.advance(Duration::minutes(2));
     gw.run_jobs().await;
     gw.w.t.clock.advance(Duration::hours(1));
     gw.run_jobs().await;
-    let (status, ext): (String, Option<String>) =
-        sqlx::query_as("SELECT status, external_id FROM messages WHERE direction = 'out'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
-    assert_eq!((status.as_str(), ext.as_deref()), ("sent", Some("OUT-1")));
-    let requests = gw.gateway.received_requests().await.unwrap();
-    let sends: Vec<_> = requests
-        .iter()
-        .filter(|r| r.url.path() == "/message/sendText/clinic")
-        .collect();
+    let out = gw.only_out_message().await;
+    assert_eq!(
+        (out.status.as_str(), out.external_id.as_deref()),
+        ("sent", Some("OUT-1"))
+    );
+    let sends = gw.send_requests().await;
     assert_eq!(
         sends.len(),
         2,
         "one refused attempt, one accepted: never a duplicate"
     );
-    let body: serde_json::Value = serde_json::from_slice(&sends[1].body).unwrap();
+    let body = &sends[1];
     assert_eq!(body["number"], "5511988887777");
     assert_eq!(body["text"], "Abrimos sábado das 8h às 12h.");
     // The gateway's echo of our send doesn't add a message; its receipts move it forward only.
@@ -599,57 +572,32 @@ async fn a_send_retried_after_a_gateway_500_reaches_it_exactly_once() {
     for s in ["READ", "DELIVERY_ACK", "SERVER_ACK"] {
         assert_eq!(gw.evo(&evo_status("OUT-1", s)).await.0, 200);
     }
-    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE direction = 'out'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
     assert_eq!(
-        status, "read",
+        gw.out_status().await,
+        "read",
         "out-of-order receipts never move it backwards"
     );
 }
 
 #[tokio::test]
 async fn rejected_sends_fail_visibly_and_can_be_retried() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("IN1", "5511988887777", "Ana", now(&gw), "oi"))
-        .await;
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("IN1", "oi").await;
     let conv = gw.only_conversation().await;
-    gw.w.owner
-        .submit(
-            &format!("/t/clinic-a/conversations/{conv}"),
-            &format!("/t/clinic-a/conversations/{conv}/reply"),
-            &[("text", "teste")],
-        )
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/message/sendText/clinic"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "status": 400, "error": "Bad Request", "response": { "message": [{ "exists": false, "number": "5511988887777" }] } })))
-        .up_to_n_times(1)
-        .mount(&gw.gateway)
+    gw.w.owner.reply(conv, "teste").await;
+    gw.mock_send_once(400, json!({ "status": 400, "error": "Bad Request", "response": { "message": [{ "exists": false, "number": "5511988887777" }] } }))
         .await;
     gw.run_jobs().await;
-    let (status, error): (String, Option<String>) =
-        sqlx::query_as("SELECT status, error FROM messages WHERE direction = 'out'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
-    assert_eq!(status, "failed");
-    assert!(error.is_some());
+    let out = gw.only_out_message().await;
+    assert_eq!(out.status, "failed");
+    assert!(out.error.is_some());
     let page =
         gw.w.owner
             .get(&format!("/t/clinic-a/conversations/{conv}"))
             .await;
     assert!(page.body.contains("Retry"));
-    let mid: uuid::Uuid = sqlx::query_scalar("SELECT id FROM messages WHERE direction = 'out'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    Mock::given(method("POST"))
-        .and(path("/message/sendText/clinic"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "key": { "id": "OUT-2" } })))
-        .mount(&gw.gateway)
-        .await;
+    let mid = gw.only_out_message().await.id;
+    gw.mock_send(201, json!({ "key": { "id": "OUT-2" } })).await;
     let r =
         gw.w.owner
             .submit(
@@ -660,29 +608,20 @@ async fn rejected_sends_fail_visibly_and_can_be_retried() {
             .await;
     assert_eq!(r.status, 303);
     gw.run_jobs().await;
-    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE direction = 'out'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "sent");
+    assert_eq!(gw.out_status().await, "sent");
 }
 
 /// A worker that dies mid-job: its job comes back after the lease; a send that may have
 /// reached the gateway is marked unknown, never sent again automatically.
 #[tokio::test]
 async fn a_worker_killed_mid_job_leaves_the_job_to_be_retried() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("IN1", "5511988887777", "Ana", now(&gw), "oi"))
+    // The AI turn for the inbound message runs first.
+    let gw = TestApp::init()
+        .with_customer("IN1", "5511988887777", "Ana", "oi")
+        .build()
         .await;
-    gw.run_jobs().await; // the AI turn for the inbound message
     let conv = gw.only_conversation().await;
-    gw.w.owner
-        .submit(
-            &format!("/t/clinic-a/conversations/{conv}"),
-            &format!("/t/clinic-a/conversations/{conv}/reply"),
-            &[("text", "teste")],
-        )
-        .await;
+    gw.w.owner.reply(conv, "teste").await;
     // A worker claims the send job… and dies before doing anything.
     let claimed = crate::db::jobs::claim(&gw.w.t.state.db, gw.w.t.clock.now(), crate::jobs::LEASE)
         .await
@@ -690,11 +629,7 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_be_retried() {
         .unwrap();
     assert_eq!(claimed.kind, "send_message");
     assert_eq!(gw.run_jobs().await, 0, "leased: nobody else takes it");
-    Mock::given(method("POST"))
-        .and(path("/message/sendText/clinic"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "key": { "id": "OUT-9" } })))
-        .mount(&gw.gateway)
-        .await;
+    gw.mock_send(201, json!({ "key": { "id": "OUT-9" } })).await;
     gw.w.t
         .clock
         .advance(crate::jobs::LEASE + Duration::seconds(1));
@@ -703,20 +638,10 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_be_retried() {
         1,
         "the lease expired: the job runs again"
     );
-    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE direction = 'out'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "sent");
+    assert_eq!(gw.out_status().await, "sent");
 
     // Now a worker that died after marking the message "sending" (the call may have gone out).
-    gw.w.owner
-        .submit(
-            &format!("/t/clinic-a/conversations/{conv}"),
-            &format!("/t/clinic-a/conversations/{conv}/reply"),
-            &[("text", "segunda")],
-        )
-        .await;
+    gw.w.owner.reply(conv, "segunda").await;
     let claimed = crate::db::jobs::claim(&gw.w.t.state.db, gw.w.t.clock.now(), crate::jobs::LEASE)
         .await
         .unwrap()
@@ -730,26 +655,21 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_be_retried() {
         .clock
         .advance(crate::jobs::LEASE + Duration::seconds(1));
     gw.run_jobs().await;
-    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
-        .bind(claimed.subject_id)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "unknown");
-    let sends = gw
-        .gateway
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/message/sendText/clinic")
-        .count();
-    assert_eq!(sends, 1, "the possibly-sent message was not sent again");
+    assert_eq!(
+        gw.message_status(claimed.subject_id.expect("a send job names its message"))
+            .await,
+        "unknown"
+    );
+    assert_eq!(
+        gw.send_requests().await.len(),
+        1,
+        "the possibly-sent message was not sent again"
+    );
 }
 
 #[tokio::test]
 async fn meta_window_is_shown_and_free_text_outside_it_refused() {
-    let gw = Gw::meta().await;
+    let gw = TestApp::init().meta().build().await;
     gw.meta_post(&meta_text(
         "wamid.IN1",
         "5511988887777",
@@ -770,31 +690,16 @@ async fn meta_window_is_shown_and_free_text_outside_it_refused() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "messaging_product": "whatsapp", "contacts": [{ "input": "5511988887777", "wa_id": "5511988887777" }], "messages": [{ "id": "wamid.OUT1" }] })))
         .mount(&gw.gateway)
         .await;
-    let r =
-        gw.w.owner
-            .submit(
-                &format!("/t/clinic-a/conversations/{conv}"),
-                &format!("/t/clinic-a/conversations/{conv}/reply"),
-                &[("text", "Olá!")],
-            )
-            .await;
+    let r = gw.w.owner.reply(conv, "Olá!").await;
     assert_eq!(r.status, 303);
     gw.run_jobs().await;
-    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE direction = 'out'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "sent");
+    assert_eq!(gw.out_status().await, "sent");
     // Statuses out of order: read, then a late delivered.
     gw.meta_post(&meta_status("wamid.OUT1", "read", now(&gw)))
         .await;
     gw.meta_post(&meta_status("wamid.OUT1", "delivered", now(&gw)))
         .await;
-    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE direction = 'out'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "read");
+    assert_eq!(gw.out_status().await, "read");
 
     // 25 hours later the window is closed: free text is refused with the reason.
     gw.w.t.clock.advance(Duration::hours(25));
@@ -874,13 +779,13 @@ async fn inbox_filters_and_keyset_pagination() {
     let t0 = now(&gw);
     for i in 0..60 {
         let phone = format!("55119000{i:05}");
-        gw.evo(&evo_text(
+        gw.customer_sends_at(
+            t0 + i,
             &format!("M{i}"),
             &phone,
             &format!("Paciente {i}"),
-            t0 + i,
             &format!("mensagem {i}"),
-        ))
+        )
         .await;
     }
     let first = gw.w.owner.get("/t/clinic-a/conversations").await;
@@ -969,21 +874,16 @@ async fn live_updates_reach_other_instances_with_and_without_redis() {
 
 #[tokio::test]
 async fn browser_opens_a_conversation_and_sends_a_reply() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text(
+    let gw = TestApp::init().build().await;
+    gw.customer_sends(
         "B1",
         "5511988887777",
         "Ana Souza",
-        now(&gw),
         "Qual o horário de sábado?",
-    ))
+    )
     .await;
     let conv = gw.only_conversation().await;
-    Mock::given(method("POST"))
-        .and(path("/message/sendText/clinic"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "key": { "id": "OUT-B" } })))
-        .mount(&gw.gateway)
-        .await;
+    gw.mock_send(201, json!({ "key": { "id": "OUT-B" } })).await;
     let b = Browser::start().await;
     b.log_in(&gw.w.server, "owner@a.test").await;
     let c = &b.client;
@@ -1017,16 +917,7 @@ async fn browser_opens_a_conversation_and_sends_a_reply() {
             .contains("Sábado das 8h às 12h.")
     );
     gw.run_jobs().await;
-    let sent = gw.gateway.received_requests().await.unwrap();
-    let body: serde_json::Value = serde_json::from_slice(
-        &sent
-            .iter()
-            .find(|r| r.url.path() == "/message/sendText/clinic")
-            .unwrap()
-            .body,
-    )
-    .unwrap();
-    assert_eq!(body["text"], "Sábado das 8h às 12h.");
+    assert_eq!(gw.send_requests().await[0]["text"], "Sábado das 8h às 12h.");
     c.refresh().await.unwrap();
     b.wait_text("#thread", "✓").await;
     b.screenshot("conversation-sent").await;
@@ -1035,9 +926,8 @@ async fn browser_opens_a_conversation_and_sends_a_reply() {
 
 #[tokio::test]
 async fn canned_replies_are_managed_by_admins_and_sent_by_reviewers() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("C1", "5511988887777", "Ana", now(&gw), "oi"))
-        .await;
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("C1", "oi").await;
     let r =
         gw.w.owner
             .submit(
@@ -1065,30 +955,18 @@ async fn canned_replies_are_managed_by_admins_and_sent_by_reviewers() {
         .get(&format!("/t/clinic-a/conversations/{conv}"))
         .await;
     assert!(page.body.contains("Endereço"));
-    Mock::given(method("POST"))
-        .and(path("/message/sendText/clinic"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "key": { "id": "OUT-C" } })))
-        .mount(&gw.gateway)
-        .await;
+    gw.mock_send(201, json!({ "key": { "id": "OUT-C" } })).await;
     // Chosen with an empty text box (no JavaScript needed).
     let r = reviewer
-        .submit(
-            &format!("/t/clinic-a/conversations/{conv}"),
-            &format!("/t/clinic-a/conversations/{conv}/reply"),
+        .on_conversation(
+            conv,
+            "reply",
             &[("text", ""), ("canned", &canned_id.to_string())],
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     gw.run_jobs().await;
-    let sent: Vec<serde_json::Value> = gw
-        .gateway
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/message/sendText/clinic")
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect();
+    let sent = gw.send_requests().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["text"], "Rua das Flores, 100 — sala 2.");
 }
@@ -1291,11 +1169,7 @@ async fn one_batch_stores_a_burst_once_per_person() {
     .await
     .unwrap();
     assert_eq!(rows, [(1, 1, true), (3, 3, true)]);
-    let turns: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'ai_reply'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(turns, 2);
+    assert_eq!(gw.jobs_of("ai_reply").await, 2);
     // Every stored message opens under its contact's key: Ana's three in her thread.
     let mut tx = crate::db::begin_tenant(&state.db, ch.tenant_id)
         .await
@@ -1330,20 +1204,10 @@ async fn one_batch_stores_a_burst_once_per_person() {
 /// once, and a delivery that can't be written fails alone while the rest are stored.
 #[tokio::test]
 async fn concurrent_deliveries_share_a_commit_and_a_bad_one_fails_alone() {
-    let a = Gw::evolution().await;
+    let a = TestApp::init().with_other_tenant().build().await;
     let state = &a.w.t.state;
-    assert_eq!(
-        a.w.client()
-            .sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b")
-            .await
-            .status,
-        303
-    );
     let ch_a = channel_of(&a, "clinic-a", "evolution").await;
-    let tenant_b = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-b'")
-        .fetch_one(&a.w.t.owner)
-        .await
-        .unwrap();
+    let tenant_b = a.tenant_id("clinic-b").await;
     let ch_b = crate::messaging::channel::simulator(
         &Messaging::from_ref(state),
         tenant_b,
@@ -1413,11 +1277,7 @@ async fn concurrent_deliveries_share_a_commit_and_a_bad_one_fails_alone() {
     assert_eq!(mismatched, 0);
     // Both rounds came from the same 20 people: 20 conversations, one pending AI turn each.
     assert_eq!(a.count("conversations").await, 20);
-    let turns: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'ai_reply'")
-        .fetch_one(&a.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(turns, 20);
+    assert_eq!(a.jobs_of("ai_reply").await, 20);
 }
 
 /// Gateway URLs are tenant input the platform connects to: they pass the SSRF guard (no
@@ -1465,9 +1325,8 @@ async fn evolution_urls_to_private_or_metadata_addresses_are_refused() {
 /// token (as if another tenant's key had produced it) finds nothing from another tenant.
 #[tokio::test]
 async fn the_sender_lookup_sees_only_its_transactions_tenant() {
-    let a = Gw::evolution().await;
-    a.evo(&evo_text("L1", "5511988887777", "Ana", now(&a), "oi"))
-        .await;
+    let a = TestApp::init().build().await;
+    a.ana_sends("L1", "oi").await;
     let state = &a.w.t.state;
     let (tenant_a, phone_index): (uuid::Uuid, String) =
         sqlx::query_as("SELECT tenant_id, phone_index FROM contacts")
@@ -1497,28 +1356,13 @@ async fn the_sender_lookup_sees_only_its_transactions_tenant() {
 #[tokio::test]
 async fn name_search_follows_renames_and_needs_every_word() {
     use crate::db::{self, conversations::ListFilter};
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text(
-        "N1",
-        "5511988887777",
-        "Joana Prado",
-        now(&gw),
-        "oi",
-    ))
-    .await;
-    gw.evo(&evo_text(
-        "N2",
-        "5511977776666",
-        "Joana Lima",
-        now(&gw),
-        "olá",
-    ))
-    .await;
+    let gw = TestApp::init().build().await;
+    gw.customer_sends("N1", "5511988887777", "Joana Prado", "oi")
+        .await;
+    gw.customer_sends("N2", "5511977776666", "Joana Lima", "olá")
+        .await;
     let state = &gw.w.t.state;
-    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let tenant = gw.tenant;
     let search = |q: &'static str| async move {
         let tokens = state.keys.blind_words(tenant, q).await.unwrap();
         let mut tx = db::begin_tenant(&state.db, tenant).await.unwrap();

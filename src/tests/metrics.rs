@@ -170,9 +170,7 @@ async fn failed_jobs_and_sends_are_counted_by_kind_and_gateway() {
         .mount(&gw.gateway)
         .await;
     let now = gw.w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text("F1", "5511988887777", "Ana", now, "oi"))
-        .await;
-    gw.run_jobs().await;
+    gw.ana_writes_at(now, "F1", "oi").await;
     let conv = gw.only_conversation().await;
     let r =
         gw.w.owner

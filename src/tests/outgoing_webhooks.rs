@@ -181,8 +181,7 @@ async fn an_inbound_message_is_posted_signed_and_the_reference_library_verifies_
     // The same request under another secret does not verify: the check can fail.
     rx.control(json!({ "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }))
         .await;
-    gw.evo(&evo_text("IN2", "5511988887777", "Ana", now + 1, "oi"))
-        .await;
+    gw.ana_sends_at(now + 1, "IN2", "oi").await;
     run_jobs(w, &rx).await;
     let got = rx.received().await;
     assert_eq!(got.len(), 2);
@@ -458,14 +457,7 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
     plain.control(json!({ "secret": s1 })).await;
     texty.control(json!({ "secret": s2 })).await;
     let now = w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text(
-        "IN1",
-        "5511988887777",
-        "Ana",
-        now,
-        "dor de dente forte",
-    ))
-    .await;
+    gw.ana_sends_at(now, "IN1", "dor de dente forte").await;
     texty.sync_clock(w).await;
     run_jobs(w, &plain).await;
     let a = plain.received().await;
@@ -500,14 +492,7 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
         .execute(&w.t.owner)
         .await
         .unwrap();
-    gw.evo(&evo_text(
-        "IN1R",
-        "5511988887777",
-        "Ana",
-        now + 1,
-        "restrito",
-    ))
-    .await;
+    gw.ana_sends_at(now + 1, "IN1R", "restrito").await;
     plain.sync_clock(w).await;
     run_jobs(w, &texty).await;
     let b = texty.received().await;
@@ -538,24 +523,13 @@ async fn message_text_goes_only_to_an_opted_in_endpoint_which_becomes_a_recipien
             .await
             .unwrap();
     assert!(!include_text);
-    gw.evo(&evo_text(
-        "IN2",
-        "5511988887777",
-        "Ana",
-        now + 2,
-        "ainda dói",
-    ))
-    .await;
+    gw.ana_sends_at(now + 2, "IN2", "ainda dói").await;
     plain.sync_clock(w).await;
     run_jobs(w, &texty).await;
     let b = texty.received().await;
     assert_eq!(b.len(), 3);
     assert!(b[2]["payload"]["data"].get("text").is_none(), "{b:#?}");
-    let opt_out: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'webhook.text_opt_out'")
-            .fetch_one(&w.t.owner)
-            .await
-            .unwrap();
+    let opt_out = w.t.audit_count("webhook.text_opt_out").await;
     assert_eq!(opt_out, 1);
 }
 
@@ -582,14 +556,7 @@ async fn every_event_is_emitted_where_it_happens() {
         .mount(&gw.gateway)
         .await;
     let now = w.t.clock.now().unix_timestamp();
-    gw.evo(&evo_text(
-        "IN1",
-        "5511988887777",
-        "Ana",
-        now,
-        "vocês abrem sábado?",
-    ))
-    .await;
+    gw.ana_sends_at(now, "IN1", "vocês abrem sábado?").await;
     run_jobs(w, &rx).await; // message.received, then the AI turn: draft.created
     let conv = gw.only_conversation().await;
     let page = format!("/t/clinic-a/conversations/{conv}");
@@ -602,10 +569,7 @@ async fn every_event_is_emitted_where_it_happens() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let owner_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'owner@a.test'")
-        .fetch_one(&w.t.owner)
-        .await
-        .unwrap();
+    let owner_id = w.t.user_id("owner@a.test").await;
     let r = w
         .owner
         .submit(

@@ -12,22 +12,31 @@ use wiremock::{
 use crate::tests::{
     browser::Browser,
     client::PASSWORD,
-    wa::{Gw, evo_text, evo_upsert},
+    harness::TestApp,
+    wa::{Gw, evo_upsert},
 };
 
 fn now(gw: &Gw) -> i64 {
     gw.w.t.clock.now().unix_timestamp()
 }
 
-async fn tenant(gw: &Gw) -> uuid::Uuid {
-    sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'clinic-a'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap()
+/// Ana sends a photo of her exam (webhook `M1`, caption "meu exame", the image inline).
+async fn ana_sends_an_exam_image(gw: &Gw) {
+    let png = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"exam-image");
+    let image = json!({ "imageMessage": { "mimetype": "image/png", "caption": "meu exame" }, "base64": png });
+    gw.evo(&evo_upsert(
+        "M1",
+        "5511988887777",
+        "Ana",
+        now(gw),
+        image,
+        "imageMessage",
+    ))
+    .await;
 }
 
-async fn contact_of(gw: &Gw, external_id: &str) -> uuid::Uuid {
-    sqlx::query_scalar("SELECT contact_id FROM messages WHERE external_id = $1")
+async fn media_key_of(gw: &Gw, external_id: &str) -> String {
+    sqlx::query_scalar("SELECT media_key FROM messages WHERE external_id = $1")
         .bind(external_id)
         .fetch_one(&gw.w.t.owner)
         .await
@@ -36,11 +45,7 @@ async fn contact_of(gw: &Gw, external_id: &str) -> uuid::Uuid {
 
 /// Opens a request from the conversation page's privacy form; returns the request page path.
 async fn open_request(gw: &Gw, contact: uuid::Uuid, kind: &str, basis: &str) -> String {
-    let conv: uuid::Uuid = sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
-        .bind(contact)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let conv = gw.conversation_with(contact).await;
     let r =
         gw.w.owner
             .submit(
@@ -59,27 +64,14 @@ async fn open_request(gw: &Gw, contact: uuid::Uuid, kind: &str, basis: &str) -> 
 
 #[tokio::test]
 async fn erasure_destroys_the_key_so_even_a_backup_copy_is_unreadable() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text(
-        "A1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "meu exame deu alterado",
-    ))
-    .await;
-    gw.evo(&evo_text(
-        "B1",
-        "5511977776666",
-        "Bia",
-        now(&gw),
-        "quero marcar consulta",
-    ))
-    .await;
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("A1", "meu exame deu alterado").await;
+    gw.customer_sends("B1", "5511977776666", "Bia", "quero marcar consulta")
+        .await;
     let (ana, bia, t) = (
-        contact_of(&gw, "A1").await,
-        contact_of(&gw, "B1").await,
-        tenant(&gw).await,
+        gw.contact_of("A1").await,
+        gw.contact_of("B1").await,
+        gw.tenant,
     );
     // A "backup": copies of the rows taken before the erasure.
     let backup: Vec<(uuid::Uuid, uuid::Uuid, Vec<u8>)> =
@@ -132,16 +124,8 @@ async fn erasure_destroys_the_key_so_even_a_backup_copy_is_unreadable() {
             .await
             .unwrap();
     assert_eq!((reason.as_str(), by.as_str()), ("request", "owner@a.test"));
-    let status: String = sqlx::query_scalar("SELECT status FROM dsr_requests")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "completed");
-    let audited: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'contact.erased'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
+    assert_eq!(gw.dsr_status().await, "completed");
+    let audited = gw.w.t.audit_count("contact.erased").await;
     assert_eq!(audited, 1);
     let history = gw.w.owner.get(&page).await;
     assert!(history.body.contains("Received") && history.body.contains("Completed"));
@@ -149,25 +133,12 @@ async fn erasure_destroys_the_key_so_even_a_backup_copy_is_unreadable() {
 
 #[tokio::test]
 async fn an_end_user_keyword_opens_a_request_that_the_sweep_completes_within_7_days() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("K0", "5511988887777", "Ana", now(&gw), "oi"))
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("K0", "oi").await;
+    gw.ana_sends_at(gw.now() + 1, "K1", "Apagar meus dados")
         .await;
-    gw.evo(&evo_text(
-        "K1",
-        "5511988887777",
-        "Ana",
-        now(&gw) + 1,
-        "Apagar meus dados",
-    ))
-    .await;
-    gw.evo(&evo_text(
-        "K2",
-        "5511988887777",
-        "Ana",
-        now(&gw) + 2,
-        "APAGAR MEUS DADOS",
-    ))
-    .await;
+    gw.ana_sends_at(gw.now() + 2, "K2", "APAGAR MEUS DADOS")
+        .await;
     let reqs: Vec<(
         String,
         String,
@@ -202,20 +173,14 @@ async fn an_end_user_keyword_opens_a_request_that_the_sweep_completes_within_7_d
     assert_eq!(report.erasures, 1);
     assert_eq!(gw.count("contacts").await, 0);
     assert_eq!(gw.count("messages").await, 0);
-    let status: String = sqlx::query_scalar("SELECT status FROM dsr_requests")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(status, "completed");
+    assert_eq!(gw.dsr_status().await, "completed");
 }
 
 #[tokio::test]
 async fn restriction_stops_drafting_and_sending() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("R1", "5511988887777", "Ana", now(&gw), "oi"))
-        .await;
-    gw.run_jobs().await;
-    let ana = contact_of(&gw, "R1").await;
+    let gw = TestApp::init().build().await;
+    gw.ana_writes("R1", "oi").await;
+    let ana = gw.contact_of("R1").await;
     let page = open_request(&gw, ana, "restriction", "lgpd").await;
     let id = page.rsplit('/').next().unwrap();
     assert_eq!(
@@ -229,23 +194,10 @@ async fn restriction_stops_drafting_and_sending() {
             .status,
         303
     );
-    let drafts_before: i64 = sqlx::query_scalar("SELECT count(*) FROM drafts")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    gw.evo(&evo_text(
-        "R2",
-        "5511988887777",
-        "Ana",
-        now(&gw) + 5,
-        "qual o horário?",
-    ))
-    .await;
-    gw.run_jobs().await;
-    let drafts_after: i64 = sqlx::query_scalar("SELECT count(*) FROM drafts")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let drafts_before = gw.count("drafts").await;
+    gw.ana_writes_at(gw.now() + 5, "R2", "qual o horário?")
+        .await;
+    let drafts_after = gw.count("drafts").await;
     assert_eq!(
         drafts_before, drafts_after,
         "no AI processing of a restricted contact"
@@ -274,34 +226,17 @@ async fn restriction_stops_drafting_and_sending() {
 
 #[tokio::test]
 async fn an_export_holds_everything_about_the_contact_and_nothing_about_others() {
-    let gw = Gw::evolution().await;
-    let knowledge =
-        gw.w.owner
-            .submit(
-                "/t/clinic-a/knowledge",
-                "/t/clinic-a/knowledge",
-                &[
-                    ("kind", "price"),
-                    ("title", "Preço da limpeza"),
-                    ("body", "A limpeza custa R$ 180."),
-                ],
-            )
-            .await;
-    assert_eq!(knowledge.status, 303);
+    let gw = TestApp::init().build().await;
+    gw.w.add_knowledge("price", "Preço da limpeza", "A limpeza custa R$ 180.")
+        .await;
     Mock::given(method("POST"))
         .and(path("/message/sendText/clinic"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "key": { "id": "OUT-1" } })))
         .mount(&gw.gateway)
         .await;
     let png = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"ana-image");
-    gw.evo(&evo_text(
-        "E1",
-        "5511988887777",
-        "Ana Lima",
-        now(&gw),
-        "Quanto custa a limpeza?",
-    ))
-    .await;
+    gw.customer_sends("E1", "5511988887777", "Ana Lima", "Quanto custa a limpeza?")
+        .await;
     gw.evo(&evo_upsert(
         "E2",
         "5511988887777",
@@ -311,14 +246,8 @@ async fn an_export_holds_everything_about_the_contact_and_nothing_about_others()
         "imageMessage",
     ))
     .await;
-    gw.evo(&evo_text(
-        "O1",
-        "5511977776666",
-        "Bia",
-        now(&gw),
-        "segredo da Bia",
-    ))
-    .await;
+    gw.customer_sends("O1", "5511977776666", "Bia", "segredo da Bia")
+        .await;
     // Keep media (not deleted after triage) for this test.
     gw.w.owner
         .submit(
@@ -334,7 +263,7 @@ async fn an_export_holds_everything_about_the_contact_and_nothing_about_others()
         )
         .await;
     gw.run_jobs().await;
-    let ana = contact_of(&gw, "E1").await;
+    let ana = gw.contact_of("E1").await;
     let page = open_request(&gw, ana, "access", "lgpd").await;
     let id = page.rsplit('/').next().unwrap();
     let r =
@@ -394,17 +323,13 @@ async fn an_export_holds_everything_about_the_contact_and_nothing_about_others()
             .await
             .unwrap();
     assert!(html.contains("Quanto custa a limpeza?") && !html.contains("segredo da Bia"));
-    let exports: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'dsr.exported'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
+    let exports = gw.w.t.audit_count("dsr.exported").await;
     assert_eq!(exports, 2);
 }
 
 #[tokio::test]
 async fn the_retention_sweep_removes_exactly_what_is_past_retention() {
-    let gw = Gw::evolution().await;
+    let gw = TestApp::init().build().await;
     let r =
         gw.w.owner
             .submit(
@@ -435,18 +360,10 @@ async fn the_retention_sweep_removes_exactly_what_is_past_retention() {
             .await;
     assert_eq!(r.status, 422);
     let t0 = now(&gw);
-    gw.evo(&evo_text("OLD", "5511988887777", "Ana", t0, "antiga"))
+    gw.ana_sends_at(t0, "OLD", "antiga").await;
+    gw.customer_sends_at(t0, "GONE", "5511966665555", "Caio", "só antiga")
         .await;
-    gw.evo(&evo_text("GONE", "5511966665555", "Caio", t0, "só antiga"))
-        .await;
-    gw.evo(&evo_text(
-        "NEW",
-        "5511988887777",
-        "Ana",
-        t0 + 20 * 86400,
-        "recente",
-    ))
-    .await;
+    gw.ana_sends_at(t0 + 20 * 86400, "NEW", "recente").await;
     gw.w.t.clock.advance(Duration::days(35));
     let report = crate::privacy::retention::run_sweep(&gw.w.t.privacy())
         .await
@@ -474,14 +391,10 @@ async fn the_retention_sweep_removes_exactly_what_is_past_retention() {
 
 #[tokio::test]
 async fn media_is_deleted_after_triage() {
-    let gw = Gw::evolution().await;
-    let png = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"exam-image");
-    gw.evo(&evo_upsert("M1", "5511988887777", "Ana", now(&gw), json!({ "imageMessage": { "mimetype": "image/png", "caption": "meu exame" }, "base64": png }), "imageMessage")).await;
+    let gw = TestApp::init().build().await;
+    ana_sends_an_exam_image(&gw).await;
     gw.run_jobs().await;
-    let key: String = sqlx::query_scalar("SELECT media_key FROM messages WHERE external_id = 'M1'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let key = media_key_of(&gw, "M1").await;
     assert!(gw.w.t.state.media.get(&key).await.unwrap().is_some());
     // The AI couldn't read the image: escalated; staff take over (the turn is handled).
     let conv = gw.only_conversation().await;
@@ -516,10 +429,9 @@ async fn media_is_deleted_after_triage() {
 
 #[tokio::test]
 async fn termination_deletes_everything_after_30_days_and_can_be_cancelled() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("T1", "5511988887777", "Ana", now(&gw), "oi"))
-        .await;
-    let t = tenant(&gw).await;
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("T1", "oi").await;
+    let t = gw.tenant;
     let wrong =
         gw.w.owner
             .submit(
@@ -614,15 +526,9 @@ async fn termination_deletes_everything_after_30_days_and_can_be_cancelled() {
 
 #[tokio::test]
 async fn browser_runs_an_erasure_request_end_to_end() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text(
-        "A1",
-        "5511988887777",
-        "Ana Browser",
-        now(&gw),
-        "APAGAR MEUS DADOS",
-    ))
-    .await;
+    let gw = TestApp::init().build().await;
+    gw.customer_sends("A1", "5511988887777", "Ana Browser", "APAGAR MEUS DADOS")
+        .await;
     let b = Browser::start().await;
     b.log_in(&gw.w.server, "owner@a.test").await;
     let c = &b.client;
@@ -667,16 +573,9 @@ async fn browser_runs_an_erasure_request_end_to_end() {
 
 #[tokio::test]
 async fn a_request_moves_through_its_statuses_and_a_denial_needs_its_reason() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text(
-        "A1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "quero meus dados",
-    ))
-    .await;
-    let ana = contact_of(&gw, "A1").await;
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("A1", "quero meus dados").await;
+    let ana = gw.contact_of("A1").await;
     let page = open_request(&gw, ana, "access", "lgpd").await;
     let id = page.rsplit('/').next().unwrap();
     let action = format!("/t/clinic-a/privacy/requests/{id}/status");
@@ -727,11 +626,7 @@ async fn a_request_moves_through_its_statuses_and_a_denial_needs_its_reason() {
     assert!(history.contains("identity checked by phone"), "{history}");
     assert!(history.contains("requester could not prove identity"));
     assert!(history.contains("owner@a.test"));
-    let audited: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'dsr.status'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
+    let audited = gw.w.t.audit_count("dsr.status").await;
     assert_eq!(audited, 2);
     // Reviewers cannot move requests.
     let reviewer = gw.w.add_member("re@a.test", "reviewer").await;
@@ -744,21 +639,14 @@ async fn a_request_moves_through_its_statuses_and_a_denial_needs_its_reason() {
 
 #[tokio::test]
 async fn erasing_a_contact_from_its_conversation_destroys_its_key_and_spares_others() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text(
-        "A1",
-        "5511988887777",
-        "Ana",
-        now(&gw),
-        "apaga tudo meu",
-    ))
-    .await;
-    gw.evo(&evo_text("B1", "5511977776666", "Bia", now(&gw), "bom dia"))
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("A1", "apaga tudo meu").await;
+    gw.customer_sends("B1", "5511977776666", "Bia", "bom dia")
         .await;
     let (ana, bia, t) = (
-        contact_of(&gw, "A1").await,
-        contact_of(&gw, "B1").await,
-        tenant(&gw).await,
+        gw.contact_of("A1").await,
+        gw.contact_of("B1").await,
+        gw.tenant,
     );
     let (mid, sealed): (uuid::Uuid, Vec<u8>) =
         sqlx::query_as("SELECT id, body_sealed FROM messages WHERE contact_id = $1")
@@ -766,11 +654,7 @@ async fn erasing_a_contact_from_its_conversation_destroys_its_key_and_spares_oth
             .fetch_one(&gw.w.t.owner)
             .await
             .unwrap();
-    let conv: uuid::Uuid = sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
-        .bind(ana)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let conv = gw.conversation_with(ana).await;
     let thread = format!("/t/clinic-a/conversations/{conv}");
     let action = format!("/t/clinic-a/contacts/{ana}/erase");
     // The button sits with the other irreversible action, behind a confirmation.
@@ -826,23 +710,14 @@ async fn erasing_a_contact_from_its_conversation_destroys_its_key_and_spares_oth
 
 #[tokio::test]
 async fn deleting_a_contacts_only_conversation_deletes_its_media_and_erases_the_contact() {
-    let gw = Gw::evolution().await;
-    let png = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"exam-image");
-    gw.evo(&evo_upsert("M1", "5511988887777", "Ana", now(&gw), json!({ "imageMessage": { "mimetype": "image/png", "caption": "meu exame" }, "base64": png }), "imageMessage")).await;
-    gw.evo(&evo_text("B1", "5511977776666", "Bia", now(&gw), "bom dia"))
+    let gw = TestApp::init().build().await;
+    ana_sends_an_exam_image(&gw).await;
+    gw.customer_writes("B1", "5511977776666", "Bia", "bom dia")
         .await;
-    gw.run_jobs().await;
-    let key: String = sqlx::query_scalar("SELECT media_key FROM messages WHERE external_id = 'M1'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let key = media_key_of(&gw, "M1").await;
     assert!(gw.w.t.state.media.get(&key).await.unwrap().is_some());
-    let ana = contact_of(&gw, "M1").await;
-    let conv: uuid::Uuid = sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
-        .bind(ana)
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let ana = gw.contact_of("M1").await;
+    let conv = gw.conversation_with(ana).await;
     let thread = format!("/t/clinic-a/conversations/{conv}");
     let r =
         gw.w.owner
@@ -875,14 +750,10 @@ async fn deleting_a_contacts_only_conversation_deletes_its_media_and_erases_the_
 
 #[tokio::test]
 async fn a_reviewer_marks_media_handled_and_it_leaves_storage() {
-    let gw = Gw::evolution().await;
-    let png = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"exam-image");
-    gw.evo(&evo_upsert("M1", "5511988887777", "Ana", now(&gw), json!({ "imageMessage": { "mimetype": "image/png", "caption": "meu exame" }, "base64": png }), "imageMessage")).await;
+    let gw = TestApp::init().build().await;
+    ana_sends_an_exam_image(&gw).await;
     gw.run_jobs().await;
-    let key: String = sqlx::query_scalar("SELECT media_key FROM messages WHERE external_id = 'M1'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let key = media_key_of(&gw, "M1").await;
     let conv = gw.only_conversation().await;
     let thread = format!("/t/clinic-a/conversations/{conv}");
     let action = format!("{thread}/media-handled");
@@ -912,12 +783,10 @@ async fn a_reviewer_marks_media_handled_and_it_leaves_storage() {
 
 #[tokio::test]
 async fn the_request_list_says_whose_each_is_and_filters_open_overdue_and_closed() {
-    let gw = Gw::evolution().await;
-    gw.evo(&evo_text("A1", "5511988887777", "Ana", now(&gw), "oi"))
-        .await;
-    gw.evo(&evo_text("B1", "5511977776666", "Bia", now(&gw), "oi"))
-        .await;
-    let (ana, bia) = (contact_of(&gw, "A1").await, contact_of(&gw, "B1").await);
+    let gw = TestApp::init().build().await;
+    gw.ana_sends("A1", "oi").await;
+    gw.customer_sends("B1", "5511977776666", "Bia", "oi").await;
+    let (ana, bia) = (gw.contact_of("A1").await, gw.contact_of("B1").await);
     let ana_req = open_request(&gw, ana, "access", "gdpr").await;
     // Bia's request is older: past its 15-day LGPD deadline by now.
     let bia_req = open_request(&gw, bia, "access", "lgpd").await;

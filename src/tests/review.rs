@@ -15,31 +15,17 @@ use crate::tests::{
     browser::Browser,
     client::{Client, World},
     harness::{TestApp, eventually},
-    wa::{Gw, evo_text},
+    wa::Gw,
 };
 
-async fn add_knowledge(w: &World, kind: &str, title: &str, body: &str) {
-    let r = w
-        .owner
-        .submit(
-            "/t/clinic-a/knowledge",
-            "/t/clinic-a/knowledge",
-            &[("kind", kind), ("title", title), ("body", body)],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-}
-
 pub(crate) async fn clinic_knowledge(w: &World) {
-    add_knowledge(
-        w,
+    w.add_knowledge(
         "hours",
         "Horário de funcionamento",
         "Atendemos de segunda a sexta das 8h às 18h e aos sábados das 8h às 12h.",
     )
     .await;
-    add_knowledge(
-        w,
+    w.add_knowledge(
         "price",
         "Preço da limpeza",
         "A limpeza dental custa R$ 180, com avaliação incluída.",
@@ -47,7 +33,7 @@ pub(crate) async fn clinic_knowledge(w: &World) {
     .await;
 }
 
-async fn set_ai(w: &World, fields: &[(&str, &str)]) {
+pub(crate) async fn set_ai(w: &World, fields: &[(&str, &str)]) {
     let mut all = vec![("policy", "review_all"), ("provider", "offline")];
     for (k, v) in fields {
         all.retain(|(a, _)| a != k);
@@ -135,17 +121,11 @@ async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
     // Nothing was sent: the draft waits.
     assert!(gateway_sends(&gw).await.is_empty());
 
-    let other = TestApp::init().with_knowledge().build().await;
-    other
-        .evo(&evo_text(
-            "Q2",
-            "5511977776666",
-            "Bia",
-            now(&other),
-            "Qual é a capital da França?",
-        ))
+    let other = TestApp::init()
+        .with_knowledge()
+        .with_customer("Q2", "5511977776666", "Bia", "Qual é a capital da França?")
+        .build()
         .await;
-    other.run_jobs().await;
     assert_eq!(
         other.drafts().await,
         vec![(
@@ -153,11 +133,11 @@ async fn offline_answerer_drafts_a_match_and_escalates_the_unrelated() {
             Some("no_matching_knowledge".to_owned())
         )]
     );
-    let attention: Option<String> = sqlx::query_scalar("SELECT attention FROM conversations")
-        .fetch_one(&other.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(attention.as_deref(), Some("no_matching_knowledge"));
+    let conv = other.only_conversation().await;
+    assert_eq!(
+        other.attention(conv).await.as_deref(),
+        Some("no_matching_knowledge")
+    );
     let page = other.w.owner.get("/t/clinic-a/review").await;
     assert!(page.body.contains("nothing in the knowledge base matches"));
 }
@@ -177,12 +157,10 @@ async fn dismissing_an_escalation_clears_it_once_and_sends_nothing() {
     assert_eq!(r.status, 303);
     assert!(r.set_cookies.join(";").contains("review.dismissed"));
     assert_eq!(gw.drafts().await[0].0, "dismissed");
-    let attention: Option<String> = sqlx::query_scalar("SELECT attention FROM conversations")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
+    let conv = gw.only_conversation().await;
     assert_eq!(
-        attention, None,
+        gw.attention(conv).await,
+        None,
         "the inbox no longer flags the conversation"
     );
     let page = gw.w.owner.get("/t/clinic-a/review").await;
@@ -204,7 +182,7 @@ async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_on
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     gw.run_jobs().await;
@@ -236,12 +214,7 @@ async fn review_all_sends_nothing_before_approval_and_a_double_approval_sends_on
             .unwrap();
     assert_eq!(state, "approved");
     assert!(by.is_some());
-    let approvals: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'draft.approved'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
-    assert_eq!(approvals, 1);
+    assert_eq!(gw.w.t.audit_count("draft.approved").await, 1);
 }
 
 #[tokio::test]
@@ -249,7 +222,7 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let id = first_draft(&gw.w.owner).await;
@@ -316,7 +289,7 @@ async fn an_edited_draft_sends_the_edited_text_and_keeps_the_diff() {
 async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .with_member("vi@a.test", Role::Viewer)
         .with_other_tenant()
         .build()
@@ -354,7 +327,7 @@ async fn a_reviewer_of_tenant_a_cannot_see_or_approve_tenant_b_drafts() {
 async fn a_human_takeover_stops_drafting_until_handed_back() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let conv = gw.only_conversation().await;
@@ -372,15 +345,8 @@ async fn a_human_takeover_stops_drafting_until_handed_back() {
         "superseded",
         "the pending draft is withdrawn"
     );
-    gw.evo(&evo_text(
-        "Q2",
-        "5511988887777",
-        "Ana",
-        now(&gw) + 5,
-        "E o horário de sábado?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.ana_writes_at(gw.now() + 5, "Q2", "E o horário de sábado?")
+        .await;
     assert_eq!(
         gw.drafts().await.len(),
         1,
@@ -388,30 +354,15 @@ async fn a_human_takeover_stops_drafting_until_handed_back() {
     );
     // Handing back resumes drafting with the next message.
     gw.w.owner
-        .submit(
-            &format!("/t/clinic-a/conversations/{conv}"),
-            &format!("/t/clinic-a/conversations/{conv}/status"),
-            &[("ownership", "ai")],
-        )
+        .on_conversation(conv, "status", &[("ownership", "ai")])
         .await;
-    gw.evo(&evo_text(
-        "Q3",
-        "5511988887777",
-        "Ana",
-        now(&gw) + 10,
-        "Qual o horário de sábado?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.ana_writes_at(gw.now() + 10, "Q3", "Qual o horário de sábado?")
+        .await;
     assert_eq!(gw.drafts().await.last().unwrap().0, "pending");
     // Staff replying from the phone takes the conversation too.
     let from_phone = json!({ "event": "messages.upsert", "instance": "clinic", "data": { "key": { "remoteJid": "5511988887777@s.whatsapp.net", "fromMe": true, "id": "PHONE1" }, "message": { "conversation": "Respondi pelo celular" }, "messageType": "conversation", "messageTimestamp": now(&gw) + 20 } });
     gw.evo(&from_phone).await;
-    let ownership: String = sqlx::query_scalar("SELECT ownership FROM conversations")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(ownership, "human");
+    assert_eq!(gw.ownership(conv).await, "human");
 }
 
 /// A local server speaking OpenAI's chat-completions format.
@@ -433,25 +384,23 @@ async fn openai_server(reply: &str) -> MockServer {
 
 #[tokio::test]
 async fn an_llm_provider_drafts_with_provenance_and_is_recorded_as_a_recipient() {
-    let gw = TestApp::init().with_knowledge().build().await;
     let ai = openai_server("Olá, Ana! A limpeza custa R$ 180.").await;
-    set_ai(
-        &gw.w,
-        &[
+    let gw = TestApp::init()
+        .with_knowledge()
+        .with_ai(&[
             ("provider", "openai"),
             ("model", "gpt-4o-mini"),
             ("base_url", &ai.uri()),
             ("api_key", "tenant-openai-key"),
             ("instructions", "Seja breve."),
             ("tone", "acolhedor"),
-        ],
-    )
-    .await;
+        ])
+        .build()
+        .await;
     // The key is sealed, never stored in clear or shown.
     let page = gw.w.owner.get("/t/clinic-a/ai").await;
     assert!(!page.body.contains("tenant-openai-key"));
-    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
-        .await;
+    gw.ana_writes("Q1", "Quanto custa a limpeza?").await;
     let (state, provider, model, input, output, knowledge): (
         String,
         String,
@@ -498,26 +447,23 @@ async fn an_llm_provider_drafts_with_provenance_and_is_recorded_as_a_recipient()
 
 #[tokio::test]
 async fn a_provider_outage_ends_in_a_flagged_conversation_not_a_send() {
-    let gw = TestApp::init().build().await;
     let ai = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/chat/completions"))
         .respond_with(ResponseTemplate::new(503))
         .mount(&ai)
         .await;
-    set_ai(
-        &gw.w,
-        &[
+    let gw = TestApp::init()
+        .with_ai(&[
             ("provider", "openai"),
             ("model", "gpt-4o-mini"),
             ("base_url", &ai.uri()),
             ("api_key", "tenant-openai-key"),
-        ],
-    )
-    .await;
-    mock_send_ok(&gw).await;
-    gw.customer_sends("Q1", "5511988887777", "Ana", "Quanto custa?")
+        ])
+        .with_sends_ok()
+        .build()
         .await;
+    gw.ana_sends("Q1", "Quanto custa?").await;
     for _ in 0..6 {
         gw.run_jobs().await;
         gw.w.t.clock.advance(Duration::hours(1));
@@ -529,11 +475,11 @@ async fn a_provider_outage_ends_in_a_flagged_conversation_not_a_send() {
             Some("provider_unavailable".to_owned())
         )]
     );
-    let attention: Option<String> = sqlx::query_scalar("SELECT attention FROM conversations")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    assert_eq!(attention.as_deref(), Some("provider_unavailable"));
+    let conv = gw.only_conversation().await;
+    assert_eq!(
+        gw.attention(conv).await.as_deref(),
+        Some("provider_unavailable")
+    );
     assert!(
         gateway_sends(&gw).await.is_empty(),
         "an error never sends anything"
@@ -548,36 +494,24 @@ async fn a_provider_outage_ends_in_a_flagged_conversation_not_a_send() {
 
 #[tokio::test]
 async fn a_burst_of_messages_becomes_one_ai_turn() {
-    let t = TestApp::with_config(|c| c.ai_debounce = Duration::seconds(3)).await;
-    let server = t.spawn().await;
-    let owner = Client::new(&server);
-    owner
-        .sign_up("Ana Owner", "owner@a.test", "Clinic A", "clinic-a")
+    let gw = TestApp::init()
+        .with_config(|c| c.ai_debounce = Duration::seconds(3))
+        .with_knowledge()
+        .build()
         .await;
-    let w = World { t, server, owner };
-    clinic_knowledge(&w).await;
-    let gw = Gw::evolution_in(w).await;
     for (i, text) in ["Oi", "tudo bem?", "quanto custa a limpeza?"]
         .iter()
         .enumerate()
     {
-        gw.evo(&evo_text(
-            &format!("B{i}"),
-            "5511988887777",
-            "Ana",
-            now(&gw) + i as i64,
-            text,
-        ))
-        .await;
+        gw.ana_sends_at(gw.now() + i as i64, &format!("B{i}"), text)
+            .await;
         gw.w.t.clock.advance(Duration::seconds(1));
     }
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE kind = 'ai_reply' AND state = 'pending'",
-    )
-    .fetch_one(&gw.w.t.owner)
-    .await
-    .unwrap();
-    assert_eq!(pending, 1, "one turn for the burst");
+    assert_eq!(
+        gw.pending_jobs("ai_reply").await,
+        1,
+        "one turn for the burst"
+    );
     // The turn comes due 3 s after the first message but waits for the burst to end.
     gw.run_jobs().await;
     assert!(gw.drafts().await.is_empty(), "not before the debounce");
@@ -598,12 +532,11 @@ async fn a_burst_of_messages_becomes_one_ai_turn() {
 async fn auto_send_sends_without_review_and_off_drafts_nothing() {
     let gw = TestApp::init()
         .with_knowledge()
+        .with_ai(&[("policy", "auto_send")])
         .with_sends_ok()
         .build()
         .await;
-    set_ai(&gw.w, &[("policy", "auto_send")]).await;
-    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
-        .await;
+    gw.ana_writes("Q1", "Quanto custa a limpeza?").await;
     gw.run_jobs().await;
     assert_eq!(gateway_sends(&gw).await.len(), 1);
     let (state, auto): (String, bool) = sqlx::query_as("SELECT state, auto_sent FROM drafts")
@@ -616,45 +549,23 @@ async fn auto_send_sends_without_review_and_off_drafts_nothing() {
     let conv = gw.only_conversation().await;
     let r =
         gw.w.owner
-            .submit(
-                &format!("/t/clinic-a/conversations/{conv}"),
-                &format!("/t/clinic-a/conversations/{conv}/policy"),
-                &[("policy", "off")],
-            )
+            .on_conversation(conv, "policy", &[("policy", "off")])
             .await;
     assert_eq!(r.status, 303);
-    gw.evo(&evo_text(
-        "Q1b",
-        "5511988887777",
-        "Ana",
-        now(&gw) + 2,
-        "E quanto custa a limpeza?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.ana_writes_at(gw.now() + 2, "Q1b", "E quanto custa a limpeza?")
+        .await;
     assert_eq!(
         gw.drafts().await.len(),
         1,
         "conversation override: no draft"
     );
     gw.w.owner
-        .submit(
-            &format!("/t/clinic-a/conversations/{conv}"),
-            &format!("/t/clinic-a/conversations/{conv}/policy"),
-            &[("policy", "")],
-        )
+        .on_conversation(conv, "policy", &[("policy", "")])
         .await;
 
     set_ai(&gw.w, &[("policy", "off")]).await;
-    gw.evo(&evo_text(
-        "Q2",
-        "5511988887777",
-        "Ana",
-        now(&gw) + 5,
-        "E o horário de sábado?",
-    ))
-    .await;
-    gw.run_jobs().await;
+    gw.ana_writes_at(gw.now() + 5, "Q2", "E o horário de sábado?")
+        .await;
     assert_eq!(gw.drafts().await.len(), 1, "policy off: no draft");
 }
 
@@ -663,7 +574,7 @@ async fn browser_approves_a_draft_with_the_keyboard() {
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let b = Browser::start().await;
@@ -679,13 +590,7 @@ async fn browser_approves_a_draft_with_the_keyboard() {
     );
     b.screenshot("review-queue").await;
     // "a" approves the focused draft (the first, focused on load).
-    b.client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("a")
-        .await
-        .unwrap();
+    b.press("a").await;
     assert!(
         b.wait_text("main", "Approved")
             .await
@@ -773,19 +678,16 @@ async fn endless_json_server() -> (String, std::sync::Arc<std::sync::atomic::Ato
 
 #[tokio::test]
 async fn an_endless_ai_response_is_cut_at_the_cap_and_escalated_with_the_reason() {
-    let gw = TestApp::init().build().await;
     let (url, written) = endless_json_server().await;
-    set_ai(
-        &gw.w,
-        &[
+    let gw = TestApp::init()
+        .with_ai(&[
             ("provider", "openai_compatible"),
             ("model", "llama3.1"),
             ("base_url", &url),
-        ],
-    )
-    .await;
-    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa?")
+        ])
+        .build()
         .await;
+    gw.ana_writes("Q1", "Quanto custa?").await;
     assert_eq!(
         gw.drafts().await,
         vec![(
@@ -857,10 +759,10 @@ async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
     let gw = TestApp::init()
         .with_config(|c| c.worker_poll = std::time::Duration::from_secs(3600))
         .with_knowledge()
+        .with_ai(&[("undo_seconds", "0")])
         .with_sends_ok()
         .build()
         .await;
-    set_ai(&gw.w, &[("undo_seconds", "0")]).await;
     let wake = std::sync::Arc::new(crate::jobs::Wake::default());
     let (stop, shutdown) = crate::shutdown::Shutdown::new();
     let worker = tokio::spawn(crate::jobs::run_worker_with(
@@ -874,8 +776,7 @@ async fn an_idle_worker_is_woken_by_the_approval_not_by_its_poll() {
         async move { w.listening() }
     })
     .await;
-    gw.customer_sends("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
-        .await;
+    gw.ana_sends("Q1", "Quanto custa a limpeza?").await;
     // Ingestion wakes the worker for the turn: the draft appears without a poll.
     eventually("the turn is drafted", || async {
         gw.drafts().await.len() == 1
@@ -912,23 +813,14 @@ async fn the_overview_says_what_waits_and_how_review_went_this_week() {
         ("Q2", "5511977776666", "Bia", "Quanto custa a limpeza?"),
         ("Q3", "5511966665555", "Caio", "Qual é a capital da França?"),
     ] {
-        gw.evo(&evo_text(id, phone, name, now(&gw), text)).await;
+        gw.customer_sends(id, phone, name, text).await;
     }
     gw.run_jobs().await;
     gw.run_jobs().await;
-    let draft_for = |ext: &'static str| {
-        let db = &gw.w.t.owner;
-        async move {
-            sqlx::query_scalar::<_, uuid::Uuid>(
-                "SELECT d.id FROM drafts d JOIN messages m ON m.id = d.reply_to_message_id WHERE m.external_id = $1",
-            )
-            .bind(ext)
-            .fetch_one(db)
-            .await
-            .unwrap()
-        }
-    };
-    let (ana, bia) = (draft_for("Q1").await, draft_for("Q2").await);
+    let (ana, bia) = (
+        gw.draft_replying_to("Q1").await,
+        gw.draft_replying_to("Q2").await,
+    );
     // Three minutes later one draft is approved after an edit, one rejected with a reason.
     gw.w.t.clock.advance(Duration::minutes(3));
     let r =
@@ -985,7 +877,7 @@ async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let id = first_draft(&gw.w.owner).await;
@@ -1055,8 +947,7 @@ async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
         .unwrap();
     assert_eq!(after, before + 1);
     // Another tenant cannot turn this reply into its knowledge.
-    let b = gw.w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let b = gw.w.other_tenant().await;
     let reply = action.split('/').nth(4).unwrap().to_owned();
     let csrf = b.get("/t/clinic-b/knowledge").await.csrf();
     let r = b
@@ -1072,22 +963,21 @@ async fn an_edited_reply_becomes_a_knowledge_entry_after_the_admin_checks_it() {
 async fn the_queue_pages_past_fifty_filters_and_puts_emergencies_first() {
     let gw = TestApp::init().with_knowledge().build().await;
     for i in 0..52 {
-        gw.evo(&evo_text(
+        gw.customer_sends(
             &format!("P{i}"),
             &format!("55119{:08}", 10_000_000 + i),
             &format!("Paciente {i}"),
-            now(&gw),
             "Quanto custa a limpeza?",
-        ))
+        )
         .await;
     }
-    gw.evo(&evo_text(
+    gw.customer_sends_at(
+        gw.now() + 60,
         "E1",
         "5511900000001",
         "Rui",
-        now(&gw) + 60,
         "socorro meu cachorro foi atropelado, vcs atendem agora??",
-    ))
+    )
     .await;
     gw.run_jobs().await;
     gw.run_jobs().await;
@@ -1132,19 +1022,11 @@ async fn the_queue_pages_past_fifty_filters_and_puts_emergencies_first() {
     assert_eq!(esc.len(), 1, "{esc:?}");
     assert!(esc[0].contains("Rui"));
     // Assigned to me: the one conversation I took.
-    let conv: uuid::Uuid =
-        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = 'P7'")
-            .fetch_one(&gw.w.t.owner)
-            .await
-            .unwrap();
-    let me: String = sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'owner@a.test'")
-        .fetch_one(&gw.w.t.owner)
-        .await
-        .unwrap();
-    let page = format!("/t/clinic-a/conversations/{conv}");
+    let conv = gw.conversation_of("P7").await;
+    let me = gw.w.t.user_id("owner@a.test").await.to_string();
     let r =
         gw.w.owner
-            .submit(&page, &format!("{page}/assign"), &[("user", &me)])
+            .on_conversation(conv, "assign", &[("user", &me)])
             .await;
     assert_eq!(r.status, 303);
     let mine = gw.w.owner.get("/t/clinic-a/review?who=mine").await.body;

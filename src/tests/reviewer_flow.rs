@@ -20,7 +20,7 @@ fn pending_draft() -> Setup {
     TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
 }
 
 /// The conversation and its pending draft.
@@ -286,8 +286,7 @@ async fn presence_is_for_reviewers_of_the_tenant_only() {
     );
     assert_eq!(gw.assignee(conv).await, None);
     // Another tenant's reviewer cannot mark itself on this conversation.
-    let b = gw.w.client();
-    b.sign_up("Bea", "bea@b.test", "Clinic B", "clinic-b").await;
+    let b = gw.w.other_tenant().await;
     let csrf = b.get("/t/clinic-b").await.csrf();
     let r = b
         .post(

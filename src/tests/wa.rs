@@ -62,7 +62,11 @@ impl Gw {
     }
 
     pub(super) async fn meta() -> Gw {
-        let w = World::new().await;
+        Self::meta_in(World::new().await).await
+    }
+
+    /// A Meta channel in a world already made.
+    pub(super) async fn meta_in(w: World) -> Gw {
         let gateway = MockServer::start().await;
         // The Meta client talks to the Graph API base from config: point it at the mock.
         let r = w

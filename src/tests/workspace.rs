@@ -9,12 +9,21 @@ use serde_json::json;
 
 use crate::tests::{browser::Browser, harness::TestApp, wa::Gw};
 
+/// A browser with the owner logged in, on the review queue once it shows the R$ 180 draft.
+async fn owner_at_the_queue(gw: &Gw) -> Browser {
+    let b = Browser::start().await;
+    b.log_in(&gw.w.server, "owner@a.test").await;
+    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
+    b.wait_text("#review-list", "R$ 180").await;
+    b
+}
+
 #[tokio::test]
 async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .with_customer(
             "Q2",
             "5511977776666",
@@ -25,10 +34,7 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
         .await;
     let ids = gw.pending_drafts().await;
     assert_eq!(ids.len(), 2);
-    let b = Browser::start().await;
-    b.log_in(&gw.w.server, "owner@a.test").await;
-    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
-    b.wait_text("#review-list", "R$ 180").await;
+    let b = owner_at_the_queue(&gw).await;
     let (a, second) = (&ids[0], &ids[1]);
     // The first card is current on load; Tab from its last control lands in the second.
     b.el(&format!("#draft-{a} [data-action=take-over]"))
@@ -49,13 +55,7 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
         json!([format!("draft-{second}")]),
         "the focused card is the one marked current"
     );
-    b.client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("a")
-        .await
-        .unwrap();
+    b.press("a").await;
     assert!(
         b.wait_text("main", "Approved")
             .await
@@ -77,14 +77,11 @@ async fn tab_into_the_second_card_then_a_approves_that_card_not_the_first() {
 async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_counts() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let ids = gw.pending_drafts().await;
-    let b = Browser::start().await;
-    b.log_in(&gw.w.server, "owner@a.test").await;
-    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
-    b.wait_text("#review-list", "R$ 180").await;
+    let b = owner_at_the_queue(&gw).await;
     assert_eq!(b.text("#review-count").await, "1");
     let area = b.el(&format!("#text-{}", ids[0])).await;
     area.send_keys(" Até breve!").await.unwrap();
@@ -137,14 +134,11 @@ async fn a_draft_arriving_during_an_edit_keeps_the_text_and_focus_and_updates_co
 async fn every_portal_page_fits_a_390px_phone() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let conv = gw.only_conversation().await;
-    let b = Browser::start().await;
-    b.log_in(&gw.w.server, "owner@a.test").await;
-    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
-    b.wait_text("#review-list", "R$ 180").await;
+    let b = owner_at_the_queue(&gw).await;
     b.screenshot("review-queue-desktop").await;
     b.client.set_window_size(390, 844).await.unwrap();
     let width = b
@@ -212,7 +206,7 @@ async fn undo_within_the_window_sends_nothing_and_after_it_the_reply_goes_once()
     let gw = TestApp::init()
         .with_knowledge()
         .with_sends_ok()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let id = gw.pending_drafts().await.remove(0);
@@ -307,8 +301,7 @@ async fn the_undo_window_is_the_tenants_setting() {
     assert_eq!(r.status, 303, "{}", r.body);
     crate::tests::review::clinic_knowledge(&gw.w).await;
     crate::tests::review::mock_send_ok(&gw).await;
-    gw.customer_writes("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
-        .await;
+    gw.ana_writes("Q1", "Quanto custa a limpeza?").await;
     let id = gw.pending_drafts().await.remove(0);
     let r =
         gw.w.owner
@@ -445,14 +438,11 @@ async fn a_refused_retention_setting_keeps_every_typed_value_and_names_each_erro
 async fn question_mark_lists_the_shortcuts_and_e_never_resolves_a_conversation() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .build()
         .await;
     let conv = gw.only_conversation().await;
-    let b = Browser::start().await;
-    b.log_in(&gw.w.server, "owner@a.test").await;
-    b.goto(&gw.w.server.url("/t/clinic-a/review")).await;
-    b.wait_text("#review-list", "R$ 180").await;
+    let b = owner_at_the_queue(&gw).await;
     // `?` opens the list as a modal dialog; keys do nothing behind it; Esc closes it.
     b.el("body").await.send_keys("?").await.unwrap();
     assert!(
@@ -470,13 +460,7 @@ async fn question_mark_lists_the_shortcuts_and_e_never_resolves_a_conversation()
     ] {
         assert!(listed.contains(key), "{key} not in: {listed}");
     }
-    b.client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("a")
-        .await
-        .unwrap();
+    b.press("a").await;
     b.client
         .active_element()
         .await
@@ -602,7 +586,7 @@ async fn a_refused_knowledge_entry_keeps_the_typed_answer_in_its_own_form() {
 async fn typing_in_the_reply_box_holds_the_draft_and_a_colleague_sees_it_live() {
     let gw = TestApp::init()
         .with_knowledge()
-        .with_customer("Q1", "5511988887777", "Ana", "Quanto custa a limpeza?")
+        .with_price_question()
         .with_member("bruno@a.test", Role::Reviewer)
         .build()
         .await;
@@ -678,8 +662,7 @@ async fn a_new_message_joins_the_open_thread_as_a_fragment_and_the_typed_reply_s
     // Let the EventSource connect before anything changes.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    gw.customer_writes("Q2", "5511988887777", "Ana", "Vocês abrem amanhã?")
-        .await;
+    gw.ana_writes("Q2", "Vocês abrem amanhã?").await;
     b.wait_text("#thread", "Vocês abrem amanhã?").await;
     let state = b
         .js("return { typed: document.getElementById('text').value,
