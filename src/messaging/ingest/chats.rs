@@ -24,6 +24,9 @@ pub(super) fn inbound(r: &Row) -> bool {
     !r.p.msg.from_me && !matches!(r.p.msg.kind, crate::gateway::MessageKind::System { .. })
 }
 
+/// A new chat's inbound messages in a batch: their distinct external ids, the newest's time.
+type NewChatCounters<'r> = (std::collections::HashSet<&'r str>, Option<OffsetDateTime>);
+
 /// The conversations this batch created with their counters already set from its inbound
 /// messages (so the messages' insert leaves them alone): for each, how many inbound
 /// messages were counted and when the row was created (`last_message_at` before them).
@@ -60,10 +63,7 @@ pub(super) async fn conversation_of(
     let mut first_row: HashMap<(Uuid, String), usize> = HashMap::new();
     // Per new chat: its inbound messages' distinct external ids and the newest's time (a
     // second copy of a message in the batch is not stored, so not counted).
-    let mut counters: HashMap<
-        (Uuid, String),
-        (std::collections::HashSet<&str>, Option<OffsetDateTime>),
-    > = HashMap::new();
+    let mut counters: HashMap<(Uuid, String), NewChatCounters<'_>> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         let key = (r.channel_id, r.p.chat_index.clone());
         if !conversations.contains_key(&key) {
