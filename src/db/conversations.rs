@@ -80,6 +80,13 @@ pub(crate) struct NewConversationWithChat<'a> {
     pub(crate) conversation: NewConversation<'a>,
     pub(crate) chat_sealed: &'a [u8],
     pub(crate) at: OffsetDateTime,
+    /// What the batch's inbound messages to a new chat make of it, set at insert so the
+    /// messages' insert need not update the row it just created (a non-HOT update, as
+    /// `last_message_at` is indexed): their count, the newest's time, and the latest of
+    /// that and `at`.
+    pub(crate) unread: i32,
+    pub(crate) last_inbound_at: Option<OffsetDateTime>,
+    pub(crate) last_message_at: OffsetDateTime,
 }
 
 /// The conversations of a batch's new chats, created in one statement (in the caller's
@@ -103,11 +110,18 @@ pub(crate) async fn upsert_many(
     let groups: Vec<bool> = rows.iter().map(|r| r.conversation.is_group).collect();
     let sealed: Vec<&[u8]> = rows.iter().map(|r| r.chat_sealed).collect();
     let at: Vec<OffsetDateTime> = rows.iter().map(|r| r.at).collect();
+    let unread: Vec<i32> = rows.iter().map(|r| r.unread).collect();
+    let inbound_at: Vec<Option<OffsetDateTime>> = rows.iter().map(|r| r.last_inbound_at).collect();
+    let last_at: Vec<OffsetDateTime> = rows.iter().map(|r| r.last_message_at).collect();
     let found: Vec<(Uuid, Uuid, String, bool)> = sqlx::query_as(
-        r#"INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, is_group, chat_sealed, last_message_at, created_at)
-           SELECT t.id, t.tenant_id, t.channel_id, t.contact_id, t.chat_index, t.is_group, t.chat_sealed, t.at, t.at
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::bool[], $7::bytea[], $8::timestamptz[])
-                WITH ORDINALITY AS t(id, tenant_id, channel_id, contact_id, chat_index, is_group, chat_sealed, at, n)
+        r#"INSERT INTO conversations (id, tenant_id, channel_id, contact_id, chat_index, is_group, chat_sealed, last_message_at,
+                                      created_at, unread_count, last_inbound_at)
+           SELECT t.id, t.tenant_id, t.channel_id, t.contact_id, t.chat_index, t.is_group, t.chat_sealed, t.last_at, t.at,
+                  t.unread, t.inbound_at
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::bool[], $7::bytea[], $8::timestamptz[],
+                       $9::int4[], $10::timestamptz[], $11::timestamptz[])
+                WITH ORDINALITY AS t(id, tenant_id, channel_id, contact_id, chat_index, is_group, chat_sealed, at, unread,
+                                     inbound_at, last_at, n)
            ORDER BY t.n
            ON CONFLICT (tenant_id, channel_id, chat_index) DO UPDATE SET chat_index = EXCLUDED.chat_index
            RETURNING id, channel_id, chat_index, chat_sealed IS NULL"#,
@@ -120,6 +134,9 @@ pub(crate) async fn upsert_many(
     .bind(&groups)
     .bind(&sealed)
     .bind(&at)
+    .bind(&unread)
+    .bind(&inbound_at)
+    .bind(&last_at)
     .fetch_all(conn)
     .await?;
     // RETURNING's order is not promised: match the answers to the keys.

@@ -83,7 +83,7 @@ pub(crate) async fn insert(
     m: NewMessage<'_>,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
-    Ok(!insert_many(conn, &[(m, now)]).await?.is_empty())
+    Ok(!insert_many(conn, &[(m, now)], &[]).await?.is_empty())
 }
 
 /// Inserts many messages in one statement (ingestion's group commit), each with its own
@@ -94,6 +94,7 @@ pub(crate) async fn insert(
 pub(crate) async fn insert_many(
     conn: &mut PgConnection,
     rows: &[(NewMessage<'_>, OffsetDateTime)],
+    counted: &[Uuid],
 ) -> sqlx::Result<Vec<Uuid>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -125,7 +126,7 @@ pub(crate) async fn insert_many(
     let sent_at = col!(|(m, _)| m.sent_at);
     let created_at = col!(|(_, at)| *at);
     let extra = col!(|(m, _)| m.extra_sealed.clone());
-    sqlx::query_scalar!(
+    sqlx::query_scalar(
         r#"WITH m AS (
            INSERT INTO messages (id, tenant_id, conversation_id, channel_id, contact_id, external_id, direction, author,
                                  author_user_id, kind, body_sealed, media_kind, media_mime, media_source_sealed, media_state,
@@ -142,33 +143,34 @@ pub(crate) async fn insert_many(
                   last_inbound_at = GREATEST(COALESCE(c.last_inbound_at, i.newest), i.newest)
            FROM (SELECT conversation_id, count(*)::int AS n, max(sent_at) AS newest
                  FROM m WHERE direction = 'in' AND author <> 'system' GROUP BY conversation_id) i
-           WHERE c.id = i.conversation_id
+           WHERE c.id = i.conversation_id AND c.id <> ALL ($23::uuid[])
            RETURNING c.id
            )
-           SELECT id AS "id!" FROM m"#,
-        &ids,
-        &tenants,
-        &conversations,
-        &channels,
-        &contacts,
-        &external as &[Option<String>],
-        &direction,
-        &author,
-        &author_user as &[Option<Uuid>],
-        &kind,
-        &body as &[Option<Vec<u8>>],
-        &media_kind as &[Option<String>],
-        &media_mime as &[Option<String>],
-        &media_source as &[Option<Vec<u8>>],
-        &media_state as &[Option<String>],
-        &quoted as &[Option<String>],
-        &sender as &[Option<Vec<u8>>],
-        &status,
-        &rank,
-        &sent_at,
-        &created_at,
-        &extra as &[Option<Vec<u8>>]
+           SELECT id FROM m"#,
     )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&conversations)
+    .bind(&channels)
+    .bind(&contacts)
+    .bind(&external)
+    .bind(&direction)
+    .bind(&author)
+    .bind(&author_user)
+    .bind(&kind)
+    .bind(&body)
+    .bind(&media_kind)
+    .bind(&media_mime)
+    .bind(&media_source)
+    .bind(&media_state)
+    .bind(&quoted)
+    .bind(&sender)
+    .bind(&status)
+    .bind(&rank)
+    .bind(&sent_at)
+    .bind(&created_at)
+    .bind(&extra)
+    .bind(counted)
     .fetch_all(conn)
     .await
 }

@@ -269,10 +269,14 @@ pub(crate) async fn apply(
     let (rows, rest) = contacts::resolve(state, tx, tenant_id, deliveries).await?;
 
     // 2. Conversations: one locking read, the new chats created in one statement.
-    let conversation_of = chats::conversation_of(state, tx, tenant_id, &rows).await?;
+    // A new chat is created with its unread count and times already set from the batch's
+    // messages, so the messages' insert does not update the row just inserted.
+    let (conversation_of, counted) = chats::conversation_of(state, tx, tenant_id, &rows).await?;
 
     // 3. Messages, in one statement (a duplicate external id is not stored again).
-    let stored = stored::insert(tx, tenant_id, &rows, &conversation_of).await?;
+    let created: Vec<Uuid> = counted.created.keys().copied().collect();
+    let stored = stored::insert(tx, tenant_id, &rows, &conversation_of, &created).await?;
+    chats::settle_counted(tx, &rows, &conversation_of, &stored, &counted).await?;
 
     // 4. What the stored messages cause.
     let mut received = Vec::new();

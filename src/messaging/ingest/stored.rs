@@ -182,11 +182,15 @@ pub(super) async fn insert(
     tenant_id: Uuid,
     rows: &[Row],
     conversation_of: &[Uuid],
+    counted: &[Uuid],
 ) -> anyhow::Result<HashSet<Uuid>> {
     let new: Vec<(NewMessage<'_>, OffsetDateTime)> = rows
         .iter()
         .zip(conversation_of)
         .map(|(r, c)| (new_message(tenant_id, r, *c), r.now))
         .collect();
-    Ok(messages::insert_many(tx, &new).await?.into_iter().collect())
+    Ok(messages::insert_many(tx, &new, counted)
+        .await?
+        .into_iter()
+        .collect())
 }
