@@ -921,6 +921,20 @@ impl Scene {
 /// Typed reads of what tests check, instead of the same SQL in every file (as the owner:
 /// every tenant's rows).
 impl Gw {
+    /// One value read as the owner (every tenant's rows): what the typed reads below share.
+    async fn one<'a, T, A>(&'a self, sql: &'a str, arg: A) -> T
+    where
+        T: Send + Unpin,
+        (T,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+        A: 'a + Send + sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        sqlx::query_scalar(sql)
+            .bind(arg)
+            .fetch_one(&self.w.t.owner)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// A customer's message (an Evolution text, sent now) arrives; its jobs wait.
     pub(super) async fn customer_sends(&self, id: &str, phone: &str, name: &str, text: &str) {
         self.customer_sends_at(self.now(), id, phone, name, text)
@@ -988,29 +1002,26 @@ impl Gw {
     }
 
     pub(super) async fn tenant_id(&self, slug: &str) -> Uuid {
-        sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
-            .bind(slug)
-            .fetch_one(&self.w.t.owner)
+        self.one("SELECT id FROM tenants WHERE slug = $1", slug)
             .await
-            .unwrap()
     }
 
     /// The contact whose message has this webhook id.
     pub(super) async fn contact_of(&self, external_id: &str) -> Uuid {
-        sqlx::query_scalar("SELECT contact_id FROM messages WHERE external_id = $1")
-            .bind(external_id)
-            .fetch_one(&self.w.t.owner)
-            .await
-            .unwrap()
+        self.one(
+            "SELECT contact_id FROM messages WHERE external_id = $1",
+            external_id,
+        )
+        .await
     }
 
     /// A contact's conversation (panics unless it has one).
     pub(super) async fn conversation_with(&self, contact: Uuid) -> Uuid {
-        sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
-            .bind(contact)
-            .fetch_one(&self.w.t.owner)
-            .await
-            .unwrap()
+        self.one(
+            "SELECT id FROM conversations WHERE contact_id = $1",
+            contact,
+        )
+        .await
     }
 
     /// The status of the only privacy request (`received`, `verified`, `completed`, …).
@@ -1023,11 +1034,11 @@ impl Gw {
 
     /// The conversation the message with this webhook id went to.
     pub(super) async fn conversation_of(&self, external_id: &str) -> Uuid {
-        sqlx::query_scalar("SELECT conversation_id FROM messages WHERE external_id = $1")
-            .bind(external_id)
-            .fetch_one(&self.w.t.owner)
-            .await
-            .unwrap()
+        self.one(
+            "SELECT conversation_id FROM messages WHERE external_id = $1",
+            external_id,
+        )
+        .await
     }
 
     /// The drafts waiting for review, oldest first.
@@ -1065,11 +1076,7 @@ impl Gw {
     }
 
     pub(super) async fn draft_state(&self, id: Uuid) -> String {
-        sqlx::query_scalar("SELECT state FROM drafts WHERE id = $1")
-            .bind(id)
-            .fetch_one(&self.w.t.owner)
-            .await
-            .unwrap()
+        self.one("SELECT state FROM drafts WHERE id = $1", id).await
     }
 
     /// The email of the member a conversation is assigned to.
@@ -1148,47 +1155,35 @@ impl Gw {
 
     /// A message's status.
     pub(super) async fn message_status(&self, id: Uuid) -> String {
-        sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_one(&self.w.t.owner)
+        self.one("SELECT status FROM messages WHERE id = $1", id)
             .await
-            .unwrap()
     }
 
     /// How many jobs of this kind there are, in any state.
     pub(super) async fn jobs_of(&self, kind: &str) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = $1")
-            .bind(kind)
-            .fetch_one(&self.w.t.owner)
+        self.one("SELECT count(*) FROM jobs WHERE kind = $1", kind)
             .await
-            .unwrap()
     }
 
     /// How many jobs of this kind wait to run (state `pending`).
     pub(super) async fn pending_jobs(&self, kind: &str) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = $1 AND state = 'pending'")
-            .bind(kind)
-            .fetch_one(&self.w.t.owner)
-            .await
-            .unwrap()
+        self.one(
+            "SELECT count(*) FROM jobs WHERE kind = $1 AND state = 'pending'",
+            kind,
+        )
+        .await
     }
 
     /// What a conversation is flagged for in the inbox (an escalation reason), if anything.
     pub(super) async fn attention(&self, conv: Uuid) -> Option<String> {
-        sqlx::query_scalar("SELECT attention FROM conversations WHERE id = $1")
-            .bind(conv)
-            .fetch_one(&self.w.t.owner)
+        self.one("SELECT attention FROM conversations WHERE id = $1", conv)
             .await
-            .unwrap()
     }
 
     /// Who owns a conversation (`ai` or `human`).
     pub(super) async fn ownership(&self, conv: Uuid) -> String {
-        sqlx::query_scalar("SELECT ownership FROM conversations WHERE id = $1")
-            .bind(conv)
-            .fetch_one(&self.w.t.owner)
+        self.one("SELECT ownership FROM conversations WHERE id = $1", conv)
             .await
-            .unwrap()
     }
 }
 

@@ -57,20 +57,26 @@ async fn stored_ids(gw: &Gw) -> Vec<String> {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_full_ingest_queue_answers_503_with_retry_after_and_loses_nothing() {
-    // Two deliveries may wait for a writer; the age bound is out of the way.
-    let gw = Gw::evolution_with(|c| {
-        c.ingest.max_queued = 2;
+/// A gateway world whose ingest queue holds `max_queued` deliveries (the age bound out of
+/// the way), with the conversation of [`PHONE`] stored ("FIRST"); and the time it was sent.
+async fn queue_of(max_queued: usize) -> (std::sync::Arc<Gw>, i64) {
+    let gw = Gw::evolution_with(move |c| {
+        c.ingest.max_queued = max_queued;
         c.ingest.max_wait = std::time::Duration::from_secs(3600);
     })
     .await;
-    let gw = std::sync::Arc::new(gw);
     let ts = now(&gw);
     assert_eq!(
         gw.evo(&evo_text("FIRST", PHONE, "Ana", ts, "oi")).await.0,
         200
     );
+    (std::sync::Arc::new(gw), ts)
+}
+
+#[tokio::test]
+async fn a_full_ingest_queue_answers_503_with_retry_after_and_loses_nothing() {
+    // Two deliveries may wait for a writer; the age bound is out of the way.
+    let (gw, ts) = queue_of(2).await;
 
     // The writers stall on the conversation; a burst arrives meanwhile.
     let lock = lock_conversations(&gw).await;
@@ -365,17 +371,7 @@ async fn a_hung_redis_is_cut_off_after_one_failure_and_found_again() {
 /// the same bytes are read again and refused for what they are.
 #[tokio::test]
 async fn past_the_bound_a_delivery_is_refused_before_it_is_read() {
-    let gw = Gw::evolution_with(|c| {
-        c.ingest.max_queued = 1;
-        c.ingest.max_wait = std::time::Duration::from_secs(3600);
-    })
-    .await;
-    let gw = std::sync::Arc::new(gw);
-    let ts = now(&gw);
-    assert_eq!(
-        gw.evo(&evo_text("FIRST", PHONE, "Ana", ts, "oi")).await.0,
-        200
-    );
+    let (gw, ts) = queue_of(1).await;
     let lock = lock_conversations(&gw).await;
     let ingest = gw.w.t.wiring.ingest.clone();
     // Both writers stall on a delivery each; a third waits in the queue: it is full.
